@@ -1,0 +1,306 @@
+//! Request extractors that turn bad input into problem+json instead of actix's defaults:
+//! malformed JSON → 400, wrong shapes and unknown fields → 422 naming the field,
+//! oversized bodies → 413, wrong media type → 415.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest};
+use futures_util::StreamExt;
+use serde::de::DeserializeOwned;
+
+use crate::error::{ApiError, FieldError};
+
+/// Largest accepted JSON body.
+pub const MAX_JSON_BODY: usize = 256 * 1024;
+
+/// Input validation beyond what the type system says (lengths, formats, ranges).
+pub trait Validate {
+    fn validate(&self, checks: &mut Checks);
+}
+
+/// A JSON body, deserialized strictly and validated.
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<T> ApiJson<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+impl<T: DeserializeOwned + Validate + 'static> FromRequest for ApiJson<T> {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_ascii_lowercase);
+        let declared_len = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let mut payload = payload.take();
+        Box::pin(async move {
+            match content_type.as_deref() {
+                Some(ct) if is_json(ct) => {}
+                Some(ct) => {
+                    return Err(ApiError::UnsupportedMediaType(format!(
+                        "expected application/json, got {ct}"
+                    )));
+                }
+                None => {
+                    return Err(ApiError::UnsupportedMediaType(
+                        "expected a Content-Type of application/json".to_string(),
+                    ));
+                }
+            }
+            if declared_len.is_some_and(|len| len > MAX_JSON_BODY) {
+                return Err(ApiError::PayloadTooLarge { limit: MAX_JSON_BODY });
+            }
+            let mut body = Vec::with_capacity(declared_len.unwrap_or(1024).min(MAX_JSON_BODY));
+            while let Some(chunk) = payload.next().await {
+                let chunk = chunk.map_err(|e| ApiError::bad_request("unreadable_body", e.to_string()))?;
+                if body.len() + chunk.len() > MAX_JSON_BODY {
+                    return Err(ApiError::PayloadTooLarge { limit: MAX_JSON_BODY });
+                }
+                body.extend_from_slice(&chunk);
+            }
+            let value = parse_json::<T>(&body)?;
+            let mut checks = Checks::default();
+            value.validate(&mut checks);
+            checks.finish()?;
+            Ok(ApiJson(value))
+        })
+    }
+}
+
+fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+/// Strict JSON parsing with the path of the first offending field.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request("malformed_json", "the request body is empty; expected a JSON object"));
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    match serde_path_to_error::deserialize::<_, T>(&mut de).and_then(|v| {
+        de.end().map_err(|e| serde_path_to_error::Error::new(serde_path_to_error::Path::empty(), e))?;
+        Ok(v)
+    }) {
+        Ok(v) => Ok(v),
+        Err(err) => {
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            match inner.classify() {
+                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => Err(
+                    ApiError::bad_request("malformed_json", format!("the request body is not valid JSON: {inner}")),
+                ),
+                serde_json::error::Category::Io => Err(ApiError::bad_request("unreadable_body", inner.to_string())),
+                serde_json::error::Category::Data => {
+                    let message = strip_position(&inner.to_string());
+                    let code = if message.starts_with("unknown field") {
+                        "unknown_field"
+                    } else if message.starts_with("missing field") {
+                        "required"
+                    } else {
+                        "invalid_value"
+                    };
+                    let field = if path == "." || path.is_empty() {
+                        missing_field_name(&message).unwrap_or_else(|| "body".to_string())
+                    } else if code == "required" {
+                        missing_field_name(&message)
+                            .map(|f| format!("{path}.{f}"))
+                            .unwrap_or(path)
+                    } else {
+                        path
+                    };
+                    Err(ApiError::Validation(vec![FieldError::new(field, code, message)]))
+                }
+            }
+        }
+    }
+}
+
+fn strip_position(message: &str) -> String {
+    match message.find(" at line ") {
+        Some(i) => message[..i].to_string(),
+        None => message.to_string(),
+    }
+}
+
+fn missing_field_name(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("missing field `")?;
+    Some(rest.split('`').next()?.to_string())
+}
+
+/// Collects field errors so a client learns about all of them at once.
+#[derive(Debug, Default)]
+pub struct Checks(Vec<FieldError>);
+
+impl Checks {
+    pub fn fail(&mut self, field: &str, code: &str, message: impl Into<String>) {
+        self.0.push(FieldError::new(field, code, message));
+    }
+
+    /// Trimmed text between `min` and `max` characters, with no control characters.
+    pub fn text(&mut self, field: &str, value: &str, min: usize, max: usize) {
+        let len = value.trim().chars().count();
+        if len < min {
+            if min == 1 {
+                self.fail(field, "required", "must not be empty");
+            } else {
+                self.fail(field, "too_short", format!("must be at least {min} characters"));
+            }
+        } else if value.chars().count() > max {
+            self.fail(field, "too_long", format!("must be at most {max} characters"));
+        } else if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+            self.fail(field, "invalid_characters", "must not contain control characters");
+        }
+    }
+
+    pub fn optional_text(&mut self, field: &str, value: Option<&str>, min: usize, max: usize) {
+        if let Some(v) = value {
+            self.text(field, v, min, max);
+        }
+    }
+
+    pub fn email(&mut self, field: &str, value: &str) {
+        if !entity::user::is_plausible_email(&entity::user::normalize_email(value)) {
+            self.fail(field, "invalid_format", "not a plausible email address");
+        }
+    }
+
+    pub fn time_zone(&mut self, field: &str, value: &str) {
+        if value.parse::<chrono_tz::Tz>().is_err() {
+            self.fail(field, "invalid_time_zone", "must be an IANA time zone name such as Europe/Berlin");
+        }
+    }
+
+    pub fn password(&mut self, field: &str, value: &str) {
+        let len = value.chars().count();
+        if len < entity::user::MIN_PASSWORD_LEN {
+            self.fail(
+                field,
+                "too_short",
+                format!("must be at least {} characters", entity::user::MIN_PASSWORD_LEN),
+            );
+        } else if len > 256 {
+            self.fail(field, "too_long", "must be at most 256 characters");
+        }
+    }
+
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self.0))
+        }
+    }
+}
+
+/// Query-string problems: 422 naming the parameter (actix would answer a bare 400).
+pub fn query_error(err: actix_web::error::QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    let message = err.to_string();
+    let field = message
+        .split('`')
+        .nth(1)
+        .filter(|_| message.contains("field"))
+        .unwrap_or("query")
+        .to_string();
+    ApiError::Validation(vec![FieldError::new(field, "invalid_query", message)]).into()
+}
+
+/// A path segment that does not parse (e.g. a non-numeric id) names no resource.
+pub fn path_error(_err: actix_web::error::PathError, _req: &HttpRequest) -> actix_web::Error {
+    ApiError::NotFound.into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        inner: Option<Inner>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Inner {
+        count: u32,
+    }
+
+    fn fields(err: ApiError) -> Vec<(String, String)> {
+        match err {
+            ApiError::Validation(f) => f.into_iter().map(|f| (f.field, f.code)).collect(),
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn broken_json_is_a_bad_request() {
+        let err = parse_json::<Body>(br#"{"name": "#).unwrap_err();
+        assert!(matches!(err, ApiError::BadRequest { code: "malformed_json", .. }));
+    }
+
+    #[test]
+    fn trailing_garbage_is_a_bad_request() {
+        let err = parse_json::<Body>(br#"{"name": "a"} x"#).unwrap_err();
+        assert!(matches!(err, ApiError::BadRequest { code: "malformed_json", .. }));
+    }
+
+    #[test]
+    fn an_unknown_field_is_named() {
+        let err = parse_json::<Body>(br#"{"name": "a", "colour": 1}"#).unwrap_err();
+        assert_eq!(fields(err), vec![("colour".into(), "unknown_field".into())]);
+    }
+
+    #[test]
+    fn a_missing_field_is_named() {
+        let err = parse_json::<Body>(br#"{}"#).unwrap_err();
+        assert_eq!(fields(err), vec![("name".into(), "required".into())]);
+    }
+
+    #[test]
+    fn a_nested_wrong_type_is_named_by_its_path() {
+        let err = parse_json::<Body>(br#"{"name": "a", "inner": {"count": -1}}"#).unwrap_err();
+        assert_eq!(fields(err), vec![("inner.count".into(), "invalid_value".into())]);
+    }
+
+    #[test]
+    fn text_checks_collect_every_problem() {
+        let mut c = Checks::default();
+        c.text("a", "  ", 1, 10);
+        c.text("b", "eleven char", 1, 10);
+        c.text("c", "bell\u{7}", 1, 10);
+        c.time_zone("d", "Mars/Olympus");
+        c.time_zone("e", "Europe/Berlin");
+        let codes: Vec<String> = match c.finish().unwrap_err() {
+            ApiError::Validation(f) => f.into_iter().map(|f| f.code).collect(),
+            _ => unreachable!(),
+        };
+        assert_eq!(codes, ["required", "too_long", "invalid_characters", "invalid_time_zone"]);
+    }
+
+    #[test]
+    fn json_media_types_are_recognized() {
+        assert!(is_json("application/json"));
+        assert!(is_json("application/json; charset=utf-8"));
+        assert!(is_json("application/merge-patch+json"));
+        assert!(!is_json("text/plain"));
+    }
+}

@@ -1,0 +1,30 @@
+//! One entry of an organization's append-only, hash-chained audit trail.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "audit_events")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub org_id: i64,
+    /// Position in the organization's chain, from 1 without gaps.
+    pub seq: i64,
+    /// `None` for acts of the system itself (bootstrap, worker jobs).
+    pub actor_user_id: Option<i64>,
+    pub entity_type: String,
+    pub entity_id: String,
+    pub action: String,
+    pub before: Option<Json>,
+    pub after: Option<Json>,
+    pub reason: Option<String>,
+    pub request_id: Option<String>,
+    pub occurred_at: DateTimeUtc,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

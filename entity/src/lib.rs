@@ -1,0 +1,15 @@
+//! Persistence models, status enums and the pure domain rules shared by the api and the
+//! worker. Nothing in here knows about HTTP.
+
+pub mod api_token;
+pub mod audit;
+pub mod audit_chain_head;
+pub mod audit_event;
+pub mod clock;
+pub mod enums;
+pub mod organization;
+pub mod signature;
+pub mod user;
+pub mod worker_heartbeat;
+
+pub use enums::{OrgKind, Role, SignatureMeaning, SignedRecordType};

@@ -1,0 +1,61 @@
+//! Electronic signatures (21 CFR Part 11 style): who signed what, when, meaning what,
+//! bound to the record by the record's hash at signing time.
+
+use crate::enums::{Role, SignatureMeaning, SignedRecordType};
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "signatures")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub org_id: i64,
+    pub signer_user_id: i64,
+    /// The signer's name as it was when signing (§11.50 requires the printed name).
+    pub signer_name: String,
+    pub meaning: SignatureMeaning,
+    pub record_type: SignedRecordType,
+    pub record_id: String,
+    /// SHA-256 of the signed record's content, so a later change to the record shows.
+    pub record_hash: String,
+    pub reason: Option<String>,
+    pub signed_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
+
+/// May a user with `role` sign `record_type` with `meaning`? Signatures are for people
+/// accountable for decisions: quality and program managers; admins review the audit trail.
+pub fn may_sign(role: Role, record_type: SignedRecordType, meaning: SignatureMeaning) -> bool {
+    match record_type {
+        SignedRecordType::AuditEvent => {
+            matches!(meaning, SignatureMeaning::Reviewed | SignatureMeaning::Verified)
+                && matches!(role, Role::Quality | Role::Admin)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_quality_and_admin_review_the_audit_trail() {
+        let rt = SignedRecordType::AuditEvent;
+        assert!(may_sign(Role::Quality, rt, SignatureMeaning::Reviewed));
+        assert!(may_sign(Role::Admin, rt, SignatureMeaning::Verified));
+        assert!(!may_sign(Role::ProgramManager, rt, SignatureMeaning::Reviewed));
+        assert!(!may_sign(Role::Contributor, rt, SignatureMeaning::Reviewed));
+        assert!(!may_sign(Role::Viewer, rt, SignatureMeaning::Reviewed));
+    }
+
+    #[test]
+    fn an_audit_event_is_reviewed_not_approved() {
+        let rt = SignedRecordType::AuditEvent;
+        assert!(!may_sign(Role::Quality, rt, SignatureMeaning::Approved));
+        assert!(!may_sign(Role::Quality, rt, SignatureMeaning::Rejected));
+    }
+}

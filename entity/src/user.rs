@@ -1,0 +1,87 @@
+//! A person (or service account) belonging to exactly one organization.
+
+use crate::enums::Role;
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "users")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub org_id: i64,
+    /// Lower-cased; unique across all organizations so that email links are unambiguous.
+    #[sea_orm(unique)]
+    pub email: String,
+    pub display_name: String,
+    pub role: Role,
+    /// IANA time zone name used for the emails this user receives.
+    pub time_zone: String,
+    /// Argon2 PHC string; `None` until a password is set (needed only for e-signatures).
+    pub password_hash: Option<String>,
+    pub active: bool,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+    pub version: i32,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::organization::Entity",
+        from = "Column::OrgId",
+        to = "super::organization::Column::Id"
+    )]
+    Organization,
+}
+
+impl Related<super::organization::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Organization.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}
+
+/// Emails compare case-insensitively; store them trimmed and lower-cased.
+pub fn normalize_email(raw: &str) -> String {
+    raw.trim().to_lowercase()
+}
+
+/// A deliberately simple shape check: one `@`, a non-empty local part, a domain with a dot,
+/// no whitespace. Deliverability is the SMTP server's business.
+pub fn is_plausible_email(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && !domain.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !email.chars().any(char::is_whitespace)
+        && email.len() <= 254
+}
+
+/// Minimum password policy for signing passwords.
+pub const MIN_PASSWORD_LEN: usize = 12;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_normalized_to_lower_case() {
+        assert_eq!(normalize_email("  QA.Lead@Acme.Test "), "qa.lead@acme.test");
+    }
+
+    #[test]
+    fn plausible_emails_are_accepted_and_garbage_is_not() {
+        assert!(is_plausible_email("qa@acme.test"));
+        assert!(!is_plausible_email("qa@acme"));
+        assert!(!is_plausible_email("@acme.test"));
+        assert!(!is_plausible_email("qa@@acme.test"));
+        assert!(!is_plausible_email("q a@acme.test"));
+        assert!(!is_plausible_email("qa@.test"));
+        assert!(!is_plausible_email("no-at-sign"));
+    }
+}

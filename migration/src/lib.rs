@@ -1,0 +1,58 @@
+//! Schema migrations for SQLite and PostgreSQL, one migration per file.
+
+pub use sea_orm_migration::prelude::*;
+use sea_orm::{DatabaseConnection, DbBackend, Statement, TransactionTrait};
+
+mod m20261123_000001_create_organizations;
+mod m20261123_000002_create_users;
+mod m20261123_000003_create_api_tokens;
+mod m20261123_000004_create_audit_trail;
+mod m20261123_000005_create_signatures;
+mod m20261123_000006_create_worker_heartbeats;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261123_000001_create_organizations::Migration),
+            Box::new(m20261123_000002_create_users::Migration),
+            Box::new(m20261123_000003_create_api_tokens::Migration),
+            Box::new(m20261123_000004_create_audit_trail::Migration),
+            Box::new(m20261123_000005_create_signatures::Migration),
+            Box::new(m20261123_000006_create_worker_heartbeats::Migration),
+        ]
+    }
+}
+
+/// Arbitrary constant naming the PostgreSQL advisory lock that serializes migrations.
+const MIGRATION_LOCK_KEY: i64 = 0x00c0_0ee0_0001;
+
+/// Applies pending migrations. Safe when several api and worker instances start at once:
+/// on PostgreSQL they queue on an advisory lock inside one transaction (DDL is
+/// transactional there); SQLite serializes writers by itself.
+pub async fn migrate_up(db: &DatabaseConnection) -> Result<(), DbErr> {
+    match db.get_database_backend() {
+        DbBackend::Postgres => {
+            let txn = db.begin().await?;
+            txn.execute_raw(Statement::from_string(
+                DbBackend::Postgres,
+                format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"),
+            ))
+            .await?;
+            Migrator::up(&txn, None).await?;
+            txn.commit().await
+        }
+        _ => Migrator::up(db, None).await,
+    }
+}
+
+/// Names of migrations not applied yet (read-only: creates nothing).
+pub async fn pending(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
+    Ok(Migrator::get_pending_migrations_read_only(db)
+        .await?
+        .into_iter()
+        .map(|m| m.name().to_string())
+        .collect())
+}

@@ -1,0 +1,63 @@
+//! `cmo-migrate`: apply, roll back or inspect schema migrations.
+
+use clap::{Parser, Subcommand};
+use migration::{Migrator, MigratorTrait};
+
+#[derive(Parser)]
+#[command(name = "cmo-migrate", about = "Schema migrations for cmo-orchestrator")]
+struct Cli {
+    /// Database URL (sqlite://cmo.db?mode=rwc or postgres://user:pass@host/db).
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://cmo.db?mode=rwc")]
+    database_url: String,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply all pending migrations (the default).
+    Up,
+    /// Roll back the given number of migrations (default 1).
+    Down {
+        #[arg(default_value_t = 1)]
+        steps: u32,
+    },
+    /// List migrations that are not applied yet.
+    Status,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("cmo-migrate: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), sea_orm::DbErr> {
+    let db = sea_orm::Database::connect(&cli.database_url).await?;
+    match cli.command.unwrap_or(Command::Up) {
+        Command::Up => {
+            migration::migrate_up(&db).await?;
+            println!("all migrations applied");
+        }
+        Command::Down { steps } => {
+            Migrator::down(&db, Some(steps)).await?;
+            println!("rolled back {steps} migration(s)");
+        }
+        Command::Status => {
+            let pending = migration::pending(&db).await?;
+            if pending.is_empty() {
+                println!("no pending migrations");
+            }
+            for name in pending {
+                println!("pending: {name}");
+            }
+        }
+    }
+    Ok(())
+}
