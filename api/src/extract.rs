@@ -92,10 +92,16 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         return Err(ApiError::bad_request("malformed_json", "the request body is empty; expected a JSON object"));
     }
     let mut de = serde_json::Deserializer::from_slice(body);
-    match serde_path_to_error::deserialize::<_, T>(&mut de).and_then(|v| {
-        de.end().map_err(|e| serde_path_to_error::Error::new(serde_path_to_error::Path::empty(), e))?;
-        Ok(v)
-    }) {
+    let parsed = serde_path_to_error::deserialize::<_, T>(&mut de);
+    if parsed.is_ok()
+        && let Err(trailing) = de.end()
+    {
+        return Err(ApiError::bad_request(
+            "malformed_json",
+            format!("the request body is not valid JSON: {trailing}"),
+        ));
+    }
+    match parsed {
         Ok(v) => Ok(v),
         Err(err) => {
             let path = err.path().to_string();

@@ -1,0 +1,20 @@
+//! The cmo-orchestrator HTTP API (library half of `cmo-api`; tests start it in-process).
+
+pub mod app;
+pub mod auth;
+pub mod bootstrap;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod extract;
+pub mod fallback;
+pub mod metrics;
+pub mod middleware;
+pub mod openapi;
+pub mod provisioning;
+pub mod request_id;
+pub mod routes;
+pub mod secrets;
+pub mod signing;
+pub mod state;
+pub mod telemetry;

@@ -1,1 +1,152 @@
-fn main(){}
+//! `cmo-api`: serve the API, bootstrap an empty database, or print the OpenAPI document.
+
+use std::net::TcpListener;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use api::app::{ServerOptions, build_server};
+use api::bootstrap::{BootstrapRequest, bootstrap};
+use api::config::{DatabaseArgs, ServeArgs, TelemetryArgs};
+use api::state::AppState;
+use clap::{Parser, Subcommand};
+use entity::clock::{Clock, SystemClock};
+
+#[derive(Parser)]
+#[command(name = "cmo-api", version, about = "cmo-orchestrator HTTP API")]
+struct Cli {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    #[command(flatten)]
+    telemetry: TelemetryArgs,
+    #[command(flatten)]
+    serve: ServeArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (the default).
+    Serve,
+    /// Create the first sponsor organization, its admin user and an API token.
+    /// Refuses when the database already holds data.
+    Bootstrap {
+        /// Name of the sponsor organization.
+        #[arg(long)]
+        org: String,
+        /// Email of the first admin.
+        #[arg(long)]
+        email: String,
+        /// Display name of the first admin (default: the email's local part).
+        #[arg(long)]
+        name: Option<String>,
+        /// IANA time zone of the admin.
+        #[arg(long, default_value = "UTC")]
+        time_zone: String,
+        /// Print the result as JSON (for scripts).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the OpenAPI document to stdout.
+    Openapi,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Command::Openapi) = cli.command {
+        print!("{}", api::openapi::document_json());
+        return ExitCode::SUCCESS;
+    }
+    api::telemetry::init(&cli.telemetry);
+    let result = match cli.command {
+        Some(Command::Bootstrap {
+            org,
+            email,
+            name,
+            time_zone,
+            json,
+        }) => run_bootstrap(&cli.database, org, email, name, time_zone, json),
+        _ => serve(cli.database, cli.serve),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("cmo-api: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(database: DatabaseArgs, serve: ServeArgs) -> Result<(), String> {
+    actix_web::rt::System::new().block_on(async move {
+        let db = api::db::connect_and_migrate(&database).await.map_err(|e| e.to_string())?;
+        let listener = TcpListener::bind(&serve.bind).map_err(|e| format!("cannot bind {}: {e}", serve.bind))?;
+        tracing::info!(address = %serve.bind, "cmo-api listening");
+        let state = AppState {
+            db: db.clone(),
+            clock: Arc::new(SystemClock),
+            metrics: Arc::default(),
+            public_base_url: serve.public_base_url.trim_end_matches('/').into(),
+        };
+        let options = ServerOptions {
+            workers: serve.http_workers,
+            shutdown_timeout: Duration::from_secs(serve.shutdown_timeout_secs),
+        };
+        build_server(state, listener, options)
+            .map_err(|e| e.to_string())?
+            .await
+            .map_err(|e| e.to_string())?;
+        tracing::info!("cmo-api stopped");
+        let _ = db.close().await;
+        Ok(())
+    })
+}
+
+fn run_bootstrap(
+    database: &DatabaseArgs,
+    org: String,
+    email: String,
+    name: Option<String>,
+    time_zone: String,
+    json: bool,
+) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async move {
+        let db = api::db::connect_and_migrate(database).await.map_err(|e| e.to_string())?;
+        let admin_name = name.unwrap_or_else(|| email.split('@').next().unwrap_or(&email).to_string());
+        let done = bootstrap(
+            &db,
+            BootstrapRequest {
+                org_name: org,
+                admin_email: email,
+                admin_name,
+                time_zone,
+                now: SystemClock.now(),
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "organization_id": done.organization.id,
+                    "user_id": done.admin.id,
+                    "token": done.secret,
+                })
+            );
+        } else {
+            println!(
+                "Created sponsor organization \"{}\" (id {}) with admin {} (id {}).",
+                done.organization.name, done.organization.id, done.admin.email, done.admin.id
+            );
+            println!("API token (shown once, keep it safe):");
+            println!("{}", done.secret);
+        }
+        Ok(())
+    })
+}

@@ -5,6 +5,7 @@ pub mod api_token;
 pub mod audit;
 pub mod audit_chain_head;
 pub mod audit_event;
+pub mod audit_trail;
 pub mod clock;
 pub mod enums;
 pub mod organization;

@@ -1,0 +1,50 @@
+//! Assembling and running the HTTP server.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer, web};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::extract::{path_error, query_error};
+use crate::fallback::{RouteTable, not_matched};
+use crate::state::AppState;
+
+pub struct ServerOptions {
+    pub workers: Option<usize>,
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            workers: None,
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Builds the server on an already bound listener (tests bind port 0). The server stops
+/// gracefully on SIGTERM/SIGINT, letting in-flight requests finish.
+pub fn build_server(state: AppState, listener: TcpListener, options: ServerOptions) -> std::io::Result<Server> {
+    let state = web::Data::new(state);
+    let mut server = HttpServer::new(move || {
+        let base = App::new()
+            .app_data(state.clone())
+            .app_data(web::QueryConfig::default().error_handler(query_error))
+            .app_data(web::PathConfig::default().error_handler(path_error));
+        let (app, doc) = crate::openapi::register(base);
+        app.app_data(web::Data::new(RouteTable::from_openapi(&doc)))
+            .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", doc))
+            .default_service(web::to(not_matched))
+            .wrap(from_fn(crate::middleware::envelope))
+    })
+    .listen(listener)?
+    .shutdown_timeout(options.shutdown_timeout.as_secs());
+    if let Some(workers) = options.workers {
+        server = server.workers(workers.max(1));
+    }
+    Ok(server.run())
+}

@@ -1,0 +1,191 @@
+//! Authentication (bearer tokens) and the tenancy guard.
+//!
+//! Every authenticated handler takes an [`AuthContext`]. Data access goes through
+//! [`scoped`] / [`find_scoped`], which add the caller's tenancy condition to the query, so
+//! another organization's record is simply not found (404) rather than forbidden.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, web};
+use chrono::TimeDelta;
+use entity::audit_trail::Actor;
+use entity::{api_token, audit_event, organization, signature, user};
+use sea_orm::sea_query::IntoCondition;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
+    PrimaryKeyTrait, QueryFilter, Select,
+};
+
+use crate::error::{ApiError, ApiResult};
+use crate::request_id;
+use crate::state::AppState;
+
+/// The authenticated caller: user, organization and the token used.
+#[derive(Debug, Clone)]
+pub struct AuthContext {
+    pub user: user::Model,
+    pub org: organization::Model,
+    pub token: api_token::Model,
+    pub request_id: Option<String>,
+}
+
+impl AuthContext {
+    pub fn org_id(&self) -> i64 {
+        self.org.id
+    }
+
+    /// Audit context for a change made now by this caller.
+    pub fn actor(&self, at: chrono::DateTime<chrono::Utc>) -> Actor {
+        Actor {
+            org_id: self.org.id,
+            user_id: Some(self.user.id),
+            request_id: self.request_id.clone(),
+            at,
+        }
+    }
+
+    pub fn require_admin(&self) -> ApiResult<()> {
+        if self.user.role.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden("this action needs the admin role".to_string()))
+        }
+    }
+}
+
+/// Token activity is recorded at most this often, to keep reads from turning into writes.
+const LAST_USED_GRANULARITY: TimeDelta = TimeDelta::seconds(60);
+
+impl FromRequest for AuthContext {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let secret = bearer_secret(req);
+        Box::pin(async move {
+            let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
+            let secret = secret?;
+            authenticate(&state, &secret).await
+        })
+    }
+}
+
+fn bearer_secret(req: &HttpRequest) -> ApiResult<String> {
+    let value = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .ok_or_else(|| ApiError::Unauthorized("missing Authorization: Bearer <token> header".to_string()))?
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("malformed Authorization header".to_string()))?;
+    let (scheme, token) = value
+        .split_once(' ')
+        .ok_or_else(|| ApiError::Unauthorized("malformed Authorization header".to_string()))?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(ApiError::Unauthorized(
+            "the Authorization header must use the Bearer scheme".to_string(),
+        ));
+    }
+    Ok(token.trim().to_string())
+}
+
+async fn authenticate(state: &AppState, secret: &str) -> ApiResult<AuthContext> {
+    let invalid = || ApiError::Unauthorized("invalid token".to_string());
+    if secret.len() > 200 {
+        return Err(invalid());
+    }
+    let now = state.clock.now();
+    let (token, user) = api_token::Entity::find()
+        .filter(api_token::Column::TokenHash.eq(api_token::hash_secret(secret)))
+        .find_also_related(user::Entity)
+        .one(&state.db)
+        .await?
+        .ok_or_else(invalid)?;
+    let user = user.ok_or_else(invalid)?;
+    api_token::check_usable(&token, now).map_err(|why| ApiError::Unauthorized(why.to_string()))?;
+    if !user.active {
+        return Err(ApiError::Unauthorized("the user is deactivated".to_string()));
+    }
+    let org = organization::Entity::find_by_id(user.org_id)
+        .one(&state.db)
+        .await?
+        .ok_or_else(invalid)?;
+    let token = if token.last_used_at.is_none_or(|t| now - t >= LAST_USED_GRANULARITY) {
+        let mut active: api_token::ActiveModel = token.clone().into();
+        active.last_used_at = Set(Some(now));
+        // Bookkeeping only: a failure here must not fail the request.
+        match active.update(&state.db).await {
+            Ok(updated) => updated,
+            Err(err) => {
+                tracing::warn!(%err, "could not record token use");
+                token
+            }
+        }
+    } else {
+        token
+    };
+    Ok(AuthContext {
+        user,
+        org,
+        token,
+        request_id: request_id::current(),
+    })
+}
+
+/// An entity whose rows belong to tenants. `tenant_condition` says which rows the caller
+/// may see; it is the only place tenancy is decided for that entity.
+pub trait TenantScoped: EntityTrait {
+    fn tenant_condition(ctx: &AuthContext) -> Condition;
+}
+
+impl TenantScoped for organization::Entity {
+    fn tenant_condition(ctx: &AuthContext) -> Condition {
+        organization::visible_to(&ctx.org)
+    }
+}
+
+impl TenantScoped for user::Entity {
+    fn tenant_condition(ctx: &AuthContext) -> Condition {
+        user::Column::OrgId.eq(ctx.org_id()).into_condition()
+    }
+}
+
+impl TenantScoped for api_token::Entity {
+    fn tenant_condition(ctx: &AuthContext) -> Condition {
+        api_token::Column::OrgId.eq(ctx.org_id()).into_condition()
+    }
+}
+
+impl TenantScoped for audit_event::Entity {
+    fn tenant_condition(ctx: &AuthContext) -> Condition {
+        audit_event::Column::OrgId.eq(ctx.org_id()).into_condition()
+    }
+}
+
+impl TenantScoped for signature::Entity {
+    fn tenant_condition(ctx: &AuthContext) -> Condition {
+        signature::Column::OrgId.eq(ctx.org_id()).into_condition()
+    }
+}
+
+/// `SELECT` of the rows of `E` the caller may see.
+pub fn scoped<E: TenantScoped>(ctx: &AuthContext) -> Select<E> {
+    E::find().filter(E::tenant_condition(ctx))
+}
+
+/// One row by id, or 404 when it does not exist *or* belongs to another tenant.
+pub async fn find_scoped<E, C>(conn: &C, ctx: &AuthContext, id: i64) -> ApiResult<E::Model>
+where
+    E: TenantScoped,
+    C: ConnectionTrait,
+    <E::PrimaryKey as PrimaryKeyTrait>::ValueType: From<i64>,
+{
+    E::find_by_id(id)
+        .filter(E::tenant_condition(ctx))
+        .one(conn)
+        .await?
+        .ok_or(ApiError::NotFound)
+}

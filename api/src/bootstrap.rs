@@ -1,0 +1,87 @@
+//! `cmo-api bootstrap`: the first sponsor organization, its admin and a token.
+
+use entity::audit_trail::Actor;
+use entity::{OrgKind, Role, api_token, organization, user};
+use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait, TransactionTrait};
+
+use crate::error::ApiError;
+use crate::provisioning::{self, NewUser};
+
+pub struct BootstrapRequest {
+    pub org_name: String,
+    pub admin_email: String,
+    pub admin_name: String,
+    pub time_zone: String,
+    pub now: chrono::DateTime<chrono::Utc>,
+}
+
+pub struct Bootstrapped {
+    pub organization: organization::Model,
+    pub admin: user::Model,
+    pub token: api_token::Model,
+    pub secret: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error("the database already holds {0} organization(s); bootstrap only initializes an empty database")]
+    AlreadyInitialized(u64),
+    #[error("invalid input: {0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(transparent)]
+    Db(#[from] sea_orm::DbErr),
+}
+
+pub async fn bootstrap(db: &DatabaseConnection, req: BootstrapRequest) -> Result<Bootstrapped, BootstrapError> {
+    let mut problems = Vec::new();
+    if req.org_name.trim().is_empty() || req.org_name.chars().count() > 200 {
+        problems.push("--org must be 1 to 200 characters");
+    }
+    if !user::is_plausible_email(&user::normalize_email(&req.admin_email)) {
+        problems.push("--email is not a plausible email address");
+    }
+    if req.admin_name.trim().is_empty() || req.admin_name.chars().count() > 200 {
+        problems.push("--name must be 1 to 200 characters");
+    }
+    if req.time_zone.parse::<chrono_tz::Tz>().is_err() {
+        problems.push("--time-zone must be an IANA time zone name");
+    }
+    if !problems.is_empty() {
+        return Err(BootstrapError::Invalid(problems.join("; ")));
+    }
+
+    let txn = db.begin().await?;
+    let existing = organization::Entity::find().count(&txn).await?;
+    if existing > 0 {
+        return Err(BootstrapError::AlreadyInitialized(existing));
+    }
+    let org = provisioning::create_organization(&txn, &req.org_name, OrgKind::Sponsor, None, None, req.now).await?;
+    let system = Actor {
+        org_id: org.id,
+        user_id: None,
+        request_id: None,
+        at: req.now,
+    };
+    let admin = provisioning::create_user(
+        &txn,
+        &system,
+        NewUser {
+            email: req.admin_email,
+            display_name: req.admin_name,
+            role: Role::Admin,
+            time_zone: req.time_zone,
+            password_hash: None,
+        },
+    )
+    .await?;
+    let (token, secret) = provisioning::issue_token(&txn, &system, &admin, "bootstrap", None).await?;
+    txn.commit().await?;
+    Ok(Bootstrapped {
+        organization: org,
+        admin,
+        token,
+        secret,
+    })
+}

@@ -1,0 +1,250 @@
+//! The OpenAPI document: collected from the registered handlers (so a handler cannot be
+//! served undocumented), then completed with the bearer scheme and the standard error
+//! responses every operation can give.
+
+use actix_web::App;
+use actix_web::dev::{ServiceFactory, ServiceRequest};
+use utoipa::OpenApi;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr};
+use utoipa_actix_web::{AppExt, scope};
+
+use crate::error::{FieldError, Problem};
+use crate::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "cmo-orchestrator",
+        description = "The back office a pharma sponsor uses to run its contract manufacturers: \
+program plans with go/no-go gates, quality events (deviations, CAPA, change control) and the \
+communication around them.\n\nAuthenticate with `Authorization: Bearer <token>`. Errors are \
+RFC 9457 `application/problem+json` with a stable `code`. Another organization's records answer 404.",
+        license(name = "Apache-2.0")
+    ),
+    components(schemas(Problem, FieldError)),
+    tags(
+        (name = "organizations", description = "Sponsor and CMO organizations"),
+        (name = "users", description = "People, roles and signing passwords"),
+        (name = "tokens", description = "API tokens"),
+        (name = "audit", description = "The hash-chained audit trail"),
+        (name = "signatures", description = "Electronic signatures (21 CFR Part 11 style)"),
+        (name = "operations", description = "Health, readiness and metrics")
+    )
+)]
+struct ApiDoc;
+
+/// Registers every documented route on `app` and returns it with the finished document.
+pub fn register<T>(app: App<T>) -> (App<T>, utoipa::openapi::OpenApi)
+where
+    T: ServiceFactory<ServiceRequest, Config = (), Error = actix_web::Error, InitError = ()>,
+{
+    let (app, mut doc) = app
+        .into_utoipa_app()
+        .openapi(ApiDoc::openapi())
+        .service(scope::scope("/api/v1").configure(routes::configure_api))
+        .configure(routes::configure_ops)
+        .split_for_parts();
+    complete(&mut doc);
+    (app, doc)
+}
+
+/// The document alone (for `cmo-api openapi` and the drift test).
+pub fn document() -> utoipa::openapi::OpenApi {
+    register(App::new()).1
+}
+
+pub fn document_json() -> String {
+    let mut json = document().to_pretty_json().unwrap_or_default();
+    json.push('\n');
+    json
+}
+
+const BEARER: &str = "bearer";
+
+struct Standard {
+    name: &'static str,
+    status: &'static str,
+    description: &'static str,
+    example: fn() -> serde_json::Value,
+}
+
+const STANDARD_RESPONSES: &[Standard] = &[
+    Standard {
+        name: "BadRequest",
+        status: "400",
+        description: "Malformed JSON or an unreadable body",
+        example: || example(400, "Bad Request", "malformed_json", "the request body is not valid JSON: EOF while parsing an object at line 1 column 9"),
+    },
+    Standard {
+        name: "Unauthorized",
+        status: "401",
+        description: "Missing, invalid, expired or revoked token",
+        example: || example(401, "Unauthorized", "unauthorized", "the token has expired"),
+    },
+    Standard {
+        name: "NotFound",
+        status: "404",
+        description: "No such resource visible to the caller (other organizations' records included)",
+        example: || example(404, "Not Found", "not_found", "no such resource"),
+    },
+    Standard {
+        name: "PayloadTooLarge",
+        status: "413",
+        description: "The body exceeds 256 KiB",
+        example: || example(413, "Payload Too Large", "payload_too_large", "request body larger than 262144 bytes"),
+    },
+    Standard {
+        name: "UnsupportedMediaType",
+        status: "415",
+        description: "The body is not application/json",
+        example: || example(415, "Unsupported Media Type", "unsupported_media_type", "unsupported media type: expected application/json, got text/plain"),
+    },
+    Standard {
+        name: "ValidationFailed",
+        status: "422",
+        description: "Invalid fields or query parameters, listed in `errors`",
+        example: || {
+            let mut v = example(422, "Unprocessable Content", "validation_failed", "the request has 1 invalid field");
+            v["errors"] = serde_json::json!([{"field": "name", "code": "required", "message": "must not be empty"}]);
+            v
+        },
+    },
+    Standard {
+        name: "InternalError",
+        status: "500",
+        description: "Unexpected failure; quote the request id",
+        example: || example(500, "Internal Server Error", "internal_error", "an unexpected error occurred; quote the request id when reporting it"),
+    },
+    Standard {
+        name: "DatabaseUnavailable",
+        status: "503",
+        description: "The database is unreachable; retry later",
+        example: || example(503, "Service Unavailable", "database_unavailable", "the database is unreachable; retry later"),
+    },
+];
+
+fn example(status: u16, title: &str, code: &str, detail: &str) -> serde_json::Value {
+    serde_json::json!({
+        "type": format!("urn:cmo-orchestrator:problem:{code}"),
+        "title": title,
+        "status": status,
+        "code": code,
+        "detail": detail,
+        "request_id": "5f0c2a8e-7d1b-4f7e-9a55-3c1d0e6b2a90"
+    })
+}
+
+fn complete(doc: &mut utoipa::openapi::OpenApi) {
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        BEARER,
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some("An API token from `cmo-api bootstrap` or `POST /api/v1/tokens`"))
+                .build(),
+        ),
+    );
+    for s in STANDARD_RESPONSES {
+        let response: Response = ResponseBuilder::new()
+            .description(s.description)
+            .content(
+                crate::error::PROBLEM_JSON,
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("Problem")))
+                    .example(Some((s.example)()))
+                    .build(),
+            )
+            .build();
+        components.responses.insert(s.name.to_string(), RefOr::T(response));
+    }
+    doc.security = Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
+
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let has_path_params = path.contains('{');
+        for op in [
+            item.get.as_mut(),
+            item.put.as_mut(),
+            item.post.as_mut(),
+            item.delete.as_mut(),
+            item.patch.as_mut(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            add_standard_responses(op, has_path_params);
+        }
+    }
+}
+
+fn add_standard_responses(op: &mut Operation, has_path_params: bool) {
+    // `security(())` on an operation (health checks) means: no token needed.
+    let public = op
+        .security
+        .as_ref()
+        .is_some_and(|reqs| reqs.iter().all(|r| *r == SecurityRequirement::default()));
+    let has_body = op.request_body.is_some();
+    let has_query = op.parameters.as_ref().is_some_and(|ps| {
+        ps.iter().any(|p| match p {
+            RefOr::T(p) => p.parameter_in == utoipa::openapi::path::ParameterIn::Query,
+            RefOr::Ref(_) => false,
+        })
+    });
+    let touches_db = !public || op.operation_id.as_deref() == Some("readyz");
+    let mut wanted: Vec<&str> = vec!["500"];
+    if !public {
+        wanted.push("401");
+    }
+    if has_body {
+        wanted.extend(["400", "413", "415", "422"]);
+    }
+    if has_query && !wanted.contains(&"422") {
+        wanted.push("422");
+    }
+    if has_path_params {
+        wanted.push("404");
+    }
+    if touches_db {
+        wanted.push("503");
+    }
+    for s in STANDARD_RESPONSES.iter().filter(|s| wanted.contains(&s.status)) {
+        op.responses
+            .responses
+            .entry(s.status.to_string())
+            .or_insert_with(|| RefOr::Ref(Ref::from_response_name(s.name)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_api_operation_documents_auth_failure_and_internal_error() {
+        let doc = document();
+        for (path, item) in &doc.paths.paths {
+            if !path.starts_with("/api/v1") {
+                continue;
+            }
+            for op in [&item.get, &item.post, &item.put, &item.patch, &item.delete].into_iter().flatten() {
+                for status in ["401", "500", "503"] {
+                    assert!(
+                        op.responses.responses.contains_key(status),
+                        "{path} {:?} lacks {status}",
+                        op.operation_id
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn health_checks_need_no_token() {
+        let doc = document();
+        let healthz = doc.paths.paths.get("/healthz").and_then(|i| i.get.as_ref()).unwrap();
+        assert!(!healthz.responses.responses.contains_key("401"));
+    }
+}

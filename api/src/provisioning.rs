@@ -1,0 +1,119 @@
+//! Creating organizations, users and tokens, each with its audit events. Shared by the
+//! HTTP handlers and the `bootstrap` command so both follow the same rules.
+
+use chrono::{DateTime, Utc};
+use entity::audit_trail::{self, Actor, Entry};
+use entity::{OrgKind, Role, api_token, organization, user};
+use sea_orm::{ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ConnectionTrait};
+
+use crate::error::ApiResult;
+use crate::routes::organizations::OrganizationView;
+use crate::routes::snapshot;
+use crate::routes::tokens::TokenView;
+use crate::routes::users::UserView;
+
+pub struct NewUser {
+    pub email: String,
+    pub display_name: String,
+    pub role: Role,
+    pub time_zone: String,
+    pub password_hash: Option<String>,
+}
+
+pub async fn create_organization<C: ConnectionTrait>(
+    conn: &C,
+    name: &str,
+    kind: OrgKind,
+    parent_org_id: Option<i64>,
+    registered_by: Option<&Actor>,
+    now: DateTime<Utc>,
+) -> ApiResult<organization::Model> {
+    let org = organization::ActiveModel {
+        id: NotSet,
+        name: Set(name.trim().to_string()),
+        kind: Set(kind),
+        parent_org_id: Set(parent_org_id),
+        created_at: Set(now),
+        updated_at: Set(now),
+        version: Set(1),
+    }
+    .insert(conn)
+    .await?;
+    audit_trail::start_chain(conn, org.id).await?;
+    let view = snapshot(&OrganizationView::from(&org));
+    let own_actor = Actor {
+        org_id: org.id,
+        user_id: registered_by.and_then(|a| a.user_id),
+        request_id: registered_by.and_then(|a| a.request_id.clone()),
+        at: now,
+    };
+    audit_trail::append(conn, &own_actor, Entry::new("organization", org.id, "create").after(view.clone()))
+        .await?;
+    // The registering sponsor's trail records the registration too.
+    if let Some(actor) = registered_by {
+        audit_trail::append(conn, actor, Entry::new("organization", org.id, "register_partner").after(view))
+            .await?;
+    }
+    Ok(org)
+}
+
+pub async fn create_user<C: ConnectionTrait>(
+    conn: &C,
+    actor: &Actor,
+    new: NewUser,
+) -> ApiResult<user::Model> {
+    let user = user::ActiveModel {
+        id: NotSet,
+        org_id: Set(actor.org_id),
+        email: Set(user::normalize_email(&new.email)),
+        display_name: Set(new.display_name.trim().to_string()),
+        role: Set(new.role),
+        time_zone: Set(new.time_zone),
+        password_hash: Set(new.password_hash),
+        active: Set(true),
+        created_at: Set(actor.at),
+        updated_at: Set(actor.at),
+        version: Set(1),
+    }
+    .insert(conn)
+    .await?;
+    audit_trail::append(
+        conn,
+        actor,
+        Entry::new("user", user.id, "create").after(snapshot(&UserView::from(&user))),
+    )
+    .await?;
+    Ok(user)
+}
+
+/// Issues a token for `owner`; returns the row and the secret (shown once, never stored).
+pub async fn issue_token<C: ConnectionTrait>(
+    conn: &C,
+    actor: &Actor,
+    owner: &user::Model,
+    name: &str,
+    expires_at: Option<DateTime<Utc>>,
+) -> ApiResult<(api_token::Model, String)> {
+    let secret = crate::secrets::new_token_secret();
+    let token = api_token::ActiveModel {
+        id: NotSet,
+        org_id: Set(owner.org_id),
+        user_id: Set(owner.id),
+        name: Set(name.trim().to_string()),
+        token_prefix: Set(api_token::display_prefix(&secret)),
+        token_hash: Set(api_token::hash_secret(&secret)),
+        created_at: Set(actor.at),
+        expires_at: Set(expires_at),
+        revoked_at: Set(None),
+        last_used_at: Set(None),
+    }
+    .insert(conn)
+    .await?;
+    audit_trail::append(
+        conn,
+        actor,
+        Entry::new("api_token", token.id, "issue").after(snapshot(&TokenView::from(&token))),
+    )
+    .await?;
+    Ok((token, secret))
+}

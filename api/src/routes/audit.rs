@@ -1,0 +1,189 @@
+//! Reading and verifying the organization's audit trail.
+
+use actix_web::{get, web};
+use chrono::{DateTime, Utc};
+use entity::audit::BrokenLinkKind;
+use entity::{audit_event, audit_trail};
+use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{Page, fetch_page};
+use crate::auth::{AuthContext, find_scoped, scoped};
+use crate::error::ApiResult;
+use crate::state::AppState;
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 17, "seq": 5, "actor_user_id": 1, "entity_type": "user", "entity_id": "3",
+    "action": "deactivate",
+    "before": {"id": 3, "active": true, "version": 1},
+    "after": {"id": 3, "active": false, "version": 2},
+    "reason": "left the company", "request_id": "5f0c2a8e-7d1b-4f7e-9a55-3c1d0e6b2a90",
+    "occurred_at": "2026-11-23T09:00:00.123456Z",
+    "prev_hash": "9b1c…", "hash": "4e7a…"
+}))]
+pub struct AuditEventView {
+    pub id: i64,
+    /// Position in the organization's chain, from 1 without gaps.
+    pub seq: i64,
+    /// `null` for acts of the system (bootstrap, scheduled jobs).
+    pub actor_user_id: Option<i64>,
+    pub entity_type: String,
+    pub entity_id: String,
+    pub action: String,
+    /// The record before the change (absent on creation).
+    pub before: Option<serde_json::Value>,
+    /// The record after the change.
+    pub after: Option<serde_json::Value>,
+    pub reason: Option<String>,
+    pub request_id: Option<String>,
+    pub occurred_at: DateTime<Utc>,
+    /// Hash of the previous event (64 zeros for the first).
+    pub prev_hash: String,
+    /// SHA-256 over `prev_hash` and this event's canonical JSON.
+    pub hash: String,
+}
+
+impl From<&audit_event::Model> for AuditEventView {
+    fn from(m: &audit_event::Model) -> Self {
+        Self {
+            id: m.id,
+            seq: m.seq,
+            actor_user_id: m.actor_user_id,
+            entity_type: m.entity_type.clone(),
+            entity_id: m.entity_id.clone(),
+            action: m.action.clone(),
+            before: m.before.clone(),
+            after: m.after.clone(),
+            reason: m.reason.clone(),
+            request_id: m.request_id.clone(),
+            occurred_at: m.occurred_at,
+            prev_hash: m.prev_hash.clone(),
+            hash: m.hash.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditFilter {
+    /// e.g. `user`, `api_token`, `organization`, `signature`.
+    pub entity_type: Option<String>,
+    /// Id of the entity (with `entity_type`).
+    pub entity_id: Option<String>,
+    pub actor_user_id: Option<i64>,
+    pub action: Option<String>,
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<u64>,
+    /// Items to skip (default 0).
+    pub offset: Option<u64>,
+}
+
+/// The organization's audit events in chain order, filtered.
+#[utoipa::path(
+    tag = "audit",
+    params(AuditFilter),
+    responses((status = 200, description = "One page of audit events", body = Page<AuditEventView>))
+)]
+#[get("/audit-events")]
+pub async fn list_audit_events(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    filter: web::Query<AuditFilter>,
+) -> ApiResult<web::Json<Page<AuditEventView>>> {
+    let filter = filter.into_inner();
+    let mut select = scoped::<audit_event::Entity>(&ctx).order_by_asc(audit_event::Column::Seq);
+    if let Some(t) = filter.entity_type {
+        select = select.filter(audit_event::Column::EntityType.eq(t));
+    }
+    if let Some(id) = filter.entity_id {
+        select = select.filter(audit_event::Column::EntityId.eq(id));
+    }
+    if let Some(actor) = filter.actor_user_id {
+        select = select.filter(audit_event::Column::ActorUserId.eq(actor));
+    }
+    if let Some(action) = filter.action {
+        select = select.filter(audit_event::Column::Action.eq(action));
+    }
+    let (items, total, limit, offset) = fetch_page(&state.db, select, filter.limit, filter.offset).await?;
+    Ok(web::Json(Page {
+        items: items.iter().map(AuditEventView::from).collect(),
+        total,
+        limit,
+        offset,
+    }))
+}
+
+/// One audit event.
+#[utoipa::path(
+    tag = "audit",
+    params(("id" = i64, Path, description = "Audit event id")),
+    responses(
+        (status = 200, description = "The audit event", body = AuditEventView),
+        (status = 404, description = "No such event in the caller's organization", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[get("/audit-events/{id}")]
+pub async fn get_audit_event(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+) -> ApiResult<web::Json<AuditEventView>> {
+    let event = find_scoped::<audit_event::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    Ok(web::Json(AuditEventView::from(&event)))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"seq": 5, "event_id": 17, "kind": "hash_mismatch"}))]
+pub struct BrokenLinkView {
+    /// Sequence number where the chain breaks.
+    pub seq: i64,
+    /// The offending event, when it exists.
+    pub event_id: Option<i64>,
+    /// `hash_mismatch` (a row was edited), `prev_hash_mismatch` (a row was replaced),
+    /// `sequence_gap` (a row was deleted), `truncated_tail` (the newest rows were deleted).
+    pub kind: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"intact": true, "checked": 42, "head_seq": 42, "first_broken_link": null}))]
+pub struct ChainVerification {
+    /// `true` when every event re-hashes to its stored hash and links to its predecessor.
+    pub intact: bool,
+    /// Events checked before stopping.
+    pub checked: u64,
+    /// Sequence number of the newest event recorded in the chain head.
+    pub head_seq: i64,
+    pub first_broken_link: Option<BrokenLinkView>,
+}
+
+/// Recompute the organization's hash chain and report the first broken link.
+#[utoipa::path(
+    tag = "audit",
+    responses((status = 200, description = "Result of the verification (also when broken)", body = ChainVerification))
+)]
+#[get("/audit-events/verify")]
+pub async fn verify_audit_chain(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+) -> ApiResult<web::Json<ChainVerification>> {
+    let result = audit_trail::verify(&state.db, ctx.org_id()).await?;
+    Ok(web::Json(ChainVerification {
+        intact: result.broken.is_none(),
+        checked: result.checked,
+        head_seq: result.head_seq,
+        first_broken_link: result.broken.map(|b| BrokenLinkView {
+            seq: b.seq,
+            event_id: b.event_id,
+            kind: match b.kind {
+                BrokenLinkKind::HashMismatch => "hash_mismatch",
+                BrokenLinkKind::PrevHashMismatch => "prev_hash_mismatch",
+                BrokenLinkKind::SequenceGap => "sequence_gap",
+                BrokenLinkKind::TruncatedTail => "truncated_tail",
+            }
+            .to_string(),
+        }),
+    }))
+}

@@ -1,0 +1,74 @@
+//! Liveness, readiness and metrics: unauthenticated, for load balancers and Prometheus.
+
+use actix_web::{HttpResponse, get, web};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"status": "ok"}))]
+pub struct Health {
+    pub status: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"status": "ready", "database": "sqlite"}))]
+pub struct Readiness {
+    pub status: String,
+    /// `sqlite` or `postgres`.
+    pub database: String,
+}
+
+/// The process is up (does not touch the database).
+#[utoipa::path(
+    tag = "operations",
+    security(()),
+    responses((status = 200, description = "The process is up", body = Health))
+)]
+#[get("/healthz")]
+pub async fn healthz() -> web::Json<Health> {
+    web::Json(Health {
+        status: "ok".to_string(),
+    })
+}
+
+/// The database answers: ready to serve traffic.
+#[utoipa::path(
+    tag = "operations",
+    security(()),
+    responses(
+        (status = 200, description = "The database answers", body = Readiness),
+        (status = 503, description = "The database is unreachable", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[get("/readyz")]
+pub async fn readyz(state: web::Data<AppState>) -> ApiResult<web::Json<Readiness>> {
+    crate::db::ping(&state.db)
+        .await
+        .map_err(|e| ApiError::ServiceUnavailable(e.to_string()))?;
+    Ok(web::Json(Readiness {
+        status: "ready".to_string(),
+        database: crate::db::backend_name(&state.db).to_string(),
+    }))
+}
+
+/// Prometheus metrics: request counts and latency histograms by route and status.
+#[utoipa::path(
+    tag = "operations",
+    security(()),
+    responses((
+        status = 200,
+        description = "Prometheus text exposition format",
+        body = String,
+        content_type = "text/plain; version=0.0.4",
+        example = "# TYPE cmo_http_requests_total counter\ncmo_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 1\n"
+    ))
+)]
+#[get("/metrics")]
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(state.metrics.render())
+}

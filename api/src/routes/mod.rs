@@ -1,0 +1,137 @@
+//! HTTP routes. Handlers stay thin: parse, authorize, call the rule, write in one
+//! transaction with its audit event, render.
+
+use actix_web::HttpRequest;
+use actix_web::http::header;
+use sea_orm::{ConnectionTrait, EntityTrait, FromQueryResult, PaginatorTrait, QuerySelect, Select};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, ApiResult};
+
+pub mod audit;
+pub mod health;
+pub mod me;
+pub mod organizations;
+pub mod signatures;
+pub mod tokens;
+pub mod users;
+
+/// Registers every `/api/v1` handler (and so its OpenAPI operation).
+pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(me::get_me)
+        .service(organizations::create_organization)
+        .service(organizations::list_organizations)
+        .service(organizations::get_organization)
+        .service(users::create_user)
+        .service(users::list_users)
+        .service(users::get_user)
+        .service(users::update_user)
+        .service(users::deactivate_user)
+        .service(users::set_password)
+        .service(tokens::issue_token)
+        .service(tokens::list_tokens)
+        .service(tokens::revoke_token)
+        // `verify` before `{id}`, or "verify" would be taken for an id.
+        .service(audit::verify_audit_chain)
+        .service(audit::list_audit_events)
+        .service(audit::get_audit_event)
+        .service(signatures::create_signature)
+        .service(signatures::list_signatures);
+}
+
+/// Operational endpoints outside `/api/v1`.
+pub fn configure_ops(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    cfg.service(health::healthz)
+        .service(health::readyz)
+        .service(health::metrics);
+}
+
+/// One page of a list, with the total number of matching items.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Number of items matching the filters, over all pages.
+    #[schema(example = 1)]
+    pub total: u64,
+    #[schema(example = 50)]
+    pub limit: u64,
+    #[schema(example = 0)]
+    pub offset: u64,
+}
+
+pub const DEFAULT_PAGE_SIZE: u64 = 50;
+pub const MAX_PAGE_SIZE: u64 = 200;
+pub const MAX_OFFSET: u64 = 1_000_000;
+
+/// Runs `select` for one page, ordered as the caller ordered it, plus the total count.
+pub async fn fetch_page<E, M, C>(
+    conn: &C,
+    select: Select<E>,
+    limit: Option<u64>,
+    offset: Option<u64>,
+) -> ApiResult<(Vec<M>, u64, u64, u64)>
+where
+    E: EntityTrait<Model = M>,
+    M: FromQueryResult + Sized + Send + Sync,
+    C: ConnectionTrait,
+{
+    let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE);
+    let offset = offset.unwrap_or(0);
+    let mut errors = Vec::new();
+    if !(1..=MAX_PAGE_SIZE).contains(&limit) {
+        errors.push(crate::error::FieldError::new(
+            "limit",
+            "out_of_range",
+            format!("must be between 1 and {MAX_PAGE_SIZE}"),
+        ));
+    }
+    if offset > MAX_OFFSET {
+        errors.push(crate::error::FieldError::new(
+            "offset",
+            "out_of_range",
+            format!("must be at most {MAX_OFFSET}"),
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let total = select.clone().count(conn).await?;
+    let items = select.offset(offset).limit(limit).all(conn).await?;
+    Ok((items, total, limit, offset))
+}
+
+/// The version a client based its update on: `If-Match` (`"3"` or `W/"3"`) or the body's
+/// `version`. One of them is required; if both are given they must agree.
+pub fn expected_version(req: &HttpRequest, body_version: Option<i32>) -> ApiResult<i32> {
+    let header_version = match req.headers().get(header::IF_MATCH) {
+        None => None,
+        Some(value) => {
+            let raw = value.to_str().unwrap_or("").trim();
+            let raw = raw.strip_prefix("W/").unwrap_or(raw).trim_matches('"');
+            Some(raw.parse::<i32>().map_err(|_| {
+                ApiError::invalid("If-Match", "invalid_version", "If-Match must be the resource version, e.g. \"3\"")
+            })?)
+        }
+    };
+    match (header_version, body_version) {
+        (Some(h), Some(b)) if h != b => Err(ApiError::invalid(
+            "version",
+            "version_mismatch",
+            "If-Match and the body's version disagree",
+        )),
+        (Some(v), _) | (None, Some(v)) => Ok(v),
+        (None, None) => Err(ApiError::invalid(
+            "version",
+            "required",
+            "send the version you are updating, in the body or as If-Match",
+        )),
+    }
+}
+
+/// Serializes a view for the audit trail.
+pub fn snapshot<T: Serialize>(view: &T) -> serde_json::Value {
+    serde_json::to_value(view).unwrap_or(serde_json::Value::Null)
+}
+
+pub use crate::extract::{ApiJson, Checks, Validate};

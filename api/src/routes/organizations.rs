@@ -1,0 +1,207 @@
+//! Organizations: the sponsor and the CMOs it works with.
+
+use actix_web::{HttpResponse, get, post, web};
+use chrono::{DateTime, Utc};
+use entity::audit_trail::Actor;
+use entity::{OrgKind, Role, organization};
+use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, TransactionTrait};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::tokens::IssuedToken;
+use super::users::UserView;
+use super::{ApiJson, Checks, Page, Validate, fetch_page};
+use crate::auth::{AuthContext, find_scoped, scoped};
+use crate::error::{ApiError, ApiResult};
+use crate::provisioning::{self, NewUser};
+use crate::state::AppState;
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 2, "name": "Lonza Visp", "kind": "cmo", "parent_org_id": 1,
+    "created_at": "2026-11-23T09:00:00Z", "updated_at": "2026-11-23T09:00:00Z", "version": 1
+}))]
+pub struct OrganizationView {
+    pub id: i64,
+    pub name: String,
+    pub kind: OrgKind,
+    /// The sponsor that registered this partner organization.
+    pub parent_org_id: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i32,
+}
+
+impl From<&organization::Model> for OrganizationView {
+    fn from(m: &organization::Model) -> Self {
+        Self {
+            id: m.id,
+            name: m.name.clone(),
+            kind: m.kind,
+            parent_org_id: m.parent_org_id,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+            version: m.version,
+        }
+    }
+}
+
+/// The first administrator of a new organization.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"email": "pm@lonza.test", "display_name": "Petra Meier", "time_zone": "Europe/Zurich"}))]
+pub struct NewAdmin {
+    #[schema(max_length = 254)]
+    pub email: String,
+    #[schema(min_length = 1, max_length = 200)]
+    pub display_name: String,
+    /// IANA time zone; default `UTC`.
+    pub time_zone: Option<String>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "name": "Lonza Visp", "kind": "cmo",
+    "admin": {"email": "pm@lonza.test", "display_name": "Petra Meier", "time_zone": "Europe/Zurich"}
+}))]
+pub struct CreateOrganization {
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: String,
+    pub kind: OrgKind,
+    pub admin: NewAdmin,
+}
+
+impl Validate for CreateOrganization {
+    fn validate(&self, c: &mut Checks) {
+        c.text("name", &self.name, 1, 200);
+        c.email("admin.email", &self.admin.email);
+        c.text("admin.display_name", &self.admin.display_name, 1, 200);
+        if let Some(tz) = &self.admin.time_zone {
+            c.time_zone("admin.time_zone", tz);
+        }
+    }
+}
+
+/// The new organization, its admin, and the admin's first token (shown only here).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedOrganization {
+    pub organization: OrganizationView,
+    pub admin: UserView,
+    pub admin_token: IssuedToken,
+}
+
+/// Register a partner (or sibling sponsor) organization with its first admin.
+///
+/// Only admins of a sponsor organization may register organizations. The new admin's token
+/// is returned once; hand it over securely.
+#[utoipa::path(
+    tag = "organizations",
+    request_body = CreateOrganization,
+    responses(
+        (status = 201, description = "Organization, admin and first token created", body = CreatedOrganization),
+        (status = 403, description = "Caller is not an admin of a sponsor organization", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "An organization with that name, or a user with that email, exists", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[post("/organizations")]
+pub async fn create_organization(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    body: ApiJson<CreateOrganization>,
+) -> ApiResult<HttpResponse> {
+    ctx.require_admin()?;
+    if ctx.org.kind != OrgKind::Sponsor {
+        return Err(ApiError::Forbidden(
+            "only a sponsor organization registers other organizations".to_string(),
+        ));
+    }
+    let body = body.into_inner();
+    let now = state.clock.now();
+    let caller = ctx.actor(now);
+    let txn = state.db.begin().await?;
+    let org = provisioning::create_organization(&txn, &body.name, body.kind, Some(ctx.org_id()), Some(&caller), now)
+        .await?;
+    let in_new_org = Actor {
+        org_id: org.id,
+        ..caller.clone()
+    };
+    let admin = provisioning::create_user(
+        &txn,
+        &in_new_org,
+        NewUser {
+            email: body.admin.email,
+            display_name: body.admin.display_name,
+            role: Role::Admin,
+            time_zone: body.admin.time_zone.unwrap_or_else(|| "UTC".to_string()),
+            password_hash: None,
+        },
+    )
+    .await?;
+    let (token, secret) =
+        provisioning::issue_token(&txn, &in_new_org, &admin, "initial admin token", None).await?;
+    txn.commit().await?;
+    Ok(HttpResponse::Created().json(CreatedOrganization {
+        organization: OrganizationView::from(&org),
+        admin: UserView::from(&admin),
+        admin_token: IssuedToken::new(&token, secret),
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct OrganizationFilter {
+    /// Only organizations of this kind.
+    pub kind: Option<OrgKind>,
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<u64>,
+    /// Items to skip (default 0).
+    pub offset: Option<u64>,
+}
+
+/// Organizations visible to the caller: their own, the partners it registered, and the
+/// sponsor that registered it. Ordered by id.
+#[utoipa::path(
+    tag = "organizations",
+    params(OrganizationFilter),
+    responses((status = 200, description = "One page of organizations", body = Page<OrganizationView>))
+)]
+#[get("/organizations")]
+pub async fn list_organizations(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    filter: web::Query<OrganizationFilter>,
+) -> ApiResult<web::Json<Page<OrganizationView>>> {
+    let filter = filter.into_inner();
+    let mut select = scoped::<organization::Entity>(&ctx).order_by_asc(organization::Column::Id);
+    if let Some(kind) = filter.kind {
+        select = select.filter(organization::Column::Kind.eq(kind));
+    }
+    let (items, total, limit, offset) = fetch_page(&state.db, select, filter.limit, filter.offset).await?;
+    Ok(web::Json(Page {
+        items: items.iter().map(OrganizationView::from).collect(),
+        total,
+        limit,
+        offset,
+    }))
+}
+
+/// One organization, if visible to the caller.
+#[utoipa::path(
+    tag = "organizations",
+    params(("id" = i64, Path, description = "Organization id")),
+    responses(
+        (status = 200, description = "The organization", body = OrganizationView),
+        (status = 404, description = "No such organization visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[get("/organizations/{id}")]
+pub async fn get_organization(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+) -> ApiResult<web::Json<OrganizationView>> {
+    let org = find_scoped::<organization::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    Ok(web::Json(OrganizationView::from(&org)))
+}

@@ -1,0 +1,170 @@
+//! Electronic signatures bound to records.
+
+use actix_web::{HttpResponse, get, post, web};
+use chrono::{DateTime, Utc};
+use entity::{SignatureMeaning, SignedRecordType, audit_event, signature};
+use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, TransactionTrait};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{ApiJson, Checks, Page, Validate, fetch_page};
+use crate::auth::{AuthContext, find_scoped, scoped};
+use crate::error::{ApiError, ApiResult};
+use crate::signing::{self, SignatureRecord};
+use crate::state::AppState;
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 9, "signer_user_id": 3, "signer_name": "Quinn Alvarez", "meaning": "reviewed",
+    "record_type": "audit_event", "record_id": "17",
+    "record_hash": "4e7a0c…", "reason": "monthly audit-trail review",
+    "signed_at": "2026-11-23T09:00:00Z"
+}))]
+pub struct SignatureView {
+    pub id: i64,
+    pub signer_user_id: i64,
+    /// The signer's name when signing.
+    pub signer_name: String,
+    pub meaning: SignatureMeaning,
+    pub record_type: SignedRecordType,
+    pub record_id: String,
+    /// SHA-256 of the record's content when signed.
+    pub record_hash: String,
+    pub reason: Option<String>,
+    pub signed_at: DateTime<Utc>,
+}
+
+impl From<&signature::Model> for SignatureView {
+    fn from(m: &signature::Model) -> Self {
+        Self {
+            id: m.id,
+            signer_user_id: m.signer_user_id,
+            signer_name: m.signer_name.clone(),
+            meaning: m.meaning,
+            record_type: m.record_type,
+            record_id: m.record_id.clone(),
+            record_hash: m.record_hash.clone(),
+            reason: m.reason.clone(),
+            signed_at: m.signed_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "record_type": "audit_event", "record_id": "17", "meaning": "reviewed",
+    "password": "correct horse battery staple", "reason": "monthly audit-trail review"
+}))]
+pub struct CreateSignature {
+    pub record_type: SignedRecordType,
+    #[schema(min_length = 1, max_length = 64)]
+    pub record_id: String,
+    pub meaning: SignatureMeaning,
+    /// The signer's password, re-entered for this signature.
+    #[schema(min_length = 1, max_length = 256)]
+    pub password: String,
+    #[schema(max_length = 500)]
+    pub reason: Option<String>,
+}
+
+impl Validate for CreateSignature {
+    fn validate(&self, c: &mut Checks) {
+        c.text("record_id", &self.record_id, 1, 64);
+        c.text("password", &self.password, 1, 256);
+        c.optional_text("reason", self.reason.as_deref(), 1, 500);
+    }
+}
+
+/// Sign a record. The password is checked again in this request; a wrong password is
+/// refused with 401 and the failed attempt is recorded in the audit trail.
+#[utoipa::path(
+    tag = "signatures",
+    request_body = CreateSignature,
+    responses(
+        (status = 201, description = "Signature recorded", body = SignatureView),
+        (status = 401, description = "Wrong password (the attempt is audited)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The caller's role may not sign this with this meaning", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such record in the caller's organization", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The caller has no signing password yet", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[post("/signatures")]
+pub async fn create_signature(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    body: ApiJson<CreateSignature>,
+) -> ApiResult<HttpResponse> {
+    let body = body.into_inner();
+    let record_hash = match body.record_type {
+        SignedRecordType::AuditEvent => {
+            let id: i64 = body.record_id.trim().parse().map_err(|_| ApiError::NotFound)?;
+            let event = find_scoped::<audit_event::Entity, _>(&state.db, &ctx, id).await?;
+            // An audit event's own chain hash already covers its whole content.
+            event.hash
+        }
+    };
+    if !signature::may_sign(ctx.user.role, body.record_type, body.meaning) {
+        return Err(ApiError::Forbidden(format!(
+            "a {:?} user may not sign this record with meaning {:?}",
+            ctx.user.role, body.meaning
+        )));
+    }
+    let what = SignatureRecord {
+        record_type: body.record_type,
+        record_id: body.record_id.trim().to_string(),
+        record_hash,
+        meaning: body.meaning,
+        reason: body.reason,
+    };
+    signing::authenticate_signer(&state, &ctx, body.password, &what).await?;
+    let txn = state.db.begin().await?;
+    let signature = signing::record(&txn, &ctx, state.clock.now(), what).await?;
+    txn.commit().await?;
+    Ok(HttpResponse::Created().json(SignatureView::from(&signature)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SignatureFilter {
+    pub record_type: Option<SignedRecordType>,
+    pub record_id: Option<String>,
+    pub signer_user_id: Option<i64>,
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<u64>,
+    /// Items to skip (default 0).
+    pub offset: Option<u64>,
+}
+
+/// Signatures in the caller's organization, oldest first.
+#[utoipa::path(
+    tag = "signatures",
+    params(SignatureFilter),
+    responses((status = 200, description = "One page of signatures", body = Page<SignatureView>))
+)]
+#[get("/signatures")]
+pub async fn list_signatures(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    filter: web::Query<SignatureFilter>,
+) -> ApiResult<web::Json<Page<SignatureView>>> {
+    let filter = filter.into_inner();
+    let mut select = scoped::<signature::Entity>(&ctx).order_by_asc(signature::Column::Id);
+    if let Some(t) = filter.record_type {
+        select = select.filter(signature::Column::RecordType.eq(t));
+    }
+    if let Some(id) = filter.record_id {
+        select = select.filter(signature::Column::RecordId.eq(id));
+    }
+    if let Some(signer) = filter.signer_user_id {
+        select = select.filter(signature::Column::SignerUserId.eq(signer));
+    }
+    let (items, total, limit, offset) = fetch_page(&state.db, select, filter.limit, filter.offset).await?;
+    Ok(web::Json(Page {
+        items: items.iter().map(SignatureView::from).collect(),
+        total,
+        limit,
+        offset,
+    }))
+}

@@ -1,0 +1,217 @@
+//! API tokens: issue, list, revoke.
+
+use actix_web::{HttpResponse, delete, get, post, web};
+use chrono::{DateTime, Utc};
+use entity::api_token;
+use entity::audit_trail::{self, Entry};
+use entity::user;
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, QueryFilter, QueryOrder, TransactionTrait};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{ApiJson, Checks, Page, Validate, fetch_page, snapshot};
+use crate::auth::{AuthContext, find_scoped, scoped};
+use crate::error::{ApiError, ApiResult};
+use crate::provisioning;
+use crate::state::AppState;
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 4, "user_id": 3, "name": "LIMS integration", "token_prefix": "cmo_3f9a2c1b",
+    "created_at": "2026-11-23T09:00:00Z", "expires_at": "2027-11-23T00:00:00Z",
+    "revoked_at": null, "last_used_at": null
+}))]
+pub struct TokenView {
+    pub id: i64,
+    pub user_id: i64,
+    pub name: String,
+    /// First characters of the secret, to tell tokens apart.
+    pub token_prefix: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Last use, recorded to the minute.
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl From<&api_token::Model> for TokenView {
+    fn from(m: &api_token::Model) -> Self {
+        Self {
+            id: m.id,
+            user_id: m.user_id,
+            name: m.name.clone(),
+            token_prefix: m.token_prefix.clone(),
+            created_at: m.created_at,
+            expires_at: m.expires_at,
+            revoked_at: m.revoked_at,
+            last_used_at: m.last_used_at,
+        }
+    }
+}
+
+/// A newly issued token with its secret. The secret is shown only in this response.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "token": {"id": 4, "user_id": 3, "name": "LIMS integration", "token_prefix": "cmo_3f9a2c1b",
+              "created_at": "2026-11-23T09:00:00Z", "expires_at": null, "revoked_at": null, "last_used_at": null},
+    "secret": "cmo_3f9a2c1b8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b"
+}))]
+pub struct IssuedToken {
+    pub token: TokenView,
+    /// Send as `Authorization: Bearer <secret>`. Not retrievable later.
+    pub secret: String,
+}
+
+impl IssuedToken {
+    pub fn new(token: &api_token::Model, secret: String) -> Self {
+        Self {
+            token: TokenView::from(token),
+            secret,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "LIMS integration", "expires_at": "2027-11-23T00:00:00Z"}))]
+pub struct IssueToken {
+    #[schema(min_length = 1, max_length = 100)]
+    pub name: String,
+    /// When the token stops working; must be in the future. Default: never.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Issue for another user of the organization (admins only), e.g. a service account.
+    pub user_id: Option<i64>,
+}
+
+impl Validate for IssueToken {
+    fn validate(&self, c: &mut Checks) {
+        c.text("name", &self.name, 1, 100);
+    }
+}
+
+/// Issue a token for yourself, or (admins) for another user of your organization.
+#[utoipa::path(
+    tag = "tokens",
+    request_body = IssueToken,
+    responses(
+        (status = 201, description = "Token issued; the secret is in this response only", body = IssuedToken),
+        (status = 403, description = "Only admins issue tokens for others", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such user in the caller's organization", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[post("/tokens")]
+pub async fn issue_token(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    body: ApiJson<IssueToken>,
+) -> ApiResult<HttpResponse> {
+    let body = body.into_inner();
+    let now = state.clock.now();
+    if body.expires_at.is_some_and(|at| at <= now) {
+        return Err(ApiError::invalid("expires_at", "in_the_past", "must be in the future"));
+    }
+    let txn = state.db.begin().await?;
+    let owner = match body.user_id {
+        Some(id) if id != ctx.user.id => {
+            ctx.require_admin()?;
+            let owner = find_scoped::<user::Entity, _>(&txn, &ctx, id).await?;
+            if !owner.active {
+                return Err(ApiError::conflict("user_inactive", "the user is deactivated"));
+            }
+            owner
+        }
+        _ => ctx.user.clone(),
+    };
+    let (token, secret) = provisioning::issue_token(&txn, &ctx.actor(now), &owner, &body.name, body.expires_at).await?;
+    txn.commit().await?;
+    Ok(HttpResponse::Created().json(IssuedToken::new(&token, secret)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct TokenFilter {
+    /// Tokens of this user (admins only for users other than the caller). Default: the caller.
+    pub user_id: Option<i64>,
+    /// Include revoked tokens (default false).
+    pub include_revoked: Option<bool>,
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<u64>,
+    /// Items to skip (default 0).
+    pub offset: Option<u64>,
+}
+
+/// List tokens (never their secrets), newest first.
+#[utoipa::path(
+    tag = "tokens",
+    params(TokenFilter),
+    responses(
+        (status = 200, description = "One page of tokens", body = Page<TokenView>),
+        (status = 403, description = "Only admins list the tokens of others", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[get("/tokens")]
+pub async fn list_tokens(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    filter: web::Query<TokenFilter>,
+) -> ApiResult<web::Json<Page<TokenView>>> {
+    let filter = filter.into_inner();
+    let user_id = filter.user_id.unwrap_or(ctx.user.id);
+    if user_id != ctx.user.id {
+        ctx.require_admin()?;
+    }
+    let mut select = scoped::<api_token::Entity>(&ctx)
+        .filter(api_token::Column::UserId.eq(user_id))
+        .order_by_desc(api_token::Column::Id);
+    if !filter.include_revoked.unwrap_or(false) {
+        select = select.filter(api_token::Column::RevokedAt.is_null());
+    }
+    let (items, total, limit, offset) = fetch_page(&state.db, select, filter.limit, filter.offset).await?;
+    Ok(web::Json(Page {
+        items: items.iter().map(TokenView::from).collect(),
+        total,
+        limit,
+        offset,
+    }))
+}
+
+/// Revoke a token: your own, or (admins) any of your organization. Revoking twice is fine.
+#[utoipa::path(
+    tag = "tokens",
+    params(("id" = i64, Path, description = "Token id")),
+    responses(
+        (status = 204, description = "Token revoked"),
+        (status = 404, description = "No such token visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[delete("/tokens/{id}")]
+pub async fn revoke_token(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+) -> ApiResult<HttpResponse> {
+    let txn = state.db.begin().await?;
+    let token = find_scoped::<api_token::Entity, _>(&txn, &ctx, id.into_inner()).await?;
+    // Other users' tokens are invisible to non-admins.
+    if token.user_id != ctx.user.id && !ctx.user.role.is_admin() {
+        return Err(ApiError::NotFound);
+    }
+    if token.revoked_at.is_none() {
+        let now = state.clock.now();
+        let before = snapshot(&TokenView::from(&token));
+        let mut active: api_token::ActiveModel = token.into();
+        active.revoked_at = Set(Some(now));
+        let revoked = active.update(&txn).await?;
+        audit_trail::append(
+            &txn,
+            &ctx.actor(now),
+            Entry::new("api_token", revoked.id, "revoke")
+                .before(before)
+                .after(snapshot(&TokenView::from(&revoked))),
+        )
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(HttpResponse::NoContent().finish())
+}
