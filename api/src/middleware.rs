@@ -10,7 +10,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::web;
+use actix_web::{HttpResponse, ResponseError, web};
 use futures_util::FutureExt;
 use tracing::Instrument;
 
@@ -30,32 +30,35 @@ pub async fn envelope(
     let method = req.method().to_string();
     let span = tracing::info_span!("request", request_id = %id, method = %method, path = %req.path());
     let metrics = req.app_data::<web::Data<AppState>>().map(|s| s.metrics.clone());
-    let http_req = req.request().clone();
     let started = Instant::now();
 
-    let inner = async move {
-        match AssertUnwindSafe(next.call(req)).catch_unwind().await {
-            Ok(Ok(res)) => res.map_into_boxed_body(),
-            Ok(Err(err)) => ServiceResponse::new(http_req.clone(), err.error_response()),
-            Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".to_string());
-                tracing::error!(panic = %what, "handler panicked");
-                let body = problem(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal_error",
-                    "an unexpected error occurred; quote the request id when reporting it",
-                );
-                ServiceResponse::new(http_req.clone(), problem_response(&body))
+    // The request cannot be cloned before routing (the router needs it unshared), so a
+    // failure that loses it is answered through an error the dispatcher renders.
+    let inner = AssertUnwindSafe(next.call(req)).catch_unwind();
+    let outcome = request_id::scope(id.clone(), inner).instrument(span.clone()).await;
+    let elapsed = started.elapsed();
+    let mut res = match outcome {
+        Ok(Ok(res)) => res.map_into_boxed_body(),
+        Ok(Err(err)) => {
+            if let Some(metrics) = &metrics {
+                metrics.observe(&method, "unknown", err.as_response_error().status_code().as_u16(), elapsed);
             }
+            return Err(EnvelopeError::Inner { id, err }.into());
+        }
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_string());
+            span.in_scope(|| tracing::error!(panic = %what, "handler panicked"));
+            if let Some(metrics) = &metrics {
+                metrics.observe(&method, "unknown", 500, elapsed);
+            }
+            return Err(EnvelopeError::Panic { id }.into());
         }
     };
-    let mut res = request_id::scope(id.clone(), inner).instrument(span.clone()).await;
 
-    let elapsed = started.elapsed();
     let status = res.status().as_u16();
     let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_string());
     if let Some(metrics) = metrics {
@@ -68,4 +71,41 @@ pub async fn envelope(
         tracing::info!(status, route = %route, latency_ms = elapsed.as_secs_f64() * 1000.0, "request served");
     });
     Ok(res)
+}
+
+/// Failures rendered by the HTTP dispatcher after the request itself is gone.
+#[derive(Debug, thiserror::Error)]
+enum EnvelopeError {
+    #[error("handler panicked")]
+    Panic { id: String },
+    #[error("{err}")]
+    Inner { id: String, err: actix_web::Error },
+}
+
+impl ResponseError for EnvelopeError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            EnvelopeError::Panic { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            EnvelopeError::Inner { err, .. } => err.as_response_error().status_code(),
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let (id, mut response) = match self {
+            EnvelopeError::Panic { id } => {
+                let mut body = problem(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal_error",
+                    "an unexpected error occurred; quote the request id when reporting it",
+                );
+                body.request_id = Some(id.clone());
+                (id, problem_response(&body))
+            }
+            EnvelopeError::Inner { id, err } => (id, err.error_response()),
+        };
+        if let Ok(value) = HeaderValue::from_str(id) {
+            response.headers_mut().insert(REQUEST_ID_HEADER, value);
+        }
+        response
+    }
 }

@@ -1,1 +1,91 @@
-fn main(){}
+//! `cmo-worker`: the scheduled-jobs process.
+
+use std::process::ExitCode;
+
+use api::config::{DatabaseArgs, TelemetryArgs};
+use clap::Parser;
+use worker::jobs::JobContext;
+use worker::runner::{Schedules, run};
+
+#[derive(Parser)]
+#[command(name = "cmo-worker", version, about = "cmo-orchestrator scheduled jobs")]
+struct Cli {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    #[command(flatten)]
+    telemetry: TelemetryArgs,
+    /// Cron schedule (6 fields, with seconds, UTC) of the heartbeat job.
+    #[arg(long, env = "CMO_HEARTBEAT_CRON", default_value = "*/30 * * * * *")]
+    heartbeat_cron: String,
+    /// Identifier of this worker (default: hostname and process id).
+    #[arg(long, env = "CMO_WORKER_ID")]
+    worker_id: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    api::telemetry::init(&cli.telemetry);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("cmo-worker: cannot start the runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(start(cli)) {
+        Ok(()) => {
+            tracing::info!("cmo-worker stopped");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            tracing::error!("{message}");
+            eprintln!("cmo-worker: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn start(cli: Cli) -> Result<(), String> {
+    let db = api::db::connect_and_migrate(&cli.database).await.map_err(|e| e.to_string())?;
+    let hostname = hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown-host".to_string());
+    let worker_id = cli
+        .worker_id
+        .unwrap_or_else(|| format!("{hostname}-{}", std::process::id()));
+    let ctx = JobContext {
+        db: db.clone(),
+        worker_id,
+        hostname,
+        started_at: entity::clock::truncate_to_micros(chrono::Utc::now()),
+    };
+    let schedules = Schedules {
+        heartbeat: cli.heartbeat_cron,
+    };
+    run(ctx, schedules, shutdown_signal()).await.map_err(|e| e.to_string())?;
+    let _ = db.close().await;
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,22 @@
+//! Jobs are plain async functions of a context and a `now`, so tests call them directly
+//! with a chosen time; the scheduler only wires and logs them.
+
+pub mod heartbeat;
+
+use sea_orm::DatabaseConnection;
+
+/// What every job can reach.
+#[derive(Clone)]
+pub struct JobContext {
+    pub db: DatabaseConnection,
+    /// Identifies this worker process in heartbeats and row claims.
+    pub worker_id: String,
+    pub hostname: String,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Db(#[from] sea_orm::DbErr),
+}

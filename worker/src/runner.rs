@@ -1,0 +1,61 @@
+//! Wires jobs into tokio-cron-scheduler and runs until told to stop.
+//!
+//! The scheduler is only this process's clock: every instance fires every job, so jobs
+//! that must run once per tick decide that in the database, not here.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
+
+use crate::jobs::{JobContext, heartbeat};
+
+#[derive(Debug, Clone)]
+pub struct Schedules {
+    /// 6-field cron (with seconds), in UTC.
+    pub heartbeat: String,
+}
+
+impl Default for Schedules {
+    fn default() -> Self {
+        Self {
+            heartbeat: "*/30 * * * * *".to_string(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("scheduler: {0}")]
+    Scheduler(#[from] JobSchedulerError),
+    #[error("job: {0}")]
+    Job(#[from] crate::jobs::JobError),
+}
+
+/// Runs a first heartbeat at once, then the schedule, until `shutdown` completes; then
+/// stops the scheduler (letting a running job finish its current step).
+pub async fn run(ctx: JobContext, schedules: Schedules, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    let first = heartbeat::heartbeat(&ctx, entity::clock::truncate_to_micros(chrono::Utc::now())).await?;
+    tracing::info!(worker_id = %ctx.worker_id, beats = first.beats, "worker started");
+
+    let mut scheduler = JobScheduler::new().await?;
+    let ctx = Arc::new(ctx);
+    let job_ctx = ctx.clone();
+    scheduler
+        .add(Job::new_async(schedules.heartbeat.as_str(), move |_id, _lock| {
+            let ctx = job_ctx.clone();
+            Box::pin(async move {
+                let now = entity::clock::truncate_to_micros(chrono::Utc::now());
+                match heartbeat::heartbeat(&ctx, now).await {
+                    Ok(report) => tracing::debug!(beats = report.beats, "heartbeat"),
+                    Err(err) => tracing::warn!(%err, "heartbeat failed"),
+                }
+            })
+        })?)
+        .await?;
+    scheduler.start().await?;
+    shutdown.await;
+    tracing::info!("shutting down the scheduler");
+    scheduler.shutdown().await?;
+    Ok(())
+}
