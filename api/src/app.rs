@@ -38,6 +38,7 @@ pub fn build_server(state: AppState, listener: TcpListener, options: ServerOptio
         let (app, doc) = crate::openapi::register(base);
         app.app_data(web::Data::new(RouteTable::from_openapi(&doc)))
             .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", doc))
+            .route("/docs", web::get().to(docs_redirect))
             .default_service(web::to(not_matched))
             .wrap(from_fn(crate::middleware::envelope))
     })
@@ -47,4 +48,10 @@ pub fn build_server(state: AppState, listener: TcpListener, options: ServerOptio
         server = server.workers(workers.max(1));
     }
     Ok(server.run())
+}
+
+async fn docs_redirect() -> actix_web::HttpResponse {
+    actix_web::HttpResponse::PermanentRedirect()
+        .insert_header((actix_web::http::header::LOCATION, "/docs/"))
+        .finish()
 }

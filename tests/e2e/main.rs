@@ -1,0 +1,53 @@
+//! End-to-end tests: the real api over HTTP on loopback, against SQLite and PostgreSQL.
+//! One binary, so the PostgreSQL cluster is started once for all of them.
+
+mod audit;
+mod auth;
+mod concurrency;
+mod openapi;
+mod operations;
+mod problems;
+mod signatures;
+mod tenancy;
+mod worker;
+
+use e2e::TestApp;
+use serde_json::{Value, json};
+
+/// Creates a user in the admin's org and a token for them; returns (user id, token).
+pub async fn user_with_token(app: &TestApp, email: &str, role: &str, password: Option<&str>) -> (i64, String) {
+    let admin = app.admin();
+    let mut body = json!({"email": email, "display_name": email.split('@').next().unwrap(), "role": role});
+    if let Some(p) = password {
+        body["password"] = Value::String(p.to_string());
+    }
+    let user = admin.post("/api/v1/users", body).await.expect(201).body;
+    let id = user["id"].as_i64().unwrap();
+    let token = admin
+        .post("/api/v1/tokens", json!({"name": "test", "user_id": id}))
+        .await
+        .expect(201)
+        .body["secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (id, token)
+}
+
+/// Registers a partner organization; returns (org id, its admin's id, its admin's token).
+pub async fn partner_org(app: &TestApp, name: &str, kind: &str, admin_email: &str) -> (i64, i64, String) {
+    let created = app
+        .admin()
+        .post(
+            "/api/v1/organizations",
+            json!({"name": name, "kind": kind, "admin": {"email": admin_email, "display_name": "Partner Admin"}}),
+        )
+        .await
+        .expect(201)
+        .body;
+    (
+        created["organization"]["id"].as_i64().unwrap(),
+        created["admin"]["id"].as_i64().unwrap(),
+        created["admin_token"]["secret"].as_str().unwrap().to_string(),
+    )
+}
