@@ -28,7 +28,11 @@ impl Default for ServerOptions {
 
 /// Builds the server on an already bound listener (tests bind port 0). The server stops
 /// gracefully on SIGTERM/SIGINT, letting in-flight requests finish.
-pub fn build_server(state: AppState, listener: TcpListener, options: ServerOptions) -> std::io::Result<Server> {
+pub fn build_server(
+    state: AppState,
+    listener: TcpListener,
+    options: ServerOptions,
+) -> std::io::Result<Server> {
     let state = web::Data::new(state);
     let mut server = HttpServer::new(move || {
         let base = App::new()

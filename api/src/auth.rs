@@ -51,7 +51,9 @@ impl AuthContext {
         if self.user.role.is_admin() {
             Ok(())
         } else {
-            Err(ApiError::Forbidden("this action needs the admin role".to_string()))
+            Err(ApiError::Forbidden(
+                "this action needs the admin role".to_string(),
+            ))
         }
     }
 }
@@ -78,7 +80,9 @@ fn bearer_secret(req: &HttpRequest) -> ApiResult<String> {
     let value = req
         .headers()
         .get(header::AUTHORIZATION)
-        .ok_or_else(|| ApiError::Unauthorized("missing Authorization: Bearer <token> header".to_string()))?
+        .ok_or_else(|| {
+            ApiError::Unauthorized("missing Authorization: Bearer <token> header".to_string())
+        })?
         .to_str()
         .map_err(|_| ApiError::Unauthorized("malformed Authorization header".to_string()))?;
     let (scheme, token) = value
@@ -107,13 +111,18 @@ async fn authenticate(state: &AppState, secret: &str) -> ApiResult<AuthContext> 
     let user = user.ok_or_else(invalid)?;
     api_token::check_usable(&token, now).map_err(|why| ApiError::Unauthorized(why.to_string()))?;
     if !user.active {
-        return Err(ApiError::Unauthorized("the user is deactivated".to_string()));
+        return Err(ApiError::Unauthorized(
+            "the user is deactivated".to_string(),
+        ));
     }
     let org = organization::Entity::find_by_id(user.org_id)
         .one(&state.db)
         .await?
         .ok_or_else(invalid)?;
-    let token = if token.last_used_at.is_none_or(|t| now - t >= LAST_USED_GRANULARITY) {
+    let token = if token
+        .last_used_at
+        .is_none_or(|t| now - t >= LAST_USED_GRANULARITY)
+    {
         let mut active: api_token::ActiveModel = token.clone().into();
         active.last_used_at = Set(Some(now));
         // Bookkeeping only: a failure here must not fail the request.

@@ -24,7 +24,9 @@ pub struct Bootstrapped {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BootstrapError {
-    #[error("the database already holds {0} organization(s); bootstrap only initializes an empty database")]
+    #[error(
+        "the database already holds {0} organization(s); bootstrap only initializes an empty database"
+    )]
     AlreadyInitialized(u64),
     #[error("invalid input: {0}")]
     Invalid(String),
@@ -34,7 +36,10 @@ pub enum BootstrapError {
     Db(#[from] sea_orm::DbErr),
 }
 
-pub async fn bootstrap(db: &DatabaseConnection, req: BootstrapRequest) -> Result<Bootstrapped, BootstrapError> {
+pub async fn bootstrap(
+    db: &DatabaseConnection,
+    req: BootstrapRequest,
+) -> Result<Bootstrapped, BootstrapError> {
     let mut problems = Vec::new();
     if req.org_name.trim().is_empty() || req.org_name.chars().count() > 200 {
         problems.push("--org must be 1 to 200 characters");
@@ -57,7 +62,15 @@ pub async fn bootstrap(db: &DatabaseConnection, req: BootstrapRequest) -> Result
     if existing > 0 {
         return Err(BootstrapError::AlreadyInitialized(existing));
     }
-    let org = provisioning::create_organization(&txn, &req.org_name, OrgKind::Sponsor, None, None, req.now).await?;
+    let org = provisioning::create_organization(
+        &txn,
+        &req.org_name,
+        OrgKind::Sponsor,
+        None,
+        None,
+        req.now,
+    )
+    .await?;
     let system = Actor {
         org_id: org.id,
         user_id: None,
@@ -76,7 +89,8 @@ pub async fn bootstrap(db: &DatabaseConnection, req: BootstrapRequest) -> Result
         },
     )
     .await?;
-    let (token, secret) = provisioning::issue_token(&txn, &system, &admin, "bootstrap", None).await?;
+    let (token, secret) =
+        provisioning::issue_token(&txn, &system, &admin, "bootstrap", None).await?;
     txn.commit().await?;
     Ok(Bootstrapped {
         organization: org,

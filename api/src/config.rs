@@ -44,7 +44,11 @@ pub struct ServeArgs {
     pub bind: String,
 
     /// Public base URL of the api, used for links in emails.
-    #[arg(long, env = "CMO_PUBLIC_BASE_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "CMO_PUBLIC_BASE_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
     pub public_base_url: String,
 
     /// HTTP worker threads (default: one per CPU core).

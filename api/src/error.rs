@@ -24,7 +24,11 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    pub fn new(field: impl Into<String>, code: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(
+        field: impl Into<String>,
+        code: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             field: field.into(),
             code: code.into(),
@@ -158,7 +162,9 @@ impl ApiError {
             ApiError::Validation(errors) if errors.len() == 1 => {
                 "the request has 1 invalid field".to_string()
             }
-            ApiError::Validation(errors) => format!("the request has {} invalid fields", errors.len()),
+            ApiError::Validation(errors) => {
+                format!("the request has {} invalid fields", errors.len())
+            }
             ApiError::ServiceUnavailable(_) => {
                 "the database is unreachable; retry later".to_string()
             }
@@ -252,7 +258,9 @@ impl From<DbErr> for ApiError {
             return ApiError::conflict("already_exists", unique_violation_detail(&detail));
         }
         match &err {
-            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => ApiError::ServiceUnavailable(err.to_string()),
+            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
+                ApiError::ServiceUnavailable(err.to_string())
+            }
             DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))
                 if is_connection_error(e) =>
             {
@@ -267,7 +275,11 @@ fn is_connection_error(err: &sea_orm::sqlx::Error) -> bool {
     use sea_orm::sqlx::Error;
     matches!(
         err,
-        Error::Io(_) | Error::PoolTimedOut | Error::PoolClosed | Error::WorkerCrashed | Error::Tls(_)
+        Error::Io(_)
+            | Error::PoolTimedOut
+            | Error::PoolClosed
+            | Error::WorkerCrashed
+            | Error::Tls(_)
     )
 }
 

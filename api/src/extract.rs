@@ -62,13 +62,18 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for ApiJson<T> {
                 }
             }
             if declared_len.is_some_and(|len| len > MAX_JSON_BODY) {
-                return Err(ApiError::PayloadTooLarge { limit: MAX_JSON_BODY });
+                return Err(ApiError::PayloadTooLarge {
+                    limit: MAX_JSON_BODY,
+                });
             }
             let mut body = Vec::with_capacity(declared_len.unwrap_or(1024).min(MAX_JSON_BODY));
             while let Some(chunk) = payload.next().await {
-                let chunk = chunk.map_err(|e| ApiError::bad_request("unreadable_body", e.to_string()))?;
+                let chunk =
+                    chunk.map_err(|e| ApiError::bad_request("unreadable_body", e.to_string()))?;
                 if body.len() + chunk.len() > MAX_JSON_BODY {
-                    return Err(ApiError::PayloadTooLarge { limit: MAX_JSON_BODY });
+                    return Err(ApiError::PayloadTooLarge {
+                        limit: MAX_JSON_BODY,
+                    });
                 }
                 body.extend_from_slice(&chunk);
             }
@@ -83,13 +88,17 @@ impl<T: DeserializeOwned + Validate + 'static> FromRequest for ApiJson<T> {
 
 fn is_json(content_type: &str) -> bool {
     let essence = content_type.split(';').next().unwrap_or("").trim();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// Strict JSON parsing with the path of the first offending field.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::bad_request("malformed_json", "the request body is empty; expected a JSON object"));
+        return Err(ApiError::bad_request(
+            "malformed_json",
+            "the request body is empty; expected a JSON object",
+        ));
     }
     let mut de = serde_json::Deserializer::from_slice(body);
     let parsed = serde_path_to_error::deserialize::<_, T>(&mut de);
@@ -107,10 +116,15 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             let path = err.path().to_string();
             let inner = err.into_inner();
             match inner.classify() {
-                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => Err(
-                    ApiError::bad_request("malformed_json", format!("the request body is not valid JSON: {inner}")),
-                ),
-                serde_json::error::Category::Io => Err(ApiError::bad_request("unreadable_body", inner.to_string())),
+                serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+                    Err(ApiError::bad_request(
+                        "malformed_json",
+                        format!("the request body is not valid JSON: {inner}"),
+                    ))
+                }
+                serde_json::error::Category::Io => {
+                    Err(ApiError::bad_request("unreadable_body", inner.to_string()))
+                }
                 serde_json::error::Category::Data => {
                     let message = strip_position(&inner.to_string());
                     let code = if message.starts_with("unknown field") {
@@ -129,7 +143,9 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
                     } else {
                         path
                     };
-                    Err(ApiError::Validation(vec![FieldError::new(field, code, message)]))
+                    Err(ApiError::Validation(vec![FieldError::new(
+                        field, code, message,
+                    )]))
                 }
             }
         }
@@ -164,12 +180,27 @@ impl Checks {
             if min == 1 {
                 self.fail(field, "required", "must not be empty");
             } else {
-                self.fail(field, "too_short", format!("must be at least {min} characters"));
+                self.fail(
+                    field,
+                    "too_short",
+                    format!("must be at least {min} characters"),
+                );
             }
         } else if value.chars().count() > max {
-            self.fail(field, "too_long", format!("must be at most {max} characters"));
-        } else if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-            self.fail(field, "invalid_characters", "must not contain control characters");
+            self.fail(
+                field,
+                "too_long",
+                format!("must be at most {max} characters"),
+            );
+        } else if value
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
+            self.fail(
+                field,
+                "invalid_characters",
+                "must not contain control characters",
+            );
         }
     }
 
@@ -187,7 +218,11 @@ impl Checks {
 
     pub fn time_zone(&mut self, field: &str, value: &str) {
         if value.parse::<chrono_tz::Tz>().is_err() {
-            self.fail(field, "invalid_time_zone", "must be an IANA time zone name such as Europe/Berlin");
+            self.fail(
+                field,
+                "invalid_time_zone",
+                "must be an IANA time zone name such as Europe/Berlin",
+            );
         }
     }
 
@@ -197,7 +232,10 @@ impl Checks {
             self.fail(
                 field,
                 "too_short",
-                format!("must be at least {} characters", entity::user::MIN_PASSWORD_LEN),
+                format!(
+                    "must be at least {} characters",
+                    entity::user::MIN_PASSWORD_LEN
+                ),
             );
         } else if len > 256 {
             self.fail(field, "too_long", "must be at most 256 characters");
@@ -214,7 +252,10 @@ impl Checks {
 }
 
 /// Query-string problems: 422 naming the parameter (actix would answer a bare 400).
-pub fn query_error(err: actix_web::error::QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+pub fn query_error(
+    err: actix_web::error::QueryPayloadError,
+    _req: &HttpRequest,
+) -> actix_web::Error {
     let message = err.to_string();
     let field = message
         .split('`')
@@ -260,13 +301,25 @@ mod tests {
     #[test]
     fn broken_json_is_a_bad_request() {
         let err = parse_json::<Body>(br#"{"name": "#).unwrap_err();
-        assert!(matches!(err, ApiError::BadRequest { code: "malformed_json", .. }));
+        assert!(matches!(
+            err,
+            ApiError::BadRequest {
+                code: "malformed_json",
+                ..
+            }
+        ));
     }
 
     #[test]
     fn trailing_garbage_is_a_bad_request() {
         let err = parse_json::<Body>(br#"{"name": "a"} x"#).unwrap_err();
-        assert!(matches!(err, ApiError::BadRequest { code: "malformed_json", .. }));
+        assert!(matches!(
+            err,
+            ApiError::BadRequest {
+                code: "malformed_json",
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -284,7 +337,10 @@ mod tests {
     #[test]
     fn a_nested_wrong_type_is_named_by_its_path() {
         let err = parse_json::<Body>(br#"{"name": "a", "inner": {"count": -1}}"#).unwrap_err();
-        assert_eq!(fields(err), vec![("inner.count".into(), "invalid_value".into())]);
+        assert_eq!(
+            fields(err),
+            vec![("inner.count".into(), "invalid_value".into())]
+        );
     }
 
     #[test]
@@ -299,7 +355,15 @@ mod tests {
             ApiError::Validation(f) => f.into_iter().map(|f| f.code).collect(),
             _ => unreachable!(),
         };
-        assert_eq!(codes, ["required", "too_long", "invalid_characters", "invalid_time_zone"]);
+        assert_eq!(
+            codes,
+            [
+                "required",
+                "too_long",
+                "invalid_characters",
+                "invalid_time_zone"
+            ]
+        );
     }
 
     #[test]

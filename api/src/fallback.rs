@@ -81,7 +81,10 @@ mod tests {
     #[test]
     fn known_paths_list_their_methods() {
         let table = RouteTable::from_openapi(&crate::openapi::document());
-        assert_eq!(table.allowed("/api/v1/users/12"), Some(vec!["GET", "PATCH"]));
+        assert_eq!(
+            table.allowed("/api/v1/users/12"),
+            Some(vec!["GET", "PATCH"])
+        );
         assert_eq!(table.allowed("/api/v1/users"), Some(vec!["GET", "POST"]));
         assert_eq!(table.allowed("/api/v1/nothing-here"), None);
     }

@@ -80,8 +80,11 @@ fn main() -> ExitCode {
 
 fn serve(database: DatabaseArgs, serve: ServeArgs) -> Result<(), String> {
     actix_web::rt::System::new().block_on(async move {
-        let db = api::db::connect_and_migrate(&database).await.map_err(|e| e.to_string())?;
-        let listener = TcpListener::bind(&serve.bind).map_err(|e| format!("cannot bind {}: {e}", serve.bind))?;
+        let db = api::db::connect_and_migrate(&database)
+            .await
+            .map_err(|e| e.to_string())?;
+        let listener = TcpListener::bind(&serve.bind)
+            .map_err(|e| format!("cannot bind {}: {e}", serve.bind))?;
         tracing::info!(address = %serve.bind, "cmo-api listening");
         let state = AppState {
             db: db.clone(),
@@ -116,8 +119,11 @@ fn run_bootstrap(
         .build()
         .map_err(|e| e.to_string())?;
     runtime.block_on(async move {
-        let db = api::db::connect_and_migrate(database).await.map_err(|e| e.to_string())?;
-        let admin_name = name.unwrap_or_else(|| email.split('@').next().unwrap_or(&email).to_string());
+        let db = api::db::connect_and_migrate(database)
+            .await
+            .map_err(|e| e.to_string())?;
+        let admin_name =
+            name.unwrap_or_else(|| email.split('@').next().unwrap_or(&email).to_string());
         let done = bootstrap(
             &db,
             BootstrapRequest {

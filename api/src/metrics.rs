@@ -7,7 +7,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 /// Upper bounds of the latency buckets, in seconds.
-const BUCKETS: [f64; 12] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
 
 #[derive(Debug, Default, Clone)]
 struct Series {
@@ -37,7 +39,11 @@ impl Metrics {
     }
 
     pub fn render(&self) -> String {
-        let series = self.series.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let series = self
+            .series
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let mut out = String::new();
         out.push_str("# HELP cmo_http_requests_total HTTP requests served, by method, route pattern and status.\n");
         out.push_str("# TYPE cmo_http_requests_total counter\n");
@@ -56,11 +62,26 @@ impl Metrics {
             let mut cumulative = 0;
             for (upper, n) in BUCKETS.iter().zip(s.buckets.iter()) {
                 cumulative += n;
-                let _ = writeln!(out, "cmo_http_request_duration_seconds_bucket{{{l},le=\"{upper}\"}} {cumulative}");
+                let _ = writeln!(
+                    out,
+                    "cmo_http_request_duration_seconds_bucket{{{l},le=\"{upper}\"}} {cumulative}"
+                );
             }
-            let _ = writeln!(out, "cmo_http_request_duration_seconds_bucket{{{l},le=\"+Inf\"}} {}", s.count);
-            let _ = writeln!(out, "cmo_http_request_duration_seconds_sum{{{l}}} {}", s.sum_seconds);
-            let _ = writeln!(out, "cmo_http_request_duration_seconds_count{{{l}}} {}", s.count);
+            let _ = writeln!(
+                out,
+                "cmo_http_request_duration_seconds_bucket{{{l},le=\"+Inf\"}} {}",
+                s.count
+            );
+            let _ = writeln!(
+                out,
+                "cmo_http_request_duration_seconds_sum{{{l}}} {}",
+                s.sum_seconds
+            );
+            let _ = writeln!(
+                out,
+                "cmo_http_request_duration_seconds_count{{{l}}} {}",
+                s.count
+            );
         }
         out
     }
@@ -75,7 +96,10 @@ fn labels(method: &str, route: &str, status: u16) -> String {
 }
 
 fn escape(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -88,7 +112,9 @@ mod tests {
         m.observe("GET", "/api/v1/users/{id}", 200, Duration::from_millis(3));
         m.observe("GET", "/api/v1/users/{id}", 200, Duration::from_millis(30));
         let text = m.render();
-        assert!(text.contains(r#"cmo_http_requests_total{method="GET",route="/api/v1/users/{id}",status="200"} 2"#));
+        assert!(text.contains(
+            r#"cmo_http_requests_total{method="GET",route="/api/v1/users/{id}",status="200"} 2"#
+        ));
         assert!(text.contains(r#"le="0.005"} 1"#));
         assert!(text.contains(r#"le="0.05"} 2"#));
         assert!(text.contains(r#"le="+Inf"} 2"#));

@@ -25,23 +25,35 @@ pub async fn envelope(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let id = request_id::accept_or_generate(
-        req.headers().get(&REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()),
+        req.headers()
+            .get(&REQUEST_ID_HEADER)
+            .and_then(|v| v.to_str().ok()),
     );
     let method = req.method().to_string();
-    let span = tracing::info_span!("request", request_id = %id, method = %method, path = %req.path());
-    let metrics = req.app_data::<web::Data<AppState>>().map(|s| s.metrics.clone());
+    let span =
+        tracing::info_span!("request", request_id = %id, method = %method, path = %req.path());
+    let metrics = req
+        .app_data::<web::Data<AppState>>()
+        .map(|s| s.metrics.clone());
     let started = Instant::now();
 
     // The request cannot be cloned before routing (the router needs it unshared), so a
     // failure that loses it is answered through an error the dispatcher renders.
     let inner = AssertUnwindSafe(next.call(req)).catch_unwind();
-    let outcome = request_id::scope(id.clone(), inner).instrument(span.clone()).await;
+    let outcome = request_id::scope(id.clone(), inner)
+        .instrument(span.clone())
+        .await;
     let elapsed = started.elapsed();
     let mut res = match outcome {
         Ok(Ok(res)) => res.map_into_boxed_body(),
         Ok(Err(err)) => {
             if let Some(metrics) = &metrics {
-                metrics.observe(&method, "unknown", err.as_response_error().status_code().as_u16(), elapsed);
+                metrics.observe(
+                    &method,
+                    "unknown",
+                    err.as_response_error().status_code().as_u16(),
+                    elapsed,
+                );
             }
             return Err(EnvelopeError::Inner { id, err }.into());
         }
@@ -60,7 +72,10 @@ pub async fn envelope(
     };
 
     let status = res.status().as_u16();
-    let route = res.request().match_pattern().unwrap_or_else(|| "unmatched".to_string());
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_string());
     if let Some(metrics) = metrics {
         metrics.observe(&method, &route, status, elapsed);
     }

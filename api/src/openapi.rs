@@ -76,7 +76,14 @@ const STANDARD_RESPONSES: &[Standard] = &[
         name: "BadRequest",
         status: "400",
         description: "Malformed JSON or an unreadable body",
-        example: || example(400, "Bad Request", "malformed_json", "the request body is not valid JSON: EOF while parsing an object at line 1 column 9"),
+        example: || {
+            example(
+                400,
+                "Bad Request",
+                "malformed_json",
+                "the request body is not valid JSON: EOF while parsing an object at line 1 column 9",
+            )
+        },
     },
     Standard {
         name: "Unauthorized",
@@ -94,20 +101,39 @@ const STANDARD_RESPONSES: &[Standard] = &[
         name: "PayloadTooLarge",
         status: "413",
         description: "The body exceeds 256 KiB",
-        example: || example(413, "Payload Too Large", "payload_too_large", "request body larger than 262144 bytes"),
+        example: || {
+            example(
+                413,
+                "Payload Too Large",
+                "payload_too_large",
+                "request body larger than 262144 bytes",
+            )
+        },
     },
     Standard {
         name: "UnsupportedMediaType",
         status: "415",
         description: "The body is not application/json",
-        example: || example(415, "Unsupported Media Type", "unsupported_media_type", "unsupported media type: expected application/json, got text/plain"),
+        example: || {
+            example(
+                415,
+                "Unsupported Media Type",
+                "unsupported_media_type",
+                "unsupported media type: expected application/json, got text/plain",
+            )
+        },
     },
     Standard {
         name: "ValidationFailed",
         status: "422",
         description: "Invalid fields or query parameters, listed in `errors`",
         example: || {
-            let mut v = example(422, "Unprocessable Content", "validation_failed", "the request has 1 invalid field");
+            let mut v = example(
+                422,
+                "Unprocessable Content",
+                "validation_failed",
+                "the request has 1 invalid field",
+            );
             v["errors"] = serde_json::json!([{"field": "name", "code": "required", "message": "must not be empty"}]);
             v
         },
@@ -116,13 +142,27 @@ const STANDARD_RESPONSES: &[Standard] = &[
         name: "InternalError",
         status: "500",
         description: "Unexpected failure; quote the request id",
-        example: || example(500, "Internal Server Error", "internal_error", "an unexpected error occurred; quote the request id when reporting it"),
+        example: || {
+            example(
+                500,
+                "Internal Server Error",
+                "internal_error",
+                "an unexpected error occurred; quote the request id when reporting it",
+            )
+        },
     },
     Standard {
         name: "DatabaseUnavailable",
         status: "503",
         description: "The database is unreachable; retry later",
-        example: || example(503, "Service Unavailable", "database_unavailable", "the database is unreachable; retry later"),
+        example: || {
+            example(
+                503,
+                "Service Unavailable",
+                "database_unavailable",
+                "the database is unreachable; retry later",
+            )
+        },
     },
 ];
 
@@ -144,7 +184,9 @@ fn complete(doc: &mut utoipa::openapi::OpenApi) {
         SecurityScheme::Http(
             HttpBuilder::new()
                 .scheme(HttpAuthScheme::Bearer)
-                .description(Some("An API token from `cmo-api bootstrap` or `POST /api/v1/tokens`"))
+                .description(Some(
+                    "An API token from `cmo-api bootstrap` or `POST /api/v1/tokens`",
+                ))
                 .build(),
         ),
     );
@@ -159,7 +201,9 @@ fn complete(doc: &mut utoipa::openapi::OpenApi) {
                     .build(),
             )
             .build();
-        components.responses.insert(s.name.to_string(), RefOr::T(response));
+        components
+            .responses
+            .insert(s.name.to_string(), RefOr::T(response));
     }
     doc.security = Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
 
@@ -210,7 +254,10 @@ fn add_standard_responses(op: &mut Operation, has_path_params: bool) {
     if touches_db {
         wanted.push("503");
     }
-    for s in STANDARD_RESPONSES.iter().filter(|s| wanted.contains(&s.status)) {
+    for s in STANDARD_RESPONSES
+        .iter()
+        .filter(|s| wanted.contains(&s.status))
+    {
         op.responses
             .responses
             .entry(s.status.to_string())
@@ -229,7 +276,10 @@ mod tests {
             if !path.starts_with("/api/v1") {
                 continue;
             }
-            for op in [&item.get, &item.post, &item.put, &item.patch, &item.delete].into_iter().flatten() {
+            for op in [&item.get, &item.post, &item.put, &item.patch, &item.delete]
+                .into_iter()
+                .flatten()
+            {
                 for status in ["401", "500", "503"] {
                     assert!(
                         op.responses.responses.contains_key(status),
@@ -244,7 +294,12 @@ mod tests {
     #[test]
     fn health_checks_need_no_token() {
         let doc = document();
-        let healthz = doc.paths.paths.get("/healthz").and_then(|i| i.get.as_ref()).unwrap();
+        let healthz = doc
+            .paths
+            .paths
+            .get("/healthz")
+            .and_then(|i| i.get.as_ref())
+            .unwrap();
         assert!(!healthz.responses.responses.contains_key("401"));
     }
 }

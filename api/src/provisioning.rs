@@ -47,12 +47,20 @@ pub async fn create_organization<C: ConnectionTrait>(
         request_id: registered_by.and_then(|a| a.request_id.clone()),
         at: now,
     };
-    audit_trail::append(conn, &own_actor, Entry::new("organization", org.id, "create").after(view.clone()))
-        .await?;
+    audit_trail::append(
+        conn,
+        &own_actor,
+        Entry::new("organization", org.id, "create").after(view.clone()),
+    )
+    .await?;
     // The registering sponsor's trail records the registration too.
     if let Some(actor) = registered_by {
-        audit_trail::append(conn, actor, Entry::new("organization", org.id, "register_partner").after(view))
-            .await?;
+        audit_trail::append(
+            conn,
+            actor,
+            Entry::new("organization", org.id, "register_partner").after(view),
+        )
+        .await?;
     }
     Ok(org)
 }

@@ -18,9 +18,7 @@ pub async fn scope<F: Future>(id: String, fut: F) -> F::Output {
 pub fn accept_or_generate(incoming: Option<&str>) -> String {
     match incoming {
         Some(id)
-            if !id.is_empty()
-                && id.len() <= 128
-                && id.bytes().all(|b| b.is_ascii_graphic()) =>
+            if !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()) =>
         {
             id.to_string()
         }

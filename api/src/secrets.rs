@@ -45,8 +45,16 @@ mod tests {
     async fn a_password_verifies_against_its_own_hash_only() {
         let hash = hash_password("correct horse battery".into()).await.unwrap();
         assert!(hash.starts_with("$argon2id$"));
-        assert!(verify_password("correct horse battery".into(), hash.clone()).await.unwrap());
-        assert!(!verify_password("wrong horse battery".into(), hash).await.unwrap());
+        assert!(
+            verify_password("correct horse battery".into(), hash.clone())
+                .await
+                .unwrap()
+        );
+        assert!(
+            !verify_password("wrong horse battery".into(), hash)
+                .await
+                .unwrap()
+        );
     }
 
     #[test]

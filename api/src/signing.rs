@@ -8,7 +8,9 @@
 
 use entity::audit_trail::{self, Entry};
 use entity::{SignatureMeaning, SignedRecordType, signature};
-use sea_orm::{ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ConnectionTrait, TransactionTrait};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ConnectionTrait, TransactionTrait,
+};
 use serde_json::json;
 
 use crate::auth::AuthContext;
@@ -47,18 +49,24 @@ pub async fn authenticate_signer(
     audit_trail::append(
         &txn,
         &ctx.actor(state.clock.now()),
-        Entry::new("signature", format!("{}:{}", record_type_name(what.record_type), what.record_id), "sign_failed")
-            .after(json!({
-                "record_type": what.record_type,
-                "record_id": what.record_id,
-                "meaning": what.meaning,
-                "failure": "wrong_password",
-            })),
+        Entry::new(
+            "signature",
+            format!("{}:{}", record_type_name(what.record_type), what.record_id),
+            "sign_failed",
+        )
+        .after(json!({
+            "record_type": what.record_type,
+            "record_id": what.record_id,
+            "meaning": what.meaning,
+            "failure": "wrong_password",
+        })),
     )
     .await?;
     txn.commit().await?;
     tracing::warn!(user_id = ctx.user.id, record_id = %what.record_id, "signature refused: wrong password");
-    Err(ApiError::Unauthorized("the signature password is wrong".to_string()))
+    Err(ApiError::Unauthorized(
+        "the signature password is wrong".to_string(),
+    ))
 }
 
 pub async fn record<C: ConnectionTrait>(

@@ -219,7 +219,9 @@ mod tests {
                     after: Some(json!({"b": 2, "a": [1, {"z": true, "y": null}]})),
                     reason: Some("onboarding".into()),
                     request_id: Some("req-1".into()),
-                    occurred_at: Utc.with_ymd_and_hms(2026, 11, 23, 9, 0, seq as u32).unwrap(),
+                    occurred_at: Utc
+                        .with_ymd_and_hms(2026, 11, 23, 9, 0, seq as u32)
+                        .unwrap(),
                     prev_hash: prev.clone(),
                     hash: String::new(),
                 };
@@ -241,7 +243,10 @@ mod tests {
     #[test]
     fn canonical_json_sorts_keys_at_every_level() {
         let v = json!({"b": 1, "a": {"d": [3, {"y": 1, "x": 2}], "c": "s"}});
-        assert_eq!(canonical_json(&v), r#"{"a":{"c":"s","d":[3,{"x":2,"y":1}]},"b":1}"#);
+        assert_eq!(
+            canonical_json(&v),
+            r#"{"a":{"c":"s","d":[3,{"x":2,"y":1}]},"b":1}"#
+        );
     }
 
     #[test]

@@ -86,7 +86,9 @@ pub async fn append<C: ConnectionTrait>(
         .lock_exclusive()
         .one(conn)
         .await?
-        .ok_or_else(|| DbErr::RecordNotFound(format!("audit chain of organization {}", actor.org_id)))?;
+        .ok_or_else(|| {
+            DbErr::RecordNotFound(format!("audit chain of organization {}", actor.org_id))
+        })?;
     let seq = head.last_seq + 1;
     let mut event = audit_event::Model {
         id: 0,
@@ -145,7 +147,9 @@ pub struct Verification {
 /// Re-computes the whole chain of `org_id`, reading it in pages so memory stays flat.
 pub async fn verify<C: ConnectionTrait>(conn: &C, org_id: i64) -> Result<Verification, DbErr> {
     const PAGE: u64 = 500;
-    let head = audit_chain_head::Entity::find_by_id(org_id).one(conn).await?;
+    let head = audit_chain_head::Entity::find_by_id(org_id)
+        .one(conn)
+        .await?;
     let mut verifier = ChainVerifier::default();
     let mut after_seq = 0_i64;
     let mut checked = 0_u64;

@@ -32,8 +32,10 @@ impl ActiveModelBehavior for ActiveModel {}
 pub fn may_sign(role: Role, record_type: SignedRecordType, meaning: SignatureMeaning) -> bool {
     match record_type {
         SignedRecordType::AuditEvent => {
-            matches!(meaning, SignatureMeaning::Reviewed | SignatureMeaning::Verified)
-                && matches!(role, Role::Quality | Role::Admin)
+            matches!(
+                meaning,
+                SignatureMeaning::Reviewed | SignatureMeaning::Verified
+            ) && matches!(role, Role::Quality | Role::Admin)
         }
     }
 }
@@ -47,7 +49,11 @@ mod tests {
         let rt = SignedRecordType::AuditEvent;
         assert!(may_sign(Role::Quality, rt, SignatureMeaning::Reviewed));
         assert!(may_sign(Role::Admin, rt, SignatureMeaning::Verified));
-        assert!(!may_sign(Role::ProgramManager, rt, SignatureMeaning::Reviewed));
+        assert!(!may_sign(
+            Role::ProgramManager,
+            rt,
+            SignatureMeaning::Reviewed
+        ));
         assert!(!may_sign(Role::Contributor, rt, SignatureMeaning::Reviewed));
         assert!(!may_sign(Role::Viewer, rt, SignatureMeaning::Reviewed));
     }

@@ -1,7 +1,7 @@
 //! Schema migrations for SQLite and PostgreSQL, one migration per file.
 
-pub use sea_orm_migration::prelude::*;
 use sea_orm::{DatabaseConnection, DbBackend, Statement, TransactionTrait};
+pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_create_organizations;
 mod m20261123_000002_create_users;

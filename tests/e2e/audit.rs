@@ -11,25 +11,44 @@ async fn every_mutation_is_audited_with_before_and_after(app: &TestApp) {
     let admin = app.admin();
     let (id, _) = user_with_token(app, "pm@acme.test", "program_manager", None).await;
     admin
-        .patch(&format!("/api/v1/users/{id}"), json!({"version": 1, "time_zone": "Asia/Tokyo", "reason": "moved to Japan"}))
+        .patch(
+            &format!("/api/v1/users/{id}"),
+            json!({"version": 1, "time_zone": "Asia/Tokyo", "reason": "moved to Japan"}),
+        )
         .await
         .expect(200);
     admin
-        .put(&format!("/api/v1/users/{id}/password"), json!({"new_password": "a sufficiently long one"}))
+        .put(
+            &format!("/api/v1/users/{id}/password"),
+            json!({"new_password": "a sufficiently long one"}),
+        )
         .await
         .expect(204);
     admin
-        .post(&format!("/api/v1/users/{id}/deactivate"), json!({"reason": "left"}))
+        .post(
+            &format!("/api/v1/users/{id}/deactivate"),
+            json!({"reason": "left"}),
+        )
         .await
         .expect(200);
 
     let events = admin
-        .get(&format!("/api/v1/audit-events?entity_type=user&entity_id={id}"))
+        .get(&format!(
+            "/api/v1/audit-events?entity_type=user&entity_id={id}"
+        ))
         .await
         .expect(200)
         .body;
-    let actions: Vec<&str> = events["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
-    assert_eq!(actions, ["create", "update", "reset_password", "deactivate"]);
+    let actions: Vec<&str> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["create", "update", "reset_password", "deactivate"]
+    );
     let update = &events["items"][1];
     assert_eq!(update["before"]["time_zone"], "UTC");
     assert_eq!(update["after"]["time_zone"], "Asia/Tokyo");
@@ -37,14 +56,32 @@ async fn every_mutation_is_audited_with_before_and_after(app: &TestApp) {
     assert_eq!(update["actor_user_id"], app.admin_id);
     assert!(update["request_id"].is_string());
     let all_text = events.to_string();
-    assert!(!all_text.contains("argon2"), "password hashes never reach the audit trail");
+    assert!(
+        !all_text.contains("argon2"),
+        "password hashes never reach the audit trail"
+    );
 
-    let tokens = admin.get("/api/v1/audit-events?entity_type=api_token&action=issue").await.expect(200).body;
-    assert!(tokens["total"].as_u64().unwrap() >= 2, "bootstrap and test tokens are audited");
-    let orgs = admin.get("/api/v1/audit-events?entity_type=organization").await.expect(200).body;
+    let tokens = admin
+        .get("/api/v1/audit-events?entity_type=api_token&action=issue")
+        .await
+        .expect(200)
+        .body;
+    assert!(
+        tokens["total"].as_u64().unwrap() >= 2,
+        "bootstrap and test tokens are audited"
+    );
+    let orgs = admin
+        .get("/api/v1/audit-events?entity_type=organization")
+        .await
+        .expect(200)
+        .body;
     assert_eq!(orgs["items"][0]["action"], "create");
 
-    let report = admin.get("/api/v1/audit-events/verify").await.expect(200).body;
+    let report = admin
+        .get("/api/v1/audit-events/verify")
+        .await
+        .expect(200)
+        .body;
     assert_eq!(report["intact"], true, "{report}");
     assert_eq!(report["checked"], report["head_seq"]);
     assert!(report["first_broken_link"].is_null());
@@ -56,8 +93,17 @@ async fn tampering_with_a_row_is_detected(app: &TestApp) {
     for n in 0..3 {
         user_with_token(app, &format!("u{n}@acme.test"), "viewer", None).await;
     }
-    assert_eq!(admin.get("/api/v1/audit-events/verify").await.expect(200).body["intact"], true);
-    let head = admin.get("/api/v1/audit-events/verify").await.body["head_seq"].as_i64().unwrap();
+    assert_eq!(
+        admin
+            .get("/api/v1/audit-events/verify")
+            .await
+            .expect(200)
+            .body["intact"],
+        true
+    );
+    let head = admin.get("/api/v1/audit-events/verify").await.body["head_seq"]
+        .as_i64()
+        .unwrap();
 
     // Someone with database access rewrites history...
     app.db
@@ -67,7 +113,11 @@ async fn tampering_with_a_row_is_detected(app: &TestApp) {
         ))
         .await
         .unwrap();
-    let report = admin.get("/api/v1/audit-events/verify").await.expect(200).body;
+    let report = admin
+        .get("/api/v1/audit-events/verify")
+        .await
+        .expect(200)
+        .body;
     assert_eq!(report["intact"], false);
     assert_eq!(report["first_broken_link"]["seq"], 3);
     assert_eq!(report["first_broken_link"]["kind"], "hash_mismatch");
@@ -82,12 +132,22 @@ async fn tampering_with_a_row_is_detected(app: &TestApp) {
         ))
         .await
         .unwrap();
-    assert_eq!(admin.get("/api/v1/audit-events/verify").await.body["intact"], true);
+    assert_eq!(
+        admin.get("/api/v1/audit-events/verify").await.body["intact"],
+        true
+    );
     app.db
-        .execute_unprepared(&format!("DELETE FROM audit_events WHERE org_id = {} AND seq = {head}", app.org_id))
+        .execute_unprepared(&format!(
+            "DELETE FROM audit_events WHERE org_id = {} AND seq = {head}",
+            app.org_id
+        ))
         .await
         .unwrap();
-    let report = admin.get("/api/v1/audit-events/verify").await.expect(200).body;
+    let report = admin
+        .get("/api/v1/audit-events/verify")
+        .await
+        .expect(200)
+        .body;
     assert_eq!(report["intact"], false);
     assert_eq!(report["first_broken_link"]["kind"], "truncated_tail");
 }

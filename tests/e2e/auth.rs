@@ -11,13 +11,23 @@ async fn me_answers_for_a_valid_token(app: &TestApp) {
     assert_eq!(me["organization"]["name"], "Acme Bio");
     assert_eq!(me["organization"]["kind"], "sponsor");
     assert_eq!(me["token"]["name"], "bootstrap");
-    assert!(me["user"].get("password_hash").is_none(), "no secrets in views");
+    assert!(
+        me["user"].get("password_hash").is_none(),
+        "no secrets in views"
+    );
 }
 on_both_databases!(me_answers_for_a_valid_token);
 
 async fn missing_or_malformed_credentials_are_401(app: &TestApp) {
-    let r = app.anonymous().get("/api/v1/me").await.expect_problem(401, "unauthorized");
-    assert_eq!(r.header("www-authenticate"), Some("Bearer realm=\"cmo-orchestrator\""));
+    let r = app
+        .anonymous()
+        .get("/api/v1/me")
+        .await
+        .expect_problem(401, "unauthorized");
+    assert_eq!(
+        r.header("www-authenticate"),
+        Some("Bearer realm=\"cmo-orchestrator\"")
+    );
     let basic = app
         .anonymous()
         .send(
@@ -39,14 +49,20 @@ async fn an_expired_token_is_refused(app: &TestApp) {
     let expires = app.now() + TimeDelta::hours(1);
     let issued = app
         .admin()
-        .post("/api/v1/tokens", json!({"name": "short-lived", "expires_at": expires}))
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "short-lived", "expires_at": expires}),
+        )
         .await
         .expect(201)
         .body;
     let short = app.client(issued["secret"].as_str().unwrap());
     short.get("/api/v1/me").await.expect(200);
     app.clock.advance(TimeDelta::hours(2));
-    let r = short.get("/api/v1/me").await.expect_problem(401, "unauthorized");
+    let r = short
+        .get("/api/v1/me")
+        .await
+        .expect_problem(401, "unauthorized");
     assert_eq!(r.body["detail"], "the token has expired");
     // The other token is unaffected.
     app.admin().get("/api/v1/me").await.expect(200);
@@ -57,7 +73,10 @@ async fn a_token_in_the_past_cannot_be_issued(app: &TestApp) {
     let past = app.now() + TimeDelta::minutes(-1);
     let r = app
         .admin()
-        .post("/api/v1/tokens", json!({"name": "stale", "expires_at": past}))
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "stale", "expires_at": past}),
+        )
         .await
         .expect_problem(422, "validation_failed");
     assert_eq!(r.body["errors"][0]["field"], "expires_at");
@@ -65,20 +84,57 @@ async fn a_token_in_the_past_cannot_be_issued(app: &TestApp) {
 on_both_databases!(a_token_in_the_past_cannot_be_issued);
 
 async fn a_revoked_token_stops_working_at_once(app: &TestApp) {
-    let issued = app.admin().post("/api/v1/tokens", json!({"name": "ci"})).await.expect(201).body;
+    let issued = app
+        .admin()
+        .post("/api/v1/tokens", json!({"name": "ci"}))
+        .await
+        .expect(201)
+        .body;
     let id = issued["token"]["id"].as_i64().unwrap();
     let ci = app.client(issued["secret"].as_str().unwrap());
     ci.get("/api/v1/me").await.expect(200);
-    app.admin().delete(&format!("/api/v1/tokens/{id}")).await.expect(204);
-    let r = ci.get("/api/v1/me").await.expect_problem(401, "unauthorized");
+    app.admin()
+        .delete(&format!("/api/v1/tokens/{id}"))
+        .await
+        .expect(204);
+    let r = ci
+        .get("/api/v1/me")
+        .await
+        .expect_problem(401, "unauthorized");
     assert_eq!(r.body["detail"], "the token has been revoked");
     // Revoking again is harmless; the list hides revoked tokens unless asked.
-    app.admin().delete(&format!("/api/v1/tokens/{id}")).await.expect(204);
+    app.admin()
+        .delete(&format!("/api/v1/tokens/{id}"))
+        .await
+        .expect(204);
     let listed = app.admin().get("/api/v1/tokens").await.expect(200).body;
-    assert!(listed["items"].as_array().unwrap().iter().all(|t| t["id"] != id));
-    let all = app.admin().get("/api/v1/tokens?include_revoked=true").await.expect(200).body;
-    assert!(all["items"].as_array().unwrap().iter().any(|t| t["id"] == id && t["revoked_at"].is_string()));
-    assert!(all["items"].as_array().unwrap().iter().all(|t| t.get("secret").is_none()));
+    assert!(
+        listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["id"] != id)
+    );
+    let all = app
+        .admin()
+        .get("/api/v1/tokens?include_revoked=true")
+        .await
+        .expect(200)
+        .body;
+    assert!(
+        all["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["id"] == id && t["revoked_at"].is_string())
+    );
+    assert!(
+        all["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t.get("secret").is_none())
+    );
 }
 on_both_databases!(a_revoked_token_stops_working_at_once);
 
@@ -87,16 +143,25 @@ async fn a_deactivated_users_tokens_stop_working(app: &TestApp) {
     app.client(&token).get("/api/v1/me").await.expect(200);
     let user = app
         .admin()
-        .post(&format!("/api/v1/users/{id}/deactivate"), json!({"reason": "left the company"}))
+        .post(
+            &format!("/api/v1/users/{id}/deactivate"),
+            json!({"reason": "left the company"}),
+        )
         .await
         .expect(200)
         .body;
     assert_eq!(user["active"], false);
     assert_eq!(user["version"], 2);
-    app.client(&token).get("/api/v1/me").await.expect_problem(401, "unauthorized");
+    app.client(&token)
+        .get("/api/v1/me")
+        .await
+        .expect_problem(401, "unauthorized");
     // Admins cannot lock themselves out.
     app.admin()
-        .post(&format!("/api/v1/users/{}/deactivate", app.admin_id), json!({"reason": "oops"}))
+        .post(
+            &format!("/api/v1/users/{}/deactivate", app.admin_id),
+            json!({"reason": "oops"}),
+        )
         .await
         .expect_problem(403, "forbidden");
 }
@@ -106,7 +171,10 @@ async fn only_admins_manage_users_and_others_tokens(app: &TestApp) {
     let (viewer_id, viewer) = user_with_token(app, "viewer@acme.test", "viewer", None).await;
     let viewer = app.client(&viewer);
     viewer
-        .post("/api/v1/users", json!({"email": "x@acme.test", "display_name": "X", "role": "viewer"}))
+        .post(
+            "/api/v1/users",
+            json!({"email": "x@acme.test", "display_name": "X", "role": "viewer"}),
+        )
         .await
         .expect_problem(403, "forbidden");
     viewer
@@ -114,7 +182,10 @@ async fn only_admins_manage_users_and_others_tokens(app: &TestApp) {
         .await
         .expect_problem(403, "forbidden");
     viewer
-        .post("/api/v1/tokens", json!({"name": "for admin", "user_id": app.admin_id}))
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "for admin", "user_id": app.admin_id}),
+        )
         .await
         .expect_problem(403, "forbidden");
     // Admin tokens are invisible to a viewer: revoking one answers 404.
@@ -125,14 +196,23 @@ async fn only_admins_manage_users_and_others_tokens(app: &TestApp) {
         .await
         .expect_problem(404, "not_found");
     // A viewer may edit their own name but not their role.
-    let me = viewer.get(&format!("/api/v1/users/{viewer_id}")).await.expect(200);
+    let me = viewer
+        .get(&format!("/api/v1/users/{viewer_id}"))
+        .await
+        .expect(200);
     assert_eq!(me.header("etag"), Some("\"1\""));
     viewer
-        .patch(&format!("/api/v1/users/{viewer_id}"), json!({"version": 1, "display_name": "Vic Viewer"}))
+        .patch(
+            &format!("/api/v1/users/{viewer_id}"),
+            json!({"version": 1, "display_name": "Vic Viewer"}),
+        )
         .await
         .expect(200);
     viewer
-        .patch(&format!("/api/v1/users/{viewer_id}"), json!({"version": 2, "role": "admin"}))
+        .patch(
+            &format!("/api/v1/users/{viewer_id}"),
+            json!({"version": 2, "role": "admin"}),
+        )
         .await
         .expect_problem(403, "forbidden");
 }
@@ -140,9 +220,17 @@ on_both_databases!(only_admins_manage_users_and_others_tokens);
 
 async fn duplicate_emails_conflict(app: &TestApp) {
     let body = json!({"email": "Dup@Acme.test", "display_name": "Dup", "role": "viewer"});
-    let created = app.admin().post("/api/v1/users", body.clone()).await.expect(201).body;
+    let created = app
+        .admin()
+        .post("/api/v1/users", body.clone())
+        .await
+        .expect(201)
+        .body;
     assert_eq!(created["email"], "dup@acme.test");
     let again = json!({"email": "dup@acme.TEST", "display_name": "Dup", "role": "viewer"});
-    app.admin().post("/api/v1/users", again).await.expect_problem(409, "already_exists");
+    app.admin()
+        .post("/api/v1/users", again)
+        .await
+        .expect_problem(409, "already_exists");
 }
 on_both_databases!(duplicate_emails_conflict);

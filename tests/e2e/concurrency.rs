@@ -10,7 +10,10 @@ async fn a_stale_version_is_a_conflict(app: &TestApp) {
     let admin = app.admin();
     let (id, _) = user_with_token(app, "pm@acme.test", "program_manager", None).await;
     let path = format!("/api/v1/users/{id}");
-    admin.patch(&path, json!({"version": 1, "display_name": "Pat"})).await.expect(200);
+    admin
+        .patch(&path, json!({"version": 1, "display_name": "Pat"}))
+        .await
+        .expect(200);
     let r = admin
         .patch(&path, json!({"version": 1, "display_name": "Pat again"}))
         .await
@@ -18,17 +21,30 @@ async fn a_stale_version_is_a_conflict(app: &TestApp) {
     assert_eq!(r.body["current_version"], 2);
     // If-Match works instead of a body version...
     let ok = admin
-        .send(admin.request(Method::PATCH, &path).insert_header(("If-Match", "\"2\"")), Some(&json!({"role": "quality"})))
+        .send(
+            admin
+                .request(Method::PATCH, &path)
+                .insert_header(("If-Match", "\"2\"")),
+            Some(&json!({"role": "quality"})),
+        )
         .await
         .expect(200);
     assert_eq!(ok.body["version"], 3);
     assert_eq!(ok.body["role"], "quality");
     // ...a version is required...
-    let r = admin.patch(&path, json!({"display_name": "No version"})).await.expect_problem(422, "validation_failed");
+    let r = admin
+        .patch(&path, json!({"display_name": "No version"}))
+        .await
+        .expect_problem(422, "validation_failed");
     assert_eq!(r.body["errors"][0]["field"], "version");
     // ...and the two must agree when both are sent.
     admin
-        .send(admin.request(Method::PATCH, &path).insert_header(("If-Match", "3")), Some(&json!({"version": 2, "display_name": "x"})))
+        .send(
+            admin
+                .request(Method::PATCH, &path)
+                .insert_header(("If-Match", "3")),
+            Some(&json!({"version": 2, "display_name": "x"})),
+        )
         .await
         .expect_problem(422, "validation_failed");
 }
@@ -42,16 +58,33 @@ async fn of_two_concurrent_updates_exactly_one_wins(app: &TestApp) {
         .map(|n| {
             let admin = admin.clone();
             let path = path.clone();
-            async move { admin.patch(&path, json!({"version": 1, "display_name": format!("Writer {n}")})).await }
+            async move {
+                admin
+                    .patch(
+                        &path,
+                        json!({"version": 1, "display_name": format!("Writer {n}")}),
+                    )
+                    .await
+            }
         })
         .collect();
     let replies = futures_util::future::join_all(attempts).await;
     let wins = replies.iter().filter(|r| r.status == 200).count();
     let conflicts = replies.iter().filter(|r| r.status == 409).count();
-    assert_eq!((wins, conflicts), (1, 5), "{:?}", replies.iter().map(|r| r.status).collect::<Vec<_>>());
+    assert_eq!(
+        (wins, conflicts),
+        (1, 5),
+        "{:?}",
+        replies.iter().map(|r| r.status).collect::<Vec<_>>()
+    );
     let user = admin.get(&path).await.expect(200).body;
     assert_eq!(user["version"], 2);
-    let updates = admin.get(&format!("/api/v1/audit-events?entity_type=user&entity_id={id}&action=update")).await.body;
+    let updates = admin
+        .get(&format!(
+            "/api/v1/audit-events?entity_type=user&entity_id={id}&action=update"
+        ))
+        .await
+        .body;
     assert_eq!(updates["total"], 1, "only the winner is audited");
 }
 on_both_databases!(of_two_concurrent_updates_exactly_one_wins);
@@ -69,11 +102,28 @@ async fn concurrent_writers_keep_the_audit_chain_intact(app: &TestApp) {
         })
         .collect();
     let replies = futures_util::future::join_all(creations).await;
-    assert!(replies.iter().all(|r| r.status == 201), "{:?}", replies.iter().map(|r| &r.text).collect::<Vec<_>>());
-    let report = admin.get("/api/v1/audit-events/verify").await.expect(200).body;
+    assert!(
+        replies.iter().all(|r| r.status == 201),
+        "{:?}",
+        replies.iter().map(|r| &r.text).collect::<Vec<_>>()
+    );
+    let report = admin
+        .get("/api/v1/audit-events/verify")
+        .await
+        .expect(200)
+        .body;
     assert_eq!(report["intact"], true, "{report}");
     let events = admin.get("/api/v1/audit-events?limit=200").await.body;
-    let seqs: Vec<i64> = events["items"].as_array().unwrap().iter().map(|e| e["seq"].as_i64().unwrap()).collect();
-    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "no gaps, no forks");
+    let seqs: Vec<i64> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as i64).collect::<Vec<_>>(),
+        "no gaps, no forks"
+    );
 }
 on_both_databases!(concurrent_writers_keep_the_audit_chain_intact);

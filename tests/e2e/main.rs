@@ -15,9 +15,15 @@ use e2e::TestApp;
 use serde_json::{Value, json};
 
 /// Creates a user in the admin's org and a token for them; returns (user id, token).
-pub async fn user_with_token(app: &TestApp, email: &str, role: &str, password: Option<&str>) -> (i64, String) {
+pub async fn user_with_token(
+    app: &TestApp,
+    email: &str,
+    role: &str,
+    password: Option<&str>,
+) -> (i64, String) {
     let admin = app.admin();
-    let mut body = json!({"email": email, "display_name": email.split('@').next().unwrap(), "role": role});
+    let mut body =
+        json!({"email": email, "display_name": email.split('@').next().unwrap(), "role": role});
     if let Some(p) = password {
         body["password"] = Value::String(p.to_string());
     }
@@ -35,7 +41,12 @@ pub async fn user_with_token(app: &TestApp, email: &str, role: &str, password: O
 }
 
 /// Registers a partner organization; returns (org id, its admin's id, its admin's token).
-pub async fn partner_org(app: &TestApp, name: &str, kind: &str, admin_email: &str) -> (i64, i64, String) {
+pub async fn partner_org(
+    app: &TestApp,
+    name: &str,
+    kind: &str,
+    admin_email: &str,
+) -> (i64, i64, String) {
     let created = app
         .admin()
         .post(
@@ -48,6 +59,9 @@ pub async fn partner_org(app: &TestApp, name: &str, kind: &str, admin_email: &st
     (
         created["organization"]["id"].as_i64().unwrap(),
         created["admin"]["id"].as_i64().unwrap(),
-        created["admin_token"]["secret"].as_str().unwrap().to_string(),
+        created["admin_token"]["secret"]
+            .as_str()
+            .unwrap()
+            .to_string(),
     )
 }

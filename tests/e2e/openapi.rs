@@ -29,8 +29,14 @@ fn every_operation_has_an_example_or_schema_and_a_description() {
     let doc: serde_json::Value = serde_json::from_str(&api::openapi::document_json()).unwrap();
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
-            assert!(op["summary"].is_string() || op["description"].is_string(), "{method} {path} undocumented");
-            assert!(op["operationId"].is_string(), "{method} {path} has no operationId");
+            assert!(
+                op["summary"].is_string() || op["description"].is_string(),
+                "{method} {path} undocumented"
+            );
+            assert!(
+                op["operationId"].is_string(),
+                "{method} {path} has no operationId"
+            );
             for (status, response) in op["responses"].as_object().unwrap() {
                 let described = response["description"].is_string() || response["$ref"].is_string();
                 assert!(described, "{method} {path} {status} has no description");
@@ -41,10 +47,17 @@ fn every_operation_has_an_example_or_schema_and_a_description() {
         if name.starts_with("Page_") {
             continue;
         }
-        let has_example = schema.get("example").is_some() || schema.get("examples").is_some() || schema.get("enum").is_some();
-        let composite = schema.get("properties").and_then(|p| p.as_object()).is_some_and(|p| {
-            p.values().all(|v| v.get("$ref").is_some() || v.get("allOf").is_some() || v.get("oneOf").is_some())
-        });
+        let has_example = schema.get("example").is_some()
+            || schema.get("examples").is_some()
+            || schema.get("enum").is_some();
+        let composite = schema
+            .get("properties")
+            .and_then(|p| p.as_object())
+            .is_some_and(|p| {
+                p.values().all(|v| {
+                    v.get("$ref").is_some() || v.get("allOf").is_some() || v.get("oneOf").is_some()
+                })
+            });
         assert!(has_example || composite, "schema {name} has no example");
     }
 }
@@ -53,7 +66,8 @@ fn every_operation_has_an_example_or_schema_and_a_description() {
 async fn the_server_serves_the_document_and_swagger_ui() {
     let app = spawn_app(Backend::Sqlite).await.unwrap();
     let served = app.anonymous().get("/openapi.json").await.expect(200).body;
-    let generated: serde_json::Value = serde_json::from_str(&api::openapi::document_json()).unwrap();
+    let generated: serde_json::Value =
+        serde_json::from_str(&api::openapi::document_json()).unwrap();
     assert_eq!(served, generated);
     let docs = app.anonymous().get("/docs/").await.expect(200);
     assert!(docs.text.contains("swagger-ui"), "{}", docs.text);

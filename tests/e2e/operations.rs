@@ -21,16 +21,34 @@ async fn health_readiness_and_metrics(app: &TestApp) {
     app.admin().get("/api/v1/users/12345").await.expect(404);
     app.admin().get("/api/v1/me").await.expect(200);
     let metrics = anon.get("/metrics").await.expect(200);
-    assert!(metrics.header("content-type").unwrap().starts_with("text/plain"));
+    assert!(
+        metrics
+            .header("content-type")
+            .unwrap()
+            .starts_with("text/plain")
+    );
     let text = metrics.text;
-    assert!(text.contains(r#"cmo_http_requests_total{method="GET",route="/api/v1/users/{id}",status="404"} 1"#), "{text}");
-    assert!(text.contains(r#"cmo_http_requests_total{method="GET",route="/api/v1/me",status="200"} 1"#), "{text}");
+    assert!(
+        text.contains(
+            r#"cmo_http_requests_total{method="GET",route="/api/v1/users/{id}",status="404"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"cmo_http_requests_total{method="GET",route="/api/v1/me",status="200"} 1"#),
+        "{text}"
+    );
     assert!(text.contains("cmo_http_request_duration_seconds_bucket{method=\"GET\",route=\"/readyz\",status=\"200\",le=\"+Inf\"} 1"));
 
     // With the database gone, readiness and data endpoints answer 503, liveness stays up.
     app.db.close_by_ref().await.unwrap();
-    anon.get("/readyz").await.expect_problem(503, "database_unavailable");
-    app.admin().get("/api/v1/me").await.expect_problem(503, "database_unavailable");
+    anon.get("/readyz")
+        .await
+        .expect_problem(503, "database_unavailable");
+    app.admin()
+        .get("/api/v1/me")
+        .await
+        .expect_problem(503, "database_unavailable");
     anon.get("/healthz").await.expect(200);
 }
 on_both_databases!(health_readiness_and_metrics);
@@ -56,8 +74,14 @@ async fn a_panicking_handler_answers_500_with_a_request_id() {
     let handle = server.handle();
     actix_web::rt::spawn(server);
     let client = Client::new(&base, None);
-    let r = client.get("/boom").await.expect_problem(500, "internal_error");
-    assert!(!r.text.contains("handler bug"), "the cause stays in the log");
+    let r = client
+        .get("/boom")
+        .await
+        .expect_problem(500, "internal_error");
+    assert!(
+        !r.text.contains("handler bug"),
+        "the cause stays in the log"
+    );
     // The worker survives and keeps serving.
     client.get("/fine").await.expect(200);
     client.get("/boom").await.expect(500);

@@ -8,13 +8,28 @@ async fn bad_input_gets_clear_problems(app: &TestApp) {
     let admin = app.admin();
 
     let r = admin
-        .send_raw(admin.request(Method::POST, "/api/v1/users").content_type("application/json"), r#"{"email": "#)
+        .send_raw(
+            admin
+                .request(Method::POST, "/api/v1/users")
+                .content_type("application/json"),
+            r#"{"email": "#,
+        )
         .await
         .expect_problem(400, "malformed_json");
-    assert!(r.body["detail"].as_str().unwrap().contains("not valid JSON"));
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not valid JSON")
+    );
 
     admin
-        .send_raw(admin.request(Method::POST, "/api/v1/users").content_type("application/json"), "")
+        .send_raw(
+            admin
+                .request(Method::POST, "/api/v1/users")
+                .content_type("application/json"),
+            "",
+        )
         .await
         .expect_problem(400, "malformed_json");
 
@@ -26,13 +41,19 @@ async fn bad_input_gets_clear_problems(app: &TestApp) {
     assert_eq!(r.body["errors"][0]["code"], "unknown_field");
 
     let r = admin
-        .post("/api/v1/users", json!({"email": "a@b.test", "display_name": "A", "role": "overlord"}))
+        .post(
+            "/api/v1/users",
+            json!({"email": "a@b.test", "display_name": "A", "role": "overlord"}),
+        )
         .await
         .expect_problem(422, "validation_failed");
     assert_eq!(r.body["errors"][0]["field"], "role");
 
     let r = admin
-        .post("/api/v1/users", json!({"display_name": "A", "role": "viewer"}))
+        .post(
+            "/api/v1/users",
+            json!({"display_name": "A", "role": "viewer"}),
+        )
         .await
         .expect_problem(422, "validation_failed");
     assert_eq!(r.body["errors"][0]["field"], "email");
@@ -45,33 +66,76 @@ async fn bad_input_gets_clear_problems(app: &TestApp) {
         )
         .await
         .expect_problem(422, "validation_failed");
-    let fields: Vec<&str> = r.body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
-    assert_eq!(fields, ["email", "display_name", "time_zone", "password"], "all problems at once");
+    let fields: Vec<&str> = r.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        fields,
+        ["email", "display_name", "time_zone", "password"],
+        "all problems at once"
+    );
 
     admin
-        .send_raw(admin.request(Method::POST, "/api/v1/users").content_type("text/plain"), "hello")
+        .send_raw(
+            admin
+                .request(Method::POST, "/api/v1/users")
+                .content_type("text/plain"),
+            "hello",
+        )
         .await
         .expect_problem(415, "unsupported_media_type");
 
     let huge = format!(r#"{{"name": "{}"}}"#, "x".repeat(300 * 1024));
     admin
-        .send_raw(admin.request(Method::POST, "/api/v1/tokens").content_type("application/json"), huge)
+        .send_raw(
+            admin
+                .request(Method::POST, "/api/v1/tokens")
+                .content_type("application/json"),
+            huge,
+        )
         .await
         .expect_problem(413, "payload_too_large");
 
-    admin.get("/api/v1/users/not-a-number").await.expect_problem(404, "not_found");
-    admin.get("/api/v1/users/99999999").await.expect_problem(404, "not_found");
-    admin.get("/api/v1/no-such-thing").await.expect_problem(404, "not_found");
+    admin
+        .get("/api/v1/users/not-a-number")
+        .await
+        .expect_problem(404, "not_found");
+    admin
+        .get("/api/v1/users/99999999")
+        .await
+        .expect_problem(404, "not_found");
+    admin
+        .get("/api/v1/no-such-thing")
+        .await
+        .expect_problem(404, "not_found");
 
-    let r = admin.get("/api/v1/users?limit=0").await.expect_problem(422, "validation_failed");
+    let r = admin
+        .get("/api/v1/users?limit=0")
+        .await
+        .expect_problem(422, "validation_failed");
     assert_eq!(r.body["errors"][0]["field"], "limit");
-    let r = admin.get("/api/v1/users?limit=abc").await.expect_problem(422, "validation_failed");
+    let r = admin
+        .get("/api/v1/users?limit=abc")
+        .await
+        .expect_problem(422, "validation_failed");
     assert_eq!(r.body["errors"][0]["code"], "invalid_query");
-    admin.get("/api/v1/users?role=overlord").await.expect_problem(422, "validation_failed");
+    admin
+        .get("/api/v1/users?role=overlord")
+        .await
+        .expect_problem(422, "validation_failed");
 
-    let r = admin.delete("/api/v1/users").await.expect_problem(405, "method_not_allowed");
+    let r = admin
+        .delete("/api/v1/users")
+        .await
+        .expect_problem(405, "method_not_allowed");
     assert_eq!(r.header("allow"), Some("GET, POST"));
-    let r = admin.put("/api/v1/audit-events/verify", json!({})).await.expect_problem(405, "method_not_allowed");
+    let r = admin
+        .put("/api/v1/audit-events/verify", json!({}))
+        .await
+        .expect_problem(405, "method_not_allowed");
     assert_eq!(r.header("allow"), Some("GET"));
 }
 on_both_databases!(bad_input_gets_clear_problems);
@@ -79,7 +143,12 @@ on_both_databases!(bad_input_gets_clear_problems);
 async fn request_ids_travel_in_and_out(app: &TestApp) {
     let admin = app.admin();
     let r = admin
-        .send(admin.request(Method::GET, "/api/v1/me").insert_header(("X-Request-Id", "trace-abc-123")), None)
+        .send(
+            admin
+                .request(Method::GET, "/api/v1/me")
+                .insert_header(("X-Request-Id", "trace-abc-123")),
+            None,
+        )
         .await
         .expect(200);
     assert_eq!(r.header("x-request-id"), Some("trace-abc-123"));
@@ -88,13 +157,20 @@ async fn request_ids_travel_in_and_out(app: &TestApp) {
     // The id of the request that made a change is in its audit event.
     let traced = admin
         .send(
-            admin.request(Method::POST, "/api/v1/tokens").insert_header(("X-Request-Id", "trace-token-1")),
+            admin
+                .request(Method::POST, "/api/v1/tokens")
+                .insert_header(("X-Request-Id", "trace-token-1")),
             Some(&json!({"name": "traced"})),
         )
         .await
         .expect(201);
     let id = traced.body["token"]["id"].as_i64().unwrap();
-    let events = admin.get(&format!("/api/v1/audit-events?entity_type=api_token&entity_id={id}")).await.body;
+    let events = admin
+        .get(&format!(
+            "/api/v1/audit-events?entity_type=api_token&entity_id={id}"
+        ))
+        .await
+        .body;
     assert_eq!(events["items"][0]["request_id"], "trace-token-1");
 }
 on_both_databases!(request_ids_travel_in_and_out);

@@ -8,7 +8,11 @@ use crate::user_with_token;
 const PASSWORD: &str = "correct horse battery staple";
 
 async fn first_audit_event_id(app: &TestApp) -> i64 {
-    app.admin().get("/api/v1/audit-events?limit=1").await.expect(200).body["items"][0]["id"]
+    app.admin()
+        .get("/api/v1/audit-events?limit=1")
+        .await
+        .expect(200)
+        .body["items"][0]["id"]
         .as_i64()
         .unwrap()
 }
@@ -17,7 +21,11 @@ async fn a_signature_needs_the_right_password(app: &TestApp) {
     let (qa_id, qa_token) = user_with_token(app, "qa@acme.test", "quality", Some(PASSWORD)).await;
     let qa = app.client(&qa_token);
     let event_id = first_audit_event_id(app).await;
-    let event = qa.get(&format!("/api/v1/audit-events/{event_id}")).await.expect(200).body;
+    let event = qa
+        .get(&format!("/api/v1/audit-events/{event_id}"))
+        .await
+        .expect(200)
+        .body;
 
     let signed = qa
         .post(
@@ -31,7 +39,10 @@ async fn a_signature_needs_the_right_password(app: &TestApp) {
     assert_eq!(signed["signer_user_id"], qa_id);
     assert_eq!(signed["signer_name"], "qa");
     assert_eq!(signed["meaning"], "reviewed");
-    assert_eq!(signed["record_hash"], event["hash"], "bound to the record's content");
+    assert_eq!(
+        signed["record_hash"], event["hash"],
+        "bound to the record's content"
+    );
     assert!(signed["signed_at"].is_string());
 
     let wrong = qa
@@ -45,23 +56,38 @@ async fn a_signature_needs_the_right_password(app: &TestApp) {
     assert_eq!(wrong.body["detail"], "the signature password is wrong");
 
     let listed = qa
-        .get(&format!("/api/v1/signatures?record_type=audit_event&record_id={event_id}"))
+        .get(&format!(
+            "/api/v1/signatures?record_type=audit_event&record_id={event_id}"
+        ))
         .await
         .expect(200)
         .body;
-    assert_eq!(listed["total"], 1, "the failed attempt created no signature");
+    assert_eq!(
+        listed["total"], 1,
+        "the failed attempt created no signature"
+    );
 
     let failures = app
         .admin()
-        .get(&format!("/api/v1/audit-events?action=sign_failed&actor_user_id={qa_id}"))
+        .get(&format!(
+            "/api/v1/audit-events?action=sign_failed&actor_user_id={qa_id}"
+        ))
         .await
         .expect(200)
         .body;
     assert_eq!(failures["total"], 1, "the failed attempt is audited");
     assert_eq!(failures["items"][0]["after"]["failure"], "wrong_password");
-    let signs = app.admin().get("/api/v1/audit-events?entity_type=signature&action=sign").await.expect(200).body;
+    let signs = app
+        .admin()
+        .get("/api/v1/audit-events?entity_type=signature&action=sign")
+        .await
+        .expect(200)
+        .body;
     assert_eq!(signs["total"], 1);
-    assert_eq!(app.admin().get("/api/v1/audit-events/verify").await.body["intact"], true);
+    assert_eq!(
+        app.admin().get("/api/v1/audit-events/verify").await.body["intact"],
+        true
+    );
 }
 on_both_databases!(a_signature_needs_the_right_password);
 
@@ -69,26 +95,44 @@ async fn only_accountable_roles_sign(app: &TestApp) {
     let event_id = first_audit_event_id(app).await;
     let (_, viewer) = user_with_token(app, "viewer@acme.test", "viewer", Some(PASSWORD)).await;
     let body = json!({"record_type": "audit_event", "record_id": event_id.to_string(), "meaning": "reviewed", "password": PASSWORD});
-    app.client(&viewer).post("/api/v1/signatures", body.clone()).await.expect_problem(403, "forbidden");
+    app.client(&viewer)
+        .post("/api/v1/signatures", body.clone())
+        .await
+        .expect_problem(403, "forbidden");
 
     // Quality may review an audit event but not "approve" it.
     let (_, qa) = user_with_token(app, "qa@acme.test", "quality", Some(PASSWORD)).await;
     let mut approve = body.clone();
     approve["meaning"] = json!("approved");
-    app.client(&qa).post("/api/v1/signatures", approve).await.expect_problem(403, "forbidden");
+    app.client(&qa)
+        .post("/api/v1/signatures", approve)
+        .await
+        .expect_problem(403, "forbidden");
 
     // Without a password there is nothing to re-check.
     let (qa2_id, qa2) = user_with_token(app, "qa2@acme.test", "quality", None).await;
-    app.client(&qa2).post("/api/v1/signatures", body.clone()).await.expect_problem(409, "no_signing_password");
+    app.client(&qa2)
+        .post("/api/v1/signatures", body.clone())
+        .await
+        .expect_problem(409, "no_signing_password");
     // Setting one's own password, then signing, works.
     app.client(&qa2)
-        .put(&format!("/api/v1/users/{qa2_id}/password"), json!({"new_password": PASSWORD}))
+        .put(
+            &format!("/api/v1/users/{qa2_id}/password"),
+            json!({"new_password": PASSWORD}),
+        )
         .await
         .expect(204);
-    app.client(&qa2).post("/api/v1/signatures", body.clone()).await.expect(201);
+    app.client(&qa2)
+        .post("/api/v1/signatures", body.clone())
+        .await
+        .expect(201);
     // Changing it again needs the current one.
     app.client(&qa2)
-        .put(&format!("/api/v1/users/{qa2_id}/password"), json!({"new_password": "another long password"}))
+        .put(
+            &format!("/api/v1/users/{qa2_id}/password"),
+            json!({"new_password": "another long password"}),
+        )
         .await
         .expect_problem(401, "unauthorized");
     app.client(&qa2)
@@ -102,6 +146,9 @@ async fn only_accountable_roles_sign(app: &TestApp) {
     // A record that does not exist cannot be signed.
     let mut missing = body;
     missing["record_id"] = json!("999999");
-    app.client(&qa).post("/api/v1/signatures", missing).await.expect_problem(404, "not_found");
+    app.client(&qa)
+        .post("/api/v1/signatures", missing)
+        .await
+        .expect_problem(404, "not_found");
 }
 on_both_databases!(only_accountable_roles_sign);

@@ -15,11 +15,34 @@ async fn heartbeats_upsert_one_row_per_worker(app: &TestApp) {
         started_at: started,
     };
     assert_eq!(heartbeat(&ctx("w1"), started).await.unwrap().beats, 1);
-    assert_eq!(heartbeat(&ctx("w1"), started + TimeDelta::seconds(30)).await.unwrap().beats, 2);
-    assert_eq!(heartbeat(&ctx("w2"), started + TimeDelta::seconds(31)).await.unwrap().beats, 1);
-    let w1 = worker_heartbeat::Entity::find_by_id("w1".to_string()).one(&app.db).await.unwrap().unwrap();
+    assert_eq!(
+        heartbeat(&ctx("w1"), started + TimeDelta::seconds(30))
+            .await
+            .unwrap()
+            .beats,
+        2
+    );
+    assert_eq!(
+        heartbeat(&ctx("w2"), started + TimeDelta::seconds(31))
+            .await
+            .unwrap()
+            .beats,
+        1
+    );
+    let w1 = worker_heartbeat::Entity::find_by_id("w1".to_string())
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(w1.last_beat_at, started + TimeDelta::seconds(30));
     assert_eq!(w1.started_at, started);
-    assert_eq!(worker_heartbeat::Entity::find().all(&app.db).await.unwrap().len(), 2);
+    assert_eq!(
+        worker_heartbeat::Entity::find()
+            .all(&app.db)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 }
 on_both_databases!(heartbeats_upsert_one_row_per_worker);

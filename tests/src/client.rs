@@ -29,18 +29,36 @@ impl Reply {
     /// Asserts the status, printing the body when it differs.
     #[track_caller]
     pub fn expect(self, status: u16) -> Self {
-        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.text);
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.text
+        );
         self
     }
 
     /// Asserts an RFC 9457 problem with this status and code.
     #[track_caller]
     pub fn expect_problem(self, status: u16, code: &str) -> Self {
-        assert_eq!(self.status.as_u16(), status, "unexpected status; body: {}", self.text);
-        assert_eq!(self.header("content-type"), Some("application/problem+json"), "{}", self.text);
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "unexpected status; body: {}",
+            self.text
+        );
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json"),
+            "{}",
+            self.text
+        );
         assert_eq!(self.body["status"], status, "{}", self.text);
         assert_eq!(self.body["code"], code, "{}", self.text);
-        assert_eq!(self.body["type"], format!("urn:cmo-orchestrator:problem:{code}"));
+        assert_eq!(
+            self.body["type"],
+            format!("urn:cmo-orchestrator:problem:{code}")
+        );
         assert!(self.body["title"].is_string() && self.body["detail"].is_string());
         assert_eq!(
             self.body["request_id"].as_str(),
@@ -89,15 +107,18 @@ impl Client {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Reply {
-        self.send(self.request(Method::POST, path), Some(&body)).await
+        self.send(self.request(Method::POST, path), Some(&body))
+            .await
     }
 
     pub async fn put(&self, path: &str, body: Value) -> Reply {
-        self.send(self.request(Method::PUT, path), Some(&body)).await
+        self.send(self.request(Method::PUT, path), Some(&body))
+            .await
     }
 
     pub async fn patch(&self, path: &str, body: Value) -> Reply {
-        self.send(self.request(Method::PATCH, path), Some(&body)).await
+        self.send(self.request(Method::PATCH, path), Some(&body))
+            .await
     }
 
     pub async fn delete(&self, path: &str) -> Reply {
@@ -111,7 +132,11 @@ where
 {
     let status = res.status();
     let headers = res.headers().clone();
-    let bytes = res.body().limit(16 * 1024 * 1024).await.expect("response body");
+    let bytes = res
+        .body()
+        .limit(16 * 1024 * 1024)
+        .await
+        .expect("response body");
     let text = String::from_utf8_lossy(&bytes).into_owned();
     let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     Reply {

@@ -80,7 +80,9 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
             log_filter: "info,sqlx=warn".to_string(),
         });
     }
-    let db = api::db::connect_and_migrate(&args).await.expect("connect and migrate");
+    let db = api::db::connect_and_migrate(&args)
+        .await
+        .expect("connect and migrate");
     let clock = ManualClock::new(chrono::Utc::now());
     let boot = bootstrap(
         &db,
@@ -134,7 +136,9 @@ macro_rules! on_both_databases {
         mod $scenario {
             #[actix_web::test]
             async fn sqlite() {
-                let app = $crate::spawn_app($crate::Backend::Sqlite).await.expect("sqlite app");
+                let app = $crate::spawn_app($crate::Backend::Sqlite)
+                    .await
+                    .expect("sqlite app");
                 super::$scenario(&app).await;
                 app.stop().await;
             }

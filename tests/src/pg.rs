@@ -43,12 +43,17 @@ pub async fn fresh_database_url() -> Option<String> {
     let cluster = cluster()?;
     let name = format!("t_{}", uuid_like());
     let admin_url = format!("postgres://postgres@127.0.0.1:{}/postgres", cluster.port);
-    let db = sea_orm::Database::connect(&admin_url).await.expect("connect to test cluster");
+    let db = sea_orm::Database::connect(&admin_url)
+        .await
+        .expect("connect to test cluster");
     sea_orm::ConnectionTrait::execute_unprepared(&db, &format!("CREATE DATABASE {name}"))
         .await
         .expect("create test database");
     let _ = db.close().await;
-    Some(format!("postgres://postgres@127.0.0.1:{}/{name}", cluster.port))
+    Some(format!(
+        "postgres://postgres@127.0.0.1:{}/{name}",
+        cluster.port
+    ))
 }
 
 fn uuid_like() -> String {
@@ -58,7 +63,12 @@ fn uuid_like() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    format!("{}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed), nanos)
+    format!(
+        "{}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed),
+        nanos
+    )
 }
 
 fn bin_dir() -> Result<PathBuf, String> {
@@ -112,7 +122,10 @@ fn pg_command(bin: &Path, tool: &str) -> Command {
 
 fn free_port() -> Result<u16, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
 }
 
 fn start() -> Result<Cluster, String> {
@@ -133,12 +146,23 @@ fn start() -> Result<Cluster, String> {
     let output = pg_command(&bin, "initdb")
         .arg("-D")
         .arg(&data)
-        .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync", "--locale=C"])
+        .args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--locale=C",
+        ])
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("initdb: {e}"))?;
     if !output.status.success() {
-        return Err(format!("initdb failed: {}", String::from_utf8_lossy(&output.stderr)));
+        return Err(format!(
+            "initdb failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
     }
     let port = free_port()?;
     let options = format!(
@@ -156,17 +180,27 @@ fn start() -> Result<Cluster, String> {
         .map_err(|e| format!("pg_ctl: {e}"))?;
     if !output.status.success() {
         let log = std::fs::read_to_string(dir.join("server.log")).unwrap_or_default();
-        return Err(format!("pg_ctl start failed: {} {log}", String::from_utf8_lossy(&output.stderr)));
+        return Err(format!(
+            "pg_ctl start failed: {} {log}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
     }
     spawn_watchdog(&bin, &dir, &data)?;
-    eprintln!("test PostgreSQL cluster on 127.0.0.1:{port} in {}", dir.display());
+    eprintln!(
+        "test PostgreSQL cluster on 127.0.0.1:{port} in {}",
+        dir.display()
+    );
     Ok(Cluster { port, dir })
 }
 
 /// A shell loop that outlives nothing but this process: when it is gone, stop the
 /// cluster and delete its files.
 fn spawn_watchdog(bin: &Path, dir: &Path, data: &Path) -> Result<(), String> {
-    let runas = if is_root() { "runuser -u postgres -- " } else { "" };
+    let runas = if is_root() {
+        "runuser -u postgres -- "
+    } else {
+        ""
+    };
     let script = format!(
         "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {runas}'{pg_ctl}' -D '{data}' -m immediate stop >/dev/null 2>&1; rm -rf '{dir}'",
         pid = std::process::id(),

@@ -8,7 +8,11 @@ use worker::jobs::JobContext;
 use worker::runner::{Schedules, run};
 
 #[derive(Parser)]
-#[command(name = "cmo-worker", version, about = "cmo-orchestrator scheduled jobs")]
+#[command(
+    name = "cmo-worker",
+    version,
+    about = "cmo-orchestrator scheduled jobs"
+)]
 struct Cli {
     #[command(flatten)]
     database: DatabaseArgs,
@@ -25,7 +29,10 @@ struct Cli {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     api::telemetry::init(&cli.telemetry);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("cmo-worker: cannot start the runtime: {err}");
@@ -46,7 +53,9 @@ fn main() -> ExitCode {
 }
 
 async fn start(cli: Cli) -> Result<(), String> {
-    let db = api::db::connect_and_migrate(&cli.database).await.map_err(|e| e.to_string())?;
+    let db = api::db::connect_and_migrate(&cli.database)
+        .await
+        .map_err(|e| e.to_string())?;
     let hostname = hostname::get()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_else(|_| "unknown-host".to_string());
@@ -62,7 +71,9 @@ async fn start(cli: Cli) -> Result<(), String> {
     let schedules = Schedules {
         heartbeat: cli.heartbeat_cron,
     };
-    run(ctx, schedules, shutdown_signal()).await.map_err(|e| e.to_string())?;
+    run(ctx, schedules, shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())?;
     let _ = db.close().await;
     Ok(())
 }

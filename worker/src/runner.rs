@@ -34,24 +34,32 @@ pub enum RunError {
 
 /// Runs a first heartbeat at once, then the schedule, until `shutdown` completes; then
 /// stops the scheduler (letting a running job finish its current step).
-pub async fn run(ctx: JobContext, schedules: Schedules, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
-    let first = heartbeat::heartbeat(&ctx, entity::clock::truncate_to_micros(chrono::Utc::now())).await?;
+pub async fn run(
+    ctx: JobContext,
+    schedules: Schedules,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), RunError> {
+    let first =
+        heartbeat::heartbeat(&ctx, entity::clock::truncate_to_micros(chrono::Utc::now())).await?;
     tracing::info!(worker_id = %ctx.worker_id, beats = first.beats, "worker started");
 
     let mut scheduler = JobScheduler::new().await?;
     let ctx = Arc::new(ctx);
     let job_ctx = ctx.clone();
     scheduler
-        .add(Job::new_async(schedules.heartbeat.as_str(), move |_id, _lock| {
-            let ctx = job_ctx.clone();
-            Box::pin(async move {
-                let now = entity::clock::truncate_to_micros(chrono::Utc::now());
-                match heartbeat::heartbeat(&ctx, now).await {
-                    Ok(report) => tracing::debug!(beats = report.beats, "heartbeat"),
-                    Err(err) => tracing::warn!(%err, "heartbeat failed"),
-                }
-            })
-        })?)
+        .add(Job::new_async(
+            schedules.heartbeat.as_str(),
+            move |_id, _lock| {
+                let ctx = job_ctx.clone();
+                Box::pin(async move {
+                    let now = entity::clock::truncate_to_micros(chrono::Utc::now());
+                    match heartbeat::heartbeat(&ctx, now).await {
+                        Ok(report) => tracing::debug!(beats = report.beats, "heartbeat"),
+                        Err(err) => tracing::warn!(%err, "heartbeat failed"),
+                    }
+                })
+            },
+        )?)
         .await?;
     scheduler.start().await?;
     shutdown.await;

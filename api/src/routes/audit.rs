@@ -107,7 +107,8 @@ pub async fn list_audit_events(
     if let Some(action) = filter.action {
         select = select.filter(audit_event::Column::Action.eq(action));
     }
-    let (items, total, limit, offset) = fetch_page(&state.db, select, filter.limit, filter.offset).await?;
+    let (items, total, limit, offset) =
+        fetch_page(&state.db, select, filter.limit, filter.offset).await?;
     Ok(web::Json(Page {
         items: items.iter().map(AuditEventView::from).collect(),
         total,

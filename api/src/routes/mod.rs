@@ -110,7 +110,11 @@ pub fn expected_version(req: &HttpRequest, body_version: Option<i32>) -> ApiResu
             let raw = value.to_str().unwrap_or("").trim();
             let raw = raw.strip_prefix("W/").unwrap_or(raw).trim_matches('"');
             Some(raw.parse::<i32>().map_err(|_| {
-                ApiError::invalid("If-Match", "invalid_version", "If-Match must be the resource version, e.g. \"3\"")
+                ApiError::invalid(
+                    "If-Match",
+                    "invalid_version",
+                    "If-Match must be the resource version, e.g. \"3\"",
+                )
             })?)
         }
     };

@@ -120,8 +120,15 @@ pub async fn create_organization(
     let now = state.clock.now();
     let caller = ctx.actor(now);
     let txn = state.db.begin().await?;
-    let org = provisioning::create_organization(&txn, &body.name, body.kind, Some(ctx.org_id()), Some(&caller), now)
-        .await?;
+    let org = provisioning::create_organization(
+        &txn,
+        &body.name,
+        body.kind,
+        Some(ctx.org_id()),
+        Some(&caller),
+        now,
+    )
+    .await?;
     let in_new_org = Actor {
         org_id: org.id,
         ..caller.clone()
@@ -178,7 +185,8 @@ pub async fn list_organizations(
     if let Some(kind) = filter.kind {
         select = select.filter(organization::Column::Kind.eq(kind));
     }
-    let (items, total, limit, offset) = fetch_page(&state.db, select, filter.limit, filter.offset).await?;
+    let (items, total, limit, offset) =
+        fetch_page(&state.db, select, filter.limit, filter.offset).await?;
     Ok(web::Json(Page {
         items: items.iter().map(OrganizationView::from).collect(),
         total,

@@ -98,7 +98,11 @@ pub async fn create_signature(
     let body = body.into_inner();
     let record_hash = match body.record_type {
         SignedRecordType::AuditEvent => {
-            let id: i64 = body.record_id.trim().parse().map_err(|_| ApiError::NotFound)?;
+            let id: i64 = body
+                .record_id
+                .trim()
+                .parse()
+                .map_err(|_| ApiError::NotFound)?;
             let event = find_scoped::<audit_event::Entity, _>(&state.db, &ctx, id).await?;
             // An audit event's own chain hash already covers its whole content.
             event.hash
@@ -160,7 +164,8 @@ pub async fn list_signatures(
     if let Some(signer) = filter.signer_user_id {
         select = select.filter(signature::Column::SignerUserId.eq(signer));
     }
-    let (items, total, limit, offset) = fetch_page(&state.db, select, filter.limit, filter.offset).await?;
+    let (items, total, limit, offset) =
+        fetch_page(&state.db, select, filter.limit, filter.offset).await?;
     Ok(web::Json(Page {
         items: items.iter().map(SignatureView::from).collect(),
         total,

@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 use entity::api_token;
 use entity::audit_trail::{self, Entry};
 use entity::user;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, QueryFilter, QueryOrder, TransactionTrait};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, QueryFilter, QueryOrder, TransactionTrait,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -108,7 +110,11 @@ pub async fn issue_token(
     let body = body.into_inner();
     let now = state.clock.now();
     if body.expires_at.is_some_and(|at| at <= now) {
-        return Err(ApiError::invalid("expires_at", "in_the_past", "must be in the future"));
+        return Err(ApiError::invalid(
+            "expires_at",
+            "in_the_past",
+            "must be in the future",
+        ));
     }
     let txn = state.db.begin().await?;
     let owner = match body.user_id {
@@ -116,13 +122,18 @@ pub async fn issue_token(
             ctx.require_admin()?;
             let owner = find_scoped::<user::Entity, _>(&txn, &ctx, id).await?;
             if !owner.active {
-                return Err(ApiError::conflict("user_inactive", "the user is deactivated"));
+                return Err(ApiError::conflict(
+                    "user_inactive",
+                    "the user is deactivated",
+                ));
             }
             owner
         }
         _ => ctx.user.clone(),
     };
-    let (token, secret) = provisioning::issue_token(&txn, &ctx.actor(now), &owner, &body.name, body.expires_at).await?;
+    let (token, secret) =
+        provisioning::issue_token(&txn, &ctx.actor(now), &owner, &body.name, body.expires_at)
+            .await?;
     txn.commit().await?;
     Ok(HttpResponse::Created().json(IssuedToken::new(&token, secret)))
 }
@@ -167,7 +178,8 @@ pub async fn list_tokens(
     if !filter.include_revoked.unwrap_or(false) {
         select = select.filter(api_token::Column::RevokedAt.is_null());
     }
-    let (items, total, limit, offset) = fetch_page(&state.db, select, filter.limit, filter.offset).await?;
+    let (items, total, limit, offset) =
+        fetch_page(&state.db, select, filter.limit, filter.offset).await?;
     Ok(web::Json(Page {
         items: items.iter().map(TokenView::from).collect(),
         total,

@@ -160,7 +160,8 @@ pub async fn list_users(
     if let Some(active) = filter.active {
         select = select.filter(user::Column::Active.eq(active));
     }
-    let (items, total, limit, offset) = fetch_page(&state.db, select, filter.limit, filter.offset).await?;
+    let (items, total, limit, offset) =
+        fetch_page(&state.db, select, filter.limit, filter.offset).await?;
     Ok(web::Json(Page {
         items: items.iter().map(UserView::from).collect(),
         total,
@@ -186,7 +187,10 @@ pub async fn get_user(
 ) -> ApiResult<HttpResponse> {
     let user = find_scoped::<user::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
     Ok(HttpResponse::Ok()
-        .insert_header((actix_web::http::header::ETAG, format!("\"{}\"", user.version)))
+        .insert_header((
+            actix_web::http::header::ETAG,
+            format!("\"{}\"", user.version),
+        ))
         .json(UserView::from(&user)))
 }
 
@@ -214,7 +218,11 @@ impl Validate for UpdateUser {
         }
         c.optional_text("reason", self.reason.as_deref(), 1, 500);
         if self.display_name.is_none() && self.role.is_none() && self.time_zone.is_none() {
-            c.fail("body", "nothing_to_update", "give at least one of display_name, role, time_zone");
+            c.fail(
+                "body",
+                "nothing_to_update",
+                "give at least one of display_name, role, time_zone",
+            );
         }
     }
 }
@@ -258,7 +266,9 @@ pub async fn update_user(
     {
         ctx.require_admin()?;
         if is_self {
-            return Err(ApiError::Forbidden("admins cannot change their own role".to_string()));
+            return Err(ApiError::Forbidden(
+                "admins cannot change their own role".to_string(),
+            ));
         }
     }
     if current.version != version {
@@ -306,7 +316,10 @@ async fn update_if_version<C: sea_orm::ConnectionTrait>(
         .filter(user::Column::Version.eq(version))
         .exec(conn)
         .await?;
-    let reloaded = user::Entity::find_by_id(id).one(conn).await?.ok_or(ApiError::NotFound)?;
+    let reloaded = user::Entity::find_by_id(id)
+        .one(conn)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     if result.rows_affected == 0 {
         return Err(ApiError::stale_version(reloaded.version));
     }
@@ -353,7 +366,11 @@ pub async fn deactivate_user(
 ) -> ApiResult<web::Json<UserView>> {
     ctx.require_admin()?;
     let body = body.into_inner();
-    let header_or_body = if body.version.is_some() || req.headers().contains_key(actix_web::http::header::IF_MATCH) {
+    let header_or_body = if body.version.is_some()
+        || req
+            .headers()
+            .contains_key(actix_web::http::header::IF_MATCH)
+    {
         Some(expected_version(&req, body.version)?)
     } else {
         None
@@ -361,7 +378,9 @@ pub async fn deactivate_user(
     let txn = state.db.begin().await?;
     let current = find_scoped::<user::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if current.id == ctx.user.id {
-        return Err(ApiError::Forbidden("admins cannot deactivate themselves".to_string()));
+        return Err(ApiError::Forbidden(
+            "admins cannot deactivate themselves".to_string(),
+        ));
     }
     if header_or_body.is_some_and(|v| v != current.version) {
         return Err(ApiError::stale_version(current.version));
@@ -404,8 +423,16 @@ pub struct SetPassword {
 impl Validate for SetPassword {
     fn validate(&self, c: &mut Checks) {
         c.password("new_password", &self.new_password);
-        if self.current_password.as_ref().is_some_and(|p| p.len() > 256) {
-            c.fail("current_password", "too_long", "must be at most 256 characters");
+        if self
+            .current_password
+            .as_ref()
+            .is_some_and(|p| p.len() > 256)
+        {
+            c.fail(
+                "current_password",
+                "too_long",
+                "must be at most 256 characters",
+            );
         }
     }
 }
@@ -439,7 +466,9 @@ pub async fn set_password(
     if is_self && let Some(stored) = target.password_hash.clone() {
         let given = body.current_password.clone().unwrap_or_default();
         if !crate::secrets::verify_password(given, stored).await? {
-            return Err(ApiError::Unauthorized("the current password is wrong".to_string()));
+            return Err(ApiError::Unauthorized(
+                "the current password is wrong".to_string(),
+            ));
         }
     }
     let hash = crate::secrets::hash_password(body.new_password).await?;
@@ -451,7 +480,11 @@ pub async fn set_password(
     active.updated_at = Set(now);
     active.version = Set(current.version + 1);
     let updated = active.update(&txn).await?;
-    let action = if is_self { "set_password" } else { "reset_password" };
+    let action = if is_self {
+        "set_password"
+    } else {
+        "reset_password"
+    };
     // The audit trail records that the password changed, never the password or its hash.
     audit_trail::append(
         &txn,
