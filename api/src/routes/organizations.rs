@@ -51,7 +51,7 @@ impl From<&organization::Model> for OrganizationView {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"email": "pm@lonza.test", "display_name": "Petra Meier", "time_zone": "Europe/Zurich"}))]
 pub struct NewAdmin {
-    #[schema(max_length = 254)]
+    #[schema(max_length = 254, format = Email)]
     pub email: String,
     #[schema(min_length = 1, max_length = 200)]
     pub display_name: String,

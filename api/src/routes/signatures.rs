@@ -71,7 +71,10 @@ pub struct CreateSignature {
 impl Validate for CreateSignature {
     fn validate(&self, c: &mut Checks) {
         c.text("record_id", &self.record_id, 1, 64);
-        c.text("password", &self.password, 1, 256);
+        // Any characters may be part of a password; only its length is checked.
+        if self.password.is_empty() || self.password.chars().count() > 256 {
+            c.fail("password", "invalid_length", "must be 1 to 256 characters");
+        }
         c.optional_text("reason", self.reason.as_deref(), 1, 500);
     }
 }

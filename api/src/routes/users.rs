@@ -64,7 +64,7 @@ impl From<&user::Model> for UserView {
     "time_zone": "America/New_York", "password": "correct horse battery staple"
 }))]
 pub struct CreateUser {
-    #[schema(max_length = 254)]
+    #[schema(max_length = 254, format = Email)]
     pub email: String,
     #[schema(min_length = 1, max_length = 200)]
     pub display_name: String,
@@ -235,7 +235,7 @@ impl Validate for UpdateUser {
     tag = "users",
     params(
         ("id" = i64, Path, description = "User id"),
-        ("If-Match" = Option<String>, Header, description = "Version being updated, e.g. \"3\" (alternative to `version` in the body)")
+        ("If-Match" = Option<String>, Header, pattern = r#"^(W/)?"?[0-9]{1,9}"?$"#, description = "Version being updated, e.g. \"3\" (alternative to `version` in the body)")
     ),
     request_body = UpdateUser,
     responses(
@@ -347,7 +347,10 @@ impl Validate for DeactivateUser {
 /// their records and signatures stay.
 #[utoipa::path(
     tag = "users",
-    params(("id" = i64, Path, description = "User id")),
+    params(
+        ("id" = i64, Path, description = "User id"),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(W/)?"?[0-9]{1,9}"?$"#, description = "Version being deactivated (alternative to `version` in the body)")
+    ),
     request_body = DeactivateUser,
     responses(
         (status = 200, description = "The deactivated user", body = UserView),
