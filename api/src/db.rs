@@ -20,9 +20,45 @@ pub async fn connect_and_migrate(args: &DatabaseArgs) -> Result<DatabaseConnecti
             )));
         }
     } else {
+        // Two processes migrating one SQLite file (api and worker starting together)
+        // take turns on a lock file; PostgreSQL serializes inside `migrate_up`.
+        let _guard = sqlite_migration_lock(&args.database_url).await?;
         migration::migrate_up(&db).await?;
     }
     Ok(db)
+}
+
+/// Holds an exclusive lock on `<database file>.migrate-lock` while alive.
+async fn sqlite_migration_lock(url: &str) -> Result<Option<std::fs::File>, DbErr> {
+    let Some(path) = sqlite_file_path(url) else {
+        return Ok(None);
+    };
+    let lock_path = format!("{path}.migrate-lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| DbErr::Custom(format!("cannot open {lock_path}: {e}")))?;
+    // Waiting for the lock blocks a thread: keep that off the async executor.
+    tokio::task::spawn_blocking(move || {
+        file.lock()
+            .map(|()| Some(file))
+            .map_err(|e| DbErr::Custom(format!("cannot lock {lock_path}: {e}")))
+    })
+    .await
+    .map_err(|e| DbErr::Custom(e.to_string()))?
+}
+
+/// The file behind a SQLite URL (`sqlite://cmo.db?mode=rwc` → `cmo.db`); `None` for
+/// in-memory databases and other backends.
+pub fn sqlite_file_path(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or("");
+    if path.is_empty() || path == ":memory:" || rest.contains("mode=memory") {
+        return None;
+    }
+    Some(path.to_string())
 }
 
 pub async fn connect(url: &str, max_connections: Option<u32>) -> Result<DatabaseConnection, DbErr> {
@@ -58,5 +94,33 @@ pub fn backend_name(db: &DatabaseConnection) -> &'static str {
         DbBackend::Postgres => "postgres",
         DbBackend::Sqlite => "sqlite",
         _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_urls_name_their_file() {
+        assert_eq!(sqlite_file_path("sqlite://cmo.db?mode=rwc").as_deref(), Some("cmo.db"));
+        assert_eq!(sqlite_file_path("sqlite:///var/lib/cmo/cmo.db").as_deref(), Some("/var/lib/cmo/cmo.db"));
+        assert_eq!(sqlite_file_path("sqlite::memory:"), None);
+        assert_eq!(sqlite_file_path("postgres://u@h/db"), None);
+    }
+
+    #[tokio::test]
+    async fn two_processes_worth_of_migrations_on_one_file_do_not_collide() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = DatabaseArgs {
+            database_url: format!("sqlite://{}?mode=rwc", dir.path().join("race.db").display()),
+            db_max_connections: None,
+            no_migrate: false,
+        };
+        let (a, b) = tokio::join!(connect_and_migrate(&args), connect_and_migrate(&args));
+        a.unwrap();
+        b.unwrap();
+        let db = connect(&args.database_url, None).await.unwrap();
+        assert!(migration::pending(&db).await.unwrap().is_empty());
     }
 }
