@@ -53,7 +53,9 @@ async fn sqlite_migration_lock(url: &str) -> Result<Option<std::fs::File>, DbErr
 /// The file behind a SQLite URL (`sqlite://cmo.db?mode=rwc` → `cmo.db`); `None` for
 /// in-memory databases and other backends.
 pub fn sqlite_file_path(url: &str) -> Option<String> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next().unwrap_or("");
     if path.is_empty() || path == ":memory:" || rest.contains("mode=memory") {
         return None;
@@ -103,8 +105,14 @@ mod tests {
 
     #[test]
     fn sqlite_urls_name_their_file() {
-        assert_eq!(sqlite_file_path("sqlite://cmo.db?mode=rwc").as_deref(), Some("cmo.db"));
-        assert_eq!(sqlite_file_path("sqlite:///var/lib/cmo/cmo.db").as_deref(), Some("/var/lib/cmo/cmo.db"));
+        assert_eq!(
+            sqlite_file_path("sqlite://cmo.db?mode=rwc").as_deref(),
+            Some("cmo.db")
+        );
+        assert_eq!(
+            sqlite_file_path("sqlite:///var/lib/cmo/cmo.db").as_deref(),
+            Some("/var/lib/cmo/cmo.db")
+        );
         assert_eq!(sqlite_file_path("sqlite::memory:"), None);
         assert_eq!(sqlite_file_path("postgres://u@h/db"), None);
     }

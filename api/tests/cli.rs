@@ -15,17 +15,34 @@ fn sqlite_url(dir: &tempfile::TempDir) -> String {
 fn bootstrap_prints_a_token_once_and_refuses_a_second_time() {
     let dir = tempfile::tempdir().unwrap();
     let first = Command::new(BIN)
-        .args(["bootstrap", "--org", "Acme Bio", "--email", "admin@acme.test", "--json"])
+        .args([
+            "bootstrap",
+            "--org",
+            "Acme Bio",
+            "--email",
+            "admin@acme.test",
+            "--json",
+        ])
         .env("DATABASE_URL", sqlite_url(&dir))
         .output()
         .unwrap();
-    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
     let out: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
     assert!(out["token"].as_str().unwrap().starts_with("cmo_"));
     assert_eq!(out["organization_id"], 1);
 
     let second = Command::new(BIN)
-        .args(["bootstrap", "--org", "Evil Corp", "--email", "evil@evil.test"])
+        .args([
+            "bootstrap",
+            "--org",
+            "Evil Corp",
+            "--email",
+            "evil@evil.test",
+        ])
         .env("DATABASE_URL", sqlite_url(&dir))
         .output()
         .unwrap();
@@ -37,27 +54,46 @@ fn bootstrap_prints_a_token_once_and_refuses_a_second_time() {
 fn bootstrap_rejects_bad_input_before_touching_the_database() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(BIN)
-        .args(["bootstrap", "--org", "Acme", "--email", "not-an-email", "--time-zone", "Nowhere/Land"])
+        .args([
+            "bootstrap",
+            "--org",
+            "Acme",
+            "--email",
+            "not-an-email",
+            "--time-zone",
+            "Nowhere/Land",
+        ])
         .env("DATABASE_URL", sqlite_url(&dir))
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--email") && err.contains("--time-zone"), "{err}");
+    assert!(
+        err.contains("--email") && err.contains("--time-zone"),
+        "{err}"
+    );
 }
 
 #[test]
 fn openapi_prints_the_committed_document() {
     let out = Command::new(BIN).arg("openapi").output().unwrap();
     assert!(out.status.success());
-    let committed = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../openapi/openapi.json")).unwrap();
+    let committed = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../openapi/openapi.json"
+    ))
+    .unwrap();
     assert_eq!(out.stdout, committed, "regenerate openapi/openapi.json");
 }
 
 fn http_get(port: u16, path: &str) -> Option<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
     Some(response)
@@ -66,7 +102,11 @@ fn http_get(port: u16, path: &str) -> Option<String> {
 #[test]
 fn serve_migrates_a_fresh_sqlite_file_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut child = Command::new(BIN)
         .env("DATABASE_URL", sqlite_url(&dir))
         .env("CMO_BIND", format!("127.0.0.1:{port}"))
@@ -88,9 +128,15 @@ fn serve_migrates_a_fresh_sqlite_file_and_stops_on_sigterm() {
     let ready = ready.expect("server came up");
     assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
     assert!(ready.contains(r#""database":"sqlite""#));
-    assert!(dir.path().join("cmo.db").exists(), "the database file is created");
+    assert!(
+        dir.path().join("cmo.db").exists(),
+        "the database file is created"
+    );
 
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(20);
     let exit = loop {
@@ -101,9 +147,21 @@ fn serve_migrates_a_fresh_sqlite_file_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(exit.success(), "graceful stop exits 0: {exit:?}");
-    let logs: Vec<String> = BufReader::new(child.stderr.take().unwrap()).lines().map_while(Result::ok).collect();
-    assert!(logs.iter().any(|l| l.contains("cmo-api stopped")), "{logs:?}");
-    let request_log = logs.iter().find(|l| l.contains("request served")).expect("request logged");
+    let logs: Vec<String> = BufReader::new(child.stderr.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .collect();
+    assert!(
+        logs.iter().any(|l| l.contains("cmo-api stopped")),
+        "{logs:?}"
+    );
+    let request_log = logs
+        .iter()
+        .find(|l| l.contains("request served"))
+        .expect("request logged");
     let parsed: serde_json::Value = serde_json::from_str(request_log).expect("JSON log lines");
-    assert!(parsed["request_id"].is_string() || parsed["span"]["request_id"].is_string(), "{parsed}");
+    assert!(
+        parsed["request_id"].is_string() || parsed["span"]["request_id"].is_string(),
+        "{parsed}"
+    );
 }

@@ -35,9 +35,21 @@ async fn the_worker_beats_and_stops_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert!(beats >= 2);
-    assert_eq!(entity::worker_heartbeat::Entity::find().count(&db).await.unwrap(), 1);
+    assert_eq!(
+        entity::worker_heartbeat::Entity::find()
+            .count(&db)
+            .await
+            .unwrap(),
+        1
+    );
 
-    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     let exit = loop {
         if let Some(exit) = child.try_wait().unwrap() {
