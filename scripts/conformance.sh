@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# API conformance run: start cmo-api on loopback against a fresh SQLite file, bootstrap a
+# API conformance run: start cmo-api on loopback against a fresh database (a SQLite file,
+# or the empty database named by CONFORMANCE_DATABASE_URL), bootstrap a
 # token, and let schemathesis exercise every operation of the served OpenAPI document.
 # Any 5xx, undocumented status, wrong content type or schema violation fails the run.
 #
@@ -19,7 +20,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-export DATABASE_URL="sqlite://$work/conformance.db?mode=rwc"
+export DATABASE_URL="${CONFORMANCE_DATABASE_URL:-sqlite://$work/conformance.db?mode=rwc}"
+echo "conformance: database ${DATABASE_URL%%\?*}"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
 base="http://127.0.0.1:$port"
 

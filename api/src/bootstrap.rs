@@ -2,7 +2,7 @@
 
 use entity::audit_trail::Actor;
 use entity::{OrgKind, Role, api_token, organization, user};
-use sea_orm::{DatabaseConnection, EntityTrait, PaginatorTrait, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait};
 
 use crate::error::ApiError;
 use crate::provisioning::{self, NewUser};
@@ -57,7 +57,12 @@ pub async fn bootstrap(
         return Err(BootstrapError::Invalid(problems.join("; ")));
     }
 
-    let txn = db.begin().await?;
+    let txn = crate::db::begin_write(db).await?;
+    if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        // Two bootstraps at once must not both find the database empty.
+        txn.execute_unprepared("SELECT pg_advisory_xact_lock(7265631)")
+            .await?;
+    }
     let existing = organization::Entity::find().count(&txn).await?;
     if existing > 0 {
         return Err(BootstrapError::AlreadyInitialized(existing));
@@ -86,6 +91,7 @@ pub async fn bootstrap(
             role: Role::Admin,
             time_zone: req.time_zone,
             password_hash: None,
+            password_is_temporary: false,
         },
     )
     .await?;

@@ -79,6 +79,9 @@ pub enum ApiError {
     BadRequest { code: &'static str, detail: String },
     #[error("{0}")]
     Unauthorized(String),
+    /// A re-entered password (signature, password change) is wrong; the token is fine.
+    #[error("{0}")]
+    InvalidPassword(String),
     #[error("{0}")]
     Forbidden(String),
     #[error("not found")]
@@ -97,8 +100,13 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("the request has invalid fields")]
     Validation(Vec<FieldError>),
+    #[error("too many failed password attempts; retry in {retry_after_secs} seconds")]
+    TooManyAttempts { retry_after_secs: u64 },
     #[error("the database is unavailable")]
     ServiceUnavailable(String),
+    /// A lock or serialization conflict that a retry resolves.
+    #[error("the database is busy; retry shortly")]
+    DatabaseBusy(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -145,6 +153,8 @@ impl ApiError {
         match self {
             ApiError::BadRequest { code, .. } => code,
             ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::InvalidPassword(_) => "invalid_password",
+            ApiError::TooManyAttempts { .. } => "too_many_attempts",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound => "not_found",
             ApiError::Conflict { code, .. } => code,
@@ -152,6 +162,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::Validation(_) => "validation_failed",
             ApiError::ServiceUnavailable(_) => "database_unavailable",
+            ApiError::DatabaseBusy(_) => "database_busy",
             ApiError::Internal(_) => "internal_error",
         }
     }
@@ -230,14 +241,17 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized(_) | ApiError::InvalidPassword(_) => StatusCode::UNAUTHORIZED,
+            ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::ServiceUnavailable(_) | ApiError::DatabaseBusy(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -246,16 +260,38 @@ impl ResponseError for ApiError {
         match self {
             ApiError::Internal(cause) => tracing::error!(%cause, "request failed"),
             ApiError::ServiceUnavailable(cause) => tracing::warn!(%cause, "database unavailable"),
+            ApiError::DatabaseBusy(cause) => tracing::warn!(%cause, "database busy"),
             _ => {}
         }
-        problem_response(&self.problem())
+        let mut response = problem_response(&self.problem());
+        let retry_after = match self {
+            ApiError::TooManyAttempts { retry_after_secs } => Some(*retry_after_secs),
+            ApiError::DatabaseBusy(_) | ApiError::ServiceUnavailable(_) => Some(1),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        response
     }
 }
 
 impl From<DbErr> for ApiError {
     fn from(err: DbErr) -> Self {
         if let Some(SqlErr::UniqueConstraintViolation(detail)) = err.sql_err() {
+            // A clash in the audit chain is our bug (or a lost race), never the client's.
+            if detail.contains("audit_") {
+                return ApiError::DatabaseBusy(err.to_string());
+            }
             return ApiError::conflict("already_exists", unique_violation_detail(&detail));
+        }
+        if is_busy(&err) {
+            return ApiError::DatabaseBusy(err.to_string());
+        }
+        if let Some(problem) = rejected_input(&err) {
+            return problem;
         }
         match &err {
             DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
@@ -269,6 +305,40 @@ impl From<DbErr> for ApiError {
             _ => ApiError::Internal(err.to_string()),
         }
     }
+}
+
+/// Safety net: input the database refuses as data (PostgreSQL class 22, e.g. a NUL
+/// character or a value too long for its column) is the client's error, not a 500.
+fn rejected_input(err: &DbErr) -> Option<ApiError> {
+    let (DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) = err
+    else {
+        return None;
+    };
+    let code = e.as_database_error()?.code()?;
+    if !code.starts_with("22") {
+        return None;
+    }
+    tracing::info!(%err, "database rejected input");
+    Some(ApiError::Validation(vec![FieldError::new(
+        "body",
+        "invalid_input",
+        "a value is not acceptable (too long, out of range or containing a NUL character)",
+    )]))
+}
+
+/// SQLite busy/locked, PostgreSQL serialization failure or deadlock: worth a retry.
+fn is_busy(err: &DbErr) -> bool {
+    let (DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) = err
+    else {
+        return false;
+    };
+    let Some(code) = e.as_database_error().and_then(|d| d.code()) else {
+        return false;
+    };
+    matches!(
+        code.as_ref(),
+        "5" | "6" | "517" | "261" | "40001" | "40P01" | "55P03"
+    )
 }
 
 fn is_connection_error(err: &sea_orm::sqlx::Error) -> bool {
@@ -287,7 +357,7 @@ fn is_connection_error(err: &sea_orm::sqlx::Error) -> bool {
 fn unique_violation_detail(db_detail: &str) -> String {
     let lower = db_detail.to_lowercase();
     if lower.contains("email") {
-        "a user with this email already exists".to_string()
+        "a user with this email already exists in this organization".to_string()
     } else if lower.contains("name") {
         "a resource with this name already exists".to_string()
     } else {

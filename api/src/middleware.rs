@@ -29,7 +29,11 @@ pub async fn envelope(
             .get(&REQUEST_ID_HEADER)
             .and_then(|v| v.to_str().ok()),
     );
-    let method = req.method().to_string();
+    // Extension methods are folded, so a client cannot grow the metrics without bound.
+    let method = match req.method().as_str() {
+        m @ ("GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS") => m.to_string(),
+        _ => "OTHER".to_string(),
+    };
     let span =
         tracing::info_span!("request", request_id = %id, method = %method, path = %req.path());
     let metrics = req

@@ -18,6 +18,8 @@ pub struct NewUser {
     pub role: Role,
     pub time_zone: String,
     pub password_hash: Option<String>,
+    /// Set by someone other than the user (an admin): must be replaced before signing.
+    pub password_is_temporary: bool,
 }
 
 pub async fn create_organization<C: ConnectionTrait>(
@@ -78,6 +80,7 @@ pub async fn create_user<C: ConnectionTrait>(
         role: Set(new.role),
         time_zone: Set(new.time_zone),
         password_hash: Set(new.password_hash),
+        password_is_temporary: Set(new.password_is_temporary),
         active: Set(true),
         created_at: Set(actor.at),
         updated_at: Set(actor.at),
@@ -107,6 +110,7 @@ pub async fn issue_token<C: ConnectionTrait>(
         id: NotSet,
         org_id: Set(owner.org_id),
         user_id: Set(owner.id),
+        issued_by_user_id: Set(actor.user_id),
         name: Set(name.trim().to_string()),
         token_prefix: Set(api_token::display_prefix(&secret)),
         token_hash: Set(api_token::hash_secret(&secret)),

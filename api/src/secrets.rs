@@ -6,8 +6,18 @@ use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 
 use crate::error::{ApiError, ApiResult};
 
+/// At most two argon2 runs at once (each takes ~19 MiB and a core for a moment); more
+/// queue, so a
+/// burst of password checks cannot exhaust memory or starve the other requests.
+static ARGON2_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+async fn argon2_slot() -> ApiResult<tokio::sync::SemaphorePermit<'static>> {
+    ARGON2_SLOTS.acquire().await.map_err(ApiError::internal)
+}
+
 /// Hashes off the async executor: argon2 is deliberately slow.
 pub async fn hash_password(password: String) -> ApiResult<String> {
+    let _slot = argon2_slot().await?;
     tokio::task::spawn_blocking(move || {
         Argon2::default()
             .hash_password(password.as_bytes())
@@ -20,6 +30,7 @@ pub async fn hash_password(password: String) -> ApiResult<String> {
 
 /// `true` when `password` matches the stored PHC string.
 pub async fn verify_password(password: String, stored: String) -> ApiResult<bool> {
+    let _slot = argon2_slot().await?;
     tokio::task::spawn_blocking(move || {
         let parsed = PasswordHash::new(&stored).map_err(ApiError::internal)?;
         Ok(Argon2::default()

@@ -1,15 +1,18 @@
 //! The e-signature primitive (21 CFR Part 11 style). A signature is made in two steps so
 //! that later features can sign inside their own transaction:
 //!
-//! 1. [`authenticate_signer`] re-checks the signer's password. A wrong password is
+//! 1. [`authenticate_signer`] re-checks the signer's own password. A wrong password is
 //!    recorded in the audit trail in a transaction of its own (it must survive the
-//!    refused request) and answered 401.
+//!    refused request) and answered 401; after repeated failures the signer is locked
+//!    out for a while without the password even being checked.
 //! 2. [`record`] writes the signature and its audit event, in the caller's transaction.
 
+use chrono::{DateTime, Utc};
 use entity::audit_trail::{self, Entry};
-use entity::{SignatureMeaning, SignedRecordType, signature};
+use entity::{SignatureMeaning, SignedRecordType, audit_event, signature};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ConnectionTrait, TransactionTrait,
+    ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait,
+    EntityTrait, PaginatorTrait, QueryFilter,
 };
 use serde_json::json;
 
@@ -19,10 +22,15 @@ use crate::routes::signatures::SignatureView;
 use crate::routes::snapshot;
 use crate::state::AppState;
 
+/// Audit actions that count towards a lockout.
+pub const FAILED_SIGNATURE: &str = "sign_failed";
+pub const FAILED_PASSWORD_CHANGE: &str = "password_change_failed";
+
 /// What is being signed, and how.
 #[derive(Debug, Clone)]
 pub struct SignatureRecord {
     pub record_type: SignedRecordType,
+    /// Canonical id of the record (as it is written everywhere else).
     pub record_id: String,
     /// SHA-256 of the record's content at signing time.
     pub record_hash: String,
@@ -42,19 +50,21 @@ pub async fn authenticate_signer(
             "set a signing password (PUT /api/v1/users/{id}/password) before signing",
         ));
     };
+    if ctx.user.password_is_temporary {
+        return Err(ApiError::conflict(
+            "temporary_password",
+            "the password was set by an admin; set your own before signing",
+        ));
+    }
+    let now = state.clock.now();
+    ensure_not_locked_out(&state.db, ctx, now).await?;
     if crate::secrets::verify_password(password, stored).await? {
         return Ok(());
     }
-    let txn = state.db.begin().await?;
-    audit_trail::append(
-        &txn,
-        &ctx.actor(state.clock.now()),
-        Entry::new(
-            "signature",
-            format!("{}:{}", record_type_name(what.record_type), what.record_id),
-            "sign_failed",
-        )
-        .after(json!({
+    record_failure(
+        state,
+        ctx,
+        Entry::new("signature", &what.record_id, FAILED_SIGNATURE).after(json!({
             "record_type": what.record_type,
             "record_id": what.record_id,
             "meaning": what.meaning,
@@ -62,17 +72,48 @@ pub async fn authenticate_signer(
         })),
     )
     .await?;
-    txn.commit().await?;
     tracing::warn!(user_id = ctx.user.id, record_id = %what.record_id, "signature refused: wrong password");
-    Err(ApiError::Unauthorized(
+    Err(ApiError::InvalidPassword(
         "the signature password is wrong".to_string(),
     ))
+}
+
+/// Refuses password checks for a user with too many recent failures.
+pub async fn ensure_not_locked_out(
+    db: &sea_orm::DatabaseConnection,
+    ctx: &AuthContext,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    let since = now - entity::signature::LOCKOUT_WINDOW;
+    let failures = audit_event::Entity::find()
+        .filter(audit_event::Column::OrgId.eq(ctx.org_id()))
+        .filter(audit_event::Column::ActorUserId.eq(ctx.user.id))
+        .filter(audit_event::Column::Action.is_in([FAILED_SIGNATURE, FAILED_PASSWORD_CHANGE]))
+        .filter(audit_event::Column::OccurredAt.gte(since))
+        .count(db)
+        .await?;
+    if entity::signature::is_locked_out(failures) {
+        return Err(ApiError::TooManyAttempts {
+            retry_after_secs: entity::signature::LOCKOUT_WINDOW
+                .num_seconds()
+                .unsigned_abs(),
+        });
+    }
+    Ok(())
+}
+
+/// Audits a failed password check in a transaction of its own.
+pub async fn record_failure(state: &AppState, ctx: &AuthContext, entry: Entry) -> ApiResult<()> {
+    let txn = crate::db::begin_write(&state.db).await?;
+    audit_trail::append(&txn, &ctx.actor(state.clock.now()), entry).await?;
+    txn.commit().await?;
+    Ok(())
 }
 
 pub async fn record<C: ConnectionTrait>(
     conn: &C,
     ctx: &AuthContext,
-    at: chrono::DateTime<chrono::Utc>,
+    at: DateTime<Utc>,
     what: SignatureRecord,
 ) -> ApiResult<signature::Model> {
     let sig = signature::ActiveModel {
@@ -80,6 +121,7 @@ pub async fn record<C: ConnectionTrait>(
         org_id: Set(ctx.org_id()),
         signer_user_id: Set(ctx.user.id),
         signer_name: Set(ctx.user.display_name.clone()),
+        token_id: Set(ctx.token.id),
         meaning: Set(what.meaning),
         record_type: Set(what.record_type),
         record_id: Set(what.record_id),
@@ -98,11 +140,4 @@ pub async fn record<C: ConnectionTrait>(
     )
     .await?;
     Ok(sig)
-}
-
-fn record_type_name(t: SignedRecordType) -> String {
-    serde_json::to_value(t)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }

@@ -12,6 +12,8 @@ pub struct Model {
     pub id: i64,
     pub org_id: i64,
     pub user_id: i64,
+    /// Who issued it: the owner, an admin, or `None` for the bootstrap command.
+    pub issued_by_user_id: Option<i64>,
     pub name: String,
     /// The first characters of the secret, so a person can tell tokens apart.
     pub token_prefix: String,
@@ -85,6 +87,7 @@ mod tests {
             id: 1,
             org_id: 1,
             user_id: 1,
+            issued_by_user_id: None,
             name: "ci".into(),
             token_prefix: "cmo_abcdefgh".into(),
             token_hash: hash_secret("cmo_abcdefgh"),

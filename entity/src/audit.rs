@@ -21,8 +21,9 @@ pub struct CanonicalEvent<'a> {
     pub entity_type: &'a str,
     pub entity_id: &'a str,
     pub action: &'a str,
-    pub before: Option<&'a Value>,
-    pub after: Option<&'a Value>,
+    /// Canonical JSON text, hashed as the string it is stored as.
+    pub before: Option<&'a str>,
+    pub after: Option<&'a str>,
     pub reason: Option<&'a str>,
     pub request_id: Option<&'a str>,
     #[serde(serialize_with = "rfc3339_micros")]
@@ -42,8 +43,8 @@ impl<'a> From<&'a crate::audit_event::Model> for CanonicalEvent<'a> {
             entity_type: &e.entity_type,
             entity_id: &e.entity_id,
             action: &e.action,
-            before: e.before.as_ref(),
-            after: e.after.as_ref(),
+            before: e.before.as_deref(),
+            after: e.after.as_deref(),
             reason: e.reason.as_deref(),
             request_id: e.request_id.as_deref(),
             occurred_at: e.occurred_at,
@@ -118,6 +119,10 @@ pub enum BrokenLinkKind {
     SequenceGap,
     /// The chain ends before the recorded head: the newest rows were deleted.
     TruncatedTail,
+    /// Events exist past the recorded head: rows were added behind the system's back.
+    BeyondHead,
+    /// Events exist but the chain head is gone.
+    MissingHead,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -176,8 +181,17 @@ impl ChainVerifier {
 
     /// Checks that the chain reaches the recorded head (`None`: no event recorded yet).
     pub fn finish(self, head: Option<(i64, &str)>) -> Result<u64, BrokenLink> {
-        let (head_seq, head_hash) = head.unwrap_or((0, GENESIS_HASH));
         let last_seq = self.expected_seq - 1;
+        let Some((head_seq, head_hash)) = head else {
+            if last_seq == 0 {
+                return Ok(0);
+            }
+            return Err(BrokenLink {
+                seq: 1,
+                event_id: None,
+                kind: BrokenLinkKind::MissingHead,
+            });
+        };
         if last_seq < head_seq {
             return Err(BrokenLink {
                 seq: last_seq + 1,
@@ -185,7 +199,14 @@ impl ChainVerifier {
                 kind: BrokenLinkKind::TruncatedTail,
             });
         }
-        if last_seq == head_seq && self.prev_hash != head_hash {
+        if last_seq > head_seq {
+            return Err(BrokenLink {
+                seq: head_seq + 1,
+                event_id: None,
+                kind: BrokenLinkKind::BeyondHead,
+            });
+        }
+        if self.prev_hash != head_hash {
             return Err(BrokenLink {
                 seq: last_seq,
                 event_id: None,
@@ -216,7 +237,9 @@ mod tests {
                     entity_id: seq.to_string(),
                     action: "create".into(),
                     before: None,
-                    after: Some(json!({"b": 2, "a": [1, {"z": true, "y": null}]})),
+                    after: Some(canonical_json(
+                        &json!({"b": 2, "a": [1, {"z": true, "y": null}]}),
+                    )),
                     reason: Some("onboarding".into()),
                     request_id: Some("req-1".into()),
                     occurred_at: Utc
@@ -301,6 +324,21 @@ mod tests {
         let head_hash = events[3].hash.clone();
         let err = verify(&events[..3], Some((4, &head_hash))).unwrap_err();
         assert_eq!((err.seq, err.kind), (4, BrokenLinkKind::TruncatedTail));
+    }
+
+    #[test]
+    fn rows_past_the_head_are_detected() {
+        let events = chain(4);
+        let head_hash = events[2].hash.clone();
+        let err = verify(&events, Some((3, &head_hash))).unwrap_err();
+        assert_eq!((err.seq, err.kind), (4, BrokenLinkKind::BeyondHead));
+    }
+
+    #[test]
+    fn events_without_a_head_are_detected() {
+        let events = chain(2);
+        let err = verify(&events, None).unwrap_err();
+        assert_eq!(err.kind, BrokenLinkKind::MissingHead);
     }
 
     #[test]

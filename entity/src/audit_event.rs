@@ -15,8 +15,10 @@ pub struct Model {
     pub entity_type: String,
     pub entity_id: String,
     pub action: String,
-    pub before: Option<Json>,
-    pub after: Option<Json>,
+    /// Canonical JSON of the record before the change.
+    pub before: Option<String>,
+    /// Canonical JSON of the record after the change.
+    pub after: Option<String>,
     pub reason: Option<String>,
     pub request_id: Option<String>,
     pub occurred_at: DateTimeUtc,

@@ -8,7 +8,9 @@ use sea_orm::{
 };
 use serde_json::Value;
 
-use crate::audit::{BrokenLink, CanonicalEvent, ChainVerifier, GENESIS_HASH, chain_hash};
+use crate::audit::{
+    BrokenLink, CanonicalEvent, ChainVerifier, GENESIS_HASH, canonical_json, chain_hash,
+};
 use crate::{audit_chain_head, audit_event};
 
 /// Who did it, where and when: the context every audit entry shares.
@@ -98,8 +100,8 @@ pub async fn append<C: ConnectionTrait>(
         entity_type: entry.entity_type.to_string(),
         entity_id: entry.entity_id,
         action: entry.action.to_string(),
-        before: entry.before,
-        after: entry.after,
+        before: entry.before.as_ref().map(canonical_json),
+        after: entry.after.as_ref().map(canonical_json),
         reason: entry.reason,
         request_id: actor.request_id.clone(),
         occurred_at: crate::clock::truncate_to_micros(actor.at),
@@ -145,7 +147,27 @@ pub struct Verification {
 }
 
 /// Re-computes the whole chain of `org_id`, reading it in pages so memory stays flat.
-pub async fn verify<C: ConnectionTrait>(conn: &C, org_id: i64) -> Result<Verification, DbErr> {
+/// Reads the head and the events in one snapshot, so appends running meanwhile do not
+/// show up as a broken chain.
+pub async fn verify(db: &sea_orm::DatabaseConnection, org_id: i64) -> Result<Verification, DbErr> {
+    use sea_orm::{AccessMode, IsolationLevel, TransactionTrait};
+    let snapshot = match db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => {
+            db.begin_with_config(
+                Some(IsolationLevel::RepeatableRead),
+                Some(AccessMode::ReadOnly),
+            )
+            .await?
+        }
+        // A SQLite read transaction is a snapshot already.
+        _ => db.begin().await?,
+    };
+    let result = verify_in(&snapshot, org_id).await;
+    snapshot.commit().await?;
+    result
+}
+
+async fn verify_in<C: ConnectionTrait>(conn: &C, org_id: i64) -> Result<Verification, DbErr> {
     const PAGE: u64 = 500;
     let head = audit_chain_head::Entity::find_by_id(org_id)
         .one(conn)

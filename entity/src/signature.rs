@@ -13,6 +13,8 @@ pub struct Model {
     pub signer_user_id: i64,
     /// The signer's name as it was when signing (§11.50 requires the printed name).
     pub signer_name: String,
+    /// The API token the signing request was made with.
+    pub token_id: i64,
     pub meaning: SignatureMeaning,
     pub record_type: SignedRecordType,
     pub record_id: String,
@@ -26,6 +28,16 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// Failed password checks (signatures, password changes) tolerated within the window.
+pub const LOCKOUT_THRESHOLD: u64 = 5;
+/// How far back failed attempts count, and how long a lockout lasts at most.
+pub const LOCKOUT_WINDOW: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
+
+/// Locked out after `LOCKOUT_THRESHOLD` failures within the window.
+pub fn is_locked_out(recent_failures: u64) -> bool {
+    recent_failures >= LOCKOUT_THRESHOLD
+}
 
 /// May a user with `role` sign `record_type` with `meaning`? Signatures are for people
 /// accountable for decisions: quality and program managers; admins review the audit trail.
@@ -56,6 +68,13 @@ mod tests {
         ));
         assert!(!may_sign(Role::Contributor, rt, SignatureMeaning::Reviewed));
         assert!(!may_sign(Role::Viewer, rt, SignatureMeaning::Reviewed));
+    }
+
+    #[test]
+    fn the_fifth_failure_locks_out() {
+        assert!(!is_locked_out(0));
+        assert!(!is_locked_out(LOCKOUT_THRESHOLD - 1));
+        assert!(is_locked_out(LOCKOUT_THRESHOLD));
     }
 
     #[test]

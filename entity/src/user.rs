@@ -9,8 +9,7 @@ pub struct Model {
     #[sea_orm(primary_key)]
     pub id: i64,
     pub org_id: i64,
-    /// Lower-cased; unique across all organizations so that email links are unambiguous.
-    #[sea_orm(unique)]
+    /// Lower-cased; unique within the organization.
     pub email: String,
     pub display_name: String,
     pub role: Role,
@@ -18,6 +17,9 @@ pub struct Model {
     pub time_zone: String,
     /// Argon2 PHC string; `None` until a password is set (needed only for e-signatures).
     pub password_hash: Option<String>,
+    /// Set by an admin rather than by the user: good for nothing but being replaced,
+    /// and never for signing (a signature must be the signer's own act).
+    pub password_is_temporary: bool,
     pub active: bool,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
@@ -54,6 +56,7 @@ pub fn is_plausible_email(email: &str) -> bool {
         return false;
     };
     !local.is_empty()
+        && !email.chars().any(char::is_control)
         && !domain.contains('@')
         && domain.contains('.')
         && !domain.starts_with('.')
@@ -83,5 +86,6 @@ mod tests {
         assert!(!is_plausible_email("q a@acme.test"));
         assert!(!is_plausible_email("qa@.test"));
         assert!(!is_plausible_email("no-at-sign"));
+        assert!(!is_plausible_email("nul\u{0}@acme.test"));
     }
 }

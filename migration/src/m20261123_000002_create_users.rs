@@ -14,11 +14,12 @@ impl MigrationTrait for Migration {
                     .if_not_exists()
                     .col(big_pk_auto(Users::Id))
                     .col(big_integer(Users::OrgId))
-                    .col(string_len_uniq(Users::Email, 254))
+                    .col(string_len(Users::Email, 254))
                     .col(string_len(Users::DisplayName, 200))
                     .col(string_len(Users::Role, 32))
                     .col(string_len(Users::TimeZone, 64).default("UTC"))
                     .col(text_null(Users::PasswordHash))
+                    .col(boolean(Users::PasswordIsTemporary).default(false))
                     .col(boolean(Users::Active).default(true))
                     .col(timestamp_with_time_zone(Users::CreatedAt))
                     .col(timestamp_with_time_zone(Users::UpdatedAt))
@@ -33,10 +34,14 @@ impl MigrationTrait for Migration {
             .await?;
         manager
             .create_index(
+                // Emails are unique per organization: one org cannot probe or squat
+                // another's addresses.
                 Index::create()
-                    .name("ix_users_org_id")
+                    .name("ux_users_org_email")
                     .table(Users::Table)
                     .col(Users::OrgId)
+                    .col(Users::Email)
+                    .unique()
                     .to_owned(),
             )
             .await
@@ -59,6 +64,7 @@ pub enum Users {
     Role,
     TimeZone,
     PasswordHash,
+    PasswordIsTemporary,
     Active,
     CreatedAt,
     UpdatedAt,

@@ -16,6 +16,7 @@ impl MigrationTrait for Migration {
                     .col(big_pk_auto(ApiTokens::Id))
                     .col(big_integer(ApiTokens::OrgId))
                     .col(big_integer(ApiTokens::UserId))
+                    .col(big_integer_null(ApiTokens::IssuedByUserId))
                     .col(string_len(ApiTokens::Name, 100))
                     .col(string_len(ApiTokens::TokenPrefix, 16))
                     .col(string_len_uniq(ApiTokens::TokenHash, 64))
@@ -60,6 +61,7 @@ enum ApiTokens {
     Id,
     OrgId,
     UserId,
+    IssuedByUserId,
     Name,
     TokenPrefix,
     TokenHash,

@@ -18,10 +18,12 @@ impl MigrationTrait for Migration {
                     .col(big_integer(AuditEvents::Seq))
                     .col(big_integer_null(AuditEvents::ActorUserId))
                     .col(string_len(AuditEvents::EntityType, 64))
-                    .col(string_len(AuditEvents::EntityId, 64))
+                    .col(string_len(AuditEvents::EntityId, 128))
                     .col(string_len(AuditEvents::Action, 64))
-                    .col(json_null(AuditEvents::Before))
-                    .col(json_null(AuditEvents::After))
+                    // Canonical JSON kept as text: hashed and returned byte for byte, whatever the
+                    // database would do to a json column's numbers.
+                    .col(text_null(AuditEvents::Before))
+                    .col(text_null(AuditEvents::After))
                     .col(text_null(AuditEvents::Reason))
                     .col(string_len_null(AuditEvents::RequestId, 128))
                     .col(timestamp_with_time_zone(AuditEvents::OccurredAt))

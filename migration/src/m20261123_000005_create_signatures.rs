@@ -17,6 +17,7 @@ impl MigrationTrait for Migration {
                     .col(big_integer(Signatures::OrgId))
                     .col(big_integer(Signatures::SignerUserId))
                     .col(string_len(Signatures::SignerName, 200))
+                    .col(big_integer(Signatures::TokenId))
                     .col(string_len(Signatures::Meaning, 16))
                     .col(string_len(Signatures::RecordType, 32))
                     .col(string_len(Signatures::RecordId, 64))
@@ -63,6 +64,7 @@ enum Signatures {
     OrgId,
     SignerUserId,
     SignerName,
+    TokenId,
     Meaning,
     RecordType,
     RecordId,

@@ -14,7 +14,11 @@ mod worker;
 use e2e::TestApp;
 use serde_json::{Value, json};
 
+/// Password an admin gives a new user; the user replaces it with their own.
+pub const TEMPORARY_PASSWORD: &str = "temporary password from the admin";
+
 /// Creates a user in the admin's org and a token for them; returns (user id, token).
+/// With `password`, the user ends up with that password as their own (not temporary).
 pub async fn user_with_token(
     app: &TestApp,
     email: &str,
@@ -24,8 +28,8 @@ pub async fn user_with_token(
     let admin = app.admin();
     let mut body =
         json!({"email": email, "display_name": email.split('@').next().unwrap(), "role": role});
-    if let Some(p) = password {
-        body["password"] = Value::String(p.to_string());
+    if password.is_some() {
+        body["password"] = Value::String(TEMPORARY_PASSWORD.to_string());
     }
     let user = admin.post("/api/v1/users", body).await.expect(201).body;
     let id = user["id"].as_i64().unwrap();
@@ -37,6 +41,15 @@ pub async fn user_with_token(
         .as_str()
         .unwrap()
         .to_string();
+    if let Some(own) = password {
+        app.client(&token)
+            .put(
+                &format!("/api/v1/users/{id}/password"),
+                json!({"current_password": TEMPORARY_PASSWORD, "new_password": own}),
+            )
+            .await
+            .expect(204);
+    }
     (id, token)
 }
 

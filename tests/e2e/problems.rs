@@ -127,6 +127,24 @@ async fn bad_input_gets_clear_problems(app: &TestApp) {
         .await
         .expect_problem(422, "validation_failed");
 
+    // NUL characters and over-long filters are refused up front (PostgreSQL would choke).
+    let r = admin
+        .get("/api/v1/audit-events?entity_type=us%00er")
+        .await
+        .expect_problem(422, "validation_failed");
+    assert_eq!(r.body["errors"][0]["field"], "entity_type");
+    admin
+        .get(&format!("/api/v1/signatures?record_id={}", "9".repeat(65)))
+        .await
+        .expect_problem(422, "validation_failed");
+    admin
+        .post(
+            "/api/v1/users",
+            json!({"email": "nul@acme.test", "display_name": "Nul\u{0}Byte", "role": "viewer"}),
+        )
+        .await
+        .expect_problem(422, "validation_failed");
+
     let r = admin
         .delete("/api/v1/users")
         .await

@@ -52,7 +52,7 @@ async fn a_signature_needs_the_right_password(app: &TestApp) {
                    "password": "not my password"}),
         )
         .await
-        .expect_problem(401, "unauthorized");
+        .expect_problem(401, "invalid_password");
     assert_eq!(wrong.body["detail"], "the signature password is wrong");
 
     let listed = qa
@@ -134,7 +134,7 @@ async fn only_accountable_roles_sign(app: &TestApp) {
             json!({"new_password": "another long password"}),
         )
         .await
-        .expect_problem(401, "unauthorized");
+        .expect_problem(401, "invalid_password");
     app.client(&qa2)
         .put(
             &format!("/api/v1/users/{qa2_id}/password"),
@@ -142,6 +142,16 @@ async fn only_accountable_roles_sign(app: &TestApp) {
         )
         .await
         .expect(204);
+
+    // One record, one id: padded or signed spellings name no record.
+    for spelling in ["0001", "+1", " 1x", "99999999999999999999999"] {
+        let mut odd = body.clone();
+        odd["record_id"] = json!(spelling);
+        app.client(&qa)
+            .post("/api/v1/signatures", odd)
+            .await
+            .expect_problem(404, "not_found");
+    }
 
     // A record that does not exist cannot be signed.
     let mut missing = body;
@@ -152,3 +162,92 @@ async fn only_accountable_roles_sign(app: &TestApp) {
         .expect_problem(404, "not_found");
 }
 on_both_databases!(only_accountable_roles_sign);
+
+async fn a_password_an_admin_chose_cannot_sign(app: &TestApp) {
+    let event_id = first_audit_event_id(app).await;
+    let body = json!({"record_type": "audit_event", "record_id": event_id.to_string(), "meaning": "reviewed", "password": crate::TEMPORARY_PASSWORD});
+    let (qa_id, qa) = user_with_token(app, "qa@acme.test", "quality", None).await;
+    // The admin resets the password: it is temporary.
+    app.admin()
+        .put(
+            &format!("/api/v1/users/{qa_id}/password"),
+            json!({"new_password": crate::TEMPORARY_PASSWORD}),
+        )
+        .await
+        .expect(204);
+    let user = app
+        .admin()
+        .get(&format!("/api/v1/users/{qa_id}"))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(user["password_is_temporary"], true);
+    app.client(&qa)
+        .post("/api/v1/signatures", body.clone())
+        .await
+        .expect_problem(409, "temporary_password");
+    // Once the user chose their own, they sign with it.
+    app.client(&qa)
+        .put(
+            &format!("/api/v1/users/{qa_id}/password"),
+            json!({"current_password": crate::TEMPORARY_PASSWORD, "new_password": PASSWORD}),
+        )
+        .await
+        .expect(204);
+    let mut own = body;
+    own["password"] = json!(PASSWORD);
+    let signed = app
+        .client(&qa)
+        .post("/api/v1/signatures", own)
+        .await
+        .expect(201)
+        .body;
+    let tokens = app.client(&qa).get("/api/v1/tokens").await.expect(200).body;
+    assert_eq!(
+        signed["token_id"], tokens["items"][0]["id"],
+        "the signing token is recorded"
+    );
+    assert_eq!(tokens["items"][0]["issued_by_user_id"], app.admin_id);
+}
+on_both_databases!(a_password_an_admin_chose_cannot_sign);
+
+async fn repeated_wrong_passwords_lock_the_signer_out(app: &TestApp) {
+    let event_id = first_audit_event_id(app).await;
+    let (qa_id, qa) = user_with_token(app, "qa@acme.test", "quality", Some(PASSWORD)).await;
+    let qa = app.client(&qa);
+    let attempt = |password: &str| json!({"record_type": "audit_event", "record_id": event_id.to_string(), "meaning": "reviewed", "password": password});
+    for _ in 0..3 {
+        qa.post("/api/v1/signatures", attempt("guess"))
+            .await
+            .expect_problem(401, "invalid_password");
+    }
+    // Guessing through the password change counts too.
+    for _ in 0..2 {
+        qa.put(
+            &format!("/api/v1/users/{qa_id}/password"),
+            json!({"current_password": "guess", "new_password": "whatever whatever"}),
+        )
+        .await
+        .expect_problem(401, "invalid_password");
+    }
+    // Now even the right password is refused, without being checked.
+    let locked = qa
+        .post("/api/v1/signatures", attempt(PASSWORD))
+        .await
+        .expect_problem(429, "too_many_attempts");
+    assert_eq!(locked.header("retry-after"), Some("900"));
+    let failures = app
+        .admin()
+        .get(&format!(
+            "/api/v1/audit-events?actor_user_id={qa_id}&action=password_change_failed"
+        ))
+        .await
+        .body;
+    assert_eq!(failures["total"], 2);
+    // The window passes; the signer may try again.
+    app.clock.advance(chrono::TimeDelta::minutes(16));
+    qa.post("/api/v1/signatures", attempt(PASSWORD))
+        .await
+        .expect(201);
+}
+on_both_databases!(repeated_wrong_passwords_lock_the_signer_out);

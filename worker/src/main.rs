@@ -59,9 +59,19 @@ async fn start(cli: Cli) -> Result<(), String> {
     let hostname = hostname::get()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_else(|_| "unknown-host".to_string());
-    let worker_id = cli
-        .worker_id
-        .unwrap_or_else(|| format!("{hostname}-{}", std::process::id()));
+    let worker_id = match cli.worker_id {
+        Some(id) if id.is_empty() || id.len() > 64 || id.chars().any(char::is_control) => {
+            return Err("--worker-id must be 1 to 64 printable characters".to_string());
+        }
+        Some(id) => id,
+        // Hostnames may be up to 253 characters; keep the id within its 64.
+        None => {
+            let pid = std::process::id().to_string();
+            let host: String = hostname.chars().take(63 - pid.len()).collect();
+            format!("{host}-{pid}")
+        }
+    };
+    let hostname: String = hostname.chars().take(255).collect();
     let ctx = JobContext {
         db: db.clone(),
         worker_id,

@@ -8,7 +8,7 @@ use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{Page, fetch_page};
+use super::{Checks, Page, fetch_page};
 use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::ApiResult;
 use crate::state::AppState;
@@ -54,8 +54,8 @@ impl From<&audit_event::Model> for AuditEventView {
             entity_type: m.entity_type.clone(),
             entity_id: m.entity_id.clone(),
             action: m.action.clone(),
-            before: m.before.clone(),
-            after: m.after.clone(),
+            before: m.before.as_deref().map(parse_snapshot),
+            after: m.after.as_deref().map(parse_snapshot),
             reason: m.reason.clone(),
             request_id: m.request_id.clone(),
             occurred_at: m.occurred_at,
@@ -63,6 +63,12 @@ impl From<&audit_event::Model> for AuditEventView {
             hash: m.hash.clone(),
         }
     }
+}
+
+/// Snapshots are stored as canonical JSON text; one that does not parse (tampered with)
+/// is shown as the raw string rather than failing the whole listing.
+fn parse_snapshot(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_string()))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -94,6 +100,11 @@ pub async fn list_audit_events(
     filter: web::Query<AuditFilter>,
 ) -> ApiResult<web::Json<Page<AuditEventView>>> {
     let filter = filter.into_inner();
+    let mut checks = Checks::default();
+    checks.optional_text("entity_type", filter.entity_type.as_deref(), 1, 64);
+    checks.optional_text("entity_id", filter.entity_id.as_deref(), 1, 128);
+    checks.optional_text("action", filter.action.as_deref(), 1, 64);
+    checks.finish()?;
     let mut select = scoped::<audit_event::Entity>(&ctx).order_by_asc(audit_event::Column::Seq);
     if let Some(t) = filter.entity_type {
         select = select.filter(audit_event::Column::EntityType.eq(t));
@@ -144,7 +155,9 @@ pub struct BrokenLinkView {
     /// The offending event, when it exists.
     pub event_id: Option<i64>,
     /// `hash_mismatch` (a row was edited), `prev_hash_mismatch` (a row was replaced),
-    /// `sequence_gap` (a row was deleted), `truncated_tail` (the newest rows were deleted).
+    /// `sequence_gap` (a row was deleted), `truncated_tail` (the newest rows were deleted),
+    /// `beyond_head` (rows were added past the recorded head), `missing_head` (the chain
+    /// head itself was deleted).
     pub kind: String,
 }
 
@@ -183,6 +196,8 @@ pub async fn verify_audit_chain(
                 BrokenLinkKind::PrevHashMismatch => "prev_hash_mismatch",
                 BrokenLinkKind::SequenceGap => "sequence_gap",
                 BrokenLinkKind::TruncatedTail => "truncated_tail",
+                BrokenLinkKind::BeyondHead => "beyond_head",
+                BrokenLinkKind::MissingHead => "missing_head",
             }
             .to_string(),
         }),

@@ -4,7 +4,7 @@ use actix_web::{HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use entity::audit_trail::Actor;
 use entity::{OrgKind, Role, organization};
-use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, TransactionTrait};
+use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -91,10 +91,14 @@ pub struct CreatedOrganization {
     pub admin_token: IssuedToken,
 }
 
+/// Lifetime of the first admin token of a registered organization.
+pub const INITIAL_ADMIN_TOKEN_LIFETIME: chrono::TimeDelta = chrono::TimeDelta::days(7);
+
 /// Register a partner (or sibling sponsor) organization with its first admin.
 ///
 /// Only admins of a sponsor organization may register organizations. The new admin's token
-/// is returned once; hand it over securely.
+/// is returned once and expires after 7 days: hand it over securely; the new admin then
+/// issues their own tokens.
 #[utoipa::path(
     tag = "organizations",
     request_body = CreateOrganization,
@@ -119,7 +123,7 @@ pub async fn create_organization(
     let body = body.into_inner();
     let now = state.clock.now();
     let caller = ctx.actor(now);
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let org = provisioning::create_organization(
         &txn,
         &body.name,
@@ -142,11 +146,20 @@ pub async fn create_organization(
             role: Role::Admin,
             time_zone: body.admin.time_zone.unwrap_or_else(|| "UTC".to_string()),
             password_hash: None,
+            password_is_temporary: false,
         },
     )
     .await?;
-    let (token, secret) =
-        provisioning::issue_token(&txn, &in_new_org, &admin, "initial admin token", None).await?;
+    // The sponsor hands this token over; it should not outlive the hand-over.
+    let expires = now + INITIAL_ADMIN_TOKEN_LIFETIME;
+    let (token, secret) = provisioning::issue_token(
+        &txn,
+        &in_new_org,
+        &admin,
+        "initial admin token",
+        Some(expires),
+    )
+    .await?;
     txn.commit().await?;
     Ok(HttpResponse::Created().json(CreatedOrganization {
         organization: OrganizationView::from(&org),

@@ -3,7 +3,7 @@
 use actix_web::{HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use entity::{SignatureMeaning, SignedRecordType, audit_event, signature};
-use sea_orm::{ColumnTrait, QueryFilter, QueryOrder, TransactionTrait};
+use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -15,7 +15,7 @@ use crate::state::AppState;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({
-    "id": 9, "signer_user_id": 3, "signer_name": "Quinn Alvarez", "meaning": "reviewed",
+    "id": 9, "signer_user_id": 3, "signer_name": "Quinn Alvarez", "token_id": 5, "meaning": "reviewed",
     "record_type": "audit_event", "record_id": "17",
     "record_hash": "4e7a0c…", "reason": "monthly audit-trail review",
     "signed_at": "2026-11-23T09:00:00Z"
@@ -25,6 +25,8 @@ pub struct SignatureView {
     pub signer_user_id: i64,
     /// The signer's name when signing.
     pub signer_name: String,
+    /// The API token the signing request was made with.
+    pub token_id: i64,
     pub meaning: SignatureMeaning,
     pub record_type: SignedRecordType,
     pub record_id: String,
@@ -40,6 +42,7 @@ impl From<&signature::Model> for SignatureView {
             id: m.id,
             signer_user_id: m.signer_user_id,
             signer_name: m.signer_name.clone(),
+            token_id: m.token_id,
             meaning: m.meaning,
             record_type: m.record_type,
             record_id: m.record_id.clone(),
@@ -86,10 +89,11 @@ impl Validate for CreateSignature {
     request_body = CreateSignature,
     responses(
         (status = 201, description = "Signature recorded", body = SignatureView),
-        (status = 401, description = "Wrong password (the attempt is audited)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Wrong password (`invalid_password`; the attempt is audited)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed password attempts; see Retry-After", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "The caller's role may not sign this with this meaning", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such record in the caller's organization", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The caller has no signing password yet", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 409, description = "No signing password yet, or only a temporary one set by an admin", body = crate::error::Problem, content_type = "application/problem+json")
     )
 )]
 #[post("/signatures")]
@@ -99,16 +103,12 @@ pub async fn create_signature(
     body: ApiJson<CreateSignature>,
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
-    let record_hash = match body.record_type {
+    let (record_id, record_hash) = match body.record_type {
         SignedRecordType::AuditEvent => {
-            let id: i64 = body
-                .record_id
-                .trim()
-                .parse()
-                .map_err(|_| ApiError::NotFound)?;
+            let id = parse_record_id(&body.record_id)?;
             let event = find_scoped::<audit_event::Entity, _>(&state.db, &ctx, id).await?;
             // An audit event's own chain hash already covers its whole content.
-            event.hash
+            (id.to_string(), event.hash)
         }
     };
     if !signature::may_sign(ctx.user.role, body.record_type, body.meaning) {
@@ -119,13 +119,13 @@ pub async fn create_signature(
     }
     let what = SignatureRecord {
         record_type: body.record_type,
-        record_id: body.record_id.trim().to_string(),
+        record_id,
         record_hash,
         meaning: body.meaning,
         reason: body.reason,
     };
     signing::authenticate_signer(&state, &ctx, body.password, &what).await?;
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let signature = signing::record(&txn, &ctx, state.clock.now(), what).await?;
     txn.commit().await?;
     Ok(HttpResponse::Created().json(SignatureView::from(&signature)))
@@ -157,6 +157,9 @@ pub async fn list_signatures(
     filter: web::Query<SignatureFilter>,
 ) -> ApiResult<web::Json<Page<SignatureView>>> {
     let filter = filter.into_inner();
+    let mut checks = Checks::default();
+    checks.optional_text("record_id", filter.record_id.as_deref(), 1, 64);
+    checks.finish()?;
     let mut select = scoped::<signature::Entity>(&ctx).order_by_asc(signature::Column::Id);
     if let Some(t) = filter.record_type {
         select = select.filter(signature::Column::RecordType.eq(t));
@@ -175,4 +178,18 @@ pub async fn list_signatures(
         limit,
         offset,
     }))
+}
+
+/// Record ids are positive integers written without sign or leading zeros, so that one
+/// record has one id string everywhere. Anything else names no record.
+fn parse_record_id(raw: &str) -> ApiResult<i64> {
+    let raw = raw.trim();
+    let canonical = !raw.is_empty()
+        && raw.len() <= 19
+        && raw.bytes().all(|b| b.is_ascii_digit())
+        && !(raw.len() > 1 && raw.starts_with('0'));
+    if !canonical {
+        return Err(ApiError::NotFound);
+    }
+    raw.parse().map_err(|_| ApiError::NotFound)
 }

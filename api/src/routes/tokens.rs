@@ -5,9 +5,7 @@ use chrono::{DateTime, Utc};
 use entity::api_token;
 use entity::audit_trail::{self, Entry};
 use entity::user;
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, QueryFilter, QueryOrder, TransactionTrait,
-};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -19,13 +17,15 @@ use crate::state::AppState;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({
-    "id": 4, "user_id": 3, "name": "LIMS integration", "token_prefix": "cmo_3f9a2c1b",
+    "id": 4, "user_id": 3, "issued_by_user_id": 1, "name": "LIMS integration", "token_prefix": "cmo_3f9a2c1b",
     "created_at": "2026-11-23T09:00:00Z", "expires_at": "2027-11-23T00:00:00Z",
     "revoked_at": null, "last_used_at": null
 }))]
 pub struct TokenView {
     pub id: i64,
     pub user_id: i64,
+    /// Who issued the token (`null`: the bootstrap command).
+    pub issued_by_user_id: Option<i64>,
     pub name: String,
     /// First characters of the secret, to tell tokens apart.
     pub token_prefix: String,
@@ -41,6 +41,7 @@ impl From<&api_token::Model> for TokenView {
         Self {
             id: m.id,
             user_id: m.user_id,
+            issued_by_user_id: m.issued_by_user_id,
             name: m.name.clone(),
             token_prefix: m.token_prefix.clone(),
             created_at: m.created_at,
@@ -54,7 +55,7 @@ impl From<&api_token::Model> for TokenView {
 /// A newly issued token with its secret. The secret is shown only in this response.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
-    "token": {"id": 4, "user_id": 3, "name": "LIMS integration", "token_prefix": "cmo_3f9a2c1b",
+    "token": {"id": 4, "user_id": 3, "issued_by_user_id": 1, "name": "LIMS integration", "token_prefix": "cmo_3f9a2c1b",
               "created_at": "2026-11-23T09:00:00Z", "expires_at": null, "revoked_at": null, "last_used_at": null},
     "secret": "cmo_3f9a2c1b8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b"
 }))]
@@ -79,7 +80,8 @@ impl IssuedToken {
 pub struct IssueToken {
     #[schema(min_length = 1, max_length = 100)]
     pub name: String,
-    /// When the token stops working; must be in the future. Default: never.
+    /// When the token stops working; must be in the future. Default: never, or when the
+    /// token making the request expires, whichever is earlier.
     pub expires_at: Option<DateTime<Utc>>,
     /// Issue for another user of the organization (admins only), e.g. a service account.
     pub user_id: Option<i64>,
@@ -116,7 +118,14 @@ pub async fn issue_token(
             "must be in the future",
         ));
     }
-    let txn = state.db.begin().await?;
+    // A token cannot outlive the one that issued it: a stolen short-lived token must not
+    // turn into a permanent one.
+    let expires_at = match (body.expires_at, ctx.token.expires_at) {
+        (_, None) => body.expires_at,
+        (None, Some(cap)) => Some(cap),
+        (Some(wanted), Some(cap)) => Some(wanted.min(cap)),
+    };
+    let txn = crate::db::begin_write(&state.db).await?;
     let owner = match body.user_id {
         Some(id) if id != ctx.user.id => {
             ctx.require_admin()?;
@@ -132,8 +141,7 @@ pub async fn issue_token(
         _ => ctx.user.clone(),
     };
     let (token, secret) =
-        provisioning::issue_token(&txn, &ctx.actor(now), &owner, &body.name, body.expires_at)
-            .await?;
+        provisioning::issue_token(&txn, &ctx.actor(now), &owner, &body.name, expires_at).await?;
     txn.commit().await?;
     Ok(HttpResponse::Created().json(IssuedToken::new(&token, secret)))
 }
@@ -203,7 +211,7 @@ pub async fn revoke_token(
     ctx: AuthContext,
     id: web::Path<i64>,
 ) -> ApiResult<HttpResponse> {
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let token = find_scoped::<api_token::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     // Other users' tokens are invisible to non-admins.
     if token.user_id != ctx.user.id && !ctx.user.role.is_admin() {
@@ -211,18 +219,30 @@ pub async fn revoke_token(
     }
     if token.revoked_at.is_none() {
         let now = state.clock.now();
-        let before = snapshot(&TokenView::from(&token));
-        let mut active: api_token::ActiveModel = token.into();
-        active.revoked_at = Set(Some(now));
-        let revoked = active.update(&txn).await?;
-        audit_trail::append(
-            &txn,
-            &ctx.actor(now),
-            Entry::new("api_token", revoked.id, "revoke")
-                .before(before)
-                .after(snapshot(&TokenView::from(&revoked))),
-        )
-        .await?;
+        // Only the first of concurrent revocations writes (and is audited).
+        let revoked = api_token::Entity::update_many()
+            .col_expr(
+                api_token::Column::RevokedAt,
+                sea_orm::sea_query::Expr::value(now),
+            )
+            .filter(api_token::Column::Id.eq(token.id))
+            .filter(api_token::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await?;
+        if revoked.rows_affected == 1 {
+            let after = api_token::Model {
+                revoked_at: Some(now),
+                ..token.clone()
+            };
+            audit_trail::append(
+                &txn,
+                &ctx.actor(now),
+                Entry::new("api_token", token.id, "revoke")
+                    .before(snapshot(&TokenView::from(&token)))
+                    .after(snapshot(&TokenView::from(&after))),
+            )
+            .await?;
+        }
     }
     txn.commit().await?;
     Ok(HttpResponse::NoContent().finish())

@@ -4,10 +4,7 @@ use actix_web::{HttpRequest, HttpResponse, get, patch, post, put, web};
 use chrono::{DateTime, Utc};
 use entity::audit_trail::{self, Entry};
 use entity::{Role, user};
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
-    TransactionTrait,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -21,6 +18,7 @@ use crate::state::AppState;
 #[schema(example = json!({
     "id": 3, "org_id": 1, "email": "qa.lead@acme.test", "display_name": "Quinn Alvarez",
     "role": "quality", "time_zone": "America/New_York", "active": true, "has_password": true,
+    "password_is_temporary": false,
     "created_at": "2026-11-23T09:00:00Z", "updated_at": "2026-11-23T09:00:00Z", "version": 1
 }))]
 pub struct UserView {
@@ -34,6 +32,8 @@ pub struct UserView {
     pub active: bool,
     /// Whether a signing password is set (needed for e-signatures).
     pub has_password: bool,
+    /// The password was set by an admin and must be replaced by the user before signing.
+    pub password_is_temporary: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i32,
@@ -50,6 +50,7 @@ impl From<&user::Model> for UserView {
             time_zone: m.time_zone.clone(),
             active: m.active,
             has_password: m.password_hash.is_some(),
+            password_is_temporary: m.password_is_temporary,
             created_at: m.created_at,
             updated_at: m.updated_at,
             version: m.version,
@@ -71,7 +72,8 @@ pub struct CreateUser {
     pub role: Role,
     /// IANA time zone; default `UTC`.
     pub time_zone: Option<String>,
-    /// Initial signing password (at least 12 characters); can be set later.
+    /// Initial password (at least 12 characters). Set by an admin, it is temporary: the
+    /// user must replace it with their own before signing.
     #[schema(min_length = 12, max_length = 256)]
     pub password: Option<String>,
 }
@@ -111,7 +113,8 @@ pub async fn create_user(
         Some(p) => Some(crate::secrets::hash_password(p).await?),
         None => None,
     };
-    let txn = state.db.begin().await?;
+    let password_is_temporary = password_hash.is_some();
+    let txn = crate::db::begin_write(&state.db).await?;
     let user = provisioning::create_user(
         &txn,
         &ctx.actor(state.clock.now()),
@@ -121,6 +124,7 @@ pub async fn create_user(
             role: body.role,
             time_zone: body.time_zone.unwrap_or_else(|| "UTC".to_string()),
             password_hash,
+            password_is_temporary,
         },
     )
     .await?;
@@ -255,7 +259,7 @@ pub async fn update_user(
 ) -> ApiResult<web::Json<UserView>> {
     let body = body.into_inner();
     let version = expected_version(&req, body.version)?;
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let current = find_scoped::<user::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     let is_self = current.id == ctx.user.id;
     if !is_self {
@@ -378,7 +382,7 @@ pub async fn deactivate_user(
     } else {
         None
     };
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let current = find_scoped::<user::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if current.id == ctx.user.id {
         return Err(ApiError::Forbidden(
@@ -448,7 +452,8 @@ impl Validate for SetPassword {
     request_body = SetPassword,
     responses(
         (status = 204, description = "Password set"),
-        (status = 401, description = "Missing or wrong current password", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or wrong current password (`invalid_password`; the attempt is audited)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed password attempts; see Retry-After", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "Not allowed to set this user's password", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such user in the caller's organization", body = crate::error::Problem, content_type = "application/problem+json")
     )
@@ -467,22 +472,33 @@ pub async fn set_password(
         ctx.require_admin()?;
     }
     if is_self && let Some(stored) = target.password_hash.clone() {
+        crate::signing::ensure_not_locked_out(&state.db, &ctx, state.clock.now()).await?;
         let given = body.current_password.clone().unwrap_or_default();
         if !crate::secrets::verify_password(given, stored).await? {
-            return Err(ApiError::Unauthorized(
+            // Guessing the signing password here must leave the same trace as at signing.
+            crate::signing::record_failure(
+                &state,
+                &ctx,
+                Entry::new("user", target.id, crate::signing::FAILED_PASSWORD_CHANGE)
+                    .after(serde_json::json!({"failure": "wrong_current_password"})),
+            )
+            .await?;
+            return Err(ApiError::InvalidPassword(
                 "the current password is wrong".to_string(),
             ));
         }
     }
     let hash = crate::secrets::hash_password(body.new_password).await?;
     let now = state.clock.now();
-    let txn = state.db.begin().await?;
+    let txn = crate::db::begin_write(&state.db).await?;
     let current = find_scoped::<user::Entity, _>(&txn, &ctx, target.id).await?;
     let mut active: user::ActiveModel = current.clone().into();
     active.password_hash = Set(Some(hash));
+    // A password someone else chose is only good for being replaced.
+    active.password_is_temporary = Set(!is_self);
     active.updated_at = Set(now);
     active.version = Set(current.version + 1);
-    let updated = active.update(&txn).await?;
+    let updated = update_if_version(&txn, active, current.id, current.version).await?;
     let action = if is_self {
         "set_password"
     } else {

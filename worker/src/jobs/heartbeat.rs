@@ -15,8 +15,18 @@ pub struct HeartbeatReport {
 }
 
 pub async fn heartbeat(ctx: &JobContext, now: DateTime<Utc>) -> Result<HeartbeatReport, JobError> {
+    // Hostname and start time are rewritten too: a restarted worker reusing its id
+    // reports its new process, not the old one.
     let updated = worker_heartbeat::Entity::update_many()
         .col_expr(worker_heartbeat::Column::LastBeatAt, Expr::value(now))
+        .col_expr(
+            worker_heartbeat::Column::Hostname,
+            Expr::value(ctx.hostname.clone()),
+        )
+        .col_expr(
+            worker_heartbeat::Column::StartedAt,
+            Expr::value(ctx.started_at),
+        )
         .col_expr(
             worker_heartbeat::Column::Beats,
             Expr::col(worker_heartbeat::Column::Beats).add(1),
