@@ -102,6 +102,17 @@ pub fn backend_name(db: &DatabaseConnection) -> &'static str {
     }
 }
 
+/// Begins a transaction that will write. On SQLite it takes the write lock up front
+/// (`BEGIN IMMEDIATE`): a deferred transaction that reads first and writes later fails
+/// at once if another process wrote in between, where this one waits its turn.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,15 +145,4 @@ mod tests {
         let db = connect(&args.database_url, None).await.unwrap();
         assert!(migration::pending(&db).await.unwrap().is_empty());
     }
-}
-
-/// Begins a transaction that will write. On SQLite it takes the write lock up front
-/// (`BEGIN IMMEDIATE`): a deferred transaction that reads first and writes later fails
-/// at once if another process wrote in between, where this one waits its turn.
-pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
-    db.begin_with_options(TransactionOptions {
-        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-        ..Default::default()
-    })
-    .await
 }
