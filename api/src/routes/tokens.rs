@@ -100,7 +100,8 @@ impl Validate for IssueToken {
     responses(
         (status = 201, description = "Token issued; the secret is in this response only", body = IssuedToken),
         (status = 403, description = "Only admins issue tokens for others", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such user in the caller's organization", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 404, description = "No such user in the caller's organization", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The user is deactivated (`user_inactive`)", body = crate::error::Problem, content_type = "application/problem+json")
     )
 )]
 #[post("/tokens")]
