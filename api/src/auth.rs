@@ -96,6 +96,15 @@ fn bearer_secret(req: &HttpRequest) -> ApiResult<String> {
     Ok(token.trim().to_string())
 }
 
+/// The user a request's bearer token belongs to, if the token is valid.
+pub async fn user_id_of(req: &HttpRequest, state: &AppState) -> Option<i64> {
+    let secret = bearer_secret(req).ok()?;
+    authenticate(state, &secret)
+        .await
+        .ok()
+        .map(|ctx| ctx.user.id)
+}
+
 async fn authenticate(state: &AppState, secret: &str) -> ApiResult<AuthContext> {
     let invalid = || ApiError::Unauthorized("invalid token".to_string());
     if secret.len() > 200 {

@@ -98,6 +98,19 @@ const STANDARD_RESPONSES: &[Standard] = &[
         example: || example(404, "Not Found", "not_found", "no such resource"),
     },
     Standard {
+        name: "Conflict",
+        status: "409",
+        description: "Conflict with the current state, e.g. a request with the same Idempotency-Key still in progress",
+        example: || {
+            example(
+                409,
+                "Conflict",
+                "idempotency_in_progress",
+                "a request with this Idempotency-Key is still being processed; retry shortly",
+            )
+        },
+    },
+    Standard {
         name: "PayloadTooLarge",
         status: "413",
         description: "The body exceeds 256 KiB",
@@ -208,6 +221,9 @@ fn complete(doc: &mut utoipa::openapi::OpenApi) {
     doc.security = Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
 
     for (path, item) in doc.paths.paths.iter_mut() {
+        if let Some(post) = item.post.as_mut() {
+            add_idempotency_key(post);
+        }
         let has_path_params = path.contains('{');
         for op in [
             item.get.as_mut(),
@@ -222,6 +238,33 @@ fn complete(doc: &mut utoipa::openapi::OpenApi) {
             add_standard_responses(op, has_path_params);
         }
     }
+}
+
+/// Every POST accepts `Idempotency-Key` (see `crate::idempotency`).
+fn add_idempotency_key(op: &mut Operation) {
+    use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    let parameter = ParameterBuilder::new()
+        .name("Idempotency-Key")
+        .parameter_in(ParameterIn::Header)
+        .required(utoipa::openapi::Required::False)
+        .description(Some(
+            "Makes the POST safe to retry: a repeat with the same key, path and body within 24 h \
+             returns the first (2xx) response with `Idempotent-Replayed: true` instead of acting \
+             again. The same key with a different request answers 422.",
+        ))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(200))
+                .pattern(Some("^[!-~]+$"))
+                .examples([serde_json::json!("5b0e3c1a-retry-safe-key")]),
+        ))
+        .build();
+    op.parameters
+        .get_or_insert_with(Vec::new)
+        .push(RefOr::T(parameter));
 }
 
 fn add_standard_responses(op: &mut Operation, has_path_params: bool) {
@@ -244,6 +287,13 @@ fn add_standard_responses(op: &mut Operation, has_path_params: bool) {
     }
     if has_body {
         wanted.extend(["400", "413", "415", "422"]);
+    }
+    let takes_idempotency_key = op.parameters.as_ref().is_some_and(|ps| {
+        ps.iter()
+            .any(|p| matches!(p, RefOr::T(p) if p.name == "Idempotency-Key"))
+    });
+    if takes_idempotency_key {
+        wanted.extend(["409", "422"]);
     }
     if has_query && !wanted.contains(&"422") {
         wanted.push("422");

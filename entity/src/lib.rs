@@ -8,6 +8,7 @@ pub mod audit_event;
 pub mod audit_trail;
 pub mod clock;
 pub mod enums;
+pub mod idempotency_key;
 pub mod organization;
 pub mod signature;
 pub mod user;

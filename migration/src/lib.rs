@@ -9,6 +9,7 @@ mod m20261123_000003_create_api_tokens;
 mod m20261123_000004_create_audit_trail;
 mod m20261123_000005_create_signatures;
 mod m20261123_000006_create_worker_heartbeats;
+mod m20261123_000007_create_idempotency_keys;
 
 pub struct Migrator;
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000004_create_audit_trail::Migration),
             Box::new(m20261123_000005_create_signatures::Migration),
             Box::new(m20261123_000006_create_worker_heartbeats::Migration),
+            Box::new(m20261123_000007_create_idempotency_keys::Migration),
         ]
     }
 }

@@ -1,0 +1,226 @@
+//! `Idempotency-Key` on POST: a retried request with the same key (same caller, same
+//! method, path and body) gets the first response again instead of being executed twice.
+//!
+//! Only successful (2xx) responses are remembered, for 24 hours: a request that failed
+//! may be fixed and retried under the same key. While the first request is still being
+//! served, a duplicate answers 409; the same key with a different request answers 422.
+
+use actix_web::HttpMessage;
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::middleware::Next;
+use actix_web::web::{self, Bytes, BytesMut};
+use entity::idempotency_key::{self, Outcome};
+use futures_util::StreamExt;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter,
+};
+use sha2::{Digest, Sha256};
+
+use crate::error::{ApiError, FieldError};
+use crate::extract::MAX_JSON_BODY;
+use crate::state::AppState;
+
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+pub const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+pub async fn idempotency(
+    mut req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    if req.method() != Method::POST || !req.headers().contains_key(&IDEMPOTENCY_KEY) {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
+    }
+    let key = req
+        .headers()
+        .get(&IDEMPOTENCY_KEY)
+        .and_then(|v| v.to_str().ok())
+        .filter(|k| idempotency_key::is_valid_key(k))
+        .map(str::to_string);
+    let Some(key) = key else {
+        let err = ApiError::Validation(vec![FieldError::new(
+            "Idempotency-Key",
+            "invalid_format",
+            "must be 1 to 200 printable ASCII characters",
+        )]);
+        return Ok(req.error_response(err));
+    };
+    let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
+    };
+    // Without a valid token the handler answers 401 anyway; nothing to remember.
+    let Some(user_id) = crate::auth::user_id_of(req.request(), &state).await else {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
+    };
+
+    let body = match read_body(&mut req).await {
+        Ok(body) => body,
+        Err(err) => return Ok(req.error_response(err)),
+    };
+    let request_hash = hex::encode(Sha256::digest(&body));
+    req.set_payload(Payload::from(body));
+    let method = req.method().to_string();
+    let path = req.path().to_string();
+    let now = state.clock.now();
+
+    match claim(&state, user_id, &key, &method, &path, &request_hash, now).await {
+        Ok(Claim::Fresh(claim_id)) => {
+            let res = next.call(req).await?;
+            finish(&state, claim_id, res).await
+        }
+        Ok(Claim::Replay(record)) => {
+            let mut response = actix_web::HttpResponse::build(
+                StatusCode::from_u16(u16::try_from(record.status).unwrap_or(200))
+                    .unwrap_or(StatusCode::OK),
+            );
+            if let Some(ct) = record.content_type.as_deref() {
+                response.insert_header((CONTENT_TYPE, ct));
+            }
+            response.insert_header((REPLAYED, HeaderValue::from_static("true")));
+            let response = response.body(record.body.unwrap_or_default());
+            Ok(ServiceResponse::new(req.into_parts().0, response))
+        }
+        Err(err) => Ok(req.error_response(err)),
+    }
+}
+
+enum Claim {
+    Fresh(i64),
+    Replay(idempotency_key::Model),
+}
+
+async fn claim(
+    state: &AppState,
+    user_id: i64,
+    key: &str,
+    method: &str,
+    path: &str,
+    request_hash: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Claim, ApiError> {
+    let existing = idempotency_key::Entity::find()
+        .filter(idempotency_key::Column::UserId.eq(user_id))
+        .filter(idempotency_key::Column::Key.eq(key))
+        .one(&state.db)
+        .await?;
+    if let Some(record) = existing {
+        match idempotency_key::classify(&record, method, path, request_hash, now) {
+            Outcome::Replay => return Ok(Claim::Replay(record)),
+            Outcome::InProgress => return Err(in_progress()),
+            Outcome::Mismatch => {
+                return Err(ApiError::Validation(vec![FieldError::new(
+                    "Idempotency-Key",
+                    "key_reused",
+                    "this key was used for a different request; use a new key",
+                )]));
+            }
+            Outcome::Expired => {
+                idempotency_key::Entity::delete_by_id(record.id)
+                    .exec(&state.db)
+                    .await?;
+            }
+        }
+    }
+    let inserted = idempotency_key::ActiveModel {
+        id: NotSet,
+        user_id: Set(user_id),
+        key: Set(key.to_string()),
+        method: Set(method.to_string()),
+        path: Set(path.to_string()),
+        request_hash: Set(request_hash.to_string()),
+        status: Set(0),
+        content_type: Set(None),
+        body: Set(None),
+        created_at: Set(now),
+    }
+    .insert(&state.db)
+    .await;
+    match inserted {
+        Ok(row) => Ok(Claim::Fresh(row.id)),
+        // Someone claimed the key between our look-up and insert.
+        Err(err)
+            if matches!(
+                err.sql_err(),
+                Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+            ) =>
+        {
+            Err(in_progress())
+        }
+        Err(err) => Err(err.into()),
+    }
+}
+
+fn in_progress() -> ApiError {
+    ApiError::conflict(
+        "idempotency_in_progress",
+        "a request with this Idempotency-Key is still being processed; retry shortly",
+    )
+}
+
+/// Remembers a 2xx response; forgets the claim otherwise so the request can be retried.
+async fn finish(
+    state: &AppState,
+    claim_id: i64,
+    res: ServiceResponse<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let status = res.status();
+    if !status.is_success() {
+        if let Err(err) = idempotency_key::Entity::delete_by_id(claim_id)
+            .exec(&state.db)
+            .await
+        {
+            tracing::warn!(%err, "could not release an idempotency claim");
+        }
+        return Ok(res.map_into_boxed_body());
+    }
+    let (http_req, response) = res.into_parts();
+    let (response, body) = response.into_parts();
+    let bytes = actix_web::body::to_bytes(body)
+        .await
+        .map_err(|_| ApiError::internal("unreadable response body"))?;
+    let content_type = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let record = idempotency_key::ActiveModel {
+        id: Set(claim_id),
+        status: Set(i32::from(status.as_u16())),
+        content_type: Set(content_type),
+        body: Set(Some(String::from_utf8_lossy(&bytes).into_owned())),
+        ..Default::default()
+    };
+    // The change itself is committed: failing to remember it must not fail the request
+    // (a retry would then be executed again, as without a key).
+    if let Err(err) = record.update(&state.db).await {
+        tracing::warn!(%err, "could not remember an idempotent response");
+    }
+    let response = response.set_body(BoxBody::new(bytes));
+    Ok(ServiceResponse::new(http_req, response))
+}
+
+async fn read_body(req: &mut ServiceRequest) -> Result<Bytes, ApiError> {
+    let mut payload = req.take_payload();
+    let mut body = BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request("unreadable_body", e.to_string()))?;
+        if body.len() + chunk.len() > MAX_JSON_BODY {
+            return Err(ApiError::PayloadTooLarge {
+                limit: MAX_JSON_BODY,
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}

@@ -1,0 +1,110 @@
+//! Idempotency-Key: a retried POST is answered, not executed twice.
+
+use awc::http::Method;
+use e2e::{TestApp, on_both_databases};
+use serde_json::{Value, json};
+
+async fn post_with_key(app: &TestApp, path: &str, key: &str, body: &Value) -> e2e::Reply {
+    let admin = app.admin();
+    admin
+        .send(
+            admin
+                .request(Method::POST, path)
+                .insert_header(("Idempotency-Key", key)),
+            Some(body),
+        )
+        .await
+}
+
+async fn a_retried_post_is_answered_not_repeated(app: &TestApp) {
+    let body = json!({"email": "retry@acme.test", "display_name": "Retry", "role": "viewer"});
+    let first = post_with_key(app, "/api/v1/users", "create-retry-user-1", &body)
+        .await
+        .expect(201);
+    assert!(first.header("idempotent-replayed").is_none());
+    let again = post_with_key(app, "/api/v1/users", "create-retry-user-1", &body)
+        .await
+        .expect(201);
+    assert_eq!(again.header("idempotent-replayed"), Some("true"));
+    assert_eq!(again.body, first.body, "the first response, byte for byte");
+    let created = app
+        .admin()
+        .get("/api/v1/audit-events?entity_type=user&action=create")
+        .await
+        .body;
+    assert_eq!(
+        created["total"], 2,
+        "bootstrap admin and one retry user, not two"
+    );
+
+    // Same key, different request: refused.
+    let other = json!({"email": "other@acme.test", "display_name": "Other", "role": "viewer"});
+    let r = post_with_key(app, "/api/v1/users", "create-retry-user-1", &other)
+        .await
+        .expect_problem(422, "validation_failed");
+    assert_eq!(r.body["errors"][0]["code"], "key_reused");
+
+    // A failed request is not remembered: fixed, it may be retried under its key.
+    let bad = json!({"email": "not-an-email", "display_name": "Fix Me", "role": "viewer"});
+    post_with_key(app, "/api/v1/users", "fix-and-retry", &bad)
+        .await
+        .expect(422);
+    let fixed = json!({"email": "fixed@acme.test", "display_name": "Fix Me", "role": "viewer"});
+    post_with_key(app, "/api/v1/users", "fix-and-retry", &fixed)
+        .await
+        .expect(201);
+
+    // Keys belong to their user: another user's identical key is a different key.
+    let (_, other_admin) = crate::user_with_token(app, "admin2@acme.test", "admin", None).await;
+    let other_admin = app.client(&other_admin);
+    let token_body = json!({"name": "shared key"});
+    let mine = post_with_key(app, "/api/v1/tokens", "shared-key", &token_body)
+        .await
+        .expect(201);
+    let theirs = other_admin
+        .send(
+            other_admin
+                .request(Method::POST, "/api/v1/tokens")
+                .insert_header(("Idempotency-Key", "shared-key")),
+            Some(&token_body),
+        )
+        .await
+        .expect(201);
+    assert_ne!(mine.body["secret"], theirs.body["secret"]);
+
+    post_with_key(app, "/api/v1/tokens", "has spaces", &token_body)
+        .await
+        .expect_problem(422, "validation_failed");
+
+    // After a day the key is forgotten.
+    app.clock.advance(chrono::TimeDelta::hours(25));
+    let later = post_with_key(app, "/api/v1/tokens", "shared-key", &token_body)
+        .await
+        .expect(201);
+    assert!(later.header("idempotent-replayed").is_none());
+    assert_ne!(later.body["secret"], mine.body["secret"]);
+}
+on_both_databases!(a_retried_post_is_answered_not_repeated);
+
+async fn concurrent_duplicates_execute_once(app: &TestApp) {
+    let body = json!({"name": "raced"});
+    let attempts: Vec<_> = (0..5)
+        .map(|_| post_with_key(app, "/api/v1/tokens", "race-key", &body))
+        .collect();
+    let replies = futures_util::future::join_all(attempts).await;
+    let statuses: Vec<u16> = replies.iter().map(|r| r.status.as_u16()).collect();
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 409),
+        "{statuses:?}"
+    );
+    let issued = app
+        .admin()
+        .get("/api/v1/audit-events?entity_type=api_token&action=issue")
+        .await
+        .body;
+    assert_eq!(
+        issued["total"], 2,
+        "the bootstrap token and one raced token: {statuses:?}"
+    );
+}
+on_both_databases!(concurrent_duplicates_execute_once);
