@@ -46,7 +46,7 @@ pub async fn idempotency(
         let err = ApiError::Validation(vec![FieldError::new(
             "Idempotency-Key",
             "invalid_format",
-            "must be 1 to 200 printable ASCII characters",
+            "must be 8 to 200 printable ASCII characters",
         )]);
         return Ok(req.error_response(err));
     };

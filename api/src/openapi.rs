@@ -251,15 +251,15 @@ fn add_idempotency_key(op: &mut Operation) {
         .description(Some(
             "Makes the POST safe to retry: a repeat with the same key, path and body within 24 h \
              returns the first (2xx) response with `Idempotent-Replayed: true` instead of acting \
-             again. The same key with a different request answers 422.",
+             again. The same key with a different request answers 422. Use a fresh random \
+             value per operation, e.g. a UUID.",
         ))
         .schema(Some(
             ObjectBuilder::new()
                 .schema_type(Type::String)
-                .min_length(Some(1))
+                .min_length(Some(8))
                 .max_length(Some(200))
-                .pattern(Some("^[!-~]+$"))
-                .examples([serde_json::json!("5b0e3c1a-retry-safe-key")]),
+                .pattern(Some("^[!-~]+$")),
         ))
         .build();
     op.parameters

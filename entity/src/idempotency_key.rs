@@ -31,6 +31,7 @@ impl ActiveModelBehavior for ActiveModel {}
 pub const RETENTION: TimeDelta = TimeDelta::hours(24);
 /// An in-flight claim older than this is taken to belong to a crashed request.
 pub const STALE_CLAIM: TimeDelta = TimeDelta::minutes(5);
+pub const MIN_KEY_LEN: usize = 8;
 pub const MAX_KEY_LEN: usize = 200;
 
 /// What to do with a request that carries a key already on record.
@@ -67,9 +68,9 @@ pub fn classify(
     }
 }
 
-/// Keys are opaque, printable and bounded.
+/// Keys are opaque, printable and bounded; long enough to be unique per operation.
 pub fn is_valid_key(key: &str) -> bool {
-    !key.is_empty() && key.len() <= MAX_KEY_LEN && key.bytes().all(|b| b.is_ascii_graphic())
+    (MIN_KEY_LEN..=MAX_KEY_LEN).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
 }
 
 #[cfg(test)]
@@ -147,6 +148,7 @@ mod tests {
     fn keys_are_printable_and_bounded() {
         assert!(is_valid_key("3f1c-retry-1"));
         assert!(!is_valid_key(""));
+        assert!(!is_valid_key("short"));
         assert!(!is_valid_key("has space"));
         assert!(!is_valid_key(&"k".repeat(201)));
     }
