@@ -9,8 +9,13 @@ pub mod audit_trail;
 pub mod clock;
 pub mod enums;
 pub mod idempotency_key;
+pub mod milestone;
+pub mod milestone_dependency;
+pub mod milestone_rules;
 pub mod organization;
+pub mod program;
 pub mod signature;
+pub mod team_member;
 pub mod user;
 pub mod worker_heartbeat;
 

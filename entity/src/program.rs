@@ -1,0 +1,80 @@
+//! A program: one product's work at one CMO, owned by the sponsor.
+
+use sea_orm::entity::prelude::*;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize, ToSchema)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
+#[serde(rename_all = "snake_case")]
+pub enum Modality {
+    #[sea_orm(string_value = "small_molecule")]
+    SmallMolecule,
+    #[sea_orm(string_value = "biologic")]
+    Biologic,
+    #[sea_orm(string_value = "cell_gene_therapy")]
+    CellGeneTherapy,
+    #[sea_orm(string_value = "mrna")]
+    Mrna,
+    #[sea_orm(string_value = "other")]
+    Other,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize, ToSchema)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
+#[serde(rename_all = "snake_case")]
+pub enum ProgramStage {
+    #[sea_orm(string_value = "preclinical")]
+    Preclinical,
+    #[sea_orm(string_value = "clinical")]
+    Clinical,
+    #[sea_orm(string_value = "commercial")]
+    Commercial,
+}
+
+/// Whether the CMO may manufacture for this program. Only the quality rules change it:
+/// a critical or major deviation holds production; a signed quality decision releases it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize, ToSchema)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[serde(rename_all = "snake_case")]
+pub enum ProductionStatus {
+    #[sea_orm(string_value = "running")]
+    Running,
+    #[sea_orm(string_value = "on_hold")]
+    OnHold,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "programs")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub sponsor_org_id: i64,
+    pub cmo_org_id: i64,
+    pub name: String,
+    pub product_name: String,
+    pub modality: Modality,
+    pub stage: ProgramStage,
+    pub scope: Option<String>,
+    /// In minor units of `currency` (cents), to stay exact.
+    pub budget_minor: Option<i64>,
+    pub currency: Option<String>,
+    /// IANA time zone: "today" for schedule health and email times.
+    pub time_zone: String,
+    pub production_status: ProductionStatus,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+    pub version: i32,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
+
+/// Programs a member of `org_id` may see: those its org sponsors or manufactures.
+pub fn visible_to(org_id: i64) -> sea_orm::Condition {
+    sea_orm::Condition::any()
+        .add(Column::SponsorOrgId.eq(org_id))
+        .add(Column::CmoOrgId.eq(org_id))
+}
