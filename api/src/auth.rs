@@ -12,7 +12,7 @@ use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
 use chrono::TimeDelta;
 use entity::audit_trail::Actor;
-use entity::{api_token, audit_event, organization, signature, user};
+use entity::{api_token, audit_event, milestone, organization, program, signature, team_member, user};
 use sea_orm::sea_query::IntoCondition;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
@@ -44,6 +44,14 @@ impl AuthContext {
             user_id: Some(self.user.id),
             request_id: self.request_id.clone(),
             at,
+        }
+    }
+
+    pub fn caller(&self) -> entity::access::Caller {
+        entity::access::Caller {
+            user_id: self.user.id,
+            org_id: self.org.id,
+            role: self.user.role,
         }
     }
 
@@ -186,6 +194,33 @@ impl TenantScoped for audit_event::Entity {
 impl TenantScoped for signature::Entity {
     fn tenant_condition(ctx: &AuthContext) -> Condition {
         signature::Column::OrgId.eq(ctx.org_id()).into_condition()
+    }
+}
+
+impl TenantScoped for program::Entity {
+    fn tenant_condition(ctx: &AuthContext) -> Condition {
+        program::visible_to(ctx.org_id())
+    }
+}
+
+/// Ids of the programs the caller may see, for scoping a program's children.
+fn visible_programs(ctx: &AuthContext) -> sea_orm::sea_query::SelectStatement {
+    sea_orm::sea_query::Query::select()
+        .column(program::Column::Id)
+        .from(program::Entity)
+        .cond_where(program::visible_to(ctx.org_id()))
+        .to_owned()
+}
+
+impl TenantScoped for milestone::Entity {
+    fn tenant_condition(ctx: &AuthContext) -> Condition {
+        milestone::Column::ProgramId.in_subquery(visible_programs(ctx)).into_condition()
+    }
+}
+
+impl TenantScoped for team_member::Entity {
+    fn tenant_condition(ctx: &AuthContext) -> Condition {
+        team_member::Column::ProgramId.in_subquery(visible_programs(ctx)).into_condition()
     }
 }
 

@@ -29,6 +29,8 @@ RFC 9457 `application/problem+json` with a stable `code`. Another organization's
         (name = "organizations", description = "Sponsor and CMO organizations"),
         (name = "users", description = "People, roles and signing passwords"),
         (name = "tokens", description = "API tokens"),
+        (name = "programs", description = "Programs, their teams and plans"),
+        (name = "milestones", description = "Milestones, dependencies and their state machine"),
         (name = "audit", description = "The hash-chained audit trail"),
         (name = "signatures", description = "Electronic signatures (21 CFR Part 11 style)"),
         (name = "operations", description = "Health, readiness and metrics")

@@ -1,6 +1,7 @@
 //! Persistence models, status enums and the pure domain rules shared by the api and the
 //! worker. Nothing in here knows about HTTP.
 
+pub mod access;
 pub mod api_token;
 pub mod audit;
 pub mod audit_chain_head;

@@ -10,6 +10,8 @@ mod m20261123_000004_create_audit_trail;
 mod m20261123_000005_create_signatures;
 mod m20261123_000006_create_worker_heartbeats;
 mod m20261123_000007_create_idempotency_keys;
+mod m20261123_000008_create_programs;
+mod m20261123_000009_create_milestones;
 
 pub struct Migrator;
 
@@ -24,6 +26,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000005_create_signatures::Migration),
             Box::new(m20261123_000006_create_worker_heartbeats::Migration),
             Box::new(m20261123_000007_create_idempotency_keys::Migration),
+            Box::new(m20261123_000008_create_programs::Migration),
+            Box::new(m20261123_000009_create_milestones::Migration),
         ]
     }
 }

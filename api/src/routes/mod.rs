@@ -13,6 +13,7 @@ pub mod audit;
 pub mod health;
 pub mod me;
 pub mod organizations;
+pub mod programs;
 pub mod signatures;
 pub mod tokens;
 pub mod users;
@@ -36,6 +37,10 @@ pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
         .service(audit::verify_audit_chain)
         .service(audit::list_audit_events)
         .service(audit::get_audit_event)
+        .service(programs::create_program)
+        .service(programs::list_programs)
+        .service(programs::get_program)
+        .service(programs::update_program)
         .service(signatures::create_signature)
         .service(signatures::list_signatures);
 }
@@ -131,6 +136,60 @@ pub fn expected_version(req: &HttpRequest, body_version: Option<i32>) -> ApiResu
             "send the version you are updating, in the body or as If-Match",
         )),
     }
+}
+
+/// A row with an optimistic-concurrency `version` column.
+pub trait Versioned {
+    fn version(&self) -> i32;
+}
+
+macro_rules! versioned {
+    ($($model:path),*) => {
+        $(impl Versioned for $model {
+            fn version(&self) -> i32 {
+                self.version
+            }
+        })*
+    };
+}
+versioned!(
+    entity::user::Model,
+    entity::program::Model,
+    entity::team_member::Model,
+    entity::milestone::Model
+);
+
+/// Writes `active` only if row `id` still has `version` (compare-and-set, so of two
+/// concurrent updates exactly one wins, across any number of processes); returns the
+/// row as written, or 409 with the current version.
+pub async fn compare_and_set<E, C>(
+    conn: &C,
+    active: E::ActiveModel,
+    id: i64,
+    version: i32,
+) -> ApiResult<E::Model>
+where
+    E: EntityTrait,
+    E::Model: Versioned,
+    C: ConnectionTrait,
+    <E::PrimaryKey as sea_orm::PrimaryKeyTrait>::ValueType: From<i64>,
+{
+    use sea_orm::sea_query::{Expr, ExprTrait};
+    use sea_orm::{Iterable, QueryFilter};
+    let pk = E::PrimaryKey::iter()
+        .next()
+        .ok_or_else(|| ApiError::internal("entity without primary key"))?;
+    let result = E::update_many()
+        .set(active)
+        .filter(Expr::col(sea_orm::PrimaryKeyToColumn::into_column(pk)).eq(id))
+        .filter(Expr::col(sea_orm::sea_query::Alias::new("version")).eq(version))
+        .exec(conn)
+        .await?;
+    let reloaded = E::find_by_id(id).one(conn).await?.ok_or(ApiError::NotFound)?;
+    if result.rows_affected == 0 {
+        return Err(ApiError::stale_version(reloaded.version()));
+    }
+    Ok(reloaded)
 }
 
 /// Serializes a view for the audit trail.

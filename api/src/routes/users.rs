@@ -4,11 +4,13 @@ use actix_web::{HttpRequest, HttpResponse, get, patch, post, put, web};
 use chrono::{DateTime, Utc};
 use entity::audit_trail::{self, Entry};
 use entity::{Role, user};
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ActiveValue::Set, ColumnTrait, QueryFilter, QueryOrder};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiJson, Checks, Page, Validate, expected_version, fetch_page, snapshot};
+use super::{
+    ApiJson, Checks, Page, Validate, compare_and_set, expected_version, fetch_page, snapshot,
+};
 use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::provisioning::{self, NewUser};
@@ -292,7 +294,7 @@ pub async fn update_user(
     }
     active.updated_at = Set(now);
     active.version = Set(current.version + 1);
-    let updated = update_if_version(&txn, active, current.id, current.version).await?;
+    let updated = compare_and_set::<user::Entity, _>(&txn, active, current.id, current.version).await?;
     audit_trail::append(
         &txn,
         &ctx.actor(now),
@@ -304,30 +306,6 @@ pub async fn update_user(
     .await?;
     txn.commit().await?;
     Ok(web::Json(UserView::from(&updated)))
-}
-
-/// Writes `active` only if the row still has `version` (compare-and-set), so two
-/// concurrent updates cannot both win even across processes.
-async fn update_if_version<C: sea_orm::ConnectionTrait>(
-    conn: &C,
-    active: user::ActiveModel,
-    id: i64,
-    version: i32,
-) -> ApiResult<user::Model> {
-    let result = user::Entity::update_many()
-        .set(active)
-        .filter(user::Column::Id.eq(id))
-        .filter(user::Column::Version.eq(version))
-        .exec(conn)
-        .await?;
-    let reloaded = user::Entity::find_by_id(id)
-        .one(conn)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    if result.rows_affected == 0 {
-        return Err(ApiError::stale_version(reloaded.version));
-    }
-    Ok(reloaded)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -402,7 +380,7 @@ pub async fn deactivate_user(
     active.active = Set(false);
     active.updated_at = Set(now);
     active.version = Set(current.version + 1);
-    let updated = update_if_version(&txn, active, current.id, current.version).await?;
+    let updated = compare_and_set::<user::Entity, _>(&txn, active, current.id, current.version).await?;
     audit_trail::append(
         &txn,
         &ctx.actor(now),
@@ -498,7 +476,7 @@ pub async fn set_password(
     active.password_is_temporary = Set(!is_self);
     active.updated_at = Set(now);
     active.version = Set(current.version + 1);
-    let updated = update_if_version(&txn, active, current.id, current.version).await?;
+    let updated = compare_and_set::<user::Entity, _>(&txn, active, current.id, current.version).await?;
     let action = if is_self {
         "set_password"
     } else {

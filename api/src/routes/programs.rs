@@ -1,0 +1,385 @@
+//! Programs: one product's work at one CMO, owned by the sponsor.
+
+use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
+use chrono::{DateTime, Utc};
+use entity::access::{ProgramSides, may_manage_program};
+use entity::audit_trail::{self, Entry};
+use entity::program::{self, Modality, ProductionStatus, ProgramStage};
+use entity::{OrgKind, organization};
+use sea_orm::{ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::ActiveModelTrait;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{ApiJson, Checks, Page, Validate, compare_and_set, expected_version, fetch_page, snapshot};
+use crate::auth::{AuthContext, find_scoped, scoped};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 7, "sponsor_org_id": 1, "cmo_org_id": 2, "name": "ACM-101 clinical supply",
+    "product_name": "ACM-101", "modality": "biologic", "stage": "clinical",
+    "scope": "Tech transfer and GMP clinical manufacturing of drug substance",
+    "budget_minor": 420000000, "currency": "USD", "time_zone": "Europe/Zurich",
+    "production_status": "running",
+    "created_at": "2026-11-23T09:00:00Z", "updated_at": "2026-11-23T09:00:00Z", "version": 1
+}))]
+pub struct ProgramView {
+    pub id: i64,
+    pub sponsor_org_id: i64,
+    pub cmo_org_id: i64,
+    pub name: String,
+    pub product_name: String,
+    pub modality: Modality,
+    pub stage: ProgramStage,
+    pub scope: Option<String>,
+    /// Budget in minor units of `currency` (cents).
+    pub budget_minor: Option<i64>,
+    /// ISO 4217 code.
+    pub currency: Option<String>,
+    /// IANA time zone of the program.
+    pub time_zone: String,
+    /// Changed only by quality rules (deviation holds, signed release).
+    pub production_status: ProductionStatus,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i32,
+}
+
+impl From<&program::Model> for ProgramView {
+    fn from(m: &program::Model) -> Self {
+        Self {
+            id: m.id,
+            sponsor_org_id: m.sponsor_org_id,
+            cmo_org_id: m.cmo_org_id,
+            name: m.name.clone(),
+            product_name: m.product_name.clone(),
+            modality: m.modality,
+            stage: m.stage,
+            scope: m.scope.clone(),
+            budget_minor: m.budget_minor,
+            currency: m.currency.clone(),
+            time_zone: m.time_zone.clone(),
+            production_status: m.production_status,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+            version: m.version,
+        }
+    }
+}
+
+pub fn sides(p: &program::Model) -> ProgramSides {
+    ProgramSides {
+        sponsor_org_id: p.sponsor_org_id,
+        cmo_org_id: p.cmo_org_id,
+    }
+}
+
+fn check_currency(c: &mut Checks, field: &str, currency: Option<&str>, budget: Option<i64>) {
+    if let Some(cur) = currency
+        && (cur.len() != 3 || !cur.bytes().all(|b| b.is_ascii_uppercase()))
+    {
+        c.fail(field, "invalid_format", "an ISO 4217 code such as USD or EUR");
+    }
+    if budget.is_some_and(|b| b < 0) {
+        c.fail("budget_minor", "out_of_range", "must not be negative");
+    }
+    if budget.is_some() && currency.is_none() {
+        c.fail(field, "required", "a budget needs its currency");
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "name": "ACM-101 clinical supply", "product_name": "ACM-101", "cmo_org_id": 2,
+    "modality": "biologic", "stage": "clinical",
+    "scope": "Tech transfer and GMP clinical manufacturing of drug substance",
+    "budget_minor": 420000000, "currency": "USD", "time_zone": "Europe/Zurich"
+}))]
+pub struct CreateProgram {
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: String,
+    #[schema(min_length = 1, max_length = 200)]
+    pub product_name: String,
+    /// A CMO organization registered by the caller's sponsor organization.
+    pub cmo_org_id: i64,
+    pub modality: Modality,
+    pub stage: ProgramStage,
+    #[schema(max_length = 5000)]
+    pub scope: Option<String>,
+    #[schema(minimum = 0)]
+    pub budget_minor: Option<i64>,
+    pub currency: Option<String>,
+    /// IANA time zone, e.g. `Europe/Zurich`.
+    pub time_zone: String,
+}
+
+impl Validate for CreateProgram {
+    fn validate(&self, c: &mut Checks) {
+        c.text("name", &self.name, 1, 200);
+        c.text("product_name", &self.product_name, 1, 200);
+        c.optional_text("scope", self.scope.as_deref(), 1, 5000);
+        c.time_zone("time_zone", &self.time_zone);
+        check_currency(c, "currency", self.currency.as_deref(), self.budget_minor);
+    }
+}
+
+/// Start a program with a CMO (sponsor admins and program managers).
+#[utoipa::path(
+    tag = "programs",
+    request_body = CreateProgram,
+    responses(
+        (status = 201, description = "Program created", body = ProgramView),
+        (status = 403, description = "Only the sponsor's admins and program managers create programs", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, or `cmo_org_id` is not one of your CMOs", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[post("/programs")]
+pub async fn create_program(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    body: ApiJson<CreateProgram>,
+) -> ApiResult<HttpResponse> {
+    let body = body.into_inner();
+    let as_sponsor = ProgramSides {
+        sponsor_org_id: ctx.org_id(),
+        cmo_org_id: body.cmo_org_id,
+    };
+    if ctx.org.kind != OrgKind::Sponsor || !may_manage_program(ctx.caller(), as_sponsor) {
+        return Err(ApiError::Forbidden(
+            "programs are created by the sponsor's admins and program managers".to_string(),
+        ));
+    }
+    let cmo = organization::Entity::find_by_id(body.cmo_org_id)
+        .filter(organization::Column::ParentOrgId.eq(ctx.org_id()))
+        .filter(organization::Column::Kind.eq(OrgKind::Cmo))
+        .one(&state.db)
+        .await?;
+    if cmo.is_none() {
+        return Err(ApiError::invalid(
+            "cmo_org_id",
+            "unknown_cmo",
+            "not a CMO organization registered by your organization",
+        ));
+    }
+    let now = state.clock.now();
+    let txn = crate::db::begin_write(&state.db).await?;
+    let created = program::ActiveModel {
+        id: NotSet,
+        sponsor_org_id: Set(ctx.org_id()),
+        cmo_org_id: Set(body.cmo_org_id),
+        name: Set(body.name.trim().to_string()),
+        product_name: Set(body.product_name.trim().to_string()),
+        modality: Set(body.modality),
+        stage: Set(body.stage),
+        scope: Set(body.scope),
+        budget_minor: Set(body.budget_minor),
+        currency: Set(body.currency),
+        time_zone: Set(body.time_zone),
+        production_status: Set(ProductionStatus::Running),
+        created_at: Set(now),
+        updated_at: Set(now),
+        version: Set(1),
+    }
+    .insert(&txn)
+    .await?;
+    audit_trail::append(
+        &txn,
+        &ctx.actor(now),
+        Entry::new("program", created.id, "create").after(snapshot(&ProgramView::from(&created))),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(HttpResponse::Created().json(ProgramView::from(&created)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ProgramFilter {
+    pub stage: Option<ProgramStage>,
+    pub modality: Option<Modality>,
+    pub production_status: Option<ProductionStatus>,
+    pub cmo_org_id: Option<i64>,
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<u64>,
+    /// Items to skip (default 0).
+    pub offset: Option<u64>,
+}
+
+/// Programs the caller's organization sponsors or manufactures, ordered by id.
+#[utoipa::path(
+    tag = "programs",
+    params(ProgramFilter),
+    responses((status = 200, description = "One page of programs", body = Page<ProgramView>))
+)]
+#[get("/programs")]
+pub async fn list_programs(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    filter: web::Query<ProgramFilter>,
+) -> ApiResult<web::Json<Page<ProgramView>>> {
+    let f = filter.into_inner();
+    let mut select = scoped::<program::Entity>(&ctx).order_by_asc(program::Column::Id);
+    if let Some(v) = f.stage {
+        select = select.filter(program::Column::Stage.eq(v));
+    }
+    if let Some(v) = f.modality {
+        select = select.filter(program::Column::Modality.eq(v));
+    }
+    if let Some(v) = f.production_status {
+        select = select.filter(program::Column::ProductionStatus.eq(v));
+    }
+    if let Some(v) = f.cmo_org_id {
+        select = select.filter(program::Column::CmoOrgId.eq(v));
+    }
+    let (items, total, limit, offset) = fetch_page(&state.db, select, f.limit, f.offset).await?;
+    Ok(web::Json(Page {
+        items: items.iter().map(ProgramView::from).collect(),
+        total,
+        limit,
+        offset,
+    }))
+}
+
+/// One program.
+#[utoipa::path(
+    tag = "programs",
+    params(("id" = i64, Path, description = "Program id")),
+    responses(
+        (status = 200, description = "The program", body = ProgramView),
+        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[get("/programs/{id}")]
+pub async fn get_program(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+) -> ApiResult<HttpResponse> {
+    let p = find_scoped::<program::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((actix_web::http::header::ETAG, format!("\"{}\"", p.version)))
+        .json(ProgramView::from(&p)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"version": 1, "stage": "commercial", "reason": "PPQ complete; moving to commercial supply"}))]
+pub struct UpdateProgram {
+    /// The version being updated (or send `If-Match`).
+    pub version: Option<i32>,
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: Option<String>,
+    #[schema(min_length = 1, max_length = 200)]
+    pub product_name: Option<String>,
+    pub modality: Option<Modality>,
+    pub stage: Option<ProgramStage>,
+    #[schema(max_length = 5000)]
+    pub scope: Option<String>,
+    #[schema(minimum = 0)]
+    pub budget_minor: Option<i64>,
+    pub currency: Option<String>,
+    pub time_zone: Option<String>,
+    /// Why; kept in the audit trail. Required.
+    #[schema(min_length = 1, max_length = 500)]
+    pub reason: String,
+}
+
+impl Validate for UpdateProgram {
+    fn validate(&self, c: &mut Checks) {
+        c.optional_text("name", self.name.as_deref(), 1, 200);
+        c.optional_text("product_name", self.product_name.as_deref(), 1, 200);
+        c.optional_text("scope", self.scope.as_deref(), 1, 5000);
+        if let Some(tz) = &self.time_zone {
+            c.time_zone("time_zone", tz);
+        }
+        if let Some(cur) = self.currency.as_deref()
+            && (cur.len() != 3 || !cur.bytes().all(|b| b.is_ascii_uppercase()))
+        {
+            c.fail("currency", "invalid_format", "an ISO 4217 code such as USD or EUR");
+        }
+        if self.budget_minor.is_some_and(|b| b < 0) {
+            c.fail("budget_minor", "out_of_range", "must not be negative");
+        }
+        c.text("reason", &self.reason, 1, 500);
+    }
+}
+
+/// Update a program (sponsor admins and program managers; optimistic concurrency).
+/// Production status is not editable here: only the quality rules change it.
+#[utoipa::path(
+    tag = "programs",
+    params(
+        ("id" = i64, Path, description = "Program id"),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(W/)?"?[0-9]{1,9}"?$"#, description = "Version being updated (alternative to `version` in the body)")
+    ),
+    request_body = UpdateProgram,
+    responses(
+        (status = 200, description = "The updated program", body = ProgramView),
+        (status = 403, description = "Not a sponsor admin or program manager", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Stale version", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[patch("/programs/{id}")]
+pub async fn update_program(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<UpdateProgram>,
+) -> ApiResult<web::Json<ProgramView>> {
+    let b = body.into_inner();
+    let version = expected_version(&req, b.version)?;
+    let txn = crate::db::begin_write(&state.db).await?;
+    let current = find_scoped::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
+    if !may_manage_program(ctx.caller(), sides(&current)) {
+        return Err(ApiError::Forbidden("only the sponsor's admins and program managers edit programs".to_string()));
+    }
+    if current.version != version {
+        return Err(ApiError::stale_version(current.version));
+    }
+    let now = state.clock.now();
+    let mut active: program::ActiveModel = current.clone().into();
+    if let Some(v) = b.name {
+        active.name = Set(v.trim().to_string());
+    }
+    if let Some(v) = b.product_name {
+        active.product_name = Set(v.trim().to_string());
+    }
+    if let Some(v) = b.modality {
+        active.modality = Set(v);
+    }
+    if let Some(v) = b.stage {
+        active.stage = Set(v);
+    }
+    if let Some(v) = b.scope {
+        active.scope = Set(Some(v));
+    }
+    if let Some(v) = b.budget_minor {
+        active.budget_minor = Set(Some(v));
+    }
+    if let Some(v) = b.currency {
+        active.currency = Set(Some(v));
+    }
+    if let Some(v) = b.time_zone {
+        active.time_zone = Set(v);
+    }
+    active.updated_at = Set(now);
+    active.version = Set(current.version + 1);
+    let updated = compare_and_set::<program::Entity, _>(&txn, active, current.id, current.version).await?;
+    audit_trail::append(
+        &txn,
+        &ctx.actor(now),
+        Entry::new("program", updated.id, "update")
+            .before(snapshot(&ProgramView::from(&current)))
+            .after(snapshot(&ProgramView::from(&updated)))
+            .reason(Some(b.reason)),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(web::Json(ProgramView::from(&updated)))
+}
