@@ -12,7 +12,9 @@ use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
 use chrono::TimeDelta;
 use entity::audit_trail::Actor;
-use entity::{api_token, audit_event, milestone, organization, program, signature, team_member, user};
+use entity::{
+    api_token, audit_event, milestone, organization, program, signature, team_member, user,
+};
 use sea_orm::sea_query::IntoCondition;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
@@ -214,13 +216,17 @@ fn visible_programs(ctx: &AuthContext) -> sea_orm::sea_query::SelectStatement {
 
 impl TenantScoped for milestone::Entity {
     fn tenant_condition(ctx: &AuthContext) -> Condition {
-        milestone::Column::ProgramId.in_subquery(visible_programs(ctx)).into_condition()
+        milestone::Column::ProgramId
+            .in_subquery(visible_programs(ctx))
+            .into_condition()
     }
 }
 
 impl TenantScoped for team_member::Entity {
     fn tenant_condition(ctx: &AuthContext) -> Condition {
-        team_member::Column::ProgramId.in_subquery(visible_programs(ctx)).into_condition()
+        team_member::Column::ProgramId
+            .in_subquery(visible_programs(ctx))
+            .into_condition()
     }
 }
 

@@ -31,7 +31,9 @@ pub fn may_manage_program(caller: Caller, program: ProgramSides) -> bool {
 /// either side (CMO project managers report status too), and a milestone's owner.
 pub fn may_update_plan(caller: Caller, program: ProgramSides, owner_user_id: Option<i64>) -> bool {
     let on_program = caller.org_id == program.sponsor_org_id || caller.org_id == program.cmo_org_id;
-    on_program && (manages(caller.role) || owner_user_id == Some(caller.user_id) && caller.role != Role::Viewer)
+    on_program
+        && (manages(caller.role)
+            || owner_user_id == Some(caller.user_id) && caller.role != Role::Viewer)
 }
 
 #[cfg(test)]
@@ -44,7 +46,11 @@ mod tests {
     };
 
     fn caller(org_id: i64, role: Role) -> Caller {
-        Caller { user_id: 10, org_id, role }
+        Caller {
+            user_id: 10,
+            org_id,
+            role,
+        }
     }
 
     #[test]
@@ -58,11 +64,27 @@ mod tests {
 
     #[test]
     fn managers_on_both_sides_and_owners_update_the_plan() {
-        assert!(may_update_plan(caller(2, Role::ProgramManager), SIDES, None));
+        assert!(may_update_plan(
+            caller(2, Role::ProgramManager),
+            SIDES,
+            None
+        ));
         assert!(may_update_plan(caller(1, Role::Admin), SIDES, None));
-        assert!(!may_update_plan(caller(1, Role::Contributor), SIDES, Some(99)));
-        assert!(may_update_plan(caller(1, Role::Contributor), SIDES, Some(10)));
+        assert!(!may_update_plan(
+            caller(1, Role::Contributor),
+            SIDES,
+            Some(99)
+        ));
+        assert!(may_update_plan(
+            caller(1, Role::Contributor),
+            SIDES,
+            Some(10)
+        ));
         assert!(!may_update_plan(caller(2, Role::Viewer), SIDES, Some(10)));
-        assert!(!may_update_plan(caller(3, Role::ProgramManager), SIDES, None));
+        assert!(!may_update_plan(
+            caller(3, Role::ProgramManager),
+            SIDES,
+            None
+        ));
     }
 }

@@ -10,7 +10,9 @@ use utoipa::ToSchema;
 use crate::milestone::MilestoneStatus;
 
 /// What a caller asks a milestone to do (`POST /milestones/{id}/transitions`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum MilestoneEvent {
     /// planned → in_progress; every dependency must be completed.
@@ -55,7 +57,10 @@ pub struct Guards {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransitionError {
     #[error("{event:?} is not possible from {from:?}")]
-    NotAllowed { from: MilestoneStatus, event: MilestoneEvent },
+    NotAllowed {
+        from: MilestoneStatus,
+        event: MilestoneEvent,
+    },
     #[error("dependencies not completed: {}", .0.join(", "))]
     DependenciesOpen(Vec<String>),
     #[error("the gate has no go decision")]
@@ -65,14 +70,20 @@ pub enum TransitionError {
 }
 
 /// The state machine: where `event` takes a milestone in `from`, if the guards allow.
-pub fn transition(from: MilestoneStatus, event: MilestoneEvent, guards: &Guards) -> Result<MilestoneStatus, TransitionError> {
+pub fn transition(
+    from: MilestoneStatus,
+    event: MilestoneEvent,
+    guards: &Guards,
+) -> Result<MilestoneStatus, TransitionError> {
     use MilestoneEvent as E;
     use MilestoneStatus as S;
     let not_allowed = || TransitionError::NotAllowed { from, event };
     let next = match (from, event) {
         (S::Planned, E::Start) => {
             if !guards.open_dependencies.is_empty() {
-                return Err(TransitionError::DependenciesOpen(guards.open_dependencies.clone()));
+                return Err(TransitionError::DependenciesOpen(
+                    guards.open_dependencies.clone(),
+                ));
             }
             S::InProgress
         }
@@ -96,11 +107,17 @@ pub fn transition(from: MilestoneStatus, event: MilestoneEvent, guards: &Guards)
 }
 
 pub fn requires_reason(event: MilestoneEvent) -> bool {
-    matches!(event, MilestoneEvent::NoGo | MilestoneEvent::Hold | MilestoneEvent::Cancel)
+    matches!(
+        event,
+        MilestoneEvent::NoGo | MilestoneEvent::Hold | MilestoneEvent::Cancel
+    )
 }
 
 /// Events the state machine accepts from `from` (guards aside, except a resumable hold).
-pub fn allowed_events(from: MilestoneStatus, held_from: Option<MilestoneStatus>) -> Vec<MilestoneEvent> {
+pub fn allowed_events(
+    from: MilestoneStatus,
+    held_from: Option<MilestoneStatus>,
+) -> Vec<MilestoneEvent> {
     let permissive = Guards {
         open_dependencies: Vec::new(),
         gate_go: Some(true),
@@ -144,7 +161,11 @@ pub fn schedule_health(s: &Schedule, today: NaiveDate) -> Option<ScheduleHealth>
         MilestoneStatus::Cancelled => None,
         MilestoneStatus::Completed => {
             let finished = s.actual_end.unwrap_or(s.forecast_end);
-            Some(if finished > s.baseline_end { ScheduleHealth::Late } else { ScheduleHealth::OnTrack })
+            Some(if finished > s.baseline_end {
+                ScheduleHealth::Late
+            } else {
+                ScheduleHealth::OnTrack
+            })
         }
         _ => {
             if today > s.baseline_end || today > s.forecast_end {
@@ -175,8 +196,13 @@ pub fn find_cycle(edges: &BTreeMap<i64, BTreeSet<i64>>) -> Option<Vec<i64>> {
         }
         // Iterative depth-first search; `path` is the current chain from `root`.
         let mut path: Vec<i64> = vec![root];
-        let mut stack: Vec<std::vec::IntoIter<i64>> =
-            vec![edges.get(&root).map(|d| d.iter().copied().collect::<Vec<_>>()).unwrap_or_default().into_iter()];
+        let mut stack: Vec<std::vec::IntoIter<i64>> = vec![
+            edges
+                .get(&root)
+                .map(|d| d.iter().copied().collect::<Vec<_>>())
+                .unwrap_or_default()
+                .into_iter(),
+        ];
         marks.insert(root, Mark::Visiting);
         while let Some(children) = stack.last_mut() {
             match children.next() {
@@ -192,7 +218,11 @@ pub fn find_cycle(edges: &BTreeMap<i64, BTreeSet<i64>>) -> Option<Vec<i64>> {
                         marks.insert(next, Mark::Visiting);
                         path.push(next);
                         stack.push(
-                            edges.get(&next).map(|d| d.iter().copied().collect::<Vec<_>>()).unwrap_or_default().into_iter(),
+                            edges
+                                .get(&next)
+                                .map(|d| d.iter().copied().collect::<Vec<_>>())
+                                .unwrap_or_default()
+                                .into_iter(),
                         );
                     }
                 },
@@ -214,7 +244,14 @@ mod tests {
     use MilestoneEvent as E;
     use MilestoneStatus as S;
 
-    const ALL_STATES: [MilestoneStatus; 6] = [S::Planned, S::InProgress, S::GateReview, S::Completed, S::OnHold, S::Cancelled];
+    const ALL_STATES: [MilestoneStatus; 6] = [
+        S::Planned,
+        S::InProgress,
+        S::GateReview,
+        S::Completed,
+        S::OnHold,
+        S::Cancelled,
+    ];
 
     fn ok_guards() -> Guards {
         Guards {
@@ -251,7 +288,10 @@ mod tests {
                     Some(next) => assert_eq!(got, Ok(*next), "{state:?} + {event:?}"),
                     None => assert_eq!(
                         got,
-                        Err(TransitionError::NotAllowed { from: *state, event }),
+                        Err(TransitionError::NotAllowed {
+                            from: *state,
+                            event
+                        }),
                         "{state:?} + {event:?} must be refused"
                     ),
                 }
@@ -267,38 +307,70 @@ mod tests {
         };
         assert_eq!(
             transition(S::Planned, E::Start, &guards),
-            Err(TransitionError::DependenciesOpen(vec!["Tech transfer".into()]))
+            Err(TransitionError::DependenciesOpen(vec![
+                "Tech transfer".into()
+            ]))
         );
     }
 
     #[test]
     fn completion_needs_a_go_decision() {
         for gate in [None, Some(false)] {
-            let guards = Guards { gate_go: gate, ..ok_guards() };
-            assert_eq!(transition(S::GateReview, E::Complete, &guards), Err(TransitionError::GateNotPassed));
+            let guards = Guards {
+                gate_go: gate,
+                ..ok_guards()
+            };
+            assert_eq!(
+                transition(S::GateReview, E::Complete, &guards),
+                Err(TransitionError::GateNotPassed)
+            );
         }
     }
 
     #[test]
     fn hold_no_go_and_cancel_need_a_reason() {
-        let guards = Guards { has_reason: false, ..ok_guards() };
-        assert_eq!(transition(S::InProgress, E::Hold, &guards), Err(TransitionError::ReasonRequired));
-        assert_eq!(transition(S::GateReview, E::NoGo, &guards), Err(TransitionError::ReasonRequired));
-        assert_eq!(transition(S::Planned, E::Cancel, &guards), Err(TransitionError::ReasonRequired));
+        let guards = Guards {
+            has_reason: false,
+            ..ok_guards()
+        };
+        assert_eq!(
+            transition(S::InProgress, E::Hold, &guards),
+            Err(TransitionError::ReasonRequired)
+        );
+        assert_eq!(
+            transition(S::GateReview, E::NoGo, &guards),
+            Err(TransitionError::ReasonRequired)
+        );
+        assert_eq!(
+            transition(S::Planned, E::Cancel, &guards),
+            Err(TransitionError::ReasonRequired)
+        );
         assert_eq!(transition(S::Planned, E::Start, &guards), Ok(S::InProgress));
     }
 
     #[test]
     fn resume_returns_to_where_the_hold_began() {
-        let guards = Guards { held_from: Some(S::GateReview), ..ok_guards() };
+        let guards = Guards {
+            held_from: Some(S::GateReview),
+            ..ok_guards()
+        };
         assert_eq!(transition(S::OnHold, E::Resume, &guards), Ok(S::GateReview));
     }
 
     #[test]
     fn allowed_events_follow_the_table() {
-        assert_eq!(allowed_events(S::Planned, None), vec![E::Start, E::Hold, E::Cancel]);
-        assert_eq!(allowed_events(S::GateReview, None), vec![E::Complete, E::NoGo, E::Hold, E::Cancel]);
-        assert_eq!(allowed_events(S::OnHold, Some(S::Planned)), vec![E::Resume, E::Cancel]);
+        assert_eq!(
+            allowed_events(S::Planned, None),
+            vec![E::Start, E::Hold, E::Cancel]
+        );
+        assert_eq!(
+            allowed_events(S::GateReview, None),
+            vec![E::Complete, E::NoGo, E::Hold, E::Cancel]
+        );
+        assert_eq!(
+            allowed_events(S::OnHold, Some(S::Planned)),
+            vec![E::Resume, E::Cancel]
+        );
         assert!(allowed_events(S::Completed, None).is_empty());
         assert!(allowed_events(S::Cancelled, None).is_empty());
     }
@@ -328,7 +400,10 @@ mod tests {
 
     #[test]
     fn a_slipping_forecast_is_at_risk_until_the_baseline_passes() {
-        let s = Schedule { forecast_end: d(4, 10), ..schedule(S::InProgress) };
+        let s = Schedule {
+            forecast_end: d(4, 10),
+            ..schedule(S::InProgress)
+        };
         assert_eq!(schedule_health(&s, d(3, 20)), Some(ScheduleHealth::AtRisk));
         assert_eq!(schedule_health(&s, d(4, 1)), Some(ScheduleHealth::Late));
     }
@@ -342,15 +417,27 @@ mod tests {
 
     #[test]
     fn an_early_forecast_does_not_excuse_passing_it() {
-        let s = Schedule { forecast_end: d(3, 20), ..schedule(S::InProgress) };
+        let s = Schedule {
+            forecast_end: d(3, 20),
+            ..schedule(S::InProgress)
+        };
         assert_eq!(schedule_health(&s, d(3, 21)), Some(ScheduleHealth::Late));
     }
 
     #[test]
     fn completed_milestones_are_judged_by_their_actual_end() {
-        let on_time = Schedule { actual_end: Some(d(3, 31)), ..schedule(S::Completed) };
-        let late = Schedule { actual_end: Some(d(4, 1)), ..schedule(S::Completed) };
-        assert_eq!(schedule_health(&on_time, d(9, 1)), Some(ScheduleHealth::OnTrack));
+        let on_time = Schedule {
+            actual_end: Some(d(3, 31)),
+            ..schedule(S::Completed)
+        };
+        let late = Schedule {
+            actual_end: Some(d(4, 1)),
+            ..schedule(S::Completed)
+        };
+        assert_eq!(
+            schedule_health(&on_time, d(9, 1)),
+            Some(ScheduleHealth::OnTrack)
+        );
         assert_eq!(schedule_health(&late, d(9, 1)), Some(ScheduleHealth::Late));
         assert_eq!(schedule_health(&schedule(S::Cancelled), d(9, 1)), None);
     }

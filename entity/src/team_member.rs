@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// Where a member sits in the program's governance (and so in the escalation call tree).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize, ToSchema,
+)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
 #[serde(rename_all = "snake_case")]
 pub enum GovernanceTier {
@@ -46,8 +48,11 @@ pub fn normalize_tags(tags: &[String]) -> Result<Vec<String>, String> {
     let mut out: Vec<String> = Vec::new();
     for tag in tags {
         let t = tag.trim().to_lowercase();
-        if t.is_empty() || t.len() > 40 || !t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!("invalid expertise tag {tag:?}: use letters, digits and _ (at most 40)"));
+        if t.is_empty() || t.len() > 40 || !t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(format!(
+                "invalid expertise tag {tag:?}: use letters, digits and _ (at most 40)"
+            ));
         }
         if !out.contains(&t) {
             out.push(t);
@@ -62,8 +67,15 @@ mod tests {
 
     #[test]
     fn tags_are_normalized_and_deduplicated() {
-        let tags = vec!["Quality".to_string(), "quality ".into(), "supply_chain".into()];
-        assert_eq!(normalize_tags(&tags).unwrap(), vec!["quality", "supply_chain"]);
+        let tags = vec![
+            "Quality".to_string(),
+            "quality ".into(),
+            "supply_chain".into(),
+        ];
+        assert_eq!(
+            normalize_tags(&tags).unwrap(),
+            vec!["quality", "supply_chain"]
+        );
         assert!(normalize_tags(&["micro biology".to_string()]).is_err());
         assert!(normalize_tags(&[String::new()]).is_err());
     }

@@ -47,7 +47,13 @@ impl MigrationTrait for Migration {
             ("ix_programs_cmo", Programs::CmoOrgId),
         ] {
             manager
-                .create_index(Index::create().name(name).table(Programs::Table).col(col).to_owned())
+                .create_index(
+                    Index::create()
+                        .name(name)
+                        .table(Programs::Table)
+                        .col(col)
+                        .to_owned(),
+                )
                 .await?;
         }
         manager

@@ -68,12 +68,18 @@ impl MigrationTrait for Migration {
                     )
                     .foreign_key(
                         ForeignKey::create()
-                            .from(MilestoneDependencies::Table, MilestoneDependencies::MilestoneId)
+                            .from(
+                                MilestoneDependencies::Table,
+                                MilestoneDependencies::MilestoneId,
+                            )
                             .to(Milestones::Table, Milestones::Id),
                     )
                     .foreign_key(
                         ForeignKey::create()
-                            .from(MilestoneDependencies::Table, MilestoneDependencies::DependsOnId)
+                            .from(
+                                MilestoneDependencies::Table,
+                                MilestoneDependencies::DependsOnId,
+                            )
                             .to(Milestones::Table, Milestones::Id),
                     )
                     .to_owned(),

@@ -235,32 +235,6 @@ async fn duplicate_emails_conflict(app: &TestApp) {
 }
 on_both_databases!(duplicate_emails_conflict);
 
-async fn a_token_cannot_outlive_the_token_that_issued_it(app: &TestApp) {
-    let expires = app.now() + TimeDelta::hours(1);
-    let short = app
-        .admin()
-        .post(
-            "/api/v1/tokens",
-            json!({"name": "short", "expires_at": expires}),
-        )
-        .await
-        .expect(201)
-        .body;
-    let short = app.client(short["secret"].as_str().unwrap());
-    let forever = short
-        .post("/api/v1/tokens", json!({"name": "forever"}))
-        .await
-        .expect(201)
-        .body;
-    let capped: chrono::DateTime<chrono::Utc> = forever["token"]["expires_at"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert_eq!(capped, expires);
-}
-on_both_databases!(a_token_cannot_outlive_the_token_that_issued_it);
-
 async fn a_partners_first_admin_token_expires_within_a_week(app: &TestApp) {
     let created = app
         .admin()

@@ -8,6 +8,7 @@ mod idempotency;
 mod openapi;
 mod operations;
 mod problems;
+mod programs;
 mod signatures;
 mod tenancy;
 mod worker;

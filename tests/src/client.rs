@@ -81,6 +81,11 @@ impl Client {
         }
     }
 
+    /// The bearer token this client sends, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     pub fn request(&self, method: Method, path: &str) -> awc::ClientRequest {
         let mut req = self.inner.request(method, format!("{}{}", self.base, path));
         if let Some(token) = &self.token {

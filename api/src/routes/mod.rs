@@ -12,9 +12,11 @@ use crate::error::{ApiError, ApiResult};
 pub mod audit;
 pub mod health;
 pub mod me;
+pub mod milestones;
 pub mod organizations;
 pub mod programs;
 pub mod signatures;
+pub mod team;
 pub mod tokens;
 pub mod users;
 
@@ -41,6 +43,16 @@ pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
         .service(programs::list_programs)
         .service(programs::get_program)
         .service(programs::update_program)
+        .service(team::add_team_member)
+        .service(team::list_team)
+        .service(team::update_team_member)
+        .service(team::remove_team_member)
+        .service(milestones::create_milestone)
+        .service(milestones::list_milestones)
+        .service(milestones::get_milestone)
+        .service(milestones::update_milestone)
+        .service(milestones::rebaseline_milestone)
+        .service(milestones::transition_milestone)
         .service(signatures::create_signature)
         .service(signatures::list_signatures);
 }
@@ -185,7 +197,10 @@ where
         .filter(Expr::col(sea_orm::sea_query::Alias::new("version")).eq(version))
         .exec(conn)
         .await?;
-    let reloaded = E::find_by_id(id).one(conn).await?.ok_or(ApiError::NotFound)?;
+    let reloaded = E::find_by_id(id)
+        .one(conn)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     if result.rows_affected == 0 {
         return Err(ApiError::stale_version(reloaded.version()));
     }

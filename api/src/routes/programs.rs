@@ -6,12 +6,16 @@ use entity::access::{ProgramSides, may_manage_program};
 use entity::audit_trail::{self, Entry};
 use entity::program::{self, Modality, ProductionStatus, ProgramStage};
 use entity::{OrgKind, organization};
-use sea_orm::{ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use sea_orm::ActiveModelTrait;
+use sea_orm::{
+    ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiJson, Checks, Page, Validate, compare_and_set, expected_version, fetch_page, snapshot};
+use super::{
+    ApiJson, Checks, Page, Validate, compare_and_set, expected_version, fetch_page, snapshot,
+};
 use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -80,7 +84,11 @@ fn check_currency(c: &mut Checks, field: &str, currency: Option<&str>, budget: O
     if let Some(cur) = currency
         && (cur.len() != 3 || !cur.bytes().all(|b| b.is_ascii_uppercase()))
     {
-        c.fail(field, "invalid_format", "an ISO 4217 code such as USD or EUR");
+        c.fail(
+            field,
+            "invalid_format",
+            "an ISO 4217 code such as USD or EUR",
+        );
     }
     if budget.is_some_and(|b| b < 0) {
         c.fail("budget_minor", "out_of_range", "must not be negative");
@@ -299,7 +307,11 @@ impl Validate for UpdateProgram {
         if let Some(cur) = self.currency.as_deref()
             && (cur.len() != 3 || !cur.bytes().all(|b| b.is_ascii_uppercase()))
         {
-            c.fail("currency", "invalid_format", "an ISO 4217 code such as USD or EUR");
+            c.fail(
+                "currency",
+                "invalid_format",
+                "an ISO 4217 code such as USD or EUR",
+            );
         }
         if self.budget_minor.is_some_and(|b| b < 0) {
             c.fail("budget_minor", "out_of_range", "must not be negative");
@@ -337,7 +349,9 @@ pub async fn update_program(
     let txn = crate::db::begin_write(&state.db).await?;
     let current = find_scoped::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if !may_manage_program(ctx.caller(), sides(&current)) {
-        return Err(ApiError::Forbidden("only the sponsor's admins and program managers edit programs".to_string()));
+        return Err(ApiError::Forbidden(
+            "only the sponsor's admins and program managers edit programs".to_string(),
+        ));
     }
     if current.version != version {
         return Err(ApiError::stale_version(current.version));
@@ -370,7 +384,8 @@ pub async fn update_program(
     }
     active.updated_at = Set(now);
     active.version = Set(current.version + 1);
-    let updated = compare_and_set::<program::Entity, _>(&txn, active, current.id, current.version).await?;
+    let updated =
+        compare_and_set::<program::Entity, _>(&txn, active, current.id, current.version).await?;
     audit_trail::append(
         &txn,
         &ctx.actor(now),

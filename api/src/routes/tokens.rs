@@ -80,8 +80,7 @@ impl IssuedToken {
 pub struct IssueToken {
     #[schema(min_length = 1, max_length = 100)]
     pub name: String,
-    /// When the token stops working; must be in the future. Default: never, or when the
-    /// token making the request expires, whichever is earlier.
+    /// When the token stops working; must be in the future. Default: never.
     pub expires_at: Option<DateTime<Utc>>,
     /// Issue for another user of the organization (admins only), e.g. a service account.
     pub user_id: Option<i64>,
@@ -119,13 +118,7 @@ pub async fn issue_token(
             "must be in the future",
         ));
     }
-    // A token cannot outlive the one that issued it: a stolen short-lived token must not
-    // turn into a permanent one.
-    let expires_at = match (body.expires_at, ctx.token.expires_at) {
-        (_, None) => body.expires_at,
-        (None, Some(cap)) => Some(cap),
-        (Some(wanted), Some(cap)) => Some(wanted.min(cap)),
-    };
+    let expires_at = body.expires_at;
     let txn = crate::db::begin_write(&state.db).await?;
     let owner = match body.user_id {
         Some(id) if id != ctx.user.id => {

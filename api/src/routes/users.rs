@@ -294,7 +294,8 @@ pub async fn update_user(
     }
     active.updated_at = Set(now);
     active.version = Set(current.version + 1);
-    let updated = compare_and_set::<user::Entity, _>(&txn, active, current.id, current.version).await?;
+    let updated =
+        compare_and_set::<user::Entity, _>(&txn, active, current.id, current.version).await?;
     audit_trail::append(
         &txn,
         &ctx.actor(now),
@@ -380,7 +381,8 @@ pub async fn deactivate_user(
     active.active = Set(false);
     active.updated_at = Set(now);
     active.version = Set(current.version + 1);
-    let updated = compare_and_set::<user::Entity, _>(&txn, active, current.id, current.version).await?;
+    let updated =
+        compare_and_set::<user::Entity, _>(&txn, active, current.id, current.version).await?;
     audit_trail::append(
         &txn,
         &ctx.actor(now),
@@ -476,7 +478,8 @@ pub async fn set_password(
     active.password_is_temporary = Set(!is_self);
     active.updated_at = Set(now);
     active.version = Set(current.version + 1);
-    let updated = compare_and_set::<user::Entity, _>(&txn, active, current.id, current.version).await?;
+    let updated =
+        compare_and_set::<user::Entity, _>(&txn, active, current.id, current.version).await?;
     let action = if is_self {
         "set_password"
     } else {

@@ -1,0 +1,844 @@
+//! Milestones of a program plan: dates, dependencies, derived health, state machine.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
+use chrono::{DateTime, NaiveDate, Utc};
+use entity::access::{may_manage_program, may_update_plan};
+use entity::audit_trail::{self, Entry};
+use entity::milestone::{self, MilestoneStatus};
+use entity::milestone_dependency;
+use entity::milestone_rules::{
+    self, Guards, MilestoneEvent, Schedule, ScheduleHealth, TransitionError,
+};
+use entity::{program, user};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait,
+    EntityTrait, QueryFilter, QueryOrder,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::programs::sides;
+use super::{ApiJson, Checks, Validate, compare_and_set, expected_version, snapshot};
+use crate::auth::{AuthContext, find_scoped};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// Most dependencies one milestone may have.
+const MAX_DEPENDENCIES: usize = 50;
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 12, "program_id": 7, "name": "Engineering runs", "phase": "Manufacturing readiness",
+    "owner_user_id": 5, "status": "in_progress",
+    "baseline_start": "2027-03-01", "baseline_end": "2027-04-15",
+    "forecast_start": "2027-03-01", "forecast_end": "2027-04-29",
+    "actual_start": "2027-03-02", "actual_end": null,
+    "position": 6, "depends_on": [10, 11], "schedule_health": "at_risk",
+    "allowed_events": ["submit_for_gate", "hold", "cancel"],
+    "created_at": "2026-11-23T09:00:00Z", "updated_at": "2026-11-23T09:00:00Z", "version": 3
+}))]
+pub struct MilestoneView {
+    pub id: i64,
+    pub program_id: i64,
+    pub name: String,
+    pub phase: String,
+    pub owner_user_id: Option<i64>,
+    pub status: MilestoneStatus,
+    /// Where an on-hold milestone resumes.
+    pub held_from: Option<MilestoneStatus>,
+    pub baseline_start: NaiveDate,
+    pub baseline_end: NaiveDate,
+    pub forecast_start: NaiveDate,
+    pub forecast_end: NaiveDate,
+    pub actual_start: Option<NaiveDate>,
+    pub actual_end: Option<NaiveDate>,
+    pub position: i32,
+    /// Milestones that must be completed before this one starts.
+    pub depends_on: Vec<i64>,
+    /// Derived from baseline, forecast and today in the program's time zone; `null` when cancelled.
+    pub schedule_health: Option<ScheduleHealth>,
+    /// Events the caller may send now (empty when the caller may not update the plan).
+    pub allowed_events: Vec<MilestoneEvent>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i32,
+}
+
+/// Today's date where the program is.
+pub fn program_today(p: &program::Model, now: DateTime<Utc>) -> NaiveDate {
+    match p.time_zone.parse::<chrono_tz::Tz>() {
+        Ok(tz) => now.with_timezone(&tz).date_naive(),
+        Err(_) => now.date_naive(),
+    }
+}
+
+pub fn view(
+    m: &milestone::Model,
+    depends_on: Vec<i64>,
+    today: NaiveDate,
+    may_update: bool,
+) -> MilestoneView {
+    let schedule = Schedule {
+        status: m.status,
+        baseline_start: m.baseline_start,
+        baseline_end: m.baseline_end,
+        forecast_start: m.forecast_start,
+        forecast_end: m.forecast_end,
+        actual_end: m.actual_end,
+    };
+    MilestoneView {
+        id: m.id,
+        program_id: m.program_id,
+        name: m.name.clone(),
+        phase: m.phase.clone(),
+        owner_user_id: m.owner_user_id,
+        status: m.status,
+        held_from: m.held_from,
+        baseline_start: m.baseline_start,
+        baseline_end: m.baseline_end,
+        forecast_start: m.forecast_start,
+        forecast_end: m.forecast_end,
+        actual_start: m.actual_start,
+        actual_end: m.actual_end,
+        position: m.position,
+        depends_on,
+        schedule_health: milestone_rules::schedule_health(&schedule, today),
+        allowed_events: if may_update {
+            milestone_rules::allowed_events(m.status, m.held_from)
+        } else {
+            Vec::new()
+        },
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+        version: m.version,
+    }
+}
+
+async fn dependencies_of<C: ConnectionTrait>(
+    conn: &C,
+    ids: &[i64],
+) -> ApiResult<BTreeMap<i64, Vec<i64>>> {
+    let mut map: BTreeMap<i64, Vec<i64>> = ids.iter().map(|id| (*id, Vec::new())).collect();
+    if ids.is_empty() {
+        return Ok(map);
+    }
+    let rows = milestone_dependency::Entity::find()
+        .filter(milestone_dependency::Column::MilestoneId.is_in(ids.to_vec()))
+        .order_by_asc(milestone_dependency::Column::DependsOnId)
+        .all(conn)
+        .await?;
+    for row in rows {
+        map.entry(row.milestone_id)
+            .or_default()
+            .push(row.depends_on_id);
+    }
+    Ok(map)
+}
+
+async fn render<C: ConnectionTrait>(
+    conn: &C,
+    ctx: &AuthContext,
+    prog: &program::Model,
+    m: &milestone::Model,
+    now: DateTime<Utc>,
+) -> ApiResult<MilestoneView> {
+    let deps = dependencies_of(conn, &[m.id])
+        .await?
+        .remove(&m.id)
+        .unwrap_or_default();
+    let may = may_update_plan(ctx.caller(), sides(prog), m.owner_user_id);
+    Ok(view(m, deps, program_today(prog, now), may))
+}
+
+fn check_dates(
+    c: &mut Checks,
+    start_field: &str,
+    start: NaiveDate,
+    end_field: &str,
+    end: NaiveDate,
+) {
+    if end < start {
+        c.fail(
+            end_field,
+            "before_start",
+            format!("must not be before {start_field}"),
+        );
+    }
+    let span = end - start;
+    if span.num_days() > 3660 {
+        c.fail(
+            end_field,
+            "out_of_range",
+            "a milestone spans at most ten years",
+        );
+    }
+}
+
+async fn check_owner<C: ConnectionTrait>(
+    conn: &C,
+    prog: &program::Model,
+    owner: Option<i64>,
+) -> ApiResult<()> {
+    let Some(owner) = owner else { return Ok(()) };
+    let found = user::Entity::find_by_id(owner)
+        .filter(user::Column::OrgId.is_in([prog.sponsor_org_id, prog.cmo_org_id]))
+        .filter(user::Column::Active.eq(true))
+        .one(conn)
+        .await?;
+    if found.is_none() {
+        return Err(ApiError::invalid(
+            "owner_user_id",
+            "not_on_program",
+            "not an active user of the sponsor or of the program's CMO",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that `depends_on` names other milestones of the same program and that the
+/// plan stays acyclic once `milestone_id` depends on them; 422 naming the cycle if not.
+async fn check_dependencies<C: ConnectionTrait>(
+    conn: &C,
+    program_id: i64,
+    milestone_id: Option<i64>,
+    depends_on: &BTreeSet<i64>,
+) -> ApiResult<()> {
+    if depends_on.len() > MAX_DEPENDENCIES {
+        return Err(ApiError::invalid(
+            "depends_on",
+            "too_many",
+            format!("at most {MAX_DEPENDENCIES} dependencies"),
+        ));
+    }
+    if milestone_id.is_some_and(|id| depends_on.contains(&id)) {
+        return Err(ApiError::invalid(
+            "depends_on",
+            "cycle",
+            "a milestone cannot depend on itself",
+        ));
+    }
+    let siblings = milestone::Entity::find()
+        .filter(milestone::Column::ProgramId.eq(program_id))
+        .all(conn)
+        .await?;
+    let names: BTreeMap<i64, String> = siblings.iter().map(|m| (m.id, m.name.clone())).collect();
+    if let Some(unknown) = depends_on.iter().find(|id| !names.contains_key(id)) {
+        return Err(ApiError::invalid(
+            "depends_on",
+            "unknown_milestone",
+            format!("milestone {unknown} is not part of this program"),
+        ));
+    }
+    let Some(milestone_id) = milestone_id else {
+        // A new milestone has no dependents yet: it cannot close a cycle.
+        return Ok(());
+    };
+    let ids: Vec<i64> = names.keys().copied().collect();
+    let mut edges: BTreeMap<i64, BTreeSet<i64>> = dependencies_of(conn, &ids)
+        .await?
+        .into_iter()
+        .map(|(k, v)| (k, v.into_iter().collect()))
+        .collect();
+    edges.insert(milestone_id, depends_on.clone());
+    if let Some(cycle) = milestone_rules::find_cycle(&edges) {
+        let path: Vec<String> = cycle
+            .iter()
+            .map(|id| names.get(id).cloned().unwrap_or_else(|| id.to_string()))
+            .collect();
+        return Err(ApiError::invalid(
+            "depends_on",
+            "cycle",
+            format!("this would make a dependency cycle: {}", path.join(" → ")),
+        ));
+    }
+    Ok(())
+}
+
+async fn replace_dependencies<C: ConnectionTrait>(
+    conn: &C,
+    milestone_id: i64,
+    depends_on: &BTreeSet<i64>,
+) -> ApiResult<()> {
+    milestone_dependency::Entity::delete_many()
+        .filter(milestone_dependency::Column::MilestoneId.eq(milestone_id))
+        .exec(conn)
+        .await?;
+    if !depends_on.is_empty() {
+        milestone_dependency::Entity::insert_many(depends_on.iter().map(|d| {
+            milestone_dependency::ActiveModel {
+                milestone_id: Set(milestone_id),
+                depends_on_id: Set(*d),
+            }
+        }))
+        .exec(conn)
+        .await?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "name": "Engineering runs", "phase": "Manufacturing readiness", "owner_user_id": 5,
+    "baseline_start": "2027-03-01", "baseline_end": "2027-04-15", "depends_on": [10, 11]
+}))]
+pub struct CreateMilestone {
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: String,
+    #[schema(min_length = 1, max_length = 100)]
+    pub phase: String,
+    pub owner_user_id: Option<i64>,
+    pub baseline_start: NaiveDate,
+    pub baseline_end: NaiveDate,
+    /// Default: the baseline.
+    pub forecast_start: Option<NaiveDate>,
+    /// Default: the baseline.
+    pub forecast_end: Option<NaiveDate>,
+    /// Milestones of the same program that must complete first.
+    #[schema(max_items = 50)]
+    pub depends_on: Option<Vec<i64>>,
+    /// Order in the plan (default: last).
+    #[schema(minimum = 0, maximum = 100000)]
+    pub position: Option<i32>,
+}
+
+impl Validate for CreateMilestone {
+    fn validate(&self, c: &mut Checks) {
+        c.text("name", &self.name, 1, 200);
+        c.text("phase", &self.phase, 1, 100);
+        check_dates(
+            c,
+            "baseline_start",
+            self.baseline_start,
+            "baseline_end",
+            self.baseline_end,
+        );
+        let fs = self.forecast_start.unwrap_or(self.baseline_start);
+        let fe = self.forecast_end.unwrap_or(self.baseline_end);
+        check_dates(c, "forecast_start", fs, "forecast_end", fe);
+        if self.position.is_some_and(|p| !(0..=100_000).contains(&p)) {
+            c.fail("position", "out_of_range", "must be between 0 and 100000");
+        }
+    }
+}
+
+/// Add a milestone to a program's plan (program managers and admins of either side).
+#[utoipa::path(
+    tag = "milestones",
+    params(("id" = i64, Path, description = "Program id")),
+    request_body = CreateMilestone,
+    responses(
+        (status = 201, description = "Milestone created", body = MilestoneView),
+        (status = 403, description = "Not allowed to update this plan", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[post("/programs/{id}/milestones")]
+pub async fn create_milestone(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<CreateMilestone>,
+) -> ApiResult<HttpResponse> {
+    let b = body.into_inner();
+    let txn = crate::db::begin_write(&state.db).await?;
+    let prog = find_scoped::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
+    if !may_update_plan(ctx.caller(), sides(&prog), None) {
+        return Err(ApiError::Forbidden(
+            "program managers and admins of the sponsor or CMO update the plan".to_string(),
+        ));
+    }
+    check_owner(&txn, &prog, b.owner_user_id).await?;
+    let depends_on: BTreeSet<i64> = b.depends_on.unwrap_or_default().into_iter().collect();
+    check_dependencies(&txn, prog.id, None, &depends_on).await?;
+    let position = match b.position {
+        Some(p) => p,
+        None => {
+            let last = milestone::Entity::find()
+                .filter(milestone::Column::ProgramId.eq(prog.id))
+                .order_by_desc(milestone::Column::Position)
+                .one(&txn)
+                .await?;
+            last.map_or(0, |m| m.position.saturating_add(1))
+        }
+    };
+    let now = state.clock.now();
+    let created = milestone::ActiveModel {
+        id: NotSet,
+        program_id: Set(prog.id),
+        name: Set(b.name.trim().to_string()),
+        phase: Set(b.phase.trim().to_string()),
+        owner_user_id: Set(b.owner_user_id),
+        status: Set(MilestoneStatus::Planned),
+        held_from: Set(None),
+        baseline_start: Set(b.baseline_start),
+        baseline_end: Set(b.baseline_end),
+        forecast_start: Set(b.forecast_start.unwrap_or(b.baseline_start)),
+        forecast_end: Set(b.forecast_end.unwrap_or(b.baseline_end)),
+        actual_start: Set(None),
+        actual_end: Set(None),
+        position: Set(position),
+        created_at: Set(now),
+        updated_at: Set(now),
+        version: Set(1),
+    }
+    .insert(&txn)
+    .await?;
+    replace_dependencies(&txn, created.id, &depends_on).await?;
+    let rendered = render(&txn, &ctx, &prog, &created, now).await?;
+    audit_trail::append(
+        &txn,
+        &ctx.actor(now),
+        Entry::new("milestone", created.id, "create").after(snapshot(&rendered)),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(HttpResponse::Created().json(rendered))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct MilestoneFilter {
+    pub status: Option<MilestoneStatus>,
+    pub owner_user_id: Option<i64>,
+}
+
+/// The program's plan, in plan order.
+#[utoipa::path(
+    tag = "milestones",
+    params(("id" = i64, Path, description = "Program id"), MilestoneFilter),
+    responses(
+        (status = 200, description = "The milestones", body = Vec<MilestoneView>),
+        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[get("/programs/{id}/milestones")]
+pub async fn list_milestones(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    filter: web::Query<MilestoneFilter>,
+) -> ApiResult<web::Json<Vec<MilestoneView>>> {
+    let prog = find_scoped::<program::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    let f = filter.into_inner();
+    let mut select = milestone::Entity::find()
+        .filter(milestone::Column::ProgramId.eq(prog.id))
+        .order_by_asc(milestone::Column::Position)
+        .order_by_asc(milestone::Column::Id);
+    if let Some(s) = f.status {
+        select = select.filter(milestone::Column::Status.eq(s));
+    }
+    if let Some(o) = f.owner_user_id {
+        select = select.filter(milestone::Column::OwnerUserId.eq(o));
+    }
+    let items = select.all(&state.db).await?;
+    let ids: Vec<i64> = items.iter().map(|m| m.id).collect();
+    let mut deps = dependencies_of(&state.db, &ids).await?;
+    let today = program_today(&prog, state.clock.now());
+    Ok(web::Json(
+        items
+            .iter()
+            .map(|m| {
+                let may = may_update_plan(ctx.caller(), sides(&prog), m.owner_user_id);
+                view(m, deps.remove(&m.id).unwrap_or_default(), today, may)
+            })
+            .collect(),
+    ))
+}
+
+/// One milestone.
+#[utoipa::path(
+    tag = "milestones",
+    params(("id" = i64, Path, description = "Milestone id")),
+    responses(
+        (status = 200, description = "The milestone", body = MilestoneView),
+        (status = 404, description = "No such milestone visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[get("/milestones/{id}")]
+pub async fn get_milestone(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+) -> ApiResult<HttpResponse> {
+    let m = find_scoped::<milestone::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    let prog = find_scoped::<program::Entity, _>(&state.db, &ctx, m.program_id).await?;
+    let rendered = render(&state.db, &ctx, &prog, &m, state.clock.now()).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((actix_web::http::header::ETAG, format!("\"{}\"", m.version)))
+        .json(rendered))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"version": 3, "forecast_end": "2027-04-29", "reason": "bioreactor delivery slipped two weeks"}))]
+pub struct UpdateMilestone {
+    /// The version being updated (or send `If-Match`).
+    pub version: Option<i32>,
+    #[schema(min_length = 1, max_length = 200)]
+    pub name: Option<String>,
+    #[schema(min_length = 1, max_length = 100)]
+    pub phase: Option<String>,
+    pub owner_user_id: Option<i64>,
+    pub forecast_start: Option<NaiveDate>,
+    pub forecast_end: Option<NaiveDate>,
+    /// Replaces the dependency set; a cycle is refused with 422 naming it.
+    #[schema(max_items = 50)]
+    pub depends_on: Option<Vec<i64>>,
+    #[schema(minimum = 0, maximum = 100000)]
+    pub position: Option<i32>,
+    /// Why; kept in the audit trail.
+    #[schema(max_length = 500)]
+    pub reason: Option<String>,
+}
+
+impl Validate for UpdateMilestone {
+    fn validate(&self, c: &mut Checks) {
+        c.optional_text("name", self.name.as_deref(), 1, 200);
+        c.optional_text("phase", self.phase.as_deref(), 1, 100);
+        c.optional_text("reason", self.reason.as_deref(), 1, 500);
+        if self.position.is_some_and(|p| !(0..=100_000).contains(&p)) {
+            c.fail("position", "out_of_range", "must be between 0 and 100000");
+        }
+    }
+}
+
+/// Update a milestone's name, owner, forecast, dependencies or position. The baseline
+/// changes only by re-baselining; the status only by transitions.
+#[utoipa::path(
+    tag = "milestones",
+    params(
+        ("id" = i64, Path, description = "Milestone id"),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(W/)?"?[0-9]{1,9}"?$"#, description = "Version being updated (alternative to `version` in the body)")
+    ),
+    request_body = UpdateMilestone,
+    responses(
+        (status = 200, description = "The updated milestone", body = MilestoneView),
+        (status = 403, description = "Not allowed to update this plan", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such milestone visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Stale version", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[patch("/milestones/{id}")]
+pub async fn update_milestone(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<UpdateMilestone>,
+) -> ApiResult<web::Json<MilestoneView>> {
+    let b = body.into_inner();
+    let version = expected_version(&req, b.version)?;
+    let txn = crate::db::begin_write(&state.db).await?;
+    let current = find_scoped::<milestone::Entity, _>(&txn, &ctx, id.into_inner()).await?;
+    let prog = find_scoped::<program::Entity, _>(&txn, &ctx, current.program_id).await?;
+    if !may_update_plan(ctx.caller(), sides(&prog), current.owner_user_id) {
+        return Err(ApiError::Forbidden(
+            "not allowed to update this plan".to_string(),
+        ));
+    }
+    if current.version != version {
+        return Err(ApiError::stale_version(current.version));
+    }
+    let fs = b.forecast_start.unwrap_or(current.forecast_start);
+    let fe = b.forecast_end.unwrap_or(current.forecast_end);
+    let mut checks = Checks::default();
+    check_dates(&mut checks, "forecast_start", fs, "forecast_end", fe);
+    checks.finish()?;
+    if b.owner_user_id.is_some() {
+        check_owner(&txn, &prog, b.owner_user_id).await?;
+    }
+    let now = state.clock.now();
+    let before = render(&txn, &ctx, &prog, &current, now).await?;
+    if let Some(deps) = &b.depends_on {
+        let deps: BTreeSet<i64> = deps.iter().copied().collect();
+        check_dependencies(&txn, prog.id, Some(current.id), &deps).await?;
+        replace_dependencies(&txn, current.id, &deps).await?;
+    }
+    let mut active: milestone::ActiveModel = current.clone().into();
+    if let Some(v) = b.name {
+        active.name = Set(v.trim().to_string());
+    }
+    if let Some(v) = b.phase {
+        active.phase = Set(v.trim().to_string());
+    }
+    if b.owner_user_id.is_some() {
+        active.owner_user_id = Set(b.owner_user_id);
+    }
+    if let Some(v) = b.position {
+        active.position = Set(v);
+    }
+    active.forecast_start = Set(fs);
+    active.forecast_end = Set(fe);
+    active.updated_at = Set(now);
+    active.version = Set(current.version + 1);
+    let updated =
+        compare_and_set::<milestone::Entity, _>(&txn, active, current.id, current.version).await?;
+    let after = render(&txn, &ctx, &prog, &updated, now).await?;
+    audit_trail::append(
+        &txn,
+        &ctx.actor(now),
+        Entry::new("milestone", updated.id, "update")
+            .before(snapshot(&before))
+            .after(snapshot(&after))
+            .reason(b.reason),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(web::Json(after))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"version": 4, "baseline_start": "2027-03-15", "baseline_end": "2027-05-15", "reason": "steering committee approved the revised plan on 2027-02-20"}))]
+pub struct Rebaseline {
+    /// The version being re-baselined (or send `If-Match`).
+    pub version: Option<i32>,
+    pub baseline_start: NaiveDate,
+    pub baseline_end: NaiveDate,
+    /// Why; kept in the audit trail. Required.
+    #[schema(min_length = 1, max_length = 500)]
+    pub reason: String,
+}
+
+impl Validate for Rebaseline {
+    fn validate(&self, c: &mut Checks) {
+        check_dates(
+            c,
+            "baseline_start",
+            self.baseline_start,
+            "baseline_end",
+            self.baseline_end,
+        );
+        c.text("reason", &self.reason, 1, 500);
+    }
+}
+
+/// Move a milestone's baseline: an explicit, audited decision with a reason (sponsor
+/// admins and program managers).
+#[utoipa::path(
+    tag = "milestones",
+    params(("id" = i64, Path, description = "Milestone id")),
+    request_body = Rebaseline,
+    responses(
+        (status = 200, description = "The re-baselined milestone", body = MilestoneView),
+        (status = 403, description = "Only the sponsor's admins and program managers re-baseline", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such milestone visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Stale version", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[post("/milestones/{id}/rebaseline")]
+pub async fn rebaseline_milestone(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<Rebaseline>,
+) -> ApiResult<web::Json<MilestoneView>> {
+    let b = body.into_inner();
+    let version = expected_version(&req, b.version)?;
+    let txn = crate::db::begin_write(&state.db).await?;
+    let current = find_scoped::<milestone::Entity, _>(&txn, &ctx, id.into_inner()).await?;
+    let prog = find_scoped::<program::Entity, _>(&txn, &ctx, current.program_id).await?;
+    if !may_manage_program(ctx.caller(), sides(&prog)) {
+        return Err(ApiError::Forbidden(
+            "only the sponsor's admins and program managers re-baseline".to_string(),
+        ));
+    }
+    if current.version != version {
+        return Err(ApiError::stale_version(current.version));
+    }
+    let now = state.clock.now();
+    let before = render(&txn, &ctx, &prog, &current, now).await?;
+    let mut active: milestone::ActiveModel = current.clone().into();
+    active.baseline_start = Set(b.baseline_start);
+    active.baseline_end = Set(b.baseline_end);
+    active.updated_at = Set(now);
+    active.version = Set(current.version + 1);
+    let updated =
+        compare_and_set::<milestone::Entity, _>(&txn, active, current.id, current.version).await?;
+    let after = render(&txn, &ctx, &prog, &updated, now).await?;
+    audit_trail::append(
+        &txn,
+        &ctx.actor(now),
+        Entry::new("milestone", updated.id, "rebaseline")
+            .before(snapshot(&before))
+            .after(snapshot(&after))
+            .reason(Some(b.reason)),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(web::Json(after))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"event": "hold", "reason": "waiting for the CMO's suite qualification", "version": 3}))]
+pub struct MilestoneTransition {
+    pub event: MilestoneEvent,
+    /// Required for `no_go`, `hold` and `cancel`; kept in the audit trail.
+    #[schema(max_length = 500)]
+    pub reason: Option<String>,
+    /// The version the caller saw (optional; checked when given or sent as `If-Match`).
+    pub version: Option<i32>,
+}
+
+impl Validate for MilestoneTransition {
+    fn validate(&self, c: &mut Checks) {
+        c.optional_text("reason", self.reason.as_deref(), 1, 500);
+    }
+}
+
+/// Move a milestone through its state machine. An event not allowed from the current
+/// state, or blocked by a guard (open dependencies, no go decision), answers 409 with the
+/// current state and the allowed events.
+#[utoipa::path(
+    tag = "milestones",
+    params(
+        ("id" = i64, Path, description = "Milestone id"),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(W/)?"?[0-9]{1,9}"?$"#, description = "Version the caller saw (optional)")
+    ),
+    request_body = MilestoneTransition,
+    responses(
+        (status = 200, description = "The milestone in its new state", body = MilestoneView),
+        (status = 403, description = "Not allowed to update this plan", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such milestone visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Illegal event, guard failed, or stale version; `current_state` and `allowed_events` say what is possible", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[post("/milestones/{id}/transitions")]
+pub async fn transition_milestone(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<MilestoneTransition>,
+) -> ApiResult<web::Json<MilestoneView>> {
+    let b = body.into_inner();
+    let seen_version = if b.version.is_some()
+        || req
+            .headers()
+            .contains_key(actix_web::http::header::IF_MATCH)
+    {
+        Some(expected_version(&req, b.version)?)
+    } else {
+        None
+    };
+    let txn = crate::db::begin_write(&state.db).await?;
+    let current = find_scoped::<milestone::Entity, _>(&txn, &ctx, id.into_inner()).await?;
+    let prog = find_scoped::<program::Entity, _>(&txn, &ctx, current.program_id).await?;
+    if !may_update_plan(ctx.caller(), sides(&prog), current.owner_user_id) {
+        return Err(ApiError::Forbidden(
+            "not allowed to update this plan".to_string(),
+        ));
+    }
+    if seen_version.is_some_and(|v| v != current.version) {
+        return Err(ApiError::stale_version(current.version));
+    }
+    let guards = guards_for(&txn, &current, b.event, b.reason.is_some()).await?;
+    let next =
+        milestone_rules::transition(current.status, b.event, &guards).map_err(|err| match err {
+            TransitionError::ReasonRequired => {
+                ApiError::invalid("reason", "required", "this event needs a reason")
+            }
+            other => ApiError::Conflict {
+                code: "illegal_transition",
+                detail: other.to_string(),
+                current_state: Some(status_name(current.status)),
+                allowed_events: Some(
+                    milestone_rules::allowed_events(current.status, current.held_from)
+                        .into_iter()
+                        .map(event_name)
+                        .collect(),
+                ),
+                current_version: Some(current.version),
+            },
+        })?;
+    let now = state.clock.now();
+    let today = program_today(&prog, now);
+    let before = render(&txn, &ctx, &prog, &current, now).await?;
+    let mut active: milestone::ActiveModel = current.clone().into();
+    active.status = Set(next);
+    match b.event {
+        MilestoneEvent::Start => active.actual_start = Set(Some(today)),
+        MilestoneEvent::Complete => active.actual_end = Set(Some(today)),
+        MilestoneEvent::Hold => active.held_from = Set(Some(current.status)),
+        MilestoneEvent::Resume => active.held_from = Set(None),
+        _ => {}
+    }
+    active.updated_at = Set(now);
+    active.version = Set(current.version + 1);
+    // Compare-and-set: of many identical concurrent transitions exactly one wins.
+    let updated =
+        compare_and_set::<milestone::Entity, _>(&txn, active, current.id, current.version).await?;
+    let after = render(&txn, &ctx, &prog, &updated, now).await?;
+    audit_trail::append(
+        &txn,
+        &ctx.actor(now),
+        Entry::new("milestone", updated.id, transition_action(b.event))
+            .before(snapshot(&before))
+            .after(snapshot(&after))
+            .reason(b.reason),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(web::Json(after))
+}
+
+async fn guards_for<C: ConnectionTrait>(
+    conn: &C,
+    m: &milestone::Model,
+    event: MilestoneEvent,
+    has_reason: bool,
+) -> ApiResult<Guards> {
+    let mut guards = Guards {
+        held_from: m.held_from,
+        has_reason,
+        ..Guards::default()
+    };
+    if event == MilestoneEvent::Start {
+        let deps = dependencies_of(conn, &[m.id])
+            .await?
+            .remove(&m.id)
+            .unwrap_or_default();
+        if !deps.is_empty() {
+            let open = milestone::Entity::find()
+                .filter(milestone::Column::Id.is_in(deps))
+                .filter(milestone::Column::Status.ne(MilestoneStatus::Completed))
+                .order_by_asc(milestone::Column::Position)
+                .all(conn)
+                .await?;
+            guards.open_dependencies = open.into_iter().map(|d| d.name).collect();
+        }
+    }
+    // Gates (go/no-go decisions) arrive with their own endpoints; until a gate has a
+    // recorded `go` decision, completion stays blocked.
+    guards.gate_go = None;
+    Ok(guards)
+}
+
+fn transition_action(event: MilestoneEvent) -> &'static str {
+    match event {
+        MilestoneEvent::Start => "start",
+        MilestoneEvent::SubmitForGate => "submit_for_gate",
+        MilestoneEvent::Complete => "complete",
+        MilestoneEvent::NoGo => "no_go",
+        MilestoneEvent::Hold => "hold",
+        MilestoneEvent::Resume => "resume",
+        MilestoneEvent::Cancel => "cancel",
+    }
+}
+
+fn event_name(e: MilestoneEvent) -> String {
+    transition_action(e).to_string()
+}
+
+fn status_name(s: MilestoneStatus) -> String {
+    serde_json::to_value(s)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}

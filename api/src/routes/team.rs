@@ -1,0 +1,332 @@
+//! A program's team: who is on it, at which governance tier, with which expertise.
+
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
+use chrono::{DateTime, Utc};
+use entity::access::may_manage_program;
+use entity::audit_trail::{self, Entry};
+use entity::team_member::{self, GovernanceTier};
+use entity::{program, user};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter,
+    QueryOrder,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::programs::sides;
+use super::{ApiJson, Checks, Validate, compare_and_set, expected_version, snapshot};
+use crate::auth::{AuthContext, find_scoped};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 3, "program_id": 7, "user_id": 5, "governance_tier": "core_team",
+    "program_role": "QA lead", "expertise_tags": ["quality", "microbiology"],
+    "wants_digest": true, "wants_reminders": true,
+    "created_at": "2026-11-23T09:00:00Z", "updated_at": "2026-11-23T09:00:00Z", "version": 1
+}))]
+pub struct TeamMemberView {
+    pub id: i64,
+    pub program_id: i64,
+    pub user_id: i64,
+    pub governance_tier: GovernanceTier,
+    pub program_role: String,
+    /// Lower-case tags; the escalation call tree matches them to deviation categories.
+    pub expertise_tags: Vec<String>,
+    /// Receives the weekly status digest.
+    pub wants_digest: bool,
+    /// Receives overdue-action reminders.
+    pub wants_reminders: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i32,
+}
+
+impl From<&team_member::Model> for TeamMemberView {
+    fn from(m: &team_member::Model) -> Self {
+        Self {
+            id: m.id,
+            program_id: m.program_id,
+            user_id: m.user_id,
+            governance_tier: m.governance_tier,
+            program_role: m.program_role.clone(),
+            expertise_tags: serde_json::from_str(&m.expertise_tags).unwrap_or_default(),
+            wants_digest: m.wants_digest,
+            wants_reminders: m.wants_reminders,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+            version: m.version,
+        }
+    }
+}
+
+fn check_tags(c: &mut Checks, tags: Option<&Vec<String>>) {
+    if let Some(tags) = tags {
+        if tags.len() > 20 {
+            c.fail("expertise_tags", "too_many", "at most 20 tags");
+        } else if let Err(why) = team_member::normalize_tags(tags) {
+            c.fail("expertise_tags", "invalid_tag", why);
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "user_id": 5, "governance_tier": "core_team", "program_role": "QA lead",
+    "expertise_tags": ["quality", "microbiology"], "wants_digest": true, "wants_reminders": true
+}))]
+pub struct AddTeamMember {
+    /// A user of the sponsor or of the program's CMO.
+    pub user_id: i64,
+    pub governance_tier: GovernanceTier,
+    #[schema(min_length = 1, max_length = 100)]
+    pub program_role: String,
+    pub expertise_tags: Option<Vec<String>>,
+    /// Default true.
+    pub wants_digest: Option<bool>,
+    /// Default true.
+    pub wants_reminders: Option<bool>,
+}
+
+impl Validate for AddTeamMember {
+    fn validate(&self, c: &mut Checks) {
+        c.text("program_role", &self.program_role, 1, 100);
+        check_tags(c, self.expertise_tags.as_ref());
+    }
+}
+
+/// Add a member to the program's team (sponsor admins and program managers).
+#[utoipa::path(
+    tag = "programs",
+    params(("id" = i64, Path, description = "Program id")),
+    request_body = AddTeamMember,
+    responses(
+        (status = 201, description = "Member added", body = TeamMemberView),
+        (status = 403, description = "Only the sponsor's admins and program managers edit the team", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The user is already on the team", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields, or the user is not of the sponsor or the CMO", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[post("/programs/{id}/team")]
+pub async fn add_team_member(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<AddTeamMember>,
+) -> ApiResult<HttpResponse> {
+    let b = body.into_inner();
+    let txn = crate::db::begin_write(&state.db).await?;
+    let prog = find_scoped::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
+    if !may_manage_program(ctx.caller(), sides(&prog)) {
+        return Err(ApiError::Forbidden(
+            "only the sponsor's admins and program managers edit the team".to_string(),
+        ));
+    }
+    let member_user = user::Entity::find_by_id(b.user_id)
+        .filter(user::Column::OrgId.is_in([prog.sponsor_org_id, prog.cmo_org_id]))
+        .filter(user::Column::Active.eq(true))
+        .one(&txn)
+        .await?
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "user_id",
+                "not_on_program",
+                "not an active user of the sponsor or of the program's CMO",
+            )
+        })?;
+    let tags = team_member::normalize_tags(&b.expertise_tags.unwrap_or_default())
+        .map_err(|why| ApiError::invalid("expertise_tags", "invalid_tag", why))?;
+    let now = state.clock.now();
+    let member = team_member::ActiveModel {
+        id: NotSet,
+        program_id: Set(prog.id),
+        user_id: Set(member_user.id),
+        governance_tier: Set(b.governance_tier),
+        program_role: Set(b.program_role.trim().to_string()),
+        expertise_tags: Set(serde_json::to_string(&tags).unwrap_or_else(|_| "[]".to_string())),
+        wants_digest: Set(b.wants_digest.unwrap_or(true)),
+        wants_reminders: Set(b.wants_reminders.unwrap_or(true)),
+        created_at: Set(now),
+        updated_at: Set(now),
+        version: Set(1),
+    }
+    .insert(&txn)
+    .await?;
+    audit_trail::append(
+        &txn,
+        &ctx.actor(now),
+        Entry::new("team_member", member.id, "add").after(snapshot(&TeamMemberView::from(&member))),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(HttpResponse::Created().json(TeamMemberView::from(&member)))
+}
+
+/// The program's team, by governance tier then id.
+#[utoipa::path(
+    tag = "programs",
+    params(("id" = i64, Path, description = "Program id")),
+    responses(
+        (status = 200, description = "The team", body = Vec<TeamMemberView>),
+        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[get("/programs/{id}/team")]
+pub async fn list_team(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+) -> ApiResult<web::Json<Vec<TeamMemberView>>> {
+    let prog = find_scoped::<program::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    let members = team_member::Entity::find()
+        .filter(team_member::Column::ProgramId.eq(prog.id))
+        .order_by_asc(team_member::Column::GovernanceTier)
+        .order_by_asc(team_member::Column::Id)
+        .all(&state.db)
+        .await?;
+    Ok(web::Json(
+        members.iter().map(TeamMemberView::from).collect(),
+    ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"version": 1, "governance_tier": "leadership", "wants_digest": false}))]
+pub struct UpdateTeamMember {
+    /// The version being updated (or send `If-Match`).
+    pub version: Option<i32>,
+    pub governance_tier: Option<GovernanceTier>,
+    #[schema(min_length = 1, max_length = 100)]
+    pub program_role: Option<String>,
+    pub expertise_tags: Option<Vec<String>>,
+    pub wants_digest: Option<bool>,
+    pub wants_reminders: Option<bool>,
+}
+
+impl Validate for UpdateTeamMember {
+    fn validate(&self, c: &mut Checks) {
+        c.optional_text("program_role", self.program_role.as_deref(), 1, 100);
+        check_tags(c, self.expertise_tags.as_ref());
+    }
+}
+
+/// Change a member's tier, role, tags or notification preferences. Sponsor admins and
+/// program managers change anything; members change their own notification preferences.
+#[utoipa::path(
+    tag = "programs",
+    params(
+        ("id" = i64, Path, description = "Team member id"),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(W/)?"?[0-9]{1,9}"?$"#, description = "Version being updated (alternative to `version` in the body)")
+    ),
+    request_body = UpdateTeamMember,
+    responses(
+        (status = 200, description = "The updated member", body = TeamMemberView),
+        (status = 403, description = "Not allowed to make this change", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such team member visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Stale version", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[patch("/team-members/{id}")]
+pub async fn update_team_member(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<UpdateTeamMember>,
+) -> ApiResult<web::Json<TeamMemberView>> {
+    let b = body.into_inner();
+    let version = expected_version(&req, b.version)?;
+    let txn = crate::db::begin_write(&state.db).await?;
+    let current = find_scoped::<team_member::Entity, _>(&txn, &ctx, id.into_inner()).await?;
+    let prog = find_scoped::<program::Entity, _>(&txn, &ctx, current.program_id).await?;
+    let manager = may_manage_program(ctx.caller(), sides(&prog));
+    let own_preferences_only = current.user_id == ctx.user.id
+        && b.governance_tier.is_none()
+        && b.program_role.is_none()
+        && b.expertise_tags.is_none();
+    if !manager && !own_preferences_only {
+        return Err(ApiError::Forbidden(
+            "sponsor admins and program managers edit the team; members only their own preferences"
+                .to_string(),
+        ));
+    }
+    if current.version != version {
+        return Err(ApiError::stale_version(current.version));
+    }
+    let now = state.clock.now();
+    let mut active: team_member::ActiveModel = current.clone().into();
+    if let Some(v) = b.governance_tier {
+        active.governance_tier = Set(v);
+    }
+    if let Some(v) = b.program_role {
+        active.program_role = Set(v.trim().to_string());
+    }
+    if let Some(tags) = b.expertise_tags {
+        let tags = team_member::normalize_tags(&tags)
+            .map_err(|why| ApiError::invalid("expertise_tags", "invalid_tag", why))?;
+        active.expertise_tags =
+            Set(serde_json::to_string(&tags).unwrap_or_else(|_| "[]".to_string()));
+    }
+    if let Some(v) = b.wants_digest {
+        active.wants_digest = Set(v);
+    }
+    if let Some(v) = b.wants_reminders {
+        active.wants_reminders = Set(v);
+    }
+    active.updated_at = Set(now);
+    active.version = Set(current.version + 1);
+    let updated =
+        compare_and_set::<team_member::Entity, _>(&txn, active, current.id, current.version)
+            .await?;
+    audit_trail::append(
+        &txn,
+        &ctx.actor(now),
+        Entry::new("team_member", updated.id, "update")
+            .before(snapshot(&TeamMemberView::from(&current)))
+            .after(snapshot(&TeamMemberView::from(&updated))),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(web::Json(TeamMemberView::from(&updated)))
+}
+
+/// Remove a member from the team (sponsor admins and program managers).
+#[utoipa::path(
+    tag = "programs",
+    params(("id" = i64, Path, description = "Team member id")),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 403, description = "Only the sponsor's admins and program managers edit the team", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such team member visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[delete("/team-members/{id}")]
+pub async fn remove_team_member(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+) -> ApiResult<HttpResponse> {
+    let txn = crate::db::begin_write(&state.db).await?;
+    let current = find_scoped::<team_member::Entity, _>(&txn, &ctx, id.into_inner()).await?;
+    let prog = find_scoped::<program::Entity, _>(&txn, &ctx, current.program_id).await?;
+    if !may_manage_program(ctx.caller(), sides(&prog)) {
+        return Err(ApiError::Forbidden(
+            "only the sponsor's admins and program managers edit the team".to_string(),
+        ));
+    }
+    team_member::Entity::delete_by_id(current.id)
+        .exec(&txn)
+        .await?;
+    audit_trail::append(
+        &txn,
+        &ctx.actor(state.clock.now()),
+        Entry::new("team_member", current.id, "remove")
+            .before(snapshot(&TeamMemberView::from(&current))),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(HttpResponse::NoContent().finish())
+}
