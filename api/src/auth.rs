@@ -206,7 +206,7 @@ impl TenantScoped for program::Entity {
 }
 
 /// Ids of the programs the caller may see, for scoping a program's children.
-fn visible_programs(ctx: &AuthContext) -> sea_orm::sea_query::SelectStatement {
+pub fn visible_programs(ctx: &AuthContext) -> sea_orm::sea_query::SelectStatement {
     sea_orm::sea_query::Query::select()
         .column(program::Column::Id)
         .from(program::Entity)

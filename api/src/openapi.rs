@@ -31,6 +31,8 @@ RFC 9457 `application/problem+json` with a stable `code`. Another organization's
         (name = "tokens", description = "API tokens"),
         (name = "programs", description = "Programs, their teams and plans"),
         (name = "milestones", description = "Milestones, dependencies and their state machine"),
+        (name = "gates", description = "Go/no-go gates: checklists and signed decisions"),
+        (name = "action items", description = "Action items: owners, due dates, overdue, snooze"),
         (name = "audit", description = "The hash-chained audit trail"),
         (name = "signatures", description = "Electronic signatures (21 CFR Part 11 style)"),
         (name = "operations", description = "Health, readiness and metrics")

@@ -116,4 +116,7 @@ pub enum SignedRecordType {
     /// An entry of the audit trail, signed as part of a periodic audit-trail review.
     #[sea_orm(string_value = "audit_event")]
     AuditEvent,
+    /// A go/no-go decision on a milestone's gate (signed inside the decision endpoint).
+    #[sea_orm(string_value = "gate_decision")]
+    GateDecision,
 }

@@ -2,13 +2,16 @@
 //! worker. Nothing in here knows about HTTP.
 
 pub mod access;
+pub mod action_item;
 pub mod api_token;
 pub mod audit;
 pub mod audit_chain_head;
 pub mod audit_event;
 pub mod audit_trail;
 pub mod clock;
+pub mod deviation;
 pub mod enums;
+pub mod gate;
 pub mod idempotency_key;
 pub mod milestone;
 pub mod milestone_dependency;

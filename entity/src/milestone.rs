@@ -56,6 +56,8 @@ pub struct Model {
     pub actual_end: Option<Date>,
     /// Order within the plan.
     pub position: i32,
+    /// Counts submissions for gate review; a gate decision belongs to one round.
+    pub gate_round: i32,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub version: i32,

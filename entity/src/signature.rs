@@ -49,6 +49,13 @@ pub fn may_sign(role: Role, record_type: SignedRecordType, meaning: SignatureMea
                 SignatureMeaning::Reviewed | SignatureMeaning::Verified
             ) && matches!(role, Role::Quality | Role::Admin)
         }
+        // SPEC §3: a gate decision is signed by a program manager or a quality user.
+        SignedRecordType::GateDecision => {
+            matches!(
+                meaning,
+                SignatureMeaning::Approved | SignatureMeaning::Rejected
+            ) && matches!(role, Role::ProgramManager | Role::Quality)
+        }
     }
 }
 
@@ -75,6 +82,19 @@ mod tests {
         assert!(!is_locked_out(0));
         assert!(!is_locked_out(LOCKOUT_THRESHOLD - 1));
         assert!(is_locked_out(LOCKOUT_THRESHOLD));
+    }
+
+    #[test]
+    fn gate_decisions_are_signed_by_program_managers_and_quality() {
+        let rt = SignedRecordType::GateDecision;
+        assert!(may_sign(
+            Role::ProgramManager,
+            rt,
+            SignatureMeaning::Approved
+        ));
+        assert!(may_sign(Role::Quality, rt, SignatureMeaning::Rejected));
+        assert!(!may_sign(Role::Admin, rt, SignatureMeaning::Approved));
+        assert!(!may_sign(Role::Quality, rt, SignatureMeaning::Reviewed));
     }
 
     #[test]

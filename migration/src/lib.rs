@@ -12,6 +12,7 @@ mod m20261123_000006_create_worker_heartbeats;
 mod m20261123_000007_create_idempotency_keys;
 mod m20261123_000008_create_programs;
 mod m20261123_000009_create_milestones;
+mod m20261123_000010_create_action_items_and_gates;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000007_create_idempotency_keys::Migration),
             Box::new(m20261123_000008_create_programs::Migration),
             Box::new(m20261123_000009_create_milestones::Migration),
+            Box::new(m20261123_000010_create_action_items_and_gates::Migration),
         ]
     }
 }

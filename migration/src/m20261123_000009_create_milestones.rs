@@ -28,6 +28,7 @@ impl MigrationTrait for Migration {
                     .col(date_null(Milestones::ActualStart))
                     .col(date_null(Milestones::ActualEnd))
                     .col(integer(Milestones::Position))
+                    .col(integer(Milestones::GateRound).default(0))
                     .col(timestamp_with_time_zone(Milestones::CreatedAt))
                     .col(timestamp_with_time_zone(Milestones::UpdatedAt))
                     .col(integer(Milestones::Version).default(1))
@@ -114,6 +115,7 @@ pub enum Milestones {
     ActualStart,
     ActualEnd,
     Position,
+    GateRound,
     CreatedAt,
     UpdatedAt,
     Version,

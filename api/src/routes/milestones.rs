@@ -380,6 +380,7 @@ pub async fn create_milestone(
         actual_start: Set(None),
         actual_end: Set(None),
         position: Set(position),
+        gate_round: Set(0),
         created_at: Set(now),
         updated_at: Set(now),
         version: Set(1),
@@ -766,6 +767,7 @@ pub async fn transition_milestone(
         MilestoneEvent::Start => active.actual_start = Set(Some(today)),
         MilestoneEvent::Complete => active.actual_end = Set(Some(today)),
         MilestoneEvent::Hold => active.held_from = Set(Some(current.status)),
+        MilestoneEvent::SubmitForGate => active.gate_round = Set(current.gate_round + 1),
         MilestoneEvent::Resume => active.held_from = Set(None),
         _ => {}
     }
@@ -814,9 +816,15 @@ async fn guards_for<C: ConnectionTrait>(
             guards.open_dependencies = open.into_iter().map(|d| d.name).collect();
         }
     }
-    // Gates (go/no-go decisions) arrive with their own endpoints; until a gate has a
-    // recorded `go` decision, completion stays blocked.
-    guards.gate_go = None;
+    if event == MilestoneEvent::Complete {
+        // Only a decision of the current review round counts.
+        let decision = entity::gate::decision::Entity::find()
+            .filter(entity::gate::decision::Column::MilestoneId.eq(m.id))
+            .filter(entity::gate::decision::Column::GateRound.eq(m.gate_round))
+            .one(conn)
+            .await?;
+        guards.gate_go = decision.map(|d| d.decision == entity::gate::Decision::Go);
+    }
     Ok(guards)
 }
 

@@ -9,7 +9,9 @@ use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult};
 
+pub mod actions;
 pub mod audit;
+pub mod gates;
 pub mod health;
 pub mod me;
 pub mod milestones;
@@ -53,6 +55,16 @@ pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
         .service(milestones::update_milestone)
         .service(milestones::rebaseline_milestone)
         .service(milestones::transition_milestone)
+        .service(gates::get_gate)
+        .service(gates::create_gate_item)
+        .service(gates::update_gate_item)
+        .service(gates::decide_gate)
+        .service(actions::create_action_item)
+        .service(actions::list_action_items)
+        .service(actions::get_action_item)
+        .service(actions::update_action_item)
+        .service(actions::transition_action_item)
+        .service(actions::snooze_action_item)
         .service(signatures::create_signature)
         .service(signatures::list_signatures);
 }
@@ -168,7 +180,9 @@ versioned!(
     entity::user::Model,
     entity::program::Model,
     entity::team_member::Model,
-    entity::milestone::Model
+    entity::milestone::Model,
+    entity::action_item::Model,
+    entity::gate::item::Model
 );
 
 /// Writes `active` only if row `id` still has `version` (compare-and-set, so of two

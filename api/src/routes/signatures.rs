@@ -110,6 +110,13 @@ pub async fn create_signature(
             // An audit event's own chain hash already covers its whole content.
             (id.to_string(), event.hash)
         }
+        SignedRecordType::GateDecision => {
+            return Err(ApiError::invalid(
+                "record_type",
+                "signed_elsewhere",
+                "gate decisions are signed with POST /api/v1/milestones/{id}/gate-decisions",
+            ));
+        }
     };
     if !signature::may_sign(ctx.user.role, body.record_type, body.meaning) {
         return Err(ApiError::Forbidden(format!(

@@ -1,0 +1,639 @@
+//! Action items: create, assign, list, update, transition, snooze.
+
+use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
+use chrono::{DateTime, NaiveDate, Utc};
+use entity::access::may_update_plan;
+use entity::action_item::{self, ActionEvent, ActionSource, ActionStatus, ActionTransitionError};
+use entity::audit_trail::{self, Entry};
+use entity::{program, user};
+use sea_orm::sea_query::IntoCondition;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, Condition,
+    ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::milestones::program_today;
+use super::programs::sides;
+use super::{
+    ApiJson, Checks, Page, Validate, compare_and_set, expected_version, fetch_page, snapshot,
+};
+use crate::auth::{AuthContext, find_scoped, scoped};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 31, "program_id": 7, "title": "Close batch record gaps found at the engineering-run gate",
+    "description": null, "owner_user_id": 5, "due_date": "2027-04-22", "source": "gate_item", "source_id": 88,
+    "status": "open", "snoozed_until": null, "snooze_reason": null, "overdue": false, "days_overdue": 0,
+    "allowed_events": ["start", "complete", "cancel"], "completed_at": null,
+    "created_at": "2026-11-23T09:00:00Z", "updated_at": "2026-11-23T09:00:00Z", "version": 1
+}))]
+pub struct ActionItemView {
+    pub id: i64,
+    pub program_id: i64,
+    pub title: String,
+    pub description: Option<String>,
+    pub owner_user_id: i64,
+    pub due_date: NaiveDate,
+    pub source: ActionSource,
+    pub source_id: Option<i64>,
+    pub status: ActionStatus,
+    pub snoozed_until: Option<NaiveDate>,
+    pub snooze_reason: Option<String>,
+    /// Open or in progress, past due, and not snoozed through today (program time zone).
+    pub overdue: bool,
+    pub days_overdue: i64,
+    pub allowed_events: Vec<ActionEvent>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i32,
+}
+
+pub fn view(a: &action_item::Model, today: NaiveDate) -> ActionItemView {
+    let overdue = action_item::is_overdue(a.status, a.due_date, a.snoozed_until, today);
+    ActionItemView {
+        id: a.id,
+        program_id: a.program_id,
+        title: a.title.clone(),
+        description: a.description.clone(),
+        owner_user_id: a.owner_user_id,
+        due_date: a.due_date,
+        source: a.source,
+        source_id: a.source_id,
+        status: a.status,
+        snoozed_until: a.snoozed_until,
+        snooze_reason: a.snooze_reason.clone(),
+        overdue,
+        days_overdue: if overdue {
+            action_item::days_overdue(a.due_date, today)
+        } else {
+            0
+        },
+        allowed_events: action_item::allowed_events(a.status),
+        completed_at: a.completed_at,
+        created_at: a.created_at,
+        updated_at: a.updated_at,
+        version: a.version,
+    }
+}
+
+/// Creates an action item (used by handlers that spawn work, e.g. a no-go gate).
+pub struct NewAction {
+    pub program_id: i64,
+    pub title: String,
+    pub description: Option<String>,
+    pub owner_user_id: i64,
+    pub due_date: NaiveDate,
+    pub source: ActionSource,
+    pub source_id: Option<i64>,
+}
+
+pub async fn insert<C: ConnectionTrait>(
+    conn: &C,
+    ctx: &AuthContext,
+    now: DateTime<Utc>,
+    today: NaiveDate,
+    new: NewAction,
+) -> ApiResult<action_item::Model> {
+    let created = action_item::ActiveModel {
+        id: NotSet,
+        program_id: Set(new.program_id),
+        title: Set(new.title),
+        description: Set(new.description),
+        owner_user_id: Set(new.owner_user_id),
+        due_date: Set(new.due_date),
+        source: Set(new.source),
+        source_id: Set(new.source_id),
+        status: Set(ActionStatus::Open),
+        snoozed_until: Set(None),
+        snooze_reason: Set(None),
+        completed_at: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        version: Set(1),
+    }
+    .insert(conn)
+    .await?;
+    audit_trail::append(
+        conn,
+        &ctx.actor(now),
+        Entry::new("action_item", created.id, "create").after(snapshot(&view(&created, today))),
+    )
+    .await?;
+    Ok(created)
+}
+
+async fn check_owner<C: ConnectionTrait>(
+    conn: &C,
+    prog: &program::Model,
+    owner: i64,
+) -> ApiResult<()> {
+    let found = user::Entity::find_by_id(owner)
+        .filter(user::Column::OrgId.is_in([prog.sponsor_org_id, prog.cmo_org_id]))
+        .filter(user::Column::Active.eq(true))
+        .one(conn)
+        .await?;
+    if found.is_none() {
+        return Err(ApiError::invalid(
+            "owner_user_id",
+            "not_on_program",
+            "not an active user of the sponsor or of the program's CMO",
+        ));
+    }
+    Ok(())
+}
+
+/// Owners act on their own items; program managers and admins of either side on all.
+fn may_act_on(ctx: &AuthContext, prog: &program::Model, item: &action_item::Model) -> bool {
+    may_update_plan(ctx.caller(), sides(prog), Some(item.owner_user_id))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "title": "Send the updated cleaning validation protocol", "owner_user_id": 5,
+    "due_date": "2027-02-15", "source": "meeting"
+}))]
+pub struct CreateActionItem {
+    #[schema(min_length = 1, max_length = 200)]
+    pub title: String,
+    #[schema(max_length = 5000)]
+    pub description: Option<String>,
+    /// A user of the sponsor or of the program's CMO.
+    pub owner_user_id: i64,
+    pub due_date: NaiveDate,
+    /// Default `other`.
+    pub source: Option<ActionSource>,
+    pub source_id: Option<i64>,
+}
+
+impl Validate for CreateActionItem {
+    fn validate(&self, c: &mut Checks) {
+        c.text("title", &self.title, 1, 200);
+        c.optional_text("description", self.description.as_deref(), 1, 5000);
+    }
+}
+
+/// Create an action item on a program (program managers and admins of either side).
+#[utoipa::path(
+    tag = "action items",
+    params(("id" = i64, Path, description = "Program id")),
+    request_body = CreateActionItem,
+    responses(
+        (status = 201, description = "Action item created", body = ActionItemView),
+        (status = 403, description = "Not allowed to create action items on this program", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[post("/programs/{id}/action-items")]
+pub async fn create_action_item(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<CreateActionItem>,
+) -> ApiResult<HttpResponse> {
+    let b = body.into_inner();
+    let txn = crate::db::begin_write(&state.db).await?;
+    let prog = find_scoped::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
+    if !may_update_plan(ctx.caller(), sides(&prog), None) {
+        return Err(ApiError::Forbidden(
+            "program managers and admins create action items".to_string(),
+        ));
+    }
+    check_owner(&txn, &prog, b.owner_user_id).await?;
+    let now = state.clock.now();
+    let today = program_today(&prog, now);
+    let created = insert(
+        &txn,
+        &ctx,
+        now,
+        today,
+        NewAction {
+            program_id: prog.id,
+            title: b.title.trim().to_string(),
+            description: b.description,
+            owner_user_id: b.owner_user_id,
+            due_date: b.due_date,
+            source: b.source.unwrap_or(ActionSource::Other),
+            source_id: b.source_id,
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(HttpResponse::Created().json(view(&created, today)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ActionFilter {
+    pub program_id: Option<i64>,
+    pub owner_user_id: Option<i64>,
+    pub status: Option<ActionStatus>,
+    pub source: Option<ActionSource>,
+    /// Only items overdue today (UTC date), or only items that are not.
+    pub overdue: Option<bool>,
+    /// Due on or before this date.
+    pub due_before: Option<NaiveDate>,
+    /// Due on or after this date.
+    pub due_after: Option<NaiveDate>,
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<u64>,
+    /// Items to skip (default 0).
+    pub offset: Option<u64>,
+}
+
+/// Action items on the caller's programs, by due date then id.
+#[utoipa::path(
+    tag = "action items",
+    params(ActionFilter),
+    responses((status = 200, description = "One page of action items", body = Page<ActionItemView>))
+)]
+#[get("/action-items")]
+pub async fn list_action_items(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    filter: web::Query<ActionFilter>,
+) -> ApiResult<web::Json<Page<ActionItemView>>> {
+    let f = filter.into_inner();
+    let today = state.clock.now().date_naive();
+    let mut select = scoped::<action_item::Entity>(&ctx)
+        .order_by_asc(action_item::Column::DueDate)
+        .order_by_asc(action_item::Column::Id);
+    if let Some(v) = f.program_id {
+        select = select.filter(action_item::Column::ProgramId.eq(v));
+    }
+    if let Some(v) = f.owner_user_id {
+        select = select.filter(action_item::Column::OwnerUserId.eq(v));
+    }
+    if let Some(v) = f.status {
+        select = select.filter(action_item::Column::Status.eq(v));
+    }
+    if let Some(v) = f.source {
+        select = select.filter(action_item::Column::Source.eq(v));
+    }
+    if let Some(v) = f.due_before {
+        select = select.filter(action_item::Column::DueDate.lte(v));
+    }
+    if let Some(v) = f.due_after {
+        select = select.filter(action_item::Column::DueDate.gte(v));
+    }
+    if let Some(overdue) = f.overdue {
+        let is_overdue = Condition::all()
+            .add(action_item::Column::Status.is_in([ActionStatus::Open, ActionStatus::InProgress]))
+            .add(action_item::Column::DueDate.lt(today))
+            .add(
+                Condition::any()
+                    .add(action_item::Column::SnoozedUntil.is_null())
+                    .add(action_item::Column::SnoozedUntil.lt(today)),
+            );
+        select = select.filter(if overdue {
+            is_overdue
+        } else {
+            is_overdue.not()
+        });
+    }
+    let (items, total, limit, offset) = fetch_page(&state.db, select, f.limit, f.offset).await?;
+    Ok(web::Json(Page {
+        items: items.iter().map(|a| view(a, today)).collect(),
+        total,
+        limit,
+        offset,
+    }))
+}
+
+/// One action item.
+#[utoipa::path(
+    tag = "action items",
+    params(("id" = i64, Path, description = "Action item id")),
+    responses(
+        (status = 200, description = "The action item", body = ActionItemView),
+        (status = 404, description = "No such action item visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[get("/action-items/{id}")]
+pub async fn get_action_item(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+) -> ApiResult<web::Json<ActionItemView>> {
+    let a = find_scoped::<action_item::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    let prog = find_scoped::<program::Entity, _>(&state.db, &ctx, a.program_id).await?;
+    Ok(web::Json(view(&a, program_today(&prog, state.clock.now()))))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"version": 1, "owner_user_id": 9, "reason": "Petra is on leave; Marco takes over"}))]
+pub struct UpdateActionItem {
+    /// The version being updated (or send `If-Match`).
+    pub version: Option<i32>,
+    #[schema(min_length = 1, max_length = 200)]
+    pub title: Option<String>,
+    #[schema(max_length = 5000)]
+    pub description: Option<String>,
+    /// Reassign (program managers and admins only).
+    pub owner_user_id: Option<i64>,
+    pub due_date: Option<NaiveDate>,
+    #[schema(max_length = 500)]
+    pub reason: Option<String>,
+}
+
+impl Validate for UpdateActionItem {
+    fn validate(&self, c: &mut Checks) {
+        c.optional_text("title", self.title.as_deref(), 1, 200);
+        c.optional_text("description", self.description.as_deref(), 1, 5000);
+        c.optional_text("reason", self.reason.as_deref(), 1, 500);
+    }
+}
+
+/// Update or reassign an action item.
+#[utoipa::path(
+    tag = "action items",
+    params(
+        ("id" = i64, Path, description = "Action item id"),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(W/)?"?[0-9]{1,9}"?$"#, description = "Version being updated (alternative to `version` in the body)")
+    ),
+    request_body = UpdateActionItem,
+    responses(
+        (status = 200, description = "The updated action item", body = ActionItemView),
+        (status = 403, description = "Not allowed to change this item", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such action item visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Stale version", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[patch("/action-items/{id}")]
+pub async fn update_action_item(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<UpdateActionItem>,
+) -> ApiResult<web::Json<ActionItemView>> {
+    let b = body.into_inner();
+    let version = expected_version(&req, b.version)?;
+    let txn = crate::db::begin_write(&state.db).await?;
+    let current = find_scoped::<action_item::Entity, _>(&txn, &ctx, id.into_inner()).await?;
+    let prog = find_scoped::<program::Entity, _>(&txn, &ctx, current.program_id).await?;
+    if !may_act_on(&ctx, &prog, &current) {
+        return Err(ApiError::Forbidden(
+            "not allowed to change this action item".to_string(),
+        ));
+    }
+    if let Some(owner) = b.owner_user_id
+        && owner != current.owner_user_id
+    {
+        if !may_update_plan(ctx.caller(), sides(&prog), None) {
+            return Err(ApiError::Forbidden(
+                "program managers and admins reassign action items".to_string(),
+            ));
+        }
+        check_owner(&txn, &prog, owner).await?;
+    }
+    if current.version != version {
+        return Err(ApiError::stale_version(current.version));
+    }
+    let now = state.clock.now();
+    let today = program_today(&prog, now);
+    let mut active: action_item::ActiveModel = current.clone().into();
+    if let Some(v) = b.title {
+        active.title = Set(v.trim().to_string());
+    }
+    if let Some(v) = b.description {
+        active.description = Set(Some(v));
+    }
+    if let Some(v) = b.owner_user_id {
+        active.owner_user_id = Set(v);
+    }
+    if let Some(v) = b.due_date {
+        active.due_date = Set(v);
+    }
+    active.updated_at = Set(now);
+    active.version = Set(current.version + 1);
+    let updated =
+        compare_and_set::<action_item::Entity, _>(&txn, active, current.id, current.version)
+            .await?;
+    let action = if updated.owner_user_id != current.owner_user_id {
+        "assign"
+    } else {
+        "update"
+    };
+    audit_trail::append(
+        &txn,
+        &ctx.actor(now),
+        Entry::new("action_item", updated.id, action)
+            .before(snapshot(&view(&current, today)))
+            .after(snapshot(&view(&updated, today)))
+            .reason(b.reason),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(web::Json(view(&updated, today)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"event": "complete", "version": 2}))]
+pub struct ActionTransition {
+    pub event: ActionEvent,
+    /// Required for `cancel` and `reopen`.
+    #[schema(max_length = 500)]
+    pub reason: Option<String>,
+    /// The version the caller saw (optional).
+    pub version: Option<i32>,
+}
+
+impl Validate for ActionTransition {
+    fn validate(&self, c: &mut Checks) {
+        c.optional_text("reason", self.reason.as_deref(), 1, 500);
+    }
+}
+
+/// Move an action item through `open → in_progress → done`, `cancelled`, or reopen it.
+#[utoipa::path(
+    tag = "action items",
+    params(("id" = i64, Path, description = "Action item id")),
+    request_body = ActionTransition,
+    responses(
+        (status = 200, description = "The action item in its new state", body = ActionItemView),
+        (status = 403, description = "Not allowed to change this item", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such action item visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Illegal event or stale version; `current_state` and `allowed_events` say what is possible", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[post("/action-items/{id}/transitions")]
+pub async fn transition_action_item(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<ActionTransition>,
+) -> ApiResult<web::Json<ActionItemView>> {
+    let b = body.into_inner();
+    let txn = crate::db::begin_write(&state.db).await?;
+    let current = find_scoped::<action_item::Entity, _>(&txn, &ctx, id.into_inner()).await?;
+    let prog = find_scoped::<program::Entity, _>(&txn, &ctx, current.program_id).await?;
+    if !may_act_on(&ctx, &prog, &current) {
+        return Err(ApiError::Forbidden(
+            "not allowed to change this action item".to_string(),
+        ));
+    }
+    if b.version.is_some_and(|v| v != current.version) {
+        return Err(ApiError::stale_version(current.version));
+    }
+    let next =
+        action_item::transition(current.status, b.event, b.reason.is_some()).map_err(|err| {
+            match err {
+                ActionTransitionError::ReasonRequired => {
+                    ApiError::invalid("reason", "required", "this event needs a reason")
+                }
+                other => ApiError::Conflict {
+                    code: "illegal_transition",
+                    detail: other.to_string(),
+                    current_state: Some(name_of(&current.status)),
+                    allowed_events: Some(
+                        action_item::allowed_events(current.status)
+                            .iter()
+                            .map(name_of)
+                            .collect(),
+                    ),
+                    current_version: Some(current.version),
+                },
+            }
+        })?;
+    let now = state.clock.now();
+    let today = program_today(&prog, now);
+    let mut active: action_item::ActiveModel = current.clone().into();
+    active.status = Set(next);
+    active.completed_at = Set(if next == ActionStatus::Done {
+        Some(now)
+    } else {
+        None
+    });
+    active.updated_at = Set(now);
+    active.version = Set(current.version + 1);
+    let updated =
+        compare_and_set::<action_item::Entity, _>(&txn, active, current.id, current.version)
+            .await?;
+    audit_trail::append(
+        &txn,
+        &ctx.actor(now),
+        Entry::new("action_item", updated.id, event_action(b.event))
+            .before(snapshot(&view(&current, today)))
+            .after(snapshot(&view(&updated, today)))
+            .reason(b.reason),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(web::Json(view(&updated, today)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"until": "2027-02-01", "reason": "waiting for the CMO's validation report"}))]
+pub struct SnoozeActionItem {
+    /// No reminders and not overdue through this date.
+    pub until: NaiveDate,
+    #[schema(min_length = 1, max_length = 500)]
+    pub reason: String,
+}
+
+impl Validate for SnoozeActionItem {
+    fn validate(&self, c: &mut Checks) {
+        c.text("reason", &self.reason, 1, 500);
+    }
+}
+
+/// Snooze an open action item until a date, with a reason.
+#[utoipa::path(
+    tag = "action items",
+    params(("id" = i64, Path, description = "Action item id")),
+    request_body = SnoozeActionItem,
+    responses(
+        (status = 200, description = "The snoozed action item", body = ActionItemView),
+        (status = 403, description = "Not allowed to change this item", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such action item visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The item is done or cancelled", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[post("/action-items/{id}/snooze")]
+pub async fn snooze_action_item(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<SnoozeActionItem>,
+) -> ApiResult<web::Json<ActionItemView>> {
+    let b = body.into_inner();
+    let txn = crate::db::begin_write(&state.db).await?;
+    let current = find_scoped::<action_item::Entity, _>(&txn, &ctx, id.into_inner()).await?;
+    let prog = find_scoped::<program::Entity, _>(&txn, &ctx, current.program_id).await?;
+    if !may_act_on(&ctx, &prog, &current) {
+        return Err(ApiError::Forbidden(
+            "not allowed to change this action item".to_string(),
+        ));
+    }
+    if !matches!(
+        current.status,
+        ActionStatus::Open | ActionStatus::InProgress
+    ) {
+        return Err(ApiError::conflict(
+            "not_open",
+            "only open or in-progress items can be snoozed",
+        ));
+    }
+    let now = state.clock.now();
+    let today = program_today(&prog, now);
+    if b.until < today {
+        return Err(ApiError::invalid(
+            "until",
+            "in_the_past",
+            "must be today or later",
+        ));
+    }
+    let mut active: action_item::ActiveModel = current.clone().into();
+    active.snoozed_until = Set(Some(b.until));
+    active.snooze_reason = Set(Some(b.reason.clone()));
+    active.updated_at = Set(now);
+    active.version = Set(current.version + 1);
+    let updated =
+        compare_and_set::<action_item::Entity, _>(&txn, active, current.id, current.version)
+            .await?;
+    audit_trail::append(
+        &txn,
+        &ctx.actor(now),
+        Entry::new("action_item", updated.id, "snooze")
+            .before(snapshot(&view(&current, today)))
+            .after(snapshot(&view(&updated, today)))
+            .reason(Some(b.reason)),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(web::Json(view(&updated, today)))
+}
+
+fn event_action(e: ActionEvent) -> &'static str {
+    match e {
+        ActionEvent::Start => "start",
+        ActionEvent::Complete => "complete",
+        ActionEvent::Cancel => "cancel",
+        ActionEvent::Reopen => "reopen",
+    }
+}
+
+fn name_of<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+impl crate::auth::TenantScoped for action_item::Entity {
+    fn tenant_condition(ctx: &AuthContext) -> Condition {
+        action_item::Column::ProgramId
+            .in_subquery(crate::auth::visible_programs(ctx))
+            .into_condition()
+    }
+}

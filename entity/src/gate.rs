@@ -1,0 +1,229 @@
+//! Go/no-go gates: checklist items, decisions, and the rules a decision must meet.
+
+use sea_orm::entity::prelude::*;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize, ToSchema,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(48))")]
+#[serde(rename_all = "snake_case")]
+pub enum CheckType {
+    #[sea_orm(string_value = "facility_suitability_assessment")]
+    FacilitySuitabilityAssessment,
+    #[sea_orm(string_value = "batch_record_readiness")]
+    BatchRecordReadiness,
+    #[sea_orm(string_value = "sops")]
+    Sops,
+    #[sea_orm(string_value = "batch_record_review")]
+    BatchRecordReview,
+    #[sea_orm(string_value = "nonconformance_capa_investigation_support")]
+    NonconformanceCapaInvestigationSupport,
+    #[sea_orm(string_value = "change_management")]
+    ChangeManagement,
+    #[sea_orm(string_value = "product_related_deviations")]
+    ProductRelatedDeviations,
+    #[sea_orm(string_value = "system_reliability")]
+    SystemReliability,
+    #[sea_orm(string_value = "manufacturing_training_verification")]
+    ManufacturingTrainingVerification,
+    #[sea_orm(string_value = "system_troubleshooting")]
+    SystemTroubleshooting,
+    #[sea_orm(string_value = "other")]
+    Other,
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize, ToSchema,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[serde(rename_all = "snake_case")]
+pub enum CheckResult {
+    #[sea_orm(string_value = "pending")]
+    Pending,
+    #[sea_orm(string_value = "pass")]
+    Pass,
+    #[sea_orm(string_value = "fail")]
+    Fail,
+    #[sea_orm(string_value = "n_a")]
+    NA,
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize, ToSchema,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(8))")]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    #[sea_orm(string_value = "go")]
+    Go,
+    #[sea_orm(string_value = "no_go")]
+    NoGo,
+}
+
+/// Why a gate decision is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GateError {
+    #[error("the milestone is not in gate review")]
+    NotInReview,
+    #[error("mandatory checklist items are not decided: {}", .0.join(", "))]
+    UndecidedItems(Vec<String>),
+    #[error("mandatory checklist items failed: {}", .0.join(", "))]
+    FailedMandatory(Vec<String>),
+    #[error("{0} critical deviation(s) on the program are still open")]
+    OpenCriticalDeviations(u64),
+}
+
+/// One checklist item as the rules see it.
+#[derive(Debug, Clone)]
+pub struct ItemState<'a> {
+    pub title: &'a str,
+    pub mandatory: bool,
+    pub result: CheckResult,
+}
+
+/// May `decision` be taken now? Every mandatory item must be decided; a `go` also needs
+/// no failed mandatory item and no open critical deviation on the program.
+pub fn check_decision(
+    decision: Decision,
+    in_review: bool,
+    items: &[ItemState<'_>],
+    open_critical_deviations: u64,
+) -> Result<(), GateError> {
+    if !in_review {
+        return Err(GateError::NotInReview);
+    }
+    let undecided: Vec<String> = items
+        .iter()
+        .filter(|i| i.mandatory && i.result == CheckResult::Pending)
+        .map(|i| i.title.to_string())
+        .collect();
+    if !undecided.is_empty() {
+        return Err(GateError::UndecidedItems(undecided));
+    }
+    if decision == Decision::Go {
+        let failed: Vec<String> = items
+            .iter()
+            .filter(|i| i.mandatory && i.result == CheckResult::Fail)
+            .map(|i| i.title.to_string())
+            .collect();
+        if !failed.is_empty() {
+            return Err(GateError::FailedMandatory(failed));
+        }
+        if open_critical_deviations > 0 {
+            return Err(GateError::OpenCriticalDeviations(open_critical_deviations));
+        }
+    }
+    Ok(())
+}
+
+pub mod item {
+    use super::{CheckResult, CheckType};
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "gate_items")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub milestone_id: i64,
+        pub check_type: CheckType,
+        pub title: String,
+        pub mandatory: bool,
+        pub result: CheckResult,
+        pub evidence: Option<String>,
+        pub decided_by_user_id: Option<i64>,
+        pub decided_at: Option<DateTimeUtc>,
+        pub position: i32,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+        pub version: i32,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod decision {
+    use super::Decision;
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "gate_decisions")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub milestone_id: i64,
+        /// The milestone's review round this decision closes.
+        pub gate_round: i32,
+        pub decision: Decision,
+        pub notes: Option<String>,
+        pub signature_id: i64,
+        pub decided_by_user_id: i64,
+        pub decided_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(title: &str, mandatory: bool, result: CheckResult) -> ItemState<'_> {
+        ItemState {
+            title,
+            mandatory,
+            result,
+        }
+    }
+
+    #[test]
+    fn every_mandatory_item_must_be_decided() {
+        let items = [
+            item("SOPs", true, CheckResult::Pending),
+            item("Extra", false, CheckResult::Pending),
+        ];
+        assert_eq!(
+            check_decision(Decision::NoGo, true, &items, 0),
+            Err(GateError::UndecidedItems(vec!["SOPs".into()]))
+        );
+    }
+
+    #[test]
+    fn go_needs_no_failed_mandatory_item_and_no_open_critical_deviation() {
+        let items = [
+            item("SOPs", true, CheckResult::Fail),
+            item("Extra", false, CheckResult::Fail),
+        ];
+        assert_eq!(
+            check_decision(Decision::Go, true, &items, 0),
+            Err(GateError::FailedMandatory(vec!["SOPs".into()]))
+        );
+        assert_eq!(check_decision(Decision::NoGo, true, &items, 0), Ok(()));
+        let passed = [
+            item("SOPs", true, CheckResult::Pass),
+            item("Other", true, CheckResult::NA),
+        ];
+        assert_eq!(
+            check_decision(Decision::Go, true, &passed, 1),
+            Err(GateError::OpenCriticalDeviations(1))
+        );
+        assert_eq!(check_decision(Decision::NoGo, true, &passed, 1), Ok(()));
+        assert_eq!(check_decision(Decision::Go, true, &passed, 0), Ok(()));
+    }
+
+    #[test]
+    fn decisions_are_taken_in_gate_review_only() {
+        assert_eq!(
+            check_decision(Decision::Go, false, &[], 0),
+            Err(GateError::NotInReview)
+        );
+    }
+}
