@@ -17,6 +17,8 @@ pub mod milestone;
 pub mod milestone_dependency;
 pub mod milestone_rules;
 pub mod organization;
+pub mod overview;
+pub mod plan_template;
 pub mod program;
 pub mod signature;
 pub mod team_member;

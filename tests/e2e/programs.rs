@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use crate::{partner_org, user_with_token};
 
+#[allow(dead_code)]
 pub struct Setup {
     pub program_id: i64,
     pub pm: e2e::Client,

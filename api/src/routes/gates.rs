@@ -101,6 +101,15 @@ impl From<&gate::decision::Model> for GateDecisionView {
 
 /// The gate of one milestone: checklist, decision history, and what blocks a `go`.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "milestone_id": 12, "milestone_status": "gate_review", "gate_round": 1,
+    "items": [{"id": 88, "milestone_id": 12, "check_type": "batch_record_readiness",
+               "title": "Master batch record approved by both QA units", "mandatory": true, "result": "pending",
+               "evidence": null, "decided_by_user_id": null, "decided_at": null, "position": 0, "version": 1}],
+    "decisions": [],
+    "go_blockers": ["mandatory checklist items are not decided: Master batch record approved by both QA units"],
+    "open_critical_deviations": 0
+}))]
 pub struct GateView {
     pub milestone_id: i64,
     pub milestone_status: MilestoneStatus,
@@ -438,6 +447,13 @@ impl Validate for DecideGate {
 
 /// The signed outcome of a decision.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "decision": {"id": 4, "milestone_id": 12, "gate_round": 1, "decision": "no_go", "notes": "batch record gaps",
+                 "signature_id": 19, "decided_by_user_id": 5, "decided_at": "2027-04-12T09:30:00Z"},
+    "gate": {"milestone_id": 12, "milestone_status": "in_progress", "gate_round": 1, "items": [], "decisions": [],
+             "go_blockers": ["the milestone is not in gate review"], "open_critical_deviations": 0},
+    "action_item_ids": [31]
+}))]
 pub struct GateDecisionOutcome {
     pub decision: GateDecisionView,
     /// The gate after the decision.

@@ -116,7 +116,7 @@ pub fn view(
     }
 }
 
-async fn dependencies_of<C: ConnectionTrait>(
+pub async fn dependencies_of<C: ConnectionTrait>(
     conn: &C,
     ids: &[i64],
 ) -> ApiResult<BTreeMap<i64, Vec<i64>>> {

@@ -16,6 +16,7 @@ pub mod health;
 pub mod me;
 pub mod milestones;
 pub mod organizations;
+pub mod plan;
 pub mod programs;
 pub mod signatures;
 pub mod team;
@@ -45,6 +46,9 @@ pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
         .service(programs::list_programs)
         .service(programs::get_program)
         .service(programs::update_program)
+        .service(plan::list_plan_templates)
+        .service(plan::instantiate_plan)
+        .service(plan::program_overview)
         .service(team::add_team_member)
         .service(team::list_team)
         .service(team::update_team_member)

@@ -1,0 +1,466 @@
+//! A program from template to its last gate, through HTTP.
+
+use awc::http::Method;
+use e2e::{TestApp, on_both_databases};
+use sea_orm::ConnectionTrait;
+use serde_json::{Value, json};
+
+use crate::programs::program_setup;
+use crate::user_with_token;
+
+const QA_PASSWORD: &str = "quality assured passphrase";
+
+async fn pass_every_item(client: &e2e::Client, milestone_id: i64) {
+    let gate = client
+        .get(&format!("/api/v1/milestones/{milestone_id}/gate"))
+        .await
+        .expect(200)
+        .body;
+    for item in gate["items"].as_array().unwrap() {
+        if item["result"] == "pass" {
+            continue;
+        }
+        client
+            .patch(
+                &format!("/api/v1/gate-items/{}", item["id"]),
+                json!({"version": item["version"], "result": "pass", "evidence": "reviewed in the weekly meeting"}),
+            )
+            .await
+            .expect(200);
+    }
+}
+
+async fn transition(client: &e2e::Client, id: i64, event: &str) -> e2e::Reply {
+    client
+        .post(
+            &format!("/api/v1/milestones/{id}/transitions"),
+            json!({"event": event}),
+        )
+        .await
+}
+
+async fn decide(client: &e2e::Client, id: i64, decision: &str) -> e2e::Reply {
+    client
+        .post(
+            &format!("/api/v1/milestones/{id}/gate-decisions"),
+            json!({"decision": decision, "password": QA_PASSWORD, "notes": format!("{decision} at the gate")}),
+        )
+        .await
+}
+
+async fn a_program_runs_from_template_to_its_commercial_batch_gate(app: &TestApp) {
+    let s = program_setup(app).await;
+    let (_, qa_token) = user_with_token(app, "qa@acme.test", "quality", Some(QA_PASSWORD)).await;
+    let qa = app.client(&qa_token);
+    let templates = s.pm.get("/api/v1/plan-templates").await.expect(200).body;
+    assert_eq!(templates[0]["key"], "cdmo_standard");
+
+    // Instantiate the standard plan, safely retried with an Idempotency-Key.
+    let plan_path = format!("/api/v1/programs/{}/plan", s.program_id);
+    let body = json!({"template": "cdmo_standard", "start_date": app.now().date_naive()});
+    let send = |key: Option<&'static str>| {
+        let mut req = s.pm.request(Method::POST, &plan_path);
+        if let Some(key) = key {
+            req = req.insert_header(("Idempotency-Key", key));
+        }
+        s.pm.send(req, Some(&body))
+    };
+    let plan = send(Some("plan-acm-101-v1")).await.expect(201).body;
+    let replay = send(Some("plan-acm-101-v1")).await.expect(201);
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    assert_eq!(replay.body, plan);
+    send(None).await.expect_problem(409, "plan_exists");
+    let milestones = plan["milestones"].as_array().unwrap().clone();
+    assert_eq!(milestones.len(), 12);
+    assert_eq!(plan["gate_items_created"], 25);
+    let by_name = |name: &str| {
+        milestones.iter().find(|m| m["name"] == name).unwrap()["id"]
+            .as_i64()
+            .unwrap()
+    };
+    let engineering_runs = by_name("Engineering runs");
+    let commercial = by_name("GMP commercial batch");
+
+    // A critical deviation on the program blocks every `go`.
+    app.db
+        .execute_unprepared(&format!(
+            "INSERT INTO deviations (program_id, title, criticality, status, created_at, updated_at, version) \
+             VALUES ({}, 'Bioburden excursion', 'critical', 'investigating', '2027-01-01 00:00:00+00:00', '2027-01-01 00:00:00+00:00', 1)",
+            s.program_id
+        ))
+        .await
+        .unwrap();
+
+    // Work through the plan in dependency order: whatever can start, starts.
+    let mut done: Vec<i64> = Vec::new();
+    let mut no_go_seen = false;
+    let mut deviation_seen = false;
+    for _round in 0..20 {
+        let current =
+            s.pm.get(&format!("/api/v1/programs/{}/milestones", s.program_id))
+                .await
+                .expect(200)
+                .body;
+        let ready: Vec<Value> = current
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| {
+                m["status"] == "planned"
+                    && m["depends_on"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .all(|d| done.contains(&d.as_i64().unwrap()))
+            })
+            .cloned()
+            .collect();
+        if ready.is_empty() {
+            break;
+        }
+        for m in ready {
+            let id = m["id"].as_i64().unwrap();
+            transition(&s.cmo_admin, id, "start").await.expect(200);
+            if id == engineering_runs && !no_go_seen {
+                // One mandatory item fails: no-go, rework, action item for the owner.
+                let gate =
+                    s.pm.get(&format!("/api/v1/milestones/{id}/gate"))
+                        .await
+                        .body;
+                let failing = &gate["items"][0];
+                s.cmo_admin
+                    .patch(
+                        &format!("/api/v1/gate-items/{}", failing["id"]),
+                        json!({"version": failing["version"], "result": "fail", "evidence": "two unexplained pressure alarms"}),
+                    )
+                    .await
+                    .expect(200);
+                pass_every_item(&s.cmo_admin, id).await;
+                let gate =
+                    s.pm.get(&format!("/api/v1/milestones/{id}/gate"))
+                        .await
+                        .body;
+                let failing = gate["items"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|i| i["id"] == failing["id"])
+                    .unwrap()
+                    .clone();
+                s.cmo_admin
+                    .patch(
+                        &format!("/api/v1/gate-items/{}", failing["id"]),
+                        json!({"version": failing["version"], "result": "fail"}),
+                    )
+                    .await
+                    .expect(200);
+                transition(&s.cmo_admin, id, "submit_for_gate")
+                    .await
+                    .expect(200);
+                decide(&qa, id, "go")
+                    .await
+                    .expect_problem(409, "gate_items_failed");
+                let outcome = decide(&qa, id, "no_go").await.expect(201).body;
+                assert_eq!(outcome["gate"]["milestone_status"], "in_progress");
+                let action_id = outcome["action_item_ids"][0].as_i64().unwrap();
+                let action =
+                    s.pm.get(&format!("/api/v1/action-items/{action_id}"))
+                        .await
+                        .expect(200)
+                        .body;
+                assert_eq!(action["owner_user_id"], s.pm_id);
+                assert_eq!(action["source"], "gate_item");
+                let due: chrono::NaiveDate = action["due_date"].as_str().unwrap().parse().unwrap();
+                assert_eq!(due, app.now().date_naive() + chrono::TimeDelta::days(7));
+                s.pm.post(
+                    &format!("/api/v1/action-items/{action_id}/transitions"),
+                    json!({"event": "complete"}),
+                )
+                .await
+                .expect(200);
+                no_go_seen = true;
+            }
+            pass_every_item(&s.cmo_admin, id).await;
+            transition(&s.cmo_admin, id, "submit_for_gate")
+                .await
+                .expect(200);
+            // Completion waits for the signed go.
+            transition(&s.pm, id, "complete")
+                .await
+                .expect_problem(409, "illegal_transition");
+            if !deviation_seen {
+                let r = decide(&qa, id, "go")
+                    .await
+                    .expect_problem(409, "open_critical_deviations");
+                assert!(r.body["detail"].as_str().unwrap().contains("critical"));
+                app.db
+                    .execute_unprepared(&format!(
+                        "UPDATE deviations SET status = 'closed' WHERE program_id = {}",
+                        s.program_id
+                    ))
+                    .await
+                    .unwrap();
+                deviation_seen = true;
+            }
+            let outcome = decide(&qa, id, "go").await.expect(201).body;
+            assert_eq!(outcome["decision"]["decision"], "go");
+            decide(&qa, id, "go")
+                .await
+                .expect_problem(409, "already_decided");
+            let completed = transition(&s.pm, id, "complete").await.expect(200).body;
+            assert_eq!(completed["status"], "completed");
+            done.push(id);
+        }
+    }
+    assert!(no_go_seen && deviation_seen);
+    assert_eq!(done.len(), 12, "every milestone went through its gate");
+    assert_eq!(
+        *done.last().unwrap(),
+        commercial,
+        "the commercial batch gate is the last"
+    );
+
+    // Each decision is e-signed, and bound to what was decided.
+    let signatures = qa
+        .get("/api/v1/signatures?record_type=gate_decision&limit=200")
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(signatures["total"], 13, "12 go decisions and one no-go");
+    let overview =
+        s.pm.get(&format!("/api/v1/programs/{}/overview", s.program_id))
+            .await
+            .expect(200)
+            .body;
+    assert_eq!(overview["plan"]["by_status"]["completed"], 12);
+    assert_eq!(overview["open_critical_deviations"], 0);
+    assert_eq!(overview["open_action_items"], 0);
+    assert_eq!(overview["production_status"], "running");
+    assert_eq!(
+        app.admin().get("/api/v1/audit-events/verify").await.body["intact"],
+        true
+    );
+}
+on_both_databases!(a_program_runs_from_template_to_its_commercial_batch_gate);
+
+async fn gate_decisions_need_the_right_people_and_state(app: &TestApp) {
+    let s = program_setup(app).await;
+    let today = app.now().date_naive().to_string();
+    let m = s
+        .pm
+        .post(
+            &format!("/api/v1/programs/{}/milestones", s.program_id),
+            json!({"name": "Batch records", "phase": "Readiness", "baseline_start": today, "baseline_end": today}),
+        )
+        .await
+        .expect(201)
+        .body;
+    let id = m["id"].as_i64().unwrap();
+    let item =
+        s.pm.post(
+            &format!("/api/v1/milestones/{id}/gate-items"),
+            json!({"check_type": "batch_record_readiness", "title": "MBR approved"}),
+        )
+        .await
+        .expect(201)
+        .body;
+    let (_, qa_token) = user_with_token(app, "qa@acme.test", "quality", Some(QA_PASSWORD)).await;
+    let qa = app.client(&qa_token);
+    // Not in review yet.
+    decide(&qa, id, "go")
+        .await
+        .expect_problem(409, "not_in_gate_review");
+    transition(&s.pm, id, "start").await.expect(200);
+    transition(&s.pm, id, "submit_for_gate").await.expect(200);
+    // The mandatory item is undecided.
+    let r = decide(&qa, id, "no_go")
+        .await
+        .expect_problem(409, "gate_items_undecided");
+    assert!(r.body["detail"].as_str().unwrap().contains("MBR approved"));
+    s.pm.patch(
+        &format!("/api/v1/gate-items/{}", item["id"]),
+        json!({"version": 1, "result": "pass"}),
+    )
+    .await
+    .expect(200);
+    // The CMO does not decide the sponsor's gate; a viewer does not sign.
+    s.cmo_admin
+        .post(
+            &format!("/api/v1/milestones/{id}/gate-decisions"),
+            json!({"decision": "go", "password": "whatever it is"}),
+        )
+        .await
+        .expect_problem(403, "forbidden");
+    // A wrong password is refused and audited.
+    qa.post(
+        &format!("/api/v1/milestones/{id}/gate-decisions"),
+        json!({"decision": "go", "password": "not it at all"}),
+    )
+    .await
+    .expect_problem(401, "invalid_password");
+    let gate = qa
+        .get(&format!("/api/v1/milestones/{id}/gate"))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(gate["decisions"], json!([]));
+    assert_eq!(gate["go_blockers"], json!([]));
+    decide(&qa, id, "go").await.expect(201);
+    // Another program's milestone gate is invisible.
+    let (_, _, other) =
+        crate::partner_org(app, "Other Sponsor", "sponsor", "boss@other.test").await;
+    app.client(&other)
+        .get(&format!("/api/v1/milestones/{id}/gate"))
+        .await
+        .expect_problem(404, "not_found");
+    app.client(&other)
+        .patch(
+            &format!("/api/v1/gate-items/{}", item["id"]),
+            json!({"version": 2, "result": "fail"}),
+        )
+        .await
+        .expect_problem(404, "not_found");
+}
+on_both_databases!(gate_decisions_need_the_right_people_and_state);
+
+async fn action_items_are_listed_filtered_and_snoozed(app: &TestApp) {
+    let s = program_setup(app).await;
+    let today = app.now().date_naive();
+    let items_path = format!("/api/v1/programs/{}/action-items", s.program_id);
+    let create = |title: &'static str, due: chrono::NaiveDate, owner: i64| {
+        let path = items_path.clone();
+        let pm = s.pm.clone();
+        async move {
+            pm.post(&path, json!({"title": title, "owner_user_id": owner, "due_date": due, "source": "meeting"}))
+                .await
+        }
+    };
+    let late = create(
+        "Send the cleaning validation protocol",
+        today - chrono::TimeDelta::days(3),
+        s.pm_id,
+    )
+    .await
+    .expect(201)
+    .body;
+    assert_eq!(
+        (late["overdue"].as_bool(), late["days_overdue"].as_i64()),
+        (Some(true), Some(3))
+    );
+    let cmo_item = create(
+        "Share the EM trend report",
+        today + chrono::TimeDelta::days(5),
+        s.cmo_admin_id,
+    )
+    .await
+    .expect(201)
+    .body;
+    create("Ghost owner", today, 999_999)
+        .await
+        .expect_problem(422, "validation_failed");
+
+    let overdue =
+        s.pm.get("/api/v1/action-items?overdue=true")
+            .await
+            .expect(200)
+            .body;
+    assert_eq!(overdue["total"], 1);
+    let mine = s
+        .cmo_admin
+        .get(&format!(
+            "/api/v1/action-items?owner_user_id={}",
+            s.cmo_admin_id
+        ))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(mine["items"][0]["id"], cmo_item["id"]);
+    let due_soon =
+        s.pm.get(&format!(
+            "/api/v1/action-items?due_after={today}&due_before={}",
+            today + chrono::TimeDelta::days(7)
+        ))
+        .await
+        .body;
+    assert_eq!(due_soon["total"], 1);
+
+    // Snoozing hides the overdue state through the snooze date.
+    let id = late["id"].as_i64().unwrap();
+    let snoozed =
+        s.pm.post(
+            &format!("/api/v1/action-items/{id}/snooze"),
+            json!({"until": today + chrono::TimeDelta::days(2), "reason": "waiting for the CMO"}),
+        )
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(snoozed["overdue"], false);
+    assert_eq!(
+        s.pm.get("/api/v1/action-items?overdue=true").await.body["total"],
+        0
+    );
+    app.clock.advance(chrono::TimeDelta::days(3));
+    assert_eq!(
+        s.pm.get("/api/v1/action-items?overdue=true").await.body["total"],
+        1
+    );
+
+    // Reassign (manager only), transitions with their rules.
+    let reassigned =
+        s.pm.patch(
+            &format!("/api/v1/action-items/{id}"),
+            json!({"version": 2, "owner_user_id": s.cmo_admin_id, "reason": "CMO owns it"}),
+        )
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(reassigned["owner_user_id"], s.cmo_admin_id);
+    let path = format!("/api/v1/action-items/{id}/transitions");
+    s.cmo_admin
+        .post(&path, json!({"event": "start"}))
+        .await
+        .expect(200);
+    s.cmo_admin
+        .post(&path, json!({"event": "start"}))
+        .await
+        .expect_problem(409, "illegal_transition");
+    s.cmo_admin
+        .post(&path, json!({"event": "cancel"}))
+        .await
+        .expect_problem(422, "validation_failed");
+    let done = s
+        .cmo_admin
+        .post(&path, json!({"event": "complete"}))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(done["status"], "done");
+    assert!(done["completed_at"].is_string());
+    s.pm.post(
+        &format!("/api/v1/action-items/{id}/snooze"),
+        json!({"until": today + chrono::TimeDelta::days(9), "reason": "x"}),
+    )
+    .await
+    .expect_problem(409, "not_open");
+    let reopened =
+        s.pm.post(
+            &path,
+            json!({"event": "reopen", "reason": "protocol was the old revision"}),
+        )
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(reopened["status"], "open");
+    // Other organizations see none of it.
+    let (_, _, other) =
+        crate::partner_org(app, "Other Sponsor", "sponsor", "boss@other.test").await;
+    app.client(&other)
+        .get(&format!("/api/v1/action-items/{id}"))
+        .await
+        .expect_problem(404, "not_found");
+    assert_eq!(
+        app.client(&other).get("/api/v1/action-items").await.body["total"],
+        0
+    );
+}
+on_both_databases!(action_items_are_listed_filtered_and_snoozed);
