@@ -42,6 +42,16 @@ for i in $(seq 1 40); do
   curl -fsS -o /dev/null -X POST "$base/api/v1/tokens" -H "Authorization: Bearer $token" \
     -H 'Content-Type: application/json' -d "{\"name\": \"filler $i\"}"
 done
+# Seed a CMO, a program with the standard plan and some action items, so that generated
+# ids hit real records and the happy paths are exercised, not only the 404s.
+api() { curl -fsS -o /dev/null -X POST "$base$1" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' -d "$2"; }
+api /api/v1/organizations '{"name": "Conformance CMO", "kind": "cmo", "admin": {"email": "pm@cmo.test", "display_name": "CMO PM"}}'
+api /api/v1/programs '{"name": "Seed program", "product_name": "SEED-1", "cmo_org_id": 2, "modality": "biologic", "stage": "clinical", "time_zone": "Europe/Zurich"}'
+api /api/v1/programs/1/plan '{"template": "cdmo_standard", "start_date": "2027-01-04"}'
+for i in 1 2 3; do
+  api /api/v1/programs/1/action-items "{\"title\": \"Seed action $i\", \"owner_user_id\": 1, \"due_date\": \"2027-0$i-15\"}"
+done
+
 fuzz_token="$(curl -fsS -X POST "$base/api/v1/tokens" -H "Authorization: Bearer $token" \
   -H 'Content-Type: application/json' -d '{"name": "schemathesis"}' \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')"
