@@ -492,6 +492,24 @@ async fn milestones_of_other_programs_are_invisible(app: &TestApp) {
         .get(&format!("/api/v1/programs/{}/milestones", s.program_id))
         .await
         .expect_problem(404, "not_found");
+    // A CMO of the same sponsor that is not on this program sees nothing of it either.
+    let (_, _, other_cmo) = partner_org(app, "Samsung Biologics", "cmo", "pm@samsung.test").await;
+    let other_cmo = app.client(&other_cmo);
+    other_cmo
+        .get(&format!("/api/v1/programs/{}", s.program_id))
+        .await
+        .expect_problem(404, "not_found");
+    other_cmo
+        .get(&format!("/api/v1/milestones/{id}"))
+        .await
+        .expect_problem(404, "not_found");
+    other_cmo
+        .get(&format!("/api/v1/milestones/{id}/gate"))
+        .await
+        .expect_problem(404, "not_found");
+    assert_eq!(other_cmo.get("/api/v1/programs").await.body["total"], 0);
+    assert_eq!(other_cmo.get("/api/v1/action-items").await.body["total"], 0);
+
     // A viewer on the sponsor side sees the plan but gets no events to send.
     let (_, viewer) = user_with_token(app, "viewer@acme.test", "viewer", None).await;
     let seen = app

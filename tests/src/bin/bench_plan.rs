@@ -75,7 +75,10 @@ async fn bench(backend: Backend) {
             .expect(201);
         plan_samples.push(started.elapsed());
     }
-    summary(&format!("{backend:?}: POST /programs/{{id}}/plan (cdmo_standard)"), plan_samples);
+    summary(
+        &format!("{backend:?}: POST /programs/{{id}}/plan (cdmo_standard)"),
+        plan_samples,
+    );
 
     // A program with 500 milestones in mixed states, inserted directly.
     let big = new_program(&app, cmo, 9999).await;
@@ -114,7 +117,10 @@ async fn bench(backend: Backend) {
         })
         .collect();
     for chunk in rows.chunks(100) {
-        if let Err(err) = milestone::Entity::insert_many(chunk.to_vec()).exec(&app.db).await {
+        if let Err(err) = milestone::Entity::insert_many(chunk.to_vec())
+            .exec(&app.db)
+            .await
+        {
             println!("{backend:?}: insert failed: {err}");
             return;
         }
@@ -128,7 +134,10 @@ async fn bench(backend: Backend) {
         app.admin().get(&path).await.expect(200);
         overview_samples.push(started.elapsed());
     }
-    summary(&format!("{backend:?}: GET /programs/{{id}}/overview ({BIG_PLAN} milestones)"), overview_samples);
+    summary(
+        &format!("{backend:?}: GET /programs/{{id}}/overview ({BIG_PLAN} milestones)"),
+        overview_samples,
+    );
     let list_path = format!("/api/v1/programs/{big}/milestones");
     let mut list_samples = Vec::with_capacity(OVERVIEW_RUNS / 4);
     for _ in 0..OVERVIEW_RUNS / 4 {
@@ -136,7 +145,10 @@ async fn bench(backend: Backend) {
         app.admin().get(&list_path).await.expect(200);
         list_samples.push(started.elapsed());
     }
-    summary(&format!("{backend:?}: GET /programs/{{id}}/milestones ({BIG_PLAN} milestones)"), list_samples);
+    summary(
+        &format!("{backend:?}: GET /programs/{{id}}/milestones ({BIG_PLAN} milestones)"),
+        list_samples,
+    );
     app.stop().await;
 }
 
