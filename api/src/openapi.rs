@@ -32,6 +32,7 @@ RFC 9457 `application/problem+json` with a stable `code`. Another organization's
         (name = "programs", description = "Programs, their teams and plans"),
         (name = "milestones", description = "Milestones, dependencies and their state machine"),
         (name = "gates", description = "Go/no-go gates: checklists and signed decisions"),
+        (name = "quality", description = "Deviations, production hold and release"),
         (name = "action items", description = "Action items: owners, due dates, overdue, snooze"),
         (name = "audit", description = "The hash-chained audit trail"),
         (name = "signatures", description = "Electronic signatures (21 CFR Part 11 style)"),

@@ -1,5 +1,4 @@
-//! Deviations and nonconformances. The quality-events work fills in their workflow; the
-//! program plan already needs to know whether critical ones are open.
+//! Deviations and nonconformances: the model, its state machine and the floor rules.
 
 use sea_orm::entity::prelude::*;
 use sea_orm::{ConnectionTrait, PaginatorTrait, QueryFilter};
@@ -7,7 +6,17 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize, ToSchema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumIter,
+    DeriveActiveEnum,
+    Serialize,
+    Deserialize,
+    ToSchema,
 )]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 #[serde(rename_all = "snake_case")]
@@ -20,8 +29,65 @@ pub enum Criticality {
     Minor,
 }
 
+impl Criticality {
+    /// Critical and major deviations stop production and page people (SPEC §4).
+    pub fn holds_production(self) -> bool {
+        matches!(self, Criticality::Critical | Criticality::Major)
+    }
+}
+
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize, ToSchema,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    #[sea_orm(string_value = "equipment")]
+    Equipment,
+    #[sea_orm(string_value = "material")]
+    Material,
+    #[sea_orm(string_value = "process")]
+    Process,
+    #[sea_orm(string_value = "documentation")]
+    Documentation,
+    #[sea_orm(string_value = "personnel")]
+    Personnel,
+    #[sea_orm(string_value = "environment")]
+    Environment,
+    #[sea_orm(string_value = "other")]
+    Other,
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize, ToSchema,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[serde(rename_all = "snake_case")]
+pub enum RootCauseMethod {
+    #[sea_orm(string_value = "five_whys")]
+    FiveWhys,
+    #[sea_orm(string_value = "fishbone")]
+    Fishbone,
+    #[sea_orm(string_value = "fault_tree")]
+    FaultTree,
+    #[sea_orm(string_value = "other")]
+    Other,
+}
+
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    EnumIter,
+    DeriveActiveEnum,
+    Serialize,
+    Deserialize,
+    ToSchema,
 )]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 #[serde(rename_all = "snake_case")]
@@ -53,9 +119,23 @@ pub struct Model {
     pub id: i64,
     pub program_id: i64,
     pub milestone_id: Option<i64>,
+    pub batch_lot: Option<String>,
     pub title: String,
+    pub description: String,
+    pub detected_at: DateTimeUtc,
+    pub reported_by_user_id: i64,
+    pub process_step: Option<String>,
     pub criticality: Criticality,
+    pub category: Category,
     pub status: DeviationStatus,
+    pub triaged_at: Option<DateTimeUtc>,
+    pub short_term_fix: Option<String>,
+    pub root_cause_method: Option<RootCauseMethod>,
+    pub root_cause_category: Option<Category>,
+    pub root_cause_narrative: Option<String>,
+    pub closure_signature_id: Option<i64>,
+    pub closed_at: Option<DateTimeUtc>,
+    pub cancel_reason: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub version: i32,
@@ -78,4 +158,264 @@ pub async fn open_critical_count<C: ConnectionTrait>(
         .filter(Column::Status.is_not_in([DeviationStatus::Closed, DeviationStatus::Cancelled]))
         .count(conn)
         .await
+}
+
+/// Critical deviations not yet under investigation: production stays on hold while any
+/// exists (SPEC §4, release of the hold).
+pub async fn uninvestigated_critical_count<C: ConnectionTrait>(
+    conn: &C,
+    program_id: i64,
+) -> Result<u64, DbErr> {
+    Entity::find()
+        .filter(Column::ProgramId.eq(program_id))
+        .filter(Column::Criticality.eq(Criticality::Critical))
+        .filter(Column::Status.is_in([DeviationStatus::Reported, DeviationStatus::Triaged]))
+        .count(conn)
+        .await
+}
+
+/// What a caller asks a deviation to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviationEvent {
+    /// reported → triaged; confirms or changes criticality (a change needs a reason).
+    Triage,
+    /// triaged → investigating
+    StartInvestigation,
+    /// investigating → pending_capa: the fix needs a CAPA.
+    AwaitCapa,
+    /// investigating → closed (root cause unless minor, quality signature);
+    /// triaged → closed for a minor deviation with a short-term fix;
+    /// pending_capa → closed once its CAPA closed effective.
+    Close,
+    /// reported | triaged → cancelled, with a reason (not once investigation began).
+    Cancel,
+}
+
+pub const ALL_EVENTS: [DeviationEvent; 5] = [
+    DeviationEvent::Triage,
+    DeviationEvent::StartInvestigation,
+    DeviationEvent::AwaitCapa,
+    DeviationEvent::Close,
+    DeviationEvent::Cancel,
+];
+
+/// Facts the guards look at.
+#[derive(Debug, Clone, Copy)]
+pub struct Guards {
+    pub criticality: Criticality,
+    pub has_root_cause: bool,
+    pub has_short_term_fix: bool,
+    /// A linked CAPA is closed with an effective check.
+    pub capa_effective: bool,
+    pub has_reason: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeviationTransitionError {
+    #[error("{event:?} is not possible from {from:?}")]
+    NotAllowed {
+        from: DeviationStatus,
+        event: DeviationEvent,
+    },
+    #[error("closing a {0:?} deviation needs a root cause (method, category, narrative)")]
+    RootCauseRequired(Criticality),
+    #[error("only a minor deviation closes straight after triage, and only with a short-term fix")]
+    ShortTermFixOnlyForMinor,
+    #[error("the deviation waits for its CAPA to close effective")]
+    CapaNotEffective,
+    #[error("a reason is required for this event")]
+    ReasonRequired,
+}
+
+pub fn transition(
+    from: DeviationStatus,
+    event: DeviationEvent,
+    g: &Guards,
+) -> Result<DeviationStatus, DeviationTransitionError> {
+    use DeviationEvent as E;
+    use DeviationStatus as S;
+    let next = match (from, event) {
+        (S::Reported, E::Triage) => S::Triaged,
+        (S::Triaged, E::StartInvestigation) => S::Investigating,
+        (S::Investigating, E::AwaitCapa) => S::PendingCapa,
+        (S::Investigating, E::Close) => {
+            if g.criticality != Criticality::Minor && !g.has_root_cause {
+                return Err(DeviationTransitionError::RootCauseRequired(g.criticality));
+            }
+            S::Closed
+        }
+        (S::Triaged, E::Close) => {
+            if g.criticality != Criticality::Minor || !g.has_short_term_fix {
+                return Err(DeviationTransitionError::ShortTermFixOnlyForMinor);
+            }
+            S::Closed
+        }
+        (S::PendingCapa, E::Close) => {
+            if !g.capa_effective {
+                return Err(DeviationTransitionError::CapaNotEffective);
+            }
+            if g.criticality != Criticality::Minor && !g.has_root_cause {
+                return Err(DeviationTransitionError::RootCauseRequired(g.criticality));
+            }
+            S::Closed
+        }
+        (S::Reported | S::Triaged, E::Cancel) => {
+            if !g.has_reason {
+                return Err(DeviationTransitionError::ReasonRequired);
+            }
+            S::Cancelled
+        }
+        _ => return Err(DeviationTransitionError::NotAllowed { from, event }),
+    };
+    Ok(next)
+}
+
+/// Events the state machine accepts from `from`, guards aside.
+pub fn allowed_events(from: DeviationStatus) -> Vec<DeviationEvent> {
+    let permissive = Guards {
+        criticality: Criticality::Minor,
+        has_root_cause: true,
+        has_short_term_fix: true,
+        capa_effective: true,
+        has_reason: true,
+    };
+    ALL_EVENTS
+        .into_iter()
+        .filter(|e| transition(from, *e, &permissive).is_ok())
+        .collect()
+}
+
+/// Events that need a quality e-signature.
+pub fn needs_signature(event: DeviationEvent) -> bool {
+    event == DeviationEvent::Close
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use DeviationEvent as E;
+    use DeviationStatus as S;
+
+    const STATES: [DeviationStatus; 6] = [
+        S::Reported,
+        S::Triaged,
+        S::Investigating,
+        S::PendingCapa,
+        S::Closed,
+        S::Cancelled,
+    ];
+
+    fn permissive(criticality: Criticality) -> Guards {
+        Guards {
+            criticality,
+            has_root_cause: true,
+            has_short_term_fix: true,
+            capa_effective: true,
+            has_reason: true,
+        }
+    }
+
+    #[test]
+    fn the_transition_table_is_exactly_the_specified_one() {
+        let expected = [
+            (S::Reported, E::Triage, S::Triaged),
+            (S::Reported, E::Cancel, S::Cancelled),
+            (S::Triaged, E::StartInvestigation, S::Investigating),
+            (S::Triaged, E::Close, S::Closed),
+            (S::Triaged, E::Cancel, S::Cancelled),
+            (S::Investigating, E::AwaitCapa, S::PendingCapa),
+            (S::Investigating, E::Close, S::Closed),
+            (S::PendingCapa, E::Close, S::Closed),
+        ];
+        for from in STATES {
+            for event in ALL_EVENTS {
+                let got = transition(from, event, &permissive(Criticality::Minor));
+                match expected.iter().find(|(f, e, _)| *f == from && *e == event) {
+                    Some((_, _, next)) => assert_eq!(got, Ok(*next), "{from:?} + {event:?}"),
+                    None => assert_eq!(
+                        got,
+                        Err(DeviationTransitionError::NotAllowed { from, event }),
+                        "{from:?} + {event:?}"
+                    ),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn closing_major_or_critical_needs_a_root_cause() {
+        for c in [Criticality::Critical, Criticality::Major] {
+            let g = Guards {
+                has_root_cause: false,
+                ..permissive(c)
+            };
+            assert_eq!(
+                transition(S::Investigating, E::Close, &g),
+                Err(DeviationTransitionError::RootCauseRequired(c))
+            );
+        }
+        let minor = Guards {
+            has_root_cause: false,
+            ..permissive(Criticality::Minor)
+        };
+        assert_eq!(
+            transition(S::Investigating, E::Close, &minor),
+            Ok(S::Closed)
+        );
+    }
+
+    #[test]
+    fn only_a_minor_deviation_with_a_short_term_fix_closes_after_triage() {
+        let major = permissive(Criticality::Major);
+        assert_eq!(
+            transition(S::Triaged, E::Close, &major),
+            Err(DeviationTransitionError::ShortTermFixOnlyForMinor)
+        );
+        let no_fix = Guards {
+            has_short_term_fix: false,
+            ..permissive(Criticality::Minor)
+        };
+        assert_eq!(
+            transition(S::Triaged, E::Close, &no_fix),
+            Err(DeviationTransitionError::ShortTermFixOnlyForMinor)
+        );
+    }
+
+    #[test]
+    fn pending_capa_closes_only_once_the_capa_is_effective() {
+        let g = Guards {
+            capa_effective: false,
+            ..permissive(Criticality::Critical)
+        };
+        assert_eq!(
+            transition(S::PendingCapa, E::Close, &g),
+            Err(DeviationTransitionError::CapaNotEffective)
+        );
+    }
+
+    #[test]
+    fn cancelling_needs_a_reason_and_is_impossible_once_investigating() {
+        let g = Guards {
+            has_reason: false,
+            ..permissive(Criticality::Minor)
+        };
+        assert_eq!(
+            transition(S::Reported, E::Cancel, &g),
+            Err(DeviationTransitionError::ReasonRequired)
+        );
+        assert!(matches!(
+            transition(S::Investigating, E::Cancel, &permissive(Criticality::Minor)),
+            Err(DeviationTransitionError::NotAllowed { .. })
+        ));
+    }
+
+    #[test]
+    fn critical_and_major_hold_production() {
+        assert!(Criticality::Critical.holds_production());
+        assert!(Criticality::Major.holds_production());
+        assert!(!Criticality::Minor.holds_production());
+        assert_eq!(allowed_events(S::Reported), vec![E::Triage, E::Cancel]);
+        assert!(allowed_events(S::Closed).is_empty());
+    }
 }

@@ -119,4 +119,10 @@ pub enum SignedRecordType {
     /// A go/no-go decision on a milestone's gate (signed inside the decision endpoint).
     #[sea_orm(string_value = "gate_decision")]
     GateDecision,
+    /// Closure of a deviation (signed inside the transition).
+    #[sea_orm(string_value = "deviation_closure")]
+    DeviationClosure,
+    /// Release of a program's production hold.
+    #[sea_orm(string_value = "production_release")]
+    ProductionRelease,
 }

@@ -11,6 +11,7 @@ pub mod audit_trail;
 pub mod clock;
 pub mod deviation;
 pub mod enums;
+pub mod escalation;
 pub mod gate;
 pub mod idempotency_key;
 pub mod milestone;

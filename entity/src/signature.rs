@@ -56,6 +56,16 @@ pub fn may_sign(role: Role, record_type: SignedRecordType, meaning: SignatureMea
                 SignatureMeaning::Approved | SignatureMeaning::Rejected
             ) && matches!(role, Role::ProgramManager | Role::Quality)
         }
+        // SPEC §4: closing a deviation and releasing production are quality decisions.
+        SignedRecordType::DeviationClosure => {
+            matches!(
+                meaning,
+                SignatureMeaning::Approved | SignatureMeaning::Verified
+            ) && role == Role::Quality
+        }
+        SignedRecordType::ProductionRelease => {
+            meaning == SignatureMeaning::Approved && role == Role::Quality
+        }
     }
 }
 

@@ -13,6 +13,7 @@ mod m20261123_000007_create_idempotency_keys;
 mod m20261123_000008_create_programs;
 mod m20261123_000009_create_milestones;
 mod m20261123_000010_create_action_items_and_gates;
+mod m20261123_000011_create_deviations_and_escalations;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000008_create_programs::Migration),
             Box::new(m20261123_000009_create_milestones::Migration),
             Box::new(m20261123_000010_create_action_items_and_gates::Migration),
+            Box::new(m20261123_000011_create_deviations_and_escalations::Migration),
         ]
     }
 }

@@ -3,8 +3,7 @@ use super::m20261123_000008_create_programs::Programs;
 use super::m20261123_000009_create_milestones::Milestones;
 use sea_orm_migration::{prelude::*, schema::*};
 
-/// Action items, gate checklists and decisions, and the deviations table the gate's
-/// "no open critical deviation" guard reads (its workflow columns come with quality events).
+/// Action items, gate checklists and decisions.
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 
@@ -141,44 +140,11 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        manager
-            .create_table(
-                Table::create()
-                    .table(Deviations::Table)
-                    .if_not_exists()
-                    .col(big_pk_auto(Deviations::Id))
-                    .col(big_integer(Deviations::ProgramId))
-                    .col(big_integer_null(Deviations::MilestoneId))
-                    .col(string_len(Deviations::Title, 200))
-                    .col(string_len(Deviations::Criticality, 16))
-                    .col(string_len(Deviations::Status, 16))
-                    .col(timestamp_with_time_zone(Deviations::CreatedAt))
-                    .col(timestamp_with_time_zone(Deviations::UpdatedAt))
-                    .col(integer(Deviations::Version).default(1))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from(Deviations::Table, Deviations::ProgramId)
-                            .to(Programs::Table, Programs::Id),
-                    )
-                    .to_owned(),
-            )
-            .await?;
-        manager
-            .create_index(
-                Index::create()
-                    .name("ix_deviations_program_criticality")
-                    .table(Deviations::Table)
-                    .col(Deviations::ProgramId)
-                    .col(Deviations::Criticality)
-                    .col(Deviations::Status)
-                    .to_owned(),
-            )
-            .await
+        Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         for table in [
-            Deviations::Table.into_iden(),
             GateDecisions::Table.into_iden(),
             GateItems::Table.into_iden(),
             ActionItems::Table.into_iden(),
@@ -240,18 +206,4 @@ enum GateDecisions {
     SignatureId,
     DecidedByUserId,
     DecidedAt,
-}
-
-#[derive(DeriveIden)]
-enum Deviations {
-    Table,
-    Id,
-    ProgramId,
-    MilestoneId,
-    Title,
-    Criticality,
-    Status,
-    CreatedAt,
-    UpdatedAt,
-    Version,
 }

@@ -2,7 +2,6 @@
 
 use awc::http::Method;
 use e2e::{TestApp, on_both_databases};
-use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
 use crate::programs::program_setup;
@@ -81,15 +80,23 @@ async fn a_program_runs_from_template_to_its_commercial_batch_gate(app: &TestApp
     let engineering_runs = by_name("Engineering runs");
     let commercial = by_name("GMP commercial batch");
 
-    // A critical deviation on the program blocks every `go`.
-    app.db
-        .execute_unprepared(&format!(
-            "INSERT INTO deviations (program_id, title, criticality, status, created_at, updated_at, version) \
-             VALUES ({}, 'Bioburden excursion', 'critical', 'investigating', '2027-01-01 00:00:00+00:00', '2027-01-01 00:00:00+00:00', 1)",
-            s.program_id
-        ))
+    // A critical deviation on the program holds production and blocks every `go`.
+    let deviation = s
+        .cmo_admin
+        .post(
+            &format!("/api/v1/programs/{}/deviations", s.program_id),
+            json!({"title": "Bioburden excursion", "description": "35 CFU/10 mL against a limit of 10",
+                   "detected_at": app.now(), "criticality": "critical", "category": "environment"}),
+        )
         .await
-        .unwrap();
+        .expect(201)
+        .body;
+    let deviation_id = deviation["id"].as_i64().unwrap();
+    let held =
+        s.pm.get(&format!("/api/v1/programs/{}", s.program_id))
+            .await
+            .body;
+    assert_eq!(held["production_status"], "on_hold");
 
     // Work through the plan in dependency order: whatever can start, starts.
     let mut done: Vec<i64> = Vec::new();
@@ -193,13 +200,31 @@ async fn a_program_runs_from_template_to_its_commercial_batch_gate(app: &TestApp
                     .await
                     .expect_problem(409, "open_critical_deviations");
                 assert!(r.body["detail"].as_str().unwrap().contains("critical"));
-                app.db
-                    .execute_unprepared(&format!(
-                        "UPDATE deviations SET status = 'closed' WHERE program_id = {}",
-                        s.program_id
-                    ))
+                // QA works the deviation to closure; then the go passes.
+                let dpath = format!("/api/v1/deviations/{deviation_id}");
+                qa.post(&format!("{dpath}/transitions"), json!({"event": "triage"}))
                     .await
-                    .unwrap();
+                    .expect(200);
+                qa.post(
+                    &format!("{dpath}/transitions"),
+                    json!({"event": "start_investigation"}),
+                )
+                .await
+                .expect(200);
+                let d = qa.get(&dpath).await.body;
+                qa.patch(
+                    &dpath,
+                    json!({"version": d["version"], "root_cause_method": "fishbone", "root_cause_category": "equipment",
+                           "root_cause_narrative": "worn manway gasket", "reason": "investigation complete"}),
+                )
+                .await
+                .expect(200);
+                qa.post(
+                    &format!("{dpath}/transitions"),
+                    json!({"event": "close", "password": QA_PASSWORD}),
+                )
+                .await
+                .expect(200);
                 deviation_seen = true;
             }
             let outcome = decide(&qa, id, "go").await.expect(201).body;
@@ -227,6 +252,11 @@ async fn a_program_runs_from_template_to_its_commercial_batch_gate(app: &TestApp
         .expect(200)
         .body;
     assert_eq!(signatures["total"], 13, "12 go decisions and one no-go");
+    let closures = qa
+        .get("/api/v1/signatures?record_type=deviation_closure")
+        .await
+        .body;
+    assert_eq!(closures["total"], 1);
     let overview =
         s.pm.get(&format!("/api/v1/programs/{}/overview", s.program_id))
             .await
@@ -235,7 +265,19 @@ async fn a_program_runs_from_template_to_its_commercial_batch_gate(app: &TestApp
     assert_eq!(overview["plan"]["by_status"]["completed"], 12);
     assert_eq!(overview["open_critical_deviations"], 0);
     assert_eq!(overview["open_action_items"], 0);
-    assert_eq!(overview["production_status"], "running");
+    assert_eq!(
+        overview["production_status"], "on_hold",
+        "closing the deviation does not release production"
+    );
+    let released = qa
+        .post(
+            &format!("/api/v1/programs/{}/production-release", s.program_id),
+            json!({"password": QA_PASSWORD, "reason": "root cause fixed, monitoring back in limits"}),
+        )
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(released["production_status"], "running");
     assert_eq!(
         app.admin().get("/api/v1/audit-events/verify").await.body["intact"],
         true

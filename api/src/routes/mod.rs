@@ -11,6 +11,7 @@ use crate::error::{ApiError, ApiResult};
 
 pub mod actions;
 pub mod audit;
+pub mod deviations;
 pub mod gates;
 pub mod health;
 pub mod me;
@@ -63,6 +64,12 @@ pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
         .service(gates::create_gate_item)
         .service(gates::update_gate_item)
         .service(gates::decide_gate)
+        .service(deviations::report_deviation)
+        .service(deviations::list_deviations)
+        .service(deviations::get_deviation)
+        .service(deviations::update_deviation)
+        .service(deviations::transition_deviation)
+        .service(deviations::release_production)
         .service(actions::create_action_item)
         .service(actions::list_action_items)
         .service(actions::get_action_item)
@@ -186,7 +193,8 @@ versioned!(
     entity::team_member::Model,
     entity::milestone::Model,
     entity::action_item::Model,
-    entity::gate::item::Model
+    entity::gate::item::Model,
+    entity::deviation::Model
 );
 
 /// Writes `active` only if row `id` still has `version` (compare-and-set, so of two

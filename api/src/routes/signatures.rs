@@ -110,11 +110,13 @@ pub async fn create_signature(
             // An audit event's own chain hash already covers its whole content.
             (id.to_string(), event.hash)
         }
-        SignedRecordType::GateDecision => {
+        SignedRecordType::GateDecision
+        | SignedRecordType::DeviationClosure
+        | SignedRecordType::ProductionRelease => {
             return Err(ApiError::invalid(
                 "record_type",
                 "signed_elsewhere",
-                "gate decisions are signed with POST /api/v1/milestones/{id}/gate-decisions",
+                "this record is signed by the endpoint that takes the decision",
             ));
         }
     };

@@ -1,0 +1,873 @@
+//! Deviations and nonconformances, with the floor rules: a critical or major deviation
+//! holds the program's production and opens an escalation in the same transaction;
+//! release of the hold is a signed quality decision.
+
+use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
+use chrono::{DateTime, TimeDelta, Utc};
+use entity::audit_trail::{self, Entry};
+use entity::deviation::{
+    self, Category, Criticality, DeviationEvent, DeviationStatus, DeviationTransitionError, Guards,
+    RootCauseMethod,
+};
+use entity::program::{self, ProductionStatus};
+use entity::{Role, SignatureMeaning, SignedRecordType, escalation, milestone, signature};
+use sea_orm::ActiveEnum;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait,
+    EntityTrait, QueryFilter, QueryOrder,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::programs::{ProgramView, sides};
+use super::{
+    ApiJson, Checks, Page, Validate, compare_and_set, expected_version, fetch_page, snapshot,
+};
+use crate::auth::{AuthContext, find_scoped, scoped};
+use crate::error::{ApiError, ApiResult};
+use crate::signing::{self, SignatureRecord};
+use crate::state::AppState;
+
+/// How far in the future `detected_at` may lie (clock skew), before it is refused.
+const DETECTED_AT_SKEW: TimeDelta = TimeDelta::minutes(5);
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 41, "program_id": 7, "milestone_id": 12, "batch_lot": "ACM101-DS-0007",
+    "title": "Bioburden excursion in the harvest tank", "description": "Pre-filtration bioburden 35 CFU/10 mL against a limit of 10.",
+    "detected_at": "2027-04-02T06:40:00Z", "reported_by_user_id": 9, "process_step": "Harvest",
+    "criticality": "critical", "category": "environment", "status": "investigating",
+    "triaged_at": "2027-04-02T07:05:00Z", "short_term_fix": null,
+    "root_cause_method": null, "root_cause_category": null, "root_cause_narrative": null,
+    "closure_signature_id": null, "closed_at": null, "cancel_reason": null,
+    "allowed_events": ["await_capa", "close"], "age_days": 3,
+    "created_at": "2027-04-02T06:45:00Z", "updated_at": "2027-04-02T09:00:00Z", "version": 3
+}))]
+pub struct DeviationView {
+    pub id: i64,
+    pub program_id: i64,
+    pub milestone_id: Option<i64>,
+    pub batch_lot: Option<String>,
+    pub title: String,
+    pub description: String,
+    pub detected_at: DateTime<Utc>,
+    pub reported_by_user_id: i64,
+    pub process_step: Option<String>,
+    pub criticality: Criticality,
+    pub category: Category,
+    pub status: DeviationStatus,
+    pub triaged_at: Option<DateTime<Utc>>,
+    pub short_term_fix: Option<String>,
+    pub root_cause_method: Option<RootCauseMethod>,
+    pub root_cause_category: Option<Category>,
+    pub root_cause_narrative: Option<String>,
+    pub closure_signature_id: Option<i64>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub cancel_reason: Option<String>,
+    /// Events the state machine accepts now (guards such as root cause are checked on send).
+    pub allowed_events: Vec<DeviationEvent>,
+    /// Whole days since detection (until closed).
+    pub age_days: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i32,
+}
+
+pub fn view(d: &deviation::Model, now: DateTime<Utc>) -> DeviationView {
+    let until = d.closed_at.unwrap_or(now);
+    DeviationView {
+        id: d.id,
+        program_id: d.program_id,
+        milestone_id: d.milestone_id,
+        batch_lot: d.batch_lot.clone(),
+        title: d.title.clone(),
+        description: d.description.clone(),
+        detected_at: d.detected_at,
+        reported_by_user_id: d.reported_by_user_id,
+        process_step: d.process_step.clone(),
+        criticality: d.criticality,
+        category: d.category,
+        status: d.status,
+        triaged_at: d.triaged_at,
+        short_term_fix: d.short_term_fix.clone(),
+        root_cause_method: d.root_cause_method,
+        root_cause_category: d.root_cause_category,
+        root_cause_narrative: d.root_cause_narrative.clone(),
+        closure_signature_id: d.closure_signature_id,
+        closed_at: d.closed_at,
+        cancel_reason: d.cancel_reason.clone(),
+        allowed_events: deviation::allowed_events(d.status),
+        age_days: (until - d.detected_at).num_days().max(0),
+        created_at: d.created_at,
+        updated_at: d.updated_at,
+        version: d.version,
+    }
+}
+
+impl crate::auth::TenantScoped for deviation::Entity {
+    fn tenant_condition(ctx: &AuthContext) -> sea_orm::Condition {
+        use sea_orm::sea_query::IntoCondition;
+        deviation::Column::ProgramId
+            .in_subquery(crate::auth::visible_programs(ctx))
+            .into_condition()
+    }
+}
+
+/// Anyone on the program but a viewer reports; quality, program managers and admins run
+/// the workflow; only quality signs closure and release.
+fn may_report(ctx: &AuthContext) -> bool {
+    ctx.user.role != Role::Viewer
+}
+
+fn may_handle(ctx: &AuthContext) -> bool {
+    matches!(
+        ctx.user.role,
+        Role::Quality | Role::ProgramManager | Role::Admin
+    )
+}
+
+/// Puts a program's production on hold (if it runs) and records why; in the caller's
+/// transaction. Returns whether the status changed.
+pub async fn hold_production<C: ConnectionTrait>(
+    conn: &C,
+    ctx: &AuthContext,
+    program_id: i64,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> ApiResult<bool> {
+    // One atomic UPDATE: concurrent holds cannot lose each other or a program edit.
+    let changed = program::Entity::update_many()
+        .col_expr(
+            program::Column::ProductionStatus,
+            Expr::value(ProductionStatus::OnHold.to_value()),
+        )
+        .col_expr(
+            program::Column::Version,
+            sea_orm::sea_query::ExprTrait::add(Expr::col(program::Column::Version), 1),
+        )
+        .col_expr(program::Column::UpdatedAt, Expr::value(now))
+        .filter(program::Column::Id.eq(program_id))
+        .filter(program::Column::ProductionStatus.eq(ProductionStatus::Running))
+        .exec(conn)
+        .await?;
+    if changed.rows_affected == 1 {
+        audit_trail::append(
+            conn,
+            &ctx.actor(now),
+            Entry::new("program", program_id, "hold_production")
+                .after(serde_json::json!({"production_status": ProductionStatus::OnHold}))
+                .reason(Some(reason.to_string())),
+        )
+        .await?;
+    }
+    Ok(changed.rows_affected == 1)
+}
+
+/// The floor rule for a deviation that is (now) critical or major: hold and escalate.
+async fn apply_floor_rule<C: ConnectionTrait>(
+    conn: &C,
+    ctx: &AuthContext,
+    d: &deviation::Model,
+    now: DateTime<Utc>,
+    open_escalation: bool,
+) -> ApiResult<()> {
+    if !d.criticality.holds_production() {
+        return Ok(());
+    }
+    let reason = format!("{:?} deviation #{}: {}", d.criticality, d.id, d.title).to_lowercase();
+    hold_production(conn, ctx, d.program_id, &reason, now).await?;
+    if open_escalation {
+        let esc =
+            escalation::open(conn, d.program_id, "deviation", Some(d.id), &reason, now).await?;
+        audit_trail::append(
+            conn,
+            &ctx.actor(now),
+            Entry::new("escalation", esc.id, "open").after(serde_json::json!({
+                "program_id": esc.program_id, "source_type": esc.source_type, "source_id": esc.source_id, "reason": esc.reason,
+            })),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "title": "Bioburden excursion in the harvest tank",
+    "description": "Pre-filtration bioburden 35 CFU/10 mL against a limit of 10.",
+    "detected_at": "2027-04-02T06:40:00Z", "criticality": "critical", "category": "environment",
+    "batch_lot": "ACM101-DS-0007", "process_step": "Harvest", "milestone_id": 12
+}))]
+pub struct ReportDeviation {
+    #[schema(min_length = 1, max_length = 200)]
+    pub title: String,
+    #[schema(min_length = 1, max_length = 10000)]
+    pub description: String,
+    /// When it was detected; not in the future.
+    pub detected_at: DateTime<Utc>,
+    /// As reported; triage confirms or changes it.
+    pub criticality: Criticality,
+    pub category: Category,
+    #[schema(max_length = 64)]
+    pub batch_lot: Option<String>,
+    #[schema(max_length = 200)]
+    pub process_step: Option<String>,
+    /// A milestone of the same program.
+    pub milestone_id: Option<i64>,
+}
+
+impl Validate for ReportDeviation {
+    fn validate(&self, c: &mut Checks) {
+        c.text("title", &self.title, 1, 200);
+        c.text("description", &self.description, 1, 10_000);
+        c.optional_text("batch_lot", self.batch_lot.as_deref(), 1, 64);
+        c.optional_text("process_step", self.process_step.as_deref(), 1, 200);
+    }
+}
+
+/// Report a deviation on a program. A critical or major one puts the program's
+/// production on hold and opens an escalation, in the same transaction.
+#[utoipa::path(
+    tag = "quality",
+    params(("id" = i64, Path, description = "Program id")),
+    request_body = ReportDeviation,
+    responses(
+        (status = 201, description = "Deviation reported", body = DeviationView),
+        (status = 403, description = "Viewers do not report deviations", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[post("/programs/{id}/deviations")]
+pub async fn report_deviation(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<ReportDeviation>,
+) -> ApiResult<HttpResponse> {
+    let b = body.into_inner();
+    let now = state.clock.now();
+    if b.detected_at > now + DETECTED_AT_SKEW {
+        return Err(ApiError::invalid(
+            "detected_at",
+            "in_the_future",
+            "a deviation cannot be detected in the future",
+        ));
+    }
+    let txn = crate::db::begin_write(&state.db).await?;
+    let prog = find_scoped::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
+    if !may_report(&ctx) {
+        return Err(ApiError::Forbidden(
+            "viewers do not report deviations".to_string(),
+        ));
+    }
+    if let Some(m) = b.milestone_id {
+        let found = milestone::Entity::find_by_id(m)
+            .filter(milestone::Column::ProgramId.eq(prog.id))
+            .one(&txn)
+            .await?;
+        if found.is_none() {
+            return Err(ApiError::invalid(
+                "milestone_id",
+                "unknown_milestone",
+                "not a milestone of this program",
+            ));
+        }
+    }
+    let created = deviation::ActiveModel {
+        id: NotSet,
+        program_id: Set(prog.id),
+        milestone_id: Set(b.milestone_id),
+        batch_lot: Set(b.batch_lot),
+        title: Set(b.title.trim().to_string()),
+        description: Set(b.description),
+        detected_at: Set(entity::clock::truncate_to_micros(b.detected_at)),
+        reported_by_user_id: Set(ctx.user.id),
+        process_step: Set(b.process_step),
+        criticality: Set(b.criticality),
+        category: Set(b.category),
+        status: Set(DeviationStatus::Reported),
+        triaged_at: Set(None),
+        short_term_fix: Set(None),
+        root_cause_method: Set(None),
+        root_cause_category: Set(None),
+        root_cause_narrative: Set(None),
+        closure_signature_id: Set(None),
+        closed_at: Set(None),
+        cancel_reason: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        version: Set(1),
+    }
+    .insert(&txn)
+    .await?;
+    audit_trail::append(
+        &txn,
+        &ctx.actor(now),
+        Entry::new("deviation", created.id, "report").after(snapshot(&view(&created, now))),
+    )
+    .await?;
+    apply_floor_rule(&txn, &ctx, &created, now, true).await?;
+    txn.commit().await?;
+    Ok(HttpResponse::Created().json(view(&created, now)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeviationFilter {
+    pub program_id: Option<i64>,
+    pub status: Option<DeviationStatus>,
+    pub criticality: Option<Criticality>,
+    pub category: Option<Category>,
+    /// Only open (not closed or cancelled) deviations, or only finished ones.
+    pub open: Option<bool>,
+    /// Only deviations detected at least this many days ago.
+    #[param(minimum = 0, maximum = 36500)]
+    pub min_age_days: Option<i64>,
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<u64>,
+    /// Items to skip (default 0).
+    pub offset: Option<u64>,
+}
+
+/// Deviations on the caller's programs, newest first.
+#[utoipa::path(
+    tag = "quality",
+    params(DeviationFilter),
+    responses((status = 200, description = "One page of deviations", body = Page<DeviationView>))
+)]
+#[get("/deviations")]
+pub async fn list_deviations(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    filter: web::Query<DeviationFilter>,
+) -> ApiResult<web::Json<Page<DeviationView>>> {
+    let f = filter.into_inner();
+    let now = state.clock.now();
+    let mut select = scoped::<deviation::Entity>(&ctx)
+        .order_by_desc(deviation::Column::DetectedAt)
+        .order_by_desc(deviation::Column::Id);
+    if let Some(v) = f.program_id {
+        select = select.filter(deviation::Column::ProgramId.eq(v));
+    }
+    if let Some(v) = f.status {
+        select = select.filter(deviation::Column::Status.eq(v));
+    }
+    if let Some(v) = f.criticality {
+        select = select.filter(deviation::Column::Criticality.eq(v));
+    }
+    if let Some(v) = f.category {
+        select = select.filter(deviation::Column::Category.eq(v));
+    }
+    if let Some(open) = f.open {
+        let finished = [DeviationStatus::Closed, DeviationStatus::Cancelled];
+        select = select.filter(if open {
+            deviation::Column::Status.is_not_in(finished)
+        } else {
+            deviation::Column::Status.is_in(finished)
+        });
+    }
+    if let Some(days) = f.min_age_days {
+        if !(0..=36_500).contains(&days) {
+            return Err(ApiError::invalid(
+                "min_age_days",
+                "out_of_range",
+                "must be between 0 and 36500",
+            ));
+        }
+        select = select.filter(deviation::Column::DetectedAt.lte(now - TimeDelta::days(days)));
+    }
+    let (items, total, limit, offset) = fetch_page(&state.db, select, f.limit, f.offset).await?;
+    Ok(web::Json(Page {
+        items: items.iter().map(|d| view(d, now)).collect(),
+        total,
+        limit,
+        offset,
+    }))
+}
+
+/// One deviation.
+#[utoipa::path(
+    tag = "quality",
+    params(("id" = i64, Path, description = "Deviation id")),
+    responses(
+        (status = 200, description = "The deviation", body = DeviationView),
+        (status = 404, description = "No such deviation visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[get("/deviations/{id}")]
+pub async fn get_deviation(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+) -> ApiResult<web::Json<DeviationView>> {
+    let d = find_scoped::<deviation::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    Ok(web::Json(view(&d, state.clock.now())))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "version": 3, "root_cause_method": "fishbone", "root_cause_category": "equipment",
+    "root_cause_narrative": "Worn gasket on the harvest tank manway let condensate in.",
+    "reason": "investigation findings recorded"
+}))]
+pub struct UpdateDeviation {
+    /// The version being updated (or send `If-Match`).
+    pub version: Option<i32>,
+    #[schema(min_length = 1, max_length = 200)]
+    pub title: Option<String>,
+    #[schema(min_length = 1, max_length = 10000)]
+    pub description: Option<String>,
+    #[schema(max_length = 64)]
+    pub batch_lot: Option<String>,
+    #[schema(max_length = 200)]
+    pub process_step: Option<String>,
+    pub category: Option<Category>,
+    #[schema(max_length = 5000)]
+    pub short_term_fix: Option<String>,
+    pub root_cause_method: Option<RootCauseMethod>,
+    pub root_cause_category: Option<Category>,
+    #[schema(max_length = 10000)]
+    pub root_cause_narrative: Option<String>,
+    /// Reason for change: required on every edit of a GMP record; kept in the audit trail.
+    #[schema(min_length = 1, max_length = 500)]
+    pub reason: String,
+}
+
+impl Validate for UpdateDeviation {
+    fn validate(&self, c: &mut Checks) {
+        c.optional_text("title", self.title.as_deref(), 1, 200);
+        c.optional_text("description", self.description.as_deref(), 1, 10_000);
+        c.optional_text("batch_lot", self.batch_lot.as_deref(), 1, 64);
+        c.optional_text("process_step", self.process_step.as_deref(), 1, 200);
+        c.optional_text("short_term_fix", self.short_term_fix.as_deref(), 1, 5000);
+        c.optional_text(
+            "root_cause_narrative",
+            self.root_cause_narrative.as_deref(),
+            1,
+            10_000,
+        );
+        c.text("reason", &self.reason, 1, 500);
+    }
+}
+
+/// Edit an open deviation (reason for change required). Criticality changes only at
+/// triage; status only by transitions.
+#[utoipa::path(
+    tag = "quality",
+    params(
+        ("id" = i64, Path, description = "Deviation id"),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(W/)?"?[0-9]{1,9}"?$"#, description = "Version being updated (alternative to `version` in the body)")
+    ),
+    request_body = UpdateDeviation,
+    responses(
+        (status = 200, description = "The updated deviation", body = DeviationView),
+        (status = 403, description = "Only quality, program managers and admins edit deviations", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such deviation visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Stale version, or the deviation is closed or cancelled", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[patch("/deviations/{id}")]
+pub async fn update_deviation(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<UpdateDeviation>,
+) -> ApiResult<web::Json<DeviationView>> {
+    let b = body.into_inner();
+    let version = expected_version(&req, b.version)?;
+    let txn = crate::db::begin_write(&state.db).await?;
+    let current = find_scoped::<deviation::Entity, _>(&txn, &ctx, id.into_inner()).await?;
+    if !may_handle(&ctx) {
+        return Err(ApiError::Forbidden(
+            "only quality, program managers and admins edit deviations".to_string(),
+        ));
+    }
+    if !current.status.is_open() {
+        return Err(ApiError::conflict(
+            "deviation_closed",
+            "a closed or cancelled deviation is not edited",
+        ));
+    }
+    if current.version != version {
+        return Err(ApiError::stale_version(current.version));
+    }
+    let now = state.clock.now();
+    let mut active: deviation::ActiveModel = current.clone().into();
+    if let Some(v) = b.title {
+        active.title = Set(v.trim().to_string());
+    }
+    if let Some(v) = b.description {
+        active.description = Set(v);
+    }
+    if let Some(v) = b.batch_lot {
+        active.batch_lot = Set(Some(v));
+    }
+    if let Some(v) = b.process_step {
+        active.process_step = Set(Some(v));
+    }
+    if let Some(v) = b.category {
+        active.category = Set(v);
+    }
+    if let Some(v) = b.short_term_fix {
+        active.short_term_fix = Set(Some(v));
+    }
+    if let Some(v) = b.root_cause_method {
+        active.root_cause_method = Set(Some(v));
+    }
+    if let Some(v) = b.root_cause_category {
+        active.root_cause_category = Set(Some(v));
+    }
+    if let Some(v) = b.root_cause_narrative {
+        active.root_cause_narrative = Set(Some(v));
+    }
+    active.updated_at = Set(now);
+    active.version = Set(current.version + 1);
+    let updated =
+        compare_and_set::<deviation::Entity, _>(&txn, active, current.id, current.version).await?;
+    audit_trail::append(
+        &txn,
+        &ctx.actor(now),
+        Entry::new("deviation", updated.id, "update")
+            .before(snapshot(&view(&current, now)))
+            .after(snapshot(&view(&updated, now)))
+            .reason(Some(b.reason)),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(web::Json(view(&updated, now)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"event": "triage", "criticality": "major", "reason": "no product impact; contained to one tank"}))]
+pub struct DeviationTransition {
+    pub event: DeviationEvent,
+    /// `triage` only: the confirmed criticality (a change needs a reason).
+    pub criticality: Option<Criticality>,
+    /// Why: required for `cancel` and for a criticality change; kept in the audit trail.
+    #[schema(max_length = 500)]
+    pub reason: Option<String>,
+    /// `close` only: the quality signer's password (e-signature).
+    #[schema(max_length = 256)]
+    pub password: Option<String>,
+    /// The version the caller saw (optional).
+    pub version: Option<i32>,
+}
+
+impl Validate for DeviationTransition {
+    fn validate(&self, c: &mut Checks) {
+        c.optional_text("reason", self.reason.as_deref(), 1, 500);
+        if self
+            .password
+            .as_ref()
+            .is_some_and(|p| p.is_empty() || p.chars().count() > 256)
+        {
+            c.fail("password", "invalid_length", "must be 1 to 256 characters");
+        }
+        if self.criticality.is_some() && self.event != DeviationEvent::Triage {
+            c.fail(
+                "criticality",
+                "not_allowed",
+                "criticality changes only at triage",
+            );
+        }
+    }
+}
+
+/// Move a deviation through `reported → triaged → investigating → pending_capa | closed`,
+/// `cancelled`. Triage confirms or changes criticality (raising it to major or critical
+/// holds production). Closing needs a root cause (unless minor) and a quality
+/// e-signature (`password`). Illegal events answer 409 with `current_state` and
+/// `allowed_events`.
+#[utoipa::path(
+    tag = "quality",
+    params(("id" = i64, Path, description = "Deviation id")),
+    request_body = DeviationTransition,
+    responses(
+        (status = 200, description = "The deviation in its new state", body = DeviationView),
+        (status = 401, description = "Wrong signature password (`invalid_password`; audited)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not allowed to handle deviations, or only quality signs closure", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such deviation visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Illegal event, failed guard (root cause, CAPA), stale version, or no own signing password", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed password attempts; see Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[post("/deviations/{id}/transitions")]
+pub async fn transition_deviation(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<DeviationTransition>,
+) -> ApiResult<web::Json<DeviationView>> {
+    let b = body.into_inner();
+    let deviation_id = id.into_inner();
+    let seen = find_scoped::<deviation::Entity, _>(&state.db, &ctx, deviation_id).await?;
+    if !may_handle(&ctx) {
+        return Err(ApiError::Forbidden(
+            "only quality, program managers and admins handle deviations".to_string(),
+        ));
+    }
+    let new_criticality = b.criticality.unwrap_or(seen.criticality);
+    if b.event == DeviationEvent::Triage
+        && new_criticality != seen.criticality
+        && b.reason.is_none()
+    {
+        return Err(ApiError::invalid(
+            "reason",
+            "required",
+            "a criticality change needs a reason",
+        ));
+    }
+    check_transition(&seen, b.event, new_criticality, b.reason.is_some())?;
+    // Closure is a quality decision, e-signed: check the password before writing.
+    let mut signature_record = None;
+    if deviation::needs_signature(b.event) {
+        if !signature::may_sign(
+            ctx.user.role,
+            SignedRecordType::DeviationClosure,
+            SignatureMeaning::Approved,
+        ) {
+            return Err(ApiError::Forbidden(
+                "closing a deviation is signed by a quality user".to_string(),
+            ));
+        }
+        let password = b.password.clone().ok_or_else(|| {
+            ApiError::invalid(
+                "password",
+                "required",
+                "closing needs the quality signer's password",
+            )
+        })?;
+        let record = SignatureRecord {
+            record_type: SignedRecordType::DeviationClosure,
+            record_id: seen.id.to_string(),
+            record_hash: String::new(),
+            meaning: SignatureMeaning::Approved,
+            reason: b.reason.clone(),
+        };
+        signing::authenticate_signer(&state, &ctx, password, &record).await?;
+        signature_record = Some(record);
+    }
+
+    let now = state.clock.now();
+    let txn = crate::db::begin_write(&state.db).await?;
+    let current = find_scoped::<deviation::Entity, _>(&txn, &ctx, deviation_id).await?;
+    if b.version.is_some_and(|v| v != current.version) {
+        return Err(ApiError::stale_version(current.version));
+    }
+    let next = check_transition(&current, b.event, new_criticality, b.reason.is_some())?;
+    let mut active: deviation::ActiveModel = current.clone().into();
+    active.status = Set(next);
+    match b.event {
+        DeviationEvent::Triage => {
+            active.triaged_at = Set(Some(now));
+            active.criticality = Set(new_criticality);
+        }
+        DeviationEvent::Close => active.closed_at = Set(Some(now)),
+        DeviationEvent::Cancel => {
+            active.cancel_reason = Set(b.reason.clone());
+            active.closed_at = Set(Some(now));
+        }
+        _ => {}
+    }
+    active.updated_at = Set(now);
+    active.version = Set(current.version + 1);
+    let mut updated =
+        compare_and_set::<deviation::Entity, _>(&txn, active, current.id, current.version).await?;
+    if let Some(mut record) = signature_record {
+        record.record_hash = entity::audit::content_hash(&view(&updated, now));
+        let sig = signing::record(&txn, &ctx, now, record).await?;
+        let mut signed: deviation::ActiveModel = updated.clone().into();
+        signed.closure_signature_id = Set(Some(sig.id));
+        updated = signed.update(&txn).await?;
+    }
+    audit_trail::append(
+        &txn,
+        &ctx.actor(now),
+        Entry::new("deviation", updated.id, event_action(b.event))
+            .before(snapshot(&view(&current, now)))
+            .after(snapshot(&view(&updated, now)))
+            .reason(b.reason.clone()),
+    )
+    .await?;
+    // Acting on the deviation (triage, closure, cancellation) ends its escalation.
+    if matches!(
+        b.event,
+        DeviationEvent::Triage | DeviationEvent::Close | DeviationEvent::Cancel
+    ) {
+        escalation::resolve_for(&txn, "deviation", updated.id, now).await?;
+    }
+    // Raised at triage to major or critical: production holds too.
+    if b.event == DeviationEvent::Triage
+        && new_criticality.holds_production()
+        && !current.criticality.holds_production()
+    {
+        apply_floor_rule(&txn, &ctx, &updated, now, false).await?;
+    }
+    txn.commit().await?;
+    Ok(web::Json(view(&updated, now)))
+}
+
+fn check_transition(
+    d: &deviation::Model,
+    event: DeviationEvent,
+    criticality: Criticality,
+    has_reason: bool,
+) -> ApiResult<DeviationStatus> {
+    let guards = Guards {
+        criticality,
+        has_root_cause: d.root_cause_method.is_some()
+            && d.root_cause_category.is_some()
+            && d.root_cause_narrative.is_some(),
+        has_short_term_fix: d.short_term_fix.is_some(),
+        // CAPAs come with their own endpoints; until one closes effective, pending_capa waits.
+        capa_effective: false,
+        has_reason,
+    };
+    deviation::transition(d.status, event, &guards).map_err(|err| match err {
+        DeviationTransitionError::ReasonRequired => {
+            ApiError::invalid("reason", "required", "this event needs a reason")
+        }
+        other => ApiError::Conflict {
+            code: "illegal_transition",
+            detail: other.to_string(),
+            current_state: Some(name_of(&d.status)),
+            allowed_events: Some(
+                deviation::allowed_events(d.status)
+                    .iter()
+                    .map(name_of)
+                    .collect(),
+            ),
+            current_version: Some(d.version),
+        },
+    })
+}
+
+fn event_action(e: DeviationEvent) -> &'static str {
+    match e {
+        DeviationEvent::Triage => "triage",
+        DeviationEvent::StartInvestigation => "start_investigation",
+        DeviationEvent::AwaitCapa => "await_capa",
+        DeviationEvent::Close => "close",
+        DeviationEvent::Cancel => "cancel",
+    }
+}
+
+fn name_of<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"password": "quality assured passphrase", "reason": "root cause contained; bioburden back in limits for three batches"}))]
+pub struct ReleaseProduction {
+    /// The quality signer's password (e-signature).
+    #[schema(min_length = 1, max_length = 256)]
+    pub password: String,
+    #[schema(min_length = 1, max_length = 500)]
+    pub reason: String,
+}
+
+impl Validate for ReleaseProduction {
+    fn validate(&self, c: &mut Checks) {
+        if self.password.is_empty() || self.password.chars().count() > 256 {
+            c.fail("password", "invalid_length", "must be 1 to 256 characters");
+        }
+        c.text("reason", &self.reason, 1, 500);
+    }
+}
+
+/// Release a program's production hold: a quality user of the sponsor signs it. Refused
+/// while any critical deviation on the program is not yet under investigation.
+#[utoipa::path(
+    tag = "quality",
+    params(("id" = i64, Path, description = "Program id")),
+    request_body = ReleaseProduction,
+    responses(
+        (status = 200, description = "Production running again", body = ProgramView),
+        (status = 401, description = "Wrong signature password (`invalid_password`; audited)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Only the sponsor's quality users release production", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not on hold, a critical deviation is not yet under investigation, or no own signing password", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed password attempts; see Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[post("/programs/{id}/production-release")]
+pub async fn release_production(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<ReleaseProduction>,
+) -> ApiResult<web::Json<ProgramView>> {
+    let b = body.into_inner();
+    let program_id = id.into_inner();
+    let prog = find_scoped::<program::Entity, _>(&state.db, &ctx, program_id).await?;
+    if ctx.org_id() != sides(&prog).sponsor_org_id
+        || !signature::may_sign(
+            ctx.user.role,
+            SignedRecordType::ProductionRelease,
+            SignatureMeaning::Approved,
+        )
+    {
+        return Err(ApiError::Forbidden(
+            "production is released by a quality user of the sponsor".to_string(),
+        ));
+    }
+    check_release(&state.db, &prog).await?;
+    let mut record = SignatureRecord {
+        record_type: SignedRecordType::ProductionRelease,
+        record_id: prog.id.to_string(),
+        record_hash: String::new(),
+        meaning: SignatureMeaning::Approved,
+        reason: Some(b.reason.clone()),
+    };
+    signing::authenticate_signer(&state, &ctx, b.password, &record).await?;
+    let now = state.clock.now();
+    let txn = crate::db::begin_write(&state.db).await?;
+    let current = find_scoped::<program::Entity, _>(&txn, &ctx, program_id).await?;
+    check_release(&txn, &current).await?;
+    let mut active: program::ActiveModel = current.clone().into();
+    active.production_status = Set(ProductionStatus::Running);
+    active.updated_at = Set(now);
+    active.version = Set(current.version + 1);
+    let released =
+        compare_and_set::<program::Entity, _>(&txn, active, current.id, current.version).await?;
+    record.record_hash = entity::audit::content_hash(&ProgramView::from(&released));
+    signing::record(&txn, &ctx, now, record).await?;
+    audit_trail::append(
+        &txn,
+        &ctx.actor(now),
+        Entry::new("program", released.id, "release_production")
+            .before(snapshot(&ProgramView::from(&current)))
+            .after(snapshot(&ProgramView::from(&released)))
+            .reason(Some(b.reason)),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(web::Json(ProgramView::from(&released)))
+}
+
+async fn check_release<C: ConnectionTrait>(conn: &C, prog: &program::Model) -> ApiResult<()> {
+    if prog.production_status != ProductionStatus::OnHold {
+        return Err(ApiError::conflict(
+            "not_on_hold",
+            "production is not on hold",
+        ));
+    }
+    let waiting = deviation::uninvestigated_critical_count(conn, prog.id).await?;
+    if waiting > 0 {
+        return Err(ApiError::conflict(
+            "critical_deviation_not_investigated",
+            format!("{waiting} critical deviation(s) are not yet under investigation"),
+        ));
+    }
+    Ok(())
+}
