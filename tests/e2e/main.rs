@@ -10,6 +10,7 @@ mod operations;
 mod plan;
 mod problems;
 mod programs;
+mod quality;
 mod signatures;
 mod tenancy;
 mod worker;
