@@ -125,4 +125,7 @@ pub enum SignedRecordType {
     /// Release of a program's production hold.
     #[sea_orm(string_value = "production_release")]
     ProductionRelease,
+    /// CAPA plan approval and closure (signed inside the CAPA transition).
+    #[sea_orm(string_value = "capa")]
+    Capa,
 }

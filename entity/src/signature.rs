@@ -63,7 +63,7 @@ pub fn may_sign(role: Role, record_type: SignedRecordType, meaning: SignatureMea
                 SignatureMeaning::Approved | SignatureMeaning::Verified
             ) && role == Role::Quality
         }
-        SignedRecordType::ProductionRelease => {
+        SignedRecordType::ProductionRelease | SignedRecordType::Capa => {
             meaning == SignatureMeaning::Approved && role == Role::Quality
         }
     }

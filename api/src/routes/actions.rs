@@ -397,6 +397,12 @@ pub async fn update_action_item(
     if current.version != version {
         return Err(ApiError::stale_version(current.version));
     }
+    if current.source == ActionSource::Capa && b.due_date.is_some_and(|d| d != current.due_date) {
+        return Err(ApiError::conflict(
+            "use_extension_request",
+            "a CAPA action's due date moves only through an approved extension request",
+        ));
+    }
     let now = state.clock.now();
     let today = program_today(&prog, now);
     let mut active: action_item::ActiveModel = current.clone().into();

@@ -623,7 +623,8 @@ pub async fn transition_deviation(
             "a criticality change needs a reason",
         ));
     }
-    check_transition(&seen, b.event, new_criticality, b.reason.is_some())?;
+    let capa_effective = super::capas::has_effective_capa(&state.db, seen.id).await?;
+    check_transition(&seen, b.event, new_criticality, b.reason.is_some(), capa_effective)?;
     // Closure is a quality decision, e-signed: check the password before writing.
     let mut signature_record = None;
     if deviation::needs_signature(b.event) {
@@ -660,7 +661,8 @@ pub async fn transition_deviation(
     if b.version.is_some_and(|v| v != current.version) {
         return Err(ApiError::stale_version(current.version));
     }
-    let next = check_transition(&current, b.event, new_criticality, b.reason.is_some())?;
+    let capa_effective = super::capas::has_effective_capa(&txn, current.id).await?;
+    let next = check_transition(&current, b.event, new_criticality, b.reason.is_some(), capa_effective)?;
     let mut active: deviation::ActiveModel = current.clone().into();
     active.status = Set(next);
     match b.event {
@@ -718,6 +720,7 @@ fn check_transition(
     event: DeviationEvent,
     criticality: Criticality,
     has_reason: bool,
+    capa_effective: bool,
 ) -> ApiResult<DeviationStatus> {
     let guards = Guards {
         criticality,
@@ -725,8 +728,7 @@ fn check_transition(
             && d.root_cause_category.is_some()
             && d.root_cause_narrative.is_some(),
         has_short_term_fix: d.short_term_fix.is_some(),
-        // CAPAs come with their own endpoints; until one closes effective, pending_capa waits.
-        capa_effective: false,
+        capa_effective,
         has_reason,
     };
     deviation::transition(d.status, event, &guards).map_err(|err| match err {

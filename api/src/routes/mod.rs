@@ -11,6 +11,7 @@ use crate::error::{ApiError, ApiResult};
 
 pub mod actions;
 pub mod audit;
+pub mod capas;
 pub mod deviations;
 pub mod gates;
 pub mod health;
@@ -70,6 +71,14 @@ pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
         .service(deviations::update_deviation)
         .service(deviations::transition_deviation)
         .service(deviations::release_production)
+        .service(capas::create_capa)
+        .service(capas::list_capas)
+        .service(capas::get_capa)
+        .service(capas::update_capa)
+        .service(capas::add_capa_action)
+        .service(capas::transition_capa)
+        .service(capas::request_extension)
+        .service(capas::decide_extension)
         .service(actions::create_action_item)
         .service(actions::list_action_items)
         .service(actions::get_action_item)
@@ -194,7 +203,8 @@ versioned!(
     entity::milestone::Model,
     entity::action_item::Model,
     entity::gate::item::Model,
-    entity::deviation::Model
+    entity::deviation::Model,
+    entity::capa::Model
 );
 
 /// Writes `active` only if row `id` still has `version` (compare-and-set, so of two

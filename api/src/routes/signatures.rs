@@ -112,7 +112,8 @@ pub async fn create_signature(
         }
         SignedRecordType::GateDecision
         | SignedRecordType::DeviationClosure
-        | SignedRecordType::ProductionRelease => {
+        | SignedRecordType::ProductionRelease
+        | SignedRecordType::Capa => {
             return Err(ApiError::invalid(
                 "record_type",
                 "signed_elsewhere",

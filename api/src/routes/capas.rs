@@ -1,0 +1,973 @@
+//! CAPA: linked to deviations or findings, actions as action items, a signed plan and a
+//! signed closure after an effectiveness check; CAPA action due dates move only through
+//! approved extension requests.
+
+use std::collections::BTreeSet;
+
+use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
+use chrono::{DateTime, NaiveDate, Utc};
+use entity::action_item::{self, ActionSource, ActionStatus};
+use entity::audit_trail::{self, Entry};
+use entity::capa::{self, ActionKind, CapaEvent, CapaSource, CapaStatus, CapaTransitionError, EffectivenessOutcome};
+use entity::deviation::{self, DeviationStatus};
+use entity::extension_request::{self, ExtensionStatus};
+use entity::{Role, SignatureMeaning, SignedRecordType, program};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::actions::{self, ActionItemView, NewAction};
+use super::milestones::program_today;
+use super::{ApiJson, Checks, Page, Validate, compare_and_set, expected_version, fetch_page, snapshot};
+use crate::auth::{AuthContext, find_scoped, scoped};
+use crate::error::{ApiError, ApiResult};
+use crate::signing::{self, SignatureRecord};
+use crate::state::AppState;
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 5, "program_id": 7, "title": "Replace and re-qualify harvest tank gaskets",
+    "description": "Corrective: replace gaskets. Preventive: add gasket inspection to PM.",
+    "source": "deviation", "finding_reference": null, "deviation_ids": [41], "status": "implementing",
+    "effectiveness_due": null, "effectiveness_outcome": null, "plan_signature_id": 22, "closure_signature_id": null,
+    "cancel_reason": null, "closed_at": null, "allowed_events": ["request_effectiveness_check", "cancel"],
+    "created_at": "2027-04-03T09:00:00Z", "updated_at": "2027-04-05T09:00:00Z", "version": 3
+}))]
+pub struct CapaView {
+    pub id: i64,
+    pub program_id: i64,
+    pub title: String,
+    pub description: String,
+    pub source: CapaSource,
+    pub finding_reference: Option<String>,
+    pub deviation_ids: Vec<i64>,
+    pub status: CapaStatus,
+    pub effectiveness_due: Option<NaiveDate>,
+    pub effectiveness_outcome: Option<EffectivenessOutcome>,
+    pub plan_signature_id: Option<i64>,
+    pub closure_signature_id: Option<i64>,
+    pub cancel_reason: Option<String>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub allowed_events: Vec<CapaEvent>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i32,
+}
+
+fn view(c: &capa::Model, deviation_ids: Vec<i64>) -> CapaView {
+    CapaView {
+        id: c.id,
+        program_id: c.program_id,
+        title: c.title.clone(),
+        description: c.description.clone(),
+        source: c.source,
+        finding_reference: c.finding_reference.clone(),
+        deviation_ids,
+        status: c.status,
+        effectiveness_due: c.effectiveness_due,
+        effectiveness_outcome: c.effectiveness_outcome,
+        plan_signature_id: c.plan_signature_id,
+        closure_signature_id: c.closure_signature_id,
+        cancel_reason: c.cancel_reason.clone(),
+        closed_at: c.closed_at,
+        allowed_events: capa::allowed_events(c.status),
+        created_at: c.created_at,
+        updated_at: c.updated_at,
+        version: c.version,
+    }
+}
+
+async fn linked_deviations<C: ConnectionTrait>(conn: &C, capa_id: i64) -> ApiResult<Vec<i64>> {
+    Ok(capa::deviation_link::Entity::find()
+        .filter(capa::deviation_link::Column::CapaId.eq(capa_id))
+        .order_by_asc(capa::deviation_link::Column::DeviationId)
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|l| l.deviation_id)
+        .collect())
+}
+
+async fn render<C: ConnectionTrait>(conn: &C, c: &capa::Model) -> ApiResult<CapaView> {
+    Ok(view(c, linked_deviations(conn, c.id).await?))
+}
+
+impl crate::auth::TenantScoped for capa::Entity {
+    fn tenant_condition(ctx: &AuthContext) -> sea_orm::Condition {
+        use sea_orm::sea_query::IntoCondition;
+        capa::Column::ProgramId.in_subquery(crate::auth::visible_programs(ctx)).into_condition()
+    }
+}
+
+fn may_handle(ctx: &AuthContext) -> bool {
+    matches!(ctx.user.role, Role::Quality | Role::ProgramManager | Role::Admin)
+}
+
+/// Is any CAPA linked to this deviation closed with an effective check?
+pub async fn has_effective_capa<C: ConnectionTrait>(conn: &C, deviation_id: i64) -> ApiResult<bool> {
+    let capa_ids: Vec<i64> = capa::deviation_link::Entity::find()
+        .filter(capa::deviation_link::Column::DeviationId.eq(deviation_id))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|l| l.capa_id)
+        .collect();
+    if capa_ids.is_empty() {
+        return Ok(false);
+    }
+    let effective = capa::Entity::find()
+        .filter(capa::Column::Id.is_in(capa_ids))
+        .filter(capa::Column::Status.eq(CapaStatus::Closed))
+        .filter(capa::Column::EffectivenessOutcome.eq(EffectivenessOutcome::Effective))
+        .count(conn)
+        .await?;
+    Ok(effective > 0)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "title": "Replace and re-qualify harvest tank gaskets",
+    "description": "Corrective: replace gaskets. Preventive: add gasket inspection to PM.",
+    "source": "deviation", "deviation_ids": [41]
+}))]
+pub struct CreateCapa {
+    #[schema(min_length = 1, max_length = 200)]
+    pub title: String,
+    #[schema(min_length = 1, max_length = 10000)]
+    pub description: String,
+    pub source: CapaSource,
+    /// Deviations of the same program (at least one when `source` is `deviation`).
+    #[schema(max_items = 50)]
+    pub deviation_ids: Option<Vec<i64>>,
+    /// Inspection or audit finding reference (for those sources).
+    #[schema(max_length = 100)]
+    pub finding_reference: Option<String>,
+}
+
+impl Validate for CreateCapa {
+    fn validate(&self, c: &mut Checks) {
+        c.text("title", &self.title, 1, 200);
+        c.text("description", &self.description, 1, 10_000);
+        c.optional_text("finding_reference", self.finding_reference.as_deref(), 1, 100);
+        let linked = self.deviation_ids.as_ref().map_or(0, Vec::len);
+        if self.source == CapaSource::Deviation && linked == 0 {
+            c.fail("deviation_ids", "required", "a CAPA from deviations names at least one");
+        }
+        if linked > 50 {
+            c.fail("deviation_ids", "too_many", "at most 50");
+        }
+        if self.source != CapaSource::Deviation && self.finding_reference.is_none() {
+            c.fail("finding_reference", "required", "a CAPA from a finding names the finding");
+        }
+    }
+}
+
+/// Open a CAPA on a program (quality, program managers and admins).
+#[utoipa::path(
+    tag = "quality",
+    params(("id" = i64, Path, description = "Program id")),
+    request_body = CreateCapa,
+    responses(
+        (status = 201, description = "CAPA opened", body = CapaView),
+        (status = 403, description = "Only quality, program managers and admins open CAPAs", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[post("/programs/{id}/capas")]
+pub async fn create_capa(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<CreateCapa>,
+) -> ApiResult<HttpResponse> {
+    let b = body.into_inner();
+    let txn = crate::db::begin_write(&state.db).await?;
+    let prog = find_scoped::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
+    if !may_handle(&ctx) {
+        return Err(ApiError::Forbidden("only quality, program managers and admins open CAPAs".to_string()));
+    }
+    let ids: BTreeSet<i64> = b.deviation_ids.unwrap_or_default().into_iter().collect();
+    if !ids.is_empty() {
+        let found = deviation::Entity::find()
+            .filter(deviation::Column::Id.is_in(ids.iter().copied()))
+            .filter(deviation::Column::ProgramId.eq(prog.id))
+            .count(&txn)
+            .await?;
+        if found != ids.len() as u64 {
+            return Err(ApiError::invalid("deviation_ids", "unknown_deviation", "every deviation must be of this program"));
+        }
+    }
+    let now = state.clock.now();
+    let created = capa::ActiveModel {
+        id: NotSet,
+        program_id: Set(prog.id),
+        title: Set(b.title.trim().to_string()),
+        description: Set(b.description),
+        source: Set(b.source),
+        finding_reference: Set(b.finding_reference),
+        status: Set(CapaStatus::Open),
+        effectiveness_due: Set(None),
+        effectiveness_outcome: Set(None),
+        plan_signature_id: Set(None),
+        closure_signature_id: Set(None),
+        cancel_reason: Set(None),
+        closed_at: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        version: Set(1),
+    }
+    .insert(&txn)
+    .await?;
+    if !ids.is_empty() {
+        capa::deviation_link::Entity::insert_many(ids.iter().map(|d| capa::deviation_link::ActiveModel {
+            capa_id: Set(created.id),
+            deviation_id: Set(*d),
+        }))
+        .exec(&txn)
+        .await?;
+    }
+    let rendered = render(&txn, &created).await?;
+    audit_trail::append(&txn, &ctx.actor(now), Entry::new("capa", created.id, "create").after(snapshot(&rendered))).await?;
+    txn.commit().await?;
+    Ok(HttpResponse::Created().json(rendered))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct CapaFilter {
+    pub program_id: Option<i64>,
+    pub status: Option<CapaStatus>,
+    /// Only CAPAs whose effectiveness check is overdue (still in check, due date passed).
+    pub effectiveness_overdue: Option<bool>,
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<u64>,
+    /// Items to skip (default 0).
+    pub offset: Option<u64>,
+}
+
+/// CAPAs on the caller's programs, newest first.
+#[utoipa::path(
+    tag = "quality",
+    params(CapaFilter),
+    responses((status = 200, description = "One page of CAPAs", body = Page<CapaView>))
+)]
+#[get("/capas")]
+pub async fn list_capas(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    filter: web::Query<CapaFilter>,
+) -> ApiResult<web::Json<Page<CapaView>>> {
+    let f = filter.into_inner();
+    let mut select = scoped::<capa::Entity>(&ctx).order_by_desc(capa::Column::Id);
+    if let Some(v) = f.program_id {
+        select = select.filter(capa::Column::ProgramId.eq(v));
+    }
+    if let Some(v) = f.status {
+        select = select.filter(capa::Column::Status.eq(v));
+    }
+    if f.effectiveness_overdue == Some(true) {
+        let today = state.clock.now().date_naive();
+        select = select
+            .filter(capa::Column::Status.eq(CapaStatus::EffectivenessCheck))
+            .filter(capa::Column::EffectivenessDue.lt(today));
+    }
+    let (items, total, limit, offset) = fetch_page(&state.db, select, f.limit, f.offset).await?;
+    let mut views = Vec::with_capacity(items.len());
+    for c in &items {
+        views.push(render(&state.db, c).await?);
+    }
+    Ok(web::Json(Page {
+        items: views,
+        total,
+        limit,
+        offset,
+    }))
+}
+
+/// One CAPA with its actions.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"capa": {
+    "id": 5, "program_id": 7, "title": "Replace and re-qualify harvest tank gaskets", "description": "…",
+    "source": "deviation", "finding_reference": null, "deviation_ids": [41], "status": "open",
+    "effectiveness_due": null, "effectiveness_outcome": null, "plan_signature_id": null, "closure_signature_id": null,
+    "cancel_reason": null, "closed_at": null, "allowed_events": ["approve_plan", "cancel"],
+    "created_at": "2027-04-03T09:00:00Z", "updated_at": "2027-04-03T09:00:00Z", "version": 1}, "actions": []}))]
+pub struct CapaDetail {
+    pub capa: CapaView,
+    pub actions: Vec<CapaActionView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"kind": "corrective", "action": {
+    "id": 31, "program_id": 7, "title": "Replace gaskets", "description": null, "owner_user_id": 9,
+    "due_date": "2027-04-20", "source": "capa", "source_id": 5, "status": "open", "snoozed_until": null,
+    "snooze_reason": null, "overdue": false, "days_overdue": 0, "allowed_events": ["start", "complete", "cancel"],
+    "completed_at": null, "created_at": "2027-04-03T09:00:00Z", "updated_at": "2027-04-03T09:00:00Z", "version": 1}}))]
+pub struct CapaActionView {
+    pub kind: ActionKind,
+    pub action: ActionItemView,
+}
+
+async fn detail<C: ConnectionTrait>(conn: &C, c: &capa::Model, today: NaiveDate) -> ApiResult<CapaDetail> {
+    let links = capa::action_link::Entity::find()
+        .filter(capa::action_link::Column::CapaId.eq(c.id))
+        .order_by_asc(capa::action_link::Column::ActionItemId)
+        .all(conn)
+        .await?;
+    let items = action_item::Entity::find()
+        .filter(action_item::Column::Id.is_in(links.iter().map(|l| l.action_item_id)))
+        .all(conn)
+        .await?;
+    let actions = links
+        .iter()
+        .filter_map(|l| {
+            items.iter().find(|a| a.id == l.action_item_id).map(|a| CapaActionView {
+                kind: l.kind,
+                action: actions::view(a, today),
+            })
+        })
+        .collect();
+    Ok(CapaDetail {
+        capa: render(conn, c).await?,
+        actions,
+    })
+}
+
+/// One CAPA, with its corrective and preventive actions.
+#[utoipa::path(
+    tag = "quality",
+    params(("id" = i64, Path, description = "CAPA id")),
+    responses(
+        (status = 200, description = "The CAPA", body = CapaDetail),
+        (status = 404, description = "No such CAPA visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[get("/capas/{id}")]
+pub async fn get_capa(state: web::Data<AppState>, ctx: AuthContext, id: web::Path<i64>) -> ApiResult<web::Json<CapaDetail>> {
+    let c = find_scoped::<capa::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    let prog = find_scoped::<program::Entity, _>(&state.db, &ctx, c.program_id).await?;
+    Ok(web::Json(detail(&state.db, &c, program_today(&prog, state.clock.now())).await?))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"kind": "preventive", "title": "Add gasket inspection to the PM plan", "owner_user_id": 9, "due_date": "2027-05-15"}))]
+pub struct AddCapaAction {
+    pub kind: ActionKind,
+    #[schema(min_length = 1, max_length = 200)]
+    pub title: String,
+    pub owner_user_id: i64,
+    pub due_date: NaiveDate,
+}
+
+impl Validate for AddCapaAction {
+    fn validate(&self, c: &mut Checks) {
+        c.text("title", &self.title, 1, 200);
+    }
+}
+
+/// Add a corrective or preventive action to a CAPA that is not closed or cancelled.
+#[utoipa::path(
+    tag = "quality",
+    params(("id" = i64, Path, description = "CAPA id")),
+    request_body = AddCapaAction,
+    responses(
+        (status = 201, description = "Action added", body = CapaActionView),
+        (status = 403, description = "Only quality, program managers and admins change CAPAs", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such CAPA visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The CAPA is closed or cancelled", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[post("/capas/{id}/actions")]
+pub async fn add_capa_action(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<AddCapaAction>,
+) -> ApiResult<HttpResponse> {
+    let b = body.into_inner();
+    let txn = crate::db::begin_write(&state.db).await?;
+    let c = find_scoped::<capa::Entity, _>(&txn, &ctx, id.into_inner()).await?;
+    let prog = find_scoped::<program::Entity, _>(&txn, &ctx, c.program_id).await?;
+    if !may_handle(&ctx) {
+        return Err(ApiError::Forbidden("only quality, program managers and admins change CAPAs".to_string()));
+    }
+    if matches!(c.status, CapaStatus::Closed | CapaStatus::Cancelled) {
+        return Err(ApiError::conflict("capa_closed", "the CAPA is closed or cancelled"));
+    }
+    let owner_ok = entity::user::Entity::find_by_id(b.owner_user_id)
+        .filter(entity::user::Column::OrgId.is_in([prog.sponsor_org_id, prog.cmo_org_id]))
+        .filter(entity::user::Column::Active.eq(true))
+        .one(&txn)
+        .await?
+        .is_some();
+    if !owner_ok {
+        return Err(ApiError::invalid("owner_user_id", "not_on_program", "not an active user of the sponsor or of the program's CMO"));
+    }
+    let now = state.clock.now();
+    let today = program_today(&prog, now);
+    let item = actions::insert(
+        &txn,
+        &ctx,
+        now,
+        today,
+        NewAction {
+            program_id: prog.id,
+            title: b.title.trim().to_string(),
+            description: None,
+            owner_user_id: b.owner_user_id,
+            due_date: b.due_date,
+            source: ActionSource::Capa,
+            source_id: Some(c.id),
+        },
+    )
+    .await?;
+    capa::action_link::ActiveModel {
+        action_item_id: Set(item.id),
+        capa_id: Set(c.id),
+        kind: Set(b.kind),
+    }
+    .insert(&txn)
+    .await?;
+    audit_trail::append(
+        &txn,
+        &ctx.actor(now),
+        Entry::new("capa", c.id, "add_action").after(serde_json::json!({"action_item_id": item.id, "kind": b.kind})),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(HttpResponse::Created().json(CapaActionView {
+        kind: b.kind,
+        action: actions::view(&item, today),
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"event": "record_effectiveness", "outcome": "effective", "reason": "no recurrence over 10 batches"}))]
+pub struct CapaTransition {
+    pub event: CapaEvent,
+    /// `request_effectiveness_check`, or `record_effectiveness` with `inconclusive`: the check's (new) due date.
+    pub effectiveness_due: Option<NaiveDate>,
+    /// `record_effectiveness` only.
+    pub outcome: Option<EffectivenessOutcome>,
+    /// Required for `cancel` and an `ineffective` outcome; kept in the audit trail.
+    #[schema(max_length = 500)]
+    pub reason: Option<String>,
+    /// `approve_plan` and `close`: the quality signer's password (e-signature).
+    #[schema(max_length = 256)]
+    pub password: Option<String>,
+    /// The version the caller saw (optional).
+    pub version: Option<i32>,
+}
+
+impl Validate for CapaTransition {
+    fn validate(&self, c: &mut Checks) {
+        c.optional_text("reason", self.reason.as_deref(), 1, 500);
+        if self.password.as_ref().is_some_and(|p| p.is_empty() || p.chars().count() > 256) {
+            c.fail("password", "invalid_length", "must be 1 to 256 characters");
+        }
+    }
+}
+
+/// Move a CAPA through `open → plan_approved → implementing → effectiveness_check →
+/// closed` (`ineffective` sends it back to implementing; `cancelled`). Plan approval and
+/// closure are signed by quality. Closing an effective CAPA closes its deviations waiting
+/// in `pending_capa` (those with a root cause, or minor), in the same transaction.
+#[utoipa::path(
+    tag = "quality",
+    params(("id" = i64, Path, description = "CAPA id")),
+    request_body = CapaTransition,
+    responses(
+        (status = 200, description = "The CAPA in its new state", body = CapaView),
+        (status = 401, description = "Wrong signature password (`invalid_password`; audited)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not allowed; plan approval and closure are quality's", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such CAPA visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Illegal event, failed guard, stale version, or no own signing password", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed password attempts; see Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[post("/capas/{id}/transitions")]
+pub async fn transition_capa(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<CapaTransition>,
+) -> ApiResult<web::Json<CapaView>> {
+    let b = body.into_inner();
+    let capa_id = id.into_inner();
+    let seen = find_scoped::<capa::Entity, _>(&state.db, &ctx, capa_id).await?;
+    if !may_handle(&ctx) {
+        return Err(ApiError::Forbidden("only quality, program managers and admins handle CAPAs".to_string()));
+    }
+    check(&state.db, &seen, &b).await?;
+    let mut record = None;
+    if capa::needs_signature(b.event) {
+        if ctx.user.role != Role::Quality {
+            return Err(ApiError::Forbidden("CAPA plan approval and closure are signed by quality".to_string()));
+        }
+        let password = b
+            .password
+            .clone()
+            .ok_or_else(|| ApiError::invalid("password", "required", "this step needs the quality signer's password"))?;
+        let r = SignatureRecord {
+            record_type: SignedRecordType::Capa,
+            record_id: seen.id.to_string(),
+            record_hash: String::new(),
+            meaning: SignatureMeaning::Approved,
+            reason: b.reason.clone(),
+        };
+        signing::authenticate_signer(&state, &ctx, password, &r).await?;
+        record = Some(r);
+    }
+    let now = state.clock.now();
+    let txn = crate::db::begin_write(&state.db).await?;
+    let current = find_scoped::<capa::Entity, _>(&txn, &ctx, capa_id).await?;
+    if b.version.is_some_and(|v| v != current.version) {
+        return Err(ApiError::stale_version(current.version));
+    }
+    let next = check(&txn, &current, &b).await?;
+    let mut active: capa::ActiveModel = current.clone().into();
+    active.status = Set(next);
+    match b.event {
+        CapaEvent::RequestEffectivenessCheck => active.effectiveness_due = Set(b.effectiveness_due),
+        CapaEvent::RecordEffectiveness => {
+            active.effectiveness_outcome = Set(b.outcome);
+            if b.outcome == Some(EffectivenessOutcome::Inconclusive) {
+                active.effectiveness_due = Set(b.effectiveness_due);
+            }
+            if b.outcome == Some(EffectivenessOutcome::Ineffective) {
+                active.effectiveness_due = Set(None);
+            }
+        }
+        CapaEvent::Close => active.closed_at = Set(Some(now)),
+        CapaEvent::Cancel => {
+            active.cancel_reason = Set(b.reason.clone());
+            active.closed_at = Set(Some(now));
+        }
+        _ => {}
+    }
+    active.updated_at = Set(now);
+    active.version = Set(current.version + 1);
+    let mut updated = compare_and_set::<capa::Entity, _>(&txn, active, current.id, current.version).await?;
+    if let Some(mut r) = record {
+        r.record_hash = entity::audit::content_hash(&render(&txn, &updated).await?);
+        let sig = signing::record(&txn, &ctx, now, r).await?;
+        let mut signed: capa::ActiveModel = updated.clone().into();
+        if b.event == CapaEvent::ApprovePlan {
+            signed.plan_signature_id = Set(Some(sig.id));
+        } else {
+            signed.closure_signature_id = Set(Some(sig.id));
+        }
+        updated = signed.update(&txn).await?;
+    }
+    let after = render(&txn, &updated).await?;
+    audit_trail::append(
+        &txn,
+        &ctx.actor(now),
+        Entry::new("capa", updated.id, event_action(b.event))
+            .before(snapshot(&render(&txn, &current).await?))
+            .after(snapshot(&after))
+            .reason(b.reason.clone()),
+    )
+    .await?;
+    if b.event == CapaEvent::Close {
+        close_waiting_deviations(&txn, &ctx, &updated, now).await?;
+    }
+    txn.commit().await?;
+    Ok(web::Json(after))
+}
+
+async fn check<C: ConnectionTrait>(conn: &C, c: &capa::Model, b: &CapaTransition) -> ApiResult<CapaStatus> {
+    let action_ids: Vec<i64> = capa::action_link::Entity::find()
+        .filter(capa::action_link::Column::CapaId.eq(c.id))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|l| l.action_item_id)
+        .collect();
+    let open_actions = if action_ids.is_empty() {
+        0
+    } else {
+        action_item::Entity::find()
+            .filter(action_item::Column::Id.is_in(action_ids.clone()))
+            .filter(action_item::Column::Status.is_in([ActionStatus::Open, ActionStatus::InProgress]))
+            .count(conn)
+            .await?
+    };
+    let outcome = if b.event == CapaEvent::RecordEffectiveness { b.outcome } else { c.effectiveness_outcome };
+    let guards = capa::Guards {
+        action_count: action_ids.len() as u64,
+        open_action_count: open_actions,
+        has_effectiveness_due: b.effectiveness_due.is_some(),
+        outcome,
+        has_reason: b.reason.is_some(),
+    };
+    capa::transition(c.status, b.event, &guards).map_err(|err| match err {
+        CapaTransitionError::ReasonRequired => ApiError::invalid("reason", "required", "this step needs a reason"),
+        CapaTransitionError::DueDateRequired => ApiError::invalid("effectiveness_due", "required", "the check needs a due date"),
+        CapaTransitionError::OutcomeRequired => ApiError::invalid("outcome", "required", "record the outcome of the check"),
+        other => ApiError::Conflict {
+            code: "illegal_transition",
+            detail: other.to_string(),
+            current_state: Some(name_of(&c.status)),
+            allowed_events: Some(capa::allowed_events(c.status).iter().map(name_of).collect()),
+            current_version: Some(c.version),
+        },
+    })
+}
+
+/// A CAPA closed effective closes the deviations waiting for it (SPEC §4), when their
+/// own closure rules are met (root cause unless minor).
+async fn close_waiting_deviations<C: ConnectionTrait>(conn: &C, ctx: &AuthContext, c: &capa::Model, now: DateTime<Utc>) -> ApiResult<()> {
+    let ids = linked_deviations(conn, c.id).await?;
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let waiting = deviation::Entity::find()
+        .filter(deviation::Column::Id.is_in(ids))
+        .filter(deviation::Column::Status.eq(DeviationStatus::PendingCapa))
+        .all(conn)
+        .await?;
+    for d in waiting {
+        let guards = deviation::Guards {
+            criticality: d.criticality,
+            has_root_cause: d.root_cause_method.is_some() && d.root_cause_category.is_some() && d.root_cause_narrative.is_some(),
+            has_short_term_fix: d.short_term_fix.is_some(),
+            capa_effective: true,
+            has_reason: true,
+        };
+        if deviation::transition(d.status, deviation::DeviationEvent::Close, &guards).is_err() {
+            continue;
+        }
+        let mut active: deviation::ActiveModel = d.clone().into();
+        active.status = Set(DeviationStatus::Closed);
+        active.closed_at = Set(Some(now));
+        active.closure_signature_id = Set(c.closure_signature_id);
+        active.updated_at = Set(now);
+        active.version = Set(d.version + 1);
+        let closed = compare_and_set::<deviation::Entity, _>(conn, active, d.id, d.version).await?;
+        audit_trail::append(
+            conn,
+            &ctx.actor(now),
+            Entry::new("deviation", closed.id, "close")
+                .before(serde_json::json!({"status": d.status, "version": d.version}))
+                .after(serde_json::json!({"status": closed.status, "version": closed.version}))
+                .reason(Some(format!("CAPA #{} closed effective", c.id))),
+        )
+        .await?;
+        entity::escalation::resolve_for(conn, "deviation", closed.id, now).await?;
+    }
+    Ok(())
+}
+
+fn event_action(e: CapaEvent) -> &'static str {
+    match e {
+        CapaEvent::ApprovePlan => "approve_plan",
+        CapaEvent::StartImplementation => "start_implementation",
+        CapaEvent::RequestEffectivenessCheck => "request_effectiveness_check",
+        CapaEvent::RecordEffectiveness => "record_effectiveness",
+        CapaEvent::Close => "close",
+        CapaEvent::Cancel => "cancel",
+    }
+}
+
+fn name_of<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 3, "action_item_id": 31, "current_due": "2027-04-20", "requested_due": "2027-05-04",
+    "reason": "gasket supplier delayed", "status": "approved", "requested_by_user_id": 9,
+    "decided_by_user_id": 4, "decision_reason": "supplier delay documented", "decided_at": "2027-04-18T10:00:00Z",
+    "created_at": "2027-04-17T10:00:00Z"
+}))]
+pub struct ExtensionRequestView {
+    pub id: i64,
+    pub action_item_id: i64,
+    pub current_due: NaiveDate,
+    pub requested_due: NaiveDate,
+    pub reason: String,
+    pub status: ExtensionStatus,
+    pub requested_by_user_id: i64,
+    pub decided_by_user_id: Option<i64>,
+    pub decision_reason: Option<String>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&extension_request::Model> for ExtensionRequestView {
+    fn from(m: &extension_request::Model) -> Self {
+        Self {
+            id: m.id,
+            action_item_id: m.action_item_id,
+            current_due: m.current_due,
+            requested_due: m.requested_due,
+            reason: m.reason.clone(),
+            status: m.status,
+            requested_by_user_id: m.requested_by_user_id,
+            decided_by_user_id: m.decided_by_user_id,
+            decision_reason: m.decision_reason.clone(),
+            decided_at: m.decided_at,
+            created_at: m.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"requested_due": "2027-05-04", "reason": "gasket supplier delayed"}))]
+pub struct RequestExtension {
+    pub requested_due: NaiveDate,
+    #[schema(min_length = 1, max_length = 500)]
+    pub reason: String,
+}
+
+impl Validate for RequestExtension {
+    fn validate(&self, c: &mut Checks) {
+        c.text("reason", &self.reason, 1, 500);
+    }
+}
+
+/// Ask to move a CAPA action's due date (its owner, or quality, program managers, admins).
+#[utoipa::path(
+    tag = "quality",
+    params(("id" = i64, Path, description = "Action item id")),
+    request_body = RequestExtension,
+    responses(
+        (status = 201, description = "Extension requested", body = ExtensionRequestView),
+        (status = 403, description = "Not allowed to change this item", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such action item visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not a CAPA action, not open, or a request is already pending", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[post("/action-items/{id}/extension-requests")]
+pub async fn request_extension(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<RequestExtension>,
+) -> ApiResult<HttpResponse> {
+    let b = body.into_inner();
+    let txn = crate::db::begin_write(&state.db).await?;
+    let item = find_scoped::<action_item::Entity, _>(&txn, &ctx, id.into_inner()).await?;
+    if item.owner_user_id != ctx.user.id && !may_handle(&ctx) {
+        return Err(ApiError::Forbidden("only the owner, quality, program managers and admins ask".to_string()));
+    }
+    if item.source != ActionSource::Capa {
+        return Err(ApiError::conflict("not_a_capa_action", "only CAPA actions need extension requests; edit the due date"));
+    }
+    if !matches!(item.status, ActionStatus::Open | ActionStatus::InProgress) {
+        return Err(ApiError::conflict("not_open", "the action is finished"));
+    }
+    if b.requested_due <= item.due_date {
+        return Err(ApiError::invalid("requested_due", "not_later", "an extension moves the due date later"));
+    }
+    let pending = extension_request::Entity::find()
+        .filter(extension_request::Column::ActionItemId.eq(item.id))
+        .filter(extension_request::Column::Status.eq(ExtensionStatus::Pending))
+        .count(&txn)
+        .await?;
+    if pending > 0 {
+        return Err(ApiError::conflict("extension_pending", "a request for this action is already pending"));
+    }
+    let now = state.clock.now();
+    let created = extension_request::ActiveModel {
+        id: NotSet,
+        action_item_id: Set(item.id),
+        current_due: Set(item.due_date),
+        requested_due: Set(b.requested_due),
+        reason: Set(b.reason.clone()),
+        status: Set(ExtensionStatus::Pending),
+        requested_by_user_id: Set(ctx.user.id),
+        decided_by_user_id: Set(None),
+        decision_reason: Set(None),
+        decided_at: Set(None),
+        created_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    audit_trail::append(
+        &txn,
+        &ctx.actor(now),
+        Entry::new("extension_request", created.id, "request")
+            .after(snapshot(&ExtensionRequestView::from(&created)))
+            .reason(Some(b.reason)),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(HttpResponse::Created().json(ExtensionRequestView::from(&created)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"approve": true, "reason": "supplier delay documented"}))]
+pub struct DecideExtension {
+    pub approve: bool,
+    #[schema(min_length = 1, max_length = 500)]
+    pub reason: String,
+}
+
+impl Validate for DecideExtension {
+    fn validate(&self, c: &mut Checks) {
+        c.text("reason", &self.reason, 1, 500);
+    }
+}
+
+/// Approve or reject an extension request (quality users). Approval moves the due date.
+#[utoipa::path(
+    tag = "quality",
+    params(("id" = i64, Path, description = "Extension request id")),
+    request_body = DecideExtension,
+    responses(
+        (status = 200, description = "The decided request", body = ExtensionRequestView),
+        (status = 403, description = "Only quality users decide extensions", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such request visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already decided", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[post("/extension-requests/{id}/decision")]
+pub async fn decide_extension(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<DecideExtension>,
+) -> ApiResult<web::Json<ExtensionRequestView>> {
+    let b = body.into_inner();
+    let txn = crate::db::begin_write(&state.db).await?;
+    let req = extension_request::Entity::find_by_id(id.into_inner()).one(&txn).await?.ok_or(ApiError::NotFound)?;
+    // Tenancy through the action item.
+    let item = find_scoped::<action_item::Entity, _>(&txn, &ctx, req.action_item_id).await?;
+    if ctx.user.role != Role::Quality {
+        return Err(ApiError::Forbidden("extension requests are decided by quality".to_string()));
+    }
+    if req.status != ExtensionStatus::Pending {
+        return Err(ApiError::conflict("already_decided", "this request is already decided"));
+    }
+    let now = state.clock.now();
+    let mut active: extension_request::ActiveModel = req.clone().into();
+    active.status = Set(if b.approve { ExtensionStatus::Approved } else { ExtensionStatus::Rejected });
+    active.decided_by_user_id = Set(Some(ctx.user.id));
+    active.decision_reason = Set(Some(b.reason.clone()));
+    active.decided_at = Set(Some(now));
+    let decided = active.update(&txn).await?;
+    audit_trail::append(
+        &txn,
+        &ctx.actor(now),
+        Entry::new("extension_request", decided.id, if b.approve { "approve" } else { "reject" })
+            .before(snapshot(&ExtensionRequestView::from(&req)))
+            .after(snapshot(&ExtensionRequestView::from(&decided)))
+            .reason(Some(b.reason.clone())),
+    )
+    .await?;
+    if b.approve {
+        let mut moved: action_item::ActiveModel = item.clone().into();
+        moved.due_date = Set(decided.requested_due);
+        moved.updated_at = Set(now);
+        moved.version = Set(item.version + 1);
+        let updated = compare_and_set::<action_item::Entity, _>(&txn, moved, item.id, item.version).await?;
+        audit_trail::append(
+            &txn,
+            &ctx.actor(now),
+            Entry::new("action_item", updated.id, "extend_due_date")
+                .before(serde_json::json!({"due_date": item.due_date, "version": item.version}))
+                .after(serde_json::json!({"due_date": updated.due_date, "version": updated.version}))
+                .reason(Some(b.reason)),
+        )
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(web::Json(ExtensionRequestView::from(&decided)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"version": 2, "description": "Corrective: replace gaskets on both tanks.", "reason": "scope extended to tank B"}))]
+pub struct UpdateCapa {
+    pub version: Option<i32>,
+    #[schema(min_length = 1, max_length = 200)]
+    pub title: Option<String>,
+    #[schema(min_length = 1, max_length = 10000)]
+    pub description: Option<String>,
+    /// Reason for change: required on every edit of a GMP record.
+    #[schema(min_length = 1, max_length = 500)]
+    pub reason: String,
+}
+
+impl Validate for UpdateCapa {
+    fn validate(&self, c: &mut Checks) {
+        c.optional_text("title", self.title.as_deref(), 1, 200);
+        c.optional_text("description", self.description.as_deref(), 1, 10_000);
+        c.text("reason", &self.reason, 1, 500);
+    }
+}
+
+/// Edit a CAPA's title or description (reason for change required).
+#[utoipa::path(
+    tag = "quality",
+    params(
+        ("id" = i64, Path, description = "CAPA id"),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(W/)?"?[0-9]{1,9}"?$"#, description = "Version being updated (alternative to `version` in the body)")
+    ),
+    request_body = UpdateCapa,
+    responses(
+        (status = 200, description = "The updated CAPA", body = CapaView),
+        (status = 403, description = "Only quality, program managers and admins change CAPAs", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such CAPA visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Stale version, or closed or cancelled", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[patch("/capas/{id}")]
+pub async fn update_capa(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<UpdateCapa>,
+) -> ApiResult<web::Json<CapaView>> {
+    let b = body.into_inner();
+    let version = expected_version(&req, b.version)?;
+    let txn = crate::db::begin_write(&state.db).await?;
+    let current = find_scoped::<capa::Entity, _>(&txn, &ctx, id.into_inner()).await?;
+    if !may_handle(&ctx) {
+        return Err(ApiError::Forbidden("only quality, program managers and admins change CAPAs".to_string()));
+    }
+    if matches!(current.status, CapaStatus::Closed | CapaStatus::Cancelled) {
+        return Err(ApiError::conflict("capa_closed", "the CAPA is closed or cancelled"));
+    }
+    if current.version != version {
+        return Err(ApiError::stale_version(current.version));
+    }
+    let now = state.clock.now();
+    let mut active: capa::ActiveModel = current.clone().into();
+    if let Some(v) = b.title {
+        active.title = Set(v.trim().to_string());
+    }
+    if let Some(v) = b.description {
+        active.description = Set(v);
+    }
+    active.updated_at = Set(now);
+    active.version = Set(current.version + 1);
+    let updated = compare_and_set::<capa::Entity, _>(&txn, active, current.id, current.version).await?;
+    let after = render(&txn, &updated).await?;
+    audit_trail::append(
+        &txn,
+        &ctx.actor(now),
+        Entry::new("capa", updated.id, "update")
+            .before(snapshot(&render(&txn, &current).await?))
+            .after(snapshot(&after))
+            .reason(Some(b.reason)),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(web::Json(after))
+}
