@@ -235,6 +235,24 @@ pub fn scoped<E: TenantScoped>(ctx: &AuthContext) -> Select<E> {
     E::find().filter(E::tenant_condition(ctx))
 }
 
+/// Like [`find_scoped`], and locks the row for the rest of the transaction (`FOR UPDATE`
+/// on PostgreSQL; SQLite's `BEGIN IMMEDIATE` already serializes writers). Checks that
+/// read several rows before writing take this lock first, so they cannot interleave.
+pub async fn find_scoped_locked<E, C>(conn: &C, ctx: &AuthContext, id: i64) -> ApiResult<E::Model>
+where
+    E: TenantScoped,
+    C: ConnectionTrait,
+    <E::PrimaryKey as PrimaryKeyTrait>::ValueType: From<i64>,
+{
+    use sea_orm::QuerySelect;
+    E::find_by_id(id)
+        .filter(E::tenant_condition(ctx))
+        .lock_exclusive()
+        .one(conn)
+        .await?
+        .ok_or(ApiError::NotFound)
+}
+
 /// One row by id, or 404 when it does not exist *or* belongs to another tenant.
 pub async fn find_scoped<E, C>(conn: &C, ctx: &AuthContext, id: i64) -> ApiResult<E::Model>
 where

@@ -242,6 +242,25 @@ impl Checks {
         }
     }
 
+    /// Dates stay within 1900–9999: beyond that SQLite's text dates stop sorting.
+    pub fn date(&mut self, field: &str, value: chrono::NaiveDate) {
+        let lower = chrono::NaiveDate::from_ymd_opt(1900, 1, 1);
+        let upper = chrono::NaiveDate::from_ymd_opt(9999, 12, 31);
+        if lower.is_some_and(|l| value < l) || upper.is_some_and(|u| value > u) {
+            self.fail(
+                field,
+                "out_of_range",
+                "must be between 1900-01-01 and 9999-12-31",
+            );
+        }
+    }
+
+    pub fn optional_date(&mut self, field: &str, value: Option<chrono::NaiveDate>) {
+        if let Some(v) = value {
+            self.date(field, v);
+        }
+    }
+
     pub fn finish(self) -> Result<(), ApiError> {
         if self.0.is_empty() {
             Ok(())

@@ -68,7 +68,7 @@ pub async fn idempotency(
         Ok(body) => body,
         Err(err) => return Ok(req.error_response(err)),
     };
-    let request_hash = hex::encode(Sha256::digest(&body));
+    let request_hash = fingerprint(&body);
     req.set_payload(Payload::from(body));
     let method = req.method().to_string();
     let path = req.path().to_string();
@@ -198,7 +198,7 @@ async fn finish(
         id: Set(claim_id),
         status: Set(i32::from(status.as_u16())),
         content_type: Set(content_type),
-        body: Set(Some(String::from_utf8_lossy(&bytes).into_owned())),
+        body: Set(Some(redact_secrets(&bytes))),
         ..Default::default()
     };
     // The change itself is committed: failing to remember it must not fail the request
@@ -208,6 +208,60 @@ async fn finish(
     }
     let response = response.set_body(BoxBody::new(bytes));
     Ok(ServiceResponse::new(http_req, response))
+}
+
+/// Fields that carry a secret: never part of a stored fingerprint or response.
+const SECRET_FIELDS: [&str; 4] = ["password", "current_password", "new_password", "secret"];
+
+/// SHA-256 of the request with its password fields removed: a stored fingerprint must
+/// not become an offline oracle for signing passwords (argon2 protects those).
+fn fingerprint(body: &[u8]) -> String {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(mut value) => {
+            strip(&mut value, None);
+            hex::encode(Sha256::digest(
+                entity::audit::canonical_json(&value).as_bytes(),
+            ))
+        }
+        Err(_) => hex::encode(Sha256::digest(body)),
+    }
+}
+
+/// The response as remembered: token secrets are shown once, so a replay shows a
+/// placeholder in their place (the token exists; the caller revokes it if the secret
+/// was lost with the first response).
+fn redact_secrets(body: &[u8]) -> String {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(mut value) => {
+            strip(&mut value, Some("[shown only in the first response]"));
+            value.to_string()
+        }
+        Err(_) => String::from_utf8_lossy(body).into_owned(),
+    }
+}
+
+fn strip(value: &mut serde_json::Value, replacement: Option<&str>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for field in SECRET_FIELDS {
+                if map.contains_key(field) {
+                    match replacement {
+                        Some(r) => {
+                            map.insert(field.to_string(), serde_json::Value::String(r.to_string()));
+                        }
+                        None => {
+                            map.remove(field);
+                        }
+                    }
+                }
+            }
+            for v in map.values_mut() {
+                strip(v, replacement);
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(|v| strip(v, replacement)),
+        _ => {}
+    }
 }
 
 async fn read_body(req: &mut ServiceRequest) -> Result<Bytes, ApiError> {
@@ -223,4 +277,25 @@ async fn read_body(req: &mut ServiceRequest) -> Result<Bytes, ApiError> {
         body.extend_from_slice(&chunk);
     }
     Ok(body.freeze())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_do_not_reach_the_fingerprint() {
+        let a = fingerprint(br#"{"decision":"go","password":"one"}"#);
+        let b = fingerprint(br#"{"password":"two","decision":"go"}"#);
+        assert_eq!(a, b);
+        assert_ne!(a, fingerprint(br#"{"decision":"no_go","password":"one"}"#));
+    }
+
+    #[test]
+    fn token_secrets_are_not_remembered() {
+        let stored = redact_secrets(br#"{"token":{"id":1},"secret":"cmo_abc"}"#);
+        assert!(!stored.contains("cmo_abc"));
+        let nested = redact_secrets(br#"{"admin_token":{"secret":"cmo_def"}}"#);
+        assert!(!nested.contains("cmo_def"));
+    }
 }

@@ -4,7 +4,9 @@ use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize, ToSchema,
+)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(24))")]
 #[serde(rename_all = "snake_case")]
 pub enum CapaStatus {
@@ -22,7 +24,9 @@ pub enum CapaStatus {
     Cancelled,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize, ToSchema,
+)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 #[serde(rename_all = "snake_case")]
 pub enum CapaSource {
@@ -34,7 +38,9 @@ pub enum CapaSource {
     AuditFinding,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize, ToSchema,
+)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 #[serde(rename_all = "snake_case")]
 pub enum EffectivenessOutcome {
@@ -46,7 +52,9 @@ pub enum EffectivenessOutcome {
     Inconclusive,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize, ToSchema,
+)]
 #[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
 #[serde(rename_all = "snake_case")]
 pub enum ActionKind {
@@ -177,7 +185,11 @@ pub enum CapaTransitionError {
     ReasonRequired,
 }
 
-pub fn transition(from: CapaStatus, event: CapaEvent, g: &Guards) -> Result<CapaStatus, CapaTransitionError> {
+pub fn transition(
+    from: CapaStatus,
+    event: CapaEvent,
+    g: &Guards,
+) -> Result<CapaStatus, CapaTransitionError> {
     use CapaEvent as E;
     use CapaStatus as S;
     match (from, event) {
@@ -237,7 +249,10 @@ pub fn allowed_events(from: CapaStatus) -> Vec<CapaEvent> {
         outcome: Some(EffectivenessOutcome::Effective),
         has_reason: true,
     };
-    ALL_EVENTS.into_iter().filter(|e| transition(from, *e, &permissive).is_ok()).collect()
+    ALL_EVENTS
+        .into_iter()
+        .filter(|e| transition(from, *e, &permissive).is_ok())
+        .collect()
 }
 
 /// Events that need a quality e-signature.
@@ -268,18 +283,37 @@ mod tests {
             (S::Open, E::Cancel, S::Cancelled),
             (S::PlanApproved, E::StartImplementation, S::Implementing),
             (S::PlanApproved, E::Cancel, S::Cancelled),
-            (S::Implementing, E::RequestEffectivenessCheck, S::EffectivenessCheck),
+            (
+                S::Implementing,
+                E::RequestEffectivenessCheck,
+                S::EffectivenessCheck,
+            ),
             (S::Implementing, E::Cancel, S::Cancelled),
-            (S::EffectivenessCheck, E::RecordEffectiveness, S::EffectivenessCheck),
+            (
+                S::EffectivenessCheck,
+                E::RecordEffectiveness,
+                S::EffectivenessCheck,
+            ),
             (S::EffectivenessCheck, E::Close, S::Closed),
             (S::EffectivenessCheck, E::Cancel, S::Cancelled),
         ];
-        for from in [S::Open, S::PlanApproved, S::Implementing, S::EffectivenessCheck, S::Closed, S::Cancelled] {
+        for from in [
+            S::Open,
+            S::PlanApproved,
+            S::Implementing,
+            S::EffectivenessCheck,
+            S::Closed,
+            S::Cancelled,
+        ] {
             for event in ALL_EVENTS {
                 let got = transition(from, event, &ok());
                 match expected.iter().find(|(f, e, _)| *f == from && *e == event) {
                     Some((_, _, next)) => assert_eq!(got, Ok(*next), "{from:?} + {event:?}"),
-                    None => assert_eq!(got, Err(CapaTransitionError::NotAllowed { from, event }), "{from:?} + {event:?}"),
+                    None => assert_eq!(
+                        got,
+                        Err(CapaTransitionError::NotAllowed { from, event }),
+                        "{from:?} + {event:?}"
+                    ),
                 }
             }
         }
@@ -287,24 +321,80 @@ mod tests {
 
     #[test]
     fn guards_hold() {
-        assert_eq!(transition(S::Open, E::ApprovePlan, &Guards { action_count: 0, ..ok() }), Err(CapaTransitionError::NoActions));
         assert_eq!(
-            transition(S::Implementing, E::RequestEffectivenessCheck, &Guards { open_action_count: 2, ..ok() }),
+            transition(
+                S::Open,
+                E::ApprovePlan,
+                &Guards {
+                    action_count: 0,
+                    ..ok()
+                }
+            ),
+            Err(CapaTransitionError::NoActions)
+        );
+        assert_eq!(
+            transition(
+                S::Implementing,
+                E::RequestEffectivenessCheck,
+                &Guards {
+                    open_action_count: 2,
+                    ..ok()
+                }
+            ),
             Err(CapaTransitionError::OpenActions(2))
         );
         assert_eq!(
-            transition(S::Implementing, E::RequestEffectivenessCheck, &Guards { has_effectiveness_due: false, ..ok() }),
+            transition(
+                S::Implementing,
+                E::RequestEffectivenessCheck,
+                &Guards {
+                    has_effectiveness_due: false,
+                    ..ok()
+                }
+            ),
             Err(CapaTransitionError::DueDateRequired)
         );
-        let ineffective = Guards { outcome: Some(EffectivenessOutcome::Ineffective), ..ok() };
-        assert_eq!(transition(S::EffectivenessCheck, E::RecordEffectiveness, &ineffective), Ok(S::Implementing));
+        let ineffective = Guards {
+            outcome: Some(EffectivenessOutcome::Ineffective),
+            ..ok()
+        };
         assert_eq!(
-            transition(S::EffectivenessCheck, E::RecordEffectiveness, &Guards { has_reason: false, ..ineffective }),
+            transition(S::EffectivenessCheck, E::RecordEffectiveness, &ineffective),
+            Ok(S::Implementing)
+        );
+        assert_eq!(
+            transition(
+                S::EffectivenessCheck,
+                E::RecordEffectiveness,
+                &Guards {
+                    has_reason: false,
+                    ..ineffective
+                }
+            ),
             Err(CapaTransitionError::ReasonRequired)
         );
-        assert_eq!(transition(S::EffectivenessCheck, E::Close, &ineffective), Err(CapaTransitionError::NotEffective));
-        let inconclusive = Guards { outcome: Some(EffectivenessOutcome::Inconclusive), ..ok() };
-        assert_eq!(transition(S::EffectivenessCheck, E::Close, &inconclusive), Err(CapaTransitionError::NotEffective));
-        assert_eq!(transition(S::Open, E::Cancel, &Guards { has_reason: false, ..ok() }), Err(CapaTransitionError::ReasonRequired));
+        assert_eq!(
+            transition(S::EffectivenessCheck, E::Close, &ineffective),
+            Err(CapaTransitionError::NotEffective)
+        );
+        let inconclusive = Guards {
+            outcome: Some(EffectivenessOutcome::Inconclusive),
+            ..ok()
+        };
+        assert_eq!(
+            transition(S::EffectivenessCheck, E::Close, &inconclusive),
+            Err(CapaTransitionError::NotEffective)
+        );
+        assert_eq!(
+            transition(
+                S::Open,
+                E::Cancel,
+                &Guards {
+                    has_reason: false,
+                    ..ok()
+                }
+            ),
+            Err(CapaTransitionError::ReasonRequired)
+        );
     }
 }

@@ -30,12 +30,22 @@ impl MigrationTrait for Migration {
                     .col(timestamp_with_time_zone(Capas::CreatedAt))
                     .col(timestamp_with_time_zone(Capas::UpdatedAt))
                     .col(integer(Capas::Version).default(1))
-                    .foreign_key(ForeignKey::create().from(Capas::Table, Capas::ProgramId).to(Programs::Table, Programs::Id))
+                    .foreign_key(
+                        ForeignKey::create()
+                            .from(Capas::Table, Capas::ProgramId)
+                            .to(Programs::Table, Programs::Id),
+                    )
                     .to_owned(),
             )
             .await?;
         manager
-            .create_index(Index::create().name("ix_capas_program").table(Capas::Table).col(Capas::ProgramId).to_owned())
+            .create_index(
+                Index::create()
+                    .name("ix_capas_program")
+                    .table(Capas::Table)
+                    .col(Capas::ProgramId)
+                    .to_owned(),
+            )
             .await?;
         manager
             .create_table(
@@ -44,13 +54,21 @@ impl MigrationTrait for Migration {
                     .if_not_exists()
                     .col(big_integer(CapaDeviations::CapaId))
                     .col(big_integer(CapaDeviations::DeviationId))
-                    .primary_key(Index::create().col(CapaDeviations::CapaId).col(CapaDeviations::DeviationId))
+                    .primary_key(
+                        Index::create()
+                            .col(CapaDeviations::CapaId)
+                            .col(CapaDeviations::DeviationId),
+                    )
                     .to_owned(),
             )
             .await?;
         manager
             .create_index(
-                Index::create().name("ix_capa_deviations_deviation").table(CapaDeviations::Table).col(CapaDeviations::DeviationId).to_owned(),
+                Index::create()
+                    .name("ix_capa_deviations_deviation")
+                    .table(CapaDeviations::Table)
+                    .col(CapaDeviations::DeviationId)
+                    .to_owned(),
             )
             .await?;
         manager
@@ -65,7 +83,13 @@ impl MigrationTrait for Migration {
             )
             .await?;
         manager
-            .create_index(Index::create().name("ix_capa_actions_capa").table(CapaActions::Table).col(CapaActions::CapaId).to_owned())
+            .create_index(
+                Index::create()
+                    .name("ix_capa_actions_capa")
+                    .table(CapaActions::Table)
+                    .col(CapaActions::CapaId)
+                    .to_owned(),
+            )
             .await?;
         manager
             .create_table(
@@ -84,7 +108,12 @@ impl MigrationTrait for Migration {
                     .col(timestamp_with_time_zone_null(ExtensionRequests::DecidedAt))
                     .col(timestamp_with_time_zone(ExtensionRequests::CreatedAt))
                     .foreign_key(
-                        ForeignKey::create().from(ExtensionRequests::Table, ExtensionRequests::RequestedByUserId).to(Users::Table, Users::Id),
+                        ForeignKey::create()
+                            .from(
+                                ExtensionRequests::Table,
+                                ExtensionRequests::RequestedByUserId,
+                            )
+                            .to(Users::Table, Users::Id),
                     )
                     .to_owned(),
             )
@@ -107,7 +136,9 @@ impl MigrationTrait for Migration {
             CapaDeviations::Table.into_iden(),
             Capas::Table.into_iden(),
         ] {
-            manager.drop_table(Table::drop().table(table).to_owned()).await?;
+            manager
+                .drop_table(Table::drop().table(table).to_owned())
+                .await?;
         }
         Ok(())
     }

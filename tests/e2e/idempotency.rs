@@ -108,3 +108,27 @@ async fn concurrent_duplicates_execute_once(app: &TestApp) {
     );
 }
 on_both_databases!(concurrent_duplicates_execute_once);
+
+async fn a_replayed_token_does_not_repeat_its_secret(app: &TestApp) {
+    let body = json!({"name": "retry-safe token"});
+    let first = post_with_key(app, "/api/v1/tokens", "token-key-0001", &body)
+        .await
+        .expect(201);
+    let secret = first.body["secret"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("cmo_"));
+    let replay = post_with_key(app, "/api/v1/tokens", "token-key-0001", &body)
+        .await
+        .expect(201);
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    assert_eq!(
+        replay.body["token"]["id"], first.body["token"]["id"],
+        "the same token, not a second one"
+    );
+    assert_ne!(
+        replay.body["secret"].as_str(),
+        Some(secret.as_str()),
+        "secrets are shown once"
+    );
+    assert!(!replay.text.contains(&secret));
+}
+on_both_databases!(a_replayed_token_does_not_repeat_its_secret);

@@ -506,3 +506,123 @@ async fn action_items_are_listed_filtered_and_snoozed(app: &TestApp) {
     );
 }
 on_both_databases!(action_items_are_listed_filtered_and_snoozed);
+
+async fn owners_report_progress_but_do_not_reshape_the_plan(app: &TestApp) {
+    let s = program_setup(app).await;
+    let (owner_id, owner) = user_with_token(app, "owner@acme.test", "contributor", None).await;
+    let owner = app.client(&owner);
+    let today = app.now().date_naive().to_string();
+    let ms = format!("/api/v1/programs/{}/milestones", s.program_id);
+    let first =
+        s.pm.post(
+            &ms,
+            json!({"name": "A", "phase": "P", "baseline_start": today, "baseline_end": today}),
+        )
+        .await
+        .expect(201)
+        .body;
+    let second =
+        s.pm.post(
+            &ms,
+            json!({"name": "B", "phase": "P", "owner_user_id": owner_id, "baseline_start": today,
+                   "baseline_end": today, "depends_on": [first["id"]]}),
+        )
+        .await
+        .expect(201)
+        .body;
+    let path = format!("/api/v1/milestones/{}", second["id"]);
+    // The owner may move the forecast, not drop the dependency to start early.
+    owner
+        .patch(&path, json!({"version": 1, "depends_on": []}))
+        .await
+        .expect_problem(403, "forbidden");
+    s.cmo_admin
+        .patch(&path, json!({"version": 1, "depends_on": []}))
+        .await
+        .expect_problem(403, "forbidden");
+    owner
+        .patch(
+            &path,
+            json!({"version": 1, "forecast_end": (app.now().date_naive() + chrono::TimeDelta::days(30)).to_string(), "reason": "slipping"}),
+        )
+        .await
+        .expect(200);
+    owner
+        .patch(&path, json!({"version": 2, "forecast_end": "10000-01-01"}))
+        .await
+        .expect_problem(422, "validation_failed");
+
+    // Only the sponsor decides what a gate checks; a decided round is frozen.
+    let item =
+        s.pm.post(
+            &format!("/api/v1/milestones/{}/gate-items", first["id"]),
+            json!({"check_type": "sops", "title": "SOPs"}),
+        )
+        .await
+        .expect(201)
+        .body;
+    let item_path = format!("/api/v1/gate-items/{}", item["id"]);
+    s.cmo_admin
+        .patch(&item_path, json!({"version": 1, "mandatory": false}))
+        .await
+        .expect_problem(403, "forbidden");
+    s.cmo_admin
+        .patch(&item_path, json!({"version": 1, "result": "pass"}))
+        .await
+        .expect(200);
+    let first_id = first["id"].as_i64().unwrap();
+    transition(&s.pm, first_id, "start").await.expect(200);
+    transition(&s.pm, first_id, "submit_for_gate")
+        .await
+        .expect(200);
+    let (_, qa) = user_with_token(app, "qa@acme.test", "quality", Some(QA_PASSWORD)).await;
+    decide(&app.client(&qa), first_id, "go").await.expect(201);
+    s.pm.patch(&item_path, json!({"version": 2, "result": "fail"}))
+        .await
+        .expect_problem(409, "gate_decided");
+    s.pm.post(
+        &format!("/api/v1/milestones/{first_id}/gate-items"),
+        json!({"check_type": "other", "title": "late"}),
+    )
+    .await
+    .expect_problem(409, "gate_decided");
+
+    // Action items: owners cannot move their own due dates or fake a gate-item source.
+    let actions = format!("/api/v1/programs/{}/action-items", s.program_id);
+    s.pm.post(&actions, json!({"title": "x", "owner_user_id": owner_id, "due_date": today, "source": "gate_item", "source_id": 1}))
+        .await
+        .expect_problem(422, "validation_failed");
+    let a =
+        s.pm.post(
+            &actions,
+            json!({"title": "Send protocol", "owner_user_id": owner_id, "due_date": today}),
+        )
+        .await
+        .expect(201)
+        .body;
+    let a_path = format!("/api/v1/action-items/{}", a["id"]);
+    owner
+        .patch(
+            &a_path,
+            json!({"version": 1, "due_date": "2099-01-01", "reason": "busy"}),
+        )
+        .await
+        .expect_problem(403, "forbidden");
+    s.pm.patch(&a_path, json!({"version": 1, "due_date": "2099-01-01"}))
+        .await
+        .expect_problem(422, "validation_failed");
+    s.pm.patch(
+        &a_path,
+        json!({"version": 1, "due_date": "2099-01-01", "reason": "re-planned"}),
+    )
+    .await
+    .expect(200);
+    owner
+        .post(
+            &format!("{a_path}/transitions"),
+            json!({"event": "start", "version": 1}),
+        )
+        .await
+        .expect_problem(409, "version_conflict");
+}
+on_both_databases!(owners_report_progress_but_do_not_reshape_the_plan);

@@ -303,19 +303,24 @@ async fn milestones_follow_their_state_machine_and_dependencies(app: &TestApp) {
     transition(&s.pm, a_id, json!({"event": "complete"}))
         .await
         .expect_problem(409, "illegal_transition");
-    // No-go sends it back for rework, with a reason.
-    transition(&s.pm, a_id, json!({"event": "no_go"}))
-        .await
-        .expect_problem(422, "validation_failed");
-    let rework = transition(
+    // A no-go is a signed gate decision, not a plain transition.
+    let r = transition(
         &s.pm,
         a_id,
         json!({"event": "no_go", "reason": "batch record gaps"}),
     )
     .await
-    .expect(200)
-    .body;
-    assert_eq!(rework["status"], "in_progress");
+    .expect_problem(409, "use_gate_decision");
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("gate-decisions")
+    );
+    assert_eq!(
+        in_review["allowed_events"],
+        json!(["complete", "hold", "cancel"])
+    );
 
     // Hold and resume return to where it was; illegal events answer 409.
     let held = transition(
@@ -328,7 +333,7 @@ async fn milestones_follow_their_state_machine_and_dependencies(app: &TestApp) {
     .body;
     assert_eq!(
         (held["status"].as_str(), held["held_from"].as_str()),
-        (Some("on_hold"), Some("in_progress"))
+        (Some("on_hold"), Some("gate_review"))
     );
     assert_eq!(held["allowed_events"], json!(["resume", "cancel"]));
     transition(&s.pm, a_id, json!({"event": "start"}))
@@ -338,7 +343,7 @@ async fn milestones_follow_their_state_machine_and_dependencies(app: &TestApp) {
         .await
         .expect(200)
         .body;
-    assert_eq!(resumed["status"], "in_progress");
+    assert_eq!(resumed["status"], "gate_review");
     let cancelled = transition(
         &s.pm,
         c_id,
@@ -380,7 +385,7 @@ async fn milestones_follow_their_state_machine_and_dependencies(app: &TestApp) {
         .collect();
     assert_eq!(
         actions,
-        ["create", "no_go", "hold", "resume"],
+        ["create", "hold", "resume"],
         "the sponsor's trail holds the sponsor's acts"
     );
     let cmo_events = s

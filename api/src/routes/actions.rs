@@ -173,6 +173,17 @@ pub struct CreateActionItem {
 
 impl Validate for CreateActionItem {
     fn validate(&self, c: &mut Checks) {
+        c.date("due_date", self.due_date);
+        if matches!(
+            self.source,
+            Some(ActionSource::GateItem | ActionSource::Capa)
+        ) {
+            c.fail(
+                "source",
+                "not_allowed",
+                "gate-item and CAPA actions are created by their gate or CAPA",
+            );
+        }
         c.text("title", &self.title, 1, 200);
         c.optional_text("description", self.description.as_deref(), 1, 5000);
     }
@@ -345,6 +356,10 @@ pub struct UpdateActionItem {
 
 impl Validate for UpdateActionItem {
     fn validate(&self, c: &mut Checks) {
+        c.optional_date("due_date", self.due_date);
+        if self.due_date.is_some() && self.reason.is_none() {
+            c.fail("reason", "required", "moving a due date needs a reason");
+        }
         c.optional_text("title", self.title.as_deref(), 1, 200);
         c.optional_text("description", self.description.as_deref(), 1, 5000);
         c.optional_text("reason", self.reason.as_deref(), 1, 500);
@@ -396,6 +411,15 @@ pub async fn update_action_item(
     }
     if current.version != version {
         return Err(ApiError::stale_version(current.version));
+    }
+    if let Some(due) = b.due_date
+        && due != current.due_date
+        && !may_update_plan(ctx.caller(), sides(&prog), None)
+    {
+        // Owners defer with a snooze (and its reason); moving the date is the managers' call.
+        return Err(ApiError::Forbidden(
+            "program managers and admins move due dates".to_string(),
+        ));
     }
     if current.source == ActionSource::Capa && b.due_date.is_some_and(|d| d != current.due_date) {
         return Err(ApiError::conflict(
@@ -473,6 +497,7 @@ impl Validate for ActionTransition {
 )]
 #[post("/action-items/{id}/transitions")]
 pub async fn transition_action_item(
+    req: HttpRequest,
     state: web::Data<AppState>,
     ctx: AuthContext,
     id: web::Path<i64>,
@@ -487,7 +512,16 @@ pub async fn transition_action_item(
             "not allowed to change this action item".to_string(),
         ));
     }
-    if b.version.is_some_and(|v| v != current.version) {
+    let seen = if b.version.is_some()
+        || req
+            .headers()
+            .contains_key(actix_web::http::header::IF_MATCH)
+    {
+        Some(expected_version(&req, b.version)?)
+    } else {
+        None
+    };
+    if seen.is_some_and(|v| v != current.version) {
         return Err(ApiError::stale_version(current.version));
     }
     let next =
@@ -543,12 +577,15 @@ pub async fn transition_action_item(
 pub struct SnoozeActionItem {
     /// No reminders and not overdue through this date.
     pub until: NaiveDate,
+    /// The version the caller saw (optional; or send `If-Match`).
+    pub version: Option<i32>,
     #[schema(min_length = 1, max_length = 500)]
     pub reason: String,
 }
 
 impl Validate for SnoozeActionItem {
     fn validate(&self, c: &mut Checks) {
+        c.date("until", self.until);
         c.text("reason", &self.reason, 1, 500);
     }
 }
@@ -567,6 +604,7 @@ impl Validate for SnoozeActionItem {
 )]
 #[post("/action-items/{id}/snooze")]
 pub async fn snooze_action_item(
+    req: HttpRequest,
     state: web::Data<AppState>,
     ctx: AuthContext,
     id: web::Path<i64>,
@@ -589,6 +627,16 @@ pub async fn snooze_action_item(
             "not_open",
             "only open or in-progress items can be snoozed",
         ));
+    }
+    if b.version.is_some()
+        || req
+            .headers()
+            .contains_key(actix_web::http::header::IF_MATCH)
+    {
+        let seen = expected_version(&req, b.version)?;
+        if seen != current.version {
+            return Err(ApiError::stale_version(current.version));
+        }
     }
     let now = state.clock.now();
     let today = program_today(&prog, now);

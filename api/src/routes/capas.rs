@@ -8,20 +8,24 @@ use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
 use chrono::{DateTime, NaiveDate, Utc};
 use entity::action_item::{self, ActionSource, ActionStatus};
 use entity::audit_trail::{self, Entry};
-use entity::capa::{self, ActionKind, CapaEvent, CapaSource, CapaStatus, CapaTransitionError, EffectivenessOutcome};
+use entity::capa::{
+    self, ActionKind, CapaEvent, CapaSource, CapaStatus, CapaTransitionError, EffectivenessOutcome,
+};
 use entity::deviation::{self, DeviationStatus};
 use entity::extension_request::{self, ExtensionStatus};
 use entity::{Role, SignatureMeaning, SignedRecordType, program};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder,
+    ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::actions::{self, ActionItemView, NewAction};
 use super::milestones::program_today;
-use super::{ApiJson, Checks, Page, Validate, compare_and_set, expected_version, fetch_page, snapshot};
+use super::{
+    ApiJson, Checks, Page, Validate, compare_and_set, expected_version, fetch_page, snapshot,
+};
 use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::signing::{self, SignatureRecord};
@@ -98,16 +102,24 @@ async fn render<C: ConnectionTrait>(conn: &C, c: &capa::Model) -> ApiResult<Capa
 impl crate::auth::TenantScoped for capa::Entity {
     fn tenant_condition(ctx: &AuthContext) -> sea_orm::Condition {
         use sea_orm::sea_query::IntoCondition;
-        capa::Column::ProgramId.in_subquery(crate::auth::visible_programs(ctx)).into_condition()
+        capa::Column::ProgramId
+            .in_subquery(crate::auth::visible_programs(ctx))
+            .into_condition()
     }
 }
 
 fn may_handle(ctx: &AuthContext) -> bool {
-    matches!(ctx.user.role, Role::Quality | Role::ProgramManager | Role::Admin)
+    matches!(
+        ctx.user.role,
+        Role::Quality | Role::ProgramManager | Role::Admin
+    )
 }
 
 /// Is any CAPA linked to this deviation closed with an effective check?
-pub async fn has_effective_capa<C: ConnectionTrait>(conn: &C, deviation_id: i64) -> ApiResult<bool> {
+pub async fn has_effective_capa<C: ConnectionTrait>(
+    conn: &C,
+    deviation_id: i64,
+) -> ApiResult<bool> {
     let capa_ids: Vec<i64> = capa::deviation_link::Entity::find()
         .filter(capa::deviation_link::Column::DeviationId.eq(deviation_id))
         .all(conn)
@@ -152,16 +164,29 @@ impl Validate for CreateCapa {
     fn validate(&self, c: &mut Checks) {
         c.text("title", &self.title, 1, 200);
         c.text("description", &self.description, 1, 10_000);
-        c.optional_text("finding_reference", self.finding_reference.as_deref(), 1, 100);
+        c.optional_text(
+            "finding_reference",
+            self.finding_reference.as_deref(),
+            1,
+            100,
+        );
         let linked = self.deviation_ids.as_ref().map_or(0, Vec::len);
         if self.source == CapaSource::Deviation && linked == 0 {
-            c.fail("deviation_ids", "required", "a CAPA from deviations names at least one");
+            c.fail(
+                "deviation_ids",
+                "required",
+                "a CAPA from deviations names at least one",
+            );
         }
         if linked > 50 {
             c.fail("deviation_ids", "too_many", "at most 50");
         }
         if self.source != CapaSource::Deviation && self.finding_reference.is_none() {
-            c.fail("finding_reference", "required", "a CAPA from a finding names the finding");
+            c.fail(
+                "finding_reference",
+                "required",
+                "a CAPA from a finding names the finding",
+            );
         }
     }
 }
@@ -188,7 +213,9 @@ pub async fn create_capa(
     let txn = crate::db::begin_write(&state.db).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if !may_handle(&ctx) {
-        return Err(ApiError::Forbidden("only quality, program managers and admins open CAPAs".to_string()));
+        return Err(ApiError::Forbidden(
+            "only quality, program managers and admins open CAPAs".to_string(),
+        ));
     }
     let ids: BTreeSet<i64> = b.deviation_ids.unwrap_or_default().into_iter().collect();
     if !ids.is_empty() {
@@ -198,7 +225,11 @@ pub async fn create_capa(
             .count(&txn)
             .await?;
         if found != ids.len() as u64 {
-            return Err(ApiError::invalid("deviation_ids", "unknown_deviation", "every deviation must be of this program"));
+            return Err(ApiError::invalid(
+                "deviation_ids",
+                "unknown_deviation",
+                "every deviation must be of this program",
+            ));
         }
     }
     let now = state.clock.now();
@@ -223,15 +254,22 @@ pub async fn create_capa(
     .insert(&txn)
     .await?;
     if !ids.is_empty() {
-        capa::deviation_link::Entity::insert_many(ids.iter().map(|d| capa::deviation_link::ActiveModel {
-            capa_id: Set(created.id),
-            deviation_id: Set(*d),
+        capa::deviation_link::Entity::insert_many(ids.iter().map(|d| {
+            capa::deviation_link::ActiveModel {
+                capa_id: Set(created.id),
+                deviation_id: Set(*d),
+            }
         }))
         .exec(&txn)
         .await?;
     }
     let rendered = render(&txn, &created).await?;
-    audit_trail::append(&txn, &ctx.actor(now), Entry::new("capa", created.id, "create").after(snapshot(&rendered))).await?;
+    audit_trail::append(
+        &txn,
+        &ctx.actor(now),
+        Entry::new("capa", created.id, "create").after(snapshot(&rendered)),
+    )
+    .await?;
     txn.commit().await?;
     Ok(HttpResponse::Created().json(rendered))
 }
@@ -313,7 +351,11 @@ pub struct CapaActionView {
     pub action: ActionItemView,
 }
 
-async fn detail<C: ConnectionTrait>(conn: &C, c: &capa::Model, today: NaiveDate) -> ApiResult<CapaDetail> {
+async fn detail<C: ConnectionTrait>(
+    conn: &C,
+    c: &capa::Model,
+    today: NaiveDate,
+) -> ApiResult<CapaDetail> {
     let links = capa::action_link::Entity::find()
         .filter(capa::action_link::Column::CapaId.eq(c.id))
         .order_by_asc(capa::action_link::Column::ActionItemId)
@@ -326,10 +368,13 @@ async fn detail<C: ConnectionTrait>(conn: &C, c: &capa::Model, today: NaiveDate)
     let actions = links
         .iter()
         .filter_map(|l| {
-            items.iter().find(|a| a.id == l.action_item_id).map(|a| CapaActionView {
-                kind: l.kind,
-                action: actions::view(a, today),
-            })
+            items
+                .iter()
+                .find(|a| a.id == l.action_item_id)
+                .map(|a| CapaActionView {
+                    kind: l.kind,
+                    action: actions::view(a, today),
+                })
         })
         .collect();
     Ok(CapaDetail {
@@ -348,10 +393,16 @@ async fn detail<C: ConnectionTrait>(conn: &C, c: &capa::Model, today: NaiveDate)
     )
 )]
 #[get("/capas/{id}")]
-pub async fn get_capa(state: web::Data<AppState>, ctx: AuthContext, id: web::Path<i64>) -> ApiResult<web::Json<CapaDetail>> {
+pub async fn get_capa(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+) -> ApiResult<web::Json<CapaDetail>> {
     let c = find_scoped::<capa::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
     let prog = find_scoped::<program::Entity, _>(&state.db, &ctx, c.program_id).await?;
-    Ok(web::Json(detail(&state.db, &c, program_today(&prog, state.clock.now())).await?))
+    Ok(web::Json(
+        detail(&state.db, &c, program_today(&prog, state.clock.now())).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -395,10 +446,15 @@ pub async fn add_capa_action(
     let c = find_scoped::<capa::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, c.program_id).await?;
     if !may_handle(&ctx) {
-        return Err(ApiError::Forbidden("only quality, program managers and admins change CAPAs".to_string()));
+        return Err(ApiError::Forbidden(
+            "only quality, program managers and admins change CAPAs".to_string(),
+        ));
     }
     if matches!(c.status, CapaStatus::Closed | CapaStatus::Cancelled) {
-        return Err(ApiError::conflict("capa_closed", "the CAPA is closed or cancelled"));
+        return Err(ApiError::conflict(
+            "capa_closed",
+            "the CAPA is closed or cancelled",
+        ));
     }
     let owner_ok = entity::user::Entity::find_by_id(b.owner_user_id)
         .filter(entity::user::Column::OrgId.is_in([prog.sponsor_org_id, prog.cmo_org_id]))
@@ -407,7 +463,11 @@ pub async fn add_capa_action(
         .await?
         .is_some();
     if !owner_ok {
-        return Err(ApiError::invalid("owner_user_id", "not_on_program", "not an active user of the sponsor or of the program's CMO"));
+        return Err(ApiError::invalid(
+            "owner_user_id",
+            "not_on_program",
+            "not an active user of the sponsor or of the program's CMO",
+        ));
     }
     let now = state.clock.now();
     let today = program_today(&prog, now);
@@ -437,7 +497,8 @@ pub async fn add_capa_action(
     audit_trail::append(
         &txn,
         &ctx.actor(now),
-        Entry::new("capa", c.id, "add_action").after(serde_json::json!({"action_item_id": item.id, "kind": b.kind})),
+        Entry::new("capa", c.id, "add_action")
+            .after(serde_json::json!({"action_item_id": item.id, "kind": b.kind})),
     )
     .await?;
     txn.commit().await?;
@@ -469,7 +530,11 @@ pub struct CapaTransition {
 impl Validate for CapaTransition {
     fn validate(&self, c: &mut Checks) {
         c.optional_text("reason", self.reason.as_deref(), 1, 500);
-        if self.password.as_ref().is_some_and(|p| p.is_empty() || p.chars().count() > 256) {
+        if self
+            .password
+            .as_ref()
+            .is_some_and(|p| p.is_empty() || p.chars().count() > 256)
+        {
             c.fail("password", "invalid_length", "must be 1 to 256 characters");
         }
     }
@@ -503,18 +568,25 @@ pub async fn transition_capa(
     let capa_id = id.into_inner();
     let seen = find_scoped::<capa::Entity, _>(&state.db, &ctx, capa_id).await?;
     if !may_handle(&ctx) {
-        return Err(ApiError::Forbidden("only quality, program managers and admins handle CAPAs".to_string()));
+        return Err(ApiError::Forbidden(
+            "only quality, program managers and admins handle CAPAs".to_string(),
+        ));
     }
     check(&state.db, &seen, &b).await?;
     let mut record = None;
     if capa::needs_signature(b.event) {
         if ctx.user.role != Role::Quality {
-            return Err(ApiError::Forbidden("CAPA plan approval and closure are signed by quality".to_string()));
+            return Err(ApiError::Forbidden(
+                "CAPA plan approval and closure are signed by quality".to_string(),
+            ));
         }
-        let password = b
-            .password
-            .clone()
-            .ok_or_else(|| ApiError::invalid("password", "required", "this step needs the quality signer's password"))?;
+        let password = b.password.clone().ok_or_else(|| {
+            ApiError::invalid(
+                "password",
+                "required",
+                "this step needs the quality signer's password",
+            )
+        })?;
         let r = SignatureRecord {
             record_type: SignedRecordType::Capa,
             record_id: seen.id.to_string(),
@@ -554,7 +626,8 @@ pub async fn transition_capa(
     }
     active.updated_at = Set(now);
     active.version = Set(current.version + 1);
-    let mut updated = compare_and_set::<capa::Entity, _>(&txn, active, current.id, current.version).await?;
+    let mut updated =
+        compare_and_set::<capa::Entity, _>(&txn, active, current.id, current.version).await?;
     if let Some(mut r) = record {
         r.record_hash = entity::audit::content_hash(&render(&txn, &updated).await?);
         let sig = signing::record(&txn, &ctx, now, r).await?;
@@ -583,7 +656,11 @@ pub async fn transition_capa(
     Ok(web::Json(after))
 }
 
-async fn check<C: ConnectionTrait>(conn: &C, c: &capa::Model, b: &CapaTransition) -> ApiResult<CapaStatus> {
+async fn check<C: ConnectionTrait>(
+    conn: &C,
+    c: &capa::Model,
+    b: &CapaTransition,
+) -> ApiResult<CapaStatus> {
     let action_ids: Vec<i64> = capa::action_link::Entity::find()
         .filter(capa::action_link::Column::CapaId.eq(c.id))
         .all(conn)
@@ -596,11 +673,17 @@ async fn check<C: ConnectionTrait>(conn: &C, c: &capa::Model, b: &CapaTransition
     } else {
         action_item::Entity::find()
             .filter(action_item::Column::Id.is_in(action_ids.clone()))
-            .filter(action_item::Column::Status.is_in([ActionStatus::Open, ActionStatus::InProgress]))
+            .filter(
+                action_item::Column::Status.is_in([ActionStatus::Open, ActionStatus::InProgress]),
+            )
             .count(conn)
             .await?
     };
-    let outcome = if b.event == CapaEvent::RecordEffectiveness { b.outcome } else { c.effectiveness_outcome };
+    let outcome = if b.event == CapaEvent::RecordEffectiveness {
+        b.outcome
+    } else {
+        c.effectiveness_outcome
+    };
     let guards = capa::Guards {
         action_count: action_ids.len() as u64,
         open_action_count: open_actions,
@@ -609,9 +692,17 @@ async fn check<C: ConnectionTrait>(conn: &C, c: &capa::Model, b: &CapaTransition
         has_reason: b.reason.is_some(),
     };
     capa::transition(c.status, b.event, &guards).map_err(|err| match err {
-        CapaTransitionError::ReasonRequired => ApiError::invalid("reason", "required", "this step needs a reason"),
-        CapaTransitionError::DueDateRequired => ApiError::invalid("effectiveness_due", "required", "the check needs a due date"),
-        CapaTransitionError::OutcomeRequired => ApiError::invalid("outcome", "required", "record the outcome of the check"),
+        CapaTransitionError::ReasonRequired => {
+            ApiError::invalid("reason", "required", "this step needs a reason")
+        }
+        CapaTransitionError::DueDateRequired => ApiError::invalid(
+            "effectiveness_due",
+            "required",
+            "the check needs a due date",
+        ),
+        CapaTransitionError::OutcomeRequired => {
+            ApiError::invalid("outcome", "required", "record the outcome of the check")
+        }
         other => ApiError::Conflict {
             code: "illegal_transition",
             detail: other.to_string(),
@@ -624,7 +715,12 @@ async fn check<C: ConnectionTrait>(conn: &C, c: &capa::Model, b: &CapaTransition
 
 /// A CAPA closed effective closes the deviations waiting for it (SPEC §4), when their
 /// own closure rules are met (root cause unless minor).
-async fn close_waiting_deviations<C: ConnectionTrait>(conn: &C, ctx: &AuthContext, c: &capa::Model, now: DateTime<Utc>) -> ApiResult<()> {
+async fn close_waiting_deviations<C: ConnectionTrait>(
+    conn: &C,
+    ctx: &AuthContext,
+    c: &capa::Model,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
     let ids = linked_deviations(conn, c.id).await?;
     if ids.is_empty() {
         return Ok(());
@@ -637,7 +733,9 @@ async fn close_waiting_deviations<C: ConnectionTrait>(conn: &C, ctx: &AuthContex
     for d in waiting {
         let guards = deviation::Guards {
             criticality: d.criticality,
-            has_root_cause: d.root_cause_method.is_some() && d.root_cause_category.is_some() && d.root_cause_narrative.is_some(),
+            has_root_cause: d.root_cause_method.is_some()
+                && d.root_cause_category.is_some()
+                && d.root_cause_narrative.is_some(),
             has_short_term_fix: d.short_term_fix.is_some(),
             capa_effective: true,
             has_reason: true,
@@ -761,16 +859,25 @@ pub async fn request_extension(
     let txn = crate::db::begin_write(&state.db).await?;
     let item = find_scoped::<action_item::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if item.owner_user_id != ctx.user.id && !may_handle(&ctx) {
-        return Err(ApiError::Forbidden("only the owner, quality, program managers and admins ask".to_string()));
+        return Err(ApiError::Forbidden(
+            "only the owner, quality, program managers and admins ask".to_string(),
+        ));
     }
     if item.source != ActionSource::Capa {
-        return Err(ApiError::conflict("not_a_capa_action", "only CAPA actions need extension requests; edit the due date"));
+        return Err(ApiError::conflict(
+            "not_a_capa_action",
+            "only CAPA actions need extension requests; edit the due date",
+        ));
     }
     if !matches!(item.status, ActionStatus::Open | ActionStatus::InProgress) {
         return Err(ApiError::conflict("not_open", "the action is finished"));
     }
     if b.requested_due <= item.due_date {
-        return Err(ApiError::invalid("requested_due", "not_later", "an extension moves the due date later"));
+        return Err(ApiError::invalid(
+            "requested_due",
+            "not_later",
+            "an extension moves the due date later",
+        ));
     }
     let pending = extension_request::Entity::find()
         .filter(extension_request::Column::ActionItemId.eq(item.id))
@@ -778,7 +885,10 @@ pub async fn request_extension(
         .count(&txn)
         .await?;
     if pending > 0 {
-        return Err(ApiError::conflict("extension_pending", "a request for this action is already pending"));
+        return Err(ApiError::conflict(
+            "extension_pending",
+            "a request for this action is already pending",
+        ));
     }
     let now = state.clock.now();
     let created = extension_request::ActiveModel {
@@ -844,18 +954,30 @@ pub async fn decide_extension(
 ) -> ApiResult<web::Json<ExtensionRequestView>> {
     let b = body.into_inner();
     let txn = crate::db::begin_write(&state.db).await?;
-    let req = extension_request::Entity::find_by_id(id.into_inner()).one(&txn).await?.ok_or(ApiError::NotFound)?;
+    let req = extension_request::Entity::find_by_id(id.into_inner())
+        .one(&txn)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     // Tenancy through the action item.
     let item = find_scoped::<action_item::Entity, _>(&txn, &ctx, req.action_item_id).await?;
     if ctx.user.role != Role::Quality {
-        return Err(ApiError::Forbidden("extension requests are decided by quality".to_string()));
+        return Err(ApiError::Forbidden(
+            "extension requests are decided by quality".to_string(),
+        ));
     }
     if req.status != ExtensionStatus::Pending {
-        return Err(ApiError::conflict("already_decided", "this request is already decided"));
+        return Err(ApiError::conflict(
+            "already_decided",
+            "this request is already decided",
+        ));
     }
     let now = state.clock.now();
     let mut active: extension_request::ActiveModel = req.clone().into();
-    active.status = Set(if b.approve { ExtensionStatus::Approved } else { ExtensionStatus::Rejected });
+    active.status = Set(if b.approve {
+        ExtensionStatus::Approved
+    } else {
+        ExtensionStatus::Rejected
+    });
     active.decided_by_user_id = Set(Some(ctx.user.id));
     active.decision_reason = Set(Some(b.reason.clone()));
     active.decided_at = Set(Some(now));
@@ -863,10 +985,14 @@ pub async fn decide_extension(
     audit_trail::append(
         &txn,
         &ctx.actor(now),
-        Entry::new("extension_request", decided.id, if b.approve { "approve" } else { "reject" })
-            .before(snapshot(&ExtensionRequestView::from(&req)))
-            .after(snapshot(&ExtensionRequestView::from(&decided)))
-            .reason(Some(b.reason.clone())),
+        Entry::new(
+            "extension_request",
+            decided.id,
+            if b.approve { "approve" } else { "reject" },
+        )
+        .before(snapshot(&ExtensionRequestView::from(&req)))
+        .after(snapshot(&ExtensionRequestView::from(&decided)))
+        .reason(Some(b.reason.clone())),
     )
     .await?;
     if b.approve {
@@ -874,13 +1000,16 @@ pub async fn decide_extension(
         moved.due_date = Set(decided.requested_due);
         moved.updated_at = Set(now);
         moved.version = Set(item.version + 1);
-        let updated = compare_and_set::<action_item::Entity, _>(&txn, moved, item.id, item.version).await?;
+        let updated =
+            compare_and_set::<action_item::Entity, _>(&txn, moved, item.id, item.version).await?;
         audit_trail::append(
             &txn,
             &ctx.actor(now),
             Entry::new("action_item", updated.id, "extend_due_date")
                 .before(serde_json::json!({"due_date": item.due_date, "version": item.version}))
-                .after(serde_json::json!({"due_date": updated.due_date, "version": updated.version}))
+                .after(
+                    serde_json::json!({"due_date": updated.due_date, "version": updated.version}),
+                )
                 .reason(Some(b.reason)),
         )
         .await?;
@@ -939,10 +1068,15 @@ pub async fn update_capa(
     let txn = crate::db::begin_write(&state.db).await?;
     let current = find_scoped::<capa::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if !may_handle(&ctx) {
-        return Err(ApiError::Forbidden("only quality, program managers and admins change CAPAs".to_string()));
+        return Err(ApiError::Forbidden(
+            "only quality, program managers and admins change CAPAs".to_string(),
+        ));
     }
     if matches!(current.status, CapaStatus::Closed | CapaStatus::Cancelled) {
-        return Err(ApiError::conflict("capa_closed", "the CAPA is closed or cancelled"));
+        return Err(ApiError::conflict(
+            "capa_closed",
+            "the CAPA is closed or cancelled",
+        ));
     }
     if current.version != version {
         return Err(ApiError::stale_version(current.version));
@@ -957,7 +1091,8 @@ pub async fn update_capa(
     }
     active.updated_at = Set(now);
     active.version = Set(current.version + 1);
-    let updated = compare_and_set::<capa::Entity, _>(&txn, active, current.id, current.version).await?;
+    let updated =
+        compare_and_set::<capa::Entity, _>(&txn, active, current.id, current.version).await?;
     let after = render(&txn, &updated).await?;
     audit_trail::append(
         &txn,

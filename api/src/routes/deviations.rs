@@ -624,7 +624,13 @@ pub async fn transition_deviation(
         ));
     }
     let capa_effective = super::capas::has_effective_capa(&state.db, seen.id).await?;
-    check_transition(&seen, b.event, new_criticality, b.reason.is_some(), capa_effective)?;
+    check_transition(
+        &seen,
+        b.event,
+        new_criticality,
+        b.reason.is_some(),
+        capa_effective,
+    )?;
     // Closure is a quality decision, e-signed: check the password before writing.
     let mut signature_record = None;
     if deviation::needs_signature(b.event) {
@@ -662,7 +668,13 @@ pub async fn transition_deviation(
         return Err(ApiError::stale_version(current.version));
     }
     let capa_effective = super::capas::has_effective_capa(&txn, current.id).await?;
-    let next = check_transition(&current, b.event, new_criticality, b.reason.is_some(), capa_effective)?;
+    let next = check_transition(
+        &current,
+        b.event,
+        new_criticality,
+        b.reason.is_some(),
+        capa_effective,
+    )?;
     let mut active: deviation::ActiveModel = current.clone().into();
     active.status = Set(next);
     match b.event {

@@ -19,7 +19,7 @@ use super::actions::{self, NewAction};
 use super::milestones::program_today;
 use super::programs::sides;
 use super::{ApiJson, Checks, Validate, compare_and_set, expected_version, snapshot};
-use crate::auth::{AuthContext, find_scoped};
+use crate::auth::{AuthContext, find_scoped, find_scoped_locked};
 use crate::error::{ApiError, ApiResult};
 use crate::signing::{self, SignatureRecord};
 use crate::state::AppState;
@@ -274,22 +274,15 @@ pub async fn create_gate_item(
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     let txn = crate::db::begin_write(&state.db).await?;
-    let m = find_scoped::<milestone::Entity, _>(&txn, &ctx, id.into_inner()).await?;
+    // Locking the milestone serializes checklist changes with gate decisions.
+    let m = find_scoped_locked::<milestone::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, m.program_id).await?;
     if !may_update_plan(ctx.caller(), sides(&prog), None) {
         return Err(ApiError::Forbidden(
             "not allowed to update this plan".to_string(),
         ));
     }
-    if matches!(
-        m.status,
-        MilestoneStatus::Completed | MilestoneStatus::Cancelled
-    ) {
-        return Err(ApiError::conflict(
-            "milestone_closed",
-            "the milestone is completed or cancelled",
-        ));
-    }
+    ensure_checklist_open(&txn, &m).await?;
     let position = match b.position {
         Some(p) => p,
         None => gate::item::Entity::find()
@@ -368,22 +361,22 @@ pub async fn update_gate_item(
         .await?
         .ok_or(ApiError::NotFound)?;
     // Tenancy through the milestone: another program's item is simply not found.
-    let m = find_scoped::<milestone::Entity, _>(&txn, &ctx, current.milestone_id).await?;
+    let m = find_scoped_locked::<milestone::Entity, _>(&txn, &ctx, current.milestone_id).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, m.program_id).await?;
     if !may_update_plan(ctx.caller(), sides(&prog), m.owner_user_id) {
         return Err(ApiError::Forbidden(
             "not allowed to update this plan".to_string(),
         ));
     }
-    if matches!(
-        m.status,
-        MilestoneStatus::Completed | MilestoneStatus::Cancelled
-    ) {
-        return Err(ApiError::conflict(
-            "milestone_closed",
-            "the milestone is completed or cancelled",
+    // What a `go` requires is the sponsor's to define.
+    if (b.mandatory.is_some() || b.title.is_some())
+        && !entity::access::may_manage_program(ctx.caller(), sides(&prog))
+    {
+        return Err(ApiError::Forbidden(
+            "only the sponsor's admins and program managers change what a gate checks".to_string(),
         ));
     }
+    ensure_checklist_open(&txn, &m).await?;
     if current.version != version {
         return Err(ApiError::stale_version(current.version));
     }
@@ -518,8 +511,9 @@ pub async fn decide_gate(
     let now = state.clock.now();
     let today = program_today(&prog, now);
     let txn = crate::db::begin_write(&state.db).await?;
-    // Re-read inside the write transaction: the state may have moved since.
-    let m = find_scoped::<milestone::Entity, _>(&txn, &ctx, milestone_id).await?;
+    // Re-read and lock inside the write transaction: the state may have moved since, and
+    // checklist edits wait for this decision.
+    let m = find_scoped_locked::<milestone::Entity, _>(&txn, &ctx, milestone_id).await?;
     let items = check_rules(&txn, &m, b.decision).await?;
     let decision = gate::decision::ActiveModel {
         id: NotSet,
@@ -652,6 +646,34 @@ async fn check_rules<C: ConnectionTrait>(
         ApiError::conflict(code, err.to_string())
     })?;
     Ok(items)
+}
+
+/// The checklist is frozen once the milestone is closed or its review round is decided.
+async fn ensure_checklist_open<C: ConnectionTrait>(
+    conn: &C,
+    m: &milestone::Model,
+) -> ApiResult<()> {
+    if matches!(
+        m.status,
+        MilestoneStatus::Completed | MilestoneStatus::Cancelled
+    ) {
+        return Err(ApiError::conflict(
+            "milestone_closed",
+            "the milestone is completed or cancelled",
+        ));
+    }
+    let decided = gate::decision::Entity::find()
+        .filter(gate::decision::Column::MilestoneId.eq(m.id))
+        .filter(gate::decision::Column::GateRound.eq(m.gate_round))
+        .one(conn)
+        .await?;
+    if m.status == MilestoneStatus::GateReview && decided.is_some() {
+        return Err(ApiError::conflict(
+            "gate_decided",
+            "this review round is decided; the checklist changes in the next round",
+        ));
+    }
+    Ok(())
 }
 
 fn truncate(s: &str, max: usize) -> String {

@@ -21,7 +21,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::programs::sides;
 use super::{ApiJson, Checks, Validate, compare_and_set, expected_version, snapshot};
-use crate::auth::{AuthContext, find_scoped};
+use crate::auth::{AuthContext, find_scoped, find_scoped_locked};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -106,7 +106,11 @@ pub fn view(
         depends_on,
         schedule_health: milestone_rules::schedule_health(&schedule, today),
         allowed_events: if may_update {
+            // `no_go` is taken through the signed gate decision, not sent here.
             milestone_rules::allowed_events(m.status, m.held_from)
+                .into_iter()
+                .filter(|e| *e != MilestoneEvent::NoGo)
+                .collect()
         } else {
             Vec::new()
         },
@@ -306,6 +310,10 @@ pub struct CreateMilestone {
 
 impl Validate for CreateMilestone {
     fn validate(&self, c: &mut Checks) {
+        c.date("baseline_start", self.baseline_start);
+        c.date("baseline_end", self.baseline_end);
+        c.optional_date("forecast_start", self.forecast_start);
+        c.optional_date("forecast_end", self.forecast_end);
         c.text("name", &self.name, 1, 200);
         c.text("phase", &self.phase, 1, 100);
         check_dates(
@@ -344,7 +352,8 @@ pub async fn create_milestone(
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     let txn = crate::db::begin_write(&state.db).await?;
-    let prog = find_scoped::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
+    // The program row lock serializes plan changes, so dependency checks cannot race.
+    let prog = find_scoped_locked::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if !may_update_plan(ctx.caller(), sides(&prog), None) {
         return Err(ApiError::Forbidden(
             "program managers and admins of the sponsor or CMO update the plan".to_string(),
@@ -498,6 +507,8 @@ pub struct UpdateMilestone {
 
 impl Validate for UpdateMilestone {
     fn validate(&self, c: &mut Checks) {
+        c.optional_date("forecast_start", self.forecast_start);
+        c.optional_date("forecast_end", self.forecast_end);
         c.optional_text("name", self.name.as_deref(), 1, 200);
         c.optional_text("phase", self.phase.as_deref(), 1, 100);
         c.optional_text("reason", self.reason.as_deref(), 1, 500);
@@ -535,10 +546,26 @@ pub async fn update_milestone(
     let version = expected_version(&req, b.version)?;
     let txn = crate::db::begin_write(&state.db).await?;
     let current = find_scoped::<milestone::Entity, _>(&txn, &ctx, id.into_inner()).await?;
-    let prog = find_scoped::<program::Entity, _>(&txn, &ctx, current.program_id).await?;
+    let prog = find_scoped_locked::<program::Entity, _>(&txn, &ctx, current.program_id).await?;
     if !may_update_plan(ctx.caller(), sides(&prog), current.owner_user_id) {
         return Err(ApiError::Forbidden(
             "not allowed to update this plan".to_string(),
+        ));
+    }
+    // Owners report forecasts; the plan's structure (dependencies, owner) is the
+    // sponsor's, and name and order are managers' on either side.
+    let structural = b.depends_on.is_some() || b.owner_user_id.is_some();
+    if structural && !may_manage_program(ctx.caller(), sides(&prog)) {
+        return Err(ApiError::Forbidden(
+            "dependencies and owners are changed by the sponsor's admins and program managers"
+                .to_string(),
+        ));
+    }
+    if (b.name.is_some() || b.phase.is_some() || b.position.is_some())
+        && !may_update_plan(ctx.caller(), sides(&prog), None)
+    {
+        return Err(ApiError::Forbidden(
+            "names and order are changed by program managers and admins".to_string(),
         ));
     }
     if current.version != version {
@@ -607,6 +634,8 @@ pub struct Rebaseline {
 
 impl Validate for Rebaseline {
     fn validate(&self, c: &mut Checks) {
+        c.date("baseline_start", self.baseline_start);
+        c.date("baseline_end", self.baseline_end);
         check_dates(
             c,
             "baseline_start",
@@ -622,7 +651,10 @@ impl Validate for Rebaseline {
 /// admins and program managers).
 #[utoipa::path(
     tag = "milestones",
-    params(("id" = i64, Path, description = "Milestone id")),
+    params(
+        ("id" = i64, Path, description = "Milestone id"),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(W/)?"?[0-9]{1,9}"?$"#, description = "Version being re-baselined (alternative to `version` in the body)")
+    ),
     request_body = Rebaseline,
     responses(
         (status = 200, description = "The re-baselined milestone", body = MilestoneView),
@@ -739,6 +771,12 @@ pub async fn transition_milestone(
     if seen_version.is_some_and(|v| v != current.version) {
         return Err(ApiError::stale_version(current.version));
     }
+    if b.event == MilestoneEvent::NoGo {
+        return Err(ApiError::conflict(
+            "use_gate_decision",
+            "a no-go is a signed gate decision: POST /api/v1/milestones/{id}/gate-decisions",
+        ));
+    }
     let guards = guards_for(&txn, &current, b.event, b.reason.is_some()).await?;
     let next =
         milestone_rules::transition(current.status, b.event, &guards).map_err(|err| match err {
@@ -752,6 +790,7 @@ pub async fn transition_milestone(
                 allowed_events: Some(
                     milestone_rules::allowed_events(current.status, current.held_from)
                         .into_iter()
+                        .filter(|e| *e != MilestoneEvent::NoGo)
                         .map(event_name)
                         .collect(),
                 ),

@@ -21,7 +21,7 @@ use super::gates::{self, NewGateItem};
 use super::milestones::{self, MilestoneView, program_today};
 use super::programs::sides;
 use super::{ApiJson, Checks, Validate};
-use crate::auth::{AuthContext, find_scoped};
+use crate::auth::{AuthContext, find_scoped, find_scoped_locked};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 
@@ -104,7 +104,8 @@ pub async fn instantiate_plan(
     })?;
     let dated = plan_template::schedule(&template, b.start_date).map_err(ApiError::internal)?;
     let txn = crate::db::begin_write(&state.db).await?;
-    let prog = find_scoped::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
+    // Locked: two plans started at once cannot both find the program empty.
+    let prog = find_scoped_locked::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if !may_manage_program(ctx.caller(), sides(&prog)) {
         return Err(ApiError::Forbidden(
             "only the sponsor's admins and program managers create the plan".to_string(),
@@ -217,6 +218,15 @@ pub async fn instantiate_plan(
             milestones::view(m, deps.remove(&m.id).unwrap_or_default(), today, may)
         })
         .collect();
+    // Each milestone is a record of its own in the trail, as if created one by one.
+    for v in &views {
+        audit_trail::append(
+            &txn,
+            &ctx.actor(now),
+            Entry::new("milestone", v.id, "create").after(super::snapshot(v)),
+        )
+        .await?;
+    }
     audit_trail::append(
         &txn,
         &ctx.actor(now),

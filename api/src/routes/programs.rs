@@ -376,6 +376,16 @@ pub async fn update_program(
     if let Some(v) = b.budget_minor {
         active.budget_minor = Set(Some(v));
     }
+    if b.budget_minor.or(current.budget_minor).is_some()
+        && b.currency.is_none()
+        && current.currency.is_none()
+    {
+        return Err(ApiError::invalid(
+            "currency",
+            "required",
+            "a budget needs its currency",
+        ));
+    }
     if let Some(v) = b.currency {
         active.currency = Set(Some(v));
     }
