@@ -404,3 +404,188 @@ async fn of_a_hundred_identical_transitions_exactly_one_succeeds(app: &TestApp) 
     assert_eq!(triages["total"], 1);
 }
 on_both_databases!(of_a_hundred_identical_transitions_exactly_one_succeeds);
+
+async fn a_capa_closes_effective_and_takes_its_deviation_with_it(app: &TestApp) {
+    let s = program_setup(app).await;
+    let (qa_id, qa) = user_with_token(app, "qa@acme.test", "quality", Some(QA_PASSWORD)).await;
+    let qa = app.client(&qa);
+    let d =
+        s.pm.post(
+            &format!("/api/v1/programs/{}/deviations", s.program_id),
+            report("Gasket failure", "major", app.now()),
+        )
+        .await
+        .expect(201)
+        .body;
+    let dev_id = d["id"].as_i64().unwrap();
+    transition(&qa, dev_id, json!({"event": "triage"}))
+        .await
+        .expect(200);
+    transition(&qa, dev_id, json!({"event": "start_investigation"}))
+        .await
+        .expect(200);
+    let dpath = format!("/api/v1/deviations/{dev_id}");
+    let current = qa.get(&dpath).await.body;
+    qa.patch(
+        &dpath,
+        json!({"version": current["version"], "root_cause_method": "fault_tree", "root_cause_category": "equipment",
+               "root_cause_narrative": "gasket past service life", "reason": "investigation complete"}),
+    )
+    .await
+    .expect(200);
+    transition(&qa, dev_id, json!({"event": "await_capa"}))
+        .await
+        .expect(200);
+
+    let capas = format!("/api/v1/programs/{}/capas", s.program_id);
+    qa.post(
+        &capas,
+        json!({"title": "x", "description": "y", "source": "deviation"}),
+    )
+    .await
+    .expect_problem(422, "validation_failed");
+    let capa = qa
+        .post(&capas, json!({"title": "Replace gaskets", "description": "Corrective and preventive", "source": "deviation", "deviation_ids": [dev_id]}))
+        .await
+        .expect(201)
+        .body;
+    let id = capa["id"].as_i64().unwrap();
+    assert_eq!(capa["deviation_ids"], json!([dev_id]));
+    let cpath = format!("/api/v1/capas/{id}");
+    let step = |body: Value| {
+        let qa = qa.clone();
+        let path = format!("{cpath}/transitions");
+        async move { qa.post(&path, body).await }
+    };
+    // A plan needs actions; approval is signed by quality.
+    step(json!({"event": "approve_plan", "password": QA_PASSWORD}))
+        .await
+        .expect_problem(409, "illegal_transition");
+    let today = app.now().date_naive();
+    let action = qa
+        .post(
+            &format!("{cpath}/actions"),
+            json!({"kind": "corrective", "title": "Replace gaskets", "owner_user_id": s.pm_id, "due_date": today + chrono::TimeDelta::days(10)}),
+        )
+        .await
+        .expect(201)
+        .body;
+    let action_id = action["action"]["id"].as_i64().unwrap();
+    assert_eq!(action["action"]["source"], "capa");
+    step(json!({"event": "approve_plan"}))
+        .await
+        .expect_problem(422, "validation_failed");
+    s.pm.post(
+        &format!("{cpath}/transitions"),
+        json!({"event": "approve_plan", "password": QA_PASSWORD}),
+    )
+    .await
+    .expect_problem(403, "forbidden");
+    let approved = step(json!({"event": "approve_plan", "password": QA_PASSWORD}))
+        .await
+        .expect(200)
+        .body;
+    assert!(approved["plan_signature_id"].is_i64());
+    step(json!({"event": "start_implementation"}))
+        .await
+        .expect(200);
+
+    // The action's due date moves only through an approved extension request.
+    let a_path = format!("/api/v1/action-items/{action_id}");
+    s.pm.patch(
+        &a_path,
+        json!({"version": 1, "due_date": today + chrono::TimeDelta::days(20), "reason": "late"}),
+    )
+    .await
+    .expect_problem(409, "use_extension_request");
+    let ext = s
+        .pm
+        .post(&format!("{a_path}/extension-requests"), json!({"requested_due": today + chrono::TimeDelta::days(20), "reason": "supplier delay"}))
+        .await
+        .expect(201)
+        .body;
+    s.pm.post(
+        &format!("/api/v1/extension-requests/{}/decision", ext["id"]),
+        json!({"approve": true, "reason": "ok"}),
+    )
+    .await
+    .expect_problem(403, "forbidden");
+    let decided = qa
+        .post(
+            &format!("/api/v1/extension-requests/{}/decision", ext["id"]),
+            json!({"approve": true, "reason": "delay documented"}),
+        )
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(
+        (
+            decided["status"].as_str(),
+            decided["decided_by_user_id"].as_i64()
+        ),
+        (Some("approved"), Some(qa_id))
+    );
+    let moved = s.pm.get(&a_path).await.body;
+    assert_eq!(
+        moved["due_date"],
+        (today + chrono::TimeDelta::days(20)).to_string()
+    );
+
+    // The check waits for the actions, needs a due date; ineffective goes back.
+    let due = today + chrono::TimeDelta::days(60);
+    step(json!({"event": "request_effectiveness_check", "effectiveness_due": due}))
+        .await
+        .expect_problem(409, "illegal_transition");
+    s.pm.post(
+        &format!("{a_path}/transitions"),
+        json!({"event": "complete"}),
+    )
+    .await
+    .expect(200);
+    step(json!({"event": "request_effectiveness_check"}))
+        .await
+        .expect_problem(422, "validation_failed");
+    step(json!({"event": "request_effectiveness_check", "effectiveness_due": due}))
+        .await
+        .expect(200);
+    step(json!({"event": "record_effectiveness", "outcome": "ineffective"}))
+        .await
+        .expect_problem(422, "validation_failed");
+    let back = step(json!({"event": "record_effectiveness", "outcome": "ineffective", "reason": "recurred on batch 9"})).await.expect(200).body;
+    assert_eq!(back["status"], "implementing");
+    step(json!({"event": "request_effectiveness_check", "effectiveness_due": due}))
+        .await
+        .expect(200);
+    let later = due + chrono::TimeDelta::days(30);
+    let inconclusive = step(json!({"event": "record_effectiveness", "outcome": "inconclusive", "effectiveness_due": later}))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(inconclusive["effectiveness_due"], later.to_string());
+    step(json!({"event": "close", "password": QA_PASSWORD}))
+        .await
+        .expect_problem(409, "illegal_transition");
+    step(json!({"event": "record_effectiveness", "outcome": "effective"}))
+        .await
+        .expect(200);
+    let closed = step(json!({"event": "close", "password": QA_PASSWORD}))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(closed["status"], "closed");
+    assert!(closed["closure_signature_id"].is_i64());
+
+    // Its deviation closed with it, in the same transaction.
+    let d = qa.get(&dpath).await.body;
+    assert_eq!(d["status"], "closed");
+    let detail = qa.get(&cpath).await.expect(200).body;
+    assert_eq!(detail["actions"][0]["kind"], "corrective");
+    assert_eq!(qa.get("/api/v1/capas?status=closed").await.body["total"], 1);
+    let (_, _, other) =
+        crate::partner_org(app, "Other Sponsor", "sponsor", "boss@other.test").await;
+    app.client(&other)
+        .get(&cpath)
+        .await
+        .expect_problem(404, "not_found");
+}
+on_both_databases!(a_capa_closes_effective_and_takes_its_deviation_with_it);
