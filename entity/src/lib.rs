@@ -23,6 +23,7 @@ pub mod organization;
 pub mod overview;
 pub mod plan_template;
 pub mod program;
+pub mod quality_summary;
 pub mod signature;
 pub mod team_member;
 pub mod user;

@@ -885,3 +885,36 @@ async fn check_release<C: ConnectionTrait>(conn: &C, prog: &program::Model) -> A
     }
     Ok(())
 }
+
+/// Quality numbers of a program: open deviations by criticality, counts by state, median
+/// days to triage and to close, CAPA status and on-time closure rate.
+#[utoipa::path(
+    tag = "quality",
+    params(("id" = i64, Path, description = "Program id")),
+    responses(
+        (status = 200, description = "The summary", body = entity::quality_summary::QualitySummary),
+        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[get("/programs/{id}/quality-summary")]
+pub async fn quality_summary(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+) -> ApiResult<web::Json<entity::quality_summary::QualitySummary>> {
+    let prog = find_scoped::<program::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    let deviations = deviation::Entity::find()
+        .filter(deviation::Column::ProgramId.eq(prog.id))
+        .all(&state.db)
+        .await?;
+    let capas = entity::capa::Entity::find()
+        .filter(entity::capa::Column::ProgramId.eq(prog.id))
+        .all(&state.db)
+        .await?;
+    let today = super::milestones::program_today(&prog, state.clock.now());
+    Ok(web::Json(entity::quality_summary::summarize(
+        &deviations,
+        &capas,
+        today,
+    )))
+}
