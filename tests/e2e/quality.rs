@@ -191,6 +191,48 @@ async fn a_critical_deviation_holds_production_until_quality_releases_it(app: &T
 }
 on_both_databases!(a_critical_deviation_holds_production_until_quality_releases_it);
 
+async fn the_quality_summary_counts_what_happened(app: &TestApp) {
+    let s = program_setup(app).await;
+    let (_, qa) = user_with_token(app, "qa@acme.test", "quality", Some(QA_PASSWORD)).await;
+    let qa = app.client(&qa);
+    let devs = format!("/api/v1/programs/{}/deviations", s.program_id);
+    let earlier = app.now() - chrono::TimeDelta::days(2);
+    let major =
+        s.pm.post(&devs, report("Major", "major", earlier))
+            .await
+            .expect(201)
+            .body;
+    s.pm.post(&devs, report("Minor", "minor", app.now()))
+        .await
+        .expect(201);
+    transition(
+        &qa,
+        major["id"].as_i64().unwrap(),
+        json!({"event": "triage"}),
+    )
+    .await
+    .expect(200);
+    let summary =
+        s.pm.get(&format!(
+            "/api/v1/programs/{}/quality-summary",
+            s.program_id
+        ))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(summary["deviations_total"], 2);
+    assert_eq!(
+        summary["open_by_criticality"],
+        json!({"critical": 0, "major": 1, "minor": 1})
+    );
+    assert_eq!(summary["by_status"]["triaged"], 1);
+    assert_eq!(summary["by_status"]["reported"], 1);
+    assert_eq!(summary["median_days_to_triage"], 2.0);
+    assert!(summary["median_days_to_close"].is_null());
+    assert_eq!(summary["capas_open"], 0);
+}
+on_both_databases!(the_quality_summary_counts_what_happened);
+
 async fn a_minor_deviation_closes_after_a_short_term_fix(app: &TestApp) {
     let s = program_setup(app).await;
     let (_, qa) = user_with_token(app, "qa@acme.test", "quality", Some(QA_PASSWORD)).await;
