@@ -128,4 +128,7 @@ pub enum SignedRecordType {
     /// CAPA plan approval and closure (signed inside the CAPA transition).
     #[sea_orm(string_value = "capa")]
     Capa,
+    /// Approval or rejection of a change request.
+    #[sea_orm(string_value = "change_request")]
+    ChangeRequest,
 }

@@ -9,6 +9,7 @@ pub mod audit_chain_head;
 pub mod audit_event;
 pub mod audit_trail;
 pub mod capa;
+pub mod change_request;
 pub mod clock;
 pub mod deviation;
 pub mod enums;

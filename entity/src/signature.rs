@@ -66,6 +66,14 @@ pub fn may_sign(role: Role, record_type: SignedRecordType, meaning: SignatureMea
         SignedRecordType::ProductionRelease | SignedRecordType::Capa => {
             meaning == SignatureMeaning::Approved && role == Role::Quality
         }
+        // Change approvals: program managers and quality (a major change needs quality,
+        // which the change-control rules check).
+        SignedRecordType::ChangeRequest => {
+            matches!(
+                meaning,
+                SignatureMeaning::Approved | SignatureMeaning::Rejected
+            ) && matches!(role, Role::ProgramManager | Role::Quality)
+        }
     }
 }
 

@@ -15,6 +15,7 @@ mod m20261123_000009_create_milestones;
 mod m20261123_000010_create_action_items_and_gates;
 mod m20261123_000011_create_deviations_and_escalations;
 mod m20261123_000012_create_capas;
+mod m20261123_000013_create_change_requests;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000010_create_action_items_and_gates::Migration),
             Box::new(m20261123_000011_create_deviations_and_escalations::Migration),
             Box::new(m20261123_000012_create_capas::Migration),
+            Box::new(m20261123_000013_create_change_requests::Migration),
         ]
     }
 }

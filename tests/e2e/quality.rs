@@ -631,3 +631,96 @@ async fn a_capa_closes_effective_and_takes_its_deviation_with_it(app: &TestApp) 
         .expect_problem(404, "not_found");
 }
 on_both_databases!(a_capa_closes_effective_and_takes_its_deviation_with_it);
+
+async fn a_major_change_needs_quality_approval_and_finished_tasks(app: &TestApp) {
+    let s = program_setup(app).await;
+    let (_, qa) = user_with_token(app, "qa@acme.test", "quality", Some(QA_PASSWORD)).await;
+    let qa = app.client(&qa);
+    let (_, pm_signer) =
+        user_with_token(app, "pm2@acme.test", "program_manager", Some(QA_PASSWORD)).await;
+    let pm_signer = app.client(&pm_signer);
+    let change = s
+        .pm
+        .post(
+            &format!("/api/v1/programs/{}/change-requests", s.program_id),
+            json!({"title": "Switch depth filter supplier", "description": "Supplier B", "justification": "A discontinues", "classification": "major"}),
+        )
+        .await
+        .expect(201)
+        .body;
+    let id = change["id"].as_i64().unwrap();
+    let path = format!("/api/v1/change-requests/{id}");
+    let step = |client: e2e::Client, body: Value| {
+        let path = format!("{path}/transitions");
+        async move { client.post(&path, body).await }
+    };
+    // Impact first.
+    let r = step(s.pm.clone(), json!({"event": "submit"}))
+        .await
+        .expect_problem(409, "illegal_transition");
+    assert!(r.body["detail"].as_str().unwrap().contains("impact"));
+    s.pm.patch(
+        &path,
+        json!({"version": 1, "impact_product_quality": "extractables study", "impact_validation": "repeat filter validation",
+               "impact_regulatory": "annual report", "reason": "change board assessment"}),
+    )
+    .await
+    .expect(200);
+    step(s.pm.clone(), json!({"event": "submit"}))
+        .await
+        .expect(200);
+    // A major change: a program manager's signature is not enough.
+    step(
+        pm_signer.clone(),
+        json!({"event": "approve", "password": QA_PASSWORD}),
+    )
+    .await
+    .expect_problem(403, "forbidden");
+    step(qa.clone(), json!({"event": "approve"}))
+        .await
+        .expect_problem(422, "validation_failed");
+    let approved = step(
+        qa.clone(),
+        json!({"event": "approve", "password": QA_PASSWORD, "reason": "impact acceptable"}),
+    )
+    .await
+    .expect(200)
+    .body;
+    assert!(approved["decision_signature_id"].is_i64());
+    let task = s
+        .pm
+        .post(&format!("{path}/tasks"), json!({"title": "Update filtration SOP", "owner_user_id": s.pm_id, "due_date": app.now().date_naive()}))
+        .await
+        .expect(201)
+        .body;
+    assert_eq!(task["source"], "change");
+    step(s.pm.clone(), json!({"event": "start_implementation"}))
+        .await
+        .expect(200);
+    step(s.pm.clone(), json!({"event": "close"}))
+        .await
+        .expect_problem(409, "illegal_transition");
+    s.pm.post(
+        &format!("/api/v1/action-items/{}/transitions", task["id"]),
+        json!({"event": "complete"}),
+    )
+    .await
+    .expect(200);
+    let closed = step(s.pm.clone(), json!({"event": "close"}))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(closed["status"], "closed");
+    s.pm.patch(
+        &path,
+        json!({"version": closed["version"], "title": "late edit", "reason": "x"}),
+    )
+    .await
+    .expect_problem(409, "change_decided");
+    let signed = qa
+        .get("/api/v1/signatures?record_type=change_request")
+        .await
+        .body;
+    assert_eq!(signed["total"], 1);
+}
+on_both_databases!(a_major_change_needs_quality_approval_and_finished_tasks);

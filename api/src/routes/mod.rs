@@ -12,6 +12,7 @@ use crate::error::{ApiError, ApiResult};
 pub mod actions;
 pub mod audit;
 pub mod capas;
+pub mod changes;
 pub mod deviations;
 pub mod gates;
 pub mod health;
@@ -80,6 +81,12 @@ pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
         .service(capas::transition_capa)
         .service(capas::request_extension)
         .service(capas::decide_extension)
+        .service(changes::create_change)
+        .service(changes::list_changes)
+        .service(changes::get_change)
+        .service(changes::update_change)
+        .service(changes::add_change_task)
+        .service(changes::transition_change)
         .service(actions::create_action_item)
         .service(actions::list_action_items)
         .service(actions::get_action_item)
@@ -205,7 +212,8 @@ versioned!(
     entity::action_item::Model,
     entity::gate::item::Model,
     entity::deviation::Model,
-    entity::capa::Model
+    entity::capa::Model,
+    entity::change_request::Model
 );
 
 /// Writes `active` only if row `id` still has `version` (compare-and-set, so of two

@@ -113,7 +113,8 @@ pub async fn create_signature(
         SignedRecordType::GateDecision
         | SignedRecordType::DeviationClosure
         | SignedRecordType::ProductionRelease
-        | SignedRecordType::Capa => {
+        | SignedRecordType::Capa
+        | SignedRecordType::ChangeRequest => {
             return Err(ApiError::invalid(
                 "record_type",
                 "signed_elsewhere",

@@ -1,0 +1,649 @@
+//! Change control: request → impact assessment → signed approval or rejection →
+//! implementation (tasks as action items) → closed.
+
+use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
+use chrono::{DateTime, NaiveDate, Utc};
+use entity::action_item::{self, ActionSource, ActionStatus};
+use entity::audit_trail::{self, Entry};
+use entity::change_request::{self, ChangeClass, ChangeEvent, ChangeStatus, ChangeTransitionError};
+use entity::{Role, SignatureMeaning, SignedRecordType, program, signature};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::actions::{self, ActionItemView, NewAction};
+use super::milestones::program_today;
+use super::{
+    ApiJson, Checks, Page, Validate, compare_and_set, expected_version, fetch_page, snapshot,
+};
+use crate::auth::{AuthContext, find_scoped, scoped};
+use crate::error::{ApiError, ApiResult};
+use crate::signing::{self, SignatureRecord};
+use crate::state::AppState;
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 3, "program_id": 7, "title": "Switch depth filter supplier", "description": "Replace the filter with supplier B's equivalent.",
+    "justification": "Supplier A discontinues the product", "classification": "major",
+    "impact_product_quality": "Extractables study needed", "impact_validation": "Filter validation repeat",
+    "impact_regulatory": "Prior-approval supplement not required; annual report",
+    "status": "impact_assessment", "decision_signature_id": null, "decision_reason": null,
+    "requested_by_user_id": 5, "closed_at": null, "allowed_events": ["approve", "reject"],
+    "created_at": "2027-05-02T09:00:00Z", "updated_at": "2027-05-03T09:00:00Z", "version": 2
+}))]
+pub struct ChangeView {
+    pub id: i64,
+    pub program_id: i64,
+    pub title: String,
+    pub description: String,
+    pub justification: String,
+    pub classification: ChangeClass,
+    pub impact_product_quality: Option<String>,
+    pub impact_validation: Option<String>,
+    pub impact_regulatory: Option<String>,
+    pub status: ChangeStatus,
+    pub decision_signature_id: Option<i64>,
+    pub decision_reason: Option<String>,
+    pub requested_by_user_id: i64,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub allowed_events: Vec<ChangeEvent>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i32,
+}
+
+fn view(c: &change_request::Model) -> ChangeView {
+    ChangeView {
+        id: c.id,
+        program_id: c.program_id,
+        title: c.title.clone(),
+        description: c.description.clone(),
+        justification: c.justification.clone(),
+        classification: c.classification,
+        impact_product_quality: c.impact_product_quality.clone(),
+        impact_validation: c.impact_validation.clone(),
+        impact_regulatory: c.impact_regulatory.clone(),
+        status: c.status,
+        decision_signature_id: c.decision_signature_id,
+        decision_reason: c.decision_reason.clone(),
+        requested_by_user_id: c.requested_by_user_id,
+        closed_at: c.closed_at,
+        allowed_events: change_request::allowed_events(c.status),
+        created_at: c.created_at,
+        updated_at: c.updated_at,
+        version: c.version,
+    }
+}
+
+impl crate::auth::TenantScoped for change_request::Entity {
+    fn tenant_condition(ctx: &AuthContext) -> sea_orm::Condition {
+        use sea_orm::sea_query::IntoCondition;
+        change_request::Column::ProgramId
+            .in_subquery(crate::auth::visible_programs(ctx))
+            .into_condition()
+    }
+}
+
+fn may_handle(ctx: &AuthContext) -> bool {
+    matches!(
+        ctx.user.role,
+        Role::Quality | Role::ProgramManager | Role::Admin
+    )
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "title": "Switch depth filter supplier", "description": "Replace the filter with supplier B's equivalent.",
+    "justification": "Supplier A discontinues the product", "classification": "major"
+}))]
+pub struct CreateChange {
+    #[schema(min_length = 1, max_length = 200)]
+    pub title: String,
+    #[schema(min_length = 1, max_length = 10000)]
+    pub description: String,
+    #[schema(min_length = 1, max_length = 5000)]
+    pub justification: String,
+    pub classification: ChangeClass,
+}
+
+impl Validate for CreateChange {
+    fn validate(&self, c: &mut Checks) {
+        c.text("title", &self.title, 1, 200);
+        c.text("description", &self.description, 1, 10_000);
+        c.text("justification", &self.justification, 1, 5000);
+    }
+}
+
+/// Draft a change request on a program (quality, program managers, admins).
+#[utoipa::path(
+    tag = "quality",
+    params(("id" = i64, Path, description = "Program id")),
+    request_body = CreateChange,
+    responses(
+        (status = 201, description = "Change request drafted", body = ChangeView),
+        (status = 403, description = "Only quality, program managers and admins request changes", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[post("/programs/{id}/change-requests")]
+pub async fn create_change(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<CreateChange>,
+) -> ApiResult<HttpResponse> {
+    let b = body.into_inner();
+    let txn = crate::db::begin_write(&state.db).await?;
+    let prog = find_scoped::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
+    if !may_handle(&ctx) {
+        return Err(ApiError::Forbidden(
+            "only quality, program managers and admins request changes".to_string(),
+        ));
+    }
+    let now = state.clock.now();
+    let created = change_request::ActiveModel {
+        id: NotSet,
+        program_id: Set(prog.id),
+        title: Set(b.title.trim().to_string()),
+        description: Set(b.description),
+        justification: Set(b.justification),
+        classification: Set(b.classification),
+        impact_product_quality: Set(None),
+        impact_validation: Set(None),
+        impact_regulatory: Set(None),
+        status: Set(ChangeStatus::Draft),
+        decision_signature_id: Set(None),
+        decision_reason: Set(None),
+        requested_by_user_id: Set(ctx.user.id),
+        closed_at: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        version: Set(1),
+    }
+    .insert(&txn)
+    .await?;
+    audit_trail::append(
+        &txn,
+        &ctx.actor(now),
+        Entry::new("change_request", created.id, "create").after(snapshot(&view(&created))),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(HttpResponse::Created().json(view(&created)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ChangeFilter {
+    pub program_id: Option<i64>,
+    pub status: Option<ChangeStatus>,
+    pub classification: Option<ChangeClass>,
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<u64>,
+    /// Items to skip (default 0).
+    pub offset: Option<u64>,
+}
+
+/// Change requests on the caller's programs, newest first.
+#[utoipa::path(
+    tag = "quality",
+    params(ChangeFilter),
+    responses((status = 200, description = "One page of change requests", body = Page<ChangeView>))
+)]
+#[get("/change-requests")]
+pub async fn list_changes(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    filter: web::Query<ChangeFilter>,
+) -> ApiResult<web::Json<Page<ChangeView>>> {
+    let f = filter.into_inner();
+    let mut select =
+        scoped::<change_request::Entity>(&ctx).order_by_desc(change_request::Column::Id);
+    if let Some(v) = f.program_id {
+        select = select.filter(change_request::Column::ProgramId.eq(v));
+    }
+    if let Some(v) = f.status {
+        select = select.filter(change_request::Column::Status.eq(v));
+    }
+    if let Some(v) = f.classification {
+        select = select.filter(change_request::Column::Classification.eq(v));
+    }
+    let (items, total, limit, offset) = fetch_page(&state.db, select, f.limit, f.offset).await?;
+    Ok(web::Json(Page {
+        items: items.iter().map(view).collect(),
+        total,
+        limit,
+        offset,
+    }))
+}
+
+/// One change request.
+#[utoipa::path(
+    tag = "quality",
+    params(("id" = i64, Path, description = "Change request id")),
+    responses(
+        (status = 200, description = "The change request", body = ChangeView),
+        (status = 404, description = "No such change request visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[get("/change-requests/{id}")]
+pub async fn get_change(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+) -> ApiResult<web::Json<ChangeView>> {
+    let c = find_scoped::<change_request::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    Ok(web::Json(view(&c)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "version": 1, "impact_product_quality": "Extractables study needed", "impact_validation": "Filter validation repeat",
+    "impact_regulatory": "Annual report", "reason": "impact assessment by the change board"
+}))]
+pub struct UpdateChange {
+    pub version: Option<i32>,
+    #[schema(min_length = 1, max_length = 200)]
+    pub title: Option<String>,
+    #[schema(min_length = 1, max_length = 10000)]
+    pub description: Option<String>,
+    /// Only before approval.
+    pub classification: Option<ChangeClass>,
+    #[schema(max_length = 5000)]
+    pub impact_product_quality: Option<String>,
+    #[schema(max_length = 5000)]
+    pub impact_validation: Option<String>,
+    #[schema(max_length = 5000)]
+    pub impact_regulatory: Option<String>,
+    /// Reason for change: required on every edit; kept in the audit trail.
+    #[schema(min_length = 1, max_length = 500)]
+    pub reason: String,
+}
+
+impl Validate for UpdateChange {
+    fn validate(&self, c: &mut Checks) {
+        c.optional_text("title", self.title.as_deref(), 1, 200);
+        c.optional_text("description", self.description.as_deref(), 1, 10_000);
+        c.optional_text(
+            "impact_product_quality",
+            self.impact_product_quality.as_deref(),
+            1,
+            5000,
+        );
+        c.optional_text(
+            "impact_validation",
+            self.impact_validation.as_deref(),
+            1,
+            5000,
+        );
+        c.optional_text(
+            "impact_regulatory",
+            self.impact_regulatory.as_deref(),
+            1,
+            5000,
+        );
+        c.text("reason", &self.reason, 1, 500);
+    }
+}
+
+/// Edit a change request before its decision (reason for change required).
+#[utoipa::path(
+    tag = "quality",
+    params(
+        ("id" = i64, Path, description = "Change request id"),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(W/)?"?[0-9]{1,9}"?$"#, description = "Version being updated (alternative to `version` in the body)")
+    ),
+    request_body = UpdateChange,
+    responses(
+        (status = 200, description = "The updated change request", body = ChangeView),
+        (status = 403, description = "Only quality, program managers and admins edit changes", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such change request visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Stale version, or already decided", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[patch("/change-requests/{id}")]
+pub async fn update_change(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<UpdateChange>,
+) -> ApiResult<web::Json<ChangeView>> {
+    let b = body.into_inner();
+    let version = expected_version(&req, b.version)?;
+    let txn = crate::db::begin_write(&state.db).await?;
+    let current = find_scoped::<change_request::Entity, _>(&txn, &ctx, id.into_inner()).await?;
+    if !may_handle(&ctx) {
+        return Err(ApiError::Forbidden(
+            "only quality, program managers and admins edit changes".to_string(),
+        ));
+    }
+    if !matches!(
+        current.status,
+        ChangeStatus::Draft | ChangeStatus::ImpactAssessment
+    ) {
+        return Err(ApiError::conflict(
+            "change_decided",
+            "a decided change is not edited",
+        ));
+    }
+    if current.version != version {
+        return Err(ApiError::stale_version(current.version));
+    }
+    let now = state.clock.now();
+    let mut active: change_request::ActiveModel = current.clone().into();
+    if let Some(v) = b.title {
+        active.title = Set(v.trim().to_string());
+    }
+    if let Some(v) = b.description {
+        active.description = Set(v);
+    }
+    if let Some(v) = b.classification {
+        active.classification = Set(v);
+    }
+    if let Some(v) = b.impact_product_quality {
+        active.impact_product_quality = Set(Some(v));
+    }
+    if let Some(v) = b.impact_validation {
+        active.impact_validation = Set(Some(v));
+    }
+    if let Some(v) = b.impact_regulatory {
+        active.impact_regulatory = Set(Some(v));
+    }
+    active.updated_at = Set(now);
+    active.version = Set(current.version + 1);
+    let updated =
+        compare_and_set::<change_request::Entity, _>(&txn, active, current.id, current.version)
+            .await?;
+    audit_trail::append(
+        &txn,
+        &ctx.actor(now),
+        Entry::new("change_request", updated.id, "update")
+            .before(snapshot(&view(&current)))
+            .after(snapshot(&view(&updated)))
+            .reason(Some(b.reason)),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(web::Json(view(&updated)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"title": "Update the filtration SOP", "owner_user_id": 9, "due_date": "2027-06-01"}))]
+pub struct AddChangeTask {
+    #[schema(min_length = 1, max_length = 200)]
+    pub title: String,
+    pub owner_user_id: i64,
+    pub due_date: NaiveDate,
+}
+
+impl Validate for AddChangeTask {
+    fn validate(&self, c: &mut Checks) {
+        c.text("title", &self.title, 1, 200);
+        c.date("due_date", self.due_date);
+    }
+}
+
+/// Add an implementation task (an action item) to an approved or implementing change.
+#[utoipa::path(
+    tag = "quality",
+    params(("id" = i64, Path, description = "Change request id")),
+    request_body = AddChangeTask,
+    responses(
+        (status = 201, description = "Task added", body = ActionItemView),
+        (status = 403, description = "Only quality, program managers and admins plan changes", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such change request visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The change is not approved or implementing", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[post("/change-requests/{id}/tasks")]
+pub async fn add_change_task(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<AddChangeTask>,
+) -> ApiResult<HttpResponse> {
+    let b = body.into_inner();
+    let txn = crate::db::begin_write(&state.db).await?;
+    let c = find_scoped::<change_request::Entity, _>(&txn, &ctx, id.into_inner()).await?;
+    let prog = find_scoped::<program::Entity, _>(&txn, &ctx, c.program_id).await?;
+    if !may_handle(&ctx) {
+        return Err(ApiError::Forbidden(
+            "only quality, program managers and admins plan changes".to_string(),
+        ));
+    }
+    if !matches!(
+        c.status,
+        ChangeStatus::Approved | ChangeStatus::Implementing
+    ) {
+        return Err(ApiError::conflict(
+            "change_not_approved",
+            "tasks are added to approved changes",
+        ));
+    }
+    let owner_ok = entity::user::Entity::find_by_id(b.owner_user_id)
+        .filter(entity::user::Column::OrgId.is_in([prog.sponsor_org_id, prog.cmo_org_id]))
+        .filter(entity::user::Column::Active.eq(true))
+        .one(&txn)
+        .await?
+        .is_some();
+    if !owner_ok {
+        return Err(ApiError::invalid(
+            "owner_user_id",
+            "not_on_program",
+            "not an active user of the sponsor or of the program's CMO",
+        ));
+    }
+    let now = state.clock.now();
+    let today = program_today(&prog, now);
+    let item = actions::insert(
+        &txn,
+        &ctx,
+        now,
+        today,
+        NewAction {
+            program_id: prog.id,
+            title: b.title.trim().to_string(),
+            description: None,
+            owner_user_id: b.owner_user_id,
+            due_date: b.due_date,
+            source: ActionSource::Change,
+            source_id: Some(c.id),
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(HttpResponse::Created().json(actions::view(&item, today)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"event": "approve", "password": "quality assured passphrase", "reason": "impact acceptable"}))]
+pub struct ChangeTransition {
+    pub event: ChangeEvent,
+    /// Required for `reject`; kept in the audit trail.
+    #[schema(max_length = 500)]
+    pub reason: Option<String>,
+    /// `approve` and `reject`: the signer's password (e-signature).
+    #[schema(max_length = 256)]
+    pub password: Option<String>,
+    pub version: Option<i32>,
+}
+
+impl Validate for ChangeTransition {
+    fn validate(&self, c: &mut Checks) {
+        c.optional_text("reason", self.reason.as_deref(), 1, 500);
+        if self
+            .password
+            .as_ref()
+            .is_some_and(|p| p.is_empty() || p.chars().count() > 256)
+        {
+            c.fail("password", "invalid_length", "must be 1 to 256 characters");
+        }
+    }
+}
+
+/// Move a change request: `submit` (impact assessed) → `approve` | `reject` (e-signed; a
+/// major change by quality) → `start_implementation` → `close` (tasks finished).
+#[utoipa::path(
+    tag = "quality",
+    params(("id" = i64, Path, description = "Change request id")),
+    request_body = ChangeTransition,
+    responses(
+        (status = 200, description = "The change in its new state", body = ChangeView),
+        (status = 401, description = "Wrong signature password (`invalid_password`; audited)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not allowed to handle changes or to sign this decision", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such change request visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Illegal event, failed guard, stale version, or no own signing password", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed password attempts; see Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[post("/change-requests/{id}/transitions")]
+pub async fn transition_change(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<ChangeTransition>,
+) -> ApiResult<web::Json<ChangeView>> {
+    let b = body.into_inner();
+    let change_id = id.into_inner();
+    let seen = find_scoped::<change_request::Entity, _>(&state.db, &ctx, change_id).await?;
+    if !may_handle(&ctx) {
+        return Err(ApiError::Forbidden(
+            "only quality, program managers and admins handle changes".to_string(),
+        ));
+    }
+    check(&state.db, &ctx, &seen, &b).await?;
+    let meaning = if b.event == ChangeEvent::Reject {
+        SignatureMeaning::Rejected
+    } else {
+        SignatureMeaning::Approved
+    };
+    let mut record = None;
+    if change_request::needs_signature(b.event) {
+        if !signature::may_sign(ctx.user.role, SignedRecordType::ChangeRequest, meaning) {
+            return Err(ApiError::Forbidden(
+                "change decisions are signed by program managers or quality".to_string(),
+            ));
+        }
+        let password = b.password.clone().ok_or_else(|| {
+            ApiError::invalid(
+                "password",
+                "required",
+                "this decision needs the signer's password",
+            )
+        })?;
+        let r = SignatureRecord {
+            record_type: SignedRecordType::ChangeRequest,
+            record_id: seen.id.to_string(),
+            record_hash: String::new(),
+            meaning,
+            reason: b.reason.clone(),
+        };
+        signing::authenticate_signer(&state, &ctx, password, &r).await?;
+        record = Some(r);
+    }
+    let now = state.clock.now();
+    let txn = crate::db::begin_write(&state.db).await?;
+    let current = find_scoped::<change_request::Entity, _>(&txn, &ctx, change_id).await?;
+    if b.version.is_some_and(|v| v != current.version) {
+        return Err(ApiError::stale_version(current.version));
+    }
+    let next = check(&txn, &ctx, &current, &b).await?;
+    let mut active: change_request::ActiveModel = current.clone().into();
+    active.status = Set(next);
+    if matches!(b.event, ChangeEvent::Approve | ChangeEvent::Reject) {
+        active.decision_reason = Set(b.reason.clone());
+    }
+    if matches!(next, ChangeStatus::Closed | ChangeStatus::Rejected) {
+        active.closed_at = Set(Some(now));
+    }
+    active.updated_at = Set(now);
+    active.version = Set(current.version + 1);
+    let mut updated =
+        compare_and_set::<change_request::Entity, _>(&txn, active, current.id, current.version)
+            .await?;
+    if let Some(mut r) = record {
+        r.record_hash = entity::audit::content_hash(&view(&updated));
+        let sig = signing::record(&txn, &ctx, now, r).await?;
+        let mut signed: change_request::ActiveModel = updated.clone().into();
+        signed.decision_signature_id = Set(Some(sig.id));
+        updated = signed.update(&txn).await?;
+    }
+    audit_trail::append(
+        &txn,
+        &ctx.actor(now),
+        Entry::new("change_request", updated.id, event_action(b.event))
+            .before(snapshot(&view(&current)))
+            .after(snapshot(&view(&updated)))
+            .reason(b.reason.clone()),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(web::Json(view(&updated)))
+}
+
+async fn check<C: ConnectionTrait>(
+    conn: &C,
+    ctx: &AuthContext,
+    c: &change_request::Model,
+    b: &ChangeTransition,
+) -> ApiResult<ChangeStatus> {
+    let open_tasks = action_item::Entity::find()
+        .filter(action_item::Column::Source.eq(ActionSource::Change))
+        .filter(action_item::Column::SourceId.eq(c.id))
+        .filter(action_item::Column::Status.is_in([ActionStatus::Open, ActionStatus::InProgress]))
+        .count(conn)
+        .await?;
+    let guards = change_request::Guards {
+        impacts_assessed: c.impact_product_quality.is_some()
+            && c.impact_validation.is_some()
+            && c.impact_regulatory.is_some(),
+        classification: c.classification,
+        decider_role: ctx.user.role,
+        open_tasks,
+        has_reason: b.reason.is_some(),
+    };
+    change_request::transition(c.status, b.event, &guards).map_err(|err| match err {
+        ChangeTransitionError::ReasonRequired => {
+            ApiError::invalid("reason", "required", "this decision needs a reason")
+        }
+        ChangeTransitionError::MajorNeedsQuality => ApiError::Forbidden(err.to_string()),
+        other => ApiError::Conflict {
+            code: "illegal_transition",
+            detail: other.to_string(),
+            current_state: Some(name_of(&c.status)),
+            allowed_events: Some(
+                change_request::allowed_events(c.status)
+                    .iter()
+                    .map(name_of)
+                    .collect(),
+            ),
+            current_version: Some(c.version),
+        },
+    })
+}
+
+fn event_action(e: ChangeEvent) -> &'static str {
+    match e {
+        ChangeEvent::Submit => "submit",
+        ChangeEvent::Approve => "approve",
+        ChangeEvent::Reject => "reject",
+        ChangeEvent::StartImplementation => "start_implementation",
+        ChangeEvent::Close => "close",
+    }
+}
+
+fn name_of<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
