@@ -306,6 +306,26 @@ async fn gate_decisions_need_the_right_people_and_state(app: &TestApp) {
         .await
         .expect(201)
         .body;
+    // Deviation-related checks show how many deviations are open on the program.
+    s.pm.post(
+        &format!("/api/v1/milestones/{id}/gate-items"),
+        json!({"check_type": "product_related_deviations", "title": "Deviations assessed", "mandatory": false}),
+    )
+    .await
+    .expect(201);
+    s.pm.post(
+        &format!("/api/v1/programs/{}/deviations", s.program_id),
+        json!({"title": "Label smudge", "description": "minor", "detected_at": app.now(), "criticality": "minor", "category": "documentation"}),
+    )
+    .await
+    .expect(201);
+    let gate =
+        s.pm.get(&format!("/api/v1/milestones/{id}/gate"))
+            .await
+            .expect(200)
+            .body;
+    assert!(gate["items"][0]["linked_open_count"].is_null());
+    assert_eq!(gate["items"][1]["linked_open_count"], 1);
     let (_, qa_token) = user_with_token(app, "qa@acme.test", "quality", Some(QA_PASSWORD)).await;
     let qa = app.client(&qa_token);
     // Not in review yet.

@@ -623,6 +623,21 @@ async fn a_capa_closes_effective_and_takes_its_deviation_with_it(app: &TestApp) 
     let detail = qa.get(&cpath).await.expect(200).body;
     assert_eq!(detail["actions"][0]["kind"], "corrective");
     assert_eq!(qa.get("/api/v1/capas?status=closed").await.body["total"], 1);
+    // The major deviation held production since it was reported; quality releases it.
+    let program_path = format!("/api/v1/programs/{}", s.program_id);
+    assert_eq!(
+        s.pm.get(&program_path).await.body["production_status"],
+        "on_hold"
+    );
+    let released = qa
+        .post(
+            &format!("{program_path}/production-release"),
+            json!({"password": QA_PASSWORD, "reason": "CAPA effective"}),
+        )
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(released["production_status"], "running");
     let (_, _, other) =
         crate::partner_org(app, "Other Sponsor", "sponsor", "boss@other.test").await;
     app.client(&other)

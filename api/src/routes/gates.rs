@@ -32,7 +32,8 @@ pub const NO_GO_ACTION_DAYS: i64 = 7;
     "id": 88, "milestone_id": 12, "check_type": "batch_record_readiness",
     "title": "Master batch record approved by both QA units", "mandatory": true,
     "result": "pass", "evidence": "MBR-0042 rev 3, signed 2027-04-10",
-    "decided_by_user_id": 5, "decided_at": "2027-04-10T14:00:00Z", "position": 1, "version": 2
+    "decided_by_user_id": 5, "decided_at": "2027-04-10T14:00:00Z", "position": 1, "version": 2,
+    "linked_open_count": null
 }))]
 pub struct GateItemView {
     pub id: i64,
@@ -47,6 +48,8 @@ pub struct GateItemView {
     pub decided_at: Option<DateTime<Utc>>,
     pub position: i32,
     pub version: i32,
+    /// For deviation- and CAPA-related checks: how many are open on the program now.
+    pub linked_open_count: Option<u64>,
 }
 
 impl From<&gate::item::Model> for GateItemView {
@@ -63,8 +66,34 @@ impl From<&gate::item::Model> for GateItemView {
             decided_at: m.decided_at,
             position: m.position,
             version: m.version,
+            linked_open_count: None,
         }
     }
+}
+
+/// Open deviations and CAPAs of a program, shown on the checks that are about them.
+async fn linked_open_counts<C: ConnectionTrait>(
+    conn: &C,
+    program_id: i64,
+) -> ApiResult<(u64, u64)> {
+    use sea_orm::PaginatorTrait;
+    let deviations = deviation::Entity::find()
+        .filter(deviation::Column::ProgramId.eq(program_id))
+        .filter(deviation::Column::Status.is_not_in([
+            deviation::DeviationStatus::Closed,
+            deviation::DeviationStatus::Cancelled,
+        ]))
+        .count(conn)
+        .await?;
+    let capas = entity::capa::Entity::find()
+        .filter(entity::capa::Column::ProgramId.eq(program_id))
+        .filter(entity::capa::Column::Status.is_not_in([
+            entity::capa::CapaStatus::Closed,
+            entity::capa::CapaStatus::Cancelled,
+        ]))
+        .count(conn)
+        .await?;
+    Ok((deviations, capas))
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -136,6 +165,7 @@ async fn gate_view<C: ConnectionTrait>(conn: &C, m: &milestone::Model) -> ApiRes
         .all(conn)
         .await?;
     let open_critical = deviation::open_critical_count(conn, m.program_id).await?;
+    let (open_deviations, open_capas) = linked_open_counts(conn, m.program_id).await?;
     let states: Vec<ItemState<'_>> = items
         .iter()
         .map(|i| ItemState {
@@ -157,7 +187,20 @@ async fn gate_view<C: ConnectionTrait>(conn: &C, m: &milestone::Model) -> ApiRes
         milestone_id: m.id,
         milestone_status: m.status,
         gate_round: m.gate_round,
-        items: items.iter().map(GateItemView::from).collect(),
+        items: items
+            .iter()
+            .map(|i| {
+                let mut v = GateItemView::from(i);
+                v.linked_open_count = match i.check_type {
+                    CheckType::ProductRelatedDeviations => Some(open_deviations),
+                    CheckType::NonconformanceCapaInvestigationSupport => {
+                        Some(open_deviations + open_capas)
+                    }
+                    _ => None,
+                };
+                v
+            })
+            .collect(),
         decisions: decisions.iter().map(GateDecisionView::from).collect(),
         go_blockers,
         open_critical_deviations: open_critical,
