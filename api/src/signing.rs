@@ -64,7 +64,12 @@ pub async fn authenticate_signer(
     record_failure(
         state,
         ctx,
-        Entry::new("signature", &what.record_id, FAILED_SIGNATURE).after(json!({
+        Entry::new(
+            record_entity(what.record_type),
+            &what.record_id,
+            FAILED_SIGNATURE,
+        )
+        .after(json!({
             "record_type": what.record_type,
             "record_id": what.record_id,
             "meaning": what.meaning,
@@ -76,6 +81,18 @@ pub async fn authenticate_signer(
     Err(ApiError::InvalidPassword(
         "the signature password is wrong".to_string(),
     ))
+}
+
+/// The audit entity a signature attempt is about (the record, not a signature row).
+fn record_entity(t: SignedRecordType) -> &'static str {
+    match t {
+        SignedRecordType::AuditEvent => "audit_event",
+        SignedRecordType::GateDecision => "gate_decision",
+        SignedRecordType::DeviationClosure => "deviation",
+        SignedRecordType::ProductionRelease => "program",
+        SignedRecordType::Capa => "capa",
+        SignedRecordType::ChangeRequest => "change_request",
+    }
 }
 
 /// Refuses password checks for a user with too many recent failures.

@@ -27,7 +27,7 @@ pub enum CapaStatus {
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize, ToSchema,
 )]
-#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
 #[serde(rename_all = "snake_case")]
 pub enum CapaSource {
     #[sea_orm(string_value = "deviation")]
@@ -228,6 +228,9 @@ pub fn transition(
         (S::EffectivenessCheck, E::Close) => {
             if g.outcome != Some(EffectivenessOutcome::Effective) {
                 return Err(CapaTransitionError::NotEffective);
+            }
+            if g.open_action_count > 0 {
+                return Err(CapaTransitionError::OpenActions(g.open_action_count));
             }
             Ok(S::Closed)
         }

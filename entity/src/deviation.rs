@@ -271,10 +271,11 @@ pub fn transition(
     Ok(next)
 }
 
-/// Events the state machine accepts from `from`, guards aside.
-pub fn allowed_events(from: DeviationStatus) -> Vec<DeviationEvent> {
+/// Events the state machine accepts from `from` for a deviation of `criticality` (a
+/// major or critical one never closes straight from triage), other guards aside.
+pub fn allowed_events(from: DeviationStatus, criticality: Criticality) -> Vec<DeviationEvent> {
     let permissive = Guards {
-        criticality: Criticality::Minor,
+        criticality,
         has_root_cause: true,
         has_short_term_fix: true,
         capa_effective: true,
@@ -415,7 +416,18 @@ mod tests {
         assert!(Criticality::Critical.holds_production());
         assert!(Criticality::Major.holds_production());
         assert!(!Criticality::Minor.holds_production());
-        assert_eq!(allowed_events(S::Reported), vec![E::Triage, E::Cancel]);
-        assert!(allowed_events(S::Closed).is_empty());
+        assert_eq!(
+            allowed_events(S::Reported, Criticality::Minor),
+            vec![E::Triage, E::Cancel]
+        );
+        assert_eq!(
+            allowed_events(S::Triaged, Criticality::Major),
+            vec![E::StartInvestigation, E::Cancel]
+        );
+        assert_eq!(
+            allowed_events(S::Triaged, Criticality::Minor),
+            vec![E::StartInvestigation, E::Close, E::Cancel]
+        );
+        assert!(allowed_events(S::Closed, Criticality::Minor).is_empty());
     }
 }

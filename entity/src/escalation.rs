@@ -67,25 +67,39 @@ pub async fn open<C: ConnectionTrait>(
     .await
 }
 
-/// Resolves the open escalations a source caused (its cause was dealt with).
+/// Resolves the escalations a source caused (its cause was dealt with); returns the
+/// ones this call resolved, for the caller to audit.
 pub async fn resolve_for<C: ConnectionTrait>(
     conn: &C,
     source_type: &str,
     source_id: i64,
     now: DateTime<Utc>,
-) -> Result<u64, DbErr> {
-    use sea_orm::sea_query::Expr;
+) -> Result<Vec<Model>, DbErr> {
+    use sea_orm::sea_query::{Expr, ExprTrait};
     use sea_orm::{ActiveEnum, QueryFilter};
-    let res = Entity::update_many()
-        .col_expr(
-            Column::Status,
-            Expr::value(EscalationStatus::Resolved.to_value()),
-        )
-        .col_expr(Column::ResolvedAt, Expr::value(now))
+    let open = Entity::find()
         .filter(Column::SourceType.eq(source_type))
         .filter(Column::SourceId.eq(source_id))
         .filter(Column::Status.ne(EscalationStatus::Resolved))
-        .exec(conn)
+        .all(conn)
         .await?;
-    Ok(res.rows_affected)
+    let mut resolved = Vec::with_capacity(open.len());
+    for e in open {
+        // Compare-and-set: an acknowledgement racing this one is not overwritten.
+        let res = Entity::update_many()
+            .col_expr(
+                Column::Status,
+                Expr::value(EscalationStatus::Resolved.to_value()),
+            )
+            .col_expr(Column::ResolvedAt, Expr::value(now))
+            .col_expr(Column::Version, Expr::col(Column::Version).add(1))
+            .filter(Column::Id.eq(e.id))
+            .filter(Column::Version.eq(e.version))
+            .exec(conn)
+            .await?;
+        if res.rows_affected == 1 {
+            resolved.push(e);
+        }
+    }
+    Ok(resolved)
 }

@@ -18,7 +18,7 @@ impl MigrationTrait for Migration {
                     .col(big_integer(Capas::ProgramId))
                     .col(string_len(Capas::Title, 200))
                     .col(text(Capas::Description))
-                    .col(string_len(Capas::Source, 16))
+                    .col(string_len(Capas::Source, 32))
                     .col(string_len_null(Capas::FindingReference, 100))
                     .col(string_len(Capas::Status, 24))
                     .col(date_null(Capas::EffectivenessDue))

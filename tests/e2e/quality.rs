@@ -181,8 +181,14 @@ async fn a_critical_deviation_holds_production_until_quality_releases_it(app: &T
         .collect();
     assert_eq!(
         events,
-        ["triage", "start_investigation", "update", "close"],
-        "QA's trail"
+        [
+            "triage",
+            "start_investigation",
+            "update",
+            "sign_failed",
+            "close"
+        ],
+        "QA's trail, with the failed signature attempt on the deviation it was for"
     );
     assert_eq!(
         app.admin().get("/api/v1/audit-events/verify").await.body["intact"],
@@ -528,6 +534,13 @@ async fn a_capa_closes_effective_and_takes_its_deviation_with_it(app: &TestApp) 
         .expect(200)
         .body;
     assert!(approved["plan_signature_id"].is_i64());
+    // The signed plan is the plan: no actions slip in afterwards.
+    qa.post(
+        &format!("{cpath}/actions"),
+        json!({"kind": "preventive", "title": "late", "owner_user_id": s.pm_id, "due_date": today}),
+    )
+    .await
+    .expect_problem(409, "plan_approved");
     step(json!({"event": "start_implementation"}))
         .await
         .expect(200);
@@ -617,9 +630,38 @@ async fn a_capa_closes_effective_and_takes_its_deviation_with_it(app: &TestApp) 
     assert_eq!(closed["status"], "closed");
     assert!(closed["closure_signature_id"].is_i64());
 
-    // Its deviation closed with it, in the same transaction.
+    // Its deviation closed with it, in the same transaction, under a signature of its own.
     let d = qa.get(&dpath).await.body;
     assert_eq!(d["status"], "closed");
+    let closure = qa
+        .get(&format!(
+            "/api/v1/signatures?record_type=deviation_closure&record_id={dev_id}"
+        ))
+        .await
+        .body;
+    assert_eq!(closure["total"], 1);
+    assert_eq!(closure["items"][0]["id"], d["closure_signature_id"]);
+    // Triage ended the escalation the major deviation opened; that is audited too.
+    let resolved =
+        s.pm.get("/api/v1/audit-events?entity_type=escalation")
+            .await
+            .body;
+    let actions: Vec<&str> = resolved["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        ["open", "resolve"],
+        "opened when reported, resolved at triage"
+    );
+    let qa_side = qa
+        .get("/api/v1/audit-events?entity_type=escalation&action=resolve")
+        .await
+        .body;
+    assert_eq!(qa_side["total"], 1);
     let detail = qa.get(&cpath).await.expect(200).body;
     assert_eq!(detail["actions"][0]["kind"], "corrective");
     assert_eq!(qa.get("/api/v1/capas?status=closed").await.body["total"], 1);
@@ -684,6 +726,13 @@ async fn a_major_change_needs_quality_approval_and_finished_tasks(app: &TestApp)
     step(s.pm.clone(), json!({"event": "submit"}))
         .await
         .expect(200);
+    // Who must approve depends on the classification: it is fixed once submitted.
+    s.pm.patch(
+        &path,
+        json!({"version": 3, "classification": "minor", "reason": "easier"}),
+    )
+    .await
+    .expect_problem(409, "classification_fixed");
     // A major change: a program manager's signature is not enough.
     step(
         pm_signer.clone(),

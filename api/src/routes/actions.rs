@@ -176,12 +176,19 @@ impl Validate for CreateActionItem {
         c.date("due_date", self.due_date);
         if matches!(
             self.source,
-            Some(ActionSource::GateItem | ActionSource::Capa)
+            Some(ActionSource::GateItem | ActionSource::Capa | ActionSource::Change)
         ) {
             c.fail(
                 "source",
                 "not_allowed",
-                "gate-item and CAPA actions are created by their gate or CAPA",
+                "gate, CAPA and change actions are created by their gate, CAPA or change",
+            );
+        }
+        if self.source_id.is_some() && self.source != Some(ActionSource::Deviation) {
+            c.fail(
+                "source_id",
+                "not_allowed",
+                "only a deviation source names a record",
             );
         }
         c.text("title", &self.title, 1, 200);
@@ -216,6 +223,19 @@ pub async fn create_action_item(
         ));
     }
     check_owner(&txn, &prog, b.owner_user_id).await?;
+    if let Some(source_id) = b.source_id {
+        let found = entity::deviation::Entity::find_by_id(source_id)
+            .filter(entity::deviation::Column::ProgramId.eq(prog.id))
+            .one(&txn)
+            .await?;
+        if found.is_none() {
+            return Err(ApiError::invalid(
+                "source_id",
+                "unknown_deviation",
+                "not a deviation of this program",
+            ));
+        }
+    }
     let now = state.clock.now();
     let today = program_today(&prog, now);
     let created = insert(

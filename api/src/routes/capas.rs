@@ -26,7 +26,7 @@ use super::milestones::program_today;
 use super::{
     ApiJson, Checks, Page, Validate, compare_and_set, expected_version, fetch_page, snapshot,
 };
-use crate::auth::{AuthContext, find_scoped, scoped};
+use crate::auth::{AuthContext, find_scoped, find_scoped_locked, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::signing::{self, SignatureRecord};
 use crate::state::AppState;
@@ -418,6 +418,7 @@ pub struct AddCapaAction {
 
 impl Validate for AddCapaAction {
     fn validate(&self, c: &mut Checks) {
+        c.date("due_date", self.due_date);
         c.text("title", &self.title, 1, 200);
     }
 }
@@ -443,17 +444,19 @@ pub async fn add_capa_action(
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     let txn = crate::db::begin_write(&state.db).await?;
-    let c = find_scoped::<capa::Entity, _>(&txn, &ctx, id.into_inner()).await?;
+    // Locked: plan approval counts the actions this adds.
+    let c = find_scoped_locked::<capa::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, c.program_id).await?;
     if !may_handle(&ctx) {
         return Err(ApiError::Forbidden(
             "only quality, program managers and admins change CAPAs".to_string(),
         ));
     }
-    if matches!(c.status, CapaStatus::Closed | CapaStatus::Cancelled) {
+    if c.status != CapaStatus::Open {
+        // Actions are part of the plan quality signs; a changed plan is a new CAPA.
         return Err(ApiError::conflict(
-            "capa_closed",
-            "the CAPA is closed or cancelled",
+            "plan_approved",
+            "actions are added before the plan is approved",
         ));
     }
     let owner_ok = entity::user::Entity::find_by_id(b.owner_user_id)
@@ -529,6 +532,7 @@ pub struct CapaTransition {
 
 impl Validate for CapaTransition {
     fn validate(&self, c: &mut Checks) {
+        c.optional_date("effectiveness_due", self.effectiveness_due);
         c.optional_text("reason", self.reason.as_deref(), 1, 500);
         if self
             .password
@@ -599,7 +603,7 @@ pub async fn transition_capa(
     }
     let now = state.clock.now();
     let txn = crate::db::begin_write(&state.db).await?;
-    let current = find_scoped::<capa::Entity, _>(&txn, &ctx, capa_id).await?;
+    let current = find_scoped_locked::<capa::Entity, _>(&txn, &ctx, capa_id).await?;
     if b.version.is_some_and(|v| v != current.version) {
         return Err(ApiError::stale_version(current.version));
     }
@@ -746,10 +750,26 @@ async fn close_waiting_deviations<C: ConnectionTrait>(
         let mut active: deviation::ActiveModel = d.clone().into();
         active.status = Set(DeviationStatus::Closed);
         active.closed_at = Set(Some(now));
-        active.closure_signature_id = Set(c.closure_signature_id);
         active.updated_at = Set(now);
         active.version = Set(d.version + 1);
         let closed = compare_and_set::<deviation::Entity, _>(conn, active, d.id, d.version).await?;
+        // The CAPA's signer closes the deviation: a signature of its own, bound to it.
+        let sig = signing::record(
+            conn,
+            ctx,
+            now,
+            SignatureRecord {
+                record_type: SignedRecordType::DeviationClosure,
+                record_id: closed.id.to_string(),
+                record_hash: entity::audit::content_hash(&super::deviations::view(&closed, now)),
+                meaning: SignatureMeaning::Approved,
+                reason: Some(format!("closed with CAPA #{}", c.id)),
+            },
+        )
+        .await?;
+        let mut signed: deviation::ActiveModel = closed.clone().into();
+        signed.closure_signature_id = Set(Some(sig.id));
+        let closed = signed.update(conn).await?;
         audit_trail::append(
             conn,
             &ctx.actor(now),
@@ -759,7 +779,7 @@ async fn close_waiting_deviations<C: ConnectionTrait>(
                 .reason(Some(format!("CAPA #{} closed effective", c.id))),
         )
         .await?;
-        entity::escalation::resolve_for(conn, "deviation", closed.id, now).await?;
+        super::deviations::resolve_escalations(conn, ctx, closed.id, now).await?;
     }
     Ok(())
 }
@@ -832,6 +852,7 @@ pub struct RequestExtension {
 
 impl Validate for RequestExtension {
     fn validate(&self, c: &mut Checks) {
+        c.date("requested_due", self.requested_due);
         c.text("reason", &self.reason, 1, 500);
     }
 }
@@ -857,7 +878,8 @@ pub async fn request_extension(
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     let txn = crate::db::begin_write(&state.db).await?;
-    let item = find_scoped::<action_item::Entity, _>(&txn, &ctx, id.into_inner()).await?;
+    // Locked: two requests at once cannot both find none pending.
+    let item = find_scoped_locked::<action_item::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if item.owner_user_id != ctx.user.id && !may_handle(&ctx) {
         return Err(ApiError::Forbidden(
             "only the owner, quality, program managers and admins ask".to_string(),
@@ -965,23 +987,60 @@ pub async fn decide_extension(
             "extension requests are decided by quality".to_string(),
         ));
     }
+    if req.requested_by_user_id == ctx.user.id {
+        return Err(ApiError::Forbidden(
+            "a request is decided by someone other than its requester".to_string(),
+        ));
+    }
     if req.status != ExtensionStatus::Pending {
         return Err(ApiError::conflict(
             "already_decided",
             "this request is already decided",
         ));
     }
+    if b.approve && !matches!(item.status, ActionStatus::Open | ActionStatus::InProgress) {
+        return Err(ApiError::conflict(
+            "not_open",
+            "the action is finished; its due date no longer moves",
+        ));
+    }
     let now = state.clock.now();
-    let mut active: extension_request::ActiveModel = req.clone().into();
-    active.status = Set(if b.approve {
-        ExtensionStatus::Approved
-    } else {
-        ExtensionStatus::Rejected
-    });
-    active.decided_by_user_id = Set(Some(ctx.user.id));
-    active.decision_reason = Set(Some(b.reason.clone()));
-    active.decided_at = Set(Some(now));
-    let decided = active.update(&txn).await?;
+    // Only a still-pending request is decided: of two concurrent decisions one wins.
+    let written = extension_request::Entity::update_many()
+        .col_expr(
+            extension_request::Column::Status,
+            sea_orm::sea_query::Expr::value(sea_orm::ActiveEnum::to_value(&if b.approve {
+                ExtensionStatus::Approved
+            } else {
+                ExtensionStatus::Rejected
+            })),
+        )
+        .col_expr(
+            extension_request::Column::DecidedByUserId,
+            sea_orm::sea_query::Expr::value(ctx.user.id),
+        )
+        .col_expr(
+            extension_request::Column::DecisionReason,
+            sea_orm::sea_query::Expr::value(b.reason.clone()),
+        )
+        .col_expr(
+            extension_request::Column::DecidedAt,
+            sea_orm::sea_query::Expr::value(now),
+        )
+        .filter(extension_request::Column::Id.eq(req.id))
+        .filter(extension_request::Column::Status.eq(ExtensionStatus::Pending))
+        .exec(&txn)
+        .await?;
+    if written.rows_affected == 0 {
+        return Err(ApiError::conflict(
+            "already_decided",
+            "this request is already decided",
+        ));
+    }
+    let decided = extension_request::Entity::find_by_id(req.id)
+        .one(&txn)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     audit_trail::append(
         &txn,
         &ctx.actor(now),

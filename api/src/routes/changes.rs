@@ -344,7 +344,16 @@ pub async fn update_change(
     if let Some(v) = b.description {
         active.description = Set(v);
     }
-    if let Some(v) = b.classification {
+    if let Some(v) = b.classification
+        && v != current.classification
+    {
+        // Who must approve depends on it: fixed once the change is submitted.
+        if current.status != ChangeStatus::Draft {
+            return Err(ApiError::conflict(
+                "classification_fixed",
+                "the classification is fixed once the change is submitted",
+            ));
+        }
         active.classification = Set(v);
     }
     if let Some(v) = b.impact_product_quality {
@@ -597,6 +606,7 @@ async fn check<C: ConnectionTrait>(
     b: &ChangeTransition,
 ) -> ApiResult<ChangeStatus> {
     let open_tasks = action_item::Entity::find()
+        .filter(action_item::Column::ProgramId.eq(c.program_id))
         .filter(action_item::Column::Source.eq(ActionSource::Change))
         .filter(action_item::Column::SourceId.eq(c.id))
         .filter(action_item::Column::Status.is_in([ActionStatus::Open, ActionStatus::InProgress]))

@@ -24,7 +24,7 @@ use super::programs::{ProgramView, sides};
 use super::{
     ApiJson, Checks, Page, Validate, compare_and_set, expected_version, fetch_page, snapshot,
 };
-use crate::auth::{AuthContext, find_scoped, scoped};
+use crate::auth::{AuthContext, find_scoped, find_scoped_locked, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::signing::{self, SignatureRecord};
 use crate::state::AppState;
@@ -97,7 +97,7 @@ pub fn view(d: &deviation::Model, now: DateTime<Utc>) -> DeviationView {
         closure_signature_id: d.closure_signature_id,
         closed_at: d.closed_at,
         cancel_reason: d.cancel_reason.clone(),
-        allowed_events: deviation::allowed_events(d.status),
+        allowed_events: deviation::allowed_events(d.status, d.criticality),
         age_days: (until - d.detected_at).num_days().max(0),
         created_at: d.created_at,
         updated_at: d.updated_at,
@@ -248,6 +248,13 @@ pub async fn report_deviation(
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     let now = state.clock.now();
+    if b.detected_at < chrono::DateTime::<Utc>::from_timestamp(946_684_800, 0).unwrap_or(now) {
+        return Err(ApiError::invalid(
+            "detected_at",
+            "out_of_range",
+            "must be in 2000 or later",
+        ));
+    }
     if b.detected_at > now + DETECTED_AT_SKEW {
         return Err(ApiError::invalid(
             "detected_at",
@@ -256,7 +263,8 @@ pub async fn report_deviation(
         ));
     }
     let txn = crate::db::begin_write(&state.db).await?;
-    let prog = find_scoped::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
+    // The program row lock orders this report against a concurrent production release.
+    let prog = find_scoped_locked::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if !may_report(&ctx) {
         return Err(ApiError::Forbidden(
             "viewers do not report deviations".to_string(),
@@ -664,6 +672,8 @@ pub async fn transition_deviation(
     let now = state.clock.now();
     let txn = crate::db::begin_write(&state.db).await?;
     let current = find_scoped::<deviation::Entity, _>(&txn, &ctx, deviation_id).await?;
+    // Ordered against production release and other changes of the program's hold.
+    find_scoped_locked::<program::Entity, _>(&txn, &ctx, current.program_id).await?;
     if b.version.is_some_and(|v| v != current.version) {
         return Err(ApiError::stale_version(current.version));
     }
@@ -714,7 +724,7 @@ pub async fn transition_deviation(
         b.event,
         DeviationEvent::Triage | DeviationEvent::Close | DeviationEvent::Cancel
     ) {
-        escalation::resolve_for(&txn, "deviation", updated.id, now).await?;
+        resolve_escalations(&txn, &ctx, updated.id, now).await?;
     }
     // Raised at triage to major or critical: production holds too.
     if b.event == DeviationEvent::Triage
@@ -725,6 +735,27 @@ pub async fn transition_deviation(
     }
     txn.commit().await?;
     Ok(web::Json(view(&updated, now)))
+}
+
+/// Ends the escalations of a deviation, each with its audit event.
+pub async fn resolve_escalations<C: ConnectionTrait>(
+    conn: &C,
+    ctx: &AuthContext,
+    deviation_id: i64,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    for e in escalation::resolve_for(conn, "deviation", deviation_id, now).await? {
+        audit_trail::append(
+            conn,
+            &ctx.actor(now),
+            Entry::new("escalation", e.id, "resolve")
+                .before(serde_json::json!({"status": e.status, "version": e.version}))
+                .after(serde_json::json!({"status": escalation::EscalationStatus::Resolved, "version": e.version + 1}))
+                .reason(Some(format!("deviation #{deviation_id} acted on"))),
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 fn check_transition(
@@ -752,7 +783,7 @@ fn check_transition(
             detail: other.to_string(),
             current_state: Some(name_of(&d.status)),
             allowed_events: Some(
-                deviation::allowed_events(d.status)
+                deviation::allowed_events(d.status, d.criticality)
                     .iter()
                     .map(name_of)
                     .collect(),
@@ -846,7 +877,8 @@ pub async fn release_production(
     signing::authenticate_signer(&state, &ctx, b.password, &record).await?;
     let now = state.clock.now();
     let txn = crate::db::begin_write(&state.db).await?;
-    let current = find_scoped::<program::Entity, _>(&txn, &ctx, program_id).await?;
+    // Locked: a critical deviation reported meanwhile waits, then counts.
+    let current = find_scoped_locked::<program::Entity, _>(&txn, &ctx, program_id).await?;
     check_release(&txn, &current).await?;
     let mut active: program::ActiveModel = current.clone().into();
     active.production_status = Set(ProductionStatus::Running);

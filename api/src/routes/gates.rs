@@ -555,7 +555,9 @@ pub async fn decide_gate(
     let today = program_today(&prog, now);
     let txn = crate::db::begin_write(&state.db).await?;
     // Re-read and lock inside the write transaction: the state may have moved since, and
-    // checklist edits wait for this decision.
+    // checklist edits wait for this decision; the program lock orders it against a new
+    // critical deviation.
+    find_scoped_locked::<program::Entity, _>(&txn, &ctx, prog.id).await?;
     let m = find_scoped_locked::<milestone::Entity, _>(&txn, &ctx, milestone_id).await?;
     let items = check_rules(&txn, &m, b.decision).await?;
     let decision = gate::decision::ActiveModel {
