@@ -16,6 +16,7 @@ mod m20261123_000010_create_action_items_and_gates;
 mod m20261123_000011_create_deviations_and_escalations;
 mod m20261123_000012_create_capas;
 mod m20261123_000013_create_change_requests;
+mod m20261123_000014_create_email_outbox;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000011_create_deviations_and_escalations::Migration),
             Box::new(m20261123_000012_create_capas::Migration),
             Box::new(m20261123_000013_create_change_requests::Migration),
+            Box::new(m20261123_000014_create_email_outbox::Migration),
         ]
     }
 }

@@ -7,6 +7,7 @@ mod concurrency;
 mod idempotency;
 mod openapi;
 mod operations;
+mod outbox;
 mod plan;
 mod problems;
 mod programs;

@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod pg;
+pub mod smtp;
 
 use std::net::TcpListener;
 use std::sync::Arc;

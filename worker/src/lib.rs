@@ -2,4 +2,5 @@
 //! in later) and, for now, a heartbeat that shows each running instance in the database.
 
 pub mod jobs;
+pub mod mailer;
 pub mod runner;

@@ -1,0 +1,267 @@
+//! The email outbox and its dispatcher, with a real SMTP server on 127.0.0.1.
+
+use std::net::TcpListener;
+
+use chrono::TimeDelta;
+use e2e::smtp::SmtpSink;
+use e2e::{TestApp, on_both_databases};
+use entity::outbox::{self, Draft, OutboxStatus};
+use lettre::message::Mailbox;
+use sea_orm::EntityTrait;
+use worker::jobs::JobContext;
+use worker::jobs::dispatch::{claim, dispatch};
+use worker::mailer::Mailer;
+
+fn ctx(app: &TestApp, worker_id: &str) -> JobContext {
+    JobContext {
+        db: app.db.clone(),
+        worker_id: worker_id.to_string(),
+        hostname: "test".to_string(),
+        started_at: app.now(),
+    }
+}
+
+fn from() -> Mailbox {
+    "cmo-orchestrator <noreply@cmo.test>".parse().unwrap()
+}
+
+fn draft(key: &str) -> Draft {
+    Draft {
+        dedupe_key: key.to_string(),
+        to: vec!["pm@acme.test".to_string()],
+        cc: vec!["lead@acme.test".to_string()],
+        subject: format!("Overdue actions ({key})"),
+        text_body: "You have 2 overdue actions.".to_string(),
+        html_body: "<p>You have <b>2</b> overdue actions.</p>".to_string(),
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn a_queued_email_reaches_the_smtp_server_once(app: &TestApp) {
+    let now = app.now();
+    assert!(
+        outbox::enqueue(&app.db, draft("reminder:1:2027-01-04"), now, "cmo.test")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !outbox::enqueue(&app.db, draft("reminder:1:2027-01-04"), now, "cmo.test")
+            .await
+            .unwrap(),
+        "deduplicated"
+    );
+    let sink = SmtpSink::start().await;
+    let mailer = Mailer::new(Some(&sink.url()), std::env::temp_dir()).unwrap();
+    let report = dispatch(&ctx(app, "w1"), &mailer, &from(), now, 50)
+        .await
+        .unwrap();
+    let first = outbox::Entity::find().one(&app.db).await.unwrap().unwrap();
+    assert_eq!(report.sent, 1, "{:?}", first.last_error);
+    let received = sink.wait_for(1).await;
+    assert_eq!(received.len(), 1);
+    let email = &received[0];
+    assert_eq!(email.from, "noreply@cmo.test");
+    let mut to = email.to.clone();
+    to.sort();
+    assert_eq!(to, ["lead@acme.test", "pm@acme.test"]);
+    let row = outbox::Entity::find().one(&app.db).await.unwrap().unwrap();
+    assert!(
+        email
+            .data
+            .contains(&format!("Message-ID: {}", row.message_id)),
+        "{}",
+        email.data
+    );
+    assert!(
+        email
+            .data
+            .contains("Subject: Overdue actions (reminder:1:2027-01-04)")
+    );
+    assert!(email.data.contains("multipart/alternative"));
+    assert!(
+        email.data.contains("Content-Type: text/plain")
+            && email.data.contains("Content-Type: text/html")
+    );
+    assert_eq!(row.status, OutboxStatus::Sent);
+    assert!(row.sent_at.is_some());
+    // Nothing left to send.
+    assert_eq!(
+        dispatch(&ctx(app, "w1"), &mailer, &from(), now, 50)
+            .await
+            .unwrap()
+            .sent,
+        0
+    );
+}
+on_both_databases!(a_queued_email_reaches_the_smtp_server_once);
+
+async fn the_file_transport_writes_readable_eml(app: &TestApp) {
+    let dir = tempfile::tempdir().unwrap();
+    outbox::enqueue(&app.db, draft("digest:7:2027-W02"), app.now(), "cmo.test")
+        .await
+        .unwrap();
+    let mailer = Mailer::new(None, dir.path().to_path_buf()).unwrap();
+    assert_eq!(
+        dispatch(&ctx(app, "w1"), &mailer, &from(), app.now(), 50)
+            .await
+            .unwrap()
+            .sent,
+        1
+    );
+    let files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .collect();
+    assert_eq!(files.len(), 1);
+    let eml = std::fs::read_to_string(files[0].path()).unwrap();
+    assert!(files[0].path().extension().is_some_and(|e| e == "eml"));
+    assert!(eml.contains("Subject: Overdue actions (digest:7:2027-W02)"));
+    assert!(eml.contains("You have 2 overdue actions."));
+}
+on_both_databases!(the_file_transport_writes_readable_eml);
+
+async fn two_dispatchers_send_every_email_exactly_once(app: &TestApp) {
+    let dir = tempfile::tempdir().unwrap();
+    for n in 0..40 {
+        outbox::enqueue(&app.db, draft(&format!("bulk:{n}")), app.now(), "cmo.test")
+            .await
+            .unwrap();
+    }
+    let mailer = Mailer::new(None, dir.path().to_path_buf()).unwrap();
+    let (a, b) = (ctx(app, "worker-a"), ctx(app, "worker-b"));
+    let sender = from();
+    let mut sent = 0;
+    for _ in 0..10 {
+        let (ra, rb) = tokio::join!(
+            dispatch(&a, &mailer, &sender, app.now(), 7),
+            dispatch(&b, &mailer, &sender, app.now(), 7)
+        );
+        sent += ra.unwrap().sent + rb.unwrap().sent;
+    }
+    assert_eq!(sent, 40);
+    assert_eq!(
+        std::fs::read_dir(dir.path()).unwrap().count(),
+        40,
+        "no email written twice"
+    );
+}
+on_both_databases!(two_dispatchers_send_every_email_exactly_once);
+
+async fn an_unreachable_server_means_a_later_retry(app: &TestApp) {
+    outbox::enqueue(&app.db, draft("retry:1"), app.now(), "cmo.test")
+        .await
+        .unwrap();
+    let port = free_port();
+    let mailer = Mailer::new(
+        Some(&format!("smtp://127.0.0.1:{port}")),
+        std::env::temp_dir(),
+    )
+    .unwrap();
+    let now = app.now();
+    let report = dispatch(&ctx(app, "w1"), &mailer, &from(), now, 50)
+        .await
+        .unwrap();
+    assert_eq!((report.sent, report.retried), (0, 1));
+    let row = outbox::Entity::find().one(&app.db).await.unwrap().unwrap();
+    assert_eq!((row.status, row.attempts), (OutboxStatus::Queued, 1));
+    assert!(row.next_attempt_at > now && row.last_error.is_some());
+    // Not due yet: nothing happens.
+    assert_eq!(
+        dispatch(&ctx(app, "w1"), &mailer, &from(), now, 50)
+            .await
+            .unwrap(),
+        Default::default()
+    );
+    // The server comes up; the retry time comes; it is delivered.
+    let sink = SmtpSink::serve(
+        tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap(),
+    );
+    let later = now + TimeDelta::minutes(2);
+    assert_eq!(
+        dispatch(&ctx(app, "w1"), &mailer, &from(), later, 50)
+            .await
+            .unwrap()
+            .sent,
+        1
+    );
+    assert_eq!(sink.wait_for(1).await.len(), 1);
+}
+on_both_databases!(an_unreachable_server_means_a_later_retry);
+
+async fn a_claim_left_by_a_crashed_worker_is_taken_again(app: &TestApp) {
+    let dir = tempfile::tempdir().unwrap();
+    outbox::enqueue(&app.db, draft("crash:1"), app.now(), "cmo.test")
+        .await
+        .unwrap();
+    let now = app.now();
+    // Worker A claims, then dies before sending.
+    let claimed = claim(&ctx(app, "worker-a"), now, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    let mailer = Mailer::new(None, dir.path().to_path_buf()).unwrap();
+    // While A's claim holds, B leaves it alone; once it expires, B sends it.
+    assert_eq!(
+        dispatch(
+            &ctx(app, "worker-b"),
+            &mailer,
+            &from(),
+            now + TimeDelta::seconds(10),
+            10
+        )
+        .await
+        .unwrap()
+        .sent,
+        0
+    );
+    let after = now + outbox::CLAIM_TTL + TimeDelta::seconds(1);
+    assert_eq!(
+        dispatch(&ctx(app, "worker-b"), &mailer, &from(), after, 10)
+            .await
+            .unwrap()
+            .sent,
+        1
+    );
+    let eml = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .next()
+        .unwrap();
+    let text = std::fs::read_to_string(eml.path()).unwrap();
+    assert!(
+        text.contains(&claimed[0].message_id),
+        "the same Message-ID as A would have sent"
+    );
+}
+on_both_databases!(a_claim_left_by_a_crashed_worker_is_taken_again);
+
+async fn a_refused_recipient_fails_for_good_with_the_reply(app: &TestApp) {
+    let mut d = draft("refused:1");
+    d.to = vec!["nobody@refused.test".to_string()];
+    d.cc = vec![];
+    outbox::enqueue(&app.db, d, app.now(), "cmo.test")
+        .await
+        .unwrap();
+    let sink = SmtpSink::start().await;
+    let mailer = Mailer::new(Some(&sink.url()), std::env::temp_dir()).unwrap();
+    let report = dispatch(&ctx(app, "w1"), &mailer, &from(), app.now(), 50)
+        .await
+        .unwrap();
+    assert_eq!((report.sent, report.failed), (0, 1));
+    let row = outbox::Entity::find().one(&app.db).await.unwrap().unwrap();
+    assert_eq!(row.status, OutboxStatus::Failed);
+    assert!(
+        row.last_error
+            .unwrap_or_default()
+            .contains("mailbox unavailable")
+    );
+    assert!(sink.received().is_empty());
+}
+on_both_databases!(a_refused_recipient_fails_for_good_with_the_reply);

@@ -1,0 +1,150 @@
+//! A small SMTP server for the tests, on a loopback port: it speaks enough SMTP for
+//! lettre (EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT), serves connections
+//! concurrently, keeps every message it accepts, and refuses recipients at a chosen
+//! domain with a permanent 550 so failure paths can be tested against a real exchange.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpListener;
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub from: String,
+    pub to: Vec<String>,
+    /// The message as sent, headers and body, with CRLF line ends.
+    pub data: String,
+}
+
+#[derive(Clone, Default)]
+pub struct SmtpSink {
+    pub port: u16,
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+impl SmtpSink {
+    /// Starts on a free port; recipients `@refused.test` get `550`.
+    pub async fn start() -> SmtpSink {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        Self::serve(listener)
+    }
+
+    /// Starts on a listener the caller bound (to come up on a known port later).
+    pub fn serve(listener: TcpListener) -> SmtpSink {
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        let sink = SmtpSink {
+            port,
+            received: Arc::default(),
+        };
+        let store = sink.received.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let _ = session(stream, store).await;
+                });
+            }
+        });
+        sink
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.received.lock().map(|r| r.clone()).unwrap_or_default()
+    }
+
+    /// Waits (bounded) until `n` messages arrived.
+    pub async fn wait_for(&self, n: usize) -> Vec<Received> {
+        for _ in 0..200 {
+            let got = self.received();
+            if got.len() >= n {
+                return got;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        self.received()
+    }
+}
+
+async fn session(
+    stream: tokio::net::TcpStream,
+    store: Arc<Mutex<Vec<Received>>>,
+) -> std::io::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read);
+    write.write_all(b"220 sink.test ESMTP\r\n").await?;
+    let mut from = String::new();
+    let mut to: Vec<String> = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if lines.read_line(&mut line).await? == 0 {
+            return Ok(());
+        }
+        let upper = line.trim_end().to_ascii_uppercase();
+        let reply: &[u8] = if upper.starts_with("EHLO") {
+            b"250-sink.test\r\n250 8BITMIME\r\n"
+        } else if upper.starts_with("HELO") || upper.starts_with("NOOP") {
+            b"250 OK\r\n"
+        } else if upper.starts_with("RSET") {
+            from.clear();
+            to.clear();
+            b"250 OK\r\n"
+        } else if upper.starts_with("MAIL FROM:") {
+            from = address(&line);
+            to.clear();
+            b"250 OK\r\n"
+        } else if upper.starts_with("RCPT TO:") {
+            let rcpt = address(&line);
+            if rcpt.ends_with("@refused.test") {
+                b"550 5.1.1 mailbox unavailable\r\n"
+            } else {
+                to.push(rcpt);
+                b"250 OK\r\n"
+            }
+        } else if upper == "DATA" {
+            write.write_all(b"354 end with <CRLF>.<CRLF>\r\n").await?;
+            let mut data = String::new();
+            loop {
+                line.clear();
+                if lines.read_line(&mut line).await? == 0 {
+                    return Ok(());
+                }
+                if line == ".\r\n" || line == ".\n" {
+                    break;
+                }
+                data.push_str(
+                    line.strip_prefix('.')
+                        .filter(|_| line.starts_with(".."))
+                        .unwrap_or(&line),
+                );
+            }
+            if let Ok(mut r) = store.lock() {
+                r.push(Received {
+                    from: from.clone(),
+                    to: to.clone(),
+                    data,
+                });
+            }
+            b"250 OK queued\r\n"
+        } else if upper.starts_with("QUIT") {
+            write.write_all(b"221 bye\r\n").await?;
+            return Ok(());
+        } else {
+            b"500 unrecognized\r\n"
+        };
+        write.write_all(reply).await?;
+    }
+}
+
+fn address(line: &str) -> String {
+    match (line.find('<'), line.find('>')) {
+        (Some(a), Some(b)) if b > a => line[a + 1..b].to_string(),
+        _ => String::new(),
+    }
+}

@@ -1,0 +1,99 @@
+//! Sending email: SMTP (lettre's pooled async transport) or `.eml` files in a folder
+//! (the zero-set-up default). One enum, so jobs do not care which.
+
+use std::path::PathBuf;
+
+use entity::outbox;
+use lettre::message::{Mailbox, MultiPart, header};
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+pub enum Mailer {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    File(AsyncFileTransport<Tokio1Executor>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MailerError {
+    #[error("invalid SMTP URL: {0}")]
+    Url(String),
+    #[error("cannot create the outbox folder {0}: {1}")]
+    Folder(String, std::io::Error),
+}
+
+/// Why one message was not sent.
+#[derive(Debug)]
+pub struct SendError {
+    /// The server refused it for good (5xx) or it cannot be built: do not retry.
+    pub permanent: bool,
+    pub message: String,
+}
+
+impl Mailer {
+    /// SMTP when `smtp_url` is given (`smtp://user:pass@host:587?tls=required`,
+    /// `smtps://host:465`, `smtp://127.0.0.1:2525` for plain), else files in `folder`.
+    pub fn new(smtp_url: Option<&str>, folder: PathBuf) -> Result<Self, MailerError> {
+        match smtp_url {
+            Some(url) => {
+                let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+                    .map_err(|e| MailerError::Url(e.to_string()))?
+                    .build();
+                Ok(Mailer::Smtp(transport))
+            }
+            None => {
+                std::fs::create_dir_all(&folder)
+                    .map_err(|e| MailerError::Folder(folder.display().to_string(), e))?;
+                Ok(Mailer::File(AsyncFileTransport::<Tokio1Executor>::new(
+                    folder,
+                )))
+            }
+        }
+    }
+
+    pub async fn send(&self, from: &Mailbox, row: &outbox::Model) -> Result<(), SendError> {
+        let message = build(from, row).map_err(|message| SendError {
+            permanent: true,
+            message,
+        })?;
+        match self {
+            Mailer::Smtp(t) => t.send(message).await.map(|_| ()).map_err(|e| SendError {
+                permanent: e.is_permanent(),
+                message: e.to_string(),
+            }),
+            Mailer::File(t) => t.send(message).await.map(|_| ()).map_err(|e| SendError {
+                permanent: false,
+                message: e.to_string(),
+            }),
+        }
+    }
+}
+
+/// The MIME message of an outbox row: multipart plain text + HTML, its stable Message-ID.
+pub fn build(from: &Mailbox, row: &outbox::Model) -> Result<Message, String> {
+    let to: Vec<String> =
+        serde_json::from_str(&row.to_addrs).map_err(|e| format!("bad recipient list: {e}"))?;
+    let cc: Vec<String> = serde_json::from_str(&row.cc_addrs).unwrap_or_default();
+    if to.is_empty() {
+        return Err("no recipient".to_string());
+    }
+    let mut builder = Message::builder()
+        .message_id(Some(row.message_id.clone()))
+        .from(from.clone())
+        .subject(row.subject.clone())
+        .header(header::MIME_VERSION_1_0);
+    for addr in &to {
+        builder = builder.to(addr
+            .parse::<Mailbox>()
+            .map_err(|e| format!("bad recipient {addr}: {e}"))?);
+    }
+    for addr in &cc {
+        builder = builder.cc(addr
+            .parse::<Mailbox>()
+            .map_err(|e| format!("bad cc {addr}: {e}"))?);
+    }
+    builder
+        .multipart(MultiPart::alternative_plain_html(
+            row.text_body.clone(),
+            row.html_body.clone(),
+        ))
+        .map_err(|e| e.to_string())
+}
