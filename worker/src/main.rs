@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use api::config::{DatabaseArgs, TelemetryArgs};
 use clap::Parser;
 use worker::jobs::JobContext;
-use worker::runner::{Schedules, run};
+use worker::runner::{MailSettings, Schedules, run};
 
 #[derive(Parser)]
 #[command(
@@ -24,6 +24,23 @@ struct Cli {
     /// Identifier of this worker (default: hostname and process id).
     #[arg(long, env = "CMO_WORKER_ID")]
     worker_id: Option<String>,
+    /// Cron schedule (6 fields, UTC) of the outbox dispatcher.
+    #[arg(long, env = "CMO_DISPATCH_CRON", default_value = "*/2 * * * * *")]
+    dispatch_cron: String,
+    /// SMTP server, e.g. `smtp://user:pass@mail.example.com:587?tls=required` or
+    /// `smtps://mail.example.com`. Without it, emails are written as `.eml` files.
+    #[arg(long, env = "CMO_SMTP_URL")]
+    smtp_url: Option<String>,
+    /// Folder for `.eml` files when no SMTP URL is set.
+    #[arg(long, env = "CMO_OUTBOX_DIR", default_value = "outbox")]
+    outbox_dir: std::path::PathBuf,
+    /// Sender of every email.
+    #[arg(
+        long,
+        env = "CMO_MAIL_FROM",
+        default_value = "cmo-orchestrator <noreply@localhost>"
+    )]
+    mail_from: String,
 }
 
 fn main() -> ExitCode {
@@ -80,8 +97,22 @@ async fn start(cli: Cli) -> Result<(), String> {
     };
     let schedules = Schedules {
         heartbeat: cli.heartbeat_cron,
+        dispatch: cli.dispatch_cron,
     };
-    run(ctx, schedules, shutdown_signal())
+    let from = cli.mail_from.parse().map_err(|e| {
+        format!(
+            "--mail-from {:?} is not an email address: {e}",
+            cli.mail_from
+        )
+    })?;
+    let mailer = worker::mailer::Mailer::new(cli.smtp_url.as_deref(), cli.outbox_dir)
+        .map_err(|e| e.to_string())?;
+    let mail = MailSettings {
+        mailer,
+        from,
+        batch: 100,
+    };
+    run(ctx, schedules, mail, shutdown_signal())
         .await
         .map_err(|e| e.to_string())?;
     let _ = db.close().await;

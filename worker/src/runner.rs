@@ -14,14 +14,25 @@ use crate::jobs::{JobContext, heartbeat};
 pub struct Schedules {
     /// 6-field cron (with seconds), in UTC.
     pub heartbeat: String,
+    /// How often the outbox dispatcher looks for due emails.
+    pub dispatch: String,
 }
 
 impl Default for Schedules {
     fn default() -> Self {
         Self {
             heartbeat: "*/30 * * * * *".to_string(),
+            dispatch: "*/2 * * * * *".to_string(),
         }
     }
+}
+
+/// Where and as whom email goes out.
+pub struct MailSettings {
+    pub mailer: crate::mailer::Mailer,
+    pub from: lettre::message::Mailbox,
+    /// Emails claimed per dispatcher pass.
+    pub batch: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +48,7 @@ pub enum RunError {
 pub async fn run(
     ctx: JobContext,
     schedules: Schedules,
+    mail: MailSettings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     let first =
@@ -56,6 +68,44 @@ pub async fn run(
                     match heartbeat::heartbeat(&ctx, now).await {
                         Ok(report) => tracing::debug!(beats = report.beats, "heartbeat"),
                         Err(err) => tracing::warn!(%err, "heartbeat failed"),
+                    }
+                })
+            },
+        )?)
+        .await?;
+    let mail = Arc::new(mail);
+    let dispatch_ctx = ctx.clone();
+    // One pass at a time per worker: a slow SMTP server must not pile up passes.
+    let busy = Arc::new(tokio::sync::Mutex::new(()));
+    scheduler
+        .add(Job::new_async(
+            schedules.dispatch.as_str(),
+            move |_id, _lock| {
+                let ctx = dispatch_ctx.clone();
+                let mail = mail.clone();
+                let busy = busy.clone();
+                Box::pin(async move {
+                    let Ok(_guard) = busy.try_lock() else { return };
+                    let now = entity::clock::truncate_to_micros(chrono::Utc::now());
+                    match crate::jobs::dispatch::dispatch(
+                        &ctx,
+                        &mail.mailer,
+                        &mail.from,
+                        now,
+                        mail.batch,
+                    )
+                    .await
+                    {
+                        Ok(r) if r.sent + r.retried + r.failed > 0 => {
+                            tracing::info!(
+                                sent = r.sent,
+                                retried = r.retried,
+                                failed = r.failed,
+                                "outbox dispatched"
+                            )
+                        }
+                        Ok(_) => {}
+                        Err(err) => tracing::warn!(%err, "outbox dispatch failed"),
                     }
                 })
             },

@@ -11,8 +11,35 @@ const BIN: &str = env!("CARGO_BIN_EXE_cmo-worker");
 async fn the_worker_beats_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("cmo.db").display());
+    let outbox_dir = dir.path().join("outbox");
+    // An email waiting in the outbox before the worker starts.
+    let db = api::db::connect_and_migrate(&api::config::DatabaseArgs {
+        database_url: url.clone(),
+        db_max_connections: Some(1),
+        no_migrate: false,
+    })
+    .await
+    .unwrap();
+    entity::outbox::enqueue(
+        &db,
+        entity::outbox::Draft {
+            dedupe_key: "binary-test".to_string(),
+            to: vec!["pm@acme.test".to_string()],
+            cc: vec![],
+            subject: "Hello from the outbox".to_string(),
+            text_body: "plain".to_string(),
+            html_body: "<p>html</p>".to_string(),
+        },
+        chrono::Utc::now(),
+        "cmo.test",
+    )
+    .await
+    .unwrap();
+    db.close().await.unwrap();
     let mut child = Command::new(BIN)
         .env("DATABASE_URL", &url)
+        .env("CMO_OUTBOX_DIR", &outbox_dir)
+        .env("CMO_DISPATCH_CRON", "* * * * * *")
         .env("CMO_HEARTBEAT_CRON", "* * * * * *")
         .env("CMO_WORKER_ID", "worker-under-test")
         .stdout(Stdio::null())
@@ -35,6 +62,22 @@ async fn the_worker_beats_and_stops_on_sigterm() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert!(beats >= 2);
+    // The dispatcher wrote the queued email as an .eml file (no SMTP URL configured).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let eml = loop {
+        let found = std::fs::read_dir(&outbox_dir).ok().and_then(|mut d| {
+            d.find_map(|e| {
+                e.ok()
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+            })
+        });
+        if let Some(e) = found {
+            break std::fs::read_to_string(e.path()).unwrap();
+        }
+        assert!(Instant::now() < deadline, "no .eml within 20 s");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(eml.contains("Subject: Hello from the outbox"));
     assert_eq!(
         entity::worker_heartbeat::Entity::find()
             .count(&db)
