@@ -12,6 +12,7 @@ mod plan;
 mod problems;
 mod programs;
 mod quality;
+mod reminders;
 mod signatures;
 mod tenancy;
 mod worker;

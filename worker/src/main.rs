@@ -41,6 +41,22 @@ struct Cli {
         default_value = "cmo-orchestrator <noreply@localhost>"
     )]
     mail_from: String,
+    /// Cron schedule (6 fields, UTC) on which overdue reminders are considered.
+    #[arg(long, env = "CMO_REMINDER_CRON", default_value = "0 */15 * * * *")]
+    reminder_cron: String,
+    /// Local hour (0-23) from which the day's reminder goes out.
+    #[arg(long, env = "CMO_REMINDER_HOUR", default_value_t = 8, value_parser = clap::value_parser!(u32).range(0..24))]
+    reminder_hour: u32,
+    /// Days overdue after which the leadership tier is copied.
+    #[arg(long, env = "CMO_REMINDER_ESCALATE_DAYS", default_value_t = 7)]
+    reminder_escalate_days: i64,
+    /// Public base URL of the api, for links in emails.
+    #[arg(
+        long,
+        env = "CMO_PUBLIC_BASE_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    public_base_url: String,
 }
 
 fn main() -> ExitCode {
@@ -98,19 +114,27 @@ async fn start(cli: Cli) -> Result<(), String> {
     let schedules = Schedules {
         heartbeat: cli.heartbeat_cron,
         dispatch: cli.dispatch_cron,
+        reminders: cli.reminder_cron,
     };
-    let from = cli.mail_from.parse().map_err(|e| {
+    let from: lettre::message::Mailbox = cli.mail_from.parse().map_err(|e| {
         format!(
             "--mail-from {:?} is not an email address: {e}",
             cli.mail_from
         )
     })?;
+    let reminders = worker::jobs::reminders::ReminderSettings {
+        hour: cli.reminder_hour,
+        escalate_after_days: cli.reminder_escalate_days,
+        public_base_url: cli.public_base_url.clone(),
+        mail_domain: from.email.domain().to_string(),
+    };
     let mailer = worker::mailer::Mailer::new(cli.smtp_url.as_deref(), cli.outbox_dir)
         .map_err(|e| e.to_string())?;
     let mail = MailSettings {
         mailer,
         from,
         batch: 100,
+        reminders,
     };
     run(ctx, schedules, mail, shutdown_signal())
         .await

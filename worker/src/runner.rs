@@ -6,6 +6,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use chrono::DurationRound;
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 
 use crate::jobs::{JobContext, heartbeat};
@@ -16,6 +17,9 @@ pub struct Schedules {
     pub heartbeat: String,
     /// How often the outbox dispatcher looks for due emails.
     pub dispatch: String,
+    /// How often reminders are considered (each owner gets them once a day, after the
+    /// reminder hour in their time zone).
+    pub reminders: String,
 }
 
 impl Default for Schedules {
@@ -23,6 +27,7 @@ impl Default for Schedules {
         Self {
             heartbeat: "*/30 * * * * *".to_string(),
             dispatch: "*/2 * * * * *".to_string(),
+            reminders: "0 */15 * * * *".to_string(),
         }
     }
 }
@@ -33,6 +38,7 @@ pub struct MailSettings {
     pub from: lettre::message::Mailbox,
     /// Emails claimed per dispatcher pass.
     pub batch: u64,
+    pub reminders: crate::jobs::reminders::ReminderSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +80,53 @@ pub async fn run(
         )?)
         .await?;
     let mail = Arc::new(mail);
+    let reminder_ctx = ctx.clone();
+    let reminder_mail = mail.clone();
+    scheduler
+        .add(Job::new_async(
+            schedules.reminders.as_str(),
+            move |_id, _lock| {
+                let ctx = reminder_ctx.clone();
+                let mail = reminder_mail.clone();
+                Box::pin(async move {
+                    let now = entity::clock::truncate_to_micros(chrono::Utc::now());
+                    // Every worker fires; the first to claim this minute's tick runs it.
+                    let tick = now
+                        .duration_trunc(chrono::TimeDelta::minutes(1))
+                        .unwrap_or(now);
+                    match entity::job_run::claim(
+                        &ctx.db,
+                        "overdue_reminders",
+                        tick,
+                        &ctx.worker_id,
+                        now,
+                    )
+                    .await
+                    {
+                        Ok(true) => match crate::jobs::reminders::overdue_reminders(
+                            &ctx,
+                            now,
+                            &mail.reminders,
+                        )
+                        .await
+                        {
+                            Ok(r) => tracing::info!(
+                                owners = r.owners,
+                                items = r.items,
+                                queued = r.queued,
+                                "overdue reminders"
+                            ),
+                            Err(err) => tracing::warn!(%err, "overdue reminders failed"),
+                        },
+                        Ok(false) => {
+                            tracing::debug!("reminder tick already claimed by another worker")
+                        }
+                        Err(err) => tracing::warn!(%err, "cannot claim the reminder tick"),
+                    }
+                })
+            },
+        )?)
+        .await?;
     let dispatch_ctx = ctx.clone();
     // One pass at a time per worker: a slow SMTP server must not pile up passes.
     let busy = Arc::new(tokio::sync::Mutex::new(()));

@@ -3,6 +3,7 @@
 
 pub mod dispatch;
 pub mod heartbeat;
+pub mod reminders;
 
 use sea_orm::DatabaseConnection;
 
