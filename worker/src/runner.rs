@@ -43,6 +43,8 @@ pub struct MailSettings {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    #[error("invalid {job} schedule {cron:?}: {detail} (6 fields with seconds, e.g. \"0 */15 * * * *\")")]
+    Schedule { job: &'static str, cron: String, detail: String },
     #[error("scheduler: {0}")]
     Scheduler(#[from] JobSchedulerError),
     #[error("job: {0}")]
@@ -169,4 +171,15 @@ pub async fn run(
     tracing::info!("shutting down the scheduler");
     scheduler.shutdown().await?;
     Ok(())
+}
+
+/// Checks a cron expression up front, so a typo stops the worker with a clear message.
+fn validate_cron(job: &'static str, cron: &str) -> Result<(), RunError> {
+    Job::new_async(cron, |_id, _lock| Box::pin(async {}))
+        .map(|_| ())
+        .map_err(|e| RunError::Schedule {
+            job,
+            cron: cron.to_string(),
+            detail: format!("{e:?}"),
+        })
 }
