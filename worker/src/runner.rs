@@ -43,8 +43,14 @@ pub struct MailSettings {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("invalid {job} schedule {cron:?}: {detail} (6 fields with seconds, e.g. \"0 */15 * * * *\")")]
-    Schedule { job: &'static str, cron: String, detail: String },
+    #[error(
+        "invalid {job} schedule {cron:?}: {detail} (6 fields with seconds, e.g. \"0 */15 * * * *\")"
+    )]
+    Schedule {
+        job: &'static str,
+        cron: String,
+        detail: String,
+    },
     #[error("scheduler: {0}")]
     Scheduler(#[from] JobSchedulerError),
     #[error("job: {0}")]
@@ -59,6 +65,13 @@ pub async fn run(
     mail: MailSettings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
+    for (job, cron) in [
+        ("heartbeat", &schedules.heartbeat),
+        ("dispatch", &schedules.dispatch),
+        ("reminders", &schedules.reminders),
+    ] {
+        validate_cron(job, cron)?;
+    }
     let first =
         heartbeat::heartbeat(&ctx, entity::clock::truncate_to_micros(chrono::Utc::now())).await?;
     tracing::info!(worker_id = %ctx.worker_id, beats = first.beats, "worker started");
