@@ -1,0 +1,179 @@
+//! Cost of one overdue-reminder pass as the action-item table grows while the number of
+//! overdue items stays fixed: 1,000,000 items (10,000 overdue), then 2,000,000 (the same
+//! 10,000 overdue). The pass scans by (status, due_date), so its time should follow the
+//! overdue items, not the table.
+//!
+//! Run: `cargo run --release -p e2e --bin bench_reminders` (PostgreSQL too when installed).
+//! Seeding takes a while; the figures printed are the reminder passes only.
+
+use std::time::Instant;
+
+use chrono::{Datelike, TimeDelta, TimeZone, Utc, Weekday};
+use e2e::{Backend, spawn_app};
+use entity::action_item::{self, ActionSource, ActionStatus};
+use entity::{Role, user};
+use sea_orm::{
+    ActiveValue::NotSet, ActiveValue::Set, ConnectionTrait, EntityTrait, TransactionTrait,
+};
+use serde_json::json;
+use worker::jobs::JobContext;
+use worker::jobs::reminders::{ReminderSettings, overdue_reminders};
+
+const OWNERS: usize = 200;
+const OVERDUE: usize = 10_000;
+const BATCH: usize = 2_000;
+
+async fn seed(
+    app: &e2e::TestApp,
+    program: i64,
+    owners: &[i64],
+    from: usize,
+    to: usize,
+    day: chrono::NaiveDate,
+) {
+    let now = app.now();
+    let mut i = from;
+    while i < to {
+        let end = (i + BATCH).min(to);
+        let rows: Vec<action_item::ActiveModel> = (i..end)
+            .map(|n| {
+                // The first OVERDUE items are overdue; the rest are due later or done.
+                let (due, status) = if n < OVERDUE {
+                    (
+                        day - TimeDelta::days(1 + (n % 30) as i64),
+                        ActionStatus::Open,
+                    )
+                } else if n % 2 == 0 {
+                    (
+                        day + TimeDelta::days(1 + (n % 300) as i64),
+                        ActionStatus::Open,
+                    )
+                } else {
+                    (
+                        day - TimeDelta::days(1 + (n % 300) as i64),
+                        ActionStatus::Done,
+                    )
+                };
+                action_item::ActiveModel {
+                    id: NotSet,
+                    program_id: Set(program),
+                    title: Set(format!("Action {n}")),
+                    description: Set(None),
+                    owner_user_id: Set(owners[n % owners.len()]),
+                    due_date: Set(due),
+                    source: Set(ActionSource::Other),
+                    source_id: Set(None),
+                    status: Set(status),
+                    snoozed_until: Set(None),
+                    snooze_reason: Set(None),
+                    completed_at: Set(None),
+                    created_at: Set(now),
+                    updated_at: Set(now),
+                    version: Set(1),
+                }
+            })
+            .collect();
+        let txn = app.db.begin().await.expect("begin");
+        action_item::Entity::insert_many(rows)
+            .exec(&txn)
+            .await
+            .expect("seed");
+        txn.commit().await.expect("commit");
+        i = end;
+    }
+}
+
+async fn bench(backend: Backend) {
+    let Some(app) = spawn_app(backend).await else {
+        println!("{backend:?}: skipped (not available)");
+        return;
+    };
+    let cmo = app
+        .admin()
+        .post("/api/v1/organizations", json!({"name": "CMO", "kind": "cmo", "admin": {"email": "a@cmo.test", "display_name": "A"}}))
+        .await
+        .expect(201)
+        .body["organization"]["id"]
+        .as_i64()
+        .unwrap_or_default();
+    let program = app
+        .admin()
+        .post(
+            "/api/v1/programs",
+            json!({"name": "P", "product_name": "P", "cmo_org_id": cmo, "modality": "biologic", "stage": "clinical", "time_zone": "UTC"}),
+        )
+        .await
+        .expect(201)
+        .body["id"]
+        .as_i64()
+        .unwrap_or_default();
+    let now = app.now();
+    let users: Vec<user::ActiveModel> = (0..OWNERS)
+        .map(|n| user::ActiveModel {
+            id: NotSet,
+            org_id: Set(app.org_id),
+            email: Set(format!("owner{n}@acme.test")),
+            display_name: Set(format!("Owner {n}")),
+            role: Set(Role::Contributor),
+            time_zone: Set("UTC".to_string()),
+            password_hash: Set(None),
+            password_is_temporary: Set(false),
+            active: Set(true),
+            created_at: Set(now),
+            updated_at: Set(now),
+            version: Set(1),
+        })
+        .collect();
+    user::Entity::insert_many(users)
+        .exec(&app.db)
+        .await
+        .expect("owners");
+    let owners: Vec<i64> = user::Entity::find()
+        .all(&app.db)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|u| u.email.starts_with("owner"))
+        .map(|u| u.id)
+        .collect();
+    let mut day = now.date_naive() + TimeDelta::days(1);
+    while day.weekday() != Weekday::Mon {
+        day += TimeDelta::days(1);
+    }
+    let monday_9 = Utc.from_utc_datetime(&day.and_hms_opt(9, 0, 0).unwrap_or_default());
+    let ctx = JobContext {
+        db: app.db.clone(),
+        worker_id: "bench".to_string(),
+        hostname: "bench".to_string(),
+        started_at: now,
+    };
+    let settings = ReminderSettings::default();
+    let mut seeded = 0;
+    for (round, total) in [1_000_000_usize, 2_000_000].into_iter().enumerate() {
+        let started = Instant::now();
+        seed(&app, program, &owners, seeded, total, day).await;
+        seeded = total;
+        if backend == Backend::Postgres {
+            let _ = app.db.execute_unprepared("ANALYZE action_items").await;
+        }
+        let seeding = started.elapsed();
+        let _ = app.db.execute_unprepared("DELETE FROM email_outbox").await;
+        let started = Instant::now();
+        let report =
+            overdue_reminders(&ctx, monday_9 + TimeDelta::minutes(round as i64), &settings)
+                .await
+                .expect("pass");
+        let pass = started.elapsed();
+        println!(
+            "{backend:?}: {total} action items ({} overdue, {} owners): reminder pass {pass:.2?}, queued {} emails (seeding took {seeding:.1?})",
+            report.items, report.owners, report.queued
+        );
+    }
+    app.stop().await;
+}
+
+#[actix_web::main]
+async fn main() {
+    bench(Backend::Sqlite).await;
+    bench(Backend::Postgres).await;
+}
