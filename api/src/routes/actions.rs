@@ -553,11 +553,11 @@ pub async fn transition_action_item(
                 other => ApiError::Conflict {
                     code: "illegal_transition",
                     detail: other.to_string(),
-                    current_state: Some(name_of(&current.status)),
+                    current_state: Some(super::wire_name(&current.status)),
                     allowed_events: Some(
                         action_item::allowed_events(current.status)
                             .iter()
-                            .map(name_of)
+                            .map(super::wire_name)
                             .collect(),
                     ),
                     current_version: Some(current.version),
@@ -695,13 +695,6 @@ fn event_action(e: ActionEvent) -> &'static str {
         ActionEvent::Cancel => "cancel",
         ActionEvent::Reopen => "reopen",
     }
-}
-
-fn name_of<T: Serialize>(v: &T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 impl crate::auth::TenantScoped for action_item::Entity {

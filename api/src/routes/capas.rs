@@ -710,8 +710,13 @@ async fn check<C: ConnectionTrait>(
         other => ApiError::Conflict {
             code: "illegal_transition",
             detail: other.to_string(),
-            current_state: Some(name_of(&c.status)),
-            allowed_events: Some(capa::allowed_events(c.status).iter().map(name_of).collect()),
+            current_state: Some(super::wire_name(&c.status)),
+            allowed_events: Some(
+                capa::allowed_events(c.status)
+                    .iter()
+                    .map(super::wire_name)
+                    .collect(),
+            ),
             current_version: Some(c.version),
         },
     })
@@ -793,13 +798,6 @@ fn event_action(e: CapaEvent) -> &'static str {
         CapaEvent::Close => "close",
         CapaEvent::Cancel => "cancel",
     }
-}
-
-fn name_of<T: Serialize>(v: &T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

@@ -629,11 +629,11 @@ async fn check<C: ConnectionTrait>(
         other => ApiError::Conflict {
             code: "illegal_transition",
             detail: other.to_string(),
-            current_state: Some(name_of(&c.status)),
+            current_state: Some(super::wire_name(&c.status)),
             allowed_events: Some(
                 change_request::allowed_events(c.status)
                     .iter()
-                    .map(name_of)
+                    .map(super::wire_name)
                     .collect(),
             ),
             current_version: Some(c.version),
@@ -649,11 +649,4 @@ fn event_action(e: ChangeEvent) -> &'static str {
         ChangeEvent::StartImplementation => "start_implementation",
         ChangeEvent::Close => "close",
     }
-}
-
-fn name_of<T: Serialize>(v: &T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }

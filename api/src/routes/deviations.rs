@@ -781,11 +781,11 @@ fn check_transition(
         other => ApiError::Conflict {
             code: "illegal_transition",
             detail: other.to_string(),
-            current_state: Some(name_of(&d.status)),
+            current_state: Some(super::wire_name(&d.status)),
             allowed_events: Some(
                 deviation::allowed_events(d.status, d.criticality)
                     .iter()
-                    .map(name_of)
+                    .map(super::wire_name)
                     .collect(),
             ),
             current_version: Some(d.version),
@@ -801,13 +801,6 @@ fn event_action(e: DeviationEvent) -> &'static str {
         DeviationEvent::Close => "close",
         DeviationEvent::Cancel => "cancel",
     }
-}
-
-fn name_of<T: Serialize>(v: &T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -786,7 +786,7 @@ pub async fn transition_milestone(
             other => ApiError::Conflict {
                 code: "illegal_transition",
                 detail: other.to_string(),
-                current_state: Some(status_name(current.status)),
+                current_state: Some(super::wire_name(&current.status)),
                 allowed_events: Some(
                     milestone_rules::allowed_events(current.status, current.held_from)
                         .into_iter()
@@ -881,11 +881,4 @@ fn transition_action(event: MilestoneEvent) -> &'static str {
 
 fn event_name(e: MilestoneEvent) -> String {
     transition_action(e).to_string()
-}
-
-fn status_name(s: MilestoneStatus) -> String {
-    serde_json::to_value(s)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
 }
