@@ -12,6 +12,11 @@ use crate::config::DatabaseArgs;
 
 /// Connects and, unless told not to, applies pending migrations.
 pub async fn connect_and_migrate(args: &DatabaseArgs) -> Result<DatabaseConnection, DbErr> {
+    // Processes starting together on one SQLite file (api and worker) take turns on a
+    // lock file from the first connection on: switching a new file to WAL needs an
+    // exclusive lock that a concurrent connect would otherwise meet as "database is
+    // locked". PostgreSQL serializes migrations inside `migrate_up`.
+    let _guard = sqlite_migration_lock(&args.database_url).await?;
     let db = connect(&args.database_url, args.db_max_connections).await?;
     if args.no_migrate {
         let pending = migration::pending(&db).await?;
@@ -23,9 +28,6 @@ pub async fn connect_and_migrate(args: &DatabaseArgs) -> Result<DatabaseConnecti
             )));
         }
     } else {
-        // Two processes migrating one SQLite file (api and worker starting together)
-        // take turns on a lock file; PostgreSQL serializes inside `migrate_up`.
-        let _guard = sqlite_migration_lock(&args.database_url).await?;
         migration::migrate_up(&db).await?;
     }
     Ok(db)
