@@ -559,6 +559,22 @@ async fn a_capa_closes_effective_and_takes_its_deviation_with_it(app: &TestApp) 
         .await
         .expect(201)
         .body;
+    let pending = qa
+        .get("/api/v1/extension-requests?status=pending")
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(pending["total"], 1);
+    assert_eq!(pending["items"][0]["id"], ext["id"]);
+    let (_, _, stranger) =
+        crate::partner_org(app, "Stranger Sponsor", "sponsor", "x@stranger.test").await;
+    assert_eq!(
+        app.client(&stranger)
+            .get("/api/v1/extension-requests")
+            .await
+            .body["total"],
+        0
+    );
     s.pm.post(
         &format!("/api/v1/extension-requests/{}/decision", ext["id"]),
         json!({"approve": true, "reason": "ok"}),

@@ -1163,3 +1163,58 @@ pub async fn update_capa(
     txn.commit().await?;
     Ok(web::Json(after))
 }
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ExtensionFilter {
+    pub status: Option<ExtensionStatus>,
+    pub program_id: Option<i64>,
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<u64>,
+    /// Items to skip (default 0).
+    pub offset: Option<u64>,
+}
+
+/// Extension requests on the caller's programs, oldest first (e.g. `?status=pending` for
+/// quality's queue).
+#[utoipa::path(
+    tag = "quality",
+    params(ExtensionFilter),
+    responses((status = 200, description = "One page of extension requests", body = Page<ExtensionRequestView>))
+)]
+#[get("/extension-requests")]
+pub async fn list_extension_requests(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    filter: web::Query<ExtensionFilter>,
+) -> ApiResult<web::Json<Page<ExtensionRequestView>>> {
+    use sea_orm::sea_query::{IntoCondition, Query};
+    let f = filter.into_inner();
+    // Tenancy through the action items of visible programs.
+    let mut items = Query::select()
+        .column(action_item::Column::Id)
+        .from(action_item::Entity)
+        .cond_where(action_item::Column::ProgramId.in_subquery(crate::auth::visible_programs(&ctx)))
+        .to_owned();
+    if let Some(p) = f.program_id {
+        items.and_where(action_item::Column::ProgramId.eq(p));
+    }
+    let mut select = extension_request::Entity::find()
+        .filter(
+            extension_request::Column::ActionItemId
+                .in_subquery(items)
+                .into_condition(),
+        )
+        .order_by_asc(extension_request::Column::Id);
+    if let Some(s) = f.status {
+        select = select.filter(extension_request::Column::Status.eq(s));
+    }
+    let (rows, total, limit, offset) = fetch_page(&state.db, select, f.limit, f.offset).await?;
+    Ok(web::Json(Page {
+        items: rows.iter().map(ExtensionRequestView::from).collect(),
+        total,
+        limit,
+        offset,
+    }))
+}
