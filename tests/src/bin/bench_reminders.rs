@@ -168,6 +168,23 @@ async fn bench(backend: Backend) {
             "{backend:?}: {total} action items ({} overdue, {} owners): reminder pass {pass:.2?}, queued {} emails (seeding took {seeding:.1?})",
             report.items, report.owners, report.queued
         );
+        if backend == Backend::Postgres && std::env::var_os("BENCH_EXPLAIN").is_some() {
+            let plan = app
+                .db
+                .query_all_raw(sea_orm::Statement::from_string(
+                    sea_orm::DbBackend::Postgres,
+                    format!(
+                        "EXPLAIN ANALYZE SELECT * FROM action_items WHERE status IN ('open','in_progress') AND due_date < '{}' ORDER BY due_date, id",
+                        day + TimeDelta::days(1)
+                    ),
+                ))
+                .await
+                .unwrap_or_default();
+            for row in plan {
+                let line: String = row.try_get_by_index(0).unwrap_or_default();
+                println!("    {line}");
+            }
+        }
     }
     app.stop().await;
 }
