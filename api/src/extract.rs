@@ -242,6 +242,19 @@ impl Checks {
         }
     }
 
+    /// A re-entered signing password: any characters, 1 to 256 of them.
+    pub fn signing_password(&mut self, field: &str, value: &str) {
+        if value.is_empty() || value.chars().count() > 256 {
+            self.fail(field, "invalid_length", "must be 1 to 256 characters");
+        }
+    }
+
+    pub fn optional_signing_password(&mut self, field: &str, value: Option<&str>) {
+        if let Some(v) = value {
+            self.signing_password(field, v);
+        }
+    }
+
     /// Dates stay within 1900–9999: beyond that SQLite's text dates stop sorting.
     pub fn date(&mut self, field: &str, value: chrono::NaiveDate) {
         let lower = chrono::NaiveDate::from_ymd_opt(1900, 1, 1);

@@ -95,6 +95,17 @@ fn record_entity(t: SignedRecordType) -> &'static str {
     }
 }
 
+/// The password a signed step needs: 422 naming the field when it was not sent.
+pub fn required_password(password: Option<String>) -> ApiResult<String> {
+    password.ok_or_else(|| {
+        ApiError::invalid(
+            "password",
+            "required",
+            "this step needs the signer's password",
+        )
+    })
+}
+
 /// Refuses password checks for a user with too many recent failures.
 pub async fn ensure_not_locked_out(
     db: &sea_orm::DatabaseConnection,

@@ -65,6 +65,12 @@ impl Role {
     pub fn is_admin(self) -> bool {
         self == Role::Admin
     }
+
+    /// Runs quality workflows (deviations, CAPA, change control): quality, program
+    /// managers and admins. Signing within them is narrower (see `signature::may_sign`).
+    pub fn handles_quality_records(self) -> bool {
+        matches!(self, Role::Quality | Role::ProgramManager | Role::Admin)
+    }
 }
 
 /// What a signer states by signing (21 CFR Part 11 §11.50: the meaning of the signature).

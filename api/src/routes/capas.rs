@@ -108,13 +108,6 @@ impl crate::auth::TenantScoped for capa::Entity {
     }
 }
 
-fn may_handle(ctx: &AuthContext) -> bool {
-    matches!(
-        ctx.user.role,
-        Role::Quality | Role::ProgramManager | Role::Admin
-    )
-}
-
 /// Is any CAPA linked to this deviation closed with an effective check?
 pub async fn has_effective_capa<C: ConnectionTrait>(
     conn: &C,
@@ -212,7 +205,7 @@ pub async fn create_capa(
     let b = body.into_inner();
     let txn = crate::db::begin_write(&state.db).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
-    if !may_handle(&ctx) {
+    if !ctx.user.role.handles_quality_records() {
         return Err(ApiError::Forbidden(
             "only quality, program managers and admins open CAPAs".to_string(),
         ));
@@ -447,7 +440,7 @@ pub async fn add_capa_action(
     // Locked: plan approval counts the actions this adds.
     let c = find_scoped_locked::<capa::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, c.program_id).await?;
-    if !may_handle(&ctx) {
+    if !ctx.user.role.handles_quality_records() {
         return Err(ApiError::Forbidden(
             "only quality, program managers and admins change CAPAs".to_string(),
         ));
@@ -534,13 +527,7 @@ impl Validate for CapaTransition {
     fn validate(&self, c: &mut Checks) {
         c.optional_date("effectiveness_due", self.effectiveness_due);
         c.optional_text("reason", self.reason.as_deref(), 1, 500);
-        if self
-            .password
-            .as_ref()
-            .is_some_and(|p| p.is_empty() || p.chars().count() > 256)
-        {
-            c.fail("password", "invalid_length", "must be 1 to 256 characters");
-        }
+        c.optional_signing_password("password", self.password.as_deref());
     }
 }
 
@@ -571,7 +558,7 @@ pub async fn transition_capa(
     let b = body.into_inner();
     let capa_id = id.into_inner();
     let seen = find_scoped::<capa::Entity, _>(&state.db, &ctx, capa_id).await?;
-    if !may_handle(&ctx) {
+    if !ctx.user.role.handles_quality_records() {
         return Err(ApiError::Forbidden(
             "only quality, program managers and admins handle CAPAs".to_string(),
         ));
@@ -584,13 +571,7 @@ pub async fn transition_capa(
                 "CAPA plan approval and closure are signed by quality".to_string(),
             ));
         }
-        let password = b.password.clone().ok_or_else(|| {
-            ApiError::invalid(
-                "password",
-                "required",
-                "this step needs the quality signer's password",
-            )
-        })?;
+        let password = signing::required_password(b.password.clone())?;
         let r = SignatureRecord {
             record_type: SignedRecordType::Capa,
             record_id: seen.id.to_string(),
@@ -878,7 +859,7 @@ pub async fn request_extension(
     let txn = crate::db::begin_write(&state.db).await?;
     // Locked: two requests at once cannot both find none pending.
     let item = find_scoped_locked::<action_item::Entity, _>(&txn, &ctx, id.into_inner()).await?;
-    if item.owner_user_id != ctx.user.id && !may_handle(&ctx) {
+    if item.owner_user_id != ctx.user.id && !ctx.user.role.handles_quality_records() {
         return Err(ApiError::Forbidden(
             "only the owner, quality, program managers and admins ask".to_string(),
         ));
@@ -1124,7 +1105,7 @@ pub async fn update_capa(
     let version = expected_version(&req, b.version)?;
     let txn = crate::db::begin_write(&state.db).await?;
     let current = find_scoped::<capa::Entity, _>(&txn, &ctx, id.into_inner()).await?;
-    if !may_handle(&ctx) {
+    if !ctx.user.role.handles_quality_records() {
         return Err(ApiError::Forbidden(
             "only quality, program managers and admins change CAPAs".to_string(),
         ));

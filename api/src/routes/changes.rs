@@ -6,7 +6,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use entity::action_item::{self, ActionSource, ActionStatus};
 use entity::audit_trail::{self, Entry};
 use entity::change_request::{self, ChangeClass, ChangeEvent, ChangeStatus, ChangeTransitionError};
-use entity::{Role, SignatureMeaning, SignedRecordType, program, signature};
+use entity::{SignatureMeaning, SignedRecordType, program, signature};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait,
     EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
@@ -87,13 +87,6 @@ impl crate::auth::TenantScoped for change_request::Entity {
     }
 }
 
-fn may_handle(ctx: &AuthContext) -> bool {
-    matches!(
-        ctx.user.role,
-        Role::Quality | Role::ProgramManager | Role::Admin
-    )
-}
-
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({
@@ -139,7 +132,7 @@ pub async fn create_change(
     let b = body.into_inner();
     let txn = crate::db::begin_write(&state.db).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
-    if !may_handle(&ctx) {
+    if !ctx.user.role.handles_quality_records() {
         return Err(ApiError::Forbidden(
             "only quality, program managers and admins request changes".to_string(),
         ));
@@ -319,7 +312,7 @@ pub async fn update_change(
     let version = expected_version(&req, b.version)?;
     let txn = crate::db::begin_write(&state.db).await?;
     let current = find_scoped::<change_request::Entity, _>(&txn, &ctx, id.into_inner()).await?;
-    if !may_handle(&ctx) {
+    if !ctx.user.role.handles_quality_records() {
         return Err(ApiError::Forbidden(
             "only quality, program managers and admins edit changes".to_string(),
         ));
@@ -423,7 +416,7 @@ pub async fn add_change_task(
     let txn = crate::db::begin_write(&state.db).await?;
     let c = find_scoped::<change_request::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, c.program_id).await?;
-    if !may_handle(&ctx) {
+    if !ctx.user.role.handles_quality_records() {
         return Err(ApiError::Forbidden(
             "only quality, program managers and admins plan changes".to_string(),
         ));
@@ -489,13 +482,7 @@ pub struct ChangeTransition {
 impl Validate for ChangeTransition {
     fn validate(&self, c: &mut Checks) {
         c.optional_text("reason", self.reason.as_deref(), 1, 500);
-        if self
-            .password
-            .as_ref()
-            .is_some_and(|p| p.is_empty() || p.chars().count() > 256)
-        {
-            c.fail("password", "invalid_length", "must be 1 to 256 characters");
-        }
+        c.optional_signing_password("password", self.password.as_deref());
     }
 }
 
@@ -524,7 +511,7 @@ pub async fn transition_change(
     let b = body.into_inner();
     let change_id = id.into_inner();
     let seen = find_scoped::<change_request::Entity, _>(&state.db, &ctx, change_id).await?;
-    if !may_handle(&ctx) {
+    if !ctx.user.role.handles_quality_records() {
         return Err(ApiError::Forbidden(
             "only quality, program managers and admins handle changes".to_string(),
         ));
@@ -542,13 +529,7 @@ pub async fn transition_change(
                 "change decisions are signed by program managers or quality".to_string(),
             ));
         }
-        let password = b.password.clone().ok_or_else(|| {
-            ApiError::invalid(
-                "password",
-                "required",
-                "this decision needs the signer's password",
-            )
-        })?;
+        let password = signing::required_password(b.password.clone())?;
         let r = SignatureRecord {
             record_type: SignedRecordType::ChangeRequest,
             record_id: seen.id.to_string(),

@@ -120,13 +120,6 @@ fn may_report(ctx: &AuthContext) -> bool {
     ctx.user.role != Role::Viewer
 }
 
-fn may_handle(ctx: &AuthContext) -> bool {
-    matches!(
-        ctx.user.role,
-        Role::Quality | Role::ProgramManager | Role::Admin
-    )
-}
-
 /// Puts a program's production on hold (if it runs) and records why; in the caller's
 /// transaction. Returns whether the status changed.
 pub async fn hold_production<C: ConnectionTrait>(
@@ -490,7 +483,7 @@ pub async fn update_deviation(
     let version = expected_version(&req, b.version)?;
     let txn = crate::db::begin_write(&state.db).await?;
     let current = find_scoped::<deviation::Entity, _>(&txn, &ctx, id.into_inner()).await?;
-    if !may_handle(&ctx) {
+    if !ctx.user.role.handles_quality_records() {
         return Err(ApiError::Forbidden(
             "only quality, program managers and admins edit deviations".to_string(),
         ));
@@ -570,13 +563,7 @@ pub struct DeviationTransition {
 impl Validate for DeviationTransition {
     fn validate(&self, c: &mut Checks) {
         c.optional_text("reason", self.reason.as_deref(), 1, 500);
-        if self
-            .password
-            .as_ref()
-            .is_some_and(|p| p.is_empty() || p.chars().count() > 256)
-        {
-            c.fail("password", "invalid_length", "must be 1 to 256 characters");
-        }
+        c.optional_signing_password("password", self.password.as_deref());
         if self.criticality.is_some() && self.event != DeviationEvent::Triage {
             c.fail(
                 "criticality",
@@ -615,7 +602,7 @@ pub async fn transition_deviation(
     let b = body.into_inner();
     let deviation_id = id.into_inner();
     let seen = find_scoped::<deviation::Entity, _>(&state.db, &ctx, deviation_id).await?;
-    if !may_handle(&ctx) {
+    if !ctx.user.role.handles_quality_records() {
         return Err(ApiError::Forbidden(
             "only quality, program managers and admins handle deviations".to_string(),
         ));
@@ -651,13 +638,7 @@ pub async fn transition_deviation(
                 "closing a deviation is signed by a quality user".to_string(),
             ));
         }
-        let password = b.password.clone().ok_or_else(|| {
-            ApiError::invalid(
-                "password",
-                "required",
-                "closing needs the quality signer's password",
-            )
-        })?;
+        let password = signing::required_password(b.password.clone())?;
         let record = SignatureRecord {
             record_type: SignedRecordType::DeviationClosure,
             record_id: seen.id.to_string(),
@@ -816,9 +797,7 @@ pub struct ReleaseProduction {
 
 impl Validate for ReleaseProduction {
     fn validate(&self, c: &mut Checks) {
-        if self.password.is_empty() || self.password.chars().count() > 256 {
-            c.fail("password", "invalid_length", "must be 1 to 256 characters");
-        }
+        c.signing_password("password", &self.password);
         c.text("reason", &self.reason, 1, 500);
     }
 }

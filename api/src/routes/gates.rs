@@ -474,9 +474,7 @@ pub struct DecideGate {
 
 impl Validate for DecideGate {
     fn validate(&self, c: &mut Checks) {
-        if self.password.is_empty() || self.password.chars().count() > 256 {
-            c.fail("password", "invalid_length", "must be 1 to 256 characters");
-        }
+        c.signing_password("password", &self.password);
         c.optional_text("notes", self.notes.as_deref(), 1, 2000);
     }
 }

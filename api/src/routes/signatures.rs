@@ -75,9 +75,7 @@ impl Validate for CreateSignature {
     fn validate(&self, c: &mut Checks) {
         c.text("record_id", &self.record_id, 1, 64);
         // Any characters may be part of a password; only its length is checked.
-        if self.password.is_empty() || self.password.chars().count() > 256 {
-            c.fail("password", "invalid_length", "must be 1 to 256 characters");
-        }
+        c.signing_password("password", &self.password);
         c.optional_text("reason", self.reason.as_deref(), 1, 500);
     }
 }
