@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 pub mod fallback;
 pub mod idempotency;
+pub mod mail;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;

@@ -1,9 +1,12 @@
 //! Once-per-tick claims: every worker fires every scheduled job, and the first to
-//! insert `(job, scheduled_for)` runs it; the others skip that tick.
+//! insert `(job, scheduled_for)` runs it; the others skip that tick. A run whose worker
+//! died before [`finish`] is taken over once its claim is [`STALE_AFTER`] old: the jobs
+//! only enqueue deduplicated emails, so running a tick's work twice sends nothing twice.
 
 use chrono::{DateTime, Utc};
+use sea_orm::QueryOrder;
 use sea_orm::entity::prelude::*;
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ActiveValue::NotSet, ActiveValue::Set, ConnectionTrait};
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
@@ -22,6 +25,9 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// How long an unfinished run stays its worker's before another worker takes it over.
+pub const STALE_AFTER: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
 
 /// Claims the tick; `true` when this worker is the one to run it.
 pub async fn claim<C: ConnectionTrait>(
@@ -46,5 +52,51 @@ pub async fn claim<C: ConnectionTrait>(
     )
     .exec_without_returning(conn)
     .await?;
-    Ok(inserted == 1)
+    if inserted == 1 {
+        return Ok(true);
+    }
+    let taken_over = Entity::update_many()
+        .col_expr(Column::ClaimedBy, Expr::value(worker_id))
+        .col_expr(Column::ClaimedAt, Expr::value(now))
+        .filter(Column::Job.eq(job))
+        .filter(Column::ScheduledFor.eq(crate::clock::truncate_to_micros(scheduled_for)))
+        .filter(Column::FinishedAt.is_null())
+        .filter(Column::ClaimedAt.lt(now - STALE_AFTER))
+        .exec(conn)
+        .await?;
+    Ok(taken_over.rows_affected == 1)
+}
+
+/// Marks this worker's run of the tick done.
+pub async fn finish<C: ConnectionTrait>(
+    conn: &C,
+    job: &str,
+    scheduled_for: DateTime<Utc>,
+    worker_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    Entity::update_many()
+        .col_expr(Column::FinishedAt, Expr::value(now))
+        .filter(Column::Job.eq(job))
+        .filter(Column::ScheduledFor.eq(crate::clock::truncate_to_micros(scheduled_for)))
+        .filter(Column::ClaimedBy.eq(worker_id))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// The latest finished tick of `job` before `before` (when the previous digest went out).
+pub async fn last_finished_before<C: ConnectionTrait>(
+    conn: &C,
+    job: &str,
+    before: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, DbErr> {
+    Ok(Entity::find()
+        .filter(Column::Job.eq(job))
+        .filter(Column::FinishedAt.is_not_null())
+        .filter(Column::ScheduledFor.lt(before))
+        .order_by_desc(Column::ScheduledFor)
+        .one(conn)
+        .await?
+        .map(|r| r.scheduled_for))
 }

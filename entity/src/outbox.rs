@@ -40,6 +40,8 @@ pub struct Model {
     pub subject: String,
     pub text_body: String,
     pub html_body: String,
+    /// `List-Unsubscribe` URL (digests), also offered as RFC 8058 one-click.
+    pub list_unsubscribe: Option<String>,
     pub status: OutboxStatus,
     pub attempts: i32,
     pub next_attempt_at: DateTimeUtc,
@@ -64,6 +66,9 @@ pub struct Draft {
     pub subject: String,
     pub text_body: String,
     pub html_body: String,
+    /// Signed unsubscribe link for subscription emails (digests); `None` for reminders
+    /// and other emails a member cannot opt out of.
+    pub list_unsubscribe: Option<String>,
 }
 
 /// Queues `draft` unless its dedupe key is already queued or sent. Returns whether a row
@@ -84,6 +89,7 @@ pub async fn enqueue<C: ConnectionTrait>(
         subject: Set(draft.subject),
         text_body: Set(draft.text_body),
         html_body: Set(draft.html_body),
+        list_unsubscribe: Set(draft.list_unsubscribe),
         status: Set(OutboxStatus::Queued),
         attempts: Set(0),
         next_attempt_at: Set(now),

@@ -17,6 +17,7 @@ mod m20261123_000011_create_deviations_and_escalations;
 mod m20261123_000012_create_capas;
 mod m20261123_000013_create_change_requests;
 mod m20261123_000014_create_email_outbox;
+mod m20261130_000015_create_link_secrets;
 
 pub struct Migrator;
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000012_create_capas::Migration),
             Box::new(m20261123_000013_create_change_requests::Migration),
             Box::new(m20261123_000014_create_email_outbox::Migration),
+            Box::new(m20261130_000015_create_link_secrets::Migration),
         ]
     }
 }

@@ -33,6 +33,7 @@ fn draft(key: &str) -> Draft {
         subject: format!("Overdue actions ({key})"),
         text_body: "You have 2 overdue actions.".to_string(),
         html_body: "<p>You have <b>2</b> overdue actions.</p>".to_string(),
+        list_unsubscribe: None,
     }
 }
 

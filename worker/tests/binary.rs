@@ -29,6 +29,7 @@ async fn the_worker_beats_and_stops_on_sigterm() {
             subject: "Hello from the outbox".to_string(),
             text_body: "plain".to_string(),
             html_body: "<p>html</p>".to_string(),
+            list_unsubscribe: None,
         },
         chrono::Utc::now(),
         "cmo.test",

@@ -226,5 +226,6 @@ fn compose(
         subject,
         text_body: text,
         html_body: html,
+        list_unsubscribe: None,
     }
 }
