@@ -86,7 +86,7 @@ pub async fn enqueue<C: ConnectionTrait>(
         message_id: Set(message_id),
         to_addrs: Set(serde_json::to_string(&draft.to).unwrap_or_else(|_| "[]".to_string())),
         cc_addrs: Set(serde_json::to_string(&draft.cc).unwrap_or_else(|_| "[]".to_string())),
-        subject: Set(draft.subject),
+        subject: Set(clip(draft.subject, MAX_SUBJECT_CHARS)),
         text_body: Set(draft.text_body),
         html_body: Set(draft.html_body),
         list_unsubscribe: Set(draft.list_unsubscribe),
@@ -108,6 +108,18 @@ pub async fn enqueue<C: ConnectionTrait>(
         .exec_without_returning(conn)
         .await?;
     Ok(inserted == 1)
+}
+
+/// Subjects longer than this are cut (with an ellipsis): the column holds 300.
+pub const MAX_SUBJECT_CHARS: usize = 250;
+
+fn clip(s: String, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s;
+    }
+    let mut cut: String = s.chars().take(max - 1).collect();
+    cut.push('\u{2026}');
+    cut
 }
 
 /// A stable, opaque local part for the Message-ID, derived from the dedupe key.
@@ -168,6 +180,15 @@ mod tests {
         assert_eq!(after_failure(true, 1), SendOutcome::Permanent);
         assert_eq!(after_failure(false, 1), SendOutcome::Retry);
         assert_eq!(after_failure(false, MAX_ATTEMPTS), SendOutcome::Permanent);
+    }
+
+    #[test]
+    fn long_subjects_are_cut_on_a_character_boundary() {
+        assert_eq!(clip("short".into(), 10), "short");
+        let long = "é".repeat(300);
+        let cut = clip(long, MAX_SUBJECT_CHARS);
+        assert_eq!(cut.chars().count(), MAX_SUBJECT_CHARS);
+        assert!(cut.ends_with('\u{2026}'));
     }
 
     #[test]

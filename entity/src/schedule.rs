@@ -37,6 +37,13 @@ pub fn due_occurrence(
     (now - previous <= catch_up).then_some(previous)
 }
 
+/// The first occurrence strictly after `after`.
+pub fn next_occurrence(cron: &Cron, tz: Tz, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    cron.find_next_occurrence(&after.with_timezone(&tz), false)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
 /// The occurrence before `occurrence` (the previous week's digest, say).
 pub fn previous_occurrence(
     cron: &Cron,
@@ -86,6 +93,10 @@ mod tests {
         assert_eq!(
             previous_occurrence(&cron, berlin, utc(2026, 3, 30, 5, 0)),
             Some(utc(2026, 3, 23, 6, 0))
+        );
+        assert_eq!(
+            next_occurrence(&cron, berlin, utc(2026, 3, 23, 6, 0)),
+            Some(utc(2026, 3, 30, 5, 0))
         );
     }
 

@@ -4,6 +4,7 @@
 mod audit;
 mod auth;
 mod concurrency;
+mod digests;
 mod idempotency;
 mod openapi;
 mod operations;

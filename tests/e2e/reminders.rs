@@ -93,7 +93,10 @@ async fn owners_get_one_reminder_a_day_with_leadership_copied_on_old_items(app: 
     let rows = outbox::Entity::find().all(&app.db).await.unwrap();
     assert_eq!(rows.len(), 1);
     let row = &rows[0];
-    assert_eq!(row.dedupe_key, format!("reminder:{}:{day}", s.pm_id));
+    assert_eq!(
+        row.dedupe_key,
+        format!("reminder:{}:Europe/Zurich:{day}", s.pm_id)
+    );
     assert_eq!(row.to_addrs, json!(["pm@acme.test"]).to_string());
     assert_eq!(
         row.cc_addrs,

@@ -1,7 +1,9 @@
 //! A small SMTP server for the tests, on a loopback port: it speaks enough SMTP for
-//! lettre (EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT), serves connections
-//! concurrently, keeps every message it accepts, and refuses recipients at a chosen
-//! domain with a permanent 550 so failure paths can be tested against a real exchange.
+//! lettre (EHLO/HELO, AUTH PLAIN, MAIL, RCPT, DATA, RSET, NOOP, QUIT), serves
+//! connections concurrently, keeps every message it accepts, and refuses recipients at a
+//! chosen domain with a permanent 550 so failure paths can be tested against a real
+//! exchange. With credentials set it requires AUTH before MAIL (530) and refuses wrong
+//! ones (535).
 
 use std::sync::{Arc, Mutex};
 
@@ -12,8 +14,19 @@ use tokio::net::TcpListener;
 pub struct Received {
     pub from: String,
     pub to: Vec<String>,
+    /// The user the session authenticated as, if it did.
+    pub auth_user: Option<String>,
     /// The message as sent, headers and body, with CRLF line ends.
     pub data: String,
+}
+
+impl Received {
+    /// The message parsed as MIME (headers decoded, parts split, bodies decoded).
+    pub fn parsed(&self) -> mail_parser::Message<'_> {
+        mail_parser::MessageParser::default()
+            .parse(self.data.as_bytes())
+            .expect("a parsable MIME message")
+    }
 }
 
 #[derive(Clone, Default)]
@@ -21,6 +34,9 @@ pub struct SmtpSink {
     pub port: u16,
     received: Arc<Mutex<Vec<Received>>>,
 }
+
+/// `(user, password)` the sink requires, if any.
+type Required = Option<Arc<(String, String)>>;
 
 impl SmtpSink {
     /// Starts on a free port; recipients `@refused.test` get `550`.
@@ -33,6 +49,21 @@ impl SmtpSink {
 
     /// Starts on a listener the caller bound (to come up on a known port later).
     pub fn serve(listener: TcpListener) -> SmtpSink {
+        Self::serve_with(listener, None)
+    }
+
+    /// Starts on a free port and requires AUTH PLAIN with these credentials.
+    pub async fn start_with_auth(user: &str, password: &str) -> SmtpSink {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        Self::serve_with(
+            listener,
+            Some(Arc::new((user.to_string(), password.to_string()))),
+        )
+    }
+
+    fn serve_with(listener: TcpListener, required: Required) -> SmtpSink {
         let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
         let sink = SmtpSink {
             port,
@@ -42,8 +73,11 @@ impl SmtpSink {
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let store = store.clone();
+                let required = required.clone();
+                // Replies go out at once, like a real MTA's.
+                let _ = stream.set_nodelay(true);
                 tokio::spawn(async move {
-                    let _ = session(stream, store).await;
+                    let _ = session(stream, store, required).await;
                 });
             }
         });
@@ -74,7 +108,9 @@ impl SmtpSink {
 async fn session(
     stream: tokio::net::TcpStream,
     store: Arc<Mutex<Vec<Received>>>,
+    required: Required,
 ) -> std::io::Result<()> {
+    let mut auth_user: Option<String> = None;
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read);
     write.write_all(b"220 sink.test ESMTP\r\n").await?;
@@ -88,7 +124,27 @@ async fn session(
         }
         let upper = line.trim_end().to_ascii_uppercase();
         let reply: &[u8] = if upper.starts_with("EHLO") {
-            b"250-sink.test\r\n250 8BITMIME\r\n"
+            if required.is_some() {
+                b"250-sink.test\r\n250-AUTH PLAIN\r\n250 8BITMIME\r\n"
+            } else {
+                b"250-sink.test\r\n250 8BITMIME\r\n"
+            }
+        } else if upper.starts_with("AUTH PLAIN") {
+            let given = line.trim_end().get(11..).unwrap_or_default().trim();
+            let decoded = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, given)
+                .unwrap_or_default();
+            let parts: Vec<&[u8]> = decoded.split(|b| *b == 0).collect();
+            match (&required, parts.as_slice()) {
+                (Some(req), [_, user, pass])
+                    if *user == req.0.as_bytes() && *pass == req.1.as_bytes() =>
+                {
+                    auth_user = Some(req.0.clone());
+                    b"235 2.7.0 authenticated\r\n"
+                }
+                _ => b"535 5.7.8 authentication credentials invalid\r\n",
+            }
+        } else if required.is_some() && auth_user.is_none() && upper.starts_with("MAIL FROM:") {
+            b"530 5.7.0 authentication required\r\n"
         } else if upper.starts_with("HELO") || upper.starts_with("NOOP") {
             b"250 OK\r\n"
         } else if upper.starts_with("RSET") {
@@ -128,6 +184,7 @@ async fn session(
                 r.push(Received {
                     from: from.clone(),
                     to: to.clone(),
+                    auth_user: auth_user.clone(),
                     data,
                 });
             }

@@ -1,6 +1,7 @@
-//! The cmo-orchestrator worker: scheduled jobs (reminders, digests, escalation ticks come
-//! in later) and, for now, a heartbeat that shows each running instance in the database.
+//! The cmo-orchestrator worker: the email outbox dispatcher, overdue-action reminders,
+//! weekly digests, and a heartbeat that shows each running instance in the database.
 
 pub mod jobs;
 pub mod mailer;
 pub mod runner;
+pub mod smtp;

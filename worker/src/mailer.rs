@@ -1,14 +1,18 @@
-//! Sending email: SMTP (lettre's pooled async transport) or `.eml` files in a folder
-//! (the zero-set-up default). One enum, so jobs do not care which.
+//! Sending email: SMTP (a pool of lettre connections with `TCP_NODELAY`, see
+//! [`crate::smtp`]) or `.eml` files in a folder (the zero-set-up default). One enum, so
+//! jobs do not care which.
 
 use std::path::PathBuf;
 
 use entity::outbox;
+use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, header};
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
+
+use crate::smtp::{SmtpConfig, SmtpPool};
 
 pub enum Mailer {
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Smtp(SmtpPool),
     File(AsyncFileTransport<Tokio1Executor>),
 }
 
@@ -33,12 +37,9 @@ impl Mailer {
     /// `smtps://host:465`, `smtp://127.0.0.1:2525` for plain), else files in `folder`.
     pub fn new(smtp_url: Option<&str>, folder: PathBuf) -> Result<Self, MailerError> {
         match smtp_url {
-            Some(url) => {
-                let transport = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-                    .map_err(|e| MailerError::Url(e.to_string()))?
-                    .build();
-                Ok(Mailer::Smtp(transport))
-            }
+            Some(url) => Ok(Mailer::Smtp(SmtpPool::new(
+                SmtpConfig::from_url(url).map_err(MailerError::Url)?,
+            ))),
             None => {
                 std::fs::create_dir_all(&folder)
                     .map_err(|e| MailerError::Folder(folder.display().to_string(), e))?;
@@ -49,16 +50,27 @@ impl Mailer {
         }
     }
 
+    /// How many sends may run at once (the pool size; files: a few).
+    pub fn parallelism(&self) -> usize {
+        match self {
+            Mailer::Smtp(pool) => pool.max_connections(),
+            Mailer::File(_) => 4,
+        }
+    }
+
     pub async fn send(&self, from: &Mailbox, row: &outbox::Model) -> Result<(), SendError> {
         let message = build(from, row).map_err(|message| SendError {
             permanent: true,
             message,
         })?;
         match self {
-            Mailer::Smtp(t) => t.send(message).await.map(|_| ()).map_err(|e| SendError {
-                permanent: e.is_permanent(),
-                message: e.to_string(),
-            }),
+            Mailer::Smtp(pool) => pool
+                .send(message.envelope(), &message.formatted())
+                .await
+                .map_err(|e| SendError {
+                    permanent: e.permanent,
+                    message: e.message,
+                }),
             Mailer::File(t) => t.send(message).await.map(|_| ()).map_err(|e| SendError {
                 permanent: false,
                 message: e.to_string(),
@@ -89,6 +101,18 @@ pub fn build(from: &Mailbox, row: &outbox::Model) -> Result<Message, String> {
         builder = builder.cc(addr
             .parse::<Mailbox>()
             .map_err(|e| format!("bad cc {addr}: {e}"))?);
+    }
+    if let Some(url) = &row.list_unsubscribe {
+        // RFC 2369 link plus RFC 8058 one-click: mail clients POST to the link.
+        builder = builder
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Unsubscribe"),
+                format!("<{url}>"),
+            ))
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+                "List-Unsubscribe=One-Click".to_string(),
+            ));
     }
     builder
         .multipart(MultiPart::alternative_plain_html(

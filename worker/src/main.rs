@@ -41,12 +41,24 @@ struct Cli {
         default_value = "cmo-orchestrator <noreply@localhost>"
     )]
     mail_from: String,
-    /// Cron schedule (6 fields, UTC) on which overdue reminders are considered.
-    #[arg(long, env = "CMO_REMINDER_CRON", default_value = "0 */15 * * * *")]
-    reminder_cron: String,
-    /// Local hour (0-23) from which the day's reminder goes out.
-    #[arg(long, env = "CMO_REMINDER_HOUR", default_value_t = 8, value_parser = clap::value_parser!(u32).range(0..24))]
-    reminder_hour: u32,
+    /// Local clock of the per-program schedules (6 fields, UTC): how often this worker
+    /// checks whether a reminder or digest occurrence is due.
+    #[arg(long, env = "CMO_SCHEDULE_TICK_CRON", default_value = "0 * * * * *")]
+    schedule_tick_cron: String,
+    /// When overdue reminders go out, read in each program's time zone (6 fields).
+    #[arg(
+        long,
+        env = "CMO_REMINDER_SCHEDULE",
+        default_value = "0 0 8 * * Mon-Fri"
+    )]
+    reminder_schedule: String,
+    /// When weekly digests go out, read in each program's time zone (6 fields).
+    #[arg(long, env = "CMO_DIGEST_SCHEDULE", default_value = "0 0 7 * * Mon")]
+    digest_schedule: String,
+    /// A reminder or digest occurrence missed while no worker ran still goes out this
+    /// many minutes later (0 = never catch up).
+    #[arg(long, env = "CMO_CATCH_UP_MINUTES", default_value_t = 360, value_parser = clap::value_parser!(u32).range(0..=10080))]
+    catch_up_minutes: u32,
     /// Days overdue after which the leadership tier is copied.
     #[arg(long, env = "CMO_REMINDER_ESCALATE_DAYS", default_value_t = 7)]
     reminder_escalate_days: i64,
@@ -114,8 +126,9 @@ async fn start(cli: Cli) -> Result<(), String> {
     let schedules = Schedules {
         heartbeat: cli.heartbeat_cron,
         dispatch: cli.dispatch_cron,
-        reminders: cli.reminder_cron,
+        tick: cli.schedule_tick_cron,
     };
+    let catch_up = chrono::TimeDelta::minutes(i64::from(cli.catch_up_minutes));
     let from: lettre::message::Mailbox = cli.mail_from.parse().map_err(|e| {
         format!(
             "--mail-from {:?} is not an email address: {e}",
@@ -123,8 +136,15 @@ async fn start(cli: Cli) -> Result<(), String> {
         )
     })?;
     let reminders = worker::jobs::reminders::ReminderSettings {
-        hour: cli.reminder_hour,
+        schedule: cli.reminder_schedule,
+        catch_up,
         escalate_after_days: cli.reminder_escalate_days,
+        public_base_url: cli.public_base_url.clone(),
+        mail_domain: from.email.domain().to_string(),
+    };
+    let digests = worker::jobs::digests::DigestSettings {
+        schedule: cli.digest_schedule,
+        catch_up,
         public_base_url: cli.public_base_url.clone(),
         mail_domain: from.email.domain().to_string(),
     };
@@ -135,6 +155,7 @@ async fn start(cli: Cli) -> Result<(), String> {
         from,
         batch: 100,
         reminders,
+        digests,
     };
     run(ctx, schedules, mail, shutdown_signal())
         .await

@@ -6,7 +6,6 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use chrono::DurationRound;
 use tokio_cron_scheduler::{Job, JobScheduler, JobSchedulerError};
 
 use crate::jobs::{JobContext, heartbeat};
@@ -17,9 +16,9 @@ pub struct Schedules {
     pub heartbeat: String,
     /// How often the outbox dispatcher looks for due emails.
     pub dispatch: String,
-    /// How often reminders are considered (each owner gets them once a day, after the
-    /// reminder hour in their time zone).
-    pub reminders: String,
+    /// Local clock of per-program schedules: how often due reminder and digest
+    /// occurrences (computed in each program's time zone) are looked for.
+    pub tick: String,
 }
 
 impl Default for Schedules {
@@ -27,7 +26,7 @@ impl Default for Schedules {
         Self {
             heartbeat: "*/30 * * * * *".to_string(),
             dispatch: "*/2 * * * * *".to_string(),
-            reminders: "0 */15 * * * *".to_string(),
+            tick: "0 * * * * *".to_string(),
         }
     }
 }
@@ -39,6 +38,7 @@ pub struct MailSettings {
     /// Emails claimed per dispatcher pass.
     pub batch: u64,
     pub reminders: crate::jobs::reminders::ReminderSettings,
+    pub digests: crate::jobs::digests::DigestSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,9 +68,19 @@ pub async fn run(
     for (job, cron) in [
         ("heartbeat", &schedules.heartbeat),
         ("dispatch", &schedules.dispatch),
-        ("reminders", &schedules.reminders),
+        ("schedule tick", &schedules.tick),
     ] {
         validate_cron(job, cron)?;
+    }
+    for (job, cron) in [
+        ("reminder", &mail.reminders.schedule),
+        ("digest", &mail.digests.schedule),
+    ] {
+        entity::schedule::parse(cron).map_err(|detail| RunError::Schedule {
+            job,
+            cron: cron.clone(),
+            detail,
+        })?;
     }
     let first =
         heartbeat::heartbeat(&ctx, entity::clock::truncate_to_micros(chrono::Utc::now())).await?;
@@ -95,49 +105,22 @@ pub async fn run(
         )?)
         .await?;
     let mail = Arc::new(mail);
-    let reminder_ctx = ctx.clone();
-    let reminder_mail = mail.clone();
+    // A first pass at once: an occurrence missed while no worker ran is caught up now.
+    scheduled_pass(&ctx, &mail).await;
+    let tick_ctx = ctx.clone();
+    let tick_mail = mail.clone();
+    // One pass at a time per worker; other workers skip ticks this one claimed.
+    let tick_busy = Arc::new(tokio::sync::Mutex::new(()));
     scheduler
         .add(Job::new_async(
-            schedules.reminders.as_str(),
+            schedules.tick.as_str(),
             move |_id, _lock| {
-                let ctx = reminder_ctx.clone();
-                let mail = reminder_mail.clone();
+                let ctx = tick_ctx.clone();
+                let mail = tick_mail.clone();
+                let busy = tick_busy.clone();
                 Box::pin(async move {
-                    let now = entity::clock::truncate_to_micros(chrono::Utc::now());
-                    // Every worker fires; the first to claim this minute's tick runs it.
-                    let tick = now
-                        .duration_trunc(chrono::TimeDelta::minutes(1))
-                        .unwrap_or(now);
-                    match entity::job_run::claim(
-                        &ctx.db,
-                        "overdue_reminders",
-                        tick,
-                        &ctx.worker_id,
-                        now,
-                    )
-                    .await
-                    {
-                        Ok(true) => match crate::jobs::reminders::overdue_reminders(
-                            &ctx,
-                            now,
-                            &mail.reminders,
-                        )
-                        .await
-                        {
-                            Ok(r) => tracing::info!(
-                                owners = r.owners,
-                                items = r.items,
-                                queued = r.queued,
-                                "overdue reminders"
-                            ),
-                            Err(err) => tracing::warn!(%err, "overdue reminders failed"),
-                        },
-                        Ok(false) => {
-                            tracing::debug!("reminder tick already claimed by another worker")
-                        }
-                        Err(err) => tracing::warn!(%err, "cannot claim the reminder tick"),
-                    }
+                    let Ok(_guard) = busy.try_lock() else { return };
+                    scheduled_pass(&ctx, &mail).await;
                 })
             },
         )?)
@@ -184,6 +167,29 @@ pub async fn run(
     tracing::info!("shutting down the scheduler");
     scheduler.shutdown().await?;
     Ok(())
+}
+
+/// Reminders and digests whose occurrence (in their program's time zone) is due.
+async fn scheduled_pass(ctx: &JobContext, mail: &MailSettings) {
+    let now = entity::clock::truncate_to_micros(chrono::Utc::now());
+    match crate::jobs::reminders::overdue_reminders(ctx, now, &mail.reminders).await {
+        Ok(r) if r.ticks > 0 => tracing::info!(
+            zones = r.ticks,
+            owners = r.owners,
+            items = r.items,
+            queued = r.queued,
+            "overdue reminders"
+        ),
+        Ok(_) => {}
+        Err(err) => tracing::warn!(%err, "overdue reminders failed"),
+    }
+    match crate::jobs::digests::weekly_digests(ctx, now, &mail.digests).await {
+        Ok(r) if r.programs > 0 => {
+            tracing::info!(programs = r.programs, queued = r.queued, "weekly digests")
+        }
+        Ok(_) => {}
+        Err(err) => tracing::warn!(%err, "weekly digests failed"),
+    }
 }
 
 /// Checks a cron expression up front, so a typo stops the worker with a clear message.

@@ -14,6 +14,7 @@ pub mod audit;
 pub mod capas;
 pub mod changes;
 pub mod deviations;
+pub mod digest;
 pub mod gates;
 pub mod health;
 pub mod me;
@@ -73,6 +74,9 @@ pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
         .service(deviations::transition_deviation)
         .service(deviations::release_production)
         .service(deviations::quality_summary)
+        .service(digest::preview_digest)
+        .service(digest::unsubscribe_page)
+        .service(digest::unsubscribe)
         .service(capas::create_capa)
         .service(capas::list_capas)
         .service(capas::get_capa)

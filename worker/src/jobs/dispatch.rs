@@ -68,7 +68,8 @@ pub async fn claim(
     Ok(rows)
 }
 
-/// One dispatcher pass: claim, send, record.
+/// One dispatcher pass: claim, send (as many at once as the mailer allows), record each
+/// outcome as soon as it is known.
 pub async fn dispatch(
     ctx: &JobContext,
     mailer: &Mailer,
@@ -76,51 +77,68 @@ pub async fn dispatch(
     now: DateTime<Utc>,
     batch: u64,
 ) -> Result<DispatchReport, JobError> {
+    use futures_util::StreamExt;
+    let rows = claim(ctx, now, batch).await?;
+    let outcomes: Vec<Result<OutboxStatus, JobError>> = futures_util::stream::iter(rows)
+        .map(|row| send_one(ctx, mailer, from, now, row))
+        .buffer_unordered(mailer.parallelism())
+        .collect()
+        .await;
     let mut report = DispatchReport::default();
-    for row in claim(ctx, now, batch).await? {
-        let attempts = row.attempts + 1;
-        let result = mailer.send(from, &row).await;
-        let (status, next, error) = match result {
-            Ok(()) => (OutboxStatus::Sent, now, None),
-            Err(err) => match outbox::after_failure(err.permanent, attempts) {
-                SendOutcome::Permanent => (OutboxStatus::Failed, now, Some(err.message)),
-                _ => {
-                    let jitter: f64 = rand::random();
-                    (
-                        OutboxStatus::Queued,
-                        now + outbox::backoff(attempts - 1, jitter),
-                        Some(err.message),
-                    )
-                }
-            },
-        };
-        let mut update = outbox::Entity::update_many()
-            .col_expr(outbox::Column::Status, Expr::value(status.to_value()))
-            .col_expr(outbox::Column::Attempts, Expr::value(attempts))
-            .col_expr(outbox::Column::NextAttemptAt, Expr::value(next))
-            .col_expr(outbox::Column::LastError, Expr::value(error))
-            .col_expr(
-                outbox::Column::ClaimedBy,
-                Expr::value(Option::<String>::None),
-            )
-            .col_expr(
-                outbox::Column::ClaimedUntil,
-                Expr::value(Option::<DateTime<Utc>>::None),
-            );
-        if status == OutboxStatus::Sent {
-            update = update.col_expr(outbox::Column::SentAt, Expr::value(now));
-        }
-        // Only while the claim is still ours: a re-claimed row belongs to someone else.
-        update
-            .filter(outbox::Column::Id.eq(row.id))
-            .filter(outbox::Column::ClaimedBy.eq(ctx.worker_id.as_str()))
-            .exec(&ctx.db)
-            .await?;
-        match status {
+    for outcome in outcomes {
+        match outcome? {
             OutboxStatus::Sent => report.sent += 1,
             OutboxStatus::Failed => report.failed += 1,
             _ => report.retried += 1,
         }
     }
     Ok(report)
+}
+
+async fn send_one(
+    ctx: &JobContext,
+    mailer: &Mailer,
+    from: &Mailbox,
+    now: DateTime<Utc>,
+    row: outbox::Model,
+) -> Result<OutboxStatus, JobError> {
+    let attempts = row.attempts + 1;
+    let result = mailer.send(from, &row).await;
+    let (status, next, error) = match result {
+        Ok(()) => (OutboxStatus::Sent, now, None),
+        Err(err) => match outbox::after_failure(err.permanent, attempts) {
+            SendOutcome::Permanent => (OutboxStatus::Failed, now, Some(err.message)),
+            _ => {
+                let jitter: f64 = rand::random();
+                (
+                    OutboxStatus::Queued,
+                    now + outbox::backoff(attempts - 1, jitter),
+                    Some(err.message),
+                )
+            }
+        },
+    };
+    let mut update = outbox::Entity::update_many()
+        .col_expr(outbox::Column::Status, Expr::value(status.to_value()))
+        .col_expr(outbox::Column::Attempts, Expr::value(attempts))
+        .col_expr(outbox::Column::NextAttemptAt, Expr::value(next))
+        .col_expr(outbox::Column::LastError, Expr::value(error))
+        .col_expr(
+            outbox::Column::ClaimedBy,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            outbox::Column::ClaimedUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        );
+    if status == OutboxStatus::Sent {
+        update = update.col_expr(outbox::Column::SentAt, Expr::value(now));
+    }
+    // Only while the claim is still ours: a re-claimed row belongs to someone else.
+    update
+        .filter(outbox::Column::Id.eq(row.id))
+        .filter(outbox::Column::ClaimedBy.eq(ctx.worker_id.as_str()))
+        .exec(&ctx.db)
+        .await?;
+    Ok(status)
 }

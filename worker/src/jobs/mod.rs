@@ -1,9 +1,11 @@
 //! Jobs are plain async functions of a context and a `now`, so tests call them directly
 //! with a chosen time; the scheduler only wires and logs them.
 
+pub mod digests;
 pub mod dispatch;
 pub mod heartbeat;
 pub mod reminders;
+pub mod ticks;
 
 use sea_orm::DatabaseConnection;
 
@@ -21,4 +23,8 @@ pub struct JobContext {
 pub enum JobError {
     #[error(transparent)]
     Db(#[from] sea_orm::DbErr),
+    #[error("schedule: {0}")]
+    Schedule(String),
+    #[error("template: {0}")]
+    Template(String),
 }

@@ -1,24 +1,30 @@
 //! Overdue-action reminders (SPEC §5): one email per owner listing all their overdue
 //! items, oldest first, with days overdue; items overdue past the threshold copy the
-//! leadership tier of the item's program. Sent once the owner's local time passes the
-//! reminder hour on a weekday; at most one reminder per owner and day (dedupe key), so
-//! at most one per item per day, whatever the number of workers or passes.
+//! leadership tier of the item's program. The schedule (default weekdays 08:00) is read
+//! in each program's time zone: programs are grouped by zone, and each zone's occurrence
+//! is claimed once across workers. An owner gets one email per zone and local day
+//! (dedupe key), so at most one reminder per item per day, whatever the number of
+//! workers, passes or restarts.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc, Weekday};
+use api::mail::reminder::{self, ReminderLine};
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use entity::action_item::{self, ActionStatus};
 use entity::outbox::{self, Draft};
 use entity::team_member::{self, GovernanceTier};
-use entity::{program, user};
+use entity::{program, schedule, user};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait};
 
+use super::ticks::{self, Tick};
 use super::{JobContext, JobError};
 
 #[derive(Debug, Clone)]
 pub struct ReminderSettings {
-    /// Local hour from which the day's reminder goes out (default 8).
-    pub hour: u32,
+    /// 6-field cron, read in each program's time zone (default weekdays 08:00).
+    pub schedule: String,
+    /// A tick missed while no worker ran still runs within this window.
+    pub catch_up: TimeDelta,
     /// Days overdue after which leadership is copied (default 7).
     pub escalate_after_days: i64,
     /// Base URL of the api, for links.
@@ -30,7 +36,8 @@ pub struct ReminderSettings {
 impl Default for ReminderSettings {
     fn default() -> Self {
         Self {
-            hour: 8,
+            schedule: "0 0 8 * * Mon-Fri".to_string(),
+            catch_up: TimeDelta::hours(6),
             escalate_after_days: 7,
             public_base_url: "http://127.0.0.1:8080".to_string(),
             mail_domain: "localhost".to_string(),
@@ -40,13 +47,11 @@ impl Default for ReminderSettings {
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ReminderReport {
+    /// Time-zone ticks this worker ran.
+    pub ticks: usize,
     pub owners: usize,
     pub items: usize,
     pub queued: usize,
-}
-
-fn tz_of(name: &str) -> chrono_tz::Tz {
-    name.parse().unwrap_or(chrono_tz::UTC)
 }
 
 /// One line of a reminder.
@@ -56,32 +61,85 @@ struct Line {
     days_overdue: i64,
 }
 
+fn job_name(zone: &str) -> String {
+    format!("overdue_reminders:{zone}")
+}
+
 pub async fn overdue_reminders(
     ctx: &JobContext,
     now: DateTime<Utc>,
     settings: &ReminderSettings,
 ) -> Result<ReminderReport, JobError> {
-    // Index (status, due_date): the scan follows the number of overdue items. "Overdue"
-    // is judged per program time zone below; tomorrow's UTC date bounds every zone.
-    let bound = now.date_naive().succ_opt().unwrap_or(now.date_naive());
-    let candidates = action_item::Entity::find()
-        .filter(action_item::Column::Status.is_in([ActionStatus::Open, ActionStatus::InProgress]))
-        .filter(action_item::Column::DueDate.lt(bound))
-        .order_by_asc(action_item::Column::DueDate)
-        .order_by_asc(action_item::Column::Id)
-        .all(&ctx.db)
-        .await?;
-    if candidates.is_empty() {
-        return Ok(ReminderReport::default());
-    }
-    let program_ids: BTreeSet<i64> = candidates.iter().map(|a| a.program_id).collect();
+    let cron = schedule::parse(&settings.schedule).map_err(JobError::Schedule)?;
     let programs: BTreeMap<i64, program::Model> = program::Entity::find()
-        .filter(program::Column::Id.is_in(program_ids.iter().copied()))
         .all(&ctx.db)
         .await?
         .into_iter()
         .map(|p| (p.id, p))
         .collect();
+    let zones: BTreeSet<&str> = programs.values().map(|p| p.time_zone.as_str()).collect();
+    let due: Vec<Tick> = zones
+        .into_iter()
+        .filter_map(|zone| {
+            schedule::due_occurrence(&cron, schedule::zone(zone), now, settings.catch_up).map(
+                |at| Tick {
+                    job: job_name(zone),
+                    scheduled_for: at,
+                },
+            )
+        })
+        .collect();
+    let claimed = ticks::claim_due(ctx, due, now).await?;
+    let mut report = ReminderReport {
+        ticks: claimed.len(),
+        ..ReminderReport::default()
+    };
+    for tick in &claimed {
+        let zone = tick.job.trim_start_matches("overdue_reminders:");
+        let in_zone: BTreeMap<i64, &program::Model> = programs
+            .values()
+            .filter(|p| p.time_zone == zone)
+            .map(|p| (p.id, p))
+            .collect();
+        remind_zone(ctx, now, settings, zone, &in_zone, &mut report).await?;
+        ticks::finish(ctx, tick, now).await?;
+    }
+    Ok(report)
+}
+
+/// Reminders for the programs of one time zone.
+async fn remind_zone(
+    ctx: &JobContext,
+    now: DateTime<Utc>,
+    settings: &ReminderSettings,
+    zone: &str,
+    programs: &BTreeMap<i64, &program::Model>,
+    report: &mut ReminderReport,
+) -> Result<(), JobError> {
+    let today = now.with_timezone(&schedule::zone(zone)).date_naive();
+    // Index (status, due_date): the scan follows the number of overdue items, not the
+    // size of the table.
+    let mut candidates = Vec::new();
+    let ids: Vec<i64> = programs.keys().copied().collect();
+    for chunk in ids.chunks(500) {
+        candidates.extend(
+            action_item::Entity::find()
+                .filter(
+                    action_item::Column::Status
+                        .is_in([ActionStatus::Open, ActionStatus::InProgress]),
+                )
+                .filter(action_item::Column::DueDate.lt(today))
+                .filter(action_item::Column::ProgramId.is_in(chunk.iter().copied()))
+                .order_by_asc(action_item::Column::DueDate)
+                .order_by_asc(action_item::Column::Id)
+                .all(&ctx.db)
+                .await?,
+        );
+    }
+    candidates.sort_by_key(|a| (a.due_date, a.id));
+    if candidates.is_empty() {
+        return Ok(());
+    }
     let owner_ids: BTreeSet<i64> = candidates.iter().map(|a| a.owner_user_id).collect();
     let owners: BTreeMap<i64, user::Model> = user::Entity::find()
         .filter(user::Column::Id.is_in(owner_ids.iter().copied()))
@@ -97,7 +155,6 @@ pub async fn overdue_reminders(
         let Some(p) = programs.get(&item.program_id) else {
             continue;
         };
-        let today = now.with_timezone(&tz_of(&p.time_zone)).date_naive();
         if !action_item::is_overdue(item.status, item.due_date, item.snoozed_until, today) {
             continue;
         }
@@ -108,26 +165,21 @@ pub async fn overdue_reminders(
         });
     }
 
-    let mut report = ReminderReport::default();
     for (owner_id, lines) in by_owner {
         let Some(owner) = owners.get(&owner_id) else {
             continue;
         };
-        let local = now.with_timezone(&tz_of(&owner.time_zone));
-        if matches!(local.weekday(), Weekday::Sat | Weekday::Sun) || local.hour() < settings.hour {
-            continue;
-        }
         report.owners += 1;
         report.items += lines.len();
         let cc = leadership_copies(ctx, &lines, settings.escalate_after_days, &owner.email).await?;
-        let draft = compose(owner, local.date_naive(), &lines, cc, settings);
+        let draft = compose(owner, zone, today, &lines, cc, settings)?;
         let txn = ctx.db.begin().await?;
         if outbox::enqueue(&txn, draft, now, &settings.mail_domain).await? {
             report.queued += 1;
         }
         txn.commit().await?;
     }
-    Ok(report)
+    Ok(())
 }
 
 /// Leadership-tier members (who want reminders) of the programs of items overdue past
@@ -167,65 +219,40 @@ async fn leadership_copies(
     Ok(emails)
 }
 
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 fn compose(
     owner: &user::Model,
+    zone: &str,
     local_date: NaiveDate,
     lines: &[Line],
     cc: Vec<String>,
     s: &ReminderSettings,
-) -> Draft {
-    let base = s.public_base_url.trim_end_matches('/');
-    let n = lines.len();
-    let subject = format!(
-        "{n} overdue action item{} — {local_date}",
-        if n == 1 { "" } else { "s" }
-    );
-    let mut text = format!(
-        "Hello {},\n\nThese action items assigned to you are overdue (oldest first):\n\n",
-        owner.display_name
-    );
-    let mut html = format!(
-        "<p>Hello {},</p><p>These action items assigned to you are overdue (oldest first):</p><ul>",
-        escape(&owner.display_name)
-    );
-    for l in lines {
-        let link = format!("{base}/api/v1/action-items/{}", l.item.id);
-        text.push_str(&format!(
-            "- {} ({}), due {}, {} day{} overdue\n  {link}\n",
-            l.item.title,
-            l.program_name,
-            l.item.due_date,
-            l.days_overdue,
-            if l.days_overdue == 1 { "" } else { "s" }
-        ));
-        html.push_str(&format!(
-            "<li><a href=\"{}\">{}</a> ({}), due {}, <b>{} day{} overdue</b></li>",
-            escape(&link),
-            escape(&l.item.title),
-            escape(&l.program_name),
-            l.item.due_date,
-            l.days_overdue,
-            if l.days_overdue == 1 { "" } else { "s" }
-        ));
-    }
-    text.push_str("\nUpdate them, or snooze them with a reason, to stop these reminders.\n");
-    html.push_str(
-        "</ul><p>Update them, or snooze them with a reason, to stop these reminders.</p>",
-    );
-    Draft {
-        dedupe_key: format!("reminder:{}:{local_date}", owner.id),
+) -> Result<Draft, JobError> {
+    let rendered: Vec<ReminderLine> = lines
+        .iter()
+        .map(|l| ReminderLine {
+            id: l.item.id,
+            title: l.item.title.clone(),
+            program: l.program_name.clone(),
+            due_date: l.item.due_date,
+            days_overdue: l.days_overdue,
+        })
+        .collect();
+    let email = reminder::render(
+        &owner.display_name,
+        local_date,
+        &rendered,
+        !cc.is_empty(),
+        s.escalate_after_days,
+        &s.public_base_url,
+    )
+    .map_err(|e| JobError::Template(e.to_string()))?;
+    Ok(Draft {
+        dedupe_key: format!("reminder:{}:{zone}:{local_date}", owner.id),
         to: vec![owner.email.clone()],
         cc,
-        subject,
-        text_body: text,
-        html_body: html,
+        subject: email.subject,
+        text_body: email.text_body,
+        html_body: email.html_body,
         list_unsubscribe: None,
-    }
+    })
 }

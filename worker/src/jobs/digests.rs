@@ -1,0 +1,123 @@
+//! Weekly status digests (SPEC §5): per program, on the digest schedule read in the
+//! program's time zone (default Monday 07:00), one email per subscribed member, built
+//! by `api::mail::digest` (the preview endpoint renders the same). Exactly one per
+//! program, member and ISO week (dedupe key), however many workers run; "what changed"
+//! starts where the previous digest's tick was.
+
+use api::mail::digest;
+use chrono::{DateTime, TimeDelta, Utc};
+use entity::outbox::{self, Draft};
+use entity::{job_run, link_secret, program, schedule};
+use sea_orm::{EntityTrait, TransactionTrait};
+
+use super::ticks::{self, Tick};
+use super::{JobContext, JobError};
+
+#[derive(Debug, Clone)]
+pub struct DigestSettings {
+    /// 6-field cron, read in each program's time zone (default Monday 07:00).
+    pub schedule: String,
+    /// A tick missed while no worker ran still runs within this window.
+    pub catch_up: TimeDelta,
+    pub public_base_url: String,
+    pub mail_domain: String,
+}
+
+impl Default for DigestSettings {
+    fn default() -> Self {
+        Self {
+            schedule: "0 0 7 * * Mon".to_string(),
+            catch_up: TimeDelta::hours(12),
+            public_base_url: "http://127.0.0.1:8080".to_string(),
+            mail_domain: "localhost".to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DigestReport {
+    /// Programs whose digest this worker ran.
+    pub programs: usize,
+    pub queued: usize,
+}
+
+pub async fn weekly_digests(
+    ctx: &JobContext,
+    now: DateTime<Utc>,
+    settings: &DigestSettings,
+) -> Result<DigestReport, JobError> {
+    let cron = schedule::parse(&settings.schedule).map_err(JobError::Schedule)?;
+    let programs = program::Entity::find().all(&ctx.db).await?;
+    let due: Vec<Tick> = programs
+        .iter()
+        .filter_map(|p| {
+            schedule::due_occurrence(&cron, schedule::zone(&p.time_zone), now, settings.catch_up)
+                .map(|at| Tick {
+                    job: digest::job_name(p.id),
+                    scheduled_for: at,
+                })
+        })
+        .collect();
+    let claimed = ticks::claim_due(ctx, due, now).await?;
+    let mut report = DigestReport::default();
+    if claimed.is_empty() {
+        return Ok(report);
+    }
+    let key = link_secret::get_or_create(&ctx.db, now).await?;
+    for tick in claimed {
+        let Some(prog) = programs.iter().find(|p| digest::job_name(p.id) == tick.job) else {
+            continue;
+        };
+        report.programs += 1;
+        report.queued += program_digest(ctx, now, settings, &key, prog, &tick).await?;
+        ticks::finish(ctx, &tick, now).await?;
+    }
+    Ok(report)
+}
+
+async fn program_digest(
+    ctx: &JobContext,
+    now: DateTime<Utc>,
+    settings: &DigestSettings,
+    key: &[u8],
+    prog: &program::Model,
+    tick: &Tick,
+) -> Result<usize, JobError> {
+    let since = job_run::last_finished_before(&ctx.db, &tick.job, tick.scheduled_for)
+        .await?
+        .unwrap_or(tick.scheduled_for - digest::FIRST_DIGEST_LOOKBACK);
+    let data = digest::gather(&ctx.db, prog, now, since).await?;
+    // The week of the tick, not of `now`: a caught-up tick stays in its own week.
+    let week = digest::iso_week(
+        tick.scheduled_for
+            .with_timezone(&schedule::zone(&prog.time_zone))
+            .date_naive(),
+    );
+    let subscribers = digest::subscribers(&ctx.db, prog.id).await?;
+    let txn = ctx.db.begin().await?;
+    let mut queued = 0;
+    for (member, user) in subscribers {
+        let unsubscribe = digest::unsubscribe_url(key, &settings.public_base_url, member.id);
+        let email = digest::render(
+            &data,
+            &user.display_name,
+            Some(&unsubscribe),
+            &settings.public_base_url,
+        )
+        .map_err(|e| JobError::Template(e.to_string()))?;
+        let draft = Draft {
+            dedupe_key: format!("digest:{}:{week}:{}", prog.id, member.id),
+            to: vec![user.email],
+            cc: Vec::new(),
+            subject: email.subject,
+            text_body: email.text_body,
+            html_body: email.html_body,
+            list_unsubscribe: Some(unsubscribe),
+        };
+        if outbox::enqueue(&txn, draft, now, &settings.mail_domain).await? {
+            queued += 1;
+        }
+    }
+    txn.commit().await?;
+    Ok(queued)
+}
