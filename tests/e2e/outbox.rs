@@ -266,3 +266,128 @@ async fn a_refused_recipient_fails_for_good_with_the_reply(app: &TestApp) {
     assert!(sink.received().is_empty());
 }
 on_both_databases!(a_refused_recipient_fails_for_good_with_the_reply);
+
+async fn smtp_auth_credentials_from_the_url_are_used_and_a_refused_login_is_retried(app: &TestApp) {
+    let now = app.now();
+    let sink = SmtpSink::start_with_auth("relay-user", "s3cr:t/pw").await;
+    for key in ["auth:1", "auth:2", "auth:3"] {
+        outbox::enqueue(&app.db, draft(key), now, "cmo.test")
+            .await
+            .unwrap();
+    }
+    // Credentials are percent-encoded in the URL, as lettre reads them.
+    let good = Mailer::new(
+        Some(&format!(
+            "smtp://relay-user:s3cr%3At%2Fpw@127.0.0.1:{}",
+            sink.port
+        )),
+        std::env::temp_dir(),
+    )
+    .unwrap();
+    let report = dispatch(&ctx(app, "w1"), &good, &from(), now, 50)
+        .await
+        .unwrap();
+    assert_eq!(report.sent, 3);
+    let received = sink.wait_for(3).await;
+    assert!(
+        received
+            .iter()
+            .all(|r| r.auth_user.as_deref() == Some("relay-user"))
+    );
+
+    outbox::enqueue(&app.db, draft("auth:4"), now, "cmo.test")
+        .await
+        .unwrap();
+    let bad = Mailer::new(
+        Some(&format!("smtp://relay-user:wrong@127.0.0.1:{}", sink.port)),
+        std::env::temp_dir(),
+    )
+    .unwrap();
+    let report = dispatch(&ctx(app, "w1"), &bad, &from(), now, 50)
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.failed, report.retried),
+        (0, 1),
+        "a refused login is the relay's or our configuration's problem, not the message's: retried"
+    );
+    let row = outbox::Entity::find()
+        .all(&app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.dedupe_key == "auth:4")
+        .unwrap();
+    assert_eq!(row.status, OutboxStatus::Queued);
+    assert!(
+        row.last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("535"),
+        "{:?}",
+        row.last_error
+    );
+    assert_eq!(sink.received().len(), 3);
+    // Once the password is fixed, the queued email goes out.
+    let report = dispatch(&ctx(app, "w1"), &good, &from(), row.next_attempt_at, 50)
+        .await
+        .unwrap();
+    assert_eq!(report.sent, 1);
+    assert_eq!(sink.wait_for(4).await.len(), 4);
+}
+on_both_databases!(smtp_auth_credentials_from_the_url_are_used_and_a_refused_login_is_retried);
+
+async fn pooled_connections_deliver_a_batch_concurrently_and_survive_a_server_restart(
+    app: &TestApp,
+) {
+    let now = app.now();
+    for n in 0..40 {
+        outbox::enqueue(&app.db, draft(&format!("batch:{n}")), now, "cmo.test")
+            .await
+            .unwrap();
+    }
+    let port = free_port();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let sink = SmtpSink::serve(listener);
+    let mailer = Mailer::new(Some(&sink.url()), std::env::temp_dir()).unwrap();
+    let report = dispatch(&ctx(app, "w1"), &mailer, &from(), now, 20)
+        .await
+        .unwrap();
+    assert_eq!(report.sent, 20);
+    let report = dispatch(&ctx(app, "w1"), &mailer, &from(), now, 20)
+        .await
+        .unwrap();
+    assert_eq!(report.sent, 20, "the pooled connections are reused");
+    assert_eq!(sink.wait_for(40).await.len(), 40);
+    // The server restarts: the pool's idle connections are dead. The next send notices
+    // and goes through a fresh connection, without a retry round.
+    sink.stop();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let restarted = SmtpSink::serve(listener);
+    for n in 40..45 {
+        outbox::enqueue(&app.db, draft(&format!("batch:{n}")), now, "cmo.test")
+            .await
+            .unwrap();
+    }
+    let report = dispatch(&ctx(app, "w1"), &mailer, &from(), now, 20)
+        .await
+        .unwrap();
+    assert_eq!((report.sent, report.retried), (5, 0));
+    assert_eq!(restarted.wait_for(5).await.len(), 5);
+    let mut received = sink.received();
+    received.extend(restarted.received());
+    assert_eq!(received.len(), 45);
+    let mut ids: Vec<String> = received
+        .iter()
+        .map(|r| r.parsed().message_id().unwrap_or_default().to_string())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 45, "distinct messages, none twice");
+}
+on_both_databases!(pooled_connections_deliver_a_batch_concurrently_and_survive_a_server_restart);

@@ -33,6 +33,8 @@ impl Received {
 pub struct SmtpSink {
     pub port: u16,
     received: Arc<Mutex<Vec<Received>>>,
+    /// The accept loop and every session, so [`SmtpSink::stop`] can cut them all.
+    tasks: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
 }
 
 /// `(user, password)` the sink requires, if any.
@@ -68,20 +70,37 @@ impl SmtpSink {
         let sink = SmtpSink {
             port,
             received: Arc::default(),
+            tasks: Arc::default(),
         };
         let store = sink.received.clone();
-        tokio::spawn(async move {
+        let tasks = sink.tasks.clone();
+        let accept = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let store = store.clone();
                 let required = required.clone();
                 // Replies go out at once, like a real MTA's.
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(async move {
+                let handle = tokio::spawn(async move {
                     let _ = session(stream, store, required).await;
                 });
+                if let Ok(mut t) = tasks.lock() {
+                    t.push(handle.abort_handle());
+                }
             }
         });
+        if let Ok(mut t) = sink.tasks.lock() {
+            t.push(accept.abort_handle());
+        }
         sink
+    }
+
+    /// Stops listening and drops every open connection (a crashed or restarted server).
+    pub fn stop(&self) {
+        if let Ok(mut t) = self.tasks.lock() {
+            for task in t.drain(..) {
+                task.abort();
+            }
+        }
     }
 
     pub fn url(&self) -> String {

@@ -207,6 +207,16 @@ impl SmtpPool {
         Ok(conn)
     }
 
+    /// Connects; any failure here (refused connection, TLS, a 535 on AUTH) is about the
+    /// relay or our configuration, not the message, so it is retried later rather than
+    /// failing the email for good: mail flows again once the relay or password is fixed.
+    async fn connect_for_retry(&self) -> Result<AsyncSmtpConnection, SmtpFailure> {
+        self.connect().await.map_err(|e| SmtpFailure {
+            permanent: false,
+            message: e.message,
+        })
+    }
+
     async fn take_idle(&self) -> Option<AsyncSmtpConnection> {
         let mut idle = self.idle.lock().await;
         while let Some((conn, since)) = idle.pop() {
@@ -229,7 +239,7 @@ impl SmtpPool {
         })?;
         let (mut conn, reused) = match self.take_idle().await {
             Some(conn) => (conn, true),
-            None => (self.connect().await?, false),
+            None => (self.connect_for_retry().await?, false),
         };
         let result = tokio::time::timeout(self.config.timeout, conn.send(envelope, message)).await;
         match result {
@@ -240,7 +250,7 @@ impl SmtpPool {
             Ok(Err(e)) if reused && !e.is_permanent() && !e.is_transient() => {
                 // Most likely the server closed the idle connection.
                 conn.abort().await;
-                let mut fresh = self.connect().await?;
+                let mut fresh = self.connect_for_retry().await?;
                 let outcome =
                     tokio::time::timeout(self.config.timeout, fresh.send(envelope, message)).await;
                 match outcome {
