@@ -12,7 +12,7 @@ use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 use crate::smtp::{SmtpConfig, SmtpPool};
 
 pub enum Mailer {
-    Smtp(SmtpPool),
+    Smtp(Box<SmtpPool>),
     File(AsyncFileTransport<Tokio1Executor>),
 }
 
@@ -37,9 +37,9 @@ impl Mailer {
     /// `smtps://host:465`, `smtp://127.0.0.1:2525` for plain), else files in `folder`.
     pub fn new(smtp_url: Option<&str>, folder: PathBuf) -> Result<Self, MailerError> {
         match smtp_url {
-            Some(url) => Ok(Mailer::Smtp(SmtpPool::new(
+            Some(url) => Ok(Mailer::Smtp(Box::new(SmtpPool::new(
                 SmtpConfig::from_url(url).map_err(MailerError::Url)?,
-            ))),
+            )))),
             None => {
                 std::fs::create_dir_all(&folder)
                     .map_err(|e| MailerError::Folder(folder.display().to_string(), e))?;

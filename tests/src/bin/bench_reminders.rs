@@ -157,7 +157,9 @@ async fn bench(backend: Backend) {
             let _ = app.db.execute_unprepared("ANALYZE action_items").await;
         }
         let seeding = started.elapsed();
+        // Each round is a fresh tick: forget the previous round's emails and claims.
         let _ = app.db.execute_unprepared("DELETE FROM email_outbox").await;
+        let _ = app.db.execute_unprepared("DELETE FROM job_runs").await;
         let started = Instant::now();
         let report =
             overdue_reminders(&ctx, monday_9 + TimeDelta::minutes(round as i64), &settings)

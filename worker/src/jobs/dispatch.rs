@@ -5,8 +5,10 @@
 use chrono::{DateTime, Utc};
 use entity::outbox::{self, OutboxStatus, SendOutcome};
 use lettre::message::Mailbox;
-use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveEnum, ColumnTrait, DbBackend, EntityTrait, QueryFilter, Statement};
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveEnum, ColumnTrait, DbBackend, EntityTrait, QueryFilter, Statement, TransactionTrait,
+};
 
 use super::{JobContext, JobError};
 use crate::mailer::Mailer;
@@ -68,8 +70,13 @@ pub async fn claim(
     Ok(rows)
 }
 
-/// One dispatcher pass: claim, send (as many at once as the mailer allows), record each
-/// outcome as soon as it is known.
+/// Outcomes recorded per transaction: one commit per this many sends, not one per
+/// email. A crash loses at most these outcomes; their rows' claims expire and they are
+/// sent again with the same Message-ID (the in-flight bound of SPEC §5).
+pub const RECORD_EVERY: usize = 64;
+
+/// One dispatcher pass: claim, send (as many at once as the mailer allows), record the
+/// outcomes in small batches as they come in.
 pub async fn dispatch(
     ctx: &JobContext,
     mailer: &Mailer,
@@ -79,50 +86,107 @@ pub async fn dispatch(
 ) -> Result<DispatchReport, JobError> {
     use futures_util::StreamExt;
     let rows = claim(ctx, now, batch).await?;
-    let outcomes: Vec<Result<OutboxStatus, JobError>> = futures_util::stream::iter(rows)
-        .map(|row| send_one(ctx, mailer, from, now, row))
-        .buffer_unordered(mailer.parallelism())
-        .collect()
-        .await;
-    let mut report = DispatchReport::default();
-    for outcome in outcomes {
-        match outcome? {
-            OutboxStatus::Sent => report.sent += 1,
-            OutboxStatus::Failed => report.failed += 1,
-            _ => report.retried += 1,
+    // Sending and recording overlap: while one chunk of outcomes commits, the next
+    // messages are already on the wire.
+    let (done, mut to_record) = tokio::sync::mpsc::channel(2);
+    let sending = async move {
+        let mut chunks = futures_util::stream::iter(rows)
+            .map(|row| async move {
+                let result = mailer.send(from, &row).await;
+                (row, result)
+            })
+            .buffer_unordered(mailer.parallelism())
+            .ready_chunks(RECORD_EVERY);
+        while let Some(chunk) = chunks.next().await {
+            if done.send(chunk).await.is_err() {
+                // Recording failed: stop; unrecorded claims expire and are retried.
+                break;
+            }
         }
-    }
-    Ok(report)
+    };
+    // `move`: when recording fails, its receiver is dropped, which stops the sender.
+    let recording = async move {
+        let mut report = DispatchReport::default();
+        while let Some(chunk) = to_record.recv().await {
+            record(ctx, now, chunk, &mut report).await?;
+        }
+        Ok::<_, JobError>(report)
+    };
+    let ((), report) = tokio::join!(sending, recording);
+    report
 }
 
-async fn send_one(
+/// Writes a chunk of outcomes in one transaction: one statement for all sent rows, one
+/// per failed row (each has its own error and next attempt).
+async fn record(
     ctx: &JobContext,
-    mailer: &Mailer,
-    from: &Mailbox,
     now: DateTime<Utc>,
-    row: outbox::Model,
-) -> Result<OutboxStatus, JobError> {
-    let attempts = row.attempts + 1;
-    let result = mailer.send(from, &row).await;
-    let (status, next, error) = match result {
-        Ok(()) => (OutboxStatus::Sent, now, None),
-        Err(err) => match outbox::after_failure(err.permanent, attempts) {
-            SendOutcome::Permanent => (OutboxStatus::Failed, now, Some(err.message)),
+    chunk: Vec<(outbox::Model, Result<(), crate::mailer::SendError>)>,
+    report: &mut DispatchReport,
+) -> Result<(), JobError> {
+    let txn = ctx.db.begin().await?;
+    let mut sent = Vec::new();
+    for (row, result) in chunk {
+        let attempts = row.attempts + 1;
+        let err = match result {
+            Ok(()) => {
+                sent.push(row.id);
+                continue;
+            }
+            Err(err) => err,
+        };
+        let (status, next) = match outbox::after_failure(err.permanent, attempts) {
+            SendOutcome::Permanent => (OutboxStatus::Failed, now),
             _ => {
                 let jitter: f64 = rand::random();
                 (
                     OutboxStatus::Queued,
                     now + outbox::backoff(attempts - 1, jitter),
-                    Some(err.message),
                 )
             }
-        },
-    };
-    let mut update = outbox::Entity::update_many()
+        };
+        match status {
+            OutboxStatus::Failed => report.failed += 1,
+            _ => report.retried += 1,
+        }
+        release(outbox::Entity::update_many(), status)
+            .col_expr(outbox::Column::Attempts, Expr::value(attempts))
+            .col_expr(outbox::Column::NextAttemptAt, Expr::value(next))
+            .col_expr(outbox::Column::LastError, Expr::value(Some(err.message)))
+            .filter(outbox::Column::Id.eq(row.id))
+            .filter(outbox::Column::ClaimedBy.eq(ctx.worker_id.as_str()))
+            .exec(&txn)
+            .await?;
+    }
+    if !sent.is_empty() {
+        report.sent += sent.len();
+        release(outbox::Entity::update_many(), OutboxStatus::Sent)
+            .col_expr(
+                outbox::Column::Attempts,
+                Expr::col(outbox::Column::Attempts).add(1),
+            )
+            .col_expr(outbox::Column::SentAt, Expr::value(now))
+            .col_expr(
+                outbox::Column::LastError,
+                Expr::value(Option::<String>::None),
+            )
+            .filter(outbox::Column::Id.is_in(sent))
+            // Only rows still claimed by us: a re-claimed row belongs to someone else.
+            .filter(outbox::Column::ClaimedBy.eq(ctx.worker_id.as_str()))
+            .exec(&txn)
+            .await?;
+    }
+    txn.commit().await?;
+    Ok(())
+}
+
+/// The claim-clearing part every outcome shares.
+fn release(
+    update: sea_orm::UpdateMany<outbox::Entity>,
+    status: OutboxStatus,
+) -> sea_orm::UpdateMany<outbox::Entity> {
+    update
         .col_expr(outbox::Column::Status, Expr::value(status.to_value()))
-        .col_expr(outbox::Column::Attempts, Expr::value(attempts))
-        .col_expr(outbox::Column::NextAttemptAt, Expr::value(next))
-        .col_expr(outbox::Column::LastError, Expr::value(error))
         .col_expr(
             outbox::Column::ClaimedBy,
             Expr::value(Option::<String>::None),
@@ -130,15 +194,5 @@ async fn send_one(
         .col_expr(
             outbox::Column::ClaimedUntil,
             Expr::value(Option::<DateTime<Utc>>::None),
-        );
-    if status == OutboxStatus::Sent {
-        update = update.col_expr(outbox::Column::SentAt, Expr::value(now));
-    }
-    // Only while the claim is still ours: a re-claimed row belongs to someone else.
-    update
-        .filter(outbox::Column::Id.eq(row.id))
-        .filter(outbox::Column::ClaimedBy.eq(ctx.worker_id.as_str()))
-        .exec(&ctx.db)
-        .await?;
-    Ok(status)
+        )
 }
