@@ -202,7 +202,8 @@ async fn program_name(state: &AppState, program_id: i64) -> String {
         (status = 200, description = "Confirmation page with a button that POSTs to the same link", body = String, content_type = "text/html",
             example = json!("<!DOCTYPE html><html>…<form method=\"post\" …><button type=\"submit\">Unsubscribe</button></form>…</html>")),
         (status = 400, description = "Missing, altered or foreign token: an HTML page says so; nothing changes", body = String, content_type = "text/html"),
-        (status = 404, description = "The membership no longer exists", body = String, content_type = "text/html")
+        (status = 404, description = "The membership no longer exists", body = String, content_type = "text/html"),
+        (status = 503, description = "The database is busy: try again", body = String, content_type = "text/html")
     )
 )]
 #[get("/unsubscribe")]
