@@ -85,7 +85,11 @@ pub async fn connect(url: &str, max_connections: Option<u32>) -> Result<Database
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(10))
                 .foreign_keys(true)
-        });
+        })
+        // PostgreSQL: short OLTP queries only. JIT compilation, triggered by the
+        // planner's row estimates on large tables, cost the overdue-reminder scan 30+ ms
+        // of compiling for a 10 ms query.
+        .map_sqlx_postgres_opts(|opts| opts.options([("jit", "off")]));
     let db = Database::connect(options).await?;
     tracing::info!(backend = ?db.get_database_backend(), "connected to database");
     Ok(db)

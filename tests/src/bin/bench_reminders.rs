@@ -176,7 +176,7 @@ async fn bench(backend: Backend) {
                 .query_all_raw(sea_orm::Statement::from_string(
                     sea_orm::DbBackend::Postgres,
                     format!(
-                        "EXPLAIN ANALYZE SELECT * FROM action_items WHERE status IN ('open','in_progress') AND due_date < '{}' ORDER BY due_date, id",
+                        "EXPLAIN ANALYZE SELECT * FROM action_items WHERE status IN ('open','in_progress') AND due_date < '{}'",
                         day + TimeDelta::days(1)
                     ),
                 ))

@@ -14,7 +14,7 @@ use entity::action_item::{self, ActionStatus};
 use entity::outbox::{self, Draft};
 use entity::team_member::{self, GovernanceTier};
 use entity::{program, schedule, user};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
 
 use super::ticks::{self, Tick};
 use super::{JobContext, JobError};
@@ -94,6 +94,22 @@ pub async fn overdue_reminders(
         ticks: claimed.len(),
         ..ReminderReport::default()
     };
+    if claimed.is_empty() {
+        return Ok(report);
+    }
+    // One scan for every claimed zone, through the (status, due_date) index only: its
+    // cost follows the number of overdue items, not the size of the table. (Filtering by
+    // program in SQL would let the planner pick the program index and read every item
+    // of a large program.) Tomorrow's UTC date bounds "today" in every zone.
+    let bound = now.date_naive().succ_opt().unwrap_or(now.date_naive());
+    let mut candidates = action_item::Entity::find()
+        .filter(action_item::Column::Status.is_in([ActionStatus::Open, ActionStatus::InProgress]))
+        .filter(action_item::Column::DueDate.lt(bound))
+        .all(&ctx.db)
+        .await?;
+    // Oldest first, sorted here: an ORDER BY over the IN list makes PostgreSQL plan a
+    // (parallel) sort sized for its row estimate, which is far off for this skewed data.
+    candidates.sort_by_key(|a| (a.due_date, a.id));
     for tick in &claimed {
         let zone = tick.job.trim_start_matches("overdue_reminders:");
         let in_zone: BTreeMap<i64, &program::Model> = programs
@@ -101,7 +117,7 @@ pub async fn overdue_reminders(
             .filter(|p| p.time_zone == zone)
             .map(|p| (p.id, p))
             .collect();
-        remind_zone(ctx, now, settings, zone, &in_zone, &mut report).await?;
+        remind_zone(ctx, now, settings, zone, &in_zone, &candidates, &mut report).await?;
         ticks::finish(ctx, tick, now).await?;
     }
     Ok(report)
@@ -114,33 +130,19 @@ async fn remind_zone(
     settings: &ReminderSettings,
     zone: &str,
     programs: &BTreeMap<i64, &program::Model>,
+    candidates: &[action_item::Model],
     report: &mut ReminderReport,
 ) -> Result<(), JobError> {
     let today = now.with_timezone(&schedule::zone(zone)).date_naive();
-    // Index (status, due_date): the scan follows the number of overdue items, not the
-    // size of the table.
-    let mut candidates = Vec::new();
-    let ids: Vec<i64> = programs.keys().copied().collect();
-    for chunk in ids.chunks(500) {
-        candidates.extend(
-            action_item::Entity::find()
-                .filter(
-                    action_item::Column::Status
-                        .is_in([ActionStatus::Open, ActionStatus::InProgress]),
-                )
-                .filter(action_item::Column::DueDate.lt(today))
-                .filter(action_item::Column::ProgramId.is_in(chunk.iter().copied()))
-                .order_by_asc(action_item::Column::DueDate)
-                .order_by_asc(action_item::Column::Id)
-                .all(&ctx.db)
-                .await?,
-        );
-    }
-    candidates.sort_by_key(|a| (a.due_date, a.id));
-    if candidates.is_empty() {
+    let in_zone: Vec<&action_item::Model> = candidates
+        .iter()
+        .filter(|a| programs.contains_key(&a.program_id))
+        .filter(|a| action_item::is_overdue(a.status, a.due_date, a.snoozed_until, today))
+        .collect();
+    if in_zone.is_empty() {
         return Ok(());
     }
-    let owner_ids: BTreeSet<i64> = candidates.iter().map(|a| a.owner_user_id).collect();
+    let owner_ids: BTreeSet<i64> = in_zone.iter().map(|a| a.owner_user_id).collect();
     let owners: BTreeMap<i64, user::Model> = user::Entity::find()
         .filter(user::Column::Id.is_in(owner_ids.iter().copied()))
         .filter(user::Column::Active.eq(true))
@@ -151,72 +153,80 @@ async fn remind_zone(
         .collect();
 
     let mut by_owner: BTreeMap<i64, Vec<Line>> = BTreeMap::new();
-    for item in candidates {
+    for item in in_zone {
         let Some(p) = programs.get(&item.program_id) else {
             continue;
         };
-        if !action_item::is_overdue(item.status, item.due_date, item.snoozed_until, today) {
-            continue;
-        }
         by_owner.entry(item.owner_user_id).or_default().push(Line {
             days_overdue: action_item::days_overdue(item.due_date, today),
             program_name: p.name.clone(),
-            item,
+            item: item.clone(),
         });
     }
 
+    let leadership = leadership_by_program(ctx, programs.keys().copied()).await?;
+    // One transaction for the zone's emails: a crash before the commit leaves the tick
+    // unfinished, and the worker that takes it over queues them (deduplicated) again.
+    let txn = ctx.db.begin().await?;
     for (owner_id, lines) in by_owner {
         let Some(owner) = owners.get(&owner_id) else {
             continue;
         };
         report.owners += 1;
         report.items += lines.len();
-        let cc = leadership_copies(ctx, &lines, settings.escalate_after_days, &owner.email).await?;
+        let mut cc: Vec<String> = lines
+            .iter()
+            .filter(|l| l.days_overdue > settings.escalate_after_days)
+            .flat_map(|l| leadership.get(&l.item.program_id).into_iter().flatten())
+            .filter(|email| **email != owner.email)
+            .cloned()
+            .collect();
+        cc.sort();
+        cc.dedup();
         let draft = compose(owner, zone, today, &lines, cc, settings)?;
-        let txn = ctx.db.begin().await?;
         if outbox::enqueue(&txn, draft, now, &settings.mail_domain).await? {
             report.queued += 1;
         }
-        txn.commit().await?;
     }
+    txn.commit().await?;
     Ok(())
 }
 
-/// Leadership-tier members (who want reminders) of the programs of items overdue past
-/// the threshold.
-async fn leadership_copies(
+/// Emails of each program's leadership-tier members who want reminders (active users).
+async fn leadership_by_program(
     ctx: &JobContext,
-    lines: &[Line],
-    after_days: i64,
-    owner_email: &str,
-) -> Result<Vec<String>, JobError> {
-    let programs: BTreeSet<i64> = lines
-        .iter()
-        .filter(|l| l.days_overdue > after_days)
-        .map(|l| l.item.program_id)
-        .collect();
-    if programs.is_empty() {
-        return Ok(Vec::new());
+    program_ids: impl Iterator<Item = i64>,
+) -> Result<BTreeMap<i64, Vec<String>>, JobError> {
+    let ids: Vec<i64> = program_ids.collect();
+    let mut members = Vec::new();
+    for chunk in ids.chunks(500) {
+        members.extend(
+            team_member::Entity::find()
+                .filter(team_member::Column::ProgramId.is_in(chunk.iter().copied()))
+                .filter(team_member::Column::GovernanceTier.eq(GovernanceTier::Leadership))
+                .filter(team_member::Column::WantsReminders.eq(true))
+                .all(&ctx.db)
+                .await?,
+        );
     }
-    let members = team_member::Entity::find()
-        .filter(team_member::Column::ProgramId.is_in(programs))
-        .filter(team_member::Column::GovernanceTier.eq(GovernanceTier::Leadership))
-        .filter(team_member::Column::WantsReminders.eq(true))
-        .all(&ctx.db)
-        .await?;
-    let users = user::Entity::find()
+    let users: BTreeMap<i64, String> = user::Entity::find()
         .filter(user::Column::Id.is_in(members.iter().map(|m| m.user_id)))
         .filter(user::Column::Active.eq(true))
         .all(&ctx.db)
-        .await?;
-    let mut emails: Vec<String> = users
+        .await?
         .into_iter()
-        .map(|u| u.email)
-        .filter(|e| e != owner_email)
+        .map(|u| (u.id, u.email))
         .collect();
-    emails.sort();
-    emails.dedup();
-    Ok(emails)
+    let mut by_program: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    for m in members {
+        if let Some(email) = users.get(&m.user_id) {
+            by_program
+                .entry(m.program_id)
+                .or_default()
+                .push(email.clone());
+        }
+    }
+    Ok(by_program)
 }
 
 fn compose(
