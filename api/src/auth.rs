@@ -32,6 +32,8 @@ pub struct AuthContext {
     pub org: organization::Model,
     pub token: api_token::Model,
     pub request_id: Option<String>,
+    /// Base URL for links in emails this request queues.
+    pub public_base_url: std::sync::Arc<str>,
 }
 
 impl AuthContext {
@@ -160,6 +162,7 @@ async fn authenticate(state: &AppState, secret: &str) -> ApiResult<AuthContext> 
         org,
         token,
         request_id: request_id::current(),
+        public_base_url: state.public_base_url.clone(),
     })
 }
 
@@ -217,6 +220,14 @@ pub fn visible_programs(ctx: &AuthContext) -> sea_orm::sea_query::SelectStatemen
 impl TenantScoped for milestone::Entity {
     fn tenant_condition(ctx: &AuthContext) -> Condition {
         milestone::Column::ProgramId
+            .in_subquery(visible_programs(ctx))
+            .into_condition()
+    }
+}
+
+impl TenantScoped for entity::escalation::Entity {
+    fn tenant_condition(ctx: &AuthContext) -> Condition {
+        entity::escalation::Column::ProgramId
             .in_subquery(visible_programs(ctx))
             .into_condition()
     }

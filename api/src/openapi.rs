@@ -36,6 +36,7 @@ RFC 9457 `application/problem+json` with a stable `code`. Another organization's
         (name = "action items", description = "Action items: owners, due dates, overdue, snooze"),
         (name = "audit", description = "The hash-chained audit trail"),
         (name = "signatures", description = "Electronic signatures (21 CFR Part 11 style)"),
+        (name = "escalations", description = "24/7 escalation: policies (call tree), paging, acknowledgement by API or one-click link"),
         (name = "notifications", description = "Email links: the digest unsubscribe page (no API token: the link is signed)"),
         (name = "operations", description = "Health, readiness and metrics")
     )
@@ -289,7 +290,7 @@ fn add_standard_responses(op: &mut Operation, has_path_params: bool) {
     let touches_db = !public
         || matches!(
             op.operation_id.as_deref(),
-            Some("readyz" | "unsubscribe_page" | "unsubscribe")
+            Some("readyz" | "unsubscribe_page" | "unsubscribe" | "ack_link_page" | "ack_link")
         );
     let mut wanted: Vec<&str> = vec!["500"];
     if !public {

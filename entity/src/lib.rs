@@ -14,6 +14,7 @@ pub mod clock;
 pub mod deviation;
 pub mod enums;
 pub mod escalation;
+pub mod escalation_policy;
 pub mod extension_request;
 pub mod gate;
 pub mod idempotency_key;

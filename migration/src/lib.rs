@@ -18,6 +18,7 @@ mod m20261123_000012_create_capas;
 mod m20261123_000013_create_change_requests;
 mod m20261123_000014_create_email_outbox;
 mod m20261130_000015_create_link_secrets;
+mod m20261130_000016_escalation_paging;
 
 pub struct Migrator;
 
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000013_create_change_requests::Migration),
             Box::new(m20261123_000014_create_email_outbox::Migration),
             Box::new(m20261130_000015_create_link_secrets::Migration),
+            Box::new(m20261130_000016_escalation_paging::Migration),
         ]
     }
 }

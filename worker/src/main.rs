@@ -59,6 +59,10 @@ struct Cli {
     /// many minutes later (0 = never catch up).
     #[arg(long, env = "CMO_CATCH_UP_MINUTES", default_value_t = 360, value_parser = clap::value_parser!(u32).range(0..=10080))]
     catch_up_minutes: u32,
+    /// How often (milliseconds) the worker looks for escalation pages that are due. On
+    /// PostgreSQL a new escalation also wakes it at once (LISTEN/NOTIFY).
+    #[arg(long, env = "CMO_ESCALATION_TICK_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    escalation_tick_ms: u64,
     /// Days overdue after which the leadership tier is copied.
     #[arg(long, env = "CMO_REMINDER_ESCALATE_DAYS", default_value_t = 7)]
     reminder_escalate_days: i64,
@@ -127,6 +131,7 @@ async fn start(cli: Cli) -> Result<(), String> {
         heartbeat: cli.heartbeat_cron,
         dispatch: cli.dispatch_cron,
         tick: cli.schedule_tick_cron,
+        escalation_tick: std::time::Duration::from_millis(cli.escalation_tick_ms),
     };
     let catch_up = chrono::TimeDelta::minutes(i64::from(cli.catch_up_minutes));
     let from: lettre::message::Mailbox = cli.mail_from.parse().map_err(|e| {
@@ -142,6 +147,11 @@ async fn start(cli: Cli) -> Result<(), String> {
         public_base_url: cli.public_base_url.clone(),
         mail_domain: from.email.domain().to_string(),
     };
+    let escalations = worker::jobs::escalations::EscalationSettings {
+        public_base_url: cli.public_base_url.clone(),
+        mail_domain: from.email.domain().to_string(),
+        ..Default::default()
+    };
     let digests = worker::jobs::digests::DigestSettings {
         schedule: cli.digest_schedule,
         catch_up,
@@ -156,6 +166,7 @@ async fn start(cli: Cli) -> Result<(), String> {
         batch: 100,
         reminders,
         digests,
+        escalations,
     };
     run(ctx, schedules, mail, shutdown_signal())
         .await

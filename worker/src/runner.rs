@@ -19,6 +19,9 @@ pub struct Schedules {
     /// Local clock of per-program schedules: how often due reminder and digest
     /// occurrences (computed in each program's time zone) are looked for.
     pub tick: String,
+    /// The escalation fast tick (new escalations are also announced by PostgreSQL
+    /// NOTIFY, so on PostgreSQL the first page does not wait for it).
+    pub escalation_tick: std::time::Duration,
 }
 
 impl Default for Schedules {
@@ -27,6 +30,7 @@ impl Default for Schedules {
             heartbeat: "*/30 * * * * *".to_string(),
             dispatch: "*/2 * * * * *".to_string(),
             tick: "0 * * * * *".to_string(),
+            escalation_tick: std::time::Duration::from_millis(250),
         }
     }
 }
@@ -39,6 +43,7 @@ pub struct MailSettings {
     pub batch: u64,
     pub reminders: crate::jobs::reminders::ReminderSettings,
     pub digests: crate::jobs::digests::DigestSettings,
+    pub escalations: crate::jobs::escalations::EscalationSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +130,7 @@ pub async fn run(
             },
         )?)
         .await?;
+    let escalation_mail = mail.clone();
     let dispatch_ctx = ctx.clone();
     // One pass at a time per worker: a slow SMTP server must not pile up passes.
     let busy = Arc::new(tokio::sync::Mutex::new(()));
@@ -162,11 +168,115 @@ pub async fn run(
             },
         )?)
         .await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let mut background = Vec::new();
+    if ctx.db.get_database_backend() == sea_orm::DbBackend::Postgres {
+        background.push(tokio::spawn(listen_for_escalations(
+            ctx.clone(),
+            wake.clone(),
+            stopped.clone(),
+        )));
+    }
+    background.push(tokio::spawn(escalation_loop(
+        ctx.clone(),
+        escalation_mail,
+        schedules.escalation_tick,
+        wake,
+        stopped,
+    )));
     scheduler.start().await?;
     shutdown.await;
     tracing::info!("shutting down the scheduler");
+    let _ = stop.send(true);
+    for task in background {
+        let _ = task.await;
+    }
     scheduler.shutdown().await?;
     Ok(())
+}
+
+/// The escalation fast tick: page what is due, then send it at once (not at the next
+/// dispatcher tick), so a first page reaches the SMTP server well within a second.
+async fn escalation_loop(
+    ctx: Arc<JobContext>,
+    mail: Arc<MailSettings>,
+    every: std::time::Duration,
+    wake: Arc<tokio::sync::Notify>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut interval = tokio::time::interval(every.max(std::time::Duration::from_millis(50)));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = wake.notified() => {}
+            _ = stopped.changed() => break,
+        }
+        if *stopped.borrow() {
+            break;
+        }
+        let now = entity::clock::truncate_to_micros(chrono::Utc::now());
+        match crate::jobs::escalations::escalation_pass(&ctx, now, &mail.escalations).await {
+            Ok(r) if r.pages + r.skipped + r.exhausted + r.reopened > 0 => {
+                tracing::info!(
+                    pages = r.pages,
+                    emails = r.emails,
+                    skipped = r.skipped,
+                    exhausted = r.exhausted,
+                    reopened = r.reopened,
+                    "escalations"
+                );
+                if let Err(err) =
+                    crate::jobs::dispatch::dispatch(&ctx, &mail.mailer, &mail.from, now, mail.batch)
+                        .await
+                {
+                    tracing::warn!(%err, "sending escalation pages failed");
+                }
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(%err, "escalation pass failed"),
+        }
+    }
+}
+
+/// PostgreSQL: wake the escalation loop as soon as an escalation opens (NOTIFY at the
+/// opening transaction's commit). Reconnects after errors; the fast tick covers gaps.
+async fn listen_for_escalations(
+    ctx: Arc<JobContext>,
+    wake: Arc<tokio::sync::Notify>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    use sea_orm::sqlx::postgres::PgListener;
+    while !*stopped.borrow() {
+        let listener = async {
+            let mut l = PgListener::connect_with(ctx.db.get_postgres_connection_pool()).await?;
+            l.listen(entity::escalation::WAKE_CHANNEL).await?;
+            Ok::<_, sea_orm::sqlx::Error>(l)
+        };
+        let mut listener = match listener.await {
+            Ok(l) => l,
+            Err(err) => {
+                tracing::warn!(%err, "cannot LISTEN for escalations; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
+                    _ = stopped.changed() => return,
+                }
+            }
+        };
+        loop {
+            tokio::select! {
+                n = listener.recv() => match n {
+                    Ok(_) => wake.notify_one(),
+                    Err(err) => {
+                        tracing::warn!(%err, "escalation LISTEN connection lost");
+                        break;
+                    }
+                },
+                _ = stopped.changed() => return,
+            }
+        }
+    }
 }
 
 /// Reminders and digests whose occurrence (in their program's time zone) is due.

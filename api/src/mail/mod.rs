@@ -3,6 +3,7 @@
 //! any mail client.
 
 pub mod digest;
+pub mod escalation;
 pub mod reminder;
 
 use std::sync::OnceLock;
@@ -25,6 +26,22 @@ fn templates() -> &'static Environment<'static> {
                 include_str!("../../templates/reminder.html"),
             ),
             ("page.html", include_str!("../../templates/page.html")),
+            (
+                "escalation_page.txt",
+                include_str!("../../templates/escalation_page.txt"),
+            ),
+            (
+                "escalation_page.html",
+                include_str!("../../templates/escalation_page.html"),
+            ),
+            (
+                "escalation_notice.txt",
+                include_str!("../../templates/escalation_notice.txt"),
+            ),
+            (
+                "escalation_notice.html",
+                include_str!("../../templates/escalation_notice.html"),
+            ),
         ] {
             if let Err(err) = env.add_template(name, source) {
                 // Templates are compiled into the binary; a test renders each one.

@@ -171,8 +171,23 @@ async fn apply_floor_rule<C: ConnectionTrait>(
     let reason = format!("{:?} deviation #{}: {}", d.criticality, d.id, d.title).to_lowercase();
     hold_production(conn, ctx, d.program_id, &reason, now).await?;
     if open_escalation {
-        let esc =
-            escalation::open(conn, d.program_id, "deviation", Some(d.id), &reason, now).await?;
+        let criticality = super::wire_name(&d.criticality);
+        let category = super::wire_name(&d.category);
+        let esc = escalation::open(
+            conn,
+            escalation::Opening {
+                program_id: d.program_id,
+                source_type: "deviation",
+                source_id: Some(d.id),
+                reason: &reason,
+                title: &d.title,
+                criticality: Some(&criticality),
+                category: Some(&category),
+                opened_by_user_id: Some(ctx.user.id),
+            },
+            now,
+        )
+        .await?;
         audit_trail::append(
             conn,
             &ctx.actor(now),
@@ -725,7 +740,23 @@ pub async fn resolve_escalations<C: ConnectionTrait>(
     deviation_id: i64,
     now: DateTime<Utc>,
 ) -> ApiResult<()> {
-    for e in escalation::resolve_for(conn, "deviation", deviation_id, now).await? {
+    for e in
+        escalation::resolve_for(conn, "deviation", deviation_id, Some(ctx.user.id), now).await?
+    {
+        crate::mail::escalation::notify_paged(
+            conn,
+            &e,
+            escalation::EscalationStatus::Resolved,
+            "resolved",
+            "Resolved",
+            &format!(
+                "{} acted on deviation #{deviation_id}, which ends this escalation. No further pages will be sent.",
+                ctx.user.display_name
+            ),
+            &ctx.public_base_url,
+            now,
+        )
+        .await?;
         audit_trail::append(
             conn,
             &ctx.actor(now),

@@ -15,6 +15,7 @@ pub mod capas;
 pub mod changes;
 pub mod deviations;
 pub mod digest;
+pub mod escalations;
 pub mod gates;
 pub mod health;
 pub mod me;
@@ -74,6 +75,18 @@ pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
         .service(deviations::transition_deviation)
         .service(deviations::release_production)
         .service(deviations::quality_summary)
+        .service(escalations::get_policy)
+        .service(escalations::update_policy)
+        .service(escalations::check_policy)
+        .service(escalations::dry_run)
+        // The link routes before `/escalations/{id}`: "ack" is not an id.
+        .service(escalations::ack_link_page)
+        .service(escalations::ack_link)
+        .service(escalations::open_escalation)
+        .service(escalations::list_escalations)
+        .service(escalations::get_escalation)
+        .service(escalations::ack_escalation)
+        .service(escalations::resolve_escalation)
         .service(digest::preview_digest)
         .service(digest::unsubscribe_page)
         .service(digest::unsubscribe)

@@ -199,6 +199,20 @@ pub async fn create_program(
         Entry::new("program", created.id, "create").after(snapshot(&ProgramView::from(&created))),
     )
     .await?;
+    // Every program starts with the SPEC's default escalation policy (editable).
+    let policy = entity::escalation_policy::default_policy();
+    entity::escalation_policy::ActiveModel {
+        id: sea_orm::ActiveValue::NotSet,
+        program_id: Set(created.id),
+        tiers: Set(serde_json::to_string(&policy.tiers).map_err(ApiError::internal)?),
+        repeat_last: Set(policy.repeat_last),
+        ack_timeout_minutes: Set(policy.ack_timeout_minutes),
+        created_at: Set(now),
+        updated_at: Set(now),
+        version: Set(1),
+    }
+    .insert(&txn)
+    .await?;
     txn.commit().await?;
     Ok(HttpResponse::Created().json(ProgramView::from(&created)))
 }

@@ -3,6 +3,7 @@
 
 pub mod digests;
 pub mod dispatch;
+pub mod escalations;
 pub mod heartbeat;
 pub mod reminders;
 pub mod ticks;
