@@ -5,6 +5,7 @@ mod audit;
 mod auth;
 mod concurrency;
 mod digests;
+mod escalations;
 mod idempotency;
 mod openapi;
 mod operations;

@@ -1,0 +1,487 @@
+//! 24/7 escalation with the real SMTP sink: pages tier by tier through the worker's pass,
+//! acknowledgement by link and by API, ack timeout, empty tiers, policy snapshots.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use e2e::smtp::SmtpSink;
+use e2e::{TestApp, on_both_databases};
+use entity::escalation::{self, EscalationStatus};
+use sea_orm::EntityTrait;
+use serde_json::{Value, json};
+use worker::jobs::JobContext;
+use worker::jobs::escalations::{EscalationSettings, escalation_pass};
+use worker::mailer::Mailer;
+
+use crate::programs::program_setup;
+use crate::user_with_token;
+
+fn ctx(app: &TestApp, id: &str) -> JobContext {
+    JobContext {
+        db: app.db.clone(),
+        worker_id: id.to_string(),
+        hostname: "test".to_string(),
+        started_at: app.now(),
+    }
+}
+
+fn settings(app: &TestApp) -> EscalationSettings {
+    EscalationSettings {
+        public_base_url: app.base_url.clone(),
+        mail_domain: "cmo.test".to_string(),
+        ..EscalationSettings::default()
+    }
+}
+
+async fn deliver(app: &TestApp, sink: &SmtpSink, now: DateTime<Utc>) {
+    let mailer = Mailer::new(Some(&sink.url()), std::env::temp_dir()).unwrap();
+    let from = "cmo <noreply@cmo.test>".parse().unwrap();
+    worker::jobs::dispatch::dispatch(&ctx(app, "sender"), &mailer, &from, now, 100)
+        .await
+        .unwrap();
+}
+
+/// The acknowledgement link in a page sent to `to`.
+fn ack_link(sink: &SmtpSink, to: &str, tier: usize) -> String {
+    let mail = sink
+        .received()
+        .into_iter()
+        .find(|r| {
+            r.to == [to]
+                && r.parsed()
+                    .subject()
+                    .unwrap_or_default()
+                    .contains(&format!("escalation tier {tier} "))
+        })
+        .unwrap_or_else(|| panic!("no tier-{tier} page to {to}"));
+    let text = mail.parsed().body_text(0).unwrap().into_owned();
+    let start = text
+        .find("/api/v1/escalations/ack?token=")
+        .expect("ack link");
+    let end = text[start..]
+        .find(char::is_whitespace)
+        .map_or(text.len(), |e| start + e);
+    text[start..end].to_string()
+}
+
+struct Team {
+    s: crate::programs::Setup,
+    qa_id: i64,
+    qa: e2e::Client,
+}
+
+/// A core-team QA lead tagged `equipment`, a leadership member, no steering committee.
+async fn team(app: &TestApp) -> Team {
+    let s = program_setup(app).await;
+    let path = format!("/api/v1/programs/{}/team", s.program_id);
+    let (qa_id, qa_token) = user_with_token(app, "qa@acme.test", "quality", None).await;
+    s.pm.post(
+        &path,
+        json!({"user_id": qa_id, "governance_tier": "core_team", "program_role": "QA lead", "expertise_tags": ["equipment"]}),
+    )
+    .await
+    .expect(201);
+    let (lead_id, _) = user_with_token(app, "lead@acme.test", "viewer", None).await;
+    s.pm.post(
+        &path,
+        json!({"user_id": lead_id, "governance_tier": "leadership", "program_role": "VP Operations"}),
+    )
+    .await
+    .expect(201);
+    Team {
+        qa: app.client(&qa_token),
+        qa_id,
+        s,
+    }
+}
+
+async fn critical_deviation(app: &TestApp, t: &Team) -> (i64, escalation::Model) {
+    let d = t
+        .s
+        .pm
+        .post(
+            &format!("/api/v1/programs/{}/deviations", t.s.program_id),
+            json!({"title": "Filter integrity test failed", "description": "post-use test failed", "detected_at": app.now(),
+                   "criticality": "critical", "category": "equipment", "batch_lot": "LOT-9"}),
+        )
+        .await
+        .expect(201)
+        .body;
+    let list =
+        t.s.pm
+            .get(&format!(
+                "/api/v1/escalations?program_id={}",
+                t.s.program_id
+            ))
+            .await
+            .expect(200)
+            .body;
+    assert_eq!(list["total"], 1);
+    let id = list["items"][0]["id"].as_i64().unwrap();
+    let e = escalation::Entity::find_by_id(id)
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    (d["id"].as_i64().unwrap(), e)
+}
+
+async fn pages_climb_the_call_tree_until_someone_acknowledges_by_link(app: &TestApp) {
+    let t = team(app).await;
+    let (deviation_id, e) = critical_deviation(app, &t).await;
+    assert_eq!(e.status, EscalationStatus::Open);
+    let t0 = app.now();
+
+    // Two workers on the same tick: tier 1 is paged once.
+    let (c1, c2) = (ctx(app, "w1"), ctx(app, "w2"));
+    let (st1, st2) = (settings(app), settings(app));
+    let (a, b) = tokio::join!(
+        escalation_pass(&c1, t0, &st1),
+        escalation_pass(&c2, t0, &st2)
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(a.pages + b.pages, 1, "{a:?} {b:?}");
+    // Tier 1 = core team (nobody but QA is core team) + call tree (QA is tagged equipment).
+    assert_eq!(a.emails + b.emails, 1);
+    let sink = SmtpSink::start().await;
+    deliver(app, &sink, t0).await;
+    let page = sink.wait_for(1).await;
+    let page = page[0].parsed();
+    let subject = page.subject().unwrap().to_string();
+    assert!(
+        subject.starts_with("[CRITICAL] ACM-101 clinical supply: Filter integrity test failed"),
+        "{subject}"
+    );
+    assert!(subject.contains("escalation tier 1 (Core team)"));
+    let text = page.body_text(0).unwrap();
+    assert!(text.contains("Production:  ON_HOLD"), "{text}");
+    assert!(
+        text.contains("qa, QA lead, qa@acme.test"),
+        "call tree contacts: {text}"
+    );
+    assert!(text.contains("Tier 2 - Leadership (wait 30 min)"));
+    assert!(
+        text.contains("(nobody: this tier is skipped)"),
+        "steering committee is empty"
+    );
+
+    // Nothing more before the 15-minute wait; then tier 2, once, and tier 1 is told.
+    let early = escalation_pass(&ctx(app, "w1"), t0 + TimeDelta::minutes(14), &settings(app))
+        .await
+        .unwrap();
+    assert_eq!(early.pages, 0);
+    let t15 = t0 + TimeDelta::minutes(15);
+    let second = escalation_pass(&ctx(app, "w2"), t15, &settings(app))
+        .await
+        .unwrap();
+    assert_eq!((second.pages, second.emails), (1, 1));
+    deliver(app, &sink, t15).await;
+    let received = sink.wait_for(3).await;
+    assert!(received.iter().any(|r| r.to == ["lead@acme.test"]));
+    assert!(
+        received.iter().any(|r| r.to == ["qa@acme.test"]
+            && r.parsed()
+                .subject()
+                .unwrap_or_default()
+                .contains("Escalated to tier 2 (Leadership)")),
+        "tier 1 hears it went up"
+    );
+
+    // Acknowledge through the lead's link: a page first (GET changes nothing) …
+    let link = ack_link(&sink, "lead@acme.test", 2);
+    let anon = app.anonymous();
+    let confirm = anon.get(&link).await.expect(200);
+    assert!(confirm.text.contains("<form method=\"post\""));
+    assert_eq!(
+        escalation::Entity::find_by_id(e.id)
+            .one(&app.db)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        EscalationStatus::Open
+    );
+    // … a forged token changes nothing …
+    let forged = link.replace("token=", "token=00");
+    let refused = anon
+        .send_raw(anon.request(awc::http::Method::POST, &forged), "")
+        .await;
+    assert_eq!(refused.status, 400);
+    // … the button acknowledges, once; the same link again is idempotent.
+    let done = anon
+        .send_raw(anon.request(awc::http::Method::POST, &link), "")
+        .await
+        .expect(200);
+    assert!(done.text.contains("Acknowledged"), "{}", done.text);
+    let again = anon
+        .send_raw(anon.request(awc::http::Method::POST, &link), "")
+        .await
+        .expect(200);
+    assert!(again.text.contains("Already acknowledged by you"));
+    let acked = escalation::Entity::find_by_id(e.id)
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(acked.status, EscalationStatus::Acknowledged);
+    assert_eq!(acked.ack_channel.as_deref(), Some("email"));
+    // QA's tier-1 link now changes nothing: someone else took it.
+    let qa_link = ack_link(&sink, "qa@acme.test", 1);
+    let late = anon
+        .send_raw(anon.request(awc::http::Method::POST, &qa_link), "")
+        .await;
+    assert_eq!(late.status, 409);
+    assert!(late.text.contains("already acknowledged by someone else"));
+    // Everyone paged hears who took it.
+    deliver(app, &sink, t15).await;
+    let notice = sink
+        .wait_for(4)
+        .await
+        .into_iter()
+        .find(|r| {
+            r.parsed()
+                .subject()
+                .unwrap_or_default()
+                .contains("Acknowledged by lead")
+        })
+        .expect("acknowledgement notice");
+    let mut to = notice.to.clone();
+    to.sort();
+    assert_eq!(to, ["lead@acme.test", "qa@acme.test"]);
+    // No more pages while acknowledged.
+    let quiet = escalation_pass(
+        &ctx(app, "w1"),
+        t15 + TimeDelta::minutes(40),
+        &settings(app),
+    )
+    .await
+    .unwrap();
+    assert_eq!(quiet.pages, 0);
+
+    // Acknowledged but forgotten: after the 60-minute ack timeout it re-opens and
+    // re-pages the tier that acknowledged (leadership), once.
+    let timeout = escalation_pass(
+        &ctx(app, "w1"),
+        t15 + TimeDelta::minutes(61),
+        &settings(app),
+    )
+    .await
+    .unwrap();
+    assert_eq!((timeout.reopened, timeout.pages), (1, 1));
+    let reopened = escalation::Entity::find_by_id(e.id)
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(reopened.status, EscalationStatus::Open);
+    assert_eq!(reopened.current_tier, Some(1));
+    // The used link does not acknowledge the re-opened escalation.
+    let reused = anon
+        .send_raw(anon.request(awc::http::Method::POST, &link), "")
+        .await;
+    assert_eq!(reused.status, 409);
+    assert!(reused.text.contains("already used"));
+
+    // Triage resolves it; the detail shows every page and event.
+    t.qa.post(
+        &format!("/api/v1/deviations/{deviation_id}/transitions"),
+        json!({"event": "triage"}),
+    )
+    .await
+    .expect(200);
+    let detail =
+        t.s.pm
+            .get(&format!("/api/v1/escalations/{}", e.id))
+            .await
+            .expect(200)
+            .body;
+    assert_eq!(detail["escalation"]["status"], "resolved");
+    let kinds: Vec<&str> = detail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "opened",
+            "paged",
+            "paged",
+            "acknowledged",
+            "reopened",
+            "paged",
+            "resolved"
+        ]
+    );
+    assert_eq!(detail["pages"].as_array().unwrap().len(), 3);
+    assert_eq!(detail["pages"][0]["recipients"][0]["email"], "qa@acme.test");
+    let _ = t.qa_id;
+}
+on_both_databases!(pages_climb_the_call_tree_until_someone_acknowledges_by_link);
+
+async fn empty_tiers_are_skipped_and_a_running_escalation_keeps_its_policy(app: &TestApp) {
+    let t = team(app).await;
+    let policy_path = format!("/api/v1/programs/{}/escalation-policy", t.s.program_id);
+    let policy = t.s.pm.get(&policy_path).await.expect(200).body;
+    assert_eq!(policy["version"], 1);
+    assert_eq!(policy["tiers"][0]["name"], "Core team");
+    // The check warns about the empty steering committee.
+    let check =
+        t.s.pm
+            .get(&format!("{policy_path}/check"))
+            .await
+            .expect(200)
+            .body;
+    assert_eq!(check["ok"], false);
+    assert!(
+        check["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["code"] == "empty_tier" && w["tier"] == 2),
+        "{check}"
+    );
+    // A dry run at 02:00 pages now, then after 15 and 30 minutes; the empty tier is
+    // skipped at once.
+    let dry =
+        t.s.pm
+            .get(&format!(
+                "{policy_path}/dry-run?category=equipment&at=2026-11-28T02:00:00Z"
+            ))
+            .await
+            .expect(200)
+            .body;
+    let at = |i: usize| dry["pages"][i]["page_at"].as_str().unwrap().to_string();
+    assert_eq!(at(0), "2026-11-28T02:00:00Z");
+    assert_eq!(at(1), "2026-11-28T02:15:00Z");
+    assert_eq!(at(2), "2026-11-28T02:45:00Z");
+    assert_eq!(dry["pages"][2]["recipients"], json!([]));
+    assert_eq!(dry["exhausted_at"], "2026-11-28T02:45:00Z");
+
+    // Manual escalation without a category: tier 1 is core team only (QA).
+    let opened = t
+        .s
+        .pm
+        .post(
+            "/api/v1/escalations",
+            json!({"program_id": t.s.program_id, "title": "Shipper lost", "reason": "GMP lot untracked for 6 h", "urgency": "major"}),
+        )
+        .await
+        .expect(201)
+        .body;
+    let id = opened["id"].as_i64().unwrap();
+    let t0 = app.now();
+    escalation_pass(&ctx(app, "w1"), t0, &settings(app))
+        .await
+        .unwrap();
+
+    // The policy changes mid-escalation: the running one keeps its snapshot.
+    let mut tiers: Vec<Value> = policy["tiers"].as_array().unwrap().clone();
+    tiers[1]["wait_minutes"] = json!(1);
+    tiers[0]["wait_minutes"] = json!(1);
+    t.s.pm
+        .put(
+            &policy_path,
+            json!({"tiers": tiers, "repeat_last": 0, "ack_timeout_minutes": 10, "version": 1}),
+        )
+        .await
+        .expect(200);
+    let nothing = escalation_pass(&ctx(app, "w1"), t0 + TimeDelta::minutes(2), &settings(app))
+        .await
+        .unwrap();
+    assert_eq!(nothing.pages, 0, "still the 15-minute wait it opened with");
+    // Tier 2 at 15 min; at 45 min tier 3 is empty (skipped at once) and the last tier's
+    // repeat pages tier 3 again: empty as well, so the escalation is exhausted.
+    let second = escalation_pass(&ctx(app, "w1"), t0 + TimeDelta::minutes(15), &settings(app))
+        .await
+        .unwrap();
+    assert_eq!(second.pages, 1);
+    let end = escalation_pass(&ctx(app, "w1"), t0 + TimeDelta::minutes(45), &settings(app))
+        .await
+        .unwrap();
+    assert_eq!(
+        (end.pages, end.skipped, end.exhausted),
+        (0, 2, 1),
+        "{end:?}"
+    );
+    let detail =
+        t.s.pm
+            .get(&format!("/api/v1/escalations/{id}"))
+            .await
+            .expect(200)
+            .body;
+    assert_eq!(detail["escalation"]["status"], "exhausted");
+    assert_eq!(detail["policy"]["tiers"][0]["wait_minutes"], 15);
+    // Exhausted can still be acknowledged (by API) and resolved.
+    t.qa.post(
+        &format!("/api/v1/escalations/{id}/ack"),
+        json!({"note": "on it"}),
+    )
+    .await
+    .expect(200);
+    t.qa.post(&format!("/api/v1/escalations/{id}/ack"), json!({}))
+        .await
+        .expect(200);
+    t.s.pm
+        .post(&format!("/api/v1/escalations/{id}/ack"), json!({}))
+        .await
+        .expect_problem(409, "illegal_transition");
+    t.qa.post(
+        &format!("/api/v1/escalations/{id}/resolve"),
+        json!({"reason": "shipper found"}),
+    )
+    .await
+    .expect(200);
+    t.qa.post(
+        &format!("/api/v1/escalations/{id}/resolve"),
+        json!({"reason": "again"}),
+    )
+    .await
+    .expect_problem(409, "illegal_transition");
+
+    // Validation and tenancy.
+    let mut bad = tiers.clone();
+    bad[0]["wait_minutes"] = json!(0);
+    bad[1]["member_ids"] = json!([999_999]);
+    let problem =
+        t.s.pm
+            .put(
+                &policy_path,
+                json!({"tiers": bad, "repeat_last": 0, "ack_timeout_minutes": 10, "version": 2}),
+            )
+            .await
+            .expect_problem(422, "validation_failed")
+            .body;
+    assert_eq!(problem["errors"][0]["field"], "tiers[0].wait_minutes");
+    t.s.pm
+        .put(
+            &policy_path,
+            json!({"tiers": tiers, "repeat_last": 0, "ack_timeout_minutes": 10, "version": 1}),
+        )
+        .await
+        .expect_problem(409, "version_conflict");
+    t.qa.put(
+        &policy_path,
+        json!({"tiers": tiers, "repeat_last": 0, "ack_timeout_minutes": 10, "version": 2}),
+    )
+    .await
+    .expect_problem(403, "forbidden");
+    let (_, _, stranger) = crate::partner_org(app, "Other CMO", "cmo", "x@other.test").await;
+    let stranger = app.client(&stranger);
+    stranger
+        .get(&format!("/api/v1/escalations/{id}"))
+        .await
+        .expect_problem(404, "not_found");
+    stranger
+        .get(&policy_path)
+        .await
+        .expect_problem(404, "not_found");
+    stranger
+        .post(&format!("/api/v1/escalations/{id}/ack"), json!({}))
+        .await
+        .expect_problem(404, "not_found");
+    assert_eq!(
+        stranger.get("/api/v1/escalations").await.expect(200).body["total"],
+        0
+    );
+}
+on_both_databases!(empty_tiers_are_skipped_and_a_running_escalation_keeps_its_policy);
