@@ -27,6 +27,8 @@ pub enum Backend {
 /// A running api with a bootstrapped sponsor org ("Acme Bio") and its admin.
 pub struct TestApp {
     pub base_url: String,
+    /// The database the app runs on (for extra connections: workers, benches).
+    pub database_url: String,
     pub db: DatabaseConnection,
     pub backend: Backend,
     /// The api's clock: tests move it to expire tokens and the like.
@@ -71,7 +73,7 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
         Backend::Postgres => pg::fresh_database_url().await?,
     };
     let args = DatabaseArgs {
-        database_url: url,
+        database_url: url.clone(),
         db_max_connections: None,
         no_migrate: false,
     };
@@ -118,6 +120,7 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
     actix_web::rt::spawn(server);
     Some(TestApp {
         base_url: format!("http://127.0.0.1:{port}"),
+        database_url: url,
         db,
         backend,
         clock,

@@ -107,6 +107,11 @@ impl SmtpSink {
         format!("smtp://127.0.0.1:{}", self.port)
     }
 
+    /// How many messages arrived (cheap: no copies).
+    pub fn count(&self) -> usize {
+        self.received.lock().map(|r| r.len()).unwrap_or_default()
+    }
+
     pub fn received(&self) -> Vec<Received> {
         self.received.lock().map(|r| r.clone()).unwrap_or_default()
     }
