@@ -59,6 +59,10 @@ pub struct Tier {
 
 /// The policy as edited and as snapshotted into each escalation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"tiers": [
+    {"name": "Core team", "member_ids": [], "governance_tiers": ["core_team"], "match_expertise": true, "wait_minutes": 15},
+    {"name": "Leadership", "member_ids": [], "governance_tiers": ["leadership"], "match_expertise": false, "wait_minutes": 30}],
+    "repeat_last": 1, "ack_timeout_minutes": 60}))]
 pub struct PolicyDoc {
     pub tiers: Vec<Tier>,
     /// How many more times the last tier is paged after its first page (0 to 10).
@@ -197,6 +201,7 @@ pub fn first_step_of(tier: usize) -> i32 {
 
 /// A person a tier resolves to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"member_id": 4, "user_id": 9, "name": "Quinn QA", "email": "qa@acme.test", "program_role": "QA lead"}))]
 pub struct Recipient {
     pub member_id: i64,
     pub user_id: i64,

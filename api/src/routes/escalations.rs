@@ -222,6 +222,7 @@ pub async fn update_policy(
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"code": "empty_tier", "tier": 2, "message": "tier 3 (Steering committee) resolves to nobody: it will be skipped at once"}))]
 pub struct PolicyWarning {
     /// `empty_tier`, `tier_adds_nobody`, `member_without_email`, `unknown_member`,
     /// `call_tree_without_tags`.
@@ -352,6 +353,8 @@ pub struct DryRunQuery {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"tier": 1, "name": "Leadership", "page_at": "2026-11-28T02:15:00Z", "repeat": false,
+    "recipients": [{"member_id": 5, "user_id": 11, "name": "Lee Chen", "email": "lee@acme.test", "program_role": "VP Operations"}]}))]
 pub struct DryRunPage {
     /// 0-based tier.
     pub tier: usize,
@@ -489,6 +492,8 @@ impl From<&escalation::Model> for EscalationView {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"kind": "paged", "tier": 0, "detail": {"tier": "Core team", "page": 1, "repeat": false,
+    "recipients": ["qa@acme.test"], "next_page_at": "2026-11-28T02:15:00Z"}, "actor_user_id": null, "channel": null, "at": "2026-11-28T02:00:00Z"}))]
 pub struct EscalationEventView {
     /// `opened`, `paged`, `skipped`, `acknowledged`, `reopened`, `exhausted`, `resolved`.
     pub kind: String,
@@ -502,6 +507,8 @@ pub struct EscalationEventView {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"seq": 1, "tier": 0, "paged_at": "2026-11-28T02:00:00Z",
+    "recipients": [{"member_id": 4, "user_id": 9, "name": "Quinn QA", "email": "qa@acme.test", "program_role": "QA lead"}]}))]
 pub struct EscalationPageView {
     pub seq: i32,
     pub tier: i32,
@@ -510,6 +517,16 @@ pub struct EscalationPageView {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"escalation": {"id": 12, "program_id": 3, "source_type": "deviation", "source_id": 41,
+    "title": "Bioburden excursion in harvest", "reason": "critical deviation #41: bioburden excursion in harvest",
+    "criticality": "critical", "category": "equipment", "status": "acknowledged", "opened_at": "2026-11-28T02:00:00Z",
+    "current_tier": 0, "next_page_at": null, "pages_sent": 1, "acknowledged_at": "2026-11-28T02:04:00Z",
+    "acknowledged_by_user_id": 9, "ack_channel": "email", "resolved_at": null, "reopen_count": 0, "version": 3},
+  "policy": {"tiers": [{"name": "Core team", "member_ids": [], "governance_tiers": ["core_team"], "match_expertise": true, "wait_minutes": 15}],
+    "repeat_last": 1, "ack_timeout_minutes": 60},
+  "pages": [{"seq": 1, "tier": 0, "paged_at": "2026-11-28T02:00:00Z",
+    "recipients": [{"member_id": 4, "user_id": 9, "name": "Quinn QA", "email": "qa@acme.test", "program_role": "QA lead"}]}],
+  "events": [{"kind": "opened", "tier": null, "detail": {"reason": "critical deviation #41"}, "actor_user_id": 2, "channel": "api", "at": "2026-11-28T02:00:00Z"}]}))]
 pub struct EscalationDetail {
     pub escalation: EscalationView,
     /// The policy this escalation follows (as it was when it opened).
@@ -560,6 +577,7 @@ impl Validate for ResolveEscalation {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"note": "On my way to the site"}))]
 pub struct AcknowledgeEscalation {
     /// Optional note for the others ("on my way to the site").
     pub note: Option<String>,
