@@ -4,7 +4,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, get, post, put, web};
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Datelike, TimeDelta, Utc};
 use entity::audit_trail::{self, Actor, Entry};
 use entity::deviation::Category;
 use entity::escalation::{self, EscalationStatus};
@@ -387,6 +387,7 @@ pub struct DryRun {
     params(("id" = i64, Path, description = "Program id"), DryRunQuery),
     responses(
         (status = 200, description = "The paging plan", body = DryRun),
+        (status = 422, description = "Unknown category, or `at` outside 2000–2200", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such program visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
     )
 )]
@@ -401,6 +402,13 @@ pub async fn dry_run(
     let policy = escalation_policy::for_program(&state.db, prog.id).await?;
     let team = escalation_mail::team(&state.db, prog.id).await?;
     let at = query.at.unwrap_or_else(|| state.clock.now());
+    if at.year() < 2000 || at.year() > 2200 {
+        return Err(ApiError::invalid(
+            "at",
+            "out_of_range",
+            "must be between the years 2000 and 2200",
+        ));
+    }
     let category = query.category.map(|c| wire_name(&c));
     let mut pages = Vec::new();
     let mut t = at;
