@@ -48,6 +48,8 @@ api() { curl -fsS -o /dev/null -X POST "$base$1" -H "Authorization: Bearer $toke
 api /api/v1/organizations '{"name": "Conformance CMO", "kind": "cmo", "admin": {"email": "pm@cmo.test", "display_name": "CMO PM"}}'
 api /api/v1/programs '{"name": "Seed program", "product_name": "SEED-1", "cmo_org_id": 2, "modality": "biologic", "stage": "clinical", "time_zone": "Europe/Zurich"}'
 api /api/v1/programs/1/plan '{"template": "cdmo_standard", "start_date": "2027-01-04"}'
+api /api/v1/programs/1/team '{"user_id": 1, "governance_tier": "core_team", "program_role": "QA on call", "expertise_tags": ["equipment"]}'
+api /api/v1/escalations '{"program_id": 1, "title": "Seed escalation", "reason": "conformance seed", "urgency": "major", "category": "equipment"}'
 for i in 1 2 3; do
   api /api/v1/programs/1/action-items "{\"title\": \"Seed action $i\", \"owner_user_id\": 1, \"due_date\": \"2027-0$i-15\"}"
 done

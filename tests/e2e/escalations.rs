@@ -314,6 +314,20 @@ async fn pages_climb_the_call_tree_until_someone_acknowledges_by_link(app: &Test
     );
     assert_eq!(detail["pages"].as_array().unwrap().len(), 3);
     assert_eq!(detail["pages"][0]["recipients"][0]["email"], "qa@acme.test");
+    // Everyone paged hears it was resolved.
+    let resolved = entity::outbox::Entity::find()
+        .all(&app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.dedupe_key == format!("escalation:{}:resolved", e.id))
+        .expect("resolution notice");
+    assert!(resolved.to_addrs.contains("qa@acme.test") && resolved.to_addrs.contains("lead@acme.test"));
+    // An expired link (24 h) says so and changes nothing.
+    app.clock.set(t0 + TimeDelta::hours(25));
+    let expired = anon.get(&qa_link).await;
+    assert_eq!(expired.status, 400);
+    assert!(expired.text.contains("expired"), "{}", expired.text);
     let _ = t.qa_id;
 }
 on_both_databases!(pages_climb_the_call_tree_until_someone_acknowledges_by_link);
