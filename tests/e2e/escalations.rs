@@ -5,7 +5,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use e2e::smtp::SmtpSink;
 use e2e::{TestApp, on_both_databases};
 use entity::escalation::{self, EscalationStatus};
-use sea_orm::EntityTrait;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 use worker::jobs::JobContext;
 use worker::jobs::escalations::{EscalationSettings, escalation_pass};
@@ -322,7 +322,9 @@ async fn pages_climb_the_call_tree_until_someone_acknowledges_by_link(app: &Test
         .into_iter()
         .find(|r| r.dedupe_key == format!("escalation:{}:resolved", e.id))
         .expect("resolution notice");
-    assert!(resolved.to_addrs.contains("qa@acme.test") && resolved.to_addrs.contains("lead@acme.test"));
+    assert!(
+        resolved.to_addrs.contains("qa@acme.test") && resolved.to_addrs.contains("lead@acme.test")
+    );
     // An expired link (24 h) says so and changes nothing.
     app.clock.set(t0 + TimeDelta::hours(25));
     let expired = anon.get(&qa_link).await;
@@ -499,3 +501,93 @@ async fn empty_tiers_are_skipped_and_a_running_escalation_keeps_its_policy(app: 
     );
 }
 on_both_databases!(empty_tiers_are_skipped_and_a_running_escalation_keeps_its_policy);
+
+/// The worker's own loop (fast tick; LISTEN/NOTIFY on PostgreSQL) pages tier 1 without
+/// anyone calling a pass; the worker is then killed (its task aborted) and another one
+/// started: when the wait is over, tier 2 is paged once and tier 1 is not paged again.
+async fn a_restarted_worker_pages_the_next_tier_once(app: &TestApp) {
+    let t = team(app).await;
+    let sink = SmtpSink::start().await;
+    let start_worker = |name: &'static str| {
+        let url = app.database_url.clone();
+        let smtp = sink.url();
+        let base = app.base_url.clone();
+        tokio::spawn(async move {
+            let db = api::db::connect(&url, None).await.unwrap();
+            let ctx = JobContext {
+                db,
+                worker_id: name.to_string(),
+                hostname: "test".to_string(),
+                started_at: chrono::Utc::now(),
+            };
+            let mail = worker::runner::MailSettings {
+                mailer: Mailer::new(Some(&smtp), std::env::temp_dir()).unwrap(),
+                from: "cmo <noreply@cmo.test>".parse().unwrap(),
+                batch: 50,
+                reminders: Default::default(),
+                digests: Default::default(),
+                escalations: EscalationSettings {
+                    public_base_url: base,
+                    mail_domain: "cmo.test".to_string(),
+                    ..EscalationSettings::default()
+                },
+            };
+            let schedules = worker::runner::Schedules {
+                escalation_tick: std::time::Duration::from_millis(50),
+                ..Default::default()
+            };
+            worker::runner::run(ctx, schedules, mail, std::future::pending::<()>()).await
+        })
+    };
+    let first = start_worker("first");
+    let (_, e) = critical_deviation(app, &t).await;
+    let pages = sink.wait_for(1).await;
+    assert_eq!(pages.len(), 1, "tier 1 paged by the running worker");
+    assert_eq!(pages[0].to, ["qa@acme.test"]);
+    // Killed: the task is dropped wherever it is.
+    first.abort();
+    let _ = first.await;
+    // The 15-minute wait is over (moved in the database instead of waiting).
+    escalation::Entity::update_many()
+        .col_expr(
+            escalation::Column::NextPageAt,
+            sea_orm::sea_query::Expr::value(Some(chrono::Utc::now() - TimeDelta::seconds(1))),
+        )
+        .filter(escalation::Column::Id.eq(e.id))
+        .exec(&app.db)
+        .await
+        .unwrap();
+    let second = start_worker("second");
+    let third = start_worker("third");
+    let received = sink.wait_for(3).await;
+    // Tier 2 to the lead, and the notice to tier 1 that it escalated; nothing twice.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let received_later = sink.received();
+    assert_eq!(
+        received.len(),
+        3,
+        "{:?}",
+        received.iter().map(|r| &r.to).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        received_later.len(),
+        3,
+        "no duplicate page from the two new workers"
+    );
+    assert_eq!(
+        received_later
+            .iter()
+            .filter(|r| r.to == ["lead@acme.test"])
+            .count(),
+        1
+    );
+    second.abort();
+    third.abort();
+    let detail = escalation::Entity::find_by_id(e.id)
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((detail.page_seq, detail.current_tier), (2, Some(1)));
+}
+on_both_databases!(a_restarted_worker_pages_the_next_tier_once);
