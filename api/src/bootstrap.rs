@@ -90,6 +90,7 @@ pub async fn bootstrap(
             display_name: req.admin_name,
             role: Role::Admin,
             time_zone: req.time_zone,
+            phone: None,
             password_hash: None,
             password_is_temporary: false,
         },

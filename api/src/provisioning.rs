@@ -17,6 +17,7 @@ pub struct NewUser {
     pub display_name: String,
     pub role: Role,
     pub time_zone: String,
+    pub phone: Option<String>,
     pub password_hash: Option<String>,
     /// Set by someone other than the user (an admin): must be replaced before signing.
     pub password_is_temporary: bool,
@@ -79,6 +80,7 @@ pub async fn create_user<C: ConnectionTrait>(
         display_name: Set(new.display_name.trim().to_string()),
         role: Set(new.role),
         time_zone: Set(new.time_zone),
+        phone: Set(new.phone),
         password_hash: Set(new.password_hash),
         password_is_temporary: Set(new.password_is_temporary),
         active: Set(true),

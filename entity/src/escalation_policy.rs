@@ -201,13 +201,16 @@ pub fn first_step_of(tier: usize) -> i32 {
 
 /// A person a tier resolves to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[schema(example = json!({"member_id": 4, "user_id": 9, "name": "Quinn QA", "email": "qa@acme.test", "program_role": "QA lead"}))]
+#[schema(example = json!({"member_id": 4, "user_id": 9, "name": "Quinn QA", "email": "qa@acme.test", "program_role": "QA lead", "phone": "+41 61 555 01 42"}))]
 pub struct Recipient {
     pub member_id: i64,
     pub user_id: i64,
     pub name: String,
     pub email: String,
     pub program_role: String,
+    /// From the user's profile, when given.
+    #[serde(default)]
+    pub phone: Option<String>,
 }
 
 /// A team member as the call tree sees it.
@@ -219,6 +222,7 @@ pub struct Candidate {
     /// Empty when the user has no usable email (or is deactivated).
     pub email: String,
     pub program_role: String,
+    pub phone: Option<String>,
     pub governance_tier: GovernanceTier,
     pub expertise_tags: Vec<String>,
 }
@@ -242,6 +246,7 @@ pub fn resolve(tier: &Tier, category: Option<&str>, team: &[Candidate]) -> Vec<R
             name: c.name.clone(),
             email: c.email.clone(),
             program_role: c.program_role.clone(),
+            phone: c.phone.clone(),
         })
         .collect()
 }
@@ -257,6 +262,7 @@ mod tests {
             name: format!("m{id}"),
             email: email.to_string(),
             program_role: "role".into(),
+            phone: None,
             governance_tier: tier,
             expertise_tags: tags.iter().map(|t| String::from(*t)).collect(),
         }

@@ -15,6 +15,8 @@ pub struct Model {
     pub role: Role,
     /// IANA time zone name used for the emails this user receives.
     pub time_zone: String,
+    /// For the escalation call tree (E.164 or local format, as the person gives it).
+    pub phone: Option<String>,
     /// Argon2 PHC string; `None` until a password is set (needed only for e-signatures).
     pub password_hash: Option<String>,
     /// Set by an admin rather than by the user: good for nothing but being replaced,

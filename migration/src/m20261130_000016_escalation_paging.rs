@@ -51,6 +51,15 @@ impl MigrationTrait for Migration {
                 )
                 .await?;
         }
+        // The call tree shows a phone number per person.
+        manager
+            .alter_table(
+                Table::alter()
+                    .table(Users::Table)
+                    .add_column(string_len_null(Users::Phone, 32))
+                    .to_owned(),
+            )
+            .await?;
         // The worker's fast tick: open escalations whose next page is due.
         manager
             .create_index(
@@ -175,6 +184,12 @@ enum Escalations {
     ReopenCount,
     OpenedByUserId,
     Status,
+}
+
+#[derive(DeriveIden)]
+enum Users {
+    Table,
+    Phone,
 }
 
 #[derive(DeriveIden)]

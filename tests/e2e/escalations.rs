@@ -79,6 +79,24 @@ async fn team(app: &TestApp) -> Team {
     )
     .await
     .expect(201);
+    // The call tree shows the phone from the user's profile.
+    app.admin()
+        .patch(
+            &format!("/api/v1/users/{qa_id}"),
+            json!({"version": 1, "phone": "call me"}),
+        )
+        .await
+        .expect_problem(422, "validation_failed");
+    let qa_user = app
+        .admin()
+        .patch(
+            &format!("/api/v1/users/{qa_id}"),
+            json!({"version": 1, "phone": "+41 61 555 01 42"}),
+        )
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(qa_user["phone"], "+41 61 555 01 42");
     let (lead_id, _) = user_with_token(app, "lead@acme.test", "viewer", None).await;
     s.pm.post(
         &path,

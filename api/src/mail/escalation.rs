@@ -49,6 +49,7 @@ pub async fn team<C: ConnectionTrait>(conn: &C, program_id: i64) -> Result<Vec<C
                     String::new()
                 },
                 program_role: m.program_role.clone(),
+                phone: u.phone.clone(),
                 governance_tier: m.governance_tier,
                 expertise_tags: serde_json::from_str(&m.expertise_tags).unwrap_or_default(),
             })

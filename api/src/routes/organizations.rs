@@ -145,6 +145,7 @@ pub async fn create_organization(
             display_name: body.admin.display_name,
             role: Role::Admin,
             time_zone: body.admin.time_zone.unwrap_or_else(|| "UTC".to_string()),
+            phone: None,
             password_hash: None,
             password_is_temporary: false,
         },

@@ -19,7 +19,7 @@ use crate::state::AppState;
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({
     "id": 3, "org_id": 1, "email": "qa.lead@acme.test", "display_name": "Quinn Alvarez",
-    "role": "quality", "time_zone": "America/New_York", "active": true, "has_password": true,
+    "role": "quality", "time_zone": "America/New_York", "phone": "+1 617 555 0142", "active": true, "has_password": true,
     "password_is_temporary": false,
     "created_at": "2026-11-23T09:00:00Z", "updated_at": "2026-11-23T09:00:00Z", "version": 1
 }))]
@@ -31,6 +31,8 @@ pub struct UserView {
     pub role: Role,
     /// IANA time zone used for this user's emails.
     pub time_zone: String,
+    /// Shown in escalation call trees.
+    pub phone: Option<String>,
     pub active: bool,
     /// Whether a signing password is set (needed for e-signatures).
     pub has_password: bool,
@@ -50,6 +52,7 @@ impl From<&user::Model> for UserView {
             display_name: m.display_name.clone(),
             role: m.role,
             time_zone: m.time_zone.clone(),
+            phone: m.phone.clone(),
             active: m.active,
             has_password: m.password_hash.is_some(),
             password_is_temporary: m.password_is_temporary,
@@ -64,7 +67,7 @@ impl From<&user::Model> for UserView {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({
     "email": "qa.lead@acme.test", "display_name": "Quinn Alvarez", "role": "quality",
-    "time_zone": "America/New_York", "password": "correct horse battery staple"
+    "time_zone": "America/New_York", "phone": "+1 617 555 0142", "password": "correct horse battery staple"
 }))]
 pub struct CreateUser {
     #[schema(max_length = 254, format = Email)]
@@ -74,6 +77,10 @@ pub struct CreateUser {
     pub role: Role,
     /// IANA time zone; default `UTC`.
     pub time_zone: Option<String>,
+    /// Phone for the escalation call tree: 5 to 32 characters of digits, spaces and
+    /// `+ - ( ) .`, at least 5 digits.
+    #[schema(min_length = 5, max_length = 32)]
+    pub phone: Option<String>,
     /// Initial password (at least 12 characters). Set by an admin, it is temporary: the
     /// user must replace it with their own before signing.
     #[schema(min_length = 12, max_length = 256)]
@@ -86,6 +93,9 @@ impl Validate for CreateUser {
         c.text("display_name", &self.display_name, 1, 200);
         if let Some(tz) = &self.time_zone {
             c.time_zone("time_zone", tz);
+        }
+        if let Some(phone) = &self.phone {
+            check_phone(c, phone);
         }
         if let Some(p) = &self.password {
             c.password("password", p);
@@ -125,6 +135,7 @@ pub async fn create_user(
             display_name: body.display_name,
             role: body.role,
             time_zone: body.time_zone.unwrap_or_else(|| "UTC".to_string()),
+            phone: body.phone.map(|p| p.trim().to_string()),
             password_hash,
             password_is_temporary,
         },
@@ -211,6 +222,10 @@ pub struct UpdateUser {
     /// Admins only, and not for themselves.
     pub role: Option<Role>,
     pub time_zone: Option<String>,
+    /// A new phone number; `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, min_length = 5, max_length = 32)]
+    pub phone: Option<Option<String>>,
     /// Why the change is made; kept in the audit trail.
     #[schema(max_length = 500)]
     pub reason: Option<String>,
@@ -223,13 +238,40 @@ impl Validate for UpdateUser {
             c.time_zone("time_zone", tz);
         }
         c.optional_text("reason", self.reason.as_deref(), 1, 500);
-        if self.display_name.is_none() && self.role.is_none() && self.time_zone.is_none() {
+        if let Some(Some(phone)) = &self.phone {
+            check_phone(c, phone);
+        }
+        if self.display_name.is_none()
+            && self.role.is_none()
+            && self.time_zone.is_none()
+            && self.phone.is_none()
+        {
             c.fail(
                 "body",
                 "nothing_to_update",
-                "give at least one of display_name, role, time_zone",
+                "give at least one of display_name, role, time_zone, phone",
             );
         }
+    }
+}
+
+/// `Some(value)` for a field that is present, even as `null` (absent stays `None`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
+}
+
+fn check_phone(c: &mut Checks, phone: &str) {
+    let p = phone.trim();
+    let allowed = p
+        .chars()
+        .all(|ch| ch.is_ascii_digit() || " +-().".contains(ch));
+    let digits = p.chars().filter(char::is_ascii_digit).count();
+    if !(5..=32).contains(&p.len()) || !allowed || digits < 5 {
+        c.fail(
+            "phone",
+            "invalid_format",
+            "5 to 32 characters of digits, spaces and + - ( ) ., with at least 5 digits",
+        );
     }
 }
 
@@ -288,6 +330,9 @@ pub async fn update_user(
     }
     if let Some(role) = body.role {
         active.role = Set(role);
+    }
+    if let Some(phone) = body.phone {
+        active.phone = Set(phone.map(|p| p.trim().to_string()));
     }
     if let Some(tz) = body.time_zone {
         active.time_zone = Set(tz);

@@ -116,6 +116,7 @@ async fn bench(backend: Backend) {
             display_name: Set(format!("Owner {n}")),
             role: Set(Role::Contributor),
             time_zone: Set("UTC".to_string()),
+            phone: Set(None),
             password_hash: Set(None),
             password_is_temporary: Set(false),
             active: Set(true),
