@@ -256,6 +256,32 @@ fn url_host(base_url: &str) -> Option<String> {
     (!host.is_empty()).then(|| host.to_string())
 }
 
+/// Queues a rendered escalation email (in the caller's transaction).
+pub async fn enqueue<C: ConnectionTrait>(
+    conn: &C,
+    dedupe_key: String,
+    to: Vec<String>,
+    email: RenderedEmail,
+    now: DateTime<Utc>,
+    domain: &str,
+) -> Result<bool, DbErr> {
+    outbox::enqueue(
+        conn,
+        Draft {
+            dedupe_key,
+            to,
+            cc: Vec::new(),
+            subject: email.subject,
+            text_body: email.text_body,
+            html_body: email.html_body,
+            list_unsubscribe: None,
+        },
+        now,
+        domain,
+    )
+    .await
+}
+
 /// Queues one notice to everyone paged so far (in the caller's transaction). `key`
 /// makes it unique (`acknowledged`, `resolved`, `reopened:2`, …).
 #[allow(clippy::too_many_arguments)]
@@ -278,17 +304,11 @@ pub async fn notify_paged<C: ConnectionTrait>(
     };
     let email = render_notice(e, &prog, status, headline, message, base_url)
         .map_err(|err| DbErr::Custom(err.to_string()))?;
-    outbox::enqueue(
+    enqueue(
         conn,
-        Draft {
-            dedupe_key: format!("escalation:{}:{key}", e.id),
-            to: recipients.into_iter().map(|r| r.email).collect(),
-            cc: Vec::new(),
-            subject: email.subject,
-            text_body: email.text_body,
-            html_body: email.html_body,
-            list_unsubscribe: None,
-        },
+        format!("escalation:{}:{key}", e.id),
+        recipients.into_iter().map(|r| r.email).collect(),
+        email,
         now,
         &message_domain(base_url),
     )

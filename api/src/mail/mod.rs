@@ -67,6 +67,28 @@ pub fn render<S: Serialize>(name: &'static str, context: &S) -> Result<String, R
         .map_err(|source| RenderError { name, source })
 }
 
+/// The response for a page reached from an email link: no caching and no referrer, since
+/// the URL holds a token.
+pub fn html_response(status: actix_web::http::StatusCode, body: String) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::build(status)
+        .content_type("text/html; charset=utf-8")
+        .insert_header(("Cache-Control", "no-store"))
+        .insert_header(("Referrer-Policy", "no-referrer"))
+        .body(body)
+}
+
+/// 503: the change could not be made now; nothing was changed.
+pub fn try_again(detail: &str) -> actix_web::HttpResponse {
+    html_response(
+        actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+        page(
+            "Please try again",
+            &format!("{detail} Nothing was changed."),
+            None,
+        ),
+    )
+}
+
 /// A small standalone HTML page (unsubscribe and, later, acknowledgement links).
 pub fn page(title: &str, message: &str, form: Option<(&str, &str)>) -> String {
     #[derive(Serialize)]

@@ -16,7 +16,7 @@ use super::team::TeamMemberView;
 use super::{compare_and_set, snapshot};
 use crate::auth::{AuthContext, find_scoped};
 use crate::error::{ApiError, ApiResult};
-use crate::mail::{self, digest};
+use crate::mail::{self, digest, html_response as html};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -111,15 +111,6 @@ pub struct UnsubscribeQuery {
     pub token: Option<String>,
 }
 
-fn html(status: StatusCode, body: String) -> HttpResponse {
-    HttpResponse::build(status)
-        .content_type("text/html; charset=utf-8")
-        // The page embeds a token: keep it out of caches and referrers.
-        .insert_header(("Cache-Control", "no-store"))
-        .insert_header(("Referrer-Policy", "no-referrer"))
-        .body(body)
-}
-
 fn refused(err: &TokenError) -> HttpResponse {
     html(
         StatusCode::BAD_REQUEST,
@@ -144,14 +135,7 @@ async fn member_for(
         .await
         .map_err(|err| {
             tracing::error!(%err, "cannot read the link key");
-            html(
-                StatusCode::SERVICE_UNAVAILABLE,
-                mail::page(
-                    "Please try again",
-                    "The service cannot check this link right now. Nothing was changed.",
-                    None,
-                ),
-            )
+            mail::try_again("The service cannot check this link right now.")
         })?;
     let claims = entity::link_token::verify(&key, token, digest::UNSUBSCRIBE_PURPOSE, now)
         .map_err(|e| refused(&e))?;
@@ -174,9 +158,8 @@ async fn member_for(
         Ok(None) => Err(gone()),
         Err(err) => {
             tracing::error!(%err, "cannot read the membership");
-            Err(html(
-                StatusCode::SERVICE_UNAVAILABLE,
-                mail::page("Please try again", "Nothing was changed.", None),
+            Err(mail::try_again(
+                "The service cannot check this link right now.",
             ))
         }
     }
@@ -282,14 +265,7 @@ pub async fn unsubscribe(
         ),
         Err(err) => {
             tracing::warn!(%err, "unsubscribe failed");
-            html(
-                StatusCode::SERVICE_UNAVAILABLE,
-                mail::page(
-                    "Please try again",
-                    "The change could not be saved. Nothing was changed.",
-                    None,
-                ),
-            )
+            mail::try_again("The change could not be saved.")
         }
     }
 }

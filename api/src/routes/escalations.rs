@@ -23,7 +23,7 @@ use super::{Page, expected_version, fetch_page, snapshot, wire_name};
 use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Checks, Validate};
-use crate::mail::{self, escalation as escalation_mail};
+use crate::mail::{self, escalation as escalation_mail, html_response as html};
 use crate::state::AppState;
 
 // ---------------------------------------------------------------------------- policy
@@ -992,14 +992,6 @@ pub struct AckLinkQuery {
     pub token: Option<String>,
 }
 
-fn html(status: StatusCode, body: String) -> HttpResponse {
-    HttpResponse::build(status)
-        .content_type("text/html; charset=utf-8")
-        .insert_header(("Cache-Control", "no-store"))
-        .insert_header(("Referrer-Policy", "no-referrer"))
-        .body(body)
-}
-
 fn token_hash(token: &str) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(token.as_bytes()))
@@ -1026,12 +1018,7 @@ async fn link_target(
     let token = token.ok_or_else(|| refused("The link has no token".to_string()))?;
     let key = link_secret::get_or_create(&state.db, now)
         .await
-        .map_err(|_| {
-            html(
-                StatusCode::SERVICE_UNAVAILABLE,
-                mail::page("Please try again", "Nothing was changed.", None),
-            )
-        })?;
+        .map_err(|_| mail::try_again("The service cannot check this link right now."))?;
     let claims = entity::link_token::verify(&key, token, escalation_mail::ACK_PURPOSE, now)
         .map_err(|e| {
             let mut why = e.to_string();
@@ -1159,14 +1146,7 @@ pub async fn ack_link(state: web::Data<AppState>, query: web::Query<AckLinkQuery
         ),
         Err(err) => {
             tracing::warn!(%err, "acknowledgement through a link failed");
-            html(
-                StatusCode::SERVICE_UNAVAILABLE,
-                mail::page(
-                    "Please try again",
-                    "The acknowledgement could not be saved. Nothing was changed.",
-                    None,
-                ),
-            )
+            mail::try_again("The acknowledgement could not be saved.")
         }
     }
 }

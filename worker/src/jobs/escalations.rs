@@ -13,7 +13,6 @@ use api::mail::escalation as mail;
 use chrono::{DateTime, Utc};
 use entity::escalation::{self, EscalationStatus, NextAction};
 use entity::escalation_policy::{self, Recipient};
-use entity::outbox::{self, Draft};
 use entity::{link_secret, program};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
@@ -248,17 +247,11 @@ async fn page(
             &settings.public_base_url,
         )
         .map_err(|err| JobError::Template(err.to_string()))?;
-        if outbox::enqueue(
+        if mail::enqueue(
             &txn,
-            Draft {
-                dedupe_key: format!("escalation:{}:page:{seq}:user:{}", e.id, r.user_id),
-                to: vec![r.email.clone()],
-                cc: Vec::new(),
-                subject: email.subject,
-                text_body: email.text_body,
-                html_body: email.html_body,
-                list_unsubscribe: None,
-            },
+            format!("escalation:{}:page:{seq}:user:{}", e.id, r.user_id),
+            vec![r.email.clone()],
+            email,
             now,
             &settings.mail_domain,
         )
@@ -286,17 +279,11 @@ async fn page(
             &settings.public_base_url,
         )
         .map_err(|err| JobError::Template(err.to_string()))?;
-        outbox::enqueue(
+        mail::enqueue(
             &txn,
-            Draft {
-                dedupe_key: format!("escalation:{}:escalated:{seq}", e.id),
-                to: earlier.iter().map(|r| r.email.clone()).collect(),
-                cc: Vec::new(),
-                subject: email.subject,
-                text_body: email.text_body,
-                html_body: email.html_body,
-                list_unsubscribe: None,
-            },
+            format!("escalation:{}:escalated:{seq}", e.id),
+            earlier.iter().map(|r| r.email.clone()).collect(),
+            email,
             now,
             &settings.mail_domain,
         )
