@@ -46,6 +46,9 @@ done
 # ids hit real records and the happy paths are exercised, not only the 404s.
 api() { curl -fsS -o /dev/null -X POST "$base$1" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' -d "$2"; }
 api /api/v1/organizations '{"name": "Conformance CMO", "kind": "cmo", "admin": {"email": "pm@cmo.test", "display_name": "CMO PM"}}'
+api /api/v1/cmos/2/qualification '{"event": "start_evaluation"}'
+api /api/v1/cmos/2/qualification '{"event": "qualify"}'
+api /api/v1/cmos/2/sites '{"name": "Seed site", "country": "CH", "region": "other_europe"}'
 api /api/v1/programs '{"name": "Seed program", "product_name": "SEED-1", "cmo_org_id": 2, "modality": "biologic", "stage": "clinical", "time_zone": "Europe/Zurich"}'
 api /api/v1/programs/1/plan '{"template": "cdmo_standard", "start_date": "2027-01-04"}'
 api /api/v1/programs/1/team '{"user_id": 1, "governance_tier": "core_team", "program_role": "QA on call", "expertise_tags": ["equipment"]}'

@@ -225,6 +225,15 @@ impl TenantScoped for milestone::Entity {
     }
 }
 
+/// A sponsor sees the CMOs it registered; a CMO sees its own profile only.
+impl TenantScoped for entity::cmo::Entity {
+    fn tenant_condition(ctx: &AuthContext) -> Condition {
+        Condition::any()
+            .add(entity::cmo::Column::OrgId.eq(ctx.org_id()))
+            .add(entity::cmo::Column::SponsorOrgId.eq(ctx.org_id()))
+    }
+}
+
 impl TenantScoped for entity::escalation::Entity {
     fn tenant_condition(ctx: &AuthContext) -> Condition {
         entity::escalation::Column::ProgramId

@@ -43,6 +43,29 @@ pub async fn create_organization<C: ConnectionTrait>(
     .insert(conn)
     .await?;
     audit_trail::start_chain(conn, org.id).await?;
+    // A CMO enters the registry as a prospect of the sponsor that registered it.
+    if let (OrgKind::Cmo, Some(sponsor)) = (kind, parent_org_id) {
+        entity::cmo::ActiveModel {
+            org_id: Set(org.id),
+            sponsor_org_id: Set(sponsor),
+            dosage_forms: Set("[]".to_string()),
+            modalities: Set("[]".to_string()),
+            sterile_fill_finish: Set(false),
+            high_potency: Set(false),
+            cold_chain: Set(false),
+            max_batch_liters: Set(None),
+            contacts: Set("[]".to_string()),
+            qualification_status: Set(entity::cmo::QualificationStatus::Prospect),
+            qualification_reason: Set(None),
+            qualification_signature_id: Set(None),
+            qualification_changed_at: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+            version: Set(1),
+        }
+        .insert(conn)
+        .await?;
+    }
     let view = snapshot(&OrganizationView::from(&org));
     let own_actor = Actor {
         org_id: org.id,

@@ -92,6 +92,7 @@ fn record_entity(t: SignedRecordType) -> &'static str {
         SignedRecordType::ProductionRelease => "program",
         SignedRecordType::Capa => "capa",
         SignedRecordType::ChangeRequest => "change_request",
+        SignedRecordType::CmoQualification => "cmo_profile",
     }
 }
 

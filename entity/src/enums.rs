@@ -137,4 +137,7 @@ pub enum SignedRecordType {
     /// Approval or rejection of a change request.
     #[sea_orm(string_value = "change_request")]
     ChangeRequest,
+    /// Approval or disqualification of a CMO (qualification).
+    #[sea_orm(string_value = "cmo_qualification")]
+    CmoQualification,
 }

@@ -11,6 +11,7 @@ pub mod audit_trail;
 pub mod capa;
 pub mod change_request;
 pub mod clock;
+pub mod cmo;
 pub mod deviation;
 pub mod enums;
 pub mod escalation;

@@ -74,6 +74,13 @@ pub fn may_sign(role: Role, record_type: SignedRecordType, meaning: SignatureMea
                 SignatureMeaning::Approved | SignatureMeaning::Rejected
             ) && matches!(role, Role::ProgramManager | Role::Quality)
         }
+        // SPEC §7: approving and disqualifying a CMO are quality decisions.
+        SignedRecordType::CmoQualification => {
+            matches!(
+                meaning,
+                SignatureMeaning::Approved | SignatureMeaning::Rejected
+            ) && role == Role::Quality
+        }
     }
 }
 

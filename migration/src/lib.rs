@@ -19,6 +19,7 @@ mod m20261123_000013_create_change_requests;
 mod m20261123_000014_create_email_outbox;
 mod m20261130_000015_create_link_secrets;
 mod m20261130_000016_escalation_paging;
+mod m20261130_000017_create_cmo_registry;
 
 pub struct Migrator;
 
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000014_create_email_outbox::Migration),
             Box::new(m20261130_000015_create_link_secrets::Migration),
             Box::new(m20261130_000016_escalation_paging::Migration),
+            Box::new(m20261130_000017_create_cmo_registry::Migration),
         ]
     }
 }

@@ -19,6 +19,7 @@ pub struct Setup {
 pub async fn program_setup(app: &TestApp) -> Setup {
     let (cmo_id, cmo_admin_id, cmo_token) =
         partner_org(app, "Lonza Visp", "cmo", "pm@lonza.test").await;
+    app.qualify_cmo(cmo_id).await;
     let (pm_id, pm_token) = user_with_token(app, "pm@acme.test", "program_manager", None).await;
     let pm = app.client(&pm_token);
     let program = pm

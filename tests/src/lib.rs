@@ -50,6 +50,20 @@ impl TestApp {
         Client::new(&self.base_url, Some(token))
     }
 
+    /// Takes a registered CMO from prospect to qualified (what a program needs), as the
+    /// sponsor's admin.
+    pub async fn qualify_cmo(&self, cmo_org_id: i64) {
+        for event in ["start_evaluation", "qualify"] {
+            self.admin()
+                .post(
+                    &format!("/api/v1/cmos/{cmo_org_id}/qualification"),
+                    serde_json::json!({"event": event}),
+                )
+                .await
+                .expect(200);
+        }
+    }
+
     pub fn admin(&self) -> Client {
         self.client(&self.admin_token)
     }

@@ -13,6 +13,7 @@ pub mod actions;
 pub mod audit;
 pub mod capas;
 pub mod changes;
+pub mod cmos;
 pub mod deviations;
 pub mod digest;
 pub mod escalations;
@@ -87,6 +88,13 @@ pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
         .service(escalations::get_escalation)
         .service(escalations::ack_escalation)
         .service(escalations::resolve_escalation)
+        .service(cmos::list_cmos)
+        .service(cmos::get_cmo)
+        .service(cmos::update_cmo)
+        .service(cmos::create_site)
+        .service(cmos::transition_qualification)
+        .service(cmos::record_inspection)
+        .service(cmos::list_inspections)
         .service(digest::preview_digest)
         .service(digest::unsubscribe_page)
         .service(digest::unsubscribe)
@@ -231,7 +239,8 @@ versioned!(
     entity::gate::item::Model,
     entity::deviation::Model,
     entity::capa::Model,
-    entity::change_request::Model
+    entity::change_request::Model,
+    entity::cmo::Model
 );
 
 /// Writes `active` only if row `id` still has `version` (compare-and-set, so of two

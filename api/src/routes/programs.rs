@@ -141,6 +141,7 @@ impl Validate for CreateProgram {
     responses(
         (status = 201, description = "Program created", body = ProgramView),
         (status = 403, description = "Only the sponsor's admins and program managers create programs", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The CMO is not qualified or approved (`cmo_not_qualified`; the detail says why)", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields, or `cmo_org_id` is not one of your CMOs", body = crate::error::Problem, content_type = "application/problem+json")
     )
 )]
@@ -171,6 +172,22 @@ pub async fn create_program(
             "unknown_cmo",
             "not a CMO organization registered by your organization",
         ));
+    }
+    // SPEC §7: only a qualified or approved CMO may be named on a program.
+    let profile = entity::cmo::Entity::find_by_id(body.cmo_org_id)
+        .one(&state.db)
+        .await?;
+    let status = profile
+        .map(|p| p.qualification_status)
+        .unwrap_or(entity::cmo::QualificationStatus::Prospect);
+    if let Err(why) = entity::cmo::may_be_named(status) {
+        return Err(ApiError::Conflict {
+            code: "cmo_not_qualified",
+            detail: why,
+            current_state: Some(super::wire_name(&status)),
+            allowed_events: None,
+            current_version: None,
+        });
     }
     let now = state.clock.now();
     let txn = crate::db::begin_write(&state.db).await?;

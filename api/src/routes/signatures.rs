@@ -112,7 +112,8 @@ pub async fn create_signature(
         | SignedRecordType::DeviationClosure
         | SignedRecordType::ProductionRelease
         | SignedRecordType::Capa
-        | SignedRecordType::ChangeRequest => {
+        | SignedRecordType::ChangeRequest
+        | SignedRecordType::CmoQualification => {
             return Err(ApiError::invalid(
                 "record_type",
                 "signed_elsewhere",

@@ -61,6 +61,7 @@ async fn bench(backend: Backend) {
         .body["organization"]["id"]
         .as_i64()
         .unwrap_or_default();
+    app.qualify_cmo(cmo).await;
 
     let mut plan_samples = Vec::with_capacity(PLAN_RUNS);
     for n in 0..PLAN_RUNS {

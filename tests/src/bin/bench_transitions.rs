@@ -55,6 +55,7 @@ async fn bench(backend: Backend) {
         .body["organization"]["id"]
         .as_i64()
         .unwrap_or_default();
+    app.qualify_cmo(cmo).await;
     let program = admin
         .post(
             "/api/v1/programs",

@@ -1,0 +1,738 @@
+//! The CMO registry (SPEC §7): profiles with capabilities and contacts, sites,
+//! regulatory inspections, and the qualification state machine (approval and
+//! disqualification e-signed by quality). A sponsor sees the CMOs it registered; a CMO
+//! sees only its own profile.
+
+use std::collections::BTreeMap;
+
+use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
+use chrono::NaiveDate;
+use entity::audit_trail::{self, Entry};
+use entity::cmo::{
+    self, Agency, InspectionOutcome, QualificationError, QualificationEvent, QualificationStatus,
+    Region, inspection, site,
+};
+use entity::{OrgKind, Role, SignatureMeaning, SignedRecordType, organization, signature};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait,
+    EntityTrait, QueryFilter, QueryOrder,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::{Page, compare_and_set, expected_version, snapshot, wire_name};
+use crate::auth::{AuthContext, find_scoped, scoped};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, Checks, Validate};
+use crate::signing::{self, SignatureRecord};
+use crate::state::AppState;
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Petra Meier", "role": "Project manager", "email": "pm@lonza.test", "phone": "+41 27 555 01 01"}))]
+pub struct Contact {
+    pub name: String,
+    pub role: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": 3, "name": "Visp Ibex", "country": "CH", "region": "other_europe",
+    "latest_inspection": {"id": 8, "site_id": 3, "agency": "fda", "inspected_on": "2025-06-12", "outcome": "nai",
+        "critical_findings": 0, "notes": null, "adverse": false}}))]
+pub struct SiteView {
+    pub id: i64,
+    pub name: String,
+    pub country: String,
+    pub region: Region,
+    pub latest_inspection: Option<InspectionView>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"id": 8, "site_id": 3, "agency": "fda", "inspected_on": "2025-06-12", "outcome": "vai",
+    "critical_findings": 0, "notes": "2 observations on cleaning records", "adverse": false}))]
+pub struct InspectionView {
+    pub id: i64,
+    pub site_id: i64,
+    pub agency: Agency,
+    pub inspected_on: NaiveDate,
+    pub outcome: InspectionOutcome,
+    pub critical_findings: i32,
+    pub notes: Option<String>,
+    /// OAI, a critical outcome or any critical finding.
+    pub adverse: bool,
+}
+
+impl From<&inspection::Model> for InspectionView {
+    fn from(i: &inspection::Model) -> Self {
+        InspectionView {
+            id: i.id,
+            site_id: i.site_id,
+            agency: i.agency,
+            inspected_on: i.inspected_on,
+            outcome: i.outcome,
+            critical_findings: i.critical_findings,
+            notes: i.notes.clone(),
+            adverse: cmo::is_adverse(i.outcome, i.critical_findings),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"org_id": 2, "name": "Lonza Visp", "dosage_forms": ["sterile_injectable", "lyophilized"],
+    "modalities": ["biologic", "mab"], "sterile_fill_finish": true, "high_potency": false, "cold_chain": true,
+    "max_batch_liters": 20000, "contacts": [{"name": "Petra Meier", "role": "Project manager", "email": "pm@lonza.test", "phone": null}],
+    "qualification_status": "qualified", "qualification_reason": null, "allowed_events": ["approve", "probation", "disqualify"],
+    "sites": [{"id": 3, "name": "Visp Ibex", "country": "CH", "region": "other_europe", "latest_inspection": null}],
+    "latest_inspection": null, "version": 3}))]
+pub struct CmoView {
+    pub org_id: i64,
+    pub name: String,
+    pub dosage_forms: Vec<String>,
+    pub modalities: Vec<String>,
+    pub sterile_fill_finish: bool,
+    pub high_potency: bool,
+    pub cold_chain: bool,
+    pub max_batch_liters: Option<i64>,
+    pub contacts: Vec<Contact>,
+    pub qualification_status: QualificationStatus,
+    pub qualification_reason: Option<String>,
+    /// Qualification events possible from here.
+    pub allowed_events: Vec<QualificationEvent>,
+    pub sites: Vec<SiteView>,
+    /// The most recent inspection over all sites.
+    pub latest_inspection: Option<InspectionView>,
+    pub version: i32,
+}
+
+fn tags(json: &str) -> Vec<String> {
+    serde_json::from_str(json).unwrap_or_default()
+}
+
+async fn render<C: ConnectionTrait>(
+    conn: &C,
+    profiles: &[cmo::Model],
+) -> ApiResult<Vec<CmoView>> {
+    let ids: Vec<i64> = profiles.iter().map(|p| p.org_id).collect();
+    let names: BTreeMap<i64, String> = organization::Entity::find()
+        .filter(organization::Column::Id.is_in(ids.clone()))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|o| (o.id, o.name))
+        .collect();
+    let sites = site::Entity::find()
+        .filter(site::Column::CmoOrgId.is_in(ids.clone()))
+        .order_by_asc(site::Column::Id)
+        .all(conn)
+        .await?;
+    let inspections = inspection::Entity::find()
+        .filter(inspection::Column::CmoOrgId.is_in(ids))
+        .order_by_desc(inspection::Column::InspectedOn)
+        .order_by_desc(inspection::Column::Id)
+        .all(conn)
+        .await?;
+    Ok(profiles
+        .iter()
+        .map(|p| CmoView {
+            org_id: p.org_id,
+            name: names.get(&p.org_id).cloned().unwrap_or_default(),
+            dosage_forms: tags(&p.dosage_forms),
+            modalities: tags(&p.modalities),
+            sterile_fill_finish: p.sterile_fill_finish,
+            high_potency: p.high_potency,
+            cold_chain: p.cold_chain,
+            max_batch_liters: p.max_batch_liters,
+            contacts: serde_json::from_str(&p.contacts).unwrap_or_default(),
+            qualification_status: p.qualification_status,
+            qualification_reason: p.qualification_reason.clone(),
+            allowed_events: cmo::allowed_events(p.qualification_status),
+            sites: sites
+                .iter()
+                .filter(|s| s.cmo_org_id == p.org_id)
+                .map(|s| SiteView {
+                    id: s.id,
+                    name: s.name.clone(),
+                    country: s.country.clone(),
+                    region: s.region,
+                    // Newest first: the first one of the site is its latest.
+                    latest_inspection: inspections
+                        .iter()
+                        .find(|i| i.site_id == s.id)
+                        .map(InspectionView::from),
+                })
+                .collect(),
+            latest_inspection: inspections
+                .iter()
+                .find(|i| i.cmo_org_id == p.org_id)
+                .map(InspectionView::from),
+            version: p.version,
+        })
+        .collect())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct CmoFilters {
+    /// Has this dosage form tag, e.g. `sterile_injectable`.
+    pub dosage_form: Option<String>,
+    /// Has this modality tag, e.g. `biologic`.
+    pub modality: Option<String>,
+    /// Has a site in this region.
+    pub region: Option<Region>,
+    pub sterile_fill_finish: Option<bool>,
+    pub high_potency: Option<bool>,
+    pub cold_chain: Option<bool>,
+    /// At least this batch size.
+    pub min_batch_liters: Option<i64>,
+    pub status: Option<QualificationStatus>,
+    pub limit: Option<u64>,
+    pub offset: Option<u64>,
+}
+
+/// Find candidate CMOs by capability and region, e.g. sterile injectables, biologics,
+/// EU: `?dosage_form=sterile_injectable&modality=biologic&region=eu`.
+#[utoipa::path(
+    tag = "partners",
+    params(CmoFilters),
+    responses((status = 200, description = "One page of matching CMOs", body = Page<CmoView>))
+)]
+#[get("/cmos")]
+pub async fn list_cmos(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    query: web::Query<CmoFilters>,
+) -> ApiResult<web::Json<Page<CmoView>>> {
+    let q = query.into_inner();
+    let limit = q.limit.unwrap_or(super::DEFAULT_PAGE_SIZE);
+    let offset = q.offset.unwrap_or(0);
+    let mut c = Checks::default();
+    if !(1..=super::MAX_PAGE_SIZE).contains(&limit) {
+        c.fail("limit", "out_of_range", "1 to 200");
+    }
+    if offset > super::MAX_OFFSET {
+        c.fail("offset", "out_of_range", "at most 1000000");
+    }
+    c.finish()?;
+    let mut select = scoped::<cmo::Entity>(&ctx);
+    if let Some(s) = q.status {
+        select = select.filter(cmo::Column::QualificationStatus.eq(s));
+    }
+    for (flag, column) in [
+        (q.sterile_fill_finish, cmo::Column::SterileFillFinish),
+        (q.high_potency, cmo::Column::HighPotency),
+        (q.cold_chain, cmo::Column::ColdChain),
+    ] {
+        if let Some(v) = flag {
+            select = select.filter(column.eq(v));
+        }
+    }
+    if let Some(min) = q.min_batch_liters {
+        select = select.filter(cmo::Column::MaxBatchLiters.gte(min));
+    }
+    let profiles = select
+        .order_by_asc(cmo::Column::OrgId)
+        .all(&state.db)
+        .await?;
+    // Tag and region filters on the (small) registry in memory.
+    let wanted = |v: &Option<String>| v.as_ref().map(|t| t.trim().to_lowercase());
+    let (form, modality) = (wanted(&q.dosage_form), wanted(&q.modality));
+    let views: Vec<CmoView> = render(&state.db, &profiles)
+        .await?
+        .into_iter()
+        .filter(|v| form.as_ref().is_none_or(|f| v.dosage_forms.contains(f)))
+        .filter(|v| modality.as_ref().is_none_or(|m| v.modalities.contains(m)))
+        .filter(|v| {
+            q.region
+                .is_none_or(|r| v.sites.iter().any(|s| s.region == r))
+        })
+        .collect();
+    let total = views.len() as u64;
+    Ok(web::Json(Page {
+        items: views
+            .into_iter()
+            .skip(offset as usize)
+            .take(limit as usize)
+            .collect(),
+        total,
+        limit,
+        offset,
+    }))
+}
+
+/// One CMO: capabilities, contacts, qualification, sites with their latest inspection.
+#[utoipa::path(
+    tag = "partners",
+    params(("id" = i64, Path, description = "The CMO's organization id")),
+    responses(
+        (status = 200, description = "The profile", body = CmoView),
+        (status = 404, description = "No such CMO visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[get("/cmos/{id}")]
+pub async fn get_cmo(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+) -> ApiResult<web::Json<CmoView>> {
+    let p = find_scoped::<cmo::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    let mut views = render(&state.db, std::slice::from_ref(&p)).await?;
+    views.pop().map(web::Json).ok_or(ApiError::NotFound)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"version": 1, "dosage_forms": ["sterile_injectable", "lyophilized"], "modalities": ["biologic"],
+    "sterile_fill_finish": true, "cold_chain": true, "max_batch_liters": 20000,
+    "contacts": [{"name": "Petra Meier", "role": "Project manager", "email": "pm@lonza.test"}]}))]
+pub struct UpdateCmo {
+    /// The version you read (or `If-Match`).
+    pub version: Option<i32>,
+    pub dosage_forms: Option<Vec<String>>,
+    pub modalities: Option<Vec<String>>,
+    pub sterile_fill_finish: Option<bool>,
+    pub high_potency: Option<bool>,
+    pub cold_chain: Option<bool>,
+    /// 1 to 10,000,000 liters.
+    pub max_batch_liters: Option<i64>,
+    pub contacts: Option<Vec<Contact>>,
+}
+
+impl Validate for UpdateCmo {
+    fn validate(&self, c: &mut Checks) {
+        for (field, v) in [("dosage_forms", &self.dosage_forms), ("modalities", &self.modalities)] {
+            if let Some(tags) = v
+                && let Err(why) = cmo::normalize_tags(tags)
+            {
+                c.fail(field, "invalid_tag", why);
+            }
+        }
+        if let Some(l) = self.max_batch_liters
+            && !(1..=10_000_000).contains(&l)
+        {
+            c.fail("max_batch_liters", "out_of_range", "1 to 10,000,000");
+        }
+        if let Some(contacts) = &self.contacts {
+            if contacts.len() > 20 {
+                c.fail("contacts", "out_of_range", "at most 20 contacts");
+            }
+            for (i, k) in contacts.iter().enumerate() {
+                c.text(&format!("contacts[{i}].name"), &k.name, 1, 200);
+                c.text(&format!("contacts[{i}].role"), &k.role, 1, 200);
+                if let Some(e) = &k.email {
+                    c.email(&format!("contacts[{i}].email"), e);
+                }
+                c.optional_text(&format!("contacts[{i}].phone"), k.phone.as_deref(), 5, 32);
+            }
+        }
+    }
+}
+
+/// The sponsor's admins, program managers and quality manage the registry; a CMO's own
+/// admin may keep its capabilities and contacts current.
+fn may_edit_profile(ctx: &AuthContext, p: &cmo::Model) -> bool {
+    (ctx.org_id() == p.sponsor_org_id && ctx.user.role.handles_quality_records())
+        || (ctx.org_id() == p.org_id && ctx.user.role == Role::Admin)
+}
+
+/// Update capabilities and contacts.
+#[utoipa::path(
+    tag = "partners",
+    params(("id" = i64, Path, description = "The CMO's organization id")),
+    request_body = UpdateCmo,
+    responses(
+        (status = 200, description = "The updated profile", body = CmoView),
+        (status = 403, description = "Not allowed to edit this profile", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such CMO visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Stale version", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[patch("/cmos/{id}")]
+pub async fn update_cmo(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<UpdateCmo>,
+) -> ApiResult<web::Json<CmoView>> {
+    let b = body.into_inner();
+    let version = expected_version(&req, b.version)?;
+    let txn = crate::db::begin_write(&state.db).await?;
+    let current = find_scoped::<cmo::Entity, _>(&txn, &ctx, id.into_inner()).await?;
+    if !may_edit_profile(&ctx, &current) {
+        return Err(ApiError::Forbidden(
+            "the sponsor's admins, program managers and quality, or the CMO's own admins, edit a profile"
+                .to_string(),
+        ));
+    }
+    if current.version != version {
+        return Err(ApiError::stale_version(current.version));
+    }
+    let now = state.clock.now();
+    let mut active: cmo::ActiveModel = current.clone().into();
+    let json = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
+    if let Some(t) = &b.dosage_forms {
+        active.dosage_forms = Set(json(&cmo::normalize_tags(t).unwrap_or_default()));
+    }
+    if let Some(t) = &b.modalities {
+        active.modalities = Set(json(&cmo::normalize_tags(t).unwrap_or_default()));
+    }
+    if let Some(v) = b.sterile_fill_finish {
+        active.sterile_fill_finish = Set(v);
+    }
+    if let Some(v) = b.high_potency {
+        active.high_potency = Set(v);
+    }
+    if let Some(v) = b.cold_chain {
+        active.cold_chain = Set(v);
+    }
+    if let Some(v) = b.max_batch_liters {
+        active.max_batch_liters = Set(Some(v));
+    }
+    if let Some(c) = &b.contacts {
+        active.contacts = Set(serde_json::to_string(c).unwrap_or_else(|_| "[]".into()));
+    }
+    active.updated_at = Set(now);
+    active.version = Set(current.version + 1);
+    let updated =
+        compare_and_set::<cmo::Entity, _>(&txn, active, current.org_id, current.version).await?;
+    let before = render(&txn, std::slice::from_ref(&current)).await?;
+    let mut after = render(&txn, std::slice::from_ref(&updated)).await?;
+    audit_trail::append(
+        &txn,
+        &ctx.actor(now),
+        Entry::new("cmo_profile", updated.org_id, "update")
+            .before(snapshot(&before))
+            .after(snapshot(&after)),
+    )
+    .await?;
+    txn.commit().await?;
+    after.pop().map(web::Json).ok_or(ApiError::NotFound)
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Visp Ibex", "country": "CH", "region": "other_europe"}))]
+pub struct CreateSite {
+    pub name: String,
+    /// ISO 3166-1 alpha-2 country code.
+    pub country: String,
+    pub region: Region,
+}
+
+impl Validate for CreateSite {
+    fn validate(&self, c: &mut Checks) {
+        c.text("name", &self.name, 1, 200);
+        let cc = self.country.trim();
+        if cc.len() != 2 || !cc.chars().all(|ch| ch.is_ascii_alphabetic()) {
+            c.fail("country", "invalid_format", "an ISO 3166-1 alpha-2 code, e.g. CH");
+        }
+    }
+}
+
+/// Add a manufacturing site to a CMO.
+#[utoipa::path(
+    tag = "partners",
+    params(("id" = i64, Path, description = "The CMO's organization id")),
+    request_body = CreateSite,
+    responses(
+        (status = 201, description = "The site", body = SiteView),
+        (status = 403, description = "Not allowed to edit this profile", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such CMO visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[post("/cmos/{id}/sites")]
+pub async fn create_site(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<CreateSite>,
+) -> ApiResult<HttpResponse> {
+    let b = body.into_inner();
+    let txn = crate::db::begin_write(&state.db).await?;
+    let p = find_scoped::<cmo::Entity, _>(&txn, &ctx, id.into_inner()).await?;
+    if !may_edit_profile(&ctx, &p) {
+        return Err(ApiError::Forbidden(
+            "the sponsor's managers or the CMO's own admins add sites".to_string(),
+        ));
+    }
+    let now = state.clock.now();
+    let s = site::ActiveModel {
+        id: NotSet,
+        cmo_org_id: Set(p.org_id),
+        name: Set(b.name.trim().to_string()),
+        country: Set(b.country.trim().to_uppercase()),
+        region: Set(b.region),
+        created_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    let view = SiteView {
+        id: s.id,
+        name: s.name.clone(),
+        country: s.country.clone(),
+        region: s.region,
+        latest_inspection: None,
+    };
+    audit_trail::append(
+        &txn,
+        &ctx.actor(now),
+        Entry::new("cmo_site", s.id, "create").after(snapshot(&view)),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(HttpResponse::Created().json(view))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"event": "approve", "reason": "audit 2026-10 passed; quality agreement signed",
+    "password": "correct horse battery staple", "version": 3}))]
+pub struct QualificationTransition {
+    pub event: QualificationEvent,
+    /// Required for probation, reinstate, disqualify and re-evaluate.
+    pub reason: Option<String>,
+    /// Your signing password: approval and disqualification are e-signed by quality.
+    pub password: Option<String>,
+    /// The version you read.
+    pub version: Option<i32>,
+}
+
+impl Validate for QualificationTransition {
+    fn validate(&self, c: &mut Checks) {
+        c.optional_text("reason", self.reason.as_deref(), 1, 2_000);
+        c.optional_signing_password("password", self.password.as_deref());
+    }
+}
+
+/// Move a CMO through qualification: `start_evaluation`, `qualify`, `approve` (signed),
+/// `probation`, `reinstate`, `disqualify` (signed), `reevaluate`. Sponsor-side decisions.
+#[utoipa::path(
+    tag = "partners",
+    params(("id" = i64, Path, description = "The CMO's organization id")),
+    request_body = QualificationTransition,
+    responses(
+        (status = 200, description = "The profile in its new state", body = CmoView),
+        (status = 401, description = "Wrong signature password (`invalid_password`; audited)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not the sponsor's quality/program manager/admin, or not quality for a signed decision", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such CMO visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Illegal event (`current_state`, `allowed_events`), stale version, or no own signing password", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed password attempts; see Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[post("/cmos/{id}/qualification")]
+pub async fn transition_qualification(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<QualificationTransition>,
+) -> ApiResult<web::Json<CmoView>> {
+    let b = body.into_inner();
+    let cmo_id = id.into_inner();
+    let seen = find_scoped::<cmo::Entity, _>(&state.db, &ctx, cmo_id).await?;
+    if ctx.org.kind != OrgKind::Sponsor
+        || ctx.org_id() != seen.sponsor_org_id
+        || !ctx.user.role.handles_quality_records()
+    {
+        return Err(ApiError::Forbidden(
+            "qualification is decided by the sponsor's quality, program managers and admins"
+                .to_string(),
+        ));
+    }
+    let next = check(&seen, &b)?;
+    let mut record = None;
+    if cmo::needs_signature(b.event) {
+        let meaning = if b.event == QualificationEvent::Approve {
+            SignatureMeaning::Approved
+        } else {
+            SignatureMeaning::Rejected
+        };
+        if !signature::may_sign(ctx.user.role, SignedRecordType::CmoQualification, meaning) {
+            return Err(ApiError::Forbidden(
+                "approving and disqualifying a CMO are signed by quality".to_string(),
+            ));
+        }
+        let password = signing::required_password(b.password.clone())?;
+        let r = SignatureRecord {
+            record_type: SignedRecordType::CmoQualification,
+            record_id: seen.org_id.to_string(),
+            record_hash: String::new(),
+            meaning,
+            reason: b.reason.clone(),
+        };
+        signing::authenticate_signer(&state, &ctx, password, &r).await?;
+        record = Some(r);
+    }
+    let now = state.clock.now();
+    let txn = crate::db::begin_write(&state.db).await?;
+    let current = find_scoped::<cmo::Entity, _>(&txn, &ctx, cmo_id).await?;
+    if b.version.is_some_and(|v| v != current.version) {
+        return Err(ApiError::stale_version(current.version));
+    }
+    let rechecked = check(&current, &b)?;
+    debug_assert_eq!(rechecked, next);
+    let mut active: cmo::ActiveModel = current.clone().into();
+    active.qualification_status = Set(rechecked);
+    active.qualification_reason = Set(b.reason.clone());
+    active.qualification_changed_at = Set(Some(now));
+    active.updated_at = Set(now);
+    active.version = Set(current.version + 1);
+    let mut updated =
+        compare_and_set::<cmo::Entity, _>(&txn, active, current.org_id, current.version).await?;
+    if let Some(mut r) = record {
+        let views = render(&txn, std::slice::from_ref(&updated)).await?;
+        r.record_hash = entity::audit::content_hash(&views);
+        let sig = signing::record(&txn, &ctx, now, r).await?;
+        let mut signed: cmo::ActiveModel = updated.clone().into();
+        signed.qualification_signature_id = Set(Some(sig.id));
+        updated = signed.update(&txn).await?;
+    }
+    audit_trail::append(
+        &txn,
+        &ctx.actor(now),
+        Entry::new("cmo_profile", updated.org_id, "qualification")
+            .before(serde_json::json!({"qualification_status": current.qualification_status}))
+            .after(serde_json::json!({"qualification_status": updated.qualification_status, "event": b.event}))
+            .reason(b.reason.clone()),
+    )
+    .await?;
+    let mut views = render(&txn, std::slice::from_ref(&updated)).await?;
+    txn.commit().await?;
+    views.pop().map(web::Json).ok_or(ApiError::NotFound)
+}
+
+fn check(p: &cmo::Model, b: &QualificationTransition) -> ApiResult<QualificationStatus> {
+    cmo::transition(p.qualification_status, b.event, b.reason.is_some()).map_err(|err| match err {
+        QualificationError::ReasonRequired => {
+            ApiError::invalid("reason", "required", "this event needs a reason")
+        }
+        other => ApiError::Conflict {
+            code: "illegal_transition",
+            detail: other.to_string(),
+            current_state: Some(wire_name(&p.qualification_status)),
+            allowed_events: Some(
+                cmo::allowed_events(p.qualification_status)
+                    .iter()
+                    .map(wire_name)
+                    .collect(),
+            ),
+            current_version: Some(p.version),
+        },
+    })
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"site_id": 3, "agency": "fda", "inspected_on": "2025-06-12", "outcome": "vai",
+    "critical_findings": 0, "notes": "2 observations on cleaning records"}))]
+pub struct RecordInspection {
+    pub site_id: i64,
+    pub agency: Agency,
+    pub inspected_on: NaiveDate,
+    pub outcome: InspectionOutcome,
+    /// 0 to 1000.
+    #[serde(default)]
+    pub critical_findings: i32,
+    pub notes: Option<String>,
+}
+
+impl Validate for RecordInspection {
+    fn validate(&self, c: &mut Checks) {
+        c.date("inspected_on", self.inspected_on);
+        if !(0..=1000).contains(&self.critical_findings) {
+            c.fail("critical_findings", "out_of_range", "0 to 1000");
+        }
+        c.optional_text("notes", self.notes.as_deref(), 1, 5_000);
+    }
+}
+
+/// Record a regulatory inspection of one of the CMO's sites (sponsor quality, program
+/// managers and admins).
+#[utoipa::path(
+    tag = "partners",
+    params(("id" = i64, Path, description = "The CMO's organization id")),
+    request_body = RecordInspection,
+    responses(
+        (status = 201, description = "Recorded", body = InspectionView),
+        (status = 403, description = "Not the sponsor's quality, program managers or admins", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such CMO visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[post("/cmos/{id}/inspections")]
+pub async fn record_inspection(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<RecordInspection>,
+) -> ApiResult<HttpResponse> {
+    let b = body.into_inner();
+    let txn = crate::db::begin_write(&state.db).await?;
+    let p = find_scoped::<cmo::Entity, _>(&txn, &ctx, id.into_inner()).await?;
+    if ctx.org_id() != p.sponsor_org_id || !ctx.user.role.handles_quality_records() {
+        return Err(ApiError::Forbidden(
+            "inspections are recorded by the sponsor's quality, program managers and admins"
+                .to_string(),
+        ));
+    }
+    let found = site::Entity::find_by_id(b.site_id)
+        .filter(site::Column::CmoOrgId.eq(p.org_id))
+        .one(&txn)
+        .await?;
+    if found.is_none() {
+        return Err(ApiError::invalid(
+            "site_id",
+            "unknown_site",
+            "not a site of this CMO",
+        ));
+    }
+    let now = state.clock.now();
+    let i = inspection::ActiveModel {
+        id: NotSet,
+        cmo_org_id: Set(p.org_id),
+        site_id: Set(b.site_id),
+        agency: Set(b.agency),
+        inspected_on: Set(b.inspected_on),
+        outcome: Set(b.outcome),
+        critical_findings: Set(b.critical_findings),
+        notes: Set(b.notes.map(|n| n.trim().to_string())),
+        recorded_by_user_id: Set(ctx.user.id),
+        created_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    let view = InspectionView::from(&i);
+    audit_trail::append(
+        &txn,
+        &ctx.actor(now),
+        Entry::new("inspection", i.id, "create").after(snapshot(&view)),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(HttpResponse::Created().json(view))
+}
+
+/// A CMO's inspections, newest first.
+#[utoipa::path(
+    tag = "partners",
+    params(("id" = i64, Path, description = "The CMO's organization id")),
+    responses(
+        (status = 200, description = "Inspections, newest first", body = [InspectionView]),
+        (status = 404, description = "No such CMO visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[get("/cmos/{id}/inspections")]
+pub async fn list_inspections(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+) -> ApiResult<web::Json<Vec<InspectionView>>> {
+    let p = find_scoped::<cmo::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    let list = inspection::Entity::find()
+        .filter(inspection::Column::CmoOrgId.eq(p.org_id))
+        .order_by_desc(inspection::Column::InspectedOn)
+        .order_by_desc(inspection::Column::Id)
+        .all(&state.db)
+        .await?;
+    Ok(web::Json(list.iter().map(InspectionView::from).collect()))
+}
