@@ -303,9 +303,7 @@ pub fn normalize_tags(tags: &[String]) -> Result<Vec<String>, String> {
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
         {
-            return Err(format!(
-                "{t:?} is not a tag (1 to 40 of a-z, 0-9, _ and -)"
-            ));
+            return Err(format!("{t:?} is not a tag (1 to 40 of a-z, 0-9, _ and -)"));
         }
         if !out.contains(&t) {
             out.push(t);
@@ -334,7 +332,11 @@ mod tests {
             (S::Disqualified, E::Reevaluate, Ok(S::UnderEvaluation)),
         ];
         for (from, event, expected) in table {
-            assert_eq!(transition(from, event, true), expected, "{from:?} {event:?}");
+            assert_eq!(
+                transition(from, event, true),
+                expected,
+                "{from:?} {event:?}"
+            );
         }
         for (from, event) in [
             (S::Prospect, E::Qualify),
@@ -356,7 +358,10 @@ mod tests {
             transition(S::Approved, E::Disqualify, false),
             Err(QualificationError::ReasonRequired)
         );
-        assert_eq!(allowed_events(S::Prospect), [E::StartEvaluation, E::Disqualify]);
+        assert_eq!(
+            allowed_events(S::Prospect),
+            [E::StartEvaluation, E::Disqualify]
+        );
         assert!(needs_signature(E::Approve) && needs_signature(E::Disqualify));
         assert!(!needs_signature(E::Qualify));
     }
@@ -365,7 +370,12 @@ mod tests {
     fn only_qualified_and_approved_cmos_are_named_on_programs() {
         assert!(may_be_named(S::Qualified).is_ok());
         assert!(may_be_named(S::Approved).is_ok());
-        for s in [S::Prospect, S::UnderEvaluation, S::Probation, S::Disqualified] {
+        for s in [
+            S::Prospect,
+            S::UnderEvaluation,
+            S::Probation,
+            S::Disqualified,
+        ] {
             assert!(may_be_named(s).is_err(), "{s:?}");
         }
         assert!(

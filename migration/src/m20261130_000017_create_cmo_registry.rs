@@ -107,7 +107,10 @@ impl MigrationTrait for Migration {
              SELECT id, parent_org_id, '[]', '[]', FALSE, FALSE, FALSE, '[]', 'prospect', \
              created_at, updated_at, 1 FROM organizations \
              WHERE kind = 'cmo' AND parent_org_id IS NOT NULL";
-        manager.get_connection().execute_unprepared(backfill).await?;
+        manager
+            .get_connection()
+            .execute_unprepared(backfill)
+            .await?;
         Ok(())
     }
 

@@ -10,6 +10,7 @@ mod idempotency;
 mod openapi;
 mod operations;
 mod outbox;
+mod partners;
 mod plan;
 mod problems;
 mod programs;

@@ -110,10 +110,7 @@ fn tags(json: &str) -> Vec<String> {
     serde_json::from_str(json).unwrap_or_default()
 }
 
-async fn render<C: ConnectionTrait>(
-    conn: &C,
-    profiles: &[cmo::Model],
-) -> ApiResult<Vec<CmoView>> {
+async fn render<C: ConnectionTrait>(conn: &C, profiles: &[cmo::Model]) -> ApiResult<Vec<CmoView>> {
     let ids: Vec<i64> = profiles.iter().map(|p| p.org_id).collect();
     let names: BTreeMap<i64, String> = organization::Entity::find()
         .filter(organization::Column::Id.is_in(ids.clone()))
@@ -301,7 +298,10 @@ pub struct UpdateCmo {
 
 impl Validate for UpdateCmo {
     fn validate(&self, c: &mut Checks) {
-        for (field, v) in [("dosage_forms", &self.dosage_forms), ("modalities", &self.modalities)] {
+        for (field, v) in [
+            ("dosage_forms", &self.dosage_forms),
+            ("modalities", &self.modalities),
+        ] {
             if let Some(tags) = v
                 && let Err(why) = cmo::normalize_tags(tags)
             {
@@ -426,7 +426,11 @@ impl Validate for CreateSite {
         c.text("name", &self.name, 1, 200);
         let cc = self.country.trim();
         if cc.len() != 2 || !cc.chars().all(|ch| ch.is_ascii_alphabetic()) {
-            c.fail("country", "invalid_format", "an ISO 3166-1 alpha-2 code, e.g. CH");
+            c.fail(
+                "country",
+                "invalid_format",
+                "an ISO 3166-1 alpha-2 code, e.g. CH",
+            );
         }
     }
 }

@@ -1,0 +1,285 @@
+//! The CMO registry through HTTP: capabilities and the candidate search, sites and
+//! inspections, qualification with signed decisions, the program naming rule, tenancy.
+
+use e2e::{TestApp, on_both_databases};
+use serde_json::json;
+
+use crate::{partner_org, user_with_token};
+
+const QA_PASSWORD: &str = "quality signs this one";
+
+async fn the_registry_finds_candidates_and_qualification_gates_programs(app: &TestApp) {
+    let admin = app.admin();
+    let (visp, _, visp_token) = partner_org(app, "Lonza Visp", "cmo", "pm@lonza.test").await;
+    let (oral, _, _) = partner_org(app, "Oral Solids Co", "cmo", "pm@oral.test").await;
+    let (_, qa_token) = user_with_token(app, "qa@acme.test", "quality", Some(QA_PASSWORD)).await;
+    let qa = app.client(&qa_token);
+
+    // A new CMO is a prospect; a program cannot name it yet, and the answer says why.
+    let profile = admin
+        .get(&format!("/api/v1/cmos/{visp}"))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(profile["qualification_status"], "prospect");
+    assert_eq!(
+        profile["allowed_events"],
+        json!(["start_evaluation", "disqualify"])
+    );
+    let program = json!({"name": "P", "product_name": "P", "cmo_org_id": visp, "modality": "biologic",
+        "stage": "clinical", "time_zone": "UTC"});
+    let refused = admin
+        .post("/api/v1/programs", program.clone())
+        .await
+        .expect_problem(409, "cmo_not_qualified")
+        .body;
+    assert!(
+        refused["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not qualified yet")
+    );
+
+    // Capabilities, sites, and the candidate search.
+    admin
+        .patch(
+            &format!("/api/v1/cmos/{visp}"),
+            json!({"version": 1, "dosage_forms": ["Sterile_Injectable", "lyophilized"], "modalities": ["biologic"],
+                   "sterile_fill_finish": true, "cold_chain": true, "max_batch_liters": 20000,
+                   "contacts": [{"name": "Petra Meier", "role": "Project manager", "email": "pm@lonza.test"}]}),
+        )
+        .await
+        .expect(200);
+    admin
+        .patch(
+            &format!("/api/v1/cmos/{oral}"),
+            json!({"version": 1, "dosage_forms": ["tablet"], "modalities": ["small_molecule"], "max_batch_liters": 500}),
+        )
+        .await
+        .expect(200);
+    admin
+        .patch(
+            &format!("/api/v1/cmos/{oral}"),
+            json!({"version": 1, "cold_chain": true}),
+        )
+        .await
+        .expect_problem(409, "version_conflict");
+    admin
+        .patch(
+            &format!("/api/v1/cmos/{oral}"),
+            json!({"version": 2, "dosage_forms": ["no spaces"]}),
+        )
+        .await
+        .expect_problem(422, "validation_failed");
+    let site = admin
+        .post(
+            &format!("/api/v1/cmos/{visp}/sites"),
+            json!({"name": "Visp Ibex", "country": "ch", "region": "other_europe"}),
+        )
+        .await
+        .expect(201)
+        .body;
+    assert_eq!(site["country"], "CH");
+    admin
+        .post(
+            &format!("/api/v1/cmos/{visp}/sites"),
+            json!({"name": "Porrino", "country": "ES", "region": "eu"}),
+        )
+        .await
+        .expect(201);
+    admin
+        .post(
+            &format!("/api/v1/cmos/{oral}/sites"),
+            json!({"name": "Ohio", "country": "US", "region": "north_america"}),
+        )
+        .await
+        .expect(201);
+    admin
+        .post(
+            &format!("/api/v1/cmos/{oral}/sites"),
+            json!({"name": "Nowhere", "country": "X1", "region": "eu"}),
+        )
+        .await
+        .expect_problem(422, "validation_failed");
+    let found = admin
+        .get("/api/v1/cmos?dosage_form=sterile_injectable&modality=biologic&region=eu")
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(found["total"], 1);
+    assert_eq!(found["items"][0]["org_id"], visp);
+    assert_eq!(
+        found["items"][0]["dosage_forms"],
+        json!(["sterile_injectable", "lyophilized"])
+    );
+    assert_eq!(
+        admin
+            .get("/api/v1/cmos?region=north_america")
+            .await
+            .expect(200)
+            .body["total"],
+        1
+    );
+    assert_eq!(
+        admin
+            .get("/api/v1/cmos?min_batch_liters=1000")
+            .await
+            .expect(200)
+            .body["total"],
+        1
+    );
+    assert_eq!(
+        admin
+            .get("/api/v1/cmos?cold_chain=true&region=north_america")
+            .await
+            .expect(200)
+            .body["total"],
+        0
+    );
+
+    // Inspections: the latest outcome shows on the profile and its site.
+    let site_id = site["id"].as_i64().unwrap();
+    let inspections = format!("/api/v1/cmos/{visp}/inspections");
+    qa.post(&inspections, json!({"site_id": site_id, "agency": "ema", "inspected_on": "2023-03-01", "outcome": "no_findings"}))
+        .await
+        .expect(201);
+    let latest = qa
+        .post(&inspections, json!({"site_id": site_id, "agency": "fda", "inspected_on": "2025-06-12", "outcome": "oai",
+            "critical_findings": 1, "notes": "aseptic process simulation failures"}))
+        .await
+        .expect(201)
+        .body;
+    assert_eq!(latest["adverse"], true);
+    qa.post(&inspections, json!({"site_id": 999_999, "agency": "fda", "inspected_on": "2025-06-12", "outcome": "nai"}))
+        .await
+        .expect_problem(422, "validation_failed");
+    let profile = admin
+        .get(&format!("/api/v1/cmos/{visp}"))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(profile["latest_inspection"]["id"], latest["id"]);
+    assert_eq!(profile["sites"][0]["latest_inspection"]["outcome"], "oai");
+    assert_eq!(
+        admin
+            .get(&inspections)
+            .await
+            .expect(200)
+            .body
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // Qualification: evaluation and qualification, then a program may name it.
+    let q = format!("/api/v1/cmos/{visp}/qualification");
+    admin
+        .post(&q, json!({"event": "qualify"}))
+        .await
+        .expect_problem(409, "illegal_transition");
+    admin
+        .post(&q, json!({"event": "start_evaluation"}))
+        .await
+        .expect(200);
+    admin
+        .post(&q, json!({"event": "qualify", "version": 2}))
+        .await
+        .expect_problem(409, "version_conflict");
+    admin
+        .post(&q, json!({"event": "qualify"}))
+        .await
+        .expect(200);
+    admin
+        .post("/api/v1/programs", program.clone())
+        .await
+        .expect(201);
+    // Approval is signed by quality: not by an admin, not without the password.
+    admin
+        .post(
+            &q,
+            json!({"event": "approve", "password": "whatever it is"}),
+        )
+        .await
+        .expect_problem(403, "forbidden");
+    qa.post(&q, json!({"event": "approve"})).await.expect(422);
+    qa.post(
+        &q,
+        json!({"event": "approve", "password": "not the password"}),
+    )
+    .await
+    .expect_problem(401, "invalid_password");
+    let approved = qa
+        .post(
+            &q,
+            json!({"event": "approve", "password": QA_PASSWORD, "reason": "audit passed"}),
+        )
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(approved["qualification_status"], "approved");
+    let signatures = qa
+        .get("/api/v1/signatures?record_type=cmo_qualification")
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(signatures["total"], 1, "{signatures}");
+    // Probation needs a reason and stops new programs.
+    qa.post(&q, json!({"event": "probation"}))
+        .await
+        .expect_problem(422, "validation_failed");
+    qa.post(
+        &q,
+        json!({"event": "probation", "reason": "OAI inspection"}),
+    )
+    .await
+    .expect(200);
+    let on_probation = admin
+        .post("/api/v1/programs", program.clone())
+        .await
+        .expect_problem(409, "cmo_not_qualified")
+        .body;
+    assert!(
+        on_probation["detail"]
+            .as_str()
+            .unwrap()
+            .contains("probation")
+    );
+    qa.post(
+        &q,
+        json!({"event": "disqualify", "reason": "repeat OAI", "password": QA_PASSWORD}),
+    )
+    .await
+    .expect(200);
+
+    // Tenancy: a CMO sees only itself and cannot decide its own qualification.
+    let visp_admin = app.client(&visp_token);
+    let own = visp_admin.get("/api/v1/cmos").await.expect(200).body;
+    assert_eq!(own["total"], 1);
+    assert_eq!(own["items"][0]["org_id"], visp);
+    visp_admin
+        .get(&format!("/api/v1/cmos/{oral}"))
+        .await
+        .expect_problem(404, "not_found");
+    visp_admin
+        .get(&format!("/api/v1/cmos/{oral}/inspections"))
+        .await
+        .expect_problem(404, "not_found");
+    visp_admin
+        .post(&q, json!({"event": "reevaluate", "reason": "we fixed it"}))
+        .await
+        .expect_problem(403, "forbidden");
+    let current = visp_admin
+        .get(&format!("/api/v1/cmos/{visp}"))
+        .await
+        .expect(200)
+        .body;
+    visp_admin
+        .patch(
+            &format!("/api/v1/cmos/{visp}"),
+            json!({"version": current["version"], "contacts": [{"name": "New PM", "role": "Project manager", "phone": "+41 27 555 0101"}]}),
+        )
+        .await
+        .expect(200);
+}
+on_both_databases!(the_registry_finds_candidates_and_qualification_gates_programs);
