@@ -32,6 +32,7 @@ pub mod plan_template;
 pub mod program;
 pub mod quality_summary;
 pub mod schedule;
+pub mod scorecard;
 pub mod signature;
 pub mod team_member;
 pub mod user;

@@ -40,7 +40,7 @@ fn name<T: Serialize>(v: &T) -> String {
         .unwrap_or_default()
 }
 
-fn median(mut values: Vec<f64>) -> Option<f64> {
+pub(crate) fn median(mut values: Vec<f64>) -> Option<f64> {
     if values.is_empty() {
         return None;
     }

@@ -100,6 +100,17 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
+        // Scorecards read a CMO's escalations by program and time.
+        manager
+            .create_index(
+                Index::create()
+                    .name("ix_escalations_program_opened")
+                    .table(Escalations::Table)
+                    .col(Escalations::ProgramId)
+                    .col(Escalations::OpenedAt)
+                    .to_owned(),
+            )
+            .await?;
         // CMOs registered before the registry existed start as prospects.
         let backfill = "INSERT INTO cmo_profiles (org_id, sponsor_org_id, dosage_forms, modalities, \
              sterile_fill_finish, high_potency, cold_chain, contacts, qualification_status, \
@@ -147,6 +158,13 @@ enum CmoProfiles {
     CreatedAt,
     UpdatedAt,
     Version,
+}
+
+#[derive(DeriveIden)]
+enum Escalations {
+    Table,
+    ProgramId,
+    OpenedAt,
 }
 
 #[derive(DeriveIden)]

@@ -283,3 +283,79 @@ async fn the_registry_finds_candidates_and_qualification_gates_programs(app: &Te
         .expect(200);
 }
 on_both_databases!(the_registry_finds_candidates_and_qualification_gates_programs);
+
+async fn scorecards_count_what_happened_and_stay_with_their_parties(app: &TestApp) {
+    let s = crate::programs::program_setup(app).await;
+    let cmo_id = app
+        .admin()
+        .get(&format!("/api/v1/programs/{}", s.program_id))
+        .await
+        .expect(200)
+        .body["cmo_org_id"]
+        .as_i64()
+        .unwrap();
+    let devs = format!("/api/v1/programs/{}/deviations", s.program_id);
+    for (title, criticality, lot) in [
+        ("A", "critical", "LOT-1"),
+        ("B", "minor", "LOT-1"),
+        ("C", "minor", "LOT-2"),
+    ] {
+        s.pm.post(
+            &devs,
+            json!({"title": title, "description": "d", "detected_at": app.now(), "criticality": criticality,
+                   "category": "equipment", "batch_lot": lot}),
+        )
+        .await
+        .expect(201);
+    }
+    // The critical one opened an escalation; acknowledge it ten minutes later.
+    let escalation = s.pm.get("/api/v1/escalations").await.expect(200).body["items"][0]["id"]
+        .as_i64()
+        .unwrap();
+    app.clock.advance(chrono::TimeDelta::minutes(10));
+    s.pm.post(&format!("/api/v1/escalations/{escalation}/ack"), json!({}))
+        .await
+        .expect(200);
+
+    let card =
+        s.pm.get(&format!("/api/v1/cmos/{cmo_id}/scorecard"))
+            .await
+            .expect(200)
+            .body;
+    assert_eq!(card["programs"], 1);
+    let k = &card["kpis"];
+    assert_eq!(
+        (k["deviations"].as_u64(), k["batches"].as_u64()),
+        (Some(3), Some(2))
+    );
+    assert_eq!(k["deviations_per_batch"]["minor"], 1.0);
+    assert_eq!(k["deviations_per_batch"]["critical"], 0.5);
+    assert_eq!(k["escalations"], 1);
+    assert_eq!(k["median_minutes_to_acknowledge"], 10.0);
+    let program_card =
+        s.pm.get(&format!(
+            "/api/v1/programs/{}/scorecard?from={}",
+            s.program_id,
+            (app.now() - chrono::TimeDelta::days(30)).date_naive()
+        ))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(program_card["kpis"], card["kpis"]);
+    // The CMO reads its own; another CMO of the same sponsor does not; bad windows are 422.
+    s.cmo_admin
+        .get(&format!("/api/v1/cmos/{cmo_id}/scorecard"))
+        .await
+        .expect(200);
+    let (_, _, other) = crate::partner_org(app, "Other CMO", "cmo", "x@other.test").await;
+    app.client(&other)
+        .get(&format!("/api/v1/cmos/{cmo_id}/scorecard"))
+        .await
+        .expect_problem(404, "not_found");
+    s.pm.get(&format!(
+        "/api/v1/cmos/{cmo_id}/scorecard?from=2026-12-01&to=2026-01-01"
+    ))
+    .await
+    .expect_problem(422, "validation_failed");
+}
+on_both_databases!(scorecards_count_what_happened_and_stay_with_their_parties);
