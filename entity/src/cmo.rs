@@ -288,6 +288,45 @@ pub mod inspection {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
+pub mod quality_agreement {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "quality_agreements")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub cmo_org_id: i64,
+        pub sponsor_org_id: i64,
+        /// The agreement's own version label, e.g. `v3`.
+        pub version_label: String,
+        pub effective_on: Date,
+        pub expires_on: Date,
+        pub responsibilities: String,
+        pub document_ref: String,
+        pub created_by_user_id: i64,
+        pub created_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Days-before-expiry thresholds at which the sponsor's quality users are reminded.
+pub const EXPIRY_THRESHOLDS: [i64; 3] = [7, 30, 90];
+
+/// The reminder threshold an agreement with `days_left` has reached (the tightest one),
+/// or `None` when it is further out or already expired. A job that ran late still sends
+/// the threshold reached, once (the outbox dedupes per threshold).
+pub fn expiry_threshold(days_left: i64) -> Option<i64> {
+    if days_left < 0 {
+        return None;
+    }
+    EXPIRY_THRESHOLDS.into_iter().find(|t| days_left <= *t)
+}
+
 /// Normalizes capability tags: trimmed, lower case, `[a-z0-9_-]`, 1–40 characters, no
 /// duplicates, at most 30.
 pub fn normalize_tags(tags: &[String]) -> Result<Vec<String>, String> {
@@ -383,6 +422,18 @@ mod tests {
                 .unwrap_err()
                 .contains("not qualified yet")
         );
+    }
+
+    #[test]
+    fn expiry_reminders_at_90_30_and_7_days() {
+        assert_eq!(expiry_threshold(120), None);
+        assert_eq!(expiry_threshold(90), Some(90));
+        assert_eq!(expiry_threshold(31), Some(90));
+        assert_eq!(expiry_threshold(30), Some(30));
+        assert_eq!(expiry_threshold(8), Some(30));
+        assert_eq!(expiry_threshold(7), Some(7));
+        assert_eq!(expiry_threshold(0), Some(7));
+        assert_eq!(expiry_threshold(-1), None);
     }
 
     #[test]

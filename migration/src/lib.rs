@@ -20,6 +20,7 @@ mod m20261123_000014_create_email_outbox;
 mod m20261130_000015_create_link_secrets;
 mod m20261130_000016_escalation_paging;
 mod m20261130_000017_create_cmo_registry;
+mod m20261130_000018_create_quality_agreements;
 
 pub struct Migrator;
 
@@ -44,6 +45,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000015_create_link_secrets::Migration),
             Box::new(m20261130_000016_escalation_paging::Migration),
             Box::new(m20261130_000017_create_cmo_registry::Migration),
+            Box::new(m20261130_000018_create_quality_agreements::Migration),
         ]
     }
 }

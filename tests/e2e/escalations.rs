@@ -544,6 +544,7 @@ async fn a_restarted_worker_pages_the_next_tier_once(app: &TestApp) {
                 batch: 50,
                 reminders: Default::default(),
                 digests: Default::default(),
+                agreements: Default::default(),
                 escalations: EscalationSettings {
                     public_base_url: base,
                     mail_domain: "cmo.test".to_string(),

@@ -2,6 +2,7 @@
 //! inspections, qualification with signed decisions, the program naming rule, tenancy.
 
 use e2e::{TestApp, on_both_databases};
+use sea_orm::EntityTrait;
 use serde_json::json;
 
 use crate::{partner_org, user_with_token};
@@ -359,3 +360,99 @@ async fn scorecards_count_what_happened_and_stay_with_their_parties(app: &TestAp
     .expect_problem(422, "validation_failed");
 }
 on_both_databases!(scorecards_count_what_happened_and_stay_with_their_parties);
+
+async fn quality_agreements_are_reminded_at_90_30_and_7_days(app: &TestApp) {
+    let (cmo, _, _) = partner_org(app, "Lonza Visp", "cmo", "pm@lonza.test").await;
+    user_with_token(app, "qa@acme.test", "quality", None).await;
+    let today = app.now().date_naive();
+    let admin = app.admin();
+    let path = format!("/api/v1/cmos/{cmo}/quality-agreements");
+    admin
+        .post(
+            &path,
+            json!({"version_label": "v1", "effective_on": today, "expires_on": today,
+            "responsibilities": "r", "document_ref": "QA-1"}),
+        )
+        .await
+        .expect_problem(422, "validation_failed");
+    let first = admin
+        .post(&path, json!({"version_label": "v1", "effective_on": today - chrono::TimeDelta::days(300),
+            "expires_on": today + chrono::TimeDelta::days(95), "responsibilities": "CMO: batch record review",
+            "document_ref": "QA-AGR-001"}))
+        .await
+        .expect(201)
+        .body;
+    assert_eq!(first["current"], true);
+    assert_eq!(first["days_to_expiry"], 95);
+
+    let ctx = worker::jobs::JobContext {
+        db: app.db.clone(),
+        worker_id: "w1".into(),
+        hostname: "test".into(),
+        started_at: app.now(),
+    };
+    let settings = worker::jobs::agreements::AgreementSettings::default();
+    let day = |n: i64| app.now() + chrono::TimeDelta::days(n);
+    let run = |n: i64| {
+        let ctx = ctx.clone();
+        let settings = settings.clone();
+        async move {
+            worker::jobs::agreements::run(&ctx, day(n), &settings)
+                .await
+                .unwrap()
+                .queued
+        }
+    };
+    assert_eq!(run(0).await, 0, "95 days out");
+    assert_eq!(run(5).await, 1, "90 days");
+    assert_eq!(run(5).await, 0, "once per threshold");
+    assert_eq!(run(40).await, 0, "55 days: still the 90-day threshold");
+    assert_eq!(run(65).await, 1, "30 days");
+    // Renewed: the old agreement is superseded and no longer reminded.
+    admin
+        .post(&path, json!({"version_label": "v2", "effective_on": today + chrono::TimeDelta::days(80),
+            "expires_on": today + chrono::TimeDelta::days(800), "responsibilities": "CMO: batch record review",
+            "document_ref": "QA-AGR-002"}))
+        .await
+        .expect(201);
+    assert_eq!(run(88).await, 0, "7 days, but renewed");
+    let rows = entity::outbox::Entity::find().all(&app.db).await.unwrap();
+    let reminders: Vec<_> = rows
+        .iter()
+        .filter(|r| r.dedupe_key.starts_with("qa-expiry:"))
+        .collect();
+    assert_eq!(reminders.len(), 2);
+    assert_eq!(reminders[0].to_addrs, json!(["qa@acme.test"]).to_string());
+    assert!(
+        reminders[0]
+            .subject
+            .contains("Lonza Visp expires in 90 days")
+    );
+    // The daily tick runs once across workers.
+    let s = worker::jobs::agreements::AgreementSettings {
+        schedule: "0 0 6 * * *".into(),
+        ..settings.clone()
+    };
+    let six = app
+        .now()
+        .date_naive()
+        .and_hms_opt(6, 0, 30)
+        .unwrap()
+        .and_utc()
+        + chrono::TimeDelta::days(1);
+    let a = worker::jobs::agreements::expiry_reminders(&ctx, six, &s)
+        .await
+        .unwrap();
+    let other = worker::jobs::JobContext {
+        worker_id: "w2".into(),
+        ..ctx.clone()
+    };
+    let b = worker::jobs::agreements::expiry_reminders(&other, six, &s)
+        .await
+        .unwrap();
+    assert!(a.ran && !b.ran);
+    // The list marks the agreement in force.
+    let list = admin.get(&path).await.expect(200).body;
+    assert_eq!(list.as_array().unwrap().len(), 2);
+}
+on_both_databases!(quality_agreements_are_reminded_at_90_30_and_7_days);

@@ -63,6 +63,9 @@ struct Cli {
     /// PostgreSQL a new escalation also wakes it at once (LISTEN/NOTIFY).
     #[arg(long, env = "CMO_ESCALATION_TICK_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(50..=60_000))]
     escalation_tick_ms: u64,
+    /// When quality-agreement expiry reminders are checked (6 fields, UTC; daily).
+    #[arg(long, env = "CMO_AGREEMENT_SCHEDULE", default_value = "0 0 6 * * *")]
+    agreement_schedule: String,
     /// Days overdue after which the leadership tier is copied.
     #[arg(long, env = "CMO_REMINDER_ESCALATE_DAYS", default_value_t = 7)]
     reminder_escalate_days: i64,
@@ -147,6 +150,12 @@ async fn start(cli: Cli) -> Result<(), String> {
         public_base_url: cli.public_base_url.clone(),
         mail_domain: from.email.domain().to_string(),
     };
+    let agreements = worker::jobs::agreements::AgreementSettings {
+        schedule: cli.agreement_schedule,
+        public_base_url: cli.public_base_url.clone(),
+        mail_domain: from.email.domain().to_string(),
+        ..Default::default()
+    };
     let escalations = worker::jobs::escalations::EscalationSettings {
         public_base_url: cli.public_base_url.clone(),
         mail_domain: from.email.domain().to_string(),
@@ -167,6 +176,7 @@ async fn start(cli: Cli) -> Result<(), String> {
         reminders,
         digests,
         escalations,
+        agreements,
     };
     run(ctx, schedules, mail, shutdown_signal())
         .await

@@ -44,6 +44,7 @@ pub struct MailSettings {
     pub reminders: crate::jobs::reminders::ReminderSettings,
     pub digests: crate::jobs::digests::DigestSettings,
     pub escalations: crate::jobs::escalations::EscalationSettings,
+    pub agreements: crate::jobs::agreements::AgreementSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +81,7 @@ pub async fn run(
     for (job, cron) in [
         ("reminder", &mail.reminders.schedule),
         ("digest", &mail.digests.schedule),
+        ("quality agreement expiry", &mail.agreements.schedule),
     ] {
         entity::schedule::parse(cron).map_err(|detail| RunError::Schedule {
             job,
@@ -299,6 +301,15 @@ async fn scheduled_pass(ctx: &JobContext, mail: &MailSettings) {
         }
         Ok(_) => {}
         Err(err) => tracing::warn!(%err, "weekly digests failed"),
+    }
+    match crate::jobs::agreements::expiry_reminders(ctx, now, &mail.agreements).await {
+        Ok(r) if r.ran => tracing::info!(
+            reminded = r.reminded,
+            queued = r.queued,
+            "quality agreement expiry reminders"
+        ),
+        Ok(_) => {}
+        Err(err) => tracing::warn!(%err, "quality agreement expiry reminders failed"),
     }
 }
 

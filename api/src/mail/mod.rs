@@ -26,6 +26,8 @@ fn templates() -> &'static Environment<'static> {
                 include_str!("../../templates/reminder.html"),
             ),
             ("page.html", include_str!("../../templates/page.html")),
+            ("notice.txt", include_str!("../../templates/notice.txt")),
+            ("notice.html", include_str!("../../templates/notice.html")),
             (
                 "escalation_page.txt",
                 include_str!("../../templates/escalation_page.txt"),
@@ -87,6 +89,26 @@ pub fn try_again(detail: &str) -> actix_web::HttpResponse {
             None,
         ),
     )
+}
+
+/// A short notice email: headline, paragraphs, a link. `(text, html)`.
+pub fn notice(
+    headline: &str,
+    paragraphs: &[String],
+    link: Option<&str>,
+) -> Result<(String, String), RenderError> {
+    #[derive(Serialize)]
+    struct Context<'a> {
+        headline: &'a str,
+        paragraphs: &'a [String],
+        link: Option<&'a str>,
+    }
+    let c = Context {
+        headline,
+        paragraphs,
+        link,
+    };
+    Ok((render("notice.txt", &c)?, render("notice.html", &c)?))
 }
 
 /// A small standalone HTML page (unsubscribe and, later, acknowledgement links).

@@ -46,6 +46,7 @@ async fn bench(backend: Backend) {
             batch: 100,
             reminders: Default::default(),
             digests: Default::default(),
+            agreements: Default::default(),
             escalations: worker::jobs::escalations::EscalationSettings {
                 public_base_url: app.base_url.clone(),
                 mail_domain: "cmo.test".to_string(),

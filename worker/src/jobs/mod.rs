@@ -1,6 +1,7 @@
 //! Jobs are plain async functions of a context and a `now`, so tests call them directly
 //! with a chosen time; the scheduler only wires and logs them.
 
+pub mod agreements;
 pub mod digests;
 pub mod dispatch;
 pub mod escalations;

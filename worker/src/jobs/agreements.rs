@@ -1,0 +1,169 @@
+//! Quality agreement expiry reminders (SPEC §7): daily, the sponsor's quality users are
+//! emailed when the agreement in force with a CMO is 90, 30 and 7 days from expiry; one
+//! email per agreement and threshold (outbox dedupe), however many workers or late runs.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use entity::cmo::{self, quality_agreement};
+use entity::outbox::{self, Draft};
+use entity::{Role, organization, schedule, user};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+
+use super::ticks::{self, Tick};
+use super::{JobContext, JobError};
+
+#[derive(Debug, Clone)]
+pub struct AgreementSettings {
+    /// 6-field cron in UTC (default daily 06:00).
+    pub schedule: String,
+    pub catch_up: TimeDelta,
+    pub public_base_url: String,
+    pub mail_domain: String,
+}
+
+impl Default for AgreementSettings {
+    fn default() -> Self {
+        Self {
+            schedule: "0 0 6 * * *".to_string(),
+            catch_up: TimeDelta::hours(18),
+            public_base_url: "http://127.0.0.1:8080".to_string(),
+            mail_domain: "localhost".to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct AgreementReport {
+    pub ran: bool,
+    pub reminded: usize,
+    pub queued: usize,
+}
+
+const JOB: &str = "quality_agreement_expiry";
+
+pub async fn expiry_reminders(
+    ctx: &JobContext,
+    now: DateTime<Utc>,
+    settings: &AgreementSettings,
+) -> Result<AgreementReport, JobError> {
+    let cron = schedule::parse(&settings.schedule).map_err(JobError::Schedule)?;
+    let Some(at) = schedule::due_occurrence(&cron, chrono_tz::UTC, now, settings.catch_up) else {
+        return Ok(AgreementReport::default());
+    };
+    let claimed = ticks::claim_due(
+        ctx,
+        vec![Tick {
+            job: JOB.to_string(),
+            scheduled_for: at,
+        }],
+        now,
+    )
+    .await?;
+    let Some(tick) = claimed.into_iter().next() else {
+        return Ok(AgreementReport::default());
+    };
+    let mut report = run(ctx, now, settings).await?;
+    report.ran = true;
+    ticks::finish(ctx, &tick, now).await?;
+    Ok(report)
+}
+
+/// The reminder pass itself (the tick decides when).
+pub async fn run(
+    ctx: &JobContext,
+    now: DateTime<Utc>,
+    settings: &AgreementSettings,
+) -> Result<AgreementReport, JobError> {
+    let today = now.date_naive();
+    let horizon = today + TimeDelta::days(cmo::EXPIRY_THRESHOLDS[2]);
+    let expiring = quality_agreement::Entity::find()
+        .filter(quality_agreement::Column::ExpiresOn.between(today, horizon))
+        .all(&ctx.db)
+        .await?;
+    let mut report = AgreementReport::default();
+    if expiring.is_empty() {
+        return Ok(report);
+    }
+    // Only the agreement in force (the latest effective) matters: a renewal supersedes.
+    let cmo_ids: Vec<i64> = expiring.iter().map(|a| a.cmo_org_id).collect();
+    let all = quality_agreement::Entity::find()
+        .filter(quality_agreement::Column::CmoOrgId.is_in(cmo_ids.clone()))
+        .all(&ctx.db)
+        .await?;
+    let names: BTreeMap<i64, String> = organization::Entity::find()
+        .filter(organization::Column::Id.is_in(cmo_ids))
+        .all(&ctx.db)
+        .await?
+        .into_iter()
+        .map(|o| (o.id, o.name))
+        .collect();
+    let txn = ctx.db.begin().await?;
+    for a in &expiring {
+        let superseded = all
+            .iter()
+            .any(|b| b.cmo_org_id == a.cmo_org_id && b.id != a.id && b.expires_on > a.expires_on);
+        let days_left = (a.expires_on - today).num_days();
+        let Some(threshold) = cmo::expiry_threshold(days_left) else {
+            continue;
+        };
+        if superseded || a.effective_on > today {
+            continue;
+        }
+        let quality: Vec<String> = user::Entity::find()
+            .filter(user::Column::OrgId.eq(a.sponsor_org_id))
+            .filter(user::Column::Role.eq(Role::Quality))
+            .filter(user::Column::Active.eq(true))
+            .all(&txn)
+            .await?
+            .into_iter()
+            .map(|u| u.email)
+            .collect();
+        if quality.is_empty() {
+            continue;
+        }
+        report.reminded += 1;
+        let cmo_name = names.get(&a.cmo_org_id).cloned().unwrap_or_default();
+        let headline = format!(
+            "Quality agreement with {cmo_name} expires in {days_left} day{}",
+            if days_left == 1 { "" } else { "s" }
+        );
+        let link = format!(
+            "{}/api/v1/cmos/{}/quality-agreements",
+            settings.public_base_url.trim_end_matches('/'),
+            a.cmo_org_id
+        );
+        let (text, html) = api::mail::notice(
+            &headline,
+            &[
+                format!(
+                    "Agreement {} ({}) with {cmo_name} expires on {}.",
+                    a.version_label, a.document_ref, a.expires_on
+                ),
+                "Renew it before it lapses: GMP work at the CMO needs an agreement in force. Record the renewal to stop these reminders.".to_string(),
+            ],
+            Some(&link),
+        )
+        .map_err(|e| JobError::Template(e.to_string()))?;
+        if outbox::enqueue(
+            &txn,
+            Draft {
+                dedupe_key: format!("qa-expiry:{}:{threshold}", a.id),
+                to: quality,
+                cc: Vec::new(),
+                subject: headline,
+                text_body: text,
+                html_body: html,
+                list_unsubscribe: None,
+            },
+            now,
+            &settings.mail_domain,
+        )
+        .await?
+        {
+            report.queued += 1;
+        }
+    }
+    txn.commit().await?;
+    Ok(report)
+}
