@@ -93,6 +93,7 @@ fn record_entity(t: SignedRecordType) -> &'static str {
         SignedRecordType::Capa => "capa",
         SignedRecordType::ChangeRequest => "change_request",
         SignedRecordType::CmoQualification => "cmo_profile",
+        SignedRecordType::SelectionDecision => "evaluation",
     }
 }
 

@@ -140,4 +140,7 @@ pub enum SignedRecordType {
     /// Approval or disqualification of a CMO (qualification).
     #[sea_orm(string_value = "cmo_qualification")]
     CmoQualification,
+    /// The decision of a CMO selection (bid tab).
+    #[sea_orm(string_value = "selection_decision")]
+    SelectionDecision,
 }

@@ -33,6 +33,7 @@ pub mod program;
 pub mod quality_summary;
 pub mod schedule;
 pub mod scorecard;
+pub mod selection;
 pub mod signature;
 pub mod team_member;
 pub mod user;

@@ -75,6 +75,11 @@ pub fn may_sign(role: Role, record_type: SignedRecordType, meaning: SignatureMea
             ) && matches!(role, Role::ProgramManager | Role::Quality)
         }
         // SPEC §7: approving and disqualifying a CMO are quality decisions.
+        // The selection decision: a sponsor program manager or quality.
+        SignedRecordType::SelectionDecision => {
+            meaning == SignatureMeaning::Approved
+                && matches!(role, Role::ProgramManager | Role::Quality)
+        }
         SignedRecordType::CmoQualification => {
             matches!(
                 meaning,

@@ -21,6 +21,7 @@ mod m20261130_000015_create_link_secrets;
 mod m20261130_000016_escalation_paging;
 mod m20261130_000017_create_cmo_registry;
 mod m20261130_000018_create_quality_agreements;
+mod m20261130_000019_create_evaluations;
 
 pub struct Migrator;
 
@@ -46,6 +47,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000016_escalation_paging::Migration),
             Box::new(m20261130_000017_create_cmo_registry::Migration),
             Box::new(m20261130_000018_create_quality_agreements::Migration),
+            Box::new(m20261130_000019_create_evaluations::Migration),
         ]
     }
 }

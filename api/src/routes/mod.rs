@@ -17,6 +17,7 @@ pub mod cmos;
 pub mod deviations;
 pub mod digest;
 pub mod escalations;
+pub mod evaluations;
 pub mod gates;
 pub mod health;
 pub mod me;
@@ -98,6 +99,12 @@ pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
         .service(cmos::cmo_scorecard)
         .service(cmos::create_quality_agreement)
         .service(cmos::list_quality_agreements)
+        .service(evaluations::create_evaluation)
+        .service(evaluations::list_evaluations)
+        .service(evaluations::get_evaluation)
+        .service(evaluations::give_score)
+        .service(evaluations::decide_evaluation)
+        .service(evaluations::bid_tab_csv)
         .service(cmos::program_scorecard)
         .service(digest::preview_digest)
         .service(digest::unsubscribe_page)
@@ -244,7 +251,8 @@ versioned!(
     entity::deviation::Model,
     entity::capa::Model,
     entity::change_request::Model,
-    entity::cmo::Model
+    entity::cmo::Model,
+    entity::selection::Model
 );
 
 /// Writes `active` only if row `id` still has `version` (compare-and-set, so of two

@@ -113,7 +113,8 @@ pub async fn create_signature(
         | SignedRecordType::ProductionRelease
         | SignedRecordType::Capa
         | SignedRecordType::ChangeRequest
-        | SignedRecordType::CmoQualification => {
+        | SignedRecordType::CmoQualification
+        | SignedRecordType::SelectionDecision => {
             return Err(ApiError::invalid(
                 "record_type",
                 "signed_elsewhere",

@@ -1,0 +1,572 @@
+//! CMO selection (SPEC §7): a bid tab with weighted criteria, candidate CMOs scored 1–5
+//! per criterion with notes and scorer, the weighted ranking with its breakdown, a CSV
+//! export, and the decision recorded with an e-signature. The sponsor's own: CMOs never
+//! see an evaluation.
+
+use std::collections::BTreeMap;
+
+use actix_web::{HttpResponse, get, post, put, web};
+use chrono::{DateTime, Utc};
+use entity::audit_trail::{self, Entry};
+use entity::selection::{self, Criterion, EvaluationStatus, Ranked, score};
+use entity::{OrgKind, SignatureMeaning, SignedRecordType, cmo, organization, signature, user};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait,
+    EntityTrait, QueryFilter, QueryOrder,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{compare_and_set, snapshot};
+use crate::auth::{AuthContext, TenantScoped, find_scoped, scoped};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, Checks, Validate};
+use crate::signing::{self, SignatureRecord};
+use crate::state::AppState;
+
+impl TenantScoped for selection::Entity {
+    fn tenant_condition(ctx: &AuthContext) -> sea_orm::Condition {
+        sea_orm::Condition::all().add(selection::Column::SponsorOrgId.eq(ctx.org_id()))
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"cmo_org_id": 2, "criterion": "quality_systems", "score": 4, "notes": "mature CAPA process",
+    "scorer_user_id": 5, "scorer": "Quinn QA", "scored_at": "2026-11-30T10:00:00Z"}))]
+pub struct ScoreView {
+    pub cmo_org_id: i64,
+    pub criterion: String,
+    pub score: i32,
+    pub notes: Option<String>,
+    pub scorer_user_id: i64,
+    pub scorer: String,
+    pub scored_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": 1, "title": "Fill-finish partner for ACM-101", "program_id": null, "status": "open",
+    "criteria": [{"key": "quality_systems", "name": "Quality systems", "weight": 100}],
+    "candidates": [{"cmo_org_id": 2, "name": "Lonza Visp"}],
+    "ranking": [{"cmo_org_id": 2, "rank": 1, "weighted_score": 4.0, "complete": true,
+        "breakdown": [{"key": "quality_systems", "weight": 100, "mean_score": 4.0, "weighted": 4.0, "scorers": 1}]}],
+    "scores": [], "decision_cmo_org_id": null, "decision_reason": null, "decided_at": null, "version": 1}))]
+pub struct EvaluationView {
+    pub id: i64,
+    pub title: String,
+    pub program_id: Option<i64>,
+    pub status: EvaluationStatus,
+    pub criteria: Vec<Criterion>,
+    pub candidates: Vec<CandidateView>,
+    /// Best first, with the per-criterion breakdown.
+    pub ranking: Vec<Ranked>,
+    pub scores: Vec<ScoreView>,
+    pub decision_cmo_org_id: Option<i64>,
+    pub decision_reason: Option<String>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub version: i32,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"cmo_org_id": 2, "name": "Lonza Visp"}))]
+pub struct CandidateView {
+    pub cmo_org_id: i64,
+    pub name: String,
+}
+
+fn criteria_of(e: &selection::Model) -> Vec<Criterion> {
+    serde_json::from_str(&e.criteria).unwrap_or_default()
+}
+
+fn candidates_of(e: &selection::Model) -> Vec<i64> {
+    serde_json::from_str(&e.candidates).unwrap_or_default()
+}
+
+async fn render<C: ConnectionTrait>(conn: &C, e: &selection::Model) -> ApiResult<EvaluationView> {
+    let criteria = criteria_of(e);
+    let candidates = candidates_of(e);
+    let scores = score::Entity::find()
+        .filter(score::Column::EvaluationId.eq(e.id))
+        .order_by_asc(score::Column::Id)
+        .all(conn)
+        .await?;
+    let names: BTreeMap<i64, String> = organization::Entity::find()
+        .filter(organization::Column::Id.is_in(candidates.clone()))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|o| (o.id, o.name))
+        .collect();
+    let scorers: BTreeMap<i64, String> = user::Entity::find()
+        .filter(user::Column::Id.is_in(scores.iter().map(|s| s.scorer_user_id)))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|u| (u.id, u.display_name))
+        .collect();
+    Ok(EvaluationView {
+        id: e.id,
+        title: e.title.clone(),
+        program_id: e.program_id,
+        status: e.status,
+        ranking: selection::rank(&criteria, &candidates, &selection::given(&scores)),
+        criteria,
+        candidates: candidates
+            .iter()
+            .map(|c| CandidateView {
+                cmo_org_id: *c,
+                name: names.get(c).cloned().unwrap_or_default(),
+            })
+            .collect(),
+        scores: scores
+            .iter()
+            .map(|s| ScoreView {
+                cmo_org_id: s.cmo_org_id,
+                criterion: s.criterion.clone(),
+                score: s.score,
+                notes: s.notes.clone(),
+                scorer_user_id: s.scorer_user_id,
+                scorer: scorers.get(&s.scorer_user_id).cloned().unwrap_or_default(),
+                scored_at: s.scored_at,
+            })
+            .collect(),
+        decision_cmo_org_id: e.decision_cmo_org_id,
+        decision_reason: e.decision_reason.clone(),
+        decided_at: e.decided_at,
+        version: e.version,
+    })
+}
+
+fn sponsor_manager(ctx: &AuthContext) -> ApiResult<()> {
+    if ctx.org.kind != OrgKind::Sponsor || !ctx.user.role.handles_quality_records() {
+        return Err(ApiError::Forbidden(
+            "selections are run by the sponsor's program managers, quality and admins".to_string(),
+        ));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"title": "Fill-finish partner for ACM-101", "candidates": [2, 3]}))]
+pub struct CreateEvaluation {
+    pub title: String,
+    pub program_id: Option<i64>,
+    /// Default: the SPEC's ten criteria (regulatory track record 15, quality systems 15,
+    /// technical fit 15, capacity 10, tech transfer 10, supply chain 10, communication 5,
+    /// financial stability 5, cost 10, timeline 5). Weights must sum to 100.
+    pub criteria: Option<Vec<Criterion>>,
+    /// CMO organization ids registered by your organization (1 to 20).
+    pub candidates: Vec<i64>,
+}
+
+impl Validate for CreateEvaluation {
+    fn validate(&self, c: &mut Checks) {
+        c.text("title", &self.title, 1, 200);
+        if let Some(criteria) = &self.criteria {
+            for (field, message) in selection::validate_criteria(criteria) {
+                c.fail(&field, "invalid", message);
+            }
+        }
+        if self.candidates.is_empty() || self.candidates.len() > 20 {
+            c.fail("candidates", "out_of_range", "1 to 20 candidate CMOs");
+        }
+    }
+}
+
+/// Open a selection (bid tab) among registered CMOs.
+#[utoipa::path(
+    tag = "partners",
+    request_body = CreateEvaluation,
+    responses(
+        (status = 201, description = "The evaluation", body = EvaluationView),
+        (status = 403, description = "Not the sponsor's program managers, quality or admins", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields (weights not summing to 100, unknown candidates)", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[post("/evaluations")]
+pub async fn create_evaluation(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    body: ApiJson<CreateEvaluation>,
+) -> ApiResult<HttpResponse> {
+    let b = body.into_inner();
+    sponsor_manager(&ctx)?;
+    let txn = crate::db::begin_write(&state.db).await?;
+    let mut candidates: Vec<i64> = Vec::new();
+    for c in &b.candidates {
+        if !candidates.contains(c) {
+            candidates.push(*c);
+        }
+    }
+    let known = cmo::Entity::find()
+        .filter(cmo::Column::SponsorOrgId.eq(ctx.org_id()))
+        .filter(cmo::Column::OrgId.is_in(candidates.clone()))
+        .all(&txn)
+        .await?;
+    if known.len() != candidates.len() {
+        return Err(ApiError::invalid(
+            "candidates",
+            "unknown_cmo",
+            "every candidate must be a CMO registered by your organization",
+        ));
+    }
+    if let Some(p) = b.program_id {
+        find_scoped::<entity::program::Entity, _>(&txn, &ctx, p)
+            .await
+            .map_err(|_| ApiError::invalid("program_id", "unknown_program", "no such program"))?;
+    }
+    let now = state.clock.now();
+    let e = selection::ActiveModel {
+        id: NotSet,
+        sponsor_org_id: Set(ctx.org_id()),
+        title: Set(b.title.trim().to_string()),
+        program_id: Set(b.program_id),
+        criteria: Set(serde_json::to_string(
+            &b.criteria.unwrap_or_else(selection::default_criteria),
+        )
+        .map_err(ApiError::internal)?),
+        candidates: Set(serde_json::to_string(&candidates).map_err(ApiError::internal)?),
+        status: Set(EvaluationStatus::Open),
+        decision_cmo_org_id: Set(None),
+        decision_reason: Set(None),
+        decision_signature_id: Set(None),
+        decided_at: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        version: Set(1),
+    }
+    .insert(&txn)
+    .await?;
+    let view = render(&txn, &e).await?;
+    audit_trail::append(
+        &txn,
+        &ctx.actor(now),
+        Entry::new("evaluation", e.id, "create").after(snapshot(&view)),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(HttpResponse::Created().json(view))
+}
+
+/// The sponsor's evaluations, newest first.
+#[utoipa::path(
+    tag = "partners",
+    responses((status = 200, description = "Evaluations", body = [EvaluationView]))
+)]
+#[get("/evaluations")]
+pub async fn list_evaluations(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+) -> ApiResult<web::Json<Vec<EvaluationView>>> {
+    let list = scoped::<selection::Entity>(&ctx)
+        .order_by_desc(selection::Column::Id)
+        .all(&state.db)
+        .await?;
+    let mut out = Vec::with_capacity(list.len());
+    for e in &list {
+        out.push(render(&state.db, e).await?);
+    }
+    Ok(web::Json(out))
+}
+
+/// One evaluation with its scores and the weighted ranking.
+#[utoipa::path(
+    tag = "partners",
+    params(("id" = i64, Path, description = "Evaluation id")),
+    responses(
+        (status = 200, description = "The evaluation", body = EvaluationView),
+        (status = 404, description = "No such evaluation visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[get("/evaluations/{id}")]
+pub async fn get_evaluation(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+) -> ApiResult<web::Json<EvaluationView>> {
+    let e = find_scoped::<selection::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    Ok(web::Json(render(&state.db, &e).await?))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"cmo_org_id": 2, "criterion": "quality_systems", "score": 4, "notes": "mature CAPA process"}))]
+pub struct GiveScore {
+    pub cmo_org_id: i64,
+    pub criterion: String,
+    /// 1 (poor) to 5 (excellent).
+    pub score: i32,
+    pub notes: Option<String>,
+}
+
+impl Validate for GiveScore {
+    fn validate(&self, c: &mut Checks) {
+        if !(1..=5).contains(&self.score) {
+            c.fail("score", "out_of_range", "1 to 5");
+        }
+        c.optional_text("notes", self.notes.as_deref(), 1, 2_000);
+    }
+}
+
+/// Score a candidate on a criterion (your own score; giving it again replaces it).
+#[utoipa::path(
+    tag = "partners",
+    params(("id" = i64, Path, description = "Evaluation id")),
+    request_body = GiveScore,
+    responses(
+        (status = 200, description = "The evaluation with the new ranking", body = EvaluationView),
+        (status = 403, description = "Not the sponsor's program managers, quality or admins", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such evaluation visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The evaluation is decided", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Unknown candidate or criterion, or a score outside 1–5", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[put("/evaluations/{id}/scores")]
+pub async fn give_score(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<GiveScore>,
+) -> ApiResult<web::Json<EvaluationView>> {
+    let b = body.into_inner();
+    sponsor_manager(&ctx)?;
+    let txn = crate::db::begin_write(&state.db).await?;
+    let e = find_scoped::<selection::Entity, _>(&txn, &ctx, id.into_inner()).await?;
+    if e.status != EvaluationStatus::Open {
+        return Err(ApiError::conflict(
+            "evaluation_decided",
+            "the evaluation is decided; scores are frozen",
+        ));
+    }
+    let mut c = Checks::default();
+    if !candidates_of(&e).contains(&b.cmo_org_id) {
+        c.fail(
+            "cmo_org_id",
+            "unknown_candidate",
+            "not a candidate of this evaluation",
+        );
+    }
+    if !criteria_of(&e).iter().any(|k| k.key == b.criterion) {
+        c.fail(
+            "criterion",
+            "unknown_criterion",
+            "not a criterion of this evaluation",
+        );
+    }
+    c.finish()?;
+    let now = state.clock.now();
+    score::Entity::insert(score::ActiveModel {
+        id: NotSet,
+        evaluation_id: Set(e.id),
+        cmo_org_id: Set(b.cmo_org_id),
+        criterion: Set(b.criterion.clone()),
+        scorer_user_id: Set(ctx.user.id),
+        score: Set(b.score),
+        notes: Set(b.notes.clone()),
+        scored_at: Set(now),
+    })
+    .on_conflict(
+        OnConflict::columns([
+            score::Column::EvaluationId,
+            score::Column::CmoOrgId,
+            score::Column::Criterion,
+            score::Column::ScorerUserId,
+        ])
+        .update_columns([
+            score::Column::Score,
+            score::Column::Notes,
+            score::Column::ScoredAt,
+        ])
+        .to_owned(),
+    )
+    .exec_without_returning(&txn)
+    .await?;
+    audit_trail::append(
+        &txn,
+        &ctx.actor(now),
+        Entry::new("evaluation", e.id, "score").after(serde_json::json!({
+            "cmo_org_id": b.cmo_org_id, "criterion": b.criterion, "score": b.score, "notes": b.notes,
+        })),
+    )
+    .await?;
+    let view = render(&txn, &e).await?;
+    txn.commit().await?;
+    Ok(web::Json(view))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"cmo_org_id": 2, "reason": "best weighted score; capacity reserved for 2027",
+    "password": "correct horse battery staple", "version": 5}))]
+pub struct DecideEvaluation {
+    pub cmo_org_id: i64,
+    pub reason: String,
+    /// Your signing password (program managers and quality sign the selection).
+    pub password: Option<String>,
+    pub version: Option<i32>,
+}
+
+impl Validate for DecideEvaluation {
+    fn validate(&self, c: &mut Checks) {
+        c.text("reason", &self.reason, 1, 2_000);
+        c.optional_signing_password("password", self.password.as_deref());
+    }
+}
+
+/// Record the selection, e-signed by a sponsor program manager or quality user.
+#[utoipa::path(
+    tag = "partners",
+    params(("id" = i64, Path, description = "Evaluation id")),
+    request_body = DecideEvaluation,
+    responses(
+        (status = 200, description = "Decided", body = EvaluationView),
+        (status = 401, description = "Wrong signature password (`invalid_password`; audited)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not a sponsor program manager or quality user", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such evaluation visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already decided, stale version, or no own signing password", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not a candidate", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed password attempts; see Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[post("/evaluations/{id}/decision")]
+pub async fn decide_evaluation(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<DecideEvaluation>,
+) -> ApiResult<web::Json<EvaluationView>> {
+    let b = body.into_inner();
+    let eval_id = id.into_inner();
+    let seen = find_scoped::<selection::Entity, _>(&state.db, &ctx, eval_id).await?;
+    if !signature::may_sign(
+        ctx.user.role,
+        SignedRecordType::SelectionDecision,
+        SignatureMeaning::Approved,
+    ) || ctx.org.kind != OrgKind::Sponsor
+    {
+        return Err(ApiError::Forbidden(
+            "the selection is signed by a sponsor program manager or quality user".to_string(),
+        ));
+    }
+    if seen.status != EvaluationStatus::Open {
+        return Err(ApiError::conflict("evaluation_decided", "already decided"));
+    }
+    if !candidates_of(&seen).contains(&b.cmo_org_id) {
+        return Err(ApiError::invalid(
+            "cmo_org_id",
+            "unknown_candidate",
+            "not a candidate of this evaluation",
+        ));
+    }
+    let password = signing::required_password(b.password.clone())?;
+    let mut r = SignatureRecord {
+        record_type: SignedRecordType::SelectionDecision,
+        record_id: seen.id.to_string(),
+        record_hash: String::new(),
+        meaning: SignatureMeaning::Approved,
+        reason: Some(b.reason.clone()),
+    };
+    signing::authenticate_signer(&state, &ctx, password, &r).await?;
+    let now = state.clock.now();
+    let txn = crate::db::begin_write(&state.db).await?;
+    let current = find_scoped::<selection::Entity, _>(&txn, &ctx, eval_id).await?;
+    if b.version.is_some_and(|v| v != current.version) || current.status != EvaluationStatus::Open {
+        return Err(ApiError::stale_version(current.version));
+    }
+    let mut active: selection::ActiveModel = current.clone().into();
+    active.status = Set(EvaluationStatus::Decided);
+    active.decision_cmo_org_id = Set(Some(b.cmo_org_id));
+    active.decision_reason = Set(Some(b.reason.trim().to_string()));
+    active.decided_at = Set(Some(now));
+    active.updated_at = Set(now);
+    active.version = Set(current.version + 1);
+    let updated =
+        compare_and_set::<selection::Entity, _>(&txn, active, current.id, current.version).await?;
+    let view = render(&txn, &updated).await?;
+    r.record_hash = entity::audit::content_hash(&view);
+    let sig = signing::record(&txn, &ctx, now, r).await?;
+    let mut signed: selection::ActiveModel = updated.clone().into();
+    signed.decision_signature_id = Set(Some(sig.id));
+    let updated = signed.update(&txn).await?;
+    audit_trail::append(
+        &txn,
+        &ctx.actor(now),
+        Entry::new("evaluation", updated.id, "decide")
+            .after(snapshot(&view))
+            .reason(Some(b.reason.trim().to_string())),
+    )
+    .await?;
+    let view = render(&txn, &updated).await?;
+    txn.commit().await?;
+    Ok(web::Json(view))
+}
+
+fn csv_field(s: &str) -> String {
+    // Quote everything; double inner quotes; neutralize spreadsheet formulas.
+    let s = if s.starts_with(['=', '+', '-', '@']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// The bid tab as CSV: one row per candidate (rank, weighted score, complete) with the
+/// mean score of each criterion, in ranking order.
+#[utoipa::path(
+    tag = "partners",
+    params(("id" = i64, Path, description = "Evaluation id")),
+    responses(
+        (status = 200, description = "CSV (RFC 4180)", body = String, content_type = "text/csv",
+            example = json!("\"rank\",\"cmo\",\"weighted_score\",\"complete\",\"Quality systems (100%)\"\r\n\"1\",\"Lonza Visp\",\"4.00\",\"yes\",\"4.00\"\r\n")),
+        (status = 404, description = "No such evaluation visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[get("/evaluations/{id}/bid-tab.csv")]
+pub async fn bid_tab_csv(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+) -> ApiResult<HttpResponse> {
+    let e = find_scoped::<selection::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    let view = render(&state.db, &e).await?;
+    let names: BTreeMap<i64, &str> = view
+        .candidates
+        .iter()
+        .map(|c| (c.cmo_org_id, c.name.as_str()))
+        .collect();
+    let mut header = vec![
+        csv_field("rank"),
+        csv_field("cmo"),
+        csv_field("weighted_score"),
+        csv_field("complete"),
+    ];
+    header.extend(
+        view.criteria
+            .iter()
+            .map(|c| csv_field(&format!("{} ({}%)", c.name, c.weight))),
+    );
+    let mut out = header.join(",") + "\r\n";
+    for r in &view.ranking {
+        let mut row = vec![
+            csv_field(&r.rank.to_string()),
+            csv_field(names.get(&r.cmo_org_id).copied().unwrap_or_default()),
+            csv_field(&format!("{:.2}", r.weighted_score)),
+            csv_field(if r.complete { "yes" } else { "no" }),
+        ];
+        row.extend(
+            r.breakdown
+                .iter()
+                .map(|b| csv_field(&b.mean_score.map(|m| format!("{m:.2}")).unwrap_or_default())),
+        );
+        out += &(row.join(",") + "\r\n");
+    }
+    Ok(HttpResponse::Ok()
+        .content_type("text/csv; charset=utf-8")
+        .insert_header((
+            "Content-Disposition",
+            format!("attachment; filename=\"bid-tab-{}.csv\"", e.id),
+        ))
+        .body(out))
+}
