@@ -94,6 +94,7 @@ pub struct GivenScore {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
+#[schema(example = json!({"key": "quality_systems", "weight": 15, "mean_score": 4.5, "weighted": 0.68, "scorers": 2}))]
 pub struct CriterionResult {
     pub key: String,
     pub weight: i32,
