@@ -191,10 +191,39 @@ async fn the_registry_finds_candidates_and_qualification_gates_programs(app: &Te
         .post(&q, json!({"event": "qualify"}))
         .await
         .expect(200);
-    admin
+    let program_id = admin
         .post("/api/v1/programs", program.clone())
         .await
-        .expect(201);
+        .expect(201)
+        .body["id"]
+        .as_i64()
+        .unwrap();
+    // The OAI inspection's critical finding opens a CAPA on that program; a clean
+    // inspection does not.
+    let capa = qa
+        .post(
+            &format!("/api/v1/inspections/{}/capa", latest["id"]),
+            json!({"program_id": program_id, "title": "APS failures", "description": "repeat APS"}),
+        )
+        .await
+        .expect(201)
+        .body;
+    assert_eq!(capa["source"], "inspection_finding");
+    assert!(
+        capa["finding_reference"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("inspection #{} (FDA 2025-06-12", latest["id"]))
+    );
+    let clean = qa.get(&inspections).await.expect(200).body[1]["id"]
+        .as_i64()
+        .unwrap();
+    qa.post(
+        &format!("/api/v1/inspections/{clean}/capa"),
+        json!({"program_id": program_id, "title": "x", "description": "y"}),
+    )
+    .await
+    .expect_problem(409, "no_critical_finding");
     // Approval is signed by quality: not by an admin, not without the password.
     admin
         .post(

@@ -95,7 +95,7 @@ async fn linked_deviations<C: ConnectionTrait>(conn: &C, capa_id: i64) -> ApiRes
         .collect())
 }
 
-async fn render<C: ConnectionTrait>(conn: &C, c: &capa::Model) -> ApiResult<CapaView> {
+pub async fn render<C: ConnectionTrait>(conn: &C, c: &capa::Model) -> ApiResult<CapaView> {
     Ok(view(c, linked_deviations(conn, c.id).await?))
 }
 

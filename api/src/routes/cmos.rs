@@ -1085,3 +1085,114 @@ pub async fn list_quality_agreements(
         state.clock.now().date_naive(),
     )))
 }
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"program_id": 7, "title": "Aseptic process simulation failures (FDA 483 item 1)",
+    "description": "Repeat APS with revised interventions; retrain operators"}))]
+pub struct CapaFromInspection {
+    /// The program (with this CMO) the CAPA belongs to.
+    pub program_id: i64,
+    pub title: String,
+    pub description: String,
+}
+
+impl Validate for CapaFromInspection {
+    fn validate(&self, c: &mut Checks) {
+        c.text("title", &self.title, 1, 200);
+        c.text("description", &self.description, 1, 10_000);
+    }
+}
+
+/// Open a CAPA for an adverse inspection (a critical finding, OAI or critical outcome)
+/// on a program with this CMO; the CAPA names the inspection as its finding.
+#[utoipa::path(
+    tag = "partners",
+    params(("id" = i64, Path, description = "Inspection id")),
+    request_body = CapaFromInspection,
+    responses(
+        (status = 201, description = "The CAPA", body = super::capas::CapaView),
+        (status = 403, description = "Not the sponsor's quality, program managers or admins", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such inspection visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The inspection had no critical finding", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The program is not one with this CMO", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[post("/inspections/{id}/capa")]
+pub async fn capa_from_inspection(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<CapaFromInspection>,
+) -> ApiResult<HttpResponse> {
+    use entity::capa::{self, CapaSource, CapaStatus};
+    let b = body.into_inner();
+    let txn = crate::db::begin_write(&state.db).await?;
+    let i = inspection::Entity::find_by_id(id.into_inner())
+        .one(&txn)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    // Visible only through its CMO's profile.
+    let p = find_scoped::<cmo::Entity, _>(&txn, &ctx, i.cmo_org_id).await?;
+    if ctx.org_id() != p.sponsor_org_id || !ctx.user.role.handles_quality_records() {
+        return Err(ApiError::Forbidden(
+            "CAPAs from inspections are opened by the sponsor's quality, program managers and admins"
+                .to_string(),
+        ));
+    }
+    if !cmo::is_adverse(i.outcome, i.critical_findings) {
+        return Err(ApiError::conflict(
+            "no_critical_finding",
+            "only an inspection with a critical finding (or an OAI/critical outcome) opens a CAPA here",
+        ));
+    }
+    let prog = find_scoped::<entity::program::Entity, _>(&txn, &ctx, b.program_id)
+        .await
+        .ok()
+        .filter(|prog| prog.cmo_org_id == p.org_id)
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "program_id",
+                "unknown_program",
+                "not a program with this CMO",
+            )
+        })?;
+    let now = state.clock.now();
+    let created = capa::ActiveModel {
+        id: NotSet,
+        program_id: Set(prog.id),
+        title: Set(b.title.trim().to_string()),
+        description: Set(b.description),
+        source: Set(CapaSource::InspectionFinding),
+        finding_reference: Set(Some(format!(
+            "inspection #{} ({} {}, {} critical finding(s))",
+            i.id,
+            wire_name(&i.agency).to_uppercase(),
+            i.inspected_on,
+            i.critical_findings
+        ))),
+        status: Set(CapaStatus::Open),
+        effectiveness_due: Set(None),
+        effectiveness_outcome: Set(None),
+        plan_signature_id: Set(None),
+        closure_signature_id: Set(None),
+        cancel_reason: Set(None),
+        closed_at: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        version: Set(1),
+    }
+    .insert(&txn)
+    .await?;
+    let rendered = super::capas::render(&txn, &created).await?;
+    audit_trail::append(
+        &txn,
+        &ctx.actor(now),
+        Entry::new("capa", created.id, "create")
+            .after(snapshot(&rendered))
+            .reason(Some(format!("critical finding of inspection #{}", i.id))),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(HttpResponse::Created().json(rendered))
+}
