@@ -36,6 +36,7 @@ RFC 9457 `application/problem+json` with a stable `code`. Another organization's
         (name = "action items", description = "Action items: owners, due dates, overdue, snooze"),
         (name = "audit", description = "The hash-chained audit trail"),
         (name = "signatures", description = "Electronic signatures (21 CFR Part 11 style)"),
+        (name = "integrations", description = "For other tools: the domain event feed"),
         (name = "partners", description = "The CMO registry: capabilities, sites, inspections, qualification"),
         (name = "escalations", description = "24/7 escalation: policies (call tree), paging, acknowledgement by API or one-click link"),
         (name = "notifications", description = "Email links: the digest unsubscribe page (no API token: the link is signed)"),

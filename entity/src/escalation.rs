@@ -239,6 +239,17 @@ pub async fn open<C: ConnectionTrait>(
         now,
     )
     .await?;
+    crate::domain_event::emit(
+        conn,
+        e.program_id,
+        "escalation.opened",
+        "escalation",
+        e.id,
+        serde_json::json!({"escalation_id": e.id, "title": e.title, "criticality": e.criticality,
+            "source_type": e.source_type, "source_id": e.source_id}),
+        now,
+    )
+    .await?;
     // Wake the workers' LISTEN at commit (PostgreSQL delivers NOTIFY on commit, and not
     // at all on rollback); SQLite workers rely on their fast tick.
     if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
@@ -351,6 +362,16 @@ pub async fn resolve<C: ConnectionTrait>(
         e.current_tier,
         serde_json::json!({"previous_status": e.status}),
         actor_user_id.map(|u| (u, channel)),
+        now,
+    )
+    .await?;
+    crate::domain_event::emit(
+        conn,
+        e.program_id,
+        "escalation.resolved",
+        "escalation",
+        e.id,
+        serde_json::json!({"escalation_id": e.id, "previous_status": e.status}),
         now,
     )
     .await?;

@@ -13,6 +13,7 @@ pub mod change_request;
 pub mod clock;
 pub mod cmo;
 pub mod deviation;
+pub mod domain_event;
 pub mod enums;
 pub mod escalation;
 pub mod escalation_policy;

@@ -22,6 +22,7 @@ mod m20261130_000016_escalation_paging;
 mod m20261130_000017_create_cmo_registry;
 mod m20261130_000018_create_quality_agreements;
 mod m20261130_000019_create_evaluations;
+mod m20261130_000020_create_domain_events;
 
 pub struct Migrator;
 
@@ -48,6 +49,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000017_create_cmo_registry::Migration),
             Box::new(m20261130_000018_create_quality_agreements::Migration),
             Box::new(m20261130_000019_create_evaluations::Migration),
+            Box::new(m20261130_000020_create_domain_events::Migration),
         ]
     }
 }

@@ -6,6 +6,7 @@ mod auth;
 mod concurrency;
 mod digests;
 mod escalations;
+mod events;
 mod idempotency;
 mod openapi;
 mod operations;

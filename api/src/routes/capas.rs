@@ -634,6 +634,16 @@ pub async fn transition_capa(
             .reason(b.reason.clone()),
     )
     .await?;
+    entity::domain_event::emit(
+        &txn,
+        updated.program_id,
+        "capa.transitioned",
+        "capa",
+        updated.id,
+        serde_json::json!({"capa_id": updated.id, "event": b.event, "from": current.status, "to": updated.status}),
+        now,
+    )
+    .await?;
     if b.event == CapaEvent::Close {
         close_waiting_deviations(&txn, &ctx, &updated, now).await?;
     }
@@ -763,6 +773,17 @@ async fn close_waiting_deviations<C: ConnectionTrait>(
                 .before(serde_json::json!({"status": d.status, "version": d.version}))
                 .after(serde_json::json!({"status": closed.status, "version": closed.version}))
                 .reason(Some(format!("CAPA #{} closed effective", c.id))),
+        )
+        .await?;
+        entity::domain_event::emit(
+            conn,
+            closed.program_id,
+            "deviation.closed",
+            "deviation",
+            closed.id,
+            serde_json::json!({"deviation_id": closed.id, "event": "close", "from": d.status,
+                "to": closed.status, "criticality": closed.criticality, "capa_id": c.id}),
+            now,
         )
         .await?;
         super::deviations::resolve_escalations(conn, ctx, closed.id, now).await?;

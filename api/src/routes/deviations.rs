@@ -153,6 +153,16 @@ pub async fn hold_production<C: ConnectionTrait>(
                 .reason(Some(reason.to_string())),
         )
         .await?;
+        entity::domain_event::emit(
+            conn,
+            program_id,
+            "production.held",
+            "program",
+            program_id,
+            serde_json::json!({"program_id": program_id, "production_status": ProductionStatus::OnHold, "reason": reason}),
+            now,
+        )
+        .await?;
     }
     Ok(changed.rows_affected == 1)
 }
@@ -322,6 +332,17 @@ pub async fn report_deviation(
         &txn,
         &ctx.actor(now),
         Entry::new("deviation", created.id, "report").after(snapshot(&view(&created, now))),
+    )
+    .await?;
+    entity::domain_event::emit(
+        &txn,
+        created.program_id,
+        "deviation.reported",
+        "deviation",
+        created.id,
+        serde_json::json!({"deviation_id": created.id, "title": created.title,
+            "criticality": created.criticality, "category": created.category, "detected_at": created.detected_at}),
+        now,
     )
     .await?;
     apply_floor_rule(&txn, &ctx, &created, now, true).await?;
@@ -715,6 +736,21 @@ pub async fn transition_deviation(
             .reason(b.reason.clone()),
     )
     .await?;
+    entity::domain_event::emit(
+        &txn,
+        updated.program_id,
+        match b.event {
+            DeviationEvent::Triage => "deviation.triaged",
+            DeviationEvent::Close => "deviation.closed",
+            _ => "deviation.transitioned",
+        },
+        "deviation",
+        updated.id,
+        serde_json::json!({"deviation_id": updated.id, "event": b.event, "from": current.status,
+            "to": updated.status, "criticality": updated.criticality}),
+        now,
+    )
+    .await?;
     // Acting on the deviation (triage, closure, cancellation) ends its escalation.
     if matches!(
         b.event,
@@ -897,7 +933,17 @@ pub async fn release_production(
         Entry::new("program", released.id, "release_production")
             .before(snapshot(&ProgramView::from(&current)))
             .after(snapshot(&ProgramView::from(&released)))
-            .reason(Some(b.reason)),
+            .reason(Some(b.reason.clone())),
+    )
+    .await?;
+    entity::domain_event::emit(
+        &txn,
+        released.id,
+        "production.released",
+        "program",
+        released.id,
+        serde_json::json!({"program_id": released.id, "production_status": released.production_status, "reason": b.reason}),
+        now,
     )
     .await?;
     txn.commit().await?;

@@ -850,6 +850,17 @@ async fn acknowledge<C: ConnectionTrait>(
             .reason(Some(format!("acknowledged via {channel}"))),
     )
     .await?;
+    entity::domain_event::emit(
+        conn,
+        e.program_id,
+        "escalation.acknowledged",
+        "escalation",
+        e.id,
+        serde_json::json!({"escalation_id": e.id, "by_user_id": acker.id, "channel": channel,
+            "tier": e.current_tier}),
+        now,
+    )
+    .await?;
     let message = format!(
         "{} acknowledged this escalation via {channel}{}. Paging has stopped.{}",
         acker.display_name,

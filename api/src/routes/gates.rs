@@ -587,6 +587,17 @@ pub async fn decide_gate(
             .reason(b.notes.clone()),
     )
     .await?;
+    entity::domain_event::emit(
+        &txn,
+        prog.id,
+        "gate.decided",
+        "milestone",
+        m.id,
+        serde_json::json!({"milestone_id": m.id, "name": m.name, "decision": b.decision,
+            "decision_id": decision.id, "notes": b.notes}),
+        now,
+    )
+    .await?;
 
     let mut action_item_ids = Vec::new();
     if b.decision == Decision::NoGo {

@@ -825,6 +825,17 @@ pub async fn transition_milestone(
             .reason(b.reason),
     )
     .await?;
+    entity::domain_event::emit(
+        &txn,
+        updated.program_id,
+        "milestone.transitioned",
+        "milestone",
+        updated.id,
+        serde_json::json!({"milestone_id": updated.id, "name": updated.name, "event": b.event,
+            "from": current.status, "to": updated.status}),
+        now,
+    )
+    .await?;
     txn.commit().await?;
     Ok(web::Json(after))
 }

@@ -18,6 +18,7 @@ pub mod deviations;
 pub mod digest;
 pub mod escalations;
 pub mod evaluations;
+pub mod events;
 pub mod gates;
 pub mod health;
 pub mod me;
@@ -107,6 +108,7 @@ pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
         .service(evaluations::decide_evaluation)
         .service(evaluations::bid_tab_csv)
         .service(cmos::program_scorecard)
+        .service(events::list_events)
         .service(digest::preview_digest)
         .service(digest::unsubscribe_page)
         .service(digest::unsubscribe)

@@ -318,6 +318,19 @@ async fn page(
         now,
     )
     .await?;
+    if tier > 0 || repeat {
+        entity::domain_event::emit(
+            &txn,
+            e.program_id,
+            "escalation.advanced",
+            "escalation",
+            e.id,
+            serde_json::json!({"escalation_id": e.id, "tier": tier, "tier_name": tier_name,
+                "repeat": repeat, "recipients": recipients.len()}),
+            now,
+        )
+        .await?;
+    }
     txn.commit().await?;
     report.pages += 1;
     report.emails += queued;
