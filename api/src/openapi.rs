@@ -292,7 +292,14 @@ fn add_standard_responses(op: &mut Operation, has_path_params: bool) {
     let touches_db = !public
         || matches!(
             op.operation_id.as_deref(),
-            Some("readyz" | "unsubscribe_page" | "unsubscribe" | "ack_link_page" | "ack_link")
+            Some(
+                "readyz"
+                    | "unsubscribe_page"
+                    | "unsubscribe"
+                    | "ack_link_page"
+                    | "ack_link"
+                    | "calendar_feed"
+            )
         );
     let mut wanted: Vec<&str> = vec!["500"];
     if !public {

@@ -11,6 +11,7 @@ use crate::error::{ApiError, ApiResult};
 
 pub mod actions;
 pub mod audit;
+pub mod calendar;
 pub mod capas;
 pub mod changes;
 pub mod cmos;
@@ -109,6 +110,8 @@ pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
         .service(evaluations::bid_tab_csv)
         .service(cmos::program_scorecard)
         .service(events::list_events)
+        .service(calendar::calendar_link)
+        .service(calendar::calendar_feed)
         .service(digest::preview_digest)
         .service(digest::unsubscribe_page)
         .service(digest::unsubscribe)

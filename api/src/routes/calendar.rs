@@ -1,0 +1,227 @@
+//! A private iCalendar feed per user (RFC 5545): the milestones (gate dates) of the
+//! programs they are on, and the due dates of their action items, as all-day events.
+//! Calendar clients cannot send tokens, so the URL carries a signed token; `GET
+//! /me/calendar` hands it out.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, get, web};
+use chrono::{DateTime, NaiveDate, Utc};
+use entity::action_item::{self, ActionStatus};
+use entity::link_token::{self, Claims};
+use entity::milestone::{self, MilestoneStatus};
+use entity::{link_secret, program, team_member, user};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::AuthContext;
+use crate::error::ApiResult;
+use crate::state::AppState;
+
+const PURPOSE: &str = "calendar";
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"url": "http://127.0.0.1:8080/api/v1/calendar.ics?token=63616c656e646172…"}))]
+pub struct CalendarLink {
+    /// Subscribe to this URL in a calendar client. Keep it private: it shows your
+    /// programs' dates to whoever has it.
+    pub url: String,
+}
+
+/// Your private calendar feed URL.
+#[utoipa::path(
+    tag = "integrations",
+    responses((status = 200, description = "The feed URL", body = CalendarLink))
+)]
+#[get("/me/calendar")]
+pub async fn calendar_link(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+) -> ApiResult<web::Json<CalendarLink>> {
+    let key = link_secret::get_or_create(&state.db, state.clock.now()).await?;
+    let token = link_token::sign(
+        &key,
+        &Claims {
+            purpose: PURPOSE.to_string(),
+            subject: format!("user:{}", ctx.user.id),
+            expires_at: None,
+        },
+    );
+    Ok(web::Json(CalendarLink {
+        url: format!(
+            "{}/api/v1/calendar.ics?token={token}",
+            state.public_base_url.trim_end_matches('/')
+        ),
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct CalendarQuery {
+    /// The signed token from `GET /me/calendar`.
+    pub token: Option<String>,
+}
+
+/// RFC 5545 text escaping.
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace(';', "\\;")
+        .replace(',', "\\,")
+        .replace("\r\n", "\\n")
+        .replace('\n', "\\n")
+        .replace('\r', "")
+}
+
+/// Folds a content line at 75 octets (continuation lines start with a space), never
+/// inside a UTF-8 character.
+fn fold(line: &str) -> String {
+    let mut out = String::new();
+    let mut len = 0;
+    for ch in line.chars() {
+        let w = ch.len_utf8();
+        if len + w > 75 {
+            out.push_str("\r\n ");
+            len = 1;
+        }
+        out.push(ch);
+        len += w;
+    }
+    out.push_str("\r\n");
+    out
+}
+
+fn all_day_event(
+    uid: &str,
+    stamp: DateTime<Utc>,
+    day: NaiveDate,
+    summary: &str,
+    description: &str,
+) -> String {
+    let next = day.succ_opt().unwrap_or(day);
+    [
+        "BEGIN:VEVENT".to_string(),
+        format!("UID:{uid}"),
+        format!("DTSTAMP:{}", stamp.format("%Y%m%dT%H%M%SZ")),
+        format!("DTSTART;VALUE=DATE:{}", day.format("%Y%m%d")),
+        format!("DTEND;VALUE=DATE:{}", next.format("%Y%m%d")),
+        format!("SUMMARY:{}", escape(summary)),
+        format!("DESCRIPTION:{}", escape(description)),
+        "TRANSP:TRANSPARENT".to_string(),
+        "END:VEVENT".to_string(),
+    ]
+    .iter()
+    .map(|l| fold(l))
+    .collect()
+}
+
+/// The calendar (text/calendar). Invalid or foreign tokens get 404 (no hint that the
+/// URL format is right).
+#[utoipa::path(
+    tag = "integrations",
+    security(()),
+    params(CalendarQuery),
+    responses(
+        (status = 200, description = "The iCalendar feed", body = String, content_type = "text/calendar",
+            example = json!("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//cmo-orchestrator//calendar//EN\r\n…END:VCALENDAR\r\n")),
+        (status = 404, description = "Unknown, altered or revoked link", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "The database is busy: try again", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[get("/calendar.ics")]
+pub async fn calendar_feed(
+    state: web::Data<AppState>,
+    query: web::Query<CalendarQuery>,
+) -> ApiResult<HttpResponse> {
+    let now = state.clock.now();
+    let key = link_secret::get_or_create(&state.db, now).await?;
+    let user_id = query
+        .token
+        .as_deref()
+        .and_then(|t| link_token::verify(&key, t, PURPOSE, now).ok())
+        .and_then(|c| c.subject.strip_prefix("user:")?.parse::<i64>().ok())
+        .ok_or(crate::error::ApiError::NotFound)?;
+    let u = user::Entity::find_by_id(user_id)
+        .one(&state.db)
+        .await?
+        .filter(|u| u.active)
+        .ok_or(crate::error::ApiError::NotFound)?;
+    let memberships = team_member::Entity::find()
+        .filter(team_member::Column::UserId.eq(u.id))
+        .all(&state.db)
+        .await?;
+    let program_ids: Vec<i64> = memberships.iter().map(|m| m.program_id).collect();
+    let programs: std::collections::BTreeMap<i64, String> = program::Entity::find()
+        .filter(program::Column::Id.is_in(program_ids.clone()))
+        .all(&state.db)
+        .await?
+        .into_iter()
+        .map(|p| (p.id, p.name))
+        .collect();
+    let milestones = milestone::Entity::find()
+        .filter(milestone::Column::ProgramId.is_in(program_ids))
+        .filter(milestone::Column::Status.ne(MilestoneStatus::Cancelled))
+        .all(&state.db)
+        .await?;
+    let actions = action_item::Entity::find()
+        .filter(action_item::Column::OwnerUserId.eq(u.id))
+        .filter(action_item::Column::Status.is_in([ActionStatus::Open, ActionStatus::InProgress]))
+        .all(&state.db)
+        .await?;
+    let host = crate::mail::escalation::message_domain(&state.public_base_url);
+    let base = state.public_base_url.trim_end_matches('/');
+    let mut body = String::new();
+    for l in [
+        "BEGIN:VCALENDAR",
+        "VERSION:2.0",
+        "PRODID:-//cmo-orchestrator//calendar//EN",
+        "CALSCALE:GREGORIAN",
+        "METHOD:PUBLISH",
+        "X-WR-CALNAME:cmo-orchestrator",
+    ] {
+        body.push_str(&fold(l));
+    }
+    for m in &milestones {
+        let program = programs.get(&m.program_id).cloned().unwrap_or_default();
+        let day = m.actual_end.unwrap_or(m.forecast_end);
+        body.push_str(&all_day_event(
+            &format!("milestone-{}@{host}", m.id),
+            m.updated_at,
+            day,
+            &format!("Gate: {} ({program})", m.name),
+            &format!(
+                "Milestone {} of {program}; baseline end {}, forecast end {}. {base}/api/v1/milestones/{}",
+                m.name, m.baseline_end, m.forecast_end, m.id
+            ),
+        ));
+    }
+    for a in &actions {
+        body.push_str(&all_day_event(
+            &format!("action-{}@{host}", a.id),
+            a.updated_at,
+            a.due_date,
+            &format!("Due: {}", a.title),
+            &format!(
+                "Action item due {}. {base}/api/v1/action-items/{}",
+                a.due_date, a.id
+            ),
+        ));
+    }
+    body.push_str(&fold("END:VCALENDAR"));
+    Ok(HttpResponse::build(StatusCode::OK)
+        .content_type("text/calendar; charset=utf-8")
+        .insert_header(("Cache-Control", "private, max-age=300"))
+        .body(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_escaped_and_long_lines_fold_on_characters() {
+        assert_eq!(escape("a,b;c\\d\ne"), "a\\,b\\;c\\\\d\\ne");
+        let long = format!("SUMMARY:{}", "é".repeat(60));
+        let folded = fold(&long);
+        assert!(folded.lines().all(|l| l.len() <= 75));
+        assert_eq!(folded.replace("\r\n ", "").trim_end(), long);
+    }
+}

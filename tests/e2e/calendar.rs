@@ -1,0 +1,89 @@
+//! The private iCalendar feed, parsed with a real iCalendar parser.
+
+use e2e::{TestApp, on_both_databases};
+use serde_json::json;
+
+use crate::programs::program_setup;
+
+async fn the_calendar_lists_gates_and_due_dates_and_parses(app: &TestApp) {
+    let s = program_setup(app).await;
+    s.pm.post(
+        &format!("/api/v1/programs/{}/team", s.program_id),
+        json!({"user_id": s.pm_id, "governance_tier": "core_team", "program_role": "PM"}),
+    )
+    .await
+    .expect(201);
+    s.pm.post(
+        &format!("/api/v1/programs/{}/plan", s.program_id),
+        json!({"template": "cdmo_standard", "start_date": "2027-01-04"}),
+    )
+    .await
+    .expect(201);
+    let due = (app.now() + chrono::TimeDelta::days(10)).date_naive();
+    s.pm.post(
+        &format!("/api/v1/programs/{}/action-items", s.program_id),
+        json!({"title": "Send specs, COA; and the \\ MBR", "owner_user_id": s.pm_id, "due_date": due}),
+    )
+    .await
+    .expect(201);
+    let url = s.pm.get("/api/v1/me/calendar").await.expect(200).body["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = &url[url.find("/api/v1/").unwrap()..];
+    let anon = app.anonymous();
+    let feed = anon.get(path).await.expect(200);
+    assert!(
+        feed.header("content-type")
+            .unwrap()
+            .starts_with("text/calendar")
+    );
+    assert!(feed.text.lines().all(|l| l.len() <= 75), "folded");
+
+    let parsed: Vec<_> = ical::IcalParser::new(std::io::BufReader::new(feed.text.as_bytes()))
+        .collect::<Result<Vec<_>, _>>()
+        .expect("a valid iCalendar stream");
+    assert_eq!(parsed.len(), 1);
+    let events = &parsed[0].events;
+    assert_eq!(
+        events.len(),
+        13,
+        "12 milestones of the standard plan and one action item"
+    );
+    let prop = |e: &ical::parser::ical::component::IcalEvent, name: &str| {
+        e.properties
+            .iter()
+            .find(|p| p.name == name)
+            .and_then(|p| p.value.clone())
+            .unwrap_or_default()
+    };
+    let action = events
+        .iter()
+        .find(|e| prop(e, "UID").starts_with("action-"))
+        .expect("the action item");
+    assert_eq!(
+        prop(action, "SUMMARY"),
+        "Due: Send specs\\, COA\\; and the \\\\ MBR"
+    );
+    assert_eq!(prop(action, "DTSTART"), due.format("%Y%m%d").to_string());
+    assert!(events.iter().all(|e| !prop(e, "DTSTAMP").is_empty()));
+    let gate = events
+        .iter()
+        .find(|e| prop(e, "UID").starts_with("milestone-"))
+        .unwrap();
+    assert!(prop(gate, "SUMMARY").starts_with("Gate: "));
+    // Stable UIDs: the same feed again has the same UIDs.
+    let again = anon.get(path).await.expect(200);
+    assert_eq!(again.text.matches("UID:").count(), 13);
+    for e in events {
+        assert!(again.text.contains(&format!("UID:{}", prop(e, "UID"))));
+    }
+    // An altered token answers 404.
+    anon.get(&path.replace("token=", "token=00"))
+        .await
+        .expect_problem(404, "not_found");
+    anon.get("/api/v1/calendar.ics")
+        .await
+        .expect_problem(404, "not_found");
+}
+on_both_databases!(the_calendar_lists_gates_and_due_dates_and_parses);
