@@ -536,24 +536,24 @@ async fn the_bid_tab_ranks_candidates_and_the_decision_is_signed(app: &TestApp) 
         (&pm, b, "cost", 5),
     ] {
         client
-            .put(&scores, json!({"cmo_org_id": cmo, "criterion": criterion, "score": score, "notes": "seen at audit"}))
+            .post(&scores, json!({"cmo_org_id": cmo, "criterion": criterion, "score": score, "notes": "seen at audit"}))
             .await
             .expect(200);
     }
     // Giving a score again replaces your own.
-    pm.put(
+    pm.post(
         &scores,
         json!({"cmo_org_id": b, "criterion": "cost", "score": 4}),
     )
     .await
     .expect(200);
-    pm.put(
+    pm.post(
         &scores,
         json!({"cmo_org_id": b, "criterion": "cost", "score": 6}),
     )
     .await
     .expect_problem(422, "validation_failed");
-    pm.put(
+    pm.post(
         &scores,
         json!({"cmo_org_id": b, "criterion": "speed", "score": 3}),
     )
@@ -622,7 +622,7 @@ async fn the_bid_tab_ranks_candidates_and_the_decision_is_signed(app: &TestApp) 
         .body;
     assert_eq!(decided["status"], "decided");
     assert_eq!(decided["decision_cmo_org_id"], a);
-    pm.put(
+    pm.post(
         &scores,
         json!({"cmo_org_id": b, "criterion": "cost", "score": 5}),
     )

@@ -1112,7 +1112,6 @@ pub async fn ack_link_page(
     tag = "escalations",
     security(()),
     params(AckLinkQuery),
-    request_body(content = String, description = "Ignored", content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 200, description = "Acknowledged (now, or before by you)", body = String, content_type = "text/html"),
         (status = 400, description = "Forged, altered or expired link: nothing changes", body = String, content_type = "text/html"),

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use actix_web::{HttpResponse, get, post, put, web};
+use actix_web::{HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use entity::audit_trail::{self, Entry};
 use entity::selection::{self, Criterion, EvaluationStatus, Ranked, score};
@@ -309,7 +309,7 @@ impl Validate for GiveScore {
     }
 }
 
-/// Score a candidate on a criterion (your own score; giving it again replaces it).
+/// Score a candidate on a criterion (your own score; scoring again replaces it).
 #[utoipa::path(
     tag = "partners",
     params(("id" = i64, Path, description = "Evaluation id")),
@@ -322,7 +322,7 @@ impl Validate for GiveScore {
         (status = 422, description = "Unknown candidate or criterion, or a score outside 1–5", body = crate::error::Problem, content_type = "application/problem+json")
     )
 )]
-#[put("/evaluations/{id}/scores")]
+#[post("/evaluations/{id}/scores")]
 pub async fn give_score(
     state: web::Data<AppState>,
     ctx: AuthContext,
