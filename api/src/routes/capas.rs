@@ -184,6 +184,38 @@ impl Validate for CreateCapa {
     }
 }
 
+/// A new open CAPA (the one place CAPA rows are created).
+pub async fn insert_capa<C: ConnectionTrait>(
+    conn: &C,
+    program_id: i64,
+    title: &str,
+    description: String,
+    source: capa::CapaSource,
+    finding_reference: Option<String>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> ApiResult<capa::Model> {
+    Ok(capa::ActiveModel {
+        id: NotSet,
+        program_id: Set(program_id),
+        title: Set(title.to_string()),
+        description: Set(description),
+        source: Set(source),
+        finding_reference: Set(finding_reference),
+        status: Set(CapaStatus::Open),
+        effectiveness_due: Set(None),
+        effectiveness_outcome: Set(None),
+        plan_signature_id: Set(None),
+        closure_signature_id: Set(None),
+        cancel_reason: Set(None),
+        closed_at: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        version: Set(1),
+    }
+    .insert(conn)
+    .await?)
+}
+
 /// Open a CAPA on a program (quality, program managers and admins).
 #[utoipa::path(
     tag = "quality",
@@ -226,25 +258,15 @@ pub async fn create_capa(
         }
     }
     let now = state.clock.now();
-    let created = capa::ActiveModel {
-        id: NotSet,
-        program_id: Set(prog.id),
-        title: Set(b.title.trim().to_string()),
-        description: Set(b.description),
-        source: Set(b.source),
-        finding_reference: Set(b.finding_reference),
-        status: Set(CapaStatus::Open),
-        effectiveness_due: Set(None),
-        effectiveness_outcome: Set(None),
-        plan_signature_id: Set(None),
-        closure_signature_id: Set(None),
-        cancel_reason: Set(None),
-        closed_at: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-        version: Set(1),
-    }
-    .insert(&txn)
+    let created = insert_capa(
+        &txn,
+        prog.id,
+        b.title.trim(),
+        b.description,
+        b.source,
+        b.finding_reference,
+        now,
+    )
     .await?;
     if !ids.is_empty() {
         capa::deviation_link::Entity::insert_many(ids.iter().map(|d| {

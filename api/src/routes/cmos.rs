@@ -1125,7 +1125,7 @@ pub async fn capa_from_inspection(
     id: web::Path<i64>,
     body: ApiJson<CapaFromInspection>,
 ) -> ApiResult<HttpResponse> {
-    use entity::capa::{self, CapaSource, CapaStatus};
+    use entity::capa::CapaSource;
     let b = body.into_inner();
     let txn = crate::db::begin_write(&state.db).await?;
     let i = inspection::Entity::find_by_id(id.into_inner())
@@ -1158,31 +1158,21 @@ pub async fn capa_from_inspection(
             )
         })?;
     let now = state.clock.now();
-    let created = capa::ActiveModel {
-        id: NotSet,
-        program_id: Set(prog.id),
-        title: Set(b.title.trim().to_string()),
-        description: Set(b.description),
-        source: Set(CapaSource::InspectionFinding),
-        finding_reference: Set(Some(format!(
+    let created = super::capas::insert_capa(
+        &txn,
+        prog.id,
+        b.title.trim(),
+        b.description,
+        CapaSource::InspectionFinding,
+        Some(format!(
             "inspection #{} ({} {}, {} critical finding(s))",
             i.id,
             wire_name(&i.agency).to_uppercase(),
             i.inspected_on,
             i.critical_findings
-        ))),
-        status: Set(CapaStatus::Open),
-        effectiveness_due: Set(None),
-        effectiveness_outcome: Set(None),
-        plan_signature_id: Set(None),
-        closure_signature_id: Set(None),
-        cancel_reason: Set(None),
-        closed_at: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-        version: Set(1),
-    }
-    .insert(&txn)
+        )),
+        now,
+    )
     .await?;
     let rendered = super::capas::render(&txn, &created).await?;
     audit_trail::append(
