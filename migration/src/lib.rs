@@ -23,6 +23,7 @@ mod m20261130_000017_create_cmo_registry;
 mod m20261130_000018_create_quality_agreements;
 mod m20261130_000019_create_evaluations;
 mod m20261130_000020_create_domain_events;
+mod m20261130_000021_create_webhook_subscriptions;
 
 pub struct Migrator;
 
@@ -50,6 +51,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000018_create_quality_agreements::Migration),
             Box::new(m20261130_000019_create_evaluations::Migration),
             Box::new(m20261130_000020_create_domain_events::Migration),
+            Box::new(m20261130_000021_create_webhook_subscriptions::Migration),
         ]
     }
 }

@@ -20,6 +20,7 @@ mod quality;
 mod reminders;
 mod signatures;
 mod tenancy;
+mod webhooks;
 mod worker;
 
 use e2e::TestApp;

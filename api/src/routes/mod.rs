@@ -31,6 +31,7 @@ pub mod signatures;
 pub mod team;
 pub mod tokens;
 pub mod users;
+pub mod webhooks;
 
 /// Registers every `/api/v1` handler (and so its OpenAPI operation).
 pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
@@ -110,6 +111,10 @@ pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
         .service(evaluations::bid_tab_csv)
         .service(cmos::program_scorecard)
         .service(events::list_events)
+        .service(webhooks::create_webhook)
+        .service(webhooks::list_webhooks)
+        .service(webhooks::update_webhook)
+        .service(webhooks::delete_webhook)
         .service(calendar::calendar_link)
         .service(calendar::calendar_feed)
         .service(digest::preview_digest)
@@ -258,7 +263,8 @@ versioned!(
     entity::capa::Model,
     entity::change_request::Model,
     entity::cmo::Model,
-    entity::selection::Model
+    entity::selection::Model,
+    entity::webhook::Model
 );
 
 /// Writes `active` only if row `id` still has `version` (compare-and-set, so of two
