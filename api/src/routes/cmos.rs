@@ -12,7 +12,7 @@ use entity::cmo::{
     self, Agency, InspectionOutcome, QualificationError, QualificationEvent, QualificationStatus,
     Region, inspection, site,
 };
-use entity::{OrgKind, Role, SignatureMeaning, SignedRecordType, organization, signature};
+use entity::{Role, SignatureMeaning, SignedRecordType, organization, signature};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait,
     EntityTrait, QueryFilter, QueryOrder,
@@ -336,6 +336,17 @@ fn may_edit_profile(ctx: &AuthContext, p: &cmo::Model) -> bool {
         || (ctx.org_id() == p.org_id && ctx.user.role == Role::Admin)
 }
 
+/// Registry decisions belong to the CMO's sponsor: its quality, program managers and
+/// admins. `what` starts the refusal, e.g. "inspections are recorded".
+fn require_sponsor_side(ctx: &AuthContext, p: &cmo::Model, what: &str) -> ApiResult<()> {
+    if ctx.org_id() != p.sponsor_org_id || !ctx.user.role.handles_quality_records() {
+        return Err(ApiError::Forbidden(format!(
+            "{what} by the sponsor's quality, program managers and admins"
+        )));
+    }
+    Ok(())
+}
+
 /// Update capabilities and contacts.
 #[utoipa::path(
     tag = "partners",
@@ -535,15 +546,7 @@ pub async fn transition_qualification(
     let b = body.into_inner();
     let cmo_id = id.into_inner();
     let seen = find_scoped::<cmo::Entity, _>(&state.db, &ctx, cmo_id).await?;
-    if ctx.org.kind != OrgKind::Sponsor
-        || ctx.org_id() != seen.sponsor_org_id
-        || !ctx.user.role.handles_quality_records()
-    {
-        return Err(ApiError::Forbidden(
-            "qualification is decided by the sponsor's quality, program managers and admins"
-                .to_string(),
-        ));
-    }
+    require_sponsor_side(&ctx, &seen, "qualification is decided")?;
     let next = check(&seen, &b)?;
     let mut record = None;
     if cmo::needs_signature(b.event) {
@@ -673,12 +676,7 @@ pub async fn record_inspection(
     let b = body.into_inner();
     let txn = crate::db::begin_write(&state.db).await?;
     let p = find_scoped::<cmo::Entity, _>(&txn, &ctx, id.into_inner()).await?;
-    if ctx.org_id() != p.sponsor_org_id || !ctx.user.role.handles_quality_records() {
-        return Err(ApiError::Forbidden(
-            "inspections are recorded by the sponsor's quality, program managers and admins"
-                .to_string(),
-        ));
-    }
+    require_sponsor_side(&ctx, &p, "inspections are recorded")?;
     let found = site::Entity::find_by_id(b.site_id)
         .filter(site::Column::CmoOrgId.eq(p.org_id))
         .one(&txn)
@@ -1024,12 +1022,7 @@ pub async fn create_quality_agreement(
     let b = body.into_inner();
     let txn = crate::db::begin_write(&state.db).await?;
     let p = find_scoped::<cmo::Entity, _>(&txn, &ctx, id.into_inner()).await?;
-    if ctx.org_id() != p.sponsor_org_id || !ctx.user.role.handles_quality_records() {
-        return Err(ApiError::Forbidden(
-            "quality agreements are recorded by the sponsor's quality, program managers and admins"
-                .to_string(),
-        ));
-    }
+    require_sponsor_side(&ctx, &p, "quality agreements are recorded")?;
     let now = state.clock.now();
     let a = cmo::quality_agreement::ActiveModel {
         id: NotSet,
@@ -1134,12 +1127,7 @@ pub async fn capa_from_inspection(
         .ok_or(ApiError::NotFound)?;
     // Visible only through its CMO's profile.
     let p = find_scoped::<cmo::Entity, _>(&txn, &ctx, i.cmo_org_id).await?;
-    if ctx.org_id() != p.sponsor_org_id || !ctx.user.role.handles_quality_records() {
-        return Err(ApiError::Forbidden(
-            "CAPAs from inspections are opened by the sponsor's quality, program managers and admins"
-                .to_string(),
-        ));
-    }
+    require_sponsor_side(&ctx, &p, "CAPAs from inspections are opened")?;
     if !cmo::is_adverse(i.outcome, i.critical_findings) {
         return Err(ApiError::conflict(
             "no_critical_finding",
