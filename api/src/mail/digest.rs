@@ -19,6 +19,7 @@ use sea_orm::{
 use serde::Serialize;
 
 use super::RenderError;
+use super::local_time as local;
 use crate::routes::wire_name;
 
 /// At most this many lines per list in the email; the totals say how many there are.
@@ -97,12 +98,6 @@ pub struct RenderedDigest {
 pub fn iso_week(date: NaiveDate) -> String {
     let w = date.iso_week();
     format!("{}-W{:02}", w.year(), w.week())
-}
-
-fn local(tz: chrono_tz::Tz, at: DateTime<Utc>) -> String {
-    at.with_timezone(&tz)
-        .format("%a %d %b %Y %H:%M")
-        .to_string()
 }
 
 /// Gathers a program's digest as of `now`, listing changes recorded after `since`.

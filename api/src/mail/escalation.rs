@@ -118,9 +118,7 @@ pub fn call_tree(e: &escalation::Model, team: &[Candidate]) -> Vec<TierView> {
 }
 
 fn local(tz: &str, at: DateTime<Utc>) -> String {
-    at.with_timezone(&entity::schedule::zone(tz))
-        .format("%a %d %b %Y %H:%M")
-        .to_string()
+    super::local_time(entity::schedule::zone(tz), at)
 }
 
 fn severity(e: &escalation::Model) -> String {

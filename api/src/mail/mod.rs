@@ -61,6 +61,13 @@ pub struct RenderError {
     source: minijinja::Error,
 }
 
+/// A time as email readers see it: in the program's zone, e.g. `Mon 30 Nov 2026 07:00`.
+pub fn local_time(tz: chrono_tz::Tz, at: chrono::DateTime<chrono::Utc>) -> String {
+    at.with_timezone(&tz)
+        .format("%a %d %b %Y %H:%M")
+        .to_string()
+}
+
 /// Renders template `name` with `context`.
 pub fn render<S: Serialize>(name: &'static str, context: &S) -> Result<String, RenderError> {
     templates()
