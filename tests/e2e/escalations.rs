@@ -291,6 +291,16 @@ async fn pages_climb_the_call_tree_until_someone_acknowledges_by_link(app: &Test
         .unwrap();
     assert_eq!(reopened.status, EscalationStatus::Open);
     assert_eq!(reopened.current_tier, Some(1));
+    assert!(
+        entity::audit_event::Entity::find()
+            .filter(entity::audit_event::Column::EntityType.eq("escalation"))
+            .filter(entity::audit_event::Column::Action.eq("reopen"))
+            .one(&app.db)
+            .await
+            .unwrap()
+            .is_some(),
+        "the re-open is audited"
+    );
     // The used link does not acknowledge the re-opened escalation.
     let reused = anon
         .send_raw(anon.request(awc::http::Method::POST, &link), "")
@@ -444,6 +454,16 @@ async fn empty_tiers_are_skipped_and_a_running_escalation_keeps_its_policy(app: 
             .expect(200)
             .body;
     assert_eq!(detail["escalation"]["status"], "exhausted");
+    let audited: Vec<String> = entity::audit_event::Entity::find()
+        .filter(entity::audit_event::Column::EntityType.eq("escalation"))
+        .filter(entity::audit_event::Column::EntityId.eq(id.to_string()))
+        .all(&app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.action)
+        .collect();
+    assert!(audited.contains(&"exhaust".to_string()), "{audited:?}");
     assert_eq!(detail["policy"]["tiers"][0]["wait_minutes"], 15);
     // Exhausted can still be acknowledged (by API) and resolved.
     t.qa.post(

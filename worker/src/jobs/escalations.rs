@@ -120,6 +120,7 @@ async fn step(
             {
                 return Ok(Outcome::Done);
             }
+            audit_system_transition(&txn, &e, "exhaust", EscalationStatus::Exhausted, now).await?;
             escalation::record_event(
                 &txn,
                 e.id,
@@ -337,6 +338,40 @@ async fn page(
     Ok(Outcome::Done)
 }
 
+/// Puts a transition the worker made on its own (no user acted) into the audit trail of
+/// the program's sponsor, like every other escalation state change.
+async fn audit_system_transition(
+    txn: &DatabaseTransaction,
+    e: &escalation::Model,
+    action: &'static str,
+    to: EscalationStatus,
+    now: DateTime<Utc>,
+) -> Result<(), JobError> {
+    let Some(prog) = program::Entity::find_by_id(e.program_id).one(txn).await? else {
+        return Ok(());
+    };
+    entity::audit_trail::append(
+        txn,
+        &entity::audit_trail::Actor {
+            org_id: prog.sponsor_org_id,
+            user_id: None,
+            request_id: None,
+            at: now,
+        },
+        entity::audit_trail::Entry::new("escalation", e.id, action)
+            .before(serde_json::json!({"status": e.status, "version": e.version}))
+            .after(serde_json::json!({"status": to, "version": e.version + 1}))
+            .reason(Some(match to {
+                EscalationStatus::Exhausted => {
+                    "every tier was paged without acknowledgement".to_string()
+                }
+                _ => "acknowledged but not resolved within the acknowledgement timeout".to_string(),
+            })),
+    )
+    .await?;
+    Ok(())
+}
+
 /// Applies `set` to the escalation if it is still at the version read.
 async fn compare_and_set(
     txn: &DatabaseTransaction,
@@ -390,6 +425,7 @@ async fn reopen_timed_out(
         {
             continue;
         }
+        audit_system_transition(&txn, &e, "reopen", EscalationStatus::Open, now).await?;
         escalation::record_event(
             &txn,
             e.id,
