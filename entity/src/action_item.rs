@@ -63,6 +63,9 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub version: i32,
+    /// The due date an `action_item.overdue` event was emitted for (a moved due date
+    /// makes the item eligible again).
+    pub overdue_event_for: Option<Date>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -68,7 +68,8 @@ pub const EVENT_TYPES: [&str; 14] = [
     "action_item.overdue",
 ];
 
-/// Appends an event about a program's resource, in the caller's transaction.
+/// Appends an event about a program's resource, in the caller's transaction, and queues
+/// its webhook deliveries (to subscriptions of the program's sponsor and CMO).
 pub async fn emit<C: ConnectionTrait>(
     conn: &C,
     program_id: i64,
@@ -100,7 +101,7 @@ pub async fn emit<C: ConnectionTrait>(
         .filter(head::Column::Id.eq(1))
         .exec(conn)
         .await?;
-    ActiveModel {
+    let event = ActiveModel {
         id: NotSet,
         cursor: Set(cursor),
         event_type: Set(event_type.to_string()),
@@ -113,6 +114,16 @@ pub async fn emit<C: ConnectionTrait>(
         occurred_at: Set(at),
     }
     .insert(conn)
+    .await?;
+    // Webhook deliveries are queued with the event: committed together or not at all.
+    crate::webhook::fan_out(
+        conn,
+        &[prog.sponsor_org_id, prog.cmo_org_id],
+        event.id,
+        cursor,
+        event_type,
+        at,
+    )
     .await?;
     Ok(cursor)
 }

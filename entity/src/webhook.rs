@@ -1,7 +1,12 @@
-//! Webhook subscriptions: an organization's endpoint for domain events. The rules for
-//! an acceptable URL live here (pure, tested).
+//! Webhook subscriptions: an organization's endpoint for domain events, and their
+//! deliveries. The rules (acceptable URL, what a receiver's answer means, retry delays,
+//! the signature) live here as pure functions with tests.
 
+use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::entity::prelude::*;
+use sea_orm::{ActiveValue::NotSet, ActiveValue::Set, ConnectionTrait};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "webhook_subscriptions")]
@@ -17,6 +22,7 @@ pub struct Model {
     pub active: bool,
     pub consecutive_failures: i32,
     pub disabled_reason: Option<String>,
+    pub disabled_at: Option<DateTimeUtc>,
     pub created_by_user_id: i64,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
@@ -59,9 +65,333 @@ pub fn check_url(raw: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// PostgreSQL NOTIFY channel that wakes the workers' delivery loop when a delivery is
+/// queued (SQLite workers rely on their fast tick).
+pub const WAKE_CHANNEL: &str = "cmo_webhooks";
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize, ToSchema,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Waiting for its (next) attempt.
+    #[sea_orm(string_value = "pending")]
+    Pending,
+    /// Claimed by a worker, being sent.
+    #[sea_orm(string_value = "delivering")]
+    Delivering,
+    /// The receiver answered 2xx.
+    #[sea_orm(string_value = "delivered")]
+    Delivered,
+    /// Given up: a permanent refusal, 410, or retries exhausted.
+    #[sea_orm(string_value = "failed")]
+    Failed,
+}
+
+pub mod delivery {
+    use sea_orm::entity::prelude::*;
+
+    /// One event for one subscription; retried until delivered or failed.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "webhook_deliveries")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub subscription_id: i64,
+        pub org_id: i64,
+        /// `domain_events.id`.
+        pub event_id: i64,
+        /// The event's cursor: `X-Cmo-Event-Id`, the same on every attempt.
+        pub event_cursor: i64,
+        pub event_type: String,
+        pub status: super::DeliveryStatus,
+        pub attempts: i32,
+        pub next_attempt_at: DateTimeUtc,
+        pub claimed_by: Option<String>,
+        pub claimed_until: Option<DateTimeUtc>,
+        pub last_status_code: Option<i32>,
+        pub last_error: Option<String>,
+        pub delivered_at: Option<DateTimeUtc>,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod attempt {
+    use sea_orm::entity::prelude::*;
+
+    /// One HTTP attempt of a delivery (the delivery log).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "webhook_attempts")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub id: i64,
+        pub delivery_id: i64,
+        /// 1-based.
+        pub attempt: i32,
+        pub worker_id: String,
+        pub started_at: DateTimeUtc,
+        pub duration_ms: i32,
+        pub status_code: Option<i32>,
+        pub error: Option<String>,
+        /// The first bytes of the receiver's answer.
+        pub response_excerpt: Option<String>,
+        /// `delivered`, `retry`, `failed`.
+        pub outcome: String,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// The event types a subscription listens to (stored as a JSON array).
+pub fn listens_to(sub: &Model, event_type: &str) -> bool {
+    serde_json::from_str::<Vec<String>>(&sub.event_types)
+        .is_ok_and(|types| types.iter().any(|t| t == event_type))
+}
+
+/// Queues a delivery of the event for every active subscription of `org_ids` that
+/// listens to its type, in the caller's transaction (the one writing the event). Returns
+/// how many were queued.
+pub async fn fan_out<C: ConnectionTrait>(
+    conn: &C,
+    org_ids: &[i64],
+    event_id: i64,
+    event_cursor: i64,
+    event_type: &str,
+    now: DateTime<Utc>,
+) -> Result<usize, DbErr> {
+    let subs = Entity::find()
+        .filter(Column::OrgId.is_in(org_ids.iter().copied()))
+        .filter(Column::Active.eq(true))
+        .all(conn)
+        .await?;
+    let rows: Vec<delivery::ActiveModel> = subs
+        .iter()
+        .filter(|s| listens_to(s, event_type))
+        .map(|s| delivery::ActiveModel {
+            id: NotSet,
+            subscription_id: Set(s.id),
+            org_id: Set(s.org_id),
+            event_id: Set(event_id),
+            event_cursor: Set(event_cursor),
+            event_type: Set(event_type.to_string()),
+            status: Set(DeliveryStatus::Pending),
+            attempts: Set(0),
+            next_attempt_at: Set(now),
+            claimed_by: Set(None),
+            claimed_until: Set(None),
+            last_status_code: Set(None),
+            last_error: Set(None),
+            delivered_at: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        })
+        .collect();
+    let queued = rows.len();
+    if queued > 0 {
+        delivery::Entity::insert_many(rows).exec(conn).await?;
+        if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
+            conn.execute_unprepared(&format!("NOTIFY {WAKE_CHANNEL}"))
+                .await?;
+        }
+    }
+    Ok(queued)
+}
+
+/// `X-Cmo-Signature`: `sha256=` and the hex HMAC-SHA256, keyed with the subscription's
+/// secret, of `"{timestamp}.{body}"` (`timestamp` = `X-Cmo-Timestamp`, Unix seconds).
+pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = match <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()) {
+        Ok(m) => m,
+        // HMAC takes keys of any length; this arm cannot be reached.
+        Err(_) => return String::new(),
+    };
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// What came back from one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    /// An HTTP status, with `Retry-After` in seconds when the receiver sent one.
+    Status { code: u16, retry_after: Option<u64> },
+    /// No HTTP answer: connection refused, TLS failure, timeout.
+    NoAnswer,
+}
+
+/// What to do with a delivery after an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Delivered,
+    /// Try again after this delay.
+    Retry(TimeDelta),
+    /// Give up on this delivery.
+    Failed,
+    /// 410 Gone: give up and disable the subscription (the receiver says it is gone).
+    Gone,
+}
+
+/// Tunables of the retry policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts before a delivery is given up.
+    pub max_attempts: i32,
+    /// Delay after the first failed attempt; each later one is 4× the previous.
+    pub base: TimeDelta,
+    /// Longest delay between attempts.
+    pub cap: TimeDelta,
+    /// Consecutive failed attempts (across deliveries) that disable a subscription.
+    pub disable_after: i32,
+}
+
+impl Default for RetryPolicy {
+    /// 30 s, 2 min, 8 min, 32 min, ~2 h, then every 6 h: ten attempts over ~1.5 days.
+    fn default() -> Self {
+        Self {
+            max_attempts: 10,
+            base: TimeDelta::seconds(30),
+            cap: TimeDelta::hours(6),
+            disable_after: 20,
+        }
+    }
+}
+
+/// The longest `Retry-After` honoured (a receiver cannot park deliveries for days).
+pub const MAX_RETRY_AFTER: TimeDelta = TimeDelta::hours(1);
+
+impl RetryPolicy {
+    /// Delay after failed attempt number `attempt` (1-based), with up to +20 % jitter
+    /// (`jitter` in 0..=1) so retries to a recovering receiver spread out.
+    pub fn backoff(&self, attempt: i32, jitter: f64) -> TimeDelta {
+        let exp = attempt.clamp(1, 16) - 1;
+        let base_ms = self.base.num_milliseconds().max(1);
+        let ms = base_ms
+            .saturating_mul(4_i64.saturating_pow(exp as u32))
+            .min(self.cap.num_milliseconds().max(base_ms));
+        TimeDelta::milliseconds(ms + (ms as f64 * 0.2 * jitter.clamp(0.0, 1.0)) as i64)
+    }
+
+    /// Retry on 5xx, 408, 429 and no answer; give up on other 1xx/3xx/4xx (redirects
+    /// are not followed: the URL is the contract); 410 also disables the subscription.
+    /// After `max_attempts`, every failure is final.
+    pub fn verdict(&self, response: &Response, attempt: i32, jitter: f64) -> Verdict {
+        let retryable = match response {
+            Response::Status { code, .. } if (200..300).contains(code) => {
+                return Verdict::Delivered;
+            }
+            Response::Status { code: 410, .. } => return Verdict::Gone,
+            Response::Status { code, .. } => *code >= 500 || *code == 408 || *code == 429,
+            Response::NoAnswer => true,
+        };
+        if !retryable || attempt >= self.max_attempts {
+            return Verdict::Failed;
+        }
+        let mut delay = self.backoff(attempt, jitter);
+        if let Response::Status {
+            retry_after: Some(secs),
+            ..
+        } = response
+        {
+            let asked = TimeDelta::seconds(i64::try_from(*secs).unwrap_or(i64::MAX / 2_000));
+            delay = delay.max(asked.min(MAX_RETRY_AFTER));
+        }
+        Verdict::Retry(delay)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn status(code: u16) -> Response {
+        Response::Status {
+            code,
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn answers_map_to_deliver_retry_fail_or_gone() {
+        let p = RetryPolicy::default();
+        assert_eq!(p.verdict(&status(200), 1, 0.0), Verdict::Delivered);
+        assert_eq!(p.verdict(&status(204), 1, 0.0), Verdict::Delivered);
+        assert_eq!(
+            p.verdict(&status(500), 1, 0.0),
+            Verdict::Retry(TimeDelta::seconds(30))
+        );
+        assert_eq!(
+            p.verdict(&status(503), 2, 0.0),
+            Verdict::Retry(TimeDelta::seconds(120))
+        );
+        assert_eq!(
+            p.verdict(&Response::NoAnswer, 3, 0.0),
+            Verdict::Retry(TimeDelta::seconds(480))
+        );
+        assert!(matches!(p.verdict(&status(429), 1, 0.0), Verdict::Retry(_)));
+        assert!(matches!(p.verdict(&status(408), 1, 0.0), Verdict::Retry(_)));
+        assert_eq!(p.verdict(&status(400), 1, 0.0), Verdict::Failed);
+        assert_eq!(p.verdict(&status(404), 1, 0.0), Verdict::Failed);
+        assert_eq!(p.verdict(&status(301), 1, 0.0), Verdict::Failed);
+        assert_eq!(p.verdict(&status(410), 1, 0.0), Verdict::Gone);
+        // The last attempt's failure is final.
+        assert_eq!(p.verdict(&status(500), 10, 0.0), Verdict::Failed);
+    }
+
+    #[test]
+    fn retry_after_is_honoured_up_to_an_hour() {
+        let p = RetryPolicy::default();
+        let asked = |secs| Response::Status {
+            code: 429,
+            retry_after: Some(secs),
+        };
+        assert_eq!(
+            p.verdict(&asked(600), 1, 0.0),
+            Verdict::Retry(TimeDelta::seconds(600))
+        );
+        assert_eq!(
+            p.verdict(&asked(86_400), 1, 0.0),
+            Verdict::Retry(TimeDelta::hours(1))
+        );
+        // Never sooner than the backoff.
+        assert_eq!(
+            p.verdict(&asked(1), 1, 0.0),
+            Verdict::Retry(TimeDelta::seconds(30))
+        );
+    }
+
+    #[test]
+    fn backoff_grows_four_fold_to_the_cap_with_bounded_jitter() {
+        let p = RetryPolicy::default();
+        assert_eq!(p.backoff(1, 0.0), TimeDelta::seconds(30));
+        assert_eq!(p.backoff(4, 0.0), TimeDelta::seconds(1920));
+        assert_eq!(p.backoff(9, 0.0), TimeDelta::hours(6));
+        assert_eq!(p.backoff(1, 1.0), TimeDelta::seconds(36));
+        let total: i64 = (1..10).map(|a| p.backoff(a, 0.0).num_seconds()).sum();
+        assert!(total > 24 * 3600 && total < 48 * 3600, "{total}");
+    }
+
+    #[test]
+    fn signature_is_hmac_sha256_of_timestamp_dot_body() {
+        // printf '1700000000.{}' | openssl dgst -sha256 -hmac k
+        assert_eq!(
+            signature("k", 1_700_000_000, b"{}"),
+            "sha256=c6ef4734033cee2367414a0939385eca0397754aa7a59716da7463a9298b5146"
+        );
+        assert_ne!(signature("k", 1_700_000_001, b"{}"), signature("k", 1_700_000_000, b"{}"));
+        assert_ne!(signature("k2", 1_700_000_000, b"{}"), signature("k", 1_700_000_000, b"{}"));
+    }
 
     #[test]
     fn receivers_must_be_https_except_on_loopback() {

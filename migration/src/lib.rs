@@ -24,6 +24,7 @@ mod m20261130_000018_create_quality_agreements;
 mod m20261130_000019_create_evaluations;
 mod m20261130_000020_create_domain_events;
 mod m20261130_000021_create_webhook_subscriptions;
+mod m20261130_000022_create_webhook_deliveries;
 
 pub struct Migrator;
 
@@ -52,6 +53,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000019_create_evaluations::Migration),
             Box::new(m20261130_000020_create_domain_events::Migration),
             Box::new(m20261130_000021_create_webhook_subscriptions::Migration),
+            Box::new(m20261130_000022_create_webhook_deliveries::Migration),
         ]
     }
 }

@@ -558,7 +558,7 @@ async fn a_restarted_worker_pages_the_next_tier_once(app: &TestApp) {
                 hostname: "test".to_string(),
                 started_at: chrono::Utc::now(),
             };
-            let mail = worker::runner::MailSettings {
+            let mail = worker::runner::JobSettings {
                 mailer: Mailer::new(Some(&smtp), std::env::temp_dir()).unwrap(),
                 from: "cmo <noreply@cmo.test>".parse().unwrap(),
                 batch: 50,
@@ -570,6 +570,8 @@ async fn a_restarted_worker_pages_the_next_tier_once(app: &TestApp) {
                     mail_domain: "cmo.test".to_string(),
                     ..EscalationSettings::default()
                 },
+                webhooks: Default::default(),
+                http: worker::http::HttpClient::new(std::time::Duration::from_secs(5)).expect("http client"),
             };
             let schedules = worker::runner::Schedules {
                 escalation_tick: std::time::Duration::from_millis(50),

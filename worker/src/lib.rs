@@ -2,6 +2,7 @@
 //! weekly digests, and a heartbeat that shows each running instance in the database.
 
 pub mod jobs;
+pub mod http;
 pub mod mailer;
 pub mod runner;
 pub mod smtp;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use api::config::{DatabaseArgs, TelemetryArgs};
 use clap::Parser;
 use worker::jobs::JobContext;
-use worker::runner::{MailSettings, Schedules, run};
+use worker::runner::{JobSettings, Schedules, run};
 
 #[derive(Parser)]
 #[command(
@@ -69,6 +69,27 @@ struct Cli {
     /// Days overdue after which the leadership tier is copied.
     #[arg(long, env = "CMO_REMINDER_ESCALATE_DAYS", default_value_t = 7)]
     reminder_escalate_days: i64,
+    /// How often (milliseconds) the worker looks for webhook deliveries that are due. On
+    /// PostgreSQL a new event also wakes it at once (LISTEN/NOTIFY).
+    #[arg(long, env = "CMO_WEBHOOK_TICK_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    webhook_tick_ms: u64,
+    /// Deadline (milliseconds) of one webhook POST: connect, TLS, send, answer.
+    #[arg(long, env = "CMO_WEBHOOK_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=60_000))]
+    webhook_timeout_ms: u64,
+    /// Attempts before a webhook delivery is given up (retries on 5xx, 408, 429 and
+    /// no answer, after 30 s, 2 min, 8 min, … up to 6 h between attempts).
+    #[arg(long, env = "CMO_WEBHOOK_MAX_ATTEMPTS", default_value_t = 10, value_parser = clap::value_parser!(i32).range(1..=30))]
+    webhook_max_attempts: i32,
+    /// Delay (milliseconds) after a webhook's first failed attempt; each next one is 4×.
+    #[arg(long, env = "CMO_WEBHOOK_RETRY_BASE_MS", default_value_t = 30_000, value_parser = clap::value_parser!(i64).range(10..=3_600_000))]
+    webhook_retry_base_ms: i64,
+    /// Failed attempts in a row after which a subscription is disabled (its org's
+    /// admins are emailed). A 410 Gone disables at once.
+    #[arg(long, env = "CMO_WEBHOOK_DISABLE_AFTER", default_value_t = 20, value_parser = clap::value_parser!(i32).range(1..=1000))]
+    webhook_disable_after: i32,
+    /// Webhook POSTs in flight at once per worker.
+    #[arg(long, env = "CMO_WEBHOOK_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=256))]
+    webhook_concurrency: u64,
     /// Public base URL of the api, for links in emails.
     #[arg(
         long,
@@ -135,6 +156,7 @@ async fn start(cli: Cli) -> Result<(), String> {
         dispatch: cli.dispatch_cron,
         tick: cli.schedule_tick_cron,
         escalation_tick: std::time::Duration::from_millis(cli.escalation_tick_ms),
+        webhook_tick: std::time::Duration::from_millis(cli.webhook_tick_ms),
     };
     let catch_up = chrono::TimeDelta::minutes(i64::from(cli.catch_up_minutes));
     let from: lettre::message::Mailbox = cli.mail_from.parse().map_err(|e| {
@@ -167,9 +189,24 @@ async fn start(cli: Cli) -> Result<(), String> {
         public_base_url: cli.public_base_url.clone(),
         mail_domain: from.email.domain().to_string(),
     };
+    let webhooks = worker::jobs::webhooks::WebhookSettings {
+        policy: entity::webhook::RetryPolicy {
+            max_attempts: cli.webhook_max_attempts,
+            base: chrono::TimeDelta::milliseconds(cli.webhook_retry_base_ms),
+            disable_after: cli.webhook_disable_after,
+            ..Default::default()
+        },
+        concurrency: cli.webhook_concurrency as usize,
+        public_base_url: cli.public_base_url.clone(),
+        mail_domain: from.email.domain().to_string(),
+        ..Default::default()
+    };
+    let http = worker::http::HttpClient::new(std::time::Duration::from_millis(
+        cli.webhook_timeout_ms,
+    ))?;
     let mailer = worker::mailer::Mailer::new(cli.smtp_url.as_deref(), cli.outbox_dir)
         .map_err(|e| e.to_string())?;
-    let mail = MailSettings {
+    let mail = JobSettings {
         mailer,
         from,
         batch: 100,
@@ -177,6 +214,8 @@ async fn start(cli: Cli) -> Result<(), String> {
         digests,
         escalations,
         agreements,
+        webhooks,
+        http,
     };
     run(ctx, schedules, mail, shutdown_signal())
         .await

@@ -22,6 +22,9 @@ pub struct Schedules {
     /// The escalation fast tick (new escalations are also announced by PostgreSQL
     /// NOTIFY, so on PostgreSQL the first page does not wait for it).
     pub escalation_tick: std::time::Duration,
+    /// How often due webhook deliveries (new ones and retries) are looked for; on
+    /// PostgreSQL a new delivery also wakes the loop at once.
+    pub webhook_tick: std::time::Duration,
 }
 
 impl Default for Schedules {
@@ -31,12 +34,14 @@ impl Default for Schedules {
             dispatch: "*/2 * * * * *".to_string(),
             tick: "0 * * * * *".to_string(),
             escalation_tick: std::time::Duration::from_millis(250),
+            webhook_tick: std::time::Duration::from_millis(250),
         }
     }
 }
 
-/// Where and as whom email goes out.
-pub struct MailSettings {
+/// What the jobs need besides the database: where and as whom email goes out, each
+/// job's settings, the HTTP client for webhooks.
+pub struct JobSettings {
     pub mailer: crate::mailer::Mailer,
     pub from: lettre::message::Mailbox,
     /// Emails claimed per dispatcher pass.
@@ -45,6 +50,8 @@ pub struct MailSettings {
     pub digests: crate::jobs::digests::DigestSettings,
     pub escalations: crate::jobs::escalations::EscalationSettings,
     pub agreements: crate::jobs::agreements::AgreementSettings,
+    pub webhooks: crate::jobs::webhooks::WebhookSettings,
+    pub http: crate::http::HttpClient,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +75,7 @@ pub enum RunError {
 pub async fn run(
     ctx: JobContext,
     schedules: Schedules,
-    mail: MailSettings,
+    mail: JobSettings,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), RunError> {
     for (job, cron) in [
@@ -172,14 +179,29 @@ pub async fn run(
         .await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let wake = Arc::new(tokio::sync::Notify::new());
+    let wake_webhooks = Arc::new(tokio::sync::Notify::new());
     let mut background = Vec::new();
     if ctx.db.get_database_backend() == sea_orm::DbBackend::Postgres {
-        background.push(tokio::spawn(listen_for_escalations(
+        background.push(tokio::spawn(listen(
             ctx.clone(),
+            entity::escalation::WAKE_CHANNEL,
             wake.clone(),
             stopped.clone(),
         )));
+        background.push(tokio::spawn(listen(
+            ctx.clone(),
+            entity::webhook::WAKE_CHANNEL,
+            wake_webhooks.clone(),
+            stopped.clone(),
+        )));
     }
+    background.push(tokio::spawn(webhook_loop(
+        ctx.clone(),
+        escalation_mail.clone(),
+        schedules.webhook_tick,
+        wake_webhooks,
+        stopped.clone(),
+    )));
     background.push(tokio::spawn(escalation_loop(
         ctx.clone(),
         escalation_mail,
@@ -202,7 +224,7 @@ pub async fn run(
 /// dispatcher tick), so a first page reaches the SMTP server well within a second.
 async fn escalation_loop(
     ctx: Arc<JobContext>,
-    mail: Arc<MailSettings>,
+    mail: Arc<JobSettings>,
     every: std::time::Duration,
     wake: Arc<tokio::sync::Notify>,
     mut stopped: tokio::sync::watch::Receiver<bool>,
@@ -242,10 +264,46 @@ async fn escalation_loop(
     }
 }
 
-/// PostgreSQL: wake the escalation loop as soon as an escalation opens (NOTIFY at the
-/// opening transaction's commit). Reconnects after errors; the fast tick covers gaps.
-async fn listen_for_escalations(
+/// The webhook loop: deliver what is due (new events at once on PostgreSQL, retries
+/// when their time comes).
+async fn webhook_loop(
     ctx: Arc<JobContext>,
+    jobs: Arc<JobSettings>,
+    every: std::time::Duration,
+    wake: Arc<tokio::sync::Notify>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut interval = tokio::time::interval(every.max(std::time::Duration::from_millis(50)));
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = wake.notified() => {}
+            _ = stopped.changed() => break,
+        }
+        if *stopped.borrow() {
+            break;
+        }
+        let now = entity::clock::truncate_to_micros(chrono::Utc::now());
+        match crate::jobs::webhooks::delivery_pass(&ctx, &jobs.http, now, &jobs.webhooks).await {
+            Ok(r) if r.claimed > 0 => tracing::info!(
+                delivered = r.delivered,
+                retried = r.retried,
+                failed = r.failed,
+                disabled = r.disabled,
+                "webhook deliveries"
+            ),
+            Ok(_) => {}
+            Err(err) => tracing::warn!(%err, "webhook delivery pass failed"),
+        }
+    }
+}
+
+/// PostgreSQL: wake a loop as soon as its work is committed (NOTIFY on `channel` at the
+/// writing transaction's commit). Reconnects after errors; the fast tick covers gaps.
+async fn listen(
+    ctx: Arc<JobContext>,
+    channel: &'static str,
     wake: Arc<tokio::sync::Notify>,
     mut stopped: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -253,13 +311,13 @@ async fn listen_for_escalations(
     while !*stopped.borrow() {
         let listener = async {
             let mut l = PgListener::connect_with(ctx.db.get_postgres_connection_pool()).await?;
-            l.listen(entity::escalation::WAKE_CHANNEL).await?;
+            l.listen(channel).await?;
             Ok::<_, sea_orm::sqlx::Error>(l)
         };
         let mut listener = match listener.await {
             Ok(l) => l,
             Err(err) => {
-                tracing::warn!(%err, "cannot LISTEN for escalations; retrying");
+                tracing::warn!(%err, channel, "cannot LISTEN; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
                     _ = stopped.changed() => return,
@@ -271,7 +329,7 @@ async fn listen_for_escalations(
                 n = listener.recv() => match n {
                     Ok(_) => wake.notify_one(),
                     Err(err) => {
-                        tracing::warn!(%err, "escalation LISTEN connection lost");
+                        tracing::warn!(%err, channel, "LISTEN connection lost");
                         break;
                     }
                 },
@@ -282,7 +340,7 @@ async fn listen_for_escalations(
 }
 
 /// Reminders and digests whose occurrence (in their program's time zone) is due.
-async fn scheduled_pass(ctx: &JobContext, mail: &MailSettings) {
+async fn scheduled_pass(ctx: &JobContext, mail: &JobSettings) {
     let now = entity::clock::truncate_to_micros(chrono::Utc::now());
     match crate::jobs::reminders::overdue_reminders(ctx, now, &mail.reminders).await {
         Ok(r) if r.ticks > 0 => tracing::info!(

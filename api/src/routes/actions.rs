@@ -115,6 +115,7 @@ pub async fn insert<C: ConnectionTrait>(
         created_at: Set(now),
         updated_at: Set(now),
         version: Set(1),
+        overdue_event_for: Set(None),
     }
     .insert(conn)
     .await?;

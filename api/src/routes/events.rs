@@ -51,6 +51,21 @@ pub struct EventView {
     pub occurred_at: DateTime<Utc>,
 }
 
+/// The same shape in the feed and in webhook bodies.
+impl From<&domain_event::Model> for EventView {
+    fn from(r: &domain_event::Model) -> Self {
+        EventView {
+            cursor: r.cursor,
+            event_type: r.event_type.clone(),
+            program_id: r.program_id,
+            resource_type: r.resource_type.clone(),
+            resource_id: r.resource_id.clone(),
+            payload: serde_json::from_str(&r.payload).unwrap_or_default(),
+            occurred_at: r.occurred_at,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"items": [], "next_after": 1042}))]
 pub struct EventPage {
@@ -114,18 +129,7 @@ pub async fn list_events(
         .await?;
     let next_after = rows.last().map_or(after, |r| r.cursor);
     Ok(web::Json(EventPage {
-        items: rows
-            .into_iter()
-            .map(|r| EventView {
-                cursor: r.cursor,
-                event_type: r.event_type,
-                program_id: r.program_id,
-                resource_type: r.resource_type,
-                resource_id: r.resource_id,
-                payload: serde_json::from_str(&r.payload).unwrap_or_default(),
-                occurred_at: r.occurred_at,
-            })
-            .collect(),
+        items: rows.iter().map(EventView::from).collect(),
         next_after,
     }))
 }

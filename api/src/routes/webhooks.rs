@@ -1,12 +1,15 @@
 //! Webhook subscriptions (per organization, admins): URL, event types, a secret shown
-//! once, active flag. Deliveries (signed POSTs through a durable outbox) are not built
-//! yet; subscriptions can be prepared and managed.
+//! once, active flag; their delivery log and redelivery. Deliveries are queued with the
+//! event (`entity::webhook::fan_out`) and sent by the worker (`worker::jobs::webhooks`).
 
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use chrono::{DateTime, Utc};
 use entity::audit_trail::{self, Entry};
 use entity::{domain_event, webhook};
-use sea_orm::{ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ModelTrait, QueryOrder};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait,
+    EntityTrait, ModelTrait, QueryFilter, QueryOrder, QuerySelect,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -25,15 +28,20 @@ impl TenantScoped for webhook::Entity {
 
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"id": 3, "url": "https://erp.example.com/hooks/cmo", "event_types": ["deviation.reported", "escalation.opened"],
-    "active": true, "consecutive_failures": 0, "disabled_reason": null,
+    "active": true, "consecutive_failures": 0, "disabled_reason": null, "disabled_at": null,
     "created_at": "2026-11-30T09:00:00Z", "updated_at": "2026-11-30T09:00:00Z", "version": 1}))]
 pub struct WebhookView {
     pub id: i64,
     pub url: String,
     pub event_types: Vec<String>,
+    /// Inactive subscriptions get no new deliveries and their pending ones wait.
     pub active: bool,
+    /// Failed attempts in a row (any success resets it); at the worker's limit
+    /// (`CMO_WEBHOOK_DISABLE_AFTER`, default 20) the subscription is disabled.
     pub consecutive_failures: i32,
+    /// Why the worker disabled it (410 Gone, or too many failures in a row).
     pub disabled_reason: Option<String>,
+    pub disabled_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i32,
@@ -48,6 +56,7 @@ impl From<&webhook::Model> for WebhookView {
             active: w.active,
             consecutive_failures: w.consecutive_failures,
             disabled_reason: w.disabled_reason.clone(),
+            disabled_at: w.disabled_at,
             created_at: w.created_at,
             updated_at: w.updated_at,
             version: w.version,
@@ -155,6 +164,7 @@ pub async fn create_webhook(
         active: Set(true),
         consecutive_failures: Set(0),
         disabled_reason: Set(None),
+        disabled_at: Set(None),
         created_by_user_id: Set(ctx.user.id),
         created_at: Set(now),
         updated_at: Set(now),
@@ -235,6 +245,7 @@ pub async fn update_webhook(
         if on {
             active.consecutive_failures = Set(0);
             active.disabled_reason = Set(None);
+            active.disabled_at = Set(None);
         }
     }
     active.updated_at = Set(now);
@@ -279,7 +290,250 @@ pub async fn delete_webhook(
         Entry::new("webhook", w.id, "delete").before(snapshot(&WebhookView::from(&w))),
     )
     .await?;
+    // Its deliveries and their log go with it.
+    let deliveries: Vec<i64> = webhook::delivery::Entity::find()
+        .select_only()
+        .column(webhook::delivery::Column::Id)
+        .filter(webhook::delivery::Column::SubscriptionId.eq(w.id))
+        .into_tuple()
+        .all(&txn)
+        .await?;
+    for ids in deliveries.chunks(500) {
+        webhook::attempt::Entity::delete_many()
+            .filter(webhook::attempt::Column::DeliveryId.is_in(ids.iter().copied()))
+            .exec(&txn)
+            .await?;
+    }
+    webhook::delivery::Entity::delete_many()
+        .filter(webhook::delivery::Column::SubscriptionId.eq(w.id))
+        .exec(&txn)
+        .await?;
     w.delete(&txn).await?;
     txn.commit().await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"attempt": 1, "started_at": "2026-11-30T09:00:01Z", "duration_ms": 84,
+    "status_code": 503, "error": null, "response_excerpt": "upstream busy", "outcome": "retry"}))]
+pub struct AttemptView {
+    /// 1-based within the current series (a redelivery starts a new series).
+    pub attempt: i32,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: i32,
+    /// The receiver's HTTP status; absent when there was no answer.
+    pub status_code: Option<i32>,
+    /// Why there was no (acceptable) answer: timeout, connection refused, TLS, ….
+    pub error: Option<String>,
+    /// The first bytes of the receiver's answer.
+    pub response_excerpt: Option<String>,
+    /// `delivered`, `retry` (another attempt is scheduled) or `failed`.
+    pub outcome: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": 88, "event_id": 1042, "event_type": "deviation.reported", "status": "delivered",
+    "attempts": 2, "next_attempt_at": null, "last_status_code": 200, "last_error": null,
+    "delivered_at": "2026-11-30T09:00:32Z", "created_at": "2026-11-30T09:00:00Z",
+    "log": [{"attempt": 1, "started_at": "2026-11-30T09:00:01Z", "duration_ms": 84, "status_code": 503,
+             "error": null, "response_excerpt": "upstream busy", "outcome": "retry"},
+            {"attempt": 2, "started_at": "2026-11-30T09:00:32Z", "duration_ms": 12, "status_code": 200,
+             "error": null, "response_excerpt": "", "outcome": "delivered"}]}))]
+pub struct DeliveryView {
+    pub id: i64,
+    /// The event's cursor, sent as `X-Cmo-Event-Id` (the same on every attempt).
+    pub event_id: i64,
+    pub event_type: String,
+    pub status: webhook::DeliveryStatus,
+    pub attempts: i32,
+    /// When the next attempt is due (pending deliveries).
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub last_status_code: Option<i32>,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    /// Every attempt, oldest first.
+    pub log: Vec<AttemptView>,
+}
+
+fn delivery_view(d: &webhook::delivery::Model, log: Vec<AttemptView>) -> DeliveryView {
+    DeliveryView {
+        id: d.id,
+        event_id: d.event_cursor,
+        event_type: d.event_type.clone(),
+        status: d.status,
+        attempts: d.attempts,
+        next_attempt_at: (d.status == webhook::DeliveryStatus::Pending).then_some(d.next_attempt_at),
+        last_status_code: d.last_status_code,
+        last_error: d.last_error.clone(),
+        delivered_at: d.delivered_at,
+        created_at: d.created_at,
+        log,
+    }
+}
+
+async fn with_logs<C: ConnectionTrait>(
+    conn: &C,
+    deliveries: Vec<webhook::delivery::Model>,
+) -> ApiResult<Vec<DeliveryView>> {
+    let ids: Vec<i64> = deliveries.iter().map(|d| d.id).collect();
+    let mut logs: std::collections::HashMap<i64, Vec<AttemptView>> = Default::default();
+    for a in webhook::attempt::Entity::find()
+        .filter(webhook::attempt::Column::DeliveryId.is_in(ids))
+        .order_by_asc(webhook::attempt::Column::Id)
+        .all(conn)
+        .await?
+    {
+        logs.entry(a.delivery_id).or_default().push(AttemptView {
+            attempt: a.attempt,
+            started_at: a.started_at,
+            duration_ms: a.duration_ms,
+            status_code: a.status_code,
+            error: a.error,
+            response_excerpt: a.response_excerpt,
+            outcome: a.outcome,
+        });
+    }
+    Ok(deliveries
+        .iter()
+        .map(|d| delivery_view(d, logs.remove(&d.id).unwrap_or_default()))
+        .collect())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeliveryFilter {
+    pub status: Option<webhook::DeliveryStatus>,
+    /// Deliveries older than this delivery id (paging backwards from the newest).
+    #[param(example = 88)]
+    pub before: Option<i64>,
+    /// 1 to 200 (default 50).
+    pub limit: Option<u64>,
+}
+
+/// A subscription's deliveries, newest first, each with its attempt log.
+#[utoipa::path(
+    tag = "integrations",
+    params(("id" = i64, Path, description = "Subscription id"), DeliveryFilter),
+    responses(
+        (status = 200, description = "Deliveries, newest first", body = [DeliveryView]),
+        (status = 404, description = "No such subscription in your organization", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid filter", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[get("/webhooks/{id}/deliveries")]
+pub async fn list_deliveries(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    query: web::Query<DeliveryFilter>,
+) -> ApiResult<web::Json<Vec<DeliveryView>>> {
+    let q = query.into_inner();
+    let limit = q.limit.unwrap_or(50);
+    let mut c = Checks::default();
+    if !(1..=200).contains(&limit) {
+        c.fail("limit", "out_of_range", "1 to 200");
+    }
+    c.finish()?;
+    let w = find_scoped::<webhook::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    let mut select = webhook::delivery::Entity::find()
+        .filter(webhook::delivery::Column::SubscriptionId.eq(w.id));
+    if let Some(status) = q.status {
+        select = select.filter(webhook::delivery::Column::Status.eq(status));
+    }
+    if let Some(before) = q.before {
+        select = select.filter(webhook::delivery::Column::Id.lt(before));
+    }
+    let rows = select
+        .order_by_desc(webhook::delivery::Column::Id)
+        .limit(limit)
+        .all(&state.db)
+        .await?;
+    Ok(web::Json(with_logs(&state.db, rows).await?))
+}
+
+/// Send a delivery again (admins): a delivered or failed delivery goes back to pending
+/// with a fresh series of attempts, the same event id and body. The subscription must be
+/// active.
+#[utoipa::path(
+    tag = "integrations",
+    params(("id" = i64, Path, description = "Subscription id"),
+           ("delivery_id" = i64, Path, description = "Delivery id")),
+    responses(
+        (status = 202, description = "Queued again", body = DeliveryView),
+        (status = 403, description = "Admins only", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such subscription or delivery in your organization", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Subscription inactive, or the delivery is still pending", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[post("/webhooks/{id}/deliveries/{delivery_id}/redeliver")]
+pub async fn redeliver(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    path: web::Path<(i64, i64)>,
+) -> ApiResult<HttpResponse> {
+    ctx.require_admin()?;
+    let (id, delivery_id) = path.into_inner();
+    let txn = crate::db::begin_write(&state.db).await?;
+    let w = find_scoped::<webhook::Entity, _>(&txn, &ctx, id).await?;
+    let d = webhook::delivery::Entity::find_by_id(delivery_id)
+        .filter(webhook::delivery::Column::SubscriptionId.eq(w.id))
+        .one(&txn)
+        .await?
+        .ok_or_else(|| ApiError::NotFound)?;
+    if !w.active {
+        return Err(ApiError::conflict(
+            "subscription_inactive",
+            "the subscription is inactive: activate it first (PATCH active=true)",
+        ));
+    }
+    if matches!(
+        d.status,
+        webhook::DeliveryStatus::Pending | webhook::DeliveryStatus::Delivering
+    ) {
+        return Err(ApiError::conflict(
+            "delivery_in_progress",
+            "the delivery is still pending; it will be attempted at next_attempt_at",
+        ));
+    }
+    let now = state.clock.now();
+    let updated = webhook::delivery::Entity::update_many()
+        .col_expr(
+            webhook::delivery::Column::Status,
+            sea_orm::sea_query::Expr::value(sea_orm::ActiveEnum::to_value(
+                &webhook::DeliveryStatus::Pending,
+            )),
+        )
+        .col_expr(webhook::delivery::Column::Attempts, sea_orm::sea_query::Expr::value(0))
+        .col_expr(webhook::delivery::Column::NextAttemptAt, sea_orm::sea_query::Expr::value(now))
+        .col_expr(webhook::delivery::Column::UpdatedAt, sea_orm::sea_query::Expr::value(now))
+        .filter(webhook::delivery::Column::Id.eq(d.id))
+        .filter(webhook::delivery::Column::Status.eq(d.status))
+        .exec(&txn)
+        .await?;
+    if updated.rows_affected != 1 {
+        return Err(ApiError::conflict(
+            "delivery_in_progress",
+            "the delivery changed meanwhile; read it again",
+        ));
+    }
+    audit_trail::append(
+        &txn,
+        &ctx.actor(now),
+        Entry::new("webhook", w.id, "redeliver").after(serde_json::json!({
+            "delivery_id": d.id, "event_id": d.event_cursor, "previous_status": d.status})),
+    )
+    .await?;
+    if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
+        txn.execute_unprepared(&format!("NOTIFY {}", webhook::WAKE_CHANNEL))
+            .await?;
+    }
+    let fresh = webhook::delivery::Entity::find_by_id(d.id)
+        .one(&txn)
+        .await?
+        .ok_or_else(|| ApiError::NotFound)?;
+    let view = with_logs(&txn, vec![fresh]).await?;
+    txn.commit().await?;
+    Ok(HttpResponse::Accepted().json(view.into_iter().next()))
 }

@@ -11,7 +11,7 @@ use e2e::smtp::SmtpSink;
 use e2e::{Backend, spawn_app};
 use serde_json::json;
 use worker::jobs::JobContext;
-use worker::runner::{MailSettings, Schedules};
+use worker::runner::{JobSettings, Schedules};
 
 const DEVIATIONS: usize = 200;
 
@@ -39,7 +39,7 @@ async fn bench(backend: Backend) {
             hostname: "bench".to_string(),
             started_at: chrono::Utc::now(),
         };
-        let mail = MailSettings {
+        let mail = JobSettings {
             mailer: worker::mailer::Mailer::new(Some(&sink.url()), std::env::temp_dir())
                 .expect("mailer"),
             from: "cmo <noreply@cmo.test>".parse().expect("from"),
@@ -52,6 +52,8 @@ async fn bench(backend: Backend) {
                 mail_domain: "cmo.test".to_string(),
                 ..Default::default()
             },
+            webhooks: Default::default(),
+            http: worker::http::HttpClient::new(std::time::Duration::from_secs(5)).expect("http client"),
         };
         let mut stopped = stopped.clone();
         workers.push(tokio::spawn(async move {

@@ -70,6 +70,7 @@ async fn seed(
                     created_at: Set(now),
                     updated_at: Set(now),
                     version: Set(1),
+                    overdue_event_for: Set(None),
                 }
             })
             .collect();

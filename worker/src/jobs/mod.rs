@@ -8,6 +8,7 @@ pub mod escalations;
 pub mod heartbeat;
 pub mod reminders;
 pub mod ticks;
+pub mod webhooks;
 
 use sea_orm::DatabaseConnection;
 
