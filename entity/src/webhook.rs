@@ -389,8 +389,14 @@ mod tests {
             signature("k", 1_700_000_000, b"{}"),
             "sha256=c6ef4734033cee2367414a0939385eca0397754aa7a59716da7463a9298b5146"
         );
-        assert_ne!(signature("k", 1_700_000_001, b"{}"), signature("k", 1_700_000_000, b"{}"));
-        assert_ne!(signature("k2", 1_700_000_000, b"{}"), signature("k", 1_700_000_000, b"{}"));
+        assert_ne!(
+            signature("k", 1_700_000_001, b"{}"),
+            signature("k", 1_700_000_000, b"{}")
+        );
+        assert_ne!(
+            signature("k2", 1_700_000_000, b"{}"),
+            signature("k", 1_700_000_000, b"{}")
+        );
     }
 
     #[test]

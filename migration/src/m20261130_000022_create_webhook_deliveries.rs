@@ -40,7 +40,10 @@ impl MigrationTrait for Migration {
         let indexes = [
             (
                 "ux_webhook_deliveries_subscription_event",
-                vec![WebhookDeliveries::SubscriptionId, WebhookDeliveries::EventId],
+                vec![
+                    WebhookDeliveries::SubscriptionId,
+                    WebhookDeliveries::EventId,
+                ],
                 true,
             ),
             (

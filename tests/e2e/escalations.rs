@@ -571,7 +571,8 @@ async fn a_restarted_worker_pages_the_next_tier_once(app: &TestApp) {
                     ..EscalationSettings::default()
                 },
                 webhooks: Default::default(),
-                http: worker::http::HttpClient::new(std::time::Duration::from_secs(5)).expect("http client"),
+                http: worker::http::HttpClient::new(std::time::Duration::from_secs(5))
+                    .expect("http client"),
             };
             let schedules = worker::runner::Schedules {
                 escalation_tick: std::time::Duration::from_millis(50),

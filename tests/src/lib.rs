@@ -3,6 +3,7 @@
 //! a small typed HTTP client.
 
 pub mod client;
+pub mod hooks;
 pub mod pg;
 pub mod smtp;
 

@@ -128,7 +128,9 @@ impl HttpClient {
             // Values are ours (digits, hex, event types); refuse anything that could
             // split the header block.
             if value.contains(['\r', '\n']) {
-                return Err(HttpError::Protocol(format!("header {name} has a line break")));
+                return Err(HttpError::Protocol(format!(
+                    "header {name} has a line break"
+                )));
             }
             request.push_str(name);
             request.push_str(": ");
@@ -190,8 +192,7 @@ async fn exchange_on<S: AsyncRead + AsyncWrite + Unpin>(
                         .map(|v| v.trim().to_string())
                 };
                 let retry_after = header("retry-after").and_then(|v| v.parse::<u64>().ok());
-                let content_length =
-                    header("content-length").and_then(|v| v.parse::<usize>().ok());
+                let content_length = header("content-length").and_then(|v| v.parse::<usize>().ok());
                 break (code, retry_after, content_length, len);
             }
             Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD_BYTES => continue,

@@ -1,8 +1,8 @@
 //! The cmo-orchestrator worker: the email outbox dispatcher, overdue-action reminders,
 //! weekly digests, and a heartbeat that shows each running instance in the database.
 
-pub mod jobs;
 pub mod http;
+pub mod jobs;
 pub mod mailer;
 pub mod runner;
 pub mod smtp;

@@ -201,9 +201,8 @@ async fn start(cli: Cli) -> Result<(), String> {
         mail_domain: from.email.domain().to_string(),
         ..Default::default()
     };
-    let http = worker::http::HttpClient::new(std::time::Duration::from_millis(
-        cli.webhook_timeout_ms,
-    ))?;
+    let http =
+        worker::http::HttpClient::new(std::time::Duration::from_millis(cli.webhook_timeout_ms))?;
     let mailer = worker::mailer::Mailer::new(cli.smtp_url.as_deref(), cli.outbox_dir)
         .map_err(|e| e.to_string())?;
     let mail = JobSettings {

@@ -363,7 +363,8 @@ fn delivery_view(d: &webhook::delivery::Model, log: Vec<AttemptView>) -> Deliver
         event_type: d.event_type.clone(),
         status: d.status,
         attempts: d.attempts,
-        next_attempt_at: (d.status == webhook::DeliveryStatus::Pending).then_some(d.next_attempt_at),
+        next_attempt_at: (d.status == webhook::DeliveryStatus::Pending)
+            .then_some(d.next_attempt_at),
         last_status_code: d.last_status_code,
         last_error: d.last_error.clone(),
         delivered_at: d.delivered_at,
@@ -481,7 +482,7 @@ pub async fn redeliver(
         .filter(webhook::delivery::Column::SubscriptionId.eq(w.id))
         .one(&txn)
         .await?
-        .ok_or_else(|| ApiError::NotFound)?;
+        .ok_or(ApiError::NotFound)?;
     if !w.active {
         return Err(ApiError::conflict(
             "subscription_inactive",
@@ -505,9 +506,18 @@ pub async fn redeliver(
                 &webhook::DeliveryStatus::Pending,
             )),
         )
-        .col_expr(webhook::delivery::Column::Attempts, sea_orm::sea_query::Expr::value(0))
-        .col_expr(webhook::delivery::Column::NextAttemptAt, sea_orm::sea_query::Expr::value(now))
-        .col_expr(webhook::delivery::Column::UpdatedAt, sea_orm::sea_query::Expr::value(now))
+        .col_expr(
+            webhook::delivery::Column::Attempts,
+            sea_orm::sea_query::Expr::value(0),
+        )
+        .col_expr(
+            webhook::delivery::Column::NextAttemptAt,
+            sea_orm::sea_query::Expr::value(now),
+        )
+        .col_expr(
+            webhook::delivery::Column::UpdatedAt,
+            sea_orm::sea_query::Expr::value(now),
+        )
         .filter(webhook::delivery::Column::Id.eq(d.id))
         .filter(webhook::delivery::Column::Status.eq(d.status))
         .exec(&txn)
@@ -532,7 +542,7 @@ pub async fn redeliver(
     let fresh = webhook::delivery::Entity::find_by_id(d.id)
         .one(&txn)
         .await?
-        .ok_or_else(|| ApiError::NotFound)?;
+        .ok_or(ApiError::NotFound)?;
     let view = with_logs(&txn, vec![fresh]).await?;
     txn.commit().await?;
     Ok(HttpResponse::Accepted().json(view.into_iter().next()))

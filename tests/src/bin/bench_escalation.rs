@@ -53,7 +53,8 @@ async fn bench(backend: Backend) {
                 ..Default::default()
             },
             webhooks: Default::default(),
-            http: worker::http::HttpClient::new(std::time::Duration::from_secs(5)).expect("http client"),
+            http: worker::http::HttpClient::new(std::time::Duration::from_secs(5))
+                .expect("http client"),
         };
         let mut stopped = stopped.clone();
         workers.push(tokio::spawn(async move {

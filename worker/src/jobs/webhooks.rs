@@ -17,8 +17,8 @@ use entity::webhook::{self, DeliveryStatus, Response, RetryPolicy, Verdict, atte
 use entity::{domain_event, user};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveEnum, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, DatabaseTransaction,
-    DbBackend, EntityTrait, QueryFilter, Statement, TransactionTrait,
+    ActiveEnum, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, DatabaseTransaction, DbBackend,
+    EntityTrait, QueryFilter, Statement, TransactionTrait,
 };
 
 use super::{JobContext, JobError};
@@ -267,8 +267,7 @@ async fn record(
         let (code, error, excerpt) = match &a.result {
             Ok(answer) => (
                 Some(i32::from(answer.status)),
-                (!(200..300).contains(&answer.status))
-                    .then(|| format!("HTTP {}", answer.status)),
+                (!(200..300).contains(&answer.status)).then(|| format!("HTTP {}", answer.status)),
                 Some(answer.excerpt.clone()),
             ),
             Err(e) => (None, Some(e.to_string()), None),
@@ -477,6 +476,3 @@ async fn disable(
     .await?;
     Ok(true)
 }
-
-
-
