@@ -138,3 +138,85 @@ async fn paging_under_concurrent_writes_has_no_gap_and_no_repeat(app: &TestApp) 
     );
 }
 on_both_databases!(paging_under_concurrent_writes_has_no_gap_and_no_repeat);
+
+async fn overdue_action_items_emit_one_event_per_due_date(app: &TestApp) {
+    let s = program_setup(app).await;
+    let items = format!("/api/v1/programs/{}/action-items", s.program_id);
+    let zurich: chrono_tz::Tz = "Europe/Zurich".parse().unwrap();
+    let today = app.now().with_timezone(&zurich).date_naive();
+    let item =
+        s.pm.post(
+            &items,
+            json!({"title": "Send the protocol", "owner_user_id": s.pm_id, "due_date": today}),
+        )
+        .await
+        .expect(201)
+        .body;
+    let done =
+        s.pm.post(
+            &items,
+            json!({"title": "Already done", "owner_user_id": s.pm_id, "due_date": today}),
+        )
+        .await
+        .expect(201)
+        .body;
+    s.pm.post(
+        &format!("/api/v1/action-items/{}/transitions", done["id"]),
+        json!({"event": "complete"}),
+    )
+    .await
+    .expect(200);
+    let ctx = worker::jobs::JobContext {
+        db: app.db.clone(),
+        worker_id: "w1".to_string(),
+        hostname: "test".to_string(),
+        started_at: app.now(),
+    };
+    let overdue = |at| {
+        let ctx = ctx.clone();
+        async move {
+            worker::jobs::overdue::overdue_events(&ctx, at)
+                .await
+                .unwrap()
+                .emitted
+        }
+    };
+    let feed = || async {
+        s.pm.get("/api/v1/events?types=action_item.overdue")
+            .await
+            .expect(200)
+            .body["items"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    // Due today: not overdue yet.
+    assert_eq!(overdue(app.now()).await, 0);
+    // Three days later (two workers): one event, for the open item only.
+    let later = app.now() + chrono::TimeDelta::days(3);
+    let (a, b) = tokio::join!(overdue(later), overdue(later));
+    assert_eq!(a + b, 1);
+    assert_eq!(overdue(later + chrono::TimeDelta::days(1)).await, 0);
+    let events = feed().await;
+    assert_eq!(events.len(), 1);
+    let e = &events[0];
+    assert_eq!(e["resource_type"], "action_item");
+    assert_eq!(e["payload"]["action_item_id"], item["id"]);
+    assert_eq!(e["payload"]["due_date"], json!(today));
+    assert!(e["payload"]["days_overdue"].as_i64().unwrap() >= 2);
+    assert_eq!(e["payload"]["owner_user_id"], s.pm_id);
+    // A moved due date is a new deadline: overdue again once it passes.
+    let new_due = today + chrono::TimeDelta::days(5);
+    s.pm.patch(
+        &format!("/api/v1/action-items/{}", item["id"]),
+        json!({"version": item["version"], "due_date": new_due, "reason": "re-planned"}),
+    )
+    .await
+    .expect(200);
+    assert_eq!(overdue(later).await, 0);
+    assert_eq!(overdue(app.now() + chrono::TimeDelta::days(7)).await, 1);
+    let events = feed().await;
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[1]["payload"]["due_date"], json!(new_due));
+}
+on_both_databases!(overdue_action_items_emit_one_event_per_due_date);

@@ -339,7 +339,8 @@ async fn listen(
     }
 }
 
-/// Reminders and digests whose occurrence (in their program's time zone) is due.
+/// Reminders and digests whose occurrence (in their program's time zone) is due, and
+/// `action_item.overdue` events for items that became overdue.
 async fn scheduled_pass(ctx: &JobContext, mail: &JobSettings) {
     let now = entity::clock::truncate_to_micros(chrono::Utc::now());
     match crate::jobs::reminders::overdue_reminders(ctx, now, &mail.reminders).await {
@@ -352,6 +353,11 @@ async fn scheduled_pass(ctx: &JobContext, mail: &JobSettings) {
         ),
         Ok(_) => {}
         Err(err) => tracing::warn!(%err, "overdue reminders failed"),
+    }
+    match crate::jobs::overdue::overdue_events(ctx, now).await {
+        Ok(r) if r.emitted > 0 => tracing::info!(events = r.emitted, "action items overdue"),
+        Ok(_) => {}
+        Err(err) => tracing::warn!(%err, "action_item.overdue events failed"),
     }
     match crate::jobs::digests::weekly_digests(ctx, now, &mail.digests).await {
         Ok(r) if r.programs > 0 => {

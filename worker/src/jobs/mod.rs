@@ -6,6 +6,7 @@ pub mod digests;
 pub mod dispatch;
 pub mod escalations;
 pub mod heartbeat;
+pub mod overdue;
 pub mod reminders;
 pub mod ticks;
 pub mod webhooks;
