@@ -36,7 +36,13 @@ RFC 9457 `application/problem+json` with a stable `code`. Another organization's
         (name = "action items", description = "Action items: owners, due dates, overdue, snooze"),
         (name = "audit", description = "The hash-chained audit trail"),
         (name = "signatures", description = "Electronic signatures (21 CFR Part 11 style)"),
-        (name = "integrations", description = "For other tools: the domain event feed"),
+        (name = "integrations", description = "For other tools: the domain event feed (`GET /events`), webhooks and the calendar feed. \
+A webhook delivery is a `POST` of one event (the `EventView` schema, exactly as in the feed) with `Content-Type: application/json` and the headers \
+`X-Cmo-Event-Id` (the event's cursor: the same on every retry, deduplicate on it), `X-Cmo-Event-Type`, `X-Cmo-Delivery-Id`, \
+`X-Cmo-Timestamp` (Unix seconds) and `X-Cmo-Signature: sha256=<hex HMAC-SHA256 of \"{X-Cmo-Timestamp}.{raw body}\" keyed with the subscription secret>`. \
+Answer 2xx within the timeout (10 s) to acknowledge. 5xx, 408, 429 (`Retry-After` honoured up to 1 h) and no answer are retried \
+after 30 s, 2 min, 8 min, … up to 6 h apart (10 attempts); other 4xx and redirects fail the delivery; 410 Gone disables the subscription, \
+as do 20 failed attempts in a row (the organization's admins are emailed). Deliveries are at least once and not ordered: order by the cursor."),
         (name = "partners", description = "The CMO registry: capabilities, sites, inspections, qualification"),
         (name = "escalations", description = "24/7 escalation: policies (call tree), paging, acknowledgement by API or one-click link"),
         (name = "notifications", description = "Email links: the digest unsubscribe page (no API token: the link is signed)"),

@@ -50,7 +50,7 @@ pub mod head {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-/// The event types, with what their payload carries.
+/// The event types (the `type` of [`Event`]).
 pub const EVENT_TYPES: [&str; 14] = [
     "deviation.reported",
     "deviation.triaged",
@@ -68,17 +68,241 @@ pub const EVENT_TYPES: [&str; 14] = [
     "action_item.overdue",
 ];
 
+use crate::action_item::ActionSource;
+use crate::capa::{CapaEvent, CapaStatus};
+use crate::deviation::{Category, Criticality, DeviationEvent, DeviationStatus};
+use crate::escalation::EscalationStatus;
+use crate::gate::Decision;
+use crate::milestone::MilestoneStatus;
+use crate::milestone_rules::MilestoneEvent;
+use crate::program::ProductionStatus;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// `deviation.reported`: a deviation was reported (critical and major ones also hold
+/// production and open an escalation: see those events).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"deviation_id": 41, "title": "Bioburden excursion", "criticality": "critical",
+    "category": "equipment", "detected_at": "2026-11-28T01:55:00Z"}))]
+pub struct DeviationReported {
+    pub deviation_id: i64,
+    pub title: String,
+    pub criticality: Criticality,
+    pub category: Category,
+    pub detected_at: DateTime<Utc>,
+}
+
+/// `deviation.triaged`, `deviation.closed`, `deviation.transitioned`: a deviation moved
+/// in its workflow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"deviation_id": 41, "event": "triage", "from": "reported", "to": "triaged",
+    "criticality": "critical", "capa_id": null}))]
+pub struct DeviationChanged {
+    pub deviation_id: i64,
+    pub event: DeviationEvent,
+    pub from: DeviationStatus,
+    pub to: DeviationStatus,
+    pub criticality: Criticality,
+    /// The CAPA whose effective closure closed it (closure by CAPA only).
+    #[serde(default)]
+    pub capa_id: Option<i64>,
+}
+
+/// `production.held`, `production.released`: the program's production status changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"program_id": 3, "production_status": "on_hold",
+    "reason": "critical deviation #41 reported"}))]
+pub struct ProductionChanged {
+    pub program_id: i64,
+    pub production_status: ProductionStatus,
+    pub reason: String,
+}
+
+/// `escalation.opened`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"escalation_id": 12, "title": "Critical deviation: Bioburden excursion",
+    "criticality": "critical", "source_type": "deviation", "source_id": 41}))]
+pub struct EscalationOpened {
+    pub escalation_id: i64,
+    pub title: String,
+    pub criticality: Option<String>,
+    /// `deviation` or `manual`.
+    pub source_type: String,
+    pub source_id: Option<i64>,
+}
+
+/// `escalation.acknowledged`: someone took it; paging stopped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"escalation_id": 12, "by_user_id": 7, "channel": "link", "tier": 0}))]
+pub struct EscalationAcknowledged {
+    pub escalation_id: i64,
+    pub by_user_id: i64,
+    /// `api` or `link`.
+    pub channel: String,
+    /// 0-based tier paged last.
+    pub tier: Option<i32>,
+}
+
+/// `escalation.advanced`: a later tier (or a repeat of the last) was paged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"escalation_id": 12, "tier": 1, "tier_name": "Program leads", "repeat": false,
+    "recipients": 3}))]
+pub struct EscalationAdvanced {
+    pub escalation_id: i64,
+    /// 0-based.
+    pub tier: i32,
+    pub tier_name: String,
+    pub repeat: bool,
+    /// How many people were paged.
+    pub recipients: usize,
+}
+
+/// `escalation.resolved`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"escalation_id": 12, "previous_status": "acknowledged"}))]
+pub struct EscalationResolved {
+    pub escalation_id: i64,
+    pub previous_status: EscalationStatus,
+}
+
+/// `milestone.transitioned`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"milestone_id": 8, "name": "Engineering run", "event": "complete",
+    "from": "in_progress", "to": "completed"}))]
+pub struct MilestoneTransitioned {
+    pub milestone_id: i64,
+    pub name: String,
+    pub event: MilestoneEvent,
+    pub from: MilestoneStatus,
+    pub to: MilestoneStatus,
+}
+
+/// `gate.decided`: a signed go/no-go on a gate milestone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"milestone_id": 9, "name": "GMP readiness gate", "decision": "go",
+    "decision_id": 4, "notes": "All checks passed"}))]
+pub struct GateDecided {
+    pub milestone_id: i64,
+    pub name: String,
+    pub decision: Decision,
+    pub decision_id: i64,
+    pub notes: Option<String>,
+}
+
+/// `capa.transitioned`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"capa_id": 5, "event": "approve_plan", "from": "open", "to": "plan_approved"}))]
+pub struct CapaTransitioned {
+    pub capa_id: i64,
+    pub event: CapaEvent,
+    pub from: CapaStatus,
+    pub to: CapaStatus,
+}
+
+/// `action_item.overdue`: an open item passed its due date in the program's time zone
+/// (once per due date).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"action_item_id": 77, "title": "Send the cleaning validation protocol",
+    "owner_user_id": 7, "due_date": "2026-11-27", "days_overdue": 3, "source": "gate_item", "source_id": 31}))]
+pub struct ActionItemOverdue {
+    pub action_item_id: i64,
+    pub title: String,
+    pub owner_user_id: i64,
+    pub due_date: chrono::NaiveDate,
+    pub days_overdue: i64,
+    pub source: ActionSource,
+    pub source_id: Option<i64>,
+}
+
+/// An event's type with its payload: one variant (and one schema) per event type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "type", content = "payload")]
+#[schema(example = json!({"type": "deviation.reported", "payload": {"deviation_id": 41, "title": "Bioburden excursion",
+    "criticality": "critical", "category": "equipment", "detected_at": "2026-11-28T01:55:00Z"}}))]
+pub enum Event {
+    #[serde(rename = "deviation.reported")]
+    DeviationReported(DeviationReported),
+    #[serde(rename = "deviation.triaged")]
+    DeviationTriaged(DeviationChanged),
+    #[serde(rename = "deviation.closed")]
+    DeviationClosed(DeviationChanged),
+    #[serde(rename = "deviation.transitioned")]
+    DeviationTransitioned(DeviationChanged),
+    #[serde(rename = "production.held")]
+    ProductionHeld(ProductionChanged),
+    #[serde(rename = "production.released")]
+    ProductionReleased(ProductionChanged),
+    #[serde(rename = "escalation.opened")]
+    EscalationOpened(EscalationOpened),
+    #[serde(rename = "escalation.acknowledged")]
+    EscalationAcknowledged(EscalationAcknowledged),
+    #[serde(rename = "escalation.advanced")]
+    EscalationAdvanced(EscalationAdvanced),
+    #[serde(rename = "escalation.resolved")]
+    EscalationResolved(EscalationResolved),
+    #[serde(rename = "milestone.transitioned")]
+    MilestoneTransitioned(MilestoneTransitioned),
+    #[serde(rename = "gate.decided")]
+    GateDecided(GateDecided),
+    #[serde(rename = "capa.transitioned")]
+    CapaTransitioned(CapaTransitioned),
+    #[serde(rename = "action_item.overdue")]
+    ActionItemOverdue(ActionItemOverdue),
+}
+
+impl Event {
+    /// The resource the event is about: `(resource_type, id)`.
+    pub fn resource(&self) -> (&'static str, i64) {
+        use Event as E;
+        match self {
+            E::DeviationReported(p) => ("deviation", p.deviation_id),
+            E::DeviationTriaged(p) | E::DeviationClosed(p) | E::DeviationTransitioned(p) => {
+                ("deviation", p.deviation_id)
+            }
+            E::ProductionHeld(p) | E::ProductionReleased(p) => ("program", p.program_id),
+            E::EscalationOpened(p) => ("escalation", p.escalation_id),
+            E::EscalationAcknowledged(p) => ("escalation", p.escalation_id),
+            E::EscalationAdvanced(p) => ("escalation", p.escalation_id),
+            E::EscalationResolved(p) => ("escalation", p.escalation_id),
+            E::MilestoneTransitioned(p) => ("milestone", p.milestone_id),
+            E::GateDecided(p) => ("milestone", p.milestone_id),
+            E::CapaTransitioned(p) => ("capa", p.capa_id),
+            E::ActionItemOverdue(p) => ("action_item", p.action_item_id),
+        }
+    }
+
+    /// Splits into the stored `(type, payload JSON)`.
+    pub fn to_stored(&self) -> Result<(String, String), DbErr> {
+        let mut v = serde_json::to_value(self).map_err(|e| DbErr::Custom(e.to_string()))?;
+        let t = v
+            .get("type")
+            .and_then(|t| t.as_str())
+            .map(str::to_string)
+            .ok_or_else(|| DbErr::Custom("event without a type".to_string()))?;
+        let payload = v
+            .get_mut("payload")
+            .map(serde_json::Value::take)
+            .unwrap_or_default();
+        Ok((t, payload.to_string()))
+    }
+
+    /// Reads a stored row back.
+    pub fn from_stored(event_type: &str, payload: &str) -> Result<Event, serde_json::Error> {
+        let payload: serde_json::Value = serde_json::from_str(payload)?;
+        serde_json::from_value(serde_json::json!({"type": event_type, "payload": payload}))
+    }
+}
+
 /// Appends an event about a program's resource, in the caller's transaction, and queues
 /// its webhook deliveries (to subscriptions of the program's sponsor and CMO).
 pub async fn emit<C: ConnectionTrait>(
     conn: &C,
     program_id: i64,
-    event_type: &str,
-    resource_type: &str,
-    resource_id: impl ToString,
-    payload: serde_json::Value,
+    event: Event,
     at: DateTime<Utc>,
 ) -> Result<i64, DbErr> {
+    let (event_type, payload) = event.to_stored()?;
+    let (resource_type, resource_id) = event.resource();
     let Some(prog) = crate::program::Entity::find_by_id(program_id)
         .one(conn)
         .await?
@@ -101,16 +325,16 @@ pub async fn emit<C: ConnectionTrait>(
         .filter(head::Column::Id.eq(1))
         .exec(conn)
         .await?;
-    let event = ActiveModel {
+    let row = ActiveModel {
         id: NotSet,
         cursor: Set(cursor),
-        event_type: Set(event_type.to_string()),
+        event_type: Set(event_type.clone()),
         program_id: Set(Some(prog.id)),
         sponsor_org_id: Set(prog.sponsor_org_id),
         cmo_org_id: Set(Some(prog.cmo_org_id)),
         resource_type: Set(resource_type.to_string()),
         resource_id: Set(resource_id.to_string()),
-        payload: Set(payload.to_string()),
+        payload: Set(payload),
         occurred_at: Set(at),
     }
     .insert(conn)
@@ -119,11 +343,91 @@ pub async fn emit<C: ConnectionTrait>(
     crate::webhook::fan_out(
         conn,
         &[prog.sponsor_org_id, prog.cmo_org_id],
-        event.id,
+        row.id,
         cursor,
-        event_type,
+        &event_type,
         at,
     )
     .await?;
     Ok(cursor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every variant from its schema example: round-trips through the stored form and
+    /// its type is a known one; every known type has a variant.
+    #[test]
+    fn every_event_type_has_exactly_one_variant_that_round_trips() {
+        let examples: Vec<(&str, serde_json::Value)> = vec![
+            (
+                "deviation.reported",
+                serde_json::json!({"deviation_id": 1, "title": "t", "criticality": "critical", "category": "equipment", "detected_at": "2026-11-28T01:55:00Z"}),
+            ),
+            (
+                "deviation.triaged",
+                serde_json::json!({"deviation_id": 1, "event": "triage", "from": "reported", "to": "triaged", "criticality": "major"}),
+            ),
+            (
+                "deviation.closed",
+                serde_json::json!({"deviation_id": 1, "event": "close", "from": "pending_capa", "to": "closed", "criticality": "major", "capa_id": 5}),
+            ),
+            (
+                "deviation.transitioned",
+                serde_json::json!({"deviation_id": 1, "event": "start_investigation", "from": "triaged", "to": "investigating", "criticality": "major"}),
+            ),
+            (
+                "production.held",
+                serde_json::json!({"program_id": 3, "production_status": "on_hold", "reason": "r"}),
+            ),
+            (
+                "production.released",
+                serde_json::json!({"program_id": 3, "production_status": "running", "reason": "r"}),
+            ),
+            (
+                "escalation.opened",
+                serde_json::json!({"escalation_id": 2, "title": "t", "criticality": "critical", "source_type": "deviation", "source_id": 1}),
+            ),
+            (
+                "escalation.acknowledged",
+                serde_json::json!({"escalation_id": 2, "by_user_id": 7, "channel": "api", "tier": 0}),
+            ),
+            (
+                "escalation.advanced",
+                serde_json::json!({"escalation_id": 2, "tier": 1, "tier_name": "Leads", "repeat": false, "recipients": 2}),
+            ),
+            (
+                "escalation.resolved",
+                serde_json::json!({"escalation_id": 2, "previous_status": "open"}),
+            ),
+            (
+                "milestone.transitioned",
+                serde_json::json!({"milestone_id": 8, "name": "n", "event": "start", "from": "planned", "to": "in_progress"}),
+            ),
+            (
+                "gate.decided",
+                serde_json::json!({"milestone_id": 9, "name": "n", "decision": "go", "decision_id": 4, "notes": null}),
+            ),
+            (
+                "capa.transitioned",
+                serde_json::json!({"capa_id": 5, "event": "approve_plan", "from": "open", "to": "plan_approved"}),
+            ),
+            (
+                "action_item.overdue",
+                serde_json::json!({"action_item_id": 77, "title": "t", "owner_user_id": 7, "due_date": "2026-11-27", "days_overdue": 3, "source": "other", "source_id": null}),
+            ),
+        ];
+        let types: Vec<&str> = examples.iter().map(|(t, _)| *t).collect();
+        assert_eq!(types, EVENT_TYPES);
+        for (t, payload) in examples {
+            let event =
+                Event::from_stored(t, &payload.to_string()).unwrap_or_else(|e| panic!("{t}: {e}"));
+            let (stored_type, stored) = event.to_stored().unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(stored_type, t);
+            assert_eq!(Event::from_stored(t, &stored).ok(), Some(event));
+        }
+        assert!(Event::from_stored("deviation.exploded", "{}").is_err());
+        assert!(Event::from_stored("deviation.reported", "{\"deviation_id\": 1}").is_err());
+    }
 }

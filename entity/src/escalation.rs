@@ -242,11 +242,13 @@ pub async fn open<C: ConnectionTrait>(
     crate::domain_event::emit(
         conn,
         e.program_id,
-        "escalation.opened",
-        "escalation",
-        e.id,
-        serde_json::json!({"escalation_id": e.id, "title": e.title, "criticality": e.criticality,
-            "source_type": e.source_type, "source_id": e.source_id}),
+        crate::domain_event::Event::EscalationOpened(crate::domain_event::EscalationOpened {
+            escalation_id: e.id,
+            title: e.title.clone(),
+            criticality: e.criticality.clone(),
+            source_type: e.source_type.clone(),
+            source_id: e.source_id,
+        }),
         now,
     )
     .await?;
@@ -368,10 +370,10 @@ pub async fn resolve<C: ConnectionTrait>(
     crate::domain_event::emit(
         conn,
         e.program_id,
-        "escalation.resolved",
-        "escalation",
-        e.id,
-        serde_json::json!({"escalation_id": e.id, "previous_status": e.status}),
+        crate::domain_event::Event::EscalationResolved(crate::domain_event::EscalationResolved {
+            escalation_id: e.id,
+            previous_status: e.status,
+        }),
         now,
     )
     .await?;

@@ -2,6 +2,7 @@
 //! signed closure after an effectiveness check; CAPA action due dates move only through
 //! approved extension requests.
 
+use entity::domain_event::{CapaTransitioned, DeviationChanged, Event};
 use std::collections::BTreeSet;
 
 use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
@@ -659,10 +660,12 @@ pub async fn transition_capa(
     entity::domain_event::emit(
         &txn,
         updated.program_id,
-        "capa.transitioned",
-        "capa",
-        updated.id,
-        serde_json::json!({"capa_id": updated.id, "event": b.event, "from": current.status, "to": updated.status}),
+        Event::CapaTransitioned(CapaTransitioned {
+            capa_id: updated.id,
+            event: b.event,
+            from: current.status,
+            to: updated.status,
+        }),
         now,
     )
     .await?;
@@ -800,11 +803,14 @@ async fn close_waiting_deviations<C: ConnectionTrait>(
         entity::domain_event::emit(
             conn,
             closed.program_id,
-            "deviation.closed",
-            "deviation",
-            closed.id,
-            serde_json::json!({"deviation_id": closed.id, "event": "close", "from": d.status,
-                "to": closed.status, "criticality": closed.criticality, "capa_id": c.id}),
+            Event::DeviationClosed(DeviationChanged {
+                deviation_id: closed.id,
+                event: entity::deviation::DeviationEvent::Close,
+                from: d.status,
+                to: closed.status,
+                criticality: closed.criticality,
+                capa_id: Some(c.id),
+            }),
             now,
         )
         .await?;

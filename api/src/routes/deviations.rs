@@ -9,6 +9,7 @@ use entity::deviation::{
     self, Category, Criticality, DeviationEvent, DeviationStatus, DeviationTransitionError, Guards,
     RootCauseMethod,
 };
+use entity::domain_event::{DeviationChanged, DeviationReported, Event, ProductionChanged};
 use entity::program::{self, ProductionStatus};
 use entity::{Role, SignatureMeaning, SignedRecordType, escalation, milestone, signature};
 use sea_orm::ActiveEnum;
@@ -156,10 +157,11 @@ pub async fn hold_production<C: ConnectionTrait>(
         entity::domain_event::emit(
             conn,
             program_id,
-            "production.held",
-            "program",
-            program_id,
-            serde_json::json!({"program_id": program_id, "production_status": ProductionStatus::OnHold, "reason": reason}),
+            Event::ProductionHeld(ProductionChanged {
+                program_id,
+                production_status: ProductionStatus::OnHold,
+                reason: reason.to_string(),
+            }),
             now,
         )
         .await?;
@@ -337,11 +339,13 @@ pub async fn report_deviation(
     entity::domain_event::emit(
         &txn,
         created.program_id,
-        "deviation.reported",
-        "deviation",
-        created.id,
-        serde_json::json!({"deviation_id": created.id, "title": created.title,
-            "criticality": created.criticality, "category": created.category, "detected_at": created.detected_at}),
+        Event::DeviationReported(DeviationReported {
+            deviation_id: created.id,
+            title: created.title.clone(),
+            criticality: created.criticality,
+            category: created.category,
+            detected_at: created.detected_at,
+        }),
         now,
     )
     .await?;
@@ -739,15 +743,21 @@ pub async fn transition_deviation(
     entity::domain_event::emit(
         &txn,
         updated.program_id,
-        match b.event {
-            DeviationEvent::Triage => "deviation.triaged",
-            DeviationEvent::Close => "deviation.closed",
-            _ => "deviation.transitioned",
+        {
+            let change = DeviationChanged {
+                deviation_id: updated.id,
+                event: b.event,
+                from: current.status,
+                to: updated.status,
+                criticality: updated.criticality,
+                capa_id: None,
+            };
+            match b.event {
+                DeviationEvent::Triage => Event::DeviationTriaged(change),
+                DeviationEvent::Close => Event::DeviationClosed(change),
+                _ => Event::DeviationTransitioned(change),
+            }
         },
-        "deviation",
-        updated.id,
-        serde_json::json!({"deviation_id": updated.id, "event": b.event, "from": current.status,
-            "to": updated.status, "criticality": updated.criticality}),
         now,
     )
     .await?;
@@ -939,10 +949,11 @@ pub async fn release_production(
     entity::domain_event::emit(
         &txn,
         released.id,
-        "production.released",
-        "program",
-        released.id,
-        serde_json::json!({"program_id": released.id, "production_status": released.production_status, "reason": b.reason}),
+        Event::ProductionReleased(ProductionChanged {
+            program_id: released.id,
+            production_status: released.production_status,
+            reason: b.reason.clone(),
+        }),
         now,
     )
     .await?;

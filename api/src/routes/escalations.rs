@@ -7,6 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, get, post, put, web};
 use chrono::{DateTime, Datelike, TimeDelta, Utc};
 use entity::audit_trail::{self, Actor, Entry};
 use entity::deviation::Category;
+use entity::domain_event::{EscalationAcknowledged, Event};
 use entity::escalation::{self, EscalationStatus};
 use entity::escalation_policy::{self, PolicyDoc, Recipient};
 use entity::{Role, link_secret, program, user};
@@ -853,11 +854,12 @@ async fn acknowledge<C: ConnectionTrait>(
     entity::domain_event::emit(
         conn,
         e.program_id,
-        "escalation.acknowledged",
-        "escalation",
-        e.id,
-        serde_json::json!({"escalation_id": e.id, "by_user_id": acker.id, "channel": channel,
-            "tier": e.current_tier}),
+        Event::EscalationAcknowledged(EscalationAcknowledged {
+            escalation_id: e.id,
+            by_user_id: acker.id,
+            channel: channel.to_string(),
+            tier: e.current_tier,
+        }),
         now,
     )
     .await?;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::AuthContext;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::extract::Checks;
 use crate::state::AppState;
 
@@ -33,36 +33,32 @@ pub struct EventQuery {
         "detected_at": "2026-11-28T01:55:00Z"},
     "occurred_at": "2026-11-28T02:00:00Z"}))]
 pub struct EventView {
-    /// Increases in commit order; pass the last one you saw as `after`.
+    /// Increases in commit order; pass the last one you saw as `after`. Webhooks send it
+    /// as `X-Cmo-Event-Id`.
     pub cursor: i64,
-    /// One of: `deviation.reported`, `deviation.triaged`, `deviation.closed`,
-    /// `deviation.transitioned`, `production.held`, `production.released`,
-    /// `escalation.opened`, `escalation.acknowledged`, `escalation.advanced`,
-    /// `escalation.resolved`, `milestone.transitioned`, `gate.decided`,
-    /// `capa.transitioned`.
-    #[serde(rename = "type")]
-    pub event_type: String,
     pub program_id: Option<i64>,
     pub resource_type: String,
     pub resource_id: String,
-    /// What changed; the fields depend on the type (ids, states `from`/`to`, event).
-    #[schema(value_type = Object)]
-    pub payload: serde_json::Value,
+    /// `type` (one of the event types) and its `payload` (one schema per type).
+    #[serde(flatten)]
+    pub event: domain_event::Event,
     pub occurred_at: DateTime<Utc>,
 }
 
-/// The same shape in the feed and in webhook bodies.
-impl From<&domain_event::Model> for EventView {
-    fn from(r: &domain_event::Model) -> Self {
-        EventView {
+/// The same shape in the feed and in webhook bodies. Rows are written from the typed
+/// [`domain_event::Event`], so reading one back fails only if it was tampered with.
+impl TryFrom<&domain_event::Model> for EventView {
+    type Error = serde_json::Error;
+
+    fn try_from(r: &domain_event::Model) -> Result<Self, Self::Error> {
+        Ok(EventView {
             cursor: r.cursor,
-            event_type: r.event_type.clone(),
             program_id: r.program_id,
             resource_type: r.resource_type.clone(),
             resource_id: r.resource_id.clone(),
-            payload: serde_json::from_str(&r.payload).unwrap_or_default(),
+            event: domain_event::Event::from_stored(&r.event_type, &r.payload)?,
             occurred_at: r.occurred_at,
-        }
+        })
     }
 }
 
@@ -129,7 +125,11 @@ pub async fn list_events(
         .await?;
     let next_after = rows.last().map_or(after, |r| r.cursor);
     Ok(web::Json(EventPage {
-        items: rows.iter().map(EventView::from).collect(),
+        items: rows
+            .iter()
+            .map(EventView::try_from)
+            .collect::<Result<_, _>>()
+            .map_err(ApiError::internal)?,
         next_after,
     }))
 }

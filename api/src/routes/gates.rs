@@ -5,6 +5,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use entity::access::may_update_plan;
 use entity::action_item::ActionSource;
 use entity::audit_trail::{self, Entry};
+use entity::domain_event::{Event, GateDecided};
 use entity::gate::{self, CheckResult, CheckType, Decision, GateError, ItemState};
 use entity::milestone::{self, MilestoneStatus};
 use entity::{SignatureMeaning, SignedRecordType, deviation, program, signature};
@@ -590,11 +591,13 @@ pub async fn decide_gate(
     entity::domain_event::emit(
         &txn,
         prog.id,
-        "gate.decided",
-        "milestone",
-        m.id,
-        serde_json::json!({"milestone_id": m.id, "name": m.name, "decision": b.decision,
-            "decision_id": decision.id, "notes": b.notes}),
+        Event::GateDecided(GateDecided {
+            milestone_id: m.id,
+            name: m.name.clone(),
+            decision: b.decision,
+            decision_id: decision.id,
+            notes: b.notes.clone(),
+        }),
         now,
     )
     .await?;

@@ -1,5 +1,6 @@
 //! Milestones of a program plan: dates, dependencies, derived health, state machine.
 
+use entity::domain_event::{Event, MilestoneTransitioned};
 use std::collections::{BTreeMap, BTreeSet};
 
 use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
@@ -828,11 +829,13 @@ pub async fn transition_milestone(
     entity::domain_event::emit(
         &txn,
         updated.program_id,
-        "milestone.transitioned",
-        "milestone",
-        updated.id,
-        serde_json::json!({"milestone_id": updated.id, "name": updated.name, "event": b.event,
-            "from": current.status, "to": updated.status}),
+        Event::MilestoneTransitioned(MilestoneTransitioned {
+            milestone_id: updated.id,
+            name: updated.name.clone(),
+            event: b.event,
+            from: current.status,
+            to: updated.status,
+        }),
         now,
     )
     .await?;

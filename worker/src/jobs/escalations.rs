@@ -11,6 +11,7 @@
 
 use api::mail::escalation as mail;
 use chrono::{DateTime, Utc};
+use entity::domain_event::{EscalationAdvanced, Event};
 use entity::escalation::{self, EscalationStatus, NextAction};
 use entity::escalation_policy::{self, Recipient};
 use entity::{link_secret, program};
@@ -323,11 +324,13 @@ async fn page(
         entity::domain_event::emit(
             &txn,
             e.program_id,
-            "escalation.advanced",
-            "escalation",
-            e.id,
-            serde_json::json!({"escalation_id": e.id, "tier": tier, "tier_name": tier_name,
-                "repeat": repeat, "recipients": recipients.len()}),
+            Event::EscalationAdvanced(EscalationAdvanced {
+                escalation_id: e.id,
+                tier: i32::try_from(tier).unwrap_or(i32::MAX),
+                tier_name: tier_name.to_string(),
+                repeat,
+                recipients: recipients.len(),
+            }),
             now,
         )
         .await?;

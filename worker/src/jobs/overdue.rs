@@ -3,6 +3,7 @@
 //! that due date. Moving the due date makes the item eligible again. Safe with several
 //! workers: the mark on the item is a compare-and-set in the event's transaction.
 
+use entity::domain_event::{ActionItemOverdue, Event};
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
@@ -85,11 +86,15 @@ pub async fn overdue_events(
             entity::domain_event::emit(
                 &txn,
                 a.program_id,
-                "action_item.overdue",
-                "action_item",
-                a.id,
-                serde_json::json!({"action_item_id": a.id, "title": a.title, "owner_user_id": a.owner_user_id,
-                    "due_date": a.due_date, "days_overdue": days, "source": a.source, "source_id": a.source_id}),
+                Event::ActionItemOverdue(ActionItemOverdue {
+                    action_item_id: a.id,
+                    title: a.title.clone(),
+                    owner_user_id: a.owner_user_id,
+                    due_date: a.due_date,
+                    days_overdue: *days,
+                    source: a.source,
+                    source_id: a.source_id,
+                }),
                 now,
             )
             .await?;

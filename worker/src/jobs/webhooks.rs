@@ -217,8 +217,10 @@ async fn post(
     event: &domain_event::Model,
     d: &delivery::Model,
 ) -> Result<crate::http::Answer, HttpError> {
-    let body = serde_json::to_vec(&api::routes::events::EventView::from(event))
-        .map_err(|e| HttpError::Protocol(e.to_string()))?;
+    let view = api::routes::events::EventView::try_from(event).map_err(|e| {
+        HttpError::Protocol(format!("stored event {} unreadable: {e}", event.cursor))
+    })?;
+    let body = serde_json::to_vec(&view).map_err(|e| HttpError::Protocol(e.to_string()))?;
     // Wall-clock time, so receivers can refuse stale replays.
     let timestamp = Utc::now().timestamp();
     let headers = [
