@@ -248,6 +248,7 @@ async fn record(
     let mut log = Vec::with_capacity(chunk.len());
     // Per subscription: failures in this chunk, whether one succeeded, and a 410.
     let mut streaks: HashMap<i64, (i32, bool, bool)> = HashMap::new();
+    let mut delivered: HashMap<i32, Vec<i64>> = HashMap::new();
     for a in chunk {
         let d = &a.delivery;
         let attempt_no = d.attempts + 1;
@@ -266,6 +267,7 @@ async fn record(
             Verdict::Retry(delay) => (DeliveryStatus::Pending, now + delay, "retry"),
             Verdict::Failed | Verdict::Gone => (DeliveryStatus::Failed, now, "failed"),
         };
+        // Failures and retries: one statement each (their error and next attempt differ).
         let (code, error, excerpt) = match &a.result {
             Ok(answer) => (
                 Some(i32::from(answer.status)),
@@ -274,6 +276,18 @@ async fn record(
             ),
             Err(e) => (None, Some(e.to_string()), None),
         };
+        if verdict == Verdict::Delivered {
+            // Successes are written together below: one statement per status code.
+            delivered
+                .entry(code.unwrap_or(200))
+                .or_insert_with(Vec::new)
+                .push(d.id);
+            streaks.entry(d.subscription_id).or_default().1 = true;
+            log.push(attempt_row(
+                ctx, &a, attempt_no, code, None, excerpt, outcome,
+            ));
+            continue;
+        }
         let updated = delivery::Entity::update_many()
             .col_expr(delivery::Column::Status, Expr::value(status.to_value()))
             .col_expr(delivery::Column::Attempts, Expr::value(attempt_no))
@@ -288,10 +302,6 @@ async fn record(
             )
             .col_expr(delivery::Column::LastStatusCode, Expr::value(code))
             .col_expr(delivery::Column::LastError, Expr::value(error.clone()))
-            .col_expr(
-                delivery::Column::DeliveredAt,
-                Expr::value((verdict == Verdict::Delivered).then_some(now)),
-            )
             .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
             .filter(delivery::Column::Id.eq(d.id))
             // Only if still ours: a claim that expired belongs to another worker now.
@@ -302,32 +312,51 @@ async fn record(
         if updated.rows_affected != 1 {
             continue;
         }
-        match verdict {
-            Verdict::Delivered => report.delivered += 1,
-            Verdict::Retry(_) => report.retried += 1,
-            Verdict::Failed | Verdict::Gone => report.failed += 1,
-        }
         let streak = streaks.entry(d.subscription_id).or_default();
+        streak.0 += 1;
         match verdict {
-            Verdict::Delivered => streak.1 = true,
-            Verdict::Gone => {
-                streak.0 += 1;
-                streak.2 = true;
-            }
-            _ => streak.0 += 1,
+            Verdict::Retry(_) => report.retried += 1,
+            _ => report.failed += 1,
         }
-        log.push(attempt::ActiveModel {
-            id: NotSet,
-            delivery_id: Set(d.id),
-            attempt: Set(attempt_no),
-            worker_id: Set(ctx.worker_id.clone()),
-            started_at: Set(a.started_at),
-            duration_ms: Set(a.duration_ms),
-            status_code: Set(code),
-            error: Set(error.map(|e| clip(&e, 500))),
-            response_excerpt: Set(excerpt),
-            outcome: Set(outcome.to_string()),
-        });
+        if verdict == Verdict::Gone {
+            streak.2 = true;
+        }
+        log.push(attempt_row(
+            ctx, &a, attempt_no, code, error, excerpt, outcome,
+        ));
+    }
+    for (code, ids) in delivered {
+        let done = delivery::Entity::update_many()
+            .col_expr(
+                delivery::Column::Status,
+                Expr::value(DeliveryStatus::Delivered.to_value()),
+            )
+            .col_expr(
+                delivery::Column::Attempts,
+                Expr::col(delivery::Column::Attempts).add(1),
+            )
+            .col_expr(
+                delivery::Column::ClaimedBy,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(
+                delivery::Column::ClaimedUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            )
+            .col_expr(delivery::Column::LastStatusCode, Expr::value(code))
+            .col_expr(
+                delivery::Column::LastError,
+                Expr::value(Option::<String>::None),
+            )
+            .col_expr(delivery::Column::DeliveredAt, Expr::value(now))
+            .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
+            .filter(delivery::Column::Id.is_in(ids))
+            // Only rows still ours (see above); the attempt itself is logged either way.
+            .filter(delivery::Column::ClaimedBy.eq(ctx.worker_id.as_str()))
+            .filter(delivery::Column::Status.eq(DeliveryStatus::Delivering))
+            .exec(&txn)
+            .await?;
+        report.delivered += done.rows_affected as usize;
     }
     if !log.is_empty() {
         attempt::Entity::insert_many(log).exec(&txn).await?;
@@ -383,6 +412,29 @@ async fn record(
     }
     txn.commit().await?;
     Ok(())
+}
+
+fn attempt_row(
+    ctx: &JobContext,
+    a: &Attempted,
+    attempt_no: i32,
+    code: Option<i32>,
+    error: Option<String>,
+    excerpt: Option<String>,
+    outcome: &str,
+) -> attempt::ActiveModel {
+    attempt::ActiveModel {
+        id: NotSet,
+        delivery_id: Set(a.delivery.id),
+        attempt: Set(attempt_no),
+        worker_id: Set(ctx.worker_id.clone()),
+        started_at: Set(a.started_at),
+        duration_ms: Set(a.duration_ms),
+        status_code: Set(code),
+        error: Set(error.map(|e| clip(&e, 500))),
+        response_excerpt: Set(excerpt),
+        outcome: Set(outcome.to_string()),
+    }
 }
 
 fn clip(s: &str, max: usize) -> String {
