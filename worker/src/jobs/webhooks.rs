@@ -278,10 +278,7 @@ async fn record(
         };
         if verdict == Verdict::Delivered {
             // Successes are written together below: one statement per status code.
-            delivered
-                .entry(code.unwrap_or(200))
-                .or_insert_with(Vec::new)
-                .push(d.id);
+            delivered.entry(code.unwrap_or(200)).or_default().push(d.id);
             streaks.entry(d.subscription_id).or_default().1 = true;
             log.push(attempt_row(
                 ctx, &a, attempt_no, code, None, excerpt, outcome,
