@@ -343,14 +343,22 @@ fn is_busy(err: &DbErr) -> bool {
 
 fn is_connection_error(err: &sea_orm::sqlx::Error) -> bool {
     use sea_orm::sqlx::Error;
-    matches!(
+    if matches!(
         err,
         Error::Io(_)
             | Error::PoolTimedOut
             | Error::PoolClosed
             | Error::WorkerCrashed
             | Error::Tls(_)
-    )
+    ) {
+        return true;
+    }
+    // PostgreSQL shutting down or starting up (57P01 admin shutdown, 57P02 crash
+    // shutdown, 57P03 cannot connect now) and connection exceptions (class 08): the
+    // database is away, not the request wrong.
+    err.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| code.starts_with("57P") || code.starts_with("08"))
 }
 
 /// Names the conflicting field without echoing the database's message verbatim.

@@ -562,6 +562,7 @@ async fn a_restarted_worker_pages_the_next_tier_once(app: &TestApp) {
                 mailer: Mailer::new(Some(&smtp), std::env::temp_dir()).unwrap(),
                 from: "cmo <noreply@cmo.test>".parse().unwrap(),
                 batch: 50,
+                outbox_claim_ttl: entity::outbox::CLAIM_TTL,
                 reminders: Default::default(),
                 digests: Default::default(),
                 agreements: Default::default(),

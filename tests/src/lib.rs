@@ -87,6 +87,11 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
         Backend::Sqlite => format!("sqlite://{}?mode=rwc", dir.path().join("cmo.db").display()),
         Backend::Postgres => pg::fresh_database_url().await?,
     };
+    Some(spawn_app_on(url, backend, dir).await)
+}
+
+/// Starts the api on a database the caller chose (e.g. in a private PostgreSQL cluster).
+pub async fn spawn_app_on(url: String, backend: Backend, dir: tempfile::TempDir) -> TestApp {
     let args = DatabaseArgs {
         database_url: url.clone(),
         db_max_connections: None,
@@ -133,7 +138,7 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
     .expect("server");
     let handle = server.handle();
     actix_web::rt::spawn(server);
-    Some(TestApp {
+    TestApp {
         base_url: format!("http://127.0.0.1:{port}"),
         database_url: url,
         db,
@@ -144,7 +149,7 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
         org_id: boot.organization.id,
         server: handle,
         _dir: dir,
-    })
+    }
 }
 
 /// For a scenario `async fn name(app: &TestApp)`, declares `mod name { sqlite, postgres }`:

@@ -16,12 +16,58 @@ pub const REQUIRE_ENV: &str = "CMO_REQUIRE_POSTGRES";
 pub struct Cluster {
     pub port: u16,
     pub dir: PathBuf,
+    bin: PathBuf,
+    data: PathBuf,
+    options: String,
 }
 
 static CLUSTER: OnceLock<Result<Cluster, String>> = OnceLock::new();
 
 fn required() -> bool {
     std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+}
+
+/// A cluster of its own (for tests that stop and restart PostgreSQL), or `None` when
+/// PostgreSQL is not installed (a failure under `CMO_REQUIRE_POSTGRES=1`). Stopped and
+/// deleted when the test process exits.
+pub fn private_cluster() -> Option<Cluster> {
+    match start() {
+        Ok(cluster) => Some(cluster),
+        Err(why) => {
+            if required() {
+                panic!("PostgreSQL is required ({REQUIRE_ENV}=1) but unavailable: {why}");
+            }
+            eprintln!("SKIP postgres: {why} (set {REQUIRE_ENV}=1 to make this a failure)");
+            None
+        }
+    }
+}
+
+impl Cluster {
+    /// `pg_ctl stop -m fast`: sessions are terminated, the server shuts down.
+    pub fn stop(&self) -> Result<(), String> {
+        let output = pg_command(&self.bin, "pg_ctl")
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "fast", "-w", "-t", "30", "stop"])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("pg_ctl: {e}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        }
+    }
+
+    /// Starts it again on the same port and data.
+    pub fn restart(&self) -> Result<(), String> {
+        run_pg_ctl_start(&self.bin, &self.data, &self.options, &self.dir)
+    }
+
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
 }
 
 /// The shared cluster, started on first use.
@@ -169,10 +215,26 @@ fn start() -> Result<Cluster, String> {
         "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
         dir.display()
     );
-    let output = pg_command(&bin, "pg_ctl")
+    run_pg_ctl_start(&bin, &data, &options, &dir)?;
+    spawn_watchdog(&bin, &dir, &data)?;
+    eprintln!(
+        "test PostgreSQL cluster on 127.0.0.1:{port} in {}",
+        dir.display()
+    );
+    Ok(Cluster {
+        port,
+        dir,
+        bin,
+        data,
+        options,
+    })
+}
+
+fn run_pg_ctl_start(bin: &Path, data: &Path, options: &str, dir: &Path) -> Result<(), String> {
+    let output = pg_command(bin, "pg_ctl")
         .arg("-D")
-        .arg(&data)
-        .args(["-o", &options, "-l"])
+        .arg(data)
+        .args(["-o", options, "-l"])
         .arg(dir.join("server.log"))
         .args(["-w", "-t", "30", "start"])
         .stdin(Stdio::null())
@@ -185,12 +247,7 @@ fn start() -> Result<Cluster, String> {
             String::from_utf8_lossy(&output.stderr)
         ));
     }
-    spawn_watchdog(&bin, &dir, &data)?;
-    eprintln!(
-        "test PostgreSQL cluster on 127.0.0.1:{port} in {}",
-        dir.display()
-    );
-    Ok(Cluster { port, dir })
+    Ok(())
 }
 
 /// A shell loop that outlives nothing but this process: when it is gone, stop the

@@ -90,6 +90,10 @@ struct Cli {
     /// Webhook POSTs in flight at once per worker.
     #[arg(long, env = "CMO_WEBHOOK_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=256))]
     webhook_concurrency: u64,
+    /// Seconds a claimed email stays with a worker that died mid-send before another
+    /// worker sends it (with the same Message-ID).
+    #[arg(long, env = "CMO_OUTBOX_CLAIM_SECS", default_value_t = 60, value_parser = clap::value_parser!(i64).range(5..=3600))]
+    outbox_claim_secs: i64,
     /// Public base URL of the api, for links in emails.
     #[arg(
         long,
@@ -209,6 +213,7 @@ async fn start(cli: Cli) -> Result<(), String> {
         mailer,
         from,
         batch: 100,
+        outbox_claim_ttl: chrono::TimeDelta::seconds(cli.outbox_claim_secs),
         reminders,
         digests,
         escalations,

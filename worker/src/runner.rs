@@ -46,6 +46,8 @@ pub struct JobSettings {
     pub from: lettre::message::Mailbox,
     /// Emails claimed per dispatcher pass.
     pub batch: u64,
+    /// How long claimed emails stay with a worker that died mid-send.
+    pub outbox_claim_ttl: chrono::TimeDelta,
     pub reminders: crate::jobs::reminders::ReminderSettings,
     pub digests: crate::jobs::digests::DigestSettings,
     pub escalations: crate::jobs::escalations::EscalationSettings,
@@ -153,12 +155,13 @@ pub async fn run(
                 Box::pin(async move {
                     let Ok(_guard) = busy.try_lock() else { return };
                     let now = entity::clock::truncate_to_micros(chrono::Utc::now());
-                    match crate::jobs::dispatch::dispatch(
+                    match crate::jobs::dispatch::dispatch_with(
                         &ctx,
                         &mail.mailer,
                         &mail.from,
                         now,
                         mail.batch,
+                        mail.outbox_claim_ttl,
                     )
                     .await
                     {
@@ -251,9 +254,15 @@ async fn escalation_loop(
                     reopened = r.reopened,
                     "escalations"
                 );
-                if let Err(err) =
-                    crate::jobs::dispatch::dispatch(&ctx, &mail.mailer, &mail.from, now, mail.batch)
-                        .await
+                if let Err(err) = crate::jobs::dispatch::dispatch_with(
+                    &ctx,
+                    &mail.mailer,
+                    &mail.from,
+                    now,
+                    mail.batch,
+                    mail.outbox_claim_ttl,
+                )
+                .await
                 {
                     tracing::warn!(%err, "sending escalation pages failed");
                 }

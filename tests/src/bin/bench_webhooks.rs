@@ -198,6 +198,7 @@ async fn bench(backend: Backend) {
             .expect("mailer"),
             from: "cmo <noreply@cmo.test>".parse().expect("from"),
             batch: 100,
+            outbox_claim_ttl: entity::outbox::CLAIM_TTL,
             reminders: Default::default(),
             digests: Default::default(),
             agreements: Default::default(),

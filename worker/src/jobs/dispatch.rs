@@ -25,9 +25,10 @@ pub async fn claim(
     ctx: &JobContext,
     now: DateTime<Utc>,
     batch: u64,
+    claim_ttl: chrono::TimeDelta,
 ) -> Result<Vec<outbox::Model>, JobError> {
     let backend = ctx.db.get_database_backend();
-    let until = now + outbox::CLAIM_TTL;
+    let until = now + claim_ttl;
     // Due: queued and its time has come, or claimed by a worker whose claim expired.
     let (sql, lock) = match backend {
         DbBackend::Postgres => (
@@ -84,8 +85,21 @@ pub async fn dispatch(
     now: DateTime<Utc>,
     batch: u64,
 ) -> Result<DispatchReport, JobError> {
+    dispatch_with(ctx, mailer, from, now, batch, outbox::CLAIM_TTL).await
+}
+
+/// [`dispatch`] with a chosen claim lifetime: how long a worker that died mid-send
+/// holds its claimed emails before another worker sends them.
+pub async fn dispatch_with(
+    ctx: &JobContext,
+    mailer: &Mailer,
+    from: &Mailbox,
+    now: DateTime<Utc>,
+    batch: u64,
+    claim_ttl: chrono::TimeDelta,
+) -> Result<DispatchReport, JobError> {
     use futures_util::StreamExt;
-    let rows = claim(ctx, now, batch).await?;
+    let rows = claim(ctx, now, batch, claim_ttl).await?;
     // Sending and recording overlap: while one chunk of outcomes commits, the next
     // messages are already on the wire.
     let (done, mut to_record) = tokio::sync::mpsc::channel(2);
