@@ -18,6 +18,11 @@ pub struct DatabaseArgs {
     /// Do not apply pending migrations at start-up (fail instead if any are pending).
     #[arg(long, env = "CMO_NO_MIGRATE", default_value_t = false)]
     pub no_migrate: bool,
+
+    /// How long (milliseconds) a request waits for a database connection before it
+    /// answers 503 (pool exhausted, or the database unreachable).
+    #[arg(long, env = "CMO_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=120_000))]
+    pub db_acquire_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -17,7 +17,12 @@ pub async fn connect_and_migrate(args: &DatabaseArgs) -> Result<DatabaseConnecti
     // exclusive lock that a concurrent connect would otherwise meet as "database is
     // locked". PostgreSQL serializes migrations inside `migrate_up`.
     let _guard = sqlite_migration_lock(&args.database_url).await?;
-    let db = connect(&args.database_url, args.db_max_connections).await?;
+    let db = connect_with(
+        &args.database_url,
+        args.db_max_connections,
+        Duration::from_millis(args.db_acquire_timeout_ms),
+    )
+    .await?;
     if args.no_migrate {
         let pending = migration::pending(&db).await?;
         if !pending.is_empty() {
@@ -69,13 +74,22 @@ pub fn sqlite_file_path(url: &str) -> Option<String> {
 }
 
 pub async fn connect(url: &str, max_connections: Option<u32>) -> Result<DatabaseConnection, DbErr> {
+    connect_with(url, max_connections, Duration::from_secs(10)).await
+}
+
+/// [`connect`] with a chosen wait for a pooled connection.
+pub async fn connect_with(
+    url: &str,
+    max_connections: Option<u32>,
+    acquire_timeout: Duration,
+) -> Result<DatabaseConnection, DbErr> {
     let is_sqlite = url.starts_with("sqlite:");
     let mut options = ConnectOptions::new(url.to_string());
     options
         .max_connections(max_connections.unwrap_or(if is_sqlite { 1 } else { 10 }))
         .min_connections(if is_sqlite { 1 } else { 0 })
         .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(acquire_timeout)
         .sqlx_logging(false)
         // SQLite: WAL lets readers run beside the writer; busy_timeout waits for another
         // process's write instead of failing; foreign keys are off by default there.
@@ -144,6 +158,7 @@ mod tests {
             database_url: format!("sqlite://{}?mode=rwc", dir.path().join("race.db").display()),
             db_max_connections: None,
             no_migrate: false,
+            db_acquire_timeout_ms: 10_000,
         };
         let (a, b) = tokio::join!(connect_and_migrate(&args), connect_and_migrate(&args));
         a.unwrap();

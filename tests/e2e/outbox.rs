@@ -205,7 +205,9 @@ async fn a_claim_left_by_a_crashed_worker_is_taken_again(app: &TestApp) {
         .unwrap();
     let now = app.now();
     // Worker A claims, then dies before sending.
-    let claimed = claim(&ctx(app, "worker-a"), now, 10, outbox::CLAIM_TTL).await.unwrap();
+    let claimed = claim(&ctx(app, "worker-a"), now, 10, outbox::CLAIM_TTL)
+        .await
+        .unwrap();
     assert_eq!(claimed.len(), 1);
     let mailer = Mailer::new(None, dir.path().to_path_buf()).unwrap();
     // While A's claim holds, B leaves it alone; once it expires, B sends it.

@@ -87,15 +87,22 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
         Backend::Sqlite => format!("sqlite://{}?mode=rwc", dir.path().join("cmo.db").display()),
         Backend::Postgres => pg::fresh_database_url().await?,
     };
-    Some(spawn_app_on(url, backend, dir).await)
+    Some(spawn_app_on(url, backend, dir, 10_000).await)
 }
 
 /// Starts the api on a database the caller chose (e.g. in a private PostgreSQL cluster).
-pub async fn spawn_app_on(url: String, backend: Backend, dir: tempfile::TempDir) -> TestApp {
+/// `acquire_timeout_ms`: how long a request waits for a connection before its 503.
+pub async fn spawn_app_on(
+    url: String,
+    backend: Backend,
+    dir: tempfile::TempDir,
+    acquire_timeout_ms: u64,
+) -> TestApp {
     let args = DatabaseArgs {
         database_url: url.clone(),
         db_max_connections: None,
         no_migrate: false,
+        db_acquire_timeout_ms: acquire_timeout_ms,
     };
     if std::env::var_os("TEST_LOG").is_some() {
         api::telemetry::init(&api::config::TelemetryArgs {

@@ -35,6 +35,8 @@ pub struct SmtpSink {
     received: Arc<Mutex<Vec<Received>>>,
     /// The accept loop and every session, so [`SmtpSink::stop`] can cut them all.
     tasks: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+    /// Milliseconds spent on each message before accepting it (a slow server).
+    delay_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// `(user, password)` the sink requires, if any.
@@ -71,17 +73,20 @@ impl SmtpSink {
             port,
             received: Arc::default(),
             tasks: Arc::default(),
+            delay_ms: Arc::default(),
         };
         let store = sink.received.clone();
+        let delay = sink.delay_ms.clone();
         let tasks = sink.tasks.clone();
         let accept = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let store = store.clone();
                 let required = required.clone();
+                let delay = delay.clone();
                 // Replies go out at once, like a real MTA's.
                 let _ = stream.set_nodelay(true);
                 let handle = tokio::spawn(async move {
-                    let _ = session(stream, store, required).await;
+                    let _ = session(stream, store, required, delay).await;
                 });
                 if let Ok(mut t) = tasks.lock() {
                     t.push(handle.abort_handle());
@@ -92,6 +97,14 @@ impl SmtpSink {
             t.push(accept.abort_handle());
         }
         sink
+    }
+
+    /// Takes `per_message` over each message before accepting it.
+    pub fn slow_down(&self, per_message: std::time::Duration) {
+        self.delay_ms.store(
+            u64::try_from(per_message.as_millis()).unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// Stops listening and drops every open connection (a crashed or restarted server).
@@ -133,6 +146,7 @@ async fn session(
     stream: tokio::net::TcpStream,
     store: Arc<Mutex<Vec<Received>>>,
     required: Required,
+    delay_ms: Arc<std::sync::atomic::AtomicU64>,
 ) -> std::io::Result<()> {
     let mut auth_user: Option<String> = None;
     let (read, mut write) = stream.into_split();
@@ -203,6 +217,10 @@ async fn session(
                         .filter(|_| line.starts_with(".."))
                         .unwrap_or(&line),
                 );
+            }
+            let delay = delay_ms.load(std::sync::atomic::Ordering::Relaxed);
+            if delay > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
             }
             if let Ok(mut r) = store.lock() {
                 r.push(Received {

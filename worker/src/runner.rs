@@ -154,14 +154,14 @@ pub async fn run(
                 let busy = busy.clone();
                 Box::pin(async move {
                     let Ok(_guard) = busy.try_lock() else { return };
-                    let now = entity::clock::truncate_to_micros(chrono::Utc::now());
-                    match crate::jobs::dispatch::dispatch_with(
+                    // Until the backlog is drained (bounded), not one batch per tick.
+                    match crate::jobs::dispatch::drain(
                         &ctx,
                         &mail.mailer,
                         &mail.from,
-                        now,
                         mail.batch,
                         mail.outbox_claim_ttl,
+                        1000,
                     )
                     .await
                     {

@@ -17,6 +17,7 @@ async fn the_worker_beats_and_stops_on_sigterm() {
         database_url: url.clone(),
         db_max_connections: Some(1),
         no_migrate: false,
+        db_acquire_timeout_ms: 10_000,
     })
     .await
     .unwrap();

@@ -130,6 +130,30 @@ pub async fn dispatch_with(
     report
 }
 
+/// Passes of [`dispatch_with`] until a pass claims less than a full batch (at most
+/// `max_rounds`): a backlog drains at the sending rate, not one batch per tick.
+pub async fn drain(
+    ctx: &JobContext,
+    mailer: &Mailer,
+    from: &Mailbox,
+    batch: u64,
+    claim_ttl: chrono::TimeDelta,
+    max_rounds: usize,
+) -> Result<DispatchReport, JobError> {
+    let mut total = DispatchReport::default();
+    for _ in 0..max_rounds.max(1) {
+        let now = entity::clock::truncate_to_micros(chrono::Utc::now());
+        let r = dispatch_with(ctx, mailer, from, now, batch, claim_ttl).await?;
+        total.sent += r.sent;
+        total.retried += r.retried;
+        total.failed += r.failed;
+        if ((r.sent + r.retried + r.failed) as u64) < batch {
+            break;
+        }
+    }
+    Ok(total)
+}
+
 /// Writes a chunk of outcomes in one transaction: one statement for all sent rows, one
 /// per failed row (each has its own error and next attempt).
 async fn record(
