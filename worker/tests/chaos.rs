@@ -2,6 +2,8 @@
 //! while 2,000 emails are in flight, and started while the SMTP server is down. Nothing
 //! may be lost; duplicates stay within the in-flight bound and keep their Message-ID.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
