@@ -4,6 +4,7 @@
 mod audit;
 mod auth;
 mod calendar;
+mod chaos;
 mod concurrency;
 mod digests;
 mod escalations;
