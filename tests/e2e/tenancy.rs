@@ -116,3 +116,331 @@ async fn another_orgs_records_answer_404(app: &TestApp) {
     .expect_problem(403, "forbidden");
 }
 on_both_databases!(another_orgs_records_answer_404);
+
+/// The organization's records, one of each kind, by the path segment that names them.
+async fn seed_every_kind(app: &TestApp) -> std::collections::HashMap<&'static str, i64> {
+    use crate::programs::program_setup;
+    let s = program_setup(app).await;
+    let admin = app.admin();
+    let p = s.program_id;
+    let id = |v: &serde_json::Value| v["id"].as_i64().unwrap();
+    let program = admin
+        .get(&format!("/api/v1/programs/{p}"))
+        .await
+        .expect(200)
+        .body;
+    let lonza = program["cmo_org_id"].as_i64().unwrap();
+    let hook = admin
+        .post(
+            "/api/v1/webhooks",
+            json!({"url": "http://127.0.0.1:9/hook", "event_types": ["deviation.reported"]}),
+        )
+        .await
+        .expect(201)
+        .body;
+    let webhook = hook["subscription"]["id"].as_i64().unwrap();
+    let today = app.now().date_naive();
+    let milestone = s
+        .pm
+        .post(
+            &format!("/api/v1/programs/{p}/milestones"),
+            json!({"name": "Batch records", "phase": "Readiness", "baseline_start": today, "baseline_end": today}),
+        )
+        .await
+        .expect(201)
+        .body;
+    let gate_item =
+        s.pm.post(
+            &format!("/api/v1/milestones/{}/gate-items", id(&milestone)),
+            json!({"check_type": "batch_record_readiness", "title": "MBR approved"}),
+        )
+        .await
+        .expect(201)
+        .body;
+    let deviation = s
+        .pm
+        .post(
+            &format!("/api/v1/programs/{p}/deviations"),
+            json!({"title": "Secret ACM-101 excursion", "description": "d", "detected_at": app.now(),
+                   "criticality": "critical", "category": "equipment", "batch_lot": "LOT-1"}),
+        )
+        .await
+        .expect(201)
+        .body;
+    let escalations = admin
+        .get(&format!("/api/v1/escalations?program_id={p}"))
+        .await
+        .expect(200)
+        .body;
+    let escalation = escalations["items"][0]["id"].as_i64().unwrap();
+    let (_, qa_token) = user_with_token(app, "qa@acme.test", "quality", None).await;
+    let qa = app.client(&qa_token);
+    let capa = qa
+        .post(
+            &format!("/api/v1/programs/{p}/capas"),
+            json!({"title": "Replace gaskets", "description": "CAPA",
+            "source": "deviation", "deviation_ids": [id(&deviation)]}),
+        )
+        .await
+        .expect(201)
+        .body;
+    let capa_action = qa
+        .post(
+            &format!("/api/v1/capas/{}/actions", id(&capa)),
+            json!({"kind": "corrective", "title": "Replace gaskets", "owner_user_id": s.pm_id, "due_date": today + chrono::TimeDelta::days(10)}),
+        )
+        .await
+        .expect(201)
+        .body;
+    let action_item = capa_action["action"]["id"].as_i64().unwrap();
+    let extension = s
+        .pm
+        .post(
+            &format!("/api/v1/action-items/{action_item}/extension-requests"),
+            json!({"requested_due": today + chrono::TimeDelta::days(20), "reason": "supplier delay"}),
+        )
+        .await;
+    let change = s
+        .pm
+        .post(
+            &format!("/api/v1/programs/{p}/change-requests"),
+            json!({"title": "Switch depth filter supplier", "description": "Supplier B", "justification": "A discontinues", "classification": "major"}),
+        )
+        .await
+        .expect(201)
+        .body;
+    let site = admin
+        .post(
+            &format!("/api/v1/cmos/{lonza}/sites"),
+            json!({"name": "Visp", "country": "CH", "region": "other_europe"}),
+        )
+        .await
+        .expect(201)
+        .body;
+    let inspection = qa
+        .post(
+            &format!("/api/v1/cmos/{lonza}/inspections"),
+            json!({"site_id": id(&site), "agency": "fda",
+            "inspected_on": "2025-06-12", "outcome": "oai", "critical_findings": 1}),
+        )
+        .await
+        .expect(201)
+        .body;
+    let evaluation = admin
+        .post(
+            "/api/v1/evaluations",
+            json!({"title": "Fill-finish", "candidates": [lonza]}),
+        )
+        .await
+        .expect(201)
+        .body;
+    let team_member = id(&admin
+        .post(
+            &format!("/api/v1/programs/{p}/team"),
+            json!({"user_id": s.pm_id, "governance_tier": "core_team", "program_role": "Program lead"}),
+        )
+        .await
+        .expect(201)
+        .body);
+    let tokens = admin.get("/api/v1/tokens").await.expect(200).body;
+    let audit = admin.get("/api/v1/audit-events").await.expect(200).body;
+    let deliveries = admin
+        .get(&format!("/api/v1/webhooks/{webhook}/deliveries"))
+        .await
+        .expect(200)
+        .body;
+    let mut ids = std::collections::HashMap::from([
+        ("action-items", action_item),
+        ("audit-events", audit["items"][0]["id"].as_i64().unwrap()),
+        ("capas", id(&capa)),
+        ("change-requests", id(&change)),
+        ("cmos", lonza),
+        ("deviations", id(&deviation)),
+        ("escalations", escalation),
+        ("evaluations", id(&evaluation)),
+        ("gate-items", id(&gate_item)),
+        ("inspections", id(&inspection)),
+        ("milestones", id(&milestone)),
+        ("organizations", lonza),
+        ("programs", p),
+        ("team-members", team_member),
+        ("tokens", tokens["items"][0]["id"].as_i64().unwrap()),
+        ("users", s.pm_id),
+        ("webhooks", webhook),
+        ("deliveries", deliveries[0]["id"].as_i64().unwrap()),
+    ]);
+    if extension.status.as_u16() == 201 {
+        ids.insert("extension-requests", id(&extension.body));
+    }
+    ids
+}
+
+/// Fills `{…}` path parameters from the segment before each.
+fn fill(path: &str, ids: &std::collections::HashMap<&'static str, i64>) -> Option<String> {
+    let mut out = Vec::new();
+    let mut previous = "";
+    for segment in path.split('/') {
+        if segment.starts_with('{') {
+            out.push(ids.get(previous)?.to_string());
+        } else {
+            out.push(segment.to_string());
+        }
+        previous = segment;
+    }
+    Some(out.join("/"))
+}
+
+/// The request body's example from the committed OpenAPI document (so validation
+/// passes and the tenancy check is what answers).
+fn example_body(doc: &serde_json::Value, op: &serde_json::Value) -> serde_json::Value {
+    let schema = &op["requestBody"]["content"]["application/json"]["schema"];
+    if let Some(r) = schema["$ref"].as_str() {
+        let name = r.rsplit('/').next().unwrap_or_default();
+        return doc["components"]["schemas"][name]["example"].clone();
+    }
+    if schema.is_null() {
+        return json!({});
+    }
+    schema["example"].clone()
+}
+
+/// Every operation with a path parameter, for every role of a foreign sponsor and of a
+/// CMO not on the program, against a real record of the organization: 404 or 403, never
+/// a 2xx, never the record's data. Generated from the committed OpenAPI document.
+async fn every_endpoint_hides_foreign_records_from_every_role(app: &TestApp) {
+    let ids = seed_every_kind(app).await;
+    let doc: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../openapi/openapi.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let (_, _, other_sponsor_admin) =
+        partner_org(app, "Other Sponsor", "sponsor", "boss@other.test").await;
+    let (_, _, other_cmo_admin) = partner_org(app, "Other CMO", "cmo", "boss@othercmo.test").await;
+    let mut actors = vec![
+        (
+            "foreign sponsor admin".to_string(),
+            app.client(&other_sponsor_admin),
+        ),
+        (
+            "foreign CMO admin".to_string(),
+            app.client(&other_cmo_admin),
+        ),
+    ];
+    for (org_admin, domain) in [
+        (&other_sponsor_admin, "other.test"),
+        (&other_cmo_admin, "othercmo.test"),
+    ] {
+        let admin = app.client(org_admin);
+        for role in ["program_manager", "quality", "contributor", "viewer"] {
+            let user = admin
+                .post("/api/v1/users", json!({"email": format!("{role}@{domain}"), "display_name": role, "role": role}))
+                .await
+                .expect(201)
+                .body;
+            let token = admin
+                .post(
+                    "/api/v1/tokens",
+                    json!({"name": "t", "user_id": user["id"]}),
+                )
+                .await
+                .expect(201)
+                .body["secret"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            actors.push((format!("{domain} {role}"), app.client(&token)));
+        }
+    }
+    let missing: std::collections::HashMap<&'static str, i64> =
+        ids.keys().map(|k| (*k, 2_000_000_000)).collect();
+    let (mut hidden, mut same_as_missing) = (0, 0);
+    let mut skipped = Vec::new();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        if !path.contains('{') {
+            continue;
+        }
+        let Some(url) = fill(path, &ids) else {
+            skipped.push(path.clone());
+            continue;
+        };
+        let missing_url = fill(path, &missing).unwrap();
+        for (method, op) in ops.as_object().unwrap() {
+            let body = example_body(&doc, op);
+            for (who, client) in &actors {
+                let send = |url: String| {
+                    let body = body.clone();
+                    async move {
+                        match method.as_str() {
+                            "get" => client.get(&url).await,
+                            "post" => client.post(&url, body).await,
+                            "patch" => client.patch(&url, body).await,
+                            "put" => client.put(&url, body).await,
+                            "delete" => client.delete(&url).await,
+                            other => panic!("method {other}"),
+                        }
+                    }
+                };
+                let r = send(url.clone()).await;
+                let status = r.status.as_u16();
+                let m = method.to_uppercase();
+                assert!(
+                    !(200..300).contains(&status),
+                    "{who}: {m} {url} answered {status}: {}",
+                    r.text
+                );
+                assert!(
+                    !r.text.contains("Secret ACM-101") && !r.text.contains("pm@acme.test"),
+                    "{who}: {m} {url} leaked data: {}",
+                    r.text
+                );
+                if status == 404 || status == 403 {
+                    hidden += 1;
+                } else {
+                    // Anything else (e.g. 422 for the body, checked before the record is
+                    // looked up) must be what a record that does not exist gets: no oracle.
+                    let absent = send(missing_url.clone()).await;
+                    assert_eq!(
+                        (status, &r.body["code"], &r.body["errors"]),
+                        (
+                            absent.status.as_u16(),
+                            &absent.body["code"],
+                            &absent.body["errors"]
+                        ),
+                        "{who}: {m} {url} differs from a missing record: {} vs {}",
+                        r.text,
+                        absent.text
+                    );
+                    same_as_missing += 1;
+                }
+            }
+        }
+    }
+    assert!(skipped.is_empty(), "no record to test for {skipped:?}");
+    assert!(hidden > 400, "only {hidden} requests answered 404/403");
+    eprintln!(
+        "{} roles: {hidden} answered 404/403, {same_as_missing} answered as for a missing record",
+        actors.len()
+    );
+    // The records are really there: the owner still reads them.
+    let admin = app.admin();
+    for kind in [
+        "programs",
+        "deviations",
+        "capas",
+        "milestones",
+        "escalations",
+        "webhooks",
+    ] {
+        let path = if kind == "webhooks" {
+            format!("/api/v1/webhooks/{}/deliveries", ids[kind])
+        } else {
+            format!("/api/v1/{kind}/{}", ids[kind])
+        };
+        admin.get(&path).await.expect(200);
+    }
+}
+on_both_databases!(every_endpoint_hides_foreign_records_from_every_role);
