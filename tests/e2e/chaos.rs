@@ -1,6 +1,8 @@
-//! PostgreSQL restarted under API load (a private cluster, so other tests keep theirs):
-//! the api answers 503 problem+json while the database is away, recovers without a
-//! restart, and every write it acknowledged with a 2xx is in the database afterwards.
+//! Faults under load. PostgreSQL restarted under API load (a private cluster, so other
+//! tests keep theirs): the api answers 503 problem+json while the database is away,
+//! recovers without a restart, and every write it acknowledged with a 2xx is in the
+//! database afterwards. Two workers running side by side for a whole run send nothing
+//! twice. (Killing the worker binary and an SMTP outage: `worker/tests/chaos.rs`.)
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -136,3 +138,149 @@ async fn postgres_restart_under_load_loses_no_acknowledged_write() {
     app.stop().await;
     let _ = cluster.stop();
 }
+
+/// Two workers running their real loops side by side for a whole run (schedules every
+/// few seconds, so each occurrence is seen by both many times): one reminder per owner,
+/// one digest per member, one page per paged person, one webhook delivery per event.
+async fn two_workers_for_a_whole_run_send_nothing_twice(app: &e2e::TestApp) {
+    use e2e::hooks::HookReceiver;
+    use e2e::smtp::SmtpSink;
+    let s = crate::programs::program_setup(app).await;
+    let p = s.program_id;
+    s.pm.post(
+        &format!("/api/v1/programs/{p}/team"),
+        json!({"user_id": s.pm_id, "governance_tier": "core_team", "program_role": "Program lead"}),
+    )
+    .await
+    .expect(201);
+    let zurich: chrono_tz::Tz = "Europe/Zurich".parse().unwrap();
+    let today = chrono::Utc::now().with_timezone(&zurich).date_naive();
+    for (title, days) in [("Send the protocol", 3), ("Review the batch record", 1)] {
+        s.pm.post(
+            &format!("/api/v1/programs/{p}/action-items"),
+            json!({"title": title, "owner_user_id": s.pm_id, "due_date": today - chrono::TimeDelta::days(days)}),
+        )
+        .await
+        .expect(201);
+    }
+    let receiver = HookReceiver::start().await;
+    app.admin()
+        .post(
+            "/api/v1/webhooks",
+            json!({"url": receiver.url("/h"), "event_types": ["deviation.reported", "escalation.opened"]}),
+        )
+        .await
+        .expect(201);
+    s.pm.post(
+        &format!("/api/v1/programs/{p}/deviations"),
+        json!({"title": "Bioburden excursion", "description": "d", "detected_at": app.now(),
+               "criticality": "critical", "category": "equipment", "batch_lot": "LOT-1"}),
+    )
+    .await
+    .expect(201);
+
+    let sink = SmtpSink::start().await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut workers = Vec::new();
+    for n in 0..2 {
+        let db = api::db::connect(&app.database_url, None).await.unwrap();
+        let ctx = worker::jobs::JobContext {
+            db,
+            worker_id: format!("whole-run-{n}"),
+            hostname: "test".to_string(),
+            started_at: chrono::Utc::now(),
+        };
+        let every_3s = "*/3 * * * * *".to_string();
+        let jobs = worker::runner::JobSettings {
+            mailer: worker::mailer::Mailer::new(Some(&sink.url()), std::env::temp_dir()).unwrap(),
+            from: "cmo <noreply@cmo.test>".parse().unwrap(),
+            batch: 50,
+            outbox_claim_ttl: entity::outbox::CLAIM_TTL,
+            reminders: worker::jobs::reminders::ReminderSettings {
+                schedule: every_3s.clone(),
+                ..Default::default()
+            },
+            digests: worker::jobs::digests::DigestSettings {
+                schedule: every_3s.clone(),
+                ..Default::default()
+            },
+            agreements: Default::default(),
+            escalations: Default::default(),
+            webhooks: Default::default(),
+            http: worker::http::HttpClient::new(Duration::from_secs(5)).unwrap(),
+        };
+        let schedules = worker::runner::Schedules {
+            tick: "* * * * * *".to_string(),
+            dispatch: "* * * * * *".to_string(),
+            escalation_tick: Duration::from_millis(100),
+            webhook_tick: Duration::from_millis(100),
+            ..Default::default()
+        };
+        let mut stopped = stopped.clone();
+        workers.push(tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stopped.changed().await;
+            };
+            worker::runner::run(ctx, schedules, jobs, shutdown).await
+        }));
+    }
+    // Reminder, digest and page arrive; then both workers keep running through several
+    // more occurrences of every schedule.
+    let kinds = |sink: &SmtpSink| {
+        let mut reminders = 0;
+        let mut digests = 0;
+        let mut pages = 0;
+        for m in sink.received() {
+            let subject = m.parsed().subject().unwrap_or_default().to_string();
+            if subject.contains("overdue action item") {
+                reminders += 1;
+            } else if subject.contains("weekly status") {
+                digests += 1;
+            } else if subject.contains("escalation tier 1") {
+                pages += 1;
+            }
+        }
+        (reminders, digests, pages)
+    };
+    for _ in 0..300 {
+        let (r, d, p) = kinds(&sink);
+        if r > 0 && d > 0 && p > 0 && receiver.count() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    let _ = stop.send(true);
+    for w in workers {
+        let _ = w.await;
+    }
+    let (reminders, digests, pages) = kinds(&sink);
+    // One owner with two overdue items: one reminder. One member: one digest, one page.
+    assert_eq!(
+        (reminders, digests, pages),
+        (1, 1, 1),
+        "reminders, digests, pages"
+    );
+    let mut ids: Vec<String> = sink
+        .received()
+        .iter()
+        .map(|m| m.parsed().message_id().unwrap_or_default().to_string())
+        .collect();
+    let total = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), total, "no Message-ID twice");
+    let hooks = receiver.received();
+    let mut events: Vec<&str> = hooks
+        .iter()
+        .map(|h| h.header("x-cmo-event-id").unwrap())
+        .collect();
+    events.sort();
+    events.dedup();
+    assert_eq!(
+        (hooks.len(), events.len()),
+        (2, 2),
+        "one delivery per event"
+    );
+}
+e2e::on_both_databases!(two_workers_for_a_whole_run_send_nothing_twice);
