@@ -123,9 +123,12 @@ async fn authenticate(state: &AppState, secret: &str) -> ApiResult<AuthContext> 
         return Err(invalid());
     }
     let now = state.clock.now();
-    let (token, user) = api_token::Entity::find()
+    // Token, user and organization in one round trip: every authenticated request
+    // pays for this.
+    let (token, user, org) = api_token::Entity::find()
         .filter(api_token::Column::TokenHash.eq(api_token::hash_secret(secret)))
         .find_also_related(user::Entity)
+        .find_also(user::Entity, organization::Entity)
         .one(&state.db)
         .await?
         .ok_or_else(invalid)?;
@@ -136,10 +139,7 @@ async fn authenticate(state: &AppState, secret: &str) -> ApiResult<AuthContext> 
             "the user is deactivated".to_string(),
         ));
     }
-    let org = organization::Entity::find_by_id(user.org_id)
-        .one(&state.db)
-        .await?
-        .ok_or_else(invalid)?;
+    let org = org.ok_or_else(invalid)?;
     let token = if token
         .last_used_at
         .is_none_or(|t| now - t >= LAST_USED_GRANULARITY)

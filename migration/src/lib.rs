@@ -25,6 +25,7 @@ mod m20261130_000019_create_evaluations;
 mod m20261130_000020_create_domain_events;
 mod m20261130_000021_create_webhook_subscriptions;
 mod m20261130_000022_create_webhook_deliveries;
+mod m20261130_000023_index_deviation_lists;
 
 pub struct Migrator;
 
@@ -54,6 +55,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000020_create_domain_events::Migration),
             Box::new(m20261130_000021_create_webhook_subscriptions::Migration),
             Box::new(m20261130_000022_create_webhook_deliveries::Migration),
+            Box::new(m20261130_000023_index_deviation_lists::Migration),
         ]
     }
 }

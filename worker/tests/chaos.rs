@@ -121,7 +121,8 @@ async fn killed_mid_dispatch(postgres: bool) {
     sink.slow_down(Duration::from_millis(4));
     let mut first = start_worker(&db, &sink.url(), "chaos-1");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while sink.count() < 300 {
+    // Mid-batch (batches are 100): some emails are claimed and not yet recorded.
+    while sink.count() < 350 {
         assert!(
             Instant::now() < deadline,
             "the worker sent nothing within 60 s"

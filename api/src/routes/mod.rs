@@ -203,8 +203,13 @@ where
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let total = select.clone().count(conn).await?;
-    let items = select.offset(offset).limit(limit).all(conn).await?;
+    let items = select.clone().offset(offset).limit(limit).all(conn).await?;
+    // A first page that is not full is the whole list: no COUNT round trip.
+    let total = if offset == 0 && (items.len() as u64) < limit {
+        items.len() as u64
+    } else {
+        select.count(conn).await?
+    };
     Ok((items, total, limit, offset))
 }
 
