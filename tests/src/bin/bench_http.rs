@@ -229,13 +229,23 @@ async fn bench(label: &str, url: String) {
             json!({"template": "cdmo_standard", "start_date": "2026-12-01"}),
         )
         .await;
+    // The worker has work during the run too: critical deviations page the core team.
+    admin
+        .post(
+            &format!("/api/v1/programs/{program}/team"),
+            json!({"user_id": admin_id,
+            "governance_tier": "core_team", "program_role": "QA on call"}),
+        )
+        .await
+        .expect(201);
     let now = chrono::Utc::now();
     join_all((0..300).map(|n| {
         let admin = admin.clone();
         async move {
             admin
                 .post(&format!("/api/v1/programs/{program}/deviations"), json!({"title": format!("Deviation {n}"),
-                    "description": "seeded", "detected_at": now, "criticality": "minor", "category": "documentation"}))
+                    "description": "seeded", "detected_at": now,
+                    "criticality": if n % 15 == 0 { "critical" } else { "minor" }, "category": "documentation"}))
                 .await
                 .expect(201);
         }
@@ -337,11 +347,11 @@ async fn bench(label: &str, url: String) {
         "DB insert+update txn", 32, ceiling, "", "", ""
     );
     println!(
-        "transition endpoint at 32 clients: {transition_at_32:.0}/s = {:.3} of the database's own write ceiling ({ceiling:.0} txn/s)",
+        "{label}: transition endpoint at 32 clients: {transition_at_32:.0}/s = {:.3} of the database's own write ceiling ({ceiling:.0} txn/s)",
         transition_at_32 / ceiling
     );
     println!(
-        "peak RSS: api {:.1} MiB, worker {:.1} MiB (emails sent meanwhile: {})",
+        "{label}: peak RSS: api {:.1} MiB, worker {:.1} MiB (emails sent meanwhile: {})",
         peak_rss_mib(&api),
         peak_rss_mib(&worker),
         sink.count()
