@@ -230,8 +230,53 @@ async fn escalation_loop(
     mail: Arc<JobSettings>,
     every: std::time::Duration,
     wake: Arc<tokio::sync::Notify>,
-    mut stopped: tokio::sync::watch::Receiver<bool>,
+    stopped: tokio::sync::watch::Receiver<bool>,
 ) {
+    fast_loop(every, wake, stopped, || {
+        let (ctx, mail) = (ctx.clone(), mail.clone());
+        async move {
+            let now = entity::clock::truncate_to_micros(chrono::Utc::now());
+            match crate::jobs::escalations::escalation_pass(&ctx, now, &mail.escalations).await {
+                Ok(r) if r.pages + r.skipped + r.exhausted + r.reopened > 0 => {
+                    tracing::info!(
+                        pages = r.pages,
+                        emails = r.emails,
+                        skipped = r.skipped,
+                        exhausted = r.exhausted,
+                        reopened = r.reopened,
+                        "escalations"
+                    );
+                    if let Err(err) = crate::jobs::dispatch::dispatch_with(
+                        &ctx,
+                        &mail.mailer,
+                        &mail.from,
+                        now,
+                        mail.batch,
+                        mail.outbox_claim_ttl,
+                    )
+                    .await
+                    {
+                        tracing::warn!(%err, "sending escalation pages failed");
+                    }
+                }
+                Ok(_) => {}
+                Err(err) => tracing::warn!(%err, "escalation pass failed"),
+            }
+        }
+    })
+    .await;
+}
+
+/// Runs `pass` every `every` (at least 50 ms apart), and at once when woken, until
+/// `stopped` turns true.
+async fn fast_loop<Fut>(
+    every: std::time::Duration,
+    wake: Arc<tokio::sync::Notify>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+    mut pass: impl FnMut() -> Fut,
+) where
+    Fut: Future<Output = ()>,
+{
     let mut interval = tokio::time::interval(every.max(std::time::Duration::from_millis(50)));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -243,33 +288,7 @@ async fn escalation_loop(
         if *stopped.borrow() {
             break;
         }
-        let now = entity::clock::truncate_to_micros(chrono::Utc::now());
-        match crate::jobs::escalations::escalation_pass(&ctx, now, &mail.escalations).await {
-            Ok(r) if r.pages + r.skipped + r.exhausted + r.reopened > 0 => {
-                tracing::info!(
-                    pages = r.pages,
-                    emails = r.emails,
-                    skipped = r.skipped,
-                    exhausted = r.exhausted,
-                    reopened = r.reopened,
-                    "escalations"
-                );
-                if let Err(err) = crate::jobs::dispatch::dispatch_with(
-                    &ctx,
-                    &mail.mailer,
-                    &mail.from,
-                    now,
-                    mail.batch,
-                    mail.outbox_claim_ttl,
-                )
-                .await
-                {
-                    tracing::warn!(%err, "sending escalation pages failed");
-                }
-            }
-            Ok(_) => {}
-            Err(err) => tracing::warn!(%err, "escalation pass failed"),
-        }
+        pass().await;
     }
 }
 
@@ -280,32 +299,27 @@ async fn webhook_loop(
     jobs: Arc<JobSettings>,
     every: std::time::Duration,
     wake: Arc<tokio::sync::Notify>,
-    mut stopped: tokio::sync::watch::Receiver<bool>,
+    stopped: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut interval = tokio::time::interval(every.max(std::time::Duration::from_millis(50)));
-    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = interval.tick() => {}
-            _ = wake.notified() => {}
-            _ = stopped.changed() => break,
+    fast_loop(every, wake, stopped, || {
+        let (ctx, jobs) = (ctx.clone(), jobs.clone());
+        async move {
+            let now = entity::clock::truncate_to_micros(chrono::Utc::now());
+            match crate::jobs::webhooks::delivery_pass(&ctx, &jobs.http, now, &jobs.webhooks).await
+            {
+                Ok(r) if r.claimed > 0 => tracing::info!(
+                    delivered = r.delivered,
+                    retried = r.retried,
+                    failed = r.failed,
+                    disabled = r.disabled,
+                    "webhook deliveries"
+                ),
+                Ok(_) => {}
+                Err(err) => tracing::warn!(%err, "webhook delivery pass failed"),
+            }
         }
-        if *stopped.borrow() {
-            break;
-        }
-        let now = entity::clock::truncate_to_micros(chrono::Utc::now());
-        match crate::jobs::webhooks::delivery_pass(&ctx, &jobs.http, now, &jobs.webhooks).await {
-            Ok(r) if r.claimed > 0 => tracing::info!(
-                delivered = r.delivered,
-                retried = r.retried,
-                failed = r.failed,
-                disabled = r.disabled,
-                "webhook deliveries"
-            ),
-            Ok(_) => {}
-            Err(err) => tracing::warn!(%err, "webhook delivery pass failed"),
-        }
-    }
+    })
+    .await;
 }
 
 /// PostgreSQL: wake a loop as soon as its work is committed (NOTIFY on `channel` at the

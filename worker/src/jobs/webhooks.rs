@@ -285,25 +285,11 @@ async fn record(
             ));
             continue;
         }
-        let updated = delivery::Entity::update_many()
-            .col_expr(delivery::Column::Status, Expr::value(status.to_value()))
+        let updated = settle(ctx, status, code, now)
             .col_expr(delivery::Column::Attempts, Expr::value(attempt_no))
             .col_expr(delivery::Column::NextAttemptAt, Expr::value(next))
-            .col_expr(
-                delivery::Column::ClaimedBy,
-                Expr::value(Option::<String>::None),
-            )
-            .col_expr(
-                delivery::Column::ClaimedUntil,
-                Expr::value(Option::<DateTime<Utc>>::None),
-            )
-            .col_expr(delivery::Column::LastStatusCode, Expr::value(code))
             .col_expr(delivery::Column::LastError, Expr::value(error.clone()))
-            .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
             .filter(delivery::Column::Id.eq(d.id))
-            // Only if still ours: a claim that expired belongs to another worker now.
-            .filter(delivery::Column::ClaimedBy.eq(ctx.worker_id.as_str()))
-            .filter(delivery::Column::Status.eq(DeliveryStatus::Delivering))
             .exec(&txn)
             .await?;
         if updated.rows_affected != 1 {
@@ -323,34 +309,17 @@ async fn record(
         ));
     }
     for (code, ids) in delivered {
-        let done = delivery::Entity::update_many()
-            .col_expr(
-                delivery::Column::Status,
-                Expr::value(DeliveryStatus::Delivered.to_value()),
-            )
+        let done = settle(ctx, DeliveryStatus::Delivered, Some(code), now)
             .col_expr(
                 delivery::Column::Attempts,
                 Expr::col(delivery::Column::Attempts).add(1),
             )
             .col_expr(
-                delivery::Column::ClaimedBy,
-                Expr::value(Option::<String>::None),
-            )
-            .col_expr(
-                delivery::Column::ClaimedUntil,
-                Expr::value(Option::<DateTime<Utc>>::None),
-            )
-            .col_expr(delivery::Column::LastStatusCode, Expr::value(code))
-            .col_expr(
                 delivery::Column::LastError,
                 Expr::value(Option::<String>::None),
             )
             .col_expr(delivery::Column::DeliveredAt, Expr::value(now))
-            .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
             .filter(delivery::Column::Id.is_in(ids))
-            // Only rows still ours (see above); the attempt itself is logged either way.
-            .filter(delivery::Column::ClaimedBy.eq(ctx.worker_id.as_str()))
-            .filter(delivery::Column::Status.eq(DeliveryStatus::Delivering))
             .exec(&txn)
             .await?;
         report.delivered += done.rows_affected as usize;
@@ -409,6 +378,31 @@ async fn record(
     }
     txn.commit().await?;
     Ok(())
+}
+
+/// What every recorded outcome writes: the new status and answer, the claim released;
+/// and only while the row is still ours (a claim that expired belongs to another worker
+/// now; the attempt itself is logged either way).
+fn settle(
+    ctx: &JobContext,
+    status: DeliveryStatus,
+    code: Option<i32>,
+    now: DateTime<Utc>,
+) -> sea_orm::UpdateMany<delivery::Entity> {
+    delivery::Entity::update_many()
+        .col_expr(delivery::Column::Status, Expr::value(status.to_value()))
+        .col_expr(
+            delivery::Column::ClaimedBy,
+            Expr::value(Option::<String>::None),
+        )
+        .col_expr(
+            delivery::Column::ClaimedUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(delivery::Column::LastStatusCode, Expr::value(code))
+        .col_expr(delivery::Column::UpdatedAt, Expr::value(now))
+        .filter(delivery::Column::ClaimedBy.eq(ctx.worker_id.as_str()))
+        .filter(delivery::Column::Status.eq(DeliveryStatus::Delivering))
 }
 
 fn attempt_row(
