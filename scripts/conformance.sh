@@ -64,6 +64,9 @@ fuzz_token="$(curl -fsS -X POST "$base/api/v1/tokens" -H "Authorization: Bearer 
 # positive_data_acceptance is left out: it expects every schema-valid body to be
 # accepted, but some rules are not expressible in the schema (IANA time zone names, an
 # expiry in the future, unique emails) and are rightly answered 422.
+# filter_too_much is a health check of the generator, not of the API: with an example
+# database carried over from earlier runs it occasionally trips on POST /unsubscribe
+# (one optional query parameter), failing a run in which every request passed.
 run() {
   schemathesis run "$base/openapi.json" \
     --header "Authorization: Bearer $fuzz_token" \
@@ -72,6 +75,7 @@ run() {
     --max-examples "$max_examples" \
     --request-timeout 10 \
     --seed 20261123 \
+    --suppress-health-check filter_too_much \
     --no-color \
     "$@"
 }
