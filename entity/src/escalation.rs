@@ -252,12 +252,7 @@ pub async fn open<C: ConnectionTrait>(
         now,
     )
     .await?;
-    // Wake the workers' LISTEN at commit (PostgreSQL delivers NOTIFY on commit, and not
-    // at all on rollback); SQLite workers rely on their fast tick.
-    if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
-        conn.execute_unprepared(&format!("NOTIFY {WAKE_CHANNEL}"))
-            .await?;
-    }
+    crate::wake::at_commit(conn, WAKE_CHANNEL).await?;
     Ok(e)
 }
 

@@ -38,6 +38,7 @@ pub mod selection;
 pub mod signature;
 pub mod team_member;
 pub mod user;
+pub mod wake;
 pub mod webhook;
 pub mod worker_heartbeat;
 

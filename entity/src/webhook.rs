@@ -199,10 +199,7 @@ pub async fn fan_out<C: ConnectionTrait>(
     let queued = rows.len();
     if queued > 0 {
         delivery::Entity::insert_many(rows).exec(conn).await?;
-        if conn.get_database_backend() == sea_orm::DbBackend::Postgres {
-            conn.execute_unprepared(&format!("NOTIFY {WAKE_CHANNEL}"))
-                .await?;
-        }
+        crate::wake::at_commit(conn, WAKE_CHANNEL).await?;
     }
     Ok(queued)
 }

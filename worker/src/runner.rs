@@ -141,7 +141,7 @@ pub async fn run(
             },
         )?)
         .await?;
-    let escalation_mail = mail.clone();
+    let loop_jobs = mail.clone();
     let dispatch_ctx = ctx.clone();
     // One pass at a time per worker: a slow SMTP server must not pile up passes.
     let busy = Arc::new(tokio::sync::Mutex::new(()));
@@ -200,14 +200,14 @@ pub async fn run(
     }
     background.push(tokio::spawn(webhook_loop(
         ctx.clone(),
-        escalation_mail.clone(),
+        loop_jobs.clone(),
         schedules.webhook_tick,
         wake_webhooks,
         stopped.clone(),
     )));
     background.push(tokio::spawn(escalation_loop(
         ctx.clone(),
-        escalation_mail,
+        loop_jobs,
         schedules.escalation_tick,
         wake,
         stopped,

@@ -535,10 +535,7 @@ pub async fn redeliver(
             "delivery_id": d.id, "event_id": d.event_cursor, "previous_status": d.status})),
     )
     .await?;
-    if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
-        txn.execute_unprepared(&format!("NOTIFY {}", webhook::WAKE_CHANNEL))
-            .await?;
-    }
+    entity::wake::at_commit(&txn, webhook::WAKE_CHANNEL).await?;
     let fresh = webhook::delivery::Entity::find_by_id(d.id)
         .one(&txn)
         .await?
