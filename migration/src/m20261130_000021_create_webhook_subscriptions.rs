@@ -1,6 +1,6 @@
 use sea_orm_migration::{prelude::*, schema::*};
 
-/// Webhook subscriptions per organization (deliveries come with the dispatcher).
+/// Webhook subscriptions per organization (their deliveries: migration 22).
 #[derive(DeriveMigrationName)]
 pub struct Migration;
 

@@ -1,5 +1,6 @@
 //! The cmo-orchestrator worker: the email outbox dispatcher, overdue-action reminders,
-//! weekly digests, and a heartbeat that shows each running instance in the database.
+//! weekly digests, agreement expiry reminders, escalation paging, webhook deliveries,
+//! `action_item.overdue` events, and a heartbeat that shows each instance in the database.
 
 pub mod http;
 pub mod jobs;
