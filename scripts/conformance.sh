@@ -64,6 +64,11 @@ fuzz_token="$(curl -fsS -X POST "$base/api/v1/tokens" -H "Authorization: Bearer 
 # positive_data_acceptance is left out: it expects every schema-valid body to be
 # accepted, but some rules are not expressible in the schema (IANA time zone names, an
 # expiry in the future, unique emails) and are rightly answered 422.
+# ensure_resource_availability is left out: a POST replayed with an Idempotency-Key the
+# fuzzer generated before answers the original 201 for 24 h (documented), also after the
+# resource was deleted, which that check reads as "created resource not found" (seen on
+# POST /webhooks then DELETE /webhooks/{id}). Create-then-read of every resource is
+# covered by the end-to-end tests.
 # filter_too_much is a health check of the generator, not of the API: with an example
 # database carried over from earlier runs it occasionally trips on POST /unsubscribe
 # (one optional query parameter), failing a run in which every request passed.
@@ -71,7 +76,7 @@ run() {
   schemathesis run "$base/openapi.json" \
     --header "Authorization: Bearer $fuzz_token" \
     --checks all \
-    --exclude-checks positive_data_acceptance \
+    --exclude-checks positive_data_acceptance,ensure_resource_availability \
     --max-examples "$max_examples" \
     --request-timeout 10 \
     --seed 20261123 \
