@@ -563,8 +563,18 @@ async fn a_restarted_worker_pages_the_next_tier_once(app: &TestApp) {
                 from: "cmo <noreply@cmo.test>".parse().unwrap(),
                 batch: 50,
                 outbox_claim_ttl: entity::outbox::CLAIM_TTL,
-                reminders: Default::default(),
-                digests: Default::default(),
+                // Only escalation emails in this run: a Monday-morning test run must not
+                // see the weekly digest (due Mondays 07:00 in the program's zone).
+                reminders: worker::jobs::reminders::ReminderSettings {
+                    schedule: "0 0 0 1 1 *".to_string(),
+                    catch_up: TimeDelta::zero(),
+                    ..Default::default()
+                },
+                digests: worker::jobs::digests::DigestSettings {
+                    schedule: "0 0 0 1 1 *".to_string(),
+                    catch_up: TimeDelta::zero(),
+                    ..Default::default()
+                },
                 agreements: Default::default(),
                 escalations: EscalationSettings {
                     public_base_url: base,

@@ -45,8 +45,17 @@ async fn bench(backend: Backend) {
             from: "cmo <noreply@cmo.test>".parse().expect("from"),
             batch: 100,
             outbox_claim_ttl: entity::outbox::CLAIM_TTL,
-            reminders: Default::default(),
-            digests: Default::default(),
+            // Only pages reach the sink (the bench counts emails).
+            reminders: worker::jobs::reminders::ReminderSettings {
+                schedule: "0 0 0 1 1 *".to_string(),
+                catch_up: chrono::TimeDelta::zero(),
+                ..Default::default()
+            },
+            digests: worker::jobs::digests::DigestSettings {
+                schedule: "0 0 0 1 1 *".to_string(),
+                catch_up: chrono::TimeDelta::zero(),
+                ..Default::default()
+            },
             agreements: Default::default(),
             escalations: worker::jobs::escalations::EscalationSettings {
                 public_base_url: app.base_url.clone(),
