@@ -31,6 +31,22 @@ pub enum LogFormat {
     Json,
 }
 
+/// The process clock. Only tests move it: a real binary run at the test's instant.
+#[derive(Debug, Clone, Args)]
+pub struct ClockArgs {
+    /// Tests only: start the clock of domain time at this RFC 3339 instant (it then
+    /// advances in real time). Refused unless `CMO_ALLOW_TEST_CLOCK=1`. Times other
+    /// parties check against their own clocks (webhook timestamps) stay on the wall clock.
+    #[arg(long, env = "CMO_TEST_CLOCK_START", hide = true)]
+    pub test_clock_start: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl ClockArgs {
+    pub fn clock(&self) -> Result<std::sync::Arc<dyn entity::clock::Clock>, String> {
+        entity::clock::test_clock(self.test_clock_start, entity::clock::test_clock_allowed())
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct TelemetryArgs {
     /// Log format.

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use api::app::{ServerOptions, build_server};
 use api::bootstrap::{BootstrapRequest, bootstrap};
-use api::config::{DatabaseArgs, ServeArgs, TelemetryArgs};
+use api::config::{ClockArgs, DatabaseArgs, ServeArgs, TelemetryArgs};
 use api::state::AppState;
 use clap::{Parser, Subcommand};
-use entity::clock::{Clock, SystemClock};
+use entity::clock::Clock;
 
 #[derive(Parser)]
 #[command(name = "cmo-api", version, about = "cmo-orchestrator HTTP API")]
@@ -21,6 +21,8 @@ struct Cli {
     telemetry: TelemetryArgs,
     #[command(flatten)]
     serve: ServeArgs,
+    #[command(flatten)]
+    clock: ClockArgs,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -59,6 +61,13 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     api::telemetry::init(&cli.telemetry);
+    let clock = match cli.clock.clock() {
+        Ok(clock) => clock,
+        Err(message) => {
+            eprintln!("cmo-api: {message}");
+            return ExitCode::FAILURE;
+        }
+    };
     let result = match cli.command {
         Some(Command::Bootstrap {
             org,
@@ -66,8 +75,8 @@ fn main() -> ExitCode {
             name,
             time_zone,
             json,
-        }) => run_bootstrap(&cli.database, org, email, name, time_zone, json),
-        _ => serve(cli.database, cli.serve),
+        }) => run_bootstrap(&cli.database, &*clock, org, email, name, time_zone, json),
+        _ => serve(cli.database, cli.serve, clock),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -78,7 +87,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(database: DatabaseArgs, serve: ServeArgs) -> Result<(), String> {
+fn serve(database: DatabaseArgs, serve: ServeArgs, clock: Arc<dyn Clock>) -> Result<(), String> {
     actix_web::rt::System::new().block_on(async move {
         let db = api::db::connect_and_migrate(&database)
             .await
@@ -88,7 +97,7 @@ fn serve(database: DatabaseArgs, serve: ServeArgs) -> Result<(), String> {
         tracing::info!(address = %serve.bind, "cmo-api listening");
         let state = AppState {
             db: db.clone(),
-            clock: Arc::new(SystemClock),
+            clock,
             metrics: Arc::default(),
             public_base_url: serve.public_base_url.trim_end_matches('/').into(),
         };
@@ -108,6 +117,7 @@ fn serve(database: DatabaseArgs, serve: ServeArgs) -> Result<(), String> {
 
 fn run_bootstrap(
     database: &DatabaseArgs,
+    clock: &dyn Clock,
     org: String,
     email: String,
     name: Option<String>,
@@ -131,7 +141,7 @@ fn run_bootstrap(
                 admin_email: email,
                 admin_name,
                 time_zone,
-                now: SystemClock.now(),
+                now: clock.now(),
             },
         )
         .await

@@ -9,10 +9,10 @@
 
 use chrono::{DateTime, Utc};
 use entity::audit_trail::{self, Entry};
-use entity::{SignatureMeaning, SignedRecordType, audit_event, signature};
+use entity::{SignatureMeaning, SignedRecordType, audit_event, signature, user};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait,
-    EntityTrait, PaginatorTrait, QueryFilter,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use serde_json::json;
 
@@ -56,31 +56,27 @@ pub async fn authenticate_signer(
             "the password was set by an admin; set your own before signing",
         ));
     }
-    let now = state.clock.now();
-    ensure_not_locked_out(&state.db, ctx, now).await?;
-    if crate::secrets::verify_password(password, stored).await? {
-        return Ok(());
-    }
-    record_failure(
-        state,
-        ctx,
-        Entry::new(
-            record_entity(what.record_type),
-            &what.record_id,
-            FAILED_SIGNATURE,
-        )
-        .after(json!({
-            "record_type": what.record_type,
-            "record_id": what.record_id,
-            "meaning": what.meaning,
-            "failure": "wrong_password",
-        })),
+    let failure = Entry::new(
+        record_entity(what.record_type),
+        &what.record_id,
+        FAILED_SIGNATURE,
     )
-    .await?;
-    tracing::warn!(user_id = ctx.user.id, record_id = %what.record_id, "signature refused: wrong password");
-    Err(ApiError::InvalidPassword(
-        "the signature password is wrong".to_string(),
-    ))
+    .after(json!({
+        "record_type": what.record_type,
+        "record_id": what.record_id,
+        "meaning": what.meaning,
+        "failure": "wrong_password",
+    }));
+    if let Err(err) = check_password(state, ctx, password, stored, failure).await {
+        if matches!(err, ApiError::InvalidPassword(_)) {
+            tracing::warn!(user_id = ctx.user.id, record_id = %what.record_id, "signature refused: wrong password");
+            return Err(ApiError::InvalidPassword(
+                "the signature password is wrong".to_string(),
+            ));
+        }
+        return Err(err);
+    }
+    Ok(())
 }
 
 /// The audit entity a signature attempt is about (the record, not a signature row).
@@ -108,36 +104,57 @@ pub fn required_password(password: Option<String>) -> ApiResult<String> {
     })
 }
 
-/// Refuses password checks for a user with too many recent failures.
-pub async fn ensure_not_locked_out(
-    db: &sea_orm::DatabaseConnection,
+/// Checks the caller's own password under the lockout rule: five failures within 15
+/// minutes lock signing and password changes for 15 minutes from the fifth (429 with the
+/// time left as `Retry-After`). A wrong password is audited as `failure` and answered 401.
+///
+/// The check, the argon2 verification and the failure's audit row happen in one write
+/// transaction holding the user's row lock (SQLite: the write lock), so parallel guesses
+/// take turns and at most five are ever checked. That keeps the database lock for one
+/// argon2 run (tens of milliseconds) per attempt; signatures come at human rate.
+pub async fn check_password(
+    state: &AppState,
     ctx: &AuthContext,
-    now: DateTime<Utc>,
+    password: String,
+    stored: String,
+    failure: Entry,
 ) -> ApiResult<()> {
-    let since = now - entity::signature::LOCKOUT_WINDOW;
-    let failures = audit_event::Entity::find()
+    let txn = crate::db::begin_write(&state.db).await?;
+    user::Entity::find_by_id(ctx.user.id)
+        .lock_exclusive()
+        .one(&txn)
+        .await?;
+    let now = state.clock.now();
+    let failures: Vec<DateTime<Utc>> = audit_event::Entity::find()
+        .select_only()
+        .column(audit_event::Column::OccurredAt)
         .filter(audit_event::Column::OrgId.eq(ctx.org_id()))
         .filter(audit_event::Column::ActorUserId.eq(ctx.user.id))
         .filter(audit_event::Column::Action.is_in([FAILED_SIGNATURE, FAILED_PASSWORD_CHANGE]))
-        .filter(audit_event::Column::OccurredAt.gte(since))
-        .count(db)
+        .filter(audit_event::Column::OccurredAt.gte(now - entity::signature::LOCKOUT_LOOKBACK))
+        .order_by_asc(audit_event::Column::OccurredAt)
+        .into_tuple()
+        .all(&txn)
         .await?;
-    if entity::signature::is_locked_out(failures) {
+    if let Some(left) = entity::signature::lockout_left(&failures, now) {
+        // Whole seconds, rounded up: retrying after Retry-After is never still locked.
+        let micros = left
+            .num_microseconds()
+            .unwrap_or(i64::MAX)
+            .max(1)
+            .unsigned_abs();
         return Err(ApiError::TooManyAttempts {
-            retry_after_secs: entity::signature::LOCKOUT_WINDOW
-                .num_seconds()
-                .unsigned_abs(),
+            retry_after_secs: micros.div_ceil(1_000_000),
         });
     }
-    Ok(())
-}
-
-/// Audits a failed password check in a transaction of its own.
-pub async fn record_failure(state: &AppState, ctx: &AuthContext, entry: Entry) -> ApiResult<()> {
-    let txn = crate::db::begin_write(&state.db).await?;
-    audit_trail::append(&txn, &ctx.actor(state.clock.now()), entry).await?;
+    if crate::secrets::verify_password(password, stored).await? {
+        return Ok(());
+    }
+    audit_trail::append(&txn, &ctx.actor(now), failure).await?;
     txn.commit().await?;
-    Ok(())
+    Err(ApiError::InvalidPassword(
+        "the password is wrong".to_string(),
+    ))
 }
 
 pub async fn record<C: ConnectionTrait>(

@@ -3,7 +3,7 @@
 //! chrono-tz, so "Monday 07:00 Europe/Berlin" stays 07:00 local across DST changes
 //! (a `_tz` job of the scheduler freezes the UTC offset and drifts by an hour).
 
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
@@ -25,6 +25,9 @@ pub fn zone(name: &str) -> Tz {
 /// The latest occurrence of `cron` in `tz` at or before `now`, if it is at most
 /// `catch_up` old: a tick missed while no worker ran is still run within that window,
 /// an older one is skipped (a digest three days late helps nobody).
+///
+/// The occurrence is whole seconds: croner carries the sub-second part of `now` into
+/// its answer, and an occurrence is a claim key that every worker must compute alike.
 pub fn due_occurrence(
     cron: &Cron,
     tz: Tz,
@@ -33,15 +36,45 @@ pub fn due_occurrence(
 ) -> Option<DateTime<Utc>> {
     let local = now.with_timezone(&tz);
     let previous = cron.find_previous_occurrence(&local, true).ok()?;
-    let previous = previous.with_timezone(&Utc);
+    let previous = previous.with_timezone(&Utc).trunc_subsecs(0);
     (now - previous <= catch_up).then_some(previous)
+}
+
+/// The catch-up window a worker actually uses: the configured one, but never shorter
+/// than the local tick's longest gap. The tick fires just after an occurrence (never on
+/// its exact instant), so a window of 0 ("never catch up") would otherwise never send.
+pub fn effective_catch_up(configured: TimeDelta, tick: &Cron) -> TimeDelta {
+    configured.max(longest_gap(tick))
+}
+
+/// The longest time between consecutive occurrences of `cron` over a week (UTC), so an
+/// irregular tick ("0 0,5,30 * * * *") gets its widest gap.
+fn longest_gap(cron: &Cron) -> TimeDelta {
+    let Some(mut at) = DateTime::from_timestamp(0, 0) else {
+        return TimeDelta::zero();
+    };
+    let end = at + TimeDelta::weeks(1);
+    let mut widest = TimeDelta::zero();
+    // Bounded: a second-level tick has 604,800 occurrences a week; stop early once the
+    // gap pattern is clear.
+    for _ in 0..10_000 {
+        let Ok(next) = cron.find_next_occurrence(&at, false) else {
+            break;
+        };
+        widest = widest.max(next - at);
+        if next > end {
+            break;
+        }
+        at = next;
+    }
+    widest
 }
 
 /// The first occurrence strictly after `after`.
 pub fn next_occurrence(cron: &Cron, tz: Tz, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
     cron.find_next_occurrence(&after.with_timezone(&tz), false)
         .ok()
-        .map(|t| t.with_timezone(&Utc))
+        .map(|t| t.with_timezone(&Utc).trunc_subsecs(0))
 }
 
 /// The occurrence before `occurrence` (the previous week's digest, say).
@@ -52,7 +85,7 @@ pub fn previous_occurrence(
 ) -> Option<DateTime<Utc>> {
     cron.find_previous_occurrence(&occurrence.with_timezone(&tz), false)
         .ok()
-        .map(|t| t.with_timezone(&Utc))
+        .map(|t| t.with_timezone(&Utc).trunc_subsecs(0))
 }
 
 #[cfg(test)]
@@ -98,6 +131,86 @@ mod tests {
             next_occurrence(&cron, berlin, utc(2026, 3, 23, 6, 0)),
             Some(utc(2026, 3, 30, 5, 0))
         );
+    }
+
+    #[test]
+    fn an_occurrence_is_whole_seconds_whatever_the_tick_moment() {
+        let cron = parse("0 0 8 * * Mon-Fri").unwrap();
+        let ny = zone("America/New_York");
+        let tick = utc(2026, 11, 30, 13, 0) + TimeDelta::milliseconds(250);
+        assert_eq!(
+            due_occurrence(&cron, ny, tick, TimeDelta::minutes(1)),
+            Some(utc(2026, 11, 30, 13, 0))
+        );
+        let later = tick + TimeDelta::microseconds(31_337);
+        assert_eq!(
+            due_occurrence(&cron, ny, later, TimeDelta::minutes(1)),
+            due_occurrence(&cron, ny, tick, TimeDelta::minutes(1))
+        );
+    }
+
+    #[test]
+    fn catch_up_zero_still_sends_on_the_tick_after_the_occurrence() {
+        let cron = parse("0 0 8 * * Mon-Fri").unwrap();
+        let minute_tick = parse("0 * * * * *").unwrap();
+        let window = effective_catch_up(TimeDelta::zero(), &minute_tick);
+        assert_eq!(window, TimeDelta::minutes(1));
+        let ny = zone("America/New_York");
+        // The tick runs 250 ms after 08:00:00 local: sent.
+        let tick = utc(2026, 11, 30, 13, 0) + TimeDelta::milliseconds(250);
+        assert_eq!(
+            due_occurrence(&cron, ny, tick, window),
+            Some(utc(2026, 11, 30, 13, 0))
+        );
+        // The next ticks are past the window: a missed occurrence is not caught up.
+        assert_eq!(
+            due_occurrence(&cron, ny, tick + TimeDelta::minutes(1), window),
+            None
+        );
+        // A configured window wider than the tick is kept; irregular ticks get their
+        // widest gap.
+        assert_eq!(
+            effective_catch_up(TimeDelta::hours(6), &minute_tick),
+            TimeDelta::hours(6)
+        );
+        let irregular = parse("0 0,5 * * * *").unwrap();
+        assert_eq!(
+            effective_catch_up(TimeDelta::zero(), &irregular),
+            TimeDelta::minutes(55)
+        );
+    }
+
+    #[test]
+    fn custom_times_in_the_daylight_saving_gap_and_overlap_fire_once() {
+        // 02:30 local does not exist on 28 March 2027 in Zurich (02:00 -> 03:00) and
+        // happens twice on 31 October 2027 (03:00 -> 02:00).
+        let cron = parse("0 30 2 * * *").unwrap();
+        let zurich = zone("Europe/Zurich");
+        let window = TimeDelta::hours(1);
+        let spring: Vec<_> = (0..24 * 60)
+            .filter_map(|m| {
+                due_occurrence(
+                    &cron,
+                    zurich,
+                    utc(2027, 3, 27, 22, 0) + TimeDelta::minutes(m),
+                    window,
+                )
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        assert!(spring.len() <= 1, "spring-forward day: {spring:?}");
+        let autumn: std::collections::BTreeSet<_> = (0..24 * 60)
+            .filter_map(|m| {
+                due_occurrence(
+                    &cron,
+                    zurich,
+                    utc(2027, 10, 30, 22, 0) + TimeDelta::minutes(m),
+                    window,
+                )
+            })
+            .collect();
+        assert_eq!(autumn.len(), 1, "fall-back day: {autumn:?}");
     }
 
     #[test]

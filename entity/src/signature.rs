@@ -29,14 +29,31 @@ pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
 
-/// Failed password checks (signatures, password changes) tolerated within the window.
-pub const LOCKOUT_THRESHOLD: u64 = 5;
-/// How far back failed attempts count, and how long a lockout lasts at most.
+/// Failed password checks (signatures, password changes) that lock a person's signing.
+pub const LOCKOUT_THRESHOLD: usize = 5;
+/// The failures must fall within this window of each other.
 pub const LOCKOUT_WINDOW: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
+/// How long a lockout lasts, counted from the failure that caused it.
+pub const LOCKOUT_DURATION: chrono::TimeDelta = chrono::TimeDelta::minutes(15);
+/// How far back failures can matter: a window of them plus the lock they cause.
+pub const LOCKOUT_LOOKBACK: chrono::TimeDelta = chrono::TimeDelta::minutes(15 + 15);
 
-/// Locked out after `LOCKOUT_THRESHOLD` failures within the window.
-pub fn is_locked_out(recent_failures: u64) -> bool {
-    recent_failures >= LOCKOUT_THRESHOLD
+/// When the lockout caused by `failures` (ascending) ends: five failures within 15
+/// minutes lock the person's signing and password changes for 15 minutes from the fifth.
+/// Attempts while locked are refused without a password check, so they are not failures.
+pub fn locked_until(failures: &[DateTimeUtc]) -> Option<DateTimeUtc> {
+    failures
+        .windows(LOCKOUT_THRESHOLD)
+        .filter(|w| w[LOCKOUT_THRESHOLD - 1] - w[0] <= LOCKOUT_WINDOW)
+        .map(|w| w[LOCKOUT_THRESHOLD - 1] + LOCKOUT_DURATION)
+        .max()
+}
+
+/// The time left of a lockout at `now`, if locked: what `Retry-After` says.
+pub fn lockout_left(failures: &[DateTimeUtc], now: DateTimeUtc) -> Option<chrono::TimeDelta> {
+    locked_until(failures)
+        .filter(|until| *until > now)
+        .map(|until| until - now)
 }
 
 /// May a user with `role` sign `record_type` with `meaning`? Signatures are for people
@@ -107,11 +124,51 @@ mod tests {
         assert!(!may_sign(Role::Viewer, rt, SignatureMeaning::Reviewed));
     }
 
+    fn at(minute: i64, second: i64) -> DateTimeUtc {
+        use chrono::TimeZone;
+        chrono::Utc
+            .with_ymd_and_hms(2026, 11, 18, 10, 0, 0)
+            .unwrap()
+            + chrono::TimeDelta::minutes(minute)
+            + chrono::TimeDelta::seconds(second)
+    }
+
     #[test]
-    fn the_fifth_failure_locks_out() {
-        assert!(!is_locked_out(0));
-        assert!(!is_locked_out(LOCKOUT_THRESHOLD - 1));
-        assert!(is_locked_out(LOCKOUT_THRESHOLD));
+    fn the_fifth_failure_within_fifteen_minutes_locks_for_fifteen_minutes_from_it() {
+        let four = [at(0, 0), at(1, 0), at(2, 0), at(3, 0)];
+        assert_eq!(locked_until(&four), None);
+        let five = [at(0, 0), at(1, 0), at(2, 0), at(3, 0), at(14, 0)];
+        assert_eq!(locked_until(&five), Some(at(29, 0)));
+        // Retry-After is the time left, not a constant.
+        assert_eq!(
+            lockout_left(&five, at(14, 0)),
+            Some(chrono::TimeDelta::minutes(15))
+        );
+        assert_eq!(
+            lockout_left(&five, at(28, 30)),
+            Some(chrono::TimeDelta::seconds(30))
+        );
+        assert_eq!(lockout_left(&five, at(29, 0)), None);
+        // Spread over more than 15 minutes: no lock.
+        let spread = [at(0, 0), at(4, 0), at(8, 0), at(12, 0), at(15, 1)];
+        assert_eq!(locked_until(&spread), None);
+        // Exactly 15 minutes from first to fifth still counts.
+        let edge = [at(0, 0), at(4, 0), at(8, 0), at(12, 0), at(15, 0)];
+        assert_eq!(locked_until(&edge), Some(at(30, 0)));
+        // A later burst locks again from its own fifth failure.
+        let again = [
+            at(0, 0),
+            at(0, 1),
+            at(0, 2),
+            at(0, 3),
+            at(0, 4),
+            at(16, 0),
+            at(16, 1),
+            at(16, 2),
+            at(16, 3),
+            at(16, 4),
+        ];
+        assert_eq!(locked_until(&again), Some(at(31, 4)));
     }
 
     #[test]

@@ -154,7 +154,7 @@ async fn two_workers_for_a_whole_run_send_nothing_twice(app: &e2e::TestApp) {
     .await
     .expect(201);
     let zurich: chrono_tz::Tz = "Europe/Zurich".parse().unwrap();
-    let today = chrono::Utc::now().with_timezone(&zurich).date_naive();
+    let today = app.now().with_timezone(&zurich).date_naive();
     for (title, days) in [("Send the protocol", 3), ("Review the batch record", 1)] {
         s.pm.post(
             &format!("/api/v1/programs/{p}/action-items"),
@@ -186,16 +186,10 @@ async fn two_workers_for_a_whole_run_send_nothing_twice(app: &e2e::TestApp) {
         let db = api::db::connect(&app.database_url, None).await.unwrap();
         let ctx = worker::jobs::JobContext {
             db,
-            worker_id: format!("whole-run-{n}"),
-            hostname: "test".to_string(),
-            started_at: chrono::Utc::now(),
+            ..app.job_context(&format!("whole-run-{n}"))
         };
         let every_3s = "*/3 * * * * *".to_string();
         let jobs = worker::runner::JobSettings {
-            mailer: worker::mailer::Mailer::new(Some(&sink.url()), std::env::temp_dir()).unwrap(),
-            from: "cmo <noreply@cmo.test>".parse().unwrap(),
-            batch: 50,
-            outbox_claim_ttl: entity::outbox::CLAIM_TTL,
             reminders: worker::jobs::reminders::ReminderSettings {
                 schedule: every_3s.clone(),
                 ..Default::default()
@@ -204,10 +198,7 @@ async fn two_workers_for_a_whole_run_send_nothing_twice(app: &e2e::TestApp) {
                 schedule: every_3s.clone(),
                 ..Default::default()
             },
-            agreements: Default::default(),
-            escalations: Default::default(),
-            webhooks: Default::default(),
-            http: worker::http::HttpClient::new(Duration::from_secs(5)).unwrap(),
+            ..e2e::quiet_job_settings(&sink.url())
         };
         let schedules = worker::runner::Schedules {
             tick: "* * * * * *".to_string(),
@@ -249,11 +240,25 @@ async fn two_workers_for_a_whole_run_send_nothing_twice(app: &e2e::TestApp) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tokio::time::sleep(Duration::from_secs(7)).await;
+    // A simulated minute on the shared clock (a second every 100 ms): about twenty
+    // occurrences of every 3-second schedule, each seen by both workers, all inside one
+    // local day and ISO week (the clock starts on a Wednesday at 10:00 UTC).
+    for _ in 0..60 {
+        app.clock.advance(chrono::TimeDelta::seconds(1));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let _ = stop.send(true);
     for w in workers {
-        let _ = w.await;
+        w.await
+            .expect("worker task")
+            .expect("each worker ran to the end without an error");
     }
+    // Both workers ran: each left its heartbeat.
+    let beats = entity::worker_heartbeat::Entity::find()
+        .all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(beats.len(), 2, "both workers started");
     let (reminders, digests, pages) = kinds(&sink);
     // One owner with two overdue items: one reminder. One member: one digest, one page.
     assert_eq!(

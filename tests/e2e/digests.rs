@@ -8,21 +8,11 @@ use e2e::{TestApp, on_both_databases};
 use entity::{audit_event, outbox, schedule, team_member};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::json;
-use worker::jobs::JobContext;
 use worker::jobs::digests::{DigestSettings, weekly_digests};
 use worker::mailer::Mailer;
 
 use crate::programs::program_setup;
 use crate::user_with_token;
-
-fn ctx(app: &TestApp, id: &str) -> JobContext {
-    JobContext {
-        db: app.db.clone(),
-        worker_id: id.to_string(),
-        hostname: "test".to_string(),
-        started_at: app.now(),
-    }
-}
 
 fn settings(app: &TestApp) -> DigestSettings {
     DigestSettings {
@@ -70,7 +60,7 @@ async fn digests_go_out_once_a_week_with_changes_and_a_working_unsubscribe(app: 
     // First week: the digest goes to the two subscribers, once, with two workers firing
     // the same tick at the same moment.
     let tick1 = next_digest_tick(app.now());
-    let (c1, c2) = (ctx(app, "w1"), ctx(app, "w2"));
+    let (c1, c2) = (app.job_context("w1"), app.job_context("w2"));
     let (st1, st2) = (settings(app), settings(app));
     let (a, b) = tokio::join!(
         weekly_digests(&c1, tick1 + TimeDelta::minutes(1), &st1),
@@ -83,7 +73,7 @@ async fn digests_go_out_once_a_week_with_changes_and_a_working_unsubscribe(app: 
         "one worker ran the tick: {a:?} {b:?}"
     );
     let again = weekly_digests(
-        &ctx(app, "w2"),
+        &app.job_context("w2"),
         tick1 + TimeDelta::minutes(2),
         &settings(app),
     )
@@ -154,7 +144,7 @@ async fn digests_go_out_once_a_week_with_changes_and_a_working_unsubscribe(app: 
     // Second week, with a second worker: two emails, delivered through SMTP.
     let tick2 = next_digest_tick(tick1);
     let second = weekly_digests(
-        &ctx(app, "w2"),
+        &app.job_context("w2"),
         tick2 + TimeDelta::seconds(30),
         &settings(app),
     )
@@ -172,7 +162,7 @@ async fn digests_go_out_once_a_week_with_changes_and_a_working_unsubscribe(app: 
     let mailer = Mailer::new(Some(&sink.url()), std::env::temp_dir()).unwrap();
     let from = "cmo <noreply@cmo.test>".parse().unwrap();
     worker::jobs::dispatch::dispatch(
-        &ctx(app, "w1"),
+        &app.job_context("w1"),
         &mailer,
         &from,
         tick2 + TimeDelta::minutes(1),
@@ -275,7 +265,7 @@ async fn digests_go_out_once_a_week_with_changes_and_a_working_unsubscribe(app: 
 
     // Week three goes to the PM only.
     let tick3 = next_digest_tick(tick2);
-    let third = weekly_digests(&ctx(app, "w1"), tick3, &settings(app))
+    let third = weekly_digests(&app.job_context("w1"), tick3, &settings(app))
         .await
         .unwrap();
     assert_eq!((third.programs, third.queued), (1, 1));
@@ -296,19 +286,23 @@ async fn a_missed_digest_is_caught_up_only_inside_the_window(app: &TestApp) {
         ..settings(app)
     };
     // No worker ran at 07:00; one starting 13 hours later does not send a stale digest.
-    let late = weekly_digests(&ctx(app, "w1"), tick + TimeDelta::hours(13), &window)
+    let late = weekly_digests(&app.job_context("w1"), tick + TimeDelta::hours(13), &window)
         .await
         .unwrap();
     assert_eq!(late.programs, 0);
     // One starting 11 hours later does, once.
-    let caught_up = weekly_digests(&ctx(app, "w1"), tick + TimeDelta::hours(11), &window)
+    let caught_up = weekly_digests(&app.job_context("w1"), tick + TimeDelta::hours(11), &window)
         .await
         .unwrap();
     assert_eq!((caught_up.programs, caught_up.queued), (1, 1));
     // Before the tick, nothing is due.
-    let early = weekly_digests(&ctx(app, "w2"), tick - TimeDelta::minutes(1), &window)
-        .await
-        .unwrap();
+    let early = weekly_digests(
+        &app.job_context("w2"),
+        tick - TimeDelta::minutes(1),
+        &window,
+    )
+    .await
+    .unwrap();
     assert_eq!(early.programs, 0);
     // A worker that claimed the tick and died is taken over after the claim goes stale;
     // the deduplicated outbox keeps it to one email.
@@ -322,13 +316,21 @@ async fn a_missed_digest_is_caught_up_only_inside_the_window(app: &TestApp) {
     )
     .await
     .unwrap();
-    let blocked = weekly_digests(&ctx(app, "w2"), next + TimeDelta::minutes(1), &window)
-        .await
-        .unwrap();
+    let blocked = weekly_digests(
+        &app.job_context("w2"),
+        next + TimeDelta::minutes(1),
+        &window,
+    )
+    .await
+    .unwrap();
     assert_eq!(blocked.programs, 0, "claimed by a live-looking worker");
-    let taken = weekly_digests(&ctx(app, "w2"), next + TimeDelta::minutes(6), &window)
-        .await
-        .unwrap();
+    let taken = weekly_digests(
+        &app.job_context("w2"),
+        next + TimeDelta::minutes(6),
+        &window,
+    )
+    .await
+    .unwrap();
     assert_eq!((taken.programs, taken.queued), (1, 1));
 }
 on_both_databases!(a_missed_digest_is_caught_up_only_inside_the_window);

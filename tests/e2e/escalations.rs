@@ -14,15 +14,6 @@ use worker::mailer::Mailer;
 use crate::programs::program_setup;
 use crate::user_with_token;
 
-fn ctx(app: &TestApp, id: &str) -> JobContext {
-    JobContext {
-        db: app.db.clone(),
-        worker_id: id.to_string(),
-        hostname: "test".to_string(),
-        started_at: app.now(),
-    }
-}
-
 fn settings(app: &TestApp) -> EscalationSettings {
     EscalationSettings {
         public_base_url: app.base_url.clone(),
@@ -34,7 +25,7 @@ fn settings(app: &TestApp) -> EscalationSettings {
 async fn deliver(app: &TestApp, sink: &SmtpSink, now: DateTime<Utc>) {
     let mailer = Mailer::new(Some(&sink.url()), std::env::temp_dir()).unwrap();
     let from = "cmo <noreply@cmo.test>".parse().unwrap();
-    worker::jobs::dispatch::dispatch(&ctx(app, "sender"), &mailer, &from, now, 100)
+    worker::jobs::dispatch::dispatch(&app.job_context("sender"), &mailer, &from, now, 100)
         .await
         .unwrap();
 }
@@ -149,7 +140,7 @@ async fn pages_climb_the_call_tree_until_someone_acknowledges_by_link(app: &Test
     let t0 = app.now();
 
     // Two workers on the same tick: tier 1 is paged once.
-    let (c1, c2) = (ctx(app, "w1"), ctx(app, "w2"));
+    let (c1, c2) = (app.job_context("w1"), app.job_context("w2"));
     let (st1, st2) = (settings(app), settings(app));
     let (a, b) = tokio::join!(
         escalation_pass(&c1, t0, &st1),
@@ -182,12 +173,16 @@ async fn pages_climb_the_call_tree_until_someone_acknowledges_by_link(app: &Test
     );
 
     // Nothing more before the 15-minute wait; then tier 2, once, and tier 1 is told.
-    let early = escalation_pass(&ctx(app, "w1"), t0 + TimeDelta::minutes(14), &settings(app))
-        .await
-        .unwrap();
+    let early = escalation_pass(
+        &app.job_context("w1"),
+        t0 + TimeDelta::minutes(14),
+        &settings(app),
+    )
+    .await
+    .unwrap();
     assert_eq!(early.pages, 0);
     let t15 = t0 + TimeDelta::minutes(15);
-    let second = escalation_pass(&ctx(app, "w2"), t15, &settings(app))
+    let second = escalation_pass(&app.job_context("w2"), t15, &settings(app))
         .await
         .unwrap();
     assert_eq!((second.pages, second.emails), (1, 1));
@@ -266,7 +261,7 @@ async fn pages_climb_the_call_tree_until_someone_acknowledges_by_link(app: &Test
     assert_eq!(to, ["lead@acme.test", "qa@acme.test"]);
     // No more pages while acknowledged.
     let quiet = escalation_pass(
-        &ctx(app, "w1"),
+        &app.job_context("w1"),
         t15 + TimeDelta::minutes(40),
         &settings(app),
     )
@@ -277,7 +272,7 @@ async fn pages_climb_the_call_tree_until_someone_acknowledges_by_link(app: &Test
     // Acknowledged but forgotten: after the 60-minute ack timeout it re-opens and
     // re-pages the tier that acknowledged (leadership), once.
     let timeout = escalation_pass(
-        &ctx(app, "w1"),
+        &app.job_context("w1"),
         t15 + TimeDelta::minutes(61),
         &settings(app),
     )
@@ -414,7 +409,7 @@ async fn empty_tiers_are_skipped_and_a_running_escalation_keeps_its_policy(app: 
         .body;
     let id = opened["id"].as_i64().unwrap();
     let t0 = app.now();
-    escalation_pass(&ctx(app, "w1"), t0, &settings(app))
+    escalation_pass(&app.job_context("w1"), t0, &settings(app))
         .await
         .unwrap();
 
@@ -429,19 +424,31 @@ async fn empty_tiers_are_skipped_and_a_running_escalation_keeps_its_policy(app: 
         )
         .await
         .expect(200);
-    let nothing = escalation_pass(&ctx(app, "w1"), t0 + TimeDelta::minutes(2), &settings(app))
-        .await
-        .unwrap();
+    let nothing = escalation_pass(
+        &app.job_context("w1"),
+        t0 + TimeDelta::minutes(2),
+        &settings(app),
+    )
+    .await
+    .unwrap();
     assert_eq!(nothing.pages, 0, "still the 15-minute wait it opened with");
     // Tier 2 at 15 min; at 45 min tier 3 is empty (skipped at once) and the last tier's
     // repeat pages tier 3 again: empty as well, so the escalation is exhausted.
-    let second = escalation_pass(&ctx(app, "w1"), t0 + TimeDelta::minutes(15), &settings(app))
-        .await
-        .unwrap();
+    let second = escalation_pass(
+        &app.job_context("w1"),
+        t0 + TimeDelta::minutes(15),
+        &settings(app),
+    )
+    .await
+    .unwrap();
     assert_eq!(second.pages, 1);
-    let end = escalation_pass(&ctx(app, "w1"), t0 + TimeDelta::minutes(45), &settings(app))
-        .await
-        .unwrap();
+    let end = escalation_pass(
+        &app.job_context("w1"),
+        t0 + TimeDelta::minutes(45),
+        &settings(app),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         (end.pages, end.skipped, end.exhausted),
         (0, 2, 1),
@@ -550,40 +557,24 @@ async fn a_restarted_worker_pages_the_next_tier_once(app: &TestApp) {
         let url = app.database_url.clone();
         let smtp = sink.url();
         let base = app.base_url.clone();
+        let clock = app.clock.clone();
         tokio::spawn(async move {
             let db = api::db::connect(&url, None).await.unwrap();
             let ctx = JobContext {
                 db,
+                clock: std::sync::Arc::new(clock.clone()),
                 worker_id: name.to_string(),
                 hostname: "test".to_string(),
-                started_at: chrono::Utc::now(),
+                started_at: entity::clock::Clock::now(&clock),
             };
             let mail = worker::runner::JobSettings {
                 mailer: Mailer::new(Some(&smtp), std::env::temp_dir()).unwrap(),
-                from: "cmo <noreply@cmo.test>".parse().unwrap(),
-                batch: 50,
-                outbox_claim_ttl: entity::outbox::CLAIM_TTL,
-                // Only escalation emails in this run: a Monday-morning test run must not
-                // see the weekly digest (due Mondays 07:00 in the program's zone).
-                reminders: worker::jobs::reminders::ReminderSettings {
-                    schedule: "0 0 0 1 1 *".to_string(),
-                    catch_up: TimeDelta::zero(),
-                    ..Default::default()
-                },
-                digests: worker::jobs::digests::DigestSettings {
-                    schedule: "0 0 0 1 1 *".to_string(),
-                    catch_up: TimeDelta::zero(),
-                    ..Default::default()
-                },
-                agreements: Default::default(),
                 escalations: EscalationSettings {
                     public_base_url: base,
                     mail_domain: "cmo.test".to_string(),
                     ..EscalationSettings::default()
                 },
-                webhooks: Default::default(),
-                http: worker::http::HttpClient::new(std::time::Duration::from_secs(5))
-                    .expect("http client"),
+                ..e2e::quiet_job_settings(&smtp)
             };
             let schedules = worker::runner::Schedules {
                 escalation_tick: std::time::Duration::from_millis(50),
@@ -600,16 +591,9 @@ async fn a_restarted_worker_pages_the_next_tier_once(app: &TestApp) {
     // Killed: the task is dropped wherever it is.
     first.abort();
     let _ = first.await;
-    // The 15-minute wait is over (moved in the database instead of waiting).
-    escalation::Entity::update_many()
-        .col_expr(
-            escalation::Column::NextPageAt,
-            sea_orm::sea_query::Expr::value(Some(chrono::Utc::now() - TimeDelta::seconds(1))),
-        )
-        .filter(escalation::Column::Id.eq(e.id))
-        .exec(&app.db)
-        .await
-        .unwrap();
+    // The 15-minute wait is over (on the one clock the api and the workers share).
+    app.clock
+        .advance(TimeDelta::minutes(15) + TimeDelta::seconds(1));
     let second = start_worker("second");
     let third = start_worker("third");
     let received = sink.wait_for(3).await;

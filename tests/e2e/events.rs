@@ -166,12 +166,7 @@ async fn overdue_action_items_emit_one_event_per_due_date(app: &TestApp) {
     )
     .await
     .expect(200);
-    let ctx = worker::jobs::JobContext {
-        db: app.db.clone(),
-        worker_id: "w1".to_string(),
-        hostname: "test".to_string(),
-        started_at: app.now(),
-    };
+    let ctx = app.job_context("w1");
     let overdue = |at| {
         let ctx = ctx.clone();
         async move {

@@ -19,6 +19,7 @@ mod problems;
 mod programs;
 mod quality;
 mod reminders;
+mod requirements;
 mod signatures;
 mod tenancy;
 mod webhooks;

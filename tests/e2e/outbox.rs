@@ -8,18 +8,8 @@ use e2e::{TestApp, on_both_databases};
 use entity::outbox::{self, Draft, OutboxStatus};
 use lettre::message::Mailbox;
 use sea_orm::EntityTrait;
-use worker::jobs::JobContext;
 use worker::jobs::dispatch::{claim, dispatch};
 use worker::mailer::Mailer;
-
-fn ctx(app: &TestApp, worker_id: &str) -> JobContext {
-    JobContext {
-        db: app.db.clone(),
-        worker_id: worker_id.to_string(),
-        hostname: "test".to_string(),
-        started_at: app.now(),
-    }
-}
 
 fn from() -> Mailbox {
     "cmo-orchestrator <noreply@cmo.test>".parse().unwrap()
@@ -60,7 +50,7 @@ async fn a_queued_email_reaches_the_smtp_server_once(app: &TestApp) {
     );
     let sink = SmtpSink::start().await;
     let mailer = Mailer::new(Some(&sink.url()), std::env::temp_dir()).unwrap();
-    let report = dispatch(&ctx(app, "w1"), &mailer, &from(), now, 50)
+    let report = dispatch(&app.job_context("w1"), &mailer, &from(), now, 50)
         .await
         .unwrap();
     let first = outbox::Entity::find().one(&app.db).await.unwrap().unwrap();
@@ -94,7 +84,7 @@ async fn a_queued_email_reaches_the_smtp_server_once(app: &TestApp) {
     assert!(row.sent_at.is_some());
     // Nothing left to send.
     assert_eq!(
-        dispatch(&ctx(app, "w1"), &mailer, &from(), now, 50)
+        dispatch(&app.job_context("w1"), &mailer, &from(), now, 50)
             .await
             .unwrap()
             .sent,
@@ -110,7 +100,7 @@ async fn the_file_transport_writes_readable_eml(app: &TestApp) {
         .unwrap();
     let mailer = Mailer::new(None, dir.path().to_path_buf()).unwrap();
     assert_eq!(
-        dispatch(&ctx(app, "w1"), &mailer, &from(), app.now(), 50)
+        dispatch(&app.job_context("w1"), &mailer, &from(), app.now(), 50)
             .await
             .unwrap()
             .sent,
@@ -136,7 +126,7 @@ async fn two_dispatchers_send_every_email_exactly_once(app: &TestApp) {
             .unwrap();
     }
     let mailer = Mailer::new(None, dir.path().to_path_buf()).unwrap();
-    let (a, b) = (ctx(app, "worker-a"), ctx(app, "worker-b"));
+    let (a, b) = (app.job_context("worker-a"), app.job_context("worker-b"));
     let sender = from();
     let mut sent = 0;
     for _ in 0..10 {
@@ -166,7 +156,7 @@ async fn an_unreachable_server_means_a_later_retry(app: &TestApp) {
     )
     .unwrap();
     let now = app.now();
-    let report = dispatch(&ctx(app, "w1"), &mailer, &from(), now, 50)
+    let report = dispatch(&app.job_context("w1"), &mailer, &from(), now, 50)
         .await
         .unwrap();
     assert_eq!((report.sent, report.retried), (0, 1));
@@ -175,7 +165,7 @@ async fn an_unreachable_server_means_a_later_retry(app: &TestApp) {
     assert!(row.next_attempt_at > now && row.last_error.is_some());
     // Not due yet: nothing happens.
     assert_eq!(
-        dispatch(&ctx(app, "w1"), &mailer, &from(), now, 50)
+        dispatch(&app.job_context("w1"), &mailer, &from(), now, 50)
             .await
             .unwrap(),
         Default::default()
@@ -188,7 +178,7 @@ async fn an_unreachable_server_means_a_later_retry(app: &TestApp) {
     );
     let later = now + TimeDelta::minutes(2);
     assert_eq!(
-        dispatch(&ctx(app, "w1"), &mailer, &from(), later, 50)
+        dispatch(&app.job_context("w1"), &mailer, &from(), later, 50)
             .await
             .unwrap()
             .sent,
@@ -205,7 +195,7 @@ async fn a_claim_left_by_a_crashed_worker_is_taken_again(app: &TestApp) {
         .unwrap();
     let now = app.now();
     // Worker A claims, then dies before sending.
-    let claimed = claim(&ctx(app, "worker-a"), now, 10, outbox::CLAIM_TTL)
+    let claimed = claim(&app.job_context("worker-a"), now, 10, outbox::CLAIM_TTL)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 1);
@@ -213,7 +203,7 @@ async fn a_claim_left_by_a_crashed_worker_is_taken_again(app: &TestApp) {
     // While A's claim holds, B leaves it alone; once it expires, B sends it.
     assert_eq!(
         dispatch(
-            &ctx(app, "worker-b"),
+            &app.job_context("worker-b"),
             &mailer,
             &from(),
             now + TimeDelta::seconds(10),
@@ -226,7 +216,7 @@ async fn a_claim_left_by_a_crashed_worker_is_taken_again(app: &TestApp) {
     );
     let after = now + outbox::CLAIM_TTL + TimeDelta::seconds(1);
     assert_eq!(
-        dispatch(&ctx(app, "worker-b"), &mailer, &from(), after, 10)
+        dispatch(&app.job_context("worker-b"), &mailer, &from(), after, 10)
             .await
             .unwrap()
             .sent,
@@ -254,7 +244,7 @@ async fn a_refused_recipient_fails_for_good_with_the_reply(app: &TestApp) {
         .unwrap();
     let sink = SmtpSink::start().await;
     let mailer = Mailer::new(Some(&sink.url()), std::env::temp_dir()).unwrap();
-    let report = dispatch(&ctx(app, "w1"), &mailer, &from(), app.now(), 50)
+    let report = dispatch(&app.job_context("w1"), &mailer, &from(), app.now(), 50)
         .await
         .unwrap();
     assert_eq!((report.sent, report.failed), (0, 1));
@@ -286,7 +276,7 @@ async fn smtp_auth_credentials_from_the_url_are_used_and_a_refused_login_is_retr
         std::env::temp_dir(),
     )
     .unwrap();
-    let report = dispatch(&ctx(app, "w1"), &good, &from(), now, 50)
+    let report = dispatch(&app.job_context("w1"), &good, &from(), now, 50)
         .await
         .unwrap();
     assert_eq!(report.sent, 3);
@@ -305,7 +295,7 @@ async fn smtp_auth_credentials_from_the_url_are_used_and_a_refused_login_is_retr
         std::env::temp_dir(),
     )
     .unwrap();
-    let report = dispatch(&ctx(app, "w1"), &bad, &from(), now, 50)
+    let report = dispatch(&app.job_context("w1"), &bad, &from(), now, 50)
         .await
         .unwrap();
     assert_eq!(
@@ -331,9 +321,15 @@ async fn smtp_auth_credentials_from_the_url_are_used_and_a_refused_login_is_retr
     );
     assert_eq!(sink.received().len(), 3);
     // Once the password is fixed, the queued email goes out.
-    let report = dispatch(&ctx(app, "w1"), &good, &from(), row.next_attempt_at, 50)
-        .await
-        .unwrap();
+    let report = dispatch(
+        &app.job_context("w1"),
+        &good,
+        &from(),
+        row.next_attempt_at,
+        50,
+    )
+    .await
+    .unwrap();
     assert_eq!(report.sent, 1);
     assert_eq!(sink.wait_for(4).await.len(), 4);
 }
@@ -354,11 +350,11 @@ async fn pooled_connections_deliver_a_batch_concurrently_and_survive_a_server_re
         .unwrap();
     let sink = SmtpSink::serve(listener);
     let mailer = Mailer::new(Some(&sink.url()), std::env::temp_dir()).unwrap();
-    let report = dispatch(&ctx(app, "w1"), &mailer, &from(), now, 20)
+    let report = dispatch(&app.job_context("w1"), &mailer, &from(), now, 20)
         .await
         .unwrap();
     assert_eq!(report.sent, 20);
-    let report = dispatch(&ctx(app, "w1"), &mailer, &from(), now, 20)
+    let report = dispatch(&app.job_context("w1"), &mailer, &from(), now, 20)
         .await
         .unwrap();
     assert_eq!(report.sent, 20, "the pooled connections are reused");
@@ -376,7 +372,7 @@ async fn pooled_connections_deliver_a_batch_concurrently_and_survive_a_server_re
             .await
             .unwrap();
     }
-    let report = dispatch(&ctx(app, "w1"), &mailer, &from(), now, 20)
+    let report = dispatch(&app.job_context("w1"), &mailer, &from(), now, 20)
         .await
         .unwrap();
     assert_eq!((report.sent, report.retried), (5, 0));

@@ -414,12 +414,7 @@ async fn quality_agreements_are_reminded_at_90_30_and_7_days(app: &TestApp) {
     assert_eq!(first["current"], true);
     assert_eq!(first["days_to_expiry"], 95);
 
-    let ctx = worker::jobs::JobContext {
-        db: app.db.clone(),
-        worker_id: "w1".into(),
-        hostname: "test".into(),
-        started_at: app.now(),
-    };
+    let ctx = app.job_context("w1");
     let settings = worker::jobs::agreements::AgreementSettings::default();
     let day = |n: i64| app.now() + chrono::TimeDelta::days(n);
     let run = |n: i64| {
@@ -472,10 +467,7 @@ async fn quality_agreements_are_reminded_at_90_30_and_7_days(app: &TestApp) {
     let a = worker::jobs::agreements::expiry_reminders(&ctx, six, &s)
         .await
         .unwrap();
-    let other = worker::jobs::JobContext {
-        worker_id: "w2".into(),
-        ..ctx.clone()
-    };
+    let other = app.job_context("w2");
     let b = worker::jobs::agreements::expiry_reminders(&other, six, &s)
         .await
         .unwrap();

@@ -56,7 +56,7 @@ async fn a_program_runs_from_template_to_its_commercial_batch_gate(app: &TestApp
 
     // Instantiate the standard plan, safely retried with an Idempotency-Key.
     let plan_path = format!("/api/v1/programs/{}/plan", s.program_id);
-    let body = json!({"template": "cdmo_standard", "start_date": app.now().date_naive()});
+    let body = json!({"template": "cdmo_standard", "start_date": app.today_in("Europe/Zurich")});
     let send = |key: Option<&'static str>| {
         let mut req = s.pm.request(Method::POST, &plan_path);
         if let Some(key) = key {
@@ -178,7 +178,10 @@ async fn a_program_runs_from_template_to_its_commercial_batch_gate(app: &TestApp
                 assert_eq!(action["owner_user_id"], s.pm_id);
                 assert_eq!(action["source"], "gate_item");
                 let due: chrono::NaiveDate = action["due_date"].as_str().unwrap().parse().unwrap();
-                assert_eq!(due, app.now().date_naive() + chrono::TimeDelta::days(7));
+                assert_eq!(
+                    due,
+                    app.today_in("Europe/Zurich") + chrono::TimeDelta::days(7)
+                );
                 s.pm.post(
                     &format!("/api/v1/action-items/{action_id}/transitions"),
                     json!({"event": "complete"}),
@@ -287,7 +290,7 @@ on_both_databases!(a_program_runs_from_template_to_its_commercial_batch_gate);
 
 async fn gate_decisions_need_the_right_people_and_state(app: &TestApp) {
     let s = program_setup(app).await;
-    let today = app.now().date_naive().to_string();
+    let today = app.today_in("Europe/Zurich").to_string();
     let m = s
         .pm
         .post(
@@ -387,7 +390,7 @@ on_both_databases!(gate_decisions_need_the_right_people_and_state);
 
 async fn action_items_are_listed_filtered_and_snoozed(app: &TestApp) {
     let s = program_setup(app).await;
-    let today = app.now().date_naive();
+    let today = app.today_in("Europe/Zurich");
     let items_path = format!("/api/v1/programs/{}/action-items", s.program_id);
     let create = |title: &'static str, due: chrono::NaiveDate, owner: i64| {
         let path = items_path.clone();
@@ -531,7 +534,7 @@ async fn owners_report_progress_but_do_not_reshape_the_plan(app: &TestApp) {
     let s = program_setup(app).await;
     let (owner_id, owner) = user_with_token(app, "owner@acme.test", "contributor", None).await;
     let owner = app.client(&owner);
-    let today = app.now().date_naive().to_string();
+    let today = app.today_in("Europe/Zurich").to_string();
     let ms = format!("/api/v1/programs/{}/milestones", s.program_id);
     let first =
         s.pm.post(
@@ -563,7 +566,7 @@ async fn owners_report_progress_but_do_not_reshape_the_plan(app: &TestApp) {
     owner
         .patch(
             &path,
-            json!({"version": 1, "forecast_end": (app.now().date_naive() + chrono::TimeDelta::days(30)).to_string(), "reason": "slipping"}),
+            json!({"version": 1, "forecast_end": (app.today_in("Europe/Zurich") + chrono::TimeDelta::days(30)).to_string(), "reason": "slipping"}),
         )
         .await
         .expect(200);

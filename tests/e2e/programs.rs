@@ -248,7 +248,7 @@ async fn transition(client: &e2e::Client, id: i64, body: Value) -> e2e::Reply {
 
 async fn milestones_follow_their_state_machine_and_dependencies(app: &TestApp) {
     let s = program_setup(app).await;
-    let today = app.now().date_naive();
+    let today = app.today_in("Europe/Zurich");
     let d = |days: i64| (today + TimeDelta::days(days)).to_string();
     let a = create_milestone(&s, "Tech transfer", &[], &d(0), &d(30)).await;
     let a_id = a["id"].as_i64().unwrap();
@@ -418,7 +418,7 @@ impl Setup {
 
 async fn schedule_health_follows_forecast_and_today(app: &TestApp) {
     let s = program_setup(app).await;
-    let today = app.now().date_naive();
+    let today = app.today_in("Europe/Zurich");
     let d = |days: i64| (today + TimeDelta::days(days)).to_string();
     let m = create_milestone(&s, "Stability studies", &[], &d(-1), &d(10)).await;
     let id = m["id"].as_i64().unwrap();
@@ -460,7 +460,7 @@ on_both_databases!(schedule_health_follows_forecast_and_today);
 
 async fn of_many_identical_transitions_exactly_one_wins(app: &TestApp) {
     let s = program_setup(app).await;
-    let today = app.now().date_naive().to_string();
+    let today = app.today_in("Europe/Zurich").to_string();
     let m = create_milestone(&s, "Batch records", &[], &today, &today).await;
     let id = m["id"].as_i64().unwrap();
     let attempts: Vec<_> = (0..20)
@@ -482,7 +482,7 @@ on_both_databases!(of_many_identical_transitions_exactly_one_wins);
 
 async fn milestones_of_other_programs_are_invisible(app: &TestApp) {
     let s = program_setup(app).await;
-    let today = app.now().date_naive().to_string();
+    let today = app.today_in("Europe/Zurich").to_string();
     let m = create_milestone(&s, "PPQ runs", &[], &today, &today).await;
     let id = m["id"].as_i64().unwrap();
     let (_, _, other) = partner_org(app, "Other Sponsor", "sponsor", "boss@other.test").await;

@@ -509,7 +509,7 @@ async fn a_capa_closes_effective_and_takes_its_deviation_with_it(app: &TestApp) 
     step(json!({"event": "approve_plan", "password": QA_PASSWORD}))
         .await
         .expect_problem(409, "illegal_transition");
-    let today = app.now().date_naive();
+    let today = app.today_in("Europe/Zurich");
     let action = qa
         .post(
             &format!("{cpath}/actions"),
@@ -769,7 +769,7 @@ async fn a_major_change_needs_quality_approval_and_finished_tasks(app: &TestApp)
     assert!(approved["decision_signature_id"].is_i64());
     let task = s
         .pm
-        .post(&format!("{path}/tasks"), json!({"title": "Update filtration SOP", "owner_user_id": s.pm_id, "due_date": app.now().date_naive()}))
+        .post(&format!("{path}/tasks"), json!({"title": "Update filtration SOP", "owner_user_id": s.pm_id, "due_date": app.today_in("Europe/Zurich")}))
         .await
         .expect(201)
         .body;

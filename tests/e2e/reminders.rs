@@ -6,30 +6,38 @@ use e2e::{TestApp, on_both_databases};
 use entity::outbox;
 use sea_orm::EntityTrait;
 use serde_json::json;
-use worker::jobs::JobContext;
 use worker::jobs::reminders::{ReminderSettings, overdue_reminders};
 use worker::mailer::Mailer;
 
 use crate::programs::program_setup;
 use crate::user_with_token;
 
-fn ctx(app: &TestApp, id: &str) -> JobContext {
-    JobContext {
-        db: app.db.clone(),
-        worker_id: id.to_string(),
-        hostname: "test".to_string(),
-        started_at: app.now(),
+/// `h:m` on `day` in Zurich (the program's zone), as UTC.
+fn zurich(day: chrono::NaiveDate, h: u32, m: u32) -> chrono::DateTime<Utc> {
+    let tz: chrono_tz::Tz = "Europe/Zurich".parse().unwrap();
+    tz.from_local_datetime(&day.and_hms_opt(h, m, 0).unwrap())
+        .single()
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+/// In winter (CET, UTC+1) and in summer (CEST, UTC+2): the reminder hour is read in the
+/// program's zone, so the same scenario holds on both sides of the switch.
+async fn owners_get_one_reminder_a_day_with_leadership_copied_on_old_items(app: &TestApp) {
+    // REQ: NOTIF-REMINDER-SCHEDULE, NOTIF-REMINDER-CONTENT, NOTIF-REMINDER-ONCE
+    for monday in ["2026-11-30", "2027-03-29"] {
+        let app = e2e::spawn_app(app.backend).await.expect("app");
+        let day: chrono::NaiveDate = monday.parse().unwrap();
+        app.clock.set(zurich(day, 7, 0) - TimeDelta::days(3));
+        reminders_on(&app, day).await;
+        app.stop().await;
     }
 }
 
-async fn owners_get_one_reminder_a_day_with_leadership_copied_on_old_items(app: &TestApp) {
+async fn reminders_on(app: &TestApp, day: chrono::NaiveDate) {
+    assert_eq!(day.weekday(), Weekday::Mon);
     let s = program_setup(app).await;
-    // Next Monday, 09:00 UTC: a weekday past the reminder hour for a UTC user.
-    let mut day = app.now().date_naive() + TimeDelta::days(1);
-    while day.weekday() != Weekday::Mon {
-        day += TimeDelta::days(1);
-    }
-    let monday_9 = Utc.from_utc_datetime(&day.and_hms_opt(9, 0, 0).unwrap());
+    let monday_9 = zurich(day, 9, 0);
     let (lead_id, _) = user_with_token(app, "lead@acme.test", "viewer", None).await;
     s.pm.post(
         &format!("/api/v1/programs/{}/team", s.program_id),
@@ -59,6 +67,22 @@ async fn owners_get_one_reminder_a_day_with_leadership_copied_on_old_items(app: 
     .await;
     create("Review the batch record", day - TimeDelta::days(2)).await;
     create("Not due yet", day + TimeDelta::days(3)).await;
+    // Exactly 7 days overdue: listed with its days.
+    create("Seven days late", day - TimeDelta::days(7)).await;
+    let cancelled = create("Cancelled", day - TimeDelta::days(4)).await;
+    s.pm.post(
+        &format!("/api/v1/action-items/{}/transitions", cancelled["id"]),
+        json!({"event": "cancel", "reason": "superseded"}),
+    )
+    .await
+    .expect(200);
+    let snoozed = create("Snoozed", day - TimeDelta::days(6)).await;
+    s.pm.post(
+        &format!("/api/v1/action-items/{}/snooze", snoozed["id"]),
+        json!({"until": day, "reason": "waiting for the CMO"}),
+    )
+    .await
+    .expect(200);
     let done = create("Already done", day - TimeDelta::days(5)).await;
     s.pm.post(
         &format!("/api/v1/action-items/{}/transitions", done["id"]),
@@ -67,26 +91,30 @@ async fn owners_get_one_reminder_a_day_with_leadership_copied_on_old_items(app: 
     .await
     .expect(200);
 
-    // Before 08:00 local time nothing goes out; at 09:00 one email.
-    let early = monday_9 - TimeDelta::hours(3);
+    // At 07:59 local time nothing goes out; on the tick just after 08:00, one email.
     let settings = ReminderSettings::default();
     assert_eq!(
-        overdue_reminders(&ctx(app, "w1"), early, &settings)
+        overdue_reminders(&app.job_context("w1"), zurich(day, 7, 59), &settings)
             .await
             .unwrap()
             .queued,
         0
     );
-    let report = overdue_reminders(&ctx(app, "w1"), monday_9, &settings)
+    let on_the_tick = zurich(day, 8, 0) + TimeDelta::milliseconds(250);
+    let report = overdue_reminders(&app.job_context("w1"), on_the_tick, &settings)
         .await
         .unwrap();
-    assert_eq!((report.owners, report.items, report.queued), (1, 2, 1));
+    assert_eq!((report.owners, report.items, report.queued), (1, 3, 1));
     // A second worker, or a second pass the same day: no second email.
     assert_eq!(
-        overdue_reminders(&ctx(app, "w2"), monday_9 + TimeDelta::hours(1), &settings)
-            .await
-            .unwrap()
-            .queued,
+        overdue_reminders(
+            &app.job_context("w2"),
+            monday_9 + TimeDelta::hours(1),
+            &settings
+        )
+        .await
+        .unwrap()
+        .queued,
         0
     );
 
@@ -103,19 +131,23 @@ async fn owners_get_one_reminder_a_day_with_leadership_copied_on_old_items(app: 
         json!(["lead@acme.test"]).to_string(),
         "10 days overdue copies leadership"
     );
-    assert_eq!(row.subject, format!("2 overdue action items — {day}"));
+    assert_eq!(row.subject, format!("3 overdue action items — {day}"));
     let oldest = row.text_body.find("cleaning validation").unwrap();
+    let seven = row.text_body.find("Seven days late").unwrap();
     let newer = row.text_body.find("Review the batch record").unwrap();
-    assert!(oldest < newer, "oldest first");
+    assert!(oldest < seven && seven < newer, "oldest first");
     assert!(row.text_body.contains("10 days overdue") && row.text_body.contains("2 days overdue"));
-    assert!(!row.text_body.contains("Already done") && !row.text_body.contains("Not due yet"));
+    assert!(row.text_body.contains("7 days overdue"));
+    for left_out in ["Already done", "Not due yet", "Cancelled", "Snoozed"] {
+        assert!(!row.text_body.contains(left_out), "{left_out} is left out");
+    }
     assert!(row.html_body.contains("<b>10 days overdue</b>"));
 
     // Delivered once through SMTP, as multipart with both parts.
     let sink = SmtpSink::start().await;
     let mailer = Mailer::new(Some(&sink.url()), std::env::temp_dir()).unwrap();
     let from = "cmo <noreply@cmo.test>".parse().unwrap();
-    worker::jobs::dispatch::dispatch(&ctx(app, "w1"), &mailer, &from, monday_9, 10)
+    worker::jobs::dispatch::dispatch(&app.job_context("w1"), &mailer, &from, monday_9, 10)
         .await
         .unwrap();
     let received = sink.wait_for(1).await;
@@ -125,11 +157,120 @@ async fn owners_get_one_reminder_a_day_with_leadership_copied_on_old_items(app: 
     rcpts.sort();
     assert_eq!(rcpts, ["lead@acme.test", "pm@acme.test"]);
 
-    // The next day's pass sends again; snoozed items drop out.
+    // The next day's pass sends again: the snooze ended on Monday, so that item is back.
     let tuesday_9 = monday_9 + TimeDelta::days(1);
-    let report = overdue_reminders(&ctx(app, "w1"), tuesday_9, &settings)
+    let report = overdue_reminders(&app.job_context("w1"), tuesday_9, &settings)
         .await
         .unwrap();
-    assert_eq!(report.queued, 1);
+    assert_eq!((report.items, report.queued), (4, 1));
 }
 on_both_databases!(owners_get_one_reminder_a_day_with_leadership_copied_on_old_items);
+
+/// Two workers, each ticking every minute a few hundred milliseconds apart (as real ones
+/// do), through a whole morning: every occurrence of the reminder and agreement schedules
+/// is claimed exactly once, and only one worker runs it.
+async fn each_occurrence_is_claimed_once_by_one_of_two_workers(app: &TestApp) {
+    // REQ: NOTIF-OCCURRENCE-CLAIM, NOTIF-REMINDER-ONCE
+    let s = program_setup(app).await;
+    let day: chrono::NaiveDate = "2026-11-30".parse().unwrap();
+    s.pm.post(
+        &format!("/api/v1/programs/{}/action-items", s.program_id),
+        json!({"title": "Send the protocol", "owner_user_id": s.pm_id, "due_date": day - TimeDelta::days(2)}),
+    )
+    .await
+    .expect(201);
+    let reminders = ReminderSettings::default();
+    let agreements = worker::jobs::agreements::AgreementSettings::default();
+    let (w1, w2) = (app.job_context("w1"), app.job_context("w2"));
+    let mut ran = (0, 0);
+    // 05:00 to 09:00 UTC (06:00-10:00 in Zurich) covers the 06:00 UTC agreement check
+    // and the 08:00 Zurich reminder; the window of each is hours, so every tick after
+    // the occurrence sees it due.
+    let start = Utc.from_utc_datetime(&day.and_hms_opt(5, 0, 0).unwrap());
+    for minute in 0..240 {
+        let tick = start + TimeDelta::minutes(minute);
+        for (n, (ctx, jitter)) in [(&w1, 250), (&w2, 731)].into_iter().enumerate() {
+            let at = tick + TimeDelta::milliseconds(jitter) + TimeDelta::microseconds(minute);
+            let r = overdue_reminders(ctx, at, &reminders).await.unwrap();
+            let a = worker::jobs::agreements::expiry_reminders(ctx, at, &agreements)
+                .await
+                .unwrap();
+            let runs = r.ticks + usize::from(a.ran);
+            if n == 0 {
+                ran.0 += runs;
+            } else {
+                ran.1 += runs;
+            }
+        }
+    }
+    let runs = entity::job_run::Entity::find().all(&app.db).await.unwrap();
+    let mut keys: Vec<(String, String)> = runs
+        .iter()
+        .map(|r| (r.job.clone(), r.scheduled_for.to_rfc3339()))
+        .collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            (
+                "overdue_reminders:Europe/Zurich".to_string(),
+                "2026-11-30T07:00:00+00:00".to_string()
+            ),
+            (
+                "quality_agreement_expiry".to_string(),
+                "2026-11-30T06:00:00+00:00".to_string()
+            ),
+        ],
+        "one claim per occurrence, whole seconds"
+    );
+    assert_eq!(ran.0 + ran.1, 2, "each occurrence run once: {ran:?}");
+    assert!(runs.iter().all(|r| r.finished_at.is_some()));
+    assert_eq!(outbox::Entity::find().all(&app.db).await.unwrap().len(), 1);
+}
+on_both_databases!(each_occurrence_is_claimed_once_by_one_of_two_workers);
+
+/// `CMO_CATCH_UP_MINUTES=0` ("never catch up") still sends on the tick right after 08:00:
+/// the worker widens a zero window to its tick's period.
+async fn catch_up_zero_sends_on_the_tick_after_the_occurrence(app: &TestApp) {
+    // REQ: NOTIF-CATCH-UP
+    let s = program_setup(app).await;
+    let day: chrono::NaiveDate = "2026-12-01".parse().unwrap();
+    s.pm.post(
+        &format!("/api/v1/programs/{}/action-items", s.program_id),
+        json!({"title": "Send the protocol", "owner_user_id": s.pm_id, "due_date": day - TimeDelta::days(2)}),
+    )
+    .await
+    .expect(201);
+    let tick = entity::schedule::parse("0 * * * * *").unwrap();
+    let settings = ReminderSettings {
+        catch_up: entity::schedule::effective_catch_up(TimeDelta::zero(), &tick),
+        ..ReminderSettings::default()
+    };
+    let ctx = app.job_context("w1");
+    let eight = zurich(day, 8, 0);
+    assert_eq!(
+        overdue_reminders(&ctx, eight - TimeDelta::milliseconds(750), &settings)
+            .await
+            .unwrap()
+            .queued,
+        0
+    );
+    let on_tick = eight + TimeDelta::milliseconds(250);
+    assert_eq!(
+        overdue_reminders(&ctx, on_tick, &settings)
+            .await
+            .unwrap()
+            .queued,
+        1
+    );
+    // The next day, a worker whose first tick comes at 08:05 does not catch 08:00 up.
+    let next_day = zurich(day.succ_opt().unwrap(), 8, 5);
+    assert_eq!(
+        overdue_reminders(&app.job_context("late"), next_day, &settings)
+            .await
+            .unwrap()
+            .ticks,
+        0
+    );
+}
+on_both_databases!(catch_up_zero_sends_on_the_tick_after_the_occurrence);

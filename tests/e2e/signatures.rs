@@ -211,31 +211,48 @@ async fn a_password_an_admin_chose_cannot_sign(app: &TestApp) {
 }
 on_both_databases!(a_password_an_admin_chose_cannot_sign);
 
+/// Five failures within 15 minutes lock signing and password changes for 15 minutes from
+/// the fifth; `Retry-After` is the time left.
 async fn repeated_wrong_passwords_lock_the_signer_out(app: &TestApp) {
+    // REQ: SEC-SIGN-LOCKOUT
     let event_id = first_audit_event_id(app).await;
     let (qa_id, qa) = user_with_token(app, "qa@acme.test", "quality", Some(PASSWORD)).await;
     let qa = app.client(&qa);
     let attempt = |password: &str| json!({"record_type": "audit_event", "record_id": event_id.to_string(), "meaning": "reviewed", "password": password});
+    // Three failures at signing, minutes apart...
     for _ in 0..3 {
         qa.post("/api/v1/signatures", attempt("guess"))
             .await
             .expect_problem(401, "invalid_password");
+        app.clock.advance(chrono::TimeDelta::minutes(3));
     }
-    // Guessing through the password change counts too.
-    for _ in 0..2 {
-        qa.put(
-            &format!("/api/v1/users/{qa_id}/password"),
-            json!({"current_password": "guess", "new_password": "whatever whatever"}),
-        )
+    // ...and guessing through the password change counts too: the fifth comes at 14:00
+    // after the first (minute 0, 3, 6, 9 and 14).
+    let change = json!({"current_password": "guess", "new_password": "whatever whatever"});
+    qa.put(&format!("/api/v1/users/{qa_id}/password"), change.clone())
         .await
         .expect_problem(401, "invalid_password");
-    }
-    // Now even the right password is refused, without being checked.
+    app.clock.advance(chrono::TimeDelta::minutes(5));
+    qa.put(&format!("/api/v1/users/{qa_id}/password"), change.clone())
+        .await
+        .expect_problem(401, "invalid_password");
+    // Now even the right password is refused, without being checked, for 15 minutes.
     let locked = qa
         .post("/api/v1/signatures", attempt(PASSWORD))
         .await
         .expect_problem(429, "too_many_attempts");
     assert_eq!(locked.header("retry-after"), Some("900"));
+    // The password change is locked too, with the time left.
+    app.clock
+        .advance(chrono::TimeDelta::minutes(10) + chrono::TimeDelta::seconds(20));
+    let locked = qa
+        .put(
+            &format!("/api/v1/users/{qa_id}/password"),
+            json!({"current_password": PASSWORD, "new_password": "whatever whatever"}),
+        )
+        .await
+        .expect_problem(429, "too_many_attempts");
+    assert_eq!(locked.header("retry-after"), Some("280"));
     let failures = app
         .admin()
         .get(&format!(
@@ -243,11 +260,67 @@ async fn repeated_wrong_passwords_lock_the_signer_out(app: &TestApp) {
         ))
         .await
         .body;
-    assert_eq!(failures["total"], 2);
-    // The window passes; the signer may try again.
-    app.clock.advance(chrono::TimeDelta::minutes(16));
+    assert_eq!(
+        failures["total"], 2,
+        "refused attempts while locked are not failures"
+    );
+    // One second before the end: still locked; at the end: the signer may sign.
+    app.clock.advance(chrono::TimeDelta::seconds(279));
+    let last = qa
+        .post("/api/v1/signatures", attempt(PASSWORD))
+        .await
+        .expect_problem(429, "too_many_attempts");
+    assert_eq!(last.header("retry-after"), Some("1"));
+    app.clock.advance(chrono::TimeDelta::seconds(1));
     qa.post("/api/v1/signatures", attempt(PASSWORD))
         .await
         .expect(201);
 }
 on_both_databases!(repeated_wrong_passwords_lock_the_signer_out);
+
+/// Failures spread over more than 15 minutes never lock.
+async fn failures_outside_the_window_do_not_lock(app: &TestApp) {
+    // REQ: SEC-SIGN-LOCKOUT
+    let event_id = first_audit_event_id(app).await;
+    let (_, qa) = user_with_token(app, "qa@acme.test", "quality", Some(PASSWORD)).await;
+    let qa = app.client(&qa);
+    let attempt = |password: &str| json!({"record_type": "audit_event", "record_id": event_id.to_string(), "meaning": "reviewed", "password": password});
+    for _ in 0..6 {
+        qa.post("/api/v1/signatures", attempt("guess"))
+            .await
+            .expect_problem(401, "invalid_password");
+        app.clock.advance(chrono::TimeDelta::minutes(4));
+    }
+    qa.post("/api/v1/signatures", attempt(PASSWORD))
+        .await
+        .expect(201);
+}
+on_both_databases!(failures_outside_the_window_do_not_lock);
+
+/// Twenty wrong passwords sent at once: the password is checked at most five times
+/// (the check and the failure's record take turns per person), the rest are refused.
+async fn parallel_guesses_meet_the_lockout(app: &TestApp) {
+    // REQ: SEC-SIGN-LOCKOUT
+    let event_id = first_audit_event_id(app).await;
+    let (qa_id, qa) = user_with_token(app, "qa@acme.test", "quality", Some(PASSWORD)).await;
+    let qa = app.client(&qa);
+    let body = json!({"record_type": "audit_event", "record_id": event_id.to_string(), "meaning": "reviewed", "password": "guess"});
+    let answers = futures_util::future::join_all(
+        (0..20).map(|_| qa.post("/api/v1/signatures", body.clone())),
+    )
+    .await;
+    let mut statuses: Vec<u16> = answers.iter().map(|a| a.status.as_u16()).collect();
+    statuses.sort();
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((checked, refused), (5, 15), "{statuses:?}");
+    let failures = app
+        .admin()
+        .get(&format!(
+            "/api/v1/audit-events?actor_user_id={qa_id}&action=sign_failed"
+        ))
+        .await
+        .body;
+    assert_eq!(failures["total"], 5);
+}
+on_both_databases!(parallel_guesses_meet_the_lockout);

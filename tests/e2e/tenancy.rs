@@ -139,7 +139,7 @@ async fn seed_every_kind(app: &TestApp) -> std::collections::HashMap<&'static st
         .expect(201)
         .body;
     let webhook = hook["subscription"]["id"].as_i64().unwrap();
-    let today = app.now().date_naive();
+    let today = app.today_in("Europe/Zurich");
     let milestone = s
         .pm
         .post(

@@ -11,20 +11,10 @@ use e2e::{TestApp, on_both_databases};
 use entity::webhook::RetryPolicy;
 use serde_json::{Value, json};
 use worker::http::HttpClient;
-use worker::jobs::JobContext;
 use worker::jobs::webhooks::{DeliveryReport, WebhookSettings, delivery_pass};
 
 use crate::programs::program_setup;
 use crate::user_with_token;
-
-fn ctx(app: &TestApp, id: &str) -> JobContext {
-    JobContext {
-        db: app.db.clone(),
-        worker_id: id.to_string(),
-        hostname: "test".to_string(),
-        started_at: app.now(),
-    }
-}
 
 /// Retries after 1 s, 4 s, 16 s …; disabled after `disable_after` failures in a row.
 fn settings(app: &TestApp, disable_after: i32) -> WebhookSettings {
@@ -47,9 +37,14 @@ fn http(timeout_ms: u64) -> HttpClient {
 }
 
 async fn pass(app: &TestApp, worker: &str, at: chrono::DateTime<chrono::Utc>) -> DeliveryReport {
-    delivery_pass(&ctx(app, worker), &http(2000), at, &settings(app, 20))
-        .await
-        .unwrap()
+    delivery_pass(
+        &app.job_context(worker),
+        &http(2000),
+        at,
+        &settings(app, 20),
+    )
+    .await
+    .unwrap()
 }
 
 /// Subscribes `client`'s organization; returns (subscription id, secret).
@@ -191,7 +186,7 @@ async fn failed_attempts_are_retried_with_the_same_event_id(app: &TestApp) {
     report_minor(&s.pm, app, s.program_id, "Torn label").await;
     let t0 = app.now();
     let run = |at, timeout_ms| {
-        let ctx = ctx(app, "w1");
+        let ctx = app.job_context("w1");
         let settings = settings(app, 20);
         async move {
             delivery_pass(&ctx, &http(timeout_ms), at, &settings)
@@ -314,7 +309,7 @@ async fn gone_or_failing_receivers_are_disabled_and_admins_emailed(app: &TestApp
         report_minor(&s.pm, app, s.program_id, &format!("Label {n}")).await;
     }
     let now = app.now();
-    let r = delivery_pass(&ctx(app, "w1"), &http(2000), now, &settings(app, 3))
+    let r = delivery_pass(&app.job_context("w1"), &http(2000), now, &settings(app, 3))
         .await
         .unwrap();
     assert_eq!(r.disabled, 2);
@@ -355,7 +350,7 @@ async fn gone_or_failing_receivers_are_disabled_and_admins_emailed(app: &TestApp
     let sink = SmtpSink::start().await;
     let mailer = worker::mailer::Mailer::new(Some(&sink.url()), std::env::temp_dir()).unwrap();
     worker::jobs::dispatch::dispatch(
-        &ctx(app, "w1"),
+        &app.job_context("w1"),
         &mailer,
         &"cmo <noreply@cmo.test>".parse().unwrap(),
         now,
@@ -382,10 +377,15 @@ async fn gone_or_failing_receivers_are_disabled_and_admins_emailed(app: &TestApp
     assert_eq!(deliveries(&admin, failing_sub).await.len(), 3);
     let later = now + TimeDelta::hours(1);
     assert_eq!(
-        delivery_pass(&ctx(app, "w1"), &http(2000), later, &settings(app, 3))
-            .await
-            .unwrap()
-            .claimed,
+        delivery_pass(
+            &app.job_context("w1"),
+            &http(2000),
+            later,
+            &settings(app, 3)
+        )
+        .await
+        .unwrap()
+        .claimed,
         0
     );
     // Re-activated (receiver fixed): the pending retries go out.
@@ -397,9 +397,14 @@ async fn gone_or_failing_receivers_are_disabled_and_admins_emailed(app: &TestApp
         )
         .await
         .expect(200);
-    let r = delivery_pass(&ctx(app, "w1"), &http(2000), later, &settings(app, 3))
-        .await
-        .unwrap();
+    let r = delivery_pass(
+        &app.job_context("w1"),
+        &http(2000),
+        later,
+        &settings(app, 3),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.delivered, 3);
     let f = admin.get("/api/v1/webhooks").await.expect(200).body;
     assert!(f.as_array().unwrap().iter().any(|w| w["id"] == failing_sub
@@ -418,15 +423,19 @@ async fn two_workers_deliver_each_event_once(app: &TestApp) {
         report_minor(&s.pm, app, s.program_id, &format!("Deviation {i}")).await;
     }
     // A worker that claimed some and died: its claims expire and are taken over.
-    let dead =
-        worker::jobs::webhooks::claim(&ctx(app, "dead"), app.now(), 5, TimeDelta::seconds(70))
-            .await
-            .unwrap();
+    let dead = worker::jobs::webhooks::claim(
+        &app.job_context("dead"),
+        app.now(),
+        5,
+        TimeDelta::seconds(70),
+    )
+    .await
+    .unwrap();
     assert_eq!(dead.len(), 5);
     let at = app.now() + TimeDelta::seconds(71);
     let mut small = settings(app, 20);
     small.batch = 7;
-    let (c1, c2) = (ctx(app, "w1"), ctx(app, "w2"));
+    let (c1, c2) = (app.job_context("w1"), app.job_context("w2"));
     let (h1, h2) = (http(2000), http(2000));
     let (a, b) = tokio::join!(
         delivery_pass(&c1, &h1, at, &small),

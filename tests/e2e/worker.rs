@@ -9,10 +9,8 @@ use worker::jobs::{JobContext, heartbeat::heartbeat};
 async fn heartbeats_upsert_one_row_per_worker(app: &TestApp) {
     let started = app.now();
     let ctx = |id: &str| JobContext {
-        db: app.db.clone(),
-        worker_id: id.to_string(),
         hostname: "test-host".to_string(),
-        started_at: started,
+        ..app.job_context(id)
     };
     assert_eq!(heartbeat(&ctx("w1"), started).await.unwrap().beats, 1);
     assert_eq!(

@@ -25,6 +25,57 @@ pub enum Backend {
     Postgres,
 }
 
+/// Where every test's clock starts unless it chooses another instant: a Wednesday at
+/// 10:00 UTC in winter, far from midnight, from Monday schedules and from daylight-saving
+/// switches in every zone the tests use. Never the machine's clock: the suite must mean the
+/// same thing at any hour of any day (and under a shifted clock).
+pub fn start_instant() -> chrono::DateTime<chrono::Utc> {
+    utc("2026-11-18T10:00:00Z")
+}
+
+/// An RFC 3339 instant (test data; panics on a typo).
+pub fn utc(rfc3339: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or_else(|e| panic!("instant {rfc3339:?}: {e}"))
+}
+
+/// The instants time-dependent scenarios are run through: where schedules, dates and
+/// weeks turn over. Each is named for the failure it would catch.
+pub fn tricky_instants() -> Vec<(&'static str, chrono::DateTime<chrono::Utc>)> {
+    vec![
+        // Monday in Zurich (CET, UTC+1): just before and at the 07:00 digest, and the
+        // 08:00 reminder.
+        ("Mon 06:59 Zurich", utc("2026-11-30T05:59:00Z")),
+        ("Mon 07:00 Zurich", utc("2026-11-30T06:00:00Z")),
+        ("Mon 08:00 Zurich", utc("2026-11-30T07:00:00Z")),
+        // Daylight-saving switch days: Europe (last Sunday of March / October) and the
+        // US (second Sunday of March, first Sunday of November), and the Monday after.
+        ("EU spring forward", utc("2027-03-28T01:30:00Z")),
+        (
+            "Mon after EU spring forward 07:30 UTC",
+            utc("2027-03-29T07:30:00Z"),
+        ),
+        ("EU fall back", utc("2027-10-31T00:30:00Z")),
+        ("US spring forward", utc("2027-03-14T10:30:00Z")),
+        ("US fall back", utc("2026-11-01T06:30:00Z")),
+        // Year end: 31 December late evening UTC is already 1 January in UTC+13, and
+        // 2026 has an ISO week 53.
+        ("31 Dec 23:30 UTC", utc("2026-12-31T23:30:00Z")),
+        ("1 Jan 00:30 UTC", utc("2027-01-01T00:30:00Z")),
+        ("23:30 UTC", utc("2026-11-24T23:30:00Z")),
+    ]
+}
+
+/// Zones whose local date differs most from UTC's: Auckland in summer is UTC+13,
+/// Honolulu UTC-10, Kolkata a half-hour zone, Sydney southern-hemisphere DST.
+pub const FAR_ZONES: [&str; 4] = [
+    "Pacific/Auckland",
+    "Pacific/Honolulu",
+    "Asia/Kolkata",
+    "Australia/Sydney",
+];
+
 /// A running api with a bootstrapped sponsor org ("Acme Bio") and its admin.
 pub struct TestApp {
     pub base_url: String,
@@ -45,6 +96,24 @@ impl TestApp {
     /// The api's current time.
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.clock.now()
+    }
+
+    /// The api's date in the time zone `zone` (a program's "today").
+    pub fn today_in(&self, zone: &str) -> chrono::NaiveDate {
+        let tz: chrono_tz::Tz = zone.parse().expect("IANA zone");
+        self.now().with_timezone(&tz).date_naive()
+    }
+
+    /// A worker's job context on this app's database and clock (the worker's `now` is
+    /// the api's: one clock).
+    pub fn job_context(&self, worker_id: &str) -> worker::jobs::JobContext {
+        worker::jobs::JobContext {
+            db: self.db.clone(),
+            clock: Arc::new(self.clock.clone()),
+            worker_id: worker_id.to_string(),
+            hostname: "test".to_string(),
+            started_at: self.now(),
+        }
     }
 
     pub fn client(&self, token: &str) -> Client {
@@ -75,6 +144,38 @@ impl TestApp {
 
     pub async fn stop(self) {
         self.server.stop(false).await;
+    }
+}
+
+/// Worker settings for tests that run the real loops: emails to the SMTP server at
+/// `smtp_url`, and reminder and digest schedules that never come due (an occurrence a
+/// year away, with no catch-up), so only the work a test creates is sent.
+pub fn quiet_job_settings(smtp_url: &str) -> worker::runner::JobSettings {
+    let never = "0 0 0 29 2 *".to_string();
+    worker::runner::JobSettings {
+        mailer: worker::mailer::Mailer::new(Some(smtp_url), std::env::temp_dir()).expect("mailer"),
+        from: "cmo <noreply@cmo.test>".parse().expect("from address"),
+        batch: 50,
+        outbox_claim_ttl: entity::outbox::CLAIM_TTL,
+        reminders: worker::jobs::reminders::ReminderSettings {
+            schedule: never.clone(),
+            catch_up: chrono::TimeDelta::zero(),
+            ..Default::default()
+        },
+        digests: worker::jobs::digests::DigestSettings {
+            schedule: never.clone(),
+            catch_up: chrono::TimeDelta::zero(),
+            ..Default::default()
+        },
+        agreements: worker::jobs::agreements::AgreementSettings {
+            schedule: never,
+            catch_up: chrono::TimeDelta::zero(),
+            ..Default::default()
+        },
+        escalations: Default::default(),
+        webhooks: Default::default(),
+        http: worker::http::HttpClient::new(std::time::Duration::from_secs(5))
+            .expect("http client"),
     }
 }
 
@@ -113,7 +214,7 @@ pub async fn spawn_app_on(
     let db = api::db::connect_and_migrate(&args)
         .await
         .expect("connect and migrate");
-    let clock = ManualClock::new(chrono::Utc::now());
+    let clock = ManualClock::new(start_instant());
     let boot = bootstrap(
         &db,
         BootstrapRequest {

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use api::config::{DatabaseArgs, TelemetryArgs};
+use api::config::{ClockArgs, DatabaseArgs, TelemetryArgs};
 use clap::Parser;
 use worker::jobs::JobContext;
 use worker::runner::{JobSettings, Schedules, run};
@@ -18,6 +18,8 @@ struct Cli {
     database: DatabaseArgs,
     #[command(flatten)]
     telemetry: TelemetryArgs,
+    #[command(flatten)]
+    clock: ClockArgs,
     /// Cron schedule (6 fields, with seconds, UTC) of the heartbeat job.
     #[arg(long, env = "CMO_HEARTBEAT_CRON", default_value = "*/30 * * * * *")]
     heartbeat_cron: String,
@@ -130,6 +132,7 @@ fn main() -> ExitCode {
 }
 
 async fn start(cli: Cli) -> Result<(), String> {
+    let clock = cli.clock.clock()?;
     let db = api::db::connect_and_migrate(&cli.database)
         .await
         .map_err(|e| e.to_string())?;
@@ -151,9 +154,10 @@ async fn start(cli: Cli) -> Result<(), String> {
     let hostname: String = hostname.chars().take(255).collect();
     let ctx = JobContext {
         db: db.clone(),
+        started_at: clock.now(),
+        clock,
         worker_id,
         hostname,
-        started_at: entity::clock::truncate_to_micros(chrono::Utc::now()),
     };
     let schedules = Schedules {
         heartbeat: cli.heartbeat_cron,
@@ -162,7 +166,13 @@ async fn start(cli: Cli) -> Result<(), String> {
         escalation_tick: std::time::Duration::from_millis(cli.escalation_tick_ms),
         webhook_tick: std::time::Duration::from_millis(cli.webhook_tick_ms),
     };
-    let catch_up = chrono::TimeDelta::minutes(i64::from(cli.catch_up_minutes));
+    // 0 ("never catch up") still sends on the tick right after an occurrence.
+    let tick_cron = entity::schedule::parse(&schedules.tick)
+        .map_err(|e| format!("invalid schedule tick {:?}: {e}", schedules.tick))?;
+    let catch_up = entity::schedule::effective_catch_up(
+        chrono::TimeDelta::minutes(i64::from(cli.catch_up_minutes)),
+        &tick_cron,
+    );
     let from: lettre::message::Mailbox = cli.mail_from.parse().map_err(|e| {
         format!(
             "--mail-from {:?} is not an email address: {e}",

@@ -98,8 +98,7 @@ pub async fn run(
             detail,
         })?;
     }
-    let first =
-        heartbeat::heartbeat(&ctx, entity::clock::truncate_to_micros(chrono::Utc::now())).await?;
+    let first = heartbeat::heartbeat(&ctx, ctx.now()).await?;
     tracing::info!(worker_id = %ctx.worker_id, beats = first.beats, "worker started");
 
     let mut scheduler = JobScheduler::new().await?;
@@ -111,7 +110,7 @@ pub async fn run(
             move |_id, _lock| {
                 let ctx = job_ctx.clone();
                 Box::pin(async move {
-                    let now = entity::clock::truncate_to_micros(chrono::Utc::now());
+                    let now = ctx.now();
                     match heartbeat::heartbeat(&ctx, now).await {
                         Ok(report) => tracing::debug!(beats = report.beats, "heartbeat"),
                         Err(err) => tracing::warn!(%err, "heartbeat failed"),
@@ -235,7 +234,7 @@ async fn escalation_loop(
     fast_loop(every, wake, stopped, || {
         let (ctx, mail) = (ctx.clone(), mail.clone());
         async move {
-            let now = entity::clock::truncate_to_micros(chrono::Utc::now());
+            let now = ctx.now();
             match crate::jobs::escalations::escalation_pass(&ctx, now, &mail.escalations).await {
                 Ok(r) if r.pages + r.skipped + r.exhausted + r.reopened > 0 => {
                     tracing::info!(
@@ -304,7 +303,7 @@ async fn webhook_loop(
     fast_loop(every, wake, stopped, || {
         let (ctx, jobs) = (ctx.clone(), jobs.clone());
         async move {
-            let now = entity::clock::truncate_to_micros(chrono::Utc::now());
+            let now = ctx.now();
             match crate::jobs::webhooks::delivery_pass(&ctx, &jobs.http, now, &jobs.webhooks).await
             {
                 Ok(r) if r.claimed > 0 => tracing::info!(
@@ -365,7 +364,7 @@ async fn listen(
 /// Reminders and digests whose occurrence (in their program's time zone) is due, and
 /// `action_item.overdue` events for items that became overdue.
 async fn scheduled_pass(ctx: &JobContext, mail: &JobSettings) {
-    let now = entity::clock::truncate_to_micros(chrono::Utc::now());
+    let now = ctx.now();
     match crate::jobs::reminders::overdue_reminders(ctx, now, &mail.reminders).await {
         Ok(r) if r.ticks > 0 => tracing::info!(
             zones = r.ticks,

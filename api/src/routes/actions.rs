@@ -14,6 +14,7 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::local_dates::ProgramDates;
 use super::milestones::program_today;
 use super::programs::sides;
 use super::{
@@ -267,7 +268,8 @@ pub struct ActionFilter {
     pub owner_user_id: Option<i64>,
     pub status: Option<ActionStatus>,
     pub source: Option<ActionSource>,
-    /// Only items overdue today (UTC date), or only items that are not.
+    /// Only items overdue today (in each item's program's time zone, as on the item),
+    /// or only items that are not.
     pub overdue: Option<bool>,
     /// Due on or before this date.
     pub due_before: Option<NaiveDate>,
@@ -292,7 +294,7 @@ pub async fn list_action_items(
     filter: web::Query<ActionFilter>,
 ) -> ApiResult<web::Json<Page<ActionItemView>>> {
     let f = filter.into_inner();
-    let today = state.clock.now().date_naive();
+    let dates = ProgramDates::load(&state.db, &ctx, state.clock.now()).await?;
     let mut select = scoped::<action_item::Entity>(&ctx)
         .order_by_asc(action_item::Column::DueDate)
         .order_by_asc(action_item::Column::Id);
@@ -315,14 +317,11 @@ pub async fn list_action_items(
         select = select.filter(action_item::Column::DueDate.gte(v));
     }
     if let Some(overdue) = f.overdue {
+        let program = action_item::Column::ProgramId;
         let is_overdue = Condition::all()
             .add(action_item::Column::Status.is_in([ActionStatus::Open, ActionStatus::InProgress]))
-            .add(action_item::Column::DueDate.lt(today))
-            .add(
-                Condition::any()
-                    .add(action_item::Column::SnoozedUntil.is_null())
-                    .add(action_item::Column::SnoozedUntil.lt(today)),
-            );
+            .add(dates.before_today(program, action_item::Column::DueDate))
+            .add(dates.null_or_before_today(program, action_item::Column::SnoozedUntil));
         select = select.filter(if overdue {
             is_overdue
         } else {
@@ -331,7 +330,10 @@ pub async fn list_action_items(
     }
     let (items, total, limit, offset) = fetch_page(&state.db, select, f.limit, f.offset).await?;
     Ok(web::Json(Page {
-        items: items.iter().map(|a| view(a, today)).collect(),
+        items: items
+            .iter()
+            .map(|a| view(a, dates.today(a.program_id)))
+            .collect(),
         total,
         limit,
         offset,

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::actions::{self, ActionItemView, NewAction};
+use super::local_dates::ProgramDates;
 use super::milestones::program_today;
 use super::{
     ApiJson, Checks, Page, Validate, compare_and_set, expected_version, fetch_page, snapshot,
@@ -325,10 +326,11 @@ pub async fn list_capas(
         select = select.filter(capa::Column::Status.eq(v));
     }
     if f.effectiveness_overdue == Some(true) {
-        let today = state.clock.now().date_naive();
+        // Each CAPA's program date, as its detail view reads "overdue".
+        let dates = ProgramDates::load(&state.db, &ctx, state.clock.now()).await?;
         select = select
             .filter(capa::Column::Status.eq(CapaStatus::EffectivenessCheck))
-            .filter(capa::Column::EffectivenessDue.lt(today));
+            .filter(dates.before_today(capa::Column::ProgramId, capa::Column::EffectivenessDue));
     }
     let (items, total, limit, offset) = fetch_page(&state.db, select, f.limit, f.offset).await?;
     let mut views = Vec::with_capacity(items.len());

@@ -22,6 +22,7 @@ pub mod evaluations;
 pub mod events;
 pub mod gates;
 pub mod health;
+pub mod local_dates;
 pub mod me;
 pub mod milestones;
 pub mod organizations;

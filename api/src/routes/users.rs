@@ -497,21 +497,19 @@ pub async fn set_password(
         ctx.require_admin()?;
     }
     if is_self && let Some(stored) = target.password_hash.clone() {
-        crate::signing::ensure_not_locked_out(&state.db, &ctx, state.clock.now()).await?;
         let given = body.current_password.clone().unwrap_or_default();
-        if !crate::secrets::verify_password(given, stored).await? {
-            // Guessing the signing password here must leave the same trace as at signing.
-            crate::signing::record_failure(
-                &state,
-                &ctx,
-                Entry::new("user", target.id, crate::signing::FAILED_PASSWORD_CHANGE)
-                    .after(serde_json::json!({"failure": "wrong_current_password"})),
-            )
-            .await?;
-            return Err(ApiError::InvalidPassword(
-                "the current password is wrong".to_string(),
-            ));
-        }
+        // Guessing the signing password here leaves the same trace, and meets the same
+        // lockout, as at signing.
+        let failure = Entry::new("user", target.id, crate::signing::FAILED_PASSWORD_CHANGE)
+            .after(serde_json::json!({"failure": "wrong_current_password"}));
+        crate::signing::check_password(&state, &ctx, given, stored, failure)
+            .await
+            .map_err(|err| match err {
+                ApiError::InvalidPassword(_) => {
+                    ApiError::InvalidPassword("the current password is wrong".to_string())
+                }
+                other => other,
+            })?;
     }
     let hash = crate::secrets::hash_password(body.new_password).await?;
     let now = state.clock.now();

@@ -24,7 +24,6 @@ use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use worker::jobs::JobContext;
 use worker::mailer::Mailer;
 use worker::smtp::{SmtpConfig, SmtpPool};
 
@@ -260,12 +259,7 @@ async fn outbox_dispatch(backend: Backend, postfix_sink: Option<&str>) -> Option
         .unwrap_or_else(|| sink.url());
     let mailer = Mailer::new(Some(&url), std::env::temp_dir()).expect("mailer");
     let from: Mailbox = "cmo <noreply@cmo.test>".parse().expect("from");
-    let ctx = JobContext {
-        db: app.db.clone(),
-        worker_id: "bench".to_string(),
-        hostname: "bench".to_string(),
-        started_at: now,
-    };
+    let ctx = app.job_context("bench");
     let started = Instant::now();
     let mut sent = 0;
     // Bounded: each pass sends up to 500; a few spare passes at most.

@@ -35,9 +35,7 @@ async fn bench(backend: Backend) {
             .expect("worker connection");
         let ctx = JobContext {
             db,
-            worker_id: format!("bench-{n}"),
-            hostname: "bench".to_string(),
-            started_at: chrono::Utc::now(),
+            ..app.job_context(&format!("bench-{n}"))
         };
         let mail = JobSettings {
             mailer: worker::mailer::Mailer::new(Some(&sink.url()), std::env::temp_dir())

@@ -16,7 +16,6 @@ use sea_orm::{
     ActiveValue::NotSet, ActiveValue::Set, ConnectionTrait, EntityTrait, TransactionTrait,
 };
 use serde_json::json;
-use worker::jobs::JobContext;
 use worker::jobs::reminders::{ReminderSettings, overdue_reminders};
 
 const OWNERS: usize = 200;
@@ -144,12 +143,7 @@ async fn bench(backend: Backend) {
         day += TimeDelta::days(1);
     }
     let monday_9 = Utc.from_utc_datetime(&day.and_hms_opt(9, 0, 0).unwrap_or_default());
-    let ctx = JobContext {
-        db: app.db.clone(),
-        worker_id: "bench".to_string(),
-        hostname: "bench".to_string(),
-        started_at: now,
-    };
+    let ctx = app.job_context("bench");
     let settings = ReminderSettings::default();
     let mut seeded = 0;
     let mut passes = Vec::new();

@@ -37,9 +37,7 @@ async fn worker_ctx(app: &TestApp, name: &str) -> JobContext {
         db: api::db::connect(&app.database_url, None)
             .await
             .expect("worker connection"),
-        worker_id: name.to_string(),
-        hostname: "bench".to_string(),
-        started_at: chrono::Utc::now(),
+        ..app.job_context(name)
     }
 }
 

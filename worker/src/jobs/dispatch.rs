@@ -142,7 +142,7 @@ pub async fn drain(
 ) -> Result<DispatchReport, JobError> {
     let mut total = DispatchReport::default();
     for _ in 0..max_rounds.max(1) {
-        let now = entity::clock::truncate_to_micros(chrono::Utc::now());
+        let now = ctx.now();
         let r = dispatch_with(ctx, mailer, from, now, batch, claim_ttl).await?;
         total.sent += r.sent;
         total.retried += r.retried;

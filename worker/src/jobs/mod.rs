@@ -11,16 +11,29 @@ pub mod reminders;
 pub mod ticks;
 pub mod webhooks;
 
+use std::sync::Arc;
+
+use entity::clock::Clock;
 use sea_orm::DatabaseConnection;
 
 /// What every job can reach.
 #[derive(Clone)]
 pub struct JobContext {
     pub db: DatabaseConnection,
+    /// The one clock of domain time (the api's kind): the runner's loops take `now` from
+    /// it, never from the wall clock, so a test drives a whole worker at its instant.
+    pub clock: Arc<dyn Clock>,
     /// Identifies this worker process in heartbeats and row claims.
     pub worker_id: String,
     pub hostname: String,
     pub started_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl JobContext {
+    /// Domain time now, from the injected clock.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -170,7 +170,7 @@ async fn deliver_batch(
     let sending = async move {
         let mut chunks = futures_util::stream::iter(rows)
             .map(|d| async move {
-                let started_at = entity::clock::truncate_to_micros(Utc::now());
+                let started_at = ctx.now();
                 let clock = Instant::now();
                 let result = match (events.get(&d.event_id), subs.get(&d.subscription_id)) {
                     (Some(e), Some(s)) => post(client, s, e, &d).await,
@@ -221,7 +221,8 @@ async fn post(
         HttpError::Protocol(format!("stored event {} unreadable: {e}", event.cursor))
     })?;
     let body = serde_json::to_vec(&view).map_err(|e| HttpError::Protocol(e.to_string()))?;
-    // Wall-clock time, so receivers can refuse stale replays.
+    // Wall-clock time, not the injected domain clock: receivers compare it with their
+    // own clocks to refuse stale replays.
     let timestamp = Utc::now().timestamp();
     let headers = [
         ("X-Cmo-Event-Id", event.cursor.to_string()),
