@@ -10,6 +10,7 @@ mod digests;
 mod escalations;
 mod events;
 mod idempotency;
+mod instants;
 mod openapi;
 mod operations;
 mod outbox;

@@ -1,0 +1,182 @@
+//! The time-dependent behaviour run through the tricky instants (`e2e::tricky_instants`):
+//! Monday mornings, both daylight-saving switches in Europe and the US, year end and late
+//! evening UTC, with programs in zones whose date differs most from UTC's. Expectations
+//! are written from the local clock of each zone (what a person there would say), not
+//! from the functions under test.
+
+use chrono::{Datelike, NaiveTime, TimeDelta, Timelike, Weekday};
+use e2e::{FAR_ZONES, TestApp, on_both_databases, tricky_instants};
+use serde_json::json;
+
+use crate::programs::program_setup;
+
+/// Zurich is the setup program's zone; one more program in each of these.
+fn zones() -> Vec<&'static str> {
+    let mut z = vec!["Europe/Zurich", "UTC", "America/New_York"];
+    z.extend(FAR_ZONES);
+    z
+}
+
+fn weekday(w: Weekday) -> bool {
+    !matches!(w, Weekday::Sat | Weekday::Sun)
+}
+
+fn between(t: NaiveTime, from: (u32, u32), to: (u32, u32)) -> bool {
+    let minutes = |h: u32, m: u32| h * 60 + m;
+    let at = t.hour() * 60 + t.minute();
+    let exact = t.second() == 0 && t.nanosecond() == 0;
+    at >= minutes(from.0, from.1)
+        && (at < minutes(to.0, to.1) || (exact && at == minutes(to.0, to.1)))
+}
+
+async fn overdue_reminders_and_digests_follow_each_programs_local_clock(app: &TestApp) {
+    // REQ: TIME-ZONES, ACT-OVERDUE-LOCAL, NOTIF-REMINDER-SCHEDULE, NOTIF-DIGEST, NOTIF-AGREEMENT-EXPIRY
+    for (name, at) in tricky_instants() {
+        let app = e2e::spawn_app(app.backend).await.expect("app");
+        app.clock.set(at);
+        at_instant(&app, name).await;
+        app.stop().await;
+    }
+}
+on_both_databases!(overdue_reminders_and_digests_follow_each_programs_local_clock);
+
+async fn at_instant(app: &TestApp, name: &str) {
+    let at = app.now();
+    let s = program_setup(app).await;
+    let setup =
+        s.pm.get(&format!("/api/v1/programs/{}", s.program_id))
+            .await
+            .expect(200)
+            .body;
+    let cmo_org_id = setup["cmo_org_id"].as_i64().expect("cmo_org_id");
+    let mut programs = vec![(s.program_id, "Europe/Zurich")];
+    for zone in zones().into_iter().skip(1) {
+        let p =
+            s.pm.post(
+                "/api/v1/programs",
+                json!({"name": format!("Program in {zone}"), "product_name": "ACM-101",
+                       "cmo_org_id": cmo_org_id, "modality": "biologic", "stage": "clinical",
+                       "time_zone": zone}),
+            )
+            .await
+            .expect(201)
+            .body;
+        programs.push((p["id"].as_i64().unwrap(), zone));
+    }
+    // In every program: one item due yesterday and one due today, local dates.
+    let mut late = Vec::new();
+    for (program_id, zone) in &programs {
+        let today = app.today_in(zone);
+        for (title, due) in [("late", today - TimeDelta::days(1)), ("today", today)] {
+            let item = s
+                .pm
+                .post(
+                    &format!("/api/v1/programs/{program_id}/action-items"),
+                    json!({"title": format!("{title} in {zone}"), "owner_user_id": s.pm_id, "due_date": due}),
+                )
+                .await
+                .expect(201)
+                .body;
+            let detail =
+                s.pm.get(&format!("/api/v1/action-items/{}", item["id"]))
+                    .await
+                    .expect(200)
+                    .body;
+            assert_eq!(
+                (detail["overdue"].as_bool(), detail["days_overdue"].as_i64()),
+                if title == "late" {
+                    (Some(true), Some(1))
+                } else {
+                    (Some(false), Some(0))
+                },
+                "{name}: {title} in {zone}"
+            );
+            if title == "late" {
+                late.push(item["id"].as_i64().unwrap());
+            }
+        }
+    }
+    // The list says what each item's page says, in every zone at once.
+    let listed =
+        s.pm.get("/api/v1/action-items?overdue=true&limit=200")
+            .await
+            .expect(200)
+            .body;
+    let mut ids: Vec<i64> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            assert_eq!(i["days_overdue"], 1, "{name}: {i}");
+            i["id"].as_i64().unwrap()
+        })
+        .collect();
+    ids.sort();
+    late.sort();
+    assert_eq!(
+        ids, late,
+        "{name}: ?overdue=true lists yesterday's items only"
+    );
+    let not_overdue =
+        s.pm.get("/api/v1/action-items?overdue=false&limit=200")
+            .await
+            .expect(200)
+            .body;
+    assert_eq!(
+        not_overdue["total"],
+        programs.len(),
+        "{name}: today's items"
+    );
+
+    // The worker at this instant, on the same clock.
+    let ctx = app.job_context("w1");
+    let reminders = worker::jobs::reminders::overdue_reminders(&ctx, at, &Default::default())
+        .await
+        .unwrap();
+    let digests = worker::jobs::digests::weekly_digests(&ctx, at, &Default::default())
+        .await
+        .unwrap();
+    let agreements = worker::jobs::agreements::expiry_reminders(&ctx, at, &Default::default())
+        .await
+        .unwrap();
+    let overdue = worker::jobs::overdue::overdue_events(&ctx, at)
+        .await
+        .unwrap();
+    // Reminders: weekdays from 08:00 local, caught up for 6 hours. Digests: Mondays from
+    // 07:00 local, caught up for 12 hours. Agreement check: daily from 06:00 UTC, 18 h.
+    let local = |zone: &str| {
+        let tz: chrono_tz::Tz = zone.parse().unwrap();
+        at.with_timezone(&tz)
+    };
+    let reminder_zones: Vec<&str> = programs
+        .iter()
+        .map(|(_, z)| *z)
+        .filter(|z| weekday(local(z).weekday()) && between(local(z).time(), (8, 0), (14, 0)))
+        .collect();
+    let digest_zones: Vec<&str> = programs
+        .iter()
+        .map(|(_, z)| *z)
+        .filter(|z| local(z).weekday() == Weekday::Mon && between(local(z).time(), (7, 0), (19, 0)))
+        .collect();
+    assert_eq!(
+        reminders.ticks,
+        reminder_zones.len(),
+        "{name}: reminders in {reminder_zones:?}"
+    );
+    assert_eq!(
+        reminders.items,
+        reminder_zones.len(),
+        "{name}: one late item per zone"
+    );
+    assert_eq!(
+        digests.programs,
+        digest_zones.len(),
+        "{name}: digests in {digest_zones:?}"
+    );
+    assert_eq!(agreements.ran, at.hour() >= 6, "{name}: agreement check");
+    assert_eq!(
+        overdue.emitted,
+        late.len(),
+        "{name}: action_item.overdue events"
+    );
+}
