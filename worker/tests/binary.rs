@@ -7,8 +7,14 @@ use sea_orm::{EntityTrait, PaginatorTrait};
 
 const BIN: &str = env!("CARGO_BIN_EXE_cmo-worker");
 
+/// Runs at a test's instant (`--test-clock-start`): its heartbeats carry that time, not
+/// the machine's.
 #[tokio::test]
 async fn the_worker_beats_and_stops_on_sigterm() {
+    // REQ: TIME-TEST-CLOCK
+    let instant = chrono::DateTime::parse_from_rfc3339("2027-03-29T07:30:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("cmo.db").display());
     let outbox_dir = dir.path().join("outbox");
@@ -32,7 +38,7 @@ async fn the_worker_beats_and_stops_on_sigterm() {
             html_body: "<p>html</p>".to_string(),
             list_unsubscribe: None,
         },
-        chrono::Utc::now(),
+        instant,
         "cmo.test",
     )
     .await
@@ -44,6 +50,8 @@ async fn the_worker_beats_and_stops_on_sigterm() {
         .env("CMO_DISPATCH_CRON", "* * * * * *")
         .env("CMO_HEARTBEAT_CRON", "* * * * * *")
         .env("CMO_WORKER_ID", "worker-under-test")
+        .env("CMO_ALLOW_TEST_CLOCK", "1")
+        .env("CMO_TEST_CLOCK_START", instant.to_rfc3339())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -51,19 +59,23 @@ async fn the_worker_beats_and_stops_on_sigterm() {
 
     let db = api::db::connect(&url, Some(1)).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
-    let beats = loop {
+    let beat = loop {
         let row = entity::worker_heartbeat::Entity::find_by_id("worker-under-test".to_string())
             .one(&db)
             .await
             .ok()
             .flatten();
         if let Some(row) = row.filter(|r| r.beats >= 2) {
-            break row.beats;
+            break row;
         }
         assert!(Instant::now() < deadline, "no second heartbeat within 20 s");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert!(beats >= 2);
+    // The worker's clock started at the test's instant and moved on in real time.
+    let since = |t: chrono::DateTime<chrono::Utc>| (t - instant).num_seconds();
+    assert!((0..20).contains(&since(beat.started_at)), "{beat:?}");
+    assert!(beat.last_beat_at > beat.started_at, "{beat:?}");
+    assert!((0..30).contains(&since(beat.last_beat_at)), "{beat:?}");
     // The dispatcher wrote the queued email as an .eml file (no SMTP URL configured).
     let deadline = Instant::now() + Duration::from_secs(20);
     let eml = loop {
@@ -104,4 +116,22 @@ async fn the_worker_beats_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(exit.success(), "{exit:?}");
+}
+
+/// The test clock is for tests only: without the test-only variable the flag is refused.
+#[test]
+fn a_test_clock_is_refused_outside_tests() {
+    // REQ: TIME-TEST-CLOCK
+    let out = Command::new(BIN)
+        .args(["--test-clock-start", "2027-03-29T07:30:00Z"])
+        .env_remove("CMO_ALLOW_TEST_CLOCK")
+        .env("DATABASE_URL", "sqlite::memory:")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("for tests only") && stderr.contains("CMO_ALLOW_TEST_CLOCK"),
+        "{stderr}"
+    );
 }
