@@ -7,7 +7,6 @@ use e2e::{TestApp, on_both_databases};
 use entity::escalation::{self, EscalationStatus};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
-use worker::jobs::JobContext;
 use worker::jobs::escalations::{EscalationSettings, escalation_pass};
 use worker::mailer::Mailer;
 
@@ -547,84 +546,97 @@ async fn empty_tiers_are_skipped_and_a_running_escalation_keeps_its_policy(app: 
 }
 on_both_databases!(empty_tiers_are_skipped_and_a_running_escalation_keeps_its_policy);
 
-/// The worker's own loop (fast tick; LISTEN/NOTIFY on PostgreSQL) pages tier 1 without
-/// anyone calling a pass; the worker is then killed (its task aborted) and another one
-/// started: when the wait is over, tier 2 is paged once and tier 1 is not paged again.
-async fn a_restarted_worker_pages_the_next_tier_once(app: &TestApp) {
+/// Real `cmo-worker` processes: the first pages tier 1 for a burst of critical deviations
+/// and is SIGKILLed while it still has pages to send; two fresh workers, started when
+/// the 15-minute wait is over, finish tier 1 and page tier 2: every escalation reaches
+/// tier 2, no email is sent under two Message-IDs, and each of the three workers ran.
+async fn a_killed_worker_leaves_nothing_half_done(app: &TestApp) {
+    // REQ: ESC-KILLED-WORKER, ESC-ADVANCE, ESC-TIER-ONE-AT-ONCE
+    use e2e::worker_process::WorkerProcess;
+    const BURST: usize = 20;
     let t = team(app).await;
     let sink = SmtpSink::start().await;
-    let start_worker = |name: &'static str| {
-        let url = app.database_url.clone();
-        let smtp = sink.url();
-        let base = app.base_url.clone();
-        let clock = app.clock.clone();
-        tokio::spawn(async move {
-            let db = api::db::connect(&url, None).await.unwrap();
-            let ctx = JobContext {
-                db,
-                clock: std::sync::Arc::new(clock.clone()),
-                worker_id: name.to_string(),
-                hostname: "test".to_string(),
-                started_at: entity::clock::Clock::now(&clock),
-            };
-            let mail = worker::runner::JobSettings {
-                mailer: Mailer::new(Some(&smtp), std::env::temp_dir()).unwrap(),
-                escalations: EscalationSettings {
-                    public_base_url: base,
-                    mail_domain: "cmo.test".to_string(),
-                    ..EscalationSettings::default()
-                },
-                ..e2e::quiet_job_settings(&smtp)
-            };
-            let schedules = worker::runner::Schedules {
-                escalation_tick: std::time::Duration::from_millis(50),
-                ..Default::default()
-            };
-            worker::runner::run(ctx, schedules, mail, std::future::pending::<()>()).await
-        })
-    };
-    let first = start_worker("first");
-    let (_, e) = critical_deviation(app, &t).await;
-    let pages = sink.wait_for(1).await;
-    assert_eq!(pages.len(), 1, "tier 1 paged by the running worker");
-    assert_eq!(pages[0].to, ["qa@acme.test"]);
-    // Killed: the task is dropped wherever it is.
-    first.abort();
-    let _ = first.await;
-    // The 15-minute wait is over (on the one clock the api and the workers share).
-    app.clock
-        .advance(TimeDelta::minutes(15) + TimeDelta::seconds(1));
-    let second = start_worker("second");
-    let third = start_worker("third");
-    let received = sink.wait_for(3).await;
-    // Tier 2 to the lead, and the notice to tier 1 that it escalated; nothing twice.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let received_later = sink.received();
-    assert_eq!(
-        received.len(),
-        3,
-        "{:?}",
-        received.iter().map(|r| &r.to).collect::<Vec<_>>()
-    );
-    assert_eq!(
-        received_later.len(),
-        3,
-        "no duplicate page from the two new workers"
-    );
-    assert_eq!(
-        received_later
-            .iter()
-            .filter(|r| r.to == ["lead@acme.test"])
-            .count(),
-        1
-    );
-    second.abort();
-    third.abort();
-    let detail = escalation::Entity::find_by_id(e.id)
-        .one(&app.db)
+    let fast = [("CMO_ESCALATION_TICK_MS", "50")];
+    for n in 0..BURST {
+        t.s.pm
+            .post(
+                &format!("/api/v1/programs/{}/deviations", t.s.program_id),
+                json!({"title": format!("Filter integrity test failed #{n}"), "description": "post-use test failed",
+                       "detected_at": app.now(), "criticality": "critical", "category": "equipment"}),
+            )
+            .await
+            .expect(201);
+    }
+    // The first worker pages the burst; the SMTP server takes 100 ms per email, so when
+    // three have arrived the rest are still being sent: killed there.
+    sink.slow_down(std::time::Duration::from_millis(100));
+    let mut first = WorkerProcess::start(&app.database_url, &sink.url(), "first", app.now(), &fast);
+    sink.wait_for(3).await;
+    first.kill();
+    let unsent = entity::outbox::Entity::find()
+        .filter(entity::outbox::Column::Status.ne(entity::outbox::OutboxStatus::Sent))
+        .all(&app.db)
         .await
         .unwrap()
+        .len();
+    assert!(unsent > 0, "killed mid-work: {unsent} emails not yet sent");
+    sink.slow_down(std::time::Duration::ZERO);
+    let later = app.now() + TimeDelta::minutes(16);
+    let second = WorkerProcess::start(&app.database_url, &sink.url(), "second", later, &fast);
+    let third = WorkerProcess::start(&app.database_url, &sink.url(), "third", later, &fast);
+    // Bounded wait for the condition: every escalation paged twice and every email sent.
+    let done = || async {
+        let rows = escalation::Entity::find().all(&app.db).await.unwrap();
+        let unsent = entity::outbox::Entity::find()
+            .filter(entity::outbox::Column::Status.ne(entity::outbox::OutboxStatus::Sent))
+            .all(&app.db)
+            .await
+            .unwrap();
+        rows.len() == BURST && rows.iter().all(|e| e.page_seq == 2) && unsent.is_empty()
+    };
+    for _ in 0..600 {
+        if done().await {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        done().await,
+        "all escalations at tier 2 and all email sent within 30 s"
+    );
+    for w in [second, third] {
+        let id = w.worker_id.clone();
+        assert!(w.stop().await.success(), "{id} exits 0 on SIGTERM");
+    }
+    let received = sink.received();
+    let mut by_id: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for m in &received {
+        let id = m.parsed().message_id().unwrap_or_default().to_string();
+        by_id.entry(id).or_default().push(m.to.join(","));
+    }
+    // Per escalation: tier 1 to QA, tier 2 to the lead, the "escalated" notice to QA.
+    assert_eq!(by_id.len(), 3 * BURST, "distinct emails (Message-IDs)");
+    assert!(
+        by_id.values().all(|to| to.iter().all(|t| t == &to[0])),
+        "a repeated Message-ID is the same email"
+    );
+    let to_lead = by_id
+        .values()
+        .filter(|to| to[0] == "lead@acme.test")
+        .count();
+    assert_eq!(to_lead, BURST, "tier 2 paged once per escalation");
+    // Duplicates only for what was in flight at the kill (same Message-ID).
+    assert!(
+        received.len() - by_id.len() <= 50,
+        "{} duplicates",
+        received.len() - by_id.len()
+    );
+    let beats = entity::worker_heartbeat::Entity::find()
+        .all(&app.db)
+        .await
         .unwrap();
-    assert_eq!((detail.page_seq, detail.current_tier), (2, Some(1)));
+    let mut ran: Vec<&str> = beats.iter().map(|b| b.worker_id.as_str()).collect();
+    ran.sort();
+    assert_eq!(ran, ["first", "second", "third"], "each worker ran");
 }
-on_both_databases!(a_restarted_worker_pages_the_next_tier_once);
+on_both_databases!(a_killed_worker_leaves_nothing_half_done);

@@ -6,6 +6,7 @@ pub mod client;
 pub mod hooks;
 pub mod pg;
 pub mod smtp;
+pub mod worker_process;
 
 use std::net::TcpListener;
 use std::sync::Arc;

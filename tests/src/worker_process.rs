@@ -1,0 +1,95 @@
+//! The real `cmo-worker` binary as a child process, on a test's database and at a test's
+//! instant (`--test-clock-start`), so a test can SIGKILL it mid-work.
+
+use std::process::{Child, Command, Stdio};
+
+/// A running `cmo-worker`; killed (SIGKILL) when dropped.
+pub struct WorkerProcess {
+    child: Child,
+    pub worker_id: String,
+}
+
+/// The worker binary beside the test binary (`target/<profile>/cmo-worker`), built by
+/// `cargo test --workspace`.
+fn binary() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target directory");
+    let bin = dir.join("cmo-worker");
+    assert!(
+        bin.exists(),
+        "{} is missing: run the tests with `cargo test --workspace`",
+        bin.display()
+    );
+    bin
+}
+
+impl WorkerProcess {
+    /// Starts a worker on `database_url` whose clock reads `clock_start` now, sending to
+    /// the SMTP server `smtp_url`; reminder, digest and agreement schedules never come due
+    /// (only what the test creates is sent). `env` adds or overrides variables.
+    pub fn start(
+        database_url: &str,
+        smtp_url: &str,
+        worker_id: &str,
+        clock_start: chrono::DateTime<chrono::Utc>,
+        env: &[(&str, &str)],
+    ) -> WorkerProcess {
+        let never = "0 0 0 29 2 *";
+        let mut cmd = Command::new(binary());
+        cmd.env("DATABASE_URL", database_url)
+            .env("CMO_SMTP_URL", smtp_url)
+            .env("CMO_WORKER_ID", worker_id)
+            .env("CMO_ALLOW_TEST_CLOCK", "1")
+            .env("CMO_TEST_CLOCK_START", clock_start.to_rfc3339())
+            .env("CMO_REMINDER_SCHEDULE", never)
+            .env("CMO_DIGEST_SCHEDULE", never)
+            .env("CMO_AGREEMENT_SCHEDULE", never)
+            .env("CMO_CATCH_UP_MINUTES", "0")
+            .env("CMO_HEARTBEAT_CRON", "* * * * * *")
+            .env("CMO_DISPATCH_CRON", "* * * * * *")
+            .env("CMO_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        WorkerProcess {
+            child: cmd.spawn().expect("start cmo-worker"),
+            worker_id: worker_id.to_string(),
+        }
+    }
+
+    /// SIGKILL: no shutdown, no cleanup, whatever it was doing.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then its exit status (bounded wait).
+    pub async fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        for _ in 0..400 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!(
+            "cmo-worker {} did not stop within 20 s of SIGTERM",
+            self.worker_id
+        );
+    }
+}
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
