@@ -640,3 +640,109 @@ async fn a_killed_worker_leaves_nothing_half_done(app: &TestApp) {
     assert_eq!(ran, ["first", "second", "third"], "each worker ran");
 }
 on_both_databases!(a_killed_worker_leaves_nothing_half_done);
+
+/// PostgreSQL: a new escalation wakes a real worker through LISTEN/NOTIFY, not its tick
+/// (set to a minute here), and still does after the database server restarted.
+#[actix_web::test]
+async fn notify_wakes_the_worker_at_once_also_after_a_postgres_restart() {
+    // REQ: ESC-NOTIFY-WAKE
+    use e2e::worker_process::WorkerProcess;
+    let Some(cluster) = e2e::pg::private_cluster() else {
+        return;
+    };
+    let admin_db = sea_orm::Database::connect(cluster.url("postgres"))
+        .await
+        .unwrap();
+    sea_orm::ConnectionTrait::execute_unprepared(&admin_db, "CREATE DATABASE wake")
+        .await
+        .unwrap();
+    let _ = admin_db.close().await;
+    let app = e2e::spawn_app_on(
+        cluster.url("wake"),
+        e2e::Backend::Postgres,
+        tempfile::tempdir().unwrap(),
+        10_000,
+    )
+    .await;
+    let t = team(&app).await;
+    let sink = SmtpSink::start().await;
+    let minute_tick = [("CMO_ESCALATION_TICK_MS", "60000")];
+    let worker = WorkerProcess::start(
+        &app.database_url,
+        &sink.url(),
+        "listener",
+        app.now(),
+        &minute_tick,
+    );
+    // The loop's first tick runs at start; wait until it has passed (the heartbeat row is
+    // written just before the loops start), so that only NOTIFY can wake it next.
+    let beat = || async {
+        entity::worker_heartbeat::Entity::find()
+            .all(&app.db)
+            .await
+            .map(|rows| rows.iter().any(|b| b.beats >= 2))
+            .unwrap_or(false)
+    };
+    for _ in 0..200 {
+        if beat().await {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(beat().await, "the worker runs");
+    let page_within = |n: usize, what: &'static str| {
+        let sink = &sink;
+        async move {
+            let started = std::time::Instant::now();
+            while sink.count() < n && started.elapsed() < std::time::Duration::from_secs(10) {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            let took = started.elapsed();
+            assert!(sink.count() >= n, "{what}: no page within 10 s");
+            assert!(
+                took < std::time::Duration::from_secs(10),
+                "{what}: paged after {took:?}, well before the one-minute tick"
+            );
+        }
+    };
+    let report = |n: usize| {
+        let pm = t.s.pm.clone();
+        let program_id = t.s.program_id;
+        let now = app.now();
+        async move {
+            pm.post(
+                &format!("/api/v1/programs/{program_id}/deviations"),
+                json!({"title": format!("Filter integrity test failed #{n}"), "description": "d",
+                       "detected_at": now, "criticality": "critical", "category": "equipment"}),
+            )
+            .await
+            .expect(201);
+        }
+    };
+    report(1).await;
+    page_within(1, "first escalation").await;
+    // The server restarts; the worker's LISTEN connection is cut and comes back.
+    cluster.stop().unwrap();
+    cluster.restart().unwrap();
+    let mut posted = false;
+    for _ in 0..100 {
+        let r = t
+            .s
+            .pm
+            .post(
+                &format!("/api/v1/programs/{}/deviations", t.s.program_id),
+                json!({"title": "Filter integrity test failed #2", "description": "d",
+                       "detected_at": app.now(), "criticality": "critical", "category": "equipment"}),
+            )
+            .await;
+        if r.status.as_u16() == 201 {
+            posted = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(posted, "the api recovers after the restart");
+    page_within(2, "after the restart").await;
+    assert!(worker.stop().await.success());
+    app.stop().await;
+}

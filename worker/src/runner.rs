@@ -337,7 +337,12 @@ async fn listen(
             Ok::<_, sea_orm::sqlx::Error>(l)
         };
         let mut listener = match listener.await {
-            Ok(l) => l,
+            Ok(l) => {
+                // Work committed while no connection listened sent its NOTIFY to nobody:
+                // one pass now covers the gap instead of waiting for the tick.
+                wake.notify_one();
+                l
+            }
             Err(err) => {
                 tracing::warn!(%err, channel, "cannot LISTEN; retrying");
                 tokio::select! {
