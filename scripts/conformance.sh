@@ -11,6 +11,10 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="${CMO_API_BIN:-$root/target/debug/cmo-api}"
 max_examples="${CONFORMANCE_MAX_EXAMPLES:-50}"
+# A new seed every run (printed), so each CI run explores other cases; replay a failure
+# with CONFORMANCE_SEED=<seed>.
+seed="${CONFORMANCE_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}"
+echo "conformance: seed $seed (replay: CONFORMANCE_SEED=$seed $0)"
 extra=("$@")
 work="$(mktemp -d)"
 api_pid=""
@@ -45,7 +49,10 @@ done
 # Seed a CMO, a program with the standard plan and some action items, so that generated
 # ids hit real records and the happy paths are exercised, not only the 404s.
 api() { curl -fsS -o /dev/null -X POST "$base$1" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' -d "$2"; }
-api /api/v1/organizations '{"name": "Conformance CMO", "kind": "cmo", "admin": {"email": "pm@cmo.test", "display_name": "CMO PM"}}'
+cmo_token="$(curl -fsS -X POST "$base/api/v1/organizations" -H "Authorization: Bearer $token" \
+  -H 'Content-Type: application/json' \
+  -d '{"name": "Conformance CMO", "kind": "cmo", "admin": {"email": "pm@cmo.test", "display_name": "CMO PM"}}' \
+  | python3 -c 'import json,sys; b=json.load(sys.stdin); print((b.get("admin_token") or {}).get("secret", ""))')"
 api /api/v1/cmos/2/qualification '{"event": "start_evaluation"}'
 api /api/v1/cmos/2/qualification '{"event": "qualify"}'
 api /api/v1/cmos/2/sites '{"name": "Seed site", "country": "CH", "region": "other_europe"}'
@@ -56,6 +63,15 @@ api /api/v1/escalations '{"program_id": 1, "title": "Seed escalation", "reason":
 for i in 1 2 3; do
   api /api/v1/programs/1/action-items "{\"title\": \"Seed action $i\", \"owner_user_id\": 1, \"due_date\": \"2027-0$i-15\"}"
 done
+
+# A viewer of the sponsor: role-based refusals (403) are fuzzed too.
+viewer_id="$(curl -fsS -X POST "$base/api/v1/users" -H "Authorization: Bearer $token" \
+  -H 'Content-Type: application/json' \
+  -d '{"email": "viewer@conformance.test", "display_name": "Viewer", "role": "viewer"}' \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')"
+viewer_token="$(curl -fsS -X POST "$base/api/v1/tokens" -H "Authorization: Bearer $token" \
+  -H 'Content-Type: application/json' -d "{\"name\": \"viewer\", \"user_id\": $viewer_id}" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')"
 
 fuzz_token="$(curl -fsS -X POST "$base/api/v1/tokens" -H "Authorization: Bearer $token" \
   -H 'Content-Type: application/json' -d '{"name": "schemathesis"}' \
@@ -73,13 +89,19 @@ fuzz_token="$(curl -fsS -X POST "$base/api/v1/tokens" -H "Authorization: Bearer 
 # database carried over from earlier runs it occasionally trips on POST /unsubscribe
 # (one optional query parameter), failing a run in which every request passed.
 run() {
+  run_as "$fuzz_token" "$@"
+}
+run_as() {
+  local as="$1"
+  shift
   schemathesis run "$base/openapi.json" \
-    --header "Authorization: Bearer $fuzz_token" \
+    --header "Authorization: Bearer $as" \
     --checks all \
     --exclude-checks positive_data_acceptance,ensure_resource_availability \
     --max-examples "$max_examples" \
     --request-timeout 10 \
-    --seed 20261123 \
+    --seed "$seed" \
+    --generation-database none \
     --suppress-health-check filter_too_much \
     --no-color \
     "$@"
@@ -89,6 +111,17 @@ status=0
 # run of its own, last.
 run --exclude-operation-id revoke_token "${extra[@]}" || status=$?
 run --include-operation-id revoke_token "${extra[@]}" || status=$?
+# The same operations as a viewer and as the CMO's admin (fewer examples: what differs
+# is the role and the side, not the bodies). Token revocation stays with the admin run.
+echo "conformance: as a sponsor viewer"
+run_as "$viewer_token" --exclude-operation-id revoke_token --max-examples 10 "${extra[@]}" || status=$?
+if [ -n "$cmo_token" ]; then
+  echo "conformance: as the CMO's admin"
+  run_as "$cmo_token" --exclude-operation-id revoke_token --max-examples 10 "${extra[@]}" || status=$?
+else
+  echo "conformance: registering the CMO returned no token" >&2
+  status=1
+fi
 
 if [ "$status" -ne 0 ]; then
   echo "--- last api log lines ---"
