@@ -804,3 +804,91 @@ async fn a_major_change_needs_quality_approval_and_finished_tasks(app: &TestApp)
     assert_eq!(signed["total"], 1);
 }
 on_both_databases!(a_major_change_needs_quality_approval_and_finished_tasks);
+
+/// A task added while the change is being closed: never a closed change with an open
+/// task (the two take turns on the change's row). Repeated, with both requests released
+/// together; meaningful on PostgreSQL, where they really run at once.
+async fn closing_a_change_and_adding_a_task_at_once_never_leave_an_open_task(app: &TestApp) {
+    // REQ: QE-CHANGE-MACHINE
+    let s = program_setup(app).await;
+    let (_, qa) = user_with_token(app, "qa@acme.test", "quality", Some(QA_PASSWORD)).await;
+    let qa = app.client(&qa);
+    for round in 0..8 {
+        let id = s
+            .pm
+            .post(
+                &format!("/api/v1/programs/{}/change-requests", s.program_id),
+                json!({"title": format!("Change {round}"), "description": "d", "justification": "j", "classification": "minor"}),
+            )
+            .await
+            .expect(201)
+            .body["id"]
+            .as_i64()
+            .unwrap();
+        s.pm.patch(
+            &format!("/api/v1/change-requests/{id}"),
+            json!({"version": 1, "impact_product_quality": "none", "impact_validation": "none",
+                   "impact_regulatory": "none", "reason": "change board assessment"}),
+        )
+        .await
+        .expect(200);
+        let steps = format!("/api/v1/change-requests/{id}/transitions");
+        s.pm.post(&steps, json!({"event": "submit"})).await.expect(200);
+        qa.post(&steps, json!({"event": "approve", "password": QA_PASSWORD}))
+            .await
+            .expect(200);
+        s.pm.post(&steps, json!({"event": "start_implementation"}))
+            .await
+            .expect(200);
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+        let (close, task) = tokio::join!(
+            {
+                let (pm, steps, b) = (s.pm.clone(), steps.clone(), barrier.clone());
+                async move {
+                    b.wait().await;
+                    pm.post(&steps, json!({"event": "close"})).await
+                }
+            },
+            {
+                let (pm, b) = (s.pm.clone(), barrier.clone());
+                let body = json!({"title": "Late task", "owner_user_id": s.pm_id, "due_date": app.today_in("Europe/Zurich")});
+                let path = format!("/api/v1/change-requests/{id}/tasks");
+                async move {
+                    b.wait().await;
+                    pm.post(&path, body).await
+                }
+            }
+        );
+        let (close, task) = (close.status.as_u16(), task.status.as_u16());
+        assert!(
+            matches!((close, task), (200, 409) | (409, 201)),
+            "round {round}: close {close}, task {task}"
+        );
+        let detail = s
+            .pm
+            .get(&format!("/api/v1/change-requests/{id}"))
+            .await
+            .expect(200)
+            .body;
+        let open = s
+            .pm
+            .get(&format!(
+                "/api/v1/action-items?program_id={}&source=change&status=open&limit=200",
+                s.program_id
+            ))
+            .await
+            .expect(200)
+            .body;
+        let open_here = open["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["source_id"] == id)
+            .count();
+        assert!(
+            detail["status"] != "closed" || open_here == 0,
+            "round {round}: closed with {open_here} open task(s)"
+        );
+    }
+}
+on_both_databases!(closing_a_change_and_adding_a_task_at_once_never_leave_an_open_task);

@@ -19,7 +19,7 @@ use super::milestones::program_today;
 use super::{
     ApiJson, Checks, Page, Validate, compare_and_set, expected_version, fetch_page, snapshot,
 };
-use crate::auth::{AuthContext, find_scoped, scoped};
+use crate::auth::{AuthContext, find_scoped, find_scoped_locked, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::signing::{self, SignatureRecord};
 use crate::state::AppState;
@@ -414,7 +414,10 @@ pub async fn add_change_task(
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     let txn = crate::db::begin_write(&state.db).await?;
-    let c = find_scoped::<change_request::Entity, _>(&txn, &ctx, id.into_inner()).await?;
+    // Locked, as the transitions lock it before counting open tasks: a task added while
+    // the change is being closed waits, then sees it closed (no closed change with an
+    // open task).
+    let c = find_scoped_locked::<change_request::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, c.program_id).await?;
     if !ctx.user.role.handles_quality_records() {
         return Err(ApiError::Forbidden(
@@ -542,7 +545,8 @@ pub async fn transition_change(
     }
     let now = state.clock.now();
     let txn = crate::db::begin_write(&state.db).await?;
-    let current = find_scoped::<change_request::Entity, _>(&txn, &ctx, change_id).await?;
+    // Locked before the guards count open tasks (see `add_change_task`).
+    let current = find_scoped_locked::<change_request::Entity, _>(&txn, &ctx, change_id).await?;
     if b.version.is_some_and(|v| v != current.version) {
         return Err(ApiError::stale_version(current.version));
     }
