@@ -93,3 +93,55 @@ pub async fn partner_org(
             .to_string(),
     )
 }
+
+/// Checks that signature `signature_id` on `record_type`/`record_id` is bound to what
+/// was signed: its `record_hash` is the content hash of `signed` (the record as it was
+/// at signing, before the signature's id was written into it), by `signer`, with
+/// `meaning`, at the api's current time.
+pub async fn assert_signature_binds(
+    app: &TestApp,
+    signature_id: &Value,
+    record_type: &str,
+    record_id: &Value,
+    signed: &Value,
+    signer: i64,
+    meaning: &str,
+) {
+    let record_id = match record_id {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let list = app
+        .admin()
+        .get(&format!(
+            "/api/v1/signatures?record_type={record_type}&record_id={record_id}&limit=200"
+        ))
+        .await
+        .expect(200)
+        .body;
+    let sig = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| &s["id"] == signature_id)
+        .unwrap_or_else(|| panic!("signature {signature_id} on {record_type} {record_id}: {list}"))
+        .clone();
+    assert_eq!(
+        sig["record_hash"].as_str().unwrap(),
+        entity::audit::content_hash(signed),
+        "{record_type} {record_id}: the signature is bound to the record as signed"
+    );
+    assert_eq!(sig["signer_user_id"], signer, "{sig}");
+    assert_eq!(sig["meaning"], meaning, "{sig}");
+    let signed_at = chrono::DateTime::parse_from_rfc3339(sig["signed_at"].as_str().unwrap())
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    assert_eq!(signed_at, app.now(), "{sig}");
+}
+
+/// `record` with `field` set back to null: the record as it was when it was signed.
+pub fn before_signature(record: &Value, field: &str) -> Value {
+    let mut r = record.clone();
+    r[field] = Value::Null;
+    r
+}

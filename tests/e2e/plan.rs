@@ -49,7 +49,8 @@ async fn decide(client: &e2e::Client, id: i64, decision: &str) -> e2e::Reply {
 
 async fn a_program_runs_from_template_to_its_commercial_batch_gate(app: &TestApp) {
     let s = program_setup(app).await;
-    let (_, qa_token) = user_with_token(app, "qa@acme.test", "quality", Some(QA_PASSWORD)).await;
+    let (qa_id, qa_token) =
+        user_with_token(app, "qa@acme.test", "quality", Some(QA_PASSWORD)).await;
     let qa = app.client(&qa_token);
     let templates = s.pm.get("/api/v1/plan-templates").await.expect(200).body;
     assert_eq!(templates[0]["key"], "cdmo_standard");
@@ -232,6 +233,26 @@ async fn a_program_runs_from_template_to_its_commercial_batch_gate(app: &TestApp
             }
             let outcome = decide(&qa, id, "go").await.expect(201).body;
             assert_eq!(outcome["decision"]["decision"], "go");
+            // Signed: the decision (before its signature id was written) and the
+            // checklist it was decided on.
+            let mut decided = outcome["decision"].clone();
+            decided["signature_id"] = json!(0);
+            // The checklist as stored (the live count of open deviations and CAPA that
+            // the gate page adds is not part of the signed record).
+            let mut checklist = outcome["gate"]["items"].clone();
+            for item in checklist.as_array_mut().unwrap() {
+                item["linked_open_count"] = Value::Null;
+            }
+            crate::assert_signature_binds(
+                app,
+                &outcome["decision"]["signature_id"],
+                "gate_decision",
+                &outcome["decision"]["id"],
+                &json!({"decision": decided, "items": checklist}),
+                qa_id,
+                "approved",
+            )
+            .await;
             decide(&qa, id, "go")
                 .await
                 .expect_problem(409, "already_decided");

@@ -31,8 +31,9 @@ async fn escalations_of(app: &TestApp, deviation_id: i64) -> Vec<escalation::Mod
 }
 
 async fn a_critical_deviation_holds_production_until_quality_releases_it(app: &TestApp) {
+    // REQ: QE-HOLD, QE-CLOSE-RULES, SEC-SIGN-BINDING
     let s = program_setup(app).await;
-    let (_, qa) = user_with_token(app, "qa@acme.test", "quality", Some(QA_PASSWORD)).await;
+    let (qa_id, qa) = user_with_token(app, "qa@acme.test", "quality", Some(QA_PASSWORD)).await;
     let qa = app.client(&qa);
     let program_path = format!("/api/v1/programs/{}", s.program_id);
     let d = s
@@ -142,7 +143,16 @@ async fn a_critical_deviation_holds_production_until_quality_releases_it(app: &T
         .expect(200)
         .body;
     assert_eq!(closed["status"], "closed");
-    assert!(closed["closure_signature_id"].is_i64());
+    crate::assert_signature_binds(
+        app,
+        &closed["closure_signature_id"],
+        "deviation_closure",
+        &closed["id"],
+        &crate::before_signature(&closed, "closure_signature_id"),
+        qa_id,
+        "approved",
+    )
+    .await;
     // Closed records are not edited.
     qa.patch(
         &path,
@@ -533,7 +543,16 @@ async fn a_capa_closes_effective_and_takes_its_deviation_with_it(app: &TestApp) 
         .await
         .expect(200)
         .body;
-    assert!(approved["plan_signature_id"].is_i64());
+    crate::assert_signature_binds(
+        app,
+        &approved["plan_signature_id"],
+        "capa",
+        &approved["id"],
+        &crate::before_signature(&approved, "plan_signature_id"),
+        qa_id,
+        "approved",
+    )
+    .await;
     // The signed plan is the plan: no actions slip in afterwards.
     qa.post(
         &format!("{cpath}/actions"),
@@ -644,7 +663,16 @@ async fn a_capa_closes_effective_and_takes_its_deviation_with_it(app: &TestApp) 
         .expect(200)
         .body;
     assert_eq!(closed["status"], "closed");
-    assert!(closed["closure_signature_id"].is_i64());
+    crate::assert_signature_binds(
+        app,
+        &closed["closure_signature_id"],
+        "capa",
+        &closed["id"],
+        &crate::before_signature(&closed, "closure_signature_id"),
+        qa_id,
+        "approved",
+    )
+    .await;
 
     // Its deviation closed with it, in the same transaction, under a signature of its own.
     let d = qa.get(&dpath).await.body;
@@ -706,8 +734,9 @@ async fn a_capa_closes_effective_and_takes_its_deviation_with_it(app: &TestApp) 
 on_both_databases!(a_capa_closes_effective_and_takes_its_deviation_with_it);
 
 async fn a_major_change_needs_quality_approval_and_finished_tasks(app: &TestApp) {
+    // REQ: QE-CHANGE-MACHINE, SEC-SIGN-BINDING
     let s = program_setup(app).await;
-    let (_, qa) = user_with_token(app, "qa@acme.test", "quality", Some(QA_PASSWORD)).await;
+    let (qa_id, qa) = user_with_token(app, "qa@acme.test", "quality", Some(QA_PASSWORD)).await;
     let qa = app.client(&qa);
     let (_, pm_signer) =
         user_with_token(app, "pm2@acme.test", "program_manager", Some(QA_PASSWORD)).await;
@@ -766,7 +795,16 @@ async fn a_major_change_needs_quality_approval_and_finished_tasks(app: &TestApp)
     .await
     .expect(200)
     .body;
-    assert!(approved["decision_signature_id"].is_i64());
+    crate::assert_signature_binds(
+        app,
+        &approved["decision_signature_id"],
+        "change_request",
+        &approved["id"],
+        &crate::before_signature(&approved, "decision_signature_id"),
+        qa_id,
+        "approved",
+    )
+    .await;
     let task = s
         .pm
         .post(&format!("{path}/tasks"), json!({"title": "Update filtration SOP", "owner_user_id": s.pm_id, "due_date": app.today_in("Europe/Zurich")}))
@@ -833,7 +871,9 @@ async fn closing_a_change_and_adding_a_task_at_once_never_leave_an_open_task(app
         .await
         .expect(200);
         let steps = format!("/api/v1/change-requests/{id}/transitions");
-        s.pm.post(&steps, json!({"event": "submit"})).await.expect(200);
+        s.pm.post(&steps, json!({"event": "submit"}))
+            .await
+            .expect(200);
         qa.post(&steps, json!({"event": "approve", "password": QA_PASSWORD}))
             .await
             .expect(200);
@@ -864,15 +904,13 @@ async fn closing_a_change_and_adding_a_task_at_once_never_leave_an_open_task(app
             matches!((close, task), (200, 409) | (409, 201)),
             "round {round}: close {close}, task {task}"
         );
-        let detail = s
-            .pm
-            .get(&format!("/api/v1/change-requests/{id}"))
-            .await
-            .expect(200)
-            .body;
-        let open = s
-            .pm
-            .get(&format!(
+        let detail =
+            s.pm.get(&format!("/api/v1/change-requests/{id}"))
+                .await
+                .expect(200)
+                .body;
+        let open =
+            s.pm.get(&format!(
                 "/api/v1/action-items?program_id={}&source=change&status=open&limit=200",
                 s.program_id
             ))
