@@ -77,17 +77,22 @@ fuzz_token="$(curl -fsS -X POST "$base/api/v1/tokens" -H "Authorization: Bearer 
   -H 'Content-Type: application/json' -d '{"name": "schemathesis"}' \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')"
 
-# positive_data_acceptance is left out: it expects every schema-valid body to be
-# accepted, but some rules are not expressible in the schema (IANA time zone names, an
-# expiry in the future, unique emails) and are rightly answered 422.
-# ensure_resource_availability is left out: a POST replayed with an Idempotency-Key the
-# fuzzer generated before answers the original 201 for 24 h (documented), also after the
-# resource was deleted, which that check reads as "created resource not found" (seen on
-# POST /webhooks then DELETE /webhooks/{id}). Create-then-read of every resource is
-# covered by the end-to-end tests.
+# positive_data_acceptance is left out: run with it (CONFORMANCE_EXCLUDE_CHECKS= and seed
+# 1234, 2026-11-30), 74 of 111 operations answered 422 to a schema-valid request, because
+# the schema does not state rules the api enforces: list limits (1-200), date order
+# (from <= to), IANA zone names, expiries in the future, unique emails, fields a PATCH
+# needs together (a reason). Excluding it per operation would list most operations; the
+# fix is to document those rules in the schema, then enable the check.
+# ensure_resource_availability runs: the fuzzer's generated Idempotency-Keys (which made
+# POSTs replays of earlier ones) are stripped by scripts/conformance_hooks.py.
 # filter_too_much is a health check of the generator, not of the API: with an example
 # database carried over from earlier runs it occasionally trips on POST /unsubscribe
 # (one optional query parameter), failing a run in which every request passed.
+exclude=()
+[ -n "${CONFORMANCE_EXCLUDE_CHECKS-positive_data_acceptance}" ] &&
+  exclude=(--exclude-checks "${CONFORMANCE_EXCLUDE_CHECKS-positive_data_acceptance}")
+export SCHEMATHESIS_HOOKS=conformance_hooks
+export PYTHONPATH="$root/scripts${PYTHONPATH:+:$PYTHONPATH}"
 run() {
   run_as "$fuzz_token" "$@"
 }
@@ -97,7 +102,7 @@ run_as() {
   schemathesis run "$base/openapi.json" \
     --header "Authorization: Bearer $as" \
     --checks all \
-    --exclude-checks positive_data_acceptance,ensure_resource_availability \
+    "${exclude[@]}" \
     --max-examples "$max_examples" \
     --request-timeout 10 \
     --seed "$seed" \
