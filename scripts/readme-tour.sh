@@ -5,6 +5,7 @@
 # each `NAME=cmo_…` token from the answer just before it. Every curl must answer 2xx;
 # the first that does not stops the run and is shown with its answer.
 #
+# REQ: API-TOUR
 # Usage: scripts/readme-tour.sh   (needs a built cmo-api: cargo build --bin cmo-api)
 set -euo pipefail
 

@@ -101,6 +101,7 @@ fn http_get(port: u16, path: &str) -> Option<String> {
 
 #[test]
 fn serve_migrates_a_fresh_sqlite_file_and_stops_on_sigterm() {
+    // REQ: ARCH-AUTO-MIGRATE, ARCH-TWO-COMMANDS
     let dir = tempfile::tempdir().unwrap();
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()

@@ -8,6 +8,7 @@ use serde_json::json;
 use crate::user_with_token;
 
 async fn every_mutation_is_audited_with_before_and_after(app: &TestApp) {
+    // REQ: AUDIT-EVERY-CHANGE
     let admin = app.admin();
     let (id, _) = user_with_token(app, "pm@acme.test", "program_manager", None).await;
     admin
@@ -89,6 +90,7 @@ async fn every_mutation_is_audited_with_before_and_after(app: &TestApp) {
 on_both_databases!(every_mutation_is_audited_with_before_and_after);
 
 async fn tampering_with_a_row_is_detected(app: &TestApp) {
+    // REQ: AUDIT-CHAIN
     let admin = app.admin();
     for n in 0..3 {
         user_with_token(app, &format!("u{n}@acme.test"), "viewer", None).await;

@@ -46,6 +46,7 @@ async fn missing_or_malformed_credentials_are_401(app: &TestApp) {
 on_both_databases!(missing_or_malformed_credentials_are_401);
 
 async fn an_expired_token_is_refused(app: &TestApp) {
+    // REQ: SEC-TOKENS
     let expires = app.now() + TimeDelta::hours(1);
     let issued = app
         .admin()
@@ -84,6 +85,7 @@ async fn a_token_in_the_past_cannot_be_issued(app: &TestApp) {
 on_both_databases!(a_token_in_the_past_cannot_be_issued);
 
 async fn a_revoked_token_stops_working_at_once(app: &TestApp) {
+    // REQ: SEC-TOKENS
     let issued = app
         .admin()
         .post("/api/v1/tokens", json!({"name": "ci"}))
@@ -168,6 +170,7 @@ async fn a_deactivated_users_tokens_stop_working(app: &TestApp) {
 on_both_databases!(a_deactivated_users_tokens_stop_working);
 
 async fn only_admins_manage_users_and_others_tokens(app: &TestApp) {
+    // REQ: TEN-ROLES, SEC-TOKENS
     let (viewer_id, viewer) = user_with_token(app, "viewer@acme.test", "viewer", None).await;
     let viewer = app.client(&viewer);
     viewer

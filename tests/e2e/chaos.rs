@@ -143,6 +143,7 @@ async fn postgres_restart_under_load_loses_no_acknowledged_write() {
 /// few seconds, so each occurrence is seen by both many times): one reminder per owner,
 /// one digest per member, one page per paged person, one webhook delivery per event.
 async fn two_workers_for_a_whole_run_send_nothing_twice(app: &e2e::TestApp) {
+    // REQ: TIME-ONE-CLOCK, NOTIF-REMINDER-ONCE, NOTIF-MESSAGE-ID-ONCE
     use e2e::hooks::HookReceiver;
     use e2e::smtp::SmtpSink;
     let s = crate::programs::program_setup(app).await;

@@ -7,6 +7,7 @@ use serde_json::json;
 use crate::user_with_token;
 
 async fn a_stale_version_is_a_conflict(app: &TestApp) {
+    // REQ: API-VERSION-CAS
     let admin = app.admin();
     let (id, _) = user_with_token(app, "pm@acme.test", "program_manager", None).await;
     let path = format!("/api/v1/users/{id}");
@@ -90,6 +91,7 @@ async fn of_two_concurrent_updates_exactly_one_wins(app: &TestApp) {
 on_both_databases!(of_two_concurrent_updates_exactly_one_wins);
 
 async fn concurrent_writers_keep_the_audit_chain_intact(app: &TestApp) {
+    // REQ: AUDIT-CHAIN
     let admin = app.admin();
     let creations: Vec<_> = (0..20)
         .map(|n| {

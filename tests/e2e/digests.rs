@@ -34,6 +34,7 @@ fn path_of(url: &str) -> String {
 }
 
 async fn digests_go_out_once_a_week_with_changes_and_a_working_unsubscribe(app: &TestApp) {
+    // REQ: NOTIF-DIGEST
     let s = program_setup(app).await;
     let team = format!("/api/v1/programs/{}/team", s.program_id);
     let (qa_id, _) = user_with_token(app, "qa@acme.test", "quality", None).await;
@@ -273,6 +274,7 @@ async fn digests_go_out_once_a_week_with_changes_and_a_working_unsubscribe(app: 
 on_both_databases!(digests_go_out_once_a_week_with_changes_and_a_working_unsubscribe);
 
 async fn a_missed_digest_is_caught_up_only_inside_the_window(app: &TestApp) {
+    // REQ: NOTIF-CATCH-UP
     let s = program_setup(app).await;
     s.pm.post(
         &format!("/api/v1/programs/{}/team", s.program_id),

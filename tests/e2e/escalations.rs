@@ -133,6 +133,7 @@ async fn critical_deviation(app: &TestApp, t: &Team) -> (i64, escalation::Model)
 }
 
 async fn pages_climb_the_call_tree_until_someone_acknowledges_by_link(app: &TestApp) {
+    // REQ: ESC-TIER-ONE-AT-ONCE, ESC-ADVANCE, ESC-ACK
     let t = team(app).await;
     let (deviation_id, e) = critical_deviation(app, &t).await;
     assert_eq!(e.status, EscalationStatus::Open);
@@ -357,6 +358,7 @@ async fn pages_climb_the_call_tree_until_someone_acknowledges_by_link(app: &Test
 on_both_databases!(pages_climb_the_call_tree_until_someone_acknowledges_by_link);
 
 async fn empty_tiers_are_skipped_and_a_running_escalation_keeps_its_policy(app: &TestApp) {
+    // REQ: ESC-ADVANCE
     let t = team(app).await;
     let policy_path = format!("/api/v1/programs/{}/escalation-policy", t.s.program_id);
     let policy = t.s.pm.get(&policy_path).await.expect(200).body;

@@ -17,6 +17,7 @@ async fn post_with_key(app: &TestApp, path: &str, key: &str, body: &Value) -> e2
 }
 
 async fn a_retried_post_is_answered_not_repeated(app: &TestApp) {
+    // REQ: API-IDEMPOTENCY
     let body = json!({"email": "retry@acme.test", "display_name": "Retry", "role": "viewer"});
     let first = post_with_key(app, "/api/v1/users", "create-retry-user-1", &body)
         .await
@@ -87,6 +88,7 @@ async fn a_retried_post_is_answered_not_repeated(app: &TestApp) {
 on_both_databases!(a_retried_post_is_answered_not_repeated);
 
 async fn concurrent_duplicates_execute_once(app: &TestApp) {
+    // REQ: API-IDEMPOTENCY
     let body = json!({"name": "raced"});
     let attempts: Vec<_> = (0..5)
         .map(|_| post_with_key(app, "/api/v1/tokens", "race-key", &body))

@@ -10,6 +10,7 @@ fn committed_path() -> PathBuf {
 
 #[test]
 fn committed_openapi_matches_the_code() {
+    // REQ: API-OPENAPI-MATCHES
     let generated = api::openapi::document_json();
     let committed = std::fs::read_to_string(committed_path()).unwrap_or_default();
     if generated != committed {

@@ -7,6 +7,7 @@ use actix_web::{App, HttpResponse, HttpServer, web};
 use e2e::{Client, TestApp, on_both_databases};
 
 async fn health_readiness_and_metrics(app: &TestApp) {
+    // REQ: OPS-PROBES
     let anon = app.anonymous();
     assert_eq!(anon.get("/healthz").await.expect(200).body["status"], "ok");
     let ready = anon.get("/readyz").await.expect(200).body;

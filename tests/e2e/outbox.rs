@@ -36,6 +36,7 @@ fn free_port() -> u16 {
 }
 
 async fn a_queued_email_reaches_the_smtp_server_once(app: &TestApp) {
+    // REQ: NOTIF-OUTBOX
     let now = app.now();
     assert!(
         outbox::enqueue(&app.db, draft("reminder:1:2027-01-04"), now, "cmo.test")
@@ -119,6 +120,7 @@ async fn the_file_transport_writes_readable_eml(app: &TestApp) {
 on_both_databases!(the_file_transport_writes_readable_eml);
 
 async fn two_dispatchers_send_every_email_exactly_once(app: &TestApp) {
+    // REQ: NOTIF-OUTBOX, NOTIF-MESSAGE-ID-ONCE
     let dir = tempfile::tempdir().unwrap();
     for n in 0..40 {
         outbox::enqueue(&app.db, draft(&format!("bulk:{n}")), app.now(), "cmo.test")
@@ -146,6 +148,7 @@ async fn two_dispatchers_send_every_email_exactly_once(app: &TestApp) {
 on_both_databases!(two_dispatchers_send_every_email_exactly_once);
 
 async fn an_unreachable_server_means_a_later_retry(app: &TestApp) {
+    // REQ: NOTIF-OUTBOX
     outbox::enqueue(&app.db, draft("retry:1"), app.now(), "cmo.test")
         .await
         .unwrap();
@@ -189,6 +192,7 @@ async fn an_unreachable_server_means_a_later_retry(app: &TestApp) {
 on_both_databases!(an_unreachable_server_means_a_later_retry);
 
 async fn a_claim_left_by_a_crashed_worker_is_taken_again(app: &TestApp) {
+    // REQ: NOTIF-MESSAGE-ID-ONCE
     let dir = tempfile::tempdir().unwrap();
     outbox::enqueue(&app.db, draft("crash:1"), app.now(), "cmo.test")
         .await

@@ -10,6 +10,7 @@ use crate::{partner_org, user_with_token};
 const QA_PASSWORD: &str = "quality signs this one";
 
 async fn the_registry_finds_candidates_and_qualification_gates_programs(app: &TestApp) {
+    // REQ: PART-QUALIFICATION
     let admin = app.admin();
     let (visp, _, visp_token) = partner_org(app, "Lonza Visp", "cmo", "pm@lonza.test").await;
     let (oral, _, _) = partner_org(app, "Oral Solids Co", "cmo", "pm@oral.test").await;
@@ -315,6 +316,7 @@ async fn the_registry_finds_candidates_and_qualification_gates_programs(app: &Te
 on_both_databases!(the_registry_finds_candidates_and_qualification_gates_programs);
 
 async fn scorecards_count_what_happened_and_stay_with_their_parties(app: &TestApp) {
+    // REQ: PART-SCORECARD
     let s = crate::programs::program_setup(app).await;
     let cmo_id = app
         .admin()
@@ -479,6 +481,7 @@ async fn quality_agreements_are_reminded_at_90_30_and_7_days(app: &TestApp) {
 on_both_databases!(quality_agreements_are_reminded_at_90_30_and_7_days);
 
 async fn the_bid_tab_ranks_candidates_and_the_decision_is_signed(app: &TestApp) {
+    // REQ: PART-BID-TAB
     let (a, _, a_token) = partner_org(app, "Alpha Bio", "cmo", "pm@alpha.test").await;
     let (b, _, _) = partner_org(app, "Beta Fill", "cmo", "pm@beta.test").await;
     let (_, pm_token) =

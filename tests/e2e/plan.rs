@@ -48,6 +48,7 @@ async fn decide(client: &e2e::Client, id: i64, decision: &str) -> e2e::Reply {
 }
 
 async fn a_program_runs_from_template_to_its_commercial_batch_gate(app: &TestApp) {
+    // REQ: PLAN-TEMPLATE, PLAN-GATE-DECISION, PLAN-NO-GO-ACTIONS, SEC-SIGN-BINDING
     let s = program_setup(app).await;
     let (qa_id, qa_token) =
         user_with_token(app, "qa@acme.test", "quality", Some(QA_PASSWORD)).await;
@@ -310,6 +311,7 @@ async fn a_program_runs_from_template_to_its_commercial_batch_gate(app: &TestApp
 on_both_databases!(a_program_runs_from_template_to_its_commercial_batch_gate);
 
 async fn gate_decisions_need_the_right_people_and_state(app: &TestApp) {
+    // REQ: PLAN-GATE-DECISION, SEC-SIGN-PASSWORD
     let s = program_setup(app).await;
     let today = app.today_in("Europe/Zurich").to_string();
     let m = s
@@ -410,6 +412,7 @@ async fn gate_decisions_need_the_right_people_and_state(app: &TestApp) {
 on_both_databases!(gate_decisions_need_the_right_people_and_state);
 
 async fn action_items_are_listed_filtered_and_snoozed(app: &TestApp) {
+    // REQ: ACT-LIFECYCLE, ACT-OVERDUE-LOCAL
     let s = program_setup(app).await;
     let today = app.today_in("Europe/Zurich");
     let items_path = format!("/api/v1/programs/{}/action-items", s.program_id);

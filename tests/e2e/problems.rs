@@ -5,6 +5,7 @@ use e2e::{TestApp, on_both_databases};
 use serde_json::json;
 
 async fn bad_input_gets_clear_problems(app: &TestApp) {
+    // REQ: API-PROBLEM-JSON
     let admin = app.admin();
 
     let r = admin
@@ -159,6 +160,7 @@ async fn bad_input_gets_clear_problems(app: &TestApp) {
 on_both_databases!(bad_input_gets_clear_problems);
 
 async fn request_ids_travel_in_and_out(app: &TestApp) {
+    // REQ: OPS-REQUEST-ID
     let admin = app.admin();
     let r = admin
         .send(

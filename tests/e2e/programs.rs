@@ -50,6 +50,7 @@ pub async fn program_setup(app: &TestApp) -> Setup {
 }
 
 async fn programs_belong_to_sponsor_and_cmo_only(app: &TestApp) {
+    // REQ: TEN-404
     let s = program_setup(app).await;
     let path = format!("/api/v1/programs/{}", s.program_id);
     // The CMO sees the program that names it.
@@ -247,6 +248,7 @@ async fn transition(client: &e2e::Client, id: i64, body: Value) -> e2e::Reply {
 }
 
 async fn milestones_follow_their_state_machine_and_dependencies(app: &TestApp) {
+    // REQ: PLAN-MILESTONE-MACHINE, API-TRANSITION-409
     let s = program_setup(app).await;
     let today = app.today_in("Europe/Zurich");
     let d = |days: i64| (today + TimeDelta::days(days)).to_string();
@@ -417,6 +419,7 @@ impl Setup {
 }
 
 async fn schedule_health_follows_forecast_and_today(app: &TestApp) {
+    // REQ: PLAN-SCHEDULE-HEALTH
     let s = program_setup(app).await;
     let today = app.today_in("Europe/Zurich");
     let d = |days: i64| (today + TimeDelta::days(days)).to_string();

@@ -298,6 +298,7 @@ async fn a_minor_deviation_closes_after_a_short_term_fix(app: &TestApp) {
 on_both_databases!(a_minor_deviation_closes_after_a_short_term_fix);
 
 async fn triage_can_raise_criticality_and_then_production_holds(app: &TestApp) {
+    // REQ: QE-HOLD, QE-DEVIATION-MACHINE
     let s = program_setup(app).await;
     let (_, qa) = user_with_token(app, "qa@acme.test", "quality", Some(QA_PASSWORD)).await;
     let qa = app.client(&qa);
@@ -341,6 +342,7 @@ async fn triage_can_raise_criticality_and_then_production_holds(app: &TestApp) {
 on_both_databases!(triage_can_raise_criticality_and_then_production_holds);
 
 async fn deviation_rules_refuse_bad_requests(app: &TestApp) {
+    // REQ: QE-DEVIATION-MACHINE
     let s = program_setup(app).await;
     let (_, qa) = user_with_token(app, "qa@acme.test", "quality", Some(QA_PASSWORD)).await;
     let qa = app.client(&qa);
@@ -464,6 +466,7 @@ async fn of_a_hundred_identical_transitions_exactly_one_succeeds(app: &TestApp) 
 on_both_databases!(of_a_hundred_identical_transitions_exactly_one_succeeds);
 
 async fn a_capa_closes_effective_and_takes_its_deviation_with_it(app: &TestApp) {
+    // REQ: QE-CAPA-MACHINE, QE-CAPA-EXTENSION, SEC-SIGN-BINDING
     let s = program_setup(app).await;
     let (qa_id, qa) = user_with_token(app, "qa@acme.test", "quality", Some(QA_PASSWORD)).await;
     let qa = app.client(&qa);

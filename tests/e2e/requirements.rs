@@ -23,10 +23,14 @@ fn named_in(dir: &Path, found: &mut Vec<(String, String)>) {
         let path = entry.path();
         if path.is_dir() {
             named_in(&path, found);
-        } else if path.extension().is_some_and(|e| e == "rs") {
+        } else if path.extension().is_some_and(|e| e == "rs" || e == "sh") {
             let text = std::fs::read_to_string(&path).expect("read source");
             for line in text.lines() {
-                if let Some(ids) = line.trim().strip_prefix("// REQ:") {
+                let line = line.trim();
+                let named = line
+                    .strip_prefix("// REQ:")
+                    .or_else(|| line.strip_prefix("# REQ:"));
+                if let Some(ids) = named {
                     for id in ids.split(',').map(str::trim).filter(|id| !id.is_empty()) {
                         found.push((id.to_string(), path.display().to_string()));
                     }
@@ -46,7 +50,7 @@ fn every_requirement_a_test_names_is_listed() {
     );
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut named = Vec::new();
-    for dir in ["tests", "api", "entity", "worker", "migration"] {
+    for dir in ["tests", "api", "entity", "worker", "migration", "scripts"] {
         named_in(&root.join(dir), &mut named);
     }
     let unknown: Vec<_> = named

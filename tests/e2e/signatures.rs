@@ -18,6 +18,7 @@ async fn first_audit_event_id(app: &TestApp) -> i64 {
 }
 
 async fn a_signature_needs_the_right_password(app: &TestApp) {
+    // REQ: SEC-SIGN-PASSWORD, SEC-SIGN-BINDING
     let (qa_id, qa_token) = user_with_token(app, "qa@acme.test", "quality", Some(PASSWORD)).await;
     let qa = app.client(&qa_token);
     let event_id = first_audit_event_id(app).await;

@@ -86,6 +86,7 @@ async fn deliveries(client: &e2e::Client, sub: i64) -> Vec<Value> {
 }
 
 async fn deliveries_are_signed_and_carry_the_feed_event(app: &TestApp) {
+    // REQ: HOOK-DELIVERY
     let s = program_setup(app).await;
     let receiver = HookReceiver::start().await;
     let admin = app.admin();
@@ -175,6 +176,7 @@ async fn deliveries_are_signed_and_carry_the_feed_event(app: &TestApp) {
 on_both_databases!(deliveries_are_signed_and_carry_the_feed_event);
 
 async fn failed_attempts_are_retried_with_the_same_event_id(app: &TestApp) {
+    // REQ: HOOK-DELIVERY
     let s = program_setup(app).await;
     let receiver = HookReceiver::start().await;
     receiver
@@ -291,6 +293,7 @@ async fn failed_attempts_are_retried_with_the_same_event_id(app: &TestApp) {
 on_both_databases!(failed_attempts_are_retried_with_the_same_event_id);
 
 async fn gone_or_failing_receivers_are_disabled_and_admins_emailed(app: &TestApp) {
+    // REQ: HOOK-DELIVERY
     let s = program_setup(app).await;
     let admin = app.admin();
     let admin_email = admin.get("/api/v1/me").await.expect(200).body["user"]["email"]

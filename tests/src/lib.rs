@@ -263,6 +263,7 @@ pub async fn spawn_app_on(
 
 /// For a scenario `async fn name(app: &TestApp)`, declares `mod name { sqlite, postgres }`:
 /// the same scenario against both databases.
+// REQ: ARCH-BOTH-DATABASES
 #[macro_export]
 macro_rules! on_both_databases {
     ($scenario:ident) => {

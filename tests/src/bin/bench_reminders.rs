@@ -155,6 +155,7 @@ async fn bench(backend: Backend) {
             let _ = app.db.execute_unprepared("ANALYZE action_items").await;
         }
         let seeding = started.elapsed();
+        // REQ: BENCH-HONEST
         // A warm-up pass (not counted), then five; each a fresh tick: the previous pass's
         // emails and claims are forgotten first. Every pass must find the seeded work.
         let mut samples = Vec::new();
