@@ -274,3 +274,103 @@ async fn catch_up_zero_sends_on_the_tick_after_the_occurrence(app: &TestApp) {
     );
 }
 on_both_databases!(catch_up_zero_sends_on_the_tick_after_the_occurrence);
+
+/// A real `cmo-worker` crashes right after claiming Monday's reminder tick (a test crash
+/// point: the process aborts with the claim written and nothing sent). Two fresh workers,
+/// once the claim is stale (5 minutes), take the tick over: each owner gets exactly one
+/// reminder, and every worker ran.
+async fn a_tick_claimed_by_a_crashed_worker_is_taken_over_once(app: &TestApp) {
+    // REQ: ESC-KILLED-WORKER, NOTIF-REMINDER-ONCE, NOTIF-OCCURRENCE-CLAIM
+    use e2e::worker_process::WorkerProcess;
+    let s = program_setup(app).await;
+    let day: chrono::NaiveDate = "2026-11-30".parse().unwrap();
+    let (other_id, _) = user_with_token(app, "qa@acme.test", "quality", None).await;
+    for (owner, title) in [
+        (s.pm_id, "Send the protocol"),
+        (other_id, "Review the batch record"),
+    ] {
+        s.pm.post(
+            &format!("/api/v1/programs/{}/action-items", s.program_id),
+            json!({"title": title, "owner_user_id": owner, "due_date": day - TimeDelta::days(3)}),
+        )
+        .await
+        .expect(201);
+    }
+    let sink = SmtpSink::start().await;
+    let reminders_on = [
+        ("CMO_REMINDER_SCHEDULE", "0 0 8 * * Mon-Fri"),
+        ("CMO_CATCH_UP_MINUTES", "360"),
+    ];
+    let at = zurich(day, 8, 0) + TimeDelta::seconds(30);
+    let crash = [
+        reminders_on[0],
+        reminders_on[1],
+        ("CMO_TEST_ABORT_AT", "tick_claimed"),
+    ];
+    let mut first = WorkerProcess::start(&app.database_url, &sink.url(), "first", at, &crash);
+    let mut claim = None;
+    for _ in 0..200 {
+        claim = entity::job_run::Entity::find()
+            .all(&app.db)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|r| r.job.starts_with("overdue_reminders:"));
+        if claim.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let claim = claim.expect("the first worker claimed the tick");
+    assert_eq!(claim.claimed_by, "first");
+    // It died there (SIGABRT), with the claim written and nothing else.
+    let died = first
+        .exit_status()
+        .await
+        .expect("the first worker crashed at the claim");
+    assert!(!died.success(), "{died:?}");
+    first.kill();
+    assert!(claim.finished_at.is_none());
+    assert_eq!(
+        outbox::Entity::find().all(&app.db).await.unwrap().len(),
+        0,
+        "nothing queued"
+    );
+    // Six minutes later (the claim is stale after five; the catch-up window is six hours).
+    let later = at + TimeDelta::minutes(6);
+    let workers = ["second", "third"]
+        .map(|id| WorkerProcess::start(&app.database_url, &sink.url(), id, later, &reminders_on));
+    let received = sink.wait_for(2).await;
+    let mut to: Vec<String> = received.iter().map(|m| m.to.join(",")).collect();
+    to.sort();
+    assert_eq!(
+        to,
+        ["pm@acme.test", "qa@acme.test"],
+        "one reminder per owner"
+    );
+    let runs = entity::job_run::Entity::find().all(&app.db).await.unwrap();
+    let run = runs
+        .iter()
+        .find(|r| r.job.starts_with("overdue_reminders:"))
+        .unwrap();
+    assert!(
+        run.finished_at.is_some() && run.claimed_by != "first",
+        "{run:?}"
+    );
+    assert_eq!(runs.len(), 1, "one claim for the occurrence: {runs:?}");
+    for w in workers {
+        let id = w.worker_id.clone();
+        assert!(w.stop().await.success(), "{id}");
+    }
+    assert_eq!(sink.count(), 2, "nothing twice");
+    let mut ran: Vec<String> = entity::worker_heartbeat::Entity::find()
+        .all(&app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.worker_id)
+        .collect();
+    ran.sort();
+    assert_eq!(ran, ["first", "second", "third"], "each worker ran");
+}
+on_both_databases!(a_tick_claimed_by_a_crashed_worker_is_taken_over_once);

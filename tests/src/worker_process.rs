@@ -62,6 +62,17 @@ impl WorkerProcess {
         }
     }
 
+    /// Waits (bounded, 10 s) for the process to end on its own; its status.
+    pub async fn exit_status(&mut self) -> Option<std::process::ExitStatus> {
+        for _ in 0..200 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        None
+    }
+
     /// SIGKILL: no shutdown, no cleanup, whatever it was doing.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

@@ -2,6 +2,7 @@
 //! weekly digests, agreement expiry reminders, escalation paging, webhook deliveries,
 //! `action_item.overdue` events, and a heartbeat that shows each instance in the database.
 
+pub mod fault;
 pub mod http;
 pub mod jobs;
 pub mod mailer;

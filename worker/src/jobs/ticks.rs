@@ -51,6 +51,9 @@ pub async fn claim_due(
             claimed.push(tick);
         }
     }
+    if !claimed.is_empty() {
+        crate::fault::point("tick_claimed");
+    }
     Ok(claimed)
 }
 
