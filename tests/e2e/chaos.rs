@@ -56,7 +56,21 @@ async fn postgres_restart_under_load_loses_no_acknowledged_write() {
         }
     });
     let chaos = async {
-        actix_web::rt::time::sleep(Duration::from_millis(700)).await;
+        // The load is under way once users are being created (a bounded wait on that,
+        // not a fixed pause).
+        let created = || async {
+            sea_orm::PaginatorTrait::count(<entity::user::Entity as EntityTrait>::find(), &app.db)
+                .await
+                .unwrap_or(0)
+        };
+        let at_start = created().await;
+        for _ in 0..200 {
+            if created().await >= at_start + 10 {
+                break;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(created().await >= at_start + 10, "the load did not start");
         // pg_ctl blocks; the runtime keeps serving meanwhile.
         let c = cluster.clone();
         let stop = tokio::task::spawn_blocking(move || c.stop()).await;

@@ -1,7 +1,5 @@
 //! The email outbox and its dispatcher, with a real SMTP server on 127.0.0.1.
 
-use std::net::TcpListener;
-
 use chrono::TimeDelta;
 use e2e::smtp::SmtpSink;
 use e2e::{TestApp, on_both_databases};
@@ -25,14 +23,6 @@ fn draft(key: &str) -> Draft {
         html_body: "<p>You have <b>2</b> overdue actions.</p>".to_string(),
         list_unsubscribe: None,
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 async fn a_queued_email_reaches_the_smtp_server_once(app: &TestApp) {
@@ -152,7 +142,8 @@ async fn an_unreachable_server_means_a_later_retry(app: &TestApp) {
     outbox::enqueue(&app.db, draft("retry:1"), app.now(), "cmo.test")
         .await
         .unwrap();
-    let port = free_port();
+    // A port of this test's that refuses connections until the server comes up on it.
+    let (socket, port) = e2e::smtp::reserved_port();
     let mailer = Mailer::new(
         Some(&format!("smtp://127.0.0.1:{port}")),
         std::env::temp_dir(),
@@ -174,11 +165,7 @@ async fn an_unreachable_server_means_a_later_retry(app: &TestApp) {
         Default::default()
     );
     // The server comes up; the retry time comes; it is delivered.
-    let sink = SmtpSink::serve(
-        tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap(),
-    );
+    let sink = SmtpSink::serve(socket.listen(128).unwrap());
     let later = now + TimeDelta::minutes(2);
     assert_eq!(
         dispatch(&app.job_context("w1"), &mailer, &from(), later, 50)
@@ -348,11 +335,7 @@ async fn pooled_connections_deliver_a_batch_concurrently_and_survive_a_server_re
             .await
             .unwrap();
     }
-    let port = free_port();
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let sink = SmtpSink::serve(listener);
+    let sink = SmtpSink::start().await;
     let mailer = Mailer::new(Some(&sink.url()), std::env::temp_dir()).unwrap();
     let report = dispatch(&app.job_context("w1"), &mailer, &from(), now, 20)
         .await
@@ -365,12 +348,7 @@ async fn pooled_connections_deliver_a_batch_concurrently_and_survive_a_server_re
     assert_eq!(sink.wait_for(40).await.len(), 40);
     // The server restarts: the pool's idle connections are dead. The next send notices
     // and goes through a fresh connection, without a retry round.
-    sink.stop();
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let restarted = SmtpSink::serve(listener);
+    sink.restart();
     for n in 40..45 {
         outbox::enqueue(&app.db, draft(&format!("batch:{n}")), now, "cmo.test")
             .await
@@ -380,9 +358,7 @@ async fn pooled_connections_deliver_a_batch_concurrently_and_survive_a_server_re
         .await
         .unwrap();
     assert_eq!((report.sent, report.retried), (5, 0));
-    assert_eq!(restarted.wait_for(5).await.len(), 5);
-    let mut received = sink.received();
-    received.extend(restarted.received());
+    let received = sink.wait_for(45).await;
     assert_eq!(received.len(), 45);
     let mut ids: Vec<String> = received
         .iter()

@@ -33,14 +33,28 @@ impl Received {
 pub struct SmtpSink {
     pub port: u16,
     received: Arc<Mutex<Vec<Received>>>,
-    /// The accept loop and every session, so [`SmtpSink::stop`] can cut them all.
+    /// Every session, so [`SmtpSink::restart`] and [`SmtpSink::stop`] can cut them.
     tasks: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+    /// The accept loop ([`SmtpSink::stop`] ends it; a restart keeps it and the port).
+    accept: Arc<Mutex<Option<tokio::task::AbortHandle>>>,
     /// Milliseconds spent on each message before accepting it (a slow server).
     delay_ms: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// `(user, password)` the sink requires, if any.
 type Required = Option<Arc<(String, String)>>;
+
+/// A loopback port that refuses connections (bound, not listening) and stays this
+/// test's: `SmtpSink::serve(socket.listen(1024)?)` brings a server up on it later,
+/// without releasing and re-binding the port (which another process could take).
+pub fn reserved_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .expect("bind loopback");
+    let port = socket.local_addr().expect("local addr").port();
+    (socket, port)
+}
 
 impl SmtpSink {
     /// Starts on a free port; recipients `@refused.test` get `550`.
@@ -73,6 +87,7 @@ impl SmtpSink {
             port,
             received: Arc::default(),
             tasks: Arc::default(),
+            accept: Arc::default(),
             delay_ms: Arc::default(),
         };
         let store = sink.received.clone();
@@ -93,8 +108,8 @@ impl SmtpSink {
                 }
             }
         });
-        if let Ok(mut t) = sink.tasks.lock() {
-            t.push(accept.abort_handle());
+        if let Ok(mut a) = sink.accept.lock() {
+            *a = Some(accept.abort_handle());
         }
         sink
     }
@@ -107,13 +122,24 @@ impl SmtpSink {
         );
     }
 
-    /// Stops listening and drops every open connection (a crashed or restarted server).
-    pub fn stop(&self) {
+    /// A restarted server: every open connection is dropped, new ones are served on the
+    /// same port (kept bound throughout, so nothing else can take it meanwhile).
+    pub fn restart(&self) {
         if let Ok(mut t) = self.tasks.lock() {
             for task in t.drain(..) {
                 task.abort();
             }
         }
+    }
+
+    /// Stops listening and drops every open connection (a crashed server).
+    pub fn stop(&self) {
+        if let Ok(mut a) = self.accept.lock()
+            && let Some(accept) = a.take()
+        {
+            accept.abort();
+        }
+        self.restart();
     }
 
     pub fn url(&self) -> String {

@@ -73,8 +73,22 @@ async fn enqueue(db: &DatabaseConnection, n: usize) {
 }
 
 fn start_worker(db: &Db, smtp_url: &str, id: &str) -> Child {
-    Command::new(BIN)
-        .env("DATABASE_URL", &db.url)
+    start_worker_at(db, smtp_url, id, None)
+}
+
+/// A worker whose clock reads `at` now (tests only), e.g. past every retry's due time.
+fn start_worker_at(
+    db: &Db,
+    smtp_url: &str,
+    id: &str,
+    at: Option<chrono::DateTime<chrono::Utc>>,
+) -> Child {
+    let mut cmd = Command::new(BIN);
+    if let Some(at) = at {
+        cmd.env("CMO_ALLOW_TEST_CLOCK", "1")
+            .env("CMO_TEST_CLOCK_START", at.to_rfc3339());
+    }
+    cmd.env("DATABASE_URL", &db.url)
         .env("CMO_SMTP_URL", smtp_url)
         .env("CMO_DISPATCH_CRON", "* * * * * *")
         .env("CMO_OUTBOX_CLAIM_SECS", "5")
@@ -187,11 +201,9 @@ async fn smtp_down_then_back(postgres: bool) {
     };
     const EMAILS: usize = 200;
     enqueue(&db.conn, EMAILS).await;
-    // A port nobody listens on yet.
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
+    // A port of this test's that refuses connections (bound, not listening) until the
+    // server comes up on it: never released, so nothing else can take it meanwhile.
+    let (socket, port) = e2e::smtp::reserved_port();
     let mut worker = start_worker(&db, &format!("smtp://127.0.0.1:{port}"), "chaos-down");
     // Attempts fail (connection refused) and are rescheduled, not given up.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -217,12 +229,17 @@ async fn smtp_down_then_back(postgres: bool) {
         .await
         .unwrap();
     assert_eq!(failed, 0, "an unreachable server fails nothing for good");
-    // The server comes back on the same port; the backlog goes out at the next attempt
-    // (30–36 s after the first).
-    let sink = SmtpSink::serve(
-        tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap(),
+    // The server comes up on that port. The worker is replaced by one whose clock is two
+    // minutes on (past the 30-36 s retry delay), so the test does not wait it out: the
+    // backlog goes out at once.
+    let _ = worker.kill();
+    let _ = worker.wait();
+    let sink = SmtpSink::serve(socket.listen(1024).unwrap());
+    let mut worker = start_worker_at(
+        &db,
+        &sink.url(),
+        "chaos-back",
+        Some(chrono::Utc::now() + chrono::TimeDelta::minutes(2)),
     );
     let seen = wait_distinct(&sink, EMAILS, Duration::from_secs(90)).await;
     let _ = worker.kill();
