@@ -26,19 +26,11 @@ trap cleanup EXIT
 
 export DATABASE_URL="${CONFORMANCE_DATABASE_URL:-sqlite://$work/conformance.db?mode=rwc}"
 echo "conformance: database ${DATABASE_URL%%\?*}"
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
-base="http://127.0.0.1:$port"
-
 token="$("$bin" bootstrap --org "Conformance Sponsor" --email admin@conformance.test --json \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
 
-CMO_BIND="127.0.0.1:$port" CMO_LOG=warn "$bin" >"$work/api.log" 2>&1 &
-api_pid=$!
-for _ in $(seq 1 100); do
-  if curl -fsS "$base/readyz" >/dev/null 2>&1; then break; fi
-  sleep 0.1
-done
-curl -fsS "$base/readyz" >/dev/null
+source "$root/scripts/api-process.sh"
+start_api "$work/api.log"
 
 # Operations that take ids hit low numbers often (0, 1, ...): spread the ids so the token
 # schemathesis uses is unlikely to be the one a generated DELETE /tokens/{id} revokes.

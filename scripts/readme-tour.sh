@@ -20,20 +20,14 @@ cleanup() {
 trap cleanup EXIT
 
 export DATABASE_URL="sqlite://$tour/tour.db?mode=rwc"
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')"
-base="http://127.0.0.1:$port"
-boot_token="$(CMO_ALLOW_TEST_CLOCK=1 CMO_TEST_CLOCK_START="${TOUR_AT:-2026-11-30T09:00:00Z}" "$bin" bootstrap --org "Acme Bio" --email admin@acme.test --name "Ada Admin" --json \
-  | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
 # The tour's dates are written for a reader on Monday 30 November 2026: the api runs at
 # that instant (the test-only clock), so the tour means the same whenever CI runs it.
-CMO_ALLOW_TEST_CLOCK=1 CMO_TEST_CLOCK_START="${TOUR_AT:-2026-11-30T09:00:00Z}" \
-  CMO_BIND="127.0.0.1:$port" CMO_PUBLIC_BASE_URL="$base" CMO_LOG=warn "$bin" >"$tour/api.log" 2>&1 &
-api_pid=$!
-for _ in $(seq 1 100); do
-  if curl -fsS "$base/readyz" >/dev/null 2>&1; then break; fi
-  sleep 0.1
-done
-curl -fsS "$base/readyz" >/dev/null
+at="${TOUR_AT:-2026-11-30T09:00:00Z}"
+boot_token="$(CMO_ALLOW_TEST_CLOCK=1 CMO_TEST_CLOCK_START="$at" "$bin" bootstrap --org "Acme Bio" \
+  --email admin@acme.test --name "Ada Admin" --json \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
+source "$root/scripts/api-process.sh"
+start_api "$tour/api.log" CMO_ALLOW_TEST_CLOCK=1 CMO_TEST_CLOCK_START="$at"
 
 # The tour's shell blocks, with the reader's blanks filled in.
 python3 - "$root/README.md" "$tour/tour.sh" <<'PY'

@@ -94,7 +94,13 @@ fn serve(database: DatabaseArgs, serve: ServeArgs, clock: Arc<dyn Clock>) -> Res
             .map_err(|e| e.to_string())?;
         let listener = TcpListener::bind(&serve.bind)
             .map_err(|e| format!("cannot bind {}: {e}", serve.bind))?;
-        tracing::info!(address = %serve.bind, "cmo-api listening");
+        // The address actually bound: with port 0 the system chose it, and whoever
+        // started the process (a test, a script) reads it here.
+        let address = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_else(|_| serve.bind.clone());
+        tracing::info!(%address, "cmo-api listening");
         let state = AppState {
             db: db.clone(),
             clock,

@@ -1,7 +1,7 @@
 //! The `cmo-api` binary itself: bootstrap, openapi, and serving with a graceful stop.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -99,24 +99,62 @@ fn http_get(port: u16, path: &str) -> Option<String> {
     Some(response)
 }
 
+/// The port from the server's "cmo-api listening" log line (JSON, on stdout or stderr),
+/// and the log lines that follow it (until the process ends).
+fn listening_port(child: &mut std::process::Child) -> (u16, std::sync::mpsc::Receiver<String>) {
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let out = child
+        .stdout
+        .take()
+        .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+    let err = child
+        .stderr
+        .take()
+        .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+    for stream in [out, err].into_iter().flatten() {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+    }
+    drop(tx);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        if !line.contains("cmo-api listening") {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+        let address = v["address"]
+            .as_str()
+            .or(v["fields"]["address"].as_str())
+            .unwrap_or_else(|| panic!("address field in {line}"));
+        let port = address
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a port");
+        return (port, rx);
+    }
+    panic!("no \"cmo-api listening\" line within 20 s");
+}
+
 #[test]
 fn serve_migrates_a_fresh_sqlite_file_and_stops_on_sigterm() {
     // REQ: ARCH-AUTO-MIGRATE, ARCH-TWO-COMMANDS
     let dir = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Port 0: the server binds a port of its own and logs which (no free-port race).
     let mut child = Command::new(BIN)
         .env("DATABASE_URL", sqlite_url(&dir))
-        .env("CMO_BIND", format!("127.0.0.1:{port}"))
+        .env("CMO_BIND", "127.0.0.1:0")
         .env("CMO_LOG_FORMAT", "json")
         .env("CMO_HTTP_WORKERS", "1")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let (port, log_lines) = listening_port(&mut child);
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut ready = None;
     while Instant::now() < deadline {
@@ -148,10 +186,7 @@ fn serve_migrates_a_fresh_sqlite_file_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(exit.success(), "graceful stop exits 0: {exit:?}");
-    let logs: Vec<String> = BufReader::new(child.stderr.take().unwrap())
-        .lines()
-        .map_while(Result::ok)
-        .collect();
+    let logs: Vec<String> = log_lines.iter().collect();
     assert!(
         logs.iter().any(|l| l.contains("cmo-api stopped")),
         "{logs:?}"

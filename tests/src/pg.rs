@@ -210,12 +210,22 @@ fn start() -> Result<Cluster, String> {
             String::from_utf8_lossy(&output.stderr)
         ));
     }
-    let port = free_port()?;
-    let options = format!(
-        "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
-        dir.display()
-    );
-    run_pg_ctl_start(&bin, &data, &options, &dir)?;
+    // PostgreSQL cannot bind port 0 and report it, so a free port is chosen and may be
+    // taken by someone else before the server binds it: then another is tried.
+    let mut attempt = 0;
+    let (port, options) = loop {
+        attempt += 1;
+        let port = free_port()?;
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+            dir.display()
+        );
+        match run_pg_ctl_start(&bin, &data, &options, &dir) {
+            Ok(()) => break (port, options),
+            Err(err) if attempt < 5 => eprintln!("PostgreSQL on port {port}: {err}; retrying"),
+            Err(err) => return Err(err),
+        }
+    };
     spawn_watchdog(&bin, &dir, &data)?;
     eprintln!(
         "test PostgreSQL cluster on 127.0.0.1:{port} in {}",

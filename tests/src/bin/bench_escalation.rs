@@ -37,32 +37,15 @@ async fn bench(backend: Backend) {
             db,
             ..app.job_context(&format!("bench-{n}"))
         };
+        // Only pages reach the sink (the bench counts emails): quiet schedules.
         let mail = JobSettings {
-            mailer: worker::mailer::Mailer::new(Some(&sink.url()), std::env::temp_dir())
-                .expect("mailer"),
-            from: "cmo <noreply@cmo.test>".parse().expect("from"),
             batch: 100,
-            outbox_claim_ttl: entity::outbox::CLAIM_TTL,
-            // Only pages reach the sink (the bench counts emails).
-            reminders: worker::jobs::reminders::ReminderSettings {
-                schedule: "0 0 0 1 1 *".to_string(),
-                catch_up: chrono::TimeDelta::zero(),
-                ..Default::default()
-            },
-            digests: worker::jobs::digests::DigestSettings {
-                schedule: "0 0 0 1 1 *".to_string(),
-                catch_up: chrono::TimeDelta::zero(),
-                ..Default::default()
-            },
-            agreements: Default::default(),
             escalations: worker::jobs::escalations::EscalationSettings {
                 public_base_url: app.base_url.clone(),
                 mail_domain: "cmo.test".to_string(),
                 ..Default::default()
             },
-            webhooks: Default::default(),
-            http: worker::http::HttpClient::new(std::time::Duration::from_secs(5))
-                .expect("http client"),
+            ..e2e::quiet_job_settings(&sink.url())
         };
         let mut stopped = stopped.clone();
         workers.push(tokio::spawn(async move {
