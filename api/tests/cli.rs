@@ -125,7 +125,8 @@ fn listening_port(child: &mut std::process::Child) -> (u16, std::sync::mpsc::Rec
         if !line.contains("cmo-api listening") {
             continue;
         }
-        let v: serde_json::Value = serde_json::from_str(&line).expect("a JSON log line");
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .unwrap_or_else(|e| panic!("a JSON log line: {e}: {line}"));
         let address = v["address"]
             .as_str()
             .or(v["fields"]["address"].as_str())
@@ -134,7 +135,7 @@ fn listening_port(child: &mut std::process::Child) -> (u16, std::sync::mpsc::Rec
             .rsplit(':')
             .next()
             .and_then(|p| p.parse().ok())
-            .expect("a port");
+            .unwrap_or_else(|| panic!("a port in {address}"));
         return (port, rx);
     }
     panic!("no \"cmo-api listening\" line within 20 s");
