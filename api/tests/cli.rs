@@ -125,8 +125,8 @@ fn listening_port(child: &mut std::process::Child) -> (u16, std::sync::mpsc::Rec
         if !line.contains("cmo-api listening") {
             continue;
         }
-        let v: serde_json::Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("a JSON log line: {e}: {line}"));
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("a JSON log line: {e}: {line}"));
         let address = v["address"]
             .as_str()
             .or(v["fields"]["address"].as_str())

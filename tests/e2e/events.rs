@@ -198,7 +198,10 @@ async fn overdue_action_items_emit_one_event_per_due_date(app: &TestApp) {
     assert_eq!(e["resource_type"], "action_item");
     assert_eq!(e["payload"]["action_item_id"], item["id"]);
     assert_eq!(e["payload"]["due_date"], json!(today));
-    assert!(e["payload"]["days_overdue"].as_i64().unwrap() >= 2);
+    assert_eq!(
+        e["payload"]["days_overdue"], 3,
+        "three days in the program's zone"
+    );
     assert_eq!(e["payload"]["owner_user_id"], s.pm_id);
     // A moved due date is a new deadline: overdue again once it passes.
     let new_due = today + chrono::TimeDelta::days(5);

@@ -180,3 +180,80 @@ async fn at_instant(app: &TestApp, name: &str) {
         "{name}: action_item.overdue events"
     );
 }
+
+/// Digests across year end: Monday 28 December 2026 is ISO week 53 of 2026, Monday
+/// 4 January 2027 week 1 of 2027; a program in Auckland (UTC+13) is already on Monday
+/// while it is still Sunday in UTC. One digest per member each Monday, none between.
+async fn digests_cross_the_year_end_once_a_week(app: &TestApp) {
+    // REQ: NOTIF-DIGEST, TIME-ZONES
+    let s = program_setup(app).await;
+    let setup =
+        s.pm.get(&format!("/api/v1/programs/{}", s.program_id))
+            .await
+            .expect(200)
+            .body;
+    let auckland =
+        s.pm.post(
+            "/api/v1/programs",
+            json!({"name": "Auckland fill-finish", "product_name": "ACM-101",
+                   "cmo_org_id": setup["cmo_org_id"], "modality": "biologic", "stage": "clinical",
+                   "time_zone": "Pacific/Auckland"}),
+        )
+        .await
+        .expect(201)
+        .body["id"]
+            .as_i64()
+            .unwrap();
+    for program in [s.program_id, auckland] {
+        s.pm.post(
+            &format!("/api/v1/programs/{program}/team"),
+            json!({"user_id": s.pm_id, "governance_tier": "core_team", "program_role": "Program lead"}),
+        )
+        .await
+        .expect(201);
+    }
+    let ctx = app.job_context("w1");
+    let settings = worker::jobs::digests::DigestSettings::default();
+    let pass = |at: &str| {
+        let ctx = ctx.clone();
+        let settings = settings.clone();
+        let at = e2e::utc(at);
+        async move {
+            worker::jobs::digests::weekly_digests(&ctx, at, &settings)
+                .await
+                .unwrap()
+                .programs
+        }
+    };
+    // Sunday 27 Dec 18:05 UTC = Monday 07:05 in Auckland (NZDT, UTC+13): its digest only.
+    assert_eq!(pass("2026-12-27T18:05:00Z").await, 1);
+    // Monday 28 Dec 06:05 UTC = 07:05 in Zurich: Zurich's; Auckland's already went.
+    assert_eq!(pass("2026-12-28T06:05:00Z").await, 1);
+    assert_eq!(pass("2026-12-28T12:00:00Z").await, 0);
+    // Thursday 31 Dec and Friday 1 Jan (still ISO week 53): nothing.
+    assert_eq!(pass("2026-12-31T23:30:00Z").await, 0);
+    assert_eq!(pass("2027-01-01T06:05:00Z").await, 0);
+    // The next Mondays: week 1 of 2027 in each zone.
+    assert_eq!(pass("2027-01-03T18:05:00Z").await, 1);
+    assert_eq!(pass("2027-01-04T06:05:00Z").await, 1);
+    let keys: Vec<String> = <entity::outbox::Entity as sea_orm::EntityTrait>::find()
+        .all(&app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.dedupe_key)
+        .filter(|k| k.starts_with("digest:"))
+        .collect();
+    assert_eq!(keys.len(), 4, "one digest per program and week: {keys:?}");
+    assert_eq!(
+        keys.iter().filter(|k| k.contains("2026-W53")).count(),
+        2,
+        "{keys:?}"
+    );
+    assert_eq!(
+        keys.iter().filter(|k| k.contains("2027-W01")).count(),
+        2,
+        "{keys:?}"
+    );
+}
+on_both_databases!(digests_cross_the_year_end_once_a_week);

@@ -145,3 +145,11 @@ pub fn before_signature(record: &Value, field: &str) -> Value {
     r[field] = Value::Null;
     r
 }
+
+/// An RFC 3339 timestamp of an answer, as an instant (panics when it is not one).
+pub fn instant(v: &Value) -> chrono::DateTime<chrono::Utc> {
+    let text = v.as_str().unwrap_or_else(|| panic!("not a timestamp: {v}"));
+    chrono::DateTime::parse_from_rfc3339(text)
+        .unwrap_or_else(|e| panic!("{text}: {e}"))
+        .with_timezone(&chrono::Utc)
+}

@@ -524,7 +524,7 @@ async fn action_items_are_listed_filtered_and_snoozed(app: &TestApp) {
         .expect(200)
         .body;
     assert_eq!(done["status"], "done");
-    assert!(done["completed_at"].is_string());
+    assert_eq!(crate::instant(&done["completed_at"]), app.now());
     s.pm.post(
         &format!("/api/v1/action-items/{id}/snooze"),
         json!({"until": today + chrono::TimeDelta::days(9), "reason": "x"}),

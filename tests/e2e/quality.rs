@@ -86,7 +86,7 @@ async fn a_critical_deviation_holds_production_until_quality_releases_it(app: &T
         .expect(200)
         .body;
     assert_eq!(triaged["status"], "triaged");
-    assert!(triaged["triaged_at"].is_string());
+    assert_eq!(crate::instant(&triaged["triaged_at"]), app.now());
     assert_eq!(
         escalations_of(app, id).await[0].status,
         escalation::EscalationStatus::Resolved

@@ -44,7 +44,7 @@ async fn a_signature_needs_the_right_password(app: &TestApp) {
         signed["record_hash"], event["hash"],
         "bound to the record's content"
     );
-    assert!(signed["signed_at"].is_string());
+    assert_eq!(crate::instant(&signed["signed_at"]), app.now());
 
     let wrong = qa
         .post(
