@@ -473,16 +473,51 @@ async fn empty_tiers_are_skipped_and_a_running_escalation_keeps_its_policy(app: 
         .collect();
     assert!(audited.contains(&"exhaust".to_string()), "{audited:?}");
     assert_eq!(detail["policy"]["tiers"][0]["wait_minutes"], 15);
-    // Exhausted can still be acknowledged (by API) and resolved.
-    t.qa.post(
-        &format!("/api/v1/escalations/{id}/ack"),
-        json!({"note": "on it"}),
-    )
-    .await
-    .expect(200);
-    t.qa.post(&format!("/api/v1/escalations/{id}/ack"), json!({}))
+    // Exhausted can still be acknowledged (by API) and resolved. An ack is audited with
+    // its channel; a second one by the same person changes nothing.
+    let first =
+        t.qa.post(
+            &format!("/api/v1/escalations/{id}/ack"),
+            json!({"note": "on it"}),
+        )
         .await
-        .expect(200);
+        .expect(200)
+        .body;
+    let row = escalation::Entity::find_by_id(id)
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.ack_channel.as_deref(), Some("api"));
+    assert_eq!(row.acknowledged_at, Some(app.now()));
+    let ack_audit = entity::audit_event::Entity::find()
+        .filter(entity::audit_event::Column::EntityType.eq("escalation"))
+        .filter(entity::audit_event::Column::EntityId.eq(id.to_string()))
+        .filter(entity::audit_event::Column::Action.eq("acknowledge"))
+        .all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(ack_audit.len(), 1, "the ack is audited once");
+    assert_eq!(ack_audit[0].actor_user_id, Some(t.qa_id));
+    assert!(
+        ack_audit[0]
+            .after
+            .as_deref()
+            .unwrap_or_default()
+            .contains("\"api\""),
+        "{:?}",
+        ack_audit[0].after
+    );
+    app.clock.advance(TimeDelta::minutes(1));
+    let again =
+        t.qa.post(&format!("/api/v1/escalations/{id}/ack"), json!({}))
+            .await
+            .expect(200)
+            .body;
+    assert_eq!(
+        again["acknowledged_at"], first["acknowledged_at"],
+        "idempotent"
+    );
     t.s.pm
         .post(&format!("/api/v1/escalations/{id}/ack"), json!({}))
         .await
@@ -748,3 +783,42 @@ async fn notify_wakes_the_worker_at_once_also_after_a_postgres_restart() {
     assert!(worker.stop().await.success());
     app.stop().await;
 }
+
+/// An acknowledgement link older than 24 hours changes nothing, also when the escalation
+/// is still open (a button pressed on a day-old email must not silence today's pages).
+async fn an_expired_ack_link_on_an_open_escalation_changes_nothing(app: &TestApp) {
+    // REQ: ESC-ACK
+    let t = team(app).await;
+    let (_, e) = critical_deviation(app, &t).await;
+    // Tier 1 is paged; the link in QA's page is the one pressed a day later.
+    escalation_pass(&app.job_context("w1"), app.now(), &settings(app))
+        .await
+        .unwrap();
+    let sink = SmtpSink::start().await;
+    deliver(app, &sink, app.now()).await;
+    sink.wait_for(1).await;
+    let link = ack_link(&sink, "qa@acme.test", 1);
+    app.clock
+        .advance(TimeDelta::hours(24) + TimeDelta::minutes(1));
+    let anon = app.anonymous();
+    let refused = anon
+        .send_raw(anon.request(awc::http::Method::POST, &link), "")
+        .await;
+    assert_eq!(refused.status, 400, "{}", refused.text);
+    assert!(refused.text.contains("expired"), "{}", refused.text);
+    assert!(
+        refused
+            .header("content-type")
+            .unwrap_or_default()
+            .starts_with("text/html"),
+        "a page for people"
+    );
+    let row = escalation::Entity::find_by_id(e.id)
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(row.status, EscalationStatus::Acknowledged);
+    assert!(row.acknowledged_at.is_none() && row.ack_channel.is_none());
+}
+on_both_databases!(an_expired_ack_link_on_an_open_escalation_changes_nothing);

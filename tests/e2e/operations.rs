@@ -43,13 +43,23 @@ async fn health_readiness_and_metrics(app: &TestApp) {
 
     // With the database gone, readiness and data endpoints answer 503, liveness stays up.
     app.db.close_by_ref().await.unwrap();
-    anon.get("/readyz")
+    let ready = anon
+        .get("/readyz")
         .await
         .expect_problem(503, "database_unavailable");
-    app.admin()
+    let data = app
+        .admin()
         .get("/api/v1/me")
         .await
         .expect_problem(503, "database_unavailable");
+    // The README's promise: a 503 says when to retry.
+    for r in [&ready, &data] {
+        let after: u64 = r
+            .header("retry-after")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("a Retry-After in seconds: {:?}", r.header("retry-after")));
+        assert!((1..=60).contains(&after), "Retry-After {after}");
+    }
     anon.get("/healthz").await.expect(200);
 }
 on_both_databases!(health_readiness_and_metrics);
