@@ -147,7 +147,7 @@ async fn bench(backend: Backend) {
     seed_events(&app, program_id, EVENTS).await;
     let w1 = worker_ctx(&app, "w1").await;
     let start = Instant::now();
-    let r = delivery_pass(&w1, &client, chrono::Utc::now(), &settings)
+    let r = delivery_pass(&w1, &client, app.now(), &settings)
         .await
         .expect("pass");
     let one = r.delivered as f64 / start.elapsed().as_secs_f64();
@@ -165,7 +165,7 @@ async fn bench(backend: Backend) {
     let w2 = worker_ctx(&app, "w2").await;
     let before = receiver.count();
     let start = Instant::now();
-    let now = chrono::Utc::now();
+    let now = app.now();
     let (a, b) = tokio::join!(
         delivery_pass(&w1, &client, now, &settings),
         delivery_pass(&w2, &client, now, &settings)
