@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use e2e::{Backend, spawn_app_on};
-use sea_orm::{ConnectionTrait, EntityTrait, QuerySelect};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect};
 use serde_json::json;
 
 const CLIENTS: usize = 4;
@@ -136,6 +136,28 @@ async fn postgres_restart_under_load_loses_no_acknowledged_write() {
         .collect();
     let missing: Vec<_> = acknowledged.difference(&stored).collect();
     assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
+    // And nothing half done: every stored user has its `create` audit event (a 503 never
+    // left a user without its trail, or a trail entry without its user).
+    let audited: BTreeSet<i64> = entity::audit_event::Entity::find()
+        .filter(entity::audit_event::Column::EntityType.eq("user"))
+        .filter(entity::audit_event::Column::Action.eq("create"))
+        .all(&app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|a| a.entity_id.parse().ok())
+        .collect();
+    let created_by_load: BTreeSet<i64> = stored
+        .iter()
+        .copied()
+        .filter(|id| *id > app.admin_id)
+        .collect();
+    let unaudited: Vec<_> = created_by_load.difference(&audited).collect();
+    let orphaned: Vec<_> = audited.difference(&stored).collect();
+    assert!(
+        unaudited.is_empty() && orphaned.is_empty(),
+        "users without their create event: {unaudited:?}; events without their user: {orphaned:?}"
+    );
     eprintln!(
         "{} requests: {} acknowledged, {unavailable} answered 503 during the outage, none lost",
         outcomes.len(),

@@ -9,21 +9,24 @@ pub struct WorkerProcess {
     pub worker_id: String,
 }
 
-/// The worker binary beside the test binary (`target/<profile>/cmo-worker`), built by
-/// `cargo test --workspace`.
+/// The worker binary of the same build as the running binary: `target/<profile>/` holds
+/// it, beside a bench binary and one level above a test binary (`deps/`). Built by
+/// `cargo test --workspace` and by `bench/run`.
 fn binary() -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target directory");
-    let bin = dir.join("cmo-worker");
-    assert!(
-        bin.exists(),
-        "{} is missing: run the tests with `cargo test --workspace`",
-        bin.display()
-    );
-    bin
+    let candidates: Vec<std::path::PathBuf> = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|dir| dir.join("cmo-worker"))
+        .collect();
+    candidates
+        .iter()
+        .find(|bin| bin.exists())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!("cmo-worker is missing ({candidates:?}): run the tests with `cargo test --workspace`")
+        })
 }
 
 impl WorkerProcess {

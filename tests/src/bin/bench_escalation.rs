@@ -1,7 +1,7 @@
 //! Escalation first-page latency: from sending `POST /deviations` (critical) to
-//! the SMTP sink accepting the tier-1 page, over 200 deviations, with two workers
-//! running their real loops (fast tick, LISTEN/NOTIFY on PostgreSQL), each on its own
-//! database connection pool. Prints p50/p90/p99/max, on SQLite and on PostgreSQL.
+//! the SMTP sink accepting the tier-1 page, over 200 deviations, with two real
+//! `cmo-worker` processes (fast tick, LISTEN/NOTIFY on PostgreSQL). Prints
+//! p50/p90/p99/max, on SQLite and on PostgreSQL.
 //!
 //! Run: `cargo run --release -p e2e --bin bench_escalation`. Loopback only; bounded.
 
@@ -10,8 +10,6 @@ use std::time::{Duration, Instant};
 use e2e::smtp::SmtpSink;
 use e2e::{Backend, spawn_app};
 use serde_json::json;
-use worker::jobs::JobContext;
-use worker::runner::{JobSettings, Schedules};
 
 const DEVIATIONS: usize = 200;
 
@@ -26,35 +24,23 @@ async fn bench(backend: Backend) {
         return;
     };
     let sink = SmtpSink::start().await;
-    // Two workers, each with its own pool, as two processes would have.
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let mut workers = Vec::new();
-    for n in 0..2 {
-        let db = api::db::connect(&app.database_url, None)
-            .await
-            .expect("worker connection");
-        let ctx = JobContext {
-            db,
-            ..app.job_context(&format!("bench-{n}"))
-        };
-        // Only pages reach the sink (the bench counts emails): quiet schedules.
-        let mail = JobSettings {
-            batch: 100,
-            escalations: worker::jobs::escalations::EscalationSettings {
-                public_base_url: app.base_url.clone(),
-                mail_domain: "cmo.test".to_string(),
-                ..Default::default()
-            },
-            ..e2e::quiet_job_settings(&sink.url())
-        };
-        let mut stopped = stopped.clone();
-        workers.push(tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = stopped.changed().await;
-            };
-            worker::runner::run(ctx, Schedules::default(), mail, shutdown).await
-        }));
-    }
+    // Two real `cmo-worker` processes (apart from this process, which runs the api, the
+    // SMTP sink and the client), at the api's instant, with quiet reminder and digest
+    // schedules so that only pages reach the sink.
+    let workers: Vec<e2e::worker_process::WorkerProcess> = (0..2)
+        .map(|n| {
+            e2e::worker_process::WorkerProcess::start(
+                &app.database_url,
+                &sink.url(),
+                &format!("bench-{n}"),
+                app.now(),
+                &[
+                    ("CMO_PUBLIC_BASE_URL", app.base_url.as_str()),
+                    ("CMO_HEARTBEAT_CRON", "*/30 * * * * *"),
+                ],
+            )
+        })
+        .collect();
 
     let admin = app.admin();
     let cmo = admin
@@ -107,10 +93,14 @@ async fn bench(backend: Backend) {
         }
         assert!(got, "no page for deviation {n} within 10 s");
         latencies.push(created.elapsed());
+        // A random pause before the next one: otherwise every POST follows a page, i.e.
+        // a worker's tick, and waits a whole tick period (the samples would lock to the
+        // tick's phase instead of sampling it).
+        tokio::time::sleep(Duration::from_millis(rand::random_range(0..250))).await;
     }
-    let _ = stop.send(true);
     for w in workers {
-        let _ = w.await;
+        let id = w.worker_id.clone();
+        assert!(w.stop().await.success(), "{id} exits 0 on SIGTERM");
     }
     let pages = sink.count();
     assert_eq!(latencies.len(), DEVIATIONS, "a page for every deviation");
