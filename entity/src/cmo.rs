@@ -357,6 +357,76 @@ mod tests {
     use QualificationEvent as E;
     use QualificationStatus as S;
 
+    /// A position per event: adding an event breaks this match, and the test below then
+    /// fails until the event is in `ALL_EVENTS` (which `allowed_events` reads).
+    fn position(e: QualificationEvent) -> usize {
+        match e {
+            E::StartEvaluation => 0,
+            E::Qualify => 1,
+            E::Approve => 2,
+            E::Probation => 3,
+            E::Reinstate => 4,
+            E::Disqualify => 5,
+            E::Reevaluate => 6,
+        }
+    }
+
+    /// Every (status, event) pair: 6 x 7 = 42, each with its outcome, so a change of the
+    /// machine anywhere shows here.
+    #[test]
+    fn every_status_and_event_has_its_outcome() {
+        use sea_orm::Iterable;
+        let mut seen = [false; 7];
+        for e in ALL_EVENTS {
+            seen[position(e)] = true;
+        }
+        assert!(seen.iter().all(|s| *s), "ALL_EVENTS lists every event once");
+        let expected = |from: S, event: E| -> Option<S> {
+            Some(match (from, event) {
+                (S::Prospect, E::StartEvaluation) => S::UnderEvaluation,
+                (S::UnderEvaluation, E::Qualify) => S::Qualified,
+                (S::Qualified, E::Approve) => S::Approved,
+                (S::Qualified, E::Probation) | (S::Approved, E::Probation) => S::Probation,
+                (S::Probation, E::Reinstate) => S::Qualified,
+                (S::Disqualified, E::Reevaluate) => S::UnderEvaluation,
+                (S::Prospect, E::Disqualify)
+                | (S::UnderEvaluation, E::Disqualify)
+                | (S::Qualified, E::Disqualify)
+                | (S::Approved, E::Disqualify)
+                | (S::Probation, E::Disqualify) => S::Disqualified,
+                _ => return None,
+            })
+        };
+        let mut pairs = 0;
+        for from in S::iter() {
+            for event in ALL_EVENTS {
+                pairs += 1;
+                match expected(from, event) {
+                    Some(to) => {
+                        assert_eq!(transition(from, event, true), Ok(to), "{from:?} {event:?}");
+                        if needs_reason(event) {
+                            assert_eq!(
+                                transition(from, event, false),
+                                Err(QualificationError::ReasonRequired),
+                                "{from:?} {event:?} without a reason"
+                            );
+                        }
+                    }
+                    None => assert_eq!(
+                        transition(from, event, true),
+                        Err(QualificationError::NotAllowed { from, event }),
+                        "{from:?} {event:?}"
+                    ),
+                }
+                assert_eq!(
+                    allowed_events(from).contains(&event),
+                    expected(from, event).is_some()
+                );
+            }
+        }
+        assert_eq!(pairs, 42);
+    }
+
     #[test]
     fn the_qualification_path_and_its_exits() {
         let table = [
