@@ -393,7 +393,11 @@ async fn scorecards_count_what_happened_and_stay_with_their_parties(app: &TestAp
 on_both_databases!(scorecards_count_what_happened_and_stay_with_their_parties);
 
 async fn quality_agreements_are_reminded_at_90_30_and_7_days(app: &TestApp) {
+    // REQ: NOTIF-AGREEMENT-EXPIRY
     let (cmo, _, _) = partner_org(app, "Lonza Visp", "cmo", "pm@lonza.test").await;
+    // A second CMO whose agreement runs alike but is renewed before its last week.
+    let (renewed_cmo, _, _) =
+        partner_org(app, "Rentschler Laupheim", "cmo", "pm@rentschler.test").await;
     user_with_token(app, "qa@acme.test", "quality", None).await;
     let today = app.now().date_naive();
     let admin = app.admin();
@@ -415,6 +419,13 @@ async fn quality_agreements_are_reminded_at_90_30_and_7_days(app: &TestApp) {
         .body;
     assert_eq!(first["current"], true);
     assert_eq!(first["days_to_expiry"], 95);
+    let renewed_path = format!("/api/v1/cmos/{renewed_cmo}/quality-agreements");
+    admin
+        .post(&renewed_path, json!({"version_label": "v1", "effective_on": today - chrono::TimeDelta::days(300),
+            "expires_on": today + chrono::TimeDelta::days(95), "responsibilities": "CMO: release testing",
+            "document_ref": "QA-AGR-R1"}))
+        .await
+        .expect(201);
 
     let ctx = app.job_context("w1");
     let settings = worker::jobs::agreements::AgreementSettings::default();
@@ -430,24 +441,37 @@ async fn quality_agreements_are_reminded_at_90_30_and_7_days(app: &TestApp) {
         }
     };
     assert_eq!(run(0).await, 0, "95 days out");
-    assert_eq!(run(5).await, 1, "90 days");
+    assert_eq!(run(5).await, 2, "90 days, both agreements");
     assert_eq!(run(5).await, 0, "once per threshold");
     assert_eq!(run(40).await, 0, "55 days: still the 90-day threshold");
-    assert_eq!(run(65).await, 1, "30 days");
-    // Renewed: the old agreement is superseded and no longer reminded.
+    assert_eq!(run(65).await, 2, "30 days, both");
+    // Rentschler's is renewed: the old agreement is superseded and no longer reminded;
+    // Lonza's gets its last reminder a week before expiry.
     admin
-        .post(&path, json!({"version_label": "v2", "effective_on": today + chrono::TimeDelta::days(80),
-            "expires_on": today + chrono::TimeDelta::days(800), "responsibilities": "CMO: batch record review",
-            "document_ref": "QA-AGR-002"}))
+        .post(&renewed_path, json!({"version_label": "v2", "effective_on": today + chrono::TimeDelta::days(80),
+            "expires_on": today + chrono::TimeDelta::days(800), "responsibilities": "CMO: release testing",
+            "document_ref": "QA-AGR-R2"}))
         .await
         .expect(201);
-    assert_eq!(run(88).await, 0, "7 days, but renewed");
+    assert_eq!(
+        run(88).await,
+        1,
+        "7 days: Lonza only (Rentschler's was renewed)"
+    );
+    assert_eq!(run(89).await, 0, "once");
     let rows = entity::outbox::Entity::find().all(&app.db).await.unwrap();
     let reminders: Vec<_> = rows
         .iter()
         .filter(|r| r.dedupe_key.starts_with("qa-expiry:"))
         .collect();
-    assert_eq!(reminders.len(), 2);
+    assert_eq!(reminders.len(), 5);
+    let last = reminders.last().unwrap();
+    assert!(
+        last.subject.contains("Lonza Visp expires in 7 days"),
+        "{}",
+        last.subject
+    );
+    assert_eq!(last.to_addrs, json!(["qa@acme.test"]).to_string());
     assert_eq!(reminders[0].to_addrs, json!(["qa@acme.test"]).to_string());
     assert!(
         reminders[0]
@@ -474,8 +498,8 @@ async fn quality_agreements_are_reminded_at_90_30_and_7_days(app: &TestApp) {
         .await
         .unwrap();
     assert!(a.ran && !b.ran);
-    // The list marks the agreement in force.
-    let list = admin.get(&path).await.expect(200).body;
+    // The lists mark the agreement in force.
+    let list = admin.get(&renewed_path).await.expect(200).body;
     assert_eq!(list.as_array().unwrap().len(), 2);
 }
 on_both_databases!(quality_agreements_are_reminded_at_90_30_and_7_days);
