@@ -6,6 +6,7 @@ use serde_json::json;
 use crate::programs::program_setup;
 
 async fn the_calendar_lists_gates_and_due_dates_and_parses(app: &TestApp) {
+    // REQ: TIME-ZONES
     let s = program_setup(app).await;
     s.pm.post(
         &format!("/api/v1/programs/{}/team", s.program_id),
@@ -72,6 +73,37 @@ async fn the_calendar_lists_gates_and_due_dates_and_parses(app: &TestApp) {
         .find(|e| prop(e, "UID").starts_with("milestone-"))
         .unwrap();
     assert!(prop(gate, "SUMMARY").starts_with("Gate: "));
+    // Every gate sits on its milestone's forecast end: the date a calendar user needs.
+    let milestones =
+        s.pm.get(&format!("/api/v1/programs/{}/milestones", s.program_id))
+            .await
+            .expect(200)
+            .body;
+    let milestones = milestones["items"]
+        .as_array()
+        .or(milestones.as_array())
+        .unwrap()
+        .clone();
+    let mut gates = 0;
+    for e in events
+        .iter()
+        .filter(|e| prop(e, "UID").starts_with("milestone-"))
+    {
+        let id: i64 = prop(e, "UID")
+            .trim_start_matches("milestone-")
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|d| d.parse().ok())
+            .unwrap_or_else(|| panic!("UID {}", prop(e, "UID")));
+        let m = milestones
+            .iter()
+            .find(|m| m["id"] == id)
+            .unwrap_or_else(|| panic!("milestone {id}"));
+        let forecast_end = m["forecast_end"].as_str().unwrap().replace('-', "");
+        assert_eq!(prop(e, "DTSTART"), forecast_end, "gate of milestone {id}");
+        gates += 1;
+    }
+    assert_eq!(gates, 12, "one gate per milestone of the plan");
     // Stable UIDs: the same feed again has the same UIDs.
     let again = anon.get(path).await.expect(200);
     assert_eq!(again.text.matches("UID:").count(), 13);
