@@ -19,7 +19,8 @@ const MAX_HEAD_BYTES: usize = 16 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
     pub status: u16,
-    /// `Retry-After` in seconds (the delta-seconds form; an HTTP date is ignored).
+    /// `Retry-After` in seconds: the delta-seconds form, or an HTTP date (read against
+    /// the wall clock, which is what the receiver wrote it against).
     pub retry_after: Option<u64>,
     pub excerpt: String,
 }
@@ -170,17 +171,20 @@ async fn exchange_on<S: AsyncRead + AsyncWrite + Unpin>(
     stream.flush().await.map_err(io)?;
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0_u8; 4096];
-    let (status, retry_after, content_length, head_len) = loop {
-        let n = stream.read(&mut chunk).await.map_err(io)?;
-        if n == 0 {
-            return Err(HttpError::Protocol(
-                "connection closed before a complete answer".to_string(),
-            ));
-        }
-        buf.extend_from_slice(&chunk[..n]);
+    let (status, retry_after, content_length, chunked, head_len) = loop {
         let mut parsed_headers = [httparse::EMPTY_HEADER; 64];
         let mut response = httparse::Response::new(&mut parsed_headers);
         match response.parse(&buf) {
+            // Interim answers (100 Continue, 103 Early Hints) come before the real one
+            // (RFC 9110 §15.2): skipped.
+            Ok(httparse::Status::Complete(len))
+                if response
+                    .code
+                    .is_some_and(|c| (100..200).contains(&c) && c != 101) =>
+            {
+                buf.drain(..len);
+                continue;
+            }
             Ok(httparse::Status::Complete(len)) => {
                 let code = response.code.unwrap_or(0);
                 let header = |name: &str| {
@@ -191,19 +195,33 @@ async fn exchange_on<S: AsyncRead + AsyncWrite + Unpin>(
                         .and_then(|h| std::str::from_utf8(h.value).ok())
                         .map(|v| v.trim().to_string())
                 };
-                let retry_after = header("retry-after").and_then(|v| v.parse::<u64>().ok());
+                let retry_after = header("retry-after").and_then(|v| retry_after_secs(&v));
                 let content_length = header("content-length").and_then(|v| v.parse::<usize>().ok());
-                break (code, retry_after, content_length, len);
+                let chunked = header("transfer-encoding")
+                    .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+                break (code, retry_after, content_length, chunked, len);
             }
-            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD_BYTES => continue,
+            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD_BYTES => {}
             Ok(httparse::Status::Partial) => {
                 return Err(HttpError::Protocol("answer headers too long".to_string()));
             }
             Err(e) => return Err(HttpError::Protocol(e.to_string())),
         }
+        let n = stream.read(&mut chunk).await.map_err(io)?;
+        if n == 0 {
+            return Err(HttpError::Protocol(
+                "connection closed before a complete answer".to_string(),
+            ));
+        }
+        buf.extend_from_slice(&chunk[..n]);
     };
     // The excerpt: what the answer says, as far as it arrives promptly.
-    let want = content_length.unwrap_or(EXCERPT_BYTES).min(EXCERPT_BYTES);
+    // A chunked answer carries its chunk-size lines too: read a little more, decode below.
+    let want = match (chunked, content_length) {
+        (true, _) => EXCERPT_BYTES + 64,
+        (false, Some(n)) => n.min(EXCERPT_BYTES),
+        (false, None) => EXCERPT_BYTES,
+    };
     let mut excerpt = buf[head_len..].to_vec();
     let more = async {
         while excerpt.len() < want {
@@ -214,10 +232,225 @@ async fn exchange_on<S: AsyncRead + AsyncWrite + Unpin>(
         }
     };
     let _ = tokio::time::timeout(Duration::from_millis(200), more).await;
+    if chunked {
+        excerpt = dechunk(&excerpt);
+    }
     excerpt.truncate(want);
     Ok(Answer {
         status,
         retry_after,
         excerpt: String::from_utf8_lossy(&excerpt).into_owned(),
     })
+}
+
+/// `Retry-After`: delta-seconds, or an HTTP date (IMF-fixdate, e.g. `Wed, 21 Oct 2026
+/// 07:28:00 GMT`) turned into the seconds left on the wall clock (0 when past).
+fn retry_after_secs(value: &str) -> Option<u64> {
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(secs);
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let left = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(left.num_seconds().max(0).unsigned_abs())
+}
+
+/// The data of a chunked body, as far as `raw` holds it (the excerpt is a prefix).
+fn dechunk(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(line_end) = rest.windows(2).position(|w| w == b"\r\n") {
+        let size_text = String::from_utf8_lossy(&rest[..line_end]);
+        let size_hex = size_text.split(';').next().unwrap_or_default().trim();
+        let Ok(size) = usize::from_str_radix(size_hex, 16) else {
+            break;
+        };
+        if size == 0 {
+            break;
+        }
+        let data = &rest[line_end + 2..];
+        let take = size.min(data.len());
+        out.extend_from_slice(&data[..take]);
+        if take < size || data.len() < size + 2 {
+            break;
+        }
+        rest = &data[size + 2..];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// A one-shot server on loopback that reads the request and answers `answer` in
+    /// `parts` (each written separately), then closes.
+    async fn serve(parts: Vec<Vec<u8>>) -> (String, tokio::task::JoinHandle<Vec<u8>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook?x=1", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut b = [0_u8; 4096];
+            // Head and body (the client sends both before reading).
+            while !String::from_utf8_lossy(&request).contains("\r\n\r\n{") {
+                let n = s.read(&mut b).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&b[..n]);
+            }
+            for p in parts {
+                s.write_all(&p).await.unwrap();
+                s.flush().await.unwrap();
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            request
+        });
+        (url, task)
+    }
+
+    fn client() -> HttpClient {
+        HttpClient::new(Duration::from_secs(2)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_plain_answer_gives_status_and_body() {
+        let (url, server) = serve(vec![
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nthanks".to_vec(),
+        ])
+        .await;
+        let a = client()
+            .post_json(&url, &[("X-Cmo-Event-Id", "7".into())], b"{}")
+            .await
+            .unwrap();
+        assert_eq!(
+            (a.status, a.retry_after, a.excerpt.as_str()),
+            (200, None, "thank")
+        );
+        let request = String::from_utf8(server.await.unwrap()).unwrap();
+        assert!(
+            request.starts_with("POST /hook?x=1 HTTP/1.1\r\n"),
+            "{request}"
+        );
+        assert!(request.contains("\r\nX-Cmo-Event-Id: 7\r\n"));
+        assert!(request.contains("\r\nContent-Length: 2\r\n"));
+    }
+
+    #[tokio::test]
+    async fn interim_answers_are_skipped_and_headers_may_come_in_pieces() {
+        let (url, _server) = serve(vec![
+            b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(),
+            b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 20".to_vec(),
+            b"2 Accepted\r\nContent-Length: 0\r\n\r\n".to_vec(),
+        ])
+        .await;
+        let a = client().post_json(&url, &[], b"{}").await.unwrap();
+        assert_eq!(a.status, 202);
+    }
+
+    #[tokio::test]
+    async fn retry_after_in_seconds_or_as_an_http_date() {
+        let (url, _s) = serve(vec![
+            b"HTTP/1.1 503 Busy\r\nRetry-After: 120\r\nContent-Length: 0\r\n\r\n".to_vec(),
+        ])
+        .await;
+        assert_eq!(
+            client()
+                .post_json(&url, &[], b"{}")
+                .await
+                .unwrap()
+                .retry_after,
+            Some(120)
+        );
+        let date = (chrono::Utc::now() + chrono::TimeDelta::seconds(90))
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string();
+        let (url, _s) = serve(vec![
+            format!("HTTP/1.1 429 Slow down\r\nRetry-After: {date}\r\nContent-Length: 0\r\n\r\n")
+                .into_bytes(),
+        ])
+        .await;
+        let after = client()
+            .post_json(&url, &[], b"{}")
+            .await
+            .unwrap()
+            .retry_after;
+        assert!(matches!(after, Some(85..=90)), "{after:?}");
+        let (url, _s) = serve(vec![
+            b"HTTP/1.1 503 Busy\r\nRetry-After: soon\r\nContent-Length: 0\r\n\r\n".to_vec(),
+        ])
+        .await;
+        assert_eq!(
+            client()
+                .post_json(&url, &[], b"{}")
+                .await
+                .unwrap()
+                .retry_after,
+            None
+        );
+    }
+
+    #[tokio::test]
+    async fn a_chunked_body_is_logged_without_its_chunk_lines() {
+        let (url, _s) = serve(vec![
+            b"HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec(),
+            b"6\r\nbad si\r\n".to_vec(),
+            b"8;ext=1\r\ngnature.\r\n0\r\n\r\n".to_vec(),
+        ])
+        .await;
+        let a = client().post_json(&url, &[], b"{}").await.unwrap();
+        assert_eq!((a.status, a.excerpt.as_str()), (400, "bad signature."));
+    }
+
+    #[tokio::test]
+    async fn broken_answers_and_silence_are_errors() {
+        let (url, _s) = serve(vec![b"HTTP/1.1 200 OK\r\nContent-Le".to_vec()]).await;
+        assert!(matches!(
+            client().post_json(&url, &[], b"{}").await,
+            Err(HttpError::Protocol(_))
+        ));
+        let (url, _s) = serve(vec![b"SMTP 220 hello\r\n\r\n".to_vec()]).await;
+        assert!(matches!(
+            client().post_json(&url, &[], b"{}").await,
+            Err(HttpError::Protocol(_))
+        ));
+        // Accepts, reads, never answers: the deadline ends it.
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let _held = tokio::spawn(async move {
+            let (s, _) = listener.accept().await.unwrap();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            drop(s);
+        });
+        let quick = HttpClient::new(Duration::from_millis(200)).unwrap();
+        assert!(matches!(
+            quick.post_json(&url, &[], b"{}").await,
+            Err(HttpError::Timeout(200))
+        ));
+        // A header value that could split the request is refused before sending.
+        let (url, server) = serve(vec![]).await;
+        assert!(matches!(
+            client()
+                .post_json(&url, &[("X-A", "1\r\nX-B: 2".into())], b"{}")
+                .await,
+            Err(HttpError::Protocol(_))
+        ));
+        let sent = server.await.unwrap();
+        assert!(
+            !String::from_utf8_lossy(&sent).contains("X-B"),
+            "nothing of it was sent"
+        );
+        assert!(matches!(
+            client().post_json("ftp://127.0.0.1/", &[], b"{}").await,
+            Err(HttpError::Url(_))
+        ));
+    }
+
+    #[test]
+    fn dechunk_stops_at_what_it_has() {
+        assert_eq!(dechunk(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"), b"abcde");
+        assert_eq!(dechunk(b"5\r\nab"), b"ab");
+        assert_eq!(dechunk(b"zz\r\nab"), b"");
+    }
 }
