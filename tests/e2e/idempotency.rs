@@ -134,3 +134,54 @@ async fn a_replayed_token_does_not_repeat_its_secret(app: &TestApp) {
     assert!(!replay.text.contains(&secret));
 }
 on_both_databases!(a_replayed_token_does_not_repeat_its_secret);
+
+/// A retry while the first request is still being served answers 409 (the first one's
+/// claim is on record, as a request in flight leaves it); a claim older than five minutes
+/// belongs to a crashed request and the retry is served. A replay just inside 24 hours
+/// still gets the first answer.
+async fn a_retry_during_the_first_request_answers_409_and_replays_last_24_hours(app: &TestApp) {
+    // REQ: API-IDEMPOTENCY
+    use sea_orm::ActiveModelTrait;
+    use sha2::Digest;
+    let body = json!({"name": "in flight"});
+    let fingerprint = hex::encode(sha2::Sha256::digest(
+        entity::audit::canonical_json(&body).as_bytes(),
+    ));
+    entity::idempotency_key::ActiveModel {
+        id: sea_orm::ActiveValue::NotSet,
+        user_id: sea_orm::ActiveValue::Set(app.admin_id),
+        key: sea_orm::ActiveValue::Set("in-flight-key".to_string()),
+        method: sea_orm::ActiveValue::Set("POST".to_string()),
+        path: sea_orm::ActiveValue::Set("/api/v1/tokens".to_string()),
+        request_hash: sea_orm::ActiveValue::Set(fingerprint),
+        status: sea_orm::ActiveValue::Set(0),
+        content_type: sea_orm::ActiveValue::Set(None),
+        body: sea_orm::ActiveValue::Set(None),
+        created_at: sea_orm::ActiveValue::Set(app.now()),
+    }
+    .insert(&app.db)
+    .await
+    .unwrap();
+    post_with_key(app, "/api/v1/tokens", "in-flight-key", &body)
+        .await
+        .expect_problem(409, "idempotency_in_progress");
+    app.clock.advance(chrono::TimeDelta::minutes(4));
+    post_with_key(app, "/api/v1/tokens", "in-flight-key", &body)
+        .await
+        .expect_problem(409, "idempotency_in_progress");
+    // Past five minutes the claim is a crashed request's: served afresh, once.
+    app.clock.advance(chrono::TimeDelta::minutes(2));
+    let served = post_with_key(app, "/api/v1/tokens", "in-flight-key", &body)
+        .await
+        .expect(201);
+    assert!(served.header("idempotent-replayed").is_none());
+    // 23 h 59 min later the same request is still answered from the record.
+    app.clock
+        .advance(chrono::TimeDelta::hours(23) + chrono::TimeDelta::minutes(59));
+    let replayed = post_with_key(app, "/api/v1/tokens", "in-flight-key", &body)
+        .await
+        .expect(201);
+    assert_eq!(replayed.header("idempotent-replayed"), Some("true"));
+    assert_eq!(replayed.body["token"]["id"], served.body["token"]["id"]);
+}
+on_both_databases!(a_retry_during_the_first_request_answers_409_and_replays_last_24_hours);
