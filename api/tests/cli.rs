@@ -173,11 +173,70 @@ fn serve_migrates_a_fresh_sqlite_file_and_stops_on_sigterm() {
         "the database file is created"
     );
 
+    // A token, so that the in-flight request below must be read to its end to be answered.
+    let boot = Command::new(BIN)
+        .args([
+            "bootstrap",
+            "--org",
+            "Acme Bio",
+            "--email",
+            "admin@acme.test",
+            "--json",
+        ])
+        .env("DATABASE_URL", sqlite_url(&dir))
+        .output()
+        .unwrap();
+    assert!(boot.status.success(), "{boot:?}");
+    let token = serde_json::from_slice::<serde_json::Value>(&boot.stdout).unwrap()["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A request in flight when SIGTERM arrives: its head and half its body are sent...
+    let mut in_flight = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    in_flight
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let body = r#"{"name": "sent across the shutdown"}"#;
+    write!(
+        in_flight,
+        "POST /api/v1/tokens HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        body.len(),
+        &body[..10]
+    )
+    .unwrap();
+    in_flight.flush().unwrap();
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
+    // ... the server says it is shutting down (bounded wait on its log) ...
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Ok(line) = log_lines.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+    {
+        let shutting_down = line.to_ascii_lowercase().contains("shutdown");
+        seen.push(line);
+        if shutting_down {
+            break;
+        }
+    }
+    assert!(
+        seen.iter()
+            .any(|l| l.to_ascii_lowercase().contains("shutdown")),
+        "no shutdown log line: {seen:?}"
+    );
+    // ... and the rest of the body arrives after it: the request is still served (the
+    // token is issued) before the process exits.
+    in_flight.write_all(&body.as_bytes()[10..]).unwrap();
+    let mut answer = String::new();
+    let _ = in_flight.read_to_string(&mut answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 201"),
+        "the in-flight request was served: {answer:?}"
+    );
+    assert!(answer.contains("sent across the shutdown"), "{answer}");
     let deadline = Instant::now() + Duration::from_secs(20);
     let exit = loop {
         if let Some(exit) = child.try_wait().unwrap() {
@@ -187,7 +246,8 @@ fn serve_migrates_a_fresh_sqlite_file_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(exit.success(), "graceful stop exits 0: {exit:?}");
-    let logs: Vec<String> = log_lines.iter().collect();
+    let mut logs = seen;
+    logs.extend(log_lines.iter());
     assert!(
         logs.iter().any(|l| l.contains("cmo-api stopped")),
         "{logs:?}"
