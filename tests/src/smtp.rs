@@ -155,14 +155,13 @@ impl SmtpSink {
         self.received.lock().map(|r| r.clone()).unwrap_or_default()
     }
 
-    /// Waits (bounded) until `n` messages arrived.
+    /// Waits (bounded: 10 s, like `HookReceiver::wait_for`) until `n` messages arrived.
     pub async fn wait_for(&self, n: usize) -> Vec<Received> {
-        for _ in 0..200 {
-            let got = self.received();
-            if got.len() >= n {
-                return got;
+        for _ in 0..1000 {
+            if self.count() >= n {
+                break;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         self.received()
     }

@@ -209,8 +209,23 @@ async fn bench(backend: Backend) {
             worker::runner::run(ctx, Schedules::default(), jobs, shutdown).await
         }));
     }
-    // Let the first scheduled pass settle.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Both workers are running their loops (each wrote its first heartbeat) before the
+    // first sample: a bounded wait on that, not a fixed pause.
+    for _ in 0..500 {
+        let beats = <entity::worker_heartbeat::Entity as sea_orm::EntityTrait>::find()
+            .all(&app.db)
+            .await
+            .map(|rows| {
+                rows.iter()
+                    .filter(|b| b.worker_id.starts_with("loop-"))
+                    .count()
+            })
+            .unwrap_or(0);
+        if beats == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let pm = app.admin();
     let mut latencies = Vec::with_capacity(LATENCY_SAMPLES);
     for n in 0..LATENCY_SAMPLES {
