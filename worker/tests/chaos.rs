@@ -46,8 +46,16 @@ async fn database(postgres: bool) -> Option<Db> {
     })
 }
 
+/// Where these tests' time starts (the workers run on a test clock from here), never the
+/// machine's clock.
+fn start() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339("2026-11-18T10:00:00Z")
+        .unwrap_or_default()
+        .with_timezone(&chrono::Utc)
+}
+
 async fn enqueue(db: &DatabaseConnection, n: usize) {
-    let now = chrono::Utc::now();
+    let now = start();
     for chunk in 0..n.div_ceil(500) {
         let txn = db.begin().await.unwrap();
         for i in chunk * 500..(chunk * 500 + 500).min(n) {
@@ -73,7 +81,7 @@ async fn enqueue(db: &DatabaseConnection, n: usize) {
 }
 
 fn start_worker(db: &Db, smtp_url: &str, id: &str) -> Child {
-    start_worker_at(db, smtp_url, id, None)
+    start_worker_at(db, smtp_url, id, Some(start()))
 }
 
 /// A worker whose clock reads `at` now (tests only), e.g. past every retry's due time.
@@ -239,7 +247,7 @@ async fn smtp_down_then_back(postgres: bool) {
         &db,
         &sink.url(),
         "chaos-back",
-        Some(chrono::Utc::now() + chrono::TimeDelta::minutes(2)),
+        Some(start() + chrono::TimeDelta::minutes(2)),
     );
     let seen = wait_distinct(&sink, EMAILS, Duration::from_secs(90)).await;
     let _ = worker.kill();
