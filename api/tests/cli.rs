@@ -11,10 +11,9 @@ fn sqlite_url(dir: &tempfile::TempDir) -> String {
     format!("sqlite://{}?mode=rwc", dir.path().join("cmo.db").display())
 }
 
-#[test]
-fn bootstrap_prints_a_token_once_and_refuses_a_second_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let first = Command::new(BIN)
+/// `cmo-api bootstrap --json` of "Acme Bio" on the SQLite file in `dir`.
+fn bootstrap(dir: &tempfile::TempDir) -> std::process::Output {
+    Command::new(BIN)
         .args([
             "bootstrap",
             "--org",
@@ -23,9 +22,15 @@ fn bootstrap_prints_a_token_once_and_refuses_a_second_time() {
             "admin@acme.test",
             "--json",
         ])
-        .env("DATABASE_URL", sqlite_url(&dir))
+        .env("DATABASE_URL", sqlite_url(dir))
         .output()
-        .unwrap();
+        .unwrap_or_else(|e| panic!("cmo-api bootstrap: {e}"))
+}
+
+#[test]
+fn bootstrap_prints_a_token_once_and_refuses_a_second_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = bootstrap(&dir);
     assert!(
         first.status.success(),
         "{}",
@@ -174,18 +179,7 @@ fn serve_migrates_a_fresh_sqlite_file_and_stops_on_sigterm() {
     );
 
     // A token, so that the in-flight request below must be read to its end to be answered.
-    let boot = Command::new(BIN)
-        .args([
-            "bootstrap",
-            "--org",
-            "Acme Bio",
-            "--email",
-            "admin@acme.test",
-            "--json",
-        ])
-        .env("DATABASE_URL", sqlite_url(&dir))
-        .output()
-        .unwrap();
+    let boot = bootstrap(&dir);
     assert!(boot.status.success(), "{boot:?}");
     let token = serde_json::from_slice::<serde_json::Value>(&boot.stdout).unwrap()["token"]
         .as_str()

@@ -668,13 +668,11 @@ async fn a_killed_worker_leaves_nothing_half_done(app: &TestApp) {
         "{} duplicates",
         received.len() - by_id.len()
     );
-    let beats = entity::worker_heartbeat::Entity::find()
-        .all(&app.db)
-        .await
-        .unwrap();
-    let mut ran: Vec<&str> = beats.iter().map(|b| b.worker_id.as_str()).collect();
-    ran.sort();
-    assert_eq!(ran, ["first", "second", "third"], "each worker ran");
+    assert_eq!(
+        app.workers_that_ran().await,
+        ["first", "second", "third"],
+        "each worker ran"
+    );
 }
 on_both_databases!(a_killed_worker_leaves_nothing_half_done);
 

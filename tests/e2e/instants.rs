@@ -17,6 +17,26 @@ fn zones() -> Vec<&'static str> {
     z
 }
 
+/// Another program of the setup's sponsor and CMO, in `zone`; its id.
+async fn program_in(s: &crate::programs::Setup, zone: &str) -> i64 {
+    let setup =
+        s.pm.get(&format!("/api/v1/programs/{}", s.program_id))
+            .await
+            .expect(200)
+            .body;
+    s.pm.post(
+        "/api/v1/programs",
+        json!({"name": format!("Program in {zone}"), "product_name": "ACM-101",
+               "cmo_org_id": setup["cmo_org_id"], "modality": "biologic", "stage": "clinical",
+               "time_zone": zone}),
+    )
+    .await
+    .expect(201)
+    .body["id"]
+        .as_i64()
+        .expect("program id")
+}
+
 fn weekday(w: Weekday) -> bool {
     !matches!(w, Weekday::Sat | Weekday::Sun)
 }
@@ -43,25 +63,9 @@ on_both_databases!(overdue_reminders_and_digests_follow_each_programs_local_cloc
 async fn at_instant(app: &TestApp, name: &str) {
     let at = app.now();
     let s = program_setup(app).await;
-    let setup =
-        s.pm.get(&format!("/api/v1/programs/{}", s.program_id))
-            .await
-            .expect(200)
-            .body;
-    let cmo_org_id = setup["cmo_org_id"].as_i64().expect("cmo_org_id");
     let mut programs = vec![(s.program_id, "Europe/Zurich")];
     for zone in zones().into_iter().skip(1) {
-        let p =
-            s.pm.post(
-                "/api/v1/programs",
-                json!({"name": format!("Program in {zone}"), "product_name": "ACM-101",
-                       "cmo_org_id": cmo_org_id, "modality": "biologic", "stage": "clinical",
-                       "time_zone": zone}),
-            )
-            .await
-            .expect(201)
-            .body;
-        programs.push((p["id"].as_i64().unwrap(), zone));
+        programs.push((program_in(&s, zone).await, zone));
     }
     // In every program: one item due yesterday and one due today, local dates.
     let mut late = Vec::new();
@@ -187,23 +191,7 @@ async fn at_instant(app: &TestApp, name: &str) {
 async fn digests_cross_the_year_end_once_a_week(app: &TestApp) {
     // REQ: NOTIF-DIGEST, TIME-ZONES
     let s = program_setup(app).await;
-    let setup =
-        s.pm.get(&format!("/api/v1/programs/{}", s.program_id))
-            .await
-            .expect(200)
-            .body;
-    let auckland =
-        s.pm.post(
-            "/api/v1/programs",
-            json!({"name": "Auckland fill-finish", "product_name": "ACM-101",
-                   "cmo_org_id": setup["cmo_org_id"], "modality": "biologic", "stage": "clinical",
-                   "time_zone": "Pacific/Auckland"}),
-        )
-        .await
-        .expect(201)
-        .body["id"]
-            .as_i64()
-            .unwrap();
+    let auckland = program_in(&s, "Pacific/Auckland").await;
     for program in [s.program_id, auckland] {
         s.pm.post(
             &format!("/api/v1/programs/{program}/team"),

@@ -105,6 +105,21 @@ impl TestApp {
         self.now().with_timezone(&tz).date_naive()
     }
 
+    /// The ids of the workers that ran against this database (each left a heartbeat),
+    /// sorted: how a test proves that every worker it started really worked.
+    pub async fn workers_that_ran(&self) -> Vec<String> {
+        use sea_orm::EntityTrait;
+        let mut ids: Vec<String> = entity::worker_heartbeat::Entity::find()
+            .all(&self.db)
+            .await
+            .expect("heartbeats")
+            .into_iter()
+            .map(|b| b.worker_id)
+            .collect();
+        ids.sort();
+        ids
+    }
+
     /// A worker's job context on this app's database and clock (the worker's `now` is
     /// the api's: one clock).
     pub fn job_context(&self, worker_id: &str) -> worker::jobs::JobContext {
