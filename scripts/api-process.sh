@@ -1,4 +1,13 @@
-# Sourced by scripts that run cmo-api (conformance, README tour): start_api LOG [VAR=value...]
+# Sourced by scripts that run cmo-api (conformance, README tour).
+#
+# api_workdir: a temporary folder in $work, removed (and the api stopped) on exit.
+api_workdir() {
+  work="$(mktemp -d)"
+  api_pid=""
+  trap 'if [ -n "$api_pid" ]; then kill "$api_pid" 2>/dev/null || true; wait "$api_pid" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
+}
+
+# start_api LOG [VAR=value...]
 # starts "$bin" in the background on 127.0.0.1 port 0 (the system picks a free port and
 # keeps it: no free-port-then-bind race), sets api_pid, reads the bound address from the
 # "cmo-api listening" log line into base, and waits until /readyz answers.

@@ -16,20 +16,14 @@ max_examples="${CONFORMANCE_MAX_EXAMPLES:-50}"
 seed="${CONFORMANCE_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}"
 echo "conformance: seed $seed (replay: CONFORMANCE_SEED=$seed $0)"
 extra=("$@")
-work="$(mktemp -d)"
-api_pid=""
-cleanup() {
-  if [ -n "$api_pid" ]; then kill "$api_pid" 2>/dev/null || true; wait "$api_pid" 2>/dev/null || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
+source "$root/scripts/api-process.sh"
+api_workdir
 
 export DATABASE_URL="${CONFORMANCE_DATABASE_URL:-sqlite://$work/conformance.db?mode=rwc}"
 echo "conformance: database ${DATABASE_URL%%\?*}"
 token="$("$bin" bootstrap --org "Conformance Sponsor" --email admin@conformance.test --json \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
 
-source "$root/scripts/api-process.sh"
 start_api "$work/api.log"
 
 # Operations that take ids hit low numbers often (0, 1, ...): spread the ids so the token

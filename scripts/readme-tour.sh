@@ -11,13 +11,9 @@ set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="${CMO_API_BIN:-$root/target/debug/cmo-api}"
-tour="$(mktemp -d)"
-api_pid=""
-cleanup() {
-  if [ -n "$api_pid" ]; then kill "$api_pid" 2>/dev/null || true; wait "$api_pid" 2>/dev/null || true; fi
-  rm -rf "$tour"
-}
-trap cleanup EXIT
+source "$root/scripts/api-process.sh"
+api_workdir
+tour="$work"
 
 export DATABASE_URL="sqlite://$tour/tour.db?mode=rwc"
 # The tour's dates are written for a reader on Monday 30 November 2026: the api runs at
@@ -26,7 +22,6 @@ at="${TOUR_AT:-2026-11-30T09:00:00Z}"
 boot_token="$(CMO_ALLOW_TEST_CLOCK=1 CMO_TEST_CLOCK_START="$at" "$bin" bootstrap --org "Acme Bio" \
   --email admin@acme.test --name "Ada Admin" --json \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
-source "$root/scripts/api-process.sh"
 start_api "$tour/api.log" CMO_ALLOW_TEST_CLOCK=1 CMO_TEST_CLOCK_START="$at"
 
 # The tour's shell blocks, with the reader's blanks filled in.
