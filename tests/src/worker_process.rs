@@ -54,8 +54,13 @@ impl WorkerProcess {
             .env("CMO_HEARTBEAT_CRON", "* * * * * *")
             .env("CMO_DISPATCH_CRON", "* * * * * *")
             .env("CMO_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stdout(Stdio::null());
+        // TEST_LOG=1 (as for the api's logs) shows the worker's warnings too.
+        if std::env::var_os("TEST_LOG").is_some() {
+            cmd.stderr(Stdio::inherit());
+        } else {
+            cmd.stderr(Stdio::null());
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -255,26 +255,36 @@ async fn escalation_loop(
                     )
                     .await
                     {
+                        // Queued: the dispatcher sends them at its next tick.
                         tracing::warn!(%err, "sending escalation pages failed");
                     }
+                    true
                 }
-                Ok(_) => {}
-                Err(err) => tracing::warn!(%err, "escalation pass failed"),
+                Ok(_) => true,
+                Err(err) => {
+                    tracing::warn!(%err, "escalation pass failed; retrying shortly");
+                    false
+                }
             }
         }
     })
     .await;
 }
 
+/// How soon a failed fast-loop pass is tried again.
+const RETRY_FAILED_PASS: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Runs `pass` every `every` (at least 50 ms apart), and at once when woken, until
-/// `stopped` turns true.
+/// `stopped` turns true. A pass that fails (returns `false`: the database restarting,
+/// say) is tried again after a second, not at the next tick: the tick may be long, and
+/// the wake-up that brought the work is already spent.
 async fn fast_loop<Fut>(
     every: std::time::Duration,
     wake: Arc<tokio::sync::Notify>,
     mut stopped: tokio::sync::watch::Receiver<bool>,
     mut pass: impl FnMut() -> Fut,
 ) where
-    Fut: Future<Output = ()>,
+    Fut: Future<Output = bool>,
 {
     let mut interval = tokio::time::interval(every.max(std::time::Duration::from_millis(50)));
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -287,7 +297,15 @@ async fn fast_loop<Fut>(
         if *stopped.borrow() {
             break;
         }
-        pass().await;
+        while !pass().await {
+            tokio::select! {
+                _ = tokio::time::sleep(RETRY_FAILED_PASS) => {}
+                _ = stopped.changed() => return,
+            }
+            if *stopped.borrow() {
+                return;
+            }
+        }
     }
 }
 
@@ -306,15 +324,22 @@ async fn webhook_loop(
             let now = ctx.now();
             match crate::jobs::webhooks::delivery_pass(&ctx, &jobs.http, now, &jobs.webhooks).await
             {
-                Ok(r) if r.claimed > 0 => tracing::info!(
-                    delivered = r.delivered,
-                    retried = r.retried,
-                    failed = r.failed,
-                    disabled = r.disabled,
-                    "webhook deliveries"
-                ),
-                Ok(_) => {}
-                Err(err) => tracing::warn!(%err, "webhook delivery pass failed"),
+                Ok(r) => {
+                    if r.claimed > 0 {
+                        tracing::info!(
+                            delivered = r.delivered,
+                            retried = r.retried,
+                            failed = r.failed,
+                            disabled = r.disabled,
+                            "webhook deliveries"
+                        );
+                    }
+                    true
+                }
+                Err(err) => {
+                    tracing::warn!(%err, "webhook delivery pass failed; retrying shortly");
+                    false
+                }
             }
         }
     })
@@ -352,9 +377,16 @@ async fn listen(
             }
         };
         loop {
+            // try_recv, not recv: recv reconnects silently and notifications sent while
+            // it was away are lost without a trace. Here a lost connection ends this
+            // listener; the next one runs a pass once it listens, covering the gap.
             tokio::select! {
-                n = listener.recv() => match n {
-                    Ok(_) => wake.notify_one(),
+                n = listener.try_recv() => match n {
+                    Ok(Some(_)) => wake.notify_one(),
+                    Ok(None) => {
+                        tracing::warn!(channel, "LISTEN connection lost; reconnecting");
+                        break;
+                    }
                     Err(err) => {
                         tracing::warn!(%err, channel, "LISTEN connection lost");
                         break;
