@@ -46,6 +46,9 @@ pub struct HttpClient {
     tls: TlsConnector,
     timeout: Duration,
     user_agent: String,
+    /// The clock a receiver's `Retry-After` date is read against: the wall clock (the
+    /// receiver wrote it against its own), injectable so tests can set it.
+    wall: Arc<dyn entity::clock::Clock>,
 }
 
 impl HttpClient {
@@ -64,7 +67,14 @@ impl HttpClient {
             tls: TlsConnector::from(Arc::new(config)),
             timeout,
             user_agent: format!("cmo-orchestrator-webhooks/{}", env!("CARGO_PKG_VERSION")),
+            wall: Arc::new(entity::clock::SystemClock),
         })
+    }
+
+    /// The same client reading `Retry-After` dates against `clock` (tests).
+    pub fn with_wall_clock(mut self, clock: Arc<dyn entity::clock::Clock>) -> Self {
+        self.wall = clock;
+        self
     }
 
     pub fn timeout(&self) -> Duration {
@@ -153,9 +163,9 @@ impl HttpClient {
                 .connect(name, tcp)
                 .await
                 .map_err(|e| HttpError::Tls(e.to_string()))?;
-            exchange_on(stream, request.as_bytes(), body).await
+            exchange_on(stream, request.as_bytes(), body, self.wall.now()).await
         } else {
-            exchange_on(tcp, request.as_bytes(), body).await
+            exchange_on(tcp, request.as_bytes(), body, self.wall.now()).await
         }
     }
 }
@@ -164,6 +174,7 @@ async fn exchange_on<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     head: &[u8],
     body: &[u8],
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Answer, HttpError> {
     let io = |e: std::io::Error| HttpError::Io(e.to_string());
     stream.write_all(head).await.map_err(io)?;
@@ -195,7 +206,7 @@ async fn exchange_on<S: AsyncRead + AsyncWrite + Unpin>(
                         .and_then(|h| std::str::from_utf8(h.value).ok())
                         .map(|v| v.trim().to_string())
                 };
-                let retry_after = header("retry-after").and_then(|v| retry_after_secs(&v));
+                let retry_after = header("retry-after").and_then(|v| retry_after_secs(&v, now));
                 let content_length = header("content-length").and_then(|v| v.parse::<usize>().ok());
                 let chunked = header("transfer-encoding")
                     .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
@@ -244,13 +255,13 @@ async fn exchange_on<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// `Retry-After`: delta-seconds, or an HTTP date (IMF-fixdate, e.g. `Wed, 21 Oct 2026
-/// 07:28:00 GMT`) turned into the seconds left on the wall clock (0 when past).
-fn retry_after_secs(value: &str) -> Option<u64> {
+/// 07:28:00 GMT`) turned into the seconds left at `now` (0 when past).
+fn retry_after_secs(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<u64> {
     if let Ok(secs) = value.parse::<u64>() {
         return Some(secs);
     }
     let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-    let left = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    let left = at.with_timezone(&chrono::Utc) - now;
     Some(left.num_seconds().max(0).unsigned_abs())
 }
 
@@ -363,7 +374,12 @@ mod tests {
                 .retry_after,
             Some(120)
         );
-        let date = (chrono::Utc::now() + chrono::TimeDelta::seconds(90))
+        // Against a set clock: exactly the seconds between it and the date.
+        let now = chrono::DateTime::parse_from_rfc3339("2026-11-18T10:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let clock = Arc::new(entity::clock::ManualClock::new(now));
+        let date = (now + chrono::TimeDelta::seconds(90))
             .format("%a, %d %b %Y %H:%M:%S GMT")
             .to_string();
         let (url, _s) = serve(vec![
@@ -372,11 +388,12 @@ mod tests {
         ])
         .await;
         let after = client()
+            .with_wall_clock(clock)
             .post_json(&url, &[], b"{}")
             .await
             .unwrap()
             .retry_after;
-        assert!(matches!(after, Some(85..=90)), "{after:?}");
+        assert_eq!(after, Some(90));
         let (url, _s) = serve(vec![
             b"HTTP/1.1 503 Busy\r\nRetry-After: soon\r\nContent-Length: 0\r\n\r\n".to_vec(),
         ])
