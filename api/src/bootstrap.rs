@@ -57,7 +57,7 @@ pub async fn bootstrap(
         return Err(BootstrapError::Invalid(problems.join("; ")));
     }
 
-    let txn = crate::db::begin_write(db).await?;
+    let txn = entity::db::begin_write(db).await?;
     if txn.get_database_backend() == sea_orm::DbBackend::Postgres {
         // Two bootstraps at once must not both find the database empty.
         txn.execute_unprepared("SELECT pg_advisory_xact_lock(7265631)")

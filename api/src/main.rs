@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use api::app::{ServerOptions, build_server};
 use api::bootstrap::{BootstrapRequest, bootstrap};
-use api::config::{ClockArgs, DatabaseArgs, ServeArgs, TelemetryArgs};
+use api::config::ServeArgs;
 use api::state::AppState;
 use clap::{Parser, Subcommand};
 use entity::clock::Clock;
+use migration::startup::{ClockArgs, DatabaseArgs, TelemetryArgs};
 
 #[derive(Parser)]
 #[command(name = "cmo-api", version, about = "cmo-orchestrator HTTP API")]
@@ -60,8 +61,8 @@ fn main() -> ExitCode {
         print!("{}", api::openapi::document_json());
         return ExitCode::SUCCESS;
     }
-    api::telemetry::init(&cli.telemetry);
-    let clock = match cli.clock.clock() {
+    migration::startup::init_logging(&cli.telemetry);
+    let clock = match entity::clock::process_clock(cli.clock.test_clock_start) {
         Ok(clock) => clock,
         Err(message) => {
             eprintln!("cmo-api: {message}");
@@ -89,7 +90,7 @@ fn main() -> ExitCode {
 
 fn serve(database: DatabaseArgs, serve: ServeArgs, clock: Arc<dyn Clock>) -> Result<(), String> {
     actix_web::rt::System::new().block_on(async move {
-        let db = api::db::connect_and_migrate(&database)
+        let db = migration::startup::connect_and_migrate(&database)
             .await
             .map_err(|e| e.to_string())?;
         let listener = TcpListener::bind(&serve.bind)
@@ -135,7 +136,7 @@ fn run_bootstrap(
         .build()
         .map_err(|e| e.to_string())?;
     runtime.block_on(async move {
-        let db = api::db::connect_and_migrate(database)
+        let db = migration::startup::connect_and_migrate(database)
             .await
             .map_err(|e| e.to_string())?;
         let admin_name =

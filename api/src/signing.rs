@@ -119,7 +119,7 @@ pub async fn check_password(
     stored: String,
     failure: Entry,
 ) -> ApiResult<()> {
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     user::Entity::find_by_id(ctx.user.id)
         .lock_exclusive()
         .one(&txn)

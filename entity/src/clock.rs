@@ -92,6 +92,11 @@ pub fn test_clock(start: Option<DateTime<Utc>>, allowed: bool) -> Result<Arc<dyn
     }
 }
 
+/// The clock of a binary: [`test_clock`] with this process's permission.
+pub fn process_clock(start: Option<DateTime<Utc>>) -> Result<Arc<dyn Clock>, String> {
+    test_clock(start, test_clock_allowed())
+}
+
 /// Whether the test-only variable allows a test clock in this process.
 pub fn test_clock_allowed() -> bool {
     std::env::var(ALLOW_TEST_CLOCK_VAR).is_ok_and(|v| v == "1")

@@ -352,6 +352,44 @@ pub async fn emit<C: ConnectionTrait>(
     Ok(cursor)
 }
 
+// A domain event on the wire: the same shape in the feed (`GET /events`) and in webhook
+// bodies, which are defined to be identical.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"cursor": 1042, "type": "deviation.reported", "program_id": 3,
+    "resource_type": "deviation", "resource_id": "41",
+    "payload": {"deviation_id": 41, "title": "Bioburden excursion", "criticality": "critical", "category": "equipment",
+        "detected_at": "2026-11-28T01:55:00Z"},
+    "occurred_at": "2026-11-28T02:00:00Z"}))]
+pub struct EventView {
+    /// Increases in commit order; pass the last one you saw as `after`. Webhooks send it
+    /// as `X-Cmo-Event-Id`.
+    pub cursor: i64,
+    pub program_id: Option<i64>,
+    pub resource_type: String,
+    pub resource_id: String,
+    /// `type` (one of the event types) and its `payload` (one schema per type).
+    #[serde(flatten)]
+    pub event: Event,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// The same shape in the feed and in webhook bodies. Rows are written from the typed
+/// [`Event`], so reading one back fails only if it was tampered with.
+impl TryFrom<&Model> for EventView {
+    type Error = serde_json::Error;
+
+    fn try_from(r: &Model) -> Result<Self, Self::Error> {
+        Ok(EventView {
+            cursor: r.cursor,
+            program_id: r.program_id,
+            resource_type: r.resource_type.clone(),
+            resource_id: r.resource_id.clone(),
+            event: Event::from_stored(&r.event_type, &r.payload)?,
+            occurred_at: r.occurred_at,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

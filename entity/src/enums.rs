@@ -5,6 +5,15 @@ use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+/// The wire name of an enum value (`in_progress`), as clients see it in JSON. Every
+/// stored `string_value` is the same word today, but only the serde name is the contract.
+pub fn wire_name<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
 /// Whether an organization is the sponsor running the programs or a contract manufacturer.
 #[derive(
     Debug,

@@ -399,6 +399,27 @@ pub async fn paged_recipients<C: ConnectionTrait>(
     Ok(out)
 }
 
+/// One tier of a call tree, resolved to people.
+#[derive(Debug, Clone, Serialize)]
+pub struct TierView {
+    pub name: String,
+    pub wait_minutes: i32,
+    pub recipients: Vec<escalation_policy::Recipient>,
+}
+
+/// Who each tier of the escalation's own policy resolves to now.
+pub fn call_tree(e: &Model, team: &[escalation_policy::Candidate]) -> Vec<TierView> {
+    e.policy()
+        .tiers
+        .iter()
+        .map(|t| TierView {
+            name: t.name.clone(),
+            wait_minutes: t.wait_minutes,
+            recipients: escalation_policy::resolve(t, e.category.as_deref(), team),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

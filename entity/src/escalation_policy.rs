@@ -8,8 +8,8 @@
 //! (snapshot), so editing the policy never changes one already under way. The rules here
 //! are pure: which tier the n-th page goes to, who a tier resolves to.
 
-use sea_orm::ConnectionTrait;
 use sea_orm::entity::prelude::*;
+use sea_orm::{ConnectionTrait, QueryOrder};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -249,6 +249,42 @@ pub fn resolve(tier: &Tier, category: Option<&str>, team: &[Candidate]) -> Vec<R
             phone: c.phone.clone(),
         })
         .collect()
+}
+
+/// The program's team as the call tree sees it (active users with their email).
+pub async fn team<C: ConnectionTrait>(conn: &C, program_id: i64) -> Result<Vec<Candidate>, DbErr> {
+    let members = crate::team_member::Entity::find()
+        .filter(crate::team_member::Column::ProgramId.eq(program_id))
+        .order_by_asc(crate::team_member::Column::Id)
+        .all(conn)
+        .await?;
+    let users: std::collections::BTreeMap<i64, crate::user::Model> = crate::user::Entity::find()
+        .filter(crate::user::Column::Id.is_in(members.iter().map(|m| m.user_id)))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|u| (u.id, u))
+        .collect();
+    Ok(members
+        .into_iter()
+        .filter_map(|m| {
+            let u = users.get(&m.user_id)?;
+            Some(Candidate {
+                member_id: m.id,
+                user_id: u.id,
+                name: u.display_name.clone(),
+                email: if u.active {
+                    u.email.clone()
+                } else {
+                    String::new()
+                },
+                program_role: m.program_role.clone(),
+                phone: u.phone.clone(),
+                governance_tier: m.governance_tier,
+                expertise_tags: serde_json::from_str(&m.expertise_tags).unwrap_or_default(),
+            })
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -1,9 +1,10 @@
-//! Signed tokens for links in emails (unsubscribe; acknowledgement later): a purpose, a
+//! Signed tokens for links in emails (unsubscribe, acknowledgement): a purpose, a
 //! subject and an optional expiry, with an HMAC-SHA256 over all three so a token minted
 //! for one purpose or one member cannot be edited into another. Pure functions; the key
-//! comes from [`crate::link_secret`].
+//! comes from [`crate::link_secret`]. [`Link`] is the one place that knows each link's
+//! format: the worker mints them, the api verifies them.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
@@ -25,6 +26,98 @@ pub enum TokenError {
     WrongPurpose,
     #[error("the link expired at {0}")]
     Expired(DateTime<Utc>),
+}
+
+/// Purpose of digest unsubscribe links.
+pub const UNSUBSCRIBE_PURPOSE: &str = "unsubscribe-digest";
+/// Purpose of escalation acknowledgement links.
+pub const ACK_PURPOSE: &str = "ack-escalation";
+/// How long an acknowledgement link works.
+pub const ACK_LINK_TTL: TimeDelta = TimeDelta::hours(24);
+
+/// What a link in an email does, and for whom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// Stop the weekly digest of one team membership. Never expires: an old digest's
+    /// link must still work.
+    Unsubscribe { member_id: i64 },
+    /// Acknowledge an escalation as the paged person, from page number `page_seq`.
+    Ack {
+        escalation_id: i64,
+        user_id: i64,
+        page_seq: i32,
+    },
+}
+
+impl Link {
+    pub fn purpose(&self) -> &'static str {
+        match self {
+            Link::Unsubscribe { .. } => UNSUBSCRIBE_PURPOSE,
+            Link::Ack { .. } => ACK_PURPOSE,
+        }
+    }
+
+    fn subject(&self) -> String {
+        match self {
+            Link::Unsubscribe { member_id } => format!("member:{member_id}"),
+            Link::Ack {
+                escalation_id,
+                user_id,
+                page_seq,
+            } => format!("escalation:{escalation_id}:user:{user_id}:page:{page_seq}"),
+        }
+    }
+
+    fn path(&self) -> &'static str {
+        match self {
+            Link::Unsubscribe { .. } => "/api/v1/unsubscribe",
+            Link::Ack { .. } => "/api/v1/escalations/ack",
+        }
+    }
+
+    /// The link's subject read back, for a token of `purpose`.
+    fn parse(purpose: &str, subject: &str) -> Option<Link> {
+        let parts: Vec<&str> = subject.split(':').collect();
+        match (purpose, parts.as_slice()) {
+            (UNSUBSCRIBE_PURPOSE, ["member", m]) => Some(Link::Unsubscribe {
+                member_id: m.parse().ok()?,
+            }),
+            (ACK_PURPOSE, ["escalation", e, "user", u, "page", p]) => Some(Link::Ack {
+                escalation_id: e.parse().ok()?,
+                user_id: u.parse().ok()?,
+                page_seq: p.parse().ok()?,
+            }),
+            _ => None,
+        }
+    }
+
+    /// The signed URL under `base_url`.
+    pub fn url(&self, key: &[u8], base_url: &str, expires_at: Option<DateTime<Utc>>) -> String {
+        let token = sign(
+            key,
+            &Claims {
+                purpose: self.purpose().to_string(),
+                subject: self.subject(),
+                expires_at,
+            },
+        );
+        format!(
+            "{}{}?token={token}",
+            base_url.trim_end_matches('/'),
+            self.path()
+        )
+    }
+
+    /// Verifies `token` as a link of `purpose` (signature, purpose, expiry) and reads it.
+    pub fn verify(
+        key: &[u8],
+        token: &str,
+        purpose: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Link, TokenError> {
+        let claims = verify(key, token, purpose, now)?;
+        Link::parse(&claims.purpose, &claims.subject).ok_or(TokenError::Malformed)
+    }
 }
 
 fn mac(key: &[u8], payload: &[u8]) -> Vec<u8> {
@@ -95,6 +188,43 @@ pub fn verify(
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn links_round_trip_and_junk_subjects_are_refused() {
+        let now = at(1);
+        for link in [
+            Link::Unsubscribe { member_id: 42 },
+            Link::Ack {
+                escalation_id: 4,
+                user_id: 9,
+                page_seq: 2,
+            },
+        ] {
+            let url = link.url(b"k", "http://h/", Some(at(5)));
+            let token = url.split("token=").nth(1).unwrap_or_default();
+            assert!(url.starts_with(&format!("http://h{}?token=", link.path())));
+            assert_eq!(Link::verify(b"k", token, link.purpose(), now), Ok(link));
+        }
+        for (purpose, subject) in [
+            (ACK_PURPOSE, "escalation:x:user:9:page:2"),
+            (ACK_PURPOSE, "member:4"),
+            (UNSUBSCRIBE_PURPOSE, "member:4:extra"),
+        ] {
+            let token = sign(
+                b"k",
+                &Claims {
+                    purpose: purpose.into(),
+                    subject: subject.into(),
+                    expires_at: None,
+                },
+            );
+            assert_eq!(
+                Link::verify(b"k", &token, purpose, now),
+                Err(TokenError::Malformed),
+                "{subject}"
+            );
+        }
+    }
 
     fn at(h: u32) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 30, h, 0, 0)

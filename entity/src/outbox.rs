@@ -71,6 +71,29 @@ pub struct Draft {
     pub list_unsubscribe: Option<String>,
 }
 
+/// A rendered email: what the `mail` crate produces and a [`Draft`] carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email {
+    pub subject: String,
+    pub text_body: String,
+    pub html_body: String,
+}
+
+impl Draft {
+    /// An email to `to` that nobody can opt out of (no copies, no unsubscribe link).
+    pub fn new(dedupe_key: String, to: Vec<String>, email: Email) -> Draft {
+        Draft {
+            dedupe_key,
+            to,
+            cc: Vec::new(),
+            subject: email.subject,
+            text_body: email.text_body,
+            html_body: email.html_body,
+            list_unsubscribe: None,
+        }
+    }
+}
+
 /// Queues `draft` unless its dedupe key is already queued or sent. Returns whether a row
 /// was written. Call it inside the transaction of the change that causes the email.
 pub async fn enqueue<C: ConnectionTrait>(

@@ -22,6 +22,14 @@ pub fn zone(name: &str) -> Tz {
     name.parse().unwrap_or(chrono_tz::UTC)
 }
 
+/// A time as people read it in emails and pages: in the given zone, e.g.
+/// `Mon 30 Nov 2026 07:00`.
+pub fn local_time(tz: Tz, at: DateTime<Utc>) -> String {
+    at.with_timezone(&tz)
+        .format("%a %d %b %Y %H:%M")
+        .to_string()
+}
+
 /// The latest occurrence of `cron` in `tz` at or before `now`, if it is at most
 /// `catch_up` old: a tick missed while no worker ran is still run within that window,
 /// an older one is skipped (a digest three days late helps nobody).

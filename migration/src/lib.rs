@@ -1,5 +1,7 @@
 //! Schema migrations for SQLite and PostgreSQL, one migration per file.
 
+pub mod startup;
+
 use sea_orm::{DatabaseConnection, DbBackend, Statement, TransactionTrait};
 pub use sea_orm_migration::prelude::*;
 

@@ -1,13 +1,16 @@
 //! `cmo-migrate`: apply, roll back or inspect schema migrations.
 
+use std::time::Duration;
+
 use clap::{Parser, Subcommand};
+use migration::startup::{self, DEFAULT_DATABASE_URL};
 use migration::{Migrator, MigratorTrait};
 
 #[derive(Parser)]
 #[command(name = "cmo-migrate", about = "Schema migrations for cmo-orchestrator")]
 struct Cli {
     /// Database URL (sqlite://cmo.db?mode=rwc or postgres://user:pass@host/db).
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://cmo.db?mode=rwc")]
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     database_url: String,
     #[command(subcommand)]
     command: Option<Command>,
@@ -39,7 +42,10 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), sea_orm::DbErr> {
-    let db = sea_orm::Database::connect(&cli.database_url).await?;
+    // The same connection as the api and the worker (SQLite pragmas), and the same lock
+    // file, so a migration never meets a starting api half-way.
+    let _lock = startup::sqlite_migration_lock(&cli.database_url).await?;
+    let db = startup::connect_with(&cli.database_url, Some(1), Duration::from_secs(10)).await?;
     match cli.command.unwrap_or(Command::Up) {
         Command::Up => {
             migration::migrate_up(&db).await?;

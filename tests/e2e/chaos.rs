@@ -220,7 +220,9 @@ async fn two_workers_for_a_whole_run_send_nothing_twice(app: &e2e::TestApp) {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut workers = Vec::new();
     for n in 0..2 {
-        let db = api::db::connect(&app.database_url, None).await.unwrap();
+        let db = migration::startup::connect(&app.database_url, None)
+            .await
+            .unwrap();
         let ctx = worker::jobs::JobContext {
             db,
             ..app.job_context(&format!("whole-run-{n}"))

@@ -17,7 +17,6 @@ use crate::user_with_token;
 fn settings(app: &TestApp) -> DigestSettings {
     DigestSettings {
         public_base_url: app.base_url.clone(),
-        mail_domain: "cmo.test".to_string(),
         ..DigestSettings::default()
     }
 }
@@ -174,7 +173,7 @@ async fn digests_go_out_once_a_week_with_changes_and_a_working_unsubscribe(app: 
     let received = sink.wait_for(4).await;
     assert_eq!(received.len(), 4);
     let week2 = schedule::zone("Europe/Zurich");
-    let week2 = api::mail::digest::iso_week(tick2.with_timezone(&week2).date_naive());
+    let week2 = entity::digest::iso_week(tick2.with_timezone(&week2).date_naive());
     let qa_mail = received
         .iter()
         .map(|r| (r, r.parsed()))

@@ -16,7 +16,6 @@ use crate::user_with_token;
 fn settings(app: &TestApp) -> EscalationSettings {
     EscalationSettings {
         public_base_url: app.base_url.clone(),
-        mail_domain: "cmo.test".to_string(),
         ..EscalationSettings::default()
     }
 }

@@ -28,7 +28,6 @@ fn settings(app: &TestApp, disable_after: i32) -> WebhookSettings {
         batch: 50,
         concurrency: 8,
         public_base_url: app.base_url.clone(),
-        mail_domain: "cmo.test".to_string(),
     }
 }
 

@@ -13,9 +13,9 @@ use std::sync::Arc;
 
 use api::app::{ServerOptions, build_server};
 use api::bootstrap::{BootstrapRequest, bootstrap};
-use api::config::DatabaseArgs;
 use api::state::AppState;
 use entity::clock::{Clock, ManualClock};
+use migration::startup::DatabaseArgs;
 use sea_orm::DatabaseConnection;
 
 pub use client::{Client, Reply};
@@ -222,12 +222,12 @@ pub async fn spawn_app_on(
         db_acquire_timeout_ms: acquire_timeout_ms,
     };
     if std::env::var_os("TEST_LOG").is_some() {
-        api::telemetry::init(&api::config::TelemetryArgs {
-            log_format: api::config::LogFormat::Pretty,
+        migration::startup::init_logging(&migration::startup::TelemetryArgs {
+            log_format: migration::startup::LogFormat::Pretty,
             log_filter: "info,sqlx=warn".to_string(),
         });
     }
-    let db = api::db::connect_and_migrate(&args)
+    let db = migration::startup::connect_and_migrate(&args)
         .await
         .expect("connect and migrate");
     let clock = ManualClock::new(start_instant());

@@ -2,8 +2,8 @@
 
 use std::process::ExitCode;
 
-use api::config::{ClockArgs, DatabaseArgs, TelemetryArgs};
 use clap::Parser;
+use migration::startup::{ClockArgs, DatabaseArgs, TelemetryArgs};
 use worker::jobs::JobContext;
 use worker::runner::{JobSettings, Schedules, run};
 
@@ -107,7 +107,7 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    api::telemetry::init(&cli.telemetry);
+    migration::startup::init_logging(&cli.telemetry);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -132,8 +132,8 @@ fn main() -> ExitCode {
 }
 
 async fn start(cli: Cli) -> Result<(), String> {
-    let clock = cli.clock.clock()?;
-    let db = api::db::connect_and_migrate(&cli.database)
+    let clock = entity::clock::process_clock(cli.clock.test_clock_start)?;
+    let db = migration::startup::connect_and_migrate(&cli.database)
         .await
         .map_err(|e| e.to_string())?;
     let hostname = hostname::get()
@@ -184,24 +184,20 @@ async fn start(cli: Cli) -> Result<(), String> {
         catch_up,
         escalate_after_days: cli.reminder_escalate_days,
         public_base_url: cli.public_base_url.clone(),
-        mail_domain: from.email.domain().to_string(),
     };
     let agreements = worker::jobs::agreements::AgreementSettings {
         schedule: cli.agreement_schedule,
         public_base_url: cli.public_base_url.clone(),
-        mail_domain: from.email.domain().to_string(),
         ..Default::default()
     };
     let escalations = worker::jobs::escalations::EscalationSettings {
         public_base_url: cli.public_base_url.clone(),
-        mail_domain: from.email.domain().to_string(),
         ..Default::default()
     };
     let digests = worker::jobs::digests::DigestSettings {
         schedule: cli.digest_schedule,
         catch_up,
         public_base_url: cli.public_base_url.clone(),
-        mail_domain: from.email.domain().to_string(),
     };
     let webhooks = worker::jobs::webhooks::WebhookSettings {
         policy: entity::webhook::RetryPolicy {
@@ -212,7 +208,6 @@ async fn start(cli: Cli) -> Result<(), String> {
         },
         concurrency: cli.webhook_concurrency as usize,
         public_base_url: cli.public_base_url.clone(),
-        mail_domain: from.email.domain().to_string(),
         ..Default::default()
     };
     let http =

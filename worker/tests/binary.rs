@@ -19,7 +19,7 @@ async fn the_worker_beats_and_stops_on_sigterm() {
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("cmo.db").display());
     let outbox_dir = dir.path().join("outbox");
     // An email waiting in the outbox before the worker starts.
-    let db = api::db::connect_and_migrate(&api::config::DatabaseArgs {
+    let db = migration::startup::connect_and_migrate(&migration::startup::DatabaseArgs {
         database_url: url.clone(),
         db_max_connections: Some(1),
         no_migrate: false,
@@ -57,7 +57,7 @@ async fn the_worker_beats_and_stops_on_sigterm() {
         .spawn()
         .unwrap();
 
-    let db = api::db::connect(&url, Some(1)).await.unwrap();
+    let db = migration::startup::connect(&url, Some(1)).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     let beat = loop {
         let row = entity::worker_heartbeat::Entity::find_by_id("worker-under-test".to_string())

@@ -31,7 +31,7 @@ async fn database(postgres: bool) -> Option<Db> {
     } else {
         format!("sqlite://{}?mode=rwc", dir.path().join("cmo.db").display())
     };
-    let conn = api::db::connect_and_migrate(&api::config::DatabaseArgs {
+    let conn = migration::startup::connect_and_migrate(&migration::startup::DatabaseArgs {
         database_url: url.clone(),
         db_max_connections: Some(if postgres { 4 } else { 1 }),
         no_migrate: false,

@@ -217,7 +217,7 @@ pub async fn create_action_item(
     body: ApiJson<CreateActionItem>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if !may_update_plan(ctx.caller(), sides(&prog), None) {
         return Err(ApiError::Forbidden(
@@ -414,7 +414,7 @@ pub async fn update_action_item(
 ) -> ApiResult<web::Json<ActionItemView>> {
     let b = body.into_inner();
     let version = expected_version(&req, b.version)?;
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let current = find_scoped::<action_item::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, current.program_id).await?;
     if !may_act_on(&ctx, &prog, &current) {
@@ -527,7 +527,7 @@ pub async fn transition_action_item(
     body: ApiJson<ActionTransition>,
 ) -> ApiResult<web::Json<ActionItemView>> {
     let b = body.into_inner();
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let current = find_scoped::<action_item::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, current.program_id).await?;
     if !may_act_on(&ctx, &prog, &current) {
@@ -634,7 +634,7 @@ pub async fn snooze_action_item(
     body: ApiJson<SnoozeActionItem>,
 ) -> ApiResult<web::Json<ActionItemView>> {
     let b = body.into_inner();
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let current = find_scoped::<action_item::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, current.program_id).await?;
     if !may_act_on(&ctx, &prog, &current) {

@@ -166,7 +166,7 @@ pub async fn calendar_feed(
         .filter(action_item::Column::Status.is_in([ActionStatus::Open, ActionStatus::InProgress]))
         .all(&state.db)
         .await?;
-    let host = crate::mail::escalation::message_domain(&state.public_base_url);
+    let host = mail::message_domain(&state.public_base_url);
     let base = state.public_base_url.trim_end_matches('/');
     let mut body = String::new();
     for l in [

@@ -237,7 +237,7 @@ pub async fn create_capa(
     body: ApiJson<CreateCapa>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if !ctx.user.role.handles_quality_records() {
         return Err(ApiError::Forbidden(
@@ -461,7 +461,7 @@ pub async fn add_capa_action(
     body: ApiJson<AddCapaAction>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     // Locked: plan approval counts the actions this adds.
     let c = find_scoped_locked::<capa::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, c.program_id).await?;
@@ -608,7 +608,7 @@ pub async fn transition_capa(
         record = Some(r);
     }
     let now = state.clock.now();
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let current = find_scoped_locked::<capa::Entity, _>(&txn, &ctx, capa_id).await?;
     if b.version.is_some_and(|v| v != current.version) {
         return Err(ApiError::stale_version(current.version));
@@ -907,7 +907,7 @@ pub async fn request_extension(
     body: ApiJson<RequestExtension>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     // Locked: two requests at once cannot both find none pending.
     let item = find_scoped_locked::<action_item::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if item.owner_user_id != ctx.user.id && !ctx.user.role.handles_quality_records() {
@@ -1005,7 +1005,7 @@ pub async fn decide_extension(
     body: ApiJson<DecideExtension>,
 ) -> ApiResult<web::Json<ExtensionRequestView>> {
     let b = body.into_inner();
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let req = extension_request::Entity::find_by_id(id.into_inner())
         .one(&txn)
         .await?
@@ -1154,7 +1154,7 @@ pub async fn update_capa(
 ) -> ApiResult<web::Json<CapaView>> {
     let b = body.into_inner();
     let version = expected_version(&req, b.version)?;
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let current = find_scoped::<capa::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if !ctx.user.role.handles_quality_records() {
         return Err(ApiError::Forbidden(

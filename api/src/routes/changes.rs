@@ -130,7 +130,7 @@ pub async fn create_change(
     body: ApiJson<CreateChange>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if !ctx.user.role.handles_quality_records() {
         return Err(ApiError::Forbidden(
@@ -310,7 +310,7 @@ pub async fn update_change(
 ) -> ApiResult<web::Json<ChangeView>> {
     let b = body.into_inner();
     let version = expected_version(&req, b.version)?;
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let current = find_scoped::<change_request::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if !ctx.user.role.handles_quality_records() {
         return Err(ApiError::Forbidden(
@@ -413,7 +413,7 @@ pub async fn add_change_task(
     body: ApiJson<AddChangeTask>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     // Locked, as the transitions lock it before counting open tasks: a task added while
     // the change is being closed waits, then sees it closed (no closed change with an
     // open task).
@@ -544,7 +544,7 @@ pub async fn transition_change(
         record = Some(r);
     }
     let now = state.clock.now();
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     // Locked before the guards count open tasks (see `add_change_task`).
     let current = find_scoped_locked::<change_request::Entity, _>(&txn, &ctx, change_id).await?;
     if b.version.is_some_and(|v| v != current.version) {

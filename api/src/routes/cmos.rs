@@ -369,7 +369,7 @@ pub async fn update_cmo(
 ) -> ApiResult<web::Json<CmoView>> {
     let b = body.into_inner();
     let version = expected_version(&req, b.version)?;
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let current = find_scoped::<cmo::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if !may_edit_profile(&ctx, &current) {
         return Err(ApiError::Forbidden(
@@ -465,7 +465,7 @@ pub async fn create_site(
     body: ApiJson<CreateSite>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let p = find_scoped::<cmo::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if !may_edit_profile(&ctx, &p) {
         return Err(ApiError::Forbidden(
@@ -572,7 +572,7 @@ pub async fn transition_qualification(
         record = Some(r);
     }
     let now = state.clock.now();
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let current = find_scoped::<cmo::Entity, _>(&txn, &ctx, cmo_id).await?;
     if b.version.is_some_and(|v| v != current.version) {
         return Err(ApiError::stale_version(current.version));
@@ -674,7 +674,7 @@ pub async fn record_inspection(
     body: ApiJson<RecordInspection>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let p = find_scoped::<cmo::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     require_sponsor_side(&ctx, &p, "inspections are recorded")?;
     let found = site::Entity::find_by_id(b.site_id)
@@ -1020,7 +1020,7 @@ pub async fn create_quality_agreement(
     body: ApiJson<CreateQualityAgreement>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let p = find_scoped::<cmo::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     require_sponsor_side(&ctx, &p, "quality agreements are recorded")?;
     let now = state.clock.now();
@@ -1120,7 +1120,7 @@ pub async fn capa_from_inspection(
 ) -> ApiResult<HttpResponse> {
     use entity::capa::CapaSource;
     let b = body.into_inner();
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let i = inspection::Entity::find_by_id(id.into_inner())
         .one(&txn)
         .await?

@@ -282,7 +282,7 @@ pub async fn report_deviation(
             "a deviation cannot be detected in the future",
         ));
     }
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     // The program row lock orders this report against a concurrent production release.
     let prog = find_scoped_locked::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if !may_report(&ctx) {
@@ -521,7 +521,7 @@ pub async fn update_deviation(
 ) -> ApiResult<web::Json<DeviationView>> {
     let b = body.into_inner();
     let version = expected_version(&req, b.version)?;
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let current = find_scoped::<deviation::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if !ctx.user.role.handles_quality_records() {
         return Err(ApiError::Forbidden(
@@ -691,7 +691,7 @@ pub async fn transition_deviation(
     }
 
     let now = state.clock.now();
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let current = find_scoped::<deviation::Entity, _>(&txn, &ctx, deviation_id).await?;
     // Ordered against production release and other changes of the program's hold.
     find_scoped_locked::<program::Entity, _>(&txn, &ctx, current.program_id).await?;
@@ -789,7 +789,7 @@ pub async fn resolve_escalations<C: ConnectionTrait>(
     for e in
         escalation::resolve_for(conn, "deviation", deviation_id, Some(ctx.user.id), now).await?
     {
-        crate::mail::escalation::notify_paged(
+        mail::escalation::notify_paged(
             conn,
             &e,
             escalation::EscalationStatus::Resolved,
@@ -925,7 +925,7 @@ pub async fn release_production(
     };
     signing::authenticate_signer(&state, &ctx, b.password, &record).await?;
     let now = state.clock.now();
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     // Locked: a critical deviation reported meanwhile waits, then counts.
     let current = find_scoped_locked::<program::Entity, _>(&txn, &ctx, program_id).await?;
     check_release(&txn, &current).await?;

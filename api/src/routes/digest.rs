@@ -6,7 +6,8 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, get, post, web};
 use entity::audit_trail::{self, Actor, Entry};
-use entity::link_token::TokenError;
+use entity::digest;
+use entity::link_token::{self, Link, TokenError};
 use entity::{job_run, link_secret, program, team_member, user};
 use sea_orm::{ActiveValue::Set, EntityTrait};
 use serde::{Deserialize, Serialize};
@@ -16,7 +17,7 @@ use super::team::TeamMemberView;
 use super::{compare_and_set, snapshot};
 use crate::auth::{AuthContext, find_scoped};
 use crate::error::{ApiError, ApiResult};
-use crate::mail::{self, digest, html_response as html};
+use crate::pages::{self, html_response as html};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -75,15 +76,16 @@ pub async fn preview_digest(
     let unsubscribe_url = match own {
         Some((member, _)) => {
             let key = link_secret::get_or_create(&state.db, now).await?;
-            Some(digest::unsubscribe_url(
-                &key,
-                &state.public_base_url,
-                member.id,
-            ))
+            Some(
+                Link::Unsubscribe {
+                    member_id: member.id,
+                }
+                .url(&key, &state.public_base_url, None),
+            )
         }
         None => None,
     };
-    let rendered = digest::render(
+    let rendered = mail::digest::render(
         &data,
         &ctx.user.display_name,
         unsubscribe_url.as_deref(),
@@ -114,7 +116,7 @@ pub struct UnsubscribeQuery {
 fn refused(err: &TokenError) -> HttpResponse {
     html(
         StatusCode::BAD_REQUEST,
-        mail::page(
+        pages::page(
             "This unsubscribe link is not valid",
             &format!(
                 "{err}. Nothing was changed. Use the link of a recent digest, or change your digest preference in your team membership."
@@ -135,21 +137,23 @@ async fn member_for(
         .await
         .map_err(|err| {
             tracing::error!(%err, "cannot read the link key");
-            mail::try_again("The service cannot check this link right now.")
+            pages::try_again("The service cannot check this link right now.")
         })?;
-    let claims = entity::link_token::verify(&key, token, digest::UNSUBSCRIBE_PURPOSE, now)
-        .map_err(|e| refused(&e))?;
+    let link =
+        Link::verify(&key, token, link_token::UNSUBSCRIBE_PURPOSE, now).map_err(|e| refused(&e))?;
     let gone = || {
         html(
             StatusCode::NOT_FOUND,
-            mail::page(
+            pages::page(
                 "Already off the team",
                 "This membership no longer exists, so no digest will be sent for it.",
                 None,
             ),
         )
     };
-    let member_id = digest::member_of(&claims).ok_or_else(|| refused(&TokenError::Malformed))?;
+    let Link::Unsubscribe { member_id } = link else {
+        return Err(refused(&TokenError::Malformed));
+    };
     match team_member::Entity::find_by_id(member_id)
         .one(&state.db)
         .await
@@ -158,7 +162,7 @@ async fn member_for(
         Ok(None) => Err(gone()),
         Err(err) => {
             tracing::error!(%err, "cannot read the membership");
-            Err(mail::try_again(
+            Err(pages::try_again(
                 "The service cannot check this link right now.",
             ))
         }
@@ -202,7 +206,7 @@ pub async fn unsubscribe_page(
     if !member.wants_digest {
         return html(
             StatusCode::OK,
-            mail::page(
+            pages::page(
                 "Already unsubscribed",
                 &format!("You no longer receive the weekly digest of {name}."),
                 None,
@@ -216,7 +220,7 @@ pub async fn unsubscribe_page(
     );
     html(
         StatusCode::OK,
-        mail::page(
+        pages::page(
             "Unsubscribe from the weekly digest?",
             &format!(
                 "You will stop receiving the weekly status digest of {name}. Overdue-action reminders and escalations are not affected."
@@ -255,7 +259,7 @@ pub async fn unsubscribe(
     match apply_unsubscribe(&state, member.id).await {
         Ok(()) => html(
             StatusCode::OK,
-            mail::page(
+            pages::page(
                 "Unsubscribed",
                 &format!(
                     "You will no longer receive the weekly digest of {name}. A program manager, or you through the API, can turn it back on in your team membership."
@@ -265,13 +269,13 @@ pub async fn unsubscribe(
         ),
         Err(err) => {
             tracing::warn!(%err, "unsubscribe failed");
-            mail::try_again("The change could not be saved.")
+            pages::try_again("The change could not be saved.")
         }
     }
 }
 
 async fn apply_unsubscribe(state: &AppState, member_id: i64) -> ApiResult<()> {
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let Some(current) = team_member::Entity::find_by_id(member_id).one(&txn).await? else {
         return Ok(());
     };

@@ -10,6 +10,7 @@ use entity::deviation::Category;
 use entity::domain_event::{EscalationAcknowledged, Event};
 use entity::escalation::{self, EscalationStatus};
 use entity::escalation_policy::{self, PolicyDoc, Recipient};
+use entity::link_token::{self, Link};
 use entity::{Role, link_secret, program, user};
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
@@ -24,7 +25,7 @@ use super::{Page, expected_version, fetch_page, snapshot, wire_name};
 use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Checks, Validate};
-use crate::mail::{self, escalation as escalation_mail, html_response as html};
+use crate::pages::{self, html_response as html};
 use crate::state::AppState;
 
 // ---------------------------------------------------------------------------- policy
@@ -132,7 +133,7 @@ pub async fn update_policy(
 ) -> ApiResult<web::Json<PolicyView>> {
     let b = body.into_inner();
     let version = expected_version(&req, b.version)?;
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if !entity::access::may_manage_program(ctx.caller(), sides(&prog)) {
         return Err(ApiError::Forbidden(
@@ -262,7 +263,7 @@ pub async fn check_policy(
 ) -> ApiResult<web::Json<PolicyCheck>> {
     let prog = find_scoped::<program::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
     let policy = escalation_policy::for_program(&state.db, prog.id).await?;
-    let team = escalation_mail::team(&state.db, prog.id).await?;
+    let team = escalation_policy::team(&state.db, prog.id).await?;
     let mut warnings = Vec::new();
     for c in team.iter().filter(|c| c.email.is_empty()) {
         warnings.push(PolicyWarning {
@@ -401,7 +402,7 @@ pub async fn dry_run(
 ) -> ApiResult<web::Json<DryRun>> {
     let prog = find_scoped::<program::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
     let policy = escalation_policy::for_program(&state.db, prog.id).await?;
-    let team = escalation_mail::team(&state.db, prog.id).await?;
+    let team = escalation_policy::team(&state.db, prog.id).await?;
     let at = query.at.unwrap_or_else(|| state.clock.now());
     if at.year() < 2000 || at.year() > 2200 {
         return Err(ApiError::invalid(
@@ -625,7 +626,7 @@ pub async fn open_escalation(
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     may_act(&ctx)?;
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, b.program_id)
         .await
         .map_err(|_| ApiError::invalid("program_id", "unknown_program", "no such program"))?;
@@ -871,7 +872,7 @@ async fn acknowledge<C: ConnectionTrait>(
             .unwrap_or_default(),
         note.map(|n| format!(" Note: {n}")).unwrap_or_default()
     );
-    escalation_mail::notify_paged(
+    mail::escalation::notify_paged(
         conn,
         &updated,
         EscalationStatus::Acknowledged,
@@ -907,7 +908,7 @@ pub async fn ack_escalation(
 ) -> ApiResult<web::Json<EscalationView>> {
     let b = body.into_inner();
     may_act(&ctx)?;
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let e = find_scoped::<escalation::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     let now = state.clock.now();
     acknowledge(
@@ -950,7 +951,7 @@ pub async fn resolve_escalation(
 ) -> ApiResult<web::Json<EscalationView>> {
     let b = body.into_inner();
     may_act(&ctx)?;
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let e = find_scoped::<escalation::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if !escalation::can_resolve(e.status) {
         return Err(ApiError::Conflict {
@@ -978,7 +979,7 @@ pub async fn resolve_escalation(
             .reason(Some(b.reason.trim().to_string())),
     )
     .await?;
-    escalation_mail::notify_paged(
+    mail::escalation::notify_paged(
         &txn,
         &updated,
         EscalationStatus::Resolved,
@@ -1019,7 +1020,7 @@ async fn link_target(
     let refused = |why: String| {
         html(
             StatusCode::BAD_REQUEST,
-            mail::page(
+            pages::page(
                 "This acknowledgement link is not valid",
                 &format!(
                     "{why}. Nothing was changed. Acknowledge through the API, or use the link of your latest page."
@@ -1031,17 +1032,22 @@ async fn link_target(
     let token = token.ok_or_else(|| refused("The link has no token".to_string()))?;
     let key = link_secret::get_or_create(&state.db, now)
         .await
-        .map_err(|_| mail::try_again("The service cannot check this link right now."))?;
-    let claims = entity::link_token::verify(&key, token, escalation_mail::ACK_PURPOSE, now)
-        .map_err(|e| {
-            let mut why = e.to_string();
-            if let Some(first) = why.get_mut(0..1) {
-                first.make_ascii_uppercase();
-            }
-            refused(why)
-        })?;
-    let (escalation_id, user_id) = escalation_mail::ack_subject(&claims)
-        .ok_or_else(|| refused("The link is malformed".to_string()))?;
+        .map_err(|_| pages::try_again("The service cannot check this link right now."))?;
+    let link = Link::verify(&key, token, link_token::ACK_PURPOSE, now).map_err(|e| {
+        let mut why = e.to_string();
+        if let Some(first) = why.get_mut(0..1) {
+            first.make_ascii_uppercase();
+        }
+        refused(why)
+    })?;
+    let Link::Ack {
+        escalation_id,
+        user_id,
+        ..
+    } = link
+    else {
+        return Err(refused("The link is malformed".to_string()));
+    };
     let e = escalation::Entity::find_by_id(escalation_id)
         .one(&state.db)
         .await
@@ -1057,7 +1063,7 @@ async fn link_target(
         (Some(e), Some(u)) => Ok((e, u)),
         _ => Err(html(
             StatusCode::NOT_FOUND,
-            mail::page(
+            pages::page(
                 "Not found",
                 "The escalation or your account no longer exists. Nothing was changed.",
                 None,
@@ -1095,7 +1101,7 @@ pub async fn ack_link_page(
     );
     html(
         StatusCode::OK,
-        mail::page(
+        pages::page(
             &format!("Acknowledge: {}", e.title),
             &format!(
                 "{}, acknowledging tells everyone paged that you are handling it and stops paging the next tiers. Status now: {}.",
@@ -1132,7 +1138,7 @@ pub async fn ack_link(state: web::Data<AppState>, query: web::Query<AckLinkQuery
     match ack_through_link(&state, e.id, &u, &hash).await {
         Ok(LinkOutcome::Acknowledged) => html(
             StatusCode::OK,
-            mail::page(
+            pages::page(
                 "Acknowledged",
                 &format!(
                     "Thank you, {}. Everyone paged has been told you are handling \u{201c}{}\u{201d}; no further tiers will be paged.",
@@ -1143,7 +1149,7 @@ pub async fn ack_link(state: web::Data<AppState>, query: web::Query<AckLinkQuery
         ),
         Ok(LinkOutcome::AlreadyYours(at)) => html(
             StatusCode::OK,
-            mail::page(
+            pages::page(
                 "Already acknowledged by you",
                 &format!(
                     "You acknowledged this escalation at {} UTC. Nothing else changed.",
@@ -1154,11 +1160,11 @@ pub async fn ack_link(state: web::Data<AppState>, query: web::Query<AckLinkQuery
         ),
         Ok(LinkOutcome::Refused(why)) => html(
             StatusCode::CONFLICT,
-            mail::page("Nothing changed", &why, None),
+            pages::page("Nothing changed", &why, None),
         ),
         Err(err) => {
             tracing::warn!(%err, "acknowledgement through a link failed");
-            mail::try_again("The acknowledgement could not be saved.")
+            pages::try_again("The acknowledgement could not be saved.")
         }
     }
 }
@@ -1176,7 +1182,7 @@ async fn ack_through_link(
     hash: &str,
 ) -> ApiResult<LinkOutcome> {
     let now = state.clock.now();
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let e = escalation::Entity::find_by_id(escalation_id)
         .one(&txn)
         .await?

@@ -192,7 +192,7 @@ pub async fn create_evaluation(
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     sponsor_manager(&ctx)?;
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let mut candidates: Vec<i64> = Vec::new();
     for c in &b.candidates {
         if !candidates.contains(c) {
@@ -331,7 +331,7 @@ pub async fn give_score(
 ) -> ApiResult<web::Json<EvaluationView>> {
     let b = body.into_inner();
     sponsor_manager(&ctx)?;
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let e = find_scoped::<selection::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if e.status != EvaluationStatus::Open {
         return Err(ApiError::conflict(
@@ -469,7 +469,7 @@ pub async fn decide_evaluation(
     };
     signing::authenticate_signer(&state, &ctx, password, &r).await?;
     let now = state.clock.now();
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let current = find_scoped::<selection::Entity, _>(&txn, &ctx, eval_id).await?;
     if b.version.is_some_and(|v| v != current.version) || current.status != EvaluationStatus::Open {
         return Err(ApiError::stale_version(current.version));

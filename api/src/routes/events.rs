@@ -2,8 +2,7 @@
 //! gaps or repeats across pages while writes happen (see `entity::domain_event`).
 
 use actix_web::{get, web};
-use chrono::{DateTime, Utc};
-use entity::domain_event;
+use entity::domain_event::{self, EventView};
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -24,42 +23,6 @@ pub struct EventQuery {
     pub types: Option<String>,
     /// 1 to 500 (default 100).
     pub limit: Option<u64>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"cursor": 1042, "type": "deviation.reported", "program_id": 3,
-    "resource_type": "deviation", "resource_id": "41",
-    "payload": {"deviation_id": 41, "title": "Bioburden excursion", "criticality": "critical", "category": "equipment",
-        "detected_at": "2026-11-28T01:55:00Z"},
-    "occurred_at": "2026-11-28T02:00:00Z"}))]
-pub struct EventView {
-    /// Increases in commit order; pass the last one you saw as `after`. Webhooks send it
-    /// as `X-Cmo-Event-Id`.
-    pub cursor: i64,
-    pub program_id: Option<i64>,
-    pub resource_type: String,
-    pub resource_id: String,
-    /// `type` (one of the event types) and its `payload` (one schema per type).
-    #[serde(flatten)]
-    pub event: domain_event::Event,
-    pub occurred_at: DateTime<Utc>,
-}
-
-/// The same shape in the feed and in webhook bodies. Rows are written from the typed
-/// [`domain_event::Event`], so reading one back fails only if it was tampered with.
-impl TryFrom<&domain_event::Model> for EventView {
-    type Error = serde_json::Error;
-
-    fn try_from(r: &domain_event::Model) -> Result<Self, Self::Error> {
-        Ok(EventView {
-            cursor: r.cursor,
-            program_id: r.program_id,
-            resource_type: r.resource_type.clone(),
-            resource_id: r.resource_id.clone(),
-            event: domain_event::Event::from_stored(&r.event_type, &r.payload)?,
-            occurred_at: r.occurred_at,
-        })
-    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]

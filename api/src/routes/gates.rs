@@ -317,7 +317,7 @@ pub async fn create_gate_item(
     body: ApiJson<CreateGateItem>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     // Locking the milestone serializes checklist changes with gate decisions.
     let m = find_scoped_locked::<milestone::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, m.program_id).await?;
@@ -399,7 +399,7 @@ pub async fn update_gate_item(
 ) -> ApiResult<web::Json<GateItemView>> {
     let b = body.into_inner();
     let version = expected_version(&req, b.version)?;
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let current = gate::item::Entity::find_by_id(id.into_inner())
         .one(&txn)
         .await?
@@ -552,7 +552,7 @@ pub async fn decide_gate(
 
     let now = state.clock.now();
     let today = program_today(&prog, now);
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     // Re-read and lock inside the write transaction: the state may have moved since, and
     // checklist edits wait for this decision; the program lock orders it against a new
     // critical deviation.

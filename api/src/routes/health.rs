@@ -45,12 +45,12 @@ pub async fn healthz() -> web::Json<Health> {
 )]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> ApiResult<web::Json<Readiness>> {
-    crate::db::ping(&state.db)
+    migration::startup::ping(&state.db)
         .await
         .map_err(|e| ApiError::ServiceUnavailable(e.to_string()))?;
     Ok(web::Json(Readiness {
         status: "ready".to_string(),
-        database: crate::db::backend_name(&state.db).to_string(),
+        database: migration::startup::backend_name(&state.db).to_string(),
     }))
 }
 

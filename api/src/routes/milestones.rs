@@ -352,7 +352,7 @@ pub async fn create_milestone(
     body: ApiJson<CreateMilestone>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     // The program row lock serializes plan changes, so dependency checks cannot race.
     let prog = find_scoped_locked::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if !may_update_plan(ctx.caller(), sides(&prog), None) {
@@ -545,7 +545,7 @@ pub async fn update_milestone(
 ) -> ApiResult<web::Json<MilestoneView>> {
     let b = body.into_inner();
     let version = expected_version(&req, b.version)?;
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let current = find_scoped::<milestone::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     let prog = find_scoped_locked::<program::Entity, _>(&txn, &ctx, current.program_id).await?;
     if !may_update_plan(ctx.caller(), sides(&prog), current.owner_user_id) {
@@ -674,7 +674,7 @@ pub async fn rebaseline_milestone(
 ) -> ApiResult<web::Json<MilestoneView>> {
     let b = body.into_inner();
     let version = expected_version(&req, b.version)?;
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let current = find_scoped::<milestone::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, current.program_id).await?;
     if !may_manage_program(ctx.caller(), sides(&prog)) {
@@ -761,7 +761,7 @@ pub async fn transition_milestone(
     } else {
         None
     };
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let current = find_scoped::<milestone::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, current.program_id).await?;
     if !may_update_plan(ctx.caller(), sides(&prog), current.owner_user_id) {

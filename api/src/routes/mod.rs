@@ -311,13 +311,7 @@ where
     Ok(reloaded)
 }
 
-/// The wire name of an enum value (`in_progress`), as clients see it in JSON.
-pub fn wire_name<T: Serialize>(value: &T) -> String {
-    serde_json::to_value(value)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
-}
+pub use entity::enums::wire_name;
 
 /// Serializes a view for the audit trail.
 pub fn snapshot<T: Serialize>(view: &T) -> serde_json::Value {

@@ -123,7 +123,7 @@ pub async fn create_organization(
     let body = body.into_inner();
     let now = state.clock.now();
     let caller = ctx.actor(now);
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let org = provisioning::create_organization(
         &txn,
         &body.name,

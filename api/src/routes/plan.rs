@@ -103,7 +103,7 @@ pub async fn instantiate_plan(
         )
     })?;
     let dated = plan_template::schedule(&template, b.start_date).map_err(ApiError::internal)?;
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     // Locked: two plans started at once cannot both find the program empty.
     let prog = find_scoped_locked::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if !may_manage_program(ctx.caller(), sides(&prog)) {

@@ -190,7 +190,7 @@ pub async fn create_program(
         });
     }
     let now = state.clock.now();
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let created = program::ActiveModel {
         id: NotSet,
         sponsor_org_id: Set(ctx.org_id()),
@@ -377,7 +377,7 @@ pub async fn update_program(
 ) -> ApiResult<web::Json<ProgramView>> {
     let b = body.into_inner();
     let version = expected_version(&req, b.version)?;
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let current = find_scoped::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if !may_manage_program(ctx.caller(), sides(&current)) {
         return Err(ApiError::Forbidden(

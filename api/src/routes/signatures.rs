@@ -136,7 +136,7 @@ pub async fn create_signature(
         reason: body.reason,
     };
     signing::authenticate_signer(&state, &ctx, body.password, &what).await?;
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let signature = signing::record(&txn, &ctx, state.clock.now(), what).await?;
     txn.commit().await?;
     Ok(HttpResponse::Created().json(SignatureView::from(&signature)))

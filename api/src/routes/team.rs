@@ -118,7 +118,7 @@ pub async fn add_team_member(
     body: ApiJson<AddTeamMember>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if !may_manage_program(ctx.caller(), sides(&prog)) {
         return Err(ApiError::Forbidden(
@@ -239,7 +239,7 @@ pub async fn update_team_member(
 ) -> ApiResult<web::Json<TeamMemberView>> {
     let b = body.into_inner();
     let version = expected_version(&req, b.version)?;
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let current = find_scoped::<team_member::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, current.program_id).await?;
     let manager = may_manage_program(ctx.caller(), sides(&prog));
@@ -309,7 +309,7 @@ pub async fn remove_team_member(
     ctx: AuthContext,
     id: web::Path<i64>,
 ) -> ApiResult<HttpResponse> {
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let current = find_scoped::<team_member::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, current.program_id).await?;
     if !may_manage_program(ctx.caller(), sides(&prog)) {

@@ -119,7 +119,7 @@ pub async fn issue_token(
         ));
     }
     let expires_at = body.expires_at;
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let owner = match body.user_id {
         Some(id) if id != ctx.user.id => {
             ctx.require_admin()?;
@@ -205,7 +205,7 @@ pub async fn revoke_token(
     ctx: AuthContext,
     id: web::Path<i64>,
 ) -> ApiResult<HttpResponse> {
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let token = find_scoped::<api_token::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     // Other users' tokens are invisible to non-admins.
     if token.user_id != ctx.user.id && !ctx.user.role.is_admin() {

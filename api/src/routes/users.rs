@@ -126,7 +126,7 @@ pub async fn create_user(
         None => None,
     };
     let password_is_temporary = password_hash.is_some();
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let user = provisioning::create_user(
         &txn,
         &ctx.actor(state.clock.now()),
@@ -303,7 +303,7 @@ pub async fn update_user(
 ) -> ApiResult<web::Json<UserView>> {
     let body = body.into_inner();
     let version = expected_version(&req, body.version)?;
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let current = find_scoped::<user::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     let is_self = current.id == ctx.user.id;
     if !is_self {
@@ -406,7 +406,7 @@ pub async fn deactivate_user(
     } else {
         None
     };
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let current = find_scoped::<user::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if current.id == ctx.user.id {
         return Err(ApiError::Forbidden(
@@ -513,7 +513,7 @@ pub async fn set_password(
     }
     let hash = crate::secrets::hash_password(body.new_password).await?;
     let now = state.clock.now();
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let current = find_scoped::<user::Entity, _>(&txn, &ctx, target.id).await?;
     let mut active: user::ActiveModel = current.clone().into();
     active.password_hash = Set(Some(hash));

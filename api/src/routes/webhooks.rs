@@ -151,7 +151,7 @@ pub async fn create_webhook(
     let b = body.into_inner();
     let now = state.clock.now();
     let secret = format!("whsec_{}", hex::encode(rand::random::<[u8; 32]>()));
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let mut types = b.event_types;
     types.sort();
     types.dedup();
@@ -225,7 +225,7 @@ pub async fn update_webhook(
     ctx.require_admin()?;
     let b = body.into_inner();
     let version = expected_version(&req, b.version)?;
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let current = find_scoped::<webhook::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if current.version != version {
         return Err(ApiError::stale_version(current.version));
@@ -281,7 +281,7 @@ pub async fn delete_webhook(
     id: web::Path<i64>,
 ) -> ApiResult<HttpResponse> {
     ctx.require_admin()?;
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let w = find_scoped::<webhook::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     let now = state.clock.now();
     audit_trail::append(
@@ -476,7 +476,7 @@ pub async fn redeliver(
 ) -> ApiResult<HttpResponse> {
     ctx.require_admin()?;
     let (id, delivery_id) = path.into_inner();
-    let txn = crate::db::begin_write(&state.db).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
     let w = find_scoped::<webhook::Entity, _>(&txn, &ctx, id).await?;
     let d = webhook::delivery::Entity::find_by_id(delivery_id)
         .filter(webhook::delivery::Column::SubscriptionId.eq(w.id))

@@ -344,7 +344,7 @@ async fn bench(label: &str, url: String) {
             }
         }
     }
-    let db = api::db::connect(&url, None)
+    let db = migration::startup::connect(&url, None)
         .await
         .expect("bench connection");
     let ceiling = write_ceiling(&db, 32, 2_000).await;

@@ -34,7 +34,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 async fn worker_ctx(app: &TestApp, name: &str) -> JobContext {
     JobContext {
-        db: api::db::connect(&app.database_url, None)
+        db: migration::startup::connect(&app.database_url, None)
             .await
             .expect("worker connection"),
         ..app.job_context(name)

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use entity::cmo::{self, quality_agreement};
-use entity::outbox::{self, Draft};
+use entity::outbox::Draft;
 use entity::{Role, organization, schedule, user};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
 
@@ -19,7 +19,6 @@ pub struct AgreementSettings {
     pub schedule: String,
     pub catch_up: TimeDelta,
     pub public_base_url: String,
-    pub mail_domain: String,
 }
 
 impl Default for AgreementSettings {
@@ -28,7 +27,6 @@ impl Default for AgreementSettings {
             schedule: "0 0 6 * * *".to_string(),
             catch_up: TimeDelta::hours(18),
             public_base_url: "http://127.0.0.1:8080".to_string(),
-            mail_domain: "localhost".to_string(),
         }
     }
 }
@@ -133,7 +131,8 @@ pub async fn run(
             settings.public_base_url.trim_end_matches('/'),
             a.cmo_org_id
         );
-        let (text, html) = api::mail::notice(
+        let email = mail::notice(
+            &headline,
             &headline,
             &[
                 format!(
@@ -145,19 +144,11 @@ pub async fn run(
             Some(&link),
         )
         .map_err(|e| JobError::Template(e.to_string()))?;
-        if outbox::enqueue(
+        if mail::enqueue(
             &txn,
-            Draft {
-                dedupe_key: format!("qa-expiry:{}:{threshold}", a.id),
-                to: quality,
-                cc: Vec::new(),
-                subject: headline,
-                text_body: text,
-                html_body: html,
-                list_unsubscribe: None,
-            },
+            Draft::new(format!("qa-expiry:{}:{threshold}", a.id), quality, email),
             now,
-            &settings.mail_domain,
+            &settings.public_base_url,
         )
         .await?
         {

@@ -1,12 +1,13 @@
 //! Weekly status digests (SPEC §5): per program, on the digest schedule read in the
 //! program's time zone (default Monday 07:00), one email per subscribed member, built
-//! by `api::mail::digest` (the preview endpoint renders the same). Exactly one per
+//! by `entity::digest` and `mail::digest` (the preview endpoint renders the same). Exactly one per
 //! program, member and ISO week (dedupe key), however many workers run; "what changed"
 //! starts where the previous digest's tick was.
 
-use api::mail::digest;
 use chrono::{DateTime, TimeDelta, Utc};
-use entity::outbox::{self, Draft};
+use entity::digest;
+use entity::link_token::Link;
+use entity::outbox::Draft;
 use entity::{job_run, link_secret, program, schedule};
 use sea_orm::{EntityTrait, TransactionTrait};
 
@@ -20,7 +21,6 @@ pub struct DigestSettings {
     /// A tick missed while no worker ran still runs within this window.
     pub catch_up: TimeDelta,
     pub public_base_url: String,
-    pub mail_domain: String,
 }
 
 impl Default for DigestSettings {
@@ -29,7 +29,6 @@ impl Default for DigestSettings {
             schedule: "0 0 7 * * Mon".to_string(),
             catch_up: TimeDelta::hours(12),
             public_base_url: "http://127.0.0.1:8080".to_string(),
-            mail_domain: "localhost".to_string(),
         }
     }
 }
@@ -97,8 +96,11 @@ async fn program_digest(
     let txn = ctx.db.begin().await?;
     let mut queued = 0;
     for (member, user) in subscribers {
-        let unsubscribe = digest::unsubscribe_url(key, &settings.public_base_url, member.id);
-        let email = digest::render(
+        let unsubscribe = Link::Unsubscribe {
+            member_id: member.id,
+        }
+        .url(key, &settings.public_base_url, None);
+        let email = mail::digest::render(
             &data,
             &user.display_name,
             Some(&unsubscribe),
@@ -106,15 +108,14 @@ async fn program_digest(
         )
         .map_err(|e| JobError::Template(e.to_string()))?;
         let draft = Draft {
-            dedupe_key: format!("digest:{}:{week}:{}", prog.id, member.id),
-            to: vec![user.email],
-            cc: Vec::new(),
-            subject: email.subject,
-            text_body: email.text_body,
-            html_body: email.html_body,
             list_unsubscribe: Some(unsubscribe),
+            ..Draft::new(
+                format!("digest:{}:{week}:{}", prog.id, member.id),
+                vec![user.email],
+                email,
+            )
         };
-        if outbox::enqueue(&txn, draft, now, &settings.mail_domain).await? {
+        if mail::enqueue(&txn, draft, now, &settings.public_base_url).await? {
             queued += 1;
         }
     }

@@ -9,12 +9,13 @@
 //! escalation's compare-and-set update; a worker killed mid-way rolls all of it back,
 //! and the next tick pages again.
 
-use api::mail::escalation as mail;
 use chrono::{DateTime, Utc};
 use entity::domain_event::{EscalationAdvanced, Event};
 use entity::escalation::{self, EscalationStatus, NextAction};
 use entity::escalation_policy::{self, Recipient};
+use entity::link_token::{ACK_LINK_TTL, Link};
 use entity::{link_secret, program};
+use mail::escalation as escalation_mail;
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ActiveEnum, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, DatabaseTransaction,
@@ -26,7 +27,6 @@ use super::{JobContext, JobError};
 #[derive(Debug, Clone)]
 pub struct EscalationSettings {
     pub public_base_url: String,
-    pub mail_domain: String,
     /// Escalations handled per pass (the rest wait for the next tick).
     pub batch: u64,
 }
@@ -35,7 +35,6 @@ impl Default for EscalationSettings {
     fn default() -> Self {
         Self {
             public_base_url: "http://127.0.0.1:8080".to_string(),
-            mail_domain: "localhost".to_string(),
             batch: 100,
         }
     }
@@ -100,7 +99,7 @@ async fn step(
     key: &[u8],
     report: &mut EscalationReport,
 ) -> Result<Outcome, JobError> {
-    let txn = api::db::begin_write(&ctx.db).await?;
+    let txn = entity::db::begin_write(&ctx.db).await?;
     let Some(e) = escalation::Entity::find_by_id(id).one(&txn).await? else {
         return Ok(Outcome::Done);
     };
@@ -132,7 +131,7 @@ async fn step(
                 now,
             )
             .await?;
-            mail::notify_paged(
+            escalation_mail::notify_paged(
                 &txn,
                 &e,
                 EscalationStatus::Exhausted,
@@ -169,8 +168,8 @@ async fn page(
     let Some(prog) = program::Entity::find_by_id(e.program_id).one(&txn).await? else {
         return Ok(Outcome::Done);
     };
-    let team = mail::team(&txn, e.program_id).await?;
-    let tree = mail::call_tree(&e, &team);
+    let team = escalation_policy::team(&txn, e.program_id).await?;
+    let tree = escalation::call_tree(&e, &team);
     let recipients: Vec<Recipient> = tree
         .get(tier)
         .map(|t| t.recipients.clone())
@@ -227,18 +226,16 @@ async fn page(
         return Ok(Outcome::Again);
     }
     let repeat = step >= policy.tiers.len() as i32;
-    let expires = now + mail::ACK_LINK_TTL;
+    let expires = now + ACK_LINK_TTL;
     let mut queued = 0;
     for r in &recipients {
-        let ack = mail::ack_url(
-            key,
-            &settings.public_base_url,
-            e.id,
-            r.user_id,
-            seq,
-            expires,
-        );
-        let email = mail::render_page(
+        let ack = Link::Ack {
+            escalation_id: e.id,
+            user_id: r.user_id,
+            page_seq: seq,
+        }
+        .url(key, &settings.public_base_url, Some(expires));
+        let email = escalation_mail::render_page(
             &e,
             &prog,
             tier,
@@ -249,13 +246,13 @@ async fn page(
             &settings.public_base_url,
         )
         .map_err(|err| JobError::Template(err.to_string()))?;
-        if mail::enqueue(
+        if escalation_mail::enqueue(
             &txn,
             format!("escalation:{}:page:{seq}:user:{}", e.id, r.user_id),
             vec![r.email.clone()],
             email,
             now,
-            &settings.mail_domain,
+            &settings.public_base_url,
         )
         .await?
         {
@@ -268,7 +265,7 @@ async fn page(
         && !earlier.is_empty()
     {
         let names: Vec<&str> = recipients.iter().map(|r| r.name.as_str()).collect();
-        let email = mail::render_notice(
+        let email = escalation_mail::render_notice(
             &e,
             &prog,
             EscalationStatus::Open,
@@ -281,13 +278,13 @@ async fn page(
             &settings.public_base_url,
         )
         .map_err(|err| JobError::Template(err.to_string()))?;
-        mail::enqueue(
+        escalation_mail::enqueue(
             &txn,
             format!("escalation:{}:escalated:{seq}", e.id),
             earlier.iter().map(|r| r.email.clone()).collect(),
             email,
             now,
-            &settings.mail_domain,
+            &settings.public_base_url,
         )
         .await?;
     }
@@ -409,7 +406,7 @@ async fn reopen_timed_out(
         .into_iter()
         .filter(|e| escalation::ack_timed_out(e, now))
     {
-        let txn = api::db::begin_write(&ctx.db).await?;
+        let txn = entity::db::begin_write(&ctx.db).await?;
         let tier = usize::try_from(e.current_tier.unwrap_or(0)).unwrap_or(0);
         let reopened = e.reopen_count + 1;
         if !compare_and_set(&txn, &e, |u| {
@@ -440,7 +437,7 @@ async fn reopen_timed_out(
             now,
         )
         .await?;
-        mail::notify_paged(
+        escalation_mail::notify_paged(
             &txn,
             &e,
             EscalationStatus::Open,

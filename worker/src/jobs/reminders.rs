@@ -8,12 +8,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use api::mail::reminder::{self, ReminderLine};
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use entity::action_item::{self, ActionStatus};
-use entity::outbox::{self, Draft};
+use entity::outbox::Draft;
 use entity::team_member::{self, GovernanceTier};
 use entity::{program, schedule, user};
+use mail::reminder::{self, ReminderLine};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
 
 use super::ticks::{self, Tick};
@@ -29,8 +29,6 @@ pub struct ReminderSettings {
     pub escalate_after_days: i64,
     /// Base URL of the api, for links.
     pub public_base_url: String,
-    /// Domain of Message-IDs.
-    pub mail_domain: String,
 }
 
 impl Default for ReminderSettings {
@@ -40,7 +38,6 @@ impl Default for ReminderSettings {
             catch_up: TimeDelta::hours(6),
             escalate_after_days: 7,
             public_base_url: "http://127.0.0.1:8080".to_string(),
-            mail_domain: "localhost".to_string(),
         }
     }
 }
@@ -184,7 +181,7 @@ async fn remind_zone(
         cc.sort();
         cc.dedup();
         let draft = compose(owner, zone, today, &lines, cc, settings)?;
-        if outbox::enqueue(&txn, draft, now, &settings.mail_domain).await? {
+        if mail::enqueue(&txn, draft, now, &settings.public_base_url).await? {
             report.queued += 1;
         }
     }
@@ -257,12 +254,11 @@ fn compose(
     )
     .map_err(|e| JobError::Template(e.to_string()))?;
     Ok(Draft {
-        dedupe_key: format!("reminder:{}:{zone}:{local_date}", owner.id),
-        to: vec![owner.email.clone()],
         cc,
-        subject: email.subject,
-        text_body: email.text_body,
-        html_body: email.html_body,
-        list_unsubscribe: None,
+        ..Draft::new(
+            format!("reminder:{}:{zone}:{local_date}", owner.id),
+            vec![owner.email.clone()],
+            email,
+        )
     })
 }

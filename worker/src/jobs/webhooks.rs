@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use entity::enums::Role;
-use entity::outbox::{self, Draft};
+use entity::outbox::Draft;
 use entity::webhook::{self, DeliveryStatus, Response, RetryPolicy, Verdict, attempt, delivery};
 use entity::{domain_event, user};
 use sea_orm::sea_query::{Expr, ExprTrait};
@@ -32,7 +32,6 @@ pub struct WebhookSettings {
     /// POSTs in flight at once per worker.
     pub concurrency: usize,
     pub public_base_url: String,
-    pub mail_domain: String,
 }
 
 impl Default for WebhookSettings {
@@ -42,7 +41,6 @@ impl Default for WebhookSettings {
             batch: 200,
             concurrency: 16,
             public_base_url: "http://127.0.0.1:8080".to_string(),
-            mail_domain: "localhost".to_string(),
         }
     }
 }
@@ -217,7 +215,7 @@ async fn post(
     event: &domain_event::Model,
     d: &delivery::Model,
 ) -> Result<crate::http::Answer, HttpError> {
-    let view = api::routes::events::EventView::try_from(event).map_err(|e| {
+    let view = domain_event::EventView::try_from(event).map_err(|e| {
         HttpError::Protocol(format!("stored event {} unreadable: {e}", event.cursor))
     })?;
     let body = serde_json::to_vec(&view).map_err(|e| HttpError::Protocol(e.to_string()))?;
@@ -493,7 +491,8 @@ async fn disable(
         settings.public_base_url.trim_end_matches('/'),
         current.id
     );
-    let (text, html) = api::mail::notice(
+    let email = mail::notice(
+        &headline,
         &headline,
         &[
             format!("Deliveries to {} stopped: {reason}.", current.url),
@@ -505,19 +504,15 @@ async fn disable(
         Some(&link),
     )
     .map_err(|e| JobError::Template(e.to_string()))?;
-    outbox::enqueue(
+    mail::enqueue(
         txn,
-        Draft {
-            dedupe_key: format!("webhook-disabled:{}:{}", current.id, current.version + 1),
-            to: admins,
-            cc: Vec::new(),
-            subject: headline,
-            text_body: text,
-            html_body: html,
-            list_unsubscribe: None,
-        },
+        Draft::new(
+            format!("webhook-disabled:{}:{}", current.id, current.version + 1),
+            admins,
+            email,
+        ),
         now,
-        &settings.mail_domain,
+        &settings.public_base_url,
     )
     .await?;
     Ok(true)

@@ -1,31 +1,28 @@
-//! The weekly status digest of a program (SPEC §5): milestone health, gates in the next
-//! 14 days, open deviations, CAPA and overdue actions, production status and what changed
-//! since the previous digest. The numbers come from the same functions as the program
-//! overview and quality summary; only the listing and wording live here.
+//! What the weekly status digest of a program says (SPEC §5): milestone health, gates in
+//! the next 14 days, open deviations, CAPA and overdue actions, production status and what
+//! changed since the previous digest. The numbers come from the same functions as the
+//! program overview and quality summary. Both binaries read it: the api's preview and the
+//! worker's job; the `mail` crate renders it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Datelike, NaiveDate, TimeDelta, Utc};
-use entity::action_item::{self, ActionStatus};
-use entity::deviation::{self, DeviationStatus};
-use entity::link_token::{self, Claims};
-use entity::overview::{self, PlanSummary};
-use entity::quality_summary::{self, QualitySummary};
-use entity::{audit_event, capa, change_request, gate, milestone, program, team_member, user};
 use sea_orm::{
     ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
 };
 use serde::Serialize;
 
-use super::RenderError;
-use super::local_time as local;
-use crate::routes::wire_name;
+use crate::action_item::{self, ActionStatus};
+use crate::deviation::{self, DeviationStatus};
+use crate::enums::wire_name;
+use crate::overview::{self, PlanSummary};
+use crate::quality_summary::{self, QualitySummary};
+use crate::schedule::local_time as local;
+use crate::{audit_event, capa, change_request, gate, milestone, program, team_member, user};
 
 /// At most this many lines per list in the email; the totals say how many there are.
 pub const MAX_LISTED: usize = 25;
-/// Purpose of unsubscribe tokens (a token for another purpose is refused).
-pub const UNSUBSCRIBE_PURPOSE: &str = "unsubscribe-digest";
 /// The job name of a program's digest ticks in `job_runs`.
 pub fn job_name(program_id: i64) -> String {
     format!("digest:{program_id}")
@@ -87,14 +84,6 @@ pub struct DigestData {
     pub changes_total: usize,
 }
 
-/// One recipient's email.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RenderedDigest {
-    pub subject: String,
-    pub text_body: String,
-    pub html_body: String,
-}
-
 pub fn iso_week(date: NaiveDate) -> String {
     let w = date.iso_week();
     format!("{}-W{:02}", w.year(), w.week())
@@ -107,7 +96,7 @@ pub async fn gather<C: ConnectionTrait>(
     now: DateTime<Utc>,
     since: DateTime<Utc>,
 ) -> Result<DigestData, DbErr> {
-    let tz = entity::schedule::zone(&prog.time_zone);
+    let tz = crate::schedule::zone(&prog.time_zone);
     let today = now.with_timezone(&tz).date_naive();
     let milestones = milestone::Entity::find()
         .filter(milestone::Column::ProgramId.eq(prog.id))
@@ -358,168 +347,12 @@ pub async fn subscribers<C: ConnectionTrait>(
         .collect())
 }
 
-/// The signed unsubscribe link of one membership. It does not expire: an old digest's
-/// link must still work.
-pub fn unsubscribe_url(key: &[u8], base_url: &str, member_id: i64) -> String {
-    let token = link_token::sign(
-        key,
-        &Claims {
-            purpose: UNSUBSCRIBE_PURPOSE.to_string(),
-            subject: format!("member:{member_id}"),
-            expires_at: None,
-        },
-    );
-    format!(
-        "{}/api/v1/unsubscribe?token={token}",
-        base_url.trim_end_matches('/')
-    )
-}
-
-/// The membership an unsubscribe token names.
-pub fn member_of(claims: &Claims) -> Option<i64> {
-    claims.subject.strip_prefix("member:")?.parse().ok()
-}
-
 /// How far back "what changed" looks when no digest went out before.
 pub const FIRST_DIGEST_LOOKBACK: TimeDelta = TimeDelta::days(7);
-
-pub fn subject(data: &DigestData) -> String {
-    let p = &data.plan;
-    let q = &data.quality;
-    let critical = q.open_by_criticality.get("critical").copied().unwrap_or(0);
-    let major = q.open_by_criticality.get("major").copied().unwrap_or(0);
-    format!(
-        "{} weekly status {}: production {}, {} late milestone{}, {} critical/{} major deviation{} open",
-        data.program.name,
-        data.iso_week,
-        data.program.production_status.replace('_', " "),
-        p.late_milestones.len(),
-        if p.late_milestones.len() == 1 {
-            ""
-        } else {
-            "s"
-        },
-        critical,
-        major,
-        if critical + major == 1 { "" } else { "s" },
-    )
-}
-
-/// One recipient's digest email.
-pub fn render(
-    data: &DigestData,
-    recipient_name: &str,
-    unsubscribe_url: Option<&str>,
-    base_url: &str,
-) -> Result<RenderedDigest, RenderError> {
-    #[derive(Serialize)]
-    struct Context<'a> {
-        #[serde(flatten)]
-        data: &'a DigestData,
-        recipient_name: &'a str,
-        unsubscribe_url: Option<&'a str>,
-        base_url: &'a str,
-    }
-    let context = Context {
-        data,
-        recipient_name,
-        unsubscribe_url,
-        base_url: base_url.trim_end_matches('/'),
-    };
-    Ok(RenderedDigest {
-        subject: subject(data),
-        text_body: super::render("digest.txt", &context)?,
-        html_body: super::render("digest.html", &context)?,
-    })
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn sample() -> DigestData {
-        let mut quality = QualitySummary::default();
-        quality.open_by_criticality.insert("critical".into(), 1);
-        quality.open_by_criticality.insert("major".into(), 0);
-        quality.open_by_criticality.insert("minor".into(), 2);
-        let mut plan = PlanSummary::default();
-        for h in ["on_track", "at_risk", "late"] {
-            plan.by_health.insert(h.into(), 1);
-        }
-        let since = DateTime::from_timestamp(1_795_000_000, 0).unwrap_or_default();
-        DigestData {
-            program: ProgramInfo {
-                id: 7,
-                name: "Mab <b>X</b> & Co".into(),
-                product_name: "mAb-1".into(),
-                production_status: "on_hold".into(),
-                time_zone: "Europe/Berlin".into(),
-            },
-            iso_week: "2026-W49".into(),
-            generated_local: "Mon 30 Nov 2026 07:00".into(),
-            since,
-            since_local: "Mon 23 Nov 2026 07:00".into(),
-            plan,
-            quality,
-            open_deviations: vec![DeviationLine {
-                id: 3,
-                title: "Filter <integrity> failure".into(),
-                criticality: "critical".into(),
-                status: "reported".into(),
-                detected_local: "Fri 27 Nov 2026 14:10".into(),
-            }],
-            overdue_actions: vec![],
-            overdue_actions_total: 0,
-            changes: vec![ChangeLine {
-                when_local: "Fri 27 Nov 2026 14:10".into(),
-                who: "Ana".into(),
-                what: "deviation #3: create".into(),
-                reason: None,
-            }],
-            changes_total: 1,
-        }
-    }
-
-    #[test]
-    fn html_is_escaped_and_text_is_plain() {
-        let d = sample();
-        let r = render(
-            &d,
-            "Ana",
-            Some("http://h/api/v1/unsubscribe?token=a.b"),
-            "http://h/",
-        )
-        .unwrap();
-        assert!(
-            r.html_body
-                .contains("Mab &lt;b&gt;X&lt;&#x2f;b&gt; &amp; Co")
-        );
-        assert!(!r.html_body.contains("<b>X</b>"));
-        assert!(
-            r.text_body
-                .contains("Weekly status: Mab <b>X</b> & Co (mAb-1), week 2026-W49")
-        );
-        assert!(r.text_body.contains("PRODUCTION: ON_HOLD"));
-        assert!(
-            r.text_body
-                .contains("[CRITICAL] Filter <integrity> failure (reported")
-        );
-        assert!(r.text_body.contains("http://h/api/v1/deviations/3"));
-        assert!(
-            r.text_body
-                .contains("Unsubscribe: http://h/api/v1/unsubscribe?token=a.b")
-        );
-        assert!(
-            r.text_body
-                .contains("Fri 27 Nov 2026 14:10  Ana: deviation #3: create")
-        );
-        assert_eq!(
-            r.subject,
-            "Mab <b>X</b> & Co weekly status 2026-W49: production on hold, 0 late milestones, 1 critical/0 major deviation open"
-        );
-        let without = render(&d, "Ana", None, "http://h").unwrap();
-        assert!(!without.text_body.contains("Unsubscribe"));
-    }
 
     #[test]
     fn iso_weeks_cross_years() {

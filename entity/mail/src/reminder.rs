@@ -3,7 +3,9 @@
 use chrono::NaiveDate;
 use serde::Serialize;
 
-use super::RenderError;
+use entity::outbox::Email;
+
+use crate::RenderError;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ReminderLine {
@@ -14,13 +16,6 @@ pub struct ReminderLine {
     pub days_overdue: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RenderedReminder {
-    pub subject: String,
-    pub text_body: String,
-    pub html_body: String,
-}
-
 pub fn render(
     owner_name: &str,
     local_date: NaiveDate,
@@ -28,10 +23,11 @@ pub fn render(
     leadership_copied: bool,
     escalate_after_days: i64,
     base_url: &str,
-) -> Result<RenderedReminder, RenderError> {
+) -> Result<Email, RenderError> {
     #[derive(Serialize)]
     struct Context<'a> {
         owner_name: &'a str,
+        local_date: NaiveDate,
         lines: &'a [ReminderLine],
         copied: bool,
         escalate_after_days: i64,
@@ -39,20 +35,13 @@ pub fn render(
     }
     let context = Context {
         owner_name,
+        local_date,
         lines,
         copied: leadership_copied,
         escalate_after_days,
         base_url: base_url.trim_end_matches('/'),
     };
-    let n = lines.len();
-    Ok(RenderedReminder {
-        subject: format!(
-            "{n} overdue action item{} \u{2014} {local_date}",
-            if n == 1 { "" } else { "s" }
-        ),
-        text_body: super::render("reminder.txt", &context)?,
-        html_body: super::render("reminder.html", &context)?,
-    })
+    crate::render("reminder", &context)
 }
 
 #[cfg(test)]

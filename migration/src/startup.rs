@@ -1,14 +1,87 @@
-//! Database connection with the settings each backend needs.
+//! Start-up shared by the three binaries (`cmo-api`, `cmo-worker`, `cmo-migrate`): the
+//! flags each reads (with an environment variable and a default that runs with zero
+//! set-up), the database connection with the settings each backend needs, and the one
+//! tracing set-up. It lives here because every binary already depends on this crate
+//! and it runs the migrations; the rules crate (`entity`) stays free of clap and logging.
 
 use std::time::Duration;
 
+use clap::{Args, ValueEnum};
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{
-    ConnectOptions, Database, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    SqliteTransactionMode, TransactionOptions, TransactionTrait,
-};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr};
+use tracing_subscriber::EnvFilter;
 
-use crate::config::DatabaseArgs;
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://cmo.db?mode=rwc";
+
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// Database URL: `sqlite://FILE?mode=rwc` (created if missing) or `postgres://USER:PASS@HOST/DB`.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
+    pub database_url: String,
+
+    /// Maximum pooled connections. Default: 1 on SQLite (one writer is fastest there), 10 on PostgreSQL.
+    #[arg(long, env = "CMO_DB_MAX_CONNECTIONS")]
+    pub db_max_connections: Option<u32>,
+
+    /// Do not apply pending migrations at start-up (fail instead if any are pending).
+    #[arg(long, env = "CMO_NO_MIGRATE", default_value_t = false)]
+    pub no_migrate: bool,
+
+    /// How long (milliseconds) a request waits for a database connection before it
+    /// answers 503 (pool exhausted, or the database unreachable).
+    #[arg(long, env = "CMO_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=120_000))]
+    pub db_acquire_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// The process clock. Only tests move it: a real binary run at the test's instant.
+#[derive(Debug, Clone, Args)]
+pub struct ClockArgs {
+    /// Tests only: start the clock of domain time at this RFC 3339 instant (it then
+    /// advances in real time). Refused unless `CMO_ALLOW_TEST_CLOCK=1`. Times other
+    /// parties check against their own clocks (webhook timestamps) stay on the wall clock.
+    #[arg(long, env = "CMO_TEST_CLOCK_START", hide = true)]
+    pub test_clock_start: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TelemetryArgs {
+    /// Log format.
+    #[arg(long, env = "CMO_LOG_FORMAT", value_enum, default_value = "pretty")]
+    pub log_format: LogFormat,
+
+    /// Log filter in tracing's `EnvFilter` syntax, e.g. `info,sqlx=warn`.
+    #[arg(long, env = "CMO_LOG", default_value = "info,sqlx=warn,sea_orm=warn")]
+    pub log_filter: String,
+}
+
+/// Installs the global tracing subscriber. Safe to call more than once (later calls do nothing),
+/// which keeps tests that start several apps in one process simple.
+pub fn init_logging(args: &TelemetryArgs) {
+    let filter = EnvFilter::try_new(&args.log_filter).unwrap_or_else(|err| {
+        eprintln!(
+            "invalid log filter {:?} ({err}); using \"info\"",
+            args.log_filter
+        );
+        EnvFilter::new("info")
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match args.log_format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init(),
+        LogFormat::Pretty => builder.compact().try_init(),
+    };
+}
 
 /// Connects and, unless told not to, applies pending migrations.
 pub async fn connect_and_migrate(args: &DatabaseArgs) -> Result<DatabaseConnection, DbErr> {
@@ -24,7 +97,7 @@ pub async fn connect_and_migrate(args: &DatabaseArgs) -> Result<DatabaseConnecti
     )
     .await?;
     if args.no_migrate {
-        let pending = migration::pending(&db).await?;
+        let pending = crate::pending(&db).await?;
         if !pending.is_empty() {
             return Err(DbErr::Custom(format!(
                 "{} migration(s) pending ({}) and --no-migrate is set; run cmo-migrate up",
@@ -33,13 +106,13 @@ pub async fn connect_and_migrate(args: &DatabaseArgs) -> Result<DatabaseConnecti
             )));
         }
     } else {
-        migration::migrate_up(&db).await?;
+        crate::migrate_up(&db).await?;
     }
     Ok(db)
 }
 
 /// Holds an exclusive lock on `<database file>.migrate-lock` while alive.
-async fn sqlite_migration_lock(url: &str) -> Result<Option<std::fs::File>, DbErr> {
+pub async fn sqlite_migration_lock(url: &str) -> Result<Option<std::fs::File>, DbErr> {
     let Some(path) = sqlite_file_path(url) else {
         return Ok(None);
     };
@@ -122,17 +195,6 @@ pub fn backend_name(db: &DatabaseConnection) -> &'static str {
     }
 }
 
-/// Begins a transaction that will write. On SQLite it takes the write lock up front
-/// (`BEGIN IMMEDIATE`): a deferred transaction that reads first and writes later fails
-/// at once if another process wrote in between, where this one waits its turn.
-pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, DbErr> {
-    db.begin_with_options(TransactionOptions {
-        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-        ..Default::default()
-    })
-    .await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +226,6 @@ mod tests {
         a.unwrap();
         b.unwrap();
         let db = connect(&args.database_url, None).await.unwrap();
-        assert!(migration::pending(&db).await.unwrap().is_empty());
+        assert!(crate::pending(&db).await.unwrap().is_empty());
     }
 }
