@@ -51,11 +51,31 @@ impl AuthContext {
         }
     }
 
+    /// The caller as a signer (after their password was re-checked).
+    pub fn signer(&self) -> entity::signature::Signer {
+        entity::signature::Signer {
+            org_id: self.org.id,
+            user_id: self.user.id,
+            name: self.user.display_name.clone(),
+            token_id: self.token.id,
+            request_id: self.request_id.clone(),
+        }
+    }
+
     pub fn caller(&self) -> entity::access::Caller {
         entity::access::Caller {
             user_id: self.user.id,
             org_id: self.org.id,
             role: self.user.role,
+        }
+    }
+
+    /// 403 with `why` unless `allowed`.
+    pub fn require(&self, allowed: bool, why: &str) -> ApiResult<()> {
+        if allowed {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(why.to_string()))
         }
     }
 

@@ -5,38 +5,23 @@
 //!    recorded in the audit trail in a transaction of its own (it must survive the
 //!    refused request) and answered 401; after repeated failures the signer is locked
 //!    out for a while without the password even being checked.
-//! 2. [`record`] writes the signature and its audit event, in the caller's transaction.
+//! 2. `entity::signature::record` writes the signature and its audit event, in the
+//!    caller's transaction.
 
 use chrono::{DateTime, Utc};
 use entity::audit_trail::{self, Entry};
-use entity::{SignatureMeaning, SignedRecordType, audit_event, signature, user};
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-};
+use entity::signature::SignatureRecord;
+use entity::{SignedRecordType, audit_event, user};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde_json::json;
 
 use crate::auth::AuthContext;
 use crate::error::{ApiError, ApiResult};
-use crate::routes::signatures::SignatureView;
-use crate::routes::snapshot;
 use crate::state::AppState;
 
 /// Audit actions that count towards a lockout.
 pub const FAILED_SIGNATURE: &str = "sign_failed";
 pub const FAILED_PASSWORD_CHANGE: &str = "password_change_failed";
-
-/// What is being signed, and how.
-#[derive(Debug, Clone)]
-pub struct SignatureRecord {
-    pub record_type: SignedRecordType,
-    /// Canonical id of the record (as it is written everywhere else).
-    pub record_id: String,
-    /// SHA-256 of the record's content at signing time.
-    pub record_hash: String,
-    pub meaning: SignatureMeaning,
-    pub reason: Option<String>,
-}
 
 pub async fn authenticate_signer(
     state: &AppState,
@@ -155,36 +140,4 @@ pub async fn check_password(
     Err(ApiError::InvalidPassword(
         "the password is wrong".to_string(),
     ))
-}
-
-pub async fn record<C: ConnectionTrait>(
-    conn: &C,
-    ctx: &AuthContext,
-    at: DateTime<Utc>,
-    what: SignatureRecord,
-) -> ApiResult<signature::Model> {
-    let sig = signature::ActiveModel {
-        id: NotSet,
-        org_id: Set(ctx.org_id()),
-        signer_user_id: Set(ctx.user.id),
-        signer_name: Set(ctx.user.display_name.clone()),
-        token_id: Set(ctx.token.id),
-        meaning: Set(what.meaning),
-        record_type: Set(what.record_type),
-        record_id: Set(what.record_id),
-        record_hash: Set(what.record_hash),
-        reason: Set(what.reason.clone()),
-        signed_at: Set(at),
-    }
-    .insert(conn)
-    .await?;
-    audit_trail::append(
-        conn,
-        &ctx.actor(at),
-        Entry::new("signature", sig.id, "sign")
-            .after(snapshot(&SignatureView::from(&sig)))
-            .reason(what.reason),
-    )
-    .await?;
-    Ok(sig)
 }

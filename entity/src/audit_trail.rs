@@ -28,18 +28,22 @@ pub struct Actor {
 pub struct Entry {
     pub entity_type: &'static str,
     pub entity_id: String,
-    pub action: &'static str,
+    pub action: std::borrow::Cow<'static, str>,
     pub before: Option<Value>,
     pub after: Option<Value>,
     pub reason: Option<String>,
 }
 
 impl Entry {
-    pub fn new(entity_type: &'static str, entity_id: impl ToString, action: &'static str) -> Self {
+    pub fn new(
+        entity_type: &'static str,
+        entity_id: impl ToString,
+        action: impl Into<std::borrow::Cow<'static, str>>,
+    ) -> Self {
         Self {
             entity_type,
             entity_id: entity_id.to_string(),
-            action,
+            action: action.into(),
             before: None,
             after: None,
             reason: None,

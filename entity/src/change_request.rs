@@ -68,6 +68,15 @@ pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
 
+impl Model {
+    /// Impact on product quality, validation and regulatory filing is recorded.
+    pub fn impacts_assessed(&self) -> bool {
+        self.impact_product_quality.is_some()
+            && self.impact_validation.is_some()
+            && self.impact_regulatory.is_some()
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeEvent {
@@ -170,6 +179,17 @@ pub fn allowed_events(from: ChangeStatus) -> Vec<ChangeEvent> {
 
 pub fn needs_signature(event: ChangeEvent) -> bool {
     matches!(event, ChangeEvent::Approve | ChangeEvent::Reject)
+}
+
+impl crate::workflow::Refusal for ChangeTransitionError {
+    fn kind(&self) -> crate::workflow::RefusalKind {
+        use crate::workflow::RefusalKind;
+        match self {
+            Self::ReasonRequired => RefusalKind::MissingField("reason"),
+            Self::MajorNeedsQuality => RefusalKind::Forbidden,
+            _ => RefusalKind::Illegal,
+        }
+    }
 }
 
 #[cfg(test)]

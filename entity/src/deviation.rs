@@ -226,6 +226,28 @@ pub enum DeviationTransitionError {
     CapaNotEffective,
     #[error("a reason is required for this event")]
     ReasonRequired,
+    #[error("a criticality change needs a reason")]
+    CriticalityChangeNeedsReason,
+}
+
+impl crate::workflow::Refusal for DeviationTransitionError {
+    fn kind(&self) -> crate::workflow::RefusalKind {
+        match self {
+            Self::ReasonRequired | Self::CriticalityChangeNeedsReason => {
+                crate::workflow::RefusalKind::MissingField("reason")
+            }
+            _ => crate::workflow::RefusalKind::Illegal,
+        }
+    }
+}
+
+impl Model {
+    /// Method, category and narrative are all recorded.
+    pub fn has_root_cause(&self) -> bool {
+        self.root_cause_method.is_some()
+            && self.root_cause_category.is_some()
+            && self.root_cause_narrative.is_some()
+    }
 }
 
 pub fn transition(

@@ -51,7 +51,7 @@ pub mod head {
 }
 
 /// The event types (the `type` of [`Event`]).
-pub const EVENT_TYPES: [&str; 14] = [
+pub const EVENT_TYPES: [&str; 17] = [
     "deviation.reported",
     "deviation.triaged",
     "deviation.closed",
@@ -66,10 +66,15 @@ pub const EVENT_TYPES: [&str; 14] = [
     "gate.decided",
     "capa.transitioned",
     "action_item.overdue",
+    "change_request.transitioned",
+    "cmo.qualification_changed",
+    "evaluation.decided",
 ];
 
 use crate::action_item::ActionSource;
 use crate::capa::{CapaEvent, CapaStatus};
+use crate::change_request::{ChangeClass, ChangeEvent, ChangeStatus};
+use crate::cmo::{QualificationEvent, QualificationStatus};
 use crate::deviation::{Category, Criticality, DeviationEvent, DeviationStatus};
 use crate::escalation::EscalationStatus;
 use crate::gate::Decision;
@@ -214,6 +219,47 @@ pub struct ActionItemOverdue {
     pub source_id: Option<i64>,
 }
 
+/// `change_request.transitioned`: a change moved in change control (approve and reject
+/// are e-signed decisions).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"change_request_id": 6, "title": "Second supplier for the filter",
+    "classification": "major", "event": "approve", "from": "impact_assessment", "to": "approved"}))]
+pub struct ChangeRequestTransitioned {
+    pub change_request_id: i64,
+    pub title: String,
+    pub classification: ChangeClass,
+    pub event: ChangeEvent,
+    pub from: ChangeStatus,
+    pub to: ChangeStatus,
+}
+
+/// `cmo.qualification_changed`: the sponsor's qualification of a CMO changed (approval
+/// and disqualification are e-signed). Read by the sponsor only.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"cmo_org_id": 2, "event": "approve", "from": "qualified", "to": "approved",
+    "reason": null}))]
+pub struct CmoQualificationChanged {
+    pub cmo_org_id: i64,
+    pub event: QualificationEvent,
+    pub from: QualificationStatus,
+    pub to: QualificationStatus,
+    pub reason: Option<String>,
+}
+
+/// `evaluation.decided`: a CMO selection was decided (e-signed). Read by the sponsor only:
+/// candidates do not learn of each other.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"evaluation_id": 3, "title": "Fill-finish CMO for Mab-1", "program_id": 3,
+    "cmo_org_id": 2, "reason": "Best technical fit and capacity in Q3"}))]
+pub struct EvaluationDecided {
+    pub evaluation_id: i64,
+    pub title: String,
+    pub program_id: Option<i64>,
+    /// The CMO selected.
+    pub cmo_org_id: i64,
+    pub reason: String,
+}
+
 /// An event's type with its payload: one variant (and one schema) per event type.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", content = "payload")]
@@ -248,6 +294,12 @@ pub enum Event {
     CapaTransitioned(CapaTransitioned),
     #[serde(rename = "action_item.overdue")]
     ActionItemOverdue(ActionItemOverdue),
+    #[serde(rename = "change_request.transitioned")]
+    ChangeRequestTransitioned(ChangeRequestTransitioned),
+    #[serde(rename = "cmo.qualification_changed")]
+    CmoQualificationChanged(CmoQualificationChanged),
+    #[serde(rename = "evaluation.decided")]
+    EvaluationDecided(EvaluationDecided),
 }
 
 impl Event {
@@ -268,6 +320,9 @@ impl Event {
             E::GateDecided(p) => ("milestone", p.milestone_id),
             E::CapaTransitioned(p) => ("capa", p.capa_id),
             E::ActionItemOverdue(p) => ("action_item", p.action_item_id),
+            E::ChangeRequestTransitioned(p) => ("change_request", p.change_request_id),
+            E::CmoQualificationChanged(p) => ("cmo", p.cmo_org_id),
+            E::EvaluationDecided(p) => ("evaluation", p.evaluation_id),
         }
     }
 
@@ -293,6 +348,14 @@ impl Event {
     }
 }
 
+/// Who may read an event: the program's parties, or named organizations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Audience {
+    pub program_id: Option<i64>,
+    pub sponsor_org_id: i64,
+    pub cmo_org_id: Option<i64>,
+}
+
 /// Appends an event about a program's resource, in the caller's transaction, and queues
 /// its webhook deliveries (to subscriptions of the program's sponsor and CMO).
 pub async fn emit<C: ConnectionTrait>(
@@ -301,14 +364,34 @@ pub async fn emit<C: ConnectionTrait>(
     event: Event,
     at: DateTime<Utc>,
 ) -> Result<i64, DbErr> {
-    let (event_type, payload) = event.to_stored()?;
-    let (resource_type, resource_id) = event.resource();
     let Some(prog) = crate::program::Entity::find_by_id(program_id)
         .one(conn)
         .await?
     else {
         return Err(DbErr::RecordNotFound(format!("program {program_id}")));
     };
+    emit_to(
+        conn,
+        Audience {
+            program_id: Some(prog.id),
+            sponsor_org_id: prog.sponsor_org_id,
+            cmo_org_id: Some(prog.cmo_org_id),
+        },
+        event,
+        at,
+    )
+    .await
+}
+
+/// Appends an event that `audience` reads (and queues deliveries to their webhooks).
+pub async fn emit_to<C: ConnectionTrait>(
+    conn: &C,
+    audience: Audience,
+    event: Event,
+    at: DateTime<Utc>,
+) -> Result<i64, DbErr> {
+    let (event_type, payload) = event.to_stored()?;
+    let (resource_type, resource_id) = event.resource();
     // Lock the head for the rest of this transaction (SQLite: the write lock already
     // serializes writers).
     let current = head::Entity::find_by_id(1)
@@ -329,9 +412,9 @@ pub async fn emit<C: ConnectionTrait>(
         id: NotSet,
         cursor: Set(cursor),
         event_type: Set(event_type.clone()),
-        program_id: Set(Some(prog.id)),
-        sponsor_org_id: Set(prog.sponsor_org_id),
-        cmo_org_id: Set(Some(prog.cmo_org_id)),
+        program_id: Set(audience.program_id),
+        sponsor_org_id: Set(audience.sponsor_org_id),
+        cmo_org_id: Set(audience.cmo_org_id),
         resource_type: Set(resource_type.to_string()),
         resource_id: Set(resource_id.to_string()),
         payload: Set(payload),
@@ -340,15 +423,9 @@ pub async fn emit<C: ConnectionTrait>(
     .insert(conn)
     .await?;
     // Webhook deliveries are queued with the event: committed together or not at all.
-    crate::webhook::fan_out(
-        conn,
-        &[prog.sponsor_org_id, prog.cmo_org_id],
-        row.id,
-        cursor,
-        &event_type,
-        at,
-    )
-    .await?;
+    let mut orgs = vec![audience.sponsor_org_id];
+    orgs.extend(audience.cmo_org_id);
+    crate::webhook::fan_out(conn, &orgs, row.id, cursor, &event_type, at).await?;
     Ok(cursor)
 }
 
@@ -454,6 +531,18 @@ mod tests {
             (
                 "action_item.overdue",
                 serde_json::json!({"action_item_id": 77, "title": "t", "owner_user_id": 7, "due_date": "2026-11-27", "days_overdue": 3, "source": "other", "source_id": null}),
+            ),
+            (
+                "change_request.transitioned",
+                serde_json::json!({"change_request_id": 6, "title": "t", "classification": "major", "event": "approve", "from": "impact_assessment", "to": "approved"}),
+            ),
+            (
+                "cmo.qualification_changed",
+                serde_json::json!({"cmo_org_id": 2, "event": "approve", "from": "qualified", "to": "approved", "reason": null}),
+            ),
+            (
+                "evaluation.decided",
+                serde_json::json!({"evaluation_id": 3, "title": "t", "program_id": null, "cmo_org_id": 2, "reason": "r"}),
             ),
         ];
         let types: Vec<&str> = examples.iter().map(|(t, _)| *t).collect();

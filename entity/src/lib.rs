@@ -43,5 +43,6 @@ pub mod user;
 pub mod wake;
 pub mod webhook;
 pub mod worker_heartbeat;
+pub mod workflow;
 
 pub use enums::{OrgKind, Role, SignatureMeaning, SignedRecordType};

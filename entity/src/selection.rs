@@ -180,6 +180,58 @@ pub enum EvaluationStatus {
     Decided,
 }
 
+/// The one step of a selection: deciding it, e-signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EvaluationEvent {
+    Decide,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SelectionError {
+    #[error("already decided")]
+    AlreadyDecided,
+    #[error("not a candidate of this evaluation")]
+    NotACandidate,
+}
+
+impl crate::workflow::Refusal for SelectionError {
+    fn kind(&self) -> crate::workflow::RefusalKind {
+        match self {
+            Self::AlreadyDecided => crate::workflow::RefusalKind::Illegal,
+            Self::NotACandidate => crate::workflow::RefusalKind::Invalid {
+                field: "cmo_org_id",
+                code: "unknown_candidate",
+            },
+        }
+    }
+    fn conflict_code(&self) -> &'static str {
+        "evaluation_decided"
+    }
+}
+
+/// The selection's machine: an open evaluation is decided once, for one of its
+/// candidates.
+pub fn transition(
+    from: EvaluationStatus,
+    _event: EvaluationEvent,
+    is_candidate: bool,
+) -> Result<EvaluationStatus, SelectionError> {
+    match from {
+        EvaluationStatus::Decided => Err(SelectionError::AlreadyDecided),
+        EvaluationStatus::Open if !is_candidate => Err(SelectionError::NotACandidate),
+        EvaluationStatus::Open => Ok(EvaluationStatus::Decided),
+    }
+}
+
+/// Events possible from `from`.
+pub fn allowed_events(from: EvaluationStatus) -> Vec<EvaluationEvent> {
+    match from {
+        EvaluationStatus::Open => vec![EvaluationEvent::Decide],
+        EvaluationStatus::Decided => Vec::new(),
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "evaluations")]
 pub struct Model {
@@ -206,6 +258,13 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Model {
+    /// Candidate CMO organization ids, in the order added.
+    pub fn candidate_ids(&self) -> Vec<i64> {
+        serde_json::from_str(&self.candidates).unwrap_or_default()
+    }
+}
 
 pub mod score {
     use sea_orm::entity::prelude::*;

@@ -1,8 +1,13 @@
 //! Electronic signatures (21 CFR Part 11 style): who signed what, when, meaning what,
 //! bound to the record by the record's hash at signing time.
 
+use crate::audit_trail::{self, Actor, Entry};
 use crate::enums::{Role, SignatureMeaning, SignedRecordType};
+use chrono::{DateTime, Utc};
 use sea_orm::entity::prelude::*;
+use sea_orm::{ActiveValue::NotSet, ActiveValue::Set, ConnectionTrait};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "signatures")]
@@ -56,6 +61,28 @@ pub fn lockout_left(failures: &[DateTimeUtc], now: DateTimeUtc) -> Option<chrono
         .map(|until| until - now)
 }
 
+/// Who signs `record_type`, in words (what a refused signer is told).
+pub fn who_signs(record_type: SignedRecordType) -> &'static str {
+    match record_type {
+        SignedRecordType::AuditEvent => "audit-trail reviews are signed by quality or an admin",
+        SignedRecordType::GateDecision => {
+            "a gate decision is signed by a program manager or a quality user"
+        }
+        SignedRecordType::DeviationClosure => "closing a deviation is signed by a quality user",
+        SignedRecordType::ProductionRelease => "releasing production is signed by quality",
+        SignedRecordType::Capa => "CAPA plan approval and closure are signed by quality",
+        SignedRecordType::ChangeRequest => {
+            "change decisions are signed by program managers or quality"
+        }
+        SignedRecordType::CmoQualification => {
+            "approving and disqualifying a CMO are signed by quality"
+        }
+        SignedRecordType::SelectionDecision => {
+            "the selection is signed by a sponsor program manager or quality user"
+        }
+    }
+}
+
 /// May a user with `role` sign `record_type` with `meaning`? Signatures are for people
 /// accountable for decisions: quality and program managers; admins review the audit trail.
 pub fn may_sign(role: Role, record_type: SignedRecordType, meaning: SignatureMeaning) -> bool {
@@ -104,6 +131,116 @@ pub fn may_sign(role: Role, record_type: SignedRecordType, meaning: SignatureMea
             ) && role == Role::Quality
         }
     }
+}
+
+/// The person signing, as the request authenticated them (their password was re-checked
+/// before any write).
+#[derive(Debug, Clone)]
+pub struct Signer {
+    pub org_id: i64,
+    pub user_id: i64,
+    /// Printed on the signature (§11.50).
+    pub name: String,
+    /// The API token the signing request was made with.
+    pub token_id: i64,
+    pub request_id: Option<String>,
+}
+
+impl Signer {
+    pub fn actor(&self, at: DateTimeUtc) -> Actor {
+        Actor {
+            org_id: self.org_id,
+            user_id: Some(self.user_id),
+            request_id: self.request_id.clone(),
+            at,
+        }
+    }
+}
+
+/// What is being signed, and how.
+#[derive(Debug, Clone)]
+pub struct SignatureRecord {
+    pub record_type: SignedRecordType,
+    /// Canonical id of the record (as it is written everywhere else).
+    pub record_id: String,
+    /// SHA-256 of the record's content at signing time.
+    pub record_hash: String,
+    pub meaning: SignatureMeaning,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 9, "signer_user_id": 3, "signer_name": "Quinn Alvarez", "token_id": 5, "meaning": "reviewed",
+    "record_type": "audit_event", "record_id": "17",
+    "record_hash": "4e7a0c…", "reason": "monthly audit-trail review",
+    "signed_at": "2026-11-23T09:00:00Z"
+}))]
+pub struct SignatureView {
+    pub id: i64,
+    pub signer_user_id: i64,
+    /// The signer's name when signing.
+    pub signer_name: String,
+    /// The API token the signing request was made with.
+    pub token_id: i64,
+    pub meaning: SignatureMeaning,
+    pub record_type: SignedRecordType,
+    pub record_id: String,
+    /// SHA-256 of the record's content when signed.
+    pub record_hash: String,
+    pub reason: Option<String>,
+    pub signed_at: DateTime<Utc>,
+}
+
+impl From<&Model> for SignatureView {
+    fn from(m: &Model) -> Self {
+        Self {
+            id: m.id,
+            signer_user_id: m.signer_user_id,
+            signer_name: m.signer_name.clone(),
+            token_id: m.token_id,
+            meaning: m.meaning,
+            record_type: m.record_type,
+            record_id: m.record_id.clone(),
+            record_hash: m.record_hash.clone(),
+            reason: m.reason.clone(),
+            signed_at: m.signed_at,
+        }
+    }
+}
+
+/// Writes the signature and its audit event, in the caller's transaction. The signer's
+/// password must have been checked first (the api does that, with the lockout rule).
+pub async fn record<C: ConnectionTrait>(
+    conn: &C,
+    signer: &Signer,
+    at: DateTime<Utc>,
+    what: SignatureRecord,
+) -> Result<Model, DbErr> {
+    let sig = ActiveModel {
+        id: NotSet,
+        org_id: Set(signer.org_id),
+        signer_user_id: Set(signer.user_id),
+        signer_name: Set(signer.name.clone()),
+        token_id: Set(signer.token_id),
+        meaning: Set(what.meaning),
+        record_type: Set(what.record_type),
+        record_id: Set(what.record_id),
+        record_hash: Set(what.record_hash),
+        reason: Set(what.reason.clone()),
+        signed_at: Set(at),
+    }
+    .insert(conn)
+    .await?;
+    audit_trail::append(
+        conn,
+        &signer.actor(at),
+        Entry::new("signature", sig.id, "sign")
+            .after(serde_json::to_value(SignatureView::from(&sig)).unwrap_or_default())
+            .reason(what.reason),
+    )
+    .await?;
+    Ok(sig)
 }
 
 #[cfg(test)]

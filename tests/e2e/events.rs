@@ -26,16 +26,26 @@ async fn changes_appear_in_the_feed_for_both_parties_only(app: &TestApp) {
         .iter()
         .map(|e| e["type"].as_str().unwrap())
         .collect();
+    // The set-up qualified the CMO: the sponsor's own decisions come first.
     assert_eq!(
         types,
-        ["deviation.reported", "production.held", "escalation.opened"]
+        [
+            "cmo.qualification_changed",
+            "cmo.qualification_changed",
+            "deviation.reported",
+            "production.held",
+            "escalation.opened"
+        ]
     );
-    assert_eq!(page["items"][0]["payload"]["deviation_id"], d["id"]);
-    assert_eq!(page["items"][0]["resource_type"], "deviation");
+    assert_eq!(page["items"][1]["payload"]["to"], "qualified");
+    let program_events = &page["items"].as_array().unwrap()[2..];
+    assert_eq!(program_events[0]["payload"]["deviation_id"], d["id"]);
+    assert_eq!(program_events[0]["resource_type"], "deviation");
     let last = page["next_after"].as_i64().unwrap();
-    // The CMO on the program sees the same; another CMO nothing.
+    // The CMO on the program sees the program's events, not the sponsor's decisions about
+    // it; another CMO nothing.
     let cmo_page = s.cmo_admin.get("/api/v1/events").await.expect(200).body;
-    assert_eq!(cmo_page["items"], page["items"]);
+    assert_eq!(cmo_page["items"].as_array().unwrap(), program_events);
     let (_, _, other) = crate::partner_org(app, "Other CMO", "cmo", "x@other.test").await;
     assert_eq!(
         app.client(&other)
@@ -112,7 +122,9 @@ async fn paging_under_concurrent_writes_has_no_gap_and_no_repeat(app: &TestApp) 
     // Bounded: 40 events at most 1 per page plus idle polls.
     for _ in 0..2_000 {
         let page =
-            s.pm.get(&format!("/api/v1/events?after={after}&limit=3"))
+            // The CMO reads: it sees the program's events only, not the sponsor's
+            // qualification of it from the set-up.
+            s.cmo_admin.get(&format!("/api/v1/events?after={after}&limit=3"))
                 .await
                 .expect(200)
                 .body;

@@ -25,6 +25,7 @@ mod signatures;
 mod tenancy;
 mod webhooks;
 mod worker;
+mod workflow;
 
 use e2e::TestApp;
 use serde_json::{Value, json};

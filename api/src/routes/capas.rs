@@ -2,19 +2,16 @@
 //! signed closure after an effectiveness check; CAPA action due dates move only through
 //! approved extension requests.
 
-use entity::domain_event::{CapaTransitioned, DeviationChanged, Event};
 use std::collections::BTreeSet;
 
 use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
 use chrono::{DateTime, NaiveDate, Utc};
 use entity::action_item::{self, ActionSource, ActionStatus};
 use entity::audit_trail::{self, Entry};
-use entity::capa::{
-    self, ActionKind, CapaEvent, CapaSource, CapaStatus, CapaTransitionError, EffectivenessOutcome,
-};
-use entity::deviation::{self, DeviationStatus};
+use entity::capa::{self, ActionKind, CapaEvent, CapaSource, CapaStatus, EffectivenessOutcome};
+use entity::deviation::{self};
 use entity::extension_request::{self, ExtensionStatus};
-use entity::{Role, SignatureMeaning, SignedRecordType, program};
+use entity::{Role, program};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait,
     EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
@@ -25,13 +22,14 @@ use utoipa::{IntoParams, ToSchema};
 use super::actions::{self, ActionItemView, NewAction};
 use super::local_dates::ProgramDates;
 use super::milestones::program_today;
+use super::transition::{ApiStep, run_step};
 use super::{
     ApiJson, Checks, Page, Validate, compare_and_set, expected_version, fetch_page, snapshot,
 };
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked, scoped};
 use crate::error::{ApiError, ApiResult};
-use crate::signing::{self, SignatureRecord};
 use crate::state::AppState;
+use entity::workflow::capa as capa_flow;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({
@@ -108,30 +106,6 @@ impl crate::auth::TenantScoped for capa::Entity {
             .in_subquery(crate::auth::visible_programs(ctx))
             .into_condition()
     }
-}
-
-/// Is any CAPA linked to this deviation closed with an effective check?
-pub async fn has_effective_capa<C: ConnectionTrait>(
-    conn: &C,
-    deviation_id: i64,
-) -> ApiResult<bool> {
-    let capa_ids: Vec<i64> = capa::deviation_link::Entity::find()
-        .filter(capa::deviation_link::Column::DeviationId.eq(deviation_id))
-        .all(conn)
-        .await?
-        .into_iter()
-        .map(|l| l.capa_id)
-        .collect();
-    if capa_ids.is_empty() {
-        return Ok(false);
-    }
-    let effective = capa::Entity::find()
-        .filter(capa::Column::Id.is_in(capa_ids))
-        .filter(capa::Column::Status.eq(CapaStatus::Closed))
-        .filter(capa::Column::EffectivenessOutcome.eq(EffectivenessOutcome::Effective))
-        .count(conn)
-        .await?;
-    Ok(effective > 0)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -562,7 +536,10 @@ impl Validate for CapaTransition {
 /// in `pending_capa` (those with a root cause, or minor), in the same transaction.
 #[utoipa::path(
     tag = "quality",
-    params(("id" = i64, Path, description = "CAPA id")),
+    params(
+        ("id" = i64, Path, description = "CAPA id"),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(W/)?"?[0-9]{1,9}"?$"#, description = "Version the caller saw (optional; alternative to `version` in the body)")
+    ),
     request_body = CapaTransition,
     responses(
         (status = 200, description = "The CAPA in its new state", body = CapaView),
@@ -575,260 +552,46 @@ impl Validate for CapaTransition {
 )]
 #[post("/capas/{id}/transitions")]
 pub async fn transition_capa(
+    req: HttpRequest,
     state: web::Data<AppState>,
     ctx: AuthContext,
     id: web::Path<i64>,
     body: ApiJson<CapaTransition>,
 ) -> ApiResult<web::Json<CapaView>> {
     let b = body.into_inner();
-    let capa_id = id.into_inner();
-    let seen = find_scoped::<capa::Entity, _>(&state.db, &ctx, capa_id).await?;
-    if !ctx.user.role.handles_quality_records() {
-        return Err(ApiError::Forbidden(
-            "only quality, program managers and admins handle CAPAs".to_string(),
-        ));
-    }
-    check(&state.db, &seen, &b).await?;
-    let mut record = None;
-    if capa::needs_signature(b.event) {
-        if ctx.user.role != Role::Quality {
-            return Err(ApiError::Forbidden(
-                "CAPA plan approval and closure are signed by quality".to_string(),
-            ));
-        }
-        let password = signing::required_password(b.password.clone())?;
-        let r = SignatureRecord {
-            record_type: SignedRecordType::Capa,
-            record_id: seen.id.to_string(),
-            record_hash: String::new(),
-            meaning: SignatureMeaning::Approved,
-            reason: b.reason.clone(),
-        };
-        signing::authenticate_signer(&state, &ctx, password, &r).await?;
-        record = Some(r);
-    }
-    let now = state.clock.now();
-    let txn = entity::db::begin_write(&state.db).await?;
-    let current = find_scoped_locked::<capa::Entity, _>(&txn, &ctx, capa_id).await?;
-    if b.version.is_some_and(|v| v != current.version) {
-        return Err(ApiError::stale_version(current.version));
-    }
-    let next = check(&txn, &current, &b).await?;
-    let mut active: capa::ActiveModel = current.clone().into();
-    active.status = Set(next);
-    match b.event {
-        CapaEvent::RequestEffectivenessCheck => active.effectiveness_due = Set(b.effectiveness_due),
-        CapaEvent::RecordEffectiveness => {
-            active.effectiveness_outcome = Set(b.outcome);
-            if b.outcome == Some(EffectivenessOutcome::Inconclusive) {
-                active.effectiveness_due = Set(b.effectiveness_due);
-            }
-            if b.outcome == Some(EffectivenessOutcome::Ineffective) {
-                active.effectiveness_due = Set(None);
-            }
-        }
-        CapaEvent::Close => active.closed_at = Set(Some(now)),
-        CapaEvent::Cancel => {
-            active.cancel_reason = Set(b.reason.clone());
-            active.closed_at = Set(Some(now));
-        }
-        _ => {}
-    }
-    active.updated_at = Set(now);
-    active.version = Set(current.version + 1);
-    let mut updated =
-        compare_and_set::<capa::Entity, _>(&txn, active, current.id, current.version).await?;
-    if let Some(mut r) = record {
-        r.record_hash = entity::audit::content_hash(&render(&txn, &updated).await?);
-        let sig = signing::record(&txn, &ctx, now, r).await?;
-        let mut signed: capa::ActiveModel = updated.clone().into();
-        if b.event == CapaEvent::ApprovePlan {
-            signed.plan_signature_id = Set(Some(sig.id));
-        } else {
-            signed.closure_signature_id = Set(Some(sig.id));
-        }
-        updated = signed.update(&txn).await?;
-    }
-    let after = render(&txn, &updated).await?;
-    audit_trail::append(
-        &txn,
-        &ctx.actor(now),
-        Entry::new("capa", updated.id, event_action(b.event))
-            .before(snapshot(&render(&txn, &current).await?))
-            .after(snapshot(&after))
-            .reason(b.reason.clone()),
-    )
-    .await?;
-    entity::domain_event::emit(
-        &txn,
-        updated.program_id,
-        Event::CapaTransitioned(CapaTransitioned {
-            capa_id: updated.id,
-            event: b.event,
-            from: current.status,
-            to: updated.status,
-        }),
-        now,
-    )
-    .await?;
-    if b.event == CapaEvent::Close {
-        close_waiting_deviations(&txn, &ctx, &updated, now).await?;
-    }
-    txn.commit().await?;
-    Ok(web::Json(after))
-}
-
-async fn check<C: ConnectionTrait>(
-    conn: &C,
-    c: &capa::Model,
-    b: &CapaTransition,
-) -> ApiResult<CapaStatus> {
-    let action_ids: Vec<i64> = capa::action_link::Entity::find()
-        .filter(capa::action_link::Column::CapaId.eq(c.id))
-        .all(conn)
-        .await?
-        .into_iter()
-        .map(|l| l.action_item_id)
-        .collect();
-    let open_actions = if action_ids.is_empty() {
-        0
-    } else {
-        action_item::Entity::find()
-            .filter(action_item::Column::Id.is_in(action_ids.clone()))
-            .filter(
-                action_item::Column::Status.is_in([ActionStatus::Open, ActionStatus::InProgress]),
+    let step = capa_flow::Step {
+        event: b.event,
+        effectiveness_due: b.effectiveness_due,
+        outcome: b.outcome,
+        reason: b.reason,
+    };
+    let view = run_step(
+        &state,
+        &ctx,
+        &req,
+        id.into_inner(),
+        step,
+        b.password,
+        b.version,
+        |_| {
+            ctx.require(
+                ctx.user.role.handles_quality_records(),
+                "only quality, program managers and admins handle CAPAs",
             )
-            .count(conn)
-            .await?
-    };
-    let outcome = if b.event == CapaEvent::RecordEffectiveness {
-        b.outcome
-    } else {
-        c.effectiveness_outcome
-    };
-    let guards = capa::Guards {
-        action_count: action_ids.len() as u64,
-        open_action_count: open_actions,
-        has_effectiveness_due: b.effectiveness_due.is_some(),
-        outcome,
-        has_reason: b.reason.is_some(),
-    };
-    capa::transition(c.status, b.event, &guards).map_err(|err| match err {
-        CapaTransitionError::ReasonRequired => {
-            ApiError::invalid("reason", "required", "this step needs a reason")
-        }
-        CapaTransitionError::DueDateRequired => ApiError::invalid(
-            "effectiveness_due",
-            "required",
-            "the check needs a due date",
-        ),
-        CapaTransitionError::OutcomeRequired => {
-            ApiError::invalid("outcome", "required", "record the outcome of the check")
-        }
-        other => ApiError::Conflict {
-            code: "illegal_transition",
-            detail: other.to_string(),
-            current_state: Some(super::wire_name(&c.status)),
-            allowed_events: Some(
-                capa::allowed_events(c.status)
-                    .iter()
-                    .map(super::wire_name)
-                    .collect(),
-            ),
-            current_version: Some(c.version),
         },
-    })
+    )
+    .await?;
+    Ok(web::Json(view))
 }
 
-/// A CAPA closed effective closes the deviations waiting for it (SPEC §4), when their
-/// own closure rules are met (root cause unless minor).
-async fn close_waiting_deviations<C: ConnectionTrait>(
-    conn: &C,
-    ctx: &AuthContext,
-    c: &capa::Model,
-    now: DateTime<Utc>,
-) -> ApiResult<()> {
-    let ids = linked_deviations(conn, c.id).await?;
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let waiting = deviation::Entity::find()
-        .filter(deviation::Column::Id.is_in(ids))
-        .filter(deviation::Column::Status.eq(DeviationStatus::PendingCapa))
-        .all(conn)
-        .await?;
-    for d in waiting {
-        let guards = deviation::Guards {
-            criticality: d.criticality,
-            has_root_cause: d.root_cause_method.is_some()
-                && d.root_cause_category.is_some()
-                && d.root_cause_narrative.is_some(),
-            has_short_term_fix: d.short_term_fix.is_some(),
-            capa_effective: true,
-            has_reason: true,
-        };
-        if deviation::transition(d.status, deviation::DeviationEvent::Close, &guards).is_err() {
-            continue;
-        }
-        let mut active: deviation::ActiveModel = d.clone().into();
-        active.status = Set(DeviationStatus::Closed);
-        active.closed_at = Set(Some(now));
-        active.updated_at = Set(now);
-        active.version = Set(d.version + 1);
-        let closed = compare_and_set::<deviation::Entity, _>(conn, active, d.id, d.version).await?;
-        // The CAPA's signer closes the deviation: a signature of its own, bound to it.
-        let sig = signing::record(
-            conn,
-            ctx,
-            now,
-            SignatureRecord {
-                record_type: SignedRecordType::DeviationClosure,
-                record_id: closed.id.to_string(),
-                record_hash: entity::audit::content_hash(&super::deviations::view(&closed, now)),
-                meaning: SignatureMeaning::Approved,
-                reason: Some(format!("closed with CAPA #{}", c.id)),
-            },
-        )
-        .await?;
-        let mut signed: deviation::ActiveModel = closed.clone().into();
-        signed.closure_signature_id = Set(Some(sig.id));
-        let closed = signed.update(conn).await?;
-        audit_trail::append(
-            conn,
-            &ctx.actor(now),
-            Entry::new("deviation", closed.id, "close")
-                .before(serde_json::json!({"status": d.status, "version": d.version}))
-                .after(serde_json::json!({"status": closed.status, "version": closed.version}))
-                .reason(Some(format!("CAPA #{} closed effective", c.id))),
-        )
-        .await?;
-        entity::domain_event::emit(
-            conn,
-            closed.program_id,
-            Event::DeviationClosed(DeviationChanged {
-                deviation_id: closed.id,
-                event: entity::deviation::DeviationEvent::Close,
-                from: d.status,
-                to: closed.status,
-                criticality: closed.criticality,
-                capa_id: Some(c.id),
-            }),
-            now,
-        )
-        .await?;
-        super::deviations::resolve_escalations(conn, ctx, closed.id, now).await?;
-    }
-    Ok(())
-}
-
-fn event_action(e: CapaEvent) -> &'static str {
-    match e {
-        CapaEvent::ApprovePlan => "approve_plan",
-        CapaEvent::StartImplementation => "start_implementation",
-        CapaEvent::RequestEffectivenessCheck => "request_effectiveness_check",
-        CapaEvent::RecordEffectiveness => "record_effectiveness",
-        CapaEvent::Close => "close",
-        CapaEvent::Cancel => "cancel",
+impl ApiStep for capa_flow::Step {
+    type View = CapaView;
+    async fn view(
+        conn: &impl ConnectionTrait,
+        c: &capa::Model,
+        _now: DateTime<Utc>,
+    ) -> ApiResult<CapaView> {
+        render(conn, c).await
     }
 }
 

@@ -3,26 +3,27 @@
 
 use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
 use chrono::{DateTime, NaiveDate, Utc};
-use entity::action_item::{self, ActionSource, ActionStatus};
+use entity::action_item::ActionSource;
 use entity::audit_trail::{self, Entry};
-use entity::change_request::{self, ChangeClass, ChangeEvent, ChangeStatus, ChangeTransitionError};
-use entity::{SignatureMeaning, SignedRecordType, program, signature};
+use entity::change_request::{self, ChangeClass, ChangeEvent, ChangeStatus};
+use entity::program;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait,
-    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    EntityTrait, QueryFilter, QueryOrder,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::actions::{self, ActionItemView, NewAction};
 use super::milestones::program_today;
+use super::transition::{ApiStep, run_step};
 use super::{
     ApiJson, Checks, Page, Validate, compare_and_set, expected_version, fetch_page, snapshot,
 };
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked, scoped};
 use crate::error::{ApiError, ApiResult};
-use crate::signing::{self, SignatureRecord};
 use crate::state::AppState;
+use entity::workflow::change as change_flow;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({
@@ -493,7 +494,10 @@ impl Validate for ChangeTransition {
 /// major change by quality) → `start_implementation` → `close` (tasks finished).
 #[utoipa::path(
     tag = "quality",
-    params(("id" = i64, Path, description = "Change request id")),
+    params(
+        ("id" = i64, Path, description = "Change request id"),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(W/)?"?[0-9]{1,9}"?$"#, description = "Version the caller saw (optional; alternative to `version` in the body)")
+    ),
     request_body = ChangeTransition,
     responses(
         (status = 200, description = "The change in its new state", body = ChangeView),
@@ -506,132 +510,44 @@ impl Validate for ChangeTransition {
 )]
 #[post("/change-requests/{id}/transitions")]
 pub async fn transition_change(
+    req: HttpRequest,
     state: web::Data<AppState>,
     ctx: AuthContext,
     id: web::Path<i64>,
     body: ApiJson<ChangeTransition>,
 ) -> ApiResult<web::Json<ChangeView>> {
     let b = body.into_inner();
-    let change_id = id.into_inner();
-    let seen = find_scoped::<change_request::Entity, _>(&state.db, &ctx, change_id).await?;
-    if !ctx.user.role.handles_quality_records() {
-        return Err(ApiError::Forbidden(
-            "only quality, program managers and admins handle changes".to_string(),
-        ));
-    }
-    check(&state.db, &ctx, &seen, &b).await?;
-    let meaning = if b.event == ChangeEvent::Reject {
-        SignatureMeaning::Rejected
-    } else {
-        SignatureMeaning::Approved
+    let step = change_flow::Step {
+        event: b.event,
+        reason: b.reason,
+        decider_role: ctx.user.role,
     };
-    let mut record = None;
-    if change_request::needs_signature(b.event) {
-        if !signature::may_sign(ctx.user.role, SignedRecordType::ChangeRequest, meaning) {
-            return Err(ApiError::Forbidden(
-                "change decisions are signed by program managers or quality".to_string(),
-            ));
-        }
-        let password = signing::required_password(b.password.clone())?;
-        let r = SignatureRecord {
-            record_type: SignedRecordType::ChangeRequest,
-            record_id: seen.id.to_string(),
-            record_hash: String::new(),
-            meaning,
-            reason: b.reason.clone(),
-        };
-        signing::authenticate_signer(&state, &ctx, password, &r).await?;
-        record = Some(r);
-    }
-    let now = state.clock.now();
-    let txn = entity::db::begin_write(&state.db).await?;
-    // Locked before the guards count open tasks (see `add_change_task`).
-    let current = find_scoped_locked::<change_request::Entity, _>(&txn, &ctx, change_id).await?;
-    if b.version.is_some_and(|v| v != current.version) {
-        return Err(ApiError::stale_version(current.version));
-    }
-    let next = check(&txn, &ctx, &current, &b).await?;
-    let mut active: change_request::ActiveModel = current.clone().into();
-    active.status = Set(next);
-    if matches!(b.event, ChangeEvent::Approve | ChangeEvent::Reject) {
-        active.decision_reason = Set(b.reason.clone());
-    }
-    if matches!(next, ChangeStatus::Closed | ChangeStatus::Rejected) {
-        active.closed_at = Set(Some(now));
-    }
-    active.updated_at = Set(now);
-    active.version = Set(current.version + 1);
-    let mut updated =
-        compare_and_set::<change_request::Entity, _>(&txn, active, current.id, current.version)
-            .await?;
-    if let Some(mut r) = record {
-        r.record_hash = entity::audit::content_hash(&view(&updated));
-        let sig = signing::record(&txn, &ctx, now, r).await?;
-        let mut signed: change_request::ActiveModel = updated.clone().into();
-        signed.decision_signature_id = Set(Some(sig.id));
-        updated = signed.update(&txn).await?;
-    }
-    audit_trail::append(
-        &txn,
-        &ctx.actor(now),
-        Entry::new("change_request", updated.id, event_action(b.event))
-            .before(snapshot(&view(&current)))
-            .after(snapshot(&view(&updated)))
-            .reason(b.reason.clone()),
+    let view = run_step(
+        &state,
+        &ctx,
+        &req,
+        id.into_inner(),
+        step,
+        b.password,
+        b.version,
+        |_| {
+            ctx.require(
+                ctx.user.role.handles_quality_records(),
+                "only quality, program managers and admins handle changes",
+            )
+        },
     )
     .await?;
-    txn.commit().await?;
-    Ok(web::Json(view(&updated)))
+    Ok(web::Json(view))
 }
 
-async fn check<C: ConnectionTrait>(
-    conn: &C,
-    ctx: &AuthContext,
-    c: &change_request::Model,
-    b: &ChangeTransition,
-) -> ApiResult<ChangeStatus> {
-    let open_tasks = action_item::Entity::find()
-        .filter(action_item::Column::ProgramId.eq(c.program_id))
-        .filter(action_item::Column::Source.eq(ActionSource::Change))
-        .filter(action_item::Column::SourceId.eq(c.id))
-        .filter(action_item::Column::Status.is_in([ActionStatus::Open, ActionStatus::InProgress]))
-        .count(conn)
-        .await?;
-    let guards = change_request::Guards {
-        impacts_assessed: c.impact_product_quality.is_some()
-            && c.impact_validation.is_some()
-            && c.impact_regulatory.is_some(),
-        classification: c.classification,
-        decider_role: ctx.user.role,
-        open_tasks,
-        has_reason: b.reason.is_some(),
-    };
-    change_request::transition(c.status, b.event, &guards).map_err(|err| match err {
-        ChangeTransitionError::ReasonRequired => {
-            ApiError::invalid("reason", "required", "this decision needs a reason")
-        }
-        ChangeTransitionError::MajorNeedsQuality => ApiError::Forbidden(err.to_string()),
-        other => ApiError::Conflict {
-            code: "illegal_transition",
-            detail: other.to_string(),
-            current_state: Some(super::wire_name(&c.status)),
-            allowed_events: Some(
-                change_request::allowed_events(c.status)
-                    .iter()
-                    .map(super::wire_name)
-                    .collect(),
-            ),
-            current_version: Some(c.version),
-        },
-    })
-}
-
-fn event_action(e: ChangeEvent) -> &'static str {
-    match e {
-        ChangeEvent::Submit => "submit",
-        ChangeEvent::Approve => "approve",
-        ChangeEvent::Reject => "reject",
-        ChangeEvent::StartImplementation => "start_implementation",
-        ChangeEvent::Close => "close",
+impl ApiStep for change_flow::Step {
+    type View = ChangeView;
+    async fn view(
+        _conn: &impl ConnectionTrait,
+        c: &change_request::Model,
+        _now: chrono::DateTime<chrono::Utc>,
+    ) -> ApiResult<ChangeView> {
+        Ok(view(c))
     }
 }

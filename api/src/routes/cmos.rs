@@ -9,10 +9,10 @@ use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
 use chrono::NaiveDate;
 use entity::audit_trail::{self, Entry};
 use entity::cmo::{
-    self, Agency, InspectionOutcome, QualificationError, QualificationEvent, QualificationStatus,
-    Region, inspection, site,
+    self, Agency, InspectionOutcome, QualificationEvent, QualificationStatus, Region, inspection,
+    site,
 };
-use entity::{Role, SignatureMeaning, SignedRecordType, organization, signature};
+use entity::{Role, organization};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait,
     EntityTrait, QueryFilter, QueryOrder,
@@ -20,12 +20,13 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::transition::{ApiStep, run_step};
 use super::{Page, compare_and_set, expected_version, snapshot, wire_name};
 use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Checks, Validate};
-use crate::signing::{self, SignatureRecord};
 use crate::state::AppState;
+use entity::workflow::qualification as qualification_flow;
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -525,7 +526,10 @@ impl Validate for QualificationTransition {
 /// `probation`, `reinstate`, `disqualify` (signed), `reevaluate`. Sponsor-side decisions.
 #[utoipa::path(
     tag = "partners",
-    params(("id" = i64, Path, description = "The CMO's organization id")),
+    params(
+        ("id" = i64, Path, description = "The CMO's organization id"),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(W/)?"?[0-9]{1,9}"?$"#, description = "Version the caller saw (optional; alternative to `version` in the body)")
+    ),
     request_body = QualificationTransition,
     responses(
         (status = 200, description = "The profile in its new state", body = CmoView),
@@ -538,95 +542,43 @@ impl Validate for QualificationTransition {
 )]
 #[post("/cmos/{id}/qualification")]
 pub async fn transition_qualification(
+    req: HttpRequest,
     state: web::Data<AppState>,
     ctx: AuthContext,
     id: web::Path<i64>,
     body: ApiJson<QualificationTransition>,
 ) -> ApiResult<web::Json<CmoView>> {
     let b = body.into_inner();
-    let cmo_id = id.into_inner();
-    let seen = find_scoped::<cmo::Entity, _>(&state.db, &ctx, cmo_id).await?;
-    require_sponsor_side(&ctx, &seen, "qualification is decided")?;
-    let next = check(&seen, &b)?;
-    let mut record = None;
-    if cmo::needs_signature(b.event) {
-        let meaning = if b.event == QualificationEvent::Approve {
-            SignatureMeaning::Approved
-        } else {
-            SignatureMeaning::Rejected
-        };
-        if !signature::may_sign(ctx.user.role, SignedRecordType::CmoQualification, meaning) {
-            return Err(ApiError::Forbidden(
-                "approving and disqualifying a CMO are signed by quality".to_string(),
-            ));
-        }
-        let password = signing::required_password(b.password.clone())?;
-        let r = SignatureRecord {
-            record_type: SignedRecordType::CmoQualification,
-            record_id: seen.org_id.to_string(),
-            record_hash: String::new(),
-            meaning,
-            reason: b.reason.clone(),
-        };
-        signing::authenticate_signer(&state, &ctx, password, &r).await?;
-        record = Some(r);
-    }
-    let now = state.clock.now();
-    let txn = entity::db::begin_write(&state.db).await?;
-    let current = find_scoped::<cmo::Entity, _>(&txn, &ctx, cmo_id).await?;
-    if b.version.is_some_and(|v| v != current.version) {
-        return Err(ApiError::stale_version(current.version));
-    }
-    let rechecked = check(&current, &b)?;
-    debug_assert_eq!(rechecked, next);
-    let mut active: cmo::ActiveModel = current.clone().into();
-    active.qualification_status = Set(rechecked);
-    active.qualification_reason = Set(b.reason.clone());
-    active.qualification_changed_at = Set(Some(now));
-    active.updated_at = Set(now);
-    active.version = Set(current.version + 1);
-    let mut updated =
-        compare_and_set::<cmo::Entity, _>(&txn, active, current.org_id, current.version).await?;
-    if let Some(mut r) = record {
-        let views = render(&txn, std::slice::from_ref(&updated)).await?;
-        r.record_hash = entity::audit::content_hash(&views);
-        let sig = signing::record(&txn, &ctx, now, r).await?;
-        let mut signed: cmo::ActiveModel = updated.clone().into();
-        signed.qualification_signature_id = Set(Some(sig.id));
-        updated = signed.update(&txn).await?;
-    }
-    audit_trail::append(
-        &txn,
-        &ctx.actor(now),
-        Entry::new("cmo_profile", updated.org_id, "qualification")
-            .before(serde_json::json!({"qualification_status": current.qualification_status}))
-            .after(serde_json::json!({"qualification_status": updated.qualification_status, "event": b.event}))
-            .reason(b.reason.clone()),
+    let step = qualification_flow::Step {
+        event: b.event,
+        reason: b.reason,
+    };
+    let view = run_step(
+        &state,
+        &ctx,
+        &req,
+        id.into_inner(),
+        step,
+        b.password,
+        b.version,
+        |p| require_sponsor_side(&ctx, p, "qualification is decided"),
     )
     .await?;
-    let mut views = render(&txn, std::slice::from_ref(&updated)).await?;
-    txn.commit().await?;
-    views.pop().map(web::Json).ok_or(ApiError::NotFound)
+    Ok(web::Json(view))
 }
 
-fn check(p: &cmo::Model, b: &QualificationTransition) -> ApiResult<QualificationStatus> {
-    cmo::transition(p.qualification_status, b.event, b.reason.is_some()).map_err(|err| match err {
-        QualificationError::ReasonRequired => {
-            ApiError::invalid("reason", "required", "this event needs a reason")
-        }
-        other => ApiError::Conflict {
-            code: "illegal_transition",
-            detail: other.to_string(),
-            current_state: Some(wire_name(&p.qualification_status)),
-            allowed_events: Some(
-                cmo::allowed_events(p.qualification_status)
-                    .iter()
-                    .map(wire_name)
-                    .collect(),
-            ),
-            current_version: Some(p.version),
-        },
-    })
+impl ApiStep for qualification_flow::Step {
+    type View = CmoView;
+    async fn view(
+        conn: &impl ConnectionTrait,
+        p: &cmo::Model,
+        _now: chrono::DateTime<chrono::Utc>,
+    ) -> ApiResult<CmoView> {
+        render(conn, std::slice::from_ref(p))
+            .await?
+            .pop()
+            .ok_or(ApiError::NotFound)
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

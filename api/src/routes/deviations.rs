@@ -6,14 +6,11 @@ use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
 use chrono::{DateTime, TimeDelta, Utc};
 use entity::audit_trail::{self, Entry};
 use entity::deviation::{
-    self, Category, Criticality, DeviationEvent, DeviationStatus, DeviationTransitionError, Guards,
-    RootCauseMethod,
+    self, Category, Criticality, DeviationEvent, DeviationStatus, RootCauseMethod,
 };
-use entity::domain_event::{DeviationChanged, DeviationReported, Event, ProductionChanged};
+use entity::domain_event::{DeviationReported, Event, ProductionChanged};
 use entity::program::{self, ProductionStatus};
-use entity::{Role, SignatureMeaning, SignedRecordType, escalation, milestone, signature};
-use sea_orm::ActiveEnum;
-use sea_orm::sea_query::Expr;
+use entity::{Role, SignatureMeaning, SignedRecordType, milestone, signature};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait,
     EntityTrait, QueryFilter, QueryOrder,
@@ -22,13 +19,16 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::programs::{ProgramView, sides};
+use super::transition::{ApiStep, run_step};
 use super::{
     ApiJson, Checks, Page, Validate, compare_and_set, expected_version, fetch_page, snapshot,
 };
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked, scoped};
 use crate::error::{ApiError, ApiResult};
-use crate::signing::{self, SignatureRecord};
+use crate::signing;
 use crate::state::AppState;
+use entity::signature::SignatureRecord;
+use entity::workflow::deviation as deviation_flow;
 
 /// How far in the future `detected_at` may lie (clock skew), before it is refused.
 const DETECTED_AT_SKEW: TimeDelta = TimeDelta::minutes(5);
@@ -119,97 +119,6 @@ impl crate::auth::TenantScoped for deviation::Entity {
 /// the workflow; only quality signs closure and release.
 fn may_report(ctx: &AuthContext) -> bool {
     ctx.user.role != Role::Viewer
-}
-
-/// Puts a program's production on hold (if it runs) and records why; in the caller's
-/// transaction. Returns whether the status changed.
-pub async fn hold_production<C: ConnectionTrait>(
-    conn: &C,
-    ctx: &AuthContext,
-    program_id: i64,
-    reason: &str,
-    now: DateTime<Utc>,
-) -> ApiResult<bool> {
-    // One atomic UPDATE: concurrent holds cannot lose each other or a program edit.
-    let changed = program::Entity::update_many()
-        .col_expr(
-            program::Column::ProductionStatus,
-            Expr::value(ProductionStatus::OnHold.to_value()),
-        )
-        .col_expr(
-            program::Column::Version,
-            sea_orm::sea_query::ExprTrait::add(Expr::col(program::Column::Version), 1),
-        )
-        .col_expr(program::Column::UpdatedAt, Expr::value(now))
-        .filter(program::Column::Id.eq(program_id))
-        .filter(program::Column::ProductionStatus.eq(ProductionStatus::Running))
-        .exec(conn)
-        .await?;
-    if changed.rows_affected == 1 {
-        audit_trail::append(
-            conn,
-            &ctx.actor(now),
-            Entry::new("program", program_id, "hold_production")
-                .after(serde_json::json!({"production_status": ProductionStatus::OnHold}))
-                .reason(Some(reason.to_string())),
-        )
-        .await?;
-        entity::domain_event::emit(
-            conn,
-            program_id,
-            Event::ProductionHeld(ProductionChanged {
-                program_id,
-                production_status: ProductionStatus::OnHold,
-                reason: reason.to_string(),
-            }),
-            now,
-        )
-        .await?;
-    }
-    Ok(changed.rows_affected == 1)
-}
-
-/// The floor rule for a deviation that is (now) critical or major: hold and escalate.
-async fn apply_floor_rule<C: ConnectionTrait>(
-    conn: &C,
-    ctx: &AuthContext,
-    d: &deviation::Model,
-    now: DateTime<Utc>,
-    open_escalation: bool,
-) -> ApiResult<()> {
-    if !d.criticality.holds_production() {
-        return Ok(());
-    }
-    let reason = format!("{:?} deviation #{}: {}", d.criticality, d.id, d.title).to_lowercase();
-    hold_production(conn, ctx, d.program_id, &reason, now).await?;
-    if open_escalation {
-        let criticality = super::wire_name(&d.criticality);
-        let category = super::wire_name(&d.category);
-        let esc = escalation::open(
-            conn,
-            escalation::Opening {
-                program_id: d.program_id,
-                source_type: "deviation",
-                source_id: Some(d.id),
-                reason: &reason,
-                title: &d.title,
-                criticality: Some(&criticality),
-                category: Some(&category),
-                opened_by_user_id: Some(ctx.user.id),
-            },
-            now,
-        )
-        .await?;
-        audit_trail::append(
-            conn,
-            &ctx.actor(now),
-            Entry::new("escalation", esc.id, "open").after(serde_json::json!({
-                "program_id": esc.program_id, "source_type": esc.source_type, "source_id": esc.source_id, "reason": esc.reason,
-            })),
-        )
-        .await?;
-    }
-    Ok(())
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -349,7 +258,7 @@ pub async fn report_deviation(
         now,
     )
     .await?;
-    apply_floor_rule(&txn, &ctx, &created, now, true).await?;
+    deviation_flow::floor_rule(&txn, &ctx.actor(now), &created, true).await?;
     txn.commit().await?;
     Ok(HttpResponse::Created().json(view(&created, now)))
 }
@@ -621,7 +530,10 @@ impl Validate for DeviationTransition {
 /// `allowed_events`.
 #[utoipa::path(
     tag = "quality",
-    params(("id" = i64, Path, description = "Deviation id")),
+    params(
+        ("id" = i64, Path, description = "Deviation id"),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(W/)?"?[0-9]{1,9}"?$"#, description = "Version the caller saw (optional; alternative to `version` in the body)")
+    ),
     request_body = DeviationTransition,
     responses(
         (status = 200, description = "The deviation in its new state", body = DeviationView),
@@ -634,230 +546,41 @@ impl Validate for DeviationTransition {
 )]
 #[post("/deviations/{id}/transitions")]
 pub async fn transition_deviation(
+    req: HttpRequest,
     state: web::Data<AppState>,
     ctx: AuthContext,
     id: web::Path<i64>,
     body: ApiJson<DeviationTransition>,
 ) -> ApiResult<web::Json<DeviationView>> {
     let b = body.into_inner();
-    let deviation_id = id.into_inner();
-    let seen = find_scoped::<deviation::Entity, _>(&state.db, &ctx, deviation_id).await?;
-    if !ctx.user.role.handles_quality_records() {
-        return Err(ApiError::Forbidden(
-            "only quality, program managers and admins handle deviations".to_string(),
-        ));
-    }
-    let new_criticality = b.criticality.unwrap_or(seen.criticality);
-    if b.event == DeviationEvent::Triage
-        && new_criticality != seen.criticality
-        && b.reason.is_none()
-    {
-        return Err(ApiError::invalid(
-            "reason",
-            "required",
-            "a criticality change needs a reason",
-        ));
-    }
-    let capa_effective = super::capas::has_effective_capa(&state.db, seen.id).await?;
-    check_transition(
-        &seen,
-        b.event,
-        new_criticality,
-        b.reason.is_some(),
-        capa_effective,
-    )?;
-    // Closure is a quality decision, e-signed: check the password before writing.
-    let mut signature_record = None;
-    if deviation::needs_signature(b.event) {
-        if !signature::may_sign(
-            ctx.user.role,
-            SignedRecordType::DeviationClosure,
-            SignatureMeaning::Approved,
-        ) {
-            return Err(ApiError::Forbidden(
-                "closing a deviation is signed by a quality user".to_string(),
-            ));
-        }
-        let password = signing::required_password(b.password.clone())?;
-        let record = SignatureRecord {
-            record_type: SignedRecordType::DeviationClosure,
-            record_id: seen.id.to_string(),
-            record_hash: String::new(),
-            meaning: SignatureMeaning::Approved,
-            reason: b.reason.clone(),
-        };
-        signing::authenticate_signer(&state, &ctx, password, &record).await?;
-        signature_record = Some(record);
-    }
-
-    let now = state.clock.now();
-    let txn = entity::db::begin_write(&state.db).await?;
-    let current = find_scoped::<deviation::Entity, _>(&txn, &ctx, deviation_id).await?;
-    // Ordered against production release and other changes of the program's hold.
-    find_scoped_locked::<program::Entity, _>(&txn, &ctx, current.program_id).await?;
-    if b.version.is_some_and(|v| v != current.version) {
-        return Err(ApiError::stale_version(current.version));
-    }
-    let capa_effective = super::capas::has_effective_capa(&txn, current.id).await?;
-    let next = check_transition(
-        &current,
-        b.event,
-        new_criticality,
-        b.reason.is_some(),
-        capa_effective,
-    )?;
-    let mut active: deviation::ActiveModel = current.clone().into();
-    active.status = Set(next);
-    match b.event {
-        DeviationEvent::Triage => {
-            active.triaged_at = Set(Some(now));
-            active.criticality = Set(new_criticality);
-        }
-        DeviationEvent::Close => active.closed_at = Set(Some(now)),
-        DeviationEvent::Cancel => {
-            active.cancel_reason = Set(b.reason.clone());
-            active.closed_at = Set(Some(now));
-        }
-        _ => {}
-    }
-    active.updated_at = Set(now);
-    active.version = Set(current.version + 1);
-    let mut updated =
-        compare_and_set::<deviation::Entity, _>(&txn, active, current.id, current.version).await?;
-    if let Some(mut record) = signature_record {
-        record.record_hash = entity::audit::content_hash(&view(&updated, now));
-        let sig = signing::record(&txn, &ctx, now, record).await?;
-        let mut signed: deviation::ActiveModel = updated.clone().into();
-        signed.closure_signature_id = Set(Some(sig.id));
-        updated = signed.update(&txn).await?;
-    }
-    audit_trail::append(
-        &txn,
-        &ctx.actor(now),
-        Entry::new("deviation", updated.id, event_action(b.event))
-            .before(snapshot(&view(&current, now)))
-            .after(snapshot(&view(&updated, now)))
-            .reason(b.reason.clone()),
+    let step = deviation_flow::Step::new(b.event, b.criticality, b.reason);
+    let view = run_step(
+        &state,
+        &ctx,
+        &req,
+        id.into_inner(),
+        step,
+        b.password,
+        b.version,
+        |_| {
+            ctx.require(
+                ctx.user.role.handles_quality_records(),
+                "only quality, program managers and admins handle deviations",
+            )
+        },
     )
     .await?;
-    entity::domain_event::emit(
-        &txn,
-        updated.program_id,
-        {
-            let change = DeviationChanged {
-                deviation_id: updated.id,
-                event: b.event,
-                from: current.status,
-                to: updated.status,
-                criticality: updated.criticality,
-                capa_id: None,
-            };
-            match b.event {
-                DeviationEvent::Triage => Event::DeviationTriaged(change),
-                DeviationEvent::Close => Event::DeviationClosed(change),
-                _ => Event::DeviationTransitioned(change),
-            }
-        },
-        now,
-    )
-    .await?;
-    // Acting on the deviation (triage, closure, cancellation) ends its escalation.
-    if matches!(
-        b.event,
-        DeviationEvent::Triage | DeviationEvent::Close | DeviationEvent::Cancel
-    ) {
-        resolve_escalations(&txn, &ctx, updated.id, now).await?;
-    }
-    // Raised at triage to major or critical: production holds too.
-    if b.event == DeviationEvent::Triage
-        && new_criticality.holds_production()
-        && !current.criticality.holds_production()
-    {
-        apply_floor_rule(&txn, &ctx, &updated, now, false).await?;
-    }
-    txn.commit().await?;
-    Ok(web::Json(view(&updated, now)))
+    Ok(web::Json(view))
 }
 
-/// Ends the escalations of a deviation, each with its audit event.
-pub async fn resolve_escalations<C: ConnectionTrait>(
-    conn: &C,
-    ctx: &AuthContext,
-    deviation_id: i64,
-    now: DateTime<Utc>,
-) -> ApiResult<()> {
-    for e in
-        escalation::resolve_for(conn, "deviation", deviation_id, Some(ctx.user.id), now).await?
-    {
-        mail::escalation::notify_paged(
-            conn,
-            &e,
-            escalation::EscalationStatus::Resolved,
-            "resolved",
-            "Resolved",
-            &format!(
-                "{} acted on deviation #{deviation_id}, which ends this escalation. No further pages will be sent.",
-                ctx.user.display_name
-            ),
-            &ctx.public_base_url,
-            now,
-        )
-        .await?;
-        audit_trail::append(
-            conn,
-            &ctx.actor(now),
-            Entry::new("escalation", e.id, "resolve")
-                .before(serde_json::json!({"status": e.status, "version": e.version}))
-                .after(serde_json::json!({"status": escalation::EscalationStatus::Resolved, "version": e.version + 1}))
-                .reason(Some(format!("deviation #{deviation_id} acted on"))),
-        )
-        .await?;
-    }
-    Ok(())
-}
-
-fn check_transition(
-    d: &deviation::Model,
-    event: DeviationEvent,
-    criticality: Criticality,
-    has_reason: bool,
-    capa_effective: bool,
-) -> ApiResult<DeviationStatus> {
-    let guards = Guards {
-        criticality,
-        has_root_cause: d.root_cause_method.is_some()
-            && d.root_cause_category.is_some()
-            && d.root_cause_narrative.is_some(),
-        has_short_term_fix: d.short_term_fix.is_some(),
-        capa_effective,
-        has_reason,
-    };
-    deviation::transition(d.status, event, &guards).map_err(|err| match err {
-        DeviationTransitionError::ReasonRequired => {
-            ApiError::invalid("reason", "required", "this event needs a reason")
-        }
-        other => ApiError::Conflict {
-            code: "illegal_transition",
-            detail: other.to_string(),
-            current_state: Some(super::wire_name(&d.status)),
-            allowed_events: Some(
-                deviation::allowed_events(d.status, d.criticality)
-                    .iter()
-                    .map(super::wire_name)
-                    .collect(),
-            ),
-            current_version: Some(d.version),
-        },
-    })
-}
-
-fn event_action(e: DeviationEvent) -> &'static str {
-    match e {
-        DeviationEvent::Triage => "triage",
-        DeviationEvent::StartInvestigation => "start_investigation",
-        DeviationEvent::AwaitCapa => "await_capa",
-        DeviationEvent::Close => "close",
-        DeviationEvent::Cancel => "cancel",
+impl ApiStep for deviation_flow::Step {
+    type View = DeviationView;
+    async fn view(
+        _conn: &impl ConnectionTrait,
+        d: &deviation::Model,
+        now: DateTime<Utc>,
+    ) -> ApiResult<DeviationView> {
+        Ok(view(d, now))
     }
 }
 
@@ -936,7 +659,7 @@ pub async fn release_production(
     let released =
         compare_and_set::<program::Entity, _>(&txn, active, current.id, current.version).await?;
     record.record_hash = entity::audit::content_hash(&ProgramView::from(&released));
-    signing::record(&txn, &ctx, now, record).await?;
+    entity::signature::record(&txn, &ctx.signer(), now, record).await?;
     audit_trail::append(
         &txn,
         &ctx.actor(now),

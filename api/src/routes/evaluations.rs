@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use actix_web::{HttpResponse, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use entity::audit_trail::{self, Entry};
 use entity::selection::{self, Criterion, EvaluationStatus, Ranked, score};
@@ -18,12 +18,13 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{compare_and_set, snapshot};
+use super::snapshot;
+use super::transition::{ApiStep, run_step};
 use crate::auth::{AuthContext, TenantScoped, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Checks, Validate};
-use crate::signing::{self, SignatureRecord};
 use crate::state::AppState;
+use entity::workflow::selection as selection_flow;
 
 impl TenantScoped for selection::Entity {
     fn tenant_condition(ctx: &AuthContext) -> sea_orm::Condition {
@@ -395,6 +396,17 @@ pub async fn give_score(
     Ok(web::Json(view))
 }
 
+impl ApiStep for selection_flow::Decide {
+    type View = EvaluationView;
+    async fn view(
+        conn: &impl ConnectionTrait,
+        e: &selection::Model,
+        _now: chrono::DateTime<chrono::Utc>,
+    ) -> ApiResult<EvaluationView> {
+        render(conn, e).await
+    }
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"cmo_org_id": 2, "reason": "best weighted score; capacity reserved for 2027",
@@ -417,7 +429,10 @@ impl Validate for DecideEvaluation {
 /// Record the selection, e-signed by a sponsor program manager or quality user.
 #[utoipa::path(
     tag = "partners",
-    params(("id" = i64, Path, description = "Evaluation id")),
+    params(
+        ("id" = i64, Path, description = "Evaluation id"),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(W/)?"?[0-9]{1,9}"?$"#, description = "Version the caller saw (optional; alternative to `version` in the body)")
+    ),
     request_body = DecideEvaluation,
     responses(
         (status = 200, description = "Decided", body = EvaluationView),
@@ -431,74 +446,38 @@ impl Validate for DecideEvaluation {
 )]
 #[post("/evaluations/{id}/decision")]
 pub async fn decide_evaluation(
+    req: HttpRequest,
     state: web::Data<AppState>,
     ctx: AuthContext,
     id: web::Path<i64>,
     body: ApiJson<DecideEvaluation>,
 ) -> ApiResult<web::Json<EvaluationView>> {
     let b = body.into_inner();
-    let eval_id = id.into_inner();
-    let seen = find_scoped::<selection::Entity, _>(&state.db, &ctx, eval_id).await?;
-    if !signature::may_sign(
-        ctx.user.role,
-        SignedRecordType::SelectionDecision,
-        SignatureMeaning::Approved,
-    ) || ctx.org.kind != OrgKind::Sponsor
-    {
-        return Err(ApiError::Forbidden(
-            "the selection is signed by a sponsor program manager or quality user".to_string(),
-        ));
-    }
-    if seen.status != EvaluationStatus::Open {
-        return Err(ApiError::conflict("evaluation_decided", "already decided"));
-    }
-    if !candidates_of(&seen).contains(&b.cmo_org_id) {
-        return Err(ApiError::invalid(
-            "cmo_org_id",
-            "unknown_candidate",
-            "not a candidate of this evaluation",
-        ));
-    }
-    let password = signing::required_password(b.password.clone())?;
-    let mut r = SignatureRecord {
-        record_type: SignedRecordType::SelectionDecision,
-        record_id: seen.id.to_string(),
-        record_hash: String::new(),
-        meaning: SignatureMeaning::Approved,
-        reason: Some(b.reason.clone()),
+    let step = selection_flow::Decide {
+        cmo_org_id: b.cmo_org_id,
+        reason: b.reason,
     };
-    signing::authenticate_signer(&state, &ctx, password, &r).await?;
-    let now = state.clock.now();
-    let txn = entity::db::begin_write(&state.db).await?;
-    let current = find_scoped::<selection::Entity, _>(&txn, &ctx, eval_id).await?;
-    if b.version.is_some_and(|v| v != current.version) || current.status != EvaluationStatus::Open {
-        return Err(ApiError::stale_version(current.version));
-    }
-    let mut active: selection::ActiveModel = current.clone().into();
-    active.status = Set(EvaluationStatus::Decided);
-    active.decision_cmo_org_id = Set(Some(b.cmo_org_id));
-    active.decision_reason = Set(Some(b.reason.trim().to_string()));
-    active.decided_at = Set(Some(now));
-    active.updated_at = Set(now);
-    active.version = Set(current.version + 1);
-    let updated =
-        compare_and_set::<selection::Entity, _>(&txn, active, current.id, current.version).await?;
-    let view = render(&txn, &updated).await?;
-    r.record_hash = entity::audit::content_hash(&view);
-    let sig = signing::record(&txn, &ctx, now, r).await?;
-    let mut signed: selection::ActiveModel = updated.clone().into();
-    signed.decision_signature_id = Set(Some(sig.id));
-    let updated = signed.update(&txn).await?;
-    audit_trail::append(
-        &txn,
-        &ctx.actor(now),
-        Entry::new("evaluation", updated.id, "decide")
-            .after(snapshot(&view))
-            .reason(Some(b.reason.trim().to_string())),
+    let view = run_step(
+        &state,
+        &ctx,
+        &req,
+        id.into_inner(),
+        step,
+        b.password,
+        b.version,
+        |_| {
+            ctx.require(
+                ctx.org.kind == OrgKind::Sponsor
+                    && signature::may_sign(
+                        ctx.user.role,
+                        SignedRecordType::SelectionDecision,
+                        SignatureMeaning::Approved,
+                    ),
+                signature::who_signs(SignedRecordType::SelectionDecision),
+            )
+        },
     )
     .await?;
-    let view = render(&txn, &updated).await?;
-    txn.commit().await?;
     Ok(web::Json(view))
 }
 

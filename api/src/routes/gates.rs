@@ -22,8 +22,9 @@ use super::programs::sides;
 use super::{ApiJson, Checks, Validate, compare_and_set, expected_version, snapshot};
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked};
 use crate::error::{ApiError, ApiResult};
-use crate::signing::{self, SignatureRecord};
+use crate::signing;
 use crate::state::AppState;
+use entity::signature::SignatureRecord;
 
 /// Days a no-go's follow-up actions get by default.
 pub const NO_GO_ACTION_DAYS: i64 = 7;
@@ -576,7 +577,7 @@ pub async fn decide_gate(
         "decision": GateDecisionView::from(&decision),
         "items": items.iter().map(GateItemView::from).collect::<Vec<_>>(),
     }));
-    let sig = signing::record(&txn, &ctx, now, what).await?;
+    let sig = entity::signature::record(&txn, &ctx.signer(), now, what).await?;
     let mut active: gate::decision::ActiveModel = decision.clone().into();
     active.signature_id = Set(sig.id);
     let decision = active.update(&txn).await?;

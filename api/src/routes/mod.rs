@@ -31,6 +31,7 @@ pub mod programs;
 pub mod signatures;
 pub mod team;
 pub mod tokens;
+pub mod transition;
 pub mod users;
 pub mod webhooks;
 
@@ -212,6 +213,15 @@ where
         select.count(conn).await?
     };
     Ok((items, total, limit, offset))
+}
+
+/// The version a client says it saw, when it says one: `If-Match` or the body's
+/// `version` (checked when given; if both are given they must agree).
+pub fn optional_version(req: &HttpRequest, body_version: Option<i32>) -> ApiResult<Option<i32>> {
+    if body_version.is_none() && !req.headers().contains_key(header::IF_MATCH) {
+        return Ok(None);
+    }
+    expected_version(req, body_version).map(Some)
 }
 
 /// The version a client based its update on: `If-Match` (`"3"` or `W/"3"`) or the body's

@@ -1,57 +1,19 @@
 //! Electronic signatures bound to records.
 
 use actix_web::{HttpResponse, get, post, web};
-use chrono::{DateTime, Utc};
 use entity::{SignatureMeaning, SignedRecordType, audit_event, signature};
 use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{ApiJson, Checks, Page, Validate, fetch_page};
 use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
-use crate::signing::{self, SignatureRecord};
+use crate::signing;
 use crate::state::AppState;
+use entity::signature::SignatureRecord;
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[schema(example = json!({
-    "id": 9, "signer_user_id": 3, "signer_name": "Quinn Alvarez", "token_id": 5, "meaning": "reviewed",
-    "record_type": "audit_event", "record_id": "17",
-    "record_hash": "4e7a0c…", "reason": "monthly audit-trail review",
-    "signed_at": "2026-11-23T09:00:00Z"
-}))]
-pub struct SignatureView {
-    pub id: i64,
-    pub signer_user_id: i64,
-    /// The signer's name when signing.
-    pub signer_name: String,
-    /// The API token the signing request was made with.
-    pub token_id: i64,
-    pub meaning: SignatureMeaning,
-    pub record_type: SignedRecordType,
-    pub record_id: String,
-    /// SHA-256 of the record's content when signed.
-    pub record_hash: String,
-    pub reason: Option<String>,
-    pub signed_at: DateTime<Utc>,
-}
-
-impl From<&signature::Model> for SignatureView {
-    fn from(m: &signature::Model) -> Self {
-        Self {
-            id: m.id,
-            signer_user_id: m.signer_user_id,
-            signer_name: m.signer_name.clone(),
-            token_id: m.token_id,
-            meaning: m.meaning,
-            record_type: m.record_type,
-            record_id: m.record_id.clone(),
-            record_hash: m.record_hash.clone(),
-            reason: m.reason.clone(),
-            signed_at: m.signed_at,
-        }
-    }
-}
+pub use entity::signature::SignatureView;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -137,7 +99,7 @@ pub async fn create_signature(
     };
     signing::authenticate_signer(&state, &ctx, body.password, &what).await?;
     let txn = entity::db::begin_write(&state.db).await?;
-    let signature = signing::record(&txn, &ctx, state.clock.now(), what).await?;
+    let signature = entity::signature::record(&txn, &ctx.signer(), state.clock.now(), what).await?;
     txn.commit().await?;
     Ok(HttpResponse::Created().json(SignatureView::from(&signature)))
 }

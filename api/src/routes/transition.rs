@@ -1,0 +1,196 @@
+//! The HTTP side of the one transition engine (`entity::workflow`): a step of any record
+//! with a state machine is read in the caller's scope, checked cheaply, e-signed when
+//! its machine says so (the signer rule, the password with its lockout), run by the
+//! engine in one write transaction, its follow-ups completed, and its refusal answered
+//! as problem+json the same way for every record type.
+
+use actix_web::HttpRequest;
+use entity::workflow::{
+    self, FollowUp, Refusal, RefusalKind, TransitionError, Workflow, deviation as deviation_flow,
+};
+use entity::{deviation, signature};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, EntityTrait, PrimaryKeyTrait};
+use serde::Serialize;
+
+use super::{optional_version, snapshot};
+use crate::auth::{AuthContext, TenantScoped, find_scoped};
+use crate::error::{ApiError, ApiResult};
+use crate::signing;
+use crate::state::AppState;
+
+/// A step as the api shows its record.
+pub trait ApiStep: Workflow {
+    type View: Serialize;
+    /// The record as people see it (the response, the signed content, the audit
+    /// snapshots).
+    fn view(
+        conn: &impl ConnectionTrait,
+        m: &Self::Model,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> impl Future<Output = ApiResult<Self::View>>;
+}
+
+impl<R: Refusal> From<TransitionError<R>> for ApiError {
+    fn from(e: TransitionError<R>) -> Self {
+        match e {
+            TransitionError::NotFound => ApiError::NotFound,
+            TransitionError::Stale { current } => ApiError::stale_version(current),
+            TransitionError::SignerRequired => ApiError::internal("a signed step without a signer"),
+            TransitionError::Db(e) => e.into(),
+            TransitionError::Refused {
+                refusal,
+                current_state,
+                allowed_events,
+                version,
+            } => match refusal.kind() {
+                RefusalKind::MissingField(field) => {
+                    ApiError::invalid(field, "required", refusal.to_string())
+                }
+                RefusalKind::Invalid { field, code } => {
+                    ApiError::invalid(field, code, refusal.to_string())
+                }
+                RefusalKind::Forbidden => ApiError::Forbidden(refusal.to_string()),
+                RefusalKind::Illegal => ApiError::Conflict {
+                    code: refusal.conflict_code(),
+                    detail: refusal.to_string(),
+                    current_state: Some(current_state),
+                    allowed_events: Some(allowed_events),
+                    current_version: Some(version),
+                },
+            },
+        }
+    }
+}
+
+/// Runs `step` on record `id` for the caller. `authorize` sees the record first (403
+/// before anything else is said about it); `password` is needed when the step is signed;
+/// the version comes from `If-Match` or the body and is checked when given.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_step<W>(
+    state: &AppState,
+    ctx: &AuthContext,
+    req: &HttpRequest,
+    id: i64,
+    step: W,
+    password: Option<String>,
+    body_version: Option<i32>,
+    authorize: impl FnOnce(&W::Model) -> ApiResult<()>,
+) -> ApiResult<W::View>
+where
+    W: ApiStep,
+    W::Entity: TenantScoped,
+    <<W::Entity as EntityTrait>::PrimaryKey as PrimaryKeyTrait>::ValueType: From<i64>,
+{
+    let version = optional_version(req, body_version)?;
+    let seen = find_scoped::<W::Entity, _>(&state.db, ctx, id).await?;
+    authorize(&seen)?;
+    // Refuse an impossible step before asking for a password.
+    workflow::precheck(&state.db, &seen, &step).await?;
+    let signer = match step.signing() {
+        None => None,
+        Some(signing) => {
+            if !signature::may_sign(ctx.user.role, signing.record_type, signing.meaning) {
+                return Err(ApiError::Forbidden(
+                    signature::who_signs(signing.record_type).to_string(),
+                ));
+            }
+            let password = signing::required_password(password)?;
+            let what = signature::SignatureRecord {
+                record_type: signing.record_type,
+                record_id: W::signed_record_id(&seen),
+                record_hash: String::new(),
+                meaning: signing.meaning,
+                reason: step.reason(),
+            };
+            signing::authenticate_signer(state, ctx, password, &what).await?;
+            Some(ctx.signer())
+        }
+    };
+    let now = state.clock.now();
+    let txn = entity::db::begin_write(&state.db).await?;
+    let done = workflow::transition(
+        &txn,
+        &ctx.actor(now),
+        W::Entity::tenant_condition(ctx),
+        id,
+        &step,
+        version,
+        signer.as_ref(),
+        async |m| view_value::<W>(&txn, m, now).await,
+    )
+    .await?;
+    complete(&txn, ctx, signer.as_ref(), done.follow_ups, now).await?;
+    let view = W::view(&txn, &done.after, now).await?;
+    txn.commit().await?;
+    Ok(view)
+}
+
+async fn view_value<W: ApiStep>(
+    conn: &impl ConnectionTrait,
+    m: &W::Model,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<serde_json::Value, sea_orm::DbErr> {
+    W::view(conn, m, now)
+        .await
+        .map(|v| snapshot(&v))
+        .map_err(|e| sea_orm::DbErr::Custom(e.to_string()))
+}
+
+/// Completes what a step caused beyond its record, in its transaction: tells the people
+/// paged that an escalation ended, closes the deviations a CAPA's effective closure
+/// releases (signed by the CAPA's signer, each bound to its own record).
+pub async fn complete(
+    txn: &DatabaseTransaction,
+    ctx: &AuthContext,
+    signer: Option<&signature::Signer>,
+    follow_ups: Vec<FollowUp>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> ApiResult<()> {
+    let mut queue = follow_ups;
+    while let Some(follow_up) = queue.pop() {
+        match follow_up {
+            FollowUp::EscalationResolved { escalation, source } => {
+                mail::escalation::notify_paged(
+                    txn,
+                    &escalation,
+                    entity::escalation::EscalationStatus::Resolved,
+                    "resolved",
+                    "Resolved",
+                    &format!(
+                        "{} acted on {source}, which ends this escalation. No further pages will be sent.",
+                        ctx.user.display_name
+                    ),
+                    &ctx.public_base_url,
+                    now,
+                )
+                .await?;
+            }
+            FollowUp::CloseWaitingDeviation {
+                deviation_id,
+                capa_id,
+            } => {
+                let step = deviation_flow::Step {
+                    by_capa: Some(capa_id),
+                    ..deviation_flow::Step::new(
+                        deviation::DeviationEvent::Close,
+                        None,
+                        Some(format!("CAPA #{capa_id} closed effective")),
+                    )
+                };
+                let done = workflow::transition(
+                    txn,
+                    &ctx.actor(now),
+                    deviation::Entity::tenant_condition(ctx),
+                    deviation_id,
+                    &step,
+                    None,
+                    signer,
+                    async |m| view_value::<deviation_flow::Step>(txn, m, now).await,
+                )
+                .await?;
+                queue.extend(done.follow_ups);
+            }
+        }
+    }
+    Ok(())
+}

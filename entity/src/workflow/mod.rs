@@ -1,0 +1,403 @@
+//! The one transition engine. Every state-changing step of a record with a state machine
+//! (deviation, CAPA, change control, CMO qualification, selection decision) runs
+//! [`transition`] inside the caller's transaction: lock and re-read, version
+//! precondition, guards, the pure machine, the step's effects, the signature row (its id
+//! written by the same compare-and-set), the audit row, the domain event and the
+//! follow-ups on other records. HTTP-free: the api adds password checks and problem+json
+//! around it; the worker can call it as the system.
+//!
+//! A [`Workflow`] is implemented by the *step* (the event with its arguments), so what
+//! an event does sits next to its machine, in one `impl` per record type.
+
+pub mod capa;
+pub mod change;
+pub mod deviation;
+pub mod qualification;
+pub mod selection;
+
+use std::borrow::Cow;
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait};
+use sea_orm::{
+    ActiveModelTrait, Condition, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
+    IntoActiveModel, Iterable, PrimaryKeyToColumn, PrimaryKeyTrait, QueryFilter, QuerySelect,
+};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::audit_trail::{self, Actor, Entry};
+use crate::domain_event::{self, Event};
+use crate::enums::{SignatureMeaning, SignedRecordType, wire_name};
+use crate::escalation;
+use crate::signature::{self, SignatureRecord, Signer};
+
+/// A row with an optimistic-concurrency `version` and an `updated_at`.
+pub trait Versioned {
+    fn version(&self) -> i32;
+    /// Marks a change written at `now`: the next version.
+    fn stamp(&mut self, now: DateTime<Utc>);
+}
+
+macro_rules! versioned {
+    ($($model:path),*) => {
+        $(impl Versioned for $model {
+            fn version(&self) -> i32 {
+                self.version
+            }
+            fn stamp(&mut self, now: DateTime<Utc>) {
+                self.version += 1;
+                self.updated_at = now;
+            }
+        })*
+    };
+}
+versioned!(
+    crate::user::Model,
+    crate::program::Model,
+    crate::team_member::Model,
+    crate::milestone::Model,
+    crate::action_item::Model,
+    crate::gate::item::Model,
+    crate::deviation::Model,
+    crate::capa::Model,
+    crate::change_request::Model,
+    crate::cmo::Model,
+    crate::selection::Model,
+    crate::webhook::Model
+);
+
+/// How the caller should read a refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// Not possible from this state (409 with the allowed events).
+    Illegal,
+    /// Possible, but the request lacks this field (422 `required`).
+    MissingField(&'static str),
+    /// A field of the request has a value the step cannot take (422 with `code`).
+    Invalid {
+        field: &'static str,
+        code: &'static str,
+    },
+    /// Possible, but not for this caller (403).
+    Forbidden,
+}
+
+/// A state machine's refusal of a step.
+pub trait Refusal: std::fmt::Display {
+    fn kind(&self) -> RefusalKind {
+        RefusalKind::Illegal
+    }
+    /// The problem code of an illegal step.
+    fn conflict_code(&self) -> &'static str {
+        "illegal_transition"
+    }
+}
+
+/// How a step is e-signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signing {
+    pub record_type: SignedRecordType,
+    pub meaning: SignatureMeaning,
+}
+
+/// Consequences of a step that the caller completes after the engine ran: emails need the
+/// `mail` crate, which stands on this one.
+#[derive(Debug, Clone)]
+pub enum FollowUp {
+    /// The escalation ended because someone acted on its source (`deviation #12`); tell
+    /// everyone paged.
+    EscalationResolved {
+        escalation: Box<escalation::Model>,
+        source: String,
+    },
+    /// A deviation that waited for this CAPA closes with it (SPEC §4): the caller runs
+    /// [`deviation::Step`] `close` on it, signed by the same signer, in the same
+    /// transaction (its signature binds the deviation as people see it).
+    CloseWaitingDeviation { deviation_id: i64, capa_id: i64 },
+}
+
+/// A record type's state machine, implemented by its step (event plus arguments).
+pub trait Workflow: Sized + Sync {
+    type Entity: EntityTrait<Model = Self::Model>;
+    type Model: Versioned
+        + Clone
+        + Send
+        + Sync
+        + IntoActiveModel<<Self::Entity as EntityTrait>::ActiveModel>;
+    type Status: Copy + Eq + Serialize;
+    type Event: Copy + Eq + Serialize;
+    type Guards: Send;
+    type Refusal: Refusal;
+
+    /// The record's name in the audit trail (`deviation`, `capa`, `cmo_profile`, …).
+    const RECORD: &'static str;
+
+    fn id(m: &Self::Model) -> i64;
+    fn status(m: &Self::Model) -> Self::Status;
+    fn event(&self) -> Self::Event;
+    /// Events the machine offers from this record's state, guards aside.
+    fn allowed_events(m: &Self::Model) -> Vec<Self::Event>;
+    /// The step's reason (kept in the audit trail and on the signature).
+    fn reason(&self) -> Option<String>;
+    /// The audit action (default: the event's wire name).
+    fn audit_action(&self) -> Cow<'static, str> {
+        Cow::Owned(wire_name(&self.event()))
+    }
+
+    /// Facts the guards need beyond the record (counts of linked rows, …). May lock
+    /// related rows: it runs after the record is locked.
+    fn guards<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        m: &Self::Model,
+    ) -> impl Future<Output = Result<Self::Guards, DbErr>> + Send;
+    /// The pure machine: the next status, or why not.
+    fn decide(&self, m: &Self::Model, g: &Self::Guards) -> Result<Self::Status, Self::Refusal>;
+    /// What the event does to the record (status included; version and `updated_at` are
+    /// the engine's).
+    fn apply(&self, m: &mut Self::Model, next: Self::Status, now: DateTime<Utc>);
+
+    /// Whether (and how) the step is e-signed.
+    fn signing(&self) -> Option<Signing> {
+        None
+    }
+    /// Writes the signature's id into the record's column for this step.
+    fn sign(&self, _m: &mut Self::Model, _signature_id: i64) {}
+    /// The canonical record id a signature names (default: the id).
+    fn signed_record_id(m: &Self::Model) -> String {
+        Self::id(m).to_string()
+    }
+
+    /// The domain event the step emits, if any.
+    fn domain_event(&self, _before: &Self::Model, _after: &Self::Model) -> Option<Emitted> {
+        None
+    }
+    /// Changes to other records that the step causes, in the same transaction.
+    fn follow_ups(
+        &self,
+        _conn: &DatabaseTransaction,
+        _actor: &Actor,
+        _before: &Self::Model,
+        _after: &Self::Model,
+    ) -> impl Future<Output = Result<Vec<FollowUp>, DbErr>> + Send {
+        async { Ok(Vec::new()) }
+    }
+}
+
+/// A domain event and who may read it.
+#[derive(Debug, Clone)]
+pub enum Emitted {
+    /// About a program's record: its sponsor and CMO read it.
+    Program { program_id: i64, event: Event },
+    /// Not about a program: only these organizations read it.
+    Organizations {
+        program_id: Option<i64>,
+        sponsor_org_id: i64,
+        cmo_org_id: Option<i64>,
+        event: Event,
+    },
+}
+
+/// The step as written.
+#[derive(Debug, Clone)]
+pub struct Transitioned<M> {
+    pub before: M,
+    pub after: M,
+    pub signature: Option<signature::Model>,
+    pub follow_ups: Vec<FollowUp>,
+}
+
+/// Why a step was not written. Nothing was changed.
+#[derive(Debug)]
+pub enum TransitionError<R> {
+    /// No such record in the caller's scope.
+    NotFound,
+    /// The caller saw another version.
+    Stale {
+        current: i32,
+    },
+    /// The machine refused.
+    Refused {
+        refusal: R,
+        current_state: String,
+        allowed_events: Vec<String>,
+        version: i32,
+    },
+    /// A signed step without a signer.
+    SignerRequired,
+    Db(DbErr),
+}
+
+impl<R> From<DbErr> for TransitionError<R> {
+    fn from(e: DbErr) -> Self {
+        TransitionError::Db(e)
+    }
+}
+
+fn refused<W: Workflow>(m: &W::Model, refusal: W::Refusal) -> TransitionError<W::Refusal> {
+    TransitionError::Refused {
+        refusal,
+        current_state: wire_name(&W::status(m)),
+        allowed_events: W::allowed_events(m).iter().map(wire_name).collect(),
+        version: m.version(),
+    }
+}
+
+/// Runs the guards and the machine on a record read outside the write transaction: a
+/// cheap refusal before a password is checked. [`transition`] checks again under lock.
+pub async fn precheck<W: Workflow>(
+    conn: &impl ConnectionTrait,
+    m: &W::Model,
+    step: &W,
+) -> Result<W::Status, TransitionError<W::Refusal>> {
+    let guards = step.guards(conn, m).await?;
+    step.decide(m, &guards).map_err(|r| refused::<W>(m, r))
+}
+
+/// Runs `step` on record `id` within `scope`, in `txn`. `snapshot` is the record as
+/// people see it: hashed by the signature and kept before/after in the audit trail.
+#[allow(clippy::too_many_arguments)]
+pub async fn transition<W, S>(
+    txn: &DatabaseTransaction,
+    actor: &Actor,
+    scope: Condition,
+    id: i64,
+    step: &W,
+    expected_version: Option<i32>,
+    signer: Option<&Signer>,
+    snapshot: S,
+) -> Result<Transitioned<W::Model>, TransitionError<W::Refusal>>
+where
+    W: Workflow,
+    S: AsyncFn(&W::Model) -> Result<Value, DbErr>,
+    <<W::Entity as EntityTrait>::PrimaryKey as PrimaryKeyTrait>::ValueType: From<i64>,
+{
+    let now = actor.at;
+    // Locked: the guards count rows that a concurrent step on this record could change.
+    let before = W::Entity::find_by_id(id)
+        .filter(scope)
+        .lock_exclusive()
+        .one(txn)
+        .await?
+        .ok_or(TransitionError::NotFound)?;
+    if expected_version.is_some_and(|v| v != before.version()) {
+        return Err(TransitionError::Stale {
+            current: before.version(),
+        });
+    }
+    let guards = step.guards(txn, &before).await?;
+    let next = step
+        .decide(&before, &guards)
+        .map_err(|r| refused::<W>(&before, r))?;
+    let mut after = before.clone();
+    step.apply(&mut after, next, now);
+    after.stamp(now);
+
+    let mut signed = None;
+    if let Some(signing) = step.signing() {
+        let signer = signer.ok_or(TransitionError::SignerRequired)?;
+        // The hash binds the record as written, its signature column still empty.
+        let record_hash = crate::audit::content_hash(&snapshot(&after).await?);
+        let sig = signature::record(
+            txn,
+            signer,
+            now,
+            SignatureRecord {
+                record_type: signing.record_type,
+                record_id: W::signed_record_id(&after),
+                record_hash,
+                meaning: signing.meaning,
+                reason: step.reason(),
+            },
+        )
+        .await?;
+        step.sign(&mut after, sig.id);
+        signed = Some(sig);
+    }
+
+    compare_and_set::<W::Entity>(txn, after.clone(), W::id(&before), before.version())
+        .await?
+        .ok_or_else(|| TransitionError::Stale {
+            current: before.version(),
+        })?;
+    audit_trail::append(
+        txn,
+        actor,
+        Entry::new(W::RECORD, W::id(&after), step.audit_action())
+            .before(snapshot(&before).await?)
+            .after(snapshot(&after).await?)
+            .reason(step.reason()),
+    )
+    .await?;
+    if let Some(emitted) = step.domain_event(&before, &after) {
+        emit(txn, emitted, now).await?;
+    }
+    let follow_ups = step.follow_ups(txn, actor, &before, &after).await?;
+    Ok(Transitioned {
+        before,
+        after,
+        signature: signed,
+        follow_ups,
+    })
+}
+
+/// Appends an emitted domain event (and queues its webhook deliveries).
+pub async fn emit<C: ConnectionTrait>(
+    conn: &C,
+    emitted: Emitted,
+    at: DateTime<Utc>,
+) -> Result<i64, DbErr> {
+    match emitted {
+        Emitted::Program { program_id, event } => {
+            domain_event::emit(conn, program_id, event, at).await
+        }
+        Emitted::Organizations {
+            program_id,
+            sponsor_org_id,
+            cmo_org_id,
+            event,
+        } => {
+            domain_event::emit_to(
+                conn,
+                domain_event::Audience {
+                    program_id,
+                    sponsor_org_id,
+                    cmo_org_id,
+                },
+                event,
+                at,
+            )
+            .await
+        }
+    }
+}
+
+/// Writes `row` (all columns) only if the stored row still has `version`: of two
+/// concurrent writers exactly one wins, across any number of processes. `None` when the
+/// version moved on.
+pub async fn compare_and_set<E>(
+    conn: &impl ConnectionTrait,
+    row: E::Model,
+    id: i64,
+    version: i32,
+) -> Result<Option<E::Model>, DbErr>
+where
+    E: EntityTrait,
+    E::Model: IntoActiveModel<E::ActiveModel> + Clone,
+{
+    let pk = E::PrimaryKey::iter()
+        .next()
+        .ok_or_else(|| DbErr::Custom("entity without primary key".into()))?;
+    let pk_column = pk.into_column();
+    let mut active = row.clone().into_active_model().reset_all();
+    active.not_set(pk_column);
+    let result = E::update_many()
+        .set(active)
+        .filter(Expr::col(pk_column).eq(id))
+        .filter(Expr::col(Alias::new("version")).eq(version))
+        .exec(conn)
+        .await?;
+    Ok((result.rows_affected == 1).then_some(row))
+}
