@@ -347,6 +347,17 @@ async fn pages_climb_the_call_tree_until_someone_acknowledges_by_link(app: &Test
     assert!(
         resolved.to_addrs.contains("qa@acme.test") && resolved.to_addrs.contains("lead@acme.test")
     );
+    // The worker's pages and the api's notices of one escalation share one Message-ID
+    // domain: the public base URL's host.
+    let domains: std::collections::BTreeSet<String> = entity::outbox::Entity::find()
+        .all(&app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.dedupe_key.starts_with(&format!("escalation:{}:", e.id)))
+        .map(|r| r.message_id.rsplit('@').next().unwrap().to_string())
+        .collect();
+    assert_eq!(domains, ["127.0.0.1>".to_string()].into(), "{domains:?}");
     // An expired link (24 h) says so and changes nothing.
     app.clock.set(t0 + TimeDelta::hours(25));
     let expired = anon.get(&qa_link).await;

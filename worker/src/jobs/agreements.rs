@@ -8,7 +8,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use entity::cmo::{self, quality_agreement};
 use entity::outbox::Draft;
 use entity::{Role, organization, schedule, user};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use super::ticks::{self, Tick};
 use super::{JobContext, JobError};
@@ -96,7 +96,7 @@ pub async fn run(
         .into_iter()
         .map(|o| (o.id, o.name))
         .collect();
-    let txn = ctx.db.begin().await?;
+    let txn = entity::db::begin_write(&ctx.db).await?;
     for a in &expiring {
         let superseded = all
             .iter()

@@ -9,7 +9,7 @@ use entity::digest;
 use entity::link_token::Link;
 use entity::outbox::Draft;
 use entity::{job_run, link_secret, program, schedule};
-use sea_orm::{EntityTrait, TransactionTrait};
+use sea_orm::EntityTrait;
 
 use super::ticks::{self, Tick};
 use super::{JobContext, JobError};
@@ -93,7 +93,7 @@ async fn program_digest(
             .date_naive(),
     );
     let subscribers = digest::subscribers(&ctx.db, prog.id).await?;
-    let txn = ctx.db.begin().await?;
+    let txn = entity::db::begin_write(&ctx.db).await?;
     let mut queued = 0;
     for (member, user) in subscribers {
         let unsubscribe = Link::Unsubscribe {

@@ -6,9 +6,7 @@ use chrono::{DateTime, Utc};
 use entity::outbox::{self, OutboxStatus, SendOutcome};
 use lettre::message::Mailbox;
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{
-    ActiveEnum, ColumnTrait, DbBackend, EntityTrait, QueryFilter, Statement, TransactionTrait,
-};
+use sea_orm::{ActiveEnum, ColumnTrait, DbBackend, EntityTrait, QueryFilter, Statement};
 
 use super::{JobContext, JobError};
 use crate::mailer::Mailer;
@@ -162,7 +160,7 @@ async fn record(
     chunk: Vec<(outbox::Model, Result<(), crate::mailer::SendError>)>,
     report: &mut DispatchReport,
 ) -> Result<(), JobError> {
-    let txn = ctx.db.begin().await?;
+    let txn = entity::db::begin_write(&ctx.db).await?;
     let mut sent = Vec::new();
     for (row, result) in chunk {
         let attempts = row.attempts + 1;

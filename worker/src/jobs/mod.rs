@@ -45,3 +45,29 @@ pub enum JobError {
     #[error("template: {0}")]
     Template(String),
 }
+
+#[cfg(test)]
+mod tests {
+    /// A deferred transaction that reads and then writes fails at once on SQLite when
+    /// another process wrote in between (the agreement-expiry job did); every job takes
+    /// the write lock up front with `entity::db::begin_write`.
+    #[test]
+    fn jobs_never_open_a_deferred_transaction() {
+        for (file, source) in [
+            ("agreements.rs", include_str!("agreements.rs")),
+            ("digests.rs", include_str!("digests.rs")),
+            ("dispatch.rs", include_str!("dispatch.rs")),
+            ("escalations.rs", include_str!("escalations.rs")),
+            ("heartbeat.rs", include_str!("heartbeat.rs")),
+            ("overdue.rs", include_str!("overdue.rs")),
+            ("reminders.rs", include_str!("reminders.rs")),
+            ("ticks.rs", include_str!("ticks.rs")),
+            ("webhooks.rs", include_str!("webhooks.rs")),
+        ] {
+            let deferred = [".begin()", ".begin_with_config("];
+            for pattern in deferred {
+                assert!(!source.contains(pattern), "{file} uses {pattern}");
+            }
+        }
+    }
+}

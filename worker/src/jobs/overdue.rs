@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use entity::action_item::{self, ActionStatus};
 use entity::{program, schedule};
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, TransactionTrait};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter};
 
 use super::{JobContext, JobError};
 
@@ -64,7 +64,7 @@ pub async fn overdue_events(
         })
         .collect();
     for chunk in overdue.chunks(CHUNK) {
-        let txn = ctx.db.begin().await?;
+        let txn = entity::db::begin_write(&ctx.db).await?;
         for (a, days) in chunk {
             let marked = action_item::Entity::update_many()
                 .col_expr(

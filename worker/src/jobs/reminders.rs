@@ -14,7 +14,7 @@ use entity::outbox::Draft;
 use entity::team_member::{self, GovernanceTier};
 use entity::{program, schedule, user};
 use mail::reminder::{self, ReminderLine};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use super::ticks::{self, Tick};
 use super::{JobContext, JobError};
@@ -164,7 +164,7 @@ async fn remind_zone(
     let leadership = leadership_by_program(ctx, programs.keys().copied()).await?;
     // One transaction for the zone's emails: a crash before the commit leaves the tick
     // unfinished, and the worker that takes it over queues them (deduplicated) again.
-    let txn = ctx.db.begin().await?;
+    let txn = entity::db::begin_write(&ctx.db).await?;
     for (owner_id, lines) in by_owner {
         let Some(owner) = owners.get(&owner_id) else {
             continue;

@@ -18,7 +18,7 @@ use entity::{domain_event, user};
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
     ActiveEnum, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, DatabaseTransaction, DbBackend,
-    EntityTrait, QueryFilter, Statement, TransactionTrait,
+    EntityTrait, QueryFilter, Statement,
 };
 
 use super::{JobContext, JobError};
@@ -243,7 +243,7 @@ async fn record(
     subs: &HashMap<i64, webhook::Model>,
     report: &mut DeliveryReport,
 ) -> Result<(), JobError> {
-    let txn = ctx.db.begin().await?;
+    let txn = entity::db::begin_write(&ctx.db).await?;
     let mut log = Vec::with_capacity(chunk.len());
     // Per subscription: failures in this chunk, whether one succeeded, and a 410.
     let mut streaks: HashMap<i64, (i32, bool, bool)> = HashMap::new();
