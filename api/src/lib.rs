@@ -18,3 +18,4 @@ pub mod routes;
 pub mod secrets;
 pub mod signing;
 pub mod state;
+pub mod views;

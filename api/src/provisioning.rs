@@ -7,10 +7,8 @@ use entity::{OrgKind, Role, api_token, organization, user};
 use sea_orm::{ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ConnectionTrait};
 
 use crate::error::ApiResult;
-use crate::routes::organizations::OrganizationView;
-use crate::routes::snapshot;
-use crate::routes::tokens::TokenView;
-use crate::routes::users::UserView;
+use crate::views::identity::{OrganizationView, TokenView, UserView};
+use crate::views::snapshot;
 
 pub struct NewUser {
     pub email: String,

@@ -263,18 +263,6 @@ pub fn needs_signature(event: CapaEvent) -> bool {
     matches!(event, CapaEvent::ApprovePlan | CapaEvent::Close)
 }
 
-impl crate::workflow::Refusal for CapaTransitionError {
-    fn kind(&self) -> crate::workflow::RefusalKind {
-        use crate::workflow::RefusalKind;
-        match self {
-            Self::ReasonRequired => RefusalKind::MissingField("reason"),
-            Self::DueDateRequired => RefusalKind::MissingField("effectiveness_due"),
-            Self::OutcomeRequired => RefusalKind::MissingField("outcome"),
-            _ => RefusalKind::Illegal,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

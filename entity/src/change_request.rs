@@ -181,17 +181,6 @@ pub fn needs_signature(event: ChangeEvent) -> bool {
     matches!(event, ChangeEvent::Approve | ChangeEvent::Reject)
 }
 
-impl crate::workflow::Refusal for ChangeTransitionError {
-    fn kind(&self) -> crate::workflow::RefusalKind {
-        use crate::workflow::RefusalKind;
-        match self {
-            Self::ReasonRequired => RefusalKind::MissingField("reason"),
-            Self::MajorNeedsQuality => RefusalKind::Forbidden,
-            _ => RefusalKind::Illegal,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -351,16 +351,6 @@ pub fn normalize_tags(tags: &[String]) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-impl crate::workflow::Refusal for QualificationError {
-    fn kind(&self) -> crate::workflow::RefusalKind {
-        use crate::workflow::RefusalKind;
-        match self {
-            Self::ReasonRequired => RefusalKind::MissingField("reason"),
-            _ => RefusalKind::Illegal,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -230,17 +230,6 @@ pub enum DeviationTransitionError {
     CriticalityChangeNeedsReason,
 }
 
-impl crate::workflow::Refusal for DeviationTransitionError {
-    fn kind(&self) -> crate::workflow::RefusalKind {
-        match self {
-            Self::ReasonRequired | Self::CriticalityChangeNeedsReason => {
-                crate::workflow::RefusalKind::MissingField("reason")
-            }
-            _ => crate::workflow::RefusalKind::Illegal,
-        }
-    }
-}
-
 impl Model {
     /// Method, category and narrative are all recorded.
     pub fn has_root_cause(&self) -> bool {

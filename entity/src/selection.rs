@@ -195,21 +195,6 @@ pub enum SelectionError {
     NotACandidate,
 }
 
-impl crate::workflow::Refusal for SelectionError {
-    fn kind(&self) -> crate::workflow::RefusalKind {
-        match self {
-            Self::AlreadyDecided => crate::workflow::RefusalKind::Illegal,
-            Self::NotACandidate => crate::workflow::RefusalKind::Invalid {
-                field: "cmo_org_id",
-                code: "unknown_candidate",
-            },
-        }
-    }
-    fn conflict_code(&self) -> &'static str {
-        "evaluation_decided"
-    }
-}
-
 /// The selection's machine: an open evaluation is decided once, for one of its
 /// candidates.
 pub fn transition(

@@ -4,10 +4,8 @@ use actix_web::{get, web};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::organizations::OrganizationView;
-use super::tokens::TokenView;
-use super::users::UserView;
 use crate::auth::AuthContext;
+use crate::views::identity::{OrganizationView, TokenView, UserView};
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Me {

@@ -323,9 +323,6 @@ where
 
 pub use entity::enums::wire_name;
 
-/// Serializes a view for the audit trail.
-pub fn snapshot<T: Serialize>(view: &T) -> serde_json::Value {
-    serde_json::to_value(view).unwrap_or(serde_json::Value::Null)
-}
+pub use crate::views::snapshot;
 
 pub use crate::extract::{ApiJson, Checks, Validate};

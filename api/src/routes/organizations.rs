@@ -1,50 +1,19 @@
 //! Organizations: the sponsor and the CMOs it works with.
 
 use actix_web::{HttpResponse, get, post, web};
-use chrono::{DateTime, Utc};
 use entity::audit_trail::Actor;
 use entity::{OrgKind, Role, organization};
 use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::tokens::IssuedToken;
-use super::users::UserView;
 use super::{ApiJson, Checks, Page, Validate, fetch_page};
 use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::provisioning::{self, NewUser};
 use crate::state::AppState;
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[schema(example = json!({
-    "id": 2, "name": "Lonza Visp", "kind": "cmo", "parent_org_id": 1,
-    "created_at": "2026-11-23T09:00:00Z", "updated_at": "2026-11-23T09:00:00Z", "version": 1
-}))]
-pub struct OrganizationView {
-    pub id: i64,
-    pub name: String,
-    pub kind: OrgKind,
-    /// The sponsor that registered this partner organization.
-    pub parent_org_id: Option<i64>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub version: i32,
-}
-
-impl From<&organization::Model> for OrganizationView {
-    fn from(m: &organization::Model) -> Self {
-        Self {
-            id: m.id,
-            name: m.name.clone(),
-            kind: m.kind,
-            parent_org_id: m.parent_org_id,
-            created_at: m.created_at,
-            updated_at: m.updated_at,
-            version: m.version,
-        }
-    }
-}
+use crate::views::identity::UserView;
+use crate::views::identity::{IssuedToken, OrganizationView};
 
 /// The first administrator of a new organization.
 #[derive(Debug, Deserialize, ToSchema)]

@@ -6,7 +6,7 @@ use entity::api_token;
 use entity::audit_trail::{self, Entry};
 use entity::user;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{ApiJson, Checks, Page, Validate, fetch_page, snapshot};
@@ -14,56 +14,7 @@ use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::provisioning;
 use crate::state::AppState;
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[schema(example = json!({
-    "id": 4, "user_id": 3, "issued_by_user_id": 1, "name": "LIMS integration", "token_prefix": "cmo_3f9a2c1b",
-    "created_at": "2026-11-23T09:00:00Z", "expires_at": "2027-11-23T00:00:00Z",
-    "revoked_at": null, "last_used_at": null
-}))]
-pub struct TokenView {
-    pub id: i64,
-    pub user_id: i64,
-    /// Who issued the token (`null`: the bootstrap command).
-    pub issued_by_user_id: Option<i64>,
-    pub name: String,
-    /// First characters of the secret, to tell tokens apart.
-    pub token_prefix: String,
-    pub created_at: DateTime<Utc>,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub revoked_at: Option<DateTime<Utc>>,
-    /// Last use, recorded to the minute.
-    pub last_used_at: Option<DateTime<Utc>>,
-}
-
-impl From<&api_token::Model> for TokenView {
-    fn from(m: &api_token::Model) -> Self {
-        Self {
-            id: m.id,
-            user_id: m.user_id,
-            issued_by_user_id: m.issued_by_user_id,
-            name: m.name.clone(),
-            token_prefix: m.token_prefix.clone(),
-            created_at: m.created_at,
-            expires_at: m.expires_at,
-            revoked_at: m.revoked_at,
-            last_used_at: m.last_used_at,
-        }
-    }
-}
-
-/// A newly issued token with its secret. The secret is shown only in this response.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({
-    "token": {"id": 4, "user_id": 3, "issued_by_user_id": 1, "name": "LIMS integration", "token_prefix": "cmo_3f9a2c1b",
-              "created_at": "2026-11-23T09:00:00Z", "expires_at": null, "revoked_at": null, "last_used_at": null},
-    "secret": "cmo_3f9a2c1b8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b"
-}))]
-pub struct IssuedToken {
-    pub token: TokenView,
-    /// Send as `Authorization: Bearer <secret>`. Not retrievable later.
-    pub secret: String,
-}
+use crate::views::identity::{IssuedToken, TokenView};
 
 impl IssuedToken {
     pub fn new(token: &api_token::Model, secret: String) -> Self {

@@ -1,11 +1,10 @@
 //! Users of the caller's organization.
 
 use actix_web::{HttpRequest, HttpResponse, get, patch, post, put, web};
-use chrono::{DateTime, Utc};
 use entity::audit_trail::{self, Entry};
 use entity::{Role, user};
 use sea_orm::{ActiveValue::Set, ColumnTrait, QueryFilter, QueryOrder};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
@@ -15,53 +14,7 @@ use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::provisioning::{self, NewUser};
 use crate::state::AppState;
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[schema(example = json!({
-    "id": 3, "org_id": 1, "email": "qa.lead@acme.test", "display_name": "Quinn Alvarez",
-    "role": "quality", "time_zone": "America/New_York", "phone": "+1 617 555 0142", "active": true, "has_password": true,
-    "password_is_temporary": false,
-    "created_at": "2026-11-23T09:00:00Z", "updated_at": "2026-11-23T09:00:00Z", "version": 1
-}))]
-pub struct UserView {
-    pub id: i64,
-    pub org_id: i64,
-    pub email: String,
-    pub display_name: String,
-    pub role: Role,
-    /// IANA time zone used for this user's emails.
-    pub time_zone: String,
-    /// Shown in escalation call trees.
-    pub phone: Option<String>,
-    pub active: bool,
-    /// Whether a signing password is set (needed for e-signatures).
-    pub has_password: bool,
-    /// The password was set by an admin and must be replaced by the user before signing.
-    pub password_is_temporary: bool,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub version: i32,
-}
-
-impl From<&user::Model> for UserView {
-    fn from(m: &user::Model) -> Self {
-        Self {
-            id: m.id,
-            org_id: m.org_id,
-            email: m.email.clone(),
-            display_name: m.display_name.clone(),
-            role: m.role,
-            time_zone: m.time_zone.clone(),
-            phone: m.phone.clone(),
-            active: m.active,
-            has_password: m.password_hash.is_some(),
-            password_is_temporary: m.password_is_temporary,
-            created_at: m.created_at,
-            updated_at: m.updated_at,
-            version: m.version,
-        }
-    }
-}
+use crate::views::identity::UserView;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -186,6 +186,19 @@ impl Workflow for Step {
     }
 }
 
+/// How the caller reads each refusal of the machine.
+impl super::Refusal for CapaTransitionError {
+    fn kind(&self) -> super::RefusalKind {
+        use super::RefusalKind;
+        match self {
+            Self::ReasonRequired => RefusalKind::MissingField("reason"),
+            Self::DueDateRequired => RefusalKind::MissingField("effectiveness_due"),
+            Self::OutcomeRequired => RefusalKind::MissingField("outcome"),
+            _ => RefusalKind::Illegal,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

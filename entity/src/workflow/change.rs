@@ -121,6 +121,18 @@ impl Workflow for Step {
     }
 }
 
+/// How the caller reads each refusal of the machine.
+impl super::Refusal for ChangeTransitionError {
+    fn kind(&self) -> super::RefusalKind {
+        use super::RefusalKind;
+        match self {
+            Self::ReasonRequired => RefusalKind::MissingField("reason"),
+            Self::MajorNeedsQuality => RefusalKind::Forbidden,
+            _ => RefusalKind::Illegal,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -338,6 +338,18 @@ pub async fn floor_rule<C: ConnectionTrait>(
     Ok(())
 }
 
+/// How the caller reads each refusal of the machine.
+impl super::Refusal for DeviationTransitionError {
+    fn kind(&self) -> super::RefusalKind {
+        match self {
+            Self::ReasonRequired | Self::CriticalityChangeNeedsReason => {
+                super::RefusalKind::MissingField("reason")
+            }
+            _ => super::RefusalKind::Illegal,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -92,6 +92,17 @@ impl Workflow for Step {
     }
 }
 
+/// How the caller reads each refusal of the machine.
+impl super::Refusal for QualificationError {
+    fn kind(&self) -> super::RefusalKind {
+        use super::RefusalKind;
+        match self {
+            Self::ReasonRequired => RefusalKind::MissingField("reason"),
+            _ => RefusalKind::Illegal,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

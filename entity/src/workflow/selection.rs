@@ -94,6 +94,22 @@ impl Workflow for Decide {
     }
 }
 
+/// How the caller reads each refusal of the machine.
+impl super::Refusal for SelectionError {
+    fn kind(&self) -> super::RefusalKind {
+        match self {
+            Self::AlreadyDecided => super::RefusalKind::Illegal,
+            Self::NotACandidate => super::RefusalKind::Invalid {
+                field: "cmo_org_id",
+                code: "unknown_candidate",
+            },
+        }
+    }
+    fn conflict_code(&self) -> &'static str {
+        "evaluation_decided"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
