@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 pub mod fallback;
 pub mod idempotency;
+pub mod local_dates;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;

@@ -78,6 +78,22 @@ pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
 
+impl Model {
+    /// The program's two sides, for access rules.
+    pub fn sides(&self) -> crate::access::ProgramSides {
+        crate::access::ProgramSides {
+            sponsor_org_id: self.sponsor_org_id,
+            cmo_org_id: self.cmo_org_id,
+        }
+    }
+
+    /// The program's local date at `now` (its time zone; UTC if the zone is unknown).
+    pub fn today(&self, now: chrono::DateTime<chrono::Utc>) -> chrono::NaiveDate {
+        now.with_timezone(&crate::schedule::zone(&self.time_zone))
+            .date_naive()
+    }
+}
+
 /// Programs a member of `org_id` may see: those its org sponsors or manufactures.
 pub fn visible_to(org_id: i64) -> sea_orm::Condition {
     sea_orm::Condition::any()

@@ -8,20 +8,19 @@ use entity::audit_trail::{self, Entry};
 use entity::{program, user};
 use sea_orm::sea_query::IntoCondition;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, Condition,
-    ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
+    QueryFilter, QueryOrder,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::local_dates::ProgramDates;
-use super::milestones::program_today;
-use super::programs::sides;
+use super::write::{Patched, insert_audited, update_versioned};
 use super::{
     ApiJson, Checks, Page, Validate, compare_and_set, expected_version, fetch_page, snapshot,
 };
 use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
+use crate::local_dates::ProgramDates;
 use crate::state::AppState;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -100,30 +99,29 @@ pub async fn insert<C: ConnectionTrait>(
     today: NaiveDate,
     new: NewAction,
 ) -> ApiResult<action_item::Model> {
-    let created = action_item::ActiveModel {
-        id: NotSet,
-        program_id: Set(new.program_id),
-        title: Set(new.title),
-        description: Set(new.description),
-        owner_user_id: Set(new.owner_user_id),
-        due_date: Set(new.due_date),
-        source: Set(new.source),
-        source_id: Set(new.source_id),
-        status: Set(ActionStatus::Open),
-        snoozed_until: Set(None),
-        snooze_reason: Set(None),
-        completed_at: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-        version: Set(1),
-        overdue_event_for: Set(None),
-    }
-    .insert(conn)
-    .await?;
-    audit_trail::append(
+    let (created, _) = insert_audited(
         conn,
         &ctx.actor(now),
-        Entry::new("action_item", created.id, "create").after(snapshot(&view(&created, today))),
+        "action_item",
+        action_item::ActiveModel {
+            id: NotSet,
+            program_id: Set(new.program_id),
+            title: Set(new.title),
+            description: Set(new.description),
+            owner_user_id: Set(new.owner_user_id),
+            due_date: Set(new.due_date),
+            source: Set(new.source),
+            source_id: Set(new.source_id),
+            status: Set(ActionStatus::Open),
+            snoozed_until: Set(None),
+            snooze_reason: Set(None),
+            completed_at: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+            version: Set(1),
+            overdue_event_for: Set(None),
+        },
+        async |created| Ok(view(created, today)),
     )
     .await?;
     Ok(created)
@@ -151,7 +149,7 @@ async fn check_owner<C: ConnectionTrait>(
 
 /// Owners act on their own items; program managers and admins of either side on all.
 fn may_act_on(ctx: &AuthContext, prog: &program::Model, item: &action_item::Model) -> bool {
-    may_update_plan(ctx.caller(), sides(prog), Some(item.owner_user_id))
+    may_update_plan(ctx.caller(), prog.sides(), Some(item.owner_user_id))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -219,7 +217,7 @@ pub async fn create_action_item(
     let b = body.into_inner();
     let txn = entity::db::begin_write(&state.db).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
-    if !may_update_plan(ctx.caller(), sides(&prog), None) {
+    if !may_update_plan(ctx.caller(), prog.sides(), None) {
         return Err(ApiError::Forbidden(
             "program managers and admins create action items".to_string(),
         ));
@@ -239,7 +237,7 @@ pub async fn create_action_item(
         }
     }
     let now = state.clock.now();
-    let today = program_today(&prog, now);
+    let today = prog.today(now);
     let created = insert(
         &txn,
         &ctx,
@@ -357,7 +355,7 @@ pub async fn get_action_item(
 ) -> ApiResult<web::Json<ActionItemView>> {
     let a = find_scoped::<action_item::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
     let prog = find_scoped::<program::Entity, _>(&state.db, &ctx, a.program_id).await?;
-    Ok(web::Json(view(&a, program_today(&prog, state.clock.now()))))
+    Ok(web::Json(view(&a, prog.today(state.clock.now()))))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -413,79 +411,78 @@ pub async fn update_action_item(
     body: ApiJson<UpdateActionItem>,
 ) -> ApiResult<web::Json<ActionItemView>> {
     let b = body.into_inner();
-    let version = expected_version(&req, b.version)?;
-    let txn = entity::db::begin_write(&state.db).await?;
-    let current = find_scoped::<action_item::Entity, _>(&txn, &ctx, id.into_inner()).await?;
-    let prog = find_scoped::<program::Entity, _>(&txn, &ctx, current.program_id).await?;
-    if !may_act_on(&ctx, &prog, &current) {
-        return Err(ApiError::Forbidden(
-            "not allowed to change this action item".to_string(),
-        ));
-    }
-    if let Some(owner) = b.owner_user_id
-        && owner != current.owner_user_id
-    {
-        if !may_update_plan(ctx.caller(), sides(&prog), None) {
-            return Err(ApiError::Forbidden(
-                "program managers and admins reassign action items".to_string(),
-            ));
-        }
-        check_owner(&txn, &prog, owner).await?;
-    }
-    if current.version != version {
-        return Err(ApiError::stale_version(current.version));
-    }
-    if let Some(due) = b.due_date
-        && due != current.due_date
-        && !may_update_plan(ctx.caller(), sides(&prog), None)
-    {
-        // Owners defer with a snooze (and its reason); moving the date is the managers' call.
-        return Err(ApiError::Forbidden(
-            "program managers and admins move due dates".to_string(),
-        ));
-    }
-    if current.source == ActionSource::Capa && b.due_date.is_some_and(|d| d != current.due_date) {
-        return Err(ApiError::conflict(
-            "use_extension_request",
-            "a CAPA action's due date moves only through an approved extension request",
-        ));
-    }
-    let now = state.clock.now();
-    let today = program_today(&prog, now);
-    let mut active: action_item::ActiveModel = current.clone().into();
-    if let Some(v) = b.title {
-        active.title = Set(v.trim().to_string());
-    }
-    if let Some(v) = b.description {
-        active.description = Set(Some(v));
-    }
-    if let Some(v) = b.owner_user_id {
-        active.owner_user_id = Set(v);
-    }
-    if let Some(v) = b.due_date {
-        active.due_date = Set(v);
-    }
-    active.updated_at = Set(now);
-    active.version = Set(current.version + 1);
-    let updated =
-        compare_and_set::<action_item::Entity, _>(&txn, active, current.id, current.version)
-            .await?;
-    let action = if updated.owner_user_id != current.owner_user_id {
-        "assign"
-    } else {
-        "update"
-    };
-    audit_trail::append(
-        &txn,
-        &ctx.actor(now),
-        Entry::new("action_item", updated.id, action)
-            .before(snapshot(&view(&current, today)))
-            .after(snapshot(&view(&updated, today)))
-            .reason(b.reason),
+    // The item's program, read while authorizing: its managers and its local date.
+    let program = std::cell::RefCell::new(None);
+    let view = update_versioned::<action_item::Entity, _>(
+        &state,
+        &ctx,
+        &req,
+        id.into_inner(),
+        b.version,
+        "action_item",
+        async |txn, current| {
+            let prog = find_scoped::<program::Entity, _>(txn, &ctx, current.program_id).await?;
+            ctx.require(
+                may_act_on(&ctx, &prog, current),
+                "not allowed to change this action item",
+            )?;
+            if let Some(owner) = b.owner_user_id
+                && owner != current.owner_user_id
+            {
+                ctx.require(
+                    may_update_plan(ctx.caller(), prog.sides(), None),
+                    "program managers and admins reassign action items",
+                )?;
+                check_owner(txn, &prog, owner).await?;
+            }
+            program.replace(Some(prog));
+            Ok(())
+        },
+        |current, a| {
+            let manager = program
+                .borrow()
+                .as_ref()
+                .is_some_and(|p| may_update_plan(ctx.caller(), p.sides(), None));
+            if b.due_date.is_some_and(|due| due != current.due_date) {
+                // Owners defer with a snooze (and its reason); moving the date is the
+                // managers' call, and a CAPA action's only through an extension request.
+                ctx.require(manager, "program managers and admins move due dates")?;
+                if current.source == ActionSource::Capa {
+                    return Err(ApiError::conflict(
+                        "use_extension_request",
+                        "a CAPA action's due date moves only through an approved extension request",
+                    ));
+                }
+            }
+            if let Some(v) = b.title {
+                a.title = v.trim().to_string();
+            }
+            if let Some(v) = b.description {
+                a.description = Some(v);
+            }
+            if let Some(v) = b.owner_user_id {
+                a.owner_user_id = v;
+            }
+            if let Some(v) = b.due_date {
+                a.due_date = v;
+            }
+            let reassigned = a.owner_user_id != current.owner_user_id;
+            Ok(Patched {
+                action: if reassigned { "assign" } else { "update" },
+                reason: b.reason,
+            })
+        },
+        async |_, a| {
+            let today = program
+                .borrow()
+                .as_ref()
+                .map(|p| p.today(state.clock.now()))
+                .unwrap_or_else(|| state.clock.now().date_naive());
+            Ok(view(a, today))
+        },
     )
     .await?;
-    txn.commit().await?;
-    Ok(web::Json(view(&updated, today)))
+    Ok(web::Json(view))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -568,7 +565,7 @@ pub async fn transition_action_item(
             }
         })?;
     let now = state.clock.now();
-    let today = program_today(&prog, now);
+    let today = prog.today(now);
     let mut active: action_item::ActiveModel = current.clone().into();
     active.status = Set(next);
     active.completed_at = Set(if next == ActionStatus::Done {
@@ -662,7 +659,7 @@ pub async fn snooze_action_item(
         }
     }
     let now = state.clock.now();
-    let today = program_today(&prog, now);
+    let today = prog.today(now);
     if b.until < today {
         return Err(ApiError::invalid(
             "until",

@@ -20,14 +20,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::actions::{self, ActionItemView, NewAction};
-use super::local_dates::ProgramDates;
-use super::milestones::program_today;
 use super::transition::{ApiStep, run_step};
-use super::{
-    ApiJson, Checks, Page, Validate, compare_and_set, expected_version, fetch_page, snapshot,
-};
+use super::write::{Patched, update_versioned};
+use super::{ApiJson, Checks, Page, Validate, compare_and_set, fetch_page, snapshot};
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked, scoped};
 use crate::error::{ApiError, ApiResult};
+use crate::local_dates::ProgramDates;
 use crate::state::AppState;
 use entity::workflow::capa as capa_flow;
 
@@ -393,7 +391,7 @@ pub async fn get_capa(
     let c = find_scoped::<capa::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
     let prog = find_scoped::<program::Entity, _>(&state.db, &ctx, c.program_id).await?;
     Ok(web::Json(
-        detail(&state.db, &c, program_today(&prog, state.clock.now())).await?,
+        detail(&state.db, &c, prog.today(state.clock.now())).await?,
     ))
 }
 
@@ -465,7 +463,7 @@ pub async fn add_capa_action(
         ));
     }
     let now = state.clock.now();
-    let today = program_today(&prog, now);
+    let today = prog.today(now);
     let item = actions::insert(
         &txn,
         &ctx,
@@ -916,47 +914,39 @@ pub async fn update_capa(
     body: ApiJson<UpdateCapa>,
 ) -> ApiResult<web::Json<CapaView>> {
     let b = body.into_inner();
-    let version = expected_version(&req, b.version)?;
-    let txn = entity::db::begin_write(&state.db).await?;
-    let current = find_scoped::<capa::Entity, _>(&txn, &ctx, id.into_inner()).await?;
-    if !ctx.user.role.handles_quality_records() {
-        return Err(ApiError::Forbidden(
-            "only quality, program managers and admins change CAPAs".to_string(),
-        ));
-    }
-    if matches!(current.status, CapaStatus::Closed | CapaStatus::Cancelled) {
-        return Err(ApiError::conflict(
-            "capa_closed",
-            "the CAPA is closed or cancelled",
-        ));
-    }
-    if current.version != version {
-        return Err(ApiError::stale_version(current.version));
-    }
-    let now = state.clock.now();
-    let mut active: capa::ActiveModel = current.clone().into();
-    if let Some(v) = b.title {
-        active.title = Set(v.trim().to_string());
-    }
-    if let Some(v) = b.description {
-        active.description = Set(v);
-    }
-    active.updated_at = Set(now);
-    active.version = Set(current.version + 1);
-    let updated =
-        compare_and_set::<capa::Entity, _>(&txn, active, current.id, current.version).await?;
-    let after = render(&txn, &updated).await?;
-    audit_trail::append(
-        &txn,
-        &ctx.actor(now),
-        Entry::new("capa", updated.id, "update")
-            .before(snapshot(&render(&txn, &current).await?))
-            .after(snapshot(&after))
-            .reason(Some(b.reason)),
+    let view = update_versioned::<capa::Entity, _>(
+        &state,
+        &ctx,
+        &req,
+        id.into_inner(),
+        b.version,
+        "capa",
+        async |_, current| {
+            ctx.require(
+                ctx.user.role.handles_quality_records(),
+                "only quality, program managers and admins change CAPAs",
+            )?;
+            if matches!(current.status, CapaStatus::Closed | CapaStatus::Cancelled) {
+                return Err(ApiError::conflict(
+                    "capa_closed",
+                    "the CAPA is closed or cancelled",
+                ));
+            }
+            Ok(())
+        },
+        |_, c| {
+            if let Some(v) = b.title {
+                c.title = v.trim().to_string();
+            }
+            if let Some(v) = b.description {
+                c.description = v;
+            }
+            Ok(Patched::update(Some(b.reason)))
+        },
+        async |txn, c| render(txn, c).await,
     )
     .await?;
-    txn.commit().await?;
-    Ok(web::Json(after))
+    Ok(web::Json(view))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -4,22 +4,19 @@
 use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
 use chrono::{DateTime, NaiveDate, Utc};
 use entity::action_item::ActionSource;
-use entity::audit_trail::{self, Entry};
 use entity::change_request::{self, ChangeClass, ChangeEvent, ChangeStatus};
 use entity::program;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait,
-    EntityTrait, QueryFilter, QueryOrder,
+    ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::actions::{self, ActionItemView, NewAction};
-use super::milestones::program_today;
 use super::transition::{ApiStep, run_step};
-use super::{
-    ApiJson, Checks, Page, Validate, compare_and_set, expected_version, fetch_page, snapshot,
-};
+use super::write::{Patched, insert_audited, update_versioned};
+use super::{ApiJson, Checks, Page, Validate, fetch_page};
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -139,31 +136,30 @@ pub async fn create_change(
         ));
     }
     let now = state.clock.now();
-    let created = change_request::ActiveModel {
-        id: NotSet,
-        program_id: Set(prog.id),
-        title: Set(b.title.trim().to_string()),
-        description: Set(b.description),
-        justification: Set(b.justification),
-        classification: Set(b.classification),
-        impact_product_quality: Set(None),
-        impact_validation: Set(None),
-        impact_regulatory: Set(None),
-        status: Set(ChangeStatus::Draft),
-        decision_signature_id: Set(None),
-        decision_reason: Set(None),
-        requested_by_user_id: Set(ctx.user.id),
-        closed_at: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-        version: Set(1),
-    }
-    .insert(&txn)
-    .await?;
-    audit_trail::append(
+    let (created, _) = insert_audited(
         &txn,
         &ctx.actor(now),
-        Entry::new("change_request", created.id, "create").after(snapshot(&view(&created))),
+        "change_request",
+        change_request::ActiveModel {
+            id: NotSet,
+            program_id: Set(prog.id),
+            title: Set(b.title.trim().to_string()),
+            description: Set(b.description),
+            justification: Set(b.justification),
+            classification: Set(b.classification),
+            impact_product_quality: Set(None),
+            impact_validation: Set(None),
+            impact_regulatory: Set(None),
+            status: Set(ChangeStatus::Draft),
+            decision_signature_id: Set(None),
+            decision_reason: Set(None),
+            requested_by_user_id: Set(ctx.user.id),
+            closed_at: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+            version: Set(1),
+        },
+        async |created| Ok(view(created)),
     )
     .await?;
     txn.commit().await?;
@@ -310,71 +306,63 @@ pub async fn update_change(
     body: ApiJson<UpdateChange>,
 ) -> ApiResult<web::Json<ChangeView>> {
     let b = body.into_inner();
-    let version = expected_version(&req, b.version)?;
-    let txn = entity::db::begin_write(&state.db).await?;
-    let current = find_scoped::<change_request::Entity, _>(&txn, &ctx, id.into_inner()).await?;
-    if !ctx.user.role.handles_quality_records() {
-        return Err(ApiError::Forbidden(
-            "only quality, program managers and admins edit changes".to_string(),
-        ));
-    }
-    if !matches!(
-        current.status,
-        ChangeStatus::Draft | ChangeStatus::ImpactAssessment
-    ) {
-        return Err(ApiError::conflict(
-            "change_decided",
-            "a decided change is not edited",
-        ));
-    }
-    if current.version != version {
-        return Err(ApiError::stale_version(current.version));
-    }
-    let now = state.clock.now();
-    let mut active: change_request::ActiveModel = current.clone().into();
-    if let Some(v) = b.title {
-        active.title = Set(v.trim().to_string());
-    }
-    if let Some(v) = b.description {
-        active.description = Set(v);
-    }
-    if let Some(v) = b.classification
-        && v != current.classification
-    {
-        // Who must approve depends on it: fixed once the change is submitted.
-        if current.status != ChangeStatus::Draft {
-            return Err(ApiError::conflict(
-                "classification_fixed",
-                "the classification is fixed once the change is submitted",
-            ));
-        }
-        active.classification = Set(v);
-    }
-    if let Some(v) = b.impact_product_quality {
-        active.impact_product_quality = Set(Some(v));
-    }
-    if let Some(v) = b.impact_validation {
-        active.impact_validation = Set(Some(v));
-    }
-    if let Some(v) = b.impact_regulatory {
-        active.impact_regulatory = Set(Some(v));
-    }
-    active.updated_at = Set(now);
-    active.version = Set(current.version + 1);
-    let updated =
-        compare_and_set::<change_request::Entity, _>(&txn, active, current.id, current.version)
-            .await?;
-    audit_trail::append(
-        &txn,
-        &ctx.actor(now),
-        Entry::new("change_request", updated.id, "update")
-            .before(snapshot(&view(&current)))
-            .after(snapshot(&view(&updated)))
-            .reason(Some(b.reason)),
+    let view = update_versioned::<change_request::Entity, _>(
+        &state,
+        &ctx,
+        &req,
+        id.into_inner(),
+        b.version,
+        "change_request",
+        async |_, current| {
+            ctx.require(
+                ctx.user.role.handles_quality_records(),
+                "only quality, program managers and admins edit changes",
+            )?;
+            if !matches!(
+                current.status,
+                ChangeStatus::Draft | ChangeStatus::ImpactAssessment
+            ) {
+                return Err(ApiError::conflict(
+                    "change_decided",
+                    "a decided change is not edited",
+                ));
+            }
+            Ok(())
+        },
+        |current, c| {
+            if let Some(v) = b.classification
+                && v != current.classification
+            {
+                // Who must approve depends on it: fixed once the change is submitted.
+                if current.status != ChangeStatus::Draft {
+                    return Err(ApiError::conflict(
+                        "classification_fixed",
+                        "the classification is fixed once the change is submitted",
+                    ));
+                }
+                c.classification = v;
+            }
+            if let Some(v) = b.title {
+                c.title = v.trim().to_string();
+            }
+            if let Some(v) = b.description {
+                c.description = v;
+            }
+            if let Some(v) = b.impact_product_quality {
+                c.impact_product_quality = Some(v);
+            }
+            if let Some(v) = b.impact_validation {
+                c.impact_validation = Some(v);
+            }
+            if let Some(v) = b.impact_regulatory {
+                c.impact_regulatory = Some(v);
+            }
+            Ok(Patched::update(Some(b.reason)))
+        },
+        async |_, c| Ok(view(c)),
     )
     .await?;
-    txn.commit().await?;
-    Ok(web::Json(view(&updated)))
+    Ok(web::Json(view))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -448,7 +436,7 @@ pub async fn add_change_task(
         ));
     }
     let now = state.clock.now();
-    let today = program_today(&prog, now);
+    let today = prog.today(now);
     let item = actions::insert(
         &txn,
         &ctx,

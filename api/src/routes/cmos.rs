@@ -21,7 +21,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::transition::{ApiStep, run_step};
-use super::{Page, compare_and_set, expected_version, snapshot, wire_name};
+use super::write::{Patched, update_versioned};
+use super::{Page, snapshot, wire_name};
 use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Checks, Validate};
@@ -369,58 +370,53 @@ pub async fn update_cmo(
     body: ApiJson<UpdateCmo>,
 ) -> ApiResult<web::Json<CmoView>> {
     let b = body.into_inner();
-    let version = expected_version(&req, b.version)?;
-    let txn = entity::db::begin_write(&state.db).await?;
-    let current = find_scoped::<cmo::Entity, _>(&txn, &ctx, id.into_inner()).await?;
-    if !may_edit_profile(&ctx, &current) {
-        return Err(ApiError::Forbidden(
-            "the sponsor's admins, program managers and quality, or the CMO's own admins, edit a profile"
-                .to_string(),
-        ));
-    }
-    if current.version != version {
-        return Err(ApiError::stale_version(current.version));
-    }
-    let now = state.clock.now();
-    let mut active: cmo::ActiveModel = current.clone().into();
-    let json = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
-    if let Some(t) = &b.dosage_forms {
-        active.dosage_forms = Set(json(&cmo::normalize_tags(t).unwrap_or_default()));
-    }
-    if let Some(t) = &b.modalities {
-        active.modalities = Set(json(&cmo::normalize_tags(t).unwrap_or_default()));
-    }
-    if let Some(v) = b.sterile_fill_finish {
-        active.sterile_fill_finish = Set(v);
-    }
-    if let Some(v) = b.high_potency {
-        active.high_potency = Set(v);
-    }
-    if let Some(v) = b.cold_chain {
-        active.cold_chain = Set(v);
-    }
-    if let Some(v) = b.max_batch_liters {
-        active.max_batch_liters = Set(Some(v));
-    }
-    if let Some(c) = &b.contacts {
-        active.contacts = Set(serde_json::to_string(c).unwrap_or_else(|_| "[]".into()));
-    }
-    active.updated_at = Set(now);
-    active.version = Set(current.version + 1);
-    let updated =
-        compare_and_set::<cmo::Entity, _>(&txn, active, current.org_id, current.version).await?;
-    let before = render(&txn, std::slice::from_ref(&current)).await?;
-    let mut after = render(&txn, std::slice::from_ref(&updated)).await?;
-    audit_trail::append(
-        &txn,
-        &ctx.actor(now),
-        Entry::new("cmo_profile", updated.org_id, "update")
-            .before(snapshot(&before))
-            .after(snapshot(&after)),
+    let view = update_versioned::<cmo::Entity, _>(
+        &state,
+        &ctx,
+        &req,
+        id.into_inner(),
+        b.version,
+        "cmo_profile",
+        async |_, current| {
+            ctx.require(
+                may_edit_profile(&ctx, current),
+                "the sponsor's admins, program managers and quality, or the CMO's own admins, edit a profile",
+            )
+        },
+        |_, p| {
+            let json = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
+            if let Some(t) = &b.dosage_forms {
+                p.dosage_forms = json(&cmo::normalize_tags(t).unwrap_or_default());
+            }
+            if let Some(t) = &b.modalities {
+                p.modalities = json(&cmo::normalize_tags(t).unwrap_or_default());
+            }
+            if let Some(v) = b.sterile_fill_finish {
+                p.sterile_fill_finish = v;
+            }
+            if let Some(v) = b.high_potency {
+                p.high_potency = v;
+            }
+            if let Some(v) = b.cold_chain {
+                p.cold_chain = v;
+            }
+            if let Some(v) = b.max_batch_liters {
+                p.max_batch_liters = Some(v);
+            }
+            if let Some(c) = &b.contacts {
+                p.contacts = serde_json::to_string(c).unwrap_or_else(|_| "[]".into());
+            }
+            Ok(Patched::update(None))
+        },
+        async |txn, p| {
+            render(txn, std::slice::from_ref(p))
+                .await?
+                .pop()
+                .ok_or(ApiError::NotFound)
+        },
     )
     .await?;
-    txn.commit().await?;
-    after.pop().map(web::Json).ok_or(ApiError::NotFound)
+    Ok(web::Json(view))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -18,11 +18,10 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::programs::{ProgramView, sides};
+use super::programs::ProgramView;
 use super::transition::{ApiStep, run_step};
-use super::{
-    ApiJson, Checks, Page, Validate, compare_and_set, expected_version, fetch_page, snapshot,
-};
+use super::write::{Patched, update_versioned};
+use super::{ApiJson, Checks, Page, Validate, compare_and_set, fetch_page, snapshot};
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::signing;
@@ -429,67 +428,61 @@ pub async fn update_deviation(
     body: ApiJson<UpdateDeviation>,
 ) -> ApiResult<web::Json<DeviationView>> {
     let b = body.into_inner();
-    let version = expected_version(&req, b.version)?;
-    let txn = entity::db::begin_write(&state.db).await?;
-    let current = find_scoped::<deviation::Entity, _>(&txn, &ctx, id.into_inner()).await?;
-    if !ctx.user.role.handles_quality_records() {
-        return Err(ApiError::Forbidden(
-            "only quality, program managers and admins edit deviations".to_string(),
-        ));
-    }
-    if !current.status.is_open() {
-        return Err(ApiError::conflict(
-            "deviation_closed",
-            "a closed or cancelled deviation is not edited",
-        ));
-    }
-    if current.version != version {
-        return Err(ApiError::stale_version(current.version));
-    }
     let now = state.clock.now();
-    let mut active: deviation::ActiveModel = current.clone().into();
-    if let Some(v) = b.title {
-        active.title = Set(v.trim().to_string());
-    }
-    if let Some(v) = b.description {
-        active.description = Set(v);
-    }
-    if let Some(v) = b.batch_lot {
-        active.batch_lot = Set(Some(v));
-    }
-    if let Some(v) = b.process_step {
-        active.process_step = Set(Some(v));
-    }
-    if let Some(v) = b.category {
-        active.category = Set(v);
-    }
-    if let Some(v) = b.short_term_fix {
-        active.short_term_fix = Set(Some(v));
-    }
-    if let Some(v) = b.root_cause_method {
-        active.root_cause_method = Set(Some(v));
-    }
-    if let Some(v) = b.root_cause_category {
-        active.root_cause_category = Set(Some(v));
-    }
-    if let Some(v) = b.root_cause_narrative {
-        active.root_cause_narrative = Set(Some(v));
-    }
-    active.updated_at = Set(now);
-    active.version = Set(current.version + 1);
-    let updated =
-        compare_and_set::<deviation::Entity, _>(&txn, active, current.id, current.version).await?;
-    audit_trail::append(
-        &txn,
-        &ctx.actor(now),
-        Entry::new("deviation", updated.id, "update")
-            .before(snapshot(&view(&current, now)))
-            .after(snapshot(&view(&updated, now)))
-            .reason(Some(b.reason)),
+    let view = update_versioned::<deviation::Entity, _>(
+        &state,
+        &ctx,
+        &req,
+        id.into_inner(),
+        b.version,
+        "deviation",
+        async |_, current| {
+            ctx.require(
+                ctx.user.role.handles_quality_records(),
+                "only quality, program managers and admins edit deviations",
+            )?;
+            if !current.status.is_open() {
+                return Err(ApiError::conflict(
+                    "deviation_closed",
+                    "a closed or cancelled deviation is not edited",
+                ));
+            }
+            Ok(())
+        },
+        |_, d| {
+            if let Some(v) = b.title {
+                d.title = v.trim().to_string();
+            }
+            if let Some(v) = b.description {
+                d.description = v;
+            }
+            if let Some(v) = b.batch_lot {
+                d.batch_lot = Some(v);
+            }
+            if let Some(v) = b.process_step {
+                d.process_step = Some(v);
+            }
+            if let Some(v) = b.category {
+                d.category = v;
+            }
+            if let Some(v) = b.short_term_fix {
+                d.short_term_fix = Some(v);
+            }
+            if let Some(v) = b.root_cause_method {
+                d.root_cause_method = Some(v);
+            }
+            if let Some(v) = b.root_cause_category {
+                d.root_cause_category = Some(v);
+            }
+            if let Some(v) = b.root_cause_narrative {
+                d.root_cause_narrative = Some(v);
+            }
+            Ok(Patched::update(Some(b.reason)))
+        },
+        async |_, d| Ok(view(d, now)),
     )
     .await?;
-    txn.commit().await?;
-    Ok(web::Json(view(&updated, now)))
+    Ok(web::Json(view))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -627,7 +620,7 @@ pub async fn release_production(
     let b = body.into_inner();
     let program_id = id.into_inner();
     let prog = find_scoped::<program::Entity, _>(&state.db, &ctx, program_id).await?;
-    if ctx.org_id() != sides(&prog).sponsor_org_id
+    if ctx.org_id() != prog.sides().sponsor_org_id
         || !signature::may_sign(
             ctx.user.role,
             SignedRecordType::ProductionRelease,
@@ -726,7 +719,7 @@ pub async fn quality_summary(
         .filter(entity::capa::Column::ProgramId.eq(prog.id))
         .all(&state.db)
         .await?;
-    let today = super::milestones::program_today(&prog, state.clock.now());
+    let today = prog.today(state.clock.now());
     Ok(web::Json(entity::quality_summary::summarize(
         &deviations,
         &capas,

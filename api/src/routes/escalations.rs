@@ -20,7 +20,6 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::programs::sides;
 use super::{Page, expected_version, fetch_page, snapshot, wire_name};
 use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
@@ -135,7 +134,7 @@ pub async fn update_policy(
     let version = expected_version(&req, b.version)?;
     let txn = entity::db::begin_write(&state.db).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
-    if !entity::access::may_manage_program(ctx.caller(), sides(&prog)) {
+    if !entity::access::may_manage_program(ctx.caller(), prog.sides()) {
         return Err(ApiError::Forbidden(
             "only the sponsor's admins and program managers edit the escalation policy".to_string(),
         ));

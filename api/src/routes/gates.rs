@@ -17,8 +17,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::actions::{self, NewAction};
-use super::milestones::program_today;
-use super::programs::sides;
+use super::write::insert_audited;
 use super::{ApiJson, Checks, Validate, compare_and_set, expected_version, snapshot};
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked};
 use crate::error::{ApiError, ApiResult};
@@ -272,27 +271,26 @@ pub async fn insert_item<C: ConnectionTrait>(
         mandatory,
         position,
     } = new;
-    let item = gate::item::ActiveModel {
-        id: NotSet,
-        milestone_id: Set(milestone_id),
-        check_type: Set(check_type),
-        title: Set(title.trim().to_string()),
-        mandatory: Set(mandatory),
-        result: Set(CheckResult::Pending),
-        evidence: Set(None),
-        decided_by_user_id: Set(None),
-        decided_at: Set(None),
-        position: Set(position),
-        created_at: Set(now),
-        updated_at: Set(now),
-        version: Set(1),
-    }
-    .insert(conn)
-    .await?;
-    audit_trail::append(
+    let (item, _) = insert_audited(
         conn,
         &ctx.actor(now),
-        Entry::new("gate_item", item.id, "create").after(snapshot(&GateItemView::from(&item))),
+        "gate_item",
+        gate::item::ActiveModel {
+            id: NotSet,
+            milestone_id: Set(milestone_id),
+            check_type: Set(check_type),
+            title: Set(title.trim().to_string()),
+            mandatory: Set(mandatory),
+            result: Set(CheckResult::Pending),
+            evidence: Set(None),
+            decided_by_user_id: Set(None),
+            decided_at: Set(None),
+            position: Set(position),
+            created_at: Set(now),
+            updated_at: Set(now),
+            version: Set(1),
+        },
+        async |item| Ok(GateItemView::from(item)),
     )
     .await?;
     Ok(item)
@@ -322,7 +320,7 @@ pub async fn create_gate_item(
     // Locking the milestone serializes checklist changes with gate decisions.
     let m = find_scoped_locked::<milestone::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, m.program_id).await?;
-    if !may_update_plan(ctx.caller(), sides(&prog), None) {
+    if !may_update_plan(ctx.caller(), prog.sides(), None) {
         return Err(ApiError::Forbidden(
             "not allowed to update this plan".to_string(),
         ));
@@ -408,14 +406,14 @@ pub async fn update_gate_item(
     // Tenancy through the milestone: another program's item is simply not found.
     let m = find_scoped_locked::<milestone::Entity, _>(&txn, &ctx, current.milestone_id).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, m.program_id).await?;
-    if !may_update_plan(ctx.caller(), sides(&prog), m.owner_user_id) {
+    if !may_update_plan(ctx.caller(), prog.sides(), m.owner_user_id) {
         return Err(ApiError::Forbidden(
             "not allowed to update this plan".to_string(),
         ));
     }
     // What a `go` requires is the sponsor's to define.
     if (b.mandatory.is_some() || b.title.is_some())
-        && !entity::access::may_manage_program(ctx.caller(), sides(&prog))
+        && !entity::access::may_manage_program(ctx.caller(), prog.sides())
     {
         return Err(ApiError::Forbidden(
             "only the sponsor's admins and program managers change what a gate checks".to_string(),
@@ -552,7 +550,7 @@ pub async fn decide_gate(
     signing::authenticate_signer(&state, &ctx, b.password, &what).await?;
 
     let now = state.clock.now();
-    let today = program_today(&prog, now);
+    let today = prog.today(now);
     let txn = entity::db::begin_write(&state.db).await?;
     // Re-read and lock inside the write transaction: the state may have moved since, and
     // checklist edits wait for this decision; the program lock orders it against a new

@@ -20,7 +20,6 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::programs::sides;
 use super::{ApiJson, Checks, Validate, compare_and_set, expected_version, snapshot};
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked};
 use crate::error::{ApiError, ApiResult};
@@ -65,14 +64,6 @@ pub struct MilestoneView {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i32,
-}
-
-/// Today's date where the program is.
-pub fn program_today(p: &program::Model, now: DateTime<Utc>) -> NaiveDate {
-    match p.time_zone.parse::<chrono_tz::Tz>() {
-        Ok(tz) => now.with_timezone(&tz).date_naive(),
-        Err(_) => now.date_naive(),
-    }
 }
 
 pub fn view(
@@ -153,8 +144,8 @@ async fn render<C: ConnectionTrait>(
         .await?
         .remove(&m.id)
         .unwrap_or_default();
-    let may = may_update_plan(ctx.caller(), sides(prog), m.owner_user_id);
-    Ok(view(m, deps, program_today(prog, now), may))
+    let may = may_update_plan(ctx.caller(), prog.sides(), m.owner_user_id);
+    Ok(view(m, deps, prog.today(now), may))
 }
 
 fn check_dates(
@@ -355,7 +346,7 @@ pub async fn create_milestone(
     let txn = entity::db::begin_write(&state.db).await?;
     // The program row lock serializes plan changes, so dependency checks cannot race.
     let prog = find_scoped_locked::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
-    if !may_update_plan(ctx.caller(), sides(&prog), None) {
+    if !may_update_plan(ctx.caller(), prog.sides(), None) {
         return Err(ApiError::Forbidden(
             "program managers and admins of the sponsor or CMO update the plan".to_string(),
         ));
@@ -448,12 +439,12 @@ pub async fn list_milestones(
     let items = select.all(&state.db).await?;
     let ids: Vec<i64> = items.iter().map(|m| m.id).collect();
     let mut deps = dependencies_of(&state.db, &ids).await?;
-    let today = program_today(&prog, state.clock.now());
+    let today = prog.today(state.clock.now());
     Ok(web::Json(
         items
             .iter()
             .map(|m| {
-                let may = may_update_plan(ctx.caller(), sides(&prog), m.owner_user_id);
+                let may = may_update_plan(ctx.caller(), prog.sides(), m.owner_user_id);
                 view(m, deps.remove(&m.id).unwrap_or_default(), today, may)
             })
             .collect(),
@@ -548,7 +539,7 @@ pub async fn update_milestone(
     let txn = entity::db::begin_write(&state.db).await?;
     let current = find_scoped::<milestone::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     let prog = find_scoped_locked::<program::Entity, _>(&txn, &ctx, current.program_id).await?;
-    if !may_update_plan(ctx.caller(), sides(&prog), current.owner_user_id) {
+    if !may_update_plan(ctx.caller(), prog.sides(), current.owner_user_id) {
         return Err(ApiError::Forbidden(
             "not allowed to update this plan".to_string(),
         ));
@@ -556,14 +547,14 @@ pub async fn update_milestone(
     // Owners report forecasts; the plan's structure (dependencies, owner) is the
     // sponsor's, and name and order are managers' on either side.
     let structural = b.depends_on.is_some() || b.owner_user_id.is_some();
-    if structural && !may_manage_program(ctx.caller(), sides(&prog)) {
+    if structural && !may_manage_program(ctx.caller(), prog.sides()) {
         return Err(ApiError::Forbidden(
             "dependencies and owners are changed by the sponsor's admins and program managers"
                 .to_string(),
         ));
     }
     if (b.name.is_some() || b.phase.is_some() || b.position.is_some())
-        && !may_update_plan(ctx.caller(), sides(&prog), None)
+        && !may_update_plan(ctx.caller(), prog.sides(), None)
     {
         return Err(ApiError::Forbidden(
             "names and order are changed by program managers and admins".to_string(),
@@ -677,7 +668,7 @@ pub async fn rebaseline_milestone(
     let txn = entity::db::begin_write(&state.db).await?;
     let current = find_scoped::<milestone::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, current.program_id).await?;
-    if !may_manage_program(ctx.caller(), sides(&prog)) {
+    if !may_manage_program(ctx.caller(), prog.sides()) {
         return Err(ApiError::Forbidden(
             "only the sponsor's admins and program managers re-baseline".to_string(),
         ));
@@ -764,7 +755,7 @@ pub async fn transition_milestone(
     let txn = entity::db::begin_write(&state.db).await?;
     let current = find_scoped::<milestone::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, current.program_id).await?;
-    if !may_update_plan(ctx.caller(), sides(&prog), current.owner_user_id) {
+    if !may_update_plan(ctx.caller(), prog.sides(), current.owner_user_id) {
         return Err(ApiError::Forbidden(
             "not allowed to update this plan".to_string(),
         ));
@@ -799,7 +790,7 @@ pub async fn transition_milestone(
             },
         })?;
     let now = state.clock.now();
-    let today = program_today(&prog, now);
+    let today = prog.today(now);
     let before = render(&txn, &ctx, &prog, &current, now).await?;
     let mut active: milestone::ActiveModel = current.clone().into();
     active.status = Set(next);

@@ -22,7 +22,6 @@ pub mod evaluations;
 pub mod events;
 pub mod gates;
 pub mod health;
-pub mod local_dates;
 pub mod me;
 pub mod milestones;
 pub mod organizations;
@@ -34,6 +33,7 @@ pub mod tokens;
 pub mod transition;
 pub mod users;
 pub mod webhooks;
+pub mod write;
 
 /// Registers every `/api/v1` handler (and so its OpenAPI operation).
 pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {

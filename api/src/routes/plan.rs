@@ -18,8 +18,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::gates::{self, NewGateItem};
-use super::milestones::{self, MilestoneView, program_today};
-use super::programs::sides;
+use super::milestones::{self, MilestoneView};
 use super::{ApiJson, Checks, Validate};
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked};
 use crate::error::{ApiError, ApiResult};
@@ -106,7 +105,7 @@ pub async fn instantiate_plan(
     let txn = entity::db::begin_write(&state.db).await?;
     // Locked: two plans started at once cannot both find the program empty.
     let prog = find_scoped_locked::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
-    if !may_manage_program(ctx.caller(), sides(&prog)) {
+    if !may_manage_program(ctx.caller(), prog.sides()) {
         return Err(ApiError::Forbidden(
             "only the sponsor's admins and program managers create the plan".to_string(),
         ));
@@ -210,11 +209,11 @@ pub async fn instantiate_plan(
         .all(&txn)
         .await?;
     let mut deps = milestones::dependencies_of(&txn, &ids).await?;
-    let today = program_today(&prog, now);
+    let today = prog.today(now);
     let views: Vec<MilestoneView> = created
         .iter()
         .map(|m| {
-            let may = entity::access::may_update_plan(ctx.caller(), sides(&prog), m.owner_user_id);
+            let may = entity::access::may_update_plan(ctx.caller(), prog.sides(), m.owner_user_id);
             milestones::view(m, deps.remove(&m.id).unwrap_or_default(), today, may)
         })
         .collect();
@@ -283,7 +282,7 @@ pub async fn program_overview(
     id: web::Path<i64>,
 ) -> ApiResult<web::Json<ProgramOverview>> {
     let prog = find_scoped::<program::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
-    let today = program_today(&prog, state.clock.now());
+    let today = prog.today(state.clock.now());
     let plan = milestone::Entity::find()
         .filter(milestone::Column::ProgramId.eq(prog.id))
         .all(&state.db)

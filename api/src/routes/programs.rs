@@ -3,7 +3,6 @@
 use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
 use chrono::{DateTime, Utc};
 use entity::access::{ProgramSides, may_manage_program};
-use entity::audit_trail::{self, Entry};
 use entity::program::{self, Modality, ProductionStatus, ProgramStage};
 use entity::{OrgKind, organization};
 use sea_orm::ActiveModelTrait;
@@ -13,9 +12,8 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{
-    ApiJson, Checks, Page, Validate, compare_and_set, expected_version, fetch_page, snapshot,
-};
+use super::write::{Patched, insert_audited, update_versioned};
+use super::{ApiJson, Checks, Page, Validate, fetch_page};
 use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -70,13 +68,6 @@ impl From<&program::Model> for ProgramView {
             updated_at: m.updated_at,
             version: m.version,
         }
-    }
-}
-
-pub fn sides(p: &program::Model) -> ProgramSides {
-    ProgramSides {
-        sponsor_org_id: p.sponsor_org_id,
-        cmo_org_id: p.cmo_org_id,
     }
 }
 
@@ -191,29 +182,28 @@ pub async fn create_program(
     }
     let now = state.clock.now();
     let txn = entity::db::begin_write(&state.db).await?;
-    let created = program::ActiveModel {
-        id: NotSet,
-        sponsor_org_id: Set(ctx.org_id()),
-        cmo_org_id: Set(body.cmo_org_id),
-        name: Set(body.name.trim().to_string()),
-        product_name: Set(body.product_name.trim().to_string()),
-        modality: Set(body.modality),
-        stage: Set(body.stage),
-        scope: Set(body.scope),
-        budget_minor: Set(body.budget_minor),
-        currency: Set(body.currency),
-        time_zone: Set(body.time_zone),
-        production_status: Set(ProductionStatus::Running),
-        created_at: Set(now),
-        updated_at: Set(now),
-        version: Set(1),
-    }
-    .insert(&txn)
-    .await?;
-    audit_trail::append(
+    let (created, _) = insert_audited(
         &txn,
         &ctx.actor(now),
-        Entry::new("program", created.id, "create").after(snapshot(&ProgramView::from(&created))),
+        "program",
+        program::ActiveModel {
+            id: NotSet,
+            sponsor_org_id: Set(ctx.org_id()),
+            cmo_org_id: Set(body.cmo_org_id),
+            name: Set(body.name.trim().to_string()),
+            product_name: Set(body.product_name.trim().to_string()),
+            modality: Set(body.modality),
+            stage: Set(body.stage),
+            scope: Set(body.scope),
+            budget_minor: Set(body.budget_minor),
+            currency: Set(body.currency),
+            time_zone: Set(body.time_zone),
+            production_status: Set(ProductionStatus::Running),
+            created_at: Set(now),
+            updated_at: Set(now),
+            version: Set(1),
+        },
+        async |created| Ok(ProgramView::from(created)),
     )
     .await?;
     // Every program starts with the SPEC's default escalation policy (editable).
@@ -376,66 +366,58 @@ pub async fn update_program(
     body: ApiJson<UpdateProgram>,
 ) -> ApiResult<web::Json<ProgramView>> {
     let b = body.into_inner();
-    let version = expected_version(&req, b.version)?;
-    let txn = entity::db::begin_write(&state.db).await?;
-    let current = find_scoped::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
-    if !may_manage_program(ctx.caller(), sides(&current)) {
-        return Err(ApiError::Forbidden(
-            "only the sponsor's admins and program managers edit programs".to_string(),
-        ));
-    }
-    if current.version != version {
-        return Err(ApiError::stale_version(current.version));
-    }
-    let now = state.clock.now();
-    let mut active: program::ActiveModel = current.clone().into();
-    if let Some(v) = b.name {
-        active.name = Set(v.trim().to_string());
-    }
-    if let Some(v) = b.product_name {
-        active.product_name = Set(v.trim().to_string());
-    }
-    if let Some(v) = b.modality {
-        active.modality = Set(v);
-    }
-    if let Some(v) = b.stage {
-        active.stage = Set(v);
-    }
-    if let Some(v) = b.scope {
-        active.scope = Set(Some(v));
-    }
-    if let Some(v) = b.budget_minor {
-        active.budget_minor = Set(Some(v));
-    }
-    if b.budget_minor.or(current.budget_minor).is_some()
-        && b.currency.is_none()
-        && current.currency.is_none()
-    {
-        return Err(ApiError::invalid(
-            "currency",
-            "required",
-            "a budget needs its currency",
-        ));
-    }
-    if let Some(v) = b.currency {
-        active.currency = Set(Some(v));
-    }
-    if let Some(v) = b.time_zone {
-        active.time_zone = Set(v);
-    }
-    active.updated_at = Set(now);
-    active.version = Set(current.version + 1);
-    let updated =
-        compare_and_set::<program::Entity, _>(&txn, active, current.id, current.version).await?;
-    audit_trail::append(
-        &txn,
-        &ctx.actor(now),
-        Entry::new("program", updated.id, "update")
-            .before(snapshot(&ProgramView::from(&current)))
-            .after(snapshot(&ProgramView::from(&updated)))
-            .reason(Some(b.reason)),
+    let view = update_versioned::<program::Entity, _>(
+        &state,
+        &ctx,
+        &req,
+        id.into_inner(),
+        b.version,
+        "program",
+        async |_, current| {
+            ctx.require(
+                may_manage_program(ctx.caller(), current.sides()),
+                "only the sponsor's admins and program managers edit programs",
+            )
+        },
+        |current, p| {
+            if b.budget_minor.or(current.budget_minor).is_some()
+                && b.currency.is_none()
+                && current.currency.is_none()
+            {
+                return Err(ApiError::invalid(
+                    "currency",
+                    "required",
+                    "a budget needs its currency",
+                ));
+            }
+            if let Some(v) = b.name {
+                p.name = v.trim().to_string();
+            }
+            if let Some(v) = b.product_name {
+                p.product_name = v.trim().to_string();
+            }
+            if let Some(v) = b.modality {
+                p.modality = v;
+            }
+            if let Some(v) = b.stage {
+                p.stage = v;
+            }
+            if let Some(v) = b.scope {
+                p.scope = Some(v);
+            }
+            if let Some(v) = b.budget_minor {
+                p.budget_minor = Some(v);
+            }
+            if let Some(v) = b.currency {
+                p.currency = Some(v);
+            }
+            if let Some(v) = b.time_zone {
+                p.time_zone = v;
+            }
+            Ok(Patched::update(Some(b.reason)))
+        },
+        async |_, p| Ok(ProgramView::from(p)),
     )
     .await?;
-    txn.commit().await?;
-    Ok(web::Json(ProgramView::from(&updated)))
+    Ok(web::Json(view))
 }

@@ -13,8 +13,8 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::programs::sides;
-use super::{ApiJson, Checks, Validate, compare_and_set, expected_version, snapshot};
+use super::write::{Patched, update_versioned};
+use super::{ApiJson, Checks, Validate, snapshot};
 use crate::auth::{AuthContext, find_scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
@@ -120,7 +120,7 @@ pub async fn add_team_member(
     let b = body.into_inner();
     let txn = entity::db::begin_write(&state.db).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
-    if !may_manage_program(ctx.caller(), sides(&prog)) {
+    if !may_manage_program(ctx.caller(), prog.sides()) {
         return Err(ApiError::Forbidden(
             "only the sponsor's admins and program managers edit the team".to_string(),
         ));
@@ -238,59 +238,47 @@ pub async fn update_team_member(
     body: ApiJson<UpdateTeamMember>,
 ) -> ApiResult<web::Json<TeamMemberView>> {
     let b = body.into_inner();
-    let version = expected_version(&req, b.version)?;
-    let txn = entity::db::begin_write(&state.db).await?;
-    let current = find_scoped::<team_member::Entity, _>(&txn, &ctx, id.into_inner()).await?;
-    let prog = find_scoped::<program::Entity, _>(&txn, &ctx, current.program_id).await?;
-    let manager = may_manage_program(ctx.caller(), sides(&prog));
-    let own_preferences_only = current.user_id == ctx.user.id
-        && b.governance_tier.is_none()
-        && b.program_role.is_none()
-        && b.expertise_tags.is_none();
-    if !manager && !own_preferences_only {
-        return Err(ApiError::Forbidden(
-            "sponsor admins and program managers edit the team; members only their own preferences"
-                .to_string(),
-        ));
-    }
-    if current.version != version {
-        return Err(ApiError::stale_version(current.version));
-    }
-    let now = state.clock.now();
-    let mut active: team_member::ActiveModel = current.clone().into();
-    if let Some(v) = b.governance_tier {
-        active.governance_tier = Set(v);
-    }
-    if let Some(v) = b.program_role {
-        active.program_role = Set(v.trim().to_string());
-    }
-    if let Some(tags) = b.expertise_tags {
-        let tags = team_member::normalize_tags(&tags)
-            .map_err(|why| ApiError::invalid("expertise_tags", "invalid_tag", why))?;
-        active.expertise_tags =
-            Set(serde_json::to_string(&tags).unwrap_or_else(|_| "[]".to_string()));
-    }
-    if let Some(v) = b.wants_digest {
-        active.wants_digest = Set(v);
-    }
-    if let Some(v) = b.wants_reminders {
-        active.wants_reminders = Set(v);
-    }
-    active.updated_at = Set(now);
-    active.version = Set(current.version + 1);
-    let updated =
-        compare_and_set::<team_member::Entity, _>(&txn, active, current.id, current.version)
-            .await?;
-    audit_trail::append(
-        &txn,
-        &ctx.actor(now),
-        Entry::new("team_member", updated.id, "update")
-            .before(snapshot(&TeamMemberView::from(&current)))
-            .after(snapshot(&TeamMemberView::from(&updated))),
+    let own_preferences_only =
+        b.governance_tier.is_none() && b.program_role.is_none() && b.expertise_tags.is_none();
+    let view = update_versioned::<team_member::Entity, _>(
+        &state,
+        &ctx,
+        &req,
+        id.into_inner(),
+        b.version,
+        "team_member",
+        async |txn, current| {
+            let prog = find_scoped::<program::Entity, _>(txn, &ctx, current.program_id).await?;
+            ctx.require(
+                may_manage_program(ctx.caller(), prog.sides())
+                    || (current.user_id == ctx.user.id && own_preferences_only),
+                "sponsor admins and program managers edit the team; members only their own preferences",
+            )
+        },
+        |_, m| {
+            if let Some(v) = b.governance_tier {
+                m.governance_tier = v;
+            }
+            if let Some(v) = b.program_role {
+                m.program_role = v.trim().to_string();
+            }
+            if let Some(tags) = b.expertise_tags {
+                let tags = team_member::normalize_tags(&tags)
+                    .map_err(|why| ApiError::invalid("expertise_tags", "invalid_tag", why))?;
+                m.expertise_tags = serde_json::to_string(&tags).unwrap_or_else(|_| "[]".to_string());
+            }
+            if let Some(v) = b.wants_digest {
+                m.wants_digest = v;
+            }
+            if let Some(v) = b.wants_reminders {
+                m.wants_reminders = v;
+            }
+            Ok(Patched::update(None))
+        },
+        async |_, m| Ok(TeamMemberView::from(m)),
     )
     .await?;
-    txn.commit().await?;
-    Ok(web::Json(TeamMemberView::from(&updated)))
+    Ok(web::Json(view))
 }
 
 /// Remove a member from the team (sponsor admins and program managers).
@@ -312,7 +300,7 @@ pub async fn remove_team_member(
     let txn = entity::db::begin_write(&state.db).await?;
     let current = find_scoped::<team_member::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, current.program_id).await?;
-    if !may_manage_program(ctx.caller(), sides(&prog)) {
+    if !may_manage_program(ctx.caller(), prog.sides()) {
         return Err(ApiError::Forbidden(
             "only the sponsor's admins and program managers edit the team".to_string(),
         ));

@@ -7,6 +7,7 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, QueryFilter, QueryOrder};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
+use super::write::{Patched, update_versioned};
 use super::{
     ApiJson, Checks, Page, Validate, compare_and_set, expected_version, fetch_page, snapshot,
 };
@@ -254,57 +255,44 @@ pub async fn update_user(
     id: web::Path<i64>,
     body: ApiJson<UpdateUser>,
 ) -> ApiResult<web::Json<UserView>> {
-    let body = body.into_inner();
-    let version = expected_version(&req, body.version)?;
-    let txn = entity::db::begin_write(&state.db).await?;
-    let current = find_scoped::<user::Entity, _>(&txn, &ctx, id.into_inner()).await?;
-    let is_self = current.id == ctx.user.id;
-    if !is_self {
-        ctx.require_admin()?;
-    }
-    if let Some(role) = body.role
-        && role != current.role
-    {
-        ctx.require_admin()?;
-        if is_self {
-            return Err(ApiError::Forbidden(
-                "admins cannot change their own role".to_string(),
-            ));
-        }
-    }
-    if current.version != version {
-        return Err(ApiError::stale_version(current.version));
-    }
-    let now = state.clock.now();
-    let before = snapshot(&UserView::from(&current));
-    let mut active: user::ActiveModel = current.clone().into();
-    if let Some(name) = body.display_name {
-        active.display_name = Set(name.trim().to_string());
-    }
-    if let Some(role) = body.role {
-        active.role = Set(role);
-    }
-    if let Some(phone) = body.phone {
-        active.phone = Set(phone.map(|p| p.trim().to_string()));
-    }
-    if let Some(tz) = body.time_zone {
-        active.time_zone = Set(tz);
-    }
-    active.updated_at = Set(now);
-    active.version = Set(current.version + 1);
-    let updated =
-        compare_and_set::<user::Entity, _>(&txn, active, current.id, current.version).await?;
-    audit_trail::append(
-        &txn,
-        &ctx.actor(now),
-        Entry::new("user", updated.id, "update")
-            .before(before)
-            .after(snapshot(&UserView::from(&updated)))
-            .reason(body.reason),
+    let b = body.into_inner();
+    let view = update_versioned::<user::Entity, _>(
+        &state,
+        &ctx,
+        &req,
+        id.into_inner(),
+        b.version,
+        "user",
+        async |_, current| {
+            let is_self = current.id == ctx.user.id;
+            if !is_self {
+                ctx.require_admin()?;
+            }
+            if b.role.is_some_and(|role| role != current.role) {
+                ctx.require_admin()?;
+                ctx.require(!is_self, "admins cannot change their own role")?;
+            }
+            Ok(())
+        },
+        |_, u| {
+            if let Some(name) = b.display_name {
+                u.display_name = name.trim().to_string();
+            }
+            if let Some(role) = b.role {
+                u.role = role;
+            }
+            if let Some(phone) = b.phone {
+                u.phone = phone.map(|p| p.trim().to_string());
+            }
+            if let Some(tz) = b.time_zone {
+                u.time_zone = tz;
+            }
+            Ok(Patched::update(b.reason))
+        },
+        async |_, u| Ok(UserView::from(u)),
     )
     .await?;
-    txn.commit().await?;
-    Ok(web::Json(UserView::from(&updated)))
+    Ok(web::Json(view))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

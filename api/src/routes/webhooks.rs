@@ -7,13 +7,14 @@ use chrono::{DateTime, Utc};
 use entity::audit_trail::{self, Entry};
 use entity::{domain_event, webhook};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait,
-    EntityTrait, ModelTrait, QueryFilter, QueryOrder, QuerySelect,
+    ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, ModelTrait,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{compare_and_set, expected_version, snapshot};
+use super::snapshot;
+use super::write::{Patched, insert_audited, update_versioned};
 use crate::auth::{AuthContext, TenantScoped, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Checks, Validate};
@@ -155,27 +156,26 @@ pub async fn create_webhook(
     let mut types = b.event_types;
     types.sort();
     types.dedup();
-    let w = webhook::ActiveModel {
-        id: NotSet,
-        org_id: Set(ctx.org_id()),
-        url: Set(b.url),
-        event_types: Set(serde_json::to_string(&types).map_err(ApiError::internal)?),
-        secret: Set(secret.clone()),
-        active: Set(true),
-        consecutive_failures: Set(0),
-        disabled_reason: Set(None),
-        disabled_at: Set(None),
-        created_by_user_id: Set(ctx.user.id),
-        created_at: Set(now),
-        updated_at: Set(now),
-        version: Set(1),
-    }
-    .insert(&txn)
-    .await?;
-    audit_trail::append(
+    let (w, _) = insert_audited(
         &txn,
         &ctx.actor(now),
-        Entry::new("webhook", w.id, "create").after(snapshot(&WebhookView::from(&w))),
+        "webhook",
+        webhook::ActiveModel {
+            id: NotSet,
+            org_id: Set(ctx.org_id()),
+            url: Set(b.url),
+            event_types: Set(serde_json::to_string(&types).map_err(ApiError::internal)?),
+            secret: Set(secret.clone()),
+            active: Set(true),
+            consecutive_failures: Set(0),
+            disabled_reason: Set(None),
+            disabled_at: Set(None),
+            created_by_user_id: Set(ctx.user.id),
+            created_at: Set(now),
+            updated_at: Set(now),
+            version: Set(1),
+        },
+        async |w| Ok(WebhookView::from(w)),
     )
     .await?;
     txn.commit().await?;
@@ -224,44 +224,37 @@ pub async fn update_webhook(
 ) -> ApiResult<web::Json<WebhookView>> {
     ctx.require_admin()?;
     let b = body.into_inner();
-    let version = expected_version(&req, b.version)?;
-    let txn = entity::db::begin_write(&state.db).await?;
-    let current = find_scoped::<webhook::Entity, _>(&txn, &ctx, id.into_inner()).await?;
-    if current.version != version {
-        return Err(ApiError::stale_version(current.version));
-    }
-    let now = state.clock.now();
-    let mut active: webhook::ActiveModel = current.clone().into();
-    if let Some(url) = b.url {
-        active.url = Set(url);
-    }
-    if let Some(mut t) = b.event_types {
-        t.sort();
-        t.dedup();
-        active.event_types = Set(serde_json::to_string(&t).map_err(ApiError::internal)?);
-    }
-    if let Some(on) = b.active {
-        active.active = Set(on);
-        if on {
-            active.consecutive_failures = Set(0);
-            active.disabled_reason = Set(None);
-            active.disabled_at = Set(None);
-        }
-    }
-    active.updated_at = Set(now);
-    active.version = Set(current.version + 1);
-    let updated =
-        compare_and_set::<webhook::Entity, _>(&txn, active, current.id, current.version).await?;
-    audit_trail::append(
-        &txn,
-        &ctx.actor(now),
-        Entry::new("webhook", updated.id, "update")
-            .before(snapshot(&WebhookView::from(&current)))
-            .after(snapshot(&WebhookView::from(&updated))),
+    let view = update_versioned::<webhook::Entity, _>(
+        &state,
+        &ctx,
+        &req,
+        id.into_inner(),
+        b.version,
+        "webhook",
+        async |_, _| Ok(()),
+        |_, w| {
+            if let Some(url) = b.url {
+                w.url = url;
+            }
+            if let Some(mut t) = b.event_types {
+                t.sort();
+                t.dedup();
+                w.event_types = serde_json::to_string(&t).map_err(ApiError::internal)?;
+            }
+            if let Some(on) = b.active {
+                w.active = on;
+                if on {
+                    w.consecutive_failures = 0;
+                    w.disabled_reason = None;
+                    w.disabled_at = None;
+                }
+            }
+            Ok(Patched::update(None))
+        },
+        async |_, w| Ok(WebhookView::from(w)),
     )
     .await?;
-    txn.commit().await?;
-    Ok(web::Json(WebhookView::from(&updated)))
+    Ok(web::Json(view))
 }
 
 /// Delete a subscription (admins).

@@ -1,0 +1,132 @@
+//! The two write shapes every resource shares: a versioned update (PATCH) and an audited
+//! create. Handlers keep only what is theirs: who may, which fields, how it reads.
+
+use actix_web::HttpRequest;
+use entity::audit_trail::{self, Actor, Entry};
+use entity::workflow::{self, Versioned};
+use sea_orm::{
+    ActiveModelBehavior, ActiveModelTrait, ConnectionTrait, DatabaseTransaction, EntityTrait,
+    IntoActiveModel, Iterable, ModelTrait, PrimaryKeyToColumn, PrimaryKeyTrait,
+};
+use serde::Serialize;
+
+use super::{expected_version, snapshot};
+use crate::auth::{AuthContext, TenantScoped, find_scoped};
+use crate::error::{ApiError, ApiResult};
+use crate::state::AppState;
+
+/// What a PATCH changed, for the audit trail.
+pub struct Patched {
+    /// The audit action (`update` unless the change has a name of its own).
+    pub action: &'static str,
+    pub reason: Option<String>,
+}
+
+impl Patched {
+    pub fn update(reason: Option<String>) -> Patched {
+        Patched {
+            action: "update",
+            reason,
+        }
+    }
+}
+
+/// Updates record `id` of `E` in the caller's scope: the version the client saw
+/// (`If-Match` or the body's `version`, one required) must still be current; `authorize`
+/// sees the record first; `patch` changes the fields; the write is a compare-and-set (of
+/// two concurrent updates exactly one wins) with its audit row (before/after as `view`
+/// shows them) in one transaction.
+#[allow(clippy::too_many_arguments)]
+pub async fn update_versioned<E, V>(
+    state: &AppState,
+    ctx: &AuthContext,
+    req: &HttpRequest,
+    id: i64,
+    body_version: Option<i32>,
+    audit_type: &'static str,
+    authorize: impl AsyncFnOnce(&DatabaseTransaction, &E::Model) -> ApiResult<()>,
+    patch: impl FnOnce(&E::Model, &mut E::Model) -> ApiResult<Patched>,
+    view: impl AsyncFn(&DatabaseTransaction, &E::Model) -> ApiResult<V>,
+) -> ApiResult<V>
+where
+    E: EntityTrait + TenantScoped,
+    E::Model: Versioned + Clone + Send + Sync + IntoActiveModel<E::ActiveModel>,
+    E::ActiveModel: ActiveModelTrait<Entity = E> + Send,
+    <E::PrimaryKey as PrimaryKeyTrait>::ValueType: From<i64>,
+    V: Serialize,
+{
+    let version = expected_version(req, body_version)?;
+    let txn = entity::db::begin_write(&state.db).await?;
+    let current = find_scoped::<E, _>(&txn, ctx, id).await?;
+    authorize(&txn, &current).await?;
+    if current.version() != version {
+        return Err(ApiError::stale_version(current.version()));
+    }
+    let now = state.clock.now();
+    let mut updated = current.clone();
+    let patched = patch(&current, &mut updated)?;
+    updated.stamp(now);
+    if workflow::compare_and_set::<E>(&txn, updated.clone(), id, current.version())
+        .await?
+        .is_none()
+    {
+        // Another process wrote first (PostgreSQL reads without a lock here).
+        let now_current = E::find_by_id(id)
+            .one(&txn)
+            .await?
+            .ok_or(ApiError::NotFound)?;
+        return Err(ApiError::stale_version(now_current.version()));
+    }
+    let after = view(&txn, &updated).await?;
+    audit_trail::append(
+        &txn,
+        &ctx.actor(now),
+        Entry::new(audit_type, id, patched.action)
+            .before(snapshot(&view(&txn, &current).await?))
+            .after(snapshot(&after))
+            .reason(patched.reason),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(after)
+}
+
+/// Inserts `row` and its `create` audit row (after: the record as `view` shows it), in
+/// the caller's transaction. Returns the record and its view.
+pub async fn insert_audited<A, V>(
+    conn: &impl ConnectionTrait,
+    actor: &Actor,
+    audit_type: &'static str,
+    row: A,
+    view: impl AsyncFnOnce(&<A::Entity as EntityTrait>::Model) -> ApiResult<V>,
+) -> ApiResult<(<A::Entity as EntityTrait>::Model, V)>
+where
+    A: ActiveModelTrait + ActiveModelBehavior + Send,
+    <A::Entity as EntityTrait>::Model: IntoActiveModel<A>,
+    V: Serialize,
+{
+    let created = row.insert(conn).await?;
+    let id = record_id::<A::Entity>(&created)?;
+    let shown = view(&created).await?;
+    audit_trail::append(
+        conn,
+        actor,
+        Entry::new(audit_type, id, "create").after(snapshot(&shown)),
+    )
+    .await?;
+    Ok((created, shown))
+}
+
+/// The primary key of `m` as the audit trail writes it.
+fn record_id<E: EntityTrait>(m: &E::Model) -> ApiResult<String> {
+    let pk = E::PrimaryKey::iter()
+        .next()
+        .ok_or_else(|| ApiError::internal("entity without primary key"))?;
+    match m.get(pk.into_column()) {
+        sea_orm::Value::BigInt(Some(v)) => Ok(v.to_string()),
+        sea_orm::Value::Int(Some(v)) => Ok(v.to_string()),
+        other => Err(ApiError::internal(format!(
+            "unexpected primary key {other:?}"
+        ))),
+    }
+}
