@@ -200,6 +200,10 @@ fn serve_migrates_a_fresh_sqlite_file_and_stops_on_sigterm() {
     )
     .unwrap();
     in_flight.flush().unwrap();
+    // Let a worker take the connection and parse the head first: a connection still in
+    // the accept queue at SIGTERM is not in flight (on a loaded machine the signal
+    // could otherwise overtake it).
+    std::thread::sleep(Duration::from_millis(300));
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

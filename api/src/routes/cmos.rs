@@ -14,14 +14,14 @@ use entity::cmo::{
 };
 use entity::{Role, organization};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait,
-    EntityTrait, QueryFilter, QueryOrder,
+    ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::transition::{ApiStep, run_step};
-use super::write::{Patched, update_versioned};
+use super::write::{Patched, insert_audited, update_versioned};
 use super::{Page, snapshot, wire_name};
 use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
@@ -470,27 +470,27 @@ pub async fn create_site(
         ));
     }
     let now = state.clock.now();
-    let s = site::ActiveModel {
-        id: NotSet,
-        cmo_org_id: Set(p.org_id),
-        name: Set(b.name.trim().to_string()),
-        country: Set(b.country.trim().to_uppercase()),
-        region: Set(b.region),
-        created_at: Set(now),
-    }
-    .insert(&txn)
-    .await?;
-    let view = SiteView {
-        id: s.id,
-        name: s.name.clone(),
-        country: s.country.clone(),
-        region: s.region,
-        latest_inspection: None,
-    };
-    audit_trail::append(
+    let (_, view) = insert_audited(
         &txn,
         &ctx.actor(now),
-        Entry::new("cmo_site", s.id, "create").after(snapshot(&view)),
+        "cmo_site",
+        site::ActiveModel {
+            id: NotSet,
+            cmo_org_id: Set(p.org_id),
+            name: Set(b.name.trim().to_string()),
+            country: Set(b.country.trim().to_uppercase()),
+            region: Set(b.region),
+            created_at: Set(now),
+        },
+        async |s| {
+            Ok(SiteView {
+                id: s.id,
+                name: s.name.clone(),
+                country: s.country.clone(),
+                region: s.region,
+                latest_inspection: None,
+            })
+        },
     )
     .await?;
     txn.commit().await?;
@@ -637,25 +637,23 @@ pub async fn record_inspection(
         ));
     }
     let now = state.clock.now();
-    let i = inspection::ActiveModel {
-        id: NotSet,
-        cmo_org_id: Set(p.org_id),
-        site_id: Set(b.site_id),
-        agency: Set(b.agency),
-        inspected_on: Set(b.inspected_on),
-        outcome: Set(b.outcome),
-        critical_findings: Set(b.critical_findings),
-        notes: Set(b.notes.map(|n| n.trim().to_string())),
-        recorded_by_user_id: Set(ctx.user.id),
-        created_at: Set(now),
-    }
-    .insert(&txn)
-    .await?;
-    let view = InspectionView::from(&i);
-    audit_trail::append(
+    let (_, view) = insert_audited(
         &txn,
         &ctx.actor(now),
-        Entry::new("inspection", i.id, "create").after(snapshot(&view)),
+        "inspection",
+        inspection::ActiveModel {
+            id: NotSet,
+            cmo_org_id: Set(p.org_id),
+            site_id: Set(b.site_id),
+            agency: Set(b.agency),
+            inspected_on: Set(b.inspected_on),
+            outcome: Set(b.outcome),
+            critical_findings: Set(b.critical_findings),
+            notes: Set(b.notes.map(|n| n.trim().to_string())),
+            recorded_by_user_id: Set(ctx.user.id),
+            created_at: Set(now),
+        },
+        async |i| Ok(InspectionView::from(i)),
     )
     .await?;
     txn.commit().await?;
@@ -972,27 +970,27 @@ pub async fn create_quality_agreement(
     let p = find_scoped::<cmo::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     require_sponsor_side(&ctx, &p, "quality agreements are recorded")?;
     let now = state.clock.now();
-    let a = cmo::quality_agreement::ActiveModel {
-        id: NotSet,
-        cmo_org_id: Set(p.org_id),
-        sponsor_org_id: Set(p.sponsor_org_id),
-        version_label: Set(b.version_label.trim().to_string()),
-        effective_on: Set(b.effective_on),
-        expires_on: Set(b.expires_on),
-        responsibilities: Set(b.responsibilities.trim().to_string()),
-        document_ref: Set(b.document_ref.trim().to_string()),
-        created_by_user_id: Set(ctx.user.id),
-        created_at: Set(now),
-    }
-    .insert(&txn)
-    .await?;
-    let view = agreement_views(std::slice::from_ref(&a), now.date_naive())
-        .pop()
-        .ok_or(ApiError::NotFound)?;
-    audit_trail::append(
+    let (_, view) = insert_audited(
         &txn,
         &ctx.actor(now),
-        Entry::new("quality_agreement", a.id, "create").after(snapshot(&view)),
+        "quality_agreement",
+        cmo::quality_agreement::ActiveModel {
+            id: NotSet,
+            cmo_org_id: Set(p.org_id),
+            sponsor_org_id: Set(p.sponsor_org_id),
+            version_label: Set(b.version_label.trim().to_string()),
+            effective_on: Set(b.effective_on),
+            expires_on: Set(b.expires_on),
+            responsibilities: Set(b.responsibilities.trim().to_string()),
+            document_ref: Set(b.document_ref.trim().to_string()),
+            created_by_user_id: Set(ctx.user.id),
+            created_at: Set(now),
+        },
+        async |a| {
+            Ok(agreement_views(std::slice::from_ref(a), now.date_naive())
+                .pop()
+                .ok_or(ApiError::NotFound)?)
+        },
     )
     .await?;
     txn.commit().await?;

@@ -12,14 +12,14 @@ use entity::selection::{self, Criterion, EvaluationStatus, Ranked, score};
 use entity::{OrgKind, SignatureMeaning, SignedRecordType, cmo, organization, signature, user};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait,
-    EntityTrait, QueryFilter, QueryOrder,
+    ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::snapshot;
 use super::transition::{ApiStep, run_step};
+use super::write::insert_audited;
 use crate::auth::{AuthContext, TenantScoped, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Checks, Validate};
@@ -218,32 +218,30 @@ pub async fn create_evaluation(
             .map_err(|_| ApiError::invalid("program_id", "unknown_program", "no such program"))?;
     }
     let now = state.clock.now();
-    let e = selection::ActiveModel {
-        id: NotSet,
-        sponsor_org_id: Set(ctx.org_id()),
-        title: Set(b.title.trim().to_string()),
-        program_id: Set(b.program_id),
-        criteria: Set(serde_json::to_string(
-            &b.criteria.unwrap_or_else(selection::default_criteria),
-        )
-        .map_err(ApiError::internal)?),
-        candidates: Set(serde_json::to_string(&candidates).map_err(ApiError::internal)?),
-        status: Set(EvaluationStatus::Open),
-        decision_cmo_org_id: Set(None),
-        decision_reason: Set(None),
-        decision_signature_id: Set(None),
-        decided_at: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-        version: Set(1),
-    }
-    .insert(&txn)
-    .await?;
-    let view = render(&txn, &e).await?;
-    audit_trail::append(
+    let (_, view) = insert_audited(
         &txn,
         &ctx.actor(now),
-        Entry::new("evaluation", e.id, "create").after(snapshot(&view)),
+        "evaluation",
+        selection::ActiveModel {
+            id: NotSet,
+            sponsor_org_id: Set(ctx.org_id()),
+            title: Set(b.title.trim().to_string()),
+            program_id: Set(b.program_id),
+            criteria: Set(serde_json::to_string(
+                &b.criteria.unwrap_or_else(selection::default_criteria),
+            )
+            .map_err(ApiError::internal)?),
+            candidates: Set(serde_json::to_string(&candidates).map_err(ApiError::internal)?),
+            status: Set(EvaluationStatus::Open),
+            decision_cmo_org_id: Set(None),
+            decision_reason: Set(None),
+            decision_signature_id: Set(None),
+            decided_at: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+            version: Set(1),
+        },
+        async |e| Ok(render(&txn, e).await?),
     )
     .await?;
     txn.commit().await?;
