@@ -19,4 +19,6 @@ pub mod routes;
 pub mod secrets;
 pub mod signing;
 pub mod state;
+pub mod transition;
 pub mod views;
+pub mod write;

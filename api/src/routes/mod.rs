@@ -9,31 +9,21 @@ use utoipa::ToSchema;
 
 use crate::error::{ApiError, ApiResult};
 
-pub mod actions;
-pub mod audit;
-pub mod calendar;
-pub mod capas;
-pub mod changes;
-pub mod cmos;
-pub mod deviations;
-pub mod digest;
-pub mod escalations;
-pub mod evaluations;
-pub mod events;
-pub mod gates;
+pub mod escalation;
 pub mod health;
-pub mod me;
-pub mod milestones;
-pub mod organizations;
+pub mod identity;
+pub mod integrations;
+pub mod links;
+pub mod partners;
 pub mod plan;
-pub mod programs;
-pub mod signatures;
-pub mod team;
-pub mod tokens;
-pub mod transition;
-pub mod users;
-pub mod webhooks;
-pub mod write;
+pub mod quality;
+
+use self::escalation::escalations;
+use self::identity::{audit, me, organizations, signatures, tokens, users};
+use self::integrations::{calendar, events, webhooks};
+use self::partners::{cmos, evaluations};
+use self::plan::{actions, digest, gates, milestones, programs, team, templates};
+use self::quality::{capas, changes, deviations};
 
 /// Registers every `/api/v1` handler (and so its OpenAPI operation).
 pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
@@ -58,9 +48,9 @@ pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
         .service(programs::list_programs)
         .service(programs::get_program)
         .service(programs::update_program)
-        .service(plan::list_plan_templates)
-        .service(plan::instantiate_plan)
-        .service(plan::program_overview)
+        .service(templates::list_plan_templates)
+        .service(templates::instantiate_plan)
+        .service(templates::program_overview)
         .service(team::add_team_member)
         .service(team::list_team)
         .service(team::update_team_member)

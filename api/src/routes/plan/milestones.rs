@@ -20,9 +20,9 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiJson, Checks, Validate, compare_and_set, expected_version, snapshot};
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked};
 use crate::error::{ApiError, ApiResult};
+use crate::routes::{ApiJson, Checks, Validate, compare_and_set, expected_version, snapshot};
 use crate::state::AppState;
 
 /// Most dependencies one milestone may have.
@@ -778,7 +778,7 @@ pub async fn transition_milestone(
             other => ApiError::Conflict {
                 code: "illegal_transition",
                 detail: other.to_string(),
-                current_state: Some(super::wire_name(&current.status)),
+                current_state: Some(crate::routes::wire_name(&current.status)),
                 allowed_events: Some(
                     milestone_rules::allowed_events(current.status, current.held_from)
                         .into_iter()

@@ -14,14 +14,14 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::write::{Patched, insert_audited, update_versioned};
-use super::{
-    ApiJson, Checks, Page, Validate, compare_and_set, expected_version, fetch_page, snapshot,
-};
 use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::local_dates::ProgramDates;
+use crate::routes::{
+    ApiJson, Checks, Page, Validate, compare_and_set, expected_version, fetch_page, snapshot,
+};
 use crate::state::AppState;
+use crate::write::{Patched, insert_audited, update_versioned};
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({
@@ -553,11 +553,11 @@ pub async fn transition_action_item(
                 other => ApiError::Conflict {
                     code: "illegal_transition",
                     detail: other.to_string(),
-                    current_state: Some(super::wire_name(&current.status)),
+                    current_state: Some(crate::routes::wire_name(&current.status)),
                     allowed_events: Some(
                         action_item::allowed_events(current.status)
                             .iter()
-                            .map(super::wire_name)
+                            .map(crate::routes::wire_name)
                             .collect(),
                     ),
                     current_version: Some(current.version),

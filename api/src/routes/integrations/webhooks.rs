@@ -13,12 +13,12 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::snapshot;
-use super::write::{Patched, insert_audited, update_versioned};
 use crate::auth::{AuthContext, TenantScoped, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Checks, Validate};
+use crate::routes::snapshot;
 use crate::state::AppState;
+use crate::write::{Patched, insert_audited, update_versioned};
 
 impl TenantScoped for webhook::Entity {
     fn tenant_condition(ctx: &AuthContext) -> sea_orm::Condition {

@@ -16,13 +16,13 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::actions::{self, NewAction};
-use super::write::insert_audited;
-use super::{ApiJson, Checks, Validate, compare_and_set, expected_version, snapshot};
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked};
 use crate::error::{ApiError, ApiResult};
+use crate::routes::plan::actions::{self, NewAction};
+use crate::routes::{ApiJson, Checks, Validate, compare_and_set, expected_version, snapshot};
 use crate::signing;
 use crate::state::AppState;
+use crate::write::insert_audited;
 use entity::signature::SignatureRecord;
 
 /// Days a no-go's follow-up actions get by default.

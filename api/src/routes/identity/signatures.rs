@@ -6,9 +6,9 @@ use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{ApiJson, Checks, Page, Validate, fetch_page};
 use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
+use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page};
 use crate::signing;
 use crate::state::AppState;
 use entity::signature::SignatureRecord;

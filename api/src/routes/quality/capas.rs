@@ -19,14 +19,14 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::actions::{self, ActionItemView, NewAction};
-use super::transition::{ApiStep, run_step};
-use super::write::{Patched, update_versioned};
-use super::{ApiJson, Checks, Page, Validate, compare_and_set, fetch_page, snapshot};
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::local_dates::ProgramDates;
+use crate::routes::plan::actions::{self, ActionItemView, NewAction};
+use crate::routes::{ApiJson, Checks, Page, Validate, compare_and_set, fetch_page, snapshot};
 use crate::state::AppState;
+use crate::transition::{ApiStep, run_step};
+use crate::write::{Patched, update_versioned};
 use entity::workflow::capa as capa_flow;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

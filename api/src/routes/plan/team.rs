@@ -13,11 +13,11 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::write::{Patched, update_versioned};
-use super::{ApiJson, Checks, Validate, snapshot};
 use crate::auth::{AuthContext, find_scoped};
 use crate::error::{ApiError, ApiResult};
+use crate::routes::{ApiJson, Checks, Validate, snapshot};
 use crate::state::AppState;
+use crate::write::{Patched, update_versioned};
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({

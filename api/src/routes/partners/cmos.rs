@@ -20,13 +20,13 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::transition::{ApiStep, run_step};
-use super::write::{Patched, insert_audited, update_versioned};
-use super::{Page, snapshot, wire_name};
 use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Checks, Validate};
+use crate::routes::{Page, snapshot, wire_name};
 use crate::state::AppState;
+use crate::transition::{ApiStep, run_step};
+use crate::write::{Patched, insert_audited, update_versioned};
 use entity::workflow::qualification as qualification_flow;
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
@@ -204,13 +204,13 @@ pub async fn list_cmos(
     query: web::Query<CmoFilters>,
 ) -> ApiResult<web::Json<Page<CmoView>>> {
     let q = query.into_inner();
-    let limit = q.limit.unwrap_or(super::DEFAULT_PAGE_SIZE);
+    let limit = q.limit.unwrap_or(crate::routes::DEFAULT_PAGE_SIZE);
     let offset = q.offset.unwrap_or(0);
     let mut c = Checks::default();
-    if !(1..=super::MAX_PAGE_SIZE).contains(&limit) {
+    if !(1..=crate::routes::MAX_PAGE_SIZE).contains(&limit) {
         c.fail("limit", "out_of_range", "1 to 200");
     }
-    if offset > super::MAX_OFFSET {
+    if offset > crate::routes::MAX_OFFSET {
         c.fail("offset", "out_of_range", "at most 1000000");
     }
     c.finish()?;
@@ -1050,7 +1050,7 @@ impl Validate for CapaFromInspection {
     params(("id" = i64, Path, description = "Inspection id")),
     request_body = CapaFromInspection,
     responses(
-        (status = 201, description = "The CAPA", body = super::capas::CapaView),
+        (status = 201, description = "The CAPA", body = crate::routes::quality::capas::CapaView),
         (status = 403, description = "Not the sponsor's quality, program managers or admins", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such inspection visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The inspection had no critical finding", body = crate::error::Problem, content_type = "application/problem+json"),
@@ -1092,7 +1092,7 @@ pub async fn capa_from_inspection(
             )
         })?;
     let now = state.clock.now();
-    let created = super::capas::insert_capa(
+    let created = crate::routes::quality::capas::insert_capa(
         &txn,
         prog.id,
         b.title.trim(),
@@ -1108,7 +1108,7 @@ pub async fn capa_from_inspection(
         now,
     )
     .await?;
-    let rendered = super::capas::render(&txn, &created).await?;
+    let rendered = crate::routes::quality::capas::render(&txn, &created).await?;
     audit_trail::append(
         &txn,
         &ctx.actor(now),

@@ -20,11 +20,11 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{Page, expected_version, fetch_page, snapshot, wire_name};
 use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Checks, Validate};
 use crate::pages::{self, html_response as html};
+use crate::routes::{Page, expected_version, fetch_page, snapshot, wire_name};
 use crate::state::AppState;
 
 // ---------------------------------------------------------------------------- policy

@@ -13,13 +13,13 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::actions::{self, ActionItemView, NewAction};
-use super::transition::{ApiStep, run_step};
-use super::write::{Patched, insert_audited, update_versioned};
-use super::{ApiJson, Checks, Page, Validate, fetch_page};
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked, scoped};
 use crate::error::{ApiError, ApiResult};
+use crate::routes::plan::actions::{self, ActionItemView, NewAction};
+use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page};
 use crate::state::AppState;
+use crate::transition::{ApiStep, run_step};
+use crate::write::{Patched, insert_audited, update_versioned};
 use entity::workflow::change as change_flow;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

@@ -18,14 +18,14 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::programs::ProgramView;
-use super::transition::{ApiStep, run_step};
-use super::write::{Patched, update_versioned};
-use super::{ApiJson, Checks, Page, Validate, compare_and_set, fetch_page, snapshot};
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked, scoped};
 use crate::error::{ApiError, ApiResult};
+use crate::routes::plan::programs::ProgramView;
+use crate::routes::{ApiJson, Checks, Page, Validate, compare_and_set, fetch_page, snapshot};
 use crate::signing;
 use crate::state::AppState;
+use crate::transition::{ApiStep, run_step};
+use crate::write::{Patched, update_versioned};
 use entity::signature::SignatureRecord;
 use entity::workflow::deviation as deviation_flow;
 

@@ -8,9 +8,9 @@ use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::{Checks, Page, fetch_page};
 use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::ApiResult;
+use crate::routes::{Checks, Page, fetch_page};
 use crate::state::AppState;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

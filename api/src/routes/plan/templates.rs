@@ -17,11 +17,11 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::gates::{self, NewGateItem};
-use super::milestones::{self, MilestoneView};
-use super::{ApiJson, Checks, Validate};
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked};
 use crate::error::{ApiError, ApiResult};
+use crate::routes::plan::gates::{self, NewGateItem};
+use crate::routes::plan::milestones::{self, MilestoneView};
+use crate::routes::{ApiJson, Checks, Validate};
 use crate::state::AppState;
 
 /// The plan templates that `POST /programs/{id}/plan` can instantiate.
@@ -222,7 +222,7 @@ pub async fn instantiate_plan(
         audit_trail::append(
             &txn,
             &ctx.actor(now),
-            Entry::new("milestone", v.id, "create").after(super::snapshot(v)),
+            Entry::new("milestone", v.id, "create").after(crate::routes::snapshot(v)),
         )
         .await?;
     }

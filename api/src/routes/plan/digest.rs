@@ -13,11 +13,11 @@ use sea_orm::{ActiveValue::Set, EntityTrait};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::team::TeamMemberView;
-use super::{compare_and_set, snapshot};
 use crate::auth::{AuthContext, find_scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::pages::{self, html_response as html};
+use crate::routes::plan::team::TeamMemberView;
+use crate::routes::{compare_and_set, snapshot};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]

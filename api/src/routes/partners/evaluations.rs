@@ -18,12 +18,12 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::transition::{ApiStep, run_step};
-use super::write::insert_audited;
 use crate::auth::{AuthContext, TenantScoped, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Checks, Validate};
 use crate::state::AppState;
+use crate::transition::{ApiStep, run_step};
+use crate::write::insert_audited;
 use entity::workflow::selection as selection_flow;
 
 impl TenantScoped for selection::Entity {

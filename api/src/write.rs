@@ -10,9 +10,9 @@ use sea_orm::{
 };
 use serde::Serialize;
 
-use super::{expected_version, snapshot};
 use crate::auth::{AuthContext, TenantScoped, find_scoped};
 use crate::error::{ApiError, ApiResult};
+use crate::routes::{expected_version, snapshot};
 use crate::state::AppState;
 
 /// What a PATCH changed, for the audit trail.

@@ -12,11 +12,11 @@ use sea_orm::{
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::write::{Patched, insert_audited, update_versioned};
-use super::{ApiJson, Checks, Page, Validate, fetch_page};
 use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
+use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page};
 use crate::state::AppState;
+use crate::write::{Patched, insert_audited, update_versioned};
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({
@@ -175,7 +175,7 @@ pub async fn create_program(
         return Err(ApiError::Conflict {
             code: "cmo_not_qualified",
             detail: why,
-            current_state: Some(super::wire_name(&status)),
+            current_state: Some(crate::routes::wire_name(&status)),
             allowed_events: None,
             current_version: None,
         });

@@ -12,9 +12,9 @@ use entity::{deviation, signature};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, EntityTrait, PrimaryKeyTrait};
 use serde::Serialize;
 
-use super::{optional_version, snapshot};
 use crate::auth::{AuthContext, TenantScoped, find_scoped};
 use crate::error::{ApiError, ApiResult};
+use crate::routes::{optional_version, snapshot};
 use crate::signing;
 use crate::state::AppState;
 

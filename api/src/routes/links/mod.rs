@@ -1,0 +1,1 @@
+//! Pages people reach from email links (HTML, never JSON).
