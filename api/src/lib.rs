@@ -14,6 +14,7 @@ pub mod middleware;
 pub mod openapi;
 pub mod pages;
 pub mod provisioning;
+pub mod records;
 pub mod request_id;
 pub mod routes;
 pub mod secrets;

@@ -2,6 +2,8 @@
 //! from the handlers so that no route module imports another.
 
 pub mod identity;
+pub mod plan;
+pub mod quality;
 
 use serde::Serialize;
 

@@ -1050,7 +1050,7 @@ impl Validate for CapaFromInspection {
     params(("id" = i64, Path, description = "Inspection id")),
     request_body = CapaFromInspection,
     responses(
-        (status = 201, description = "The CAPA", body = crate::routes::quality::capas::CapaView),
+        (status = 201, description = "The CAPA", body = crate::views::quality::CapaView),
         (status = 403, description = "Not the sponsor's quality, program managers or admins", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such inspection visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 409, description = "The inspection had no critical finding", body = crate::error::Problem, content_type = "application/problem+json"),
@@ -1092,7 +1092,7 @@ pub async fn capa_from_inspection(
             )
         })?;
     let now = state.clock.now();
-    let created = crate::routes::quality::capas::insert_capa(
+    let created = crate::records::insert_capa(
         &txn,
         prog.id,
         b.title.trim(),
@@ -1108,7 +1108,7 @@ pub async fn capa_from_inspection(
         now,
     )
     .await?;
-    let rendered = crate::routes::quality::capas::render(&txn, &created).await?;
+    let rendered = crate::views::quality::capa(&txn, &created).await?;
     audit_trail::append(
         &txn,
         &ctx.actor(now),

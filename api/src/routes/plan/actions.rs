@@ -1,131 +1,28 @@
 //! Action items: create, assign, list, update, transition, snooze.
 
 use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 use entity::access::may_update_plan;
 use entity::action_item::{self, ActionEvent, ActionSource, ActionStatus, ActionTransitionError};
 use entity::audit_trail::{self, Entry};
 use entity::{program, user};
 use sea_orm::sea_query::IntoCondition;
 use sea_orm::{
-    ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
-    QueryFilter, QueryOrder,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::local_dates::ProgramDates;
+use crate::records::{NewAction, insert_action};
 use crate::routes::{
     ApiJson, Checks, Page, Validate, compare_and_set, expected_version, fetch_page, snapshot,
 };
 use crate::state::AppState;
-use crate::write::{Patched, insert_audited, update_versioned};
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[schema(example = json!({
-    "id": 31, "program_id": 7, "title": "Close batch record gaps found at the engineering-run gate",
-    "description": null, "owner_user_id": 5, "due_date": "2027-04-22", "source": "gate_item", "source_id": 88,
-    "status": "open", "snoozed_until": null, "snooze_reason": null, "overdue": false, "days_overdue": 0,
-    "allowed_events": ["start", "complete", "cancel"], "completed_at": null,
-    "created_at": "2026-11-23T09:00:00Z", "updated_at": "2026-11-23T09:00:00Z", "version": 1
-}))]
-pub struct ActionItemView {
-    pub id: i64,
-    pub program_id: i64,
-    pub title: String,
-    pub description: Option<String>,
-    pub owner_user_id: i64,
-    pub due_date: NaiveDate,
-    pub source: ActionSource,
-    pub source_id: Option<i64>,
-    pub status: ActionStatus,
-    pub snoozed_until: Option<NaiveDate>,
-    pub snooze_reason: Option<String>,
-    /// Open or in progress, past due, and not snoozed through today (program time zone).
-    pub overdue: bool,
-    pub days_overdue: i64,
-    pub allowed_events: Vec<ActionEvent>,
-    pub completed_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub version: i32,
-}
-
-pub fn view(a: &action_item::Model, today: NaiveDate) -> ActionItemView {
-    let overdue = action_item::is_overdue(a.status, a.due_date, a.snoozed_until, today);
-    ActionItemView {
-        id: a.id,
-        program_id: a.program_id,
-        title: a.title.clone(),
-        description: a.description.clone(),
-        owner_user_id: a.owner_user_id,
-        due_date: a.due_date,
-        source: a.source,
-        source_id: a.source_id,
-        status: a.status,
-        snoozed_until: a.snoozed_until,
-        snooze_reason: a.snooze_reason.clone(),
-        overdue,
-        days_overdue: if overdue {
-            action_item::days_overdue(a.due_date, today)
-        } else {
-            0
-        },
-        allowed_events: action_item::allowed_events(a.status),
-        completed_at: a.completed_at,
-        created_at: a.created_at,
-        updated_at: a.updated_at,
-        version: a.version,
-    }
-}
-
-/// Creates an action item (used by handlers that spawn work, e.g. a no-go gate).
-pub struct NewAction {
-    pub program_id: i64,
-    pub title: String,
-    pub description: Option<String>,
-    pub owner_user_id: i64,
-    pub due_date: NaiveDate,
-    pub source: ActionSource,
-    pub source_id: Option<i64>,
-}
-
-pub async fn insert<C: ConnectionTrait>(
-    conn: &C,
-    ctx: &AuthContext,
-    now: DateTime<Utc>,
-    today: NaiveDate,
-    new: NewAction,
-) -> ApiResult<action_item::Model> {
-    let (created, _) = insert_audited(
-        conn,
-        &ctx.actor(now),
-        "action_item",
-        action_item::ActiveModel {
-            id: NotSet,
-            program_id: Set(new.program_id),
-            title: Set(new.title),
-            description: Set(new.description),
-            owner_user_id: Set(new.owner_user_id),
-            due_date: Set(new.due_date),
-            source: Set(new.source),
-            source_id: Set(new.source_id),
-            status: Set(ActionStatus::Open),
-            snoozed_until: Set(None),
-            snooze_reason: Set(None),
-            completed_at: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-            version: Set(1),
-            overdue_event_for: Set(None),
-        },
-        async |created| Ok(view(created, today)),
-    )
-    .await?;
-    Ok(created)
-}
+use crate::views::plan::{ActionItemView, action_item as view};
+use crate::write::{Patched, update_versioned};
 
 async fn check_owner<C: ConnectionTrait>(
     conn: &C,
@@ -238,7 +135,7 @@ pub async fn create_action_item(
     }
     let now = state.clock.now();
     let today = prog.today(now);
-    let created = insert(
+    let created = insert_action(
         &txn,
         &ctx,
         now,

@@ -16,9 +16,9 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::{AuthContext, find_scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::pages::{self, html_response as html};
-use crate::routes::plan::team::TeamMemberView;
 use crate::routes::{compare_and_set, snapshot};
 use crate::state::AppState;
+use crate::views::plan::TeamMemberView;
 
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({

@@ -18,59 +18,16 @@ use utoipa::ToSchema;
 
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked};
 use crate::error::{ApiError, ApiResult};
-use crate::routes::plan::actions::{self, NewAction};
+use crate::records::{NewAction, insert_action};
+use crate::records::{NewGateItem, insert_gate_item};
 use crate::routes::{ApiJson, Checks, Validate, compare_and_set, expected_version, snapshot};
 use crate::signing;
 use crate::state::AppState;
-use crate::write::insert_audited;
+use crate::views::plan::GateItemView;
 use entity::signature::SignatureRecord;
 
 /// Days a no-go's follow-up actions get by default.
 pub const NO_GO_ACTION_DAYS: i64 = 7;
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[schema(example = json!({
-    "id": 88, "milestone_id": 12, "check_type": "batch_record_readiness",
-    "title": "Master batch record approved by both QA units", "mandatory": true,
-    "result": "pass", "evidence": "MBR-0042 rev 3, signed 2027-04-10",
-    "decided_by_user_id": 5, "decided_at": "2027-04-10T14:00:00Z", "position": 1, "version": 2,
-    "linked_open_count": null
-}))]
-pub struct GateItemView {
-    pub id: i64,
-    pub milestone_id: i64,
-    pub check_type: CheckType,
-    pub title: String,
-    pub mandatory: bool,
-    pub result: CheckResult,
-    /// Note or link to the evidence.
-    pub evidence: Option<String>,
-    pub decided_by_user_id: Option<i64>,
-    pub decided_at: Option<DateTime<Utc>>,
-    pub position: i32,
-    pub version: i32,
-    /// For deviation- and CAPA-related checks: how many are open on the program now.
-    pub linked_open_count: Option<u64>,
-}
-
-impl From<&gate::item::Model> for GateItemView {
-    fn from(m: &gate::item::Model) -> Self {
-        Self {
-            id: m.id,
-            milestone_id: m.milestone_id,
-            check_type: m.check_type,
-            title: m.title.clone(),
-            mandatory: m.mandatory,
-            result: m.result,
-            evidence: m.evidence.clone(),
-            decided_by_user_id: m.decided_by_user_id,
-            decided_at: m.decided_at,
-            position: m.position,
-            version: m.version,
-            linked_open_count: None,
-        }
-    }
-}
 
 /// Open deviations and CAPAs of a program, shown on the checks that are about them.
 async fn linked_open_counts<C: ConnectionTrait>(
@@ -249,53 +206,6 @@ impl Validate for CreateGateItem {
     }
 }
 
-/// A checklist item to add.
-pub struct NewGateItem<'a> {
-    pub milestone_id: i64,
-    pub check_type: CheckType,
-    pub title: &'a str,
-    pub mandatory: bool,
-    pub position: i32,
-}
-
-pub async fn insert_item<C: ConnectionTrait>(
-    conn: &C,
-    ctx: &AuthContext,
-    now: DateTime<Utc>,
-    new: NewGateItem<'_>,
-) -> ApiResult<gate::item::Model> {
-    let NewGateItem {
-        milestone_id,
-        check_type,
-        title,
-        mandatory,
-        position,
-    } = new;
-    let (item, _) = insert_audited(
-        conn,
-        &ctx.actor(now),
-        "gate_item",
-        gate::item::ActiveModel {
-            id: NotSet,
-            milestone_id: Set(milestone_id),
-            check_type: Set(check_type),
-            title: Set(title.trim().to_string()),
-            mandatory: Set(mandatory),
-            result: Set(CheckResult::Pending),
-            evidence: Set(None),
-            decided_by_user_id: Set(None),
-            decided_at: Set(None),
-            position: Set(position),
-            created_at: Set(now),
-            updated_at: Set(now),
-            version: Set(1),
-        },
-        async |item| Ok(GateItemView::from(item)),
-    )
-    .await?;
-    Ok(item)
-}
-
 /// Add a checklist item to a milestone's gate.
 #[utoipa::path(
     tag = "gates",
@@ -335,7 +245,7 @@ pub async fn create_gate_item(
             .await?
             .map_or(0, |i| i.position.saturating_add(1)),
     };
-    let item = insert_item(
+    let item = insert_gate_item(
         &txn,
         &ctx,
         state.clock.now(),
@@ -624,7 +534,7 @@ pub async fn decide_gate(
         .await?;
         let owner = m.owner_user_id.unwrap_or(ctx.user.id);
         for item in items.iter().filter(|i| i.result == CheckResult::Fail) {
-            let created = actions::insert(
+            let created = insert_action(
                 &txn,
                 &ctx,
                 now,

@@ -9,129 +9,23 @@ use entity::access::{may_manage_program, may_update_plan};
 use entity::audit_trail::{self, Entry};
 use entity::milestone::{self, MilestoneStatus};
 use entity::milestone_dependency;
-use entity::milestone_rules::{
-    self, Guards, MilestoneEvent, Schedule, ScheduleHealth, TransitionError,
-};
+use entity::milestone_rules::{self, Guards, MilestoneEvent, TransitionError};
 use entity::{program, user};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait,
     EntityTrait, QueryFilter, QueryOrder,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked};
 use crate::error::{ApiError, ApiResult};
 use crate::routes::{ApiJson, Checks, Validate, compare_and_set, expected_version, snapshot};
 use crate::state::AppState;
+use crate::views::plan::{MilestoneView, dependencies_of, milestone as view};
 
 /// Most dependencies one milestone may have.
 const MAX_DEPENDENCIES: usize = 50;
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[schema(example = json!({
-    "id": 12, "program_id": 7, "name": "Engineering runs", "phase": "Manufacturing readiness",
-    "owner_user_id": 5, "status": "in_progress",
-    "baseline_start": "2027-03-01", "baseline_end": "2027-04-15",
-    "forecast_start": "2027-03-01", "forecast_end": "2027-04-29",
-    "actual_start": "2027-03-02", "actual_end": null,
-    "position": 6, "depends_on": [10, 11], "schedule_health": "at_risk",
-    "allowed_events": ["submit_for_gate", "hold", "cancel"],
-    "created_at": "2026-11-23T09:00:00Z", "updated_at": "2026-11-23T09:00:00Z", "version": 3
-}))]
-pub struct MilestoneView {
-    pub id: i64,
-    pub program_id: i64,
-    pub name: String,
-    pub phase: String,
-    pub owner_user_id: Option<i64>,
-    pub status: MilestoneStatus,
-    /// Where an on-hold milestone resumes.
-    pub held_from: Option<MilestoneStatus>,
-    pub baseline_start: NaiveDate,
-    pub baseline_end: NaiveDate,
-    pub forecast_start: NaiveDate,
-    pub forecast_end: NaiveDate,
-    pub actual_start: Option<NaiveDate>,
-    pub actual_end: Option<NaiveDate>,
-    pub position: i32,
-    /// Milestones that must be completed before this one starts.
-    pub depends_on: Vec<i64>,
-    /// Derived from baseline, forecast and today in the program's time zone; `null` when cancelled.
-    pub schedule_health: Option<ScheduleHealth>,
-    /// Events the caller may send now (empty when the caller may not update the plan).
-    pub allowed_events: Vec<MilestoneEvent>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub version: i32,
-}
-
-pub fn view(
-    m: &milestone::Model,
-    depends_on: Vec<i64>,
-    today: NaiveDate,
-    may_update: bool,
-) -> MilestoneView {
-    let schedule = Schedule {
-        status: m.status,
-        baseline_start: m.baseline_start,
-        baseline_end: m.baseline_end,
-        forecast_start: m.forecast_start,
-        forecast_end: m.forecast_end,
-        actual_end: m.actual_end,
-    };
-    MilestoneView {
-        id: m.id,
-        program_id: m.program_id,
-        name: m.name.clone(),
-        phase: m.phase.clone(),
-        owner_user_id: m.owner_user_id,
-        status: m.status,
-        held_from: m.held_from,
-        baseline_start: m.baseline_start,
-        baseline_end: m.baseline_end,
-        forecast_start: m.forecast_start,
-        forecast_end: m.forecast_end,
-        actual_start: m.actual_start,
-        actual_end: m.actual_end,
-        position: m.position,
-        depends_on,
-        schedule_health: milestone_rules::schedule_health(&schedule, today),
-        allowed_events: if may_update {
-            // `no_go` is taken through the signed gate decision, not sent here.
-            milestone_rules::allowed_events(m.status, m.held_from)
-                .into_iter()
-                .filter(|e| *e != MilestoneEvent::NoGo)
-                .collect()
-        } else {
-            Vec::new()
-        },
-        created_at: m.created_at,
-        updated_at: m.updated_at,
-        version: m.version,
-    }
-}
-
-pub async fn dependencies_of<C: ConnectionTrait>(
-    conn: &C,
-    ids: &[i64],
-) -> ApiResult<BTreeMap<i64, Vec<i64>>> {
-    let mut map: BTreeMap<i64, Vec<i64>> = ids.iter().map(|id| (*id, Vec::new())).collect();
-    if ids.is_empty() {
-        return Ok(map);
-    }
-    let rows = milestone_dependency::Entity::find()
-        .filter(milestone_dependency::Column::MilestoneId.is_in(ids.to_vec()))
-        .order_by_asc(milestone_dependency::Column::DependsOnId)
-        .all(conn)
-        .await?;
-    for row in rows {
-        map.entry(row.milestone_id)
-            .or_default()
-            .push(row.depends_on_id);
-    }
-    Ok(map)
-}
 
 async fn render<C: ConnectionTrait>(
     conn: &C,

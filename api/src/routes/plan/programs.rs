@@ -1,7 +1,6 @@
 //! Programs: one product's work at one CMO, owned by the sponsor.
 
 use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
-use chrono::{DateTime, Utc};
 use entity::access::{ProgramSides, may_manage_program};
 use entity::program::{self, Modality, ProductionStatus, ProgramStage};
 use entity::{OrgKind, organization};
@@ -9,67 +8,15 @@ use sea_orm::ActiveModelTrait;
 use sea_orm::{
     ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page};
 use crate::state::AppState;
+use crate::views::plan::ProgramView;
 use crate::write::{Patched, insert_audited, update_versioned};
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[schema(example = json!({
-    "id": 7, "sponsor_org_id": 1, "cmo_org_id": 2, "name": "ACM-101 clinical supply",
-    "product_name": "ACM-101", "modality": "biologic", "stage": "clinical",
-    "scope": "Tech transfer and GMP clinical manufacturing of drug substance",
-    "budget_minor": 420000000, "currency": "USD", "time_zone": "Europe/Zurich",
-    "production_status": "running",
-    "created_at": "2026-11-23T09:00:00Z", "updated_at": "2026-11-23T09:00:00Z", "version": 1
-}))]
-pub struct ProgramView {
-    pub id: i64,
-    pub sponsor_org_id: i64,
-    pub cmo_org_id: i64,
-    pub name: String,
-    pub product_name: String,
-    pub modality: Modality,
-    pub stage: ProgramStage,
-    pub scope: Option<String>,
-    /// Budget in minor units of `currency` (cents).
-    pub budget_minor: Option<i64>,
-    /// ISO 4217 code.
-    pub currency: Option<String>,
-    /// IANA time zone of the program.
-    pub time_zone: String,
-    /// Changed only by quality rules (deviation holds, signed release).
-    pub production_status: ProductionStatus,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub version: i32,
-}
-
-impl From<&program::Model> for ProgramView {
-    fn from(m: &program::Model) -> Self {
-        Self {
-            id: m.id,
-            sponsor_org_id: m.sponsor_org_id,
-            cmo_org_id: m.cmo_org_id,
-            name: m.name.clone(),
-            product_name: m.product_name.clone(),
-            modality: m.modality,
-            stage: m.stage,
-            scope: m.scope.clone(),
-            budget_minor: m.budget_minor,
-            currency: m.currency.clone(),
-            time_zone: m.time_zone.clone(),
-            production_status: m.production_status,
-            created_at: m.created_at,
-            updated_at: m.updated_at,
-            version: m.version,
-        }
-    }
-}
 
 fn check_currency(c: &mut Checks, field: &str, currency: Option<&str>, budget: Option<i64>) {
     if let Some(cur) = currency

@@ -1,7 +1,6 @@
 //! A program's team: who is on it, at which governance tier, with which expertise.
 
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
-use chrono::{DateTime, Utc};
 use entity::access::may_manage_program;
 use entity::audit_trail::{self, Entry};
 use entity::team_member::{self, GovernanceTier};
@@ -10,56 +9,15 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter,
     QueryOrder,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::auth::{AuthContext, find_scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::routes::{ApiJson, Checks, Validate, snapshot};
 use crate::state::AppState;
+use crate::views::plan::TeamMemberView;
 use crate::write::{Patched, update_versioned};
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[schema(example = json!({
-    "id": 3, "program_id": 7, "user_id": 5, "governance_tier": "core_team",
-    "program_role": "QA lead", "expertise_tags": ["quality", "microbiology"],
-    "wants_digest": true, "wants_reminders": true,
-    "created_at": "2026-11-23T09:00:00Z", "updated_at": "2026-11-23T09:00:00Z", "version": 1
-}))]
-pub struct TeamMemberView {
-    pub id: i64,
-    pub program_id: i64,
-    pub user_id: i64,
-    pub governance_tier: GovernanceTier,
-    pub program_role: String,
-    /// Lower-case tags; the escalation call tree matches them to deviation categories.
-    pub expertise_tags: Vec<String>,
-    /// Receives the weekly status digest.
-    pub wants_digest: bool,
-    /// Receives overdue-action reminders.
-    pub wants_reminders: bool,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub version: i32,
-}
-
-impl From<&team_member::Model> for TeamMemberView {
-    fn from(m: &team_member::Model) -> Self {
-        Self {
-            id: m.id,
-            program_id: m.program_id,
-            user_id: m.user_id,
-            governance_tier: m.governance_tier,
-            program_role: m.program_role.clone(),
-            expertise_tags: serde_json::from_str(&m.expertise_tags).unwrap_or_default(),
-            wants_digest: m.wants_digest,
-            wants_reminders: m.wants_reminders,
-            created_at: m.created_at,
-            updated_at: m.updated_at,
-            version: m.version,
-        }
-    }
-}
 
 fn check_tags(c: &mut Checks, tags: Option<&Vec<String>>) {
     if let Some(tags) = tags {

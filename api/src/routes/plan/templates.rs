@@ -19,10 +19,10 @@ use utoipa::ToSchema;
 
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked};
 use crate::error::{ApiError, ApiResult};
-use crate::routes::plan::gates::{self, NewGateItem};
-use crate::routes::plan::milestones::{self, MilestoneView};
+use crate::records::{NewGateItem, insert_gate_item};
 use crate::routes::{ApiJson, Checks, Validate};
 use crate::state::AppState;
+use crate::views::plan::{self as views, MilestoneView};
 
 /// The plan templates that `POST /programs/{id}/plan` can instantiate.
 #[utoipa::path(
@@ -162,7 +162,7 @@ pub async fn instantiate_plan(
         .await?;
         ids.push(created.id);
         for (i, item) in tm.gate_items.iter().enumerate() {
-            gates::insert_item(
+            insert_gate_item(
                 &txn,
                 &ctx,
                 now,
@@ -208,13 +208,13 @@ pub async fn instantiate_plan(
         .order_by_asc(milestone::Column::Position)
         .all(&txn)
         .await?;
-    let mut deps = milestones::dependencies_of(&txn, &ids).await?;
+    let mut deps = views::dependencies_of(&txn, &ids).await?;
     let today = prog.today(now);
     let views: Vec<MilestoneView> = created
         .iter()
         .map(|m| {
             let may = entity::access::may_update_plan(ctx.caller(), prog.sides(), m.owner_user_id);
-            milestones::view(m, deps.remove(&m.id).unwrap_or_default(), today, may)
+            views::milestone(m, deps.remove(&m.id).unwrap_or_default(), today, may)
         })
         .collect();
     // Each milestone is a record of its own in the trail, as if created one by one.

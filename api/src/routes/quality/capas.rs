@@ -22,80 +22,15 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::local_dates::ProgramDates;
-use crate::routes::plan::actions::{self, ActionItemView, NewAction};
+use crate::records::insert_capa;
+use crate::records::{NewAction, insert_action};
 use crate::routes::{ApiJson, Checks, Page, Validate, compare_and_set, fetch_page, snapshot};
 use crate::state::AppState;
 use crate::transition::{ApiStep, run_step};
+use crate::views::plan::ActionItemView;
+use crate::views::quality::{CapaView, capa as render};
 use crate::write::{Patched, update_versioned};
 use entity::workflow::capa as capa_flow;
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[schema(example = json!({
-    "id": 5, "program_id": 7, "title": "Replace and re-qualify harvest tank gaskets",
-    "description": "Corrective: replace gaskets. Preventive: add gasket inspection to PM.",
-    "source": "deviation", "finding_reference": null, "deviation_ids": [41], "status": "implementing",
-    "effectiveness_due": null, "effectiveness_outcome": null, "plan_signature_id": 22, "closure_signature_id": null,
-    "cancel_reason": null, "closed_at": null, "allowed_events": ["request_effectiveness_check", "cancel"],
-    "created_at": "2027-04-03T09:00:00Z", "updated_at": "2027-04-05T09:00:00Z", "version": 3
-}))]
-pub struct CapaView {
-    pub id: i64,
-    pub program_id: i64,
-    pub title: String,
-    pub description: String,
-    pub source: CapaSource,
-    pub finding_reference: Option<String>,
-    pub deviation_ids: Vec<i64>,
-    pub status: CapaStatus,
-    pub effectiveness_due: Option<NaiveDate>,
-    pub effectiveness_outcome: Option<EffectivenessOutcome>,
-    pub plan_signature_id: Option<i64>,
-    pub closure_signature_id: Option<i64>,
-    pub cancel_reason: Option<String>,
-    pub closed_at: Option<DateTime<Utc>>,
-    pub allowed_events: Vec<CapaEvent>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub version: i32,
-}
-
-fn view(c: &capa::Model, deviation_ids: Vec<i64>) -> CapaView {
-    CapaView {
-        id: c.id,
-        program_id: c.program_id,
-        title: c.title.clone(),
-        description: c.description.clone(),
-        source: c.source,
-        finding_reference: c.finding_reference.clone(),
-        deviation_ids,
-        status: c.status,
-        effectiveness_due: c.effectiveness_due,
-        effectiveness_outcome: c.effectiveness_outcome,
-        plan_signature_id: c.plan_signature_id,
-        closure_signature_id: c.closure_signature_id,
-        cancel_reason: c.cancel_reason.clone(),
-        closed_at: c.closed_at,
-        allowed_events: capa::allowed_events(c.status),
-        created_at: c.created_at,
-        updated_at: c.updated_at,
-        version: c.version,
-    }
-}
-
-async fn linked_deviations<C: ConnectionTrait>(conn: &C, capa_id: i64) -> ApiResult<Vec<i64>> {
-    Ok(capa::deviation_link::Entity::find()
-        .filter(capa::deviation_link::Column::CapaId.eq(capa_id))
-        .order_by_asc(capa::deviation_link::Column::DeviationId)
-        .all(conn)
-        .await?
-        .into_iter()
-        .map(|l| l.deviation_id)
-        .collect())
-}
-
-pub async fn render<C: ConnectionTrait>(conn: &C, c: &capa::Model) -> ApiResult<CapaView> {
-    Ok(view(c, linked_deviations(conn, c.id).await?))
-}
 
 impl crate::auth::TenantScoped for capa::Entity {
     fn tenant_condition(ctx: &AuthContext) -> sea_orm::Condition {
@@ -156,38 +91,6 @@ impl Validate for CreateCapa {
             );
         }
     }
-}
-
-/// A new open CAPA (the one place CAPA rows are created).
-pub async fn insert_capa<C: ConnectionTrait>(
-    conn: &C,
-    program_id: i64,
-    title: &str,
-    description: String,
-    source: capa::CapaSource,
-    finding_reference: Option<String>,
-    now: chrono::DateTime<chrono::Utc>,
-) -> ApiResult<capa::Model> {
-    Ok(capa::ActiveModel {
-        id: NotSet,
-        program_id: Set(program_id),
-        title: Set(title.to_string()),
-        description: Set(description),
-        source: Set(source),
-        finding_reference: Set(finding_reference),
-        status: Set(CapaStatus::Open),
-        effectiveness_due: Set(None),
-        effectiveness_outcome: Set(None),
-        plan_signature_id: Set(None),
-        closure_signature_id: Set(None),
-        cancel_reason: Set(None),
-        closed_at: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-        version: Set(1),
-    }
-    .insert(conn)
-    .await?)
 }
 
 /// Open a CAPA on a program (quality, program managers and admins).
@@ -363,7 +266,7 @@ async fn detail<C: ConnectionTrait>(
                 .find(|a| a.id == l.action_item_id)
                 .map(|a| CapaActionView {
                     kind: l.kind,
-                    action: actions::view(a, today),
+                    action: crate::views::plan::action_item(a, today),
                 })
         })
         .collect();
@@ -464,7 +367,7 @@ pub async fn add_capa_action(
     }
     let now = state.clock.now();
     let today = prog.today(now);
-    let item = actions::insert(
+    let item = insert_action(
         &txn,
         &ctx,
         now,
@@ -497,7 +400,7 @@ pub async fn add_capa_action(
     txn.commit().await?;
     Ok(HttpResponse::Created().json(CapaActionView {
         kind: b.kind,
-        action: actions::view(&item, today),
+        action: crate::views::plan::action_item(&item, today),
     }))
 }
 

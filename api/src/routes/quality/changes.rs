@@ -15,10 +15,11 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked, scoped};
 use crate::error::{ApiError, ApiResult};
-use crate::routes::plan::actions::{self, ActionItemView, NewAction};
+use crate::records::{NewAction, insert_action};
 use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page};
 use crate::state::AppState;
 use crate::transition::{ApiStep, run_step};
+use crate::views::plan::ActionItemView;
 use crate::write::{Patched, insert_audited, update_versioned};
 use entity::workflow::change as change_flow;
 
@@ -437,7 +438,7 @@ pub async fn add_change_task(
     }
     let now = state.clock.now();
     let today = prog.today(now);
-    let item = actions::insert(
+    let item = insert_action(
         &txn,
         &ctx,
         now,
@@ -454,7 +455,7 @@ pub async fn add_change_task(
     )
     .await?;
     txn.commit().await?;
-    Ok(HttpResponse::Created().json(actions::view(&item, today)))
+    Ok(HttpResponse::Created().json(crate::views::plan::action_item(&item, today)))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

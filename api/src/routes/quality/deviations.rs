@@ -20,11 +20,11 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked, scoped};
 use crate::error::{ApiError, ApiResult};
-use crate::routes::plan::programs::ProgramView;
 use crate::routes::{ApiJson, Checks, Page, Validate, compare_and_set, fetch_page, snapshot};
 use crate::signing;
 use crate::state::AppState;
 use crate::transition::{ApiStep, run_step};
+use crate::views::plan::ProgramView;
 use crate::write::{Patched, update_versioned};
 use entity::signature::SignatureRecord;
 use entity::workflow::deviation as deviation_flow;

@@ -1,0 +1,141 @@
+//! Records that several areas create: action items (from CAPA, change control and a
+//! no-go gate), CAPA (also from an inspection finding), gate items (also from a plan
+//! template). Each create writes its audit row.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use entity::action_item::{self, ActionSource, ActionStatus};
+use entity::capa::{self, CapaStatus};
+use entity::gate::{self, CheckResult, CheckType};
+
+use crate::views::plan::GateItemView;
+use sea_orm::ActiveValue::{NotSet, Set};
+use sea_orm::{ActiveModelTrait, ConnectionTrait};
+
+use crate::auth::AuthContext;
+use crate::error::ApiResult;
+use crate::write::insert_audited;
+
+/// Creates an action item (used by handlers that spawn work, e.g. a no-go gate).
+pub struct NewAction {
+    pub program_id: i64,
+    pub title: String,
+    pub description: Option<String>,
+    pub owner_user_id: i64,
+    pub due_date: NaiveDate,
+    pub source: ActionSource,
+    pub source_id: Option<i64>,
+}
+
+pub async fn insert_action<C: ConnectionTrait>(
+    conn: &C,
+    ctx: &AuthContext,
+    now: DateTime<Utc>,
+    today: NaiveDate,
+    new: NewAction,
+) -> ApiResult<action_item::Model> {
+    let (created, _) = insert_audited(
+        conn,
+        &ctx.actor(now),
+        "action_item",
+        action_item::ActiveModel {
+            id: NotSet,
+            program_id: Set(new.program_id),
+            title: Set(new.title),
+            description: Set(new.description),
+            owner_user_id: Set(new.owner_user_id),
+            due_date: Set(new.due_date),
+            source: Set(new.source),
+            source_id: Set(new.source_id),
+            status: Set(ActionStatus::Open),
+            snoozed_until: Set(None),
+            snooze_reason: Set(None),
+            completed_at: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+            version: Set(1),
+            overdue_event_for: Set(None),
+        },
+        async |created| Ok(crate::views::plan::action_item(created, today)),
+    )
+    .await?;
+    Ok(created)
+}
+
+/// A new open CAPA (the one place CAPA rows are created).
+pub async fn insert_capa<C: ConnectionTrait>(
+    conn: &C,
+    program_id: i64,
+    title: &str,
+    description: String,
+    source: capa::CapaSource,
+    finding_reference: Option<String>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> ApiResult<capa::Model> {
+    Ok(capa::ActiveModel {
+        id: NotSet,
+        program_id: Set(program_id),
+        title: Set(title.to_string()),
+        description: Set(description),
+        source: Set(source),
+        finding_reference: Set(finding_reference),
+        status: Set(CapaStatus::Open),
+        effectiveness_due: Set(None),
+        effectiveness_outcome: Set(None),
+        plan_signature_id: Set(None),
+        closure_signature_id: Set(None),
+        cancel_reason: Set(None),
+        closed_at: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        version: Set(1),
+    }
+    .insert(conn)
+    .await?)
+}
+
+/// A checklist item to add.
+pub struct NewGateItem<'a> {
+    pub milestone_id: i64,
+    pub check_type: CheckType,
+    pub title: &'a str,
+    pub mandatory: bool,
+    pub position: i32,
+}
+
+pub async fn insert_gate_item<C: ConnectionTrait>(
+    conn: &C,
+    ctx: &AuthContext,
+    now: DateTime<Utc>,
+    new: NewGateItem<'_>,
+) -> ApiResult<gate::item::Model> {
+    let NewGateItem {
+        milestone_id,
+        check_type,
+        title,
+        mandatory,
+        position,
+    } = new;
+    let (item, _) = insert_audited(
+        conn,
+        &ctx.actor(now),
+        "gate_item",
+        gate::item::ActiveModel {
+            id: NotSet,
+            milestone_id: Set(milestone_id),
+            check_type: Set(check_type),
+            title: Set(title.trim().to_string()),
+            mandatory: Set(mandatory),
+            result: Set(CheckResult::Pending),
+            evidence: Set(None),
+            decided_by_user_id: Set(None),
+            decided_at: Set(None),
+            position: Set(position),
+            created_at: Set(now),
+            updated_at: Set(now),
+            version: Set(1),
+        },
+        async |item| Ok(GateItemView::from(item)),
+    )
+    .await?;
+    Ok(item)
+}

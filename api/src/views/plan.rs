@@ -1,0 +1,318 @@
+//! How the project plan reads on the wire: programs, team members, action items.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use entity::action_item::{self, ActionEvent, ActionSource, ActionStatus};
+use entity::gate::{self, CheckResult, CheckType};
+use entity::milestone::{self, MilestoneStatus};
+use entity::milestone_dependency;
+use entity::milestone_rules::{self, MilestoneEvent, Schedule, ScheduleHealth};
+use entity::program::{self, Modality, ProductionStatus, ProgramStage};
+use entity::team_member::{self, GovernanceTier};
+
+use crate::error::ApiResult;
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 31, "program_id": 7, "title": "Close batch record gaps found at the engineering-run gate",
+    "description": null, "owner_user_id": 5, "due_date": "2027-04-22", "source": "gate_item", "source_id": 88,
+    "status": "open", "snoozed_until": null, "snooze_reason": null, "overdue": false, "days_overdue": 0,
+    "allowed_events": ["start", "complete", "cancel"], "completed_at": null,
+    "created_at": "2026-11-23T09:00:00Z", "updated_at": "2026-11-23T09:00:00Z", "version": 1
+}))]
+pub struct ActionItemView {
+    pub id: i64,
+    pub program_id: i64,
+    pub title: String,
+    pub description: Option<String>,
+    pub owner_user_id: i64,
+    pub due_date: NaiveDate,
+    pub source: ActionSource,
+    pub source_id: Option<i64>,
+    pub status: ActionStatus,
+    pub snoozed_until: Option<NaiveDate>,
+    pub snooze_reason: Option<String>,
+    /// Open or in progress, past due, and not snoozed through today (program time zone).
+    pub overdue: bool,
+    pub days_overdue: i64,
+    pub allowed_events: Vec<ActionEvent>,
+    pub completed_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i32,
+}
+
+pub fn action_item(a: &action_item::Model, today: NaiveDate) -> ActionItemView {
+    let overdue = action_item::is_overdue(a.status, a.due_date, a.snoozed_until, today);
+    ActionItemView {
+        id: a.id,
+        program_id: a.program_id,
+        title: a.title.clone(),
+        description: a.description.clone(),
+        owner_user_id: a.owner_user_id,
+        due_date: a.due_date,
+        source: a.source,
+        source_id: a.source_id,
+        status: a.status,
+        snoozed_until: a.snoozed_until,
+        snooze_reason: a.snooze_reason.clone(),
+        overdue,
+        days_overdue: if overdue {
+            action_item::days_overdue(a.due_date, today)
+        } else {
+            0
+        },
+        allowed_events: action_item::allowed_events(a.status),
+        completed_at: a.completed_at,
+        created_at: a.created_at,
+        updated_at: a.updated_at,
+        version: a.version,
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 7, "sponsor_org_id": 1, "cmo_org_id": 2, "name": "ACM-101 clinical supply",
+    "product_name": "ACM-101", "modality": "biologic", "stage": "clinical",
+    "scope": "Tech transfer and GMP clinical manufacturing of drug substance",
+    "budget_minor": 420000000, "currency": "USD", "time_zone": "Europe/Zurich",
+    "production_status": "running",
+    "created_at": "2026-11-23T09:00:00Z", "updated_at": "2026-11-23T09:00:00Z", "version": 1
+}))]
+pub struct ProgramView {
+    pub id: i64,
+    pub sponsor_org_id: i64,
+    pub cmo_org_id: i64,
+    pub name: String,
+    pub product_name: String,
+    pub modality: Modality,
+    pub stage: ProgramStage,
+    pub scope: Option<String>,
+    /// Budget in minor units of `currency` (cents).
+    pub budget_minor: Option<i64>,
+    /// ISO 4217 code.
+    pub currency: Option<String>,
+    /// IANA time zone of the program.
+    pub time_zone: String,
+    /// Changed only by quality rules (deviation holds, signed release).
+    pub production_status: ProductionStatus,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i32,
+}
+
+impl From<&program::Model> for ProgramView {
+    fn from(m: &program::Model) -> Self {
+        Self {
+            id: m.id,
+            sponsor_org_id: m.sponsor_org_id,
+            cmo_org_id: m.cmo_org_id,
+            name: m.name.clone(),
+            product_name: m.product_name.clone(),
+            modality: m.modality,
+            stage: m.stage,
+            scope: m.scope.clone(),
+            budget_minor: m.budget_minor,
+            currency: m.currency.clone(),
+            time_zone: m.time_zone.clone(),
+            production_status: m.production_status,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+            version: m.version,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 3, "program_id": 7, "user_id": 5, "governance_tier": "core_team",
+    "program_role": "QA lead", "expertise_tags": ["quality", "microbiology"],
+    "wants_digest": true, "wants_reminders": true,
+    "created_at": "2026-11-23T09:00:00Z", "updated_at": "2026-11-23T09:00:00Z", "version": 1
+}))]
+pub struct TeamMemberView {
+    pub id: i64,
+    pub program_id: i64,
+    pub user_id: i64,
+    pub governance_tier: GovernanceTier,
+    pub program_role: String,
+    /// Lower-case tags; the escalation call tree matches them to deviation categories.
+    pub expertise_tags: Vec<String>,
+    /// Receives the weekly status digest.
+    pub wants_digest: bool,
+    /// Receives overdue-action reminders.
+    pub wants_reminders: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i32,
+}
+
+impl From<&team_member::Model> for TeamMemberView {
+    fn from(m: &team_member::Model) -> Self {
+        Self {
+            id: m.id,
+            program_id: m.program_id,
+            user_id: m.user_id,
+            governance_tier: m.governance_tier,
+            program_role: m.program_role.clone(),
+            expertise_tags: serde_json::from_str(&m.expertise_tags).unwrap_or_default(),
+            wants_digest: m.wants_digest,
+            wants_reminders: m.wants_reminders,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+            version: m.version,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 88, "milestone_id": 12, "check_type": "batch_record_readiness",
+    "title": "Master batch record approved by both QA units", "mandatory": true,
+    "result": "pass", "evidence": "MBR-0042 rev 3, signed 2027-04-10",
+    "decided_by_user_id": 5, "decided_at": "2027-04-10T14:00:00Z", "position": 1, "version": 2,
+    "linked_open_count": null
+}))]
+pub struct GateItemView {
+    pub id: i64,
+    pub milestone_id: i64,
+    pub check_type: CheckType,
+    pub title: String,
+    pub mandatory: bool,
+    pub result: CheckResult,
+    /// Note or link to the evidence.
+    pub evidence: Option<String>,
+    pub decided_by_user_id: Option<i64>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub position: i32,
+    pub version: i32,
+    /// For deviation- and CAPA-related checks: how many are open on the program now.
+    pub linked_open_count: Option<u64>,
+}
+
+impl From<&gate::item::Model> for GateItemView {
+    fn from(m: &gate::item::Model) -> Self {
+        Self {
+            id: m.id,
+            milestone_id: m.milestone_id,
+            check_type: m.check_type,
+            title: m.title.clone(),
+            mandatory: m.mandatory,
+            result: m.result,
+            evidence: m.evidence.clone(),
+            decided_by_user_id: m.decided_by_user_id,
+            decided_at: m.decided_at,
+            position: m.position,
+            version: m.version,
+            linked_open_count: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 12, "program_id": 7, "name": "Engineering runs", "phase": "Manufacturing readiness",
+    "owner_user_id": 5, "status": "in_progress",
+    "baseline_start": "2027-03-01", "baseline_end": "2027-04-15",
+    "forecast_start": "2027-03-01", "forecast_end": "2027-04-29",
+    "actual_start": "2027-03-02", "actual_end": null,
+    "position": 6, "depends_on": [10, 11], "schedule_health": "at_risk",
+    "allowed_events": ["submit_for_gate", "hold", "cancel"],
+    "created_at": "2026-11-23T09:00:00Z", "updated_at": "2026-11-23T09:00:00Z", "version": 3
+}))]
+pub struct MilestoneView {
+    pub id: i64,
+    pub program_id: i64,
+    pub name: String,
+    pub phase: String,
+    pub owner_user_id: Option<i64>,
+    pub status: MilestoneStatus,
+    /// Where an on-hold milestone resumes.
+    pub held_from: Option<MilestoneStatus>,
+    pub baseline_start: NaiveDate,
+    pub baseline_end: NaiveDate,
+    pub forecast_start: NaiveDate,
+    pub forecast_end: NaiveDate,
+    pub actual_start: Option<NaiveDate>,
+    pub actual_end: Option<NaiveDate>,
+    pub position: i32,
+    /// Milestones that must be completed before this one starts.
+    pub depends_on: Vec<i64>,
+    /// Derived from baseline, forecast and today in the program's time zone; `null` when cancelled.
+    pub schedule_health: Option<ScheduleHealth>,
+    /// Events the caller may send now (empty when the caller may not update the plan).
+    pub allowed_events: Vec<MilestoneEvent>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i32,
+}
+
+pub fn milestone(
+    m: &milestone::Model,
+    depends_on: Vec<i64>,
+    today: NaiveDate,
+    may_update: bool,
+) -> MilestoneView {
+    let schedule = Schedule {
+        status: m.status,
+        baseline_start: m.baseline_start,
+        baseline_end: m.baseline_end,
+        forecast_start: m.forecast_start,
+        forecast_end: m.forecast_end,
+        actual_end: m.actual_end,
+    };
+    MilestoneView {
+        id: m.id,
+        program_id: m.program_id,
+        name: m.name.clone(),
+        phase: m.phase.clone(),
+        owner_user_id: m.owner_user_id,
+        status: m.status,
+        held_from: m.held_from,
+        baseline_start: m.baseline_start,
+        baseline_end: m.baseline_end,
+        forecast_start: m.forecast_start,
+        forecast_end: m.forecast_end,
+        actual_start: m.actual_start,
+        actual_end: m.actual_end,
+        position: m.position,
+        depends_on,
+        schedule_health: milestone_rules::schedule_health(&schedule, today),
+        allowed_events: if may_update {
+            // `no_go` is taken through the signed gate decision, not sent here.
+            milestone_rules::allowed_events(m.status, m.held_from)
+                .into_iter()
+                .filter(|e| *e != MilestoneEvent::NoGo)
+                .collect()
+        } else {
+            Vec::new()
+        },
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+        version: m.version,
+    }
+}
+
+pub async fn dependencies_of<C: ConnectionTrait>(
+    conn: &C,
+    ids: &[i64],
+) -> ApiResult<BTreeMap<i64, Vec<i64>>> {
+    let mut map: BTreeMap<i64, Vec<i64>> = ids.iter().map(|id| (*id, Vec::new())).collect();
+    if ids.is_empty() {
+        return Ok(map);
+    }
+    let rows = milestone_dependency::Entity::find()
+        .filter(milestone_dependency::Column::MilestoneId.is_in(ids.to_vec()))
+        .order_by_asc(milestone_dependency::Column::DependsOnId)
+        .all(conn)
+        .await?;
+    for row in rows {
+        map.entry(row.milestone_id)
+            .or_default()
+            .push(row.depends_on_id);
+    }
+    Ok(map)
+}
