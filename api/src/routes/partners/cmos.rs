@@ -987,9 +987,9 @@ pub async fn create_quality_agreement(
             created_at: Set(now),
         },
         async |a| {
-            Ok(agreement_views(std::slice::from_ref(a), now.date_naive())
+            agreement_views(std::slice::from_ref(a), now.date_naive())
                 .pop()
-                .ok_or(ApiError::NotFound)?)
+                .ok_or(ApiError::NotFound)
         },
     )
     .await?;
