@@ -18,9 +18,10 @@ pub mod partners;
 pub mod plan;
 pub mod quality;
 
-use self::escalation::escalations;
+use self::escalation::{escalations, policy};
 use self::identity::{audit, me, organizations, signatures, tokens, users};
 use self::integrations::{calendar, events, webhooks};
+use self::links::ack;
 use self::partners::{cmos, evaluations};
 use self::plan::{actions, digest, gates, milestones, programs, team, templates};
 use self::quality::{capas, changes, deviations};
@@ -72,13 +73,13 @@ pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
         .service(deviations::transition_deviation)
         .service(deviations::release_production)
         .service(deviations::quality_summary)
-        .service(escalations::get_policy)
-        .service(escalations::update_policy)
-        .service(escalations::check_policy)
-        .service(escalations::dry_run)
+        .service(policy::get_policy)
+        .service(policy::update_policy)
+        .service(policy::check_policy)
+        .service(policy::dry_run)
         // The link routes before `/escalations/{id}`: "ack" is not an id.
-        .service(escalations::ack_link_page)
-        .service(escalations::ack_link)
+        .service(ack::ack_link_page)
+        .service(ack::ack_link)
         .service(escalations::open_escalation)
         .service(escalations::list_escalations)
         .service(escalations::get_escalation)

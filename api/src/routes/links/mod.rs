@@ -1,1 +1,3 @@
 //! Pages people reach from email links (HTML, never JSON).
+
+pub mod ack;
