@@ -22,7 +22,7 @@ use self::escalation::{escalations, policy};
 use self::identity::{audit, me, organizations, signatures, tokens, users};
 use self::integrations::{calendar, events, webhooks};
 use self::links::ack;
-use self::partners::{cmos, evaluations};
+use self::partners::{agreements, cmos, evaluations, inspections, qualification, scorecards};
 use self::plan::{actions, digest, gates, milestones, programs, team, templates};
 use self::quality::{capas, changes, deviations};
 
@@ -89,20 +89,20 @@ pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
         .service(cmos::get_cmo)
         .service(cmos::update_cmo)
         .service(cmos::create_site)
-        .service(cmos::transition_qualification)
-        .service(cmos::record_inspection)
-        .service(cmos::list_inspections)
-        .service(cmos::cmo_scorecard)
-        .service(cmos::create_quality_agreement)
-        .service(cmos::list_quality_agreements)
-        .service(cmos::capa_from_inspection)
+        .service(qualification::transition_qualification)
+        .service(inspections::record_inspection)
+        .service(inspections::list_inspections)
+        .service(scorecards::cmo_scorecard)
+        .service(agreements::create_quality_agreement)
+        .service(agreements::list_quality_agreements)
+        .service(inspections::capa_from_inspection)
         .service(evaluations::create_evaluation)
         .service(evaluations::list_evaluations)
         .service(evaluations::get_evaluation)
         .service(evaluations::give_score)
         .service(evaluations::decide_evaluation)
         .service(evaluations::bid_tab_csv)
-        .service(cmos::program_scorecard)
+        .service(scorecards::program_scorecard)
         .service(events::list_events)
         .service(webhooks::create_webhook)
         .service(webhooks::list_webhooks)

@@ -3,6 +3,7 @@
 
 pub mod escalation;
 pub mod identity;
+pub mod partners;
 pub mod plan;
 pub mod quality;
 

@@ -1,0 +1,169 @@
+//! Quality agreements with a CMO, with their expiry.
+
+use actix_web::{HttpResponse, get, post, web};
+use chrono::NaiveDate;
+use entity::cmo::{self};
+use sea_orm::{
+    ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::require_sponsor_side;
+use crate::auth::{AuthContext, find_scoped};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, Checks, Validate};
+use crate::state::AppState;
+use crate::write::insert_audited;
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"id": 4, "cmo_org_id": 2, "version_label": "v3", "effective_on": "2026-01-01",
+    "expires_on": "2027-12-31", "responsibilities": "Sponsor: release; CMO: batch record review, deviations within 1 business day",
+    "document_ref": "QA-AGR-LONZA-003", "current": true, "days_to_expiry": 396}))]
+pub struct QualityAgreementView {
+    pub id: i64,
+    pub cmo_org_id: i64,
+    pub version_label: String,
+    pub effective_on: NaiveDate,
+    pub expires_on: NaiveDate,
+    pub responsibilities: String,
+    pub document_ref: String,
+    /// In force today and the latest to take effect.
+    pub current: bool,
+    /// Negative once expired.
+    pub days_to_expiry: i64,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"version_label": "v3", "effective_on": "2026-01-01", "expires_on": "2027-12-31",
+    "responsibilities": "Sponsor: release; CMO: batch record review, deviations within 1 business day",
+    "document_ref": "QA-AGR-LONZA-003"}))]
+pub struct CreateQualityAgreement {
+    pub version_label: String,
+    pub effective_on: NaiveDate,
+    pub expires_on: NaiveDate,
+    pub responsibilities: String,
+    /// Where the signed document lives (DMS number, URL).
+    pub document_ref: String,
+}
+
+impl Validate for CreateQualityAgreement {
+    fn validate(&self, c: &mut Checks) {
+        c.text("version_label", &self.version_label, 1, 32);
+        c.date("effective_on", self.effective_on);
+        c.date("expires_on", self.expires_on);
+        if self.expires_on <= self.effective_on {
+            c.fail(
+                "expires_on",
+                "before_effective",
+                "must be after effective_on",
+            );
+        }
+        c.text("responsibilities", &self.responsibilities, 1, 10_000);
+        c.text("document_ref", &self.document_ref, 1, 300);
+    }
+}
+
+fn agreement_views(
+    list: &[cmo::quality_agreement::Model],
+    today: NaiveDate,
+) -> Vec<QualityAgreementView> {
+    let current = list
+        .iter()
+        .filter(|a| a.effective_on <= today && today <= a.expires_on)
+        .max_by_key(|a| (a.effective_on, a.id))
+        .map(|a| a.id);
+    list.iter()
+        .map(|a| QualityAgreementView {
+            id: a.id,
+            cmo_org_id: a.cmo_org_id,
+            version_label: a.version_label.clone(),
+            effective_on: a.effective_on,
+            expires_on: a.expires_on,
+            responsibilities: a.responsibilities.clone(),
+            document_ref: a.document_ref.clone(),
+            current: Some(a.id) == current,
+            days_to_expiry: (a.expires_on - today).num_days(),
+        })
+        .collect()
+}
+
+/// Record a quality agreement (sponsor quality, program managers and admins). Its
+/// expiry is reminded to the sponsor's quality users 90, 30 and 7 days ahead.
+#[utoipa::path(
+    tag = "partners",
+    params(("id" = i64, Path, description = "The CMO's organization id")),
+    request_body = CreateQualityAgreement,
+    responses(
+        (status = 201, description = "Recorded", body = QualityAgreementView),
+        (status = 403, description = "Not the sponsor's quality, program managers or admins", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such CMO visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[post("/cmos/{id}/quality-agreements")]
+pub async fn create_quality_agreement(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<CreateQualityAgreement>,
+) -> ApiResult<HttpResponse> {
+    let b = body.into_inner();
+    let txn = entity::db::begin_write(&state.db).await?;
+    let p = find_scoped::<cmo::Entity, _>(&txn, &ctx, id.into_inner()).await?;
+    require_sponsor_side(&ctx, &p, "quality agreements are recorded")?;
+    let now = state.clock.now();
+    let (_, view) = insert_audited(
+        &txn,
+        &ctx.actor(now),
+        "quality_agreement",
+        cmo::quality_agreement::ActiveModel {
+            id: NotSet,
+            cmo_org_id: Set(p.org_id),
+            sponsor_org_id: Set(p.sponsor_org_id),
+            version_label: Set(b.version_label.trim().to_string()),
+            effective_on: Set(b.effective_on),
+            expires_on: Set(b.expires_on),
+            responsibilities: Set(b.responsibilities.trim().to_string()),
+            document_ref: Set(b.document_ref.trim().to_string()),
+            created_by_user_id: Set(ctx.user.id),
+            created_at: Set(now),
+        },
+        async |a| {
+            agreement_views(std::slice::from_ref(a), now.date_naive())
+                .pop()
+                .ok_or(ApiError::NotFound)
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(HttpResponse::Created().json(view))
+}
+
+/// A CMO's quality agreements, newest first, with the one in force marked `current`.
+#[utoipa::path(
+    tag = "partners",
+    params(("id" = i64, Path, description = "The CMO's organization id")),
+    responses(
+        (status = 200, description = "Agreements", body = [QualityAgreementView]),
+        (status = 404, description = "No such CMO visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[get("/cmos/{id}/quality-agreements")]
+pub async fn list_quality_agreements(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+) -> ApiResult<web::Json<Vec<QualityAgreementView>>> {
+    let p = find_scoped::<cmo::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    let list = cmo::quality_agreement::Entity::find()
+        .filter(cmo::quality_agreement::Column::CmoOrgId.eq(p.org_id))
+        .order_by_desc(cmo::quality_agreement::Column::EffectiveOn)
+        .order_by_desc(cmo::quality_agreement::Column::Id)
+        .all(&state.db)
+        .await?;
+    Ok(web::Json(agreement_views(
+        &list,
+        state.clock.now().date_naive(),
+    )))
+}

@@ -1,0 +1,224 @@
+//! Regulatory inspections of a CMO's sites, and CAPA raised from their findings.
+
+use actix_web::{HttpResponse, get, post, web};
+use chrono::NaiveDate;
+use entity::audit_trail::{self, Entry};
+use entity::cmo::{self, Agency, InspectionOutcome, inspection, site};
+use sea_orm::{
+    ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
+};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::require_sponsor_side;
+use crate::auth::{AuthContext, find_scoped};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, Checks, Validate};
+use crate::routes::{snapshot, wire_name};
+use crate::state::AppState;
+use crate::views::partners::InspectionView;
+use crate::write::insert_audited;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"site_id": 3, "agency": "fda", "inspected_on": "2025-06-12", "outcome": "vai",
+    "critical_findings": 0, "notes": "2 observations on cleaning records"}))]
+pub struct RecordInspection {
+    pub site_id: i64,
+    pub agency: Agency,
+    pub inspected_on: NaiveDate,
+    pub outcome: InspectionOutcome,
+    /// 0 to 1000.
+    #[serde(default)]
+    pub critical_findings: i32,
+    pub notes: Option<String>,
+}
+
+impl Validate for RecordInspection {
+    fn validate(&self, c: &mut Checks) {
+        c.date("inspected_on", self.inspected_on);
+        if !(0..=1000).contains(&self.critical_findings) {
+            c.fail("critical_findings", "out_of_range", "0 to 1000");
+        }
+        c.optional_text("notes", self.notes.as_deref(), 1, 5_000);
+    }
+}
+
+/// Record a regulatory inspection of one of the CMO's sites (sponsor quality, program
+/// managers and admins).
+#[utoipa::path(
+    tag = "partners",
+    params(("id" = i64, Path, description = "The CMO's organization id")),
+    request_body = RecordInspection,
+    responses(
+        (status = 201, description = "Recorded", body = InspectionView),
+        (status = 403, description = "Not the sponsor's quality, program managers or admins", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such CMO visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[post("/cmos/{id}/inspections")]
+pub async fn record_inspection(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<RecordInspection>,
+) -> ApiResult<HttpResponse> {
+    let b = body.into_inner();
+    let txn = entity::db::begin_write(&state.db).await?;
+    let p = find_scoped::<cmo::Entity, _>(&txn, &ctx, id.into_inner()).await?;
+    require_sponsor_side(&ctx, &p, "inspections are recorded")?;
+    let found = site::Entity::find_by_id(b.site_id)
+        .filter(site::Column::CmoOrgId.eq(p.org_id))
+        .one(&txn)
+        .await?;
+    if found.is_none() {
+        return Err(ApiError::invalid(
+            "site_id",
+            "unknown_site",
+            "not a site of this CMO",
+        ));
+    }
+    let now = state.clock.now();
+    let (_, view) = insert_audited(
+        &txn,
+        &ctx.actor(now),
+        "inspection",
+        inspection::ActiveModel {
+            id: NotSet,
+            cmo_org_id: Set(p.org_id),
+            site_id: Set(b.site_id),
+            agency: Set(b.agency),
+            inspected_on: Set(b.inspected_on),
+            outcome: Set(b.outcome),
+            critical_findings: Set(b.critical_findings),
+            notes: Set(b.notes.map(|n| n.trim().to_string())),
+            recorded_by_user_id: Set(ctx.user.id),
+            created_at: Set(now),
+        },
+        async |i| Ok(InspectionView::from(i)),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(HttpResponse::Created().json(view))
+}
+
+/// A CMO's inspections, newest first.
+#[utoipa::path(
+    tag = "partners",
+    params(("id" = i64, Path, description = "The CMO's organization id")),
+    responses(
+        (status = 200, description = "Inspections, newest first", body = [InspectionView]),
+        (status = 404, description = "No such CMO visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[get("/cmos/{id}/inspections")]
+pub async fn list_inspections(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+) -> ApiResult<web::Json<Vec<InspectionView>>> {
+    let p = find_scoped::<cmo::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    let list = inspection::Entity::find()
+        .filter(inspection::Column::CmoOrgId.eq(p.org_id))
+        .order_by_desc(inspection::Column::InspectedOn)
+        .order_by_desc(inspection::Column::Id)
+        .all(&state.db)
+        .await?;
+    Ok(web::Json(list.iter().map(InspectionView::from).collect()))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"program_id": 7, "title": "Aseptic process simulation failures (FDA 483 item 1)",
+    "description": "Repeat APS with revised interventions; retrain operators"}))]
+pub struct CapaFromInspection {
+    /// The program (with this CMO) the CAPA belongs to.
+    pub program_id: i64,
+    pub title: String,
+    pub description: String,
+}
+
+impl Validate for CapaFromInspection {
+    fn validate(&self, c: &mut Checks) {
+        c.text("title", &self.title, 1, 200);
+        c.text("description", &self.description, 1, 10_000);
+    }
+}
+
+/// Open a CAPA for an adverse inspection (a critical finding, OAI or critical outcome)
+/// on a program with this CMO; the CAPA names the inspection as its finding.
+#[utoipa::path(
+    tag = "partners",
+    params(("id" = i64, Path, description = "Inspection id")),
+    request_body = CapaFromInspection,
+    responses(
+        (status = 201, description = "The CAPA", body = crate::views::quality::CapaView),
+        (status = 403, description = "Not the sponsor's quality, program managers or admins", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such inspection visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The inspection had no critical finding", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The program is not one with this CMO", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[post("/inspections/{id}/capa")]
+pub async fn capa_from_inspection(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<CapaFromInspection>,
+) -> ApiResult<HttpResponse> {
+    use entity::capa::CapaSource;
+    let b = body.into_inner();
+    let txn = entity::db::begin_write(&state.db).await?;
+    let i = inspection::Entity::find_by_id(id.into_inner())
+        .one(&txn)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    // Visible only through its CMO's profile.
+    let p = find_scoped::<cmo::Entity, _>(&txn, &ctx, i.cmo_org_id).await?;
+    require_sponsor_side(&ctx, &p, "CAPAs from inspections are opened")?;
+    if !cmo::is_adverse(i.outcome, i.critical_findings) {
+        return Err(ApiError::conflict(
+            "no_critical_finding",
+            "only an inspection with a critical finding (or an OAI/critical outcome) opens a CAPA here",
+        ));
+    }
+    let prog = find_scoped::<entity::program::Entity, _>(&txn, &ctx, b.program_id)
+        .await
+        .ok()
+        .filter(|prog| prog.cmo_org_id == p.org_id)
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "program_id",
+                "unknown_program",
+                "not a program with this CMO",
+            )
+        })?;
+    let now = state.clock.now();
+    let created = crate::records::insert_capa(
+        &txn,
+        prog.id,
+        b.title.trim(),
+        b.description,
+        CapaSource::InspectionFinding,
+        Some(format!(
+            "inspection #{} ({} {}, {} critical finding(s))",
+            i.id,
+            wire_name(&i.agency).to_uppercase(),
+            i.inspected_on,
+            i.critical_findings
+        )),
+        now,
+    )
+    .await?;
+    let rendered = crate::views::quality::capa(&txn, &created).await?;
+    audit_trail::append(
+        &txn,
+        &ctx.actor(now),
+        Entry::new("capa", created.id, "create")
+            .after(snapshot(&rendered))
+            .reason(Some(format!("critical finding of inspection #{}", i.id))),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(HttpResponse::Created().json(rendered))
+}

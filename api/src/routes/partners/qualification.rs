@@ -1,0 +1,96 @@
+//! A sponsor's qualification of a CMO (SPEC §7), through the one transition engine.
+
+use actix_web::{HttpRequest, post, web};
+use entity::cmo::{self, QualificationEvent};
+use sea_orm::ConnectionTrait;
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::require_sponsor_side;
+use crate::auth::AuthContext;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, Checks, Validate};
+use crate::state::AppState;
+use crate::transition::{ApiStep, run_step};
+use crate::views::partners::{CmoView, cmos as render};
+use entity::workflow::qualification as qualification_flow;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"event": "approve", "reason": "audit 2026-10 passed; quality agreement signed",
+    "password": "correct horse battery staple", "version": 3}))]
+pub struct QualificationTransition {
+    pub event: QualificationEvent,
+    /// Required for probation, reinstate, disqualify and re-evaluate.
+    pub reason: Option<String>,
+    /// Your signing password: approval and disqualification are e-signed by quality.
+    pub password: Option<String>,
+    /// The version you read.
+    pub version: Option<i32>,
+}
+
+impl Validate for QualificationTransition {
+    fn validate(&self, c: &mut Checks) {
+        c.optional_text("reason", self.reason.as_deref(), 1, 2_000);
+        c.optional_signing_password("password", self.password.as_deref());
+    }
+}
+
+/// Move a CMO through qualification: `start_evaluation`, `qualify`, `approve` (signed),
+/// `probation`, `reinstate`, `disqualify` (signed), `reevaluate`. Sponsor-side decisions.
+#[utoipa::path(
+    tag = "partners",
+    params(
+        ("id" = i64, Path, description = "The CMO's organization id"),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(W/)?"?[0-9]{1,9}"?$"#, description = "Version the caller saw (optional; alternative to `version` in the body)")
+    ),
+    request_body = QualificationTransition,
+    responses(
+        (status = 200, description = "The profile in its new state", body = CmoView),
+        (status = 401, description = "Wrong signature password (`invalid_password`; audited)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "Not the sponsor's quality/program manager/admin, or not quality for a signed decision", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such CMO visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Illegal event (`current_state`, `allowed_events`), stale version, or no own signing password", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed password attempts; see Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[post("/cmos/{id}/qualification")]
+pub async fn transition_qualification(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<QualificationTransition>,
+) -> ApiResult<web::Json<CmoView>> {
+    let b = body.into_inner();
+    let step = qualification_flow::Step {
+        event: b.event,
+        reason: b.reason,
+    };
+    let view = run_step(
+        &state,
+        &ctx,
+        &req,
+        id.into_inner(),
+        step,
+        b.password,
+        b.version,
+        |p| require_sponsor_side(&ctx, p, "qualification is decided"),
+    )
+    .await?;
+    Ok(web::Json(view))
+}
+
+impl ApiStep for qualification_flow::Step {
+    type View = CmoView;
+    async fn view(
+        conn: &impl ConnectionTrait,
+        p: &cmo::Model,
+        _now: chrono::DateTime<chrono::Utc>,
+    ) -> ApiResult<CmoView> {
+        render(conn, std::slice::from_ref(p))
+            .await?
+            .pop()
+            .ok_or(ApiError::NotFound)
+    }
+}

@@ -1,0 +1,161 @@
+//! How a CMO reads on the wire: its profile with sites, latest inspections and contacts.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use entity::cmo::{
+    self, Agency, InspectionOutcome, QualificationEvent, QualificationStatus, Region, inspection,
+    site,
+};
+use entity::organization;
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::ApiResult;
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"name": "Petra Meier", "role": "Project manager", "email": "pm@lonza.test", "phone": "+41 27 555 01 01"}))]
+pub struct Contact {
+    pub name: String,
+    pub role: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": 3, "name": "Visp Ibex", "country": "CH", "region": "other_europe",
+    "latest_inspection": {"id": 8, "site_id": 3, "agency": "fda", "inspected_on": "2025-06-12", "outcome": "nai",
+        "critical_findings": 0, "notes": null, "adverse": false}}))]
+pub struct SiteView {
+    pub id: i64,
+    pub name: String,
+    pub country: String,
+    pub region: Region,
+    pub latest_inspection: Option<InspectionView>,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"id": 8, "site_id": 3, "agency": "fda", "inspected_on": "2025-06-12", "outcome": "vai",
+    "critical_findings": 0, "notes": "2 observations on cleaning records", "adverse": false}))]
+pub struct InspectionView {
+    pub id: i64,
+    pub site_id: i64,
+    pub agency: Agency,
+    pub inspected_on: NaiveDate,
+    pub outcome: InspectionOutcome,
+    pub critical_findings: i32,
+    pub notes: Option<String>,
+    /// OAI, a critical outcome or any critical finding.
+    pub adverse: bool,
+}
+
+impl From<&inspection::Model> for InspectionView {
+    fn from(i: &inspection::Model) -> Self {
+        InspectionView {
+            id: i.id,
+            site_id: i.site_id,
+            agency: i.agency,
+            inspected_on: i.inspected_on,
+            outcome: i.outcome,
+            critical_findings: i.critical_findings,
+            notes: i.notes.clone(),
+            adverse: cmo::is_adverse(i.outcome, i.critical_findings),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"org_id": 2, "name": "Lonza Visp", "dosage_forms": ["sterile_injectable", "lyophilized"],
+    "modalities": ["biologic", "mab"], "sterile_fill_finish": true, "high_potency": false, "cold_chain": true,
+    "max_batch_liters": 20000, "contacts": [{"name": "Petra Meier", "role": "Project manager", "email": "pm@lonza.test", "phone": null}],
+    "qualification_status": "qualified", "qualification_reason": null, "allowed_events": ["approve", "probation", "disqualify"],
+    "sites": [{"id": 3, "name": "Visp Ibex", "country": "CH", "region": "other_europe", "latest_inspection": null}],
+    "latest_inspection": null, "version": 3}))]
+pub struct CmoView {
+    pub org_id: i64,
+    pub name: String,
+    pub dosage_forms: Vec<String>,
+    pub modalities: Vec<String>,
+    pub sterile_fill_finish: bool,
+    pub high_potency: bool,
+    pub cold_chain: bool,
+    pub max_batch_liters: Option<i64>,
+    pub contacts: Vec<Contact>,
+    pub qualification_status: QualificationStatus,
+    pub qualification_reason: Option<String>,
+    /// Qualification events possible from here.
+    pub allowed_events: Vec<QualificationEvent>,
+    pub sites: Vec<SiteView>,
+    /// The most recent inspection over all sites.
+    pub latest_inspection: Option<InspectionView>,
+    pub version: i32,
+}
+
+pub fn tags(json: &str) -> Vec<String> {
+    serde_json::from_str(json).unwrap_or_default()
+}
+
+/// CMO profiles as the api shows them (one query per related table, whatever their number).
+pub async fn cmos<C: ConnectionTrait>(
+    conn: &C,
+    profiles: &[cmo::Model],
+) -> ApiResult<Vec<CmoView>> {
+    let ids: Vec<i64> = profiles.iter().map(|p| p.org_id).collect();
+    let names: BTreeMap<i64, String> = organization::Entity::find()
+        .filter(organization::Column::Id.is_in(ids.clone()))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|o| (o.id, o.name))
+        .collect();
+    let sites = site::Entity::find()
+        .filter(site::Column::CmoOrgId.is_in(ids.clone()))
+        .order_by_asc(site::Column::Id)
+        .all(conn)
+        .await?;
+    let inspections = inspection::Entity::find()
+        .filter(inspection::Column::CmoOrgId.is_in(ids))
+        .order_by_desc(inspection::Column::InspectedOn)
+        .order_by_desc(inspection::Column::Id)
+        .all(conn)
+        .await?;
+    Ok(profiles
+        .iter()
+        .map(|p| CmoView {
+            org_id: p.org_id,
+            name: names.get(&p.org_id).cloned().unwrap_or_default(),
+            dosage_forms: tags(&p.dosage_forms),
+            modalities: tags(&p.modalities),
+            sterile_fill_finish: p.sterile_fill_finish,
+            high_potency: p.high_potency,
+            cold_chain: p.cold_chain,
+            max_batch_liters: p.max_batch_liters,
+            contacts: serde_json::from_str(&p.contacts).unwrap_or_default(),
+            qualification_status: p.qualification_status,
+            qualification_reason: p.qualification_reason.clone(),
+            allowed_events: cmo::allowed_events(p.qualification_status),
+            sites: sites
+                .iter()
+                .filter(|s| s.cmo_org_id == p.org_id)
+                .map(|s| SiteView {
+                    id: s.id,
+                    name: s.name.clone(),
+                    country: s.country.clone(),
+                    region: s.region,
+                    // Newest first: the first one of the site is its latest.
+                    latest_inspection: inspections
+                        .iter()
+                        .find(|i| i.site_id == s.id)
+                        .map(InspectionView::from),
+                })
+                .collect(),
+            latest_inspection: inspections
+                .iter()
+                .find(|i| i.cmo_org_id == p.org_id)
+                .map(InspectionView::from),
+            version: p.version,
+        })
+        .collect())
+}
