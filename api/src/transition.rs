@@ -14,9 +14,10 @@ use serde::Serialize;
 
 use crate::auth::{AuthContext, TenantScoped, find_scoped};
 use crate::error::{ApiError, ApiResult};
-use crate::routes::{optional_version, snapshot};
 use crate::signing;
 use crate::state::AppState;
+use crate::views::snapshot;
+use crate::write::optional_version;
 
 /// A step as the api shows its record.
 pub trait ApiStep: Workflow {

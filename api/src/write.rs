@@ -2,6 +2,7 @@
 //! create. Handlers keep only what is theirs: who may, which fields, how it reads.
 
 use actix_web::HttpRequest;
+use actix_web::http::header;
 use entity::audit_trail::{self, Actor, Entry};
 use entity::workflow::{self, Versioned};
 use sea_orm::{
@@ -12,8 +13,49 @@ use serde::Serialize;
 
 use crate::auth::{AuthContext, TenantScoped, find_scoped};
 use crate::error::{ApiError, ApiResult};
-use crate::routes::{expected_version, snapshot};
 use crate::state::AppState;
+use crate::views::snapshot;
+
+/// The version a client says it saw, when it says one: `If-Match` or the body's
+/// `version` (checked when given; if both are given they must agree).
+pub fn optional_version(req: &HttpRequest, body_version: Option<i32>) -> ApiResult<Option<i32>> {
+    if body_version.is_none() && !req.headers().contains_key(header::IF_MATCH) {
+        return Ok(None);
+    }
+    expected_version(req, body_version).map(Some)
+}
+
+/// The version a client based its update on: `If-Match` (`"3"` or `W/"3"`) or the body's
+/// `version`. One of them is required; if both are given they must agree.
+pub fn expected_version(req: &HttpRequest, body_version: Option<i32>) -> ApiResult<i32> {
+    let header_version = match req.headers().get(header::IF_MATCH) {
+        None => None,
+        Some(value) => {
+            let raw = value.to_str().unwrap_or("").trim();
+            let raw = raw.strip_prefix("W/").unwrap_or(raw).trim_matches('"');
+            Some(raw.parse::<i32>().map_err(|_| {
+                ApiError::invalid(
+                    "If-Match",
+                    "invalid_version",
+                    "If-Match must be the resource version, e.g. \"3\"",
+                )
+            })?)
+        }
+    };
+    match (header_version, body_version) {
+        (Some(h), Some(b)) if h != b => Err(ApiError::invalid(
+            "version",
+            "version_mismatch",
+            "If-Match and the body's version disagree",
+        )),
+        (Some(v), _) | (None, Some(v)) => Ok(v),
+        (None, None) => Err(ApiError::invalid(
+            "version",
+            "required",
+            "send the version you are updating, in the body or as If-Match",
+        )),
+    }
+}
 
 /// What a PATCH changed, for the audit trail.
 pub struct Patched {

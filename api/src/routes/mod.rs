@@ -1,8 +1,6 @@
 //! HTTP routes. Handlers stay thin: parse, authorize, call the rule, write in one
 //! transaction with its audit event, render.
 
-use actix_web::HttpRequest;
-use actix_web::http::header;
 use sea_orm::{ConnectionTrait, EntityTrait, FromQueryResult, PaginatorTrait, QuerySelect, Select};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -23,8 +21,10 @@ use self::identity::{audit, me, organizations, signatures, tokens, users};
 use self::integrations::{calendar, events, webhooks};
 use self::links::ack;
 use self::partners::{agreements, cmos, evaluations, inspections, qualification, scorecards};
-use self::plan::{actions, digest, gates, milestones, programs, team, templates};
-use self::quality::{capas, changes, deviations};
+use self::plan::{
+    actions, digest, gate_decisions, gates, milestone_steps, milestones, programs, team, templates,
+};
+use self::quality::{capas, changes, deviations, extension_requests, production};
 
 /// Registers every `/api/v1` handler (and so its OpenAPI operation).
 pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
@@ -60,19 +60,19 @@ pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
         .service(milestones::list_milestones)
         .service(milestones::get_milestone)
         .service(milestones::update_milestone)
-        .service(milestones::rebaseline_milestone)
-        .service(milestones::transition_milestone)
+        .service(milestone_steps::rebaseline_milestone)
+        .service(milestone_steps::transition_milestone)
         .service(gates::get_gate)
         .service(gates::create_gate_item)
         .service(gates::update_gate_item)
-        .service(gates::decide_gate)
+        .service(gate_decisions::decide_gate)
         .service(deviations::report_deviation)
         .service(deviations::list_deviations)
         .service(deviations::get_deviation)
         .service(deviations::update_deviation)
         .service(deviations::transition_deviation)
-        .service(deviations::release_production)
-        .service(deviations::quality_summary)
+        .service(production::release_production)
+        .service(production::quality_summary)
         .service(policy::get_policy)
         .service(policy::update_policy)
         .service(policy::check_policy)
@@ -121,9 +121,9 @@ pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
         .service(capas::update_capa)
         .service(capas::add_capa_action)
         .service(capas::transition_capa)
-        .service(capas::request_extension)
-        .service(capas::list_extension_requests)
-        .service(capas::decide_extension)
+        .service(extension_requests::request_extension)
+        .service(extension_requests::list_extension_requests)
+        .service(extension_requests::decide_extension)
         .service(changes::create_change)
         .service(changes::list_changes)
         .service(changes::get_change)
@@ -206,47 +206,6 @@ where
     Ok((items, total, limit, offset))
 }
 
-/// The version a client says it saw, when it says one: `If-Match` or the body's
-/// `version` (checked when given; if both are given they must agree).
-pub fn optional_version(req: &HttpRequest, body_version: Option<i32>) -> ApiResult<Option<i32>> {
-    if body_version.is_none() && !req.headers().contains_key(header::IF_MATCH) {
-        return Ok(None);
-    }
-    expected_version(req, body_version).map(Some)
-}
-
-/// The version a client based its update on: `If-Match` (`"3"` or `W/"3"`) or the body's
-/// `version`. One of them is required; if both are given they must agree.
-pub fn expected_version(req: &HttpRequest, body_version: Option<i32>) -> ApiResult<i32> {
-    let header_version = match req.headers().get(header::IF_MATCH) {
-        None => None,
-        Some(value) => {
-            let raw = value.to_str().unwrap_or("").trim();
-            let raw = raw.strip_prefix("W/").unwrap_or(raw).trim_matches('"');
-            Some(raw.parse::<i32>().map_err(|_| {
-                ApiError::invalid(
-                    "If-Match",
-                    "invalid_version",
-                    "If-Match must be the resource version, e.g. \"3\"",
-                )
-            })?)
-        }
-    };
-    match (header_version, body_version) {
-        (Some(h), Some(b)) if h != b => Err(ApiError::invalid(
-            "version",
-            "version_mismatch",
-            "If-Match and the body's version disagree",
-        )),
-        (Some(v), _) | (None, Some(v)) => Ok(v),
-        (None, None) => Err(ApiError::invalid(
-            "version",
-            "required",
-            "send the version you are updating, in the body or as If-Match",
-        )),
-    }
-}
-
 /// A row with an optimistic-concurrency `version` column.
 pub trait Versioned {
     fn version(&self) -> i32;
@@ -315,5 +274,6 @@ where
 pub use entity::enums::wire_name;
 
 pub use crate::views::snapshot;
+pub use crate::write::{expected_version, optional_version};
 
 pub use crate::extract::{ApiJson, Checks, Validate};

@@ -2,7 +2,8 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use entity::action_item::{self, ActionEvent, ActionSource, ActionStatus};
-use entity::gate::{self, CheckResult, CheckType};
+use entity::deviation;
+use entity::gate::{self, CheckResult, CheckType, Decision, ItemState};
 use entity::milestone::{self, MilestoneStatus};
 use entity::milestone_dependency;
 use entity::milestone_rules::{self, MilestoneEvent, Schedule, ScheduleHealth};
@@ -315,4 +316,140 @@ pub async fn dependencies_of<C: ConnectionTrait>(
             .push(row.depends_on_id);
     }
     Ok(map)
+}
+
+/// Open deviations and CAPAs of a program, shown on the checks that are about them.
+pub async fn linked_open_counts<C: ConnectionTrait>(
+    conn: &C,
+    program_id: i64,
+) -> ApiResult<(u64, u64)> {
+    use sea_orm::PaginatorTrait;
+    let deviations = deviation::Entity::find()
+        .filter(deviation::Column::ProgramId.eq(program_id))
+        .filter(deviation::Column::Status.is_not_in([
+            deviation::DeviationStatus::Closed,
+            deviation::DeviationStatus::Cancelled,
+        ]))
+        .count(conn)
+        .await?;
+    let capas = entity::capa::Entity::find()
+        .filter(entity::capa::Column::ProgramId.eq(program_id))
+        .filter(entity::capa::Column::Status.is_not_in([
+            entity::capa::CapaStatus::Closed,
+            entity::capa::CapaStatus::Cancelled,
+        ]))
+        .count(conn)
+        .await?;
+    Ok((deviations, capas))
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 4, "milestone_id": 12, "gate_round": 1, "decision": "go", "notes": "all mandatory checks passed",
+    "signature_id": 19, "decided_by_user_id": 5, "decided_at": "2027-04-12T09:30:00Z"
+}))]
+pub struct GateDecisionView {
+    pub id: i64,
+    pub milestone_id: i64,
+    /// The review round (submission for gate review) this decision closed.
+    pub gate_round: i32,
+    pub decision: Decision,
+    pub notes: Option<String>,
+    pub signature_id: i64,
+    pub decided_by_user_id: i64,
+    pub decided_at: DateTime<Utc>,
+}
+
+impl From<&gate::decision::Model> for GateDecisionView {
+    fn from(m: &gate::decision::Model) -> Self {
+        Self {
+            id: m.id,
+            milestone_id: m.milestone_id,
+            gate_round: m.gate_round,
+            decision: m.decision,
+            notes: m.notes.clone(),
+            signature_id: m.signature_id,
+            decided_by_user_id: m.decided_by_user_id,
+            decided_at: m.decided_at,
+        }
+    }
+}
+
+/// The gate of one milestone: checklist, decision history, and what blocks a `go`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "milestone_id": 12, "milestone_status": "gate_review", "gate_round": 1,
+    "items": [{"id": 88, "milestone_id": 12, "check_type": "batch_record_readiness",
+               "title": "Master batch record approved by both QA units", "mandatory": true, "result": "pending",
+               "evidence": null, "decided_by_user_id": null, "decided_at": null, "position": 0, "version": 1}],
+    "decisions": [],
+    "go_blockers": ["mandatory checklist items are not decided: Master batch record approved by both QA units"],
+    "open_critical_deviations": 0
+}))]
+pub struct GateView {
+    pub milestone_id: i64,
+    pub milestone_status: MilestoneStatus,
+    pub gate_round: i32,
+    pub items: Vec<GateItemView>,
+    /// Oldest first.
+    pub decisions: Vec<GateDecisionView>,
+    /// Why a `go` would be refused right now (empty when it would not).
+    pub go_blockers: Vec<String>,
+    /// Open critical deviations on the program.
+    pub open_critical_deviations: u64,
+}
+
+pub async fn gate_view<C: ConnectionTrait>(conn: &C, m: &milestone::Model) -> ApiResult<GateView> {
+    let items = gate::item::Entity::find()
+        .filter(gate::item::Column::MilestoneId.eq(m.id))
+        .order_by_asc(gate::item::Column::Position)
+        .order_by_asc(gate::item::Column::Id)
+        .all(conn)
+        .await?;
+    let decisions = gate::decision::Entity::find()
+        .filter(gate::decision::Column::MilestoneId.eq(m.id))
+        .order_by_asc(gate::decision::Column::Id)
+        .all(conn)
+        .await?;
+    let open_critical = deviation::open_critical_count(conn, m.program_id).await?;
+    let (open_deviations, open_capas) = linked_open_counts(conn, m.program_id).await?;
+    let states: Vec<ItemState<'_>> = items
+        .iter()
+        .map(|i| ItemState {
+            title: &i.title,
+            mandatory: i.mandatory,
+            result: i.result,
+        })
+        .collect();
+    let go_blockers = match gate::check_decision(
+        Decision::Go,
+        m.status == MilestoneStatus::GateReview,
+        &states,
+        open_critical,
+    ) {
+        Ok(()) => Vec::new(),
+        Err(err) => vec![err.to_string()],
+    };
+    Ok(GateView {
+        milestone_id: m.id,
+        milestone_status: m.status,
+        gate_round: m.gate_round,
+        items: items
+            .iter()
+            .map(|i| {
+                let mut v = GateItemView::from(i);
+                v.linked_open_count = match i.check_type {
+                    CheckType::ProductRelatedDeviations => Some(open_deviations),
+                    CheckType::NonconformanceCapaInvestigationSupport => {
+                        Some(open_deviations + open_capas)
+                    }
+                    _ => None,
+                };
+                v
+            })
+            .collect(),
+        decisions: decisions.iter().map(GateDecisionView::from).collect(),
+        go_blockers,
+        open_critical_deviations: open_critical,
+    })
 }

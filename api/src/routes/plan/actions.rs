@@ -5,14 +5,13 @@ use chrono::NaiveDate;
 use entity::access::may_update_plan;
 use entity::action_item::{self, ActionEvent, ActionSource, ActionStatus, ActionTransitionError};
 use entity::audit_trail::{self, Entry};
-use entity::{program, user};
+use entity::program;
 use sea_orm::sea_query::IntoCondition;
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
+use super::check_owner;
 use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::local_dates::ProgramDates;
@@ -23,26 +22,6 @@ use crate::routes::{
 use crate::state::AppState;
 use crate::views::plan::{ActionItemView, action_item as view};
 use crate::write::{Patched, update_versioned};
-
-async fn check_owner<C: ConnectionTrait>(
-    conn: &C,
-    prog: &program::Model,
-    owner: i64,
-) -> ApiResult<()> {
-    let found = user::Entity::find_by_id(owner)
-        .filter(user::Column::OrgId.is_in([prog.sponsor_org_id, prog.cmo_org_id]))
-        .filter(user::Column::Active.eq(true))
-        .one(conn)
-        .await?;
-    if found.is_none() {
-        return Err(ApiError::invalid(
-            "owner_user_id",
-            "not_on_program",
-            "not an active user of the sponsor or of the program's CMO",
-        ));
-    }
-    Ok(())
-}
 
 /// Owners act on their own items; program managers and admins of either side on all.
 fn may_act_on(ctx: &AuthContext, prog: &program::Model, item: &action_item::Model) -> bool {

@@ -2,8 +2,81 @@
 
 pub mod actions;
 pub mod digest;
+pub mod gate_decisions;
 pub mod gates;
+pub mod milestone_steps;
 pub mod milestones;
 pub mod programs;
 pub mod team;
 pub mod templates;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use entity::access::may_update_plan;
+use entity::{milestone, program, user};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+
+use crate::auth::AuthContext;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::Checks;
+use crate::views::plan::{MilestoneView, dependencies_of, milestone as view};
+
+/// An owner (of a milestone or an action item) must be an active person of the program's
+/// sponsor or CMO.
+pub(crate) async fn check_owner<C: ConnectionTrait>(
+    conn: &C,
+    prog: &program::Model,
+    owner: i64,
+) -> ApiResult<()> {
+    let found = user::Entity::find_by_id(owner)
+        .filter(user::Column::OrgId.is_in([prog.sponsor_org_id, prog.cmo_org_id]))
+        .filter(user::Column::Active.eq(true))
+        .one(conn)
+        .await?;
+    if found.is_none() {
+        return Err(ApiError::invalid(
+            "owner_user_id",
+            "not_on_program",
+            "not an active user of the sponsor or of the program's CMO",
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) async fn render_milestone<C: ConnectionTrait>(
+    conn: &C,
+    ctx: &AuthContext,
+    prog: &program::Model,
+    m: &milestone::Model,
+    now: DateTime<Utc>,
+) -> ApiResult<MilestoneView> {
+    let deps = dependencies_of(conn, &[m.id])
+        .await?
+        .remove(&m.id)
+        .unwrap_or_default();
+    let may = may_update_plan(ctx.caller(), prog.sides(), m.owner_user_id);
+    Ok(view(m, deps, prog.today(now), may))
+}
+
+pub(crate) fn check_dates(
+    c: &mut Checks,
+    start_field: &str,
+    start: NaiveDate,
+    end_field: &str,
+    end: NaiveDate,
+) {
+    if end < start {
+        c.fail(
+            end_field,
+            "before_start",
+            format!("must not be before {start_field}"),
+        );
+    }
+    let span = end - start;
+    if span.num_days() > 3660 {
+        c.fail(
+            end_field,
+            "out_of_range",
+            "a milestone spans at most ten years",
+        );
+    }
+}

@@ -3,3 +3,5 @@
 pub mod capas;
 pub mod changes;
 pub mod deviations;
+pub mod extension_requests;
+pub mod production;

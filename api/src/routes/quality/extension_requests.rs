@@ -1,0 +1,350 @@
+//! Extension requests for CAPA action due dates: requested by the owner, decided by quality
+//! (SPEC §4); an approved one moves the due date.
+
+use actix_web::{HttpResponse, get, post, web};
+use chrono::{DateTime, NaiveDate, Utc};
+use entity::Role;
+use entity::action_item::{self, ActionSource, ActionStatus};
+use entity::audit_trail::{self, Entry};
+use entity::extension_request::{self, ExtensionStatus};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::{AuthContext, find_scoped, find_scoped_locked};
+use crate::error::{ApiError, ApiResult};
+use crate::routes::{ApiJson, Checks, Page, Validate, compare_and_set, fetch_page, snapshot};
+use crate::state::AppState;
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 3, "action_item_id": 31, "current_due": "2027-04-20", "requested_due": "2027-05-04",
+    "reason": "gasket supplier delayed", "status": "approved", "requested_by_user_id": 9,
+    "decided_by_user_id": 4, "decision_reason": "supplier delay documented", "decided_at": "2027-04-18T10:00:00Z",
+    "created_at": "2027-04-17T10:00:00Z"
+}))]
+pub struct ExtensionRequestView {
+    pub id: i64,
+    pub action_item_id: i64,
+    pub current_due: NaiveDate,
+    pub requested_due: NaiveDate,
+    pub reason: String,
+    pub status: ExtensionStatus,
+    pub requested_by_user_id: i64,
+    pub decided_by_user_id: Option<i64>,
+    pub decision_reason: Option<String>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&extension_request::Model> for ExtensionRequestView {
+    fn from(m: &extension_request::Model) -> Self {
+        Self {
+            id: m.id,
+            action_item_id: m.action_item_id,
+            current_due: m.current_due,
+            requested_due: m.requested_due,
+            reason: m.reason.clone(),
+            status: m.status,
+            requested_by_user_id: m.requested_by_user_id,
+            decided_by_user_id: m.decided_by_user_id,
+            decision_reason: m.decision_reason.clone(),
+            decided_at: m.decided_at,
+            created_at: m.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"requested_due": "2027-05-04", "reason": "gasket supplier delayed"}))]
+pub struct RequestExtension {
+    pub requested_due: NaiveDate,
+    #[schema(min_length = 1, max_length = 500)]
+    pub reason: String,
+}
+
+impl Validate for RequestExtension {
+    fn validate(&self, c: &mut Checks) {
+        c.date("requested_due", self.requested_due);
+        c.text("reason", &self.reason, 1, 500);
+    }
+}
+
+/// Ask to move a CAPA action's due date (its owner, or quality, program managers, admins).
+#[utoipa::path(
+    tag = "quality",
+    params(("id" = i64, Path, description = "Action item id")),
+    request_body = RequestExtension,
+    responses(
+        (status = 201, description = "Extension requested", body = ExtensionRequestView),
+        (status = 403, description = "Not allowed to change this item", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such action item visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not a CAPA action, not open, or a request is already pending", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[post("/action-items/{id}/extension-requests")]
+pub async fn request_extension(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<RequestExtension>,
+) -> ApiResult<HttpResponse> {
+    let b = body.into_inner();
+    let txn = entity::db::begin_write(&state.db).await?;
+    // Locked: two requests at once cannot both find none pending.
+    let item = find_scoped_locked::<action_item::Entity, _>(&txn, &ctx, id.into_inner()).await?;
+    if item.owner_user_id != ctx.user.id && !ctx.user.role.handles_quality_records() {
+        return Err(ApiError::Forbidden(
+            "only the owner, quality, program managers and admins ask".to_string(),
+        ));
+    }
+    if item.source != ActionSource::Capa {
+        return Err(ApiError::conflict(
+            "not_a_capa_action",
+            "only CAPA actions need extension requests; edit the due date",
+        ));
+    }
+    if !matches!(item.status, ActionStatus::Open | ActionStatus::InProgress) {
+        return Err(ApiError::conflict("not_open", "the action is finished"));
+    }
+    if b.requested_due <= item.due_date {
+        return Err(ApiError::invalid(
+            "requested_due",
+            "not_later",
+            "an extension moves the due date later",
+        ));
+    }
+    let pending = extension_request::Entity::find()
+        .filter(extension_request::Column::ActionItemId.eq(item.id))
+        .filter(extension_request::Column::Status.eq(ExtensionStatus::Pending))
+        .count(&txn)
+        .await?;
+    if pending > 0 {
+        return Err(ApiError::conflict(
+            "extension_pending",
+            "a request for this action is already pending",
+        ));
+    }
+    let now = state.clock.now();
+    let created = extension_request::ActiveModel {
+        id: NotSet,
+        action_item_id: Set(item.id),
+        current_due: Set(item.due_date),
+        requested_due: Set(b.requested_due),
+        reason: Set(b.reason.clone()),
+        status: Set(ExtensionStatus::Pending),
+        requested_by_user_id: Set(ctx.user.id),
+        decided_by_user_id: Set(None),
+        decision_reason: Set(None),
+        decided_at: Set(None),
+        created_at: Set(now),
+    }
+    .insert(&txn)
+    .await?;
+    audit_trail::append(
+        &txn,
+        &ctx.actor(now),
+        Entry::new("extension_request", created.id, "request")
+            .after(snapshot(&ExtensionRequestView::from(&created)))
+            .reason(Some(b.reason)),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(HttpResponse::Created().json(ExtensionRequestView::from(&created)))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"approve": true, "reason": "supplier delay documented"}))]
+pub struct DecideExtension {
+    pub approve: bool,
+    #[schema(min_length = 1, max_length = 500)]
+    pub reason: String,
+}
+
+impl Validate for DecideExtension {
+    fn validate(&self, c: &mut Checks) {
+        c.text("reason", &self.reason, 1, 500);
+    }
+}
+
+/// Approve or reject an extension request (quality users). Approval moves the due date.
+#[utoipa::path(
+    tag = "quality",
+    params(("id" = i64, Path, description = "Extension request id")),
+    request_body = DecideExtension,
+    responses(
+        (status = 200, description = "The decided request", body = ExtensionRequestView),
+        (status = 403, description = "Only quality users decide extensions", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such request visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Already decided", body = crate::error::Problem, content_type = "application/problem+json")
+    )
+)]
+#[post("/extension-requests/{id}/decision")]
+pub async fn decide_extension(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<DecideExtension>,
+) -> ApiResult<web::Json<ExtensionRequestView>> {
+    let b = body.into_inner();
+    let txn = entity::db::begin_write(&state.db).await?;
+    let req = extension_request::Entity::find_by_id(id.into_inner())
+        .one(&txn)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    // Tenancy through the action item.
+    let item = find_scoped::<action_item::Entity, _>(&txn, &ctx, req.action_item_id).await?;
+    if ctx.user.role != Role::Quality {
+        return Err(ApiError::Forbidden(
+            "extension requests are decided by quality".to_string(),
+        ));
+    }
+    if req.requested_by_user_id == ctx.user.id {
+        return Err(ApiError::Forbidden(
+            "a request is decided by someone other than its requester".to_string(),
+        ));
+    }
+    if req.status != ExtensionStatus::Pending {
+        return Err(ApiError::conflict(
+            "already_decided",
+            "this request is already decided",
+        ));
+    }
+    if b.approve && !matches!(item.status, ActionStatus::Open | ActionStatus::InProgress) {
+        return Err(ApiError::conflict(
+            "not_open",
+            "the action is finished; its due date no longer moves",
+        ));
+    }
+    let now = state.clock.now();
+    // Only a still-pending request is decided: of two concurrent decisions one wins.
+    let written = extension_request::Entity::update_many()
+        .col_expr(
+            extension_request::Column::Status,
+            sea_orm::sea_query::Expr::value(sea_orm::ActiveEnum::to_value(&if b.approve {
+                ExtensionStatus::Approved
+            } else {
+                ExtensionStatus::Rejected
+            })),
+        )
+        .col_expr(
+            extension_request::Column::DecidedByUserId,
+            sea_orm::sea_query::Expr::value(ctx.user.id),
+        )
+        .col_expr(
+            extension_request::Column::DecisionReason,
+            sea_orm::sea_query::Expr::value(b.reason.clone()),
+        )
+        .col_expr(
+            extension_request::Column::DecidedAt,
+            sea_orm::sea_query::Expr::value(now),
+        )
+        .filter(extension_request::Column::Id.eq(req.id))
+        .filter(extension_request::Column::Status.eq(ExtensionStatus::Pending))
+        .exec(&txn)
+        .await?;
+    if written.rows_affected == 0 {
+        return Err(ApiError::conflict(
+            "already_decided",
+            "this request is already decided",
+        ));
+    }
+    let decided = extension_request::Entity::find_by_id(req.id)
+        .one(&txn)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    audit_trail::append(
+        &txn,
+        &ctx.actor(now),
+        Entry::new(
+            "extension_request",
+            decided.id,
+            if b.approve { "approve" } else { "reject" },
+        )
+        .before(snapshot(&ExtensionRequestView::from(&req)))
+        .after(snapshot(&ExtensionRequestView::from(&decided)))
+        .reason(Some(b.reason.clone())),
+    )
+    .await?;
+    if b.approve {
+        let mut moved: action_item::ActiveModel = item.clone().into();
+        moved.due_date = Set(decided.requested_due);
+        moved.updated_at = Set(now);
+        moved.version = Set(item.version + 1);
+        let updated =
+            compare_and_set::<action_item::Entity, _>(&txn, moved, item.id, item.version).await?;
+        audit_trail::append(
+            &txn,
+            &ctx.actor(now),
+            Entry::new("action_item", updated.id, "extend_due_date")
+                .before(serde_json::json!({"due_date": item.due_date, "version": item.version}))
+                .after(
+                    serde_json::json!({"due_date": updated.due_date, "version": updated.version}),
+                )
+                .reason(Some(b.reason)),
+        )
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(web::Json(ExtensionRequestView::from(&decided)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ExtensionFilter {
+    pub status: Option<ExtensionStatus>,
+    pub program_id: Option<i64>,
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<u64>,
+    /// Items to skip (default 0).
+    pub offset: Option<u64>,
+}
+
+/// Extension requests on the caller's programs, oldest first (e.g. `?status=pending` for
+/// quality's queue).
+#[utoipa::path(
+    tag = "quality",
+    params(ExtensionFilter),
+    responses((status = 200, description = "One page of extension requests", body = Page<ExtensionRequestView>))
+)]
+#[get("/extension-requests")]
+pub async fn list_extension_requests(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    filter: web::Query<ExtensionFilter>,
+) -> ApiResult<web::Json<Page<ExtensionRequestView>>> {
+    use sea_orm::sea_query::{IntoCondition, Query};
+    let f = filter.into_inner();
+    // Tenancy through the action items of visible programs.
+    let mut items = Query::select()
+        .column(action_item::Column::Id)
+        .from(action_item::Entity)
+        .cond_where(action_item::Column::ProgramId.in_subquery(crate::auth::visible_programs(&ctx)))
+        .to_owned();
+    if let Some(p) = f.program_id {
+        items.and_where(action_item::Column::ProgramId.eq(p));
+    }
+    let mut select = extension_request::Entity::find()
+        .filter(
+            extension_request::Column::ActionItemId
+                .in_subquery(items)
+                .into_condition(),
+        )
+        .order_by_asc(extension_request::Column::Id);
+    if let Some(s) = f.status {
+        select = select.filter(extension_request::Column::Status.eq(s));
+    }
+    let (rows, total, limit, offset) = fetch_page(&state.db, select, f.limit, f.offset).await?;
+    Ok(web::Json(Page {
+        items: rows.iter().map(ExtensionRequestView::from).collect(),
+        total,
+        limit,
+        offset,
+    }))
+}
