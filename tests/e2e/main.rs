@@ -1,12 +1,17 @@
 //! End-to-end tests: the real api over HTTP on loopback, against SQLite and PostgreSQL.
 //! One binary, so the PostgreSQL cluster is started once for all of them.
 
+mod action_items;
 mod audit;
 mod auth;
 mod calendar;
+mod capa;
+mod change_control;
 mod chaos;
 mod concurrency;
 mod digests;
+mod escalation_policies;
+mod escalation_workers;
 mod escalations;
 mod events;
 mod idempotency;
@@ -21,8 +26,10 @@ mod programs;
 mod quality;
 mod reminders;
 mod requirements;
+mod selection;
 mod signatures;
 mod tenancy;
+mod webhook_workers;
 mod webhooks;
 mod worker;
 mod workflow;
