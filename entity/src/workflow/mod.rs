@@ -12,6 +12,7 @@
 pub mod capa;
 pub mod change;
 pub mod deviation;
+pub mod production;
 pub mod qualification;
 pub mod selection;
 

@@ -1,23 +1,21 @@
 //! Production on hold and its release (a signed quality decision, SPEC §4), and the
 //! program's quality summary.
 
-use actix_web::{get, post, web};
-use entity::audit_trail::{self, Entry};
+use actix_web::{HttpRequest, get, post, web};
 use entity::deviation::{self};
-use entity::domain_event::{Event, ProductionChanged};
-use entity::program::{self, ProductionStatus};
+use entity::program::{self};
 use entity::{SignatureMeaning, SignedRecordType, signature};
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::auth::{AuthContext, find_scoped, find_scoped_locked};
-use crate::error::{ApiError, ApiResult};
-use crate::routes::{ApiJson, Checks, Validate, compare_and_set, snapshot};
-use crate::signing;
+use crate::auth::{AuthContext, find_scoped};
+use crate::error::ApiResult;
+use crate::routes::{ApiJson, Checks, Validate};
 use crate::state::AppState;
+use crate::transition::{ApiStep, run_step};
 use crate::views::plan::ProgramView;
-use entity::signature::SignatureRecord;
+use entity::workflow::production as production_flow;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -54,86 +52,47 @@ impl Validate for ReleaseProduction {
 )]
 #[post("/programs/{id}/production-release")]
 pub async fn release_production(
+    req: HttpRequest,
     state: web::Data<AppState>,
     ctx: AuthContext,
     id: web::Path<i64>,
     body: ApiJson<ReleaseProduction>,
 ) -> ApiResult<web::Json<ProgramView>> {
     let b = body.into_inner();
-    let program_id = id.into_inner();
-    let prog = find_scoped::<program::Entity, _>(&state.db, &ctx, program_id).await?;
-    if ctx.org_id() != prog.sides().sponsor_org_id
-        || !signature::may_sign(
-            ctx.user.role,
-            SignedRecordType::ProductionRelease,
-            SignatureMeaning::Approved,
-        )
-    {
-        return Err(ApiError::Forbidden(
-            "production is released by a quality user of the sponsor".to_string(),
-        ));
-    }
-    check_release(&state.db, &prog).await?;
-    let mut record = SignatureRecord {
-        record_type: SignedRecordType::ProductionRelease,
-        record_id: prog.id.to_string(),
-        record_hash: String::new(),
-        meaning: SignatureMeaning::Approved,
-        reason: Some(b.reason.clone()),
-    };
-    signing::authenticate_signer(&state, &ctx, b.password, &record).await?;
-    let now = state.clock.now();
-    let txn = entity::db::begin_write(&state.db).await?;
-    // Locked: a critical deviation reported meanwhile waits, then counts.
-    let current = find_scoped_locked::<program::Entity, _>(&txn, &ctx, program_id).await?;
-    check_release(&txn, &current).await?;
-    let mut active: program::ActiveModel = current.clone().into();
-    active.production_status = Set(ProductionStatus::Running);
-    active.updated_at = Set(now);
-    active.version = Set(current.version + 1);
-    let released =
-        compare_and_set::<program::Entity, _>(&txn, active, current.id, current.version).await?;
-    record.record_hash = entity::audit::content_hash(&ProgramView::from(&released));
-    entity::signature::record(&txn, &ctx.signer(), now, record).await?;
-    audit_trail::append(
-        &txn,
-        &ctx.actor(now),
-        Entry::new("program", released.id, "release_production")
-            .before(snapshot(&ProgramView::from(&current)))
-            .after(snapshot(&ProgramView::from(&released)))
-            .reason(Some(b.reason.clone())),
+    let step = production_flow::Release { reason: b.reason };
+    let view = run_step(
+        &state,
+        &ctx,
+        &req,
+        id.into_inner(),
+        step,
+        Some(b.password),
+        None,
+        |p| {
+            ctx.require(
+                ctx.org_id() == p.sponsor_org_id
+                    && signature::may_sign(
+                        ctx.user.role,
+                        SignedRecordType::ProductionRelease,
+                        SignatureMeaning::Approved,
+                    ),
+                "production is released by a quality user of the sponsor",
+            )
+        },
     )
     .await?;
-    entity::domain_event::emit(
-        &txn,
-        released.id,
-        Event::ProductionReleased(ProductionChanged {
-            program_id: released.id,
-            production_status: released.production_status,
-            reason: b.reason.clone(),
-        }),
-        now,
-    )
-    .await?;
-    txn.commit().await?;
-    Ok(web::Json(ProgramView::from(&released)))
+    Ok(web::Json(view))
 }
 
-async fn check_release<C: ConnectionTrait>(conn: &C, prog: &program::Model) -> ApiResult<()> {
-    if prog.production_status != ProductionStatus::OnHold {
-        return Err(ApiError::conflict(
-            "not_on_hold",
-            "production is not on hold",
-        ));
+impl ApiStep for production_flow::Release {
+    type View = ProgramView;
+    async fn view(
+        _conn: &impl ConnectionTrait,
+        p: &program::Model,
+        _now: chrono::DateTime<chrono::Utc>,
+    ) -> ApiResult<ProgramView> {
+        Ok(ProgramView::from(p))
     }
-    let waiting = deviation::uninvestigated_critical_count(conn, prog.id).await?;
-    if waiting > 0 {
-        return Err(ApiError::conflict(
-            "critical_deviation_not_investigated",
-            format!("{waiting} critical deviation(s) are not yet under investigation"),
-        ));
-    }
-    Ok(())
 }
 
 /// Quality numbers of a program: open deviations by criticality, counts by state, median
