@@ -8,11 +8,12 @@ use entity::capa::{self, CapaStatus};
 use entity::gate::{self, CheckResult, CheckType};
 
 use crate::views::plan::GateItemView;
+use entity::{program, user};
 use sea_orm::ActiveValue::{NotSet, Set};
-use sea_orm::{ActiveModelTrait, ConnectionTrait};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
 use crate::auth::AuthContext;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::write::insert_audited;
 
 /// Creates an action item (used by handlers that spawn work, e.g. a no-go gate).
@@ -138,4 +139,26 @@ pub async fn insert_gate_item<C: ConnectionTrait>(
     )
     .await?;
     Ok(item)
+}
+
+/// An owner (of a milestone or an action item) must be an active person of the program's
+/// sponsor or CMO.
+pub async fn check_owner<C: ConnectionTrait>(
+    conn: &C,
+    prog: &program::Model,
+    owner: i64,
+) -> ApiResult<()> {
+    let found = user::Entity::find_by_id(owner)
+        .filter(user::Column::OrgId.is_in([prog.sponsor_org_id, prog.cmo_org_id]))
+        .filter(user::Column::Active.eq(true))
+        .one(conn)
+        .await?;
+    if found.is_none() {
+        return Err(ApiError::invalid(
+            "owner_user_id",
+            "not_on_program",
+            "not an active user of the sponsor or of the program's CMO",
+        ));
+    }
+    Ok(())
 }

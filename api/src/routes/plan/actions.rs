@@ -11,10 +11,10 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::check_owner;
 use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::local_dates::ProgramDates;
+use crate::records::check_owner;
 use crate::records::{NewAction, insert_action};
 use crate::routes::{
     ApiJson, Checks, Page, Validate, compare_and_set, expected_version, fetch_page, snapshot,

@@ -17,9 +17,10 @@ use sea_orm::{
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{check_dates, check_owner, render_milestone as render};
+use super::{check_dates, render_milestone as render};
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked};
 use crate::error::{ApiError, ApiResult};
+use crate::records::check_owner;
 use crate::routes::{ApiJson, Checks, Validate, compare_and_set, expected_version, snapshot};
 use crate::state::AppState;
 use crate::views::plan::{MilestoneView, dependencies_of, milestone as view};

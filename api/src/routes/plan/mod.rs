@@ -12,35 +12,13 @@ pub mod templates;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use entity::access::may_update_plan;
-use entity::{milestone, program, user};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use entity::{milestone, program};
+use sea_orm::ConnectionTrait;
 
 use crate::auth::AuthContext;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::Checks;
 use crate::views::plan::{MilestoneView, dependencies_of, milestone as view};
-
-/// An owner (of a milestone or an action item) must be an active person of the program's
-/// sponsor or CMO.
-pub(crate) async fn check_owner<C: ConnectionTrait>(
-    conn: &C,
-    prog: &program::Model,
-    owner: i64,
-) -> ApiResult<()> {
-    let found = user::Entity::find_by_id(owner)
-        .filter(user::Column::OrgId.is_in([prog.sponsor_org_id, prog.cmo_org_id]))
-        .filter(user::Column::Active.eq(true))
-        .one(conn)
-        .await?;
-    if found.is_none() {
-        return Err(ApiError::invalid(
-            "owner_user_id",
-            "not_on_program",
-            "not an active user of the sponsor or of the program's CMO",
-        ));
-    }
-    Ok(())
-}
 
 pub(crate) async fn render_milestone<C: ConnectionTrait>(
     conn: &C,

@@ -22,7 +22,7 @@ use crate::auth::{AuthContext, find_scoped, find_scoped_locked, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::local_dates::ProgramDates;
 use crate::records::insert_capa;
-use crate::records::{NewAction, insert_action};
+use crate::records::{NewAction, check_owner, insert_action};
 use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page, snapshot};
 use crate::state::AppState;
 use crate::transition::{ApiStep, run_step};
@@ -351,19 +351,7 @@ pub async fn add_capa_action(
             "actions are added before the plan is approved",
         ));
     }
-    let owner_ok = entity::user::Entity::find_by_id(b.owner_user_id)
-        .filter(entity::user::Column::OrgId.is_in([prog.sponsor_org_id, prog.cmo_org_id]))
-        .filter(entity::user::Column::Active.eq(true))
-        .one(&txn)
-        .await?
-        .is_some();
-    if !owner_ok {
-        return Err(ApiError::invalid(
-            "owner_user_id",
-            "not_on_program",
-            "not an active user of the sponsor or of the program's CMO",
-        ));
-    }
+    check_owner(&txn, &prog, b.owner_user_id).await?;
     let now = state.clock.now();
     let today = prog.today(now);
     let item = insert_action(
