@@ -48,6 +48,7 @@ async fn the_bid_tab_ranks_candidates_and_the_decision_is_signed(app: &TestApp) 
         .expect(201)
         .body;
     let id = e["id"].as_i64().unwrap();
+    assert_eq!(e["allowed_events"], json!(["decide"]));
     let scores = format!("/api/v1/evaluations/{id}/scores");
     for (client, cmo, criterion, score) in [
         (&pm, a, "quality_systems", 5),
@@ -142,6 +143,7 @@ async fn the_bid_tab_ranks_candidates_and_the_decision_is_signed(app: &TestApp) 
         .expect(200)
         .body;
     assert_eq!(decided["status"], "decided");
+    assert_eq!(decided["allowed_events"], json!([]), "decided once");
     assert_eq!(decided["decision_cmo_org_id"], a);
     pm.post(
         &scores,

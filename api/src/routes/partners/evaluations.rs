@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use entity::audit_trail::{self, Entry};
-use entity::selection::{self, Criterion, EvaluationStatus, Ranked, score};
+use entity::selection::{self, Criterion, EvaluationEvent, EvaluationStatus, Ranked, score};
 use entity::{OrgKind, SignatureMeaning, SignedRecordType, cmo, organization, signature, user};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
@@ -51,7 +51,7 @@ pub struct ScoreView {
     "candidates": [{"cmo_org_id": 2, "name": "Lonza Visp"}],
     "ranking": [{"cmo_org_id": 2, "rank": 1, "weighted_score": 4.0, "complete": true,
         "breakdown": [{"key": "quality_systems", "weight": 100, "mean_score": 4.0, "weighted": 4.0, "scorers": 1}]}],
-    "scores": [], "decision_cmo_org_id": null, "decision_reason": null, "decided_at": null, "version": 1}))]
+    "scores": [], "decision_cmo_org_id": null, "decision_reason": null, "decided_at": null, "allowed_events": ["decide"], "version": 1}))]
 pub struct EvaluationView {
     pub id: i64,
     pub title: String,
@@ -65,6 +65,8 @@ pub struct EvaluationView {
     pub decision_cmo_org_id: Option<i64>,
     pub decision_reason: Option<String>,
     pub decided_at: Option<DateTime<Utc>>,
+    /// `decide` while open; nothing once decided.
+    pub allowed_events: Vec<EvaluationEvent>,
     pub version: i32,
 }
 
@@ -134,6 +136,7 @@ async fn render<C: ConnectionTrait>(conn: &C, e: &selection::Model) -> ApiResult
         decision_cmo_org_id: e.decision_cmo_org_id,
         decision_reason: e.decision_reason.clone(),
         decided_at: e.decided_at,
+        allowed_events: selection::allowed_events(e.status),
         version: e.version,
     })
 }
