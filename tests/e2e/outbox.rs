@@ -369,3 +369,34 @@ async fn pooled_connections_deliver_a_batch_concurrently_and_survive_a_server_re
     assert_eq!(ids.len(), 45, "distinct messages, none twice");
 }
 on_both_databases!(pooled_connections_deliver_a_batch_concurrently_and_survive_a_server_restart);
+
+/// Job tests can read what a dispatch sent without an SMTP server: the memory mailer keeps
+/// each message as it would go on the wire, and the row is marked sent like any other.
+async fn the_memory_mailer_keeps_what_the_dispatcher_sent(app: &TestApp) {
+    let now = app.now();
+    outbox::enqueue(&app.db, draft("memory:1"), now, "cmo.test")
+        .await
+        .unwrap();
+    let (mailer, sent) = Mailer::memory();
+    let report = dispatch(&app.job_context("w1"), &mailer, &from(), now, 50)
+        .await
+        .unwrap();
+    assert_eq!(report.sent, 1);
+    let row = outbox::Entity::find().one(&app.db).await.unwrap().unwrap();
+    assert_eq!(row.status, OutboxStatus::Sent);
+    let messages = sent.messages();
+    assert_eq!(messages.len(), 1);
+    let m = &messages[0];
+    assert!(
+        m.contains(&format!("Message-ID: {}", row.message_id)),
+        "{m}"
+    );
+    assert!(m.contains("Subject: Overdue actions (memory:1)"), "{m}");
+    assert!(m.contains("multipart/alternative"), "{m}");
+    // Sent once: a second pass finds nothing due.
+    let again = dispatch(&app.job_context("w1"), &mailer, &from(), now, 50)
+        .await
+        .unwrap();
+    assert_eq!((again.sent, sent.messages().len()), (0, 1));
+}
+on_both_databases!(the_memory_mailer_keeps_what_the_dispatcher_sent);

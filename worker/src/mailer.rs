@@ -1,8 +1,9 @@
 //! Sending email: SMTP (a pool of lettre connections with `TCP_NODELAY`, see
-//! [`crate::smtp`]) or `.eml` files in a folder (the zero-set-up default). One enum, so
-//! jobs do not care which.
+//! [`crate::smtp`]), `.eml` files in a folder (the zero-set-up default), or memory (job
+//! tests that assert on what went out). One enum, so jobs do not care which.
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use entity::outbox;
 use lettre::message::header::{HeaderName, HeaderValue};
@@ -14,6 +15,17 @@ use crate::smtp::{SmtpConfig, SmtpPool};
 pub enum Mailer {
     Smtp(Box<SmtpPool>),
     File(AsyncFileTransport<Tokio1Executor>),
+    Memory(SentMail),
+}
+
+/// What a memory mailer sent: each message as it would go on the wire (RFC 5322).
+#[derive(Debug, Clone, Default)]
+pub struct SentMail(Arc<Mutex<Vec<String>>>);
+
+impl SentMail {
+    pub fn messages(&self) -> Vec<String> {
+        self.0.lock().map(|m| m.clone()).unwrap_or_default()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,11 +62,17 @@ impl Mailer {
         }
     }
 
-    /// How many sends may run at once (the pool size; files: a few).
+    /// A mailer that keeps what it sends, and the handle to read it.
+    pub fn memory() -> (Self, SentMail) {
+        let sent = SentMail::default();
+        (Mailer::Memory(sent.clone()), sent)
+    }
+
+    /// How many sends may run at once (the pool size; files and memory: a few).
     pub fn parallelism(&self) -> usize {
         match self {
             Mailer::Smtp(pool) => pool.max_connections(),
-            Mailer::File(_) => 4,
+            Mailer::File(_) | Mailer::Memory(_) => 4,
         }
     }
 
@@ -75,6 +93,16 @@ impl Mailer {
                 permanent: false,
                 message: e.to_string(),
             }),
+            Mailer::Memory(sent) => {
+                let text = String::from_utf8_lossy(&message.formatted()).into_owned();
+                sent.0
+                    .lock()
+                    .map(|mut m| m.push(text))
+                    .map_err(|_| SendError {
+                        permanent: false,
+                        message: "memory mailer poisoned".to_string(),
+                    })
+            }
         }
     }
 }
