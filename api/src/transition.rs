@@ -75,7 +75,7 @@ pub async fn run_step<W>(
     step: W,
     password: Option<String>,
     body_version: Option<i32>,
-    authorize: impl FnOnce(&W::Model) -> ApiResult<()>,
+    authorize: impl AsyncFnOnce(&W::Model) -> ApiResult<()>,
 ) -> ApiResult<W::View>
 where
     W: ApiStep,
@@ -84,7 +84,7 @@ where
 {
     let version = optional_version(req, body_version)?;
     let seen = find_scoped::<W::Entity, _>(&state.db, ctx, id).await?;
-    authorize(&seen)?;
+    authorize(&seen).await?;
     // Refuse an impossible step before asking for a password.
     workflow::precheck(&state.db, &seen, &step).await?;
     let signer = match step.signing() {

@@ -9,6 +9,7 @@
 //! A [`Workflow`] is implemented by the *step* (the event with its arguments), so what
 //! an event does sits next to its machine, in one `impl` per record type.
 
+pub mod action;
 pub mod capa;
 pub mod change;
 pub mod deviation;

@@ -466,7 +466,7 @@ pub async fn decide_evaluation(
         step,
         b.password,
         b.version,
-        |_| {
+        async |_| {
             ctx.require(
                 ctx.org.kind == OrgKind::Sponsor
                     && signature::may_sign(

@@ -75,7 +75,7 @@ pub async fn transition_qualification(
         step,
         b.password,
         b.version,
-        |p| require_sponsor_side(&ctx, p, "qualification is decided"),
+        async |p| require_sponsor_side(&ctx, p, "qualification is decided"),
     )
     .await?;
     Ok(web::Json(view))

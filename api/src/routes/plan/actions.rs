@@ -3,7 +3,7 @@
 use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
 use chrono::NaiveDate;
 use entity::access::may_update_plan;
-use entity::action_item::{self, ActionEvent, ActionSource, ActionStatus, ActionTransitionError};
+use entity::action_item::{self, ActionEvent, ActionSource, ActionStatus};
 use entity::audit_trail::{self, Entry};
 use entity::program;
 use sea_orm::sea_query::IntoCondition;
@@ -20,8 +20,10 @@ use crate::routes::{
     ApiJson, Checks, Page, Validate, compare_and_set, expected_version, fetch_page, snapshot,
 };
 use crate::state::AppState;
+use crate::transition::{ApiStep, run_step};
 use crate::views::plan::{ActionItemView, action_item as view};
 use crate::write::{Patched, update_versioned};
+use entity::workflow::action as action_flow;
 
 /// Owners act on their own items; program managers and admins of either side on all.
 fn may_act_on(ctx: &AuthContext, prog: &program::Model, item: &action_item::Model) -> bool {
@@ -400,71 +402,44 @@ pub async fn transition_action_item(
     body: ApiJson<ActionTransition>,
 ) -> ApiResult<web::Json<ActionItemView>> {
     let b = body.into_inner();
-    let txn = entity::db::begin_write(&state.db).await?;
-    let current = find_scoped::<action_item::Entity, _>(&txn, &ctx, id.into_inner()).await?;
-    let prog = find_scoped::<program::Entity, _>(&txn, &ctx, current.program_id).await?;
-    if !may_act_on(&ctx, &prog, &current) {
-        return Err(ApiError::Forbidden(
-            "not allowed to change this action item".to_string(),
-        ));
-    }
-    let seen = if b.version.is_some()
-        || req
-            .headers()
-            .contains_key(actix_web::http::header::IF_MATCH)
-    {
-        Some(expected_version(&req, b.version)?)
-    } else {
-        None
+    let step = action_flow::Step {
+        event: b.event,
+        reason: b.reason,
     };
-    if seen.is_some_and(|v| v != current.version) {
-        return Err(ApiError::stale_version(current.version));
-    }
-    let next =
-        action_item::transition(current.status, b.event, b.reason.is_some()).map_err(|err| {
-            match err {
-                ActionTransitionError::ReasonRequired => {
-                    ApiError::invalid("reason", "required", "this event needs a reason")
-                }
-                other => ApiError::Conflict {
-                    code: "illegal_transition",
-                    detail: other.to_string(),
-                    current_state: Some(crate::routes::wire_name(&current.status)),
-                    allowed_events: Some(
-                        action_item::allowed_events(current.status)
-                            .iter()
-                            .map(crate::routes::wire_name)
-                            .collect(),
-                    ),
-                    current_version: Some(current.version),
-                },
-            }
-        })?;
-    let now = state.clock.now();
-    let today = prog.today(now);
-    let mut active: action_item::ActiveModel = current.clone().into();
-    active.status = Set(next);
-    active.completed_at = Set(if next == ActionStatus::Done {
-        Some(now)
-    } else {
-        None
-    });
-    active.updated_at = Set(now);
-    active.version = Set(current.version + 1);
-    let updated =
-        compare_and_set::<action_item::Entity, _>(&txn, active, current.id, current.version)
-            .await?;
-    audit_trail::append(
-        &txn,
-        &ctx.actor(now),
-        Entry::new("action_item", updated.id, event_action(b.event))
-            .before(snapshot(&view(&current, today)))
-            .after(snapshot(&view(&updated, today)))
-            .reason(b.reason),
+    let view = run_step(
+        &state,
+        &ctx,
+        &req,
+        id.into_inner(),
+        step,
+        None,
+        b.version,
+        async |item| {
+            let prog = find_scoped::<program::Entity, _>(&state.db, &ctx, item.program_id).await?;
+            ctx.require(
+                may_act_on(&ctx, &prog, item),
+                "not allowed to change this action item",
+            )
+        },
     )
     .await?;
-    txn.commit().await?;
-    Ok(web::Json(view(&updated, today)))
+    Ok(web::Json(view))
+}
+
+impl ApiStep for action_flow::Step {
+    type View = ActionItemView;
+    /// As of the program's local date.
+    async fn view(
+        conn: &impl sea_orm::ConnectionTrait,
+        a: &action_item::Model,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> ApiResult<ActionItemView> {
+        let today = program::Entity::find_by_id(a.program_id)
+            .one(conn)
+            .await?
+            .map_or(now.date_naive(), |p| p.today(now));
+        Ok(view(a, today))
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -562,15 +537,6 @@ pub async fn snooze_action_item(
     .await?;
     txn.commit().await?;
     Ok(web::Json(view(&updated, today)))
-}
-
-fn event_action(e: ActionEvent) -> &'static str {
-    match e {
-        ActionEvent::Start => "start",
-        ActionEvent::Complete => "complete",
-        ActionEvent::Cancel => "cancel",
-        ActionEvent::Reopen => "reopen",
-    }
 }
 
 impl crate::auth::TenantScoped for action_item::Entity {

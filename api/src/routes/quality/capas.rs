@@ -461,7 +461,7 @@ pub async fn transition_capa(
         step,
         b.password,
         b.version,
-        |_| {
+        async |_| {
             ctx.require(
                 ctx.user.role.handles_quality_records(),
                 "only quality, program managers and admins handle CAPAs",

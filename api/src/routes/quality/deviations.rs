@@ -552,7 +552,7 @@ pub async fn transition_deviation(
         step,
         b.password,
         b.version,
-        |_| {
+        async |_| {
             ctx.require(
                 ctx.user.role.handles_quality_records(),
                 "only quality, program managers and admins handle deviations",

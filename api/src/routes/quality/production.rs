@@ -68,7 +68,7 @@ pub async fn release_production(
         step,
         Some(b.password),
         None,
-        |p| {
+        async |p| {
             ctx.require(
                 ctx.org_id() == p.sponsor_org_id
                     && signature::may_sign(
