@@ -6,7 +6,8 @@
 
 use actix_web::HttpRequest;
 use entity::workflow::{
-    self, FollowUp, Refusal, RefusalKind, TransitionError, Workflow, deviation as deviation_flow,
+    self, FollowUp, Refusal, RefusalKind, TransitionError, Versioned, Workflow,
+    deviation as deviation_flow,
 };
 use entity::{deviation, signature};
 use sea_orm::{ConnectionTrait, DatabaseTransaction, EntityTrait, PrimaryKeyTrait};
@@ -26,6 +27,7 @@ pub trait ApiStep: Workflow {
     /// snapshots).
     fn view(
         conn: &impl ConnectionTrait,
+        ctx: &AuthContext,
         m: &Self::Model,
         now: chrono::DateTime<chrono::Utc>,
     ) -> impl Future<Output = ApiResult<Self::View>>;
@@ -85,6 +87,10 @@ where
     let version = optional_version(req, body_version)?;
     let seen = find_scoped::<W::Entity, _>(&state.db, ctx, id).await?;
     authorize(&seen).await?;
+    // The engine's order: the version precondition first, then the machine.
+    if version.is_some_and(|v| v != seen.version()) {
+        return Err(ApiError::stale_version(seen.version()));
+    }
     // Refuse an impossible step before asking for a password.
     workflow::precheck(&state.db, &seen, &step).await?;
     let signer = match step.signing() {
@@ -117,21 +123,22 @@ where
         &step,
         version,
         signer.as_ref(),
-        async |m| view_value::<W>(&txn, m, now).await,
+        async |m| view_value::<W>(&txn, ctx, m, now).await,
     )
     .await?;
     complete(&txn, ctx, signer.as_ref(), done.follow_ups, now).await?;
-    let view = W::view(&txn, &done.after, now).await?;
+    let view = W::view(&txn, ctx, &done.after, now).await?;
     txn.commit().await?;
     Ok(view)
 }
 
 async fn view_value<W: ApiStep>(
     conn: &impl ConnectionTrait,
+    ctx: &AuthContext,
     m: &W::Model,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<serde_json::Value, sea_orm::DbErr> {
-    W::view(conn, m, now)
+    W::view(conn, ctx, m, now)
         .await
         .map(|v| snapshot(&v))
         .map_err(|e| sea_orm::DbErr::Custom(e.to_string()))
@@ -186,7 +193,7 @@ pub async fn complete(
                     &step,
                     None,
                     signer,
-                    async |m| view_value::<deviation_flow::Step>(txn, m, now).await,
+                    async |m| view_value::<deviation_flow::Step>(txn, ctx, m, now).await,
                 )
                 .await?;
                 queue.extend(done.follow_ups);

@@ -66,7 +66,13 @@ impl Workflow for Step {
         action_item::transition(m.status, self.event, self.reason.is_some())
     }
 
-    fn apply(&self, m: &mut action_item::Model, next: ActionStatus, now: DateTime<Utc>) {
+    fn apply(
+        &self,
+        m: &mut action_item::Model,
+        next: ActionStatus,
+        _: &Self::Guards,
+        now: DateTime<Utc>,
+    ) {
         m.status = next;
         m.completed_at = (next == ActionStatus::Done).then_some(now);
     }
@@ -103,9 +109,9 @@ mod tests {
             event,
             reason: Some("r".into()),
         };
-        step(ActionEvent::Complete).apply(&mut a, ActionStatus::Done, at);
+        step(ActionEvent::Complete).apply(&mut a, ActionStatus::Done, &(), at);
         assert_eq!(a.completed_at, Some(at));
-        step(ActionEvent::Reopen).apply(&mut a, ActionStatus::Open, at);
+        step(ActionEvent::Reopen).apply(&mut a, ActionStatus::Open, &(), at);
         assert_eq!(a.completed_at, None);
     }
 }

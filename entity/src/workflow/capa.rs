@@ -94,7 +94,7 @@ impl Workflow for Step {
         capa::transition(c.status, self.event, g)
     }
 
-    fn apply(&self, c: &mut capa::Model, next: CapaStatus, now: DateTime<Utc>) {
+    fn apply(&self, c: &mut capa::Model, next: CapaStatus, _: &Self::Guards, now: DateTime<Utc>) {
         c.status = next;
         match self.event {
             CapaEvent::RequestEffectivenessCheck => c.effectiveness_due = self.effectiveness_due,
@@ -242,6 +242,7 @@ mod tests {
         step(EffectivenessOutcome::Inconclusive).apply(
             &mut inconclusive,
             CapaStatus::EffectivenessCheck,
+            &Guards::default(),
             now,
         );
         assert_eq!(inconclusive.effectiveness_due, due);
@@ -249,6 +250,7 @@ mod tests {
         step(EffectivenessOutcome::Ineffective).apply(
             &mut ineffective,
             CapaStatus::Implementing,
+            &Guards::default(),
             now,
         );
         assert_eq!(ineffective.effectiveness_due, None);
@@ -256,6 +258,7 @@ mod tests {
         step(EffectivenessOutcome::Effective).apply(
             &mut effective,
             CapaStatus::EffectivenessCheck,
+            &Guards::default(),
             now,
         );
         assert_eq!(effective.effectiveness_due, c.effectiveness_due);

@@ -78,7 +78,13 @@ impl Workflow for Step {
         change_request::transition(c.status, self.event, g)
     }
 
-    fn apply(&self, c: &mut change_request::Model, next: ChangeStatus, now: DateTime<Utc>) {
+    fn apply(
+        &self,
+        c: &mut change_request::Model,
+        next: ChangeStatus,
+        _: &Self::Guards,
+        now: DateTime<Utc>,
+    ) {
         c.status = next;
         if matches!(self.event, ChangeEvent::Approve | ChangeEvent::Reject) {
             c.decision_reason = self.reason.clone();

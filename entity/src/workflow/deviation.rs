@@ -125,7 +125,13 @@ impl Workflow for Step {
         self.decide_with(m, *capa_effective)
     }
 
-    fn apply(&self, d: &mut deviation::Model, next: DeviationStatus, now: DateTime<Utc>) {
+    fn apply(
+        &self,
+        d: &mut deviation::Model,
+        next: DeviationStatus,
+        _: &Self::Guards,
+        now: DateTime<Utc>,
+    ) {
         d.criticality = self.criticality_after(d);
         d.status = next;
         match self.event {
@@ -411,7 +417,7 @@ mod tests {
             Some(Criticality::Major),
             Some("batch impact".into()),
         );
-        step.apply(&mut d, DeviationStatus::Triaged, now);
+        step.apply(&mut d, DeviationStatus::Triaged, &false, now);
         assert_eq!(
             (d.status, d.criticality, d.triaged_at),
             (DeviationStatus::Triaged, Criticality::Major, Some(now))
@@ -420,6 +426,7 @@ mod tests {
         Step::new(DeviationEvent::Cancel, None, Some("duplicate".into())).apply(
             &mut d,
             DeviationStatus::Cancelled,
+            &false,
             now,
         );
         assert_eq!(d.cancel_reason.as_deref(), Some("duplicate"));

@@ -13,6 +13,7 @@ pub mod action;
 pub mod capa;
 pub mod change;
 pub mod deviation;
+pub mod milestone;
 pub mod production;
 pub mod qualification;
 pub mod selection;
@@ -159,7 +160,13 @@ pub trait Workflow: Sized + Sync {
     fn decide(&self, m: &Self::Model, g: &Self::Guards) -> Result<Self::Status, Self::Refusal>;
     /// What the event does to the record (status included; version and `updated_at` are
     /// the engine's).
-    fn apply(&self, m: &mut Self::Model, next: Self::Status, now: DateTime<Utc>);
+    fn apply(
+        &self,
+        m: &mut Self::Model,
+        next: Self::Status,
+        guards: &Self::Guards,
+        now: DateTime<Utc>,
+    );
 
     /// Whether (and how) the step is e-signed.
     fn signing(&self) -> Option<Signing> {
@@ -294,7 +301,7 @@ where
         .decide(&before, &guards)
         .map_err(|r| refused::<W>(&before, r))?;
     let mut after = before.clone();
-    step.apply(&mut after, next, now);
+    step.apply(&mut after, next, &guards, now);
     after.stamp(now);
 
     let mut signed = None;

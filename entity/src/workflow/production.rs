@@ -109,7 +109,13 @@ impl Workflow for Release {
         release(m.production_status, *waiting)
     }
 
-    fn apply(&self, m: &mut program::Model, next: ProductionStatus, _now: DateTime<Utc>) {
+    fn apply(
+        &self,
+        m: &mut program::Model,
+        next: ProductionStatus,
+        _: &Self::Guards,
+        _now: DateTime<Utc>,
+    ) {
         m.production_status = next;
     }
 

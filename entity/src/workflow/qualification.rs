@@ -55,7 +55,13 @@ impl Workflow for Step {
         cmo::transition(m.qualification_status, self.event, self.reason.is_some())
     }
 
-    fn apply(&self, m: &mut cmo::Model, next: QualificationStatus, now: DateTime<Utc>) {
+    fn apply(
+        &self,
+        m: &mut cmo::Model,
+        next: QualificationStatus,
+        _: &Self::Guards,
+        now: DateTime<Utc>,
+    ) {
         m.qualification_status = next;
         m.qualification_reason = self.reason.clone();
         m.qualification_changed_at = Some(now);

@@ -57,7 +57,13 @@ impl Workflow for Decide {
         )
     }
 
-    fn apply(&self, m: &mut selection::Model, next: EvaluationStatus, now: DateTime<Utc>) {
+    fn apply(
+        &self,
+        m: &mut selection::Model,
+        next: EvaluationStatus,
+        _: &Self::Guards,
+        now: DateTime<Utc>,
+    ) {
         m.status = next;
         m.decision_cmo_org_id = Some(self.cmo_org_id);
         m.decision_reason = Some(self.reason.trim().to_string());

@@ -401,6 +401,7 @@ impl ApiStep for selection_flow::Decide {
     type View = EvaluationView;
     async fn view(
         conn: &impl ConnectionTrait,
+        _ctx: &AuthContext,
         e: &selection::Model,
         _now: chrono::DateTime<chrono::Utc>,
     ) -> ApiResult<EvaluationView> {

@@ -85,6 +85,7 @@ impl ApiStep for qualification_flow::Step {
     type View = CmoView;
     async fn view(
         conn: &impl ConnectionTrait,
+        _ctx: &AuthContext,
         p: &cmo::Model,
         _now: chrono::DateTime<chrono::Utc>,
     ) -> ApiResult<CmoView> {

@@ -431,6 +431,7 @@ impl ApiStep for action_flow::Step {
     /// As of the program's local date.
     async fn view(
         conn: &impl sea_orm::ConnectionTrait,
+        _ctx: &AuthContext,
         a: &action_item::Model,
         now: chrono::DateTime<chrono::Utc>,
     ) -> ApiResult<ActionItemView> {

@@ -1,18 +1,15 @@
 //! A milestone's steps: re-baselining its dates (with a reason) and moving it through its
 //! workflow (start, gate review, complete, hold, cancel).
 
-use entity::domain_event::{Event, MilestoneTransitioned};
-
 use actix_web::{HttpRequest, post, web};
 use chrono::NaiveDate;
 use entity::access::{may_manage_program, may_update_plan};
 use entity::audit_trail::{self, Entry};
-use entity::milestone::{self, MilestoneStatus};
-use entity::milestone_rules::{self, Guards, MilestoneEvent, TransitionError};
+use entity::milestone;
+use entity::milestone_rules::MilestoneEvent;
 use entity::program;
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-};
+use entity::workflow::milestone as milestone_flow;
+use sea_orm::{ActiveValue::Set, ConnectionTrait};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -21,7 +18,8 @@ use crate::auth::{AuthContext, find_scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::routes::{ApiJson, Checks, Validate, compare_and_set, expected_version, snapshot};
 use crate::state::AppState;
-use crate::views::plan::{MilestoneView, dependencies_of};
+use crate::transition::{ApiStep, run_step};
+use crate::views::plan::MilestoneView;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -155,147 +153,40 @@ pub async fn transition_milestone(
     body: ApiJson<MilestoneTransition>,
 ) -> ApiResult<web::Json<MilestoneView>> {
     let b = body.into_inner();
-    let seen_version = if b.version.is_some()
-        || req
-            .headers()
-            .contains_key(actix_web::http::header::IF_MATCH)
-    {
-        Some(expected_version(&req, b.version)?)
-    } else {
-        None
+    let step = milestone_flow::Step {
+        event: b.event,
+        reason: b.reason,
     };
-    let txn = entity::db::begin_write(&state.db).await?;
-    let current = find_scoped::<milestone::Entity, _>(&txn, &ctx, id.into_inner()).await?;
-    let prog = find_scoped::<program::Entity, _>(&txn, &ctx, current.program_id).await?;
-    if !may_update_plan(ctx.caller(), prog.sides(), current.owner_user_id) {
-        return Err(ApiError::Forbidden(
-            "not allowed to update this plan".to_string(),
-        ));
-    }
-    if seen_version.is_some_and(|v| v != current.version) {
-        return Err(ApiError::stale_version(current.version));
-    }
-    if b.event == MilestoneEvent::NoGo {
-        return Err(ApiError::conflict(
-            "use_gate_decision",
-            "a no-go is a signed gate decision: POST /api/v1/milestones/{id}/gate-decisions",
-        ));
-    }
-    let guards = guards_for(&txn, &current, b.event, b.reason.is_some()).await?;
-    let next =
-        milestone_rules::transition(current.status, b.event, &guards).map_err(|err| match err {
-            TransitionError::ReasonRequired => {
-                ApiError::invalid("reason", "required", "this event needs a reason")
-            }
-            other => ApiError::Conflict {
-                code: "illegal_transition",
-                detail: other.to_string(),
-                current_state: Some(crate::routes::wire_name(&current.status)),
-                allowed_events: Some(
-                    milestone_rules::allowed_events(current.status, current.held_from)
-                        .into_iter()
-                        .filter(|e| *e != MilestoneEvent::NoGo)
-                        .map(event_name)
-                        .collect(),
-                ),
-                current_version: Some(current.version),
-            },
-        })?;
-    let now = state.clock.now();
-    let today = prog.today(now);
-    let before = render(&txn, &ctx, &prog, &current, now).await?;
-    let mut active: milestone::ActiveModel = current.clone().into();
-    active.status = Set(next);
-    match b.event {
-        MilestoneEvent::Start => active.actual_start = Set(Some(today)),
-        MilestoneEvent::Complete => active.actual_end = Set(Some(today)),
-        MilestoneEvent::Hold => active.held_from = Set(Some(current.status)),
-        MilestoneEvent::SubmitForGate => active.gate_round = Set(current.gate_round + 1),
-        MilestoneEvent::Resume => active.held_from = Set(None),
-        _ => {}
-    }
-    active.updated_at = Set(now);
-    active.version = Set(current.version + 1);
-    // Compare-and-set: of many identical concurrent transitions exactly one wins.
-    let updated =
-        compare_and_set::<milestone::Entity, _>(&txn, active, current.id, current.version).await?;
-    let after = render(&txn, &ctx, &prog, &updated, now).await?;
-    audit_trail::append(
-        &txn,
-        &ctx.actor(now),
-        Entry::new("milestone", updated.id, transition_action(b.event))
-            .before(snapshot(&before))
-            .after(snapshot(&after))
-            .reason(b.reason),
+    let view = run_step(
+        &state,
+        &ctx,
+        &req,
+        id.into_inner(),
+        step,
+        None,
+        b.version,
+        async |m| {
+            let prog = find_scoped::<program::Entity, _>(&state.db, &ctx, m.program_id).await?;
+            ctx.require(
+                may_update_plan(ctx.caller(), prog.sides(), m.owner_user_id),
+                "not allowed to update this plan",
+            )
+        },
     )
     .await?;
-    entity::domain_event::emit(
-        &txn,
-        updated.program_id,
-        Event::MilestoneTransitioned(MilestoneTransitioned {
-            milestone_id: updated.id,
-            name: updated.name.clone(),
-            event: b.event,
-            from: current.status,
-            to: updated.status,
-        }),
-        now,
-    )
-    .await?;
-    txn.commit().await?;
-    Ok(web::Json(after))
+    Ok(web::Json(view))
 }
 
-async fn guards_for<C: ConnectionTrait>(
-    conn: &C,
-    m: &milestone::Model,
-    event: MilestoneEvent,
-    has_reason: bool,
-) -> ApiResult<Guards> {
-    let mut guards = Guards {
-        held_from: m.held_from,
-        has_reason,
-        ..Guards::default()
-    };
-    if event == MilestoneEvent::Start {
-        let deps = dependencies_of(conn, &[m.id])
-            .await?
-            .remove(&m.id)
-            .unwrap_or_default();
-        if !deps.is_empty() {
-            let open = milestone::Entity::find()
-                .filter(milestone::Column::Id.is_in(deps))
-                .filter(milestone::Column::Status.ne(MilestoneStatus::Completed))
-                .order_by_asc(milestone::Column::Position)
-                .all(conn)
-                .await?;
-            guards.open_dependencies = open.into_iter().map(|d| d.name).collect();
-        }
+impl ApiStep for milestone_flow::Step {
+    type View = MilestoneView;
+    /// As the caller sees it (whether they may update it), on the program's local date.
+    async fn view(
+        conn: &impl ConnectionTrait,
+        ctx: &AuthContext,
+        m: &milestone::Model,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> ApiResult<MilestoneView> {
+        let prog = find_scoped::<program::Entity, _>(conn, ctx, m.program_id).await?;
+        render(conn, ctx, &prog, m, now).await
     }
-    if event == MilestoneEvent::Complete {
-        // Only a decision of the current review round counts.
-        let decision = entity::gate::decision::Entity::find()
-            .filter(entity::gate::decision::Column::MilestoneId.eq(m.id))
-            .filter(entity::gate::decision::Column::GateRound.eq(m.gate_round))
-            .one(conn)
-            .await?;
-        guards.gate_go = decision.map(|d| d.decision == entity::gate::Decision::Go);
-    }
-    Ok(guards)
-}
-
-fn transition_action(event: MilestoneEvent) -> &'static str {
-    match event {
-        MilestoneEvent::Start => "start",
-        MilestoneEvent::SubmitForGate => "submit_for_gate",
-        MilestoneEvent::Complete => "complete",
-        MilestoneEvent::NoGo => "no_go",
-        MilestoneEvent::Hold => "hold",
-        MilestoneEvent::Resume => "resume",
-        MilestoneEvent::Cancel => "cancel",
-    }
-}
-
-fn event_name(e: MilestoneEvent) -> String {
-    transition_action(e).to_string()
 }

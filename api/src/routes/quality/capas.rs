@@ -476,6 +476,7 @@ impl ApiStep for capa_flow::Step {
     type View = CapaView;
     async fn view(
         conn: &impl ConnectionTrait,
+        _ctx: &AuthContext,
         c: &capa::Model,
         _now: DateTime<Utc>,
     ) -> ApiResult<CapaView> {

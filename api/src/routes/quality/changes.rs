@@ -521,6 +521,7 @@ impl ApiStep for change_flow::Step {
     type View = ChangeView;
     async fn view(
         _conn: &impl ConnectionTrait,
+        _ctx: &AuthContext,
         c: &change_request::Model,
         _now: chrono::DateTime<chrono::Utc>,
     ) -> ApiResult<ChangeView> {

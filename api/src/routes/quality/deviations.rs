@@ -567,6 +567,7 @@ impl ApiStep for deviation_flow::Step {
     type View = DeviationView;
     async fn view(
         _conn: &impl ConnectionTrait,
+        _ctx: &AuthContext,
         d: &deviation::Model,
         now: DateTime<Utc>,
     ) -> ApiResult<DeviationView> {

@@ -88,6 +88,7 @@ impl ApiStep for production_flow::Release {
     type View = ProgramView;
     async fn view(
         _conn: &impl ConnectionTrait,
+        _ctx: &AuthContext,
         p: &program::Model,
         _now: chrono::DateTime<chrono::Utc>,
     ) -> ApiResult<ProgramView> {
