@@ -3,7 +3,8 @@
 //! template). Each create writes its audit row.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use entity::action_item::{self, ActionSource, ActionStatus};
+pub use entity::action_item::NewAction;
+use entity::action_item::{self, ActionStatus};
 use entity::capa::{self, CapaStatus};
 use entity::gate::{self, CheckResult, CheckType};
 
@@ -15,17 +16,6 @@ use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, Query
 use crate::auth::AuthContext;
 use crate::error::{ApiError, ApiResult};
 use crate::write::insert_audited;
-
-/// Creates an action item (used by handlers that spawn work, e.g. a no-go gate).
-pub struct NewAction {
-    pub program_id: i64,
-    pub title: String,
-    pub description: Option<String>,
-    pub owner_user_id: i64,
-    pub due_date: NaiveDate,
-    pub source: ActionSource,
-    pub source_id: Option<i64>,
-}
 
 pub async fn insert_action<C: ConnectionTrait>(
     conn: &C,

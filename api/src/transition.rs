@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::auth::{AuthContext, TenantScoped, find_scoped};
 use crate::error::{ApiError, ApiResult};
+use crate::records::insert_action;
 use crate::signing;
 use crate::state::AppState;
 use crate::views::snapshot;
@@ -84,6 +85,28 @@ where
     W::Entity: TenantScoped,
     <<W::Entity as EntityTrait>::PrimaryKey as PrimaryKeyTrait>::ValueType: From<i64>,
 {
+    let (view, _) =
+        run_step_completed(state, ctx, req, id, step, password, body_version, authorize).await?;
+    Ok(view)
+}
+
+/// [`run_step`], also answering what its follow-ups created.
+#[allow(clippy::too_many_arguments)]
+pub async fn run_step_completed<W>(
+    state: &AppState,
+    ctx: &AuthContext,
+    req: &HttpRequest,
+    id: i64,
+    step: W,
+    password: Option<String>,
+    body_version: Option<i32>,
+    authorize: impl AsyncFnOnce(&W::Model) -> ApiResult<()>,
+) -> ApiResult<(W::View, Completed)>
+where
+    W: ApiStep,
+    W::Entity: TenantScoped,
+    <<W::Entity as EntityTrait>::PrimaryKey as PrimaryKeyTrait>::ValueType: From<i64>,
+{
     let version = optional_version(req, body_version)?;
     let seen = find_scoped::<W::Entity, _>(&state.db, ctx, id).await?;
     authorize(&seen).await?;
@@ -126,10 +149,10 @@ where
         async |m| view_value::<W>(&txn, ctx, m, now).await,
     )
     .await?;
-    complete(&txn, ctx, signer.as_ref(), done.follow_ups, now).await?;
+    let completed = complete(&txn, ctx, signer.as_ref(), done.follow_ups, now).await?;
     let view = W::view(&txn, ctx, &done.after, now).await?;
     txn.commit().await?;
-    Ok(view)
+    Ok((view, completed))
 }
 
 async fn view_value<W: ApiStep>(
@@ -144,16 +167,24 @@ async fn view_value<W: ApiStep>(
         .map_err(|e| sea_orm::DbErr::Custom(e.to_string()))
 }
 
+/// What a step's follow-ups created.
+#[derive(Debug, Default)]
+pub struct Completed {
+    pub action_item_ids: Vec<i64>,
+}
+
 /// Completes what a step caused beyond its record, in its transaction: tells the people
 /// paged that an escalation ended, closes the deviations a CAPA's effective closure
-/// releases (signed by the CAPA's signer, each bound to its own record).
+/// releases (signed by the CAPA's signer, each bound to its own record), creates the
+/// action items it spawned.
 pub async fn complete(
     txn: &DatabaseTransaction,
     ctx: &AuthContext,
     signer: Option<&signature::Signer>,
     follow_ups: Vec<FollowUp>,
     now: chrono::DateTime<chrono::Utc>,
-) -> ApiResult<()> {
+) -> ApiResult<Completed> {
+    let mut completed = Completed::default();
     let mut queue = follow_ups;
     while let Some(follow_up) = queue.pop() {
         match follow_up {
@@ -198,7 +229,17 @@ pub async fn complete(
                 .await?;
                 queue.extend(done.follow_ups);
             }
+            FollowUp::CreateActionItems(actions) => {
+                for new in actions {
+                    let today = entity::program::Entity::find_by_id(new.program_id)
+                        .one(txn)
+                        .await?
+                        .map_or(now.date_naive(), |p| p.today(now));
+                    let created = insert_action(txn, ctx, now, today, new).await?;
+                    completed.action_item_ids.push(created.id);
+                }
+            }
         }
     }
-    Ok(())
+    Ok(completed)
 }

@@ -148,6 +148,18 @@ pub fn days_overdue(due: NaiveDate, today: NaiveDate) -> i64 {
     (today - due).num_days().max(0)
 }
 
+/// An action item to create (from a CAPA, a change, a no-go gate).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAction {
+    pub program_id: i64,
+    pub title: String,
+    pub description: Option<String>,
+    pub owner_user_id: i64,
+    pub due_date: NaiveDate,
+    pub source: ActionSource,
+    pub source_id: Option<i64>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

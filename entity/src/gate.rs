@@ -1,5 +1,6 @@
 //! Go/no-go gates: checklist items, decisions, and the rules a decision must meet.
 
+use chrono::{DateTime, Utc};
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -170,6 +171,120 @@ pub mod decision {
     pub enum Relation {}
 
     impl ActiveModelBehavior for ActiveModel {}
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 88, "milestone_id": 12, "check_type": "batch_record_readiness",
+    "title": "Master batch record approved by both QA units", "mandatory": true,
+    "result": "pass", "evidence": "MBR-0042 rev 3, signed 2027-04-10",
+    "decided_by_user_id": 5, "decided_at": "2027-04-10T14:00:00Z", "position": 1, "version": 2,
+    "linked_open_count": null
+}))]
+pub struct GateItemView {
+    pub id: i64,
+    pub milestone_id: i64,
+    pub check_type: CheckType,
+    pub title: String,
+    pub mandatory: bool,
+    pub result: CheckResult,
+    /// Note or link to the evidence.
+    pub evidence: Option<String>,
+    pub decided_by_user_id: Option<i64>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub position: i32,
+    pub version: i32,
+    /// For deviation- and CAPA-related checks: how many are open on the program now.
+    pub linked_open_count: Option<u64>,
+}
+
+impl From<&item::Model> for GateItemView {
+    fn from(m: &item::Model) -> Self {
+        Self {
+            id: m.id,
+            milestone_id: m.milestone_id,
+            check_type: m.check_type,
+            title: m.title.clone(),
+            mandatory: m.mandatory,
+            result: m.result,
+            evidence: m.evidence.clone(),
+            decided_by_user_id: m.decided_by_user_id,
+            decided_at: m.decided_at,
+            position: m.position,
+            version: m.version,
+            linked_open_count: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 4, "milestone_id": 12, "gate_round": 1, "decision": "go", "notes": "all mandatory checks passed",
+    "signature_id": 19, "decided_by_user_id": 5, "decided_at": "2027-04-12T09:30:00Z"
+}))]
+pub struct GateDecisionView {
+    pub id: i64,
+    pub milestone_id: i64,
+    /// The review round (submission for gate review) this decision closed.
+    pub gate_round: i32,
+    pub decision: Decision,
+    pub notes: Option<String>,
+    pub signature_id: i64,
+    pub decided_by_user_id: i64,
+    pub decided_at: DateTime<Utc>,
+}
+
+impl From<&decision::Model> for GateDecisionView {
+    fn from(m: &decision::Model) -> Self {
+        Self {
+            id: m.id,
+            milestone_id: m.milestone_id,
+            gate_round: m.gate_round,
+            decision: m.decision,
+            notes: m.notes.clone(),
+            signature_id: m.signature_id,
+            decided_by_user_id: m.decided_by_user_id,
+            decided_at: m.decided_at,
+        }
+    }
+}
+
+/// What a gate decision's signature binds: the decision as written (before its signature
+/// id) and the checklist it was decided on, as stored.
+pub fn signed_content(decision: &decision::Model, items: &[item::Model]) -> serde_json::Value {
+    serde_json::json!({
+        "decision": GateDecisionView::from(decision),
+        "items": items.iter().map(GateItemView::from).collect::<Vec<_>>(),
+    })
+}
+
+/// Days a no-go's follow-up actions get.
+pub const NO_GO_ACTION_DAYS: i64 = 7;
+
+/// A no-go turns every failed checklist item into an action item for the milestone's
+/// owner (or, without one, the decider), due in [`NO_GO_ACTION_DAYS`].
+pub fn no_go_actions(
+    program_id: i64,
+    owner_user_id: i64,
+    today: chrono::NaiveDate,
+    items: &[item::Model],
+) -> Vec<crate::action_item::NewAction> {
+    items
+        .iter()
+        .filter(|i| i.result == CheckResult::Fail)
+        .map(|i| crate::action_item::NewAction {
+            program_id,
+            title: format!("Resolve gate item: {}", i.title)
+                .chars()
+                .take(200)
+                .collect(),
+            description: i.evidence.clone(),
+            owner_user_id,
+            due_date: today + chrono::TimeDelta::days(NO_GO_ACTION_DAYS),
+            source: crate::action_item::ActionSource::GateItem,
+            source_id: Some(i.id),
+        })
+        .collect()
 }
 
 #[cfg(test)]

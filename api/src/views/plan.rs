@@ -3,7 +3,8 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use entity::action_item::{self, ActionEvent, ActionSource, ActionStatus};
 use entity::deviation;
-use entity::gate::{self, CheckResult, CheckType, Decision, ItemState};
+use entity::gate::{self, CheckType, Decision, ItemState};
+pub use entity::gate::{GateDecisionView, GateItemView};
 use entity::milestone::{self, MilestoneStatus};
 use entity::milestone_dependency;
 use entity::milestone_rules::{self, MilestoneEvent, Schedule, ScheduleHealth};
@@ -171,50 +172,6 @@ impl From<&team_member::Model> for TeamMemberView {
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({
-    "id": 88, "milestone_id": 12, "check_type": "batch_record_readiness",
-    "title": "Master batch record approved by both QA units", "mandatory": true,
-    "result": "pass", "evidence": "MBR-0042 rev 3, signed 2027-04-10",
-    "decided_by_user_id": 5, "decided_at": "2027-04-10T14:00:00Z", "position": 1, "version": 2,
-    "linked_open_count": null
-}))]
-pub struct GateItemView {
-    pub id: i64,
-    pub milestone_id: i64,
-    pub check_type: CheckType,
-    pub title: String,
-    pub mandatory: bool,
-    pub result: CheckResult,
-    /// Note or link to the evidence.
-    pub evidence: Option<String>,
-    pub decided_by_user_id: Option<i64>,
-    pub decided_at: Option<DateTime<Utc>>,
-    pub position: i32,
-    pub version: i32,
-    /// For deviation- and CAPA-related checks: how many are open on the program now.
-    pub linked_open_count: Option<u64>,
-}
-
-impl From<&gate::item::Model> for GateItemView {
-    fn from(m: &gate::item::Model) -> Self {
-        Self {
-            id: m.id,
-            milestone_id: m.milestone_id,
-            check_type: m.check_type,
-            title: m.title.clone(),
-            mandatory: m.mandatory,
-            result: m.result,
-            evidence: m.evidence.clone(),
-            decided_by_user_id: m.decided_by_user_id,
-            decided_at: m.decided_at,
-            position: m.position,
-            version: m.version,
-            linked_open_count: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[schema(example = json!({
     "id": 12, "program_id": 7, "name": "Engineering runs", "phase": "Manufacturing readiness",
     "owner_user_id": 5, "status": "in_progress",
     "baseline_start": "2027-03-01", "baseline_end": "2027-04-15",
@@ -341,38 +298,6 @@ pub async fn linked_open_counts<C: ConnectionTrait>(
         .count(conn)
         .await?;
     Ok((deviations, capas))
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[schema(example = json!({
-    "id": 4, "milestone_id": 12, "gate_round": 1, "decision": "go", "notes": "all mandatory checks passed",
-    "signature_id": 19, "decided_by_user_id": 5, "decided_at": "2027-04-12T09:30:00Z"
-}))]
-pub struct GateDecisionView {
-    pub id: i64,
-    pub milestone_id: i64,
-    /// The review round (submission for gate review) this decision closed.
-    pub gate_round: i32,
-    pub decision: Decision,
-    pub notes: Option<String>,
-    pub signature_id: i64,
-    pub decided_by_user_id: i64,
-    pub decided_at: DateTime<Utc>,
-}
-
-impl From<&gate::decision::Model> for GateDecisionView {
-    fn from(m: &gate::decision::Model) -> Self {
-        Self {
-            id: m.id,
-            milestone_id: m.milestone_id,
-            gate_round: m.gate_round,
-            decision: m.decision,
-            notes: m.notes.clone(),
-            signature_id: m.signature_id,
-            decided_by_user_id: m.decided_by_user_id,
-            decided_at: m.decided_at,
-        }
-    }
 }
 
 /// The gate of one milestone: checklist, decision history, and what blocks a `go`.

@@ -3,7 +3,10 @@
 //! closes the deviations waiting for it.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter,
+};
 
 use super::{Emitted, FollowUp, Signing, Workflow};
 use crate::action_item::{self, ActionStatus};
@@ -12,6 +15,7 @@ use crate::capa::{self, CapaEvent, CapaStatus, CapaTransitionError, Effectivenes
 use crate::deviation::{self, DeviationStatus};
 use crate::domain_event::{CapaTransitioned, Event};
 use crate::enums::{SignatureMeaning, SignedRecordType};
+use crate::signature;
 
 /// One step of a CAPA's workflow.
 #[derive(Debug, Clone)]
@@ -37,6 +41,17 @@ impl Step {
                 c.effectiveness_outcome
             },
             has_reason: self.reason.is_some(),
+        }
+    }
+}
+
+impl Step {
+    /// The plan approval and the closure are kept in different columns.
+    fn signature_column(&self, c: &mut capa::Model, signature_id: i64) {
+        if self.event == CapaEvent::ApprovePlan {
+            c.plan_signature_id = Some(signature_id);
+        } else {
+            c.closure_signature_id = Some(signature_id);
         }
     }
 }
@@ -123,12 +138,14 @@ impl Workflow for Step {
             meaning: SignatureMeaning::Approved,
         })
     }
-    fn sign(&self, c: &mut capa::Model, signature_id: i64) {
-        if self.event == CapaEvent::ApprovePlan {
-            c.plan_signature_id = Some(signature_id);
-        } else {
-            c.closure_signature_id = Some(signature_id);
-        }
+    async fn sign(
+        &self,
+        _txn: &DatabaseTransaction,
+        c: &mut capa::Model,
+        signature: &signature::Model,
+    ) -> Result<(), DbErr> {
+        self.signature_column(c, signature.id);
+        Ok(())
     }
 
     fn domain_event(&self, before: &capa::Model, after: &capa::Model) -> Option<Emitted> {
@@ -277,8 +294,8 @@ mod tests {
             reason: None,
         };
         let mut c = capa_in(CapaStatus::Open);
-        step(CapaEvent::ApprovePlan).sign(&mut c, 7);
-        step(CapaEvent::Close).sign(&mut c, 8);
+        step(CapaEvent::ApprovePlan).signature_column(&mut c, 7);
+        step(CapaEvent::Close).signature_column(&mut c, 8);
         assert_eq!(
             (c.plan_signature_id, c.closure_signature_id),
             (Some(7), Some(8))

@@ -4,13 +4,17 @@
 //! closure.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, PaginatorTrait,
+    QueryFilter,
+};
 
 use super::{Emitted, Signing, Workflow};
 use crate::action_item::{self, ActionSource, ActionStatus};
 use crate::change_request::{self, ChangeEvent, ChangeStatus, ChangeTransitionError, Guards};
 use crate::domain_event::{ChangeRequestTransitioned, Event};
 use crate::enums::{Role, SignatureMeaning, SignedRecordType};
+use crate::signature;
 
 /// One step of a change request's workflow.
 #[derive(Debug, Clone)]
@@ -104,8 +108,14 @@ impl Workflow for Step {
             },
         })
     }
-    fn sign(&self, c: &mut change_request::Model, signature_id: i64) {
-        c.decision_signature_id = Some(signature_id);
+    async fn sign(
+        &self,
+        _txn: &DatabaseTransaction,
+        c: &mut change_request::Model,
+        signature: &signature::Model,
+    ) -> Result<(), DbErr> {
+        c.decision_signature_id = Some(signature.id);
+        Ok(())
     }
 
     fn domain_event(

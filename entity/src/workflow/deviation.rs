@@ -6,8 +6,8 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveEnum, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
-    QuerySelect,
+    ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
+    PaginatorTrait, QueryFilter, QuerySelect,
 };
 
 use super::{Emitted, FollowUp, Signing, Workflow};
@@ -20,6 +20,7 @@ use crate::domain_event::{DeviationChanged, Event, ProductionChanged};
 use crate::enums::{SignatureMeaning, SignedRecordType, wire_name};
 use crate::escalation;
 use crate::program::{self, ProductionStatus};
+use crate::signature;
 
 /// One step of a deviation's workflow.
 #[derive(Debug, Clone)]
@@ -151,8 +152,14 @@ impl Workflow for Step {
             meaning: SignatureMeaning::Approved,
         })
     }
-    fn sign(&self, d: &mut deviation::Model, signature_id: i64) {
-        d.closure_signature_id = Some(signature_id);
+    async fn sign(
+        &self,
+        _txn: &DatabaseTransaction,
+        d: &mut deviation::Model,
+        signature: &signature::Model,
+    ) -> Result<(), DbErr> {
+        d.closure_signature_id = Some(signature.id);
+        Ok(())
     }
 
     fn domain_event(&self, before: &deviation::Model, after: &deviation::Model) -> Option<Emitted> {

@@ -1,5 +1,6 @@
 //! The one transition engine. Every state-changing step of a record with a state machine
-//! (deviation, CAPA, change control, CMO qualification, selection decision) runs
+//! (deviation, CAPA, change control, milestone, gate decision, action item, CMO
+//! qualification, selection decision) runs
 //! [`transition`] inside the caller's transaction: lock and re-read, version
 //! precondition, guards, the pure machine, the step's effects, the signature row (its id
 //! written by the same compare-and-set), the audit row, the domain event and the
@@ -13,6 +14,7 @@ pub mod action;
 pub mod capa;
 pub mod change;
 pub mod deviation;
+pub mod gate;
 pub mod milestone;
 pub mod production;
 pub mod qualification;
@@ -119,6 +121,9 @@ pub enum FollowUp {
     /// [`deviation::Step`] `close` on it, signed by the same signer, in the same
     /// transaction (its signature binds the deviation as people see it).
     CloseWaitingDeviation { deviation_id: i64, capa_id: i64 },
+    /// Work the step spawns (a no-go's failed checklist items): the caller creates each
+    /// action item with its audit row.
+    CreateActionItems(Vec<crate::action_item::NewAction>),
 }
 
 /// A record type's state machine, implemented by its step (event plus arguments).
@@ -172,8 +177,29 @@ pub trait Workflow: Sized + Sync {
     fn signing(&self) -> Option<Signing> {
         None
     }
-    /// Writes the signature's id into the record's column for this step.
-    fn sign(&self, _m: &mut Self::Model, _signature_id: i64) {}
+    /// When the signature binds a record of its own rather than the machine's row (a gate
+    /// decision signs its decision row): writes that record, before the signature, and
+    /// returns its canonical id and its content as people see it. Default: the machine's
+    /// row, as the caller's snapshot shows it.
+    fn signed_record(
+        &self,
+        _txn: &DatabaseTransaction,
+        _actor: &Actor,
+        _after: &Self::Model,
+        _guards: &Self::Guards,
+    ) -> impl Future<Output = Result<Option<(String, Value)>, DbErr>> + Send {
+        async { Ok(None) }
+    }
+    /// Writes the signature's id where the step keeps it (a column of the record, by
+    /// default nowhere).
+    fn sign(
+        &self,
+        _txn: &DatabaseTransaction,
+        _m: &mut Self::Model,
+        _signature: &signature::Model,
+    ) -> impl Future<Output = Result<(), DbErr>> + Send {
+        async { Ok(()) }
+    }
     /// The canonical record id a signature names (default: the id).
     fn signed_record_id(m: &Self::Model) -> String {
         Self::id(m).to_string()
@@ -308,21 +334,24 @@ where
     if let Some(signing) = step.signing() {
         let signer = signer.ok_or(TransitionError::SignerRequired)?;
         // The hash binds the record as written, its signature column still empty.
-        let record_hash = crate::audit::content_hash(&snapshot(&after).await?);
+        let (record_id, content) = match step.signed_record(txn, actor, &after, &guards).await? {
+            Some(own) => own,
+            None => (W::signed_record_id(&after), snapshot(&after).await?),
+        };
         let sig = signature::record(
             txn,
             signer,
             now,
             SignatureRecord {
                 record_type: signing.record_type,
-                record_id: W::signed_record_id(&after),
-                record_hash,
+                record_id,
+                record_hash: crate::audit::content_hash(&content),
                 meaning: signing.meaning,
                 reason: step.reason(),
             },
         )
         .await?;
-        step.sign(&mut after, sig.id);
+        step.sign(txn, &mut after, &sig).await?;
         signed = Some(sig);
     }
 

@@ -4,12 +4,13 @@
 use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbErr};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr};
 
 use super::{Emitted, Signing, Workflow};
 use crate::cmo::{self, QualificationError, QualificationEvent, QualificationStatus};
 use crate::domain_event::{CmoQualificationChanged, Event};
 use crate::enums::{SignatureMeaning, SignedRecordType};
+use crate::signature;
 
 /// One qualification step.
 #[derive(Debug, Clone)]
@@ -77,8 +78,14 @@ impl Workflow for Step {
             },
         })
     }
-    fn sign(&self, m: &mut cmo::Model, signature_id: i64) {
-        m.qualification_signature_id = Some(signature_id);
+    async fn sign(
+        &self,
+        _txn: &DatabaseTransaction,
+        m: &mut cmo::Model,
+        signature: &signature::Model,
+    ) -> Result<(), DbErr> {
+        m.qualification_signature_id = Some(signature.id);
+        Ok(())
     }
 
     fn domain_event(&self, before: &cmo::Model, after: &cmo::Model) -> Option<Emitted> {

@@ -1,12 +1,13 @@
 //! Deciding a CMO selection: once, for one of its candidates, e-signed (SPEC §7).
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbErr};
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr};
 
 use super::{Emitted, Signing, Workflow};
 use crate::domain_event::{EvaluationDecided, Event};
 use crate::enums::{SignatureMeaning, SignedRecordType};
 use crate::selection::{self, EvaluationEvent, EvaluationStatus, SelectionError};
+use crate::signature;
 
 /// The decision: which candidate, and why.
 #[derive(Debug, Clone)]
@@ -76,8 +77,14 @@ impl Workflow for Decide {
             meaning: SignatureMeaning::Approved,
         })
     }
-    fn sign(&self, m: &mut selection::Model, signature_id: i64) {
-        m.decision_signature_id = Some(signature_id);
+    async fn sign(
+        &self,
+        _txn: &DatabaseTransaction,
+        m: &mut selection::Model,
+        signature: &signature::Model,
+    ) -> Result<(), DbErr> {
+        m.decision_signature_id = Some(signature.id);
+        Ok(())
     }
 
     fn domain_event(

@@ -2,33 +2,22 @@
 //! decide whether a go is possible; a no-go sends the milestone back to work and turns
 //! every failed item into an action item.
 
-use actix_web::{HttpResponse, post, web};
-use chrono::TimeDelta;
-use entity::action_item::ActionSource;
-use entity::audit_trail::{self, Entry};
-use entity::domain_event::{Event, GateDecided};
-use entity::gate::{self, CheckResult, Decision, GateError, ItemState};
-use entity::milestone::{self, MilestoneStatus};
-use entity::{SignatureMeaning, SignedRecordType, deviation, program, signature};
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait,
-    EntityTrait, QueryFilter, QueryOrder,
-};
+use actix_web::{HttpRequest, HttpResponse, post, web};
+use entity::gate::Decision;
+use entity::milestone;
+use entity::workflow::{Workflow, gate as gate_flow};
+use entity::{SignedRecordType, program, signature};
+use sea_orm::ConnectionTrait;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::{AuthContext, find_scoped, find_scoped_locked};
+use super::render_milestone;
+use crate::auth::{AuthContext, find_scoped};
 use crate::error::{ApiError, ApiResult};
-use crate::records::{NewAction, insert_action};
-use crate::routes::{ApiJson, Checks, Validate, compare_and_set, snapshot};
-use crate::signing;
+use crate::routes::{ApiJson, Checks, Validate};
 use crate::state::AppState;
-use crate::views::plan::GateItemView;
-use crate::views::plan::{GateDecisionView, GateView, gate_view};
-use entity::signature::SignatureRecord;
-
-/// Days a no-go's follow-up actions get by default.
-pub const NO_GO_ACTION_DAYS: i64 = 7;
+use crate::transition::{ApiStep, run_step_completed};
+use crate::views::plan::{GateDecisionView, GateView, MilestoneView, gate_view};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -86,194 +75,61 @@ pub struct GateDecisionOutcome {
 )]
 #[post("/milestones/{id}/gate-decisions")]
 pub async fn decide_gate(
+    req: HttpRequest,
     state: web::Data<AppState>,
     ctx: AuthContext,
     id: web::Path<i64>,
     body: ApiJson<DecideGate>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
-    let milestone_id = id.into_inner();
-    let m = find_scoped::<milestone::Entity, _>(&state.db, &ctx, milestone_id).await?;
-    let prog = find_scoped::<program::Entity, _>(&state.db, &ctx, m.program_id).await?;
-    let meaning = match b.decision {
-        Decision::Go => SignatureMeaning::Approved,
-        Decision::NoGo => SignatureMeaning::Rejected,
+    let step = gate_flow::Decide {
+        decision: b.decision,
+        notes: b.notes,
     };
-    if ctx.org_id() != prog.sponsor_org_id
-        || !signature::may_sign(ctx.user.role, SignedRecordType::GateDecision, meaning)
-    {
-        return Err(ApiError::Forbidden(
-            "gate decisions are signed by the sponsor's program managers and quality users"
-                .to_string(),
-        ));
-    }
-    // Check the rules before asking for the password, so a refused decision costs nothing.
-    check_rules(&state.db, &m, b.decision).await?;
-    let mut what = SignatureRecord {
-        record_type: SignedRecordType::GateDecision,
-        // Named after the milestone until the decision row exists (failed attempts log this).
-        record_id: format!("milestone-{}", m.id),
-        record_hash: String::new(),
-        meaning,
-        reason: b.notes.clone(),
-    };
-    signing::authenticate_signer(&state, &ctx, b.password, &what).await?;
-
-    let now = state.clock.now();
-    let today = prog.today(now);
-    let txn = entity::db::begin_write(&state.db).await?;
-    // Re-read and lock inside the write transaction: the state may have moved since, and
-    // checklist edits wait for this decision; the program lock orders it against a new
-    // critical deviation.
-    find_scoped_locked::<program::Entity, _>(&txn, &ctx, prog.id).await?;
-    let m = find_scoped_locked::<milestone::Entity, _>(&txn, &ctx, milestone_id).await?;
-    let items = check_rules(&txn, &m, b.decision).await?;
-    let decision = gate::decision::ActiveModel {
-        id: NotSet,
-        milestone_id: Set(m.id),
-        gate_round: Set(m.gate_round),
-        decision: Set(b.decision),
-        notes: Set(b.notes.clone()),
-        signature_id: Set(0),
-        decided_by_user_id: Set(ctx.user.id),
-        decided_at: Set(now),
-    }
-    .insert(&txn)
-    .await?;
-    what.record_id = decision.id.to_string();
-    what.record_hash = entity::audit::content_hash(&serde_json::json!({
-        "decision": GateDecisionView::from(&decision),
-        "items": items.iter().map(GateItemView::from).collect::<Vec<_>>(),
-    }));
-    let sig = entity::signature::record(&txn, &ctx.signer(), now, what).await?;
-    let mut active: gate::decision::ActiveModel = decision.clone().into();
-    active.signature_id = Set(sig.id);
-    let decision = active.update(&txn).await?;
-    audit_trail::append(
-        &txn,
-        &ctx.actor(now),
-        Entry::new("gate_decision", decision.id, "decide")
-            .after(snapshot(&GateDecisionView::from(&decision)))
-            .reason(b.notes.clone()),
-    )
-    .await?;
-    entity::domain_event::emit(
-        &txn,
-        prog.id,
-        Event::GateDecided(GateDecided {
-            milestone_id: m.id,
-            name: m.name.clone(),
-            decision: b.decision,
-            decision_id: decision.id,
-            notes: b.notes.clone(),
-        }),
-        now,
-    )
-    .await?;
-
-    let mut action_item_ids = Vec::new();
-    if b.decision == Decision::NoGo {
-        // Back to rework, and every failed item becomes an action item.
-        let mut back: milestone::ActiveModel = m.clone().into();
-        back.status = Set(MilestoneStatus::InProgress);
-        back.updated_at = Set(now);
-        back.version = Set(m.version + 1);
-        let reworked = compare_and_set::<milestone::Entity, _>(&txn, back, m.id, m.version).await?;
-        audit_trail::append(
-            &txn,
-            &ctx.actor(now),
-            Entry::new("milestone", m.id, "no_go")
-                .before(serde_json::json!({"status": m.status, "version": m.version}))
-                .after(serde_json::json!({"status": reworked.status, "version": reworked.version}))
-                .reason(Some(
-                    b.notes
-                        .clone()
-                        .unwrap_or_else(|| "gate decision: no-go".to_string()),
-                )),
-        )
-        .await?;
-        let owner = m.owner_user_id.unwrap_or(ctx.user.id);
-        for item in items.iter().filter(|i| i.result == CheckResult::Fail) {
-            let created = insert_action(
-                &txn,
-                &ctx,
-                now,
-                today,
-                NewAction {
-                    program_id: m.program_id,
-                    title: truncate(&format!("Resolve gate item: {}", item.title), 200),
-                    description: item.evidence.clone(),
-                    owner_user_id: owner,
-                    due_date: today + TimeDelta::days(NO_GO_ACTION_DAYS),
-                    source: ActionSource::GateItem,
-                    source_id: Some(item.id),
-                },
+    let meaning = step.signing().map(|s| s.meaning);
+    let (milestone, completed) = run_step_completed(
+        &state,
+        &ctx,
+        &req,
+        id.into_inner(),
+        step,
+        Some(b.password),
+        None,
+        async |m| {
+            let prog = find_scoped::<program::Entity, _>(&state.db, &ctx, m.program_id).await?;
+            // Who decides is said before whether the gate can be decided.
+            ctx.require(
+                ctx.org_id() == prog.sponsor_org_id
+                    && meaning.is_some_and(|meaning| {
+                        signature::may_sign(ctx.user.role, SignedRecordType::GateDecision, meaning)
+                    }),
+                "gate decisions are signed by the sponsor's program managers and quality users",
             )
-            .await?;
-            action_item_ids.push(created.id);
-        }
-    }
-    let m = milestone::Entity::find_by_id(m.id)
-        .one(&txn)
+        },
+    )
+    .await?;
+    let m = find_scoped::<milestone::Entity, _>(&state.db, &ctx, milestone.id).await?;
+    let decision = gate_flow::round_decision(&state.db, &m)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let gate = gate_view(&txn, &m).await?;
-    txn.commit().await?;
+    let gate = gate_view(&state.db, &m).await?;
     Ok(HttpResponse::Created().json(GateDecisionOutcome {
         decision: GateDecisionView::from(&decision),
         gate,
-        action_item_ids,
+        action_item_ids: completed.action_item_ids,
     }))
 }
 
-async fn check_rules<C: ConnectionTrait>(
-    conn: &C,
-    m: &milestone::Model,
-    decision: Decision,
-) -> ApiResult<Vec<gate::item::Model>> {
-    let items = gate::item::Entity::find()
-        .filter(gate::item::Column::MilestoneId.eq(m.id))
-        .order_by_asc(gate::item::Column::Position)
-        .all(conn)
-        .await?;
-    let already = gate::decision::Entity::find()
-        .filter(gate::decision::Column::MilestoneId.eq(m.id))
-        .filter(gate::decision::Column::GateRound.eq(m.gate_round))
-        .one(conn)
-        .await?;
-    if m.status == MilestoneStatus::GateReview && already.is_some() {
-        return Err(ApiError::conflict(
-            "already_decided",
-            "this review round is already decided",
-        ));
+impl ApiStep for gate_flow::Decide {
+    type View = MilestoneView;
+    /// The milestone, as its transitions show it.
+    async fn view(
+        conn: &impl ConnectionTrait,
+        ctx: &AuthContext,
+        m: &milestone::Model,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> ApiResult<MilestoneView> {
+        let prog = find_scoped::<program::Entity, _>(conn, ctx, m.program_id).await?;
+        render_milestone(conn, ctx, &prog, m, now).await
     }
-    let open_critical = deviation::open_critical_count(conn, m.program_id).await?;
-    let states: Vec<ItemState<'_>> = items
-        .iter()
-        .map(|i| ItemState {
-            title: &i.title,
-            mandatory: i.mandatory,
-            result: i.result,
-        })
-        .collect();
-    gate::check_decision(
-        decision,
-        m.status == MilestoneStatus::GateReview,
-        &states,
-        open_critical,
-    )
-    .map_err(|err| {
-        let code = match err {
-            GateError::NotInReview => "not_in_gate_review",
-            GateError::UndecidedItems(_) => "gate_items_undecided",
-            GateError::FailedMandatory(_) => "gate_items_failed",
-            GateError::OpenCriticalDeviations(_) => "open_critical_deviations",
-        };
-        ApiError::conflict(code, err.to_string())
-    })?;
-    Ok(items)
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    s.chars().take(max).collect()
 }
