@@ -188,17 +188,12 @@ pub async fn complete(
     let mut queue = follow_ups;
     while let Some(follow_up) = queue.pop() {
         match follow_up {
-            FollowUp::EscalationResolved { escalation, source } => {
-                mail::escalation::notify_paged(
+            FollowUp::TellPaged { escalation, told } => {
+                mail::escalation::tell_paged(
                     txn,
                     &escalation,
-                    entity::escalation::EscalationStatus::Resolved,
-                    "resolved",
-                    "Resolved",
-                    &format!(
-                        "{} acted on {source}, which ends this escalation. No further pages will be sent.",
-                        ctx.user.display_name
-                    ),
+                    &told,
+                    &ctx.user.display_name,
                     &ctx.public_base_url,
                     now,
                 )
@@ -242,4 +237,29 @@ pub async fn complete(
         }
     }
     Ok(completed)
+}
+
+/// Completes an escalation step's follow-ups (it has no others): tells the people paged.
+/// Needs no signed-in caller (the acknowledgement link has none).
+pub async fn tell_paged(
+    txn: &DatabaseTransaction,
+    follow_ups: Vec<FollowUp>,
+    acting: &str,
+    base_url: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> ApiResult<()> {
+    for follow_up in follow_ups {
+        match follow_up {
+            FollowUp::TellPaged { escalation, told } => {
+                mail::escalation::tell_paged(txn, &escalation, &told, acting, base_url, now)
+                    .await?;
+            }
+            other => {
+                return Err(ApiError::internal(format!(
+                    "an escalation step with an unexpected follow-up: {other:?}"
+                )));
+            }
+        }
+    }
+    Ok(())
 }

@@ -290,91 +290,6 @@ pub fn ack_timed_out(e: &Model, now: DateTime<Utc>) -> bool {
         })
 }
 
-/// Whether someone may acknowledge it now (again by the same person is idempotent and
-/// decided by the caller).
-pub fn can_acknowledge(status: EscalationStatus) -> bool {
-    matches!(status, EscalationStatus::Open | EscalationStatus::Exhausted)
-}
-
-pub fn can_resolve(status: EscalationStatus) -> bool {
-    status != EscalationStatus::Resolved
-}
-
-/// Resolves the escalations a source caused (its cause was dealt with); returns the
-/// ones this call resolved (as they were before), for the caller to audit and notify.
-pub async fn resolve_for<C: ConnectionTrait>(
-    conn: &C,
-    source_type: &str,
-    source_id: i64,
-    actor_user_id: Option<i64>,
-    now: DateTime<Utc>,
-) -> Result<Vec<Model>, DbErr> {
-    let open = Entity::find()
-        .filter(Column::SourceType.eq(source_type))
-        .filter(Column::SourceId.eq(source_id))
-        .filter(Column::Status.ne(EscalationStatus::Resolved))
-        .all(conn)
-        .await?;
-    let mut resolved = Vec::with_capacity(open.len());
-    for e in open {
-        if resolve(conn, &e, actor_user_id, "api", now).await? {
-            resolved.push(e);
-        }
-    }
-    Ok(resolved)
-}
-
-/// Compare-and-set to `resolved`; `false` when someone changed it meanwhile.
-pub async fn resolve<C: ConnectionTrait>(
-    conn: &C,
-    e: &Model,
-    actor_user_id: Option<i64>,
-    channel: &str,
-    now: DateTime<Utc>,
-) -> Result<bool, DbErr> {
-    use sea_orm::ActiveEnum;
-    use sea_orm::sea_query::{Expr, ExprTrait};
-    let res = Entity::update_many()
-        .col_expr(
-            Column::Status,
-            Expr::value(EscalationStatus::Resolved.to_value()),
-        )
-        .col_expr(Column::ResolvedAt, Expr::value(now))
-        .col_expr(
-            Column::NextPageAt,
-            Expr::value(Option::<DateTime<Utc>>::None),
-        )
-        .col_expr(Column::Version, Expr::col(Column::Version).add(1))
-        .filter(Column::Id.eq(e.id))
-        .filter(Column::Version.eq(e.version))
-        .exec(conn)
-        .await?;
-    if res.rows_affected != 1 {
-        return Ok(false);
-    }
-    record_event(
-        conn,
-        e.id,
-        "resolved",
-        e.current_tier,
-        serde_json::json!({"previous_status": e.status}),
-        actor_user_id.map(|u| (u, channel)),
-        now,
-    )
-    .await?;
-    crate::domain_event::emit(
-        conn,
-        e.program_id,
-        crate::domain_event::Event::EscalationResolved(crate::domain_event::EscalationResolved {
-            escalation_id: e.id,
-            previous_status: e.status,
-        }),
-        now,
-    )
-    .await?;
-    Ok(true)
-}
-
 /// Everyone paged so far, deduplicated by email (for "who took it" and "resolved").
 pub async fn paged_recipients<C: ConnectionTrait>(
     conn: &C,
@@ -420,11 +335,71 @@ pub fn call_tree(e: &Model, team: &[escalation_policy::Candidate]) -> Vec<TierVi
         .collect()
 }
 
+// How an escalation reads on the wire (and in its audit entries).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": 12, "program_id": 3, "source_type": "deviation", "source_id": 41,
+    "title": "Bioburden excursion in harvest", "reason": "critical deviation #41: bioburden excursion in harvest",
+    "criticality": "critical", "category": "equipment", "status": "open", "opened_at": "2026-11-28T02:00:00Z",
+    "current_tier": 0, "next_page_at": "2026-11-28T02:15:00Z", "pages_sent": 1,
+    "acknowledged_at": null, "acknowledged_by_user_id": null, "ack_channel": null,
+    "resolved_at": null, "reopen_count": 0, "version": 2}))]
+pub struct EscalationView {
+    pub id: i64,
+    pub program_id: i64,
+    /// `deviation` or `manual`.
+    pub source_type: String,
+    pub source_id: Option<i64>,
+    pub title: String,
+    pub reason: String,
+    pub criticality: Option<String>,
+    pub category: Option<String>,
+    pub status: EscalationStatus,
+    pub opened_at: DateTime<Utc>,
+    /// 0-based tier of the latest page.
+    pub current_tier: Option<i32>,
+    /// When the next tier is paged (open escalations).
+    pub next_page_at: Option<DateTime<Utc>>,
+    pub pages_sent: i32,
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub acknowledged_by_user_id: Option<i64>,
+    /// `api` or `email`.
+    pub ack_channel: Option<String>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub reopen_count: i32,
+    pub version: i32,
+}
+
+impl From<&Model> for EscalationView {
+    fn from(e: &Model) -> Self {
+        EscalationView {
+            id: e.id,
+            program_id: e.program_id,
+            source_type: e.source_type.clone(),
+            source_id: e.source_id,
+            title: e.title.clone(),
+            reason: e.reason.clone(),
+            criticality: e.criticality.clone(),
+            category: e.category.clone(),
+            status: e.status,
+            opened_at: e.opened_at,
+            current_tier: e.current_tier,
+            next_page_at: e.next_page_at,
+            pages_sent: e.page_seq,
+            acknowledged_at: e.acknowledged_at,
+            acknowledged_by_user_id: e.acknowledged_by_user_id,
+            ack_channel: e.ack_channel.clone(),
+            resolved_at: e.resolved_at,
+            reopen_count: e.reopen_count,
+            version: e.version,
+        }
+    }
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn escalation(status: EscalationStatus, step: i32, due_in_minutes: i64) -> Model {
+    pub(crate) fn escalation(status: EscalationStatus, step: i32, due_in_minutes: i64) -> Model {
         let now = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
         Model {
             id: 1,
@@ -495,15 +470,5 @@ mod tests {
             &escalation(EscalationStatus::Resolved, 1, 0),
             now + TimeDelta::days(1)
         ));
-    }
-
-    #[test]
-    fn who_may_act_on_which_state() {
-        assert!(can_acknowledge(EscalationStatus::Open));
-        assert!(can_acknowledge(EscalationStatus::Exhausted));
-        assert!(!can_acknowledge(EscalationStatus::Acknowledged));
-        assert!(!can_acknowledge(EscalationStatus::Resolved));
-        assert!(can_resolve(EscalationStatus::Acknowledged));
-        assert!(!can_resolve(EscalationStatus::Resolved));
     }
 }

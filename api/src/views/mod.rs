@@ -1,7 +1,6 @@
 //! Response views shared by several route modules and the provisioning code, kept apart
 //! from the handlers so that no route module imports another.
 
-pub mod escalation;
 pub mod identity;
 pub mod partners;
 pub mod plan;

@@ -7,6 +7,7 @@ use entity::enums::wire_name;
 use entity::escalation::{self, EscalationStatus, TierView};
 use entity::outbox::{Draft, Email};
 use entity::program;
+use entity::workflow::escalation::Told;
 use sea_orm::{ConnectionTrait, DbErr, EntityTrait};
 use serde::Serialize;
 
@@ -126,10 +127,63 @@ pub async fn enqueue<C: ConnectionTrait>(
     crate::enqueue(conn, Draft::new(dedupe_key, to, email), now, base_url).await
 }
 
+/// Tells everyone paged so far what happened to the escalation (`told`, from its
+/// machine), in the caller's transaction. `acting` names who acted on its source.
+pub async fn tell_paged<C: ConnectionTrait>(
+    conn: &C,
+    e: &escalation::Model,
+    told: &Told,
+    acting: &str,
+    base_url: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let (status, key, headline, message) = match told {
+        Told::Acknowledged { by, channel, note } => (
+            EscalationStatus::Acknowledged,
+            format!("acknowledged:{}", e.reopen_count),
+            format!("Acknowledged by {by}"),
+            format!(
+                "{by} acknowledged this escalation via {channel}{}. Paging has stopped.{}",
+                e.current_tier
+                    .map(|t| format!(" (tier {} was paged)", t + 1))
+                    .unwrap_or_default(),
+                note.as_ref().map(|n| format!(" Note: {n}")).unwrap_or_default()
+            ),
+        ),
+        Told::Resolved { by, reason } => (
+            EscalationStatus::Resolved,
+            "resolved".to_string(),
+            "Resolved".to_string(),
+            format!("{by} resolved this escalation: {reason}"),
+        ),
+        Told::EndedBySource { source } => (
+            EscalationStatus::Resolved,
+            "resolved".to_string(),
+            "Resolved".to_string(),
+            format!(
+                "{acting} acted on {source}, which ends this escalation. No further pages will be sent."
+            ),
+        ),
+        Told::Exhausted => (
+            EscalationStatus::Exhausted,
+            "exhausted".to_string(),
+            "Nobody acknowledged: every tier was paged".to_string(),
+            "Every tier of the call tree was paged and nobody acknowledged. The escalation stays visible as exhausted; anyone paged can still acknowledge it.".to_string(),
+        ),
+        Told::Reopened => (
+            EscalationStatus::Open,
+            format!("reopened:{}", e.reopen_count),
+            "Re-opened: acknowledged but not resolved in time".to_string(),
+            "The escalation was acknowledged but not resolved within the policy's acknowledgement timeout, so it is open again and the tier that acknowledged it is paged again.".to_string(),
+        ),
+    };
+    notify_paged(conn, e, status, &key, &headline, &message, base_url, now).await
+}
+
 /// Queues one notice to everyone paged so far (in the caller's transaction). `key`
 /// makes it unique (`acknowledged`, `resolved`, `reopened:2`, …).
 #[allow(clippy::too_many_arguments)]
-pub async fn notify_paged<C: ConnectionTrait>(
+async fn notify_paged<C: ConnectionTrait>(
     conn: &C,
     e: &escalation::Model,
     status: EscalationStatus,

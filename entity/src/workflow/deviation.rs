@@ -6,11 +6,11 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveEnum, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
+    ActiveEnum, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
     PaginatorTrait, QueryFilter, QuerySelect,
 };
 
-use super::{Emitted, FollowUp, Signing, Workflow};
+use super::{Emitted, FollowUp, Signing, TransitionError, Workflow, escalation as escalation_flow};
 use crate::audit_trail::{self, Actor, Entry};
 use crate::capa::{self, CapaStatus, EffectivenessOutcome};
 use crate::deviation::{
@@ -232,30 +232,43 @@ pub async fn has_effective_capa<C: ConnectionTrait>(
     Ok(effective > 0)
 }
 
-/// Ends the escalations of a deviation, each with its audit event; the callers tell the
-/// people paged.
-pub async fn resolve_escalations<C: ConnectionTrait>(
-    conn: &C,
+/// Ends the escalations of a deviation, each through its own machine (audited, on its
+/// timeline); the callers tell the people paged.
+pub async fn resolve_escalations(
+    txn: &DatabaseTransaction,
     actor: &Actor,
     deviation_id: i64,
 ) -> Result<Vec<FollowUp>, DbErr> {
-    let mut follow_ups = Vec::new();
-    for e in
-        escalation::resolve_for(conn, "deviation", deviation_id, actor.user_id, actor.at).await?
-    {
-        audit_trail::append(
-            conn,
-            actor,
-            Entry::new("escalation", e.id, "resolve")
-                .before(serde_json::json!({"status": e.status, "version": e.version}))
-                .after(serde_json::json!({"status": escalation::EscalationStatus::Resolved, "version": e.version + 1}))
-                .reason(Some(format!("deviation #{deviation_id} acted on"))),
-        )
+    let open = escalation::Entity::find()
+        .filter(escalation::Column::SourceType.eq("deviation"))
+        .filter(escalation::Column::SourceId.eq(deviation_id))
+        .filter(escalation::Column::Status.ne(escalation::EscalationStatus::Resolved))
+        .all(txn)
         .await?;
-        follow_ups.push(FollowUp::EscalationResolved {
-            escalation: Box::new(e),
-            source: format!("deviation #{deviation_id}"),
-        });
+    let mut follow_ups = Vec::new();
+    for e in open {
+        let step =
+            escalation_flow::Step::ended_by_source(actor, format!("deviation #{deviation_id}"));
+        match super::transition(
+            txn,
+            actor,
+            Condition::all(),
+            e.id,
+            &step,
+            None,
+            None,
+            async |m| {
+                Ok(serde_json::to_value(escalation::EscalationView::from(m)).unwrap_or_default())
+            },
+        )
+        .await
+        {
+            Ok(done) => follow_ups.extend(done.follow_ups),
+            // Resolved meanwhile.
+            Err(TransitionError::Refused { .. } | TransitionError::NotFound) => {}
+            Err(TransitionError::Db(err)) => return Err(err),
+            Err(other) => return Err(DbErr::Custom(format!("{other:?}"))),
+        }
     }
     Ok(follow_ups)
 }

@@ -14,6 +14,7 @@ pub mod action;
 pub mod capa;
 pub mod change;
 pub mod deviation;
+pub mod escalation;
 pub mod gate;
 pub mod milestone;
 pub mod production;
@@ -35,7 +36,6 @@ use serde_json::Value;
 use crate::audit_trail::{self, Actor, Entry};
 use crate::domain_event::{self, Event};
 use crate::enums::{SignatureMeaning, SignedRecordType, wire_name};
-use crate::escalation;
 use crate::signature::{self, SignatureRecord, Signer};
 
 /// A row with an optimistic-concurrency `version` and an `updated_at`.
@@ -72,6 +72,16 @@ versioned!(
     crate::selection::Model,
     crate::webhook::Model
 );
+
+/// An escalation has no `updated_at`: its timeline events say when.
+impl Versioned for crate::escalation::Model {
+    fn version(&self) -> i32 {
+        self.version
+    }
+    fn stamp(&mut self, _now: DateTime<Utc>) {
+        self.version += 1;
+    }
+}
 
 /// How the caller should read a refusal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,11 +121,10 @@ pub struct Signing {
 /// `mail` crate, which stands on this one.
 #[derive(Debug, Clone)]
 pub enum FollowUp {
-    /// The escalation ended because someone acted on its source (`deviation #12`); tell
-    /// everyone paged.
-    EscalationResolved {
-        escalation: Box<escalation::Model>,
-        source: String,
+    /// Tell everyone paged so far what happened to the escalation.
+    TellPaged {
+        escalation: Box<crate::escalation::Model>,
+        told: escalation::Told,
     },
     /// A deviation that waited for this CAPA closes with it (SPEC §4): the caller runs
     /// [`deviation::Step`] `close` on it, signed by the same signer, in the same

@@ -11,14 +11,16 @@
 
 use chrono::{DateTime, Utc};
 use entity::domain_event::{EscalationAdvanced, Event};
-use entity::escalation::{self, EscalationStatus, NextAction};
+use entity::escalation::{self, EscalationStatus, EscalationView, NextAction};
 use entity::escalation_policy::{self, Recipient};
 use entity::link_token::{ACK_LINK_TTL, Link};
+use entity::workflow::escalation::{self as escalation_flow, EscalationEvent};
+use entity::workflow::{self, FollowUp, TransitionError};
 use entity::{link_secret, program};
 use mail::escalation as escalation_mail;
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::sea_query::OnConflict;
 use sea_orm::{
-    ActiveEnum, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, DatabaseTransaction,
+    ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, Condition, DatabaseTransaction,
     EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 
@@ -106,44 +108,10 @@ async fn step(
     match escalation::next_action(&e, now) {
         NextAction::Wait => Ok(Outcome::Done),
         NextAction::Exhaust => {
-            if !compare_and_set(&txn, &e, |u| {
-                u.col_expr(
-                    escalation::Column::Status,
-                    Expr::value(EscalationStatus::Exhausted.to_value()),
-                )
-                .col_expr(
-                    escalation::Column::NextPageAt,
-                    Expr::value(Option::<DateTime<Utc>>::None),
-                )
-            })
-            .await?
-            {
-                return Ok(Outcome::Done);
+            if worker_step(&txn, &e, EscalationEvent::Exhaust, now, settings).await? {
+                txn.commit().await?;
+                report.exhausted += 1;
             }
-            audit_system_transition(&txn, &e, "exhaust", EscalationStatus::Exhausted, now).await?;
-            escalation::record_event(
-                &txn,
-                e.id,
-                "exhausted",
-                e.current_tier,
-                serde_json::json!({"pages": e.page_seq}),
-                None,
-                now,
-            )
-            .await?;
-            escalation_mail::notify_paged(
-                &txn,
-                &e,
-                EscalationStatus::Exhausted,
-                "exhausted",
-                "Nobody acknowledged: every tier was paged",
-                "Every tier of the call tree was paged and nobody acknowledged. The escalation stays visible as exhausted; anyone paged can still acknowledge it.",
-                &settings.public_base_url,
-                now,
-            )
-            .await?;
-            txn.commit().await?;
-            report.exhausted += 1;
             Ok(Outcome::Done)
         }
         NextAction::Page { step, tier } => {
@@ -202,10 +170,10 @@ async fn page(
     let tier_name = policy.tiers.get(tier).map_or("", |t| t.name.as_str());
     if recipients.is_empty() {
         // Nobody to page: skip at once, never wait on an empty tier.
-        if !compare_and_set(&txn, &e, |u| {
-            u.col_expr(escalation::Column::Step, Expr::value(step + 1))
-                .col_expr(escalation::Column::PageSeq, Expr::value(seq))
-                .col_expr(escalation::Column::NextPageAt, Expr::value(Some(now)))
+        if !advance(&txn, &e, |m| {
+            m.step = step + 1;
+            m.page_seq = seq;
+            m.next_page_at = Some(now);
         })
         .await?
         {
@@ -289,14 +257,11 @@ async fn page(
         .await?;
     }
     let next = now + escalation::wait_after(&policy, tier);
-    if !compare_and_set(&txn, &e, |u| {
-        u.col_expr(escalation::Column::Step, Expr::value(step + 1))
-            .col_expr(escalation::Column::PageSeq, Expr::value(seq))
-            .col_expr(
-                escalation::Column::CurrentTier,
-                Expr::value(Some(tier as i32)),
-            )
-            .col_expr(escalation::Column::NextPageAt, Expr::value(Some(next)))
+    if !advance(&txn, &e, |m| {
+        m.step = step + 1;
+        m.page_seq = seq;
+        m.current_tier = Some(tier as i32);
+        m.next_page_at = Some(next);
     })
     .await?
     {
@@ -338,56 +303,65 @@ async fn page(
     Ok(Outcome::Done)
 }
 
-/// Puts a transition the worker made on its own (no user acted) into the audit trail of
-/// the program's sponsor, like every other escalation state change.
-async fn audit_system_transition(
+/// Runs the worker's own step (exhaust, re-open) through the escalation's machine, as the
+/// system in the audit trail of the program's sponsor, and tells everyone paged so far.
+/// `false` when it is no longer due (acknowledged or resolved meanwhile).
+async fn worker_step(
     txn: &DatabaseTransaction,
     e: &escalation::Model,
-    action: &'static str,
-    to: EscalationStatus,
+    event: EscalationEvent,
     now: DateTime<Utc>,
-) -> Result<(), JobError> {
-    let Some(prog) = program::Entity::find_by_id(e.program_id).one(txn).await? else {
-        return Ok(());
-    };
-    entity::audit_trail::append(
+    settings: &EscalationSettings,
+) -> Result<bool, JobError> {
+    let actor = escalation_flow::worker_actor(txn, e, now).await?;
+    let step = escalation_flow::Step::by_worker(event, now);
+    let done = match workflow::transition(
         txn,
-        &entity::audit_trail::Actor {
-            org_id: prog.sponsor_org_id,
-            user_id: None,
-            request_id: None,
-            at: now,
-        },
-        entity::audit_trail::Entry::new("escalation", e.id, action)
-            .before(serde_json::json!({"status": e.status, "version": e.version}))
-            .after(serde_json::json!({"status": to, "version": e.version + 1}))
-            .reason(Some(match to {
-                EscalationStatus::Exhausted => {
-                    "every tier was paged without acknowledgement".to_string()
-                }
-                _ => "acknowledged but not resolved within the acknowledgement timeout".to_string(),
-            })),
+        &actor,
+        Condition::all(),
+        e.id,
+        &step,
+        None,
+        None,
+        async |m| Ok(serde_json::to_value(EscalationView::from(m)).unwrap_or_default()),
     )
-    .await?;
-    Ok(())
+    .await
+    {
+        Ok(done) => done,
+        Err(TransitionError::Db(err)) => return Err(err.into()),
+        Err(_) => return Ok(false),
+    };
+    for follow_up in done.follow_ups {
+        if let FollowUp::TellPaged { escalation, told } = follow_up {
+            escalation_mail::tell_paged(
+                txn,
+                &escalation,
+                &told,
+                "",
+                &settings.public_base_url,
+                now,
+            )
+            .await?;
+        }
+    }
+    Ok(true)
 }
 
-/// Applies `set` to the escalation if it is still at the version read.
-async fn compare_and_set(
+/// Writes the paging schedule's next position if the escalation is still at the version
+/// read (the engine's compare-and-set); `false` when someone acted meanwhile.
+async fn advance(
     txn: &DatabaseTransaction,
     e: &escalation::Model,
-    set: impl FnOnce(sea_orm::UpdateMany<escalation::Entity>) -> sea_orm::UpdateMany<escalation::Entity>,
+    change: impl FnOnce(&mut escalation::Model),
 ) -> Result<bool, JobError> {
-    let update = set(escalation::Entity::update_many()).col_expr(
-        escalation::Column::Version,
-        Expr::col(escalation::Column::Version).add(1),
-    );
-    let res = update
-        .filter(escalation::Column::Id.eq(e.id))
-        .filter(escalation::Column::Version.eq(e.version))
-        .exec(txn)
-        .await?;
-    Ok(res.rows_affected == 1)
+    let mut next = e.clone();
+    change(&mut next);
+    next.version += 1;
+    Ok(
+        workflow::compare_and_set::<escalation::Entity>(txn, next, e.id, e.version)
+            .await?
+            .is_some(),
+    )
 }
 
 /// Acknowledged but not resolved within the policy's ack timeout: re-open and re-page
@@ -407,47 +381,9 @@ async fn reopen_timed_out(
         .filter(|e| escalation::ack_timed_out(e, now))
     {
         let txn = entity::db::begin_write(&ctx.db).await?;
-        let tier = usize::try_from(e.current_tier.unwrap_or(0)).unwrap_or(0);
-        let reopened = e.reopen_count + 1;
-        if !compare_and_set(&txn, &e, |u| {
-            u.col_expr(
-                escalation::Column::Status,
-                Expr::value(EscalationStatus::Open.to_value()),
-            )
-            .col_expr(
-                escalation::Column::Step,
-                Expr::value(escalation_policy::first_step_of(tier)),
-            )
-            .col_expr(escalation::Column::NextPageAt, Expr::value(Some(now)))
-            .col_expr(escalation::Column::ReopenCount, Expr::value(reopened))
-        })
-        .await?
-        {
+        if !worker_step(&txn, &e, EscalationEvent::Reopen, now, settings).await? {
             continue;
         }
-        audit_system_transition(&txn, &e, "reopen", EscalationStatus::Open, now).await?;
-        escalation::record_event(
-            &txn,
-            e.id,
-            "reopened",
-            Some(tier as i32),
-            serde_json::json!({"why": "acknowledged but not resolved within the ack timeout",
-                "acknowledged_by_user_id": e.acknowledged_by_user_id, "acknowledged_at": e.acknowledged_at}),
-            None,
-            now,
-        )
-        .await?;
-        escalation_mail::notify_paged(
-            &txn,
-            &e,
-            EscalationStatus::Open,
-            &format!("reopened:{reopened}"),
-            "Re-opened: acknowledged but not resolved in time",
-            "The escalation was acknowledged but not resolved within the policy's acknowledgement timeout, so it is open again and the tier that acknowledged it is paged again.",
-            &settings.public_base_url,
-            now,
-        )
-        .await?;
         txn.commit().await?;
         report.reopened += 1;
     }

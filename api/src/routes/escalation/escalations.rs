@@ -1,7 +1,7 @@
 //! Escalations over HTTP (SPEC §6): open by hand, list, read with their events and
 //! pages, acknowledge and resolve through the API.
 
-use actix_web::{HttpResponse, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use chrono::{DateTime, Utc};
 use entity::audit_trail::{self, Entry};
 use entity::deviation::Category;
@@ -18,7 +18,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Checks, Validate};
 use crate::routes::{Page, fetch_page, snapshot, wire_name};
 use crate::state::AppState;
-use crate::views::escalation::EscalationView;
+use crate::transition::{ApiStep, run_step};
+use entity::escalation::EscalationView;
+use entity::workflow::escalation::{self as escalation_flow, EscalationEvent};
 
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"kind": "paged", "tier": 0, "detail": {"tier": "Core team", "page": 1, "repeat": false,
@@ -335,58 +337,45 @@ pub async fn ack_escalation(
 )]
 #[post("/escalations/{id}/resolve")]
 pub async fn resolve_escalation(
+    req: HttpRequest,
     state: web::Data<AppState>,
     ctx: AuthContext,
     id: web::Path<i64>,
     body: ApiJson<ResolveEscalation>,
 ) -> ApiResult<web::Json<EscalationView>> {
     let b = body.into_inner();
-    may_act(&ctx)?;
-    let txn = entity::db::begin_write(&state.db).await?;
-    let e = find_scoped::<escalation::Entity, _>(&txn, &ctx, id.into_inner()).await?;
-    if !escalation::can_resolve(e.status) {
-        return Err(ApiError::Conflict {
-            code: "illegal_transition",
-            detail: "the escalation is already resolved".to_string(),
-            current_state: Some(wire_name(&e.status)),
-            allowed_events: Some(vec![]),
-            current_version: Some(e.version),
-        });
-    }
-    let now = state.clock.now();
-    if !escalation::resolve(&txn, &e, Some(ctx.user.id), "api", now).await? {
-        return Err(ApiError::stale_version(e.version + 1));
-    }
-    let updated = escalation::Entity::find_by_id(e.id)
-        .one(&txn)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    audit_trail::append(
-        &txn,
-        &ctx.actor(now),
-        Entry::new("escalation", e.id, "resolve")
-            .before(snapshot(&EscalationView::from(&e)))
-            .after(snapshot(&EscalationView::from(&updated)))
-            .reason(Some(b.reason.trim().to_string())),
+    let step = escalation_flow::Step::by_person(
+        EscalationEvent::Resolve,
+        ctx.user.id,
+        &ctx.user.display_name,
+        "api",
+        Some(b.reason.trim().to_string()),
+        state.clock.now(),
+    );
+    let view = run_step(
+        &state,
+        &ctx,
+        &req,
+        id.into_inner(),
+        step,
+        None,
+        None,
+        async |_| may_act(&ctx),
     )
     .await?;
-    mail::escalation::notify_paged(
-        &txn,
-        &updated,
-        EscalationStatus::Resolved,
-        "resolved",
-        "Resolved",
-        &format!(
-            "{} resolved this escalation: {}",
-            ctx.user.display_name,
-            b.reason.trim()
-        ),
-        &ctx.public_base_url,
-        now,
-    )
-    .await?;
-    txn.commit().await?;
-    Ok(web::Json(EscalationView::from(&updated)))
+    Ok(web::Json(view))
+}
+
+impl ApiStep for escalation_flow::Step {
+    type View = EscalationView;
+    async fn view(
+        _conn: &impl ConnectionTrait,
+        _ctx: &AuthContext,
+        e: &escalation::Model,
+        _now: DateTime<Utc>,
+    ) -> ApiResult<EscalationView> {
+        Ok(EscalationView::from(e))
+    }
 }
 
 // ------------------------------------------------------------------ the email link
