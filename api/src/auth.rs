@@ -245,6 +245,21 @@ impl TenantScoped for milestone::Entity {
     }
 }
 
+/// Through the milestone: another program's checklist item is simply not found.
+impl TenantScoped for entity::gate::item::Entity {
+    fn tenant_condition(ctx: &AuthContext) -> Condition {
+        entity::gate::item::Column::MilestoneId
+            .in_subquery(
+                sea_orm::sea_query::Query::select()
+                    .column(milestone::Column::Id)
+                    .from(milestone::Entity)
+                    .cond_where(milestone::Entity::tenant_condition(ctx))
+                    .to_owned(),
+            )
+            .into_condition()
+    }
+}
+
 /// A sponsor sees the CMOs it registered; a CMO sees its own profile only.
 impl TenantScoped for entity::cmo::Entity {
     fn tenant_condition(ctx: &AuthContext) -> Condition {

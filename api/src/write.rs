@@ -75,7 +75,8 @@ impl Patched {
 
 /// Updates record `id` of `E` in the caller's scope: the version the client saw
 /// (`If-Match` or the body's `version`, one required) must still be current; `authorize`
-/// sees the record first; `patch` changes the fields; the write is a compare-and-set (of
+/// sees the record first; `patch` changes the fields (and may write related rows, after
+/// the record's before-view is taken); the write is a compare-and-set (of
 /// two concurrent updates exactly one wins) with its audit row (before/after as `view`
 /// shows them) in one transaction.
 #[allow(clippy::too_many_arguments)]
@@ -87,7 +88,7 @@ pub async fn update_versioned<E, V>(
     body_version: Option<i32>,
     audit_type: &'static str,
     authorize: impl AsyncFnOnce(&DatabaseTransaction, &E::Model) -> ApiResult<()>,
-    patch: impl FnOnce(&E::Model, &mut E::Model) -> ApiResult<Patched>,
+    patch: impl AsyncFnOnce(&DatabaseTransaction, &E::Model, &mut E::Model) -> ApiResult<Patched>,
     view: impl AsyncFn(&DatabaseTransaction, &E::Model) -> ApiResult<V>,
 ) -> ApiResult<V>
 where
@@ -105,8 +106,10 @@ where
         return Err(ApiError::stale_version(current.version()));
     }
     let now = state.clock.now();
+    // As it was, before the patch writes anything (a view may read related rows).
+    let before = view(&txn, &current).await?;
     let mut updated = current.clone();
-    let patched = patch(&current, &mut updated)?;
+    let patched = patch(&txn, &current, &mut updated).await?;
     updated.stamp(now);
     if workflow::compare_and_set::<E>(&txn, updated.clone(), id, current.version())
         .await?
@@ -124,7 +127,7 @@ where
         &txn,
         &ctx.actor(now),
         Entry::new(audit_type, id, patched.action)
-            .before(snapshot(&view(&txn, &current).await?))
+            .before(snapshot(&before))
             .after(snapshot(&after))
             .reason(patched.reason),
     )

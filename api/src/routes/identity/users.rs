@@ -274,7 +274,7 @@ pub async fn update_user(
             }
             Ok(())
         },
-        |_, u| {
+        async |_, _, u| {
             if let Some(name) = b.display_name {
                 u.display_name = name.trim().to_string();
             }

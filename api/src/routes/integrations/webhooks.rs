@@ -232,7 +232,7 @@ pub async fn update_webhook(
         b.version,
         "webhook",
         async |_, _| Ok(()),
-        |_, w| {
+        async |_, _, w| {
             if let Some(url) = b.url {
                 w.url = url;
             }

@@ -212,7 +212,7 @@ pub async fn update_cmo(
                 "the sponsor's admins, program managers and quality, or the CMO's own admins, edit a profile",
             )
         },
-        |_, p| {
+        async |_, _, p| {
             let json = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
             if let Some(t) = &b.dosage_forms {
                 p.dosage_forms = json(&cmo::normalize_tags(t).unwrap_or_default());

@@ -316,7 +316,7 @@ pub async fn update_action_item(
             program.replace(Some(prog));
             Ok(())
         },
-        |current, a| {
+        async |_, current, a| {
             let manager = program
                 .borrow()
                 .as_ref()

@@ -11,7 +11,7 @@ use sea_orm::ConnectionTrait;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::render_milestone;
+use super::milestone_view;
 use crate::auth::{AuthContext, find_scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::routes::{ApiJson, Checks, Validate};
@@ -129,7 +129,6 @@ impl ApiStep for gate_flow::Decide {
         m: &milestone::Model,
         now: chrono::DateTime<chrono::Utc>,
     ) -> ApiResult<MilestoneView> {
-        let prog = find_scoped::<program::Entity, _>(conn, ctx, m.program_id).await?;
-        render_milestone(conn, ctx, &prog, m, now).await
+        milestone_view(conn, ctx, m, now).await
     }
 }

@@ -2,12 +2,11 @@
 
 use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
 use entity::access::may_update_plan;
-use entity::audit_trail::{self, Entry};
 use entity::gate::{self, CheckResult, CheckType};
 use entity::milestone::{self, MilestoneStatus};
 use entity::program;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
 };
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -15,8 +14,9 @@ use utoipa::ToSchema;
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked};
 use crate::error::{ApiError, ApiResult};
 use crate::records::{NewGateItem, insert_gate_item};
-use crate::routes::{ApiJson, Checks, Validate, compare_and_set, expected_version, snapshot};
+use crate::routes::{ApiJson, Checks, Validate};
 use crate::state::AppState;
+use crate::write::{Patched, update_versioned};
 use crate::views::plan::GateItemView;
 use crate::views::plan::{GateView, gate_view};
 
@@ -162,67 +162,53 @@ pub async fn update_gate_item(
     body: ApiJson<UpdateGateItem>,
 ) -> ApiResult<web::Json<GateItemView>> {
     let b = body.into_inner();
-    let version = expected_version(&req, b.version)?;
-    let txn = entity::db::begin_write(&state.db).await?;
-    let current = gate::item::Entity::find_by_id(id.into_inner())
-        .one(&txn)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    // Tenancy through the milestone: another program's item is simply not found.
-    let m = find_scoped_locked::<milestone::Entity, _>(&txn, &ctx, current.milestone_id).await?;
-    let prog = find_scoped::<program::Entity, _>(&txn, &ctx, m.program_id).await?;
-    if !may_update_plan(ctx.caller(), prog.sides(), m.owner_user_id) {
-        return Err(ApiError::Forbidden(
-            "not allowed to update this plan".to_string(),
-        ));
-    }
-    // What a `go` requires is the sponsor's to define.
-    if (b.mandatory.is_some() || b.title.is_some())
-        && !entity::access::may_manage_program(ctx.caller(), prog.sides())
-    {
-        return Err(ApiError::Forbidden(
-            "only the sponsor's admins and program managers change what a gate checks".to_string(),
-        ));
-    }
-    ensure_checklist_open(&txn, &m).await?;
-    if current.version != version {
-        return Err(ApiError::stale_version(current.version));
-    }
     let now = state.clock.now();
-    let mut active: gate::item::ActiveModel = current.clone().into();
-    if let Some(result) = b.result {
-        active.result = Set(result);
-        if result == CheckResult::Pending {
-            active.decided_by_user_id = Set(None);
-            active.decided_at = Set(None);
-        } else {
-            active.decided_by_user_id = Set(Some(ctx.user.id));
-            active.decided_at = Set(Some(now));
-        }
-    }
-    if let Some(v) = b.evidence {
-        active.evidence = Set(Some(v));
-    }
-    if let Some(v) = b.title {
-        active.title = Set(v.trim().to_string());
-    }
-    if let Some(v) = b.mandatory {
-        active.mandatory = Set(v);
-    }
-    active.updated_at = Set(now);
-    active.version = Set(current.version + 1);
-    let updated =
-        compare_and_set::<gate::item::Entity, _>(&txn, active, current.id, current.version).await?;
-    audit_trail::append(
-        &txn,
-        &ctx.actor(now),
-        Entry::new("gate_item", updated.id, "update")
-            .before(snapshot(&GateItemView::from(&current)))
-            .after(snapshot(&GateItemView::from(&updated))),
+    let view = update_versioned::<gate::item::Entity, _>(
+        &state,
+        &ctx,
+        &req,
+        id.into_inner(),
+        b.version,
+        "gate_item",
+        async |txn, current| {
+            // Locked: a gate decision reads the checklist under the same lock.
+            let m =
+                find_scoped_locked::<milestone::Entity, _>(txn, &ctx, current.milestone_id).await?;
+            let prog = find_scoped::<program::Entity, _>(txn, &ctx, m.program_id).await?;
+            ctx.require(
+                may_update_plan(ctx.caller(), prog.sides(), m.owner_user_id),
+                "not allowed to update this plan",
+            )?;
+            // What a `go` requires is the sponsor's to define.
+            ctx.require(
+                (b.mandatory.is_none() && b.title.is_none())
+                    || entity::access::may_manage_program(ctx.caller(), prog.sides()),
+                "only the sponsor's admins and program managers change what a gate checks",
+            )?;
+            ensure_checklist_open(txn, &m).await
+        },
+        async |_, _, item| {
+            if let Some(result) = b.result {
+                item.result = result;
+                let decided = result != CheckResult::Pending;
+                item.decided_by_user_id = decided.then_some(ctx.user.id);
+                item.decided_at = decided.then_some(now);
+            }
+            if let Some(v) = &b.evidence {
+                item.evidence = Some(v.clone());
+            }
+            if let Some(v) = &b.title {
+                item.title = v.trim().to_string();
+            }
+            if let Some(v) = b.mandatory {
+                item.mandatory = v;
+            }
+            Ok(Patched::update(None))
+        },
+        async |_, item| Ok(GateItemView::from(item)),
     )
     .await?;
-    txn.commit().await?;
-    Ok(web::Json(GateItemView::from(&updated)))
+    Ok(web::Json(view))
 }
 
 /// The checklist is frozen once the milestone is closed or its review round is decided.

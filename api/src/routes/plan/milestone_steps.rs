@@ -4,19 +4,19 @@
 use actix_web::{HttpRequest, post, web};
 use chrono::NaiveDate;
 use entity::access::{may_manage_program, may_update_plan};
-use entity::audit_trail::{self, Entry};
 use entity::milestone;
 use entity::milestone_rules::MilestoneEvent;
 use entity::program;
 use entity::workflow::milestone as milestone_flow;
-use sea_orm::{ActiveValue::Set, ConnectionTrait};
+use sea_orm::ConnectionTrait;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::{check_dates, render_milestone as render};
+use super::{check_dates, milestone_view};
+use crate::write::{Patched, update_versioned};
 use crate::auth::{AuthContext, find_scoped};
-use crate::error::{ApiError, ApiResult};
-use crate::routes::{ApiJson, Checks, Validate, compare_and_set, expected_version, snapshot};
+use crate::error::ApiResult;
+use crate::routes::{ApiJson, Checks, Validate};
 use crate::state::AppState;
 use crate::transition::{ApiStep, run_step};
 use crate::views::plan::MilestoneView;
@@ -74,39 +74,33 @@ pub async fn rebaseline_milestone(
     body: ApiJson<Rebaseline>,
 ) -> ApiResult<web::Json<MilestoneView>> {
     let b = body.into_inner();
-    let version = expected_version(&req, b.version)?;
-    let txn = entity::db::begin_write(&state.db).await?;
-    let current = find_scoped::<milestone::Entity, _>(&txn, &ctx, id.into_inner()).await?;
-    let prog = find_scoped::<program::Entity, _>(&txn, &ctx, current.program_id).await?;
-    if !may_manage_program(ctx.caller(), prog.sides()) {
-        return Err(ApiError::Forbidden(
-            "only the sponsor's admins and program managers re-baseline".to_string(),
-        ));
-    }
-    if current.version != version {
-        return Err(ApiError::stale_version(current.version));
-    }
     let now = state.clock.now();
-    let before = render(&txn, &ctx, &prog, &current, now).await?;
-    let mut active: milestone::ActiveModel = current.clone().into();
-    active.baseline_start = Set(b.baseline_start);
-    active.baseline_end = Set(b.baseline_end);
-    active.updated_at = Set(now);
-    active.version = Set(current.version + 1);
-    let updated =
-        compare_and_set::<milestone::Entity, _>(&txn, active, current.id, current.version).await?;
-    let after = render(&txn, &ctx, &prog, &updated, now).await?;
-    audit_trail::append(
-        &txn,
-        &ctx.actor(now),
-        Entry::new("milestone", updated.id, "rebaseline")
-            .before(snapshot(&before))
-            .after(snapshot(&after))
-            .reason(Some(b.reason)),
+    let view = update_versioned::<milestone::Entity, _>(
+        &state,
+        &ctx,
+        &req,
+        id.into_inner(),
+        b.version,
+        "milestone",
+        async |txn, current| {
+            let prog = find_scoped::<program::Entity, _>(txn, &ctx, current.program_id).await?;
+            ctx.require(
+                may_manage_program(ctx.caller(), prog.sides()),
+                "only the sponsor's admins and program managers re-baseline",
+            )
+        },
+        async |_, _, m| {
+            m.baseline_start = b.baseline_start;
+            m.baseline_end = b.baseline_end;
+            Ok(Patched {
+                action: "rebaseline",
+                reason: Some(b.reason.clone()),
+            })
+        },
+        async |txn, m| milestone_view(txn, &ctx, m, now).await,
     )
     .await?;
-    txn.commit().await?;
-    Ok(web::Json(after))
+    Ok(web::Json(view))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -186,7 +180,6 @@ impl ApiStep for milestone_flow::Step {
         m: &milestone::Model,
         now: chrono::DateTime<chrono::Utc>,
     ) -> ApiResult<MilestoneView> {
-        let prog = find_scoped::<program::Entity, _>(conn, ctx, m.program_id).await?;
-        render(conn, ctx, &prog, m, now).await
+        milestone_view(conn, ctx, m, now).await
     }
 }

@@ -17,12 +17,13 @@ use sea_orm::{
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{check_dates, render_milestone as render};
+use super::{check_dates, milestone_view, render_milestone as render};
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked};
 use crate::error::{ApiError, ApiResult};
 use crate::records::check_owner;
-use crate::routes::{ApiJson, Checks, Validate, compare_and_set, expected_version, snapshot};
+use crate::routes::{ApiJson, Checks, Validate, snapshot};
 use crate::state::AppState;
+use crate::write::{Patched, update_versioned};
 use crate::views::plan::{MilestoneView, dependencies_of, milestone as view};
 
 /// Most dependencies one milestone may have.
@@ -372,78 +373,71 @@ pub async fn update_milestone(
     body: ApiJson<UpdateMilestone>,
 ) -> ApiResult<web::Json<MilestoneView>> {
     let b = body.into_inner();
-    let version = expected_version(&req, b.version)?;
-    let txn = entity::db::begin_write(&state.db).await?;
-    let current = find_scoped::<milestone::Entity, _>(&txn, &ctx, id.into_inner()).await?;
-    let prog = find_scoped_locked::<program::Entity, _>(&txn, &ctx, current.program_id).await?;
-    if !may_update_plan(ctx.caller(), prog.sides(), current.owner_user_id) {
-        return Err(ApiError::Forbidden(
-            "not allowed to update this plan".to_string(),
-        ));
-    }
-    // Owners report forecasts; the plan's structure (dependencies, owner) is the
-    // sponsor's, and name and order are managers' on either side.
-    let structural = b.depends_on.is_some() || b.owner_user_id.is_some();
-    if structural && !may_manage_program(ctx.caller(), prog.sides()) {
-        return Err(ApiError::Forbidden(
-            "dependencies and owners are changed by the sponsor's admins and program managers"
-                .to_string(),
-        ));
-    }
-    if (b.name.is_some() || b.phase.is_some() || b.position.is_some())
-        && !may_update_plan(ctx.caller(), prog.sides(), None)
-    {
-        return Err(ApiError::Forbidden(
-            "names and order are changed by program managers and admins".to_string(),
-        ));
-    }
-    if current.version != version {
-        return Err(ApiError::stale_version(current.version));
-    }
-    let fs = b.forecast_start.unwrap_or(current.forecast_start);
-    let fe = b.forecast_end.unwrap_or(current.forecast_end);
-    let mut checks = Checks::default();
-    check_dates(&mut checks, "forecast_start", fs, "forecast_end", fe);
-    checks.finish()?;
-    if let Some(owner) = b.owner_user_id {
-        check_owner(&txn, &prog, owner).await?;
-    }
     let now = state.clock.now();
-    let before = render(&txn, &ctx, &prog, &current, now).await?;
-    if let Some(deps) = &b.depends_on {
-        let deps: BTreeSet<i64> = deps.iter().copied().collect();
-        check_dependencies(&txn, prog.id, Some(current.id), &deps).await?;
-        replace_dependencies(&txn, current.id, &deps).await?;
-    }
-    let mut active: milestone::ActiveModel = current.clone().into();
-    if let Some(v) = b.name {
-        active.name = Set(v.trim().to_string());
-    }
-    if let Some(v) = b.phase {
-        active.phase = Set(v.trim().to_string());
-    }
-    if b.owner_user_id.is_some() {
-        active.owner_user_id = Set(b.owner_user_id);
-    }
-    if let Some(v) = b.position {
-        active.position = Set(v);
-    }
-    active.forecast_start = Set(fs);
-    active.forecast_end = Set(fe);
-    active.updated_at = Set(now);
-    active.version = Set(current.version + 1);
-    let updated =
-        compare_and_set::<milestone::Entity, _>(&txn, active, current.id, current.version).await?;
-    let after = render(&txn, &ctx, &prog, &updated, now).await?;
-    audit_trail::append(
-        &txn,
-        &ctx.actor(now),
-        Entry::new("milestone", updated.id, "update")
-            .before(snapshot(&before))
-            .after(snapshot(&after))
-            .reason(b.reason),
+    let view = update_versioned::<milestone::Entity, _>(
+        &state,
+        &ctx,
+        &req,
+        id.into_inner(),
+        b.version,
+        "milestone",
+        async |txn, current| {
+            // Locked: dependency changes of one program are checked for cycles one at a
+            // time.
+            let prog =
+                find_scoped_locked::<program::Entity, _>(txn, &ctx, current.program_id).await?;
+            ctx.require(
+                may_update_plan(ctx.caller(), prog.sides(), current.owner_user_id),
+                "not allowed to update this plan",
+            )?;
+            // Owners report forecasts; the plan's structure (dependencies, owner) is the
+            // sponsor's, and name and order are managers' on either side.
+            let structural = b.depends_on.is_some() || b.owner_user_id.is_some();
+            ctx.require(
+                !structural || may_manage_program(ctx.caller(), prog.sides()),
+                "dependencies and owners are changed by the sponsor's admins and program managers",
+            )?;
+            let naming = b.name.is_some() || b.phase.is_some() || b.position.is_some();
+            ctx.require(
+                !naming || may_update_plan(ctx.caller(), prog.sides(), None),
+                "names and order are changed by program managers and admins",
+            )
+        },
+        async |txn, current, m| {
+            m.forecast_start = b.forecast_start.unwrap_or(current.forecast_start);
+            m.forecast_end = b.forecast_end.unwrap_or(current.forecast_end);
+            let mut checks = Checks::default();
+            check_dates(
+                &mut checks,
+                "forecast_start",
+                m.forecast_start,
+                "forecast_end",
+                m.forecast_end,
+            );
+            checks.finish()?;
+            if let Some(owner) = b.owner_user_id {
+                let prog = find_scoped::<program::Entity, _>(txn, &ctx, current.program_id).await?;
+                check_owner(txn, &prog, owner).await?;
+                m.owner_user_id = Some(owner);
+            }
+            if let Some(deps) = &b.depends_on {
+                let deps: BTreeSet<i64> = deps.iter().copied().collect();
+                check_dependencies(txn, current.program_id, Some(current.id), &deps).await?;
+                replace_dependencies(txn, current.id, &deps).await?;
+            }
+            if let Some(v) = &b.name {
+                m.name = v.trim().to_string();
+            }
+            if let Some(v) = &b.phase {
+                m.phase = v.trim().to_string();
+            }
+            if let Some(v) = b.position {
+                m.position = v;
+            }
+            Ok(Patched::update(b.reason.clone()))
+        },
+        async |txn, m| milestone_view(txn, &ctx, m, now).await,
     )
     .await?;
-    txn.commit().await?;
-    Ok(web::Json(after))
+    Ok(web::Json(view))
 }

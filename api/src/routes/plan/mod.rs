@@ -15,7 +15,7 @@ use entity::access::may_update_plan;
 use entity::{milestone, program};
 use sea_orm::ConnectionTrait;
 
-use crate::auth::AuthContext;
+use crate::auth::{AuthContext, find_scoped};
 use crate::error::ApiResult;
 use crate::extract::Checks;
 use crate::views::plan::{MilestoneView, dependencies_of, milestone as view};
@@ -33,6 +33,17 @@ pub(crate) async fn render_milestone<C: ConnectionTrait>(
         .unwrap_or_default();
     let may = may_update_plan(ctx.caller(), prog.sides(), m.owner_user_id);
     Ok(view(m, deps, prog.today(now), may))
+}
+
+/// A milestone as the caller sees it, reading its program.
+pub(crate) async fn milestone_view<C: ConnectionTrait>(
+    conn: &C,
+    ctx: &AuthContext,
+    m: &milestone::Model,
+    now: DateTime<Utc>,
+) -> ApiResult<MilestoneView> {
+    let prog = find_scoped::<program::Entity, _>(conn, ctx, m.program_id).await?;
+    render_milestone(conn, ctx, &prog, m, now).await
 }
 
 pub(crate) fn check_dates(

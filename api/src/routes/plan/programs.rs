@@ -326,7 +326,7 @@ pub async fn update_program(
                 "only the sponsor's admins and program managers edit programs",
             )
         },
-        |current, p| {
+        async |_, current, p| {
             if b.budget_minor.or(current.budget_minor).is_some()
                 && b.currency.is_none()
                 && current.currency.is_none()

@@ -213,7 +213,7 @@ pub async fn update_team_member(
                 "sponsor admins and program managers edit the team; members only their own preferences",
             )
         },
-        |_, m| {
+        async |_, _, m| {
             if let Some(v) = b.governance_tier {
                 m.governance_tier = v;
             }

@@ -550,7 +550,7 @@ pub async fn update_capa(
             }
             Ok(())
         },
-        |_, c| {
+        async |_, _, c| {
             if let Some(v) = b.title {
                 c.title = v.trim().to_string();
             }

@@ -329,7 +329,7 @@ pub async fn update_change(
             }
             Ok(())
         },
-        |current, c| {
+        async |_, current, c| {
             if let Some(v) = b.classification
                 && v != current.classification
             {

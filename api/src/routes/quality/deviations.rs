@@ -446,7 +446,7 @@ pub async fn update_deviation(
             }
             Ok(())
         },
-        |_, d| {
+        async |_, _, d| {
             if let Some(v) = b.title {
                 d.title = v.trim().to_string();
             }
