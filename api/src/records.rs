@@ -11,11 +11,13 @@ use entity::gate::{self, CheckResult, CheckType};
 use crate::views::plan::GateItemView;
 use entity::{program, user};
 use sea_orm::ActiveValue::{NotSet, Set};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 
 use crate::auth::AuthContext;
 use crate::error::{ApiError, ApiResult};
-use crate::write::insert_audited;
+use crate::views::quality::CapaView;
+use crate::write::{insert_audited, insert_audited_because};
+use std::collections::BTreeSet;
 
 pub async fn insert_action<C: ConnectionTrait>(
     conn: &C,
@@ -52,36 +54,75 @@ pub async fn insert_action<C: ConnectionTrait>(
     Ok(created)
 }
 
-/// A new open CAPA (the one place CAPA rows are created).
+/// A CAPA to open.
+pub struct NewCapa {
+    pub program_id: i64,
+    pub title: String,
+    pub description: String,
+    pub source: capa::CapaSource,
+    pub finding_reference: Option<String>,
+    /// Deviations of the program it addresses (checked by the caller).
+    pub deviation_ids: BTreeSet<i64>,
+    /// Why, when the audit row should say (a CAPA from an inspection finding).
+    pub reason: Option<String>,
+}
+
+/// Opens a CAPA with its deviation links and its audit row (the one place CAPA rows are
+/// created). Returns it as people see it.
 pub async fn insert_capa<C: ConnectionTrait>(
     conn: &C,
-    program_id: i64,
-    title: &str,
-    description: String,
-    source: capa::CapaSource,
-    finding_reference: Option<String>,
-    now: chrono::DateTime<chrono::Utc>,
-) -> ApiResult<capa::Model> {
-    Ok(capa::ActiveModel {
-        id: NotSet,
-        program_id: Set(program_id),
-        title: Set(title.to_string()),
-        description: Set(description),
-        source: Set(source),
-        finding_reference: Set(finding_reference),
-        status: Set(CapaStatus::Open),
-        effectiveness_due: Set(None),
-        effectiveness_outcome: Set(None),
-        plan_signature_id: Set(None),
-        closure_signature_id: Set(None),
-        cancel_reason: Set(None),
-        closed_at: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-        version: Set(1),
-    }
-    .insert(conn)
-    .await?)
+    ctx: &AuthContext,
+    now: DateTime<Utc>,
+    new: NewCapa,
+) -> ApiResult<CapaView> {
+    let NewCapa {
+        program_id,
+        title,
+        description,
+        source,
+        finding_reference,
+        deviation_ids,
+        reason,
+    } = new;
+    let (_, view) = insert_audited_because(
+        conn,
+        &ctx.actor(now),
+        "capa",
+        reason,
+        capa::ActiveModel {
+            id: NotSet,
+            program_id: Set(program_id),
+            title: Set(title.trim().to_string()),
+            description: Set(description),
+            source: Set(source),
+            finding_reference: Set(finding_reference),
+            status: Set(CapaStatus::Open),
+            effectiveness_due: Set(None),
+            effectiveness_outcome: Set(None),
+            plan_signature_id: Set(None),
+            closure_signature_id: Set(None),
+            cancel_reason: Set(None),
+            closed_at: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+            version: Set(1),
+        },
+        async |created| {
+            if !deviation_ids.is_empty() {
+                capa::deviation_link::Entity::insert_many(deviation_ids.iter().map(|d| {
+                    capa::deviation_link::ActiveModel {
+                        capa_id: Set(created.id),
+                        deviation_id: Set(*d),
+                    }
+                }))
+                .exec(conn)
+                .await?;
+            }
+            crate::views::quality::capa(conn, created).await
+        },
+    )
+    .await?;
+    Ok(view)
 }
 
 /// A checklist item to add.

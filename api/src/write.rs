@@ -137,11 +137,30 @@ where
 }
 
 /// Inserts `row` and its `create` audit row (after: the record as `view` shows it), in
-/// the caller's transaction. Returns the record and its view.
+/// the caller's transaction. `view` may first write the rows that belong to the record
+/// (a milestone's dependencies), so its audit row shows them. Returns the record and its
+/// view.
 pub async fn insert_audited<A, V>(
     conn: &impl ConnectionTrait,
     actor: &Actor,
     audit_type: &'static str,
+    row: A,
+    view: impl AsyncFnOnce(&<A::Entity as EntityTrait>::Model) -> ApiResult<V>,
+) -> ApiResult<(<A::Entity as EntityTrait>::Model, V)>
+where
+    A: ActiveModelTrait + ActiveModelBehavior + Send,
+    <A::Entity as EntityTrait>::Model: IntoActiveModel<A>,
+    V: Serialize,
+{
+    insert_audited_because(conn, actor, audit_type, None, row, view).await
+}
+
+/// [`insert_audited`], with the reason the audit row gives.
+pub async fn insert_audited_because<A, V>(
+    conn: &impl ConnectionTrait,
+    actor: &Actor,
+    audit_type: &'static str,
+    reason: Option<String>,
     row: A,
     view: impl AsyncFnOnce(&<A::Entity as EntityTrait>::Model) -> ApiResult<V>,
 ) -> ApiResult<(<A::Entity as EntityTrait>::Model, V)>
@@ -156,7 +175,9 @@ where
     audit_trail::append(
         conn,
         actor,
-        Entry::new(audit_type, id, "create").after(snapshot(&shown)),
+        Entry::new(audit_type, id, "create")
+            .after(snapshot(&shown))
+            .reason(reason),
     )
     .await?;
     Ok((created, shown))

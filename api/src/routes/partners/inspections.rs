@@ -2,7 +2,6 @@
 
 use actix_web::{HttpResponse, get, post, web};
 use chrono::NaiveDate;
-use entity::audit_trail::{self, Entry};
 use entity::cmo::{self, Agency, InspectionOutcome, inspection, site};
 use sea_orm::{
     ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
@@ -14,7 +13,7 @@ use super::require_sponsor_side;
 use crate::auth::{AuthContext, find_scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Checks, Validate};
-use crate::routes::{snapshot, wire_name};
+use crate::routes::wire_name;
 use crate::state::AppState;
 use crate::views::partners::InspectionView;
 use crate::write::insert_audited;
@@ -194,29 +193,25 @@ pub async fn capa_from_inspection(
             )
         })?;
     let now = state.clock.now();
-    let created = crate::records::insert_capa(
+    let rendered = crate::records::insert_capa(
         &txn,
-        prog.id,
-        b.title.trim(),
-        b.description,
-        CapaSource::InspectionFinding,
-        Some(format!(
-            "inspection #{} ({} {}, {} critical finding(s))",
-            i.id,
-            wire_name(&i.agency).to_uppercase(),
-            i.inspected_on,
-            i.critical_findings
-        )),
+        &ctx,
         now,
-    )
-    .await?;
-    let rendered = crate::views::quality::capa(&txn, &created).await?;
-    audit_trail::append(
-        &txn,
-        &ctx.actor(now),
-        Entry::new("capa", created.id, "create")
-            .after(snapshot(&rendered))
-            .reason(Some(format!("critical finding of inspection #{}", i.id))),
+        crate::records::NewCapa {
+            program_id: prog.id,
+            title: b.title,
+            description: b.description,
+            source: CapaSource::InspectionFinding,
+            finding_reference: Some(format!(
+                "inspection #{} ({} {}, {} critical finding(s))",
+                i.id,
+                wire_name(&i.agency).to_uppercase(),
+                i.inspected_on,
+                i.critical_findings
+            )),
+            deviation_ids: Default::default(),
+            reason: Some(format!("critical finding of inspection #{}", i.id)),
+        },
     )
     .await?;
     txn.commit().await?;

@@ -5,9 +5,7 @@ use entity::access::may_update_plan;
 use entity::gate::{self, CheckResult, CheckType};
 use entity::milestone::{self, MilestoneStatus};
 use entity::program;
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -16,9 +14,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::records::{NewGateItem, insert_gate_item};
 use crate::routes::{ApiJson, Checks, Validate};
 use crate::state::AppState;
-use crate::write::{Patched, update_versioned};
 use crate::views::plan::GateItemView;
 use crate::views::plan::{GateView, gate_view};
+use crate::write::{Patched, update_versioned};
 
 /// The gate of a milestone.
 #[utoipa::path(

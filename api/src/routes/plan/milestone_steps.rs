@@ -13,13 +13,13 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::{check_dates, milestone_view};
-use crate::write::{Patched, update_versioned};
 use crate::auth::{AuthContext, find_scoped};
 use crate::error::ApiResult;
 use crate::routes::{ApiJson, Checks, Validate};
 use crate::state::AppState;
 use crate::transition::{ApiStep, run_step};
 use crate::views::plan::MilestoneView;
+use crate::write::{Patched, update_versioned};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -5,14 +5,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
 use chrono::NaiveDate;
 use entity::access::{may_manage_program, may_update_plan};
-use entity::audit_trail::{self, Entry};
 use entity::milestone::{self, MilestoneStatus};
 use entity::milestone_dependency;
 use entity::milestone_rules::{self};
 use entity::program;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait,
-    EntityTrait, QueryFilter, QueryOrder,
+    ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder,
 };
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -21,10 +20,10 @@ use super::{check_dates, milestone_view, render_milestone as render};
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked};
 use crate::error::{ApiError, ApiResult};
 use crate::records::check_owner;
-use crate::routes::{ApiJson, Checks, Validate, snapshot};
+use crate::routes::{ApiJson, Checks, Validate};
 use crate::state::AppState;
-use crate::write::{Patched, update_versioned};
 use crate::views::plan::{MilestoneView, dependencies_of, milestone as view};
+use crate::write::{Patched, insert_audited, update_versioned};
 
 /// Most dependencies one milestone may have.
 const MAX_DEPENDENCIES: usize = 50;
@@ -204,34 +203,34 @@ pub async fn create_milestone(
         }
     };
     let now = state.clock.now();
-    let created = milestone::ActiveModel {
-        id: NotSet,
-        program_id: Set(prog.id),
-        name: Set(b.name.trim().to_string()),
-        phase: Set(b.phase.trim().to_string()),
-        owner_user_id: Set(b.owner_user_id),
-        status: Set(MilestoneStatus::Planned),
-        held_from: Set(None),
-        baseline_start: Set(b.baseline_start),
-        baseline_end: Set(b.baseline_end),
-        forecast_start: Set(b.forecast_start.unwrap_or(b.baseline_start)),
-        forecast_end: Set(b.forecast_end.unwrap_or(b.baseline_end)),
-        actual_start: Set(None),
-        actual_end: Set(None),
-        position: Set(position),
-        gate_round: Set(0),
-        created_at: Set(now),
-        updated_at: Set(now),
-        version: Set(1),
-    }
-    .insert(&txn)
-    .await?;
-    replace_dependencies(&txn, created.id, &depends_on).await?;
-    let rendered = render(&txn, &ctx, &prog, &created, now).await?;
-    audit_trail::append(
+    let (_, rendered) = insert_audited(
         &txn,
         &ctx.actor(now),
-        Entry::new("milestone", created.id, "create").after(snapshot(&rendered)),
+        "milestone",
+        milestone::ActiveModel {
+            id: NotSet,
+            program_id: Set(prog.id),
+            name: Set(b.name.trim().to_string()),
+            phase: Set(b.phase.trim().to_string()),
+            owner_user_id: Set(b.owner_user_id),
+            status: Set(MilestoneStatus::Planned),
+            held_from: Set(None),
+            baseline_start: Set(b.baseline_start),
+            baseline_end: Set(b.baseline_end),
+            forecast_start: Set(b.forecast_start.unwrap_or(b.baseline_start)),
+            forecast_end: Set(b.forecast_end.unwrap_or(b.baseline_end)),
+            actual_start: Set(None),
+            actual_end: Set(None),
+            position: Set(position),
+            gate_round: Set(0),
+            created_at: Set(now),
+            updated_at: Set(now),
+            version: Set(1),
+        },
+        async |created| {
+            replace_dependencies(&txn, created.id, &depends_on).await?;
+            render(&txn, &ctx, &prog, created, now).await
+        },
     )
     .await?;
     txn.commit().await?;

@@ -21,9 +21,9 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::local_dates::ProgramDates;
-use crate::records::insert_capa;
 use crate::records::{NewAction, check_owner, insert_action};
-use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page, snapshot};
+use crate::records::{NewCapa, insert_capa};
+use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page};
 use crate::state::AppState;
 use crate::transition::{ApiStep, run_step};
 use crate::views::plan::ActionItemView;
@@ -134,31 +134,19 @@ pub async fn create_capa(
         }
     }
     let now = state.clock.now();
-    let created = insert_capa(
+    let rendered = insert_capa(
         &txn,
-        prog.id,
-        b.title.trim(),
-        b.description,
-        b.source,
-        b.finding_reference,
+        &ctx,
         now,
-    )
-    .await?;
-    if !ids.is_empty() {
-        capa::deviation_link::Entity::insert_many(ids.iter().map(|d| {
-            capa::deviation_link::ActiveModel {
-                capa_id: Set(created.id),
-                deviation_id: Set(*d),
-            }
-        }))
-        .exec(&txn)
-        .await?;
-    }
-    let rendered = render(&txn, &created).await?;
-    audit_trail::append(
-        &txn,
-        &ctx.actor(now),
-        Entry::new("capa", created.id, "create").after(snapshot(&rendered)),
+        NewCapa {
+            program_id: prog.id,
+            title: b.title,
+            description: b.description,
+            source: b.source,
+            finding_reference: b.finding_reference,
+            deviation_ids: ids,
+            reason: None,
+        },
     )
     .await?;
     txn.commit().await?;
