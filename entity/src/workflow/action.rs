@@ -6,6 +6,7 @@ use sea_orm::{ConnectionTrait, DbErr};
 
 use super::{Refusal, RefusalKind, Workflow};
 use crate::action_item::{self, ActionEvent, ActionStatus, ActionTransitionError};
+use crate::enums::Role;
 
 /// One step of an action item.
 #[derive(Debug, Clone)]
@@ -45,6 +46,12 @@ impl Workflow for Step {
     }
     fn allowed_events(m: &action_item::Model) -> Vec<ActionEvent> {
         action_item::allowed_events(m.status)
+    }
+    fn probe(event: ActionEvent, _: &action_item::Model, _: Role) -> Self {
+        Step {
+            event,
+            reason: Some(String::new()),
+        }
     }
     fn reason(&self) -> Option<String> {
         self.reason.clone()

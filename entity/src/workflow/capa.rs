@@ -14,7 +14,7 @@ use crate::audit_trail::Actor;
 use crate::capa::{self, CapaEvent, CapaStatus, CapaTransitionError, EffectivenessOutcome, Guards};
 use crate::deviation::{self, DeviationStatus};
 use crate::domain_event::{CapaTransitioned, Event};
-use crate::enums::{SignatureMeaning, SignedRecordType};
+use crate::enums::{Role, SignatureMeaning, SignedRecordType};
 use crate::signature;
 
 /// One step of a CAPA's workflow.
@@ -77,6 +77,14 @@ impl Workflow for Step {
     }
     fn allowed_events(m: &capa::Model) -> Vec<CapaEvent> {
         capa::allowed_events(m.status)
+    }
+    fn probe(event: CapaEvent, c: &capa::Model, _: Role) -> Self {
+        Step {
+            event,
+            effectiveness_due: c.effectiveness_due.or(Some(NaiveDate::MAX)),
+            outcome: Some(EffectivenessOutcome::Effective),
+            reason: Some(String::new()),
+        }
     }
     fn reason(&self) -> Option<String> {
         self.reason.clone()

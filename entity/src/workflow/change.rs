@@ -47,6 +47,13 @@ impl Workflow for Step {
     fn allowed_events(m: &change_request::Model) -> Vec<ChangeEvent> {
         change_request::allowed_events(m.status)
     }
+    fn probe(event: ChangeEvent, _: &change_request::Model, role: Role) -> Self {
+        Step {
+            event,
+            reason: Some(String::new()),
+            decider_role: role,
+        }
+    }
     fn reason(&self) -> Option<String> {
         self.reason.clone()
     }

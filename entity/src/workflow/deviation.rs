@@ -17,7 +17,7 @@ use crate::deviation::{
     self, Criticality, DeviationEvent, DeviationStatus, DeviationTransitionError, Guards,
 };
 use crate::domain_event::{DeviationChanged, Event, ProductionChanged};
-use crate::enums::{SignatureMeaning, SignedRecordType, wire_name};
+use crate::enums::{Role, SignatureMeaning, SignedRecordType, wire_name};
 use crate::escalation;
 use crate::program::{self, ProductionStatus};
 use crate::signature;
@@ -100,6 +100,9 @@ impl Workflow for Step {
     }
     fn allowed_events(m: &deviation::Model) -> Vec<DeviationEvent> {
         deviation::allowed_events(m.status, m.criticality)
+    }
+    fn probe(event: DeviationEvent, _: &deviation::Model, _: Role) -> Self {
+        Step::new(event, None, Some(String::new()))
     }
     fn reason(&self) -> Option<String> {
         self.reason.clone()

@@ -10,6 +10,7 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait};
 use super::{Emitted, FollowUp, Refusal, Workflow};
 use crate::audit_trail::Actor;
 use crate::domain_event::{EscalationAcknowledged, EscalationResolved, Event};
+use crate::enums::Role;
 use crate::escalation::{self, EscalationStatus, NextAction};
 use crate::escalation_policy;
 use crate::program;
@@ -189,6 +190,9 @@ impl Workflow for Step {
             .into_iter()
             .filter(|ev| transition(e.status, *ev, false).is_ok())
             .collect()
+    }
+    fn probe(event: EscalationEvent, e: &escalation::Model, _: Role) -> Self {
+        Step::by_person(event, 0, "", "api", Some(String::new()), e.opened_at)
     }
     fn reason(&self) -> Option<String> {
         Some(match self.event {

@@ -18,7 +18,7 @@ use super::{Emitted, FollowUp, Refusal, Signing, Workflow, emit};
 use crate::audit_trail::{self, Actor, Entry};
 use crate::deviation;
 use crate::domain_event::{Event, GateDecided};
-use crate::enums::{SignatureMeaning, SignedRecordType};
+use crate::enums::{Role, SignatureMeaning, SignedRecordType};
 use crate::gate::{self, Decision, GateDecisionView, GateError, ItemState};
 use crate::milestone::{self, MilestoneStatus};
 use crate::program;
@@ -109,6 +109,12 @@ impl Workflow for Decide {
             vec![Decision::Go, Decision::NoGo]
         } else {
             Vec::new()
+        }
+    }
+    fn probe(decision: Decision, _: &milestone::Model, _: Role) -> Self {
+        Decide {
+            decision,
+            notes: None,
         }
     }
     fn reason(&self) -> Option<String> {

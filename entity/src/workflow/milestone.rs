@@ -9,6 +9,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter, Que
 
 use super::{Emitted, Refusal, RefusalKind, Workflow};
 use crate::domain_event::{Event, MilestoneTransitioned};
+use crate::enums::Role;
 use crate::gate;
 use crate::milestone::{self, MilestoneStatus};
 use crate::milestone_dependency;
@@ -131,6 +132,12 @@ impl Workflow for Step {
             .into_iter()
             .filter(|e| *e != MilestoneEvent::NoGo)
             .collect()
+    }
+    fn probe(event: MilestoneEvent, _: &milestone::Model, _: Role) -> Self {
+        Step {
+            event,
+            reason: Some(String::new()),
+        }
     }
     fn reason(&self) -> Option<String> {
         self.reason.clone()
@@ -331,5 +338,30 @@ pub(crate) mod tests {
             now,
         );
         assert_eq!(m.actual_end, NaiveDate::from_ymd_opt(2027, 3, 2));
+    }
+
+    #[test]
+    fn a_guard_blocks_an_offered_event_and_a_missing_reason_does_not() {
+        use crate::enums::Role;
+        use crate::workflow::blocked_by;
+        let m = milestone_in(MilestoneStatus::GateReview);
+        let verdict = |event, f: &Facts| {
+            let probe = Step::probe(event, &m, Role::ProgramManager);
+            blocked_by(probe.decide(&m, f))
+        };
+        assert_eq!(
+            verdict(MilestoneEvent::Complete, &facts(None, true)),
+            Some("the gate has no go decision".to_string())
+        );
+        assert_eq!(
+            verdict(MilestoneEvent::Complete, &facts(Some(true), true)),
+            None
+        );
+        // The probe carries a reason; without one the refusal names the field, which is
+        // the client's to give, not a block.
+        assert_eq!(
+            blocked_by(step(MilestoneEvent::Hold, None).decide(&m, &facts(None, false))),
+            None
+        );
     }
 }

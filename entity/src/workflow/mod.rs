@@ -35,7 +35,7 @@ use serde_json::Value;
 
 use crate::audit_trail::{self, Actor, Entry};
 use crate::domain_event::{self, Event};
-use crate::enums::{SignatureMeaning, SignedRecordType, wire_name};
+use crate::enums::{Role, SignatureMeaning, SignedRecordType, wire_name};
 use crate::signature::{self, SignatureRecord, Signer};
 
 /// A row with an optimistic-concurrency `version` and an `updated_at`.
@@ -156,6 +156,10 @@ pub trait Workflow: Sized + Sync {
     fn event(&self) -> Self::Event;
     /// Events the machine offers from this record's state, guards aside.
     fn allowed_events(m: &Self::Model) -> Vec<Self::Event>;
+    /// The step a client would send for `event` on `m`, every optional argument given,
+    /// so [`offered`] can ask the guards whether it is possible now (`role`: the
+    /// caller's, for rules that depend on who decides).
+    fn probe(event: Self::Event, m: &Self::Model, role: Role) -> Self;
     /// The step's reason (kept in the audit trail and on the signature).
     fn reason(&self) -> Option<String>;
     /// The audit action (default: the event's wire name).
@@ -286,6 +290,47 @@ fn refused<W: Workflow>(m: &W::Model, refusal: W::Refusal) -> TransitionError<W:
         current_state: wire_name(&W::status(m)),
         allowed_events: W::allowed_events(m).iter().map(wire_name).collect(),
         version: m.version(),
+    }
+}
+
+/// An event the record's state offers, why it cannot be taken now (a guard's refusal,
+/// e.g. "dependencies not completed: Tech transfer"), and how it would be signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offered<E> {
+    pub event: E,
+    pub blocked: Option<String>,
+    pub signing: Option<Signing>,
+}
+
+/// Each event the record's state offers, with the guards' verdict now. Read-only (the
+/// guards may take row locks, released with the caller's transaction).
+pub async fn offered<W: Workflow>(
+    conn: &impl ConnectionTrait,
+    m: &W::Model,
+    role: Role,
+) -> Result<Vec<Offered<W::Event>>, DbErr> {
+    let mut out = Vec::new();
+    for event in W::allowed_events(m) {
+        let step = W::probe(event, m, role);
+        let guards = step.guards(conn, m).await?;
+        out.push(Offered {
+            event,
+            blocked: blocked_by(step.decide(m, &guards)),
+            signing: step.signing(),
+        });
+    }
+    Ok(out)
+}
+
+/// Whether a verdict blocks the event now. A missing or invalid argument does not: the
+/// client supplies it with the step.
+pub fn blocked_by<S, R: Refusal>(verdict: Result<S, R>) -> Option<String> {
+    match verdict {
+        Ok(_) => None,
+        Err(refusal) => match refusal.kind() {
+            RefusalKind::MissingField(_) | RefusalKind::Invalid { .. } => None,
+            RefusalKind::Illegal | RefusalKind::Forbidden => Some(refusal.to_string()),
+        },
     }
 }
 

@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::{Emitted, Refusal, RefusalKind, Signing, Workflow};
 use crate::deviation;
 use crate::domain_event::{Event, ProductionChanged};
-use crate::enums::{SignatureMeaning, SignedRecordType};
+use crate::enums::{Role, SignatureMeaning, SignedRecordType};
 use crate::program::{self, ProductionStatus};
 
 /// The one event of a hold.
@@ -88,6 +88,11 @@ impl Workflow for Release {
         match m.production_status {
             ProductionStatus::OnHold => vec![ProductionEvent::Release],
             ProductionStatus::Running => Vec::new(),
+        }
+    }
+    fn probe(_: ProductionEvent, _: &program::Model, _: Role) -> Self {
+        Release {
+            reason: String::new(),
         }
     }
     fn reason(&self) -> Option<String> {

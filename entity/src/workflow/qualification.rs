@@ -9,7 +9,7 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr};
 use super::{Emitted, Signing, Workflow};
 use crate::cmo::{self, QualificationError, QualificationEvent, QualificationStatus};
 use crate::domain_event::{CmoQualificationChanged, Event};
-use crate::enums::{SignatureMeaning, SignedRecordType};
+use crate::enums::{Role, SignatureMeaning, SignedRecordType};
 use crate::signature;
 
 /// One qualification step.
@@ -40,6 +40,12 @@ impl Workflow for Step {
     }
     fn allowed_events(m: &cmo::Model) -> Vec<QualificationEvent> {
         cmo::allowed_events(m.qualification_status)
+    }
+    fn probe(event: QualificationEvent, _: &cmo::Model, _: Role) -> Self {
+        Step {
+            event,
+            reason: Some(String::new()),
+        }
     }
     fn reason(&self) -> Option<String> {
         self.reason.clone()

@@ -5,7 +5,7 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, DbErr};
 
 use super::{Emitted, Signing, Workflow};
 use crate::domain_event::{EvaluationDecided, Event};
-use crate::enums::{SignatureMeaning, SignedRecordType};
+use crate::enums::{Role, SignatureMeaning, SignedRecordType};
 use crate::selection::{self, EvaluationEvent, EvaluationStatus, SelectionError};
 use crate::signature;
 
@@ -37,6 +37,12 @@ impl Workflow for Decide {
     }
     fn allowed_events(m: &selection::Model) -> Vec<EvaluationEvent> {
         selection::allowed_events(m.status)
+    }
+    fn probe(_: EvaluationEvent, m: &selection::Model, _: Role) -> Self {
+        Decide {
+            cmo_org_id: m.candidate_ids().first().copied().unwrap_or_default(),
+            reason: String::new(),
+        }
     }
     fn reason(&self) -> Option<String> {
         Some(self.reason.trim().to_string())
