@@ -24,6 +24,13 @@ use crate::write::optional_version;
 /// A step as the api shows its record.
 pub trait ApiStep: Workflow {
     type View: Serialize;
+    /// Whether this caller may take steps on the record at all (role, sponsor or CMO
+    /// side): a 403 before anything else is said about the step.
+    fn may_step(
+        conn: &impl ConnectionTrait,
+        ctx: &AuthContext,
+        m: &Self::Model,
+    ) -> impl Future<Output = ApiResult<()>>;
     /// The record as people see it (the response, the signed content, the audit
     /// snapshots).
     fn view(
@@ -66,8 +73,8 @@ impl<R: Refusal> From<TransitionError<R>> for ApiError {
     }
 }
 
-/// Runs `step` on record `id` for the caller. `authorize` sees the record first (403
-/// before anything else is said about it); `password` is needed when the step is signed;
+/// Runs `step` on record `id` for the caller. [`ApiStep::may_step`] sees the record first
+/// (403 before anything else is said about it); `password` is needed when the step is signed;
 /// the version comes from `If-Match` or the body and is checked when given.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_step<W>(
@@ -78,15 +85,13 @@ pub async fn run_step<W>(
     step: W,
     password: Option<String>,
     body_version: Option<i32>,
-    authorize: impl AsyncFnOnce(&W::Model) -> ApiResult<()>,
 ) -> ApiResult<W::View>
 where
     W: ApiStep,
     W::Entity: TenantScoped,
     <<W::Entity as EntityTrait>::PrimaryKey as PrimaryKeyTrait>::ValueType: From<i64>,
 {
-    let (view, _) =
-        run_step_completed(state, ctx, req, id, step, password, body_version, authorize).await?;
+    let (view, _) = run_step_completed(state, ctx, req, id, step, password, body_version).await?;
     Ok(view)
 }
 
@@ -100,7 +105,6 @@ pub async fn run_step_completed<W>(
     step: W,
     password: Option<String>,
     body_version: Option<i32>,
-    authorize: impl AsyncFnOnce(&W::Model) -> ApiResult<()>,
 ) -> ApiResult<(W::View, Completed)>
 where
     W: ApiStep,
@@ -109,7 +113,7 @@ where
 {
     let version = optional_version(req, body_version)?;
     let seen = find_scoped::<W::Entity, _>(&state.db, ctx, id).await?;
-    authorize(&seen).await?;
+    W::may_step(&state.db, ctx, &seen).await?;
     // The engine's order: the version precondition first, then the machine.
     if version.is_some_and(|v| v != seen.version()) {
         return Err(ApiError::stale_version(seen.version()));

@@ -352,22 +352,20 @@ pub async fn resolve_escalation(
         Some(b.reason.trim().to_string()),
         state.clock.now(),
     );
-    let view = run_step(
-        &state,
-        &ctx,
-        &req,
-        id.into_inner(),
-        step,
-        None,
-        None,
-        async |_| may_act(&ctx),
-    )
-    .await?;
+    let view = run_step(&state, &ctx, &req, id.into_inner(), step, None, None).await?;
     Ok(web::Json(view))
 }
 
 impl ApiStep for escalation_flow::Step {
     type View = EscalationView;
+    /// Who may take steps on this record at all (403 before anything else).
+    async fn may_step(
+        _conn: &impl ConnectionTrait,
+        ctx: &AuthContext,
+        _record: &Self::Model,
+    ) -> ApiResult<()> {
+        may_act(ctx)
+    }
     async fn view(
         _conn: &impl ConnectionTrait,
         _ctx: &AuthContext,

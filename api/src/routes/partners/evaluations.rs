@@ -399,6 +399,22 @@ pub async fn give_score(
 
 impl ApiStep for selection_flow::Decide {
     type View = EvaluationView;
+    /// Who may take steps on this record at all (403 before anything else).
+    async fn may_step(
+        _conn: &impl ConnectionTrait,
+        ctx: &AuthContext,
+        _record: &Self::Model,
+    ) -> ApiResult<()> {
+        ctx.require(
+            ctx.org.kind == OrgKind::Sponsor
+                && signature::may_sign(
+                    ctx.user.role,
+                    SignedRecordType::SelectionDecision,
+                    SignatureMeaning::Approved,
+                ),
+            signature::who_signs(SignedRecordType::SelectionDecision),
+        )
+    }
     async fn view(
         conn: &impl ConnectionTrait,
         _ctx: &AuthContext,
@@ -467,17 +483,6 @@ pub async fn decide_evaluation(
         step,
         b.password,
         b.version,
-        async |_| {
-            ctx.require(
-                ctx.org.kind == OrgKind::Sponsor
-                    && signature::may_sign(
-                        ctx.user.role,
-                        SignedRecordType::SelectionDecision,
-                        SignatureMeaning::Approved,
-                    ),
-                signature::who_signs(SignedRecordType::SelectionDecision),
-            )
-        },
     )
     .await?;
     Ok(web::Json(view))

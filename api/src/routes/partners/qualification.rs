@@ -75,7 +75,6 @@ pub async fn transition_qualification(
         step,
         b.password,
         b.version,
-        async |p| require_sponsor_side(&ctx, p, "qualification is decided"),
     )
     .await?;
     Ok(web::Json(view))
@@ -83,6 +82,14 @@ pub async fn transition_qualification(
 
 impl ApiStep for qualification_flow::Step {
     type View = CmoView;
+    /// Who may take steps on this record at all (403 before anything else).
+    async fn may_step(
+        _conn: &impl ConnectionTrait,
+        ctx: &AuthContext,
+        p: &Self::Model,
+    ) -> ApiResult<()> {
+        require_sponsor_side(ctx, p, "qualification is decided")
+    }
     async fn view(
         conn: &impl ConnectionTrait,
         _ctx: &AuthContext,

@@ -406,28 +406,24 @@ pub async fn transition_action_item(
         event: b.event,
         reason: b.reason,
     };
-    let view = run_step(
-        &state,
-        &ctx,
-        &req,
-        id.into_inner(),
-        step,
-        None,
-        b.version,
-        async |item| {
-            let prog = find_scoped::<program::Entity, _>(&state.db, &ctx, item.program_id).await?;
-            ctx.require(
-                may_act_on(&ctx, &prog, item),
-                "not allowed to change this action item",
-            )
-        },
-    )
-    .await?;
+    let view = run_step(&state, &ctx, &req, id.into_inner(), step, None, b.version).await?;
     Ok(web::Json(view))
 }
 
 impl ApiStep for action_flow::Step {
     type View = ActionItemView;
+    /// Who may take steps on this record at all (403 before anything else).
+    async fn may_step(
+        conn: &impl sea_orm::ConnectionTrait,
+        ctx: &AuthContext,
+        item: &Self::Model,
+    ) -> ApiResult<()> {
+        let prog = find_scoped::<program::Entity, _>(conn, ctx, item.program_id).await?;
+        ctx.require(
+            may_act_on(ctx, &prog, item),
+            "not allowed to change this action item",
+        )
+    }
     /// As of the program's local date.
     async fn view(
         conn: &impl sea_orm::ConnectionTrait,

@@ -5,8 +5,8 @@
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use entity::gate::Decision;
 use entity::milestone;
-use entity::workflow::{Workflow, gate as gate_flow};
-use entity::{SignedRecordType, program, signature};
+use entity::workflow::gate as gate_flow;
+use entity::{SignatureMeaning, SignedRecordType, program, signature};
 use sea_orm::ConnectionTrait;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -86,7 +86,6 @@ pub async fn decide_gate(
         decision: b.decision,
         notes: b.notes,
     };
-    let meaning = step.signing().map(|s| s.meaning);
     let (milestone, completed) = run_step_completed(
         &state,
         &ctx,
@@ -95,17 +94,6 @@ pub async fn decide_gate(
         step,
         Some(b.password),
         None,
-        async |m| {
-            let prog = find_scoped::<program::Entity, _>(&state.db, &ctx, m.program_id).await?;
-            // Who decides is said before whether the gate can be decided.
-            ctx.require(
-                ctx.org_id() == prog.sponsor_org_id
-                    && meaning.is_some_and(|meaning| {
-                        signature::may_sign(ctx.user.role, SignedRecordType::GateDecision, meaning)
-                    }),
-                "gate decisions are signed by the sponsor's program managers and quality users",
-            )
-        },
     )
     .await?;
     let m = find_scoped::<milestone::Entity, _>(&state.db, &ctx, milestone.id).await?;
@@ -122,6 +110,25 @@ pub async fn decide_gate(
 
 impl ApiStep for gate_flow::Decide {
     type View = MilestoneView;
+    /// Who may take steps on this record at all (403 before anything else).
+    async fn may_step(
+        conn: &impl ConnectionTrait,
+        ctx: &AuthContext,
+        m: &Self::Model,
+    ) -> ApiResult<()> {
+        let prog = find_scoped::<program::Entity, _>(conn, ctx, m.program_id).await?;
+        // Who decides is said before whether the gate can be decided (go and no-go are
+        // signed by the same roles).
+        ctx.require(
+            ctx.org_id() == prog.sponsor_org_id
+                && signature::may_sign(
+                    ctx.user.role,
+                    SignedRecordType::GateDecision,
+                    SignatureMeaning::Approved,
+                ),
+            "gate decisions are signed by the sponsor's program managers and quality users",
+        )
+    }
     /// The milestone, as its transitions show it.
     async fn view(
         conn: &impl ConnectionTrait,

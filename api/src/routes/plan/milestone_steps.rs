@@ -151,28 +151,24 @@ pub async fn transition_milestone(
         event: b.event,
         reason: b.reason,
     };
-    let view = run_step(
-        &state,
-        &ctx,
-        &req,
-        id.into_inner(),
-        step,
-        None,
-        b.version,
-        async |m| {
-            let prog = find_scoped::<program::Entity, _>(&state.db, &ctx, m.program_id).await?;
-            ctx.require(
-                may_update_plan(ctx.caller(), prog.sides(), m.owner_user_id),
-                "not allowed to update this plan",
-            )
-        },
-    )
-    .await?;
+    let view = run_step(&state, &ctx, &req, id.into_inner(), step, None, b.version).await?;
     Ok(web::Json(view))
 }
 
 impl ApiStep for milestone_flow::Step {
     type View = MilestoneView;
+    /// Who may take steps on this record at all (403 before anything else).
+    async fn may_step(
+        conn: &impl ConnectionTrait,
+        ctx: &AuthContext,
+        m: &Self::Model,
+    ) -> ApiResult<()> {
+        let prog = find_scoped::<program::Entity, _>(conn, ctx, m.program_id).await?;
+        ctx.require(
+            may_update_plan(ctx.caller(), prog.sides(), m.owner_user_id),
+            "not allowed to update this plan",
+        )
+    }
     /// As the caller sees it (whether they may update it), on the program's local date.
     async fn view(
         conn: &impl ConnectionTrait,

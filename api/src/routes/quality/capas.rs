@@ -449,12 +449,6 @@ pub async fn transition_capa(
         step,
         b.password,
         b.version,
-        async |_| {
-            ctx.require(
-                ctx.user.role.handles_quality_records(),
-                "only quality, program managers and admins handle CAPAs",
-            )
-        },
     )
     .await?;
     Ok(web::Json(view))
@@ -462,6 +456,17 @@ pub async fn transition_capa(
 
 impl ApiStep for capa_flow::Step {
     type View = CapaView;
+    /// Who may take steps on this record at all (403 before anything else).
+    async fn may_step(
+        _conn: &impl ConnectionTrait,
+        ctx: &AuthContext,
+        _record: &Self::Model,
+    ) -> ApiResult<()> {
+        ctx.require(
+            ctx.user.role.handles_quality_records(),
+            "only quality, program managers and admins handle CAPAs",
+        )
+    }
     async fn view(
         conn: &impl ConnectionTrait,
         _ctx: &AuthContext,

@@ -506,12 +506,6 @@ pub async fn transition_change(
         step,
         b.password,
         b.version,
-        async |_| {
-            ctx.require(
-                ctx.user.role.handles_quality_records(),
-                "only quality, program managers and admins handle changes",
-            )
-        },
     )
     .await?;
     Ok(web::Json(view))
@@ -519,6 +513,17 @@ pub async fn transition_change(
 
 impl ApiStep for change_flow::Step {
     type View = ChangeView;
+    /// Who may take steps on this record at all (403 before anything else).
+    async fn may_step(
+        _conn: &impl ConnectionTrait,
+        ctx: &AuthContext,
+        _record: &Self::Model,
+    ) -> ApiResult<()> {
+        ctx.require(
+            ctx.user.role.handles_quality_records(),
+            "only quality, program managers and admins handle changes",
+        )
+    }
     async fn view(
         _conn: &impl ConnectionTrait,
         _ctx: &AuthContext,

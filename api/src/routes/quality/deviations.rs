@@ -552,12 +552,6 @@ pub async fn transition_deviation(
         step,
         b.password,
         b.version,
-        async |_| {
-            ctx.require(
-                ctx.user.role.handles_quality_records(),
-                "only quality, program managers and admins handle deviations",
-            )
-        },
     )
     .await?;
     Ok(web::Json(view))
@@ -565,6 +559,17 @@ pub async fn transition_deviation(
 
 impl ApiStep for deviation_flow::Step {
     type View = DeviationView;
+    /// Who may take steps on this record at all (403 before anything else).
+    async fn may_step(
+        _conn: &impl ConnectionTrait,
+        ctx: &AuthContext,
+        _record: &Self::Model,
+    ) -> ApiResult<()> {
+        ctx.require(
+            ctx.user.role.handles_quality_records(),
+            "only quality, program managers and admins handle deviations",
+        )
+    }
     async fn view(
         _conn: &impl ConnectionTrait,
         _ctx: &AuthContext,

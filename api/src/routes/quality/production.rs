@@ -68,17 +68,6 @@ pub async fn release_production(
         step,
         Some(b.password),
         None,
-        async |p| {
-            ctx.require(
-                ctx.org_id() == p.sponsor_org_id
-                    && signature::may_sign(
-                        ctx.user.role,
-                        SignedRecordType::ProductionRelease,
-                        SignatureMeaning::Approved,
-                    ),
-                "production is released by a quality user of the sponsor",
-            )
-        },
     )
     .await?;
     Ok(web::Json(view))
@@ -86,6 +75,22 @@ pub async fn release_production(
 
 impl ApiStep for production_flow::Release {
     type View = ProgramView;
+    /// Who may take steps on this record at all (403 before anything else).
+    async fn may_step(
+        _conn: &impl ConnectionTrait,
+        ctx: &AuthContext,
+        p: &Self::Model,
+    ) -> ApiResult<()> {
+        ctx.require(
+            ctx.org_id() == p.sponsor_org_id
+                && signature::may_sign(
+                    ctx.user.role,
+                    SignedRecordType::ProductionRelease,
+                    SignatureMeaning::Approved,
+                ),
+            "production is released by a quality user of the sponsor",
+        )
+    }
     async fn view(
         _conn: &impl ConnectionTrait,
         _ctx: &AuthContext,
