@@ -18,7 +18,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::records::insert_action;
 use crate::signing;
 use crate::state::AppState;
-use crate::views::snapshot;
+use crate::views::{BlockedEvent, snapshot};
 use crate::write::optional_version;
 
 /// A step as the api shows its record.
@@ -33,6 +33,9 @@ pub trait ApiStep: Workflow {
     ) -> impl Future<Output = ApiResult<()>>;
     /// The record as people see it (the response, the signed content, the audit
     /// snapshots).
+    /// Puts what this caller can do now into a single-record answer (`allowed_events`,
+    /// `blocked_events`).
+    fn offer(view: &mut Self::View, options: EventOptions<Self::Event>);
     fn view(
         conn: &impl ConnectionTrait,
         ctx: &AuthContext,
@@ -154,9 +157,87 @@ where
     )
     .await?;
     let completed = complete(&txn, ctx, signer.as_ref(), done.follow_ups, now).await?;
-    let view = W::view(&txn, ctx, &done.after, now).await?;
+    let view = answer::<W>(&txn, ctx, &done.after, now).await?;
     txn.commit().await?;
     Ok((view, completed))
+}
+
+/// A view that carries `allowed_events` and `blocked_events`.
+pub trait Offers<E> {
+    fn offer(&mut self, options: EventOptions<E>);
+}
+
+macro_rules! offers {
+    ($($view:ty => $event:ty),* $(,)?) => {
+        $(impl Offers<$event> for $view {
+            fn offer(&mut self, options: EventOptions<$event>) {
+                self.allowed_events = options.allowed;
+                self.blocked_events = Some(options.blocked);
+            }
+        })*
+    };
+}
+offers!(
+    crate::views::quality::CapaView => entity::capa::CapaEvent,
+    crate::views::plan::MilestoneView => entity::milestone_rules::MilestoneEvent,
+    crate::views::plan::ActionItemView => entity::action_item::ActionEvent,
+    crate::views::partners::CmoView => entity::cmo::QualificationEvent,
+    crate::routes::quality::deviations::DeviationView => entity::deviation::DeviationEvent,
+    crate::routes::quality::changes::ChangeView => entity::change_request::ChangeEvent,
+    crate::routes::partners::evaluations::EvaluationView => entity::selection::EvaluationEvent,
+    entity::escalation::EscalationView => entity::workflow::escalation::EscalationEvent,
+);
+
+/// What this caller can do with a record now, and for the rest why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventOptions<E> {
+    pub allowed: Vec<E>,
+    pub blocked: Vec<BlockedEvent>,
+}
+
+/// The events `m`'s state offers, judged for this caller now: who may take steps at all
+/// ([`ApiStep::may_step`]), who signs, and the guards.
+pub async fn event_options<W: ApiStep>(
+    conn: &impl ConnectionTrait,
+    ctx: &AuthContext,
+    m: &W::Model,
+) -> ApiResult<EventOptions<W::Event>> {
+    let not_yours = match W::may_step(conn, ctx, m).await {
+        Ok(()) => None,
+        Err(ApiError::Forbidden(why)) => Some(why),
+        Err(other) => return Err(other),
+    };
+    let mut options = EventOptions {
+        allowed: Vec::new(),
+        blocked: Vec::new(),
+    };
+    for offered in workflow::offered::<W>(conn, m, ctx.user.role).await? {
+        let not_signer = offered
+            .signing
+            .filter(|s| !signature::may_sign(ctx.user.role, s.record_type, s.meaning))
+            .map(|s| signature::who_signs(s.record_type).to_string());
+        match not_yours.clone().or(not_signer).or(offered.blocked) {
+            None => options.allowed.push(offered.event),
+            Some(reason) => options.blocked.push(BlockedEvent {
+                event: entity::enums::wire_name(&offered.event),
+                reason,
+            }),
+        }
+    }
+    Ok(options)
+}
+
+/// A record on a single-record answer (its GET, a step's answer): its view with what
+/// this caller can do now.
+pub async fn answer<W: ApiStep>(
+    conn: &impl ConnectionTrait,
+    ctx: &AuthContext,
+    m: &W::Model,
+    now: chrono::DateTime<chrono::Utc>,
+) -> ApiResult<W::View> {
+    let mut view = W::view(conn, ctx, m, now).await?;
+    W::offer(&mut view, event_options::<W>(conn, ctx, m).await?);
+    Ok(view)
 }
 
 async fn view_value<W: ApiStep>(

@@ -342,7 +342,7 @@ pub fn call_tree(e: &Model, team: &[escalation_policy::Candidate]) -> Vec<TierVi
     "criticality": "critical", "category": "equipment", "status": "open", "opened_at": "2026-11-28T02:00:00Z",
     "current_tier": 0, "next_page_at": "2026-11-28T02:15:00Z", "pages_sent": 1,
     "acknowledged_at": null, "acknowledged_by_user_id": null, "ack_channel": null,
-    "resolved_at": null, "reopen_count": 0, "version": 2}))]
+    "resolved_at": null, "reopen_count": 0, "allowed_events": ["acknowledge", "resolve"], "version": 2}))]
 pub struct EscalationView {
     pub id: i64,
     pub program_id: i64,
@@ -366,6 +366,13 @@ pub struct EscalationView {
     pub ack_channel: Option<String>,
     pub resolved_at: Option<DateTime<Utc>>,
     pub reopen_count: i32,
+    /// What people can do from its state (`acknowledge`, `resolve`).
+    pub allowed_events: Vec<crate::workflow::escalation::EscalationEvent>,
+    /// Single-record answers (GET by id, a step's answer) only: the events the state
+    /// offers that this caller cannot take now, each with why; `allowed_events` then
+    /// holds what this caller can do now. Lists leave it out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked_events: Option<Vec<crate::workflow::BlockedEvent>>,
     pub version: i32,
 }
 
@@ -390,6 +397,9 @@ impl From<&Model> for EscalationView {
             ack_channel: e.ack_channel.clone(),
             resolved_at: e.resolved_at,
             reopen_count: e.reopen_count,
+            allowed_events:
+                <crate::workflow::escalation::Step as crate::workflow::Workflow>::allowed_events(e),
+            blocked_events: None,
             version: e.version,
         }
     }

@@ -151,6 +151,11 @@ pub async fn assert_signature_binds(
 pub fn before_signature(record: &Value, field: &str) -> Value {
     let mut r = record.clone();
     r[field] = Value::Null;
+    // What the caller can do next is not part of the signed record.
+    if let Some(fields) = r.as_object_mut() {
+        fields.remove("allowed_events");
+        fields.remove("blocked_events");
+    }
     r
 }
 

@@ -24,9 +24,16 @@ async fn the_registry_finds_candidates_and_qualification_gates_programs(app: &Te
         .expect(200)
         .body;
     assert_eq!(profile["qualification_status"], "prospect");
-    assert_eq!(
-        profile["allowed_events"],
-        json!(["start_evaluation", "disqualify"])
+    // What this admin can do now; the signed disqualification is quality's, and the
+    // answer says so.
+    assert_eq!(profile["allowed_events"], json!(["start_evaluation"]));
+    assert_eq!(profile["blocked_events"][0]["event"], "disqualify");
+    assert!(
+        profile["blocked_events"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("quality"),
+        "{profile}"
     );
     let program = json!({"name": "P", "product_name": "P", "cmo_org_id": visp, "modality": "biologic",
         "stage": "clinical", "time_zone": "UTC"});

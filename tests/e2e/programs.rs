@@ -320,9 +320,11 @@ async fn milestones_follow_their_state_machine_and_dependencies(app: &TestApp) {
             .unwrap()
             .contains("gate-decisions")
     );
+    // Completing waits for the gate's go, and the answer says so.
+    assert_eq!(in_review["allowed_events"], json!(["hold", "cancel"]));
     assert_eq!(
-        in_review["allowed_events"],
-        json!(["complete", "hold", "cancel"])
+        in_review["blocked_events"],
+        json!([{"event": "complete", "reason": "the gate has no go decision"}])
     );
 
     // Hold and resume return to where it was; illegal events answer 409.

@@ -267,3 +267,72 @@ async fn change_control_qualification_and_selection_are_domain_events(app: &Test
     );
 }
 on_both_databases!(change_control_qualification_and_selection_are_domain_events);
+
+async fn a_record_says_what_this_caller_can_do_now_and_why_not_the_rest(app: &TestApp) {
+    // REQ: API-ALLOWED-FOR-CALLER
+    let s = program_setup(app).await;
+    let (_, qa_token) = user_with_token(app, "qa@acme.test", "quality", Some(QA_PASSWORD)).await;
+    let qa = app.client(&qa_token);
+    let (_, viewer_token) = user_with_token(app, "viewer@acme.test", "viewer", None).await;
+    let viewer = app.client(&viewer_token);
+    let d = qa
+        .post(
+            &format!("/api/v1/programs/{}/deviations", s.program_id),
+            json!({"title": "Filter integrity failure", "description": "post-use test failed",
+                   "detected_at": app.now(), "criticality": "major", "category": "equipment"}),
+        )
+        .await
+        .expect(201)
+        .body;
+    let path = format!("/api/v1/deviations/{}", d["id"]);
+    for event in ["triage", "start_investigation"] {
+        qa.post(&format!("{path}/transitions"), json!({"event": event}))
+            .await
+            .expect(200);
+    }
+    // Quality may close, but not before the root cause is recorded: the guard says so.
+    let seen = qa.get(&path).await.expect(200).body;
+    assert_eq!(seen["allowed_events"], json!(["await_capa"]), "{seen}");
+    assert_eq!(seen["blocked_events"][0]["event"], "close");
+    assert!(
+        seen["blocked_events"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("root cause"),
+        "{seen}"
+    );
+    // A program manager handles deviations but does not sign a closure.
+    let pm_seen = s.pm.get(&path).await.expect(200).body;
+    assert_eq!(pm_seen["allowed_events"], json!(["await_capa"]));
+    assert_eq!(
+        pm_seen["blocked_events"][0]["reason"],
+        json!("closing a deviation is signed by a quality user"),
+        "{pm_seen}"
+    );
+    // A viewer can do nothing, and every event says why.
+    let viewer_seen = viewer.get(&path).await.expect(200).body;
+    assert_eq!(viewer_seen["allowed_events"], json!([]));
+    let reasons: Vec<&str> = viewer_seen["blocked_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["reason"].as_str().unwrap())
+        .collect();
+    assert_eq!(reasons.len(), 2, "{viewer_seen}");
+    assert!(
+        reasons.iter().all(|r| r.contains("only quality")),
+        "{reasons:?}"
+    );
+    // Lists say what the state allows, for everyone alike.
+    let list = viewer
+        .get(&format!("/api/v1/deviations?program_id={}", s.program_id))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(
+        list["items"][0]["allowed_events"],
+        json!(["await_capa", "close"])
+    );
+    assert!(list["items"][0].get("blocked_events").is_none());
+}
+on_both_databases!(a_record_says_what_this_caller_can_do_now_and_why_not_the_rest);

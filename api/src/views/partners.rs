@@ -87,6 +87,12 @@ pub struct CmoView {
     pub qualification_reason: Option<String>,
     /// Qualification events possible from here.
     pub allowed_events: Vec<QualificationEvent>,
+    /// Single-record answers (GET by id, a step's answer) only: the events the state
+    /// offers that this caller cannot take now, each with why; `allowed_events` then
+    /// holds what this caller can do now. Lists leave it out (their `allowed_events` are
+    /// what the state allows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked_events: Option<Vec<crate::views::BlockedEvent>>,
     pub sites: Vec<SiteView>,
     /// The most recent inspection over all sites.
     pub latest_inspection: Option<InspectionView>,
@@ -135,6 +141,7 @@ pub async fn cmos<C: ConnectionTrait>(
             contacts: serde_json::from_str(&p.contacts).unwrap_or_default(),
             qualification_status: p.qualification_status,
             qualification_reason: p.qualification_reason.clone(),
+            blocked_events: None,
             allowed_events: cmo::allowed_events(p.qualification_status),
             sites: sites
                 .iter()

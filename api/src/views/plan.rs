@@ -41,6 +41,12 @@ pub struct ActionItemView {
     pub overdue: bool,
     pub days_overdue: i64,
     pub allowed_events: Vec<ActionEvent>,
+    /// Single-record answers (GET by id, a step's answer) only: the events the state
+    /// offers that this caller cannot take now, each with why; `allowed_events` then
+    /// holds what this caller can do now. Lists leave it out (their `allowed_events` are
+    /// what the state allows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked_events: Option<Vec<crate::views::BlockedEvent>>,
     pub completed_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -67,6 +73,7 @@ pub fn action_item(a: &action_item::Model, today: NaiveDate) -> ActionItemView {
         } else {
             0
         },
+        blocked_events: None,
         allowed_events: action_item::allowed_events(a.status),
         completed_at: a.completed_at,
         created_at: a.created_at,
@@ -203,6 +210,12 @@ pub struct MilestoneView {
     pub schedule_health: Option<ScheduleHealth>,
     /// Events the caller may send now (empty when the caller may not update the plan).
     pub allowed_events: Vec<MilestoneEvent>,
+    /// Single-record answers (GET by id, a step's answer) only: the events the state
+    /// offers that this caller cannot take now, each with why; `allowed_events` then
+    /// holds what this caller can do now. Lists leave it out (their `allowed_events` are
+    /// what the state allows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked_events: Option<Vec<crate::views::BlockedEvent>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i32,
@@ -239,6 +252,7 @@ pub fn milestone(
         position: m.position,
         depends_on,
         schedule_health: milestone_rules::schedule_health(&schedule, today),
+        blocked_events: None,
         allowed_events: if may_update {
             // `no_go` is taken through the signed gate decision, not sent here.
             milestone_rules::allowed_events(m.status, m.held_from)

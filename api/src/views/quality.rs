@@ -33,6 +33,12 @@ pub struct CapaView {
     pub cancel_reason: Option<String>,
     pub closed_at: Option<DateTime<Utc>>,
     pub allowed_events: Vec<CapaEvent>,
+    /// Single-record answers (GET by id, a step's answer) only: the events the state
+    /// offers that this caller cannot take now, each with why; `allowed_events` then
+    /// holds what this caller can do now. Lists leave it out (their `allowed_events` are
+    /// what the state allows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked_events: Option<Vec<crate::views::BlockedEvent>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i32,
@@ -54,6 +60,7 @@ pub fn capa_view(c: &capa::Model, deviation_ids: Vec<i64>) -> CapaView {
         closure_signature_id: c.closure_signature_id,
         cancel_reason: c.cancel_reason.clone(),
         closed_at: c.closed_at,
+        blocked_events: None,
         allowed_events: capa::allowed_events(c.status),
         created_at: c.created_at,
         updated_at: c.updated_at,

@@ -302,6 +302,15 @@ pub struct Offered<E> {
     pub signing: Option<Signing>,
 }
 
+/// An event the record's state offers that a caller cannot take now, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"event": "complete", "reason": "the gate has no go decision"}))]
+pub struct BlockedEvent {
+    pub event: String,
+    /// Why not now, as people read it (a guard, or who may take the step).
+    pub reason: String,
+}
+
 /// Each event the record's state offers, with the guards' verdict now. Read-only (the
 /// guards may take row locks, released with the caller's transaction).
 pub async fn offered<W: Workflow>(

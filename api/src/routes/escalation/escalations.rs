@@ -18,7 +18,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Checks, Validate};
 use crate::routes::{Page, fetch_page, snapshot, wire_name};
 use crate::state::AppState;
-use crate::transition::{ApiStep, run_step};
+use crate::transition::event_options;
+use crate::transition::{ApiStep, EventOptions, Offers, run_step};
 use entity::escalation::EscalationView;
 use entity::workflow::escalation::{self as escalation_flow, EscalationEvent};
 
@@ -276,7 +277,11 @@ pub async fn get_escalation(
     id: web::Path<i64>,
 ) -> ApiResult<web::Json<EscalationDetail>> {
     let e = find_scoped::<escalation::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
-    Ok(web::Json(detail(&state.db, &e).await?))
+    let mut detail = detail(&state.db, &e).await?;
+    detail
+        .escalation
+        .offer(event_options::<escalation_flow::Step>(&state.db, &ctx, &e).await?);
+    Ok(web::Json(detail))
 }
 
 /// Acknowledge: "I am on it". Stops paging and tells everyone already paged who took it.
@@ -319,8 +324,10 @@ pub async fn ack_escalation(
         .one(&txn)
         .await?
         .ok_or(ApiError::NotFound)?;
+    let mut answer = EscalationView::from(&current);
+    answer.offer(event_options::<escalation_flow::Step>(&txn, &ctx, &current).await?);
     txn.commit().await?;
-    Ok(web::Json(EscalationView::from(&current)))
+    Ok(web::Json(answer))
 }
 
 /// Resolve: the cause is dealt with. Stops paging and tells everyone paged.
@@ -358,6 +365,9 @@ pub async fn resolve_escalation(
 
 impl ApiStep for escalation_flow::Step {
     type View = EscalationView;
+    fn offer(view: &mut Self::View, options: EventOptions<Self::Event>) {
+        view.offer(options);
+    }
     /// Who may take steps on this record at all (403 before anything else).
     async fn may_step(
         _conn: &impl ConnectionTrait,

@@ -15,6 +15,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Checks, Validate};
 use crate::routes::Page;
 use crate::state::AppState;
+use crate::transition::answer;
 use crate::views::partners::{CmoView, Contact, SiteView, cmos as render};
 use crate::write::{Patched, insert_audited, update_versioned};
 
@@ -123,8 +124,10 @@ pub async fn get_cmo(
     id: web::Path<i64>,
 ) -> ApiResult<web::Json<CmoView>> {
     let p = find_scoped::<cmo::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
-    let mut views = render(&state.db, std::slice::from_ref(&p)).await?;
-    views.pop().map(web::Json).ok_or(ApiError::NotFound)
+    let now = state.clock.now();
+    Ok(web::Json(
+        answer::<entity::workflow::qualification::Step>(&state.db, &ctx, &p, now).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

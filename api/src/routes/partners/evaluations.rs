@@ -22,7 +22,8 @@ use crate::auth::{AuthContext, TenantScoped, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Checks, Validate};
 use crate::state::AppState;
-use crate::transition::{ApiStep, run_step};
+use crate::transition::answer;
+use crate::transition::{ApiStep, EventOptions, Offers, run_step};
 use crate::write::insert_audited;
 use entity::workflow::selection as selection_flow;
 
@@ -67,6 +68,12 @@ pub struct EvaluationView {
     pub decided_at: Option<DateTime<Utc>>,
     /// `decide` while open; nothing once decided.
     pub allowed_events: Vec<EvaluationEvent>,
+    /// Single-record answers (GET by id, a step's answer) only: the events the state
+    /// offers that this caller cannot take now, each with why; `allowed_events` then
+    /// holds what this caller can do now. Lists leave it out (their `allowed_events` are
+    /// what the state allows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked_events: Option<Vec<crate::views::BlockedEvent>>,
     pub version: i32,
 }
 
@@ -136,6 +143,7 @@ async fn render<C: ConnectionTrait>(conn: &C, e: &selection::Model) -> ApiResult
         decision_cmo_org_id: e.decision_cmo_org_id,
         decision_reason: e.decision_reason.clone(),
         decided_at: e.decided_at,
+        blocked_events: None,
         allowed_events: selection::allowed_events(e.status),
         version: e.version,
     })
@@ -288,7 +296,10 @@ pub async fn get_evaluation(
     id: web::Path<i64>,
 ) -> ApiResult<web::Json<EvaluationView>> {
     let e = find_scoped::<selection::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
-    Ok(web::Json(render(&state.db, &e).await?))
+    let now = state.clock.now();
+    Ok(web::Json(
+        answer::<selection_flow::Decide>(&state.db, &ctx, &e, now).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -399,6 +410,9 @@ pub async fn give_score(
 
 impl ApiStep for selection_flow::Decide {
     type View = EvaluationView;
+    fn offer(view: &mut Self::View, options: EventOptions<Self::Event>) {
+        view.offer(options);
+    }
     /// Who may take steps on this record at all (403 before anything else).
     async fn may_step(
         _conn: &impl ConnectionTrait,

@@ -11,7 +11,7 @@ use crate::auth::AuthContext;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Checks, Validate};
 use crate::state::AppState;
-use crate::transition::{ApiStep, run_step};
+use crate::transition::{ApiStep, EventOptions, Offers, run_step};
 use crate::views::partners::{CmoView, cmos as render};
 use entity::workflow::qualification as qualification_flow;
 
@@ -82,6 +82,9 @@ pub async fn transition_qualification(
 
 impl ApiStep for qualification_flow::Step {
     type View = CmoView;
+    fn offer(view: &mut Self::View, options: EventOptions<Self::Event>) {
+        view.offer(options);
+    }
     /// Who may take steps on this record at all (403 before anything else).
     async fn may_step(
         _conn: &impl ConnectionTrait,

@@ -20,7 +20,8 @@ use crate::routes::{
     ApiJson, Checks, Page, Validate, compare_and_set, expected_version, fetch_page, snapshot,
 };
 use crate::state::AppState;
-use crate::transition::{ApiStep, run_step};
+use crate::transition::answer;
+use crate::transition::{ApiStep, EventOptions, Offers, run_step};
 use crate::views::plan::{ActionItemView, action_item as view};
 use crate::write::{Patched, update_versioned};
 use entity::workflow::action as action_flow;
@@ -232,8 +233,10 @@ pub async fn get_action_item(
     id: web::Path<i64>,
 ) -> ApiResult<web::Json<ActionItemView>> {
     let a = find_scoped::<action_item::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
-    let prog = find_scoped::<program::Entity, _>(&state.db, &ctx, a.program_id).await?;
-    Ok(web::Json(view(&a, prog.today(state.clock.now()))))
+    let now = state.clock.now();
+    Ok(web::Json(
+        answer::<action_flow::Step>(&state.db, &ctx, &a, now).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -412,6 +415,9 @@ pub async fn transition_action_item(
 
 impl ApiStep for action_flow::Step {
     type View = ActionItemView;
+    fn offer(view: &mut Self::View, options: EventOptions<Self::Event>) {
+        view.offer(options);
+    }
     /// Who may take steps on this record at all (403 before anything else).
     async fn may_step(
         conn: &impl sea_orm::ConnectionTrait,

@@ -16,7 +16,7 @@ use crate::auth::{AuthContext, find_scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::routes::{ApiJson, Checks, Validate};
 use crate::state::AppState;
-use crate::transition::{ApiStep, run_step_completed};
+use crate::transition::{ApiStep, EventOptions, run_step_completed};
 use crate::views::plan::{GateDecisionView, GateView, MilestoneView, gate_view};
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -110,6 +110,9 @@ pub async fn decide_gate(
 
 impl ApiStep for gate_flow::Decide {
     type View = MilestoneView;
+    /// The milestone's own events are offered by its transitions; what blocks a go is
+    /// the gate's answer (`go_blockers`).
+    fn offer(_: &mut MilestoneView, _: EventOptions<entity::gate::Decision>) {}
     /// Who may take steps on this record at all (403 before anything else).
     async fn may_step(
         conn: &impl ConnectionTrait,

@@ -17,7 +17,7 @@ use crate::auth::{AuthContext, find_scoped};
 use crate::error::ApiResult;
 use crate::routes::{ApiJson, Checks, Validate};
 use crate::state::AppState;
-use crate::transition::{ApiStep, run_step};
+use crate::transition::{ApiStep, EventOptions, Offers, run_step};
 use crate::views::plan::MilestoneView;
 use crate::write::{Patched, update_versioned};
 
@@ -157,6 +157,9 @@ pub async fn transition_milestone(
 
 impl ApiStep for milestone_flow::Step {
     type View = MilestoneView;
+    fn offer(view: &mut Self::View, options: EventOptions<Self::Event>) {
+        view.offer(options);
+    }
     /// Who may take steps on this record at all (403 before anything else).
     async fn may_step(
         conn: &impl ConnectionTrait,

@@ -22,8 +22,10 @@ use crate::error::{ApiError, ApiResult};
 use crate::records::check_owner;
 use crate::routes::{ApiJson, Checks, Validate};
 use crate::state::AppState;
+use crate::transition::answer;
 use crate::views::plan::{MilestoneView, dependencies_of, milestone as view};
 use crate::write::{Patched, insert_audited, update_versioned};
+use entity::workflow::milestone as milestone_flow;
 
 /// Most dependencies one milestone may have.
 const MAX_DEPENDENCIES: usize = 50;
@@ -304,8 +306,8 @@ pub async fn get_milestone(
     id: web::Path<i64>,
 ) -> ApiResult<HttpResponse> {
     let m = find_scoped::<milestone::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
-    let prog = find_scoped::<program::Entity, _>(&state.db, &ctx, m.program_id).await?;
-    let rendered = render(&state.db, &ctx, &prog, &m, state.clock.now()).await?;
+    let now = state.clock.now();
+    let rendered = answer::<milestone_flow::Step>(&state.db, &ctx, &m, now).await?;
     Ok(HttpResponse::Ok()
         .insert_header((actix_web::http::header::ETAG, format!("\"{}\"", m.version)))
         .json(rendered))

@@ -25,7 +25,8 @@ use crate::records::{NewAction, check_owner, insert_action};
 use crate::records::{NewCapa, insert_capa};
 use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page};
 use crate::state::AppState;
-use crate::transition::{ApiStep, run_step};
+use crate::transition::event_options;
+use crate::transition::{ApiStep, EventOptions, Offers, run_step};
 use crate::views::plan::ActionItemView;
 use crate::views::quality::{CapaView, capa as render};
 use crate::write::{Patched, update_versioned};
@@ -280,9 +281,12 @@ pub async fn get_capa(
 ) -> ApiResult<web::Json<CapaDetail>> {
     let c = find_scoped::<capa::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
     let prog = find_scoped::<program::Entity, _>(&state.db, &ctx, c.program_id).await?;
-    Ok(web::Json(
-        detail(&state.db, &c, prog.today(state.clock.now())).await?,
-    ))
+    let now = state.clock.now();
+    let mut detail = detail(&state.db, &c, prog.today(now)).await?;
+    detail
+        .capa
+        .offer(event_options::<capa_flow::Step>(&state.db, &ctx, &c).await?);
+    Ok(web::Json(detail))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -456,6 +460,9 @@ pub async fn transition_capa(
 
 impl ApiStep for capa_flow::Step {
     type View = CapaView;
+    fn offer(view: &mut Self::View, options: EventOptions<Self::Event>) {
+        view.offer(options);
+    }
     /// Who may take steps on this record at all (403 before anything else).
     async fn may_step(
         _conn: &impl ConnectionTrait,

@@ -17,7 +17,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::records::{NewAction, check_owner, insert_action};
 use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page};
 use crate::state::AppState;
-use crate::transition::{ApiStep, run_step};
+use crate::transition::answer;
+use crate::transition::{ApiStep, EventOptions, Offers, run_step};
 use crate::views::plan::ActionItemView;
 use crate::write::{Patched, insert_audited, update_versioned};
 use entity::workflow::change as change_flow;
@@ -48,6 +49,12 @@ pub struct ChangeView {
     pub requested_by_user_id: i64,
     pub closed_at: Option<DateTime<Utc>>,
     pub allowed_events: Vec<ChangeEvent>,
+    /// Single-record answers (GET by id, a step's answer) only: the events the state
+    /// offers that this caller cannot take now, each with why; `allowed_events` then
+    /// holds what this caller can do now. Lists leave it out (their `allowed_events` are
+    /// what the state allows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked_events: Option<Vec<crate::views::BlockedEvent>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i32,
@@ -69,6 +76,7 @@ fn view(c: &change_request::Model) -> ChangeView {
         decision_reason: c.decision_reason.clone(),
         requested_by_user_id: c.requested_by_user_id,
         closed_at: c.closed_at,
+        blocked_events: None,
         allowed_events: change_request::allowed_events(c.status),
         created_at: c.created_at,
         updated_at: c.updated_at,
@@ -228,7 +236,10 @@ pub async fn get_change(
     id: web::Path<i64>,
 ) -> ApiResult<web::Json<ChangeView>> {
     let c = find_scoped::<change_request::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
-    Ok(web::Json(view(&c)))
+    let now = state.clock.now();
+    Ok(web::Json(
+        answer::<change_flow::Step>(&state.db, &ctx, &c, now).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -513,6 +524,9 @@ pub async fn transition_change(
 
 impl ApiStep for change_flow::Step {
     type View = ChangeView;
+    fn offer(view: &mut Self::View, options: EventOptions<Self::Event>) {
+        view.offer(options);
+    }
     /// Who may take steps on this record at all (403 before anything else).
     async fn may_step(
         _conn: &impl ConnectionTrait,

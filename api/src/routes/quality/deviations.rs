@@ -22,7 +22,8 @@ use crate::auth::{AuthContext, find_scoped, find_scoped_locked, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page, snapshot};
 use crate::state::AppState;
-use crate::transition::{ApiStep, run_step};
+use crate::transition::answer;
+use crate::transition::{ApiStep, EventOptions, Offers, run_step};
 use crate::write::{Patched, update_versioned};
 use entity::workflow::deviation as deviation_flow;
 
@@ -64,6 +65,12 @@ pub struct DeviationView {
     pub cancel_reason: Option<String>,
     /// Events the state machine accepts now (guards such as root cause are checked on send).
     pub allowed_events: Vec<DeviationEvent>,
+    /// Single-record answers (GET by id, a step's answer) only: the events the state
+    /// offers that this caller cannot take now, each with why; `allowed_events` then
+    /// holds what this caller can do now. Lists leave it out (their `allowed_events` are
+    /// what the state allows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked_events: Option<Vec<crate::views::BlockedEvent>>,
     /// Whole days since detection (until closed).
     pub age_days: i64,
     pub created_at: DateTime<Utc>,
@@ -94,6 +101,7 @@ pub fn view(d: &deviation::Model, now: DateTime<Utc>) -> DeviationView {
         closure_signature_id: d.closure_signature_id,
         closed_at: d.closed_at,
         cancel_reason: d.cancel_reason.clone(),
+        blocked_events: None,
         allowed_events: deviation::allowed_events(d.status, d.criticality),
         age_days: (until - d.detected_at).num_days().max(0),
         created_at: d.created_at,
@@ -350,7 +358,10 @@ pub async fn get_deviation(
     id: web::Path<i64>,
 ) -> ApiResult<web::Json<DeviationView>> {
     let d = find_scoped::<deviation::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
-    Ok(web::Json(view(&d, state.clock.now())))
+    let now = state.clock.now();
+    Ok(web::Json(
+        answer::<deviation_flow::Step>(&state.db, &ctx, &d, now).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -559,6 +570,9 @@ pub async fn transition_deviation(
 
 impl ApiStep for deviation_flow::Step {
     type View = DeviationView;
+    fn offer(view: &mut Self::View, options: EventOptions<Self::Event>) {
+        view.offer(options);
+    }
     /// Who may take steps on this record at all (403 before anything else).
     async fn may_step(
         _conn: &impl ConnectionTrait,

@@ -13,7 +13,7 @@ use crate::auth::{AuthContext, find_scoped};
 use crate::error::ApiResult;
 use crate::routes::{ApiJson, Checks, Validate};
 use crate::state::AppState;
-use crate::transition::{ApiStep, run_step};
+use crate::transition::{ApiStep, EventOptions, run_step};
 use crate::views::plan::ProgramView;
 use entity::workflow::production as production_flow;
 
@@ -75,6 +75,9 @@ pub async fn release_production(
 
 impl ApiStep for production_flow::Release {
     type View = ProgramView;
+    /// The program's answer carries no production events: a refused release names the
+    /// deviations it waits for.
+    fn offer(_: &mut ProgramView, _: EventOptions<entity::workflow::production::ProductionEvent>) {}
     /// Who may take steps on this record at all (403 before anything else).
     async fn may_step(
         _conn: &impl ConnectionTrait,
