@@ -9,16 +9,13 @@ use entity::{audit_event, outbox, schedule, team_member};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::json;
 use worker::jobs::digests::{DigestSettings, weekly_digests};
-use worker::mailer::Mailer;
+use worker::outbound::mailer::Mailer;
 
 use crate::programs::program_setup;
 use crate::user_with_token;
 
-fn settings(app: &TestApp) -> DigestSettings {
-    DigestSettings {
-        public_base_url: app.base_url.clone(),
-        ..DigestSettings::default()
-    }
+fn settings() -> DigestSettings {
+    DigestSettings::default()
 }
 
 /// The next Monday 07:00 Europe/Zurich (the programs' zone) after `after`.
@@ -61,7 +58,7 @@ async fn digests_go_out_once_a_week_with_changes_and_a_working_unsubscribe(app: 
     // the same tick at the same moment.
     let tick1 = next_digest_tick(app.now());
     let (c1, c2) = (app.job_context("w1"), app.job_context("w2"));
-    let (st1, st2) = (settings(app), settings(app));
+    let (st1, st2) = (settings(), settings());
     let (a, b) = tokio::join!(
         weekly_digests(&c1, tick1 + TimeDelta::minutes(1), &st1),
         weekly_digests(&c2, tick1 + TimeDelta::minutes(1), &st2)
@@ -75,7 +72,7 @@ async fn digests_go_out_once_a_week_with_changes_and_a_working_unsubscribe(app: 
     let again = weekly_digests(
         &app.job_context("w2"),
         tick1 + TimeDelta::minutes(2),
-        &settings(app),
+        &settings(),
     )
     .await
     .unwrap();
@@ -146,7 +143,7 @@ async fn digests_go_out_once_a_week_with_changes_and_a_working_unsubscribe(app: 
     let second = weekly_digests(
         &app.job_context("w2"),
         tick2 + TimeDelta::seconds(30),
-        &settings(app),
+        &settings(),
     )
     .await
     .unwrap();
@@ -161,7 +158,7 @@ async fn digests_go_out_once_a_week_with_changes_and_a_working_unsubscribe(app: 
     let sink = SmtpSink::start().await;
     let mailer = Mailer::new(Some(&sink.url()), std::env::temp_dir()).unwrap();
     let from = "cmo <noreply@cmo.test>".parse().unwrap();
-    worker::jobs::dispatch::dispatch(
+    worker::jobs::outbox::dispatch(
         &app.job_context("w1"),
         &mailer,
         &from,
@@ -265,7 +262,7 @@ async fn digests_go_out_once_a_week_with_changes_and_a_working_unsubscribe(app: 
 
     // Week three goes to the PM only.
     let tick3 = next_digest_tick(tick2);
-    let third = weekly_digests(&app.job_context("w1"), tick3, &settings(app))
+    let third = weekly_digests(&app.job_context("w1"), tick3, &settings())
         .await
         .unwrap();
     assert_eq!((third.programs, third.queued), (1, 1));
@@ -284,7 +281,7 @@ async fn a_missed_digest_is_caught_up_only_inside_the_window(app: &TestApp) {
     let tick = next_digest_tick(app.now());
     let window = DigestSettings {
         catch_up: TimeDelta::hours(12),
-        ..settings(app)
+        ..settings()
     };
     // No worker ran at 07:00; one starting 13 hours later does not send a stale digest.
     let late = weekly_digests(&app.job_context("w1"), tick + TimeDelta::hours(13), &window)

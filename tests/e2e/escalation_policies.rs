@@ -62,7 +62,7 @@ async fn empty_tiers_are_skipped_and_a_running_escalation_keeps_its_policy(app: 
         .body;
     let id = opened["id"].as_i64().unwrap();
     let t0 = app.now();
-    escalation_pass(&app.job_context("w1"), t0, &settings(app))
+    escalation_pass(&app.job_context("w1"), t0, &settings())
         .await
         .unwrap();
 
@@ -80,7 +80,7 @@ async fn empty_tiers_are_skipped_and_a_running_escalation_keeps_its_policy(app: 
     let nothing = escalation_pass(
         &app.job_context("w1"),
         t0 + TimeDelta::minutes(2),
-        &settings(app),
+        &settings(),
     )
     .await
     .unwrap();
@@ -90,7 +90,7 @@ async fn empty_tiers_are_skipped_and_a_running_escalation_keeps_its_policy(app: 
     let second = escalation_pass(
         &app.job_context("w1"),
         t0 + TimeDelta::minutes(15),
-        &settings(app),
+        &settings(),
     )
     .await
     .unwrap();
@@ -98,7 +98,7 @@ async fn empty_tiers_are_skipped_and_a_running_escalation_keeps_its_policy(app: 
     let end = escalation_pass(
         &app.job_context("w1"),
         t0 + TimeDelta::minutes(45),
-        &settings(app),
+        &settings(),
     )
     .await
     .unwrap();

@@ -8,22 +8,19 @@ use entity::escalation::{self, EscalationStatus};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::json;
 use worker::jobs::escalations::{EscalationSettings, escalation_pass};
-use worker::mailer::Mailer;
+use worker::outbound::mailer::Mailer;
 
 use crate::programs::program_setup;
 use crate::user_with_token;
 
-pub(crate) fn settings(app: &TestApp) -> EscalationSettings {
-    EscalationSettings {
-        public_base_url: app.base_url.clone(),
-        ..EscalationSettings::default()
-    }
+pub(crate) fn settings() -> EscalationSettings {
+    EscalationSettings::default()
 }
 
 pub(crate) async fn deliver(app: &TestApp, sink: &SmtpSink, now: DateTime<Utc>) {
     let mailer = Mailer::new(Some(&sink.url()), std::env::temp_dir()).unwrap();
     let from = "cmo <noreply@cmo.test>".parse().unwrap();
-    worker::jobs::dispatch::dispatch(&app.job_context("sender"), &mailer, &from, now, 100)
+    worker::jobs::outbox::dispatch(&app.job_context("sender"), &mailer, &from, now, 100)
         .await
         .unwrap();
 }
@@ -140,7 +137,7 @@ async fn pages_climb_the_call_tree_until_someone_acknowledges_by_link(app: &Test
 
     // Two workers on the same tick: tier 1 is paged once.
     let (c1, c2) = (app.job_context("w1"), app.job_context("w2"));
-    let (st1, st2) = (settings(app), settings(app));
+    let (st1, st2) = (settings(), settings());
     let (a, b) = tokio::join!(
         escalation_pass(&c1, t0, &st1),
         escalation_pass(&c2, t0, &st2)
@@ -175,13 +172,13 @@ async fn pages_climb_the_call_tree_until_someone_acknowledges_by_link(app: &Test
     let early = escalation_pass(
         &app.job_context("w1"),
         t0 + TimeDelta::minutes(14),
-        &settings(app),
+        &settings(),
     )
     .await
     .unwrap();
     assert_eq!(early.pages, 0);
     let t15 = t0 + TimeDelta::minutes(15);
-    let second = escalation_pass(&app.job_context("w2"), t15, &settings(app))
+    let second = escalation_pass(&app.job_context("w2"), t15, &settings())
         .await
         .unwrap();
     assert_eq!((second.pages, second.emails), (1, 1));
@@ -262,7 +259,7 @@ async fn pages_climb_the_call_tree_until_someone_acknowledges_by_link(app: &Test
     let quiet = escalation_pass(
         &app.job_context("w1"),
         t15 + TimeDelta::minutes(40),
-        &settings(app),
+        &settings(),
     )
     .await
     .unwrap();
@@ -273,7 +270,7 @@ async fn pages_climb_the_call_tree_until_someone_acknowledges_by_link(app: &Test
     let timeout = escalation_pass(
         &app.job_context("w1"),
         t15 + TimeDelta::minutes(61),
-        &settings(app),
+        &settings(),
     )
     .await
     .unwrap();
@@ -374,7 +371,7 @@ async fn an_expired_ack_link_on_an_open_escalation_changes_nothing(app: &TestApp
     let t = team(app).await;
     let (_, e) = critical_deviation(app, &t).await;
     // Tier 1 is paged; the link in QA's page is the one pressed a day later.
-    escalation_pass(&app.job_context("w1"), app.now(), &settings(app))
+    escalation_pass(&app.job_context("w1"), app.now(), &settings())
         .await
         .unwrap();
     let sink = SmtpSink::start().await;

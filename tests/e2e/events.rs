@@ -182,7 +182,7 @@ async fn overdue_action_items_emit_one_event_per_due_date(app: &TestApp) {
     let overdue = |at| {
         let ctx = ctx.clone();
         async move {
-            worker::jobs::overdue::overdue_events(&ctx, at)
+            worker::jobs::overdue_events::overdue_events(&ctx, at)
                 .await
                 .unwrap()
                 .emitted

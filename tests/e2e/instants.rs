@@ -140,10 +140,11 @@ async fn at_instant(app: &TestApp, name: &str) {
     let digests = worker::jobs::digests::weekly_digests(&ctx, at, &Default::default())
         .await
         .unwrap();
-    let agreements = worker::jobs::agreements::expiry_reminders(&ctx, at, &Default::default())
-        .await
-        .unwrap();
-    let overdue = worker::jobs::overdue::overdue_events(&ctx, at)
+    let agreements =
+        worker::jobs::agreement_expiry::expiry_reminders(&ctx, at, &Default::default())
+            .await
+            .unwrap();
+    let overdue = worker::jobs::overdue_events::overdue_events(&ctx, at)
         .await
         .unwrap();
     // Reminders: weekdays from 08:00 local, caught up for 6 hours. Digests: Mondays from

@@ -6,8 +6,8 @@ use e2e::{TestApp, on_both_databases};
 use entity::outbox::{self, Draft, OutboxStatus};
 use lettre::message::Mailbox;
 use sea_orm::EntityTrait;
-use worker::jobs::dispatch::{claim, dispatch};
-use worker::mailer::Mailer;
+use worker::jobs::outbox::{claim, dispatch};
+use worker::outbound::mailer::Mailer;
 
 fn from() -> Mailbox {
     "cmo-orchestrator <noreply@cmo.test>".parse().unwrap()

@@ -435,13 +435,11 @@ async fn quality_agreements_are_reminded_at_90_30_and_7_days(app: &TestApp) {
         .expect(201);
 
     let ctx = app.job_context("w1");
-    let settings = worker::jobs::agreements::AgreementSettings::default();
     let day = |n: i64| app.now() + chrono::TimeDelta::days(n);
     let run = |n: i64| {
         let ctx = ctx.clone();
-        let settings = settings.clone();
         async move {
-            worker::jobs::agreements::run(&ctx, day(n), &settings)
+            worker::jobs::agreement_expiry::run(&ctx, day(n))
                 .await
                 .unwrap()
                 .queued
@@ -486,9 +484,9 @@ async fn quality_agreements_are_reminded_at_90_30_and_7_days(app: &TestApp) {
             .contains("Lonza Visp expires in 90 days")
     );
     // The daily tick runs once across workers.
-    let s = worker::jobs::agreements::AgreementSettings {
+    let s = worker::jobs::agreement_expiry::AgreementSettings {
         schedule: "0 0 6 * * *".into(),
-        ..settings.clone()
+        ..Default::default()
     };
     let six = app
         .now()
@@ -497,11 +495,11 @@ async fn quality_agreements_are_reminded_at_90_30_and_7_days(app: &TestApp) {
         .unwrap()
         .and_utc()
         + chrono::TimeDelta::days(1);
-    let a = worker::jobs::agreements::expiry_reminders(&ctx, six, &s)
+    let a = worker::jobs::agreement_expiry::expiry_reminders(&ctx, six, &s)
         .await
         .unwrap();
     let other = app.job_context("w2");
-    let b = worker::jobs::agreements::expiry_reminders(&other, six, &s)
+    let b = worker::jobs::agreement_expiry::expiry_reminders(&other, six, &s)
         .await
         .unwrap();
     assert!(a.ran && !b.ran);

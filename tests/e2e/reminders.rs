@@ -7,7 +7,7 @@ use entity::outbox;
 use sea_orm::EntityTrait;
 use serde_json::json;
 use worker::jobs::reminders::{ReminderSettings, overdue_reminders};
-use worker::mailer::Mailer;
+use worker::outbound::mailer::Mailer;
 
 use crate::programs::program_setup;
 use crate::user_with_token;
@@ -147,7 +147,7 @@ async fn reminders_on(app: &TestApp, day: chrono::NaiveDate) {
     let sink = SmtpSink::start().await;
     let mailer = Mailer::new(Some(&sink.url()), std::env::temp_dir()).unwrap();
     let from = "cmo <noreply@cmo.test>".parse().unwrap();
-    worker::jobs::dispatch::dispatch(&app.job_context("w1"), &mailer, &from, monday_9, 10)
+    worker::jobs::outbox::dispatch(&app.job_context("w1"), &mailer, &from, monday_9, 10)
         .await
         .unwrap();
     let received = sink.wait_for(1).await;
@@ -180,7 +180,7 @@ async fn each_occurrence_is_claimed_once_by_one_of_two_workers(app: &TestApp) {
     .await
     .expect(201);
     let reminders = ReminderSettings::default();
-    let agreements = worker::jobs::agreements::AgreementSettings::default();
+    let agreements = worker::jobs::agreement_expiry::AgreementSettings::default();
     let (w1, w2) = (app.job_context("w1"), app.job_context("w2"));
     let mut ran = (0, 0);
     // 05:00 to 09:00 UTC (06:00-10:00 in Zurich) covers the 06:00 UTC agreement check
@@ -192,7 +192,7 @@ async fn each_occurrence_is_claimed_once_by_one_of_two_workers(app: &TestApp) {
         for (n, (ctx, jitter)) in [(&w1, 250), (&w2, 731)].into_iter().enumerate() {
             let at = tick + TimeDelta::milliseconds(jitter) + TimeDelta::microseconds(minute);
             let r = overdue_reminders(ctx, at, &reminders).await.unwrap();
-            let a = worker::jobs::agreements::expiry_reminders(ctx, at, &agreements)
+            let a = worker::jobs::agreement_expiry::expiry_reminders(ctx, at, &agreements)
                 .await
                 .unwrap();
             let runs = r.ticks + usize::from(a.ran);

@@ -10,14 +10,14 @@ use e2e::smtp::SmtpSink;
 use e2e::{TestApp, on_both_databases};
 use entity::webhook::RetryPolicy;
 use serde_json::{Value, json};
-use worker::http::HttpClient;
 use worker::jobs::webhooks::{DeliveryReport, WebhookSettings, delivery_pass};
+use worker::outbound::http::HttpClient;
 
 use crate::programs::program_setup;
 use crate::user_with_token;
 
 /// Retries after 1 s, 4 s, 16 s …; disabled after `disable_after` failures in a row.
-pub(crate) fn settings(app: &TestApp, disable_after: i32) -> WebhookSettings {
+pub(crate) fn settings(disable_after: i32) -> WebhookSettings {
     WebhookSettings {
         policy: RetryPolicy {
             max_attempts: 5,
@@ -27,7 +27,6 @@ pub(crate) fn settings(app: &TestApp, disable_after: i32) -> WebhookSettings {
         },
         batch: 50,
         concurrency: 8,
-        public_base_url: app.base_url.clone(),
     }
 }
 
@@ -36,14 +35,9 @@ fn http(timeout_ms: u64) -> HttpClient {
 }
 
 async fn pass(app: &TestApp, worker: &str, at: chrono::DateTime<chrono::Utc>) -> DeliveryReport {
-    delivery_pass(
-        &app.job_context(worker),
-        &http(2000),
-        at,
-        &settings(app, 20),
-    )
-    .await
-    .unwrap()
+    delivery_pass(&app.job_context(worker), &http(2000), at, &settings(20))
+        .await
+        .unwrap()
 }
 
 /// Subscribes `client`'s organization; returns (subscription id, secret).
@@ -193,7 +187,7 @@ async fn failed_attempts_are_retried_with_the_same_event_id(app: &TestApp) {
     let t0 = app.now();
     let run = |at, timeout_ms| {
         let ctx = app.job_context("w1");
-        let settings = settings(app, 20);
+        let settings = settings(20);
         async move {
             delivery_pass(&ctx, &http(timeout_ms), at, &settings)
                 .await
@@ -316,7 +310,7 @@ async fn gone_or_failing_receivers_are_disabled_and_admins_emailed(app: &TestApp
         report_minor(&s.pm, app, s.program_id, &format!("Label {n}")).await;
     }
     let now = app.now();
-    let r = delivery_pass(&app.job_context("w1"), &http(2000), now, &settings(app, 3))
+    let r = delivery_pass(&app.job_context("w1"), &http(2000), now, &settings(3))
         .await
         .unwrap();
     assert_eq!(r.disabled, 2);
@@ -355,8 +349,9 @@ async fn gone_or_failing_receivers_are_disabled_and_admins_emailed(app: &TestApp
     assert!(trail.to_string().contains("\"disable\""), "{trail}");
     // The admins hear about it by email.
     let sink = SmtpSink::start().await;
-    let mailer = worker::mailer::Mailer::new(Some(&sink.url()), std::env::temp_dir()).unwrap();
-    worker::jobs::dispatch::dispatch(
+    let mailer =
+        worker::outbound::mailer::Mailer::new(Some(&sink.url()), std::env::temp_dir()).unwrap();
+    worker::jobs::outbox::dispatch(
         &app.job_context("w1"),
         &mailer,
         &"cmo <noreply@cmo.test>".parse().unwrap(),
@@ -384,15 +379,10 @@ async fn gone_or_failing_receivers_are_disabled_and_admins_emailed(app: &TestApp
     assert_eq!(deliveries(&admin, failing_sub).await.len(), 3);
     let later = now + TimeDelta::hours(1);
     assert_eq!(
-        delivery_pass(
-            &app.job_context("w1"),
-            &http(2000),
-            later,
-            &settings(app, 3)
-        )
-        .await
-        .unwrap()
-        .claimed,
+        delivery_pass(&app.job_context("w1"), &http(2000), later, &settings(3))
+            .await
+            .unwrap()
+            .claimed,
         0
     );
     // Re-activated (receiver fixed): the pending retries go out.
@@ -404,14 +394,9 @@ async fn gone_or_failing_receivers_are_disabled_and_admins_emailed(app: &TestApp
         )
         .await
         .expect(200);
-    let r = delivery_pass(
-        &app.job_context("w1"),
-        &http(2000),
-        later,
-        &settings(app, 3),
-    )
-    .await
-    .unwrap();
+    let r = delivery_pass(&app.job_context("w1"), &http(2000), later, &settings(3))
+        .await
+        .unwrap();
     assert_eq!(r.delivered, 3);
     let f = admin.get("/api/v1/webhooks").await.expect(200).body;
     assert!(f.as_array().unwrap().iter().any(|w| w["id"] == failing_sub
@@ -440,7 +425,7 @@ async fn two_workers_deliver_each_event_once(app: &TestApp) {
     .unwrap();
     assert_eq!(dead.len(), 5);
     let at = app.now() + TimeDelta::seconds(71);
-    let mut small = settings(app, 20);
+    let mut small = settings(20);
     small.batch = 7;
     let (c1, c2) = (app.job_context("w1"), app.job_context("w2"));
     let (h1, h2) = (http(2000), http(2000));

@@ -129,6 +129,7 @@ impl TestApp {
             worker_id: worker_id.to_string(),
             hostname: "test".to_string(),
             started_at: self.now(),
+            public_base_url: self.base_url.clone(),
         }
     }
 
@@ -169,7 +170,8 @@ impl TestApp {
 pub fn quiet_job_settings(smtp_url: &str) -> worker::runner::JobSettings {
     let never = "0 0 0 29 2 *".to_string();
     worker::runner::JobSettings {
-        mailer: worker::mailer::Mailer::new(Some(smtp_url), std::env::temp_dir()).expect("mailer"),
+        mailer: worker::outbound::mailer::Mailer::new(Some(smtp_url), std::env::temp_dir())
+            .expect("mailer"),
         from: "cmo <noreply@cmo.test>".parse().expect("from address"),
         batch: 50,
         outbox_claim_ttl: entity::outbox::CLAIM_TTL,
@@ -181,16 +183,14 @@ pub fn quiet_job_settings(smtp_url: &str) -> worker::runner::JobSettings {
         digests: worker::jobs::digests::DigestSettings {
             schedule: never.clone(),
             catch_up: chrono::TimeDelta::zero(),
-            ..Default::default()
         },
-        agreements: worker::jobs::agreements::AgreementSettings {
+        agreements: worker::jobs::agreement_expiry::AgreementSettings {
             schedule: never,
             catch_up: chrono::TimeDelta::zero(),
-            ..Default::default()
         },
         escalations: Default::default(),
         webhooks: Default::default(),
-        http: worker::http::HttpClient::new(std::time::Duration::from_secs(5))
+        http: worker::outbound::http::HttpClient::new(std::time::Duration::from_secs(5))
             .expect("http client"),
     }
 }

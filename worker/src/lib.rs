@@ -3,8 +3,7 @@
 //! `action_item.overdue` events, and a heartbeat that shows each instance in the database.
 
 pub mod fault;
-pub mod http;
 pub mod jobs;
-pub mod mailer;
+pub mod outbound;
 pub mod runner;
-pub mod smtp;
+pub mod ticks;

@@ -158,6 +158,7 @@ async fn start(cli: Cli) -> Result<(), String> {
         clock,
         worker_id,
         hostname,
+        public_base_url: cli.public_base_url.clone(),
     };
     let schedules = Schedules {
         heartbeat: cli.heartbeat_cron,
@@ -183,21 +184,15 @@ async fn start(cli: Cli) -> Result<(), String> {
         schedule: cli.reminder_schedule,
         catch_up,
         escalate_after_days: cli.reminder_escalate_days,
-        public_base_url: cli.public_base_url.clone(),
     };
-    let agreements = worker::jobs::agreements::AgreementSettings {
+    let agreements = worker::jobs::agreement_expiry::AgreementSettings {
         schedule: cli.agreement_schedule,
-        public_base_url: cli.public_base_url.clone(),
         ..Default::default()
     };
-    let escalations = worker::jobs::escalations::EscalationSettings {
-        public_base_url: cli.public_base_url.clone(),
-        ..Default::default()
-    };
+    let escalations = worker::jobs::escalations::EscalationSettings::default();
     let digests = worker::jobs::digests::DigestSettings {
         schedule: cli.digest_schedule,
         catch_up,
-        public_base_url: cli.public_base_url.clone(),
     };
     let webhooks = worker::jobs::webhooks::WebhookSettings {
         policy: entity::webhook::RetryPolicy {
@@ -207,12 +202,12 @@ async fn start(cli: Cli) -> Result<(), String> {
             ..Default::default()
         },
         concurrency: cli.webhook_concurrency as usize,
-        public_base_url: cli.public_base_url.clone(),
         ..Default::default()
     };
-    let http =
-        worker::http::HttpClient::new(std::time::Duration::from_millis(cli.webhook_timeout_ms))?;
-    let mailer = worker::mailer::Mailer::new(cli.smtp_url.as_deref(), cli.outbox_dir)
+    let http = worker::outbound::http::HttpClient::new(std::time::Duration::from_millis(
+        cli.webhook_timeout_ms,
+    ))?;
+    let mailer = worker::outbound::mailer::Mailer::new(cli.smtp_url.as_deref(), cli.outbox_dir)
         .map_err(|e| e.to_string())?;
     let mail = JobSettings {
         mailer,

@@ -42,7 +42,7 @@ impl Default for Schedules {
 /// What the jobs need besides the database: where and as whom email goes out, each
 /// job's settings, the HTTP client for webhooks.
 pub struct JobSettings {
-    pub mailer: crate::mailer::Mailer,
+    pub mailer: crate::outbound::mailer::Mailer,
     pub from: lettre::message::Mailbox,
     /// Emails claimed per dispatcher pass.
     pub batch: u64,
@@ -51,9 +51,9 @@ pub struct JobSettings {
     pub reminders: crate::jobs::reminders::ReminderSettings,
     pub digests: crate::jobs::digests::DigestSettings,
     pub escalations: crate::jobs::escalations::EscalationSettings,
-    pub agreements: crate::jobs::agreements::AgreementSettings,
+    pub agreements: crate::jobs::agreement_expiry::AgreementSettings,
     pub webhooks: crate::jobs::webhooks::WebhookSettings,
-    pub http: crate::http::HttpClient,
+    pub http: crate::outbound::http::HttpClient,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -154,7 +154,7 @@ pub async fn run(
                 Box::pin(async move {
                     let Ok(_guard) = busy.try_lock() else { return };
                     // Until the backlog is drained (bounded), not one batch per tick.
-                    match crate::jobs::dispatch::drain(
+                    match crate::jobs::outbox::drain(
                         &ctx,
                         &mail.mailer,
                         &mail.from,
@@ -245,7 +245,7 @@ async fn escalation_loop(
                         reopened = r.reopened,
                         "escalations"
                     );
-                    if let Err(err) = crate::jobs::dispatch::dispatch_with(
+                    if let Err(err) = crate::jobs::outbox::dispatch_with(
                         &ctx,
                         &mail.mailer,
                         &mail.from,
@@ -413,7 +413,7 @@ async fn scheduled_pass(ctx: &JobContext, mail: &JobSettings) {
         Ok(_) => {}
         Err(err) => tracing::warn!(%err, "overdue reminders failed"),
     }
-    match crate::jobs::overdue::overdue_events(ctx, now).await {
+    match crate::jobs::overdue_events::overdue_events(ctx, now).await {
         Ok(r) if r.emitted > 0 => tracing::info!(events = r.emitted, "action items overdue"),
         Ok(_) => {}
         Err(err) => tracing::warn!(%err, "action_item.overdue events failed"),
@@ -425,7 +425,7 @@ async fn scheduled_pass(ctx: &JobContext, mail: &JobSettings) {
         Ok(_) => {}
         Err(err) => tracing::warn!(%err, "weekly digests failed"),
     }
-    match crate::jobs::agreements::expiry_reminders(ctx, now, &mail.agreements).await {
+    match crate::jobs::agreement_expiry::expiry_reminders(ctx, now, &mail.agreements).await {
         Ok(r) if r.ran => tracing::info!(
             reminded = r.reminded,
             queued = r.queued,

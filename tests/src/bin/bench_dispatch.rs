@@ -24,8 +24,8 @@ use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use worker::mailer::Mailer;
-use worker::smtp::{SmtpConfig, SmtpPool};
+use worker::outbound::mailer::Mailer;
+use worker::outbound::smtp::{SmtpConfig, SmtpPool};
 
 const BLAST: usize = 5_000;
 const LETTRE_STOCK: usize = 100;
@@ -264,7 +264,7 @@ async fn outbox_dispatch(backend: Backend, postfix_sink: Option<&str>) -> Option
     let mut sent = 0;
     // Bounded: each pass sends up to 500; a few spare passes at most.
     for _ in 0..(OUTBOX / 500 + 5) {
-        let report = worker::jobs::dispatch::dispatch(&ctx, &mailer, &from, now, 500)
+        let report = worker::jobs::outbox::dispatch(&ctx, &mailer, &from, now, 500)
             .await
             .expect("dispatch");
         sent += report.sent;

@@ -19,9 +19,9 @@ use e2e::{Backend, TestApp, spawn_app};
 use entity::domain_event::{self, DeviationReported, Event};
 use sea_orm::TransactionTrait;
 use serde_json::json;
-use worker::http::HttpClient;
 use worker::jobs::JobContext;
 use worker::jobs::webhooks::{WebhookSettings, delivery_pass};
+use worker::outbound::http::HttpClient;
 use worker::runner::{JobSettings, Schedules};
 
 const EVENTS: usize = 5_000;
@@ -191,7 +191,7 @@ async fn bench(backend: Backend) {
         // Quiet reminder, digest and agreement schedules: only deliveries run, whatever
         // the day and hour (the clock is the app's fixed one anyway).
         let jobs = JobSettings {
-            mailer: worker::mailer::Mailer::new(
+            mailer: worker::outbound::mailer::Mailer::new(
                 None,
                 std::env::temp_dir().join("bench-webhooks-eml"),
             )

@@ -11,8 +11,8 @@ use entity::outbox::Draft;
 use entity::{job_run, link_secret, program, schedule};
 use sea_orm::EntityTrait;
 
-use super::ticks::{self, Tick};
 use super::{JobContext, JobError};
+use crate::ticks::{self, Tick};
 
 #[derive(Debug, Clone)]
 pub struct DigestSettings {
@@ -20,7 +20,6 @@ pub struct DigestSettings {
     pub schedule: String,
     /// A tick missed while no worker ran still runs within this window.
     pub catch_up: TimeDelta,
-    pub public_base_url: String,
 }
 
 impl Default for DigestSettings {
@@ -28,7 +27,6 @@ impl Default for DigestSettings {
         Self {
             schedule: "0 0 7 * * Mon".to_string(),
             catch_up: TimeDelta::hours(12),
-            public_base_url: "http://127.0.0.1:8080".to_string(),
         }
     }
 }
@@ -68,7 +66,7 @@ pub async fn weekly_digests(
             continue;
         };
         report.programs += 1;
-        report.queued += program_digest(ctx, now, settings, &key, prog, &tick).await?;
+        report.queued += program_digest(ctx, now, &key, prog, &tick).await?;
         ticks::finish(ctx, &tick, now).await?;
     }
     Ok(report)
@@ -77,7 +75,6 @@ pub async fn weekly_digests(
 async fn program_digest(
     ctx: &JobContext,
     now: DateTime<Utc>,
-    settings: &DigestSettings,
     key: &[u8],
     prog: &program::Model,
     tick: &Tick,
@@ -99,12 +96,12 @@ async fn program_digest(
         let unsubscribe = Link::Unsubscribe {
             member_id: member.id,
         }
-        .url(key, &settings.public_base_url, None);
+        .url(key, &ctx.public_base_url, None);
         let email = mail::digest::render(
             &data,
             &user.display_name,
             Some(&unsubscribe),
-            &settings.public_base_url,
+            &ctx.public_base_url,
         )
         .map_err(|e| JobError::Template(e.to_string()))?;
         let draft = Draft {
@@ -115,7 +112,7 @@ async fn program_digest(
                 email,
             )
         };
-        if mail::enqueue(&txn, draft, now, &settings.public_base_url).await? {
+        if mail::enqueue(&txn, draft, now, &ctx.public_base_url).await? {
             queued += 1;
         }
     }

@@ -28,17 +28,13 @@ use super::{JobContext, JobError};
 
 #[derive(Debug, Clone)]
 pub struct EscalationSettings {
-    pub public_base_url: String,
     /// Escalations handled per pass (the rest wait for the next tick).
     pub batch: u64,
 }
 
 impl Default for EscalationSettings {
     fn default() -> Self {
-        Self {
-            public_base_url: "http://127.0.0.1:8080".to_string(),
-            batch: 100,
-        }
+        Self { batch: 100 }
     }
 }
 
@@ -66,7 +62,7 @@ pub async fn escalation_pass(
     settings: &EscalationSettings,
 ) -> Result<EscalationReport, JobError> {
     let mut report = EscalationReport::default();
-    reopen_timed_out(ctx, now, settings, &mut report).await?;
+    reopen_timed_out(ctx, now, &mut report).await?;
     let due: Vec<i64> = escalation::Entity::find()
         .select_only()
         .column(escalation::Column::Id)
@@ -84,7 +80,7 @@ pub async fn escalation_pass(
     for id in due {
         // Bounded: a policy has at most 10 tiers and 10 repeats.
         for _ in 0..(escalation_policy::MAX_TIERS + 12) {
-            match step(ctx, id, now, settings, &key, &mut report).await? {
+            match step(ctx, id, now, &key, &mut report).await? {
                 Outcome::Again => continue,
                 Outcome::Done => break,
             }
@@ -97,7 +93,6 @@ async fn step(
     ctx: &JobContext,
     id: i64,
     now: DateTime<Utc>,
-    settings: &EscalationSettings,
     key: &[u8],
     report: &mut EscalationReport,
 ) -> Result<Outcome, JobError> {
@@ -108,15 +103,21 @@ async fn step(
     match escalation::next_action(&e, now) {
         NextAction::Wait => Ok(Outcome::Done),
         NextAction::Exhaust => {
-            if worker_step(&txn, &e, EscalationEvent::Exhaust, now, settings).await? {
+            if worker_step(
+                &txn,
+                &e,
+                EscalationEvent::Exhaust,
+                now,
+                &ctx.public_base_url,
+            )
+            .await?
+            {
                 txn.commit().await?;
                 report.exhausted += 1;
             }
             Ok(Outcome::Done)
         }
-        NextAction::Page { step, tier } => {
-            page(ctx, txn, e, step, tier, now, settings, key, report).await
-        }
+        NextAction::Page { step, tier } => page(ctx, txn, e, step, tier, now, key, report).await,
     }
 }
 
@@ -128,7 +129,6 @@ async fn page(
     step: i32,
     tier: usize,
     now: DateTime<Utc>,
-    settings: &EscalationSettings,
     key: &[u8],
     report: &mut EscalationReport,
 ) -> Result<Outcome, JobError> {
@@ -202,7 +202,7 @@ async fn page(
             user_id: r.user_id,
             page_seq: seq,
         }
-        .url(key, &settings.public_base_url, Some(expires));
+        .url(key, &ctx.public_base_url, Some(expires));
         let email = escalation_mail::render_page(
             &e,
             &prog,
@@ -211,7 +211,7 @@ async fn page(
             &tree,
             &ack,
             expires,
-            &settings.public_base_url,
+            &ctx.public_base_url,
         )
         .map_err(|err| JobError::Template(err.to_string()))?;
         if escalation_mail::enqueue(
@@ -220,7 +220,7 @@ async fn page(
             vec![r.email.clone()],
             email,
             now,
-            &settings.public_base_url,
+            &ctx.public_base_url,
         )
         .await?
         {
@@ -243,7 +243,7 @@ async fn page(
                 tier + 1,
                 names.join(", ")
             ),
-            &settings.public_base_url,
+            &ctx.public_base_url,
         )
         .map_err(|err| JobError::Template(err.to_string()))?;
         escalation_mail::enqueue(
@@ -252,7 +252,7 @@ async fn page(
             earlier.iter().map(|r| r.email.clone()).collect(),
             email,
             now,
-            &settings.public_base_url,
+            &ctx.public_base_url,
         )
         .await?;
     }
@@ -311,7 +311,7 @@ async fn worker_step(
     e: &escalation::Model,
     event: EscalationEvent,
     now: DateTime<Utc>,
-    settings: &EscalationSettings,
+    base_url: &str,
 ) -> Result<bool, JobError> {
     let actor = escalation_flow::worker_actor(txn, e, now).await?;
     let step = escalation_flow::Step::by_worker(event, now);
@@ -333,15 +333,7 @@ async fn worker_step(
     };
     for follow_up in done.follow_ups {
         if let FollowUp::TellPaged { escalation, told } = follow_up {
-            escalation_mail::tell_paged(
-                txn,
-                &escalation,
-                &told,
-                "",
-                &settings.public_base_url,
-                now,
-            )
-            .await?;
+            escalation_mail::tell_paged(txn, &escalation, &told, "", base_url, now).await?;
         }
     }
     Ok(true)
@@ -369,7 +361,6 @@ async fn advance(
 async fn reopen_timed_out(
     ctx: &JobContext,
     now: DateTime<Utc>,
-    settings: &EscalationSettings,
     report: &mut EscalationReport,
 ) -> Result<(), JobError> {
     let acknowledged = escalation::Entity::find()
@@ -381,7 +372,7 @@ async fn reopen_timed_out(
         .filter(|e| escalation::ack_timed_out(e, now))
     {
         let txn = entity::db::begin_write(&ctx.db).await?;
-        if !worker_step(&txn, &e, EscalationEvent::Reopen, now, settings).await? {
+        if !worker_step(&txn, &e, EscalationEvent::Reopen, now, &ctx.public_base_url).await? {
             continue;
         }
         txn.commit().await?;

@@ -1,14 +1,13 @@
 //! Jobs are plain async functions of a context and a `now`, so tests call them directly
 //! with a chosen time; the scheduler only wires and logs them.
 
-pub mod agreements;
+pub mod agreement_expiry;
 pub mod digests;
-pub mod dispatch;
 pub mod escalations;
 pub mod heartbeat;
-pub mod overdue;
+pub mod outbox;
+pub mod overdue_events;
 pub mod reminders;
-pub mod ticks;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -27,6 +26,8 @@ pub struct JobContext {
     pub worker_id: String,
     pub hostname: String,
     pub started_at: chrono::DateTime<chrono::Utc>,
+    /// The api's public base URL: every link in an email, and the Message-ID domain.
+    pub public_base_url: String,
 }
 
 impl JobContext {
@@ -54,14 +55,14 @@ mod tests {
     #[test]
     fn jobs_never_open_a_deferred_transaction() {
         for (file, source) in [
-            ("agreements.rs", include_str!("agreements.rs")),
+            ("agreement_expiry.rs", include_str!("agreement_expiry.rs")),
             ("digests.rs", include_str!("digests.rs")),
-            ("dispatch.rs", include_str!("dispatch.rs")),
             ("escalations.rs", include_str!("escalations.rs")),
             ("heartbeat.rs", include_str!("heartbeat.rs")),
-            ("overdue.rs", include_str!("overdue.rs")),
+            ("outbox.rs", include_str!("outbox.rs")),
+            ("overdue_events.rs", include_str!("overdue_events.rs")),
             ("reminders.rs", include_str!("reminders.rs")),
-            ("ticks.rs", include_str!("ticks.rs")),
+            ("../ticks.rs", include_str!("../ticks.rs")),
             ("webhooks.rs", include_str!("webhooks.rs")),
         ] {
             let deferred = [".begin()", ".begin_with_config("];

@@ -16,8 +16,8 @@ use entity::{program, schedule, user};
 use mail::reminder::{self, ReminderLine};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
-use super::ticks::{self, Tick};
 use super::{JobContext, JobError};
+use crate::ticks::{self, Tick};
 
 #[derive(Debug, Clone)]
 pub struct ReminderSettings {
@@ -27,8 +27,6 @@ pub struct ReminderSettings {
     pub catch_up: TimeDelta,
     /// Days overdue after which leadership is copied (default 7).
     pub escalate_after_days: i64,
-    /// Base URL of the api, for links.
-    pub public_base_url: String,
 }
 
 impl Default for ReminderSettings {
@@ -37,7 +35,6 @@ impl Default for ReminderSettings {
             schedule: "0 0 8 * * Mon-Fri".to_string(),
             catch_up: TimeDelta::hours(6),
             escalate_after_days: 7,
-            public_base_url: "http://127.0.0.1:8080".to_string(),
         }
     }
 }
@@ -180,8 +177,16 @@ async fn remind_zone(
             .collect();
         cc.sort();
         cc.dedup();
-        let draft = compose(owner, zone, today, &lines, cc, settings)?;
-        if mail::enqueue(&txn, draft, now, &settings.public_base_url).await? {
+        let draft = compose(
+            owner,
+            zone,
+            today,
+            &lines,
+            cc,
+            settings,
+            &ctx.public_base_url,
+        )?;
+        if mail::enqueue(&txn, draft, now, &ctx.public_base_url).await? {
             report.queued += 1;
         }
     }
@@ -233,6 +238,7 @@ fn compose(
     lines: &[Line],
     cc: Vec<String>,
     s: &ReminderSettings,
+    base_url: &str,
 ) -> Result<Draft, JobError> {
     let rendered: Vec<ReminderLine> = lines
         .iter()
@@ -250,7 +256,7 @@ fn compose(
         &rendered,
         !cc.is_empty(),
         s.escalate_after_days,
-        &s.public_base_url,
+        base_url,
     )
     .map_err(|e| JobError::Template(e.to_string()))?;
     Ok(Draft {

@@ -22,7 +22,7 @@ use sea_orm::{
 };
 
 use super::{JobContext, JobError};
-use crate::http::{HttpClient, HttpError};
+use crate::outbound::http::{HttpClient, HttpError};
 
 #[derive(Debug, Clone)]
 pub struct WebhookSettings {
@@ -31,7 +31,6 @@ pub struct WebhookSettings {
     pub batch: u64,
     /// POSTs in flight at once per worker.
     pub concurrency: usize,
-    pub public_base_url: String,
 }
 
 impl Default for WebhookSettings {
@@ -40,7 +39,6 @@ impl Default for WebhookSettings {
             policy: RetryPolicy::default(),
             batch: 200,
             concurrency: 16,
-            public_base_url: "http://127.0.0.1:8080".to_string(),
         }
     }
 }
@@ -109,7 +107,7 @@ struct Attempted {
     delivery: delivery::Model,
     started_at: DateTime<Utc>,
     duration_ms: i32,
-    result: Result<crate::http::Answer, HttpError>,
+    result: Result<crate::outbound::http::Answer, HttpError>,
 }
 
 /// Outcomes recorded per transaction (as in the email dispatcher).
@@ -214,7 +212,7 @@ async fn post(
     sub: &webhook::Model,
     event: &domain_event::Model,
     d: &delivery::Model,
-) -> Result<crate::http::Answer, HttpError> {
+) -> Result<crate::outbound::http::Answer, HttpError> {
     let view = domain_event::EventView::try_from(event).map_err(|e| {
         HttpError::Protocol(format!("stored event {} unreadable: {e}", event.cursor))
     })?;
@@ -370,7 +368,7 @@ async fn record(
             None
         };
         if let Some(reason) = reason
-            && disable(&txn, sub, &reason, now, settings).await?
+            && disable(&txn, sub, &reason, now, &ctx.public_base_url).await?
         {
             report.disabled += 1;
         }
@@ -438,7 +436,7 @@ async fn disable(
     sub: &webhook::Model,
     reason: &str,
     now: DateTime<Utc>,
-    settings: &WebhookSettings,
+    base_url: &str,
 ) -> Result<bool, JobError> {
     let Some(current) = webhook::Entity::find_by_id(sub.id).one(txn).await? else {
         return Ok(false);
@@ -488,7 +486,7 @@ async fn disable(
     let headline = format!("Webhook disabled: {}", current.url);
     let link = format!(
         "{}/api/v1/webhooks/{}/deliveries",
-        settings.public_base_url.trim_end_matches('/'),
+        base_url.trim_end_matches('/'),
         current.id
     );
     let email = mail::notice(
@@ -512,7 +510,7 @@ async fn disable(
             email,
         ),
         now,
-        &settings.public_base_url,
+        base_url,
     )
     .await?;
     Ok(true)

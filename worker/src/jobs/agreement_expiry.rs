@@ -10,15 +10,14 @@ use entity::outbox::Draft;
 use entity::{Role, organization, schedule, user};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
-use super::ticks::{self, Tick};
 use super::{JobContext, JobError};
+use crate::ticks::{self, Tick};
 
 #[derive(Debug, Clone)]
 pub struct AgreementSettings {
     /// 6-field cron in UTC (default daily 06:00).
     pub schedule: String,
     pub catch_up: TimeDelta,
-    pub public_base_url: String,
 }
 
 impl Default for AgreementSettings {
@@ -26,7 +25,6 @@ impl Default for AgreementSettings {
         Self {
             schedule: "0 0 6 * * *".to_string(),
             catch_up: TimeDelta::hours(18),
-            public_base_url: "http://127.0.0.1:8080".to_string(),
         }
     }
 }
@@ -61,18 +59,14 @@ pub async fn expiry_reminders(
     let Some(tick) = claimed.into_iter().next() else {
         return Ok(AgreementReport::default());
     };
-    let mut report = run(ctx, now, settings).await?;
+    let mut report = run(ctx, now).await?;
     report.ran = true;
     ticks::finish(ctx, &tick, now).await?;
     Ok(report)
 }
 
 /// The reminder pass itself (the tick decides when).
-pub async fn run(
-    ctx: &JobContext,
-    now: DateTime<Utc>,
-    settings: &AgreementSettings,
-) -> Result<AgreementReport, JobError> {
+pub async fn run(ctx: &JobContext, now: DateTime<Utc>) -> Result<AgreementReport, JobError> {
     let today = now.date_naive();
     let horizon = today + TimeDelta::days(cmo::EXPIRY_THRESHOLDS[2]);
     let expiring = quality_agreement::Entity::find()
@@ -128,7 +122,7 @@ pub async fn run(
         );
         let link = format!(
             "{}/api/v1/cmos/{}/quality-agreements",
-            settings.public_base_url.trim_end_matches('/'),
+            ctx.public_base_url.trim_end_matches('/'),
             a.cmo_org_id
         );
         let email = mail::notice(
@@ -148,7 +142,7 @@ pub async fn run(
             &txn,
             Draft::new(format!("qa-expiry:{}:{threshold}", a.id), quality, email),
             now,
-            &settings.public_base_url,
+            &ctx.public_base_url,
         )
         .await?
         {

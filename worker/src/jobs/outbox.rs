@@ -9,7 +9,7 @@ use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{ActiveEnum, ColumnTrait, DbBackend, EntityTrait, QueryFilter, Statement};
 
 use super::{JobContext, JobError};
-use crate::mailer::Mailer;
+use crate::outbound::mailer::Mailer;
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct DispatchReport {
@@ -157,7 +157,10 @@ pub async fn drain(
 async fn record(
     ctx: &JobContext,
     now: DateTime<Utc>,
-    chunk: Vec<(outbox::Model, Result<(), crate::mailer::SendError>)>,
+    chunk: Vec<(
+        outbox::Model,
+        Result<(), crate::outbound::mailer::SendError>,
+    )>,
     report: &mut DispatchReport,
 ) -> Result<(), JobError> {
     let txn = entity::db::begin_write(&ctx.db).await?;

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use entity::job_run;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 
-use super::{JobContext, JobError};
+use crate::jobs::{JobContext, JobError};
 
 /// One occurrence of a schedule for one program or time zone.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]

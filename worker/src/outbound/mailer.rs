@@ -1,5 +1,5 @@
 //! Sending email: SMTP (a pool of lettre connections with `TCP_NODELAY`, see
-//! [`crate::smtp`]), `.eml` files in a folder (the zero-set-up default), or memory (job
+//! [`crate::outbound::smtp`]), `.eml` files in a folder (the zero-set-up default), or memory (job
 //! tests that assert on what went out). One enum, so jobs do not care which.
 
 use std::path::PathBuf;
@@ -10,7 +10,7 @@ use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, header};
 use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 
-use crate::smtp::{SmtpConfig, SmtpPool};
+use crate::outbound::smtp::{SmtpConfig, SmtpPool};
 
 pub enum Mailer {
     Smtp(Box<SmtpPool>),
