@@ -18,7 +18,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::records::insert_action;
 use crate::signing;
 use crate::state::AppState;
-use crate::views::{BlockedEvent, snapshot};
+use crate::views::{BlockedEvent, EventOptions, snapshot};
 use crate::write::optional_version;
 
 /// A step as the api shows its record.
@@ -160,39 +160,6 @@ where
     let view = answer::<W>(&txn, ctx, &done.after, now).await?;
     txn.commit().await?;
     Ok((view, completed))
-}
-
-/// A view that carries `allowed_events` and `blocked_events`.
-pub trait Offers<E> {
-    fn offer(&mut self, options: EventOptions<E>);
-}
-
-macro_rules! offers {
-    ($($view:ty => $event:ty),* $(,)?) => {
-        $(impl Offers<$event> for $view {
-            fn offer(&mut self, options: EventOptions<$event>) {
-                self.allowed_events = options.allowed;
-                self.blocked_events = Some(options.blocked);
-            }
-        })*
-    };
-}
-offers!(
-    crate::views::quality::CapaView => entity::capa::CapaEvent,
-    crate::views::plan::MilestoneView => entity::milestone_rules::MilestoneEvent,
-    crate::views::plan::ActionItemView => entity::action_item::ActionEvent,
-    crate::views::partners::CmoView => entity::cmo::QualificationEvent,
-    crate::routes::quality::deviations::DeviationView => entity::deviation::DeviationEvent,
-    crate::routes::quality::changes::ChangeView => entity::change_request::ChangeEvent,
-    crate::routes::partners::evaluations::EvaluationView => entity::selection::EvaluationEvent,
-    entity::escalation::EscalationView => entity::workflow::escalation::EscalationEvent,
-);
-
-/// What this caller can do with a record now, and for the rest why not.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EventOptions<E> {
-    pub allowed: Vec<E>,
-    pub blocked: Vec<BlockedEvent>,
 }
 
 /// The events `m`'s state offers, judged for this caller now: who may take steps at all

@@ -1,48 +1,34 @@
 //! Persistence models, status enums and the pure domain rules shared by the api and the
 //! worker. Nothing in here knows about HTTP.
+//!
+//! The records are grouped by area, as the api's routes are (`quality`, `plan`,
+//! `partners`, `paging`, `identity`, plus the `audit` evidence, the `integration`
+//! outputs and what `ops` needs to run). Each record's module is also named at the root,
+//! by its domain word (`entity::deviation`), which is how the rest of the code says it.
+//! State changes go through [`workflow`].
 
-pub mod access;
-pub mod action_item;
-pub mod api_token;
 pub mod audit;
-pub mod audit_chain_head;
-pub mod audit_event;
-pub mod audit_trail;
-pub mod capa;
-pub mod change_request;
-pub mod clock;
-pub mod cmo;
-pub mod db;
-pub mod deviation;
-pub mod digest;
-pub mod domain_event;
 pub mod enums;
-pub mod escalation;
-pub mod escalation_policy;
-pub mod extension_request;
-pub mod gate;
-pub mod idempotency_key;
-pub mod job_run;
-pub mod link_secret;
-pub mod link_token;
-pub mod milestone;
-pub mod milestone_dependency;
-pub mod milestone_rules;
-pub mod organization;
-pub mod outbox;
-pub mod overview;
-pub mod plan_template;
-pub mod program;
-pub mod quality_summary;
-pub mod schedule;
-pub mod scorecard;
-pub mod selection;
-pub mod signature;
-pub mod team_member;
-pub mod user;
-pub mod wake;
-pub mod webhook;
-pub mod worker_heartbeat;
+pub mod identity;
+pub mod integration;
+pub mod ops;
+pub mod paging;
+pub mod partners;
+pub mod plan;
+pub mod quality;
 pub mod workflow;
 
+pub use audit::{audit_chain_head, audit_event, audit_trail, signature};
 pub use enums::{OrgKind, Role, SignatureMeaning, SignedRecordType};
+pub use identity::{access, api_token, organization, user};
+pub use integration::{domain_event, outbox, wake, webhook};
+pub use ops::{
+    clock, db, idempotency_key, job_run, link_secret, link_token, schedule, worker_heartbeat,
+};
+pub use paging::{escalation, escalation_policy};
+pub use partners::{cmo, scorecard, selection};
+pub use plan::{
+    action_item, digest, gate, milestone, milestone_dependency, milestone_rules, overview,
+    plan_template, program, team_member,
+};
+pub use quality::{capa, change_request, deviation, extension_request, quality_summary};

@@ -21,3 +21,37 @@ pub fn snapshot<T: Serialize>(view: &T) -> serde_json::Value {
 }
 
 pub use entity::workflow::BlockedEvent;
+
+/// What this caller can do with a record now, and for the rest why not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventOptions<E> {
+    pub allowed: Vec<E>,
+    pub blocked: Vec<BlockedEvent>,
+}
+
+/// A view that carries `allowed_events` and `blocked_events`.
+pub trait Offers<E> {
+    fn offer(&mut self, options: EventOptions<E>);
+}
+
+/// Implements [`Offers`] for views with `allowed_events: Vec<E>` and
+/// `blocked_events: Option<Vec<BlockedEvent>>`.
+macro_rules! offers {
+    ($($view:ty => $event:ty),* $(,)?) => {
+        $(impl $crate::views::Offers<$event> for $view {
+            fn offer(&mut self, options: $crate::views::EventOptions<$event>) {
+                self.allowed_events = options.allowed;
+                self.blocked_events = Some(options.blocked);
+            }
+        })*
+    };
+}
+pub(crate) use offers;
+
+offers!(
+    quality::CapaView => entity::capa::CapaEvent,
+    plan::MilestoneView => entity::milestone_rules::MilestoneEvent,
+    plan::ActionItemView => entity::action_item::ActionEvent,
+    partners::CmoView => entity::cmo::QualificationEvent,
+    entity::escalation::EscalationView => entity::workflow::escalation::EscalationEvent,
+);

@@ -19,7 +19,8 @@ use crate::extract::{ApiJson, Checks, Validate};
 use crate::routes::{Page, fetch_page, snapshot, wire_name};
 use crate::state::AppState;
 use crate::transition::event_options;
-use crate::transition::{ApiStep, EventOptions, Offers, run_step};
+use crate::transition::{ApiStep, run_step};
+use crate::views::{EventOptions, Offers};
 use entity::escalation::EscalationView;
 use entity::workflow::escalation::{self as escalation_flow, EscalationEvent};
 

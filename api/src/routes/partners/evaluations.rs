@@ -23,7 +23,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Checks, Validate};
 use crate::state::AppState;
 use crate::transition::answer;
-use crate::transition::{ApiStep, EventOptions, Offers, run_step};
+use crate::transition::{ApiStep, run_step};
+use crate::views::{EventOptions, Offers};
 use crate::write::insert_audited;
 use entity::workflow::selection as selection_flow;
 
@@ -407,6 +408,8 @@ pub async fn give_score(
     txn.commit().await?;
     Ok(web::Json(view))
 }
+
+crate::views::offers!(EvaluationView => selection::EvaluationEvent);
 
 impl ApiStep for selection_flow::Decide {
     type View = EvaluationView;

@@ -11,8 +11,9 @@ use crate::auth::AuthContext;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Checks, Validate};
 use crate::state::AppState;
-use crate::transition::{ApiStep, EventOptions, Offers, run_step};
+use crate::transition::{ApiStep, run_step};
 use crate::views::partners::{CmoView, cmos as render};
+use crate::views::{EventOptions, Offers};
 use entity::workflow::qualification as qualification_flow;
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -21,8 +21,9 @@ use crate::routes::{
 };
 use crate::state::AppState;
 use crate::transition::answer;
-use crate::transition::{ApiStep, EventOptions, Offers, run_step};
+use crate::transition::{ApiStep, run_step};
 use crate::views::plan::{ActionItemView, action_item as view};
+use crate::views::{EventOptions, Offers};
 use crate::write::{Patched, update_versioned};
 use entity::workflow::action as action_flow;
 

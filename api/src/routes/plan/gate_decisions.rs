@@ -16,7 +16,8 @@ use crate::auth::{AuthContext, find_scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::routes::{ApiJson, Checks, Validate};
 use crate::state::AppState;
-use crate::transition::{ApiStep, EventOptions, run_step_completed};
+use crate::transition::{ApiStep, run_step_completed};
+use crate::views::EventOptions;
 use crate::views::plan::{GateDecisionView, GateView, MilestoneView, gate_view};
 
 #[derive(Debug, Deserialize, ToSchema)]

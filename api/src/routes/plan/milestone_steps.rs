@@ -17,8 +17,9 @@ use crate::auth::{AuthContext, find_scoped};
 use crate::error::ApiResult;
 use crate::routes::{ApiJson, Checks, Validate};
 use crate::state::AppState;
-use crate::transition::{ApiStep, EventOptions, Offers, run_step};
+use crate::transition::{ApiStep, run_step};
 use crate::views::plan::MilestoneView;
+use crate::views::{EventOptions, Offers};
 use crate::write::{Patched, update_versioned};
 
 #[derive(Debug, Deserialize, ToSchema)]

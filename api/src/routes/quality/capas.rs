@@ -26,9 +26,10 @@ use crate::records::{NewCapa, insert_capa};
 use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page};
 use crate::state::AppState;
 use crate::transition::event_options;
-use crate::transition::{ApiStep, EventOptions, Offers, run_step};
+use crate::transition::{ApiStep, run_step};
 use crate::views::plan::ActionItemView;
 use crate::views::quality::{CapaView, capa as render};
+use crate::views::{EventOptions, Offers};
 use crate::write::{Patched, update_versioned};
 use entity::workflow::capa as capa_flow;
 

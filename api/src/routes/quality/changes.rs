@@ -18,8 +18,9 @@ use crate::records::{NewAction, check_owner, insert_action};
 use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page};
 use crate::state::AppState;
 use crate::transition::answer;
-use crate::transition::{ApiStep, EventOptions, Offers, run_step};
+use crate::transition::{ApiStep, run_step};
 use crate::views::plan::ActionItemView;
+use crate::views::{EventOptions, Offers};
 use crate::write::{Patched, insert_audited, update_versioned};
 use entity::workflow::change as change_flow;
 
@@ -521,6 +522,8 @@ pub async fn transition_change(
     .await?;
     Ok(web::Json(view))
 }
+
+crate::views::offers!(ChangeView => change_request::ChangeEvent);
 
 impl ApiStep for change_flow::Step {
     type View = ChangeView;

@@ -23,7 +23,8 @@ use crate::error::{ApiError, ApiResult};
 use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page, snapshot};
 use crate::state::AppState;
 use crate::transition::answer;
-use crate::transition::{ApiStep, EventOptions, Offers, run_step};
+use crate::transition::{ApiStep, run_step};
+use crate::views::{EventOptions, Offers};
 use crate::write::{Patched, update_versioned};
 use entity::workflow::deviation as deviation_flow;
 
@@ -567,6 +568,8 @@ pub async fn transition_deviation(
     .await?;
     Ok(web::Json(view))
 }
+
+crate::views::offers!(DeviationView => deviation::DeviationEvent);
 
 impl ApiStep for deviation_flow::Step {
     type View = DeviationView;

@@ -13,7 +13,8 @@ use crate::auth::{AuthContext, find_scoped};
 use crate::error::ApiResult;
 use crate::routes::{ApiJson, Checks, Validate};
 use crate::state::AppState;
-use crate::transition::{ApiStep, EventOptions, run_step};
+use crate::transition::{ApiStep, run_step};
+use crate::views::EventOptions;
 use crate::views::plan::ProgramView;
 use entity::workflow::production as production_flow;
 

@@ -43,7 +43,7 @@ pub struct PlanTemplate {
     pub milestones: Vec<TemplateMilestone>,
 }
 
-const SOURCES: &[&str] = &[include_str!("../templates/cdmo_standard.json")];
+const SOURCES: &[&str] = &[include_str!("../../plan_templates/cdmo_standard.json")];
 
 /// Every shipped template. A template that does not parse or is not a DAG is a bug
 /// caught by the unit tests, so it is skipped here rather than failing requests.

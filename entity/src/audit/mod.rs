@@ -3,6 +3,14 @@
 //! `hash = SHA-256(prev_hash || "\n" || canonical_json(event))`, where the canonical
 //! JSON has its object keys sorted and no insignificant white space, so the same event
 //! hashes the same whichever database stored it and in whatever key order.
+//!
+//! The evidence lives here: the audit trail (`audit_trail`, its rows in `audit_event`,
+//! the chain head in `audit_chain_head`) and e-signatures (`signature`).
+
+pub mod audit_chain_head;
+pub mod audit_event;
+pub mod audit_trail;
+pub mod signature;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
