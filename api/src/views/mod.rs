@@ -46,12 +46,14 @@ macro_rules! offers {
         })*
     };
 }
-pub(crate) use offers;
 
 offers!(
     quality::CapaView => entity::capa::CapaEvent,
     plan::MilestoneView => entity::milestone_rules::MilestoneEvent,
     plan::ActionItemView => entity::action_item::ActionEvent,
     partners::CmoView => entity::cmo::QualificationEvent,
+    partners::EvaluationView => entity::selection::EvaluationEvent,
+    quality::DeviationView => entity::deviation::DeviationEvent,
+    quality::ChangeView => entity::change_request::ChangeEvent,
     entity::escalation::EscalationView => entity::workflow::escalation::EscalationEvent,
 );

@@ -2,12 +2,14 @@
 
 use std::collections::BTreeMap;
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use entity::cmo::{
     self, Agency, InspectionOutcome, QualificationEvent, QualificationStatus, Region, inspection,
     site,
 };
 use entity::organization;
+use entity::selection::{self, Criterion, EvaluationEvent, EvaluationStatus, Ranked, score};
+use entity::user;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -165,4 +167,123 @@ pub async fn cmos<C: ConnectionTrait>(
             version: p.version,
         })
         .collect())
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"cmo_org_id": 2, "criterion": "quality_systems", "score": 4, "notes": "mature CAPA process",
+    "scorer_user_id": 5, "scorer": "Quinn QA", "scored_at": "2026-11-30T10:00:00Z"}))]
+pub struct ScoreView {
+    pub cmo_org_id: i64,
+    pub criterion: String,
+    pub score: i32,
+    pub notes: Option<String>,
+    pub scorer_user_id: i64,
+    pub scorer: String,
+    pub scored_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": 1, "title": "Fill-finish partner for ACM-101", "program_id": null, "status": "open",
+    "criteria": [{"key": "quality_systems", "name": "Quality systems", "weight": 100}],
+    "candidates": [{"cmo_org_id": 2, "name": "Lonza Visp"}],
+    "ranking": [{"cmo_org_id": 2, "rank": 1, "weighted_score": 4.0, "complete": true,
+        "breakdown": [{"key": "quality_systems", "weight": 100, "mean_score": 4.0, "weighted": 4.0, "scorers": 1}]}],
+    "scores": [], "decision_cmo_org_id": null, "decision_reason": null, "decided_at": null, "allowed_events": ["decide"], "version": 1}))]
+pub struct EvaluationView {
+    pub id: i64,
+    pub title: String,
+    pub program_id: Option<i64>,
+    pub status: EvaluationStatus,
+    pub criteria: Vec<Criterion>,
+    pub candidates: Vec<CandidateView>,
+    /// Best first, with the per-criterion breakdown.
+    pub ranking: Vec<Ranked>,
+    pub scores: Vec<ScoreView>,
+    pub decision_cmo_org_id: Option<i64>,
+    pub decision_reason: Option<String>,
+    pub decided_at: Option<DateTime<Utc>>,
+    /// `decide` while open; nothing once decided.
+    pub allowed_events: Vec<EvaluationEvent>,
+    /// Single-record answers (GET by id, a step's answer) only: the events the state
+    /// offers that this caller cannot take now, each with why; `allowed_events` then
+    /// holds what this caller can do now. Lists leave it out (their `allowed_events` are
+    /// what the state allows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked_events: Option<Vec<crate::views::BlockedEvent>>,
+    pub version: i32,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"cmo_org_id": 2, "name": "Lonza Visp"}))]
+pub struct CandidateView {
+    pub cmo_org_id: i64,
+    pub name: String,
+}
+
+pub fn criteria_of(e: &selection::Model) -> Vec<Criterion> {
+    serde_json::from_str(&e.criteria).unwrap_or_default()
+}
+
+pub fn candidates_of(e: &selection::Model) -> Vec<i64> {
+    serde_json::from_str(&e.candidates).unwrap_or_default()
+}
+
+pub async fn evaluation<C: ConnectionTrait>(
+    conn: &C,
+    e: &selection::Model,
+) -> ApiResult<EvaluationView> {
+    let criteria = criteria_of(e);
+    let candidates = candidates_of(e);
+    let scores = score::Entity::find()
+        .filter(score::Column::EvaluationId.eq(e.id))
+        .order_by_asc(score::Column::Id)
+        .all(conn)
+        .await?;
+    let names: BTreeMap<i64, String> = organization::Entity::find()
+        .filter(organization::Column::Id.is_in(candidates.clone()))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|o| (o.id, o.name))
+        .collect();
+    let scorers: BTreeMap<i64, String> = user::Entity::find()
+        .filter(user::Column::Id.is_in(scores.iter().map(|s| s.scorer_user_id)))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|u| (u.id, u.display_name))
+        .collect();
+    Ok(EvaluationView {
+        id: e.id,
+        title: e.title.clone(),
+        program_id: e.program_id,
+        status: e.status,
+        ranking: selection::rank(&criteria, &candidates, &selection::given(&scores)),
+        criteria,
+        candidates: candidates
+            .iter()
+            .map(|c| CandidateView {
+                cmo_org_id: *c,
+                name: names.get(c).cloned().unwrap_or_default(),
+            })
+            .collect(),
+        scores: scores
+            .iter()
+            .map(|s| ScoreView {
+                cmo_org_id: s.cmo_org_id,
+                criterion: s.criterion.clone(),
+                score: s.score,
+                notes: s.notes.clone(),
+                scorer_user_id: s.scorer_user_id,
+                scorer: scorers.get(&s.scorer_user_id).cloned().unwrap_or_default(),
+                scored_at: s.scored_at,
+            })
+            .collect(),
+        decision_cmo_org_id: e.decision_cmo_org_id,
+        decision_reason: e.decision_reason.clone(),
+        decided_at: e.decided_at,
+        blocked_events: None,
+        allowed_events: selection::allowed_events(e.status),
+        version: e.version,
+    })
 }

@@ -2,6 +2,10 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use entity::capa::{self, CapaEvent, CapaSource, CapaStatus, EffectivenessOutcome};
+use entity::change_request::{self, ChangeClass, ChangeEvent, ChangeStatus};
+use entity::deviation::{
+    self, Category, Criticality, DeviationEvent, DeviationStatus, RootCauseMethod,
+};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -82,4 +86,145 @@ pub async fn linked_deviations<C: ConnectionTrait>(conn: &C, capa_id: i64) -> Ap
 /// A CAPA as the api shows it, with its linked deviations.
 pub async fn capa<C: ConnectionTrait>(conn: &C, c: &capa::Model) -> ApiResult<CapaView> {
     Ok(capa_view(c, linked_deviations(conn, c.id).await?))
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 41, "program_id": 7, "milestone_id": 12, "batch_lot": "ACM101-DS-0007",
+    "title": "Bioburden excursion in the harvest tank", "description": "Pre-filtration bioburden 35 CFU/10 mL against a limit of 10.",
+    "detected_at": "2027-04-02T06:40:00Z", "reported_by_user_id": 9, "process_step": "Harvest",
+    "criticality": "critical", "category": "environment", "status": "investigating",
+    "triaged_at": "2027-04-02T07:05:00Z", "short_term_fix": null,
+    "root_cause_method": null, "root_cause_category": null, "root_cause_narrative": null,
+    "closure_signature_id": null, "closed_at": null, "cancel_reason": null,
+    "allowed_events": ["await_capa", "close"], "age_days": 3,
+    "created_at": "2027-04-02T06:45:00Z", "updated_at": "2027-04-02T09:00:00Z", "version": 3
+}))]
+pub struct DeviationView {
+    pub id: i64,
+    pub program_id: i64,
+    pub milestone_id: Option<i64>,
+    pub batch_lot: Option<String>,
+    pub title: String,
+    pub description: String,
+    pub detected_at: DateTime<Utc>,
+    pub reported_by_user_id: i64,
+    pub process_step: Option<String>,
+    pub criticality: Criticality,
+    pub category: Category,
+    pub status: DeviationStatus,
+    pub triaged_at: Option<DateTime<Utc>>,
+    pub short_term_fix: Option<String>,
+    pub root_cause_method: Option<RootCauseMethod>,
+    pub root_cause_category: Option<Category>,
+    pub root_cause_narrative: Option<String>,
+    pub closure_signature_id: Option<i64>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub cancel_reason: Option<String>,
+    /// Events the state machine accepts now (guards such as root cause are checked on send).
+    pub allowed_events: Vec<DeviationEvent>,
+    /// Single-record answers (GET by id, a step's answer) only: the events the state
+    /// offers that this caller cannot take now, each with why; `allowed_events` then
+    /// holds what this caller can do now. Lists leave it out (their `allowed_events` are
+    /// what the state allows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked_events: Option<Vec<crate::views::BlockedEvent>>,
+    /// Whole days since detection (until closed).
+    pub age_days: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i32,
+}
+
+pub fn deviation(d: &deviation::Model, now: DateTime<Utc>) -> DeviationView {
+    let until = d.closed_at.unwrap_or(now);
+    DeviationView {
+        id: d.id,
+        program_id: d.program_id,
+        milestone_id: d.milestone_id,
+        batch_lot: d.batch_lot.clone(),
+        title: d.title.clone(),
+        description: d.description.clone(),
+        detected_at: d.detected_at,
+        reported_by_user_id: d.reported_by_user_id,
+        process_step: d.process_step.clone(),
+        criticality: d.criticality,
+        category: d.category,
+        status: d.status,
+        triaged_at: d.triaged_at,
+        short_term_fix: d.short_term_fix.clone(),
+        root_cause_method: d.root_cause_method,
+        root_cause_category: d.root_cause_category,
+        root_cause_narrative: d.root_cause_narrative.clone(),
+        closure_signature_id: d.closure_signature_id,
+        closed_at: d.closed_at,
+        cancel_reason: d.cancel_reason.clone(),
+        blocked_events: None,
+        allowed_events: deviation::allowed_events(d.status, d.criticality),
+        age_days: (until - d.detected_at).num_days().max(0),
+        created_at: d.created_at,
+        updated_at: d.updated_at,
+        version: d.version,
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 3, "program_id": 7, "title": "Switch depth filter supplier", "description": "Replace the filter with supplier B's equivalent.",
+    "justification": "Supplier A discontinues the product", "classification": "major",
+    "impact_product_quality": "Extractables study needed", "impact_validation": "Filter validation repeat",
+    "impact_regulatory": "Prior-approval supplement not required; annual report",
+    "status": "impact_assessment", "decision_signature_id": null, "decision_reason": null,
+    "requested_by_user_id": 5, "closed_at": null, "allowed_events": ["approve", "reject"],
+    "created_at": "2027-05-02T09:00:00Z", "updated_at": "2027-05-03T09:00:00Z", "version": 2
+}))]
+pub struct ChangeView {
+    pub id: i64,
+    pub program_id: i64,
+    pub title: String,
+    pub description: String,
+    pub justification: String,
+    pub classification: ChangeClass,
+    pub impact_product_quality: Option<String>,
+    pub impact_validation: Option<String>,
+    pub impact_regulatory: Option<String>,
+    pub status: ChangeStatus,
+    pub decision_signature_id: Option<i64>,
+    pub decision_reason: Option<String>,
+    pub requested_by_user_id: i64,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub allowed_events: Vec<ChangeEvent>,
+    /// Single-record answers (GET by id, a step's answer) only: the events the state
+    /// offers that this caller cannot take now, each with why; `allowed_events` then
+    /// holds what this caller can do now. Lists leave it out (their `allowed_events` are
+    /// what the state allows).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked_events: Option<Vec<crate::views::BlockedEvent>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i32,
+}
+
+pub fn change_request(c: &change_request::Model) -> ChangeView {
+    ChangeView {
+        id: c.id,
+        program_id: c.program_id,
+        title: c.title.clone(),
+        description: c.description.clone(),
+        justification: c.justification.clone(),
+        classification: c.classification,
+        impact_product_quality: c.impact_product_quality.clone(),
+        impact_validation: c.impact_validation.clone(),
+        impact_regulatory: c.impact_regulatory.clone(),
+        status: c.status,
+        decision_signature_id: c.decision_signature_id,
+        decision_reason: c.decision_reason.clone(),
+        requested_by_user_id: c.requested_by_user_id,
+        closed_at: c.closed_at,
+        blocked_events: None,
+        allowed_events: change_request::allowed_events(c.status),
+        created_at: c.created_at,
+        updated_at: c.updated_at,
+        version: c.version,
+    }
 }

@@ -2,14 +2,14 @@
 //! implementation (tasks as action items) → closed.
 
 use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 use entity::action_item::ActionSource;
 use entity::change_request::{self, ChangeClass, ChangeEvent, ChangeStatus};
 use entity::program;
 use sea_orm::{
     ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait, QueryFilter, QueryOrder,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked, scoped};
@@ -20,70 +20,10 @@ use crate::state::AppState;
 use crate::transition::answer;
 use crate::transition::{ApiStep, run_step};
 use crate::views::plan::ActionItemView;
+use crate::views::quality::{ChangeView, change_request as view};
 use crate::views::{EventOptions, Offers};
 use crate::write::{Patched, insert_audited, update_versioned};
 use entity::workflow::change as change_flow;
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[schema(example = json!({
-    "id": 3, "program_id": 7, "title": "Switch depth filter supplier", "description": "Replace the filter with supplier B's equivalent.",
-    "justification": "Supplier A discontinues the product", "classification": "major",
-    "impact_product_quality": "Extractables study needed", "impact_validation": "Filter validation repeat",
-    "impact_regulatory": "Prior-approval supplement not required; annual report",
-    "status": "impact_assessment", "decision_signature_id": null, "decision_reason": null,
-    "requested_by_user_id": 5, "closed_at": null, "allowed_events": ["approve", "reject"],
-    "created_at": "2027-05-02T09:00:00Z", "updated_at": "2027-05-03T09:00:00Z", "version": 2
-}))]
-pub struct ChangeView {
-    pub id: i64,
-    pub program_id: i64,
-    pub title: String,
-    pub description: String,
-    pub justification: String,
-    pub classification: ChangeClass,
-    pub impact_product_quality: Option<String>,
-    pub impact_validation: Option<String>,
-    pub impact_regulatory: Option<String>,
-    pub status: ChangeStatus,
-    pub decision_signature_id: Option<i64>,
-    pub decision_reason: Option<String>,
-    pub requested_by_user_id: i64,
-    pub closed_at: Option<DateTime<Utc>>,
-    pub allowed_events: Vec<ChangeEvent>,
-    /// Single-record answers (GET by id, a step's answer) only: the events the state
-    /// offers that this caller cannot take now, each with why; `allowed_events` then
-    /// holds what this caller can do now. Lists leave it out (their `allowed_events` are
-    /// what the state allows).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub blocked_events: Option<Vec<crate::views::BlockedEvent>>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub version: i32,
-}
-
-fn view(c: &change_request::Model) -> ChangeView {
-    ChangeView {
-        id: c.id,
-        program_id: c.program_id,
-        title: c.title.clone(),
-        description: c.description.clone(),
-        justification: c.justification.clone(),
-        classification: c.classification,
-        impact_product_quality: c.impact_product_quality.clone(),
-        impact_validation: c.impact_validation.clone(),
-        impact_regulatory: c.impact_regulatory.clone(),
-        status: c.status,
-        decision_signature_id: c.decision_signature_id,
-        decision_reason: c.decision_reason.clone(),
-        requested_by_user_id: c.requested_by_user_id,
-        closed_at: c.closed_at,
-        blocked_events: None,
-        allowed_events: change_request::allowed_events(c.status),
-        created_at: c.created_at,
-        updated_at: c.updated_at,
-        version: c.version,
-    }
-}
 
 impl crate::auth::TenantScoped for change_request::Entity {
     fn tenant_condition(ctx: &AuthContext) -> sea_orm::Condition {
@@ -522,8 +462,6 @@ pub async fn transition_change(
     .await?;
     Ok(web::Json(view))
 }
-
-crate::views::offers!(ChangeView => change_request::ChangeEvent);
 
 impl ApiStep for change_flow::Step {
     type View = ChangeView;

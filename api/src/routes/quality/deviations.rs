@@ -15,7 +15,7 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait,
     EntityTrait, QueryFilter, QueryOrder,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked, scoped};
@@ -24,92 +24,13 @@ use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page, snapshot};
 use crate::state::AppState;
 use crate::transition::answer;
 use crate::transition::{ApiStep, run_step};
+use crate::views::quality::{DeviationView, deviation as view};
 use crate::views::{EventOptions, Offers};
 use crate::write::{Patched, update_versioned};
 use entity::workflow::deviation as deviation_flow;
 
 /// How far in the future `detected_at` may lie (clock skew), before it is refused.
 const DETECTED_AT_SKEW: TimeDelta = TimeDelta::minutes(5);
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[schema(example = json!({
-    "id": 41, "program_id": 7, "milestone_id": 12, "batch_lot": "ACM101-DS-0007",
-    "title": "Bioburden excursion in the harvest tank", "description": "Pre-filtration bioburden 35 CFU/10 mL against a limit of 10.",
-    "detected_at": "2027-04-02T06:40:00Z", "reported_by_user_id": 9, "process_step": "Harvest",
-    "criticality": "critical", "category": "environment", "status": "investigating",
-    "triaged_at": "2027-04-02T07:05:00Z", "short_term_fix": null,
-    "root_cause_method": null, "root_cause_category": null, "root_cause_narrative": null,
-    "closure_signature_id": null, "closed_at": null, "cancel_reason": null,
-    "allowed_events": ["await_capa", "close"], "age_days": 3,
-    "created_at": "2027-04-02T06:45:00Z", "updated_at": "2027-04-02T09:00:00Z", "version": 3
-}))]
-pub struct DeviationView {
-    pub id: i64,
-    pub program_id: i64,
-    pub milestone_id: Option<i64>,
-    pub batch_lot: Option<String>,
-    pub title: String,
-    pub description: String,
-    pub detected_at: DateTime<Utc>,
-    pub reported_by_user_id: i64,
-    pub process_step: Option<String>,
-    pub criticality: Criticality,
-    pub category: Category,
-    pub status: DeviationStatus,
-    pub triaged_at: Option<DateTime<Utc>>,
-    pub short_term_fix: Option<String>,
-    pub root_cause_method: Option<RootCauseMethod>,
-    pub root_cause_category: Option<Category>,
-    pub root_cause_narrative: Option<String>,
-    pub closure_signature_id: Option<i64>,
-    pub closed_at: Option<DateTime<Utc>>,
-    pub cancel_reason: Option<String>,
-    /// Events the state machine accepts now (guards such as root cause are checked on send).
-    pub allowed_events: Vec<DeviationEvent>,
-    /// Single-record answers (GET by id, a step's answer) only: the events the state
-    /// offers that this caller cannot take now, each with why; `allowed_events` then
-    /// holds what this caller can do now. Lists leave it out (their `allowed_events` are
-    /// what the state allows).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub blocked_events: Option<Vec<crate::views::BlockedEvent>>,
-    /// Whole days since detection (until closed).
-    pub age_days: i64,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub version: i32,
-}
-
-pub fn view(d: &deviation::Model, now: DateTime<Utc>) -> DeviationView {
-    let until = d.closed_at.unwrap_or(now);
-    DeviationView {
-        id: d.id,
-        program_id: d.program_id,
-        milestone_id: d.milestone_id,
-        batch_lot: d.batch_lot.clone(),
-        title: d.title.clone(),
-        description: d.description.clone(),
-        detected_at: d.detected_at,
-        reported_by_user_id: d.reported_by_user_id,
-        process_step: d.process_step.clone(),
-        criticality: d.criticality,
-        category: d.category,
-        status: d.status,
-        triaged_at: d.triaged_at,
-        short_term_fix: d.short_term_fix.clone(),
-        root_cause_method: d.root_cause_method,
-        root_cause_category: d.root_cause_category,
-        root_cause_narrative: d.root_cause_narrative.clone(),
-        closure_signature_id: d.closure_signature_id,
-        closed_at: d.closed_at,
-        cancel_reason: d.cancel_reason.clone(),
-        blocked_events: None,
-        allowed_events: deviation::allowed_events(d.status, d.criticality),
-        age_days: (until - d.detected_at).num_days().max(0),
-        created_at: d.created_at,
-        updated_at: d.updated_at,
-        version: d.version,
-    }
-}
 
 impl crate::auth::TenantScoped for deviation::Entity {
     fn tenant_condition(ctx: &AuthContext) -> sea_orm::Condition {
@@ -568,8 +489,6 @@ pub async fn transition_deviation(
     .await?;
     Ok(web::Json(view))
 }
-
-crate::views::offers!(DeviationView => deviation::DeviationEvent);
 
 impl ApiStep for deviation_flow::Step {
     type View = DeviationView;
