@@ -1,7 +1,10 @@
-//! Response views shared by several route modules and the provisioning code, kept apart
-//! from the handlers so that no route module imports another.
+//! How records read on the wire: every response view, grouped by area as the routes
+//! are, kept apart from the handlers (which keep their request bodies), so that no route
+//! module imports another and a view is written once.
 
+pub mod escalation;
 pub mod identity;
+pub mod integrations;
 pub mod partners;
 pub mod plan;
 pub mod quality;

@@ -287,3 +287,63 @@ pub async fn evaluation<C: ConnectionTrait>(
         version: e.version,
     })
 }
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"id": 4, "cmo_org_id": 2, "version_label": "v3", "effective_on": "2026-01-01",
+    "expires_on": "2027-12-31", "responsibilities": "Sponsor: release; CMO: batch record review, deviations within 1 business day",
+    "document_ref": "QA-AGR-LONZA-003", "current": true, "days_to_expiry": 396}))]
+pub struct QualityAgreementView {
+    pub id: i64,
+    pub cmo_org_id: i64,
+    pub version_label: String,
+    pub effective_on: NaiveDate,
+    pub expires_on: NaiveDate,
+    pub responsibilities: String,
+    pub document_ref: String,
+    /// In force today and the latest to take effect.
+    pub current: bool,
+    /// Negative once expired.
+    pub days_to_expiry: i64,
+}
+
+pub fn agreement_views(
+    list: &[cmo::quality_agreement::Model],
+    today: NaiveDate,
+) -> Vec<QualityAgreementView> {
+    let current = list
+        .iter()
+        .filter(|a| a.effective_on <= today && today <= a.expires_on)
+        .max_by_key(|a| (a.effective_on, a.id))
+        .map(|a| a.id);
+    list.iter()
+        .map(|a| QualityAgreementView {
+            id: a.id,
+            cmo_org_id: a.cmo_org_id,
+            version_label: a.version_label.clone(),
+            effective_on: a.effective_on,
+            expires_on: a.expires_on,
+            responsibilities: a.responsibilities.clone(),
+            document_ref: a.document_ref.clone(),
+            current: Some(a.id) == current,
+            days_to_expiry: (a.expires_on - today).num_days(),
+        })
+        .collect()
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"cmo_org_id": 2, "program_id": null, "programs": 3, "from": "2026-09-01", "to": "2026-11-30",
+    "kpis": {"milestones_due": 12, "milestones_on_time": 9, "on_time_milestone_rate": 0.75,
+    "batches": 8, "deviations": 11, "deviations_per_batch": {"critical": 0.13, "major": 0.25, "minor": 1.0},
+    "median_days_to_triage": 0.6, "median_days_to_close": 21.5, "capa_on_time_closure_rate": 0.8,
+    "escalations": 3, "median_minutes_to_acknowledge": 7.5, "p90_minutes_to_acknowledge": 22.0,
+    "open_overdue_actions": 4}}))]
+pub struct ScorecardView {
+    pub cmo_org_id: i64,
+    /// Set for a program's scorecard.
+    pub program_id: Option<i64>,
+    /// Programs counted.
+    pub programs: usize,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub kpis: entity::scorecard::Scorecard,
+}

@@ -392,3 +392,20 @@ pub async fn gate_view<C: ConnectionTrait>(conn: &C, m: &milestone::Model) -> Ap
         open_critical_deviations: open_critical,
     })
 }
+
+/// The signed outcome of a decision.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "decision": {"id": 4, "milestone_id": 12, "gate_round": 1, "decision": "no_go", "notes": "batch record gaps",
+                 "signature_id": 19, "decided_by_user_id": 5, "decided_at": "2027-04-12T09:30:00Z"},
+    "gate": {"milestone_id": 12, "milestone_status": "in_progress", "gate_round": 1, "items": [], "decisions": [],
+             "go_blockers": ["the milestone is not in gate review"], "open_critical_deviations": 0},
+    "action_item_ids": [31]
+}))]
+pub struct GateDecisionOutcome {
+    pub decision: GateDecisionView,
+    /// The gate after the decision.
+    pub gate: GateView,
+    /// Action items created from failed checklist items (no-go).
+    pub action_item_ids: Vec<i64>,
+}

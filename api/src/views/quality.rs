@@ -1,16 +1,19 @@
 //! How quality records read on the wire when several areas show them.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use entity::capa::{self, CapaEvent, CapaSource, CapaStatus, EffectivenessOutcome};
+use entity::action_item;
+use entity::capa::{self, ActionKind, CapaEvent, CapaSource, CapaStatus, EffectivenessOutcome};
 use entity::change_request::{self, ChangeClass, ChangeEvent, ChangeStatus};
 use entity::deviation::{
     self, Category, Criticality, DeviationEvent, DeviationStatus, RootCauseMethod,
 };
+use entity::extension_request::{self, ExtensionStatus};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::error::ApiResult;
+use crate::views::plan::ActionItemView;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({
@@ -226,5 +229,100 @@ pub fn change_request(c: &change_request::Model) -> ChangeView {
         created_at: c.created_at,
         updated_at: c.updated_at,
         version: c.version,
+    }
+}
+
+/// One CAPA with its actions.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"capa": {
+    "id": 5, "program_id": 7, "title": "Replace and re-qualify harvest tank gaskets", "description": "…",
+    "source": "deviation", "finding_reference": null, "deviation_ids": [41], "status": "open",
+    "effectiveness_due": null, "effectiveness_outcome": null, "plan_signature_id": null, "closure_signature_id": null,
+    "cancel_reason": null, "closed_at": null, "allowed_events": ["approve_plan", "cancel"],
+    "created_at": "2027-04-03T09:00:00Z", "updated_at": "2027-04-03T09:00:00Z", "version": 1}, "actions": []}))]
+pub struct CapaDetail {
+    pub capa: CapaView,
+    pub actions: Vec<CapaActionView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"kind": "corrective", "action": {
+    "id": 31, "program_id": 7, "title": "Replace gaskets", "description": null, "owner_user_id": 9,
+    "due_date": "2027-04-20", "source": "capa", "source_id": 5, "status": "open", "snoozed_until": null,
+    "snooze_reason": null, "overdue": false, "days_overdue": 0, "allowed_events": ["start", "complete", "cancel"],
+    "completed_at": null, "created_at": "2027-04-03T09:00:00Z", "updated_at": "2027-04-03T09:00:00Z", "version": 1}}))]
+pub struct CapaActionView {
+    pub kind: ActionKind,
+    pub action: ActionItemView,
+}
+
+pub async fn capa_detail<C: ConnectionTrait>(
+    conn: &C,
+    c: &capa::Model,
+    today: NaiveDate,
+) -> ApiResult<CapaDetail> {
+    let links = capa::action_link::Entity::find()
+        .filter(capa::action_link::Column::CapaId.eq(c.id))
+        .order_by_asc(capa::action_link::Column::ActionItemId)
+        .all(conn)
+        .await?;
+    let items = action_item::Entity::find()
+        .filter(action_item::Column::Id.is_in(links.iter().map(|l| l.action_item_id)))
+        .all(conn)
+        .await?;
+    let actions = links
+        .iter()
+        .filter_map(|l| {
+            items
+                .iter()
+                .find(|a| a.id == l.action_item_id)
+                .map(|a| CapaActionView {
+                    kind: l.kind,
+                    action: crate::views::plan::action_item(a, today),
+                })
+        })
+        .collect();
+    Ok(CapaDetail {
+        capa: capa(conn, c).await?,
+        actions,
+    })
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 3, "action_item_id": 31, "current_due": "2027-04-20", "requested_due": "2027-05-04",
+    "reason": "gasket supplier delayed", "status": "approved", "requested_by_user_id": 9,
+    "decided_by_user_id": 4, "decision_reason": "supplier delay documented", "decided_at": "2027-04-18T10:00:00Z",
+    "created_at": "2027-04-17T10:00:00Z"
+}))]
+pub struct ExtensionRequestView {
+    pub id: i64,
+    pub action_item_id: i64,
+    pub current_due: NaiveDate,
+    pub requested_due: NaiveDate,
+    pub reason: String,
+    pub status: ExtensionStatus,
+    pub requested_by_user_id: i64,
+    pub decided_by_user_id: Option<i64>,
+    pub decision_reason: Option<String>,
+    pub decided_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<&extension_request::Model> for ExtensionRequestView {
+    fn from(m: &extension_request::Model) -> Self {
+        Self {
+            id: m.id,
+            action_item_id: m.action_item_id,
+            current_due: m.current_due,
+            requested_due: m.requested_due,
+            reason: m.reason.clone(),
+            status: m.status,
+            requested_by_user_id: m.requested_by_user_id,
+            decided_by_user_id: m.decided_by_user_id,
+            decision_reason: m.decision_reason.clone(),
+            decided_at: m.decided_at,
+            created_at: m.created_at,
+        }
     }
 }

@@ -9,8 +9,7 @@ use entity::escalation_policy::{self, PolicyDoc, Recipient};
 use entity::program;
 use sea_orm::sea_query::{Expr, ExprTrait};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait,
-    EntityTrait, QueryFilter,
+    ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -20,23 +19,9 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Checks, Validate};
 use crate::routes::{expected_version, snapshot, wire_name};
 use crate::state::AppState;
+use crate::views::escalation::{PolicyView, policy_view};
 
 // ---------------------------------------------------------------------------- policy
-
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"program_id": 3, "tiers": [
-    {"name": "Core team", "member_ids": [], "governance_tiers": ["core_team"], "match_expertise": true, "wait_minutes": 15},
-    {"name": "Leadership", "member_ids": [], "governance_tiers": ["leadership"], "match_expertise": false, "wait_minutes": 30},
-    {"name": "Steering committee", "member_ids": [], "governance_tiers": ["steering_committee"], "match_expertise": false, "wait_minutes": 30}],
-    "repeat_last": 1, "ack_timeout_minutes": 60, "version": 1}))]
-pub struct PolicyView {
-    pub program_id: i64,
-    pub tiers: Vec<escalation_policy::Tier>,
-    pub repeat_last: i32,
-    pub ack_timeout_minutes: i32,
-    /// Send it back on PUT (409 when someone changed the policy meanwhile).
-    pub version: i32,
-}
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -63,25 +48,6 @@ impl Validate for UpdatePolicy {
             c.fail(&field, code, message);
         }
     }
-}
-
-async fn policy_view<C: ConnectionTrait>(conn: &C, program_id: i64) -> ApiResult<PolicyView> {
-    let stored = escalation_policy::Entity::find()
-        .filter(escalation_policy::Column::ProgramId.eq(program_id))
-        .one(conn)
-        .await?;
-    let (doc, version) = match &stored {
-        Some(m) => (m.doc(), m.version),
-        // No row yet (programs created before policies existed): the default, version 0.
-        None => (escalation_policy::default_policy(), 0),
-    };
-    Ok(PolicyView {
-        program_id,
-        tiers: doc.tiers,
-        repeat_last: doc.repeat_last,
-        ack_timeout_minutes: doc.ack_timeout_minutes,
-        version,
-    })
 }
 
 /// The program's escalation policy (the SPEC default until someone edits it).

@@ -1,7 +1,6 @@
 //! Reading and verifying the organization's audit trail.
 
 use actix_web::{get, web};
-use chrono::{DateTime, Utc};
 use entity::audit::BrokenLinkKind;
 use entity::{audit_event, audit_trail};
 use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
@@ -12,64 +11,7 @@ use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::ApiResult;
 use crate::routes::{Checks, Page, fetch_page};
 use crate::state::AppState;
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[schema(example = json!({
-    "id": 17, "seq": 5, "actor_user_id": 1, "entity_type": "user", "entity_id": "3",
-    "action": "deactivate",
-    "before": {"id": 3, "active": true, "version": 1},
-    "after": {"id": 3, "active": false, "version": 2},
-    "reason": "left the company", "request_id": "5f0c2a8e-7d1b-4f7e-9a55-3c1d0e6b2a90",
-    "occurred_at": "2026-11-23T09:00:00.123456Z",
-    "prev_hash": "9b1c…", "hash": "4e7a…"
-}))]
-pub struct AuditEventView {
-    pub id: i64,
-    /// Position in the organization's chain, from 1 without gaps.
-    pub seq: i64,
-    /// `null` for acts of the system (bootstrap, scheduled jobs).
-    pub actor_user_id: Option<i64>,
-    pub entity_type: String,
-    pub entity_id: String,
-    pub action: String,
-    /// The record before the change (absent on creation).
-    pub before: Option<serde_json::Value>,
-    /// The record after the change.
-    pub after: Option<serde_json::Value>,
-    pub reason: Option<String>,
-    pub request_id: Option<String>,
-    pub occurred_at: DateTime<Utc>,
-    /// Hash of the previous event (64 zeros for the first).
-    pub prev_hash: String,
-    /// SHA-256 over `prev_hash` and this event's canonical JSON.
-    pub hash: String,
-}
-
-impl From<&audit_event::Model> for AuditEventView {
-    fn from(m: &audit_event::Model) -> Self {
-        Self {
-            id: m.id,
-            seq: m.seq,
-            actor_user_id: m.actor_user_id,
-            entity_type: m.entity_type.clone(),
-            entity_id: m.entity_id.clone(),
-            action: m.action.clone(),
-            before: m.before.as_deref().map(parse_snapshot),
-            after: m.after.as_deref().map(parse_snapshot),
-            reason: m.reason.clone(),
-            request_id: m.request_id.clone(),
-            occurred_at: m.occurred_at,
-            prev_hash: m.prev_hash.clone(),
-            hash: m.hash.clone(),
-        }
-    }
-}
-
-/// Snapshots are stored as canonical JSON text; one that does not parse (tampered with)
-/// is shown as the raw string rather than failing the whole listing.
-fn parse_snapshot(text: &str) -> serde_json::Value {
-    serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_string()))
-}
+use crate::views::identity::{AuditEventView, BrokenLinkView};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -145,20 +87,6 @@ pub async fn get_audit_event(
 ) -> ApiResult<web::Json<AuditEventView>> {
     let event = find_scoped::<audit_event::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
     Ok(web::Json(AuditEventView::from(&event)))
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"seq": 5, "event_id": 17, "kind": "hash_mismatch"}))]
-pub struct BrokenLinkView {
-    /// Sequence number where the chain breaks.
-    pub seq: i64,
-    /// The offending event, when it exists.
-    pub event_id: Option<i64>,
-    /// `hash_mismatch` (a row was edited), `prev_hash_mismatch` (a row was replaced),
-    /// `sequence_gap` (a row was deleted), `truncated_tail` (the newest rows were deleted),
-    /// `beyond_head` (rows were added past the recorded head), `missing_head` (the chain
-    /// head itself was deleted).
-    pub kind: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

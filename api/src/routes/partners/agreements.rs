@@ -6,7 +6,7 @@ use entity::cmo::{self};
 use sea_orm::{
     ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::require_sponsor_side;
@@ -14,25 +14,8 @@ use crate::auth::{AuthContext, find_scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Checks, Validate};
 use crate::state::AppState;
+use crate::views::partners::{QualityAgreementView, agreement_views};
 use crate::write::insert_audited;
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[schema(example = json!({"id": 4, "cmo_org_id": 2, "version_label": "v3", "effective_on": "2026-01-01",
-    "expires_on": "2027-12-31", "responsibilities": "Sponsor: release; CMO: batch record review, deviations within 1 business day",
-    "document_ref": "QA-AGR-LONZA-003", "current": true, "days_to_expiry": 396}))]
-pub struct QualityAgreementView {
-    pub id: i64,
-    pub cmo_org_id: i64,
-    pub version_label: String,
-    pub effective_on: NaiveDate,
-    pub expires_on: NaiveDate,
-    pub responsibilities: String,
-    pub document_ref: String,
-    /// In force today and the latest to take effect.
-    pub current: bool,
-    /// Negative once expired.
-    pub days_to_expiry: i64,
-}
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -63,30 +46,6 @@ impl Validate for CreateQualityAgreement {
         c.text("responsibilities", &self.responsibilities, 1, 10_000);
         c.text("document_ref", &self.document_ref, 1, 300);
     }
-}
-
-fn agreement_views(
-    list: &[cmo::quality_agreement::Model],
-    today: NaiveDate,
-) -> Vec<QualityAgreementView> {
-    let current = list
-        .iter()
-        .filter(|a| a.effective_on <= today && today <= a.expires_on)
-        .max_by_key(|a| (a.effective_on, a.id))
-        .map(|a| a.id);
-    list.iter()
-        .map(|a| QualityAgreementView {
-            id: a.id,
-            cmo_org_id: a.cmo_org_id,
-            version_label: a.version_label.clone(),
-            effective_on: a.effective_on,
-            expires_on: a.expires_on,
-            responsibilities: a.responsibilities.clone(),
-            document_ref: a.document_ref.clone(),
-            current: Some(a.id) == current,
-            days_to_expiry: (a.expires_on - today).num_days(),
-        })
-        .collect()
 }
 
 /// Record a quality agreement (sponsor quality, program managers and admins). Its

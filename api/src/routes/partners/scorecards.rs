@@ -4,13 +4,14 @@ use actix_web::{get, web};
 use chrono::NaiveDate;
 use entity::cmo::{self};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use crate::auth::{AuthContext, find_scoped};
 use crate::error::ApiResult;
 use crate::extract::Checks;
 use crate::state::AppState;
+use crate::views::partners::ScorecardView;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -21,24 +22,6 @@ pub struct ScorecardQuery {
     /// Last day of the window, inclusive (default: today, UTC).
     #[param(example = "2026-12-31")]
     pub to: Option<NaiveDate>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"cmo_org_id": 2, "program_id": null, "programs": 3, "from": "2026-09-01", "to": "2026-11-30",
-    "kpis": {"milestones_due": 12, "milestones_on_time": 9, "on_time_milestone_rate": 0.75,
-    "batches": 8, "deviations": 11, "deviations_per_batch": {"critical": 0.13, "major": 0.25, "minor": 1.0},
-    "median_days_to_triage": 0.6, "median_days_to_close": 21.5, "capa_on_time_closure_rate": 0.8,
-    "escalations": 3, "median_minutes_to_acknowledge": 7.5, "p90_minutes_to_acknowledge": 22.0,
-    "open_overdue_actions": 4}}))]
-pub struct ScorecardView {
-    pub cmo_org_id: i64,
-    /// Set for a program's scorecard.
-    pub program_id: Option<i64>,
-    /// Programs counted.
-    pub programs: usize,
-    pub from: NaiveDate,
-    pub to: NaiveDate,
-    pub kpis: entity::scorecard::Scorecard,
 }
 
 fn window(q: &ScorecardQuery, today: NaiveDate) -> ApiResult<entity::scorecard::Window> {

@@ -8,7 +8,7 @@ use entity::milestone;
 use entity::workflow::gate as gate_flow;
 use entity::{SignatureMeaning, SignedRecordType, program, signature};
 use sea_orm::ConnectionTrait;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::milestone_view;
@@ -18,7 +18,8 @@ use crate::routes::{ApiJson, Checks, Validate};
 use crate::state::AppState;
 use crate::transition::{ApiStep, run_step_completed};
 use crate::views::EventOptions;
-use crate::views::plan::{GateDecisionView, GateView, MilestoneView, gate_view};
+use crate::views::plan::GateDecisionOutcome;
+use crate::views::plan::{GateDecisionView, MilestoneView, gate_view};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -37,23 +38,6 @@ impl Validate for DecideGate {
         c.signing_password("password", &self.password);
         c.optional_text("notes", self.notes.as_deref(), 1, 2000);
     }
-}
-
-/// The signed outcome of a decision.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({
-    "decision": {"id": 4, "milestone_id": 12, "gate_round": 1, "decision": "no_go", "notes": "batch record gaps",
-                 "signature_id": 19, "decided_by_user_id": 5, "decided_at": "2027-04-12T09:30:00Z"},
-    "gate": {"milestone_id": 12, "milestone_status": "in_progress", "gate_round": 1, "items": [], "decisions": [],
-             "go_blockers": ["the milestone is not in gate review"], "open_critical_deviations": 0},
-    "action_item_ids": [31]
-}))]
-pub struct GateDecisionOutcome {
-    pub decision: GateDecisionView,
-    /// The gate after the decision.
-    pub gate: GateView,
-    /// Action items created from failed checklist items (no-go).
-    pub action_item_ids: Vec<i64>,
 }
 
 /// Decide the gate of a milestone in gate review: `go` or `no_go`, e-signed by a program

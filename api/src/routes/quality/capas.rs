@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
 use chrono::{DateTime, NaiveDate, Utc};
-use entity::action_item::{self, ActionSource};
+use entity::action_item::ActionSource;
 use entity::audit_trail::{self, Entry};
 use entity::capa::{self, ActionKind, CapaEvent, CapaSource, CapaStatus, EffectivenessOutcome};
 use entity::deviation::{self};
@@ -15,7 +15,7 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait,
     QueryFilter, QueryOrder,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked, scoped};
@@ -27,7 +27,7 @@ use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page};
 use crate::state::AppState;
 use crate::transition::event_options;
 use crate::transition::{ApiStep, run_step};
-use crate::views::plan::ActionItemView;
+use crate::views::quality::{CapaActionView, CapaDetail, capa_detail as detail};
 use crate::views::quality::{CapaView, capa as render};
 use crate::views::{EventOptions, Offers};
 use crate::write::{Patched, update_versioned};
@@ -207,62 +207,6 @@ pub async fn list_capas(
         limit,
         offset,
     }))
-}
-
-/// One CAPA with its actions.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"capa": {
-    "id": 5, "program_id": 7, "title": "Replace and re-qualify harvest tank gaskets", "description": "…",
-    "source": "deviation", "finding_reference": null, "deviation_ids": [41], "status": "open",
-    "effectiveness_due": null, "effectiveness_outcome": null, "plan_signature_id": null, "closure_signature_id": null,
-    "cancel_reason": null, "closed_at": null, "allowed_events": ["approve_plan", "cancel"],
-    "created_at": "2027-04-03T09:00:00Z", "updated_at": "2027-04-03T09:00:00Z", "version": 1}, "actions": []}))]
-pub struct CapaDetail {
-    pub capa: CapaView,
-    pub actions: Vec<CapaActionView>,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"kind": "corrective", "action": {
-    "id": 31, "program_id": 7, "title": "Replace gaskets", "description": null, "owner_user_id": 9,
-    "due_date": "2027-04-20", "source": "capa", "source_id": 5, "status": "open", "snoozed_until": null,
-    "snooze_reason": null, "overdue": false, "days_overdue": 0, "allowed_events": ["start", "complete", "cancel"],
-    "completed_at": null, "created_at": "2027-04-03T09:00:00Z", "updated_at": "2027-04-03T09:00:00Z", "version": 1}}))]
-pub struct CapaActionView {
-    pub kind: ActionKind,
-    pub action: ActionItemView,
-}
-
-async fn detail<C: ConnectionTrait>(
-    conn: &C,
-    c: &capa::Model,
-    today: NaiveDate,
-) -> ApiResult<CapaDetail> {
-    let links = capa::action_link::Entity::find()
-        .filter(capa::action_link::Column::CapaId.eq(c.id))
-        .order_by_asc(capa::action_link::Column::ActionItemId)
-        .all(conn)
-        .await?;
-    let items = action_item::Entity::find()
-        .filter(action_item::Column::Id.is_in(links.iter().map(|l| l.action_item_id)))
-        .all(conn)
-        .await?;
-    let actions = links
-        .iter()
-        .filter_map(|l| {
-            items
-                .iter()
-                .find(|a| a.id == l.action_item_id)
-                .map(|a| CapaActionView {
-                    kind: l.kind,
-                    action: crate::views::plan::action_item(a, today),
-                })
-        })
-        .collect();
-    Ok(CapaDetail {
-        capa: render(conn, c).await?,
-        actions,
-    })
 }
 
 /// One CAPA, with its corrective and preventive actions.

@@ -2,7 +2,7 @@
 //! (SPEC §4); an approved one moves the due date.
 
 use actix_web::{HttpResponse, get, post, web};
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::NaiveDate;
 use entity::Role;
 use entity::action_item::{self, ActionSource, ActionStatus};
 use entity::audit_trail::{self, Entry};
@@ -11,52 +11,14 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, EntityTrait,
     PaginatorTrait, QueryFilter, QueryOrder,
 };
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked};
 use crate::error::{ApiError, ApiResult};
 use crate::routes::{ApiJson, Checks, Page, Validate, compare_and_set, fetch_page, snapshot};
 use crate::state::AppState;
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[schema(example = json!({
-    "id": 3, "action_item_id": 31, "current_due": "2027-04-20", "requested_due": "2027-05-04",
-    "reason": "gasket supplier delayed", "status": "approved", "requested_by_user_id": 9,
-    "decided_by_user_id": 4, "decision_reason": "supplier delay documented", "decided_at": "2027-04-18T10:00:00Z",
-    "created_at": "2027-04-17T10:00:00Z"
-}))]
-pub struct ExtensionRequestView {
-    pub id: i64,
-    pub action_item_id: i64,
-    pub current_due: NaiveDate,
-    pub requested_due: NaiveDate,
-    pub reason: String,
-    pub status: ExtensionStatus,
-    pub requested_by_user_id: i64,
-    pub decided_by_user_id: Option<i64>,
-    pub decision_reason: Option<String>,
-    pub decided_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-}
-
-impl From<&extension_request::Model> for ExtensionRequestView {
-    fn from(m: &extension_request::Model) -> Self {
-        Self {
-            id: m.id,
-            action_item_id: m.action_item_id,
-            current_due: m.current_due,
-            requested_due: m.requested_due,
-            reason: m.reason.clone(),
-            status: m.status,
-            requested_by_user_id: m.requested_by_user_id,
-            decided_by_user_id: m.decided_by_user_id,
-            decision_reason: m.decision_reason.clone(),
-            decided_at: m.decided_at,
-            created_at: m.created_at,
-        }
-    }
-}
+use crate::views::quality::ExtensionRequestView;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
