@@ -94,27 +94,26 @@ pub async fn create_user<C: ConnectionTrait>(
     actor: &Actor,
     new: NewUser,
 ) -> ApiResult<user::Model> {
-    let user = user::ActiveModel {
-        id: NotSet,
-        org_id: Set(actor.org_id),
-        email: Set(user::normalize_email(&new.email)),
-        display_name: Set(new.display_name.trim().to_string()),
-        role: Set(new.role),
-        time_zone: Set(new.time_zone),
-        phone: Set(new.phone),
-        password_hash: Set(new.password_hash),
-        password_is_temporary: Set(new.password_is_temporary),
-        active: Set(true),
-        created_at: Set(actor.at),
-        updated_at: Set(actor.at),
-        version: Set(1),
-    }
-    .insert(conn)
-    .await?;
-    audit_trail::append(
+    let (user, _) = crate::write::insert_audited(
         conn,
         actor,
-        Entry::new("user", user.id, "create").after(snapshot(&UserView::from(&user))),
+        "user",
+        user::ActiveModel {
+            id: NotSet,
+            org_id: Set(actor.org_id),
+            email: Set(user::normalize_email(&new.email)),
+            display_name: Set(new.display_name.trim().to_string()),
+            role: Set(new.role),
+            time_zone: Set(new.time_zone),
+            phone: Set(new.phone),
+            password_hash: Set(new.password_hash),
+            password_is_temporary: Set(new.password_is_temporary),
+            active: Set(true),
+            created_at: Set(actor.at),
+            updated_at: Set(actor.at),
+            version: Set(1),
+        },
+        async |created| Ok(UserView::from(created)),
     )
     .await?;
     Ok(user)

@@ -110,18 +110,7 @@ where
     let before = view(&txn, &current).await?;
     let mut updated = current.clone();
     let patched = patch(&txn, &current, &mut updated).await?;
-    updated.stamp(now);
-    if workflow::compare_and_set::<E>(&txn, updated.clone(), id, current.version())
-        .await?
-        .is_none()
-    {
-        // Another process wrote first (PostgreSQL reads without a lock here).
-        let now_current = E::find_by_id(id)
-            .one(&txn)
-            .await?
-            .ok_or(ApiError::NotFound)?;
-        return Err(ApiError::stale_version(now_current.version()));
-    }
+    let updated = write_next_version::<E>(&txn, id, &current, now, |next| *next = updated).await?;
     let after = view(&txn, &updated).await?;
     audit_trail::append(
         &txn,
@@ -134,6 +123,38 @@ where
     .await?;
     txn.commit().await?;
     Ok(after)
+}
+
+/// Writes `current` with `change` as its next version (`updated_at` = `now`), if the
+/// stored row still has `current`'s version: the engine's compare-and-set, so of two
+/// concurrent writers exactly one wins, across processes. 409 with the current version
+/// when another writer came first.
+pub async fn write_next_version<E>(
+    conn: &impl ConnectionTrait,
+    id: i64,
+    current: &E::Model,
+    now: chrono::DateTime<chrono::Utc>,
+    change: impl FnOnce(&mut E::Model),
+) -> ApiResult<E::Model>
+where
+    E: EntityTrait,
+    E::Model: Versioned + Clone + IntoActiveModel<E::ActiveModel>,
+    <E::PrimaryKey as PrimaryKeyTrait>::ValueType: From<i64>,
+{
+    let mut next = current.clone();
+    change(&mut next);
+    next.stamp(now);
+    match workflow::compare_and_set::<E>(conn, next, id, current.version()).await? {
+        Some(written) => Ok(written),
+        None => {
+            // Another process wrote first (PostgreSQL reads without a lock here).
+            let stored = E::find_by_id(id)
+                .one(conn)
+                .await?
+                .ok_or(ApiError::NotFound)?;
+            Err(ApiError::stale_version(stored.version()))
+        }
+    }
 }
 
 /// Inserts `row` and its `create` audit row (after: the record as `view` shows it), in

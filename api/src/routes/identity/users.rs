@@ -3,19 +3,17 @@
 use actix_web::{HttpRequest, HttpResponse, get, patch, post, put, web};
 use entity::audit_trail::{self, Entry};
 use entity::{Role, user};
-use sea_orm::{ActiveValue::Set, ColumnTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::provisioning::{self, NewUser};
-use crate::routes::{
-    ApiJson, Checks, Page, Validate, compare_and_set, expected_version, fetch_page, snapshot,
-};
+use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page, snapshot};
 use crate::state::AppState;
 use crate::views::identity::UserView;
-use crate::write::{Patched, update_versioned};
+use crate::write::{Patched, optional_version, update_versioned, write_next_version};
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -338,15 +336,7 @@ pub async fn deactivate_user(
 ) -> ApiResult<web::Json<UserView>> {
     ctx.require_admin()?;
     let body = body.into_inner();
-    let header_or_body = if body.version.is_some()
-        || req
-            .headers()
-            .contains_key(actix_web::http::header::IF_MATCH)
-    {
-        Some(expected_version(&req, body.version)?)
-    } else {
-        None
-    };
+    let header_or_body = optional_version(&req, body.version)?;
     let txn = entity::db::begin_write(&state.db).await?;
     let current = find_scoped::<user::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if current.id == ctx.user.id {
@@ -363,12 +353,9 @@ pub async fn deactivate_user(
     }
     let now = state.clock.now();
     let before = snapshot(&UserView::from(&current));
-    let mut active: user::ActiveModel = current.clone().into();
-    active.active = Set(false);
-    active.updated_at = Set(now);
-    active.version = Set(current.version + 1);
     let updated =
-        compare_and_set::<user::Entity, _>(&txn, active, current.id, current.version).await?;
+        write_next_version::<user::Entity>(&txn, current.id, &current, now, |u| u.active = false)
+            .await?;
     audit_trail::append(
         &txn,
         &ctx.actor(now),
@@ -456,14 +443,12 @@ pub async fn set_password(
     let now = state.clock.now();
     let txn = entity::db::begin_write(&state.db).await?;
     let current = find_scoped::<user::Entity, _>(&txn, &ctx, target.id).await?;
-    let mut active: user::ActiveModel = current.clone().into();
-    active.password_hash = Set(Some(hash));
-    // A password someone else chose is only good for being replaced.
-    active.password_is_temporary = Set(!is_self);
-    active.updated_at = Set(now);
-    active.version = Set(current.version + 1);
-    let updated =
-        compare_and_set::<user::Entity, _>(&txn, active, current.id, current.version).await?;
+    let updated = write_next_version::<user::Entity>(&txn, current.id, &current, now, |u| {
+        u.password_hash = Some(hash);
+        // A password someone else chose is only good for being replaced.
+        u.password_is_temporary = !is_self;
+    })
+    .await?;
     let action = if is_self {
         "set_password"
     } else {

@@ -7,7 +7,7 @@ use entity::action_item::{self, ActionEvent, ActionSource, ActionStatus};
 use entity::audit_trail::{self, Entry};
 use entity::program;
 use sea_orm::sea_query::IntoCondition;
-use sea_orm::{ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -16,15 +16,13 @@ use crate::error::{ApiError, ApiResult};
 use crate::local_dates::ProgramDates;
 use crate::records::check_owner;
 use crate::records::{NewAction, insert_action};
-use crate::routes::{
-    ApiJson, Checks, Page, Validate, compare_and_set, expected_version, fetch_page, snapshot,
-};
+use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page, snapshot};
 use crate::state::AppState;
 use crate::transition::answer;
 use crate::transition::{ApiStep, run_step};
 use crate::views::plan::{ActionItemView, action_item as view};
 use crate::views::{EventOptions, Offers};
-use crate::write::{Patched, update_versioned};
+use crate::write::{Patched, optional_version, update_versioned, write_next_version};
 use entity::workflow::action as action_flow;
 
 /// Owners act on their own items; program managers and admins of either side on all.
@@ -503,15 +501,8 @@ pub async fn snooze_action_item(
             "only open or in-progress items can be snoozed",
         ));
     }
-    if b.version.is_some()
-        || req
-            .headers()
-            .contains_key(actix_web::http::header::IF_MATCH)
-    {
-        let seen = expected_version(&req, b.version)?;
-        if seen != current.version {
-            return Err(ApiError::stale_version(current.version));
-        }
+    if optional_version(&req, b.version)?.is_some_and(|seen| seen != current.version) {
+        return Err(ApiError::stale_version(current.version));
     }
     let now = state.clock.now();
     let today = prog.today(now);
@@ -522,14 +513,11 @@ pub async fn snooze_action_item(
             "must be today or later",
         ));
     }
-    let mut active: action_item::ActiveModel = current.clone().into();
-    active.snoozed_until = Set(Some(b.until));
-    active.snooze_reason = Set(Some(b.reason.clone()));
-    active.updated_at = Set(now);
-    active.version = Set(current.version + 1);
-    let updated =
-        compare_and_set::<action_item::Entity, _>(&txn, active, current.id, current.version)
-            .await?;
+    let updated = write_next_version::<action_item::Entity>(&txn, current.id, &current, now, |a| {
+        a.snoozed_until = Some(b.until);
+        a.snooze_reason = Some(b.reason.clone());
+    })
+    .await?;
     audit_trail::append(
         &txn,
         &ctx.actor(now),

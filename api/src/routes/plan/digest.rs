@@ -9,16 +9,17 @@ use entity::audit_trail::{self, Actor, Entry};
 use entity::digest;
 use entity::link_token::{self, Link, TokenError};
 use entity::{job_run, link_secret, program, team_member, user};
-use sea_orm::{ActiveValue::Set, EntityTrait};
+use sea_orm::EntityTrait;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{AuthContext, find_scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::pages::{self, html_response as html};
-use crate::routes::{compare_and_set, snapshot};
+use crate::routes::snapshot;
 use crate::state::AppState;
 use crate::views::plan::TeamMemberView;
+use crate::write::write_next_version;
 
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
@@ -287,13 +288,10 @@ async fn apply_unsubscribe(state: &AppState, member_id: i64) -> ApiResult<()> {
         .await?
         .ok_or(ApiError::NotFound)?;
     let now = state.clock.now();
-    let mut active: team_member::ActiveModel = current.clone().into();
-    active.wants_digest = Set(false);
-    active.updated_at = Set(now);
-    active.version = Set(current.version + 1);
-    let updated =
-        compare_and_set::<team_member::Entity, _>(&txn, active, current.id, current.version)
-            .await?;
+    let updated = write_next_version::<team_member::Entity>(&txn, current.id, &current, now, |m| {
+        m.wants_digest = false
+    })
+    .await?;
     audit_trail::append(
         &txn,
         &Actor {

@@ -16,9 +16,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked};
 use crate::error::{ApiError, ApiResult};
-use crate::routes::{ApiJson, Checks, Page, Validate, compare_and_set, fetch_page, snapshot};
+use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page, snapshot};
 use crate::state::AppState;
 use crate::views::quality::ExtensionRequestView;
+use crate::write::write_next_version;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -234,12 +235,10 @@ pub async fn decide_extension(
     )
     .await?;
     if b.approve {
-        let mut moved: action_item::ActiveModel = item.clone().into();
-        moved.due_date = Set(decided.requested_due);
-        moved.updated_at = Set(now);
-        moved.version = Set(item.version + 1);
-        let updated =
-            compare_and_set::<action_item::Entity, _>(&txn, moved, item.id, item.version).await?;
+        let updated = write_next_version::<action_item::Entity>(&txn, item.id, &item, now, |a| {
+            a.due_date = decided.requested_due
+        })
+        .await?;
         audit_trail::append(
             &txn,
             &ctx.actor(now),
