@@ -250,7 +250,26 @@ fn complete(doc: &mut utoipa::openapi::OpenApi) {
         .into_iter()
         .flatten()
         {
+            answer_errors_as_problems(op);
             add_standard_responses(op, has_path_params);
+        }
+    }
+}
+
+/// Every error answer is problem+json: a path attribute says `body = Problem` and the
+/// media type is set here once, not in each of some 200 response lines.
+fn answer_errors_as_problems(op: &mut Operation) {
+    for (status, response) in op.responses.responses.iter_mut() {
+        let RefOr::T(response) = response else {
+            continue;
+        };
+        if !(status.starts_with('4') || status.starts_with('5')) {
+            continue;
+        }
+        if let Some(content) = response.content.shift_remove("application/json") {
+            response
+                .content
+                .insert(crate::error::PROBLEM_JSON.to_string(), content);
         }
     }
 }

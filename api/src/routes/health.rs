@@ -40,7 +40,7 @@ pub async fn healthz() -> web::Json<Health> {
     security(()),
     responses(
         (status = 200, description = "The database answers", body = Readiness),
-        (status = 503, description = "The database is unreachable", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 503, description = "The database is unreachable", body = crate::error::Problem)
     )
 )]
 #[get("/readyz")]

@@ -93,8 +93,8 @@ fn may_act(ctx: &AuthContext) -> ApiResult<()> {
     request_body = OpenEscalation,
     responses(
         (status = 201, description = "Opened; the worker pages tier 1 at once", body = EscalationView),
-        (status = 403, description = "Viewers do not open escalations", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, or no such program visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Viewers do not open escalations", body = crate::error::Problem),
+        (status = 422, description = "Invalid fields, or no such program visible to the caller", body = crate::error::Problem)
     )
 )]
 #[post("/escalations")]
@@ -184,7 +184,7 @@ pub async fn list_escalations(
     params(("id" = i64, Path, description = "Escalation id")),
     responses(
         (status = 200, description = "The escalation", body = EscalationDetail),
-        (status = 404, description = "No such escalation visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 404, description = "No such escalation visible to the caller", body = crate::error::Problem)
     )
 )]
 #[get("/escalations/{id}")]
@@ -209,9 +209,9 @@ pub async fn get_escalation(
     request_body = AcknowledgeEscalation,
     responses(
         (status = 200, description = "Acknowledged (now or before, by you)", body = EscalationView),
-        (status = 403, description = "Viewers do not acknowledge", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such escalation visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Acknowledged by someone else, or resolved", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Viewers do not acknowledge", body = crate::error::Problem),
+        (status = 404, description = "No such escalation visible to the caller", body = crate::error::Problem),
+        (status = 409, description = "Acknowledged by someone else, or resolved", body = crate::error::Problem)
     )
 )]
 #[post("/escalations/{id}/ack")]
@@ -254,9 +254,9 @@ pub async fn ack_escalation(
     request_body = ResolveEscalation,
     responses(
         (status = 200, description = "Resolved", body = EscalationView),
-        (status = 403, description = "Viewers do not resolve", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such escalation visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Already resolved", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Viewers do not resolve", body = crate::error::Problem),
+        (status = 404, description = "No such escalation visible to the caller", body = crate::error::Problem),
+        (status = 409, description = "Already resolved", body = crate::error::Problem)
     )
 )]
 #[post("/escalations/{id}/resolve")]

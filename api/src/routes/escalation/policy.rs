@@ -56,7 +56,7 @@ impl Validate for UpdatePolicy {
     params(("id" = i64, Path, description = "Program id")),
     responses(
         (status = 200, description = "The policy", body = PolicyView),
-        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem)
     )
 )]
 #[get("/programs/{id}/escalation-policy")]
@@ -77,9 +77,9 @@ pub async fn get_policy(
     request_body = UpdatePolicy,
     responses(
         (status = 200, description = "The new policy", body = PolicyView),
-        (status = 403, description = "Only the sponsor's admins and program managers edit the policy", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Stale version", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Only the sponsor's admins and program managers edit the policy", body = crate::error::Problem),
+        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem),
+        (status = 409, description = "Stale version", body = crate::error::Problem)
     )
 )]
 #[put("/programs/{id}/escalation-policy")]
@@ -211,7 +211,7 @@ pub struct PolicyCheck {
     params(("id" = i64, Path, description = "Program id")),
     responses(
         (status = 200, description = "Warnings, if any", body = PolicyCheck),
-        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem)
     )
 )]
 #[get("/programs/{id}/escalation-policy/check")]
@@ -348,8 +348,8 @@ pub struct DryRun {
     params(("id" = i64, Path, description = "Program id"), DryRunQuery),
     responses(
         (status = 200, description = "The paging plan", body = DryRun),
-        (status = 422, description = "Unknown category, or `at` outside 2000–2200", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 422, description = "Unknown category, or `at` outside 2000–2200", body = crate::error::Problem),
+        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem)
     )
 )]
 #[get("/programs/{id}/escalation-policy/dry-run")]

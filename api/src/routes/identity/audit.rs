@@ -76,7 +76,7 @@ pub async fn list_audit_events(
     params(("id" = i64, Path, description = "Audit event id")),
     responses(
         (status = 200, description = "The audit event", body = AuditEventView),
-        (status = 404, description = "No such event in the caller's organization", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 404, description = "No such event in the caller's organization", body = crate::error::Problem)
     )
 )]
 #[get("/audit-events/{id}")]

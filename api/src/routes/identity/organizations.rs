@@ -73,8 +73,8 @@ pub const INITIAL_ADMIN_TOKEN_LIFETIME: chrono::TimeDelta = chrono::TimeDelta::d
     request_body = CreateOrganization,
     responses(
         (status = 201, description = "Organization, admin and first token created", body = CreatedOrganization),
-        (status = 403, description = "Caller is not an admin of a sponsor organization", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "An organization with that name, or a user with that email, exists", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Caller is not an admin of a sponsor organization", body = crate::error::Problem),
+        (status = 409, description = "An organization with that name, or a user with that email, exists", body = crate::error::Problem)
     )
 )]
 #[post("/organizations")]
@@ -184,7 +184,7 @@ pub async fn list_organizations(
     params(("id" = i64, Path, description = "Organization id")),
     responses(
         (status = 200, description = "The organization", body = OrganizationView),
-        (status = 404, description = "No such organization visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 404, description = "No such organization visible to the caller", body = crate::error::Problem)
     )
 )]
 #[get("/organizations/{id}")]

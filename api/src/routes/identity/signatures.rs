@@ -49,11 +49,11 @@ impl Validate for CreateSignature {
     request_body = CreateSignature,
     responses(
         (status = 201, description = "Signature recorded", body = SignatureView),
-        (status = 401, description = "Wrong password (`invalid_password`; the attempt is audited)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many failed password attempts; see Retry-After", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The caller's role may not sign this with this meaning", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such record in the caller's organization", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "No signing password yet, or only a temporary one set by an admin", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 401, description = "Wrong password (`invalid_password`; the attempt is audited)", body = crate::error::Problem),
+        (status = 429, description = "Too many failed password attempts; see Retry-After", body = crate::error::Problem),
+        (status = 403, description = "The caller's role may not sign this with this meaning", body = crate::error::Problem),
+        (status = 404, description = "No such record in the caller's organization", body = crate::error::Problem),
+        (status = 409, description = "No signing password yet, or only a temporary one set by an admin", body = crate::error::Problem)
     )
 )]
 #[post("/signatures")]

@@ -49,9 +49,9 @@ impl Validate for IssueToken {
     request_body = IssueToken,
     responses(
         (status = 201, description = "Token issued; the secret is in this response only", body = IssuedToken),
-        (status = 403, description = "Only admins issue tokens for others", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such user in the caller's organization", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The user is deactivated (`user_inactive`)", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Only admins issue tokens for others", body = crate::error::Problem),
+        (status = 404, description = "No such user in the caller's organization", body = crate::error::Problem),
+        (status = 409, description = "The user is deactivated (`user_inactive`)", body = crate::error::Problem)
     )
 )]
 #[post("/tokens")]
@@ -111,7 +111,7 @@ pub struct TokenFilter {
     params(TokenFilter),
     responses(
         (status = 200, description = "One page of tokens", body = Page<TokenView>),
-        (status = 403, description = "Only admins list the tokens of others", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Only admins list the tokens of others", body = crate::error::Problem)
     )
 )]
 #[get("/tokens")]
@@ -147,7 +147,7 @@ pub async fn list_tokens(
     params(("id" = i64, Path, description = "Token id")),
     responses(
         (status = 204, description = "Token revoked"),
-        (status = 404, description = "No such token visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 404, description = "No such token visible to the caller", body = crate::error::Problem)
     )
 )]
 #[delete("/tokens/{id}")]

@@ -61,8 +61,8 @@ impl Validate for CreateUser {
     request_body = CreateUser,
     responses(
         (status = 201, description = "User created", body = UserView),
-        (status = 403, description = "Caller is not an admin", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A user with this email exists", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Caller is not an admin", body = crate::error::Problem),
+        (status = 409, description = "A user with this email exists", body = crate::error::Problem)
     )
 )]
 #[post("/users")]
@@ -145,7 +145,7 @@ pub async fn list_users(
     params(("id" = i64, Path, description = "User id")),
     responses(
         (status = 200, description = "The user", body = UserView),
-        (status = 404, description = "No such user in the caller's organization", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 404, description = "No such user in the caller's organization", body = crate::error::Problem)
     )
 )]
 #[get("/users/{id}")]
@@ -240,9 +240,9 @@ fn check_phone(c: &mut Checks, phone: &str) {
     request_body = UpdateUser,
     responses(
         (status = 200, description = "The updated user", body = UserView),
-        (status = 403, description = "Not allowed to make this change", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such user in the caller's organization", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Stale version", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Not allowed to make this change", body = crate::error::Problem),
+        (status = 404, description = "No such user in the caller's organization", body = crate::error::Problem),
+        (status = 409, description = "Stale version", body = crate::error::Problem)
     )
 )]
 #[patch("/users/{id}")]
@@ -321,9 +321,9 @@ impl Validate for DeactivateUser {
     request_body = DeactivateUser,
     responses(
         (status = 200, description = "The deactivated user", body = UserView),
-        (status = 403, description = "Caller is not an admin, or is deactivating themselves", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such user in the caller's organization", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Stale version", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Caller is not an admin, or is deactivating themselves", body = crate::error::Problem),
+        (status = 404, description = "No such user in the caller's organization", body = crate::error::Problem),
+        (status = 409, description = "Stale version", body = crate::error::Problem)
     )
 )]
 #[post("/users/{id}/deactivate")]
@@ -405,10 +405,10 @@ impl Validate for SetPassword {
     request_body = SetPassword,
     responses(
         (status = 204, description = "Password set"),
-        (status = 401, description = "Missing or wrong current password (`invalid_password`; the attempt is audited)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many failed password attempts; see Retry-After", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not allowed to set this user's password", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such user in the caller's organization", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 401, description = "Missing or wrong current password (`invalid_password`; the attempt is audited)", body = crate::error::Problem),
+        (status = 429, description = "Too many failed password attempts; see Retry-After", body = crate::error::Problem),
+        (status = 403, description = "Not allowed to set this user's password", body = crate::error::Problem),
+        (status = 404, description = "No such user in the caller's organization", body = crate::error::Problem)
     )
 )]
 #[put("/users/{id}/password")]

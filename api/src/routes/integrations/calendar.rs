@@ -122,8 +122,8 @@ fn all_day_event(
     responses(
         (status = 200, description = "The iCalendar feed", body = String, content_type = "text/calendar",
             example = json!("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//cmo-orchestrator//calendar//EN\r\n…END:VCALENDAR\r\n")),
-        (status = 404, description = "Unknown, altered or revoked link", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "The database is busy: try again", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 404, description = "Unknown, altered or revoked link", body = crate::error::Problem),
+        (status = 503, description = "The database is busy: try again", body = crate::error::Problem)
     )
 )]
 #[get("/calendar.ics")]

@@ -101,7 +101,7 @@ impl Validate for UpdateWebhook {
     request_body = CreateWebhook,
     responses(
         (status = 201, description = "Created; the secret is shown only in this answer", body = CreatedWebhook),
-        (status = 403, description = "Admins only", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Admins only", body = crate::error::Problem)
     )
 )]
 #[post("/webhooks")]
@@ -171,9 +171,9 @@ pub async fn list_webhooks(
     request_body = UpdateWebhook,
     responses(
         (status = 200, description = "Updated", body = WebhookView),
-        (status = 403, description = "Admins only", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such subscription in your organization", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Stale version", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Admins only", body = crate::error::Problem),
+        (status = 404, description = "No such subscription in your organization", body = crate::error::Problem),
+        (status = 409, description = "Stale version", body = crate::error::Problem)
     )
 )]
 #[patch("/webhooks/{id}")]
@@ -225,8 +225,8 @@ pub async fn update_webhook(
     params(("id" = i64, Path, description = "Subscription id")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 403, description = "Admins only", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such subscription in your organization", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Admins only", body = crate::error::Problem),
+        (status = 404, description = "No such subscription in your organization", body = crate::error::Problem)
     )
 )]
 #[delete("/webhooks/{id}")]
@@ -314,8 +314,8 @@ pub struct DeliveryFilter {
     params(("id" = i64, Path, description = "Subscription id"), DeliveryFilter),
     responses(
         (status = 200, description = "Deliveries, newest first", body = [DeliveryView]),
-        (status = 404, description = "No such subscription in your organization", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid filter", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 404, description = "No such subscription in your organization", body = crate::error::Problem),
+        (status = 422, description = "Invalid filter", body = crate::error::Problem)
     )
 )]
 #[get("/webhooks/{id}/deliveries")]
@@ -358,9 +358,9 @@ pub async fn list_deliveries(
            ("delivery_id" = i64, Path, description = "Delivery id")),
     responses(
         (status = 202, description = "Queued again", body = DeliveryView),
-        (status = 403, description = "Admins only", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such subscription or delivery in your organization", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Subscription inactive, or the delivery is still pending", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Admins only", body = crate::error::Problem),
+        (status = 404, description = "No such subscription or delivery in your organization", body = crate::error::Problem),
+        (status = 409, description = "Subscription inactive, or the delivery is still pending", body = crate::error::Problem)
     )
 )]
 #[post("/webhooks/{id}/deliveries/{delivery_id}/redeliver")]

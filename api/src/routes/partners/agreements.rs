@@ -56,8 +56,8 @@ impl Validate for CreateQualityAgreement {
     request_body = CreateQualityAgreement,
     responses(
         (status = 201, description = "Recorded", body = QualityAgreementView),
-        (status = 403, description = "Not the sponsor's quality, program managers or admins", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such CMO visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Not the sponsor's quality, program managers or admins", body = crate::error::Problem),
+        (status = 404, description = "No such CMO visible to the caller", body = crate::error::Problem)
     )
 )]
 #[post("/cmos/{id}/quality-agreements")]
@@ -105,7 +105,7 @@ pub async fn create_quality_agreement(
     params(("id" = i64, Path, description = "The CMO's organization id")),
     responses(
         (status = 200, description = "Agreements", body = [QualityAgreementView]),
-        (status = 404, description = "No such CMO visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 404, description = "No such CMO visible to the caller", body = crate::error::Problem)
     )
 )]
 #[get("/cmos/{id}/quality-agreements")]

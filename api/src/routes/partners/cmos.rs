@@ -114,7 +114,7 @@ pub async fn list_cmos(
     params(("id" = i64, Path, description = "The CMO's organization id")),
     responses(
         (status = 200, description = "The profile", body = CmoView),
-        (status = 404, description = "No such CMO visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 404, description = "No such CMO visible to the caller", body = crate::error::Problem)
     )
 )]
 #[get("/cmos/{id}")]
@@ -188,9 +188,9 @@ impl Validate for UpdateCmo {
     request_body = UpdateCmo,
     responses(
         (status = 200, description = "The updated profile", body = CmoView),
-        (status = 403, description = "Not allowed to edit this profile", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such CMO visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Stale version", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Not allowed to edit this profile", body = crate::error::Problem),
+        (status = 404, description = "No such CMO visible to the caller", body = crate::error::Problem),
+        (status = 409, description = "Stale version", body = crate::error::Problem)
     )
 )]
 #[patch("/cmos/{id}")]
@@ -282,8 +282,8 @@ impl Validate for CreateSite {
     request_body = CreateSite,
     responses(
         (status = 201, description = "The site", body = SiteView),
-        (status = 403, description = "Not allowed to edit this profile", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such CMO visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Not allowed to edit this profile", body = crate::error::Problem),
+        (status = 404, description = "No such CMO visible to the caller", body = crate::error::Problem)
     )
 )]
 #[post("/cmos/{id}/sites")]

@@ -77,8 +77,8 @@ impl Validate for CreateEvaluation {
     request_body = CreateEvaluation,
     responses(
         (status = 201, description = "The evaluation", body = EvaluationView),
-        (status = 403, description = "Not the sponsor's program managers, quality or admins", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields (weights not summing to 100, unknown candidates)", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Not the sponsor's program managers, quality or admins", body = crate::error::Problem),
+        (status = 422, description = "Invalid fields (weights not summing to 100, unknown candidates)", body = crate::error::Problem)
     )
 )]
 #[post("/evaluations")]
@@ -171,7 +171,7 @@ pub async fn list_evaluations(
     params(("id" = i64, Path, description = "Evaluation id")),
     responses(
         (status = 200, description = "The evaluation", body = EvaluationView),
-        (status = 404, description = "No such evaluation visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 404, description = "No such evaluation visible to the caller", body = crate::error::Problem)
     )
 )]
 #[get("/evaluations/{id}")]
@@ -214,10 +214,10 @@ impl Validate for GiveScore {
     request_body = GiveScore,
     responses(
         (status = 200, description = "The evaluation with the new ranking", body = EvaluationView),
-        (status = 403, description = "Not the sponsor's program managers, quality or admins", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such evaluation visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The evaluation is decided", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Unknown candidate or criterion, or a score outside 1–5", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Not the sponsor's program managers, quality or admins", body = crate::error::Problem),
+        (status = 404, description = "No such evaluation visible to the caller", body = crate::error::Problem),
+        (status = 409, description = "The evaluation is decided", body = crate::error::Problem),
+        (status = 422, description = "Unknown candidate or criterion, or a score outside 1–5", body = crate::error::Problem)
     )
 )]
 #[post("/evaluations/{id}/scores")]
@@ -353,12 +353,12 @@ impl Validate for DecideEvaluation {
     request_body = DecideEvaluation,
     responses(
         (status = 200, description = "Decided", body = EvaluationView),
-        (status = 401, description = "Wrong signature password (`invalid_password`; audited)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not a sponsor program manager or quality user", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such evaluation visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Already decided, stale version, or no own signing password", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Not a candidate", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many failed password attempts; see Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 401, description = "Wrong signature password (`invalid_password`; audited)", body = crate::error::Problem),
+        (status = 403, description = "Not a sponsor program manager or quality user", body = crate::error::Problem),
+        (status = 404, description = "No such evaluation visible to the caller", body = crate::error::Problem),
+        (status = 409, description = "Already decided, stale version, or no own signing password", body = crate::error::Problem),
+        (status = 422, description = "Not a candidate", body = crate::error::Problem),
+        (status = 429, description = "Too many failed password attempts; see Retry-After", body = crate::error::Problem)
     )
 )]
 #[post("/evaluations/{id}/decision")]
@@ -405,7 +405,7 @@ fn csv_field(s: &str) -> String {
     responses(
         (status = 200, description = "CSV (RFC 4180)", body = String, content_type = "text/csv",
             example = json!("\"rank\",\"cmo\",\"weighted_score\",\"complete\",\"Quality systems (100%)\"\r\n\"1\",\"Lonza Visp\",\"4.00\",\"yes\",\"4.00\"\r\n")),
-        (status = 404, description = "No such evaluation visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 404, description = "No such evaluation visible to the caller", body = crate::error::Problem)
     )
 )]
 #[get("/evaluations/{id}/bid-tab.csv")]

@@ -51,8 +51,8 @@ impl Validate for RecordInspection {
     request_body = RecordInspection,
     responses(
         (status = 201, description = "Recorded", body = InspectionView),
-        (status = 403, description = "Not the sponsor's quality, program managers or admins", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such CMO visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Not the sponsor's quality, program managers or admins", body = crate::error::Problem),
+        (status = 404, description = "No such CMO visible to the caller", body = crate::error::Problem)
     )
 )]
 #[post("/cmos/{id}/inspections")]
@@ -107,7 +107,7 @@ pub async fn record_inspection(
     params(("id" = i64, Path, description = "The CMO's organization id")),
     responses(
         (status = 200, description = "Inspections, newest first", body = [InspectionView]),
-        (status = 404, description = "No such CMO visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 404, description = "No such CMO visible to the caller", body = crate::error::Problem)
     )
 )]
 #[get("/cmos/{id}/inspections")]
@@ -152,10 +152,10 @@ impl Validate for CapaFromInspection {
     request_body = CapaFromInspection,
     responses(
         (status = 201, description = "The CAPA", body = crate::views::quality::CapaView),
-        (status = 403, description = "Not the sponsor's quality, program managers or admins", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such inspection visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The inspection had no critical finding", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The program is not one with this CMO", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Not the sponsor's quality, program managers or admins", body = crate::error::Problem),
+        (status = 404, description = "No such inspection visible to the caller", body = crate::error::Problem),
+        (status = 409, description = "The inspection had no critical finding", body = crate::error::Problem),
+        (status = 422, description = "The program is not one with this CMO", body = crate::error::Problem)
     )
 )]
 #[post("/inspections/{id}/capa")]

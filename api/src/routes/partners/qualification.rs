@@ -48,11 +48,11 @@ impl Validate for QualificationTransition {
     request_body = QualificationTransition,
     responses(
         (status = 200, description = "The profile in its new state", body = CmoView),
-        (status = 401, description = "Wrong signature password (`invalid_password`; audited)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not the sponsor's quality/program manager/admin, or not quality for a signed decision", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such CMO visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Illegal event (`current_state`, `allowed_events`), stale version, or no own signing password", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many failed password attempts; see Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 401, description = "Wrong signature password (`invalid_password`; audited)", body = crate::error::Problem),
+        (status = 403, description = "Not the sponsor's quality/program manager/admin, or not quality for a signed decision", body = crate::error::Problem),
+        (status = 404, description = "No such CMO visible to the caller", body = crate::error::Problem),
+        (status = 409, description = "Illegal event (`current_state`, `allowed_events`), stale version, or no own signing password", body = crate::error::Problem),
+        (status = 429, description = "Too many failed password attempts; see Retry-After", body = crate::error::Problem)
     )
 )]
 #[post("/cmos/{id}/qualification")]

@@ -121,7 +121,7 @@ async fn scorecard_of<C: ConnectionTrait>(
     params(("id" = i64, Path, description = "The CMO's organization id"), ScorecardQuery),
     responses(
         (status = 200, description = "The scorecard", body = ScorecardView),
-        (status = 404, description = "No such CMO visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 404, description = "No such CMO visible to the caller", body = crate::error::Problem)
     )
 )]
 #[get("/cmos/{id}/scorecard")]
@@ -159,7 +159,7 @@ pub async fn cmo_scorecard(
     params(("id" = i64, Path, description = "Program id"), ScorecardQuery),
     responses(
         (status = 200, description = "The scorecard", body = ScorecardView),
-        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem)
     )
 )]
 #[get("/programs/{id}/scorecard")]

@@ -81,8 +81,8 @@ impl Validate for CreateActionItem {
     request_body = CreateActionItem,
     responses(
         (status = 201, description = "Action item created", body = ActionItemView),
-        (status = 403, description = "Not allowed to create action items on this program", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Not allowed to create action items on this program", body = crate::error::Problem),
+        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem)
     )
 )]
 #[post("/programs/{id}/action-items")]
@@ -222,7 +222,7 @@ pub async fn list_action_items(
     params(("id" = i64, Path, description = "Action item id")),
     responses(
         (status = 200, description = "The action item", body = ActionItemView),
-        (status = 404, description = "No such action item visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 404, description = "No such action item visible to the caller", body = crate::error::Problem)
     )
 )]
 #[get("/action-items/{id}")]
@@ -277,9 +277,9 @@ impl Validate for UpdateActionItem {
     request_body = UpdateActionItem,
     responses(
         (status = 200, description = "The updated action item", body = ActionItemView),
-        (status = 403, description = "Not allowed to change this item", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such action item visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Stale version", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Not allowed to change this item", body = crate::error::Problem),
+        (status = 404, description = "No such action item visible to the caller", body = crate::error::Problem),
+        (status = 409, description = "Stale version", body = crate::error::Problem)
     )
 )]
 #[patch("/action-items/{id}")]
@@ -390,9 +390,9 @@ impl Validate for ActionTransition {
     request_body = ActionTransition,
     responses(
         (status = 200, description = "The action item in its new state", body = ActionItemView),
-        (status = 403, description = "Not allowed to change this item", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such action item visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Illegal event or stale version; `current_state` and `allowed_events` say what is possible", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Not allowed to change this item", body = crate::error::Problem),
+        (status = 404, description = "No such action item visible to the caller", body = crate::error::Problem),
+        (status = 409, description = "Illegal event or stale version; `current_state` and `allowed_events` say what is possible", body = crate::error::Problem)
     )
 )]
 #[post("/action-items/{id}/transitions")]
@@ -470,9 +470,9 @@ impl Validate for SnoozeActionItem {
     request_body = SnoozeActionItem,
     responses(
         (status = 200, description = "The snoozed action item", body = ActionItemView),
-        (status = 403, description = "Not allowed to change this item", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such action item visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The item is done or cancelled", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Not allowed to change this item", body = crate::error::Problem),
+        (status = 404, description = "No such action item visible to the caller", body = crate::error::Problem),
+        (status = 409, description = "The item is done or cancelled", body = crate::error::Problem)
     )
 )]
 #[post("/action-items/{id}/snooze")]

@@ -57,7 +57,7 @@ pub struct DigestPreview {
     params(("id" = i64, Path, description = "Program id")),
     responses(
         (status = 200, description = "The digest as it would be sent now", body = DigestPreview),
-        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem)
     )
 )]
 #[get("/programs/{id}/digest/preview")]

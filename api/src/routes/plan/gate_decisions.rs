@@ -51,11 +51,11 @@ impl Validate for DecideGate {
     request_body = DecideGate,
     responses(
         (status = 201, description = "Decision recorded and signed", body = GateDecisionOutcome),
-        (status = 401, description = "Wrong password (`invalid_password`; the attempt is audited)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Only the sponsor's program managers and quality users decide gates", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such milestone visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Not in gate review, items undecided or failed, open critical deviations, already decided, or no own signing password", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many failed password attempts; see Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 401, description = "Wrong password (`invalid_password`; the attempt is audited)", body = crate::error::Problem),
+        (status = 403, description = "Only the sponsor's program managers and quality users decide gates", body = crate::error::Problem),
+        (status = 404, description = "No such milestone visible to the caller", body = crate::error::Problem),
+        (status = 409, description = "Not in gate review, items undecided or failed, open critical deviations, already decided, or no own signing password", body = crate::error::Problem),
+        (status = 429, description = "Too many failed password attempts; see Retry-After", body = crate::error::Problem)
     )
 )]
 #[post("/milestones/{id}/gate-decisions")]

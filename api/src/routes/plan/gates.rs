@@ -24,7 +24,7 @@ use crate::write::{Patched, update_versioned};
     params(("id" = i64, Path, description = "Milestone id")),
     responses(
         (status = 200, description = "Checklist, decisions and blockers", body = GateView),
-        (status = 404, description = "No such milestone visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 404, description = "No such milestone visible to the caller", body = crate::error::Problem)
     )
 )]
 #[get("/milestones/{id}/gate")]
@@ -66,9 +66,9 @@ impl Validate for CreateGateItem {
     request_body = CreateGateItem,
     responses(
         (status = 201, description = "Checklist item added", body = GateItemView),
-        (status = 403, description = "Not allowed to update this plan", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such milestone visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The milestone is completed or cancelled", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Not allowed to update this plan", body = crate::error::Problem),
+        (status = 404, description = "No such milestone visible to the caller", body = crate::error::Problem),
+        (status = 409, description = "The milestone is completed or cancelled", body = crate::error::Problem)
     )
 )]
 #[post("/milestones/{id}/gate-items")]
@@ -146,9 +146,9 @@ impl Validate for UpdateGateItem {
     request_body = UpdateGateItem,
     responses(
         (status = 200, description = "The updated item", body = GateItemView),
-        (status = 403, description = "Not allowed to update this plan", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such gate item visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Stale version, or the milestone is completed or cancelled", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Not allowed to update this plan", body = crate::error::Problem),
+        (status = 404, description = "No such gate item visible to the caller", body = crate::error::Problem),
+        (status = 409, description = "Stale version, or the milestone is completed or cancelled", body = crate::error::Problem)
     )
 )]
 #[patch("/gate-items/{id}")]

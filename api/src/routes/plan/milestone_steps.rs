@@ -61,9 +61,9 @@ impl Validate for Rebaseline {
     request_body = Rebaseline,
     responses(
         (status = 200, description = "The re-baselined milestone", body = MilestoneView),
-        (status = 403, description = "Only the sponsor's admins and program managers re-baseline", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such milestone visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Stale version", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Only the sponsor's admins and program managers re-baseline", body = crate::error::Problem),
+        (status = 404, description = "No such milestone visible to the caller", body = crate::error::Problem),
+        (status = 409, description = "Stale version", body = crate::error::Problem)
     )
 )]
 #[post("/milestones/{id}/rebaseline")]
@@ -134,9 +134,9 @@ impl Validate for MilestoneTransition {
     request_body = MilestoneTransition,
     responses(
         (status = 200, description = "The milestone in its new state", body = MilestoneView),
-        (status = 403, description = "Not allowed to update this plan", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such milestone visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Illegal event, guard failed, or stale version; `current_state` and `allowed_events` say what is possible", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Not allowed to update this plan", body = crate::error::Problem),
+        (status = 404, description = "No such milestone visible to the caller", body = crate::error::Problem),
+        (status = 409, description = "Illegal event, guard failed, or stale version; `current_state` and `allowed_events` say what is possible", body = crate::error::Problem)
     )
 )]
 #[post("/milestones/{id}/transitions")]

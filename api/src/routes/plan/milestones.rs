@@ -168,8 +168,8 @@ impl Validate for CreateMilestone {
     request_body = CreateMilestone,
     responses(
         (status = 201, description = "Milestone created", body = MilestoneView),
-        (status = 403, description = "Not allowed to update this plan", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Not allowed to update this plan", body = crate::error::Problem),
+        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem)
     )
 )]
 #[post("/programs/{id}/milestones")]
@@ -253,7 +253,7 @@ pub struct MilestoneFilter {
     params(("id" = i64, Path, description = "Program id"), MilestoneFilter),
     responses(
         (status = 200, description = "The milestones", body = Vec<MilestoneView>),
-        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem)
     )
 )]
 #[get("/programs/{id}/milestones")]
@@ -296,7 +296,7 @@ pub async fn list_milestones(
     params(("id" = i64, Path, description = "Milestone id")),
     responses(
         (status = 200, description = "The milestone", body = MilestoneView),
-        (status = 404, description = "No such milestone visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 404, description = "No such milestone visible to the caller", body = crate::error::Problem)
     )
 )]
 #[get("/milestones/{id}")]
@@ -360,9 +360,9 @@ impl Validate for UpdateMilestone {
     request_body = UpdateMilestone,
     responses(
         (status = 200, description = "The updated milestone", body = MilestoneView),
-        (status = 403, description = "Not allowed to update this plan", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such milestone visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Stale version", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Not allowed to update this plan", body = crate::error::Problem),
+        (status = 404, description = "No such milestone visible to the caller", body = crate::error::Problem),
+        (status = 409, description = "Stale version", body = crate::error::Problem)
     )
 )]
 #[patch("/milestones/{id}")]

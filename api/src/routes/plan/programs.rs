@@ -78,9 +78,9 @@ impl Validate for CreateProgram {
     request_body = CreateProgram,
     responses(
         (status = 201, description = "Program created", body = ProgramView),
-        (status = 403, description = "Only the sponsor's admins and program managers create programs", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The CMO is not qualified or approved (`cmo_not_qualified`; the detail says why)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, or `cmo_org_id` is not one of your CMOs", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Only the sponsor's admins and program managers create programs", body = crate::error::Problem),
+        (status = 409, description = "The CMO is not qualified or approved (`cmo_not_qualified`; the detail says why)", body = crate::error::Problem),
+        (status = 422, description = "Invalid fields, or `cmo_org_id` is not one of your CMOs", body = crate::error::Problem)
     )
 )]
 #[post("/programs")]
@@ -226,7 +226,7 @@ pub async fn list_programs(
     params(("id" = i64, Path, description = "Program id")),
     responses(
         (status = 200, description = "The program", body = ProgramView),
-        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem)
     )
 )]
 #[get("/programs/{id}")]
@@ -299,9 +299,9 @@ impl Validate for UpdateProgram {
     request_body = UpdateProgram,
     responses(
         (status = 200, description = "The updated program", body = ProgramView),
-        (status = 403, description = "Not a sponsor admin or program manager", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Stale version", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Not a sponsor admin or program manager", body = crate::error::Problem),
+        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem),
+        (status = 409, description = "Stale version", body = crate::error::Problem)
     )
 )]
 #[patch("/programs/{id}")]

@@ -62,10 +62,10 @@ impl Validate for AddTeamMember {
     request_body = AddTeamMember,
     responses(
         (status = 201, description = "Member added", body = TeamMemberView),
-        (status = 403, description = "Only the sponsor's admins and program managers edit the team", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The user is already on the team", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Invalid fields, or the user is not of the sponsor or the CMO", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Only the sponsor's admins and program managers edit the team", body = crate::error::Problem),
+        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem),
+        (status = 409, description = "The user is already on the team", body = crate::error::Problem),
+        (status = 422, description = "Invalid fields, or the user is not of the sponsor or the CMO", body = crate::error::Problem)
     )
 )]
 #[post("/programs/{id}/team")]
@@ -129,7 +129,7 @@ pub async fn add_team_member(
     params(("id" = i64, Path, description = "Program id")),
     responses(
         (status = 200, description = "The team", body = Vec<TeamMemberView>),
-        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem)
     )
 )]
 #[get("/programs/{id}/team")]
@@ -182,9 +182,9 @@ impl Validate for UpdateTeamMember {
     request_body = UpdateTeamMember,
     responses(
         (status = 200, description = "The updated member", body = TeamMemberView),
-        (status = 403, description = "Not allowed to make this change", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such team member visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Stale version", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Not allowed to make this change", body = crate::error::Problem),
+        (status = 404, description = "No such team member visible to the caller", body = crate::error::Problem),
+        (status = 409, description = "Stale version", body = crate::error::Problem)
     )
 )]
 #[patch("/team-members/{id}")]
@@ -245,8 +245,8 @@ pub async fn update_team_member(
     params(("id" = i64, Path, description = "Team member id")),
     responses(
         (status = 204, description = "Removed"),
-        (status = 403, description = "Only the sponsor's admins and program managers edit the team", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such team member visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Only the sponsor's admins and program managers edit the team", body = crate::error::Problem),
+        (status = 404, description = "No such team member visible to the caller", body = crate::error::Problem)
     )
 )]
 #[delete("/team-members/{id}")]

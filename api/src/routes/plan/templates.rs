@@ -81,9 +81,9 @@ pub struct InstantiatedPlan {
     request_body = InstantiatePlan,
     responses(
         (status = 201, description = "The plan", body = InstantiatedPlan),
-        (status = 403, description = "Only the sponsor's admins and program managers create the plan", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The program already has a plan", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Only the sponsor's admins and program managers create the plan", body = crate::error::Problem),
+        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem),
+        (status = 409, description = "The program already has a plan", body = crate::error::Problem)
     )
 )]
 #[post("/programs/{id}/plan")]
@@ -272,7 +272,7 @@ pub struct ProgramOverview {
     params(("id" = i64, Path, description = "Program id")),
     responses(
         (status = 200, description = "The overview", body = ProgramOverview),
-        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem)
     )
 )]
 #[get("/programs/{id}/overview")]

@@ -101,8 +101,8 @@ impl Validate for CreateCapa {
     request_body = CreateCapa,
     responses(
         (status = 201, description = "CAPA opened", body = CapaView),
-        (status = 403, description = "Only quality, program managers and admins open CAPAs", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Only quality, program managers and admins open CAPAs", body = crate::error::Problem),
+        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem)
     )
 )]
 #[post("/programs/{id}/capas")]
@@ -215,7 +215,7 @@ pub async fn list_capas(
     params(("id" = i64, Path, description = "CAPA id")),
     responses(
         (status = 200, description = "The CAPA", body = CapaDetail),
-        (status = 404, description = "No such CAPA visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 404, description = "No such CAPA visible to the caller", body = crate::error::Problem)
     )
 )]
 #[get("/capas/{id}")]
@@ -259,9 +259,9 @@ impl Validate for AddCapaAction {
     request_body = AddCapaAction,
     responses(
         (status = 201, description = "Action added", body = CapaActionView),
-        (status = 403, description = "Only quality, program managers and admins change CAPAs", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such CAPA visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The CAPA is closed or cancelled", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Only quality, program managers and admins change CAPAs", body = crate::error::Problem),
+        (status = 404, description = "No such CAPA visible to the caller", body = crate::error::Problem),
+        (status = 409, description = "The CAPA is closed or cancelled", body = crate::error::Problem)
     )
 )]
 #[post("/capas/{id}/actions")]
@@ -368,11 +368,11 @@ impl Validate for CapaTransition {
     request_body = CapaTransition,
     responses(
         (status = 200, description = "The CAPA in its new state", body = CapaView),
-        (status = 401, description = "Wrong signature password (`invalid_password`; audited)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not allowed; plan approval and closure are quality's", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such CAPA visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Illegal event, failed guard, stale version, or no own signing password", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many failed password attempts; see Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 401, description = "Wrong signature password (`invalid_password`; audited)", body = crate::error::Problem),
+        (status = 403, description = "Not allowed; plan approval and closure are quality's", body = crate::error::Problem),
+        (status = 404, description = "No such CAPA visible to the caller", body = crate::error::Problem),
+        (status = 409, description = "Illegal event, failed guard, stale version, or no own signing password", body = crate::error::Problem),
+        (status = 429, description = "Too many failed password attempts; see Retry-After", body = crate::error::Problem)
     )
 )]
 #[post("/capas/{id}/transitions")]
@@ -461,9 +461,9 @@ impl Validate for UpdateCapa {
     request_body = UpdateCapa,
     responses(
         (status = 200, description = "The updated CAPA", body = CapaView),
-        (status = 403, description = "Only quality, program managers and admins change CAPAs", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such CAPA visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Stale version, or closed or cancelled", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Only quality, program managers and admins change CAPAs", body = crate::error::Problem),
+        (status = 404, description = "No such CAPA visible to the caller", body = crate::error::Problem),
+        (status = 409, description = "Stale version, or closed or cancelled", body = crate::error::Problem)
     )
 )]
 #[patch("/capas/{id}")]

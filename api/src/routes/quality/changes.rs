@@ -65,8 +65,8 @@ impl Validate for CreateChange {
     request_body = CreateChange,
     responses(
         (status = 201, description = "Change request drafted", body = ChangeView),
-        (status = 403, description = "Only quality, program managers and admins request changes", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Only quality, program managers and admins request changes", body = crate::error::Problem),
+        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem)
     )
 )]
 #[post("/programs/{id}/change-requests")]
@@ -167,7 +167,7 @@ pub async fn list_changes(
     params(("id" = i64, Path, description = "Change request id")),
     responses(
         (status = 200, description = "The change request", body = ChangeView),
-        (status = 404, description = "No such change request visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 404, description = "No such change request visible to the caller", body = crate::error::Problem)
     )
 )]
 #[get("/change-requests/{id}")]
@@ -244,9 +244,9 @@ impl Validate for UpdateChange {
     request_body = UpdateChange,
     responses(
         (status = 200, description = "The updated change request", body = ChangeView),
-        (status = 403, description = "Only quality, program managers and admins edit changes", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such change request visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Stale version, or already decided", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Only quality, program managers and admins edit changes", body = crate::error::Problem),
+        (status = 404, description = "No such change request visible to the caller", body = crate::error::Problem),
+        (status = 409, description = "Stale version, or already decided", body = crate::error::Problem)
     )
 )]
 #[patch("/change-requests/{id}")]
@@ -341,9 +341,9 @@ impl Validate for AddChangeTask {
     request_body = AddChangeTask,
     responses(
         (status = 201, description = "Task added", body = ActionItemView),
-        (status = 403, description = "Only quality, program managers and admins plan changes", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such change request visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The change is not approved or implementing", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Only quality, program managers and admins plan changes", body = crate::error::Problem),
+        (status = 404, description = "No such change request visible to the caller", body = crate::error::Problem),
+        (status = 409, description = "The change is not approved or implementing", body = crate::error::Problem)
     )
 )]
 #[post("/change-requests/{id}/tasks")]
@@ -429,11 +429,11 @@ impl Validate for ChangeTransition {
     request_body = ChangeTransition,
     responses(
         (status = 200, description = "The change in its new state", body = ChangeView),
-        (status = 401, description = "Wrong signature password (`invalid_password`; audited)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not allowed to handle changes or to sign this decision", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such change request visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Illegal event, failed guard, stale version, or no own signing password", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many failed password attempts; see Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 401, description = "Wrong signature password (`invalid_password`; audited)", body = crate::error::Problem),
+        (status = 403, description = "Not allowed to handle changes or to sign this decision", body = crate::error::Problem),
+        (status = 404, description = "No such change request visible to the caller", body = crate::error::Problem),
+        (status = 409, description = "Illegal event, failed guard, stale version, or no own signing password", body = crate::error::Problem),
+        (status = 429, description = "Too many failed password attempts; see Retry-After", body = crate::error::Problem)
     )
 )]
 #[post("/change-requests/{id}/transitions")]

@@ -90,8 +90,8 @@ impl Validate for ReportDeviation {
     request_body = ReportDeviation,
     responses(
         (status = 201, description = "Deviation reported", body = DeviationView),
-        (status = 403, description = "Viewers do not report deviations", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Viewers do not report deviations", body = crate::error::Problem),
+        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem)
     )
 )]
 #[post("/programs/{id}/deviations")]
@@ -270,7 +270,7 @@ pub async fn list_deviations(
     params(("id" = i64, Path, description = "Deviation id")),
     responses(
         (status = 200, description = "The deviation", body = DeviationView),
-        (status = 404, description = "No such deviation visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 404, description = "No such deviation visible to the caller", body = crate::error::Problem)
     )
 )]
 #[get("/deviations/{id}")]
@@ -344,9 +344,9 @@ impl Validate for UpdateDeviation {
     request_body = UpdateDeviation,
     responses(
         (status = 200, description = "The updated deviation", body = DeviationView),
-        (status = 403, description = "Only quality, program managers and admins edit deviations", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such deviation visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Stale version, or the deviation is closed or cancelled", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Only quality, program managers and admins edit deviations", body = crate::error::Problem),
+        (status = 404, description = "No such deviation visible to the caller", body = crate::error::Problem),
+        (status = 409, description = "Stale version, or the deviation is closed or cancelled", body = crate::error::Problem)
     )
 )]
 #[patch("/deviations/{id}")]
@@ -460,11 +460,11 @@ impl Validate for DeviationTransition {
     request_body = DeviationTransition,
     responses(
         (status = 200, description = "The deviation in its new state", body = DeviationView),
-        (status = 401, description = "Wrong signature password (`invalid_password`; audited)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Not allowed to handle deviations, or only quality signs closure", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such deviation visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Illegal event, failed guard (root cause, CAPA), stale version, or no own signing password", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many failed password attempts; see Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 401, description = "Wrong signature password (`invalid_password`; audited)", body = crate::error::Problem),
+        (status = 403, description = "Not allowed to handle deviations, or only quality signs closure", body = crate::error::Problem),
+        (status = 404, description = "No such deviation visible to the caller", body = crate::error::Problem),
+        (status = 409, description = "Illegal event, failed guard (root cause, CAPA), stale version, or no own signing password", body = crate::error::Problem),
+        (status = 429, description = "Too many failed password attempts; see Retry-After", body = crate::error::Problem)
     )
 )]
 #[post("/deviations/{id}/transitions")]

@@ -44,9 +44,9 @@ impl Validate for RequestExtension {
     request_body = RequestExtension,
     responses(
         (status = 201, description = "Extension requested", body = ExtensionRequestView),
-        (status = 403, description = "Not allowed to change this item", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such action item visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Not a CAPA action, not open, or a request is already pending", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Not allowed to change this item", body = crate::error::Problem),
+        (status = 404, description = "No such action item visible to the caller", body = crate::error::Problem),
+        (status = 409, description = "Not a CAPA action, not open, or a request is already pending", body = crate::error::Problem)
     )
 )]
 #[post("/action-items/{id}/extension-requests")]
@@ -142,9 +142,9 @@ impl Validate for DecideExtension {
     request_body = DecideExtension,
     responses(
         (status = 200, description = "The decided request", body = ExtensionRequestView),
-        (status = 403, description = "Only quality users decide extensions", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such request visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Already decided", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 403, description = "Only quality users decide extensions", body = crate::error::Problem),
+        (status = 404, description = "No such request visible to the caller", body = crate::error::Problem),
+        (status = 409, description = "Already decided", body = crate::error::Problem)
     )
 )]
 #[post("/extension-requests/{id}/decision")]

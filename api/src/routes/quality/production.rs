@@ -44,11 +44,11 @@ impl Validate for ReleaseProduction {
     request_body = ReleaseProduction,
     responses(
         (status = 200, description = "Production running again", body = ProgramView),
-        (status = 401, description = "Wrong signature password (`invalid_password`; audited)", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "Only the sponsor's quality users release production", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 409, description = "Not on hold, a critical deviation is not yet under investigation, or no own signing password", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 429, description = "Too many failed password attempts; see Retry-After", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 401, description = "Wrong signature password (`invalid_password`; audited)", body = crate::error::Problem),
+        (status = 403, description = "Only the sponsor's quality users release production", body = crate::error::Problem),
+        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem),
+        (status = 409, description = "Not on hold, a critical deviation is not yet under investigation, or no own signing password", body = crate::error::Problem),
+        (status = 429, description = "Too many failed password attempts; see Retry-After", body = crate::error::Problem)
     )
 )]
 #[post("/programs/{id}/production-release")]
@@ -112,7 +112,7 @@ impl ApiStep for production_flow::Release {
     params(("id" = i64, Path, description = "Program id")),
     responses(
         (status = 200, description = "The summary", body = entity::quality_summary::QualitySummary),
-        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem, content_type = "application/problem+json")
+        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem)
     )
 )]
 #[get("/programs/{id}/quality-summary")]
