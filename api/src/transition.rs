@@ -51,6 +51,10 @@ impl<R: Refusal> From<TransitionError<R>> for ApiError {
             TransitionError::Stale { current } => ApiError::stale_version(current),
             TransitionError::SignerRequired => ApiError::internal("a signed step without a signer"),
             TransitionError::Db(e) => e.into(),
+            TransitionError::View(e) => match e.downcast::<ApiError>() {
+                Ok(api) => *api,
+                Err(other) => ApiError::internal(other.to_string()),
+            },
             TransitionError::Refused {
                 refusal,
                 current_state,
@@ -212,11 +216,8 @@ async fn view_value<W: ApiStep>(
     ctx: &AuthContext,
     m: &W::Model,
     now: chrono::DateTime<chrono::Utc>,
-) -> Result<serde_json::Value, sea_orm::DbErr> {
-    W::view(conn, ctx, m, now)
-        .await
-        .map(|v| snapshot(&v))
-        .map_err(|e| sea_orm::DbErr::Custom(e.to_string()))
+) -> ApiResult<serde_json::Value> {
+    W::view(conn, ctx, m, now).await.map(|v| snapshot(&v))
 }
 
 /// What a step's follow-ups created.

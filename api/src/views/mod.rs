@@ -15,12 +15,7 @@ use serde::Serialize;
 /// facts, without the hints about what can be done with it next (`allowed_events`,
 /// `blocked_events`), which depend on who asks and when.
 pub fn snapshot<T: Serialize>(view: &T) -> serde_json::Value {
-    let mut value = serde_json::to_value(view).unwrap_or(serde_json::Value::Null);
-    if let Some(fields) = value.as_object_mut() {
-        fields.remove("allowed_events");
-        fields.remove("blocked_events");
-    }
-    value
+    entity::audit::record_snapshot(view).unwrap_or(serde_json::Value::Null)
 }
 
 pub use entity::workflow::BlockedEvent;

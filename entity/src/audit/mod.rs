@@ -17,6 +17,18 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+/// A record as the audit trail and a signature keep it: its view, without the hints
+/// about what can be done with it next (`allowed_events`, `blocked_events`), which depend
+/// on who asks and when.
+pub fn record_snapshot<T: Serialize>(view: &T) -> Result<Value, serde_json::Error> {
+    let mut value = serde_json::to_value(view)?;
+    if let Some(fields) = value.as_object_mut() {
+        fields.remove("allowed_events");
+        fields.remove("blocked_events");
+    }
+    Ok(value)
+}
+
 /// `prev_hash` of the first event of every chain.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -228,6 +240,16 @@ impl ChainVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_snapshot_keeps_the_record_and_drops_the_hints_about_what_comes_next() {
+        let view = serde_json::json!({"id": 4, "status": "open", "allowed_events": ["close"],
+            "blocked_events": [{"event": "close", "reason": "r"}]});
+        assert_eq!(
+            record_snapshot(&view).unwrap_or_default(),
+            serde_json::json!({"id": 4, "status": "open"})
+        );
+    }
     use crate::audit_event::Model;
     use chrono::TimeZone;
     use serde_json::json;

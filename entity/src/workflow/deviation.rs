@@ -260,9 +260,7 @@ pub async fn resolve_escalations(
             &step,
             None,
             None,
-            async |m| {
-                Ok(serde_json::to_value(escalation::EscalationView::from(m)).unwrap_or_default())
-            },
+            async |m| crate::audit::record_snapshot(&escalation::EscalationView::from(m)),
         )
         .await
         {

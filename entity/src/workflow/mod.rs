@@ -275,6 +275,8 @@ pub enum TransitionError<R> {
     },
     /// A signed step without a signer.
     SignerRequired,
+    /// The caller's view of the record (its snapshot) failed; its own error, handed back.
+    View(Box<dyn std::error::Error + Send + Sync>),
     Db(DbErr),
 }
 
@@ -357,7 +359,7 @@ pub async fn precheck<W: Workflow>(
 /// Runs `step` on record `id` within `scope`, in `txn`. `snapshot` is the record as
 /// people see it: hashed by the signature and kept before/after in the audit trail.
 #[allow(clippy::too_many_arguments)]
-pub async fn transition<W, S>(
+pub async fn transition<W, S, SE>(
     txn: &DatabaseTransaction,
     actor: &Actor,
     scope: Condition,
@@ -369,10 +371,16 @@ pub async fn transition<W, S>(
 ) -> Result<Transitioned<W::Model>, TransitionError<W::Refusal>>
 where
     W: Workflow,
-    S: AsyncFn(&W::Model) -> Result<Value, DbErr>,
+    S: AsyncFn(&W::Model) -> Result<Value, SE>,
+    SE: std::error::Error + Send + Sync + 'static,
     <<W::Entity as EntityTrait>::PrimaryKey as PrimaryKeyTrait>::ValueType: From<i64>,
 {
     let now = actor.at;
+    let snapshot = async |m: &W::Model| {
+        snapshot(m)
+            .await
+            .map_err(|e| TransitionError::<W::Refusal>::View(Box::new(e)))
+    };
     // Locked: the guards count rows that a concurrent step on this record could change.
     let before = W::Entity::find_by_id(id)
         .filter(scope)

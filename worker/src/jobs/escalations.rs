@@ -323,7 +323,7 @@ async fn worker_step(
         &step,
         None,
         None,
-        async |m| Ok(serde_json::to_value(EscalationView::from(m)).unwrap_or_default()),
+        async |m| entity::audit::record_snapshot(&EscalationView::from(m)),
     )
     .await
     {

@@ -11,7 +11,6 @@ use sea_orm::{Condition, DatabaseTransaction};
 
 use crate::error::ApiResult;
 use crate::transition::tell_paged;
-use crate::views::snapshot;
 
 pub mod escalations;
 pub mod policy;
@@ -61,7 +60,7 @@ pub(crate) async fn acknowledge(
         &step,
         None,
         None,
-        async |m| Ok(snapshot(&EscalationView::from(m))),
+        async |m| entity::audit::record_snapshot(&EscalationView::from(m)),
     )
     .await?;
     tell_paged(txn, done.follow_ups, &acker.display_name, base_url, now).await?;
