@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod pages;
+pub mod pagination;
 pub mod provisioning;
 pub mod records;
 pub mod request_id;

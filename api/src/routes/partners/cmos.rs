@@ -52,13 +52,13 @@ pub async fn list_cmos(
     query: web::Query<CmoFilters>,
 ) -> ApiResult<web::Json<Page<CmoView>>> {
     let q = query.into_inner();
-    let limit = q.limit.unwrap_or(crate::routes::DEFAULT_PAGE_SIZE);
+    let limit = q.limit.unwrap_or(crate::pagination::DEFAULT_PAGE_SIZE);
     let offset = q.offset.unwrap_or(0);
     let mut c = Checks::default();
-    if !(1..=crate::routes::MAX_PAGE_SIZE).contains(&limit) {
+    if !(1..=crate::pagination::MAX_PAGE_SIZE).contains(&limit) {
         c.fail("limit", "out_of_range", "1 to 200");
     }
-    if offset > crate::routes::MAX_OFFSET {
+    if offset > crate::pagination::MAX_OFFSET {
         c.fail("offset", "out_of_range", "at most 1000000");
     }
     c.finish()?;

@@ -1,0 +1,66 @@
+//! Lists: one page of items with the total, the same limits everywhere.
+
+use sea_orm::{ConnectionTrait, EntityTrait, FromQueryResult, PaginatorTrait, QuerySelect, Select};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, ApiResult};
+
+/// One page of a list, with the total number of matching items.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Number of items matching the filters, over all pages.
+    #[schema(example = 1)]
+    pub total: u64,
+    #[schema(example = 50)]
+    pub limit: u64,
+    #[schema(example = 0)]
+    pub offset: u64,
+}
+
+pub const DEFAULT_PAGE_SIZE: u64 = 50;
+pub const MAX_PAGE_SIZE: u64 = 200;
+pub const MAX_OFFSET: u64 = 1_000_000;
+
+/// Runs `select` for one page, ordered as the caller ordered it, plus the total count.
+pub async fn fetch_page<E, M, C>(
+    conn: &C,
+    select: Select<E>,
+    limit: Option<u64>,
+    offset: Option<u64>,
+) -> ApiResult<(Vec<M>, u64, u64, u64)>
+where
+    E: EntityTrait<Model = M>,
+    M: FromQueryResult + Sized + Send + Sync,
+    C: ConnectionTrait,
+{
+    let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE);
+    let offset = offset.unwrap_or(0);
+    let mut errors = Vec::new();
+    if !(1..=MAX_PAGE_SIZE).contains(&limit) {
+        errors.push(crate::error::FieldError::new(
+            "limit",
+            "out_of_range",
+            format!("must be between 1 and {MAX_PAGE_SIZE}"),
+        ));
+    }
+    if offset > MAX_OFFSET {
+        errors.push(crate::error::FieldError::new(
+            "offset",
+            "out_of_range",
+            format!("must be at most {MAX_OFFSET}"),
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let items = select.clone().offset(offset).limit(limit).all(conn).await?;
+    // A first page that is not full is the whole list: no COUNT round trip.
+    let total = if offset == 0 && (items.len() as u64) < limit {
+        items.len() as u64
+    } else {
+        select.count(conn).await?
+    };
+    Ok((items, total, limit, offset))
+}
