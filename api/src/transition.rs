@@ -31,11 +31,14 @@ pub trait ApiStep: Workflow {
         ctx: &AuthContext,
         m: &Self::Model,
     ) -> impl Future<Output = ApiResult<()>>;
-    /// The record as people see it (the response, the signed content, the audit
-    /// snapshots).
+    /// Whether the view carries `allowed_events`/`blocked_events`; when not, [`answer`]
+    /// does not compute them.
+    const OFFERS_EVENTS: bool = true;
     /// Puts what this caller can do now into a single-record answer (`allowed_events`,
     /// `blocked_events`).
     fn offer(view: &mut Self::View, options: EventOptions<Self::Event>);
+    /// The record as people see it (the response, the signed content, the audit
+    /// snapshots).
     fn view(
         conn: &impl ConnectionTrait,
         ctx: &AuthContext,
@@ -207,7 +210,9 @@ pub async fn answer<W: ApiStep>(
     now: chrono::DateTime<chrono::Utc>,
 ) -> ApiResult<W::View> {
     let mut view = W::view(conn, ctx, m, now).await?;
-    W::offer(&mut view, event_options::<W>(conn, ctx, m).await?);
+    if W::OFFERS_EVENTS {
+        W::offer(&mut view, event_options::<W>(conn, ctx, m).await?);
+    }
     Ok(view)
 }
 

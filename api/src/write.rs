@@ -141,10 +141,7 @@ where
     E::Model: Versioned + Clone + IntoActiveModel<E::ActiveModel>,
     <E::PrimaryKey as PrimaryKeyTrait>::ValueType: From<i64>,
 {
-    let mut next = current.clone();
-    change(&mut next);
-    next.stamp(now);
-    match workflow::compare_and_set::<E>(conn, next, id, current.version()).await? {
+    match workflow::write_next::<E>(conn, id, current, now, change).await? {
         Some(written) => Ok(written),
         None => {
             // Another process wrote first (PostgreSQL reads without a lock here).

@@ -48,12 +48,12 @@ impl Refusal for MilestoneRefusal {
     }
 }
 
-/// The guards' facts and the program's time zone (its local date stamps the actual
-/// dates).
+/// The guards' facts and, for the events that stamp an actual date (start, complete),
+/// the program's time zone.
 #[derive(Debug, Clone)]
 pub struct Facts {
     pub guards: Guards,
-    pub zone: chrono_tz::Tz,
+    pub zone: Option<chrono_tz::Tz>,
 }
 
 /// Names of the milestone's dependencies that are not completed, in plan order.
@@ -158,7 +158,12 @@ impl Workflow for Step {
             MilestoneEvent::Complete => guards.gate_go = round_decided_go(conn, m).await?,
             _ => {}
         }
-        let zone = program_zone(conn, m.program_id).await?;
+        let zone = match self.event {
+            MilestoneEvent::Start | MilestoneEvent::Complete => {
+                Some(program_zone(conn, m.program_id).await?)
+            }
+            _ => None,
+        };
         Ok(Facts { guards, zone })
     }
 
@@ -178,7 +183,9 @@ impl Workflow for Step {
         f: &Facts,
         now: DateTime<Utc>,
     ) {
-        apply(m, self.event, next, now.with_timezone(&f.zone).date_naive());
+        // Only start and complete use the date, and their guards read the zone.
+        let zone = f.zone.unwrap_or(chrono_tz::UTC);
+        apply(m, self.event, next, now.with_timezone(&zone).date_naive());
     }
 
     fn domain_event(&self, before: &milestone::Model, after: &milestone::Model) -> Option<Emitted> {
@@ -250,7 +257,7 @@ pub(crate) mod tests {
                 has_reason,
                 ..Guards::default()
             },
-            zone: chrono_tz::Europe::Zurich,
+            zone: Some(chrono_tz::Europe::Zurich),
         }
     }
 

@@ -483,6 +483,25 @@ pub async fn emit<C: ConnectionTrait>(
     }
 }
 
+/// Writes `current` changed by `change` as its next version (stamped at `now`) if the
+/// stored row still has `current`'s version; `None` when another writer came first.
+pub async fn write_next<E>(
+    conn: &impl ConnectionTrait,
+    id: i64,
+    current: &E::Model,
+    now: DateTime<Utc>,
+    change: impl FnOnce(&mut E::Model),
+) -> Result<Option<E::Model>, DbErr>
+where
+    E: EntityTrait,
+    E::Model: Versioned + Clone + IntoActiveModel<E::ActiveModel>,
+{
+    let mut next = current.clone();
+    change(&mut next);
+    next.stamp(now);
+    compare_and_set::<E>(conn, next, id, current.version()).await
+}
+
 /// Writes `row` (all columns) only if the stored row still has `version`: of two
 /// concurrent writers exactly one wins, across any number of processes. `None` when the
 /// version moved on.

@@ -170,7 +170,7 @@ async fn page(
     let tier_name = policy.tiers.get(tier).map_or("", |t| t.name.as_str());
     if recipients.is_empty() {
         // Nobody to page: skip at once, never wait on an empty tier.
-        if !advance(&txn, &e, |m| {
+        if !advance(&txn, &e, now, |m| {
             m.step = step + 1;
             m.page_seq = seq;
             m.next_page_at = Some(now);
@@ -257,7 +257,7 @@ async fn page(
         .await?;
     }
     let next = now + escalation::wait_after(&policy, tier);
-    if !advance(&txn, &e, |m| {
+    if !advance(&txn, &e, now, |m| {
         m.step = step + 1;
         m.page_seq = seq;
         m.current_tier = Some(tier as i32);
@@ -344,13 +344,11 @@ async fn worker_step(
 async fn advance(
     txn: &DatabaseTransaction,
     e: &escalation::Model,
+    now: DateTime<Utc>,
     change: impl FnOnce(&mut escalation::Model),
 ) -> Result<bool, JobError> {
-    let mut next = e.clone();
-    change(&mut next);
-    next.version += 1;
     Ok(
-        workflow::compare_and_set::<escalation::Entity>(txn, next, e.id, e.version)
+        workflow::write_next::<escalation::Entity>(txn, e.id, e, now, change)
             .await?
             .is_some(),
     )

@@ -97,6 +97,7 @@ impl ApiStep for gate_flow::Decide {
     type View = MilestoneView;
     /// The milestone's own events are offered by its transitions; what blocks a go is
     /// the gate's answer (`go_blockers`).
+    const OFFERS_EVENTS: bool = false;
     fn offer(_: &mut MilestoneView, _: EventOptions<entity::gate::Decision>) {}
     /// Who may take steps on this record at all (403 before anything else).
     async fn may_step(

@@ -78,6 +78,7 @@ impl ApiStep for production_flow::Release {
     type View = ProgramView;
     /// The program's answer carries no production events: a refused release names the
     /// deviations it waits for.
+    const OFFERS_EVENTS: bool = false;
     fn offer(_: &mut ProgramView, _: EventOptions<entity::workflow::production::ProductionEvent>) {}
     /// Who may take steps on this record at all (403 before anything else).
     async fn may_step(
