@@ -23,6 +23,21 @@ async fn the_bid_tab_ranks_candidates_and_the_decision_is_signed(app: &TestApp) 
     )
     .await
     .expect_problem(422, "validation_failed");
+    // Weights far out of range are refused by field (their sum once overflowed into a 500).
+    let huge = json!([{"key": "a", "name": "A", "weight": i32::MAX},
+                      {"key": "b", "name": "B", "weight": i32::MAX}]);
+    let refused = pm
+        .post(
+            "/api/v1/evaluations",
+            json!({"title": "Overflow", "criteria": huge, "candidates": [a]}),
+        )
+        .await
+        .expect_problem(422, "validation_failed");
+    assert!(
+        refused.body.to_string().contains("criteria[0].weight"),
+        "{}",
+        refused.body
+    );
     criteria[1]["weight"] = json!(40);
     pm.post(
         "/api/v1/evaluations",

@@ -75,7 +75,8 @@ pub fn validate_criteria(criteria: &[Criterion]) -> Vec<(String, String)> {
             errors.push((format!("criteria[{i}].weight"), "1 to 100".to_string()));
         }
     }
-    let sum: i32 = criteria.iter().map(|c| c.weight).sum();
+    // i64: weights out of range are reported above, but their sum must not overflow.
+    let sum: i64 = criteria.iter().map(|c| i64::from(c.weight)).sum();
     if !criteria.is_empty() && sum != 100 {
         errors.push((
             "criteria".to_string(),
@@ -303,6 +304,20 @@ mod tests {
             )]
         );
         c[0].weight = 15;
+        c[1].key = c[0].key.clone();
+        assert_eq!(validate_criteria(&c)[0].0, "criteria[1].key");
+        c[1].key = "other".into();
+        c[0].weight = i32::MAX;
+        c[1].weight = i32::MAX;
+        let errors = validate_criteria(&c);
+        assert_eq!(errors[0].0, "criteria[0].weight");
+        assert!(
+            errors
+                .iter()
+                .any(|(f, m)| f == "criteria" && m.contains("4294967"))
+        );
+        c[0].weight = 15;
+        c[1].weight = 15;
         c[1].key = c[0].key.clone();
         assert_eq!(validate_criteria(&c)[0].0, "criteria[1].key");
     }

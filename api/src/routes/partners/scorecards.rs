@@ -26,7 +26,11 @@ pub struct ScorecardQuery {
 
 fn window(q: &ScorecardQuery, today: NaiveDate) -> ApiResult<entity::scorecard::Window> {
     let to = q.to.unwrap_or(today);
-    let from = q.from.unwrap_or(to - chrono::TimeDelta::days(90));
+    // Checked: `to` is not range-checked yet, and NaiveDate::MIN - 90 days would panic.
+    let from = q.from.unwrap_or_else(|| {
+        to.checked_sub_signed(chrono::TimeDelta::days(90))
+            .unwrap_or(to)
+    });
     let mut c = Checks::default();
     c.date("from", from);
     c.date("to", to);
