@@ -100,10 +100,20 @@ impl FromRequest for AuthContext {
     fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
         let secret = bearer_secret(req);
+        let reads_only = matches!(
+            *req.method(),
+            actix_web::http::Method::GET | actix_web::http::Method::HEAD
+        );
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
             let secret = secret?;
-            authenticate(&state, &secret).await
+            let ctx = authenticate(&state, &secret, Credential::Bearer).await?;
+            if ctx.token.read_only && !reads_only {
+                return Err(ApiError::Forbidden(
+                    "this token is read-only: it may only read (GET)".to_string(),
+                ));
+            }
+            Ok(ctx)
         })
     }
 }
@@ -131,13 +141,38 @@ fn bearer_secret(req: &HttpRequest) -> ApiResult<String> {
 /// The user a request's bearer token belongs to, if the token is valid.
 pub async fn user_id_of(req: &HttpRequest, state: &AppState) -> Option<i64> {
     let secret = bearer_secret(req).ok()?;
-    authenticate(state, &secret)
+    authenticate(state, &secret, Credential::Bearer)
         .await
         .ok()
         .map(|ctx| ctx.user.id)
 }
 
-async fn authenticate(state: &AppState, secret: &str) -> ApiResult<AuthContext> {
+/// How a secret was presented: as an API bearer token, or as the browser session cookie.
+/// Each only works where it belongs: a session cookie is never a bearer token (a page's
+/// script-free forms cannot be replayed against the API), and a bearer token never
+/// signs a browser in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    Bearer,
+    SessionCookie,
+}
+
+/// The browser session cookie's name.
+pub const SESSION_COOKIE: &str = "cmo_session";
+
+/// The person signed in to this browser, if the session cookie holds a live session.
+pub async fn session_of(req: &HttpRequest, state: &AppState) -> Option<AuthContext> {
+    let cookie = req.cookie(SESSION_COOKIE)?;
+    authenticate(state, cookie.value(), Credential::SessionCookie)
+        .await
+        .ok()
+}
+
+pub async fn authenticate(
+    state: &AppState,
+    secret: &str,
+    credential: Credential,
+) -> ApiResult<AuthContext> {
     let invalid = || ApiError::Unauthorized("invalid token".to_string());
     if secret.len() > 200 {
         return Err(invalid());
@@ -153,6 +188,10 @@ async fn authenticate(state: &AppState, secret: &str) -> ApiResult<AuthContext> 
         .await?
         .ok_or_else(invalid)?;
     let user = user.ok_or_else(invalid)?;
+    let is_session = token.kind == api_token::TokenKind::Browser;
+    if is_session != (credential == Credential::SessionCookie) {
+        return Err(invalid());
+    }
     api_token::check_usable(&token, now).map_err(|why| ApiError::Unauthorized(why.to_string()))?;
     if !user.active {
         return Err(ApiError::Unauthorized(
@@ -207,6 +246,14 @@ impl TenantScoped for user::Entity {
 impl TenantScoped for api_token::Entity {
     fn tenant_condition(ctx: &AuthContext) -> Condition {
         api_token::Column::OrgId.eq(ctx.org_id()).into_condition()
+    }
+}
+
+impl TenantScoped for entity::invitation::Entity {
+    fn tenant_condition(ctx: &AuthContext) -> Condition {
+        entity::invitation::Column::OrgId
+            .eq(ctx.org_id())
+            .into_condition()
     }
 }
 

@@ -1,9 +1,11 @@
-//! `cmo-api bootstrap`: the first sponsor organization, its admin and a token.
+//! `cmo-api bootstrap`: the first sponsor organization, its admin, a token, and the
+//! one-time link where the admin chooses their own password.
 
 use entity::audit_trail::Actor;
 use entity::{OrgKind, Role, api_token, organization, user};
 use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait};
 
+use crate::accounts::{self, ResetKind};
 use crate::error::ApiError;
 use crate::provisioning::{self, NewUser};
 
@@ -13,6 +15,8 @@ pub struct BootstrapRequest {
     pub admin_name: String,
     pub time_zone: String,
     pub now: chrono::DateTime<chrono::Utc>,
+    /// Where the admin's password link points.
+    pub public_base_url: String,
 }
 
 pub struct Bootstrapped {
@@ -20,6 +24,9 @@ pub struct Bootstrapped {
     pub admin: user::Model,
     pub token: api_token::Model,
     pub secret: String,
+    /// The one-time link where the admin chooses their password (printed, not emailed:
+    /// mail may not be set up yet when an installation starts).
+    pub password_link: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,17 +99,26 @@ pub async fn bootstrap(
             time_zone: req.time_zone,
             phone: None,
             password_hash: None,
-            password_is_temporary: false,
+            is_service_account: false,
         },
     )
     .await?;
-    let (token, secret) =
-        provisioning::issue_token(&txn, &system, &admin, "bootstrap", None).await?;
+    let (token, secret) = provisioning::issue_token(
+        &txn,
+        &system,
+        &admin,
+        provisioning::TokenSpec::personal("bootstrap", None),
+    )
+    .await?;
+    let base_url = req.public_base_url.trim_end_matches('/');
+    let (_, password_secret) =
+        accounts::create_reset(&txn, &system, &admin, ResetKind::FirstPassword).await?;
     txn.commit().await?;
     Ok(Bootstrapped {
         organization: org,
         admin,
         token,
         secret,
+        password_link: accounts::reset_url(base_url, &password_secret),
     })
 }

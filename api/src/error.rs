@@ -86,6 +86,9 @@ pub enum ApiError {
     Forbidden(String),
     #[error("not found")]
     NotFound,
+    /// A one-time link (invitation, password reset) that was used, revoked or expired.
+    #[error("{0}")]
+    LinkNotUsable(String),
     #[error("{detail}")]
     Conflict {
         code: &'static str,
@@ -157,6 +160,7 @@ impl ApiError {
             ApiError::TooManyAttempts { .. } => "too_many_attempts",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound => "not_found",
+            ApiError::LinkNotUsable(_) => "link_not_usable",
             ApiError::Conflict { code, .. } => code,
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
@@ -245,6 +249,7 @@ impl ResponseError for ApiError {
             ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::LinkNotUsable(_) => StatusCode::GONE,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,

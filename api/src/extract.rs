@@ -226,6 +226,22 @@ impl Checks {
         }
     }
 
+    /// A phone for the escalation call tree, as people write it.
+    pub fn phone(&mut self, field: &str, phone: &str) {
+        let p = phone.trim();
+        let allowed = p
+            .chars()
+            .all(|ch| ch.is_ascii_digit() || " +-().".contains(ch));
+        let digits = p.chars().filter(char::is_ascii_digit).count();
+        if !(5..=32).contains(&p.len()) || !allowed || digits < 5 {
+            self.fail(
+                field,
+                "invalid_format",
+                "5 to 32 characters of digits, spaces and + - ( ) ., with at least 5 digits",
+            );
+        }
+    }
+
     pub fn password(&mut self, field: &str, value: &str) {
         let len = value.chars().count();
         if len < entity::user::MIN_PASSWORD_LEN {

@@ -85,7 +85,11 @@ mod tests {
             table.allowed("/api/v1/users/12"),
             Some(vec!["GET", "PATCH"])
         );
-        assert_eq!(table.allowed("/api/v1/users"), Some(vec!["GET", "POST"]));
+        assert_eq!(table.allowed("/api/v1/users"), Some(vec!["GET"]));
+        assert_eq!(
+            table.allowed("/api/v1/invitations"),
+            Some(vec!["GET", "POST"])
+        );
         assert_eq!(table.allowed("/api/v1/nothing-here"), None);
     }
 }

@@ -1,5 +1,6 @@
 //! The cmo-orchestrator HTTP API (library half of `cmo-api`; tests start it in-process).
 
+pub mod accounts;
 pub mod app;
 pub mod auth;
 pub mod bootstrap;

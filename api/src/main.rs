@@ -76,7 +76,18 @@ fn main() -> ExitCode {
             name,
             time_zone,
             json,
-        }) => run_bootstrap(&cli.database, &*clock, org, email, name, time_zone, json),
+        }) => run_bootstrap(
+            &cli.database,
+            &*clock,
+            BootstrapArgs {
+                org,
+                email,
+                name,
+                time_zone,
+                json,
+                public_base_url: cli.serve.public_base_url.clone(),
+            },
+        ),
         _ => serve(cli.database, cli.serve, clock),
     };
     match result {
@@ -107,6 +118,7 @@ fn serve(database: DatabaseArgs, serve: ServeArgs, clock: Arc<dyn Clock>) -> Res
             clock,
             metrics: Arc::default(),
             public_base_url: serve.public_base_url.trim_end_matches('/').into(),
+            passwords: api::secrets::Passwords::default(),
         };
         let options = ServerOptions {
             workers: serve.http_workers,
@@ -122,15 +134,28 @@ fn serve(database: DatabaseArgs, serve: ServeArgs, clock: Arc<dyn Clock>) -> Res
     })
 }
 
-fn run_bootstrap(
-    database: &DatabaseArgs,
-    clock: &dyn Clock,
+struct BootstrapArgs {
     org: String,
     email: String,
     name: Option<String>,
     time_zone: String,
     json: bool,
+    public_base_url: String,
+}
+
+fn run_bootstrap(
+    database: &DatabaseArgs,
+    clock: &dyn Clock,
+    args: BootstrapArgs,
 ) -> Result<(), String> {
+    let BootstrapArgs {
+        org,
+        email,
+        name,
+        time_zone,
+        json,
+        public_base_url,
+    } = args;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -149,6 +174,7 @@ fn run_bootstrap(
                 admin_name,
                 time_zone,
                 now: clock.now(),
+                public_base_url,
             },
         )
         .await
@@ -160,6 +186,7 @@ fn run_bootstrap(
                     "organization_id": done.organization.id,
                     "user_id": done.admin.id,
                     "token": done.secret,
+                    "password_link": done.password_link,
                 })
             );
         } else {
@@ -169,6 +196,10 @@ fn run_bootstrap(
             );
             println!("API token (shown once, keep it safe):");
             println!("{}", done.secret);
+            println!(
+                "Choose your password (to sign in and to sign records) at this one-time link, valid 7 days:"
+            );
+            println!("{}", done.password_link);
         }
         Ok(())
     })

@@ -20,7 +20,8 @@ use crate::routes;
         title = "cmo-orchestrator",
         description = "The back office a pharma sponsor uses to run its contract manufacturers: \
 program plans with go/no-go gates, quality events (deviations, CAPA, change control) and the \
-communication around them.\n\nAuthenticate with `Authorization: Bearer <token>`. Errors are \
+communication around them.\n\nPeople join by invitation and choose their own password; API clients sign in \
+(`POST /api/v1/sign-in`) and create their own tokens. Authenticate with `Authorization: Bearer <token>`. Errors are \
 RFC 9457 `application/problem+json` with a stable `code`. Another organization's records answer 404.",
         license(name = "Apache-2.0")
     ),
@@ -46,6 +47,7 @@ as do 20 failed attempts in a row (the organization's admins are emailed). Deliv
         (name = "partners", description = "The CMO registry: capabilities, sites, inspections, qualification"),
         (name = "escalations", description = "24/7 escalation: policies (call tree), paging, acknowledgement by API or one-click link"),
         (name = "notifications", description = "Email links: the digest unsubscribe page (no API token: the link is signed)"),
+        (name = "pages", description = "Pages for people in a browser (HTML forms, no token): sign in and out, accept an invitation, choose a password, your account"),
         (name = "operations", description = "Health, readiness and metrics")
     )
 )]
@@ -60,6 +62,7 @@ where
         .into_utoipa_app()
         .openapi(ApiDoc::openapi())
         .service(scope::scope("/api/v1").configure(routes::configure_api))
+        .configure(routes::configure_pages)
         .configure(routes::configure_ops)
         .split_for_parts();
     complete(&mut doc);
@@ -314,18 +317,12 @@ fn add_standard_responses(op: &mut Operation, has_path_params: bool) {
             RefOr::Ref(_) => false,
         })
     });
-    let touches_db = !public
-        || matches!(
-            op.operation_id.as_deref(),
-            Some(
-                "readyz"
-                    | "unsubscribe_page"
-                    | "unsubscribe"
-                    | "ack_link_page"
-                    | "ack_link"
-                    | "calendar_feed"
-            )
-        );
+    // Every operation reads the database but these (a public page with only a form,
+    // the process's own health and metrics).
+    let touches_db = !matches!(
+        op.operation_id.as_deref(),
+        Some("healthz" | "metrics" | "sign_in_page" | "request_reset_page")
+    );
     let mut wanted: Vec<&str> = vec!["500"];
     if !public {
         wanted.push("401");

@@ -16,9 +16,9 @@ pub struct NewUser {
     pub role: Role,
     pub time_zone: String,
     pub phone: Option<String>,
+    /// The person's own choice (accepting an invitation); never an admin's.
     pub password_hash: Option<String>,
-    /// Set by someone other than the user (an admin): must be replaced before signing.
-    pub password_is_temporary: bool,
+    pub is_service_account: bool,
 }
 
 pub async fn create_organization<C: ConnectionTrait>(
@@ -107,8 +107,9 @@ pub async fn create_user<C: ConnectionTrait>(
             time_zone: Set(new.time_zone),
             phone: Set(new.phone),
             password_hash: Set(new.password_hash),
-            password_is_temporary: Set(new.password_is_temporary),
             active: Set(true),
+            is_service_account: Set(new.is_service_account),
+            access_notice: Set(None),
             created_at: Set(actor.at),
             updated_at: Set(actor.at),
             version: Set(1),
@@ -119,13 +120,35 @@ pub async fn create_user<C: ConnectionTrait>(
     Ok(user)
 }
 
+/// What a new token is: its name, expiry, kind, lineage and scope.
+pub struct TokenSpec<'a> {
+    pub name: &'a str,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub kind: api_token::TokenKind,
+    /// The personal token it was created with (see `api_token::child_expiry`).
+    pub parent_token_id: Option<i64>,
+    pub read_only: bool,
+}
+
+impl<'a> TokenSpec<'a> {
+    /// A personal token with no parent and full scope.
+    pub fn personal(name: &'a str, expires_at: Option<DateTime<Utc>>) -> Self {
+        Self {
+            name,
+            expires_at,
+            kind: api_token::TokenKind::Personal,
+            parent_token_id: None,
+            read_only: false,
+        }
+    }
+}
+
 /// Issues a token for `owner`; returns the row and the secret (shown once, never stored).
 pub async fn issue_token<C: ConnectionTrait>(
     conn: &C,
     actor: &Actor,
     owner: &user::Model,
-    name: &str,
-    expires_at: Option<DateTime<Utc>>,
+    spec: TokenSpec<'_>,
 ) -> ApiResult<(api_token::Model, String)> {
     let secret = crate::secrets::new_token_secret();
     let token = api_token::ActiveModel {
@@ -133,13 +156,17 @@ pub async fn issue_token<C: ConnectionTrait>(
         org_id: Set(owner.org_id),
         user_id: Set(owner.id),
         issued_by_user_id: Set(actor.user_id),
-        name: Set(name.trim().to_string()),
+        name: Set(spec.name.trim().to_string()),
         token_prefix: Set(api_token::display_prefix(&secret)),
         token_hash: Set(api_token::hash_secret(&secret)),
         created_at: Set(actor.at),
-        expires_at: Set(expires_at),
+        expires_at: Set(spec.expires_at),
         revoked_at: Set(None),
         last_used_at: Set(None),
+        kind: Set(spec.kind),
+        parent_token_id: Set(spec.parent_token_id),
+        read_only: Set(spec.read_only),
+        revoked_reason: Set(None),
     }
     .insert(conn)
     .await?;

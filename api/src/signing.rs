@@ -29,18 +29,17 @@ pub async fn authenticate_signer(
     password: String,
     what: &SignatureRecord,
 ) -> ApiResult<()> {
+    if ctx.user.is_service_account {
+        return Err(ApiError::Forbidden(
+            "a service account never signs: a signature is a person's act".to_string(),
+        ));
+    }
     let Some(stored) = ctx.user.password_hash.clone() else {
         return Err(ApiError::conflict(
             "no_signing_password",
-            "set a signing password (PUT /api/v1/users/{id}/password) before signing",
+            "you have no password: choose one from your invitation or a reset link (POST /api/v1/password-resets)",
         ));
     };
-    if ctx.user.password_is_temporary {
-        return Err(ApiError::conflict(
-            "temporary_password",
-            "the password was set by an admin; set your own before signing",
-        ));
-    }
     let failure = Entry::new(
         record_entity(what.record_type),
         &what.record_id,
@@ -132,7 +131,11 @@ pub async fn check_password(
             retry_after_secs: micros.div_ceil(1_000_000),
         });
     }
-    if crate::secrets::verify_password(password, stored).await? {
+    if state
+        .passwords
+        .verify(ctx.org_id(), password, Some(stored))
+        .await?
+    {
         return Ok(());
     }
     audit_trail::append(&txn, &ctx.actor(now), failure).await?;

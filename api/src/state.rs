@@ -13,4 +13,6 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
     pub public_base_url: Arc<str>,
+    /// Password hashing and its per-organization bounds.
+    pub passwords: crate::secrets::Passwords,
 }

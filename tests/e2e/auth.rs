@@ -175,7 +175,7 @@ async fn only_admins_manage_users_and_others_tokens(app: &TestApp) {
     let viewer = app.client(&viewer);
     viewer
         .post(
-            "/api/v1/users",
+            "/api/v1/invitations",
             json!({"email": "x@acme.test", "display_name": "X", "role": "viewer"}),
         )
         .await
@@ -225,20 +225,30 @@ async fn duplicate_emails_conflict(app: &TestApp) {
     let body = json!({"email": "Dup@Acme.test", "display_name": "Dup", "role": "viewer"});
     let created = app
         .admin()
-        .post("/api/v1/users", body.clone())
+        .post("/api/v1/invitations", body.clone())
         .await
         .expect(201)
         .body;
     assert_eq!(created["email"], "dup@acme.test");
     let again = json!({"email": "dup@acme.TEST", "display_name": "Dup", "role": "viewer"});
     app.admin()
-        .post("/api/v1/users", again)
+        .post("/api/v1/invitations", again)
         .await
-        .expect_problem(409, "already_exists");
+        .expect_problem(409, "already_invited");
+    // Once accepted, the email belongs to a user of the organization.
+    app.accept_invitation("dup@acme.test", crate::OWN_PASSWORD)
+        .await;
+    app.admin()
+        .post("/api/v1/invitations", body)
+        .await
+        .expect_problem(409, "email_taken");
 }
 on_both_databases!(duplicate_emails_conflict);
 
-async fn a_partners_first_admin_token_expires_within_a_week(app: &TestApp) {
+/// A registered CMO's first admin is invited like anyone: the sponsor that registered it
+/// never holds a credential of the CMO, and so cannot act as its admin.
+async fn a_partners_first_admin_is_invited_not_handed_a_token(app: &TestApp) {
+    // REQ: SEC-OWN-CREDENTIALS
     let created = app
         .admin()
         .post(
@@ -246,21 +256,66 @@ async fn a_partners_first_admin_token_expires_within_a_week(app: &TestApp) {
             json!({"name": "Lonza Visp", "kind": "cmo", "admin": {"email": "pm@lonza.test", "display_name": "Petra"}}),
         )
         .await
-        .expect(201)
-        .body;
-    let expires: chrono::DateTime<chrono::Utc> = created["admin_token"]["token"]["expires_at"]
-        .as_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+        .expect(201);
+    assert!(
+        created.body.get("admin_token").is_none(),
+        "{}",
+        created.body
+    );
+    let invitation = &created.body["admin_invitation"];
+    assert_eq!(invitation["status"], "pending");
+    assert_eq!(invitation["role"], "admin");
+    let expires: chrono::DateTime<chrono::Utc> =
+        invitation["expires_at"].as_str().unwrap().parse().unwrap();
     assert_eq!(expires, app.now() + TimeDelta::days(7));
+    let link = app
+        .emailed_token("pm@lonza.test", "/invitations/accept")
+        .await;
+    assert!(
+        !created.text.contains(&link),
+        "the link is in the email only"
+    );
+    // The sponsor sees neither the CMO's invitations nor its users.
+    let cmo_org = created.body["organization"]["id"].as_i64().unwrap();
+    let sponsor_view = app
+        .admin()
+        .get("/api/v1/invitations")
+        .await
+        .expect(200)
+        .body;
+    assert!(
+        sponsor_view["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["org_id"] != cmo_org)
+    );
+    // The CMO's admin joins with a password of their own and runs their organization.
+    let admin_id = app
+        .accept_invitation("pm@lonza.test", crate::OWN_PASSWORD)
+        .await;
+    let cmo_admin = app.client(&app.own_token("pm@lonza.test", crate::OWN_PASSWORD).await);
+    let me = cmo_admin.get("/api/v1/me").await.expect(200).body;
+    assert_eq!(me["user"]["id"], admin_id);
+    // The sponsor's admin cannot reach the CMO's users to force a reset or mint a token.
+    app.admin()
+        .post(
+            &format!("/api/v1/users/{admin_id}/password-reset"),
+            json!({}),
+        )
+        .await
+        .expect_problem(404, "not_found");
+    app.admin()
+        .post("/api/v1/tokens", json!({"name": "x", "user_id": admin_id}))
+        .await
+        .expect_problem(404, "not_found");
     // The same email may exist in another organization: emails are unique per org.
     app.admin()
         .post(
-            "/api/v1/users",
+            "/api/v1/invitations",
             json!({"email": "pm@lonza.test", "display_name": "Other Petra", "role": "viewer"}),
         )
         .await
         .expect(201);
 }
-on_both_databases!(a_partners_first_admin_token_expires_within_a_week);
+on_both_databases!(a_partners_first_admin_is_invited_not_handed_a_token);

@@ -98,7 +98,7 @@ async fn concurrent_writers_keep_the_audit_chain_intact(app: &TestApp) {
             let admin = admin.clone();
             async move {
                 admin
-                    .post("/api/v1/users", json!({"email": format!("u{n}@acme.test"), "display_name": format!("U{n}"), "role": "viewer"}))
+                    .post("/api/v1/invitations", json!({"email": format!("u{n}@acme.test"), "display_name": format!("U{n}"), "role": "viewer"}))
                     .await
             }
         })

@@ -19,39 +19,36 @@ async fn post_with_key(app: &TestApp, path: &str, key: &str, body: &Value) -> e2
 async fn a_retried_post_is_answered_not_repeated(app: &TestApp) {
     // REQ: API-IDEMPOTENCY
     let body = json!({"email": "retry@acme.test", "display_name": "Retry", "role": "viewer"});
-    let first = post_with_key(app, "/api/v1/users", "create-retry-user-1", &body)
+    let first = post_with_key(app, "/api/v1/invitations", "create-retry-user-1", &body)
         .await
         .expect(201);
     assert!(first.header("idempotent-replayed").is_none());
-    let again = post_with_key(app, "/api/v1/users", "create-retry-user-1", &body)
+    let again = post_with_key(app, "/api/v1/invitations", "create-retry-user-1", &body)
         .await
         .expect(201);
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
     assert_eq!(again.body, first.body, "the first response, byte for byte");
     let created = app
         .admin()
-        .get("/api/v1/audit-events?entity_type=user&action=create")
+        .get("/api/v1/audit-events?entity_type=invitation&action=create")
         .await
         .body;
-    assert_eq!(
-        created["total"], 2,
-        "bootstrap admin and one retry user, not two"
-    );
+    assert_eq!(created["total"], 1, "one invitation, not two");
 
     // Same key, different request: refused.
     let other = json!({"email": "other@acme.test", "display_name": "Other", "role": "viewer"});
-    let r = post_with_key(app, "/api/v1/users", "create-retry-user-1", &other)
+    let r = post_with_key(app, "/api/v1/invitations", "create-retry-user-1", &other)
         .await
         .expect_problem(422, "validation_failed");
     assert_eq!(r.body["errors"][0]["code"], "key_reused");
 
     // A failed request is not remembered: fixed, it may be retried under its key.
     let bad = json!({"email": "not-an-email", "display_name": "Fix Me", "role": "viewer"});
-    post_with_key(app, "/api/v1/users", "fix-and-retry", &bad)
+    post_with_key(app, "/api/v1/invitations", "fix-and-retry", &bad)
         .await
         .expect(422);
     let fixed = json!({"email": "fixed@acme.test", "display_name": "Fix Me", "role": "viewer"});
-    post_with_key(app, "/api/v1/users", "fix-and-retry", &fixed)
+    post_with_key(app, "/api/v1/invitations", "fix-and-retry", &fixed)
         .await
         .expect(201);
 

@@ -37,46 +37,32 @@ mod workflow;
 use e2e::TestApp;
 use serde_json::{Value, json};
 
-/// Password an admin gives a new user; the user replaces it with their own.
-pub const TEMPORARY_PASSWORD: &str = "temporary password from the admin";
+/// The password a test person chooses when none is given.
+pub const OWN_PASSWORD: &str = "a password of my own choosing";
 
-/// Creates a user in the admin's org and a token for them; returns (user id, token).
-/// With `password`, the user ends up with that password as their own (not temporary).
+/// What joining looks like: the admin invites, the person accepts from the email with
+/// their own `password` (default [`OWN_PASSWORD`]), signs in and creates their own token.
+/// Returns (user id, token).
 pub async fn user_with_token(
     app: &TestApp,
     email: &str,
     role: &str,
     password: Option<&str>,
 ) -> (i64, String) {
-    let admin = app.admin();
-    let mut body =
-        json!({"email": email, "display_name": email.split('@').next().unwrap(), "role": role});
-    if password.is_some() {
-        body["password"] = Value::String(TEMPORARY_PASSWORD.to_string());
-    }
-    let user = admin.post("/api/v1/users", body).await.expect(201).body;
-    let id = user["id"].as_i64().unwrap();
-    let token = admin
-        .post("/api/v1/tokens", json!({"name": "test", "user_id": id}))
+    let password = password.unwrap_or(OWN_PASSWORD);
+    app.admin()
+        .post(
+            "/api/v1/invitations",
+            json!({"email": email, "display_name": email.split('@').next().unwrap(), "role": role}),
+        )
         .await
-        .expect(201)
-        .body["secret"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    if let Some(own) = password {
-        app.client(&token)
-            .put(
-                &format!("/api/v1/users/{id}/password"),
-                json!({"current_password": TEMPORARY_PASSWORD, "new_password": own}),
-            )
-            .await
-            .expect(204);
-    }
-    (id, token)
+        .expect(201);
+    let id = app.accept_invitation(email, password).await;
+    (id, app.own_token(email, password).await)
 }
 
-/// Registers a partner organization; returns (org id, its admin's id, its admin's token).
+/// Registers a partner organization; its first admin accepts the emailed invitation and
+/// creates their own token. Returns (org id, its admin's id, its admin's token).
 pub async fn partner_org(
     app: &TestApp,
     name: &str,
@@ -92,13 +78,11 @@ pub async fn partner_org(
         .await
         .expect(201)
         .body;
+    let admin_id = app.accept_invitation(admin_email, OWN_PASSWORD).await;
     (
         created["organization"]["id"].as_i64().unwrap(),
-        created["admin"]["id"].as_i64().unwrap(),
-        created["admin_token"]["secret"]
-            .as_str()
-            .unwrap()
-            .to_string(),
+        admin_id,
+        app.own_token(admin_email, OWN_PASSWORD).await,
     )
 }
 

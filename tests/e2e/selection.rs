@@ -145,7 +145,7 @@ async fn the_bid_tab_ranks_candidates_and_the_decision_is_signed(app: &TestApp) 
         json!({"cmo_org_id": a, "reason": "best score", "password": "whatever it is"}),
     )
     .await
-    .expect_problem(409, "no_signing_password");
+    .expect_problem(401, "invalid_password");
     pm.post(&decision, json!({"cmo_org_id": a, "reason": "best score"}))
         .await
         .expect(422);

@@ -110,17 +110,25 @@ async fn only_accountable_roles_sign(app: &TestApp) {
         .await
         .expect_problem(403, "forbidden");
 
-    // Without a password there is nothing to re-check.
+    // Without a password there is nothing to re-check: after an admin forces a reset,
+    // the person's own token still reads, but signs nothing until they choose anew.
     let (qa2_id, qa2) = user_with_token(app, "qa2@acme.test", "quality", None).await;
+    app.admin()
+        .post(&format!("/api/v1/users/{qa2_id}/password-reset"), json!({}))
+        .await
+        .expect(202);
     app.client(&qa2)
         .post("/api/v1/signatures", body.clone())
         .await
         .expect_problem(409, "no_signing_password");
-    // Setting one's own password, then signing, works.
-    app.client(&qa2)
-        .put(
-            &format!("/api/v1/users/{qa2_id}/password"),
-            json!({"new_password": PASSWORD}),
+    // Choosing one's own password from the emailed link, then signing, works.
+    let reset = app
+        .emailed_token("qa2@acme.test", "/password-reset/choose")
+        .await;
+    app.anonymous()
+        .post(
+            "/api/v1/password-resets/complete",
+            json!({"token": reset, "new_password": PASSWORD}),
         )
         .await
         .expect(204);
@@ -164,39 +172,69 @@ async fn only_accountable_roles_sign(app: &TestApp) {
 }
 on_both_databases!(only_accountable_roles_sign);
 
-async fn a_password_an_admin_chose_cannot_sign(app: &TestApp) {
+/// Nobody can sign in a colleague's name: an admin sets no password and mints no token
+/// for another person; a forced reset reaches the person alone, by email.
+async fn an_admin_cannot_act_as_a_colleague(app: &TestApp) {
+    // REQ: SEC-OWN-CREDENTIALS
     let event_id = first_audit_event_id(app).await;
-    let body = json!({"record_type": "audit_event", "record_id": event_id.to_string(), "meaning": "reviewed", "password": crate::TEMPORARY_PASSWORD});
-    let (qa_id, qa) = user_with_token(app, "qa@acme.test", "quality", None).await;
-    // The admin resets the password: it is temporary.
+    let body = json!({"record_type": "audit_event", "record_id": event_id.to_string(), "meaning": "reviewed", "password": PASSWORD});
+    let (qa_id, qa) = user_with_token(app, "qa@acme.test", "quality", Some(PASSWORD)).await;
     app.admin()
         .put(
             &format!("/api/v1/users/{qa_id}/password"),
-            json!({"new_password": crate::TEMPORARY_PASSWORD}),
+            json!({"new_password": "the admin's choice of password"}),
         )
         .await
-        .expect(204);
-    let user = app
-        .admin()
-        .get(&format!("/api/v1/users/{qa_id}"))
+        .expect_problem(403, "forbidden");
+    app.admin()
+        .post("/api/v1/tokens", json!({"name": "as qa", "user_id": qa_id}))
         .await
-        .expect(200)
-        .body;
-    assert_eq!(user["password_is_temporary"], true);
+        .expect_problem(403, "forbidden");
+    // The invitation answer never carries the link: only the invitee's email does.
+    let invited = app
+        .admin()
+        .post(
+            "/api/v1/invitations",
+            json!({"email": "qa3@acme.test", "display_name": "Q3", "role": "quality"}),
+        )
+        .await
+        .expect(201);
+    let link_token = app
+        .emailed_token("qa3@acme.test", "/invitations/accept")
+        .await;
+    assert!(!invited.text.contains(&link_token));
+    // A forced reset: the old password stops working; the admin learns nothing.
+    let forced = app
+        .admin()
+        .post(&format!("/api/v1/users/{qa_id}/password-reset"), json!({}))
+        .await
+        .expect(202);
+    assert_eq!(forced.body["has_password"], false);
+    let reset = app
+        .emailed_token("qa@acme.test", "/password-reset/choose")
+        .await;
+    assert!(!forced.text.contains(&reset));
     app.client(&qa)
         .post("/api/v1/signatures", body.clone())
         .await
-        .expect_problem(409, "temporary_password");
-    // Once the user chose their own, they sign with it.
-    app.client(&qa)
-        .put(
-            &format!("/api/v1/users/{qa_id}/password"),
-            json!({"current_password": crate::TEMPORARY_PASSWORD, "new_password": PASSWORD}),
+        .expect_problem(409, "no_signing_password");
+    app.anonymous()
+        .post(
+            "/api/v1/password-resets/complete",
+            json!({"token": reset, "new_password": "my own new password"}),
         )
         .await
         .expect(204);
+    // The link works once.
+    app.anonymous()
+        .post(
+            "/api/v1/password-resets/complete",
+            json!({"token": reset, "new_password": "my own new password"}),
+        )
+        .await
+        .expect_problem(410, "link_not_usable");
     let mut own = body;
-    own["password"] = json!(PASSWORD);
+    own["password"] = json!("my own new password");
     let signed = app
         .client(&qa)
         .post("/api/v1/signatures", own)
@@ -204,13 +242,22 @@ async fn a_password_an_admin_chose_cannot_sign(app: &TestApp) {
         .expect(201)
         .body;
     let tokens = app.client(&qa).get("/api/v1/tokens").await.expect(200).body;
+    let personal: Vec<&serde_json::Value> = tokens["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["kind"] == "personal")
+        .collect();
     assert_eq!(
-        signed["token_id"], tokens["items"][0]["id"],
+        signed["token_id"], personal[0]["id"],
         "the signing token is recorded"
     );
-    assert_eq!(tokens["items"][0]["issued_by_user_id"], app.admin_id);
+    assert_eq!(
+        personal[0]["issued_by_user_id"], qa_id,
+        "the person's own token"
+    );
 }
-on_both_databases!(a_password_an_admin_chose_cannot_sign);
+on_both_databases!(an_admin_cannot_act_as_a_colleague);
 
 /// Five failures within 15 minutes lock signing and password changes for 15 minutes from
 /// the fifth; `Retry-After` is the time left.

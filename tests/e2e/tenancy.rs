@@ -243,6 +243,14 @@ async fn seed_every_kind(app: &TestApp) -> std::collections::HashMap<&'static st
         .expect(201)
         .body);
     let tokens = admin.get("/api/v1/tokens").await.expect(200).body;
+    let invitation = admin
+        .post(
+            "/api/v1/invitations",
+            json!({"email": "invitee@acme.test", "display_name": "Invitee", "role": "viewer"}),
+        )
+        .await
+        .expect(201)
+        .body;
     let audit = admin.get("/api/v1/audit-events").await.expect(200).body;
     let deliveries = admin
         .get(&format!("/api/v1/webhooks/{webhook}/deliveries"))
@@ -260,6 +268,7 @@ async fn seed_every_kind(app: &TestApp) -> std::collections::HashMap<&'static st
         ("evaluations", id(&evaluation)),
         ("gate-items", id(&gate_item)),
         ("inspections", id(&inspection)),
+        ("invitations", id(&invitation)),
         ("milestones", id(&milestone)),
         ("organizations", lonza),
         ("programs", p),
@@ -337,22 +346,16 @@ async fn every_endpoint_hides_foreign_records_from_every_role(app: &TestApp) {
     ] {
         let admin = app.client(org_admin);
         for role in ["program_manager", "quality", "contributor", "viewer"] {
-            let user = admin
-                .post("/api/v1/users", json!({"email": format!("{role}@{domain}"), "display_name": role, "role": role}))
-                .await
-                .expect(201)
-                .body;
-            let token = admin
+            let email = format!("{role}@{domain}");
+            admin
                 .post(
-                    "/api/v1/tokens",
-                    json!({"name": "t", "user_id": user["id"]}),
+                    "/api/v1/invitations",
+                    json!({"email": email, "display_name": role, "role": role}),
                 )
                 .await
-                .expect(201)
-                .body["secret"]
-                .as_str()
-                .unwrap()
-                .to_string();
+                .expect(201);
+            app.accept_invitation(&email, crate::OWN_PASSWORD).await;
+            let token = app.own_token(&email, crate::OWN_PASSWORD).await;
             actors.push((format!("{domain} {role}"), app.client(&token)));
         }
     }

@@ -151,6 +151,82 @@ impl TestApp {
         }
     }
 
+    /// The link (with its `?token=`) to `path` in the newest email queued for `to`: what
+    /// the person would click. The outbox row is the email the worker sends.
+    pub async fn emailed_link(&self, to: &str, path: &str) -> String {
+        use sea_orm::{EntityTrait, QueryOrder};
+        let emails = entity::outbox::Entity::find()
+            .order_by_desc(entity::outbox::Column::Id)
+            .all(&self.db)
+            .await
+            .expect("outbox");
+        let needle = format!("{}{path}?token=", self.base_url);
+        for email in emails {
+            let recipients: Vec<String> = serde_json::from_str(&email.to_addrs).expect("to");
+            if !recipients.iter().any(|r| r == to) {
+                continue;
+            }
+            if let Some(at) = email.text_body.find(&needle) {
+                let rest = &email.text_body[at..];
+                let end = rest.find(char::is_whitespace).unwrap_or(rest.len());
+                return rest[..end].to_string();
+            }
+        }
+        panic!("no email to {to} links to {path}");
+    }
+
+    /// The `token` of the newest emailed link to `path` for `to`.
+    pub async fn emailed_token(&self, to: &str, path: &str) -> String {
+        let link = self.emailed_link(to, path).await;
+        link.split("?token=").nth(1).expect("token").to_string()
+    }
+
+    /// What an invitee does: opens the invitation email's link and chooses `password`.
+    /// Returns the new user's id. The invitation email is then taken out of the outbox
+    /// (it was read), so tests that count the emails a scenario sends count only those.
+    pub async fn accept_invitation(&self, email: &str, password: &str) -> i64 {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        let token = self.emailed_token(email, "/invitations/accept").await;
+        entity::outbox::Entity::delete_many()
+            .filter(entity::outbox::Column::TextBody.contains(&token))
+            .exec(&self.db)
+            .await
+            .expect("outbox");
+        self.anonymous()
+            .post(
+                "/api/v1/invitations/accept",
+                serde_json::json!({"token": token, "password": password}),
+            )
+            .await
+            .expect(201)
+            .body["id"]
+            .as_i64()
+            .expect("user id")
+    }
+
+    /// What an API client does: signs in with the person's own password and creates
+    /// their own personal token. Returns its secret.
+    pub async fn own_token(&self, email: &str, password: &str) -> String {
+        let signed = self
+            .anonymous()
+            .post(
+                "/api/v1/sign-in",
+                serde_json::json!({"email": email, "password": password}),
+            )
+            .await
+            .expect(201)
+            .body;
+        let session = signed["secret"].as_str().expect("secret");
+        self.client(session)
+            .post("/api/v1/tokens", serde_json::json!({"name": "test"}))
+            .await
+            .expect(201)
+            .body["secret"]
+            .as_str()
+            .expect("secret")
+            .to_string()
+    }
+
     pub fn admin(&self) -> Client {
         self.client(&self.admin_token)
     }
@@ -230,6 +306,8 @@ pub async fn spawn_app_on(
     let db = migration::startup::connect_and_migrate(&args)
         .await
         .expect("connect and migrate");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+    let port = listener.local_addr().expect("local addr").port();
     let clock = ManualClock::new(start_instant());
     let boot = bootstrap(
         &db,
@@ -239,17 +317,17 @@ pub async fn spawn_app_on(
             admin_name: "Ada Admin".to_string(),
             time_zone: "Europe/Berlin".to_string(),
             now: clock.now(),
+            public_base_url: format!("http://127.0.0.1:{port}"),
         },
     )
     .await
     .expect("bootstrap");
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
-    let port = listener.local_addr().expect("local addr").port();
     let state = AppState {
         db: db.clone(),
         clock: Arc::new(clock.clone()),
         metrics: Arc::default(),
         public_base_url: format!("http://127.0.0.1:{port}").into(),
+        passwords: api::secrets::Passwords::cheap_for_tests(),
     };
     let server = build_server(
         state,

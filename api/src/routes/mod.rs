@@ -12,7 +12,7 @@ pub mod plan;
 pub mod quality;
 
 use self::escalation::{escalations, policy};
-use self::identity::{audit, me, organizations, signatures, tokens, users};
+use self::identity::{audit, invitations, me, organizations, sign_in, signatures, tokens, users};
 use self::integrations::{calendar, events, webhooks};
 use self::links::ack;
 use self::partners::{agreements, cmos, evaluations, inspections, qualification, scorecards};
@@ -27,12 +27,21 @@ pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
         .service(organizations::create_organization)
         .service(organizations::list_organizations)
         .service(organizations::get_organization)
-        .service(users::create_user)
+        .service(sign_in::sign_in)
+        .service(sign_in::request_password_reset)
+        .service(sign_in::complete_password_reset)
+        // `accept` before `{id}` routes of the same prefix.
+        .service(invitations::accept_invitation)
+        .service(invitations::create_invitation)
+        .service(invitations::list_invitations)
+        .service(invitations::resend_invitation)
+        .service(invitations::revoke_invitation)
         .service(users::list_users)
         .service(users::get_user)
         .service(users::update_user)
         .service(users::deactivate_user)
         .service(users::set_password)
+        .service(users::force_password_reset)
         .service(tokens::issue_token)
         .service(tokens::list_tokens)
         .service(tokens::revoke_token)
@@ -133,6 +142,21 @@ pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
         .service(actions::snooze_action_item)
         .service(signatures::create_signature)
         .service(signatures::list_signatures);
+}
+
+/// Pages for people outside `/api/v1`: sign-in, invitation, password reset, account.
+pub fn configure_pages(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
+    use self::identity::account_pages as p;
+    cfg.service(p::sign_in_page)
+        .service(p::sign_in_submit)
+        .service(p::sign_out)
+        .service(p::account)
+        .service(p::accept_page)
+        .service(p::accept_submit)
+        .service(p::request_reset_page)
+        .service(p::request_reset_submit)
+        .service(p::choose_page)
+        .service(p::choose_submit);
 }
 
 /// Operational endpoints outside `/api/v1`.

@@ -1,7 +1,7 @@
 //! How organizations, people and their API tokens read on the wire.
 
 use chrono::{DateTime, Utc};
-use entity::{OrgKind, Role, api_token, audit_event, organization, user};
+use entity::{OrgKind, Role, api_token, audit_event, invitation, organization, user};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -37,9 +37,10 @@ impl From<&organization::Model> for OrganizationView {
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({
-    "id": 4, "user_id": 3, "issued_by_user_id": 1, "name": "LIMS integration", "token_prefix": "cmo_3f9a2c1b",
+    "id": 4, "user_id": 3, "issued_by_user_id": 3, "name": "LIMS integration", "token_prefix": "cmo_3f9a2c1b",
+    "kind": "personal", "parent_token_id": null, "read_only": true,
     "created_at": "2026-11-23T09:00:00Z", "expires_at": "2027-11-23T00:00:00Z",
-    "revoked_at": null, "last_used_at": null
+    "revoked_at": null, "revoked_reason": null, "last_used_at": null
 }))]
 pub struct TokenView {
     pub id: i64,
@@ -54,6 +55,16 @@ pub struct TokenView {
     pub revoked_at: Option<DateTime<Utc>>,
     /// Last use, recorded to the minute.
     pub last_used_at: Option<DateTime<Utc>>,
+    /// `personal` (created through the API), `sign_in` (from `POST /sign-in`, 12 h) or
+    /// `browser` (a sign-in page session).
+    pub kind: api_token::TokenKind,
+    /// The personal token this one was created with: it dies with it and never outlives it.
+    pub parent_token_id: Option<i64>,
+    /// Reads only: every write with it answers 403.
+    pub read_only: bool,
+    /// Why it was revoked when not revoked by hand (`parent_revoked`, `user_deactivated`,
+    /// `password_reset`, `minted_for_someone_else`, `descends_from_hand_over`).
+    pub revoked_reason: Option<String>,
 }
 
 impl From<&api_token::Model> for TokenView {
@@ -68,6 +79,10 @@ impl From<&api_token::Model> for TokenView {
             expires_at: m.expires_at,
             revoked_at: m.revoked_at,
             last_used_at: m.last_used_at,
+            kind: m.kind,
+            parent_token_id: m.parent_token_id,
+            read_only: m.read_only,
+            revoked_reason: m.revoked_reason.clone(),
         }
     }
 }
@@ -75,8 +90,10 @@ impl From<&api_token::Model> for TokenView {
 /// A newly issued token with its secret. The secret is shown only in this response.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
-    "token": {"id": 4, "user_id": 3, "issued_by_user_id": 1, "name": "LIMS integration", "token_prefix": "cmo_3f9a2c1b",
-              "created_at": "2026-11-23T09:00:00Z", "expires_at": null, "revoked_at": null, "last_used_at": null},
+    "token": {"id": 4, "user_id": 3, "issued_by_user_id": 3, "name": "LIMS integration", "token_prefix": "cmo_3f9a2c1b",
+              "kind": "personal", "parent_token_id": null, "read_only": false,
+              "created_at": "2026-11-23T09:00:00Z", "expires_at": null, "revoked_at": null,
+              "revoked_reason": null, "last_used_at": null},
     "secret": "cmo_3f9a2c1b8d7e6f5a4b3c2d1e0f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b"
 }))]
 pub struct IssuedToken {
@@ -89,7 +106,7 @@ pub struct IssuedToken {
 #[schema(example = json!({
     "id": 3, "org_id": 1, "email": "qa.lead@acme.test", "display_name": "Quinn Alvarez",
     "role": "quality", "time_zone": "America/New_York", "phone": "+1 617 555 0142", "active": true, "has_password": true,
-    "password_is_temporary": false,
+    "is_service_account": false,
     "created_at": "2026-11-23T09:00:00Z", "updated_at": "2026-11-23T09:00:00Z", "version": 1
 }))]
 pub struct UserView {
@@ -103,10 +120,10 @@ pub struct UserView {
     /// Shown in escalation call trees.
     pub phone: Option<String>,
     pub active: bool,
-    /// Whether a signing password is set (needed for e-signatures).
+    /// Whether the person has set their password (needed to sign in and to sign).
     pub has_password: bool,
-    /// The password was set by an admin and must be replaced by the user before signing.
-    pub password_is_temporary: bool,
+    /// An integration's account: holds tokens, never signs in or signs.
+    pub is_service_account: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i32,
@@ -124,7 +141,7 @@ impl From<&user::Model> for UserView {
             phone: m.phone.clone(),
             active: m.active,
             has_password: m.password_hash.is_some(),
-            password_is_temporary: m.password_is_temporary,
+            is_service_account: m.is_service_account,
             created_at: m.created_at,
             updated_at: m.updated_at,
             version: m.version,
@@ -202,4 +219,64 @@ pub struct BrokenLinkView {
 /// is shown as the raw string rather than failing the whole listing.
 fn parse_snapshot(text: &str) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or_else(|_| serde_json::Value::String(text.to_string()))
+}
+
+/// An invitation as admins see it (never its link: the link is in the invitee's email
+/// only, so nobody else can choose their password).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 7, "org_id": 1, "email": "qa.lead@acme.test", "display_name": "Quinn Alvarez",
+    "role": "quality", "time_zone": "America/New_York", "phone": null,
+    "invited_by_user_id": 1, "status": "pending", "sent_count": 1,
+    "created_at": "2026-11-23T09:00:00Z", "sent_at": "2026-11-23T09:00:00Z",
+    "expires_at": "2026-11-30T09:00:00Z", "accepted_at": null, "accepted_user_id": null,
+    "revoked_at": null, "version": 1
+}))]
+pub struct InvitationView {
+    pub id: i64,
+    /// The organization the invitee joins.
+    pub org_id: i64,
+    pub email: String,
+    pub display_name: String,
+    pub role: Role,
+    pub time_zone: String,
+    pub phone: Option<String>,
+    /// `null`: the bootstrap command.
+    pub invited_by_user_id: Option<i64>,
+    pub status: invitation::InvitationStatus,
+    /// How many links were sent (a re-send replaces the link).
+    pub sent_count: i32,
+    pub created_at: DateTime<Utc>,
+    pub sent_at: DateTime<Utc>,
+    /// When the current link stops working (7 days after it was sent).
+    pub expires_at: DateTime<Utc>,
+    pub accepted_at: Option<DateTime<Utc>>,
+    /// The account the invitee created.
+    pub accepted_user_id: Option<i64>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub version: i32,
+}
+
+impl InvitationView {
+    pub fn new(m: &invitation::Model, now: DateTime<Utc>) -> Self {
+        Self {
+            id: m.id,
+            org_id: m.org_id,
+            email: m.email.clone(),
+            display_name: m.display_name.clone(),
+            role: m.role,
+            time_zone: m.time_zone.clone(),
+            phone: m.phone.clone(),
+            invited_by_user_id: m.invited_by_user_id,
+            status: invitation::status(m, now),
+            sent_count: m.sent_count,
+            created_at: m.created_at,
+            sent_at: m.sent_at,
+            expires_at: m.expires_at,
+            accepted_at: m.accepted_at,
+            accepted_user_id: m.accepted_user_id,
+            revoked_at: m.revoked_at,
+            version: m.version,
+        }
+    }
 }

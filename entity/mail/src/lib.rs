@@ -85,6 +85,14 @@ const TEMPLATES: &[(&str, &str)] = &[
         "pages/landing.html",
         include_str!("../templates/pages/landing.html"),
     ),
+    (
+        "pages/form.html",
+        include_str!("../templates/pages/form.html"),
+    ),
+    (
+        "pages/account.html",
+        include_str!("../templates/pages/account.html"),
+    ),
 ];
 
 static ENVIRONMENT: OnceLock<Environment<'static>> = OnceLock::new();
@@ -199,6 +207,74 @@ pub fn page(title: &str, message: &str, form: Option<(&str, &str)>) -> String {
             "<!DOCTYPE html><title>{0}</title><p>{0}</p>",
             title.replace('<', "&lt;")
         )
+    })
+}
+
+/// One input of a [`form_page`].
+#[derive(Debug, Clone, Serialize)]
+pub struct Field {
+    pub name: &'static str,
+    pub label: &'static str,
+    /// `email`, `password`, `text` or `hidden`.
+    pub kind: &'static str,
+    pub value: String,
+    pub autocomplete: &'static str,
+    pub required: bool,
+    pub minlength: Option<usize>,
+}
+
+/// A link under a [`form_page`]'s button.
+#[derive(Debug, Clone, Serialize)]
+pub struct PageLink {
+    pub href: String,
+    pub text: String,
+}
+
+/// A page with a form people fill in (sign-in, choosing a password): plain HTML that
+/// works without JavaScript, on a phone too.
+#[derive(Debug, Clone, Serialize)]
+pub struct FormPage {
+    pub title: String,
+    pub intro: Option<String>,
+    pub error: Option<String>,
+    pub action: String,
+    pub fields: Vec<Field>,
+    pub button: &'static str,
+    pub links: Vec<PageLink>,
+}
+
+pub fn form_page(form: &FormPage) -> String {
+    render_template("pages/form.html", form).unwrap_or_else(|err| {
+        tracing::error!(%err, "form template failed");
+        page(&form.title, "This page cannot be shown right now.", None)
+    })
+}
+
+/// One of a person's tokens on their account page.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountToken {
+    pub name: String,
+    pub prefix: String,
+    pub created: String,
+    pub expires: String,
+    pub scope: &'static str,
+}
+
+/// The signed-in person's account page.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccountPage {
+    pub name: String,
+    pub email: String,
+    pub role: String,
+    pub organization: String,
+    pub time_zone: String,
+    pub tokens: Vec<AccountToken>,
+}
+
+pub fn account_page(account: &AccountPage) -> String {
+    render_template("pages/account.html", account).unwrap_or_else(|err| {
+        tracing::error!(%err, "account template failed");
+        page("Your account", "This page cannot be shown right now.", None)
     })
 }
 

@@ -1,9 +1,30 @@
 //! Bearer API tokens. Only a SHA-256 digest of the secret is stored: tokens are 256-bit
 //! random values, so a fast hash is enough (argon2 is for low-entropy passwords).
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
+use sea_orm::QuerySelect;
 use sea_orm::entity::prelude::*;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+/// How a credential came to be, which decides where it works and how long it lives.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize, ToSchema,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[serde(rename_all = "snake_case")]
+pub enum TokenKind {
+    /// Created by its owner (or, for a service account, by an admin) through the API.
+    #[sea_orm(string_value = "personal")]
+    Personal,
+    /// Returned by `POST /api/v1/sign-in` for the password the person just gave: short-lived.
+    #[sea_orm(string_value = "sign_in")]
+    SignIn,
+    /// A browser session (the cookie of the sign-in page); never accepted as a bearer.
+    #[sea_orm(string_value = "browser")]
+    Browser,
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "api_tokens")]
@@ -23,6 +44,15 @@ pub struct Model {
     pub expires_at: Option<DateTimeUtc>,
     pub revoked_at: Option<DateTimeUtc>,
     pub last_used_at: Option<DateTimeUtc>,
+    pub kind: TokenKind,
+    /// The bearer token this one was created with, when that proved no password (a
+    /// personal token): the child never outlives it and is revoked with it.
+    pub parent_token_id: Option<i64>,
+    /// Only reads (GET, HEAD); every write answers 403.
+    pub read_only: bool,
+    /// Why it was revoked, when not by a person's explicit revoke (`parent_revoked`,
+    /// `user_deactivated`, `password_reset`, `minted_for_someone_else`, …).
+    pub revoked_reason: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -56,6 +86,86 @@ pub fn display_prefix(secret: &str) -> String {
     secret.chars().take(DISPLAY_PREFIX_LEN).collect()
 }
 
+/// A token from `POST /api/v1/sign-in` lives this long.
+pub const SIGN_IN_LIFETIME: TimeDelta = TimeDelta::hours(12);
+/// A browser session ends after this long without use…
+pub const BROWSER_IDLE: TimeDelta = TimeDelta::minutes(30);
+/// …and this long after sign-in, whatever its use.
+pub const BROWSER_ABSOLUTE: TimeDelta = TimeDelta::hours(12);
+
+/// The expiry of a token created with `parent`: what was asked, capped at the parent's
+/// own expiry when the parent is a personal token (it proved no password, so its child
+/// may not outlive it). A token created in a password-proven sign-in is the person's own.
+pub fn child_expiry(
+    parent: &Model,
+    requested: Option<DateTime<Utc>>,
+) -> (Option<i64>, Option<DateTime<Utc>>) {
+    match parent.kind {
+        TokenKind::Personal => {
+            let expiry = match (requested, parent.expires_at) {
+                (Some(r), Some(p)) => Some(r.min(p)),
+                (r, p) => r.or(p),
+            };
+            (Some(parent.id), expiry)
+        }
+        TokenKind::SignIn | TokenKind::Browser => (None, requested),
+    }
+}
+
+/// `revoked_reason` of a token revoked because the token it was created with was.
+pub const PARENT_REVOKED: &str = "parent_revoked";
+
+/// Revokes the tokens `ids` (recording `reason`) and everything created with them (their
+/// children, the children's children …, recording `parent_revoked`) that is not revoked
+/// yet. Returns the
+/// tokens this call revoked, so each revocation is audited once.
+pub async fn revoke_with_descendants<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    ids: Vec<i64>,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<Model>, DbErr> {
+    let mut revoked = Vec::new();
+    let mut generation = ids;
+    let mut reason = reason.to_string();
+    // Bounded: every pass revokes at least one row or stops, and a token's parent is
+    // older than the token, so there are no cycles.
+    while !generation.is_empty() {
+        let live = Entity::find()
+            .filter(Column::Id.is_in(generation.clone()))
+            .filter(Column::RevokedAt.is_null())
+            .all(conn)
+            .await?;
+        if !live.is_empty() {
+            Entity::update_many()
+                .col_expr(Column::RevokedAt, sea_orm::sea_query::Expr::value(now))
+                .col_expr(
+                    Column::RevokedReason,
+                    sea_orm::sea_query::Expr::value(reason.clone()),
+                )
+                .filter(Column::Id.is_in(live.iter().map(|t| t.id)))
+                .filter(Column::RevokedAt.is_null())
+                .exec(conn)
+                .await?;
+        }
+        let children: Vec<i64> = Entity::find()
+            .select_only()
+            .column(Column::Id)
+            .filter(Column::ParentTokenId.is_in(generation))
+            .into_tuple()
+            .all(conn)
+            .await?;
+        revoked.extend(live.into_iter().map(|t| Model {
+            revoked_at: Some(now),
+            revoked_reason: Some(reason.clone()),
+            ..t
+        }));
+        generation = children;
+        reason = PARENT_REVOKED.to_string();
+    }
+    Ok(revoked)
+}
+
 /// Why a presented token is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum TokenRejection {
@@ -71,6 +181,15 @@ pub fn check_usable(token: &Model, now: DateTime<Utc>) -> Result<(), TokenReject
         return Err(TokenRejection::Revoked);
     }
     if token.expires_at.is_some_and(|expires| expires <= now) {
+        return Err(TokenRejection::Expired);
+    }
+    if token.kind == TokenKind::Browser
+        && token
+            .last_used_at
+            .unwrap_or(token.created_at)
+            .checked_add_signed(BROWSER_IDLE)
+            .is_some_and(|idle_end| idle_end <= now)
+    {
         return Err(TokenRejection::Expired);
     }
     Ok(())
@@ -95,7 +214,61 @@ mod tests {
             expires_at,
             revoked_at,
             last_used_at: None,
+            kind: TokenKind::Personal,
+            parent_token_id: None,
+            read_only: false,
+            revoked_reason: None,
         }
+    }
+
+    #[test]
+    fn a_child_of_a_personal_token_never_outlives_it() {
+        let at = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
+        let parent = token(Some(at), None);
+        assert_eq!(child_expiry(&parent, None), (Some(1), Some(at)));
+        assert_eq!(
+            child_expiry(&parent, Some(at + TimeDelta::days(1))),
+            (Some(1), Some(at))
+        );
+        let sooner = at - TimeDelta::days(1);
+        assert_eq!(child_expiry(&parent, Some(sooner)), (Some(1), Some(sooner)));
+        let forever = token(None, None);
+        assert_eq!(child_expiry(&forever, None), (Some(1), None));
+    }
+
+    #[test]
+    fn a_token_created_after_a_password_sign_in_is_the_persons_own() {
+        let at = Utc.with_ymd_and_hms(2026, 6, 1, 0, 0, 0).unwrap();
+        let session = Model {
+            kind: TokenKind::SignIn,
+            ..token(Some(at), None)
+        };
+        assert_eq!(child_expiry(&session, None), (None, None));
+    }
+
+    #[test]
+    fn a_browser_session_ends_when_idle() {
+        let created = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
+        let session = Model {
+            kind: TokenKind::Browser,
+            ..token(Some(created + BROWSER_ABSOLUTE), None)
+        };
+        assert_eq!(
+            check_usable(&session, created + TimeDelta::minutes(29)),
+            Ok(())
+        );
+        assert_eq!(
+            check_usable(&session, created + BROWSER_IDLE),
+            Err(TokenRejection::Expired)
+        );
+        let used = Model {
+            last_used_at: Some(created + TimeDelta::minutes(20)),
+            ..session
+        };
+        assert_eq!(
+            check_usable(&used, created + TimeDelta::minutes(40)),
+            Ok(())
+        );
     }
 
     #[test]

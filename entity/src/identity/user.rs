@@ -17,12 +17,16 @@ pub struct Model {
     pub time_zone: String,
     /// For the escalation call tree (E.164 or local format, as the person gives it).
     pub phone: Option<String>,
-    /// Argon2 PHC string; `None` until a password is set (needed only for e-signatures).
+    /// Argon2 PHC string of the password the person chose themselves (at their
+    /// invitation or a reset); `None` until then. Nobody else ever sets it.
     pub password_hash: Option<String>,
-    /// Set by an admin rather than by the user: good for nothing but being replaced,
-    /// and never for signing (a signature must be the signer's own act).
-    pub password_is_temporary: bool,
     pub active: bool,
+    /// An integration (ERP, LIMS, dashboard), not a person: holds tokens an admin
+    /// creates, never signs, never signs in.
+    pub is_service_account: bool,
+    /// Set when the person must be told how their access changed (`tokens_revoked`,
+    /// `password_expired`); the worker emails them and clears it.
+    pub access_notice: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub version: i32,

@@ -73,6 +73,16 @@ versioned!(
     crate::webhook::Model
 );
 
+/// An invitation has no `updated_at`: `sent_at`, `accepted_at` and `revoked_at` say when.
+impl Versioned for crate::invitation::Model {
+    fn version(&self) -> i32 {
+        self.version
+    }
+    fn stamp(&mut self, _now: DateTime<Utc>) {
+        self.version += 1;
+    }
+}
+
 /// An escalation has no `updated_at`: its timeline events say when.
 impl Versioned for crate::escalation::Model {
     fn version(&self) -> i32 {

@@ -1,8 +1,11 @@
 //! Identity and evidence: organizations, users, tokens, signatures and the audit trail.
 
+pub mod account_pages;
 pub mod audit;
+pub mod invitations;
 pub mod me;
 pub mod organizations;
+pub mod sign_in;
 pub mod signatures;
 pub mod tokens;
 pub mod users;

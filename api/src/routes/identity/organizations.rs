@@ -1,19 +1,18 @@
 //! Organizations: the sponsor and the CMOs it works with.
 
 use actix_web::{HttpResponse, get, post, web};
-use entity::audit_trail::Actor;
 use entity::{OrgKind, Role, organization};
 use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::accounts::{self, NewInvitation};
 use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
-use crate::provisioning::{self, NewUser};
+use crate::provisioning;
 use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page};
 use crate::state::AppState;
-use crate::views::identity::UserView;
-use crate::views::identity::{IssuedToken, OrganizationView};
+use crate::views::identity::{InvitationView, OrganizationView};
 
 /// The first administrator of a new organization.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -52,27 +51,24 @@ impl Validate for CreateOrganization {
     }
 }
 
-/// The new organization, its admin, and the admin's first token (shown only here).
+/// The new organization and the invitation of its first admin.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CreatedOrganization {
     pub organization: OrganizationView,
-    pub admin: UserView,
-    pub admin_token: IssuedToken,
+    /// The first admin's invitation: they choose their password from the emailed link.
+    pub admin_invitation: InvitationView,
 }
 
-/// Lifetime of the first admin token of a registered organization.
-pub const INITIAL_ADMIN_TOKEN_LIFETIME: chrono::TimeDelta = chrono::TimeDelta::days(7);
-
-/// Register a partner (or sibling sponsor) organization with its first admin.
+/// Register a partner (or sibling sponsor) organization and invite its first admin.
 ///
-/// Only admins of a sponsor organization may register organizations. The new admin's token
-/// is returned once and expires after 7 days: hand it over securely; the new admin then
-/// issues their own tokens.
+/// Only admins of a sponsor organization may register organizations. The first admin is
+/// invited by email like anyone else: the registering sponsor never holds a credential
+/// of the new organization.
 #[utoipa::path(
     tag = "organizations",
     request_body = CreateOrganization,
     responses(
-        (status = 201, description = "Organization, admin and first token created", body = CreatedOrganization),
+        (status = 201, description = "Organization created and its first admin invited", body = CreatedOrganization),
         (status = 403, description = "Caller is not an admin of a sponsor organization", body = crate::error::Problem),
         (status = 409, description = "An organization with that name, or a user with that email, exists", body = crate::error::Problem)
     )
@@ -102,39 +98,25 @@ pub async fn create_organization(
         now,
     )
     .await?;
-    let in_new_org = Actor {
-        org_id: org.id,
-        ..caller.clone()
-    };
-    let admin = provisioning::create_user(
+    let invitation = accounts::invite(
         &txn,
-        &in_new_org,
-        NewUser {
+        &caller,
+        &org,
+        Some(&format!("{} ({})", ctx.user.display_name, ctx.org.name)),
+        NewInvitation {
             email: body.admin.email,
             display_name: body.admin.display_name,
             role: Role::Admin,
             time_zone: body.admin.time_zone.unwrap_or_else(|| "UTC".to_string()),
             phone: None,
-            password_hash: None,
-            password_is_temporary: false,
         },
-    )
-    .await?;
-    // The sponsor hands this token over; it should not outlive the hand-over.
-    let expires = now + INITIAL_ADMIN_TOKEN_LIFETIME;
-    let (token, secret) = provisioning::issue_token(
-        &txn,
-        &in_new_org,
-        &admin,
-        "initial admin token",
-        Some(expires),
+        &state.public_base_url,
     )
     .await?;
     txn.commit().await?;
     Ok(HttpResponse::Created().json(CreatedOrganization {
         organization: OrganizationView::from(&org),
-        admin: UserView::from(&admin),
-        admin_token: IssuedToken::new(&token, secret),
+        admin_invitation: InvitationView::new(&invitation, now),
     }))
 }
 

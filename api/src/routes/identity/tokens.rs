@@ -3,16 +3,15 @@
 use actix_web::{HttpResponse, delete, get, post, web};
 use chrono::{DateTime, Utc};
 use entity::api_token;
-use entity::audit_trail::{self, Entry};
 use entity::user;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
-use crate::provisioning;
-use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page, snapshot};
+use crate::provisioning::{self, TokenSpec};
+use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page};
 use crate::state::AppState;
 use crate::views::identity::{IssuedToken, TokenView};
 
@@ -27,13 +26,18 @@ impl IssuedToken {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"name": "LIMS integration", "expires_at": "2027-11-23T00:00:00Z"}))]
+#[schema(example = json!({"name": "LIMS dashboard", "expires_at": "2027-11-23T00:00:00Z", "read_only": true}))]
 pub struct IssueToken {
     #[schema(min_length = 1, max_length = 100)]
     pub name: String,
-    /// When the token stops working; must be in the future. Default: never.
+    /// When the token stops working; must be in the future. Default: never, or the
+    /// expiry of the personal token this request is made with.
     pub expires_at: Option<DateTime<Utc>>,
-    /// Issue for another user of the organization (admins only), e.g. a service account.
+    /// Only reads (GET): every write answers 403. Default false; always true when the
+    /// token this request is made with is read-only.
+    pub read_only: Option<bool>,
+    /// For a service account of your organization (admins only). Nobody creates a token
+    /// for another person.
     pub user_id: Option<i64>,
 }
 
@@ -43,15 +47,19 @@ impl Validate for IssueToken {
     }
 }
 
-/// Issue a token for yourself, or (admins) for another user of your organization.
+/// Create an API token for yourself (or, admins, for a service account).
+///
+/// Made with a token from `POST /sign-in` (you just gave your password), the new token is
+/// yours with its own expiry. Made with a personal token, it is that token's child: it
+/// never outlives it and is revoked with it.
 #[utoipa::path(
     tag = "tokens",
     request_body = IssueToken,
     responses(
         (status = 201, description = "Token issued; the secret is in this response only", body = IssuedToken),
-        (status = 403, description = "Only admins issue tokens for others", body = crate::error::Problem),
+        (status = 403, description = "A token for another person (nobody may), or for a service account by a non-admin", body = crate::error::Problem),
         (status = 404, description = "No such user in the caller's organization", body = crate::error::Problem),
-        (status = 409, description = "The user is deactivated (`user_inactive`)", body = crate::error::Problem)
+        (status = 409, description = "The service account is deactivated (`user_inactive`)", body = crate::error::Problem)
     )
 )]
 #[post("/tokens")]
@@ -69,24 +77,44 @@ pub async fn issue_token(
             "must be in the future",
         ));
     }
-    let expires_at = body.expires_at;
+    let read_only = body.read_only.unwrap_or(false) || ctx.token.read_only;
     let txn = entity::db::begin_write(&state.db).await?;
-    let owner = match body.user_id {
+    let (owner, parent_token_id, expires_at) = match body.user_id {
         Some(id) if id != ctx.user.id => {
-            ctx.require_admin()?;
             let owner = find_scoped::<user::Entity, _>(&txn, &ctx, id).await?;
+            ctx.require(
+                owner.is_service_account,
+                "nobody creates a token for another person: they create their own after signing in",
+            )?;
+            ctx.require_admin()?;
             if !owner.active {
                 return Err(ApiError::conflict(
                     "user_inactive",
-                    "the user is deactivated",
+                    "the service account is deactivated",
                 ));
             }
-            owner
+            // An admin's grant to an integration lives no longer than the grant it was made with.
+            let (parent, expiry) = api_token::child_expiry(&ctx.token, body.expires_at);
+            (owner, parent, expiry)
         }
-        _ => ctx.user.clone(),
+        _ => {
+            let (parent, expiry) = api_token::child_expiry(&ctx.token, body.expires_at);
+            (ctx.user.clone(), parent, expiry)
+        }
     };
-    let (token, secret) =
-        provisioning::issue_token(&txn, &ctx.actor(now), &owner, &body.name, expires_at).await?;
+    let (token, secret) = provisioning::issue_token(
+        &txn,
+        &ctx.actor(now),
+        &owner,
+        TokenSpec {
+            name: &body.name,
+            expires_at,
+            kind: api_token::TokenKind::Personal,
+            parent_token_id,
+            read_only,
+        },
+    )
+    .await?;
     txn.commit().await?;
     Ok(HttpResponse::Created().json(IssuedToken::new(&token, secret)))
 }
@@ -141,7 +169,8 @@ pub async fn list_tokens(
     }))
 }
 
-/// Revoke a token: your own, or (admins) any of your organization. Revoking twice is fine.
+/// Revoke a token: your own, or (admins) any of your organization. Every token created
+/// with it (and theirs) is revoked too. Revoking twice is fine.
 #[utoipa::path(
     tag = "tokens",
     params(("id" = i64, Path, description = "Token id")),
@@ -162,33 +191,9 @@ pub async fn revoke_token(
     if token.user_id != ctx.user.id && !ctx.user.role.is_admin() {
         return Err(ApiError::NotFound);
     }
-    if token.revoked_at.is_none() {
-        let now = state.clock.now();
-        // Only the first of concurrent revocations writes (and is audited).
-        let revoked = api_token::Entity::update_many()
-            .col_expr(
-                api_token::Column::RevokedAt,
-                sea_orm::sea_query::Expr::value(now),
-            )
-            .filter(api_token::Column::Id.eq(token.id))
-            .filter(api_token::Column::RevokedAt.is_null())
-            .exec(&txn)
-            .await?;
-        if revoked.rows_affected == 1 {
-            let after = api_token::Model {
-                revoked_at: Some(now),
-                ..token.clone()
-            };
-            audit_trail::append(
-                &txn,
-                &ctx.actor(now),
-                Entry::new("api_token", token.id, "revoke")
-                    .before(snapshot(&TokenView::from(&token)))
-                    .after(snapshot(&TokenView::from(&after))),
-            )
-            .await?;
-        }
-    }
+    let now = state.clock.now();
+    // Revoking twice is fine; what was created with the token goes with it.
+    crate::accounts::revoke_tokens(&txn, &ctx.actor(now), vec![token.id], "revoked").await?;
     txn.commit().await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -1,101 +1,18 @@
-//! Users of the caller's organization.
+//! Users of the caller's organization (people join by invitation: `invitations.rs`).
 
 use actix_web::{HttpRequest, HttpResponse, get, patch, post, put, web};
 use entity::audit_trail::{self, Entry};
 use entity::{Role, user};
-use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::auth::{AuthContext, find_scoped, scoped};
+use crate::auth::{AuthContext, find_scoped, find_scoped_locked, scoped};
 use crate::error::{ApiError, ApiResult};
-use crate::provisioning::{self, NewUser};
 use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page, snapshot};
 use crate::state::AppState;
 use crate::views::identity::UserView;
 use crate::write::{Patched, optional_version, update_versioned, write_next_version};
-
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({
-    "email": "qa.lead@acme.test", "display_name": "Quinn Alvarez", "role": "quality",
-    "time_zone": "America/New_York", "phone": "+1 617 555 0142", "password": "correct horse battery staple"
-}))]
-pub struct CreateUser {
-    #[schema(max_length = 254, format = Email)]
-    pub email: String,
-    #[schema(min_length = 1, max_length = 200)]
-    pub display_name: String,
-    pub role: Role,
-    /// IANA time zone; default `UTC`.
-    pub time_zone: Option<String>,
-    /// Phone for the escalation call tree: 5 to 32 characters of digits, spaces and
-    /// `+ - ( ) .`, at least 5 digits.
-    #[schema(min_length = 5, max_length = 32)]
-    pub phone: Option<String>,
-    /// Initial password (at least 12 characters). Set by an admin, it is temporary: the
-    /// user must replace it with their own before signing.
-    #[schema(min_length = 12, max_length = 256)]
-    pub password: Option<String>,
-}
-
-impl Validate for CreateUser {
-    fn validate(&self, c: &mut Checks) {
-        c.email("email", &self.email);
-        c.text("display_name", &self.display_name, 1, 200);
-        if let Some(tz) = &self.time_zone {
-            c.time_zone("time_zone", tz);
-        }
-        if let Some(phone) = &self.phone {
-            check_phone(c, phone);
-        }
-        if let Some(p) = &self.password {
-            c.password("password", p);
-        }
-    }
-}
-
-/// Add a user to the caller's organization (admins only).
-#[utoipa::path(
-    tag = "users",
-    request_body = CreateUser,
-    responses(
-        (status = 201, description = "User created", body = UserView),
-        (status = 403, description = "Caller is not an admin", body = crate::error::Problem),
-        (status = 409, description = "A user with this email exists", body = crate::error::Problem)
-    )
-)]
-#[post("/users")]
-pub async fn create_user(
-    state: web::Data<AppState>,
-    ctx: AuthContext,
-    body: ApiJson<CreateUser>,
-) -> ApiResult<HttpResponse> {
-    ctx.require_admin()?;
-    let body = body.into_inner();
-    let password_hash = match body.password {
-        Some(p) => Some(crate::secrets::hash_password(p).await?),
-        None => None,
-    };
-    let password_is_temporary = password_hash.is_some();
-    let txn = entity::db::begin_write(&state.db).await?;
-    let user = provisioning::create_user(
-        &txn,
-        &ctx.actor(state.clock.now()),
-        NewUser {
-            email: body.email,
-            display_name: body.display_name,
-            role: body.role,
-            time_zone: body.time_zone.unwrap_or_else(|| "UTC".to_string()),
-            phone: body.phone.map(|p| p.trim().to_string()),
-            password_hash,
-            password_is_temporary,
-        },
-    )
-    .await?;
-    txn.commit().await?;
-    Ok(HttpResponse::Created().json(UserView::from(&user)))
-}
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -191,7 +108,7 @@ impl Validate for UpdateUser {
         }
         c.optional_text("reason", self.reason.as_deref(), 1, 500);
         if let Some(Some(phone)) = &self.phone {
-            check_phone(c, phone);
+            c.phone("phone", phone);
         }
         if self.display_name.is_none()
             && self.role.is_none()
@@ -210,21 +127,6 @@ impl Validate for UpdateUser {
 /// `Some(value)` for a field that is present, even as `null` (absent stays `None`).
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
     Option::<String>::deserialize(d).map(Some)
-}
-
-fn check_phone(c: &mut Checks, phone: &str) {
-    let p = phone.trim();
-    let allowed = p
-        .chars()
-        .all(|ch| ch.is_ascii_digit() || " +-().".contains(ch));
-    let digits = p.chars().filter(char::is_ascii_digit).count();
-    if !(5..=32).contains(&p.len()) || !allowed || digits < 5 {
-        c.fail(
-            "phone",
-            "invalid_format",
-            "5 to 32 characters of digits, spaces and + - ( ) ., with at least 5 digits",
-        );
-    }
 }
 
 /// Update a user's name, role or time zone (optimistic concurrency on `version`).
@@ -310,8 +212,8 @@ impl Validate for DeactivateUser {
     }
 }
 
-/// Deactivate a user (admins only, not themselves). Their tokens stop working at once;
-/// their records and signatures stay.
+/// Deactivate a user (admins only, not themselves). Their tokens are revoked (with every
+/// token created with them) and stop working at once; their records and signatures stay.
 #[utoipa::path(
     tag = "users",
     params(
@@ -365,6 +267,16 @@ pub async fn deactivate_user(
             .reason(Some(body.reason)),
     )
     .await?;
+    // Every credential ends with the person, and what was created with them.
+    let tokens: Vec<i64> = entity::api_token::Entity::find()
+        .select_only()
+        .column(entity::api_token::Column::Id)
+        .filter(entity::api_token::Column::UserId.eq(updated.id))
+        .filter(entity::api_token::Column::RevokedAt.is_null())
+        .into_tuple()
+        .all(&txn)
+        .await?;
+    crate::accounts::revoke_tokens(&txn, &ctx.actor(now), tokens, "user_deactivated").await?;
     txn.commit().await?;
     Ok(web::Json(UserView::from(&updated)))
 }
@@ -397,18 +309,20 @@ impl Validate for SetPassword {
     }
 }
 
-/// Set a user's signing password. Users set their own (giving the current one if set);
-/// admins may reset the password of others in their organization.
+/// Change your own password, giving the current one (a wrong one is audited and counts
+/// towards the signing lockout). Nobody sets another person's password: an admin forces
+/// a reset (`POST /users/{id}/password-reset`) and the person chooses from the email.
 #[utoipa::path(
     tag = "users",
-    params(("id" = i64, Path, description = "User id")),
+    params(("id" = i64, Path, description = "Your own user id")),
     request_body = SetPassword,
     responses(
-        (status = 204, description = "Password set"),
+        (status = 204, description = "Password changed"),
         (status = 401, description = "Missing or wrong current password (`invalid_password`; the attempt is audited)", body = crate::error::Problem),
-        (status = 429, description = "Too many failed password attempts; see Retry-After", body = crate::error::Problem),
-        (status = 403, description = "Not allowed to set this user's password", body = crate::error::Problem),
-        (status = 404, description = "No such user in the caller's organization", body = crate::error::Problem)
+        (status = 403, description = "Not your own account", body = crate::error::Problem),
+        (status = 404, description = "No such user in the caller's organization", body = crate::error::Problem),
+        (status = 409, description = "No password set yet (`no_password`: use your invitation or a reset link)", body = crate::error::Problem),
+        (status = 429, description = "Too many failed password attempts; see Retry-After", body = crate::error::Problem)
     )
 )]
 #[put("/users/{id}/password")]
@@ -420,47 +334,112 @@ pub async fn set_password(
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
     let target = find_scoped::<user::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
-    let is_self = target.id == ctx.user.id;
-    if !is_self {
-        ctx.require_admin()?;
-    }
-    if is_self && let Some(stored) = target.password_hash.clone() {
-        let given = body.current_password.clone().unwrap_or_default();
-        // Guessing the signing password here leaves the same trace, and meets the same
-        // lockout, as at signing.
-        let failure = Entry::new("user", target.id, crate::signing::FAILED_PASSWORD_CHANGE)
-            .after(serde_json::json!({"failure": "wrong_current_password"}));
-        crate::signing::check_password(&state, &ctx, given, stored, failure)
-            .await
-            .map_err(|err| match err {
-                ApiError::InvalidPassword(_) => {
-                    ApiError::InvalidPassword("the current password is wrong".to_string())
-                }
-                other => other,
-            })?;
-    }
-    let hash = crate::secrets::hash_password(body.new_password).await?;
+    ctx.require(
+        target.id == ctx.user.id,
+        "nobody sets another person's password; force a reset instead (POST /users/{id}/password-reset)",
+    )?;
+    let Some(stored) = target.password_hash.clone() else {
+        return Err(ApiError::conflict(
+            "no_password",
+            "you have no password yet: choose one from your invitation or a reset link (POST /password-resets)",
+        ));
+    };
+    let given = body.current_password.clone().unwrap_or_default();
+    // Guessing the password here leaves the same trace, and meets the same lockout, as
+    // at signing.
+    let failure = Entry::new("user", target.id, crate::signing::FAILED_PASSWORD_CHANGE)
+        .after(serde_json::json!({"failure": "wrong_current_password"}));
+    crate::signing::check_password(&state, &ctx, given, stored, failure)
+        .await
+        .map_err(|err| match err {
+            ApiError::InvalidPassword(_) => {
+                ApiError::InvalidPassword("the current password is wrong".to_string())
+            }
+            other => other,
+        })?;
+    let hash = state
+        .passwords
+        .hash(ctx.org_id(), body.new_password)
+        .await?;
     let now = state.clock.now();
     let txn = entity::db::begin_write(&state.db).await?;
     let current = find_scoped::<user::Entity, _>(&txn, &ctx, target.id).await?;
     let updated = write_next_version::<user::Entity>(&txn, current.id, &current, now, |u| {
         u.password_hash = Some(hash);
-        // A password someone else chose is only good for being replaced.
-        u.password_is_temporary = !is_self;
+        u.access_notice = None;
     })
     .await?;
-    let action = if is_self {
-        "set_password"
-    } else {
-        "reset_password"
-    };
     // The audit trail records that the password changed, never the password or its hash.
     audit_trail::append(
         &txn,
         &ctx.actor(now),
-        Entry::new("user", updated.id, action).after(snapshot(&UserView::from(&updated))),
+        Entry::new("user", updated.id, "set_password").after(snapshot(&UserView::from(&updated))),
     )
     .await?;
     txn.commit().await?;
     Ok(HttpResponse::NoContent().finish())
+}
+
+/// Force a password reset (admins only; not for themselves): the person's password
+/// stops working at once, their browser sessions and sign-in tokens end, and a reset
+/// link valid one hour goes to their email. The admin never learns or sets a password.
+#[utoipa::path(
+    tag = "users",
+    params(("id" = i64, Path, description = "User id")),
+    responses(
+        (status = 202, description = "Password cleared and the reset email queued", body = UserView),
+        (status = 403, description = "Caller is not an admin, or targets themselves or a service account", body = crate::error::Problem),
+        (status = 404, description = "No such user in the caller's organization", body = crate::error::Problem),
+        (status = 409, description = "The user is deactivated (`user_inactive`)", body = crate::error::Problem)
+    )
+)]
+#[post("/users/{id}/password-reset")]
+pub async fn force_password_reset(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+) -> ApiResult<HttpResponse> {
+    ctx.require_admin()?;
+    let now = state.clock.now();
+    let txn = entity::db::begin_write(&state.db).await?;
+    let current = find_scoped_locked::<user::Entity, _>(&txn, &ctx, id.into_inner()).await?;
+    ctx.require(
+        current.id != ctx.user.id,
+        "change your own password with PUT /users/{id}/password",
+    )?;
+    ctx.require(
+        !current.is_service_account,
+        "a service account has no password",
+    )?;
+    if !current.active {
+        return Err(ApiError::conflict(
+            "user_inactive",
+            "the user is deactivated",
+        ));
+    }
+    let actor = ctx.actor(now);
+    let before = snapshot(&UserView::from(&current));
+    let updated = write_next_version::<user::Entity>(&txn, current.id, &current, now, |u| {
+        u.password_hash = None;
+    })
+    .await?;
+    audit_trail::append(
+        &txn,
+        &actor,
+        Entry::new("user", updated.id, "force_password_reset")
+            .before(before)
+            .after(snapshot(&UserView::from(&updated))),
+    )
+    .await?;
+    crate::accounts::end_sessions(&txn, &actor, updated.id, "password_reset").await?;
+    crate::accounts::send_reset(
+        &txn,
+        &actor,
+        &updated,
+        crate::accounts::ResetKind::Forced,
+        &state.public_base_url,
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(HttpResponse::Accepted().json(UserView::from(&updated)))
 }
