@@ -271,17 +271,31 @@ async fn end_admin_held_credentials(manager: &SchemaManager<'_>) -> Result<(), D
             )
             .await?;
     }
-    // A password somebody else chose is no proof of identity: erased, its holder told.
-    manager
-        .exec_stmt(
-            Query::update()
-                .table(Users::Table)
-                .value(UserColumns::PasswordHash, Option::<String>::None)
-                .value(UserColumns::AccessNotice, "password_expired")
-                .and_where(Expr::col(UserColumns::PasswordIsTemporary).eq(true))
-                .to_owned(),
-        )
-        .await
+    // A password somebody else chose is no proof of identity: erased, its holder told
+    // (of both changes when their tokens went too).
+    // (The marked first: the second pass would otherwise find its own marks.)
+    for (already_told, notice) in [
+        (true, "password_expired_tokens_revoked"),
+        (false, "password_expired"),
+    ] {
+        let told = if already_told {
+            Expr::col(UserColumns::AccessNotice).is_not_null()
+        } else {
+            Expr::col(UserColumns::AccessNotice).is_null()
+        };
+        manager
+            .exec_stmt(
+                Query::update()
+                    .table(Users::Table)
+                    .value(UserColumns::PasswordHash, Option::<String>::None)
+                    .value(UserColumns::AccessNotice, notice)
+                    .and_where(Expr::col(UserColumns::PasswordIsTemporary).eq(true))
+                    .and_where(told)
+                    .to_owned(),
+            )
+            .await?;
+    }
+    Ok(())
 }
 
 #[derive(DeriveIden)]

@@ -1,6 +1,8 @@
 //! End-to-end tests: the real api over HTTP on loopback, against SQLite and PostgreSQL.
 //! One binary, so the PostgreSQL cluster is started once for all of them.
 
+mod account_migration;
+mod accounts;
 mod action_items;
 mod audit;
 mod auth;

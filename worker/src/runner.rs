@@ -425,6 +425,11 @@ async fn scheduled_pass(ctx: &JobContext, mail: &JobSettings) {
         Ok(_) => {}
         Err(err) => tracing::warn!(%err, "weekly digests failed"),
     }
+    match crate::jobs::access_notices::access_notices(ctx, now).await {
+        Ok(r) if r.told > 0 => tracing::info!(told = r.told, "access change notices"),
+        Ok(_) => {}
+        Err(err) => tracing::warn!(%err, "access change notices failed"),
+    }
     match crate::jobs::agreement_expiry::expiry_reminders(ctx, now, &mail.agreements).await {
         Ok(r) if r.ran => tracing::info!(
             reminded = r.reminded,

@@ -1,6 +1,7 @@
 //! Jobs are plain async functions of a context and a `now`, so tests call them directly
 //! with a chosen time; the scheduler only wires and logs them.
 
+pub mod access_notices;
 pub mod agreement_expiry;
 pub mod digests;
 pub mod escalations;
@@ -55,6 +56,7 @@ mod tests {
     #[test]
     fn jobs_never_open_a_deferred_transaction() {
         for (file, source) in [
+            ("access_notices.rs", include_str!("access_notices.rs")),
             ("agreement_expiry.rs", include_str!("agreement_expiry.rs")),
             ("digests.rs", include_str!("digests.rs")),
             ("escalations.rs", include_str!("escalations.rs")),

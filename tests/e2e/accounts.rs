@@ -1,0 +1,583 @@
+//! Accounts people run themselves: invitation by email, sign-in, their own tokens and
+//! their lineage, password reset, throttling, and the migration from admin-held
+//! credentials.
+
+use chrono::TimeDelta;
+use e2e::smtp::SmtpSink;
+use e2e::{TestApp, on_both_databases};
+use futures_util::future::join_all;
+use lettre::message::Mailbox;
+use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use serde_json::{Value, json};
+use worker::jobs::outbox::dispatch;
+use worker::outbound::mailer::Mailer;
+
+use crate::{OWN_PASSWORD, user_with_token};
+
+fn from() -> Mailbox {
+    "cmo-orchestrator <noreply@cmo.test>".parse().unwrap()
+}
+
+/// Sends what the outbox holds through a real SMTP server; the messages `to` received.
+async fn deliver(app: &TestApp, sink: &SmtpSink, to: &str) -> Vec<String> {
+    let mailer = Mailer::new(Some(&sink.url()), std::env::temp_dir()).unwrap();
+    dispatch(&app.job_context("mail"), &mailer, &from(), app.now(), 50)
+        .await
+        .unwrap();
+    sink.received()
+        .into_iter()
+        .filter(|m| m.to.iter().any(|t| t == to))
+        .map(|m| {
+            m.parsed()
+                .body_text(0)
+                .map(|b| b.to_string())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// The `?token=` of the first link to `path` in `text`.
+fn token_in(text: &str, path: &str) -> String {
+    let at = text
+        .find(&format!("{path}?token="))
+        .unwrap_or_else(|| panic!("no {path} link in {text}"));
+    text[at..]
+        .split("?token=")
+        .nth(1)
+        .unwrap()
+        .chars()
+        .take_while(char::is_ascii_hexdigit)
+        .collect()
+}
+
+async fn sign_in(app: &TestApp, email: &str, password: &str) -> e2e::client::Reply {
+    app.anonymous()
+        .post(
+            "/api/v1/sign-in",
+            json!({"email": email, "password": password}),
+        )
+        .await
+}
+
+/// The whole way in, over a real SMTP server: invited, the person opens the emailed
+/// link, chooses a password, signs in, creates their own token and signs a record.
+async fn a_person_joins_signs_in_and_signs_with_their_own_password(app: &TestApp) {
+    // REQ: SEC-OWN-CREDENTIALS
+    let sink = SmtpSink::start().await;
+    let invited = app
+        .admin()
+        .post(
+            "/api/v1/invitations",
+            json!({"email": "Quinn@Acme.test", "display_name": "Quinn Alvarez", "role": "quality", "time_zone": "America/New_York"}),
+        )
+        .await
+        .expect(201)
+        .body;
+    assert_eq!(invited["status"], "pending");
+    assert_eq!(invited["email"], "quinn@acme.test");
+    let emails = deliver(app, &sink, "quinn@acme.test").await;
+    assert_eq!(emails.len(), 1);
+    assert!(emails[0].contains("Acme Bio"), "{}", emails[0]);
+    let token = token_in(&emails[0], "/invitations/accept");
+
+    // The link opens a page for people, not JSON.
+    let page = app
+        .anonymous()
+        .get(&format!("/invitations/accept?token={token}"))
+        .await
+        .expect(200);
+    assert!(
+        page.header("content-type")
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(page.text.contains("Join Acme Bio") && page.text.contains("Quinn Alvarez"));
+    // A password too short is refused by name; the link still works after.
+    app.anonymous()
+        .post(
+            "/api/v1/invitations/accept",
+            json!({"token": token, "password": "short"}),
+        )
+        .await
+        .expect_problem(422, "validation_failed");
+    let user = app
+        .anonymous()
+        .post(
+            "/api/v1/invitations/accept",
+            json!({"token": token, "password": OWN_PASSWORD}),
+        )
+        .await
+        .expect(201)
+        .body;
+    let user_id = user["id"].as_i64().unwrap();
+    assert_eq!(user["has_password"], true);
+    assert_eq!(user["role"], "quality");
+    // Single use.
+    app.anonymous()
+        .post(
+            "/api/v1/invitations/accept",
+            json!({"token": token, "password": OWN_PASSWORD}),
+        )
+        .await
+        .expect_problem(410, "link_not_usable");
+    app.anonymous()
+        .get(&format!("/invitations/accept?token={token}"))
+        .await
+        .expect(410);
+    // Accepting is the invitee's own act in the audit trail.
+    let trail = app
+        .admin()
+        .get(&format!(
+            "/api/v1/audit-events?entity_type=user&entity_id={user_id}&action=create"
+        ))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(trail["items"][0]["actor_user_id"], user_id);
+
+    // Sign in, create one's own token, sign with one's own password.
+    sign_in(app, "quinn@acme.test", "wrong password here")
+        .await
+        .expect_problem(401, "unauthorized");
+    let signed_in = sign_in(app, "QUINN@acme.test", OWN_PASSWORD)
+        .await
+        .expect(201)
+        .body;
+    assert_eq!(signed_in["token"]["kind"], "sign_in");
+    let expires: chrono::DateTime<chrono::Utc> = signed_in["token"]["expires_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(expires, app.now() + TimeDelta::hours(12));
+    let session = app.client(signed_in["secret"].as_str().unwrap());
+    let own = session
+        .post("/api/v1/tokens", json!({"name": "my laptop"}))
+        .await
+        .expect(201)
+        .body;
+    assert_eq!(
+        own["token"]["parent_token_id"],
+        Value::Null,
+        "the person's own"
+    );
+    assert_eq!(own["token"]["expires_at"], Value::Null);
+    let qa = app.client(own["secret"].as_str().unwrap());
+    let event_id = app.admin().get("/api/v1/audit-events?limit=1").await.body["items"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let signature = qa
+        .post(
+            "/api/v1/signatures",
+            json!({"record_type": "audit_event", "record_id": event_id.to_string(), "meaning": "reviewed", "password": OWN_PASSWORD}),
+        )
+        .await
+        .expect(201)
+        .body;
+    assert_eq!(signature["signer_user_id"], user_id);
+    // The sign-in token expires; the person's own token does not.
+    app.clock.advance(TimeDelta::hours(12));
+    session
+        .get("/api/v1/me")
+        .await
+        .expect_problem(401, "unauthorized");
+    qa.get("/api/v1/me").await.expect(200);
+}
+on_both_databases!(a_person_joins_signs_in_and_signs_with_their_own_password);
+
+/// Invitations are listed, re-sent (the old link stops working) and revoked.
+async fn invitations_are_listed_resent_and_revoked(app: &TestApp) {
+    let admin = app.admin();
+    let id = admin
+        .post(
+            "/api/v1/invitations",
+            json!({"email": "late@acme.test", "display_name": "Late", "role": "viewer"}),
+        )
+        .await
+        .expect(201)
+        .body["id"]
+        .as_i64()
+        .unwrap();
+    let first = app
+        .emailed_token("late@acme.test", "/invitations/accept")
+        .await;
+    // A week later the link has expired; the invitation says so and can be re-sent.
+    app.clock.advance(TimeDelta::days(7));
+    let listed = admin
+        .get("/api/v1/invitations?open=true")
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(listed["items"][0]["status"], "expired");
+    app.anonymous()
+        .post(
+            "/api/v1/invitations/accept",
+            json!({"token": first, "password": OWN_PASSWORD}),
+        )
+        .await
+        .expect_problem(410, "link_not_usable");
+    let resent = admin
+        .post(&format!("/api/v1/invitations/{id}/resend"), json!({}))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(resent["status"], "pending");
+    assert_eq!(resent["sent_count"], 2);
+    let second = app
+        .emailed_token("late@acme.test", "/invitations/accept")
+        .await;
+    assert_ne!(first, second);
+    // Revoked, the new link stops working too.
+    admin
+        .delete(&format!("/api/v1/invitations/{id}"))
+        .await
+        .expect(200);
+    app.anonymous()
+        .post(
+            "/api/v1/invitations/accept",
+            json!({"token": second, "password": OWN_PASSWORD}),
+        )
+        .await
+        .expect_problem(410, "link_not_usable");
+    admin
+        .post(&format!("/api/v1/invitations/{id}/resend"), json!({}))
+        .await
+        .expect_problem(409, "invitation_closed");
+    // Only admins invite.
+    let (_, pm) = user_with_token(app, "pm@acme.test", "program_manager", None).await;
+    app.client(&pm)
+        .post(
+            "/api/v1/invitations",
+            json!({"email": "x@acme.test", "display_name": "X", "role": "admin"}),
+        )
+        .await
+        .expect_problem(403, "forbidden");
+    app.client(&pm)
+        .get("/api/v1/invitations")
+        .await
+        .expect_problem(403, "forbidden");
+}
+on_both_databases!(invitations_are_listed_resent_and_revoked);
+
+/// A forgotten password is reset by email; the reset ends the person's sessions.
+async fn a_forgotten_password_is_reset_by_email(app: &TestApp) {
+    let (_, own) = user_with_token(app, "pm@acme.test", "program_manager", None).await;
+    let session = sign_in(app, "pm@acme.test", OWN_PASSWORD)
+        .await
+        .expect(201)
+        .body;
+    let session = app.client(session["secret"].as_str().unwrap());
+    // The answer is the same for an unknown address: nothing tells who has an account.
+    for email in ["pm@acme.test", "nobody@acme.test"] {
+        app.anonymous()
+            .post("/api/v1/password-resets", json!({"email": email}))
+            .await
+            .expect(202);
+    }
+    let reset = app
+        .emailed_token("pm@acme.test", "/password-reset/choose")
+        .await;
+    let page = app
+        .anonymous()
+        .get(&format!("/password-reset/choose?token={reset}"))
+        .await
+        .expect(200);
+    assert!(page.text.contains("Choose your password"));
+    // The link works for one hour.
+    app.clock.advance(TimeDelta::minutes(61));
+    app.anonymous()
+        .post(
+            "/api/v1/password-resets/complete",
+            json!({"token": reset, "new_password": "a brand new password"}),
+        )
+        .await
+        .expect_problem(410, "link_not_usable");
+    app.anonymous()
+        .post("/api/v1/password-resets", json!({"email": "pm@acme.test"}))
+        .await
+        .expect(202);
+    let reset = app
+        .emailed_token("pm@acme.test", "/password-reset/choose")
+        .await;
+    app.anonymous()
+        .post(
+            "/api/v1/password-resets/complete",
+            json!({"token": reset, "new_password": "a brand new password"}),
+        )
+        .await
+        .expect(204);
+    // Sessions end; the person's own tokens stay; only the new password signs in.
+    session
+        .get("/api/v1/me")
+        .await
+        .expect_problem(401, "unauthorized");
+    app.client(&own).get("/api/v1/me").await.expect(200);
+    sign_in(app, "pm@acme.test", OWN_PASSWORD)
+        .await
+        .expect_problem(401, "unauthorized");
+    sign_in(app, "pm@acme.test", "a brand new password")
+        .await
+        .expect(201);
+}
+on_both_databases!(a_forgotten_password_is_reset_by_email);
+
+/// A token made with a personal token is its child: capped at its expiry, revoked with
+/// it; read-only is inherited. Deactivating a person ends all of theirs.
+async fn a_child_token_dies_with_its_parent(app: &TestApp) {
+    // REQ: SEC-TOKEN-LINEAGE
+    let (pm_id, _) = user_with_token(app, "pm@acme.test", "program_manager", None).await;
+    let session = sign_in(app, "pm@acme.test", OWN_PASSWORD)
+        .await
+        .expect(201)
+        .body;
+    let session = app.client(session["secret"].as_str().unwrap());
+    let in_a_month = app.now() + TimeDelta::days(30);
+    let parent = session
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "parent", "expires_at": in_a_month}),
+        )
+        .await
+        .expect(201)
+        .body;
+    let parent_id = parent["token"]["id"].clone();
+    let parent = app.client(parent["secret"].as_str().unwrap());
+    let child = parent
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "child", "expires_at": app.now() + TimeDelta::days(365)}),
+        )
+        .await
+        .expect(201)
+        .body;
+    assert_eq!(child["token"]["parent_token_id"], parent_id);
+    let capped: chrono::DateTime<chrono::Utc> = child["token"]["expires_at"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(capped, in_a_month, "never outlives its parent");
+    let child = app.client(child["secret"].as_str().unwrap());
+    let grandchild = child
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "grandchild", "read_only": true}),
+        )
+        .await
+        .expect(201)
+        .body;
+    let grandchild = app.client(grandchild["secret"].as_str().unwrap());
+    // Read-only: reads work, writes do not, and its children are read-only too.
+    grandchild.get("/api/v1/me").await.expect(200);
+    let great = grandchild.get("/api/v1/tokens").await.expect(200);
+    assert!(great.body["items"].as_array().unwrap().len() >= 3);
+    grandchild
+        .post("/api/v1/tokens", json!({"name": "writer"}))
+        .await
+        .expect_problem(403, "forbidden");
+
+    // Revoking the parent ends the child and the grandchild.
+    session
+        .delete(&format!("/api/v1/tokens/{parent_id}"))
+        .await
+        .expect(204);
+    for t in [&parent, &child, &grandchild] {
+        t.get("/api/v1/me")
+            .await
+            .expect_problem(401, "unauthorized");
+    }
+    let revoked = session
+        .get("/api/v1/tokens?include_revoked=true")
+        .await
+        .expect(200)
+        .body;
+    let reasons: Vec<&str> = revoked["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["revoked_reason"].as_str())
+        .collect();
+    assert_eq!(
+        reasons.iter().filter(|r| **r == "parent_revoked").count(),
+        2
+    );
+
+    // Deactivation ends everything the person holds.
+    let own = session
+        .post("/api/v1/tokens", json!({"name": "another"}))
+        .await
+        .expect(201)
+        .body;
+    app.admin()
+        .post(
+            &format!("/api/v1/users/{pm_id}/deactivate"),
+            json!({"reason": "left"}),
+        )
+        .await
+        .expect(200);
+    let live = entity::api_token::Entity::find()
+        .filter(entity::api_token::Column::UserId.eq(pm_id))
+        .filter(entity::api_token::Column::RevokedAt.is_null())
+        .count(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(live, 0);
+    app.client(own["secret"].as_str().unwrap())
+        .get("/api/v1/me")
+        .await
+        .expect_problem(401, "unauthorized");
+}
+on_both_databases!(a_child_token_dies_with_its_parent);
+
+/// Twenty guesses at once: at most five are checked, the rest answer 429, for signing
+/// and for sign-in alike; and a sign-in lockout does not stop the person signing.
+async fn parallel_guesses_are_checked_at_most_five_times(app: &TestApp) {
+    // REQ: SEC-SIGN-LOCKOUT, SEC-SIGN-IN-THROTTLE
+    let (qa_id, qa) = user_with_token(app, "qa@acme.test", "quality", None).await;
+    let qa = app.client(&qa);
+    let event_id = app.admin().get("/api/v1/audit-events?limit=1").await.body["items"][0]["id"]
+        .as_i64()
+        .unwrap();
+    let body = |password: &str| json!({"record_type": "audit_event", "record_id": event_id.to_string(), "meaning": "reviewed", "password": password});
+
+    // Sign-in first: twenty wrong passwords at once.
+    let guesses = (0..20).map(|i| async move {
+        sign_in(app, "qa@acme.test", &format!("guess number {i}"))
+            .await
+            .status
+            .as_u16()
+    });
+    let statuses = join_all(guesses).await;
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert!(checked <= 5, "{statuses:?}");
+    assert_eq!(checked + refused, 20, "{statuses:?}");
+    let right = sign_in(app, "qa@acme.test", OWN_PASSWORD).await;
+    assert_eq!(
+        right.status.as_u16(),
+        429,
+        "paused even for the right password"
+    );
+    assert!(right.header("retry-after").is_some());
+    // Failing to sign in as someone does not lock their signing.
+    qa.post("/api/v1/signatures", body(OWN_PASSWORD))
+        .await
+        .expect(201);
+
+    // Signing: twenty wrong passwords at once.
+    let guesses = (0..20).map(|i| {
+        let qa = qa.clone();
+        async move {
+            qa.post("/api/v1/signatures", body(&format!("guess number {i}")))
+                .await
+                .status
+                .as_u16()
+        }
+    });
+    let statuses = join_all(guesses).await;
+    let failures = entity::audit_event::Entity::find()
+        .filter(entity::audit_event::Column::ActorUserId.eq(qa_id))
+        .filter(entity::audit_event::Column::Action.eq("sign_failed"))
+        .count(&app.db)
+        .await
+        .unwrap();
+    assert!(failures <= 5, "{failures} checked: {statuses:?}");
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 429).count() as u64 + failures,
+        20,
+        "{statuses:?}"
+    );
+    // The sign-in pause ends after 15 minutes.
+    app.clock.advance(TimeDelta::minutes(15));
+    sign_in(app, "qa@acme.test", OWN_PASSWORD).await.expect(201);
+}
+on_both_databases!(parallel_guesses_are_checked_at_most_five_times);
+
+/// The browser sign-in page sets a session cookie (HttpOnly, SameSite) that opens the
+/// account page and is refused as an API bearer token; signing out ends it.
+async fn the_sign_in_page_starts_a_browser_session(app: &TestApp) {
+    user_with_token(app, "pm@acme.test", "program_manager", None).await;
+    let page = app.anonymous().get("/sign-in").await.expect(200);
+    assert!(page.text.contains("<form method=\"post\"") && page.text.contains("name=\"password\""));
+    let form = |password: &str| {
+        format!(
+            "email=pm%40acme.test&password={}&next=%2Faccount",
+            password.replace(' ', "+")
+        )
+    };
+    let client = app.anonymous();
+    let wrong = client
+        .send_raw(
+            client
+                .request(awc::http::Method::POST, "/sign-in")
+                .content_type("application/x-www-form-urlencoded"),
+            form("not my password"),
+        )
+        .await
+        .expect(401);
+    assert!(wrong.text.contains("wrong email or password"));
+    let signed = client
+        .send_raw(
+            client
+                .request(awc::http::Method::POST, "/sign-in")
+                .content_type("application/x-www-form-urlencoded"),
+            form(OWN_PASSWORD),
+        )
+        .await
+        .expect(303);
+    assert_eq!(signed.header("location"), Some("/account"));
+    let cookie = signed.header("set-cookie").unwrap().to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains("Secure"), "served over http here");
+    let session = cookie
+        .split(';')
+        .next()
+        .unwrap()
+        .trim_start_matches("cmo_session=")
+        .to_string();
+    let account = client
+        .send(
+            client
+                .request(awc::http::Method::GET, "/account")
+                .insert_header(("Cookie", format!("cmo_session={session}"))),
+            None,
+        )
+        .await
+        .expect(200);
+    assert!(account.text.contains("Signed in as pm"), "{}", account.text);
+    // A session cookie is not an API token.
+    app.client(&session)
+        .get("/api/v1/me")
+        .await
+        .expect_problem(401, "unauthorized");
+    // Idle for 30 minutes, the session ends.
+    app.clock.advance(TimeDelta::minutes(31));
+    let expired = client
+        .send(
+            client
+                .request(awc::http::Method::GET, "/account")
+                .insert_header(("Cookie", format!("cmo_session={session}"))),
+            None,
+        )
+        .await
+        .expect(303);
+    assert_eq!(expired.header("location"), Some("/sign-in?next=/account"));
+    // An open redirect is refused: `next` stays on this site.
+    let elsewhere = client
+        .send_raw(
+            client
+                .request(awc::http::Method::POST, "/sign-in")
+                .content_type("application/x-www-form-urlencoded"),
+            format!(
+                "email=pm%40acme.test&password={}&next=%2F%2Fevil.test",
+                OWN_PASSWORD.replace(' ', "+")
+            ),
+        )
+        .await
+        .expect(303);
+    assert_eq!(elsewhere.header("location"), Some("/account"));
+}
+on_both_databases!(the_sign_in_page_starts_a_browser_session);
