@@ -1,10 +1,63 @@
 # Sourced by scripts that run cmo-api (conformance, README tour).
 #
-# api_workdir: a temporary folder in $work, removed (and the api stopped) on exit.
+# api_workdir: a temporary folder in $work, removed (and the api and worker stopped) on
+# exit.
 api_workdir() {
   work="$(mktemp -d)"
   api_pid=""
-  trap 'if [ -n "$api_pid" ]; then kill "$api_pid" 2>/dev/null || true; wait "$api_pid" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
+  worker_pid=""
+  trap 'for p in $api_pid $worker_pid; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
+}
+
+# start_worker LOG MAILDIR [VAR=value...]
+# starts cmo-worker (beside "$bin") on the same database, writing the emails it sends
+# as .eml files into MAILDIR (no SMTP server: the product's default), links to $base.
+start_worker() {
+  local log="$1" maildir="$2"
+  shift 2
+  mkdir -p "$maildir"
+  env "$@" CMO_OUTBOX_DIR="$maildir" CMO_PUBLIC_BASE_URL="$base" CMO_DISPATCH_CRON="* * * * * *" \
+    CMO_LOG_FORMAT=json CMO_LOG="${CMO_LOG:-warn}" "$(dirname "$bin")/cmo-worker" >"$log" 2>&1 &
+  worker_pid=$!
+}
+
+# stop_worker: stops the worker started by start_worker.
+stop_worker() {
+  if [ -n "$worker_pid" ]; then
+    kill "$worker_pid" 2>/dev/null || true
+    wait "$worker_pid" 2>/dev/null || true
+    worker_pid=""
+  fi
+}
+
+# emailed_token MAILDIR TO PATH: the token of the newest emailed link to PATH for TO, as
+# the person would click it (waits up to 20 s for the worker to send it).
+emailed_token() {
+  local maildir="$1" to="$2" path="$3" token=""
+  for _ in $(seq 1 200); do
+    token="$(python3 - "$maildir" "$to" "$path" <<'PY'
+import email, glob, os, re, sys
+maildir, to, path = sys.argv[1:4]
+for name in sorted(glob.glob(os.path.join(maildir, "*.eml")), key=os.path.getmtime, reverse=True):
+    with open(name, "rb") as f:
+        message = email.message_from_binary_file(f)
+    if to not in message.get("To", ""):
+        continue
+    for part in message.walk():
+        if part.get_content_type() == "text/plain":
+            text = part.get_payload(decode=True).decode("utf-8", "replace")
+            found = re.search(re.escape(path) + r"\?token=([0-9a-f]+)", text)
+            if found:
+                print(found.group(1))
+                sys.exit(0)
+PY
+)"
+    [ -n "$token" ] && { echo "$token"; return 0; }
+    kill -0 "$worker_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "no email to $to with a link to $path in $maildir" >&2
+  return 1
 }
 
 # start_api LOG [VAR=value...]

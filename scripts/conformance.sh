@@ -25,6 +25,7 @@ token="$("$bin" bootstrap --org "Conformance Sponsor" --email admin@conformance.
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
 
 start_api "$work/api.log"
+start_worker "$work/worker.log" "$work/mail"
 
 # Operations that take ids hit low numbers often (0, 1, ...): spread the ids so the token
 # schemathesis uses is unlikely to be the one a generated DELETE /tokens/{id} revokes.
@@ -35,10 +36,8 @@ done
 # Seed a CMO, a program with the standard plan and some action items, so that generated
 # ids hit real records and the happy paths are exercised, not only the 404s.
 api() { curl -fsS -o /dev/null -X POST "$base$1" -H "Authorization: Bearer $token" -H 'Content-Type: application/json' -d "$2"; }
-cmo_token="$(curl -fsS -X POST "$base/api/v1/organizations" -H "Authorization: Bearer $token" \
-  -H 'Content-Type: application/json' \
-  -d '{"name": "Conformance CMO", "kind": "cmo", "admin": {"email": "pm@cmo.test", "display_name": "CMO PM"}}' \
-  | python3 -c 'import json,sys; b=json.load(sys.stdin); print((b.get("admin_token") or {}).get("secret", ""))')"
+api /api/v1/organizations \
+  '{"name": "Conformance CMO", "kind": "cmo", "admin": {"email": "pm@cmo.test", "display_name": "CMO PM"}}'
 api /api/v1/cmos/2/qualification '{"event": "start_evaluation"}'
 api /api/v1/cmos/2/qualification '{"event": "qualify"}'
 api /api/v1/cmos/2/sites '{"name": "Seed site", "country": "CH", "region": "other_europe"}'
@@ -50,14 +49,27 @@ for i in 1 2 3; do
   api /api/v1/programs/1/action-items "{\"title\": \"Seed action $i\", \"owner_user_id\": 1, \"due_date\": \"2027-0$i-15\"}"
 done
 
+# People join by invitation: they choose their password from the emailed link, sign in
+# and create their own token, as a person would.
+own_token() { # EMAIL INVITATION_TOKEN
+  curl -fsS -o /dev/null -X POST "$base/api/v1/invitations/accept" -H 'Content-Type: application/json' \
+    -d "{\"token\": \"$2\", \"password\": \"conformance password\"}"
+  local session
+  session="$(curl -fsS -X POST "$base/api/v1/sign-in" -H 'Content-Type: application/json' \
+    -d "{\"email\": \"$1\", \"password\": \"conformance password\"}" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')"
+  curl -fsS -X POST "$base/api/v1/tokens" -H "Authorization: Bearer $session" \
+    -H 'Content-Type: application/json' -d '{"name": "conformance"}' \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])'
+}
+# The CMO's first admin, invited when the CMO was registered.
+cmo_token="$(own_token pm@cmo.test "$(emailed_token "$work/mail" pm@cmo.test /invitations/accept)")"
 # A viewer of the sponsor: role-based refusals (403) are fuzzed too.
-viewer_id="$(curl -fsS -X POST "$base/api/v1/users" -H "Authorization: Bearer $token" \
-  -H 'Content-Type: application/json' \
-  -d '{"email": "viewer@conformance.test", "display_name": "Viewer", "role": "viewer"}' \
-  | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')"
-viewer_token="$(curl -fsS -X POST "$base/api/v1/tokens" -H "Authorization: Bearer $token" \
-  -H 'Content-Type: application/json' -d "{\"name\": \"viewer\", \"user_id\": $viewer_id}" \
-  | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')"
+api /api/v1/invitations '{"email": "viewer@conformance.test", "display_name": "Viewer", "role": "viewer"}'
+viewer_token="$(own_token viewer@conformance.test \
+  "$(emailed_token "$work/mail" viewer@conformance.test /invitations/accept)")"
+# No worker while fuzzing: generated webhook subscriptions must not be delivered anywhere.
+stop_worker
 
 fuzz_token="$(curl -fsS -X POST "$base/api/v1/tokens" -H "Authorization: Bearer $token" \
   -H 'Content-Type: application/json' -d '{"name": "schemathesis"}' \

@@ -3,7 +3,8 @@
 # bugs show: a daylight-saving Monday, a switch night, year end, early Monday, or any
 # hour of today. The built test binaries run under libfaketime (the monotonic clock is
 # left alone, so timeouts and sleeps behave); PostgreSQL tests are skipped here because
-# a server started under the faked clock would be faked too.
+# a server started under the faked clock would be faked too, and so are the browser
+# tests (a browser under LD_PRELOAD faketime is not what people run).
 #
 #   scripts/shifted-clock.sh            # rotates the instant per run (printed)
 #   scripts/shifted-clock.sh 3          # the fourth instant of the list
@@ -54,10 +55,10 @@ for entry in "${binaries[@]}"; do
   echo "shifted-clock: $(basename "$exe")"
   (
     cd "$dir"
-    env -u CMO_REQUIRE_POSTGRES TZ=UTC \
+    env -u CMO_REQUIRE_POSTGRES -u CMO_REQUIRE_BROWSER TZ=UTC \
       FAKETIME="@$at" FAKETIME_DONT_FAKE_MONOTONIC=1 FAKETIME_DONT_RESET=1 \
       LD_PRELOAD="$lib" \
-      "$exe" --skip postgres -q
+      "$exe" --skip postgres --skip browser:: -q
   ) || status=$?
 done
 if [ "$status" -ne 0 ]; then

@@ -8,7 +8,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::extract::{path_error, query_error};
+use crate::extract::{form_error, path_error, query_error};
 use crate::fallback::{RouteTable, not_matched};
 use crate::state::AppState;
 
@@ -38,7 +38,8 @@ pub fn build_server(
         let base = App::new()
             .app_data(state.clone())
             .app_data(web::QueryConfig::default().error_handler(query_error))
-            .app_data(web::PathConfig::default().error_handler(path_error));
+            .app_data(web::PathConfig::default().error_handler(path_error))
+            .app_data(web::FormConfig::default().error_handler(form_error));
         let (app, doc) = crate::openapi::register(base);
         app.app_data(web::Data::new(RouteTable::from_openapi(&doc)))
             .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", doc))

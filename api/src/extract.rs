@@ -314,9 +314,29 @@ pub fn query_error(
     ApiError::Validation(vec![FieldError::new(field, "invalid_query", message)]).into()
 }
 
-/// A path segment that does not parse (e.g. a non-numeric id) names no resource.
-pub fn path_error(_err: actix_web::error::PathError, _req: &HttpRequest) -> actix_web::Error {
+/// A path segment that does not parse (e.g. a non-numeric id) names no resource; but a
+/// literal route of that path (`/invitations/accept`, not invitation "accept") answers
+/// 405 with its methods.
+pub fn path_error(err: actix_web::error::PathError, req: &HttpRequest) -> actix_web::Error {
+    if let Some(table) = req.app_data::<actix_web::web::Data<crate::fallback::RouteTable>>()
+        && let Some(response) = crate::fallback::method_not_allowed(req, table)
+    {
+        return actix_web::error::InternalError::from_response(err, response).into();
+    }
     ApiError::NotFound.into()
+}
+
+/// A form (the pages' POSTs) that cannot be read: problem+json like every API error.
+pub fn form_error(err: actix_web::error::UrlencodedError, _req: &HttpRequest) -> actix_web::Error {
+    use actix_web::error::UrlencodedError;
+    match err {
+        UrlencodedError::ContentType => ApiError::UnsupportedMediaType(
+            "send the form as application/x-www-form-urlencoded".to_string(),
+        ),
+        UrlencodedError::Overflow { limit, .. } => ApiError::PayloadTooLarge { limit },
+        other => ApiError::bad_request("malformed_form", other.to_string()),
+    }
+    .into()
 }
 
 #[cfg(test)]

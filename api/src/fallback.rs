@@ -39,11 +39,16 @@ impl RouteTable {
         Self { routes }
     }
 
-    /// Methods served on `path`, if any route matches it.
+    /// Methods served on `path`, if any route matches it. A literal route wins over a
+    /// templated one (`/invitations/accept` is not the invitation with id "accept").
     pub fn allowed(&self, path: &str) -> Option<Vec<&'static str>> {
         let mut allowed: Vec<&'static str> = Vec::new();
+        let literal = self
+            .routes
+            .iter()
+            .any(|(def, _)| !def.is_prefix() && def.pattern() == Some(path));
         for (def, methods) in &self.routes {
-            if def.is_match(path) {
+            if def.is_match(path) && (!literal || def.pattern() == Some(path)) {
                 for m in methods {
                     if !allowed.contains(m) {
                         allowed.push(m);
@@ -55,7 +60,20 @@ impl RouteTable {
     }
 }
 
+/// 405 for a method a literal route of this exact path does not serve.
+pub fn method_not_allowed(req: &HttpRequest, table: &RouteTable) -> Option<HttpResponse> {
+    let literal = table
+        .routes
+        .iter()
+        .any(|(def, _)| def.pattern() == Some(req.path()));
+    literal.then(|| answer(req, table))
+}
+
 pub async fn not_matched(req: HttpRequest, table: web::Data<RouteTable>) -> HttpResponse {
+    answer(&req, &table)
+}
+
+fn answer(req: &HttpRequest, table: &RouteTable) -> HttpResponse {
     match table.allowed(req.path()) {
         Some(methods) => {
             let allow = methods.join(", ");
@@ -91,5 +109,9 @@ mod tests {
             Some(vec!["GET", "POST"])
         );
         assert_eq!(table.allowed("/api/v1/nothing-here"), None);
+        assert_eq!(
+            table.allowed("/api/v1/invitations/accept"),
+            Some(vec!["POST"])
+        );
     }
 }

@@ -26,11 +26,27 @@ use crate::state::AppState;
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 pub const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
+/// Where `Idempotency-Key` is honoured: API writes, but not the credential endpoints
+/// (their answers hold secrets, which must never be stored for a replay) and not the
+/// pages for people (a form is not retried by a client).
+pub fn applies_to(path: &str) -> bool {
+    const CREDENTIALS: [&str; 4] = [
+        "/api/v1/sign-in",
+        "/api/v1/invitations/accept",
+        "/api/v1/password-resets",
+        "/api/v1/password-resets/complete",
+    ];
+    path.starts_with("/api/v1/") && !CREDENTIALS.contains(&path)
+}
+
 pub async fn idempotency(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    if req.method() != Method::POST || !req.headers().contains_key(&IDEMPOTENCY_KEY) {
+    if req.method() != Method::POST
+        || !req.headers().contains_key(&IDEMPOTENCY_KEY)
+        || !applies_to(req.path())
+    {
         return next
             .call(req)
             .await

@@ -239,7 +239,9 @@ fn complete(doc: &mut utoipa::openapi::OpenApi) {
     doc.security = Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
 
     for (path, item) in doc.paths.paths.iter_mut() {
-        if let Some(post) = item.post.as_mut() {
+        if let Some(post) = item.post.as_mut()
+            && crate::idempotency::applies_to(path)
+        {
             add_idempotency_key(post);
         }
         let has_path_params = path.contains('{');
@@ -277,7 +279,7 @@ fn answer_errors_as_problems(op: &mut Operation) {
     }
 }
 
-/// Every POST accepts `Idempotency-Key` (see `crate::idempotency`).
+/// API POSTs accept `Idempotency-Key` (see `crate::idempotency::applies_to`).
 fn add_idempotency_key(op: &mut Operation) {
     use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
     use utoipa::openapi::schema::{ObjectBuilder, Type};

@@ -6,6 +6,7 @@ mod accounts;
 mod action_items;
 mod audit;
 mod auth;
+mod browser;
 mod calendar;
 mod capa;
 mod change_control;

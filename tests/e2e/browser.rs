@@ -1,0 +1,79 @@
+//! The pages people meet, in a real browser (headless Chromium): the invitation link
+//! from the email, choosing a password, signing in with the form, the account page, and
+//! signing out.
+
+use e2e::{TestApp, browser, on_both_databases};
+use serde_json::json;
+
+async fn a_person_accepts_an_invitation_and_signs_in_with_the_browser(app: &TestApp) {
+    // REQ: SEC-OWN-CREDENTIALS
+    let Some(browser) = browser::start().await else {
+        return;
+    };
+    app.admin()
+        .post(
+            "/api/v1/invitations",
+            json!({"email": "quinn@acme.test", "display_name": "Quinn Alvarez", "role": "quality", "time_zone": "America/New_York"}),
+        )
+        .await
+        .expect(201);
+    let link = app
+        .emailed_link("quinn@acme.test", "/invitations/accept")
+        .await;
+
+    // The link from the email opens the form; a mismatch is explained on the page.
+    browser.goto(&link).await;
+    let page = browser.wait_for("Join Acme Bio").await;
+    assert!(page.contains("Quinn Alvarez"), "the name is filled in");
+    browser.screenshot("invitation").await;
+    browser
+        .fill("#password", "correct horse battery staple")
+        .await;
+    browser
+        .fill("#password_confirm", "correct horse battery stapler")
+        .await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for("The two passwords differ").await;
+    browser
+        .fill("#password", "correct horse battery staple")
+        .await;
+    browser
+        .fill("#password_confirm", "correct horse battery staple")
+        .await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for("Your account is ready").await;
+
+    // Sign in with the form: the session cookie opens the account page.
+    browser.goto(&format!("{}/sign-in", app.base_url)).await;
+    browser.wait_for("Forgot your password").await;
+    browser.fill("#email", "quinn@acme.test").await;
+    browser.fill("#password", "not my password at all").await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for("wrong email or password").await;
+    browser
+        .fill("#password", "correct horse battery staple")
+        .await;
+    browser.click("button[type=submit]").await;
+    let account = browser.wait_for("Signed in as Quinn Alvarez").await;
+    assert_eq!(browser.url().await, format!("{}/account", app.base_url));
+    assert!(account.contains("America/New_York"));
+    assert!(browser.screenshot("account").await > 1000);
+    let cookies = browser.cookies().await;
+    let session = cookies
+        .iter()
+        .find(|c| c["name"] == "cmo_session")
+        .expect("the session cookie");
+    assert_eq!(session["httpOnly"], true);
+    assert_eq!(session["sameSite"], "Lax");
+    assert_eq!(session["secure"], false, "served over http here");
+
+    // Sign out: the session ends; the account page sends the browser to sign in.
+    browser.click("form[action='/sign-out'] button").await;
+    browser.wait_for("Forgot your password").await;
+    assert!(browser.url().await.ends_with("/sign-in"));
+    browser.goto(&format!("{}/account", app.base_url)).await;
+    browser.wait_for("Forgot your password").await;
+    assert!(browser.url().await.contains("/sign-in?next=/account"));
+    browser.close().await;
+}
+on_both_databases!(a_person_accepts_an_invitation_and_signs_in_with_the_browser);
