@@ -43,23 +43,39 @@ pub enum BootstrapError {
     Db(#[from] sea_orm::DbErr),
 }
 
+/// What is wrong with the command's arguments, if anything.
+fn check(
+    org_name: &str,
+    admin_email: &str,
+    admin_name: &str,
+    time_zone: &str,
+) -> Vec<&'static str> {
+    let mut problems = Vec::new();
+    if org_name.trim().is_empty() || org_name.chars().count() > 200 {
+        problems.push("--org must be 1 to 200 characters");
+    }
+    if !user::is_plausible_email(&user::normalize_email(admin_email)) {
+        problems.push("--email is not a plausible email address");
+    }
+    if admin_name.trim().is_empty() || admin_name.chars().count() > 200 {
+        problems.push("--name must be 1 to 200 characters");
+    }
+    if time_zone.parse::<chrono_tz::Tz>().is_err() {
+        problems.push("--time-zone must be an IANA time zone name");
+    }
+    problems
+}
+
 pub async fn bootstrap(
     db: &DatabaseConnection,
     req: BootstrapRequest,
 ) -> Result<Bootstrapped, BootstrapError> {
-    let mut problems = Vec::new();
-    if req.org_name.trim().is_empty() || req.org_name.chars().count() > 200 {
-        problems.push("--org must be 1 to 200 characters");
-    }
-    if !user::is_plausible_email(&user::normalize_email(&req.admin_email)) {
-        problems.push("--email is not a plausible email address");
-    }
-    if req.admin_name.trim().is_empty() || req.admin_name.chars().count() > 200 {
-        problems.push("--name must be 1 to 200 characters");
-    }
-    if req.time_zone.parse::<chrono_tz::Tz>().is_err() {
-        problems.push("--time-zone must be an IANA time zone name");
-    }
+    let problems = check(
+        &req.org_name,
+        &req.admin_email,
+        &req.admin_name,
+        &req.time_zone,
+    );
     if !problems.is_empty() {
         return Err(BootstrapError::Invalid(problems.join("; ")));
     }
@@ -121,4 +137,64 @@ pub async fn bootstrap(
         secret,
         password_link: accounts::reset_url(base_url, &password_secret),
     })
+}
+
+/// `cmo-api create-sponsor`: the installation operator adds a sponsor organization to a
+/// running installation. Its first admin is invited by email (the worker sends it); the
+/// operator never sees the link, so never holds a credential of the new sponsor.
+pub struct SponsorRequest {
+    pub org_name: String,
+    pub admin_email: String,
+    pub admin_name: String,
+    pub time_zone: String,
+    pub now: chrono::DateTime<chrono::Utc>,
+    pub public_base_url: String,
+}
+
+pub async fn create_sponsor(
+    db: &DatabaseConnection,
+    req: SponsorRequest,
+) -> Result<(organization::Model, entity::invitation::Model), BootstrapError> {
+    let problems = check(
+        &req.org_name,
+        &req.admin_email,
+        &req.admin_name,
+        &req.time_zone,
+    );
+    if !problems.is_empty() {
+        return Err(BootstrapError::Invalid(problems.join("; ")));
+    }
+    let txn = entity::db::begin_write(db).await?;
+    let org = provisioning::create_organization(
+        &txn,
+        &req.org_name,
+        OrgKind::Sponsor,
+        None,
+        None,
+        req.now,
+    )
+    .await?;
+    let operator = Actor {
+        org_id: org.id,
+        user_id: None,
+        request_id: None,
+        at: req.now,
+    };
+    let invitation = accounts::invite(
+        &txn,
+        &operator,
+        &org,
+        None,
+        accounts::NewInvitation {
+            email: req.admin_email,
+            display_name: req.admin_name,
+            role: Role::Admin,
+            time_zone: req.time_zone,
+            phone: None,
+        },
+        req.public_base_url.trim_end_matches('/'),
+    )
+    .await?;
+    txn.commit().await?;
+    Ok((org, invitation))
 }

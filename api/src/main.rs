@@ -51,6 +51,25 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Add a sponsor organization to a running installation (the installation operator's
+    /// act; sponsors cannot create each other). Its first admin is invited by email.
+    CreateSponsor {
+        /// Name of the sponsor organization (unique on the installation).
+        #[arg(long)]
+        org: String,
+        /// Email of its first admin.
+        #[arg(long)]
+        email: String,
+        /// Display name of the first admin (default: the email's local part).
+        #[arg(long)]
+        name: Option<String>,
+        /// IANA time zone of the admin.
+        #[arg(long, default_value = "UTC")]
+        time_zone: String,
+        /// Print the result as JSON (for scripts).
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the OpenAPI document to stdout.
     Openapi,
 }
@@ -77,6 +96,24 @@ fn main() -> ExitCode {
             time_zone,
             json,
         }) => run_bootstrap(
+            &cli.database,
+            &*clock,
+            BootstrapArgs {
+                org,
+                email,
+                name,
+                time_zone,
+                json,
+                public_base_url: cli.serve.public_base_url.clone(),
+            },
+        ),
+        Some(Command::CreateSponsor {
+            org,
+            email,
+            name,
+            time_zone,
+            json,
+        }) => run_create_sponsor(
             &cli.database,
             &*clock,
             BootstrapArgs {
@@ -200,6 +237,57 @@ fn run_bootstrap(
                 "Choose your password (to sign in and to sign records) at this one-time link, valid 7 days:"
             );
             println!("{}", done.password_link);
+        }
+        Ok(())
+    })
+}
+
+fn run_create_sponsor(
+    database: &DatabaseArgs,
+    clock: &dyn Clock,
+    args: BootstrapArgs,
+) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async move {
+        let db = migration::startup::connect_and_migrate(database)
+            .await
+            .map_err(|e| e.to_string())?;
+        let admin_name = args
+            .name
+            .unwrap_or_else(|| args.email.split('@').next().unwrap_or(&args.email).to_string());
+        let (org, invitation) = api::bootstrap::create_sponsor(
+            &db,
+            api::bootstrap::SponsorRequest {
+                org_name: args.org,
+                admin_email: args.email,
+                admin_name,
+                time_zone: args.time_zone,
+                now: clock.now(),
+                public_base_url: args.public_base_url,
+            },
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        if args.json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "organization_id": org.id,
+                    "invitation_id": invitation.id,
+                    "expires_at": invitation.expires_at,
+                })
+            );
+        } else {
+            println!(
+                "Created sponsor organization \"{}\" (id {}); its admin {} is invited by email (the worker sends it), valid until {} UTC.",
+                org.name,
+                org.id,
+                invitation.email,
+                invitation.expires_at.format("%Y-%m-%d %H:%M")
+            );
         }
         Ok(())
     })

@@ -139,8 +139,72 @@ pub async fn check_password(
         return Ok(());
     }
     audit_trail::append(&txn, &ctx.actor(now), failure).await?;
+    let mut with_this = failures;
+    with_this.push(now);
+    if entity::signature::lockout_left(&with_this, now).is_some() {
+        alert_lockout(&txn, state, ctx, now).await?;
+    }
     txn.commit().await?;
     Err(ApiError::InvalidPassword(
         "the password is wrong".to_string(),
     ))
+}
+
+/// Repeated failed signing attempts are a security event: the organization's admins and
+/// quality users are emailed when they lock a person's signing (21 CFR 11.300(d)).
+async fn alert_lockout<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    state: &AppState,
+    ctx: &AuthContext,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    let watchers: Vec<String> = user::Entity::find()
+        .filter(user::Column::OrgId.eq(ctx.org_id()))
+        .filter(user::Column::Active.eq(true))
+        .filter(user::Column::IsServiceAccount.eq(false))
+        .filter(user::Column::Role.is_in([entity::Role::Admin, entity::Role::Quality]))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|u| u.email)
+        .collect();
+    if watchers.is_empty() {
+        return Ok(());
+    }
+    let until = now + entity::signature::LOCKOUT_DURATION;
+    let email = mail::notice(
+        &format!(
+            "Signing locked for {} after repeated wrong passwords",
+            ctx.user.display_name
+        ),
+        "Repeated failed signature attempts",
+        &[
+            format!(
+                "{} ({}) gave a wrong password {} times within {} minutes while signing or \
+                 changing their password. Their signing is locked until {} UTC.",
+                ctx.user.display_name,
+                ctx.user.email,
+                entity::signature::LOCKOUT_THRESHOLD,
+                entity::signature::LOCKOUT_WINDOW.num_minutes(),
+                until.format("%Y-%m-%d %H:%M")
+            ),
+            "If it was not them, someone holds one of their tokens: revoke it, or deactivate \
+             the account, and review the audit trail (action sign_failed)."
+                .to_string(),
+        ],
+        None,
+    )
+    .map_err(ApiError::internal)?;
+    mail::enqueue(
+        conn,
+        entity::outbox::Draft::new(
+            format!("signing_lockout:{}:{}", ctx.user.id, now.timestamp()),
+            watchers,
+            email,
+        ),
+        now,
+        &state.public_base_url,
+    )
+    .await?;
+    Ok(())
 }

@@ -487,6 +487,17 @@ async fn parallel_guesses_are_checked_at_most_five_times(app: &TestApp) {
         20,
         "{statuses:?}"
     );
+    // The organization's admins and quality users are told, once.
+    let alerts: Vec<_> = entity::outbox::Entity::find()
+        .all(&app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.subject.starts_with("Signing locked for qa"))
+        .collect();
+    assert_eq!(alerts.len(), 1, "one alert");
+    assert!(alerts[0].to_addrs.contains("admin@acme.test"));
+    assert!(alerts[0].to_addrs.contains("qa@acme.test"));
     // The sign-in pause ends after 15 minutes.
     app.clock.advance(TimeDelta::minutes(15));
     sign_in(app, "qa@acme.test", OWN_PASSWORD).await.expect(201);
@@ -581,3 +592,97 @@ async fn the_sign_in_page_starts_a_browser_session(app: &TestApp) {
     assert_eq!(elsewhere.header("location"), Some("/account"));
 }
 on_both_databases!(the_sign_in_page_starts_a_browser_session);
+
+/// An integration acts through a service account: tokens an admin creates for it, never
+/// a sign-in or a signature, and the audit trail names it as a service account.
+async fn a_service_account_acts_for_an_integration_and_never_signs(app: &TestApp) {
+    let admin = app.admin();
+    admin
+        .post(
+            "/api/v1/service-accounts",
+            json!({"display_name": "LIMS", "role": "admin"}),
+        )
+        .await
+        .expect_problem(422, "validation_failed");
+    let lims = admin
+        .post(
+            "/api/v1/service-accounts",
+            json!({"display_name": "LIMS (LabWare) integration", "role": "program_manager"}),
+        )
+        .await
+        .expect(201)
+        .body;
+    assert_eq!(lims["is_service_account"], true);
+    assert_eq!(lims["has_password"], false);
+    let lims_id = lims["id"].as_i64().unwrap();
+    // Only admins create its tokens; a person's token for it is refused.
+    let (_, pm) = user_with_token(app, "pm@acme.test", "program_manager", None).await;
+    app.client(&pm)
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "lims", "user_id": lims_id}),
+        )
+        .await
+        .expect_problem(403, "forbidden");
+    let token = admin
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "LIMS prod", "user_id": lims_id, "expires_at": app.now() + TimeDelta::days(90)}),
+        )
+        .await
+        .expect(201)
+        .body;
+    assert_eq!(token["token"]["user_id"], lims_id);
+    let lims_client = app.client(token["secret"].as_str().unwrap());
+    // It acts, and the audit trail says an integration did.
+    lims_client
+        .patch(
+            &format!("/api/v1/users/{lims_id}"),
+            json!({"version": 1, "display_name": "LIMS (LabWare 8) integration", "reason": "upgrade"}),
+        )
+        .await
+        .expect(200);
+    let trail = admin
+        .get(&format!(
+            "/api/v1/audit-events?entity_type=user&entity_id={lims_id}&action=update"
+        ))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(trail["items"][0]["actor_kind"], "service_account");
+    let created = admin
+        .get(&format!(
+            "/api/v1/audit-events?entity_type=user&entity_id={lims_id}&action=create"
+        ))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(created["items"][0]["actor_kind"], "person");
+    // Never a signature, never a sign-in, never a password reset.
+    let event_id = created["items"][0]["id"].as_i64().unwrap();
+    lims_client
+        .post(
+            "/api/v1/signatures",
+            json!({"record_type": "audit_event", "record_id": event_id.to_string(), "meaning": "reviewed", "password": "anything at all"}),
+        )
+        .await
+        .expect_problem(403, "forbidden");
+    let email = lims["email"].as_str().unwrap();
+    sign_in(app, email, "anything at all")
+        .await
+        .expect_problem(401, "unauthorized");
+    admin
+        .post(
+            &format!("/api/v1/users/{lims_id}/password-reset"),
+            json!({}),
+        )
+        .await
+        .expect_problem(403, "forbidden");
+    let listed = admin
+        .get("/api/v1/users?service_account=true")
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(listed["total"], 1);
+}
+on_both_databases!(a_service_account_acts_for_an_integration_and_never_signs);

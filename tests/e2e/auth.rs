@@ -309,6 +309,14 @@ async fn a_partners_first_admin_is_invited_not_handed_a_token(app: &TestApp) {
         .post("/api/v1/tokens", json!({"name": "x", "user_id": admin_id}))
         .await
         .expect_problem(404, "not_found");
+    // Sponsors register CMOs; another sponsor is the installation operator's to create.
+    app.admin()
+        .post(
+            "/api/v1/organizations",
+            json!({"name": "Beta Pharma", "kind": "sponsor", "admin": {"email": "boss@beta.test", "display_name": "Boss"}}),
+        )
+        .await
+        .expect_problem(422, "validation_failed");
     // The same email may exist in another organization: emails are unique per org.
     app.admin()
         .post(

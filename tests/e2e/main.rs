@@ -64,26 +64,45 @@ pub async fn user_with_token(
     (id, app.own_token(email, password).await)
 }
 
-/// Registers a partner organization; its first admin accepts the emailed invitation and
-/// creates their own token. Returns (org id, its admin's id, its admin's token).
+/// Another organization: a CMO the test sponsor registers, or a sponsor the installation
+/// operator creates (`cmo-api create-sponsor`). Its first admin accepts the emailed
+/// invitation and creates their own token. Returns (org id, its admin's id, their token).
 pub async fn partner_org(
     app: &TestApp,
     name: &str,
     kind: &str,
     admin_email: &str,
 ) -> (i64, i64, String) {
-    let created = app
-        .admin()
-        .post(
-            "/api/v1/organizations",
-            json!({"name": name, "kind": kind, "admin": {"email": admin_email, "display_name": "Partner Admin"}}),
+    let org_id = if kind == "sponsor" {
+        let (org, _) = api::bootstrap::create_sponsor(
+            &app.db,
+            api::bootstrap::SponsorRequest {
+                org_name: name.to_string(),
+                admin_email: admin_email.to_string(),
+                admin_name: "Partner Admin".to_string(),
+                time_zone: "UTC".to_string(),
+                now: app.now(),
+                public_base_url: app.base_url.clone(),
+            },
         )
         .await
-        .expect(201)
-        .body;
+        .expect("create sponsor");
+        org.id
+    } else {
+        app.admin()
+            .post(
+                "/api/v1/organizations",
+                json!({"name": name, "kind": kind, "admin": {"email": admin_email, "display_name": "Partner Admin"}}),
+            )
+            .await
+            .expect(201)
+            .body["organization"]["id"]
+            .as_i64()
+            .unwrap()
+    };
     let admin_id = app.accept_invitation(admin_email, OWN_PASSWORD).await;
     (
-        created["organization"]["id"].as_i64().unwrap(),
+        org_id,
         admin_id,
         app.own_token(admin_email, OWN_PASSWORD).await,
     )

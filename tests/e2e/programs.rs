@@ -185,15 +185,13 @@ async fn the_team_holds_people_of_both_sides(app: &TestApp) {
     )
     .await
     .expect_problem(409, "already_exists");
-    let (_, _, _) = partner_org(app, "Other Sponsor", "sponsor", "boss@other.test").await;
-    let outsider = app
-        .admin()
-        .get("/api/v1/organizations?kind=sponsor")
+    // Another sponsor is invisible: the operator created it, not Acme.
+    let (other_sponsor, _, _) =
+        partner_org(app, "Other Sponsor", "sponsor", "boss@other.test").await;
+    app.admin()
+        .get(&format!("/api/v1/organizations/{other_sponsor}"))
         .await
-        .body["items"][1]["id"]
-        .as_i64()
-        .unwrap();
-    let _ = outsider;
+        .expect_problem(404, "not_found");
     s.pm.post(
         &team,
         json!({"user_id": 999999, "governance_tier": "core_team", "program_role": "ghost"}),

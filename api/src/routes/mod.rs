@@ -12,7 +12,9 @@ pub mod plan;
 pub mod quality;
 
 use self::escalation::{escalations, policy};
-use self::identity::{audit, invitations, me, organizations, sign_in, signatures, tokens, users};
+use self::identity::{
+    audit, invitations, me, organizations, service_accounts, sign_in, signatures, tokens, users,
+};
 use self::integrations::{calendar, events, webhooks};
 use self::links::ack;
 use self::partners::{agreements, cmos, evaluations, inspections, qualification, scorecards};
@@ -42,6 +44,7 @@ pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
         .service(users::deactivate_user)
         .service(users::set_password)
         .service(users::force_password_reset)
+        .service(service_accounts::create_service_account)
         .service(tokens::issue_token)
         .service(tokens::list_tokens)
         .service(tokens::revoke_token)

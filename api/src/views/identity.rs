@@ -151,7 +151,7 @@ impl From<&user::Model> for UserView {
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({
-    "id": 17, "seq": 5, "actor_user_id": 1, "entity_type": "user", "entity_id": "3",
+    "id": 17, "seq": 5, "actor_user_id": 1, "actor_kind": "person", "entity_type": "user", "entity_id": "3",
     "action": "deactivate",
     "before": {"id": 3, "active": true, "version": 1},
     "after": {"id": 3, "active": false, "version": 2},
@@ -165,6 +165,8 @@ pub struct AuditEventView {
     pub seq: i64,
     /// `null` for acts of the system (bootstrap, scheduled jobs).
     pub actor_user_id: Option<i64>,
+    /// `person`, `service_account` (an integration acting with its token) or `system`.
+    pub actor_kind: ActorKind,
     pub entity_type: String,
     pub entity_id: String,
     pub action: String,
@@ -181,12 +183,27 @@ pub struct AuditEventView {
     pub hash: String,
 }
 
-impl From<&audit_event::Model> for AuditEventView {
-    fn from(m: &audit_event::Model) -> Self {
+/// Who acted, as the audit trail shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorKind {
+    Person,
+    ServiceAccount,
+    System,
+}
+
+impl AuditEventView {
+    /// `service_accounts`: which of the page's actors are service accounts.
+    pub fn new(m: &audit_event::Model, service_accounts: &[i64]) -> Self {
         Self {
             id: m.id,
             seq: m.seq,
             actor_user_id: m.actor_user_id,
+            actor_kind: match m.actor_user_id {
+                None => ActorKind::System,
+                Some(id) if service_accounts.contains(&id) => ActorKind::ServiceAccount,
+                Some(_) => ActorKind::Person,
+            },
             entity_type: m.entity_type.clone(),
             entity_id: m.entity_id.clone(),
             action: m.action.clone(),

@@ -63,7 +63,13 @@ pub async fn list_audit_events(
     let (items, total, limit, offset) =
         fetch_page(&state.db, select, filter.limit, filter.offset).await?;
     Ok(web::Json(Page {
-        items: items.iter().map(AuditEventView::from).collect(),
+        items: {
+            let services = service_accounts(&state.db, &items).await?;
+            items
+                .iter()
+                .map(|e| AuditEventView::new(e, &services))
+                .collect()
+        },
         total,
         limit,
         offset,
@@ -86,7 +92,8 @@ pub async fn get_audit_event(
     id: web::Path<i64>,
 ) -> ApiResult<web::Json<AuditEventView>> {
     let event = find_scoped::<audit_event::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
-    Ok(web::Json(AuditEventView::from(&event)))
+    let services = service_accounts(&state.db, std::slice::from_ref(&event)).await?;
+    Ok(web::Json(AuditEventView::new(&event, &services)))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -130,4 +137,24 @@ pub async fn verify_audit_chain(
             .to_string(),
         }),
     }))
+}
+
+/// Which of these events' actors are service accounts (one query per page).
+async fn service_accounts<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    events: &[entity::audit_event::Model],
+) -> ApiResult<Vec<i64>> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+    let actors: Vec<i64> = events.iter().filter_map(|e| e.actor_user_id).collect();
+    if actors.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(entity::user::Entity::find()
+        .select_only()
+        .column(entity::user::Column::Id)
+        .filter(entity::user::Column::Id.is_in(actors))
+        .filter(entity::user::Column::IsServiceAccount.eq(true))
+        .into_tuple()
+        .all(conn)
+        .await?)
 }

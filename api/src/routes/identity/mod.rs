@@ -5,6 +5,7 @@ pub mod audit;
 pub mod invitations;
 pub mod me;
 pub mod organizations;
+pub mod service_accounts;
 pub mod sign_in;
 pub mod signatures;
 pub mod tokens;

@@ -59,9 +59,10 @@ pub struct CreatedOrganization {
     pub admin_invitation: InvitationView,
 }
 
-/// Register a partner (or sibling sponsor) organization and invite its first admin.
+/// Register a CMO and invite its first admin.
 ///
-/// Only admins of a sponsor organization may register organizations. The first admin is
+/// Only admins of a sponsor organization register CMOs (`kind` must be `cmo`: sponsor
+/// organizations are created by the installation operator, `cmo-api create-sponsor`). The first admin is
 /// invited by email like anyone else: the registering sponsor never holds a credential
 /// of the new organization.
 #[utoipa::path(
@@ -70,7 +71,8 @@ pub struct CreatedOrganization {
     responses(
         (status = 201, description = "Organization created and its first admin invited", body = CreatedOrganization),
         (status = 403, description = "Caller is not an admin of a sponsor organization", body = crate::error::Problem),
-        (status = 409, description = "An organization with that name, or a user with that email, exists", body = crate::error::Problem)
+        (status = 409, description = "An organization with that name exists", body = crate::error::Problem),
+        (status = 422, description = "Invalid fields; `kind` other than `cmo` (`sponsor_by_operator`)", body = crate::error::Problem)
     )
 )]
 #[post("/organizations")]
@@ -86,6 +88,13 @@ pub async fn create_organization(
         ));
     }
     let body = body.into_inner();
+    if body.kind != OrgKind::Cmo {
+        return Err(ApiError::invalid(
+            "kind",
+            "sponsor_by_operator",
+            "sponsors register CMOs; a sponsor organization is created by the installation operator (cmo-api create-sponsor)",
+        ));
+    }
     let now = state.clock.now();
     let caller = ctx.actor(now);
     let txn = entity::db::begin_write(&state.db).await?;

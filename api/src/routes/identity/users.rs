@@ -20,6 +20,8 @@ use crate::write::{Patched, optional_version, update_versioned, write_next_versi
 pub struct UserFilter {
     pub role: Option<Role>,
     pub active: Option<bool>,
+    /// Only service accounts (`true`) or only people (`false`).
+    pub service_account: Option<bool>,
     /// Page size, 1–200 (default 50).
     pub limit: Option<u64>,
     /// Items to skip (default 0).
@@ -45,6 +47,9 @@ pub async fn list_users(
     }
     if let Some(active) = filter.active {
         select = select.filter(user::Column::Active.eq(active));
+    }
+    if let Some(service) = filter.service_account {
+        select = select.filter(user::Column::IsServiceAccount.eq(service));
     }
     let (items, total, limit, offset) =
         fetch_page(&state.db, select, filter.limit, filter.offset).await?;
