@@ -79,6 +79,22 @@ impl AuthContext {
         }
     }
 
+    /// The permission matrix (`entity::access`) for this caller on a program: 403 with
+    /// the rule when refused, 404 when the caller is on neither side.
+    pub fn permit(
+        &self,
+        action: entity::access::Action,
+        sides: entity::access::ProgramSides,
+    ) -> ApiResult<()> {
+        match sides.side_of(self.org_id()) {
+            None => Err(ApiError::NotFound),
+            Some(side) if entity::access::permits(self.user.role, side, action) => Ok(()),
+            Some(_) => Err(ApiError::Forbidden(
+                entity::access::refusal(action).to_string(),
+            )),
+        }
+    }
+
     pub fn require_admin(&self) -> ApiResult<()> {
         if self.user.role.is_admin() {
             Ok(())

@@ -31,6 +31,16 @@ pub trait ApiStep: Workflow {
         ctx: &AuthContext,
         m: &Self::Model,
     ) -> impl Future<Output = ApiResult<()>>;
+    /// Whether this caller's side may take this particular step (the permission matrix,
+    /// `entity::access`: e.g. only the sponsor lowers a deviation's criticality).
+    fn may_take(
+        _conn: &impl ConnectionTrait,
+        _ctx: &AuthContext,
+        _m: &Self::Model,
+        _step: &Self,
+    ) -> impl Future<Output = ApiResult<()>> {
+        async { Ok(()) }
+    }
     /// Whether the view carries `allowed_events`/`blocked_events`; when not, [`answer`]
     /// does not compute them.
     const OFFERS_EVENTS: bool = true;
@@ -124,6 +134,7 @@ where
     let version = optional_version(req, body_version)?;
     let seen = find_scoped::<W::Entity, _>(&state.db, ctx, id).await?;
     W::may_step(&state.db, ctx, &seen).await?;
+    W::may_take(&state.db, ctx, &seen, &step).await?;
     // The engine's order: the version precondition first, then the machine.
     if version.is_some_and(|v| v != seen.version()) {
         return Err(ApiError::stale_version(seen.version()));
@@ -190,7 +201,18 @@ pub async fn event_options<W: ApiStep>(
             .signing
             .filter(|s| !signature::may_sign(ctx.user.role, s.record_type, s.meaning))
             .map(|s| signature::who_signs(s.record_type).to_string());
-        match not_yours.clone().or(not_signer).or(offered.blocked) {
+        let probe = W::probe(offered.event, m, ctx.user.role);
+        let not_your_side = match W::may_take(conn, ctx, m, &probe).await {
+            Ok(()) => None,
+            Err(ApiError::Forbidden(why)) => Some(why),
+            Err(other) => return Err(other),
+        };
+        match not_yours
+            .clone()
+            .or(not_your_side)
+            .or(not_signer)
+            .or(offered.blocked)
+        {
             None => options.allowed.push(offered.event),
             Some(reason) => options.blocked.push(BlockedEvent {
                 event: entity::enums::wire_name(&offered.event),

@@ -23,6 +23,7 @@ mod openapi;
 mod operations;
 mod outbox;
 mod partners;
+mod permissions;
 mod plan;
 mod problems;
 mod programs;

@@ -30,6 +30,17 @@ pub enum Criticality {
 }
 
 impl Criticality {
+    /// Whether `to` is a lower criticality than `self` (a downgrade: the sponsor's
+    /// quality decision, `access::Action::DowngradeDeviation`).
+    pub fn lowered_to(self, to: Criticality) -> bool {
+        let rank = |c: Criticality| match c {
+            Criticality::Critical => 3,
+            Criticality::Major => 2,
+            Criticality::Minor => 1,
+        };
+        rank(to) < rank(self)
+    }
+
     /// Critical and major deviations stop production and page people (SPEC §4).
     pub fn holds_production(self) -> bool {
         matches!(self, Criticality::Critical | Criticality::Major)

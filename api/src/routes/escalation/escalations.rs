@@ -254,7 +254,7 @@ pub async fn ack_escalation(
     request_body = ResolveEscalation,
     responses(
         (status = 200, description = "Resolved", body = EscalationView),
-        (status = 403, description = "Viewers do not resolve", body = crate::error::Problem),
+        (status = 403, description = "Viewers and the CMO side do not resolve (the sponsor does)", body = crate::error::Problem),
         (status = 404, description = "No such escalation visible to the caller", body = crate::error::Problem),
         (status = 409, description = "Already resolved", body = crate::error::Problem)
     )
@@ -292,6 +292,19 @@ impl ApiStep for escalation_flow::Step {
         _record: &Self::Model,
     ) -> ApiResult<()> {
         may_act(ctx)
+    }
+    /// An escalation is resolved by the sponsor (the CMO acknowledges and acts).
+    async fn may_take(
+        conn: &impl ConnectionTrait,
+        ctx: &AuthContext,
+        e: &Self::Model,
+        step: &Self,
+    ) -> ApiResult<()> {
+        if step.event != EscalationEvent::Resolve {
+            return Ok(());
+        }
+        let program = find_scoped::<entity::program::Entity, _>(conn, ctx, e.program_id).await?;
+        ctx.permit(entity::access::Action::ResolveEscalation, program.sides())
     }
     async fn view(
         _conn: &impl ConnectionTrait,

@@ -5,8 +5,8 @@
 use actix_web::{HttpRequest, HttpResponse, post, web};
 use entity::gate::Decision;
 use entity::milestone;
+use entity::program;
 use entity::workflow::gate as gate_flow;
-use entity::{SignatureMeaning, SignedRecordType, program, signature};
 use sea_orm::ConnectionTrait;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -108,15 +108,7 @@ impl ApiStep for gate_flow::Decide {
         let prog = find_scoped::<program::Entity, _>(conn, ctx, m.program_id).await?;
         // Who decides is said before whether the gate can be decided (go and no-go are
         // signed by the same roles).
-        ctx.require(
-            ctx.org_id() == prog.sponsor_org_id
-                && signature::may_sign(
-                    ctx.user.role,
-                    SignedRecordType::GateDecision,
-                    SignatureMeaning::Approved,
-                ),
-            "gate decisions are signed by the sponsor's program managers and quality users",
-        )
+        ctx.permit(entity::access::Action::DecideGate, prog.sides())
     }
     /// The milestone, as its transitions show it.
     async fn view(

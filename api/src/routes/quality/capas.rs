@@ -419,6 +419,19 @@ impl ApiStep for capa_flow::Step {
             "only quality, program managers and admins handle CAPAs",
         )
     }
+    /// Cancelling a CAPA is the sponsor's quality decision.
+    async fn may_take(
+        conn: &impl ConnectionTrait,
+        ctx: &AuthContext,
+        c: &Self::Model,
+        step: &Self,
+    ) -> ApiResult<()> {
+        if step.event != CapaEvent::Cancel {
+            return Ok(());
+        }
+        let program = find_scoped::<entity::program::Entity, _>(conn, ctx, c.program_id).await?;
+        ctx.permit(entity::access::Action::CancelCapa, program.sides())
+    }
     async fn view(
         conn: &impl ConnectionTrait,
         _ctx: &AuthContext,

@@ -9,8 +9,8 @@ use entity::deviation::{
     self, Category, Criticality, DeviationEvent, DeviationStatus, RootCauseMethod,
 };
 use entity::domain_event::{DeviationReported, Event};
+use entity::milestone;
 use entity::program::{self};
-use entity::{Role, milestone};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait,
     EntityTrait, QueryFilter, QueryOrder,
@@ -39,12 +39,6 @@ impl crate::auth::TenantScoped for deviation::Entity {
             .in_subquery(crate::auth::visible_programs(ctx))
             .into_condition()
     }
-}
-
-/// Anyone on the program but a viewer reports; quality, program managers and admins run
-/// the workflow; only quality signs closure and release.
-fn may_report(ctx: &AuthContext) -> bool {
-    ctx.user.role != Role::Viewer
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -120,11 +114,7 @@ pub async fn report_deviation(
     let txn = entity::db::begin_write(&state.db).await?;
     // The program row lock orders this report against a concurrent production release.
     let prog = find_scoped_locked::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
-    if !may_report(&ctx) {
-        return Err(ApiError::Forbidden(
-            "viewers do not report deviations".to_string(),
-        ));
-    }
+    ctx.permit(entity::access::Action::ReportDeviation, prog.sides())?;
     if let Some(m) = b.milestone_id {
         let found = milestone::Entity::find_by_id(m)
             .filter(milestone::Column::ProgramId.eq(prog.id))
@@ -497,14 +487,34 @@ impl ApiStep for deviation_flow::Step {
     }
     /// Who may take steps on this record at all (403 before anything else).
     async fn may_step(
-        _conn: &impl ConnectionTrait,
+        conn: &impl ConnectionTrait,
         ctx: &AuthContext,
-        _record: &Self::Model,
+        d: &Self::Model,
     ) -> ApiResult<()> {
-        ctx.require(
-            ctx.user.role.handles_quality_records(),
-            "only quality, program managers and admins handle deviations",
-        )
+        let program = find_scoped::<entity::program::Entity, _>(conn, ctx, d.program_id).await?;
+        ctx.permit(entity::access::Action::HandleDeviation, program.sides())
+    }
+    /// Lowering the criticality and cancelling are the sponsor's quality decisions.
+    async fn may_take(
+        conn: &impl ConnectionTrait,
+        ctx: &AuthContext,
+        d: &Self::Model,
+        step: &Self,
+    ) -> ApiResult<()> {
+        use entity::access::Action;
+        let action = match step.event {
+            DeviationEvent::Cancel => Action::CancelDeviation,
+            DeviationEvent::Triage
+                if step
+                    .criticality
+                    .is_some_and(|c| d.criticality.lowered_to(c)) =>
+            {
+                Action::DowngradeDeviation
+            }
+            _ => return Ok(()),
+        };
+        let program = find_scoped::<entity::program::Entity, _>(conn, ctx, d.program_id).await?;
+        ctx.permit(action, program.sides())
     }
     async fn view(
         _conn: &impl ConnectionTrait,

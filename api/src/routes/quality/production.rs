@@ -4,7 +4,6 @@
 use actix_web::{HttpRequest, get, post, web};
 use entity::deviation::{self};
 use entity::program::{self};
-use entity::{SignatureMeaning, SignedRecordType, signature};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -86,15 +85,7 @@ impl ApiStep for production_flow::Release {
         ctx: &AuthContext,
         p: &Self::Model,
     ) -> ApiResult<()> {
-        ctx.require(
-            ctx.org_id() == p.sponsor_org_id
-                && signature::may_sign(
-                    ctx.user.role,
-                    SignedRecordType::ProductionRelease,
-                    SignatureMeaning::Approved,
-                ),
-            "production is released by a quality user of the sponsor",
-        )
+        ctx.permit(entity::access::Action::ReleaseProduction, p.sides())
     }
     async fn view(
         _conn: &impl ConnectionTrait,
