@@ -53,7 +53,7 @@ done
 # and create their own token, as a person would.
 own_token() { # EMAIL INVITATION_TOKEN
   curl -fsS -o /dev/null -X POST "$base/api/v1/invitations/accept" -H 'Content-Type: application/json' \
-    -d "{\"token\": \"$2\", \"password\": \"conformance password\"}"
+    -d "{\"token\": \"$2\", \"password\": \"conformance password\", \"certify_signature\": true}"
   local session
   session="$(curl -fsS -X POST "$base/api/v1/sign-in" -H 'Content-Type: application/json' \
     -d "{\"email\": \"$1\", \"password\": \"conformance password\"}" \

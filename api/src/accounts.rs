@@ -277,6 +277,7 @@ pub async fn accept_invitation(
     secret: &str,
     password: String,
     display_name: Option<String>,
+    certify_signature: bool,
 ) -> ApiResult<user::Model> {
     let pending = pending_invitation(state, secret).await?;
     let hash = state.passwords.hash(pending.org_id, password).await?;
@@ -313,6 +314,7 @@ pub async fn accept_invitation(
         active: Set(true),
         is_service_account: Set(false),
         access_notice: Set(None),
+        signature_certified_at: Set(certify_signature.then_some(now)),
         created_at: Set(now),
         updated_at: Set(now),
         version: Set(1),
@@ -351,8 +353,47 @@ pub async fn accept_invitation(
             .after(snapshot(&InvitationView::new(&accepted, now))),
     )
     .await?;
+    if certify_signature {
+        audit_certification(&txn, &invitee, person.id).await?;
+    }
     txn.commit().await?;
     Ok(person)
+}
+
+async fn audit_certification<C: ConnectionTrait>(
+    conn: &C,
+    actor: &Actor,
+    user_id: i64,
+) -> ApiResult<()> {
+    audit_trail::append(
+        conn,
+        actor,
+        Entry::new("user", user_id, "certify_signature").after(json!({
+            "statement": entity::signature::CERTIFICATION,
+            "certified_at": actor.at,
+        })),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Records, once, the person's certification that their electronic signature is the
+/// legally binding equivalent of their handwritten one (audited with its wording).
+pub async fn certify<C: ConnectionTrait>(
+    conn: &C,
+    actor: &Actor,
+    person: user::Model,
+) -> ApiResult<user::Model> {
+    if person.signature_certified_at.is_some() {
+        return Ok(person);
+    }
+    let certified =
+        crate::write::write_next_version::<user::Entity>(conn, person.id, &person, actor.at, |u| {
+            u.signature_certified_at = Some(actor.at)
+        })
+        .await?;
+    audit_certification(conn, actor, person.id).await?;
+    Ok(certified)
 }
 
 /// A person signing in: what they typed and where from.
@@ -769,6 +810,7 @@ pub async fn complete_reset(
     state: &AppState,
     secret: &str,
     password: String,
+    certify_signature: bool,
 ) -> ApiResult<user::Model> {
     let (reset, person) = pending_reset(state, secret).await?;
     let hash = state.passwords.hash(person.org_id, password).await?;
@@ -814,6 +856,11 @@ pub async fn complete_reset(
             .reason(Some(format!("password reset link {}", reset.id))),
     )
     .await?;
+    let updated = if certify_signature {
+        certify(&txn, &actor, updated).await?
+    } else {
+        updated
+    };
     txn.commit().await?;
     Ok(updated)
 }

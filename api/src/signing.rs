@@ -40,6 +40,15 @@ pub async fn authenticate_signer(
             "you have no password: choose one from your invitation or a reset link (POST /api/v1/password-resets)",
         ));
     };
+    if ctx.user.signature_certified_at.is_none() {
+        return Err(ApiError::conflict(
+            "signature_not_certified",
+            format!(
+                "certify once that your electronic signature is the legally binding equivalent of your handwritten one: POST /api/v1/users/{}/signature-certification",
+                ctx.user.id
+            ),
+        ));
+    }
     let failure = Entry::new(
         record_entity(what.record_type),
         &what.record_id,

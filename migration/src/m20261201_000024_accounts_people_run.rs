@@ -3,7 +3,8 @@ use super::m20261123_000002_create_users::Users;
 use sea_orm_migration::{prelude::*, schema::*};
 
 /// Accounts people run themselves (issue 16): invitations, password resets by email,
-/// sign-in failures for throttling, token kinds and lineage, service accounts.
+/// sign-in failures for throttling, token kinds and lineage, service accounts, and when
+/// each person certified their electronic signature.
 ///
 /// The data part ends the admin-held credentials of the old model:
 /// - tokens an admin minted for someone else are revoked;
@@ -53,6 +54,7 @@ impl MigrationTrait for Migration {
                 .default(false)
                 .to_owned(),
             string_len_null(UserColumns::AccessNotice, 32).to_owned(),
+            timestamp_with_time_zone_null(UserColumns::SignatureCertifiedAt).to_owned(),
         ];
         for column in user_columns {
             manager
@@ -187,7 +189,11 @@ impl MigrationTrait for Migration {
                 .drop_table(Table::drop().table(table).to_owned())
                 .await?;
         }
-        for column in [UserColumns::AccessNotice, UserColumns::IsServiceAccount] {
+        for column in [
+            UserColumns::SignatureCertifiedAt,
+            UserColumns::AccessNotice,
+            UserColumns::IsServiceAccount,
+        ] {
             manager
                 .alter_table(
                     Table::alter()
@@ -319,6 +325,7 @@ enum UserColumns {
     PasswordIsTemporary,
     IsServiceAccount,
     AccessNotice,
+    SignatureCertifiedAt,
 }
 
 #[derive(DeriveIden)]

@@ -166,15 +166,41 @@ async fn a_person_joins_signs_in_and_signs_with_their_own_password(app: &TestApp
     let event_id = app.admin().get("/api/v1/audit-events?limit=1").await.body["items"][0]["id"]
         .as_i64()
         .unwrap();
-    let signature = qa
-        .post(
-            "/api/v1/signatures",
-            json!({"record_type": "audit_event", "record_id": event_id.to_string(), "meaning": "reviewed", "password": OWN_PASSWORD}),
-        )
+    let sign = json!({"record_type": "audit_event", "record_id": event_id.to_string(), "meaning": "reviewed", "password": OWN_PASSWORD});
+    // Not yet certified (she accepted without the box): signing says how, once.
+    qa.post("/api/v1/signatures", sign.clone())
         .await
-        .expect(201)
-        .body;
+        .expect_problem(409, "signature_not_certified");
+    qa.post(
+        &format!("/api/v1/users/{user_id}/signature-certification"),
+        json!({"password": OWN_PASSWORD, "statement_accepted": true}),
+    )
+    .await
+    .expect(200);
+    let signature = qa.post("/api/v1/signatures", sign).await.expect(201).body;
     assert_eq!(signature["signer_user_id"], user_id);
+    // As a person reads it: printed name, meaning, date and time with the zone.
+    assert_eq!(
+        signature["manifestation"],
+        format!(
+            "Quinn Alvarez \u{2014} reviewed \u{2014} {} UTC",
+            app.now().format("%Y-%m-%d %H:%M:%S")
+        )
+    );
+    let certification = app
+        .admin()
+        .get(&format!(
+            "/api/v1/audit-events?entity_type=user&entity_id={user_id}&action=certify_signature"
+        ))
+        .await
+        .expect(200)
+        .body;
+    assert!(
+        certification["items"][0]["after"]["statement"]
+            .as_str()
+            .unwrap()
+            .contains("legally binding equivalent of my handwritten signature")
+    );
     // The sign-in token expires; the person's own token does not.
     app.clock.advance(TimeDelta::hours(12));
     session

@@ -47,6 +47,7 @@ async fn every_mutation_is_audited_with_before_and_after(app: &TestApp) {
         actions,
         [
             "create",
+            "certify_signature",
             "sign_in",
             "update",
             "force_password_reset",
@@ -54,7 +55,7 @@ async fn every_mutation_is_audited_with_before_and_after(app: &TestApp) {
             "deactivate"
         ]
     );
-    let update = &events["items"][2];
+    let update = &events["items"][3];
     assert_eq!(update["before"]["time_zone"], "UTC");
     assert_eq!(update["after"]["time_zone"], "Asia/Tokyo");
     assert_eq!(update["reason"], "moved to Japan");

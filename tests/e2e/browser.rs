@@ -32,6 +32,10 @@ async fn a_person_accepts_an_invitation_and_signs_in_with_the_browser(app: &Test
     browser
         .fill("#password_confirm", "correct horse battery stapler")
         .await;
+    // Without the certification ticked the browser does not even send the form.
+    browser.click("button[type=submit]").await;
+    assert!(browser.url().await.contains("/invitations/accept?token="));
+    browser.click("#certify_signature").await;
     browser.click("button[type=submit]").await;
     browser.wait_for("The two passwords differ").await;
     browser
@@ -40,8 +44,17 @@ async fn a_person_accepts_an_invitation_and_signs_in_with_the_browser(app: &Test
     browser
         .fill("#password_confirm", "correct horse battery staple")
         .await;
+    browser.click("#certify_signature").await;
     browser.click("button[type=submit]").await;
     browser.wait_for("Your account is ready").await;
+    // The box ticked, the person certified their electronic signature, once.
+    let certified = app
+        .admin()
+        .get("/api/v1/users?role=quality")
+        .await
+        .expect(200)
+        .body;
+    assert!(certified["items"][0]["signature_certified_at"].is_string());
 
     // Sign in with the form: the session cookie opens the account page.
     browser.goto(&format!("{}/sign-in", app.base_url)).await;

@@ -196,7 +196,7 @@ impl TestApp {
         self.anonymous()
             .post(
                 "/api/v1/invitations/accept",
-                serde_json::json!({"token": token, "password": password}),
+                serde_json::json!({"token": token, "password": password, "certify_signature": true}),
             )
             .await
             .expect(201)

@@ -106,7 +106,7 @@ pub struct IssuedToken {
 #[schema(example = json!({
     "id": 3, "org_id": 1, "email": "qa.lead@acme.test", "display_name": "Quinn Alvarez",
     "role": "quality", "time_zone": "America/New_York", "phone": "+1 617 555 0142", "active": true, "has_password": true,
-    "is_service_account": false,
+    "is_service_account": false, "signature_certified_at": "2026-11-23T09:00:00Z",
     "created_at": "2026-11-23T09:00:00Z", "updated_at": "2026-11-23T09:00:00Z", "version": 1
 }))]
 pub struct UserView {
@@ -124,6 +124,8 @@ pub struct UserView {
     pub has_password: bool,
     /// An integration's account: holds tokens, never signs in or signs.
     pub is_service_account: bool,
+    /// When the person certified their electronic signature (needed before signing).
+    pub signature_certified_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i32,
@@ -142,6 +144,7 @@ impl From<&user::Model> for UserView {
             active: m.active,
             has_password: m.password_hash.is_some(),
             is_service_account: m.is_service_account,
+            signature_certified_at: m.signature_certified_at,
             created_at: m.created_at,
             updated_at: m.updated_at,
             version: m.version,

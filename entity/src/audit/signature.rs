@@ -174,7 +174,8 @@ pub struct SignatureRecord {
     "id": 9, "signer_user_id": 3, "signer_name": "Quinn Alvarez", "token_id": 5, "meaning": "reviewed",
     "record_type": "audit_event", "record_id": "17",
     "record_hash": "4e7a0c…", "reason": "monthly audit-trail review",
-    "signed_at": "2026-11-23T09:00:00Z"
+    "signed_at": "2026-11-23T09:00:00Z",
+    "manifestation": "Quinn Alvarez — reviewed — 2026-11-23 09:00:00 UTC"
 }))]
 pub struct SignatureView {
     pub id: i64,
@@ -190,6 +191,22 @@ pub struct SignatureView {
     pub record_hash: String,
     pub reason: Option<String>,
     pub signed_at: DateTime<Utc>,
+    /// The signature as a person reads it (21 CFR 11.50): printed name, date and time
+    /// with its zone, and meaning.
+    pub manifestation: String,
+}
+
+/// What each person certifies once before their first signature (21 CFR 11.100(c)).
+pub const CERTIFICATION: &str = "I certify that my electronic signature in cmo-orchestrator \
+    is the legally binding equivalent of my handwritten signature.";
+
+/// A signature as a person reads it: "Quinn Alvarez — approved — 2026-12-01 14:05:09 UTC".
+pub fn manifestation(name: &str, meaning: SignatureMeaning, at: DateTime<Utc>) -> String {
+    format!(
+        "{name} \u{2014} {} \u{2014} {}",
+        crate::enums::wire_name(&meaning),
+        at.format("%Y-%m-%d %H:%M:%S UTC")
+    )
 }
 
 impl From<&Model> for SignatureView {
@@ -205,6 +222,7 @@ impl From<&Model> for SignatureView {
             record_hash: m.record_hash.clone(),
             reason: m.reason.clone(),
             signed_at: m.signed_at,
+            manifestation: manifestation(&m.signer_name, m.meaning, m.signed_at),
         }
     }
 }
@@ -245,6 +263,20 @@ pub async fn record<C: ConnectionTrait>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_signature_reads_with_name_meaning_and_zoned_time() {
+        use chrono::TimeZone;
+        let at = chrono::Utc.with_ymd_and_hms(2026, 12, 1, 14, 5, 9).unwrap();
+        assert_eq!(
+            super::manifestation(
+                "Quinn Alvarez",
+                crate::enums::SignatureMeaning::Approved,
+                at
+            ),
+            "Quinn Alvarez \u{2014} approved \u{2014} 2026-12-01 14:05:09 UTC"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -27,6 +27,9 @@ pub struct Model {
     /// Set when the person must be told how their access changed (`tokens_revoked`,
     /// `password_expired`); the worker emails them and clears it.
     pub access_notice: Option<String>,
+    /// When the person certified that their electronic signature is the legally binding
+    /// equivalent of their handwritten one (once; needed before their first signature).
+    pub signature_certified_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub version: i32,

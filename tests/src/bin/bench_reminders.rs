@@ -121,6 +121,7 @@ async fn bench(backend: Backend) {
             password_hash: Set(None),
             is_service_account: Set(false),
             access_notice: Set(None),
+            signature_certified_at: Set(None),
             active: Set(true),
             created_at: Set(now),
             updated_at: Set(now),

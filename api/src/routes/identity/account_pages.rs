@@ -40,6 +40,19 @@ fn field(name: &'static str, label: &'static str, kind: &'static str) -> Field {
     }
 }
 
+/// The box a person ticks, once, when they set their signing password.
+fn certification() -> Field {
+    Field {
+        kind: "checkbox",
+        required: true,
+        ..field(
+            "certify_signature",
+            entity::signature::CERTIFICATION,
+            "checkbox",
+        )
+    }
+}
+
 fn hidden(name: &'static str, value: &str) -> Field {
     Field {
         value: value.to_string(),
@@ -323,6 +336,7 @@ fn accept_form(token: &str, name: &str, org: &str, error: Option<String>) -> For
             ),
             field("password", "Choose a password", "password"),
             field("password_confirm", "The same password again", "password"),
+            certification(),
         ],
         button: "Create my account",
         links: Vec::new(),
@@ -382,6 +396,8 @@ pub struct ChoosePasswordForm {
     pub display_name: Option<String>,
     pub password: Option<String>,
     pub password_confirm: Option<String>,
+    /// Present when the certification box is ticked.
+    pub certify_signature: Option<String>,
 }
 
 /// What is wrong with a chosen password, if anything.
@@ -401,7 +417,7 @@ fn password_problem(password: &str, confirm: &str) -> Option<String> {
 #[utoipa::path(
     tag = "pages",
     security(()),
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`token`, `display_name`, `password`, `password_confirm`"),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`token`, `display_name`, `password`, `password_confirm`, `certify_signature`"),
     responses(
         (status = 200, description = "Account created: a link to sign in", body = String, content_type = "text/html"),
         (status = 410, description = "The link was used, revoked or has expired", body = String, content_type = "text/html"),
@@ -417,6 +433,7 @@ pub async fn accept_submit(
     let token = form.token.unwrap_or_default();
     let name = form.display_name.unwrap_or_default();
     let password = form.password.unwrap_or_default();
+    let certify = form.certify_signature.is_some();
     if let Some(problem) = password_problem(&password, &form.password_confirm.unwrap_or_default()) {
         return match accounts::pending_invitation(&state, &token).await {
             Ok(i) => {
@@ -430,7 +447,7 @@ pub async fn accept_submit(
         };
     }
     let name: String = name.trim().chars().take(200).collect();
-    match accounts::accept_invitation(&state, &token, password, Some(name)).await {
+    match accounts::accept_invitation(&state, &token, password, Some(name), certify).await {
         Ok(person) => message(
             StatusCode::OK,
             "Your account is ready",
@@ -516,7 +533,16 @@ pub async fn request_reset_submit(
     }
 }
 
-fn choose_form(token: &str, name: &str, error: Option<String>) -> FormPage {
+fn choose_form(token: &str, person: &entity::user::Model, error: Option<String>) -> FormPage {
+    let name = &person.display_name;
+    let mut fields = vec![
+        hidden("token", token),
+        field("password", "New password", "password"),
+        field("password_confirm", "The same password again", "password"),
+    ];
+    if person.signature_certified_at.is_none() {
+        fields.push(certification());
+    }
     FormPage {
         title: format!("Choose your password, {name}"),
         intro: Some(
@@ -526,11 +552,7 @@ fn choose_form(token: &str, name: &str, error: Option<String>) -> FormPage {
         ),
         error,
         action: "/password-reset/choose".to_string(),
-        fields: vec![
-            hidden("token", token),
-            field("password", "New password", "password"),
-            field("password_confirm", "The same password again", "password"),
-        ],
+        fields,
         button: "Save my password",
         links: Vec::new(),
     }
@@ -550,10 +572,7 @@ fn choose_form(token: &str, name: &str, error: Option<String>) -> FormPage {
 pub async fn choose_page(state: web::Data<AppState>, query: web::Query<LinkQuery>) -> HttpResponse {
     let token = query.token.clone().unwrap_or_default();
     match accounts::pending_reset(&state, &token).await {
-        Ok((_, person)) => page(
-            StatusCode::OK,
-            &choose_form(&token, &person.display_name, None),
-        ),
+        Ok((_, person)) => page(StatusCode::OK, &choose_form(&token, &person, None)),
         Err(err) => link_not_usable(err),
     }
 }
@@ -562,7 +581,7 @@ pub async fn choose_page(state: web::Data<AppState>, query: web::Query<LinkQuery
 #[utoipa::path(
     tag = "pages",
     security(()),
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`token`, `password`, `password_confirm`"),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`token`, `password`, `password_confirm`, `certify_signature` (until certified once)"),
     responses(
         (status = 200, description = "Password saved: a link to sign in", body = String, content_type = "text/html"),
         (status = 410, description = "The link was used or has expired", body = String, content_type = "text/html"),
@@ -577,16 +596,17 @@ pub async fn choose_submit(
     let form = form.into_inner();
     let token = form.token.unwrap_or_default();
     let password = form.password.unwrap_or_default();
+    let certify = form.certify_signature.is_some();
     if let Some(problem) = password_problem(&password, &form.password_confirm.unwrap_or_default()) {
         return match accounts::pending_reset(&state, &token).await {
             Ok((_, person)) => page(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                &choose_form(&token, &person.display_name, Some(problem)),
+                &choose_form(&token, &person, Some(problem)),
             ),
             Err(err) => link_not_usable(err),
         };
     }
-    match accounts::complete_reset(&state, &token, password).await {
+    match accounts::complete_reset(&state, &token, password, certify).await {
         Ok(person) => message(
             StatusCode::OK,
             "Your password is saved",

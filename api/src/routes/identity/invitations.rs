@@ -199,7 +199,8 @@ pub async fn revoke_invitation(
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({
     "token": "5e2f0c9a7b1d4e3f8a6c2b0d9e7f5a3c1b8d6e4f2a0c9b7d5e3f1a8c6b4d2e0f",
-    "password": "correct horse battery staple", "display_name": "Quinn Alvarez"
+    "password": "correct horse battery staple", "display_name": "Quinn Alvarez",
+    "certify_signature": true
 }))]
 pub struct AcceptInvitation {
     /// The `token` of the invitation link.
@@ -211,6 +212,10 @@ pub struct AcceptInvitation {
     /// Your name as records and signatures show it, if not as invited.
     #[schema(min_length = 1, max_length = 200)]
     pub display_name: Option<String>,
+    /// `true` certifies, once, that your electronic signature is the legally binding
+    /// equivalent of your handwritten one (needed before your first signature; see
+    /// `POST /users/{id}/signature-certification`).
+    pub certify_signature: Option<bool>,
 }
 
 impl Validate for AcceptInvitation {
@@ -239,6 +244,13 @@ pub async fn accept_invitation(
     body: ApiJson<AcceptInvitation>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
-    let person = accounts::accept_invitation(&state, &b.token, b.password, b.display_name).await?;
+    let person = accounts::accept_invitation(
+        &state,
+        &b.token,
+        b.password,
+        b.display_name,
+        b.certify_signature.unwrap_or(false),
+    )
+    .await?;
     Ok(HttpResponse::Created().json(UserView::from(&person)))
 }

@@ -42,7 +42,7 @@ impl Validate for SignIn {
     "secret": "cmo_7c1d9e2a4b6f8d0c2e4a6b8d0f2e4c6a8b0d2f4e6c8a0b2d4f6e8c0a2b4d6f8e0c",
     "user": {"id": 3, "org_id": 1, "email": "qa.lead@acme.test", "display_name": "Quinn Alvarez",
              "role": "quality", "time_zone": "America/New_York", "phone": null, "active": true,
-             "has_password": true, "is_service_account": false,
+             "has_password": true, "is_service_account": false, "signature_certified_at": "2026-11-23T09:00:00Z",
              "created_at": "2026-11-23T09:00:00Z", "updated_at": "2026-11-23T09:00:00Z", "version": 1}
 }))]
 pub struct SignedInView {
@@ -134,7 +134,7 @@ pub async fn request_password_reset(
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({
     "token": "5e2f0c9a7b1d4e3f8a6c2b0d9e7f5a3c1b8d6e4f2a0c9b7d5e3f1a8c6b4d2e0f",
-    "new_password": "correct horse battery staple"
+    "new_password": "correct horse battery staple", "certify_signature": true
 }))]
 pub struct CompletePasswordReset {
     /// The `token` of the reset link.
@@ -142,6 +142,9 @@ pub struct CompletePasswordReset {
     pub token: String,
     #[schema(min_length = 12, max_length = 256)]
     pub new_password: String,
+    /// `true` certifies, once, that your electronic signature is the legally binding
+    /// equivalent of your handwritten one (if you have not yet).
+    pub certify_signature: Option<bool>,
 }
 
 impl Validate for CompletePasswordReset {
@@ -168,6 +171,12 @@ pub async fn complete_password_reset(
     body: ApiJson<CompletePasswordReset>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
-    accounts::complete_reset(&state, &b.token, b.new_password).await?;
+    accounts::complete_reset(
+        &state,
+        &b.token,
+        b.new_password,
+        b.certify_signature.unwrap_or(false),
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -448,3 +448,73 @@ pub async fn force_password_reset(
     txn.commit().await?;
     Ok(HttpResponse::Accepted().json(UserView::from(&updated)))
 }
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"password": "correct horse battery staple", "statement_accepted": true}))]
+pub struct CertifySignature {
+    /// Your password (a wrong one is audited and counts towards the signing lockout).
+    #[schema(max_length = 256)]
+    pub password: String,
+    /// Must be `true`: you accept the statement "I certify that my electronic signature in
+    /// cmo-orchestrator is the legally binding equivalent of my handwritten signature."
+    pub statement_accepted: bool,
+}
+
+impl Validate for CertifySignature {
+    fn validate(&self, c: &mut Checks) {
+        c.text("password", &self.password, 1, 256);
+        if !self.statement_accepted {
+            c.fail(
+                "statement_accepted",
+                "must_accept",
+                "your signature needs the certification: send true",
+            );
+        }
+    }
+}
+
+/// Certify, once, that your electronic signature is the legally binding equivalent of
+/// your handwritten one (21 CFR 11.100): needed before your first signature. Accepting
+/// an invitation or choosing a password with `certify_signature: true` does the same.
+#[utoipa::path(
+    tag = "users",
+    params(("id" = i64, Path, description = "Your own user id")),
+    request_body = CertifySignature,
+    responses(
+        (status = 200, description = "Certified (now, or already before)", body = UserView),
+        (status = 401, description = "Wrong password (`invalid_password`; audited)", body = crate::error::Problem),
+        (status = 403, description = "Not your own account", body = crate::error::Problem),
+        (status = 404, description = "No such user in the caller's organization", body = crate::error::Problem),
+        (status = 409, description = "No password yet (`no_password`)", body = crate::error::Problem),
+        (status = 429, description = "Too many failed password attempts; see Retry-After", body = crate::error::Problem)
+    )
+)]
+#[post("/users/{id}/signature-certification")]
+pub async fn certify_signature(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<CertifySignature>,
+) -> ApiResult<web::Json<UserView>> {
+    let body = body.into_inner();
+    let target = find_scoped::<user::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    ctx.require(
+        target.id == ctx.user.id,
+        "a person certifies their own signature",
+    )?;
+    let Some(stored) = target.password_hash.clone() else {
+        return Err(ApiError::conflict(
+            "no_password",
+            "you have no password yet: choose one from your invitation or a reset link",
+        ));
+    };
+    let failure = Entry::new("user", target.id, crate::signing::FAILED_PASSWORD_CHANGE)
+        .after(serde_json::json!({"failure": "wrong_password_at_certification"}));
+    crate::signing::check_password(&state, &ctx, body.password, stored, failure).await?;
+    let txn = entity::db::begin_write(&state.db).await?;
+    let current = find_scoped_locked::<user::Entity, _>(&txn, &ctx, target.id).await?;
+    let certified = crate::accounts::certify(&txn, &ctx.actor(state.clock.now()), current).await?;
+    txn.commit().await?;
+    Ok(web::Json(UserView::from(&certified)))
+}
