@@ -252,8 +252,36 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // A failed test still stops its driver (and with it the browser).
+        // A failed test still stops its driver and its browser. Killing the driver does
+        // not end the browser it started (its processes outlived it, a core each, until
+        // this was added): every process of this session names its own profile folder.
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        kill_processes_naming(&self._profile.path().display().to_string());
+    }
+}
+
+/// Kills (SIGKILL) every process whose command line contains `needle`: read from /proc,
+/// killed with the shell's `kill` (no process-tools package needed).
+fn kill_processes_naming(needle: &str) {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    let own = std::process::id().to_string();
+    let pids: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()) && *pid != own)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(needle))
+                .unwrap_or(false)
+        })
+        .collect();
+    if !pids.is_empty() {
+        let _ = Command::new("sh")
+            .arg("-c")
+            .arg(format!("kill -9 {} 2>/dev/null", pids.join(" ")))
+            .status();
     }
 }
