@@ -230,8 +230,15 @@ impl MigrationTrait for Migration {
     }
 }
 
+/// When the admin-held credentials ended: the day this accounts model took effect. A
+/// migration has no injectable clock, so the instant is fixed (the same result whenever
+/// and wherever it runs); a revoked token is refused whatever its revocation instant.
+fn accounts_model_effective() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(1_796_083_200, 0).unwrap_or_default()
+}
+
 async fn end_admin_held_credentials(manager: &SchemaManager<'_>) -> Result<(), DbErr> {
-    let now = chrono::Utc::now();
+    let now = accounts_model_effective();
     let registered_orgs = Query::select()
         .column(Organizations::Id)
         .from(Organizations::Table)

@@ -63,6 +63,17 @@ pub async fn sign_in(
     .insert(&state.db)
     .await?;
     let since = now - sign_in_failure::WINDOW;
+    // Failures older than the window no longer count: each attempt clears its account's
+    // and its address's (through their indexes), so the table holds one window at most.
+    sign_in_failure::Entity::delete_many()
+        .filter(sign_in_failure::Column::OccurredAt.lt(since))
+        .filter(
+            sea_orm::Condition::any()
+                .add(sign_in_failure::Column::Email.eq(reservation.email.clone()))
+                .add(sign_in_failure::Column::ClientAddr.eq(client.clone())),
+        )
+        .exec(&state.db)
+        .await?;
     for (column, value, limit) in [
         (
             sign_in_failure::Column::Email,

@@ -177,7 +177,8 @@ pub enum TokenRejection {
 
 /// Is this token usable at `now`? (A token that expires exactly now is already expired.)
 pub fn check_usable(token: &Model, now: DateTime<Utc>) -> Result<(), TokenRejection> {
-    if token.revoked_at.is_some_and(|revoked| revoked <= now) {
+    // Revoked is revoked, whenever it was recorded (a migration stamps a fixed instant).
+    if token.revoked_at.is_some() {
         return Err(TokenRejection::Revoked);
     }
     if token.expires_at.is_some_and(|expires| expires <= now) {
