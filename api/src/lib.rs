@@ -20,6 +20,7 @@ pub mod records;
 pub mod request_id;
 pub mod routes;
 pub mod secrets;
+pub mod signed_records;
 pub mod signing;
 pub mod state;
 pub mod transition;

@@ -154,6 +154,7 @@ where
                 record_type: signing.record_type,
                 record_id: W::signed_record_id(&seen),
                 record_hash: String::new(),
+                signed_content: None,
                 meaning: signing.meaning,
                 reason: step.reason(),
             };

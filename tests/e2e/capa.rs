@@ -110,6 +110,44 @@ async fn a_capa_closes_effective_and_takes_its_deviation_with_it(app: &TestApp) 
         .await
         .expect(200);
 
+    // REQ: SEC-SIGNED-FIELDS
+    // The plan's progress is not what its approval signed: still matching. Editing the
+    // plan is, and the approval then reads as no longer matching, naming the field.
+    let plan_signature = format!("/api/v1/signatures/{}", approved["plan_signature_id"]);
+    let sig = qa.get(&plan_signature).await.expect(200).body;
+    assert_eq!(sig["record_state"], "matching", "{sig}");
+    assert!(sig["signed_fields"].get("status").is_none(), "{sig}");
+    let current = qa.get(&cpath).await.expect(200).body;
+    qa.patch(
+        &cpath,
+        json!({"version": current["capa"]["version"], "description": "Corrective and preventive, both tanks",
+               "reason": "scope extended to tank B"}),
+    )
+    .await
+    .expect(200);
+    let sig = qa.get(&plan_signature).await.expect(200).body;
+    assert_eq!(sig["record_state"], "no_longer_matching", "{sig}");
+    assert_eq!(sig["changed_fields"], json!(["description"]));
+    assert_eq!(
+        sig["signed_fields"]["description"], "Corrective and preventive",
+        "what was signed stays readable"
+    );
+    let listed = qa
+        .get(&format!(
+            "/api/v1/signatures?record_type=capa&record_id={id}"
+        ))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(listed["items"][0]["record_state"], "no_longer_matching");
+    // Another organization's signature is not there.
+    let (_, _, stranger) =
+        crate::partner_org(app, "Signature Stranger", "sponsor", "x@sigstranger.test").await;
+    app.client(&stranger)
+        .get(&plan_signature)
+        .await
+        .expect_problem(404, "not_found");
+
     // The action's due date moves only through an approved extension request.
     let a_path = format!("/api/v1/action-items/{action_id}");
     s.pm.patch(

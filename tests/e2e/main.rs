@@ -110,9 +110,10 @@ pub async fn partner_org(
 }
 
 /// Checks that signature `signature_id` on `record_type`/`record_id` is bound to what
-/// was signed: its `record_hash` is the content hash of `signed` (the record as it was
-/// at signing, before the signature's id was written into it), by `signer`, with
-/// `meaning`, at the api's current time.
+/// was signed: its `signed_fields` are fields of `signed` (the record as it was at
+/// signing, before the signature's id was written into it) with their values then, none
+/// of them bookkeeping, its `record_hash` is their content hash, and it still matches;
+/// by `signer`, with `meaning`, at the api's current time.
 pub async fn assert_signature_binds(
     app: &TestApp,
     signature_id: &Value,
@@ -141,11 +142,29 @@ pub async fn assert_signature_binds(
         .find(|s| &s["id"] == signature_id)
         .unwrap_or_else(|| panic!("signature {signature_id} on {record_type} {record_id}: {list}"))
         .clone();
+    let fields = sig["signed_fields"]
+        .as_object()
+        .unwrap_or_else(|| panic!("what was signed is kept: {sig}"));
+    assert!(fields.len() >= 3, "{sig}");
+    for (field, value) in fields {
+        assert!(
+            !["version", "updated_at", "allowed_events", "blocked_events"]
+                .contains(&field.as_str()),
+            "{record_type}: bookkeeping is not signed: {field}"
+        );
+        assert_eq!(
+            signed.get(field),
+            Some(value),
+            "{record_type} {record_id}: signed field {field} is the record's as signed"
+        );
+    }
     assert_eq!(
         sig["record_hash"].as_str().unwrap(),
-        entity::audit::content_hash(signed),
-        "{record_type} {record_id}: the signature is bound to the record as signed"
+        entity::audit::content_hash(&sig["signed_fields"]),
+        "{record_type} {record_id}: the signature is bound to what was signed"
     );
+    assert_eq!(sig["record_state"], "matching", "{sig}");
+    assert_eq!(sig["changed_fields"], json!([]), "{sig}");
     assert_eq!(sig["signer_user_id"], signer, "{sig}");
     assert_eq!(sig["meaning"], meaning, "{sig}");
     let signed_at = chrono::DateTime::parse_from_rfc3339(sig["signed_at"].as_str().unwrap())
@@ -172,4 +191,29 @@ pub fn instant(v: &Value) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::parse_from_rfc3339(text)
         .unwrap_or_else(|e| panic!("{text}: {e}"))
         .with_timezone(&chrono::Utc)
+}
+
+/// Checks that the README's section between `begin` and `end` is `generated` (a table
+/// the code enforces); `UPDATE_README=1` rewrites it instead.
+pub fn readme_shows(begin: &str, end: &str, generated: &str) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+    let readme = std::fs::read_to_string(path).expect("README.md");
+    let start = readme
+        .find(begin)
+        .unwrap_or_else(|| panic!("README marker {begin}"))
+        + begin.len();
+    let stop = readme[start..]
+        .find(end)
+        .unwrap_or_else(|| panic!("README marker {end}"))
+        + start;
+    if readme[start..stop] != *generated && std::env::var_os("UPDATE_README").is_some() {
+        let updated = format!("{}{generated}{}", &readme[..start], &readme[stop..]);
+        std::fs::write(path, updated).expect("write README.md");
+        return;
+    }
+    assert_eq!(
+        readme[start..stop],
+        *generated,
+        "README is out of date (UPDATE_README=1 cargo test -p e2e the_readme_shows)"
+    );
 }

@@ -15,21 +15,7 @@ const END: &str = "<!-- end of the permission matrix -->";
 #[test]
 fn the_readme_shows_the_enforced_matrix() {
     // REQ: SEC-PERMISSION-MATRIX
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
-    let readme = std::fs::read_to_string(path).expect("README.md");
-    let start = readme.find(BEGIN).expect("the matrix's begin marker") + BEGIN.len();
-    let end = readme[start..].find(END).expect("the matrix's end marker") + start;
-    let table = entity::access::matrix_markdown();
-    if readme[start..end] != table && std::env::var_os("UPDATE_README").is_some() {
-        let updated = format!("{}{table}{}", &readme[..start], &readme[end..]);
-        std::fs::write(path, updated).expect("write README.md");
-        return;
-    }
-    assert_eq!(
-        readme[start..end],
-        table,
-        "README's permission matrix is out of date (UPDATE_README=1 cargo test -p e2e the_readme_shows)"
-    );
+    crate::readme_shows(BEGIN, END, &entity::access::matrix_markdown());
 }
 
 fn wire(role: Role) -> &'static str {

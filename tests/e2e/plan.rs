@@ -234,22 +234,27 @@ async fn a_program_runs_from_template_to_its_commercial_batch_gate(app: &TestApp
             }
             let outcome = decide(&qa, id, "go").await.expect(201).body;
             assert_eq!(outcome["decision"]["decision"], "go");
-            // Signed: the decision (before its signature id was written) and the
-            // checklist it was decided on.
-            let mut decided = outcome["decision"].clone();
-            decided["signature_id"] = json!(0);
-            // The checklist as stored (the live count of open deviations and CAPA that
-            // the gate page adds is not part of the signed record).
-            let mut checklist = outcome["gate"]["items"].clone();
-            for item in checklist.as_array_mut().unwrap() {
-                item["linked_open_count"] = Value::Null;
-            }
+            // Signed: the decision and the checklist it was decided on (each item's
+            // check, result and evidence; not the live count of open deviations and
+            // CAPA that the gate page adds, nor who ticked it).
+            let d = &outcome["decision"];
+            let checklist: Vec<Value> = outcome["gate"]["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| {
+                    json!({"id": i["id"], "check_type": i["check_type"], "title": i["title"],
+                        "mandatory": i["mandatory"], "result": i["result"], "evidence": i["evidence"]})
+                })
+                .collect();
             crate::assert_signature_binds(
                 app,
-                &outcome["decision"]["signature_id"],
+                &d["signature_id"],
                 "gate_decision",
-                &outcome["decision"]["id"],
-                &json!({"decision": decided, "items": checklist}),
+                &d["id"],
+                &json!({"id": d["id"], "milestone_id": d["milestone_id"], "gate_round": d["gate_round"],
+                    "decision": d["decision"], "notes": d["notes"], "decided_by_user_id": d["decided_by_user_id"],
+                    "decided_at": d["decided_at"], "checklist": checklist}),
                 qa_id,
                 "approved",
             )

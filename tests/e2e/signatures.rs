@@ -7,6 +7,16 @@ use crate::user_with_token;
 
 const PASSWORD: &str = "correct horse battery staple";
 
+#[test]
+fn the_readme_shows_the_signed_fields() {
+    // REQ: SEC-SIGNED-FIELDS
+    crate::readme_shows(
+        "<!-- signed fields: generated from entity::workflow::SIGNED_STEPS -->\n",
+        "<!-- end of the signed fields -->",
+        &entity::workflow::signed_fields_markdown(),
+    );
+}
+
 async fn first_audit_event_id(app: &TestApp) -> i64 {
     app.admin()
         .get("/api/v1/audit-events?limit=1")

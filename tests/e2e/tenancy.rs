@@ -252,6 +252,23 @@ async fn seed_every_kind(app: &TestApp) -> std::collections::HashMap<&'static st
         .expect(201)
         .body;
     let audit = admin.get("/api/v1/audit-events").await.expect(200).body;
+    let (_, reviewer) = crate::user_with_token(
+        app,
+        "reviewer@acme.test",
+        "quality",
+        Some(crate::OWN_PASSWORD),
+    )
+    .await;
+    let signature = app
+        .client(&reviewer)
+        .post(
+            "/api/v1/signatures",
+            json!({"record_type": "audit_event", "record_id": audit["items"][0]["id"].to_string(),
+                   "meaning": "reviewed", "password": crate::OWN_PASSWORD}),
+        )
+        .await
+        .expect(201)
+        .body;
     let deliveries = admin
         .get(&format!("/api/v1/webhooks/{webhook}/deliveries"))
         .await
@@ -272,6 +289,7 @@ async fn seed_every_kind(app: &TestApp) -> std::collections::HashMap<&'static st
         ("milestones", id(&milestone)),
         ("organizations", lonza),
         ("programs", p),
+        ("signatures", id(&signature)),
         ("team-members", team_member),
         ("tokens", tokens["items"][0]["id"].as_i64().unwrap()),
         ("users", s.pm_id),

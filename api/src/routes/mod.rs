@@ -145,7 +145,8 @@ pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
         .service(actions::transition_action_item)
         .service(actions::snooze_action_item)
         .service(signatures::create_signature)
-        .service(signatures::list_signatures);
+        .service(signatures::list_signatures)
+        .service(signatures::get_signature);
 }
 
 /// Pages for people outside `/api/v1`: sign-in, invitation, password reset, account.

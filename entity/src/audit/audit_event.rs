@@ -30,3 +30,28 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// What reviewing an entry signs: the entry, bound by its chain hash (which covers its
+/// whole content, before and after included).
+pub const REVIEW_SIGNED_FIELDS: &[&str] = &[
+    "id",
+    "seq",
+    "entity_type",
+    "entity_id",
+    "action",
+    "occurred_at",
+    "hash",
+];
+
+/// An entry's [`REVIEW_SIGNED_FIELDS`].
+pub fn signed_content(e: &Model) -> serde_json::Value {
+    serde_json::json!({
+        "id": e.id,
+        "seq": e.seq,
+        "entity_type": e.entity_type,
+        "entity_id": e.entity_id,
+        "action": e.action,
+        "occurred_at": e.occurred_at,
+        "hash": e.hash,
+    })
+}

@@ -27,6 +27,9 @@ pub struct Model {
     pub record_hash: String,
     pub reason: Option<String>,
     pub signed_at: DateTimeUtc,
+    /// What was signed: the record's signed fields as they were (JSON object; `None` for
+    /// signatures written before snapshots were kept).
+    pub signed_content: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -163,10 +166,84 @@ pub struct SignatureRecord {
     pub record_type: SignedRecordType,
     /// Canonical id of the record (as it is written everywhere else).
     pub record_id: String,
-    /// SHA-256 of the record's content at signing time.
+    /// SHA-256 of the signed content (for an audit event: its chain hash).
     pub record_hash: String,
+    /// The record's signed fields as they are when signing.
+    pub signed_content: Option<serde_json::Value>,
     pub meaning: SignatureMeaning,
     pub reason: Option<String>,
+}
+
+impl SignatureRecord {
+    /// A signature over `content` (the record's signed fields), bound by its hash.
+    pub fn covering(
+        record_type: SignedRecordType,
+        record_id: String,
+        content: serde_json::Value,
+        meaning: SignatureMeaning,
+        reason: Option<String>,
+    ) -> Self {
+        Self {
+            record_type,
+            record_id,
+            record_hash: crate::audit::content_hash(&content),
+            signed_content: Some(content),
+            meaning,
+            reason,
+        }
+    }
+}
+
+/// The signed fields of `record` (a record as people see it): what a signature covering
+/// `fields` binds. A field the record lacks reads as null, so a renamed field cannot
+/// silently drop out of what is signed (a test checks every listed field exists).
+pub fn signed_fields(record: &serde_json::Value, fields: &[&str]) -> serde_json::Value {
+    serde_json::Value::Object(
+        fields
+            .iter()
+            .map(|f| {
+                (
+                    (*f).to_string(),
+                    record.get(*f).cloned().unwrap_or(serde_json::Value::Null),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// Whether a signed record still reads as it was signed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordState {
+    /// Every signed field still has the value it had when signed.
+    Matching,
+    /// A signed field changed after signing (see `changed_fields`).
+    NoLongerMatching,
+    /// Nothing to compare with: signed before snapshots of signed fields were kept, or
+    /// the record cannot be read by the one asking.
+    NotCheckable,
+}
+
+/// Compares what was signed with the record as it reads now: the state and the signed
+/// fields that changed, in signed order. A field the record can no longer say (absent
+/// from `current`, like a gate's checklist once a later round reworks it) is not compared.
+pub fn compare(
+    signed: &serde_json::Value,
+    current: &serde_json::Value,
+) -> (RecordState, Vec<String>) {
+    let Some(fields) = signed.as_object() else {
+        return (RecordState::NotCheckable, Vec::new());
+    };
+    let changed: Vec<String> = fields
+        .iter()
+        .filter(|(k, v)| current.get(k.as_str()).is_some_and(|n| n != *v))
+        .map(|(k, _)| k.clone())
+        .collect();
+    if changed.is_empty() {
+        (RecordState::Matching, changed)
+    } else {
+        (RecordState::NoLongerMatching, changed)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -175,7 +252,10 @@ pub struct SignatureRecord {
     "record_type": "audit_event", "record_id": "17",
     "record_hash": "4e7a0c…", "reason": "monthly audit-trail review",
     "signed_at": "2026-11-23T09:00:00Z",
-    "manifestation": "Quinn Alvarez — reviewed — 2026-11-23 09:00:00 UTC"
+    "manifestation": "Quinn Alvarez — reviewed — 2026-11-23 09:00:00 UTC",
+    "signed_fields": {"id": 17, "record_type": "deviation", "record_id": "41", "action": "close",
+        "hash": "4e7a0c…"},
+    "record_state": "matching", "changed_fields": []
 }))]
 pub struct SignatureView {
     pub id: i64,
@@ -194,6 +274,28 @@ pub struct SignatureView {
     /// The signature as a person reads it (21 CFR 11.50): printed name, date and time
     /// with its zone, and meaning.
     pub manifestation: String,
+    /// What was signed: the record's signed fields as they were when signed (which
+    /// fields, per record type and step, the README lists). Null for signatures written
+    /// before these snapshots were kept.
+    #[schema(value_type = Option<Object>)]
+    pub signed_fields: Option<serde_json::Value>,
+    /// Whether the record still reads as signed: `no_longer_matching` once one of the
+    /// signed fields changed (only those count) or the record is gone.
+    pub record_state: RecordState,
+    /// The signed fields whose value changed since signing.
+    pub changed_fields: Vec<String>,
+}
+
+impl SignatureView {
+    /// This signature judged against its record as it reads now (`None`: the record
+    /// cannot be read).
+    pub fn checked_against(mut self, current: Option<&serde_json::Value>) -> Self {
+        (self.record_state, self.changed_fields) = match (&self.signed_fields, current) {
+            (Some(signed), Some(current)) => compare(signed, current),
+            _ => (RecordState::NotCheckable, Vec::new()),
+        };
+        self
+    }
 }
 
 /// What each person certifies once before their first signature (21 CFR 11.100(c)).
@@ -223,6 +325,17 @@ impl From<&Model> for SignatureView {
             reason: m.reason.clone(),
             signed_at: m.signed_at,
             manifestation: manifestation(&m.signer_name, m.meaning, m.signed_at),
+            signed_fields: m
+                .signed_content
+                .as_deref()
+                .and_then(|c| serde_json::from_str(c).ok()),
+            // As written: unchecked until compared with the record.
+            record_state: if m.signed_content.is_some() {
+                RecordState::Matching
+            } else {
+                RecordState::NotCheckable
+            },
+            changed_fields: Vec::new(),
         }
     }
 }
@@ -247,6 +360,7 @@ pub async fn record<C: ConnectionTrait>(
         record_hash: Set(what.record_hash),
         reason: Set(what.reason.clone()),
         signed_at: Set(at),
+        signed_content: Set(what.signed_content.map(|c| c.to_string())),
     }
     .insert(conn)
     .await?;
@@ -263,6 +377,42 @@ pub async fn record<C: ConnectionTrait>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn only_a_change_to_a_signed_field_breaks_the_match() {
+        use serde_json::json;
+        let record = json!({"id": 4, "title": "Gaskets", "status": "closed", "version": 3});
+        let signed = super::signed_fields(&record, &["id", "title", "status"]);
+        assert_eq!(
+            signed,
+            json!({"id": 4, "title": "Gaskets", "status": "closed"})
+        );
+        // Bookkeeping moves on: still matching.
+        let later = json!({"id": 4, "title": "Gaskets", "status": "closed", "version": 9});
+        assert_eq!(
+            super::compare(&signed, &later),
+            (super::RecordState::Matching, vec![])
+        );
+        let edited = json!({"id": 4, "title": "Seals", "status": "closed", "version": 4});
+        assert_eq!(
+            super::compare(&signed, &edited),
+            (
+                super::RecordState::NoLongerMatching,
+                vec!["title".to_string()]
+            )
+        );
+        // A field the record no longer says is not compared.
+        let reworked = json!({"id": 4, "status": "closed"});
+        assert_eq!(
+            super::compare(&signed, &reworked).0,
+            super::RecordState::Matching
+        );
+        // A listed field the record lacks is signed as null, never dropped.
+        assert_eq!(
+            super::signed_fields(&record, &["id", "batch"]),
+            json!({"id": 4, "batch": null})
+        );
+    }
+
     #[test]
     fn a_signature_reads_with_name_meaning_and_zoned_time() {
         use chrono::TimeZone;

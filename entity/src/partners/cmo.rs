@@ -85,6 +85,22 @@ pub fn needs_signature(event: QualificationEvent) -> bool {
     )
 }
 
+/// What approving or disqualifying a CMO signs: who it is, what it can make and where,
+/// and the decision (its contacts and later inspections are not part of it).
+pub const QUALIFICATION_SIGNED_FIELDS: &[&str] = &[
+    "org_id",
+    "name",
+    "dosage_forms",
+    "modalities",
+    "sterile_fill_finish",
+    "high_potency",
+    "cold_chain",
+    "max_batch_liters",
+    "sites",
+    "qualification_status",
+    "qualification_reason",
+];
+
 pub fn transition(
     from: QualificationStatus,
     event: QualificationEvent,

@@ -198,6 +198,20 @@ pub enum SelectionError {
 
 /// The selection's machine: an open evaluation is decided once, for one of its
 /// candidates.
+/// What the selection decision signs: the criteria, the candidates, every score and
+/// the choice with its reason (the ranking follows from the scores).
+pub const DECISION_SIGNED_FIELDS: &[&str] = &[
+    "id",
+    "title",
+    "program_id",
+    "criteria",
+    "candidates",
+    "scores",
+    "decision_cmo_org_id",
+    "decision_reason",
+    "decided_at",
+];
+
 pub fn transition(
     from: EvaluationStatus,
     _event: EvaluationEvent,

@@ -249,13 +249,51 @@ impl From<&decision::Model> for GateDecisionView {
     }
 }
 
-/// What a gate decision's signature binds: the decision as written (before its signature
-/// id) and the checklist it was decided on, as stored.
-pub fn signed_content(decision: &decision::Model, items: &[item::Model]) -> serde_json::Value {
-    serde_json::json!({
-        "decision": GateDecisionView::from(decision),
-        "items": items.iter().map(GateItemView::from).collect::<Vec<_>>(),
-    })
+/// What a gate decision's signature covers: the decision and the checklist it was taken
+/// on (each item's check, result and evidence).
+pub const SIGNED_FIELDS: &[&str] = &[
+    "id",
+    "milestone_id",
+    "gate_round",
+    "decision",
+    "notes",
+    "decided_by_user_id",
+    "decided_at",
+    "checklist",
+];
+
+/// A gate decision's signed fields. `items` is the milestone's checklist while the
+/// decision's round is the current one; `None` once a later round reworks it (the
+/// signature keeps the checklist as decided, and it is no longer compared).
+pub fn signed_content(
+    decision: &decision::Model,
+    items: Option<&[item::Model]>,
+) -> serde_json::Value {
+    let mut content = serde_json::json!({
+        "id": decision.id,
+        "milestone_id": decision.milestone_id,
+        "gate_round": decision.gate_round,
+        "decision": decision.decision,
+        "notes": decision.notes,
+        "decided_by_user_id": decision.decided_by_user_id,
+        "decided_at": decision.decided_at,
+    });
+    if let Some(items) = items {
+        content["checklist"] = items
+            .iter()
+            .map(|i| {
+                serde_json::json!({
+                    "id": i.id,
+                    "check_type": i.check_type,
+                    "title": i.title,
+                    "mandatory": i.mandatory,
+                    "result": i.result,
+                    "evidence": i.evidence,
+                })
+            })
+            .collect();
+    }
+    content
 }
 
 /// Days a no-go's follow-up actions get.

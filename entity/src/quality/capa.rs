@@ -263,9 +263,46 @@ pub fn needs_signature(event: CapaEvent) -> bool {
     matches!(event, CapaEvent::ApprovePlan | CapaEvent::Close)
 }
 
+/// What closing a CAPA signs: the plan and its verified effectiveness.
+pub const CLOSURE_SIGNED_FIELDS: &[&str] = &[
+    // The plan: what approving it signs.
+    "id",
+    "program_id",
+    "title",
+    "description",
+    "source",
+    "finding_reference",
+    "deviation_ids",
+    // Its outcome.
+    "effectiveness_outcome",
+    "status",
+    "closed_at",
+];
+
+/// What approving a CAPA plan signs: the plan and what it answers. Its later progress
+/// (status, effectiveness) is not part of the plan, so it leaves the approval matching.
+pub const PLAN_SIGNED_FIELDS: &[&str] = CLOSURE_SIGNED_FIELDS.split_at(7).0;
+
+/// The fields the signature of `event` covers (empty for an unsigned event).
+pub fn signed_fields(event: CapaEvent) -> &'static [&'static str] {
+    match event {
+        CapaEvent::ApprovePlan => PLAN_SIGNED_FIELDS,
+        CapaEvent::Close => CLOSURE_SIGNED_FIELDS,
+        _ => &[],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn approving_the_plan_signs_the_plan_and_closing_signs_its_outcome_too() {
+        assert_eq!(PLAN_SIGNED_FIELDS.last(), Some(&"deviation_ids"));
+        assert!(!PLAN_SIGNED_FIELDS.contains(&"status"));
+        assert_eq!(signed_fields(CapaEvent::Close), CLOSURE_SIGNED_FIELDS);
+        assert!(signed_fields(CapaEvent::StartImplementation).is_empty());
+    }
     use CapaEvent as E;
     use CapaStatus as S;
 

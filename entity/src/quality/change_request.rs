@@ -181,6 +181,21 @@ pub fn needs_signature(event: ChangeEvent) -> bool {
     matches!(event, ChangeEvent::Approve | ChangeEvent::Reject)
 }
 
+/// What a change decision signs: the change as proposed, its assessed impact and the
+/// decision's reason (the implementation that follows an approval is not part of it).
+pub const DECISION_SIGNED_FIELDS: &[&str] = &[
+    "id",
+    "program_id",
+    "title",
+    "description",
+    "justification",
+    "classification",
+    "impact_product_quality",
+    "impact_validation",
+    "impact_regulatory",
+    "decision_reason",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

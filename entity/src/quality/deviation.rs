@@ -314,6 +314,28 @@ pub fn needs_signature(event: DeviationEvent) -> bool {
     event == DeviationEvent::Close
 }
 
+/// What a closure signature covers: the event, its assessment, its investigation and
+/// its closure (quality signs that the deviation was handled; bookkeeping such as
+/// `version` or `updated_at` and the computed `age_days` are not signed).
+pub const CLOSURE_SIGNED_FIELDS: &[&str] = &[
+    "id",
+    "program_id",
+    "milestone_id",
+    "batch_lot",
+    "title",
+    "description",
+    "detected_at",
+    "process_step",
+    "criticality",
+    "category",
+    "short_term_fix",
+    "root_cause_method",
+    "root_cause_category",
+    "root_cause_narrative",
+    "status",
+    "closed_at",
+];
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -144,6 +144,7 @@ impl Workflow for Step {
         capa::needs_signature(self.event).then_some(Signing {
             record_type: SignedRecordType::Capa,
             meaning: SignatureMeaning::Approved,
+            covers: capa::signed_fields(self.event),
         })
     }
     async fn sign(

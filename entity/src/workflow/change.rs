@@ -113,6 +113,7 @@ impl Workflow for Step {
             } else {
                 SignatureMeaning::Approved
             },
+            covers: change_request::DECISION_SIGNED_FIELDS,
         })
     }
     async fn sign(

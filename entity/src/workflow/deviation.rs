@@ -153,6 +153,7 @@ impl Workflow for Step {
         deviation::needs_signature(self.event).then_some(Signing {
             record_type: SignedRecordType::DeviationClosure,
             meaning: SignatureMeaning::Approved,
+            covers: deviation::CLOSURE_SIGNED_FIELDS,
         })
     }
     async fn sign(

@@ -182,6 +182,7 @@ impl Workflow for Decide {
                 Decision::Go => SignatureMeaning::Approved,
                 Decision::NoGo => SignatureMeaning::Rejected,
             },
+            covers: gate::SIGNED_FIELDS,
         })
     }
     /// Until the decision row exists (a failed password attempt names this).
@@ -213,7 +214,7 @@ impl Workflow for Decide {
         .await?;
         Ok(Some((
             decision.id.to_string(),
-            gate::signed_content(&decision, &checklist.items),
+            gate::signed_content(&decision, Some(&checklist.items)),
         )))
     }
 

@@ -125,6 +125,73 @@ pub trait Refusal: std::fmt::Display {
 pub struct Signing {
     pub record_type: SignedRecordType,
     pub meaning: SignatureMeaning,
+    /// The fields of the record (as people see it) that the signature covers: only a
+    /// later change to one of them shows the signature as no longer matching.
+    pub covers: &'static [&'static str],
+}
+
+/// Every signed step and the fields of its record (as the record's endpoint shows it)
+/// that its signature covers: the README's table.
+pub const SIGNED_STEPS: &[(SignedRecordType, &str, &[&str])] = &[
+    (
+        SignedRecordType::GateDecision,
+        "a gate decision (go or no-go)",
+        crate::gate::SIGNED_FIELDS,
+    ),
+    (
+        SignedRecordType::DeviationClosure,
+        "closing a deviation",
+        crate::deviation::CLOSURE_SIGNED_FIELDS,
+    ),
+    (
+        SignedRecordType::ProductionRelease,
+        "releasing production",
+        production::RELEASE_SIGNED_FIELDS,
+    ),
+    (
+        SignedRecordType::Capa,
+        "approving a CAPA plan",
+        crate::capa::PLAN_SIGNED_FIELDS,
+    ),
+    (
+        SignedRecordType::Capa,
+        "closing a CAPA",
+        crate::capa::CLOSURE_SIGNED_FIELDS,
+    ),
+    (
+        SignedRecordType::ChangeRequest,
+        "approving or rejecting a change",
+        crate::change_request::DECISION_SIGNED_FIELDS,
+    ),
+    (
+        SignedRecordType::CmoQualification,
+        "approving or disqualifying a CMO",
+        crate::cmo::QUALIFICATION_SIGNED_FIELDS,
+    ),
+    (
+        SignedRecordType::SelectionDecision,
+        "choosing a CMO in a selection",
+        crate::selection::DECISION_SIGNED_FIELDS,
+    ),
+    (
+        SignedRecordType::AuditEvent,
+        "reviewing an audit-trail entry",
+        crate::audit_event::REVIEW_SIGNED_FIELDS,
+    ),
+];
+
+/// [`SIGNED_STEPS`] as a Markdown table.
+pub fn signed_fields_markdown() -> String {
+    let mut out = String::from("| record type | signed step | signed fields |\n|---|---|---|\n");
+    for (record_type, step, fields) in SIGNED_STEPS {
+        let fields: Vec<String> = fields.iter().map(|f| format!("`{f}`")).collect();
+        out.push_str(&format!(
+            "| `{}` | {step} | {} |\n",
+            crate::enums::wire_name(record_type),
+            fields.join(", ")
+        ));
+    }
+    out
 }
 
 /// Consequences of a step that the caller completes after the engine ran: emails need the
@@ -414,22 +481,29 @@ where
     let mut signed = None;
     if let Some(signing) = step.signing() {
         let signer = signer.ok_or(TransitionError::SignerRequired)?;
-        // The hash binds the record as written, its signature column still empty.
-        let (record_id, content) = match step.signed_record(txn, actor, &after, &guards).await? {
+        // What is signed: the record's signed fields as written (its signature column
+        // is not one of them), kept with the signature and bound by their hash.
+        let (record_id, record) = match step.signed_record(txn, actor, &after, &guards).await? {
             Some(own) => own,
             None => (W::signed_record_id(&after), snapshot(&after).await?),
         };
+        debug_assert!(
+            signing.covers.iter().all(|f| record.get(*f).is_some()),
+            "{:?} signs fields the record does not have: {:?} of {record}",
+            signing.record_type,
+            signing.covers
+        );
         let sig = signature::record(
             txn,
             signer,
             now,
-            SignatureRecord {
-                record_type: signing.record_type,
+            SignatureRecord::covering(
+                signing.record_type,
                 record_id,
-                record_hash: crate::audit::content_hash(&content),
-                meaning: signing.meaning,
-                reason: step.reason(),
-            },
+                signature::signed_fields(&record, signing.covers),
+                signing.meaning,
+                step.reason(),
+            ),
         )
         .await?;
         step.sign(txn, &mut after, &sig).await?;

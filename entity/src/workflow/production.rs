@@ -42,6 +42,9 @@ impl Refusal for ReleaseRefusal {
     }
 }
 
+/// What a release signs: which product's production runs again.
+pub const RELEASE_SIGNED_FIELDS: &[&str] = &["id", "product_name", "production_status"];
+
 /// The pure rule.
 pub fn release(
     status: ProductionStatus,
@@ -128,6 +131,7 @@ impl Workflow for Release {
         Some(Signing {
             record_type: SignedRecordType::ProductionRelease,
             meaning: SignatureMeaning::Approved,
+            covers: RELEASE_SIGNED_FIELDS,
         })
     }
 

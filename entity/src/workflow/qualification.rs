@@ -82,6 +82,7 @@ impl Workflow for Step {
             } else {
                 SignatureMeaning::Rejected
             },
+            covers: cmo::QUALIFICATION_SIGNED_FIELDS,
         })
     }
     async fn sign(

@@ -81,6 +81,7 @@ impl Workflow for Decide {
         Some(Signing {
             record_type: SignedRecordType::SelectionDecision,
             meaning: SignatureMeaning::Approved,
+            covers: crate::selection::DECISION_SIGNED_FIELDS,
         })
     }
     async fn sign(

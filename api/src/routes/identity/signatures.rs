@@ -9,6 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page};
+use crate::signed_records;
 use crate::signing;
 use crate::state::AppState;
 use entity::signature::SignatureRecord;
@@ -63,12 +64,13 @@ pub async fn create_signature(
     body: ApiJson<CreateSignature>,
 ) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
-    let (record_id, record_hash) = match body.record_type {
+    let (record_id, record_hash, signed_content) = match body.record_type {
         SignedRecordType::AuditEvent => {
             let id = parse_record_id(&body.record_id)?;
             let event = find_scoped::<audit_event::Entity, _>(&state.db, &ctx, id).await?;
             // An audit event's own chain hash already covers its whole content.
-            (id.to_string(), event.hash)
+            let content = audit_event::signed_content(&event);
+            (id.to_string(), event.hash, content)
         }
         SignedRecordType::GateDecision
         | SignedRecordType::DeviationClosure
@@ -94,6 +96,7 @@ pub async fn create_signature(
         record_type: body.record_type,
         record_id,
         record_hash,
+        signed_content: Some(signed_content),
         meaning: body.meaning,
         reason: body.reason,
     };
@@ -117,7 +120,8 @@ pub struct SignatureFilter {
     pub offset: Option<u64>,
 }
 
-/// Signatures in the caller's organization, oldest first.
+/// Signatures in the caller's organization, oldest first, each judged against its
+/// record now (`record_state`, `changed_fields`).
 #[utoipa::path(
     tag = "signatures",
     params(SignatureFilter),
@@ -145,12 +149,39 @@ pub async fn list_signatures(
     }
     let (items, total, limit, offset) =
         fetch_page(&state.db, select, filter.limit, filter.offset).await?;
+    let now = state.clock.now();
+    let mut checked = Vec::with_capacity(items.len());
+    for sig in &items {
+        checked.push(signed_records::checked(&state.db, &ctx, sig, now).await?);
+    }
     Ok(web::Json(Page {
-        items: items.iter().map(SignatureView::from).collect(),
+        items: checked,
         total,
         limit,
         offset,
     }))
+}
+
+/// One signature: what was signed (`signed_fields`), its manifestation (printed name,
+/// meaning, date and time with zone), and whether the record still reads as signed.
+#[utoipa::path(
+    tag = "signatures",
+    params(("id" = i64, Path, description = "Signature id", example = 9)),
+    responses(
+        (status = 200, description = "The signature, judged against its record now", body = SignatureView),
+        (status = 404, description = "No such signature in the caller's organization", body = crate::error::Problem)
+    )
+)]
+#[get("/signatures/{id}")]
+pub async fn get_signature(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+) -> ApiResult<web::Json<SignatureView>> {
+    let sig = find_scoped::<signature::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    Ok(web::Json(
+        signed_records::checked(&state.db, &ctx, &sig, state.clock.now()).await?,
+    ))
 }
 
 /// Record ids are positive integers written without sign or leading zeros, so that one
