@@ -2,6 +2,8 @@
 
 use clap::Args;
 
+use crate::client_address::TrustedProxies;
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address and port the HTTP server listens on.
@@ -19,6 +21,13 @@ pub struct ServeArgs {
     /// HTTP worker threads (default: one per CPU core).
     #[arg(long, env = "CMO_HTTP_WORKERS")]
     pub http_workers: Option<usize>,
+
+    /// Reverse proxies or load balancers whose `X-Forwarded-For` names the client
+    /// (comma-separated addresses or CIDR ranges, e.g. `10.0.0.0/8`). Sign-in
+    /// throttling per client address and the audit trail use that address; without it
+    /// every client behind a proxy shares the proxy's. Empty: the header is ignored.
+    #[arg(long, env = "CMO_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: TrustedProxies,
 
     /// Seconds to let in-flight requests finish after SIGTERM.
     #[arg(long, env = "CMO_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]

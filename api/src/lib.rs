@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod app;
 pub mod auth;
 pub mod bootstrap;
+pub mod client_address;
 pub mod config;
 pub mod error;
 pub mod extract;

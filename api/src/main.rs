@@ -156,6 +156,7 @@ fn serve(database: DatabaseArgs, serve: ServeArgs, clock: Arc<dyn Clock>) -> Res
             metrics: Arc::default(),
             public_base_url: serve.public_base_url.trim_end_matches('/').into(),
             passwords: api::secrets::Passwords::default(),
+            trusted_proxies: Arc::new(serve.trusted_proxies.clone()),
         };
         let options = ServerOptions {
             workers: serve.http_workers,

@@ -15,4 +15,6 @@ pub struct AppState {
     pub public_base_url: Arc<str>,
     /// Password hashing and its per-organization bounds.
     pub passwords: crate::secrets::Passwords,
+    /// Whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Arc<crate::client_address::TrustedProxies>,
 }

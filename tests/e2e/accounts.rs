@@ -530,6 +530,49 @@ async fn parallel_guesses_are_checked_at_most_five_times(app: &TestApp) {
 }
 on_both_databases!(parallel_guesses_are_checked_at_most_five_times);
 
+/// Behind a trusted proxy the client is the one `X-Forwarded-For` names: twenty failed
+/// sign-ins from one client address pause sign-in from that address, not from the
+/// proxy's other clients; the audit trail records the client's address.
+async fn sign_in_throttling_counts_the_client_behind_the_proxy(app: &TestApp) {
+    // REQ: SEC-SIGN-IN-THROTTLE
+    user_with_token(app, "qa@acme.test", "quality", None).await;
+    let from = |client: &'static str, email: String, password: &'static str| async move {
+        let c = app.anonymous();
+        let req = c
+            .request(awc::http::Method::POST, "/api/v1/sign-in")
+            .insert_header(("X-Forwarded-For", client));
+        c.send(req, Some(&json!({"email": email, "password": password})))
+            .await
+    };
+    // One failure for the person, the rest for unknown accounts, so that only the
+    // address limit applies.
+    from("203.0.113.7", "qa@acme.test".into(), "guess")
+        .await
+        .expect_problem(401, "unauthorized");
+    for i in 1..entity::sign_in_failure::PER_CLIENT {
+        from("203.0.113.7", format!("nobody{i}@acme.test"), "guess")
+            .await
+            .expect_problem(401, "unauthorized");
+    }
+    let paused = from("203.0.113.7", "qa@acme.test".into(), OWN_PASSWORD).await;
+    assert_eq!(paused.status.as_u16(), 429, "{}", paused.text);
+    // The same person from another client behind the same proxy.
+    from("198.51.100.20", "qa@acme.test".into(), OWN_PASSWORD)
+        .await
+        .expect(201);
+    let failures = app
+        .admin()
+        .get("/api/v1/audit-events?action=sign_in_failed&limit=1")
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(
+        failures["items"][0]["after"]["client_addr"], "203.0.113.7",
+        "{failures}"
+    );
+}
+on_both_databases!(sign_in_throttling_counts_the_client_behind_the_proxy);
+
 /// The browser sign-in page sets a session cookie (HttpOnly, SameSite) that opens the
 /// account page and is refused as an API bearer token; signing out ends it.
 async fn the_sign_in_page_starts_a_browser_session(app: &TestApp) {

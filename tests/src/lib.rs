@@ -329,6 +329,9 @@ pub async fn spawn_app_on(
         metrics: Arc::default(),
         public_base_url: format!("http://127.0.0.1:{port}").into(),
         passwords: api::secrets::Passwords::cheap_for_tests(),
+        // As behind a reverse proxy on the same machine: its X-Forwarded-For names
+        // the client (tests without the header are the proxy's own requests).
+        trusted_proxies: std::sync::Arc::new("127.0.0.1".parse().expect("loopback")),
     };
     let server = build_server(
         state,

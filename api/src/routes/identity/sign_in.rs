@@ -53,13 +53,6 @@ pub struct SignedInView {
     pub user: UserView,
 }
 
-/// The client's address as the connection shows it (a proxy's, behind one).
-pub fn client_addr(req: &HttpRequest) -> String {
-    req.peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|| "unknown".to_string())
-}
-
 /// Sign in with your email and your own password: a bearer token valid 12 hours.
 /// Five failures for one account (or twenty from one address) within 15 minutes pause
 /// sign-in for it (429 with `Retry-After`); signing records is not affected.
@@ -87,7 +80,7 @@ pub async fn sign_in(
             email: b.email,
             password: b.password,
             organization_id: b.organization_id,
-            client_addr: client_addr(&req),
+            client_addr: state.trusted_proxies.client_addr(&req),
         },
         TokenKind::SignIn,
     )

@@ -16,7 +16,6 @@ use crate::accounts::{self, SignInAttempt};
 use crate::auth::{SESSION_COOKIE, session_of};
 use crate::error::ApiError;
 use crate::pages::html_response;
-use crate::routes::identity::sign_in::client_addr;
 use crate::routes::wire_name;
 use crate::state::AppState;
 
@@ -181,7 +180,7 @@ pub async fn sign_in_submit(
             .take(256)
             .collect(),
         organization_id: None,
-        client_addr: client_addr(&req),
+        client_addr: state.trusted_proxies.client_addr(&req),
     };
     match accounts::sign_in(&state, attempt, TokenKind::Browser).await {
         Ok(signed) => {
