@@ -241,6 +241,41 @@ pub async fn authenticate(
     })
 }
 
+/// The person a personal page link was sent to, reading that page: the same scope as
+/// their own requests, through a credential that exists only for this request and can
+/// only read (it is no token: never stored, never accepted by the API).
+pub fn reading_by_link(
+    state: &AppState,
+    user: user::Model,
+    org: organization::Model,
+    expires_at: Option<chrono::DateTime<chrono::Utc>>,
+) -> AuthContext {
+    let now = state.clock.now();
+    AuthContext {
+        token: api_token::Model {
+            id: 0,
+            org_id: org.id,
+            user_id: user.id,
+            issued_by_user_id: None,
+            name: "personal page link".to_string(),
+            token_prefix: String::new(),
+            token_hash: String::new(),
+            created_at: now,
+            expires_at,
+            revoked_at: None,
+            last_used_at: Some(now),
+            kind: api_token::TokenKind::Browser,
+            parent_token_id: None,
+            read_only: true,
+            revoked_reason: None,
+        },
+        user,
+        org,
+        request_id: request_id::current(),
+        public_base_url: state.public_base_url.clone(),
+    }
+}
+
 /// An entity whose rows belong to tenants. `tenant_condition` says which rows the caller
 /// may see; it is the only place tenancy is decided for that entity.
 pub trait TenantScoped: EntityTrait {

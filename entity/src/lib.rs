@@ -33,4 +33,6 @@ pub use plan::{
     action_item, digest, gate, milestone, milestone_dependency, milestone_rules, overview,
     plan_template, program, team_member,
 };
-pub use quality::{capa, change_request, deviation, extension_request, quality_summary};
+pub use quality::{
+    capa, change_request, deviation, extension_request, production_holds, quality_summary,
+};

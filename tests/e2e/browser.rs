@@ -90,3 +90,59 @@ async fn a_person_accepts_an_invitation_and_signs_in_with_the_browser(app: &Test
     browser.close().await;
 }
 on_both_databases!(a_person_accepts_an_invitation_and_signs_in_with_the_browser);
+
+/// Every record page, opened by its personal link in a phone-sized headless Chromium:
+/// the rendered text (not the source) names the record and reads times in the reader's
+/// zone, and the stylesheet loads under the strict Content-Security-Policy.
+async fn every_record_page_renders_in_a_browser(app: &TestApp) {
+    // REQ: PAGES-PERSONAL-LINKS
+    let Some(browser) = browser::start().await else {
+        return;
+    };
+    let f = crate::record_pages::one_of_each(app).await;
+    for &(record, id, title) in &f.pages {
+        let link = app
+            .page_link(record, id, f.lea, chrono::TimeDelta::days(7))
+            .await;
+        browser.goto(&format!("{}{link}", app.base_url)).await;
+        browser.wait_for("Times are in").await;
+        let text = browser.text().await;
+        assert!(text.contains(title), "{record:?}: {text}");
+        assert!(text.contains("America/Los_Angeles"), "{record:?}: {text}");
+        // Styled: the stylesheet was allowed and applied (a plain page has no border).
+        assert_eq!(
+            browser
+                .css_value("header.page", "border-bottom-style")
+                .await,
+            "solid",
+            "{record:?}: the stylesheet did not load"
+        );
+        browser
+            .screenshot(&format!("page-{}", record.segment()))
+            .await;
+    }
+    let deviation =
+        browser_text_of(&browser, app, &f, entity::link_token::PageRecord::Deviation).await;
+    assert!(deviation.contains("PST"), "{deviation}");
+    assert!(
+        deviation.contains("Production of ACM-101 is on hold since"),
+        "{deviation}"
+    );
+    browser.close().await;
+}
+on_both_databases!(every_record_page_renders_in_a_browser);
+
+async fn browser_text_of(
+    browser: &browser::Browser,
+    app: &TestApp,
+    f: &crate::record_pages::OneOfEach,
+    record: entity::link_token::PageRecord,
+) -> String {
+    let &(_, id, _) = f.pages.iter().find(|(r, _, _)| *r == record).unwrap();
+    let link = app
+        .page_link(record, id, f.lea, chrono::TimeDelta::days(7))
+        .await;
+    browser.goto(&format!("{}{link}", app.base_url)).await;
+    browser.wait_for("Times are in").await;
+    browser.text().await
+}

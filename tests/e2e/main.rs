@@ -28,6 +28,7 @@ mod plan;
 mod problems;
 mod programs;
 mod quality;
+pub mod record_pages;
 mod reminders;
 mod requirements;
 mod selection;

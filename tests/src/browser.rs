@@ -195,6 +195,32 @@ impl Browser {
             .to_string()
     }
 
+    /// The page's text as rendered (what a person reads: no markup, no hidden
+    /// elements, styles applied).
+    pub async fn text(&self) -> String {
+        let body = self.element("body").await;
+        self.call("GET", &self.at(&format!("/element/{body}/text")), None)
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Whether the page loaded its stylesheet and laid out as styled: the computed
+    /// value of CSS `property` on the element matched by `css`.
+    pub async fn css_value(&self, css: &str, property: &str) -> String {
+        let id = self.element(css).await;
+        self.call(
+            "GET",
+            &self.at(&format!("/element/{id}/css/{property}")),
+            None,
+        )
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+    }
+
     /// The page once it shows `text` (a form post navigates after the click returns):
     /// a bounded wait, then a failure naming what the page showed instead.
     pub async fn wait_for(&self, text: &str) -> String {

@@ -26,6 +26,18 @@ impl Reply {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
+    /// An HTML body with the escapes the templates write read back (`&#x2f;` is `/`):
+    /// the page's text as a reader sees it, tags aside.
+    pub fn html_text(&self) -> String {
+        self.text
+            .replace("&#x2f;", "/")
+            .replace("&#x27;", "'")
+            .replace("&quot;", "\"")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&")
+    }
+
     /// Asserts the status, printing the body when it differs.
     #[track_caller]
     pub fn expect(self, status: u16) -> Self {

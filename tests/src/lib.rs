@@ -176,6 +176,63 @@ impl TestApp {
         panic!("no email to {to} links to {path}");
     }
 
+    /// Signs `email` in on the sign-in page, as a browser does: the session cookie.
+    pub async fn browser_session(&self, email: &str, password: &str) -> String {
+        let client = self.anonymous();
+        let form = format!(
+            "email={}&password={}&next=%2Faccount",
+            email.replace('@', "%40").replace('+', "%2B"),
+            password.replace(' ', "+")
+        );
+        let signed = client
+            .send_raw(
+                client
+                    .request(awc::http::Method::POST, "/sign-in")
+                    .content_type("application/x-www-form-urlencoded"),
+                form,
+            )
+            .await
+            .expect(303);
+        let cookie = signed.header("set-cookie").expect("session cookie");
+        cookie
+            .split(';')
+            .next()
+            .and_then(|c| c.strip_prefix("cmo_session="))
+            .expect("cmo_session")
+            .to_string()
+    }
+
+    /// GETs a page (a path with its query) as a browser: with the session cookie when
+    /// given, without following redirects.
+    pub async fn page(&self, path_and_query: &str, session: Option<&str>) -> client::Reply {
+        let client = self.anonymous();
+        let mut req = client.request(awc::http::Method::GET, path_and_query);
+        if let Some(s) = session {
+            req = req.insert_header(("Cookie", format!("cmo_session={s}")));
+        }
+        client.send(req, None).await
+    }
+
+    /// A personal link to a record's page, as an email would carry it (path and query),
+    /// valid for `ttl`.
+    pub async fn page_link(
+        &self,
+        record: entity::link_token::PageRecord,
+        id: i64,
+        user_id: i64,
+        ttl: chrono::TimeDelta,
+    ) -> String {
+        let key = entity::link_secret::get_or_create(&self.db, self.now())
+            .await
+            .expect("link key");
+        entity::link_token::Link::View {
+            record,
+            id,
+            user_id,
+        }
+        .url(&key, "", Some(self.now() + ttl))
+    }
+
     /// The `token` of the newest emailed link to `path` for `to`.
     pub async fn emailed_token(&self, to: &str, path: &str) -> String {
         let link = self.emailed_link(to, path).await;

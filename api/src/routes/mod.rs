@@ -10,6 +10,7 @@ pub mod links;
 pub mod partners;
 pub mod plan;
 pub mod quality;
+pub mod record_pages;
 
 use self::escalation::{escalations, policy};
 use self::identity::{
@@ -152,7 +153,9 @@ pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
 /// Pages for people outside `/api/v1`: sign-in, invitation, password reset, account.
 pub fn configure_pages(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     use self::identity::account_pages as p;
-    cfg.service(p::sign_in_page)
+    record_pages::configure(cfg);
+    cfg.service(crate::pages::stylesheet)
+        .service(p::sign_in_page)
         .service(p::sign_in_submit)
         .service(p::sign_out)
         .service(p::account)

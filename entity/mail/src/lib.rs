@@ -7,7 +7,11 @@
 
 pub mod digest;
 pub mod escalation;
+pub mod record_page;
 pub mod reminder;
+pub mod words;
+
+pub use record_page::{PAGE_CSS, RecordPage, record_page};
 
 use std::sync::OnceLock;
 
@@ -93,6 +97,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "pages/account.html",
         include_str!("../templates/pages/account.html"),
     ),
+    (
+        "pages/record.html",
+        include_str!("../templates/pages/record.html"),
+    ),
 ];
 
 static ENVIRONMENT: OnceLock<Environment<'static>> = OnceLock::new();
@@ -117,7 +125,10 @@ pub struct RenderError {
     source: minijinja::Error,
 }
 
-fn render_template<S: Serialize>(name: &str, context: &S) -> Result<String, RenderError> {
+pub(crate) fn render_template<S: Serialize>(
+    name: &str,
+    context: &S,
+) -> Result<String, RenderError> {
     environment()
         .get_template(name)
         .and_then(|t| t.render(context))
@@ -188,18 +199,32 @@ pub fn notice(
 /// A small standalone HTML page, the landing of an email link (unsubscribe,
 /// acknowledgement): a title, a message and optionally a confirming form.
 pub fn page(title: &str, message: &str, form: Option<(&str, &str)>) -> String {
+    page_with_link(title, message, form, None)
+}
+
+/// [`page`] with a link under the message (`href`, text).
+pub fn page_with_link(
+    title: &str,
+    message: &str,
+    form: Option<(&str, &str)>,
+    link: Option<(&str, &str)>,
+) -> String {
     #[derive(Serialize)]
     struct Page<'a> {
         title: &'a str,
         message: &'a str,
         form_action: Option<&'a str>,
         button: Option<&'a str>,
+        link_href: Option<&'a str>,
+        link_text: Option<&'a str>,
     }
     let context = Page {
         title,
         message,
         form_action: form.map(|f| f.0),
         button: form.map(|f| f.1),
+        link_href: link.map(|l| l.0),
+        link_text: link.map(|l| l.1),
     };
     render_template("pages/landing.html", &context).unwrap_or_else(|err| {
         tracing::error!(%err, "page template failed");

@@ -1,4 +1,4 @@
-//! Signed tokens for links in emails (unsubscribe, acknowledgement): a purpose, a
+//! Signed tokens for links in emails (record pages, unsubscribe, acknowledgement): a purpose, a
 //! subject and an optional expiry, with an HMAC-SHA256 over all three so a token minted
 //! for one purpose or one member cannot be edited into another. Pure functions; the key
 //! comes from [`crate::link_secret`]. [`Link`] is the one place that knows each link's
@@ -34,6 +34,56 @@ pub const UNSUBSCRIBE_PURPOSE: &str = "unsubscribe-digest";
 pub const ACK_PURPOSE: &str = "ack-escalation";
 /// How long an acknowledgement link works.
 pub const ACK_LINK_TTL: TimeDelta = TimeDelta::hours(24);
+/// Purpose of personal links to a record's page.
+pub const VIEW_PURPOSE: &str = "view-record";
+/// How long a personal page link opens its page without signing in.
+pub const VIEW_LINK_TTL: TimeDelta = TimeDelta::days(7);
+
+/// A record with a page for people, which emails link to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PageRecord {
+    Program,
+    Milestone,
+    ActionItem,
+    Deviation,
+    Capa,
+    ChangeRequest,
+    Escalation,
+}
+
+impl PageRecord {
+    pub const ALL: [PageRecord; 7] = [
+        PageRecord::Program,
+        PageRecord::Milestone,
+        PageRecord::ActionItem,
+        PageRecord::Deviation,
+        PageRecord::Capa,
+        PageRecord::ChangeRequest,
+        PageRecord::Escalation,
+    ];
+
+    /// The first segment of its page's path (as in the API's paths).
+    pub fn segment(self) -> &'static str {
+        match self {
+            PageRecord::Program => "programs",
+            PageRecord::Milestone => "milestones",
+            PageRecord::ActionItem => "action-items",
+            PageRecord::Deviation => "deviations",
+            PageRecord::Capa => "capas",
+            PageRecord::ChangeRequest => "change-requests",
+            PageRecord::Escalation => "escalations",
+        }
+    }
+
+    pub fn from_segment(segment: &str) -> Option<PageRecord> {
+        PageRecord::ALL.into_iter().find(|r| r.segment() == segment)
+    }
+
+    /// The page of record `id`: `/deviations/41`.
+    pub fn path(self, id: i64) -> String {
+        format!("/{}/{id}", self.segment())
+    }
+}
 
 /// What a link in an email does, and for whom.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +97,13 @@ pub enum Link {
         user_id: i64,
         page_seq: i32,
     },
+    /// Open a record's page as the person the email was sent to, without signing in
+    /// (until [`VIEW_LINK_TTL`]; then through sign-in, to the same page).
+    View {
+        record: PageRecord,
+        id: i64,
+        user_id: i64,
+    },
 }
 
 impl Link {
@@ -54,6 +111,7 @@ impl Link {
         match self {
             Link::Unsubscribe { .. } => UNSUBSCRIBE_PURPOSE,
             Link::Ack { .. } => ACK_PURPOSE,
+            Link::View { .. } => VIEW_PURPOSE,
         }
     }
 
@@ -65,13 +123,19 @@ impl Link {
                 user_id,
                 page_seq,
             } => format!("escalation:{escalation_id}:user:{user_id}:page:{page_seq}"),
+            Link::View {
+                record,
+                id,
+                user_id,
+            } => format!("{}:{id}:user:{user_id}", record.segment()),
         }
     }
 
-    fn path(&self) -> &'static str {
+    fn path(&self) -> String {
         match self {
-            Link::Unsubscribe { .. } => "/api/v1/unsubscribe",
-            Link::Ack { .. } => "/api/v1/escalations/ack",
+            Link::Unsubscribe { .. } => "/api/v1/unsubscribe".to_string(),
+            Link::Ack { .. } => "/api/v1/escalations/ack".to_string(),
+            Link::View { record, id, .. } => record.path(*id),
         }
     }
 
@@ -86,6 +150,11 @@ impl Link {
                 escalation_id: e.parse().ok()?,
                 user_id: u.parse().ok()?,
                 page_seq: p.parse().ok()?,
+            }),
+            (VIEW_PURPOSE, [segment, id, "user", u]) => Some(Link::View {
+                record: PageRecord::from_segment(segment)?,
+                id: id.parse().ok()?,
+                user_id: u.parse().ok()?,
             }),
             _ => None,
         }
@@ -115,8 +184,19 @@ impl Link {
         purpose: &str,
         now: DateTime<Utc>,
     ) -> Result<Link, TokenError> {
+        Link::verify_until(key, token, purpose, now).map(|(link, _)| link)
+    }
+
+    /// [`Link::verify`], also saying until when the link works.
+    pub fn verify_until(
+        key: &[u8],
+        token: &str,
+        purpose: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(Link, Option<DateTime<Utc>>), TokenError> {
         let claims = verify(key, token, purpose, now)?;
-        Link::parse(&claims.purpose, &claims.subject).ok_or(TokenError::Malformed)
+        let link = Link::parse(&claims.purpose, &claims.subject).ok_or(TokenError::Malformed)?;
+        Ok((link, claims.expires_at))
     }
 }
 
@@ -199,6 +279,11 @@ mod tests {
                 user_id: 9,
                 page_seq: 2,
             },
+            Link::View {
+                record: PageRecord::ChangeRequest,
+                id: 12,
+                user_id: 9,
+            },
         ] {
             let url = link.url(b"k", "http://h/", Some(at(5)));
             let token = url.split("token=").nth(1).unwrap_or_default();
@@ -209,6 +294,8 @@ mod tests {
             (ACK_PURPOSE, "escalation:x:user:9:page:2"),
             (ACK_PURPOSE, "member:4"),
             (UNSUBSCRIBE_PURPOSE, "member:4:extra"),
+            (VIEW_PURPOSE, "invoices:4:user:9"),
+            (VIEW_PURPOSE, "deviations:4:user"),
         ] {
             let token = sign(
                 b"k",

@@ -150,6 +150,23 @@ pub struct Schedule {
     pub actual_end: Option<NaiveDate>,
 }
 
+impl crate::milestone::Model {
+    /// Its [`schedule_health`] on `today` (the date in the program's time zone).
+    pub fn health(&self, today: NaiveDate) -> Option<ScheduleHealth> {
+        schedule_health(
+            &Schedule {
+                status: self.status,
+                baseline_start: self.baseline_start,
+                baseline_end: self.baseline_end,
+                forecast_start: self.forecast_start,
+                forecast_end: self.forecast_end,
+                actual_end: self.actual_end,
+            },
+            today,
+        )
+    }
+}
+
 /// Health on `today` (the date in the program's time zone):
 /// - completed: `late` if it finished after its baseline end, else `on_track`;
 /// - cancelled: no health;

@@ -7,7 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::milestone::{self, MilestoneStatus};
-use crate::milestone_rules::{Schedule, ScheduleHealth, schedule_health};
+use crate::milestone_rules::ScheduleHealth;
 
 /// How far ahead "upcoming gates" look.
 pub const GATE_HORIZON_DAYS: i64 = 14;
@@ -75,17 +75,7 @@ pub fn summarize(milestones: &[milestone::Model], today: NaiveDate) -> PlanSumma
     let horizon = today + TimeDelta::days(GATE_HORIZON_DAYS);
     for m in milestones {
         *s.by_status.entry(name(&m.status)).or_default() += 1;
-        let health = schedule_health(
-            &Schedule {
-                status: m.status,
-                baseline_start: m.baseline_start,
-                baseline_end: m.baseline_end,
-                forecast_start: m.forecast_start,
-                forecast_end: m.forecast_end,
-                actual_end: m.actual_end,
-            },
-            today,
-        );
+        let health = m.health(today);
         if let Some(h) = health {
             *s.by_health.entry(name(&h)).or_default() += 1;
         }

@@ -4,4 +4,5 @@ pub mod capa;
 pub mod change_request;
 pub mod deviation;
 pub mod extension_request;
+pub mod production_holds;
 pub mod quality_summary;

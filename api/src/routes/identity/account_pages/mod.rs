@@ -77,23 +77,7 @@ pub(super) fn message(
     text: &str,
     link: Option<(&str, &str)>,
 ) -> HttpResponse {
-    let mut body = mail::page(title, text, None);
-    if let Some((href, label)) = link {
-        let escaped = |s: &str| {
-            s.replace('&', "&amp;")
-                .replace('<', "&lt;")
-                .replace('"', "&quot;")
-        };
-        body = body.replace(
-            "</body>",
-            &format!(
-                "<p><a href=\"{}\">{}</a></p></body>",
-                escaped(href),
-                escaped(label)
-            ),
-        );
-    }
-    html_response(status, body)
+    html_response(status, mail::page_with_link(title, text, None, link))
 }
 
 /// Only a path on this site: an absolute or protocol-relative `next` would send a
