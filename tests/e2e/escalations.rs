@@ -157,12 +157,19 @@ async fn pages_climb_the_call_tree_until_someone_acknowledges_by_link(app: &Test
     );
     assert!(subject.contains("escalation tier 1 (Core team)"));
     let text = page.body_text(0).unwrap();
-    assert!(text.contains("Production:  ON_HOLD"), "{text}");
+    assert!(text.contains("Production:    ON HOLD"), "{text}");
+    assert!(
+        text.contains("Batch/lot:") || text.contains("What happened:"),
+        "{text}"
+    );
     assert!(
         text.contains("qa, QA lead, qa@acme.test"),
         "call tree contacts: {text}"
     );
-    assert!(text.contains("Tier 2 - Leadership (wait 30 min)"));
+    assert!(
+        text.contains("Tier 2 - Leadership (wait 30 minutes)"),
+        "{text}"
+    );
     assert!(
         text.contains("(nobody: this tier is skipped)"),
         "steering committee is empty"
@@ -239,20 +246,20 @@ async fn pages_climb_the_call_tree_until_someone_acknowledges_by_link(app: &Test
         .await;
     assert_eq!(late.status, 409);
     assert!(late.text.contains("already acknowledged by someone else"));
-    // Everyone paged hears who took it.
+    // Everyone paged hears who took it, each in their own email.
     deliver(app, &sink, t15).await;
-    let notice = sink
-        .wait_for(4)
+    let mut to: Vec<String> = sink
+        .wait_for(5)
         .await
         .into_iter()
-        .find(|r| {
+        .filter(|r| {
             r.parsed()
                 .subject()
                 .unwrap_or_default()
                 .contains("Acknowledged by lead")
         })
-        .expect("acknowledgement notice");
-    let mut to = notice.to.clone();
+        .flat_map(|r| r.to)
+        .collect();
     to.sort();
     assert_eq!(to, ["lead@acme.test", "qa@acme.test"]);
     // No more pages while acknowledged.
@@ -333,17 +340,22 @@ async fn pages_climb_the_call_tree_until_someone_acknowledges_by_link(app: &Test
     );
     assert_eq!(detail["pages"].as_array().unwrap().len(), 3);
     assert_eq!(detail["pages"][0]["recipients"][0]["email"], "qa@acme.test");
-    // Everyone paged hears it was resolved.
-    let resolved = entity::outbox::Entity::find()
+    // Everyone paged hears it was resolved, each in their own email (its links open
+    // the escalation's page as them).
+    let resolved: Vec<String> = entity::outbox::Entity::find()
         .all(&app.db)
         .await
         .unwrap()
         .into_iter()
-        .find(|r| r.dedupe_key == format!("escalation:{}:resolved", e.id))
-        .expect("resolution notice");
-    assert!(
-        resolved.to_addrs.contains("qa@acme.test") && resolved.to_addrs.contains("lead@acme.test")
-    );
+        .filter(|r| {
+            r.dedupe_key
+                .starts_with(&format!("escalation:{}:resolved:user:", e.id))
+        })
+        .map(|r| r.to_addrs)
+        .collect();
+    assert_eq!(resolved.len(), 2, "{resolved:?}");
+    assert!(resolved.iter().any(|to| to == r#"["qa@acme.test"]"#));
+    assert!(resolved.iter().any(|to| to == r#"["lead@acme.test"]"#));
     // The worker's pages and the api's notices of one escalation share one Message-ID
     // domain: the public base URL's host.
     let domains: std::collections::BTreeSet<String> = entity::outbox::Entity::find()

@@ -4,7 +4,7 @@ use chrono::{Datelike, TimeDelta, TimeZone, Utc, Weekday};
 use e2e::smtp::SmtpSink;
 use e2e::{TestApp, on_both_databases};
 use entity::outbox;
-use sea_orm::EntityTrait;
+use sea_orm::{EntityTrait, QueryOrder};
 use serde_json::json;
 use worker::jobs::reminders::{ReminderSettings, overdue_reminders};
 use worker::outbound::mailer::Mailer;
@@ -104,7 +104,8 @@ async fn reminders_on(app: &TestApp, day: chrono::NaiveDate) {
     let report = overdue_reminders(&app.job_context("w1"), on_the_tick, &settings)
         .await
         .unwrap();
-    assert_eq!((report.owners, report.items, report.queued), (1, 3, 1));
+    // The owner's reminder, and the leader's own copy of the long-overdue item.
+    assert_eq!((report.owners, report.items, report.queued), (1, 3, 2));
     // A second worker, or a second pass the same day: no second email.
     assert_eq!(
         overdue_reminders(
@@ -118,18 +119,32 @@ async fn reminders_on(app: &TestApp, day: chrono::NaiveDate) {
         0
     );
 
-    let rows = outbox::Entity::find().all(&app.db).await.unwrap();
-    assert_eq!(rows.len(), 1);
-    let row = &rows[0];
+    let rows = outbox::Entity::find()
+        .order_by_asc(outbox::Column::Id)
+        .all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    let (row, copy) = (&rows[0], &rows[1]);
     assert_eq!(
         row.dedupe_key,
         format!("reminder:{}:Europe/Zurich:{day}", s.pm_id)
     );
     assert_eq!(row.to_addrs, json!(["pm@acme.test"]).to_string());
+    assert_eq!(row.cc_addrs, "[]", "a copy is its own email");
+    assert_eq!(copy.to_addrs, json!(["lead@acme.test"]).to_string());
     assert_eq!(
-        row.cc_addrs,
-        json!(["lead@acme.test"]).to_string(),
+        copy.dedupe_key,
+        format!("reminder-copy:{}:{lead_id}:Europe/Zurich:{day}", s.pm_id)
+    );
+    assert!(copy.subject.starts_with("Copy: 1 overdue action item of "));
+    assert!(
+        copy.text_body.contains("cleaning validation"),
         "10 days overdue copies leadership"
+    );
+    assert!(
+        !copy.text_body.contains("Seven days late"),
+        "7 days is not past the threshold"
     );
     assert_eq!(row.subject, format!("3 overdue action items — {day}"));
     let oldest = row.text_body.find("cleaning validation").unwrap();
@@ -150,10 +165,10 @@ async fn reminders_on(app: &TestApp, day: chrono::NaiveDate) {
     worker::jobs::outbox::dispatch(&app.job_context("w1"), &mailer, &from, monday_9, 10)
         .await
         .unwrap();
-    let received = sink.wait_for(1).await;
-    assert_eq!(received.len(), 1);
+    let received = sink.wait_for(2).await;
+    assert_eq!(received.len(), 2);
     assert!(received[0].data.contains("Content-Type: text/html"));
-    let mut rcpts = received[0].to.clone();
+    let mut rcpts: Vec<String> = received.iter().flat_map(|r| r.to.clone()).collect();
     rcpts.sort();
     assert_eq!(rcpts, ["lead@acme.test", "pm@acme.test"]);
 
@@ -162,7 +177,7 @@ async fn reminders_on(app: &TestApp, day: chrono::NaiveDate) {
     let report = overdue_reminders(&app.job_context("w1"), tuesday_9, &settings)
         .await
         .unwrap();
-    assert_eq!((report.items, report.queued), (4, 1));
+    assert_eq!((report.items, report.queued), (4, 2));
 }
 on_both_databases!(owners_get_one_reminder_a_day_with_leadership_copied_on_old_items);
 

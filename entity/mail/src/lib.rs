@@ -7,10 +7,12 @@
 
 pub mod digest;
 pub mod escalation;
+pub mod reader;
 pub mod record_page;
 pub mod reminder;
 pub mod words;
 
+pub use reader::Reader;
 pub use record_page::{PAGE_CSS, RecordPage, record_page};
 
 use std::sync::OnceLock;

@@ -9,6 +9,8 @@
 //! escalation's compare-and-set update; a worker killed mid-way rolls all of it back,
 //! and the next tick pages again.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use entity::domain_event::{EscalationAdvanced, Event};
 use entity::escalation::{self, EscalationStatus, EscalationView, NextAction};
@@ -16,7 +18,7 @@ use entity::escalation_policy::{self, Recipient};
 use entity::link_token::{ACK_LINK_TTL, Link};
 use entity::workflow::escalation::{self as escalation_flow, EscalationEvent};
 use entity::workflow::{self, FollowUp, TransitionError};
-use entity::{link_secret, program};
+use entity::{link_secret, program, user};
 use mail::escalation as escalation_mail;
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
@@ -195,25 +197,35 @@ async fn page(
     }
     let repeat = step >= policy.tiers.len() as i32;
     let expires = now + ACK_LINK_TTL;
+    let source = escalation_mail::source_of(&txn, &e).await?;
+    let people: BTreeMap<i64, user::Model> = user::Entity::find()
+        .filter(user::Column::Id.is_in(recipients.iter().map(|r| r.user_id)))
+        .all(&txn)
+        .await?
+        .into_iter()
+        .map(|u| (u.id, u))
+        .collect();
     let mut queued = 0;
     for r in &recipients {
+        let Some(person) = people.get(&r.user_id) else {
+            continue;
+        };
         let ack = Link::Ack {
             escalation_id: e.id,
             user_id: r.user_id,
             page_seq: seq,
         }
         .url(key, &ctx.public_base_url, Some(expires));
-        let email = escalation_mail::render_page(
-            &e,
-            &prog,
+        let reader = mail::Reader::personal(person, key, &ctx.public_base_url, now);
+        let paging = escalation_mail::Paging {
             tier,
             repeat,
-            &tree,
-            &ack,
-            expires,
-            &ctx.public_base_url,
-        )
-        .map_err(|err| JobError::Template(err.to_string()))?;
+            tiers: &tree,
+            ack_url: &ack,
+            ack_expires_at: expires,
+        };
+        let email = escalation_mail::render_page(&e, &prog, source.as_ref(), &paging, &reader)
+            .map_err(|err| JobError::Template(err.to_string()))?;
         if escalation_mail::enqueue(
             &txn,
             format!("escalation:{}:page:{seq}:user:{}", e.id, r.user_id),
@@ -233,26 +245,22 @@ async fn page(
         && !earlier.is_empty()
     {
         let names: Vec<&str> = recipients.iter().map(|r| r.name.as_str()).collect();
-        let email = escalation_mail::render_notice(
+        escalation_mail::notify(
+            &txn,
             &e,
-            &prog,
+            &earlier,
             EscalationStatus::Open,
-            &format!("Escalated to tier {} ({tier_name})", tier + 1),
-            &format!(
-                "Nobody acknowledged within the tier's wait, so tier {} ({tier_name}) was paged: {}. You can still acknowledge with the link in your page.",
-                tier + 1,
-                names.join(", ")
+            &format!("escalated:{seq}"),
+            (
+                &format!("Escalated to tier {} ({tier_name})", tier + 1),
+                &format!(
+                    "Nobody acknowledged within the tier's wait, so tier {} ({tier_name}) was paged: {}. You can still acknowledge with the link in your page.",
+                    tier + 1,
+                    names.join(", ")
+                ),
             ),
             &ctx.public_base_url,
-        )
-        .map_err(|err| JobError::Template(err.to_string()))?;
-        escalation_mail::enqueue(
-            &txn,
-            format!("escalation:{}:escalated:{seq}", e.id),
-            earlier.iter().map(|r| r.email.clone()).collect(),
-            email,
             now,
-            &ctx.public_base_url,
         )
         .await?;
     }

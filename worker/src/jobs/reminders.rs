@@ -12,7 +12,7 @@ use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use entity::action_item::{self, ActionStatus};
 use entity::outbox::Draft;
 use entity::team_member::{self, GovernanceTier};
-use entity::{program, schedule, user};
+use entity::{link_secret, program, schedule, user};
 use mail::reminder::{self, ReminderLine};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
@@ -49,6 +49,7 @@ pub struct ReminderReport {
 }
 
 /// One line of a reminder.
+#[derive(Clone)]
 struct Line {
     item: action_item::Model,
     program_name: String,
@@ -159,6 +160,7 @@ async fn remind_zone(
     }
 
     let leadership = leadership_by_program(ctx, programs.keys().copied()).await?;
+    let key = link_secret::get_or_create(&ctx.db, now).await?;
     // One transaction for the zone's emails: a crash before the commit leaves the tick
     // unfinished, and the worker that takes it over queues them (deduplicated) again.
     let txn = entity::db::begin_write(&ctx.db).await?;
@@ -168,37 +170,53 @@ async fn remind_zone(
         };
         report.owners += 1;
         report.items += lines.len();
-        let mut cc: Vec<String> = lines
+        // Each leader copied gets their own email: its links open pages as them.
+        let long_overdue: Vec<&Line> = lines
             .iter()
             .filter(|l| l.days_overdue > settings.escalate_after_days)
-            .flat_map(|l| leadership.get(&l.item.program_id).into_iter().flatten())
-            .filter(|email| **email != owner.email)
-            .cloned()
             .collect();
-        cc.sort();
-        cc.dedup();
-        let draft = compose(
-            owner,
+        let mut leaders: Vec<&user::Model> = long_overdue
+            .iter()
+            .flat_map(|l| leadership.get(&l.item.program_id).into_iter().flatten())
+            .filter(|leader| leader.id != owner.id)
+            .collect();
+        leaders.sort_by_key(|u| u.id);
+        leaders.dedup_by_key(|u| u.id);
+        let reminder = Reminder {
             zone,
-            today,
-            &lines,
-            cc,
+            local_date: today,
             settings,
-            &ctx.public_base_url,
-        )?;
+        };
+        let reader = mail::Reader::personal(owner, &key, &ctx.public_base_url, now);
+        let to = reminder::Addressee::Owner {
+            leadership_copied: !leaders.is_empty(),
+        };
+        let draft = reminder.compose(&reader, to, &lines, format!("reminder:{}", owner.id))?;
         if mail::enqueue(&txn, draft, now, &ctx.public_base_url).await? {
             report.queued += 1;
+        }
+        let long_overdue: Vec<Line> = long_overdue.into_iter().cloned().collect();
+        for leader in leaders {
+            let reader = mail::Reader::personal(leader, &key, &ctx.public_base_url, now);
+            let to = reminder::Addressee::LeadershipCopy {
+                owner_name: &owner.display_name,
+            };
+            let dedupe = format!("reminder-copy:{}:{}", owner.id, leader.id);
+            let draft = reminder.compose(&reader, to, &long_overdue, dedupe)?;
+            if mail::enqueue(&txn, draft, now, &ctx.public_base_url).await? {
+                report.queued += 1;
+            }
         }
     }
     txn.commit().await?;
     Ok(())
 }
 
-/// Emails of each program's leadership-tier members who want reminders (active users).
+/// Each program's leadership-tier members who want reminders (active users).
 async fn leadership_by_program(
     ctx: &JobContext,
     program_ids: impl Iterator<Item = i64>,
-) -> Result<BTreeMap<i64, Vec<String>>, JobError> {
+) -> Result<BTreeMap<i64, Vec<user::Model>>, JobError> {
     let ids: Vec<i64> = program_ids.collect();
     let mut members = Vec::new();
     for chunk in ids.chunks(500) {
@@ -211,60 +229,61 @@ async fn leadership_by_program(
                 .await?,
         );
     }
-    let users: BTreeMap<i64, String> = user::Entity::find()
+    let users: BTreeMap<i64, user::Model> = user::Entity::find()
         .filter(user::Column::Id.is_in(members.iter().map(|m| m.user_id)))
         .filter(user::Column::Active.eq(true))
         .all(&ctx.db)
         .await?
         .into_iter()
-        .map(|u| (u.id, u.email))
+        .map(|u| (u.id, u))
         .collect();
-    let mut by_program: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    let mut by_program: BTreeMap<i64, Vec<user::Model>> = BTreeMap::new();
     for m in members {
-        if let Some(email) = users.get(&m.user_id) {
-            by_program
-                .entry(m.program_id)
-                .or_default()
-                .push(email.clone());
+        if let Some(u) = users.get(&m.user_id) {
+            by_program.entry(m.program_id).or_default().push(u.clone());
         }
     }
     Ok(by_program)
 }
 
-fn compose(
-    owner: &user::Model,
-    zone: &str,
+/// One zone's reminder run: what every email of it shares.
+struct Reminder<'a> {
+    zone: &'a str,
     local_date: NaiveDate,
-    lines: &[Line],
-    cc: Vec<String>,
-    s: &ReminderSettings,
-    base_url: &str,
-) -> Result<Draft, JobError> {
-    let rendered: Vec<ReminderLine> = lines
-        .iter()
-        .map(|l| ReminderLine {
-            id: l.item.id,
-            title: l.item.title.clone(),
-            program: l.program_name.clone(),
-            due_date: l.item.due_date,
-            days_overdue: l.days_overdue,
-        })
-        .collect();
-    let email = reminder::render(
-        &owner.display_name,
-        local_date,
-        &rendered,
-        !cc.is_empty(),
-        s.escalate_after_days,
-        base_url,
-    )
-    .map_err(|e| JobError::Template(e.to_string()))?;
-    Ok(Draft {
-        cc,
-        ..Draft::new(
-            format!("reminder:{}:{zone}:{local_date}", owner.id),
-            vec![owner.email.clone()],
-            email,
+    settings: &'a ReminderSettings,
+}
+
+impl Reminder<'_> {
+    /// One email to one reader; `dedupe` names the reader's reminder of the day.
+    fn compose(
+        &self,
+        reader: &mail::Reader,
+        to: reminder::Addressee<'_>,
+        lines: &[Line],
+        dedupe: String,
+    ) -> Result<Draft, JobError> {
+        let rendered: Vec<ReminderLine> = lines
+            .iter()
+            .map(|l| ReminderLine {
+                id: l.item.id,
+                title: l.item.title.clone(),
+                program: l.program_name.clone(),
+                due_date: l.item.due_date,
+                days_overdue: l.days_overdue,
+            })
+            .collect();
+        let email = reminder::render(
+            reader,
+            to,
+            self.local_date,
+            &rendered,
+            self.settings.escalate_after_days,
         )
-    })
+        .map_err(|e| JobError::Template(e.to_string()))?;
+        Ok(Draft::new(
+            format!("{dedupe}:{}:{}", self.zone, self.local_date),
+            vec![reader.email.clone()],
+            email,
+        ))
+    }
 }
