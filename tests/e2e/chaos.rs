@@ -262,7 +262,7 @@ async fn two_workers_for_a_whole_run_send_nothing_twice(app: &e2e::TestApp) {
             let subject = m.parsed().subject().unwrap_or_default().to_string();
             if subject.contains("overdue action item") {
                 reminders += 1;
-            } else if subject.contains("weekly status") {
+            } else if subject.contains(", week 20") {
                 digests += 1;
             } else if subject.contains("escalation tier 1") {
                 pages += 1;

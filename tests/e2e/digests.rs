@@ -115,10 +115,19 @@ async fn digests_go_out_once_a_week_with_changes_and_a_working_unsubscribe(app: 
         json!(["qa@acme.test", "pm@acme.test"])
     );
     let text = preview["text_body"].as_str().unwrap();
-    assert!(text.contains("PRODUCTION: ON_HOLD"), "{text}");
-    assert!(text.contains("[CRITICAL] Bioburden <excursion> (reported"));
-    assert!(text.contains("Send the deviation report (other), owner qa,"));
-    assert!(text.contains("deviation #") && text.contains("create"));
+    assert!(text.contains(": PRODUCTION ON HOLD"), "{text}");
+    let attention = text.find("NEEDS ATTENTION").unwrap();
+    let critical = text.find("Critical deviation: #").unwrap();
+    assert!(attention < critical, "{text}");
+    assert!(text.contains("Bioburden <excursion>"));
+    assert!(text.contains("production on hold since"), "{text}");
+    assert!(text.contains("Overdue action: Send the deviation report"));
+    assert!(
+        text.contains("3 days overdue") && text.contains("owner qa"),
+        "{text}"
+    );
+    assert!(text.contains("pm: Reported"), "{text}");
+    assert!(!text.contains("/api/v1/"), "no JSON links: {text}");
     assert!(
         preview["html_body"]
             .as_str()
@@ -178,7 +187,7 @@ async fn digests_go_out_once_a_week_with_changes_and_a_working_unsubscribe(app: 
         .expect("week-2 digest to QA");
     let (raw, msg) = qa_mail;
     assert!(
-        msg.subject().unwrap().contains("production on hold"),
+        msg.subject().unwrap().contains("Production on hold"),
         "{:?}",
         msg.subject()
     );

@@ -59,6 +59,22 @@ pub fn duration(d: TimeDelta) -> String {
     }
 }
 
+/// A gate checklist's readiness: "3 of 4 checks passed or not applicable, 1 failed".
+pub fn readiness(r: &entity::gate::Readiness) -> String {
+    let mut out = format!(
+        "{} of {} passed or not applicable",
+        r.passed,
+        count(r.checks as i64, "check")
+    );
+    if r.failed > 0 {
+        out.push_str(&format!(", {} failed", r.failed));
+    }
+    if r.pending > 0 {
+        out.push_str(&format!(", {} not decided", r.pending));
+    }
+    out
+}
+
 /// A time in zone `tz` (an IANA name) with the zone's abbreviation:
 /// "Tue 1 Dec 2026 06:40 PST".
 pub fn zoned(tz: &str, at: DateTime<Utc>) -> String {

@@ -40,7 +40,7 @@ pub const VIEW_PURPOSE: &str = "view-record";
 pub const VIEW_LINK_TTL: TimeDelta = TimeDelta::days(7);
 
 /// A record with a page for people, which emails link to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum PageRecord {
     Program,
     Milestone,

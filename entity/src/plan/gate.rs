@@ -51,6 +51,31 @@ pub enum CheckResult {
     NA,
 }
 
+/// How far a gate's checklist is: the counts its pages and the digest show.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Readiness {
+    pub checks: usize,
+    /// Passed or not applicable.
+    pub passed: usize,
+    pub failed: usize,
+    pub pending: usize,
+}
+
+impl Readiness {
+    pub fn of<'a>(items: impl IntoIterator<Item = &'a item::Model>) -> Self {
+        let mut r = Readiness::default();
+        for i in items {
+            r.checks += 1;
+            match i.result {
+                CheckResult::Pass | CheckResult::NA => r.passed += 1,
+                CheckResult::Fail => r.failed += 1,
+                CheckResult::Pending => r.pending += 1,
+            }
+        }
+        r
+    }
+}
+
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize, ToSchema,
 )]

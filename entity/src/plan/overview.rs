@@ -27,7 +27,7 @@ pub struct MilestoneBrief {
 #[derive(Debug, Clone, Default, Serialize, ToSchema, PartialEq, Eq)]
 #[schema(example = json!({"milestones_total": 12,
     "by_status": {"planned": 8, "in_progress": 2, "gate_review": 1, "completed": 1, "on_hold": 0, "cancelled": 0},
-    "by_health": {"on_track": 9, "at_risk": 2, "late": 1},
+    "by_health": {"on_track": 9, "at_risk": 2, "late": 1}, "finished_late": 0,
     "upcoming_gates": [{"milestone_id": 12, "name": "Engineering runs", "status": "gate_review",
         "baseline_end": "2027-04-15", "forecast_end": "2027-04-29", "schedule_health": "at_risk"}],
     "late_milestones": []}))]
@@ -35,12 +35,40 @@ pub struct PlanSummary {
     pub milestones_total: usize,
     /// Count per status (`planned`, `in_progress`, …); absent statuses are 0.
     pub by_status: BTreeMap<String, usize>,
-    /// Count per schedule health of open and completed milestones.
+    /// Count per schedule health of open milestones (so `late` is the number of
+    /// `late_milestones`, in the overview, its page and the digest alike).
     pub by_health: BTreeMap<String, usize>,
+    /// Completed milestones that finished after their baseline end.
+    pub finished_late: usize,
     /// Milestones in gate review, or open with a forecast end within 14 days; soonest first.
     pub upcoming_gates: Vec<MilestoneBrief>,
     /// Open milestones that are late; most overdue first.
     pub late_milestones: Vec<MilestoneBrief>,
+}
+
+/// Where a program stands, worst first: the one word its page and its digest lead with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Standing {
+    ProductionOnHold,
+    Late,
+    AtRisk,
+    OnTrack,
+}
+
+impl Standing {
+    pub fn of(production_on_hold: bool, plan: &PlanSummary) -> Standing {
+        let at_risk = plan.by_health.get("at_risk").copied().unwrap_or(0);
+        if production_on_hold {
+            Standing::ProductionOnHold
+        } else if !plan.late_milestones.is_empty() {
+            Standing::Late
+        } else if at_risk > 0 {
+            Standing::AtRisk
+        } else {
+            Standing::OnTrack
+        }
+    }
 }
 
 fn name<T: Serialize>(v: &T) -> String {
@@ -76,8 +104,14 @@ pub fn summarize(milestones: &[milestone::Model], today: NaiveDate) -> PlanSumma
     for m in milestones {
         *s.by_status.entry(name(&m.status)).or_default() += 1;
         let health = m.health(today);
-        if let Some(h) = health {
-            *s.by_health.entry(name(&h)).or_default() += 1;
+        let open = !matches!(
+            m.status,
+            MilestoneStatus::Completed | MilestoneStatus::Cancelled
+        );
+        match health {
+            Some(h) if open => *s.by_health.entry(name(&h)).or_default() += 1,
+            Some(ScheduleHealth::Late) => s.finished_late += 1,
+            _ => {}
         }
         let brief = || MilestoneBrief {
             milestone_id: m.id,
@@ -87,10 +121,6 @@ pub fn summarize(milestones: &[milestone::Model], today: NaiveDate) -> PlanSumma
             forecast_end: m.forecast_end,
             schedule_health: health,
         };
-        let open = !matches!(
-            m.status,
-            MilestoneStatus::Completed | MilestoneStatus::Cancelled
-        );
         if m.status == MilestoneStatus::GateReview
             || (open && m.forecast_end <= horizon && m.forecast_end >= today)
         {
@@ -154,14 +184,17 @@ mod tests {
             m(3, MilestoneStatus::InProgress, d(3, 10), d(3, 12)), // due within 14 days, slipping
             m(4, MilestoneStatus::Planned, d(6, 1), d(6, 1)),      // far away
             m(5, MilestoneStatus::Cancelled, d(1, 1), d(1, 1)),    // no health
+            m(6, MilestoneStatus::Completed, d(1, 1), d(1, 5)),    // finished late
         ];
         let s = summarize(&plan, today);
-        assert_eq!(s.milestones_total, 5);
+        assert_eq!(s.milestones_total, 6);
         assert_eq!(s.by_status["in_progress"], 2);
         assert_eq!(s.by_status["on_hold"], 0);
-        assert_eq!(s.by_health["late"], 1);
+        assert_eq!(s.by_health["late"], 1, "open ones only");
+        assert_eq!(s.by_health["late"], s.late_milestones.len());
         assert_eq!(s.by_health["at_risk"], 1, "M3 slips");
         assert_eq!(s.by_health["on_track"], 2);
+        assert_eq!(s.finished_late, 1);
         let upcoming: Vec<i64> = s.upcoming_gates.iter().map(|b| b.milestone_id).collect();
         assert_eq!(upcoming, vec![3, 2]);
         assert_eq!(

@@ -24,9 +24,10 @@ impl HoldPeriod {
         self.released_at.unwrap_or(now) - self.held_at
     }
 
-    /// Whether any of it falls within `[from, to)`.
+    /// Whether any of it falls within `[from, to]` (a hold that starts at `to`, the
+    /// moment a digest is gathered, counts).
     pub fn overlaps(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> bool {
-        self.held_at < to && self.released_at.is_none_or(|r| r > from)
+        self.held_at <= to && self.released_at.is_none_or(|r| r > from)
     }
 }
 

@@ -6,8 +6,6 @@
 
 use chrono::{DateTime, TimeDelta, Utc};
 use entity::digest;
-use entity::link_token::Link;
-use entity::outbox::Draft;
 use entity::{job_run, link_secret, program, schedule};
 use sea_orm::EntityTrait;
 
@@ -91,31 +89,17 @@ async fn program_digest(
     );
     let subscribers = digest::subscribers(&ctx.db, prog.id).await?;
     let txn = entity::db::begin_write(&ctx.db).await?;
-    let mut queued = 0;
-    for (member, user) in subscribers {
-        let unsubscribe = Link::Unsubscribe {
-            member_id: member.id,
-        }
-        .url(key, &ctx.public_base_url, None);
-        let email = mail::digest::render(
-            &data,
-            &user.display_name,
-            Some(&unsubscribe),
-            &ctx.public_base_url,
-        )
-        .map_err(|e| JobError::Template(e.to_string()))?;
-        let draft = Draft {
-            list_unsubscribe: Some(unsubscribe),
-            ..Draft::new(
-                format!("digest:{}:{week}:{}", prog.id, member.id),
-                vec![user.email],
-                email,
-            )
-        };
-        if mail::enqueue(&txn, draft, now, &ctx.public_base_url).await? {
-            queued += 1;
-        }
-    }
+    let queued = mail::digest::queue(
+        &txn,
+        &data,
+        &subscribers,
+        mail::digest::Occasion::Weekly,
+        &format!("digest:{}:{week}", prog.id),
+        key,
+        &ctx.public_base_url,
+        now,
+    )
+    .await?;
     txn.commit().await?;
     Ok(queued)
 }

@@ -30,20 +30,7 @@ pub fn health_tone(health: Option<entity::milestone_rules::ScheduleHealth>) -> &
 
 /// A gate's checklist readiness in words: "3 of 4 checks passed, 1 failed".
 pub fn readiness(items: &[gate::item::Model]) -> String {
-    let of = |r: CheckResult| items.iter().filter(|i| i.result == r).count() as i64;
-    let decided = of(CheckResult::Pass) + of(CheckResult::NA);
-    let mut out = format!(
-        "{} of {} passed or not applicable",
-        decided,
-        count(items.len() as i64, "check")
-    );
-    if of(CheckResult::Fail) > 0 {
-        out.push_str(&format!(", {} failed", of(CheckResult::Fail)));
-    }
-    if of(CheckResult::Pending) > 0 {
-        out.push_str(&format!(", {} not decided", of(CheckResult::Pending)));
-    }
-    out
+    mail::words::readiness(&gate::Readiness::of(items))
 }
 
 pub async fn milestone(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> {

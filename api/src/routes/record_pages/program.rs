@@ -6,6 +6,7 @@ use chrono::NaiveDate;
 use entity::deviation::{self, Criticality, DeviationStatus};
 use entity::link_token::PageRecord;
 use entity::milestone::{self, MilestoneStatus};
+use entity::overview::Standing;
 use entity::{capa, organization, program};
 use mail::record_page::{Bar, Fact, RecordPage, Row, Section, Timeline};
 use mail::words::{count, duration, label_of};
@@ -119,8 +120,12 @@ pub async fn page(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> {
     page.program = None;
     let late = &summary.late_milestones;
     let at_risk = summary.by_health.get("at_risk").copied().unwrap_or(0);
-    (page.status, page.tone, page.status_reason) = match (current_hold, late.is_empty()) {
-        (Some(h), _) => (
+    let standing = Standing::of(
+        p.production_status == program::ProductionStatus::OnHold,
+        &summary,
+    );
+    (page.status, page.tone, page.status_reason) = match (standing, current_hold) {
+        (Standing::ProductionOnHold, Some(h)) => (
             "Production on hold".to_string(),
             "critical",
             Some(format!(
@@ -130,7 +135,8 @@ pub async fn page(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> {
                 h.reason
             )),
         ),
-        (None, false) => (
+        (Standing::ProductionOnHold, None) => ("Production on hold".to_string(), "critical", None),
+        (Standing::Late, _) => (
             "Late".to_string(),
             "critical",
             Some(format!(
@@ -142,12 +148,12 @@ pub async fn page(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> {
                     .join(", ")
             )),
         ),
-        (None, true) if at_risk > 0 => (
+        (Standing::AtRisk, _) => (
             "At risk".to_string(),
             "warning",
             Some(format!("{} at risk", count(at_risk as i64, "milestone"))),
         ),
-        (None, true) => ("On track".to_string(), "ok", None),
+        (Standing::OnTrack, _) => ("On track".to_string(), "ok", None),
     };
     page.facts
         .push(Fact::new("Product", p.product_name.clone()));
