@@ -167,53 +167,58 @@ async fn alert_lockout<C: sea_orm::ConnectionTrait>(
     ctx: &AuthContext,
     now: DateTime<Utc>,
 ) -> ApiResult<()> {
-    let watchers: Vec<String> = user::Entity::find()
+    let watchers = user::Entity::find()
         .filter(user::Column::OrgId.eq(ctx.org_id()))
         .filter(user::Column::Active.eq(true))
         .filter(user::Column::IsServiceAccount.eq(false))
         .filter(user::Column::Role.is_in([entity::Role::Admin, entity::Role::Quality]))
         .all(conn)
-        .await?
-        .into_iter()
-        .map(|u| u.email)
-        .collect();
-    if watchers.is_empty() {
-        return Ok(());
-    }
+        .await?;
     let until = now + entity::signature::LOCKOUT_DURATION;
-    let email = mail::notice(
-        &format!(
-            "Signing locked for {} after repeated wrong passwords",
-            ctx.user.display_name
-        ),
-        "Repeated failed signature attempts",
-        &[
-            format!(
-                "{} ({}) gave a wrong password {} times within {} minutes while signing or \
-                 changing their password. Their signing is locked until {} UTC.",
-                ctx.user.display_name,
-                ctx.user.email,
-                entity::signature::LOCKOUT_THRESHOLD,
-                entity::signature::LOCKOUT_WINDOW.num_minutes(),
-                until.format("%Y-%m-%d %H:%M")
+    // One email per watcher: the time reads in each one's zone.
+    for watcher in watchers {
+        let email = mail::notice(
+            &format!(
+                "Signing locked for {} after repeated wrong passwords",
+                ctx.user.display_name
             ),
-            "If it was not them, someone holds one of their tokens: revoke it, or deactivate \
-             the account, and review the audit trail (action sign_failed)."
-                .to_string(),
-        ],
-        None,
-    )
-    .map_err(ApiError::internal)?;
-    mail::enqueue(
-        conn,
-        entity::outbox::Draft::new(
-            format!("signing_lockout:{}:{}", ctx.user.id, now.timestamp()),
-            watchers,
-            email,
-        ),
-        now,
-        &state.public_base_url,
-    )
-    .await?;
+            "Repeated failed signature attempts",
+            &[
+                format!(
+                    "{} ({}) gave a wrong password {} times within {} while signing or \
+                     changing their password. Their signing is locked until {}.",
+                    ctx.user.display_name,
+                    ctx.user.email,
+                    entity::signature::LOCKOUT_THRESHOLD,
+                    mail::words::count(
+                        entity::signature::LOCKOUT_WINDOW.num_minutes(),
+                        "minute"
+                    ),
+                    mail::words::zoned(&watcher.time_zone, until)
+                ),
+                "If it was not them, someone holds one of their tokens: revoke it, or deactivate \
+                 the account, and review the audit trail (action sign_failed)."
+                    .to_string(),
+            ],
+            None,
+        )
+        .map_err(ApiError::internal)?;
+        mail::enqueue(
+            conn,
+            entity::outbox::Draft::new(
+                format!(
+                    "signing_lockout:{}:{}:{}",
+                    ctx.user.id,
+                    now.timestamp(),
+                    watcher.id
+                ),
+                vec![watcher.email],
+                email,
+            ),
+            now,
+            &state.public_base_url,
+        )
+        .await?;
+    }
     Ok(())
 }

@@ -120,11 +120,6 @@ pub async fn run(ctx: &JobContext, now: DateTime<Utc>) -> Result<AgreementReport
             "Quality agreement with {cmo_name} expires in {days_left} day{}",
             if days_left == 1 { "" } else { "s" }
         );
-        let link = format!(
-            "{}/api/v1/cmos/{}/quality-agreements",
-            ctx.public_base_url.trim_end_matches('/'),
-            a.cmo_org_id
-        );
         let email = mail::notice(
             &headline,
             &headline,
@@ -134,8 +129,14 @@ pub async fn run(ctx: &JobContext, now: DateTime<Utc>) -> Result<AgreementReport
                     a.version_label, a.document_ref, a.expires_on
                 ),
                 "Renew it before it lapses: GMP work at the CMO needs an agreement in force. Record the renewal to stop these reminders.".to_string(),
+                // No link: the agreements have no page for people yet, and a link must
+                // never open JSON in a browser.
+                format!(
+                    "Your API client records it: POST /api/v1/cmos/{}/quality-agreements.",
+                    a.cmo_org_id
+                ),
             ],
-            Some(&link),
+            None,
         )
         .map_err(|e| JobError::Template(e.to_string()))?;
         if mail::enqueue(

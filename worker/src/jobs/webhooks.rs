@@ -484,11 +484,6 @@ async fn disable(
         return Ok(true);
     }
     let headline = format!("Webhook disabled: {}", current.url);
-    let link = format!(
-        "{}/api/v1/webhooks/{}/deliveries",
-        base_url.trim_end_matches('/'),
-        current.id
-    );
     let email = mail::notice(
         &headline,
         &headline,
@@ -498,8 +493,13 @@ async fn disable(
              Fix the receiver, then re-activate the subscription (PATCH active=true): deliveries still pending resume, \
              and failed ones can be sent again with POST …/deliveries/{id}/redeliver."
                 .to_string(),
+        // No link: the delivery log is JSON for API clients, never a page to open.
+        format!(
+            "Its delivery log: GET /api/v1/webhooks/{}/deliveries.",
+            current.id
+        ),
         ],
-        Some(&link),
+        None,
     )
     .map_err(|e| JobError::Template(e.to_string()))?;
     mail::enqueue(

@@ -188,7 +188,7 @@ pub async fn calendar_feed(
             day,
             &format!("Gate: {} ({program})", m.name),
             &format!(
-                "Milestone {} of {program}; baseline end {}, forecast end {}. {base}/api/v1/milestones/{}",
+                "Milestone {} of {program}; baseline end {}, forecast end {}. {base}/milestones/{}",
                 m.name, m.baseline_end, m.forecast_end, m.id
             ),
         ));
@@ -200,7 +200,7 @@ pub async fn calendar_feed(
             a.due_date,
             &format!("Due: {}", a.title),
             &format!(
-                "Action item due {}. {base}/api/v1/action-items/{}",
+                "Action item due {}. {base}/action-items/{}",
                 a.due_date, a.id
             ),
         ));
