@@ -6,6 +6,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 pub use entity::action_item::NewAction;
 use entity::action_item::{self, ActionStatus};
 use entity::capa::{self, CapaStatus};
+use entity::domain_event::{ActionItemAssigned, Event};
 use entity::gate::{self, CheckResult, CheckType};
 
 use crate::views::plan::GateItemView;
@@ -51,7 +52,35 @@ pub async fn insert_action<C: ConnectionTrait>(
         async |created| Ok(crate::views::plan::action_item(created, today)),
     )
     .await?;
+    announce_assignment(conn, &created, Some(ctx.user.id), now).await?;
     Ok(created)
+}
+
+/// The `action_item.assigned` event of an item given to its owner (on creation, or
+/// handed to someone else), in the caller's transaction: webhooks hear it and the
+/// worker emails the owner.
+pub async fn announce_assignment<C: ConnectionTrait>(
+    conn: &C,
+    item: &action_item::Model,
+    by: Option<i64>,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    entity::domain_event::emit(
+        conn,
+        item.program_id,
+        Event::ActionItemAssigned(ActionItemAssigned {
+            action_item_id: item.id,
+            title: item.title.clone(),
+            owner_user_id: item.owner_user_id,
+            assigned_by_user_id: by,
+            due_date: item.due_date,
+            source: item.source,
+            source_id: item.source_id,
+        }),
+        now,
+    )
+    .await?;
+    Ok(())
 }
 
 /// A CAPA to open.

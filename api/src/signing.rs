@@ -190,10 +190,7 @@ async fn alert_lockout<C: sea_orm::ConnectionTrait>(
                     ctx.user.display_name,
                     ctx.user.email,
                     entity::signature::LOCKOUT_THRESHOLD,
-                    mail::words::count(
-                        entity::signature::LOCKOUT_WINDOW.num_minutes(),
-                        "minute"
-                    ),
+                    mail::words::count(entity::signature::LOCKOUT_WINDOW.num_minutes(), "minute"),
                     mail::words::zoned(&watcher.time_zone, until)
                 ),
                 "If it was not them, someone holds one of their tokens: revoke it, or deactivate \

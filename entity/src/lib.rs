@@ -23,7 +23,7 @@ pub use enums::{OrgKind, Role, SignatureMeaning, SignedRecordType};
 pub use identity::{
     access, api_token, invitation, organization, password_reset, sign_in_failure, user,
 };
-pub use integration::{domain_event, outbox, wake, webhook};
+pub use integration::{domain_event, notification, outbox, wake, webhook};
 pub use ops::{
     clock, db, idempotency_key, job_run, link_secret, link_token, schedule, worker_heartbeat,
 };

@@ -30,6 +30,7 @@ mod m20261130_000022_create_webhook_deliveries;
 mod m20261130_000023_index_deviation_lists;
 mod m20261201_000024_accounts_people_run;
 mod m20261201_000025_signed_content;
+mod m20261202_000026_notifications;
 
 pub struct Migrator;
 
@@ -62,6 +63,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000023_index_deviation_lists::Migration),
             Box::new(m20261201_000024_accounts_people_run::Migration),
             Box::new(m20261201_000025_signed_content::Migration),
+            Box::new(m20261202_000026_notifications::Migration),
         ]
     }
 }

@@ -33,6 +33,7 @@ mod reminders;
 mod requirements;
 mod selection;
 mod signatures;
+pub mod stakeholder_emails;
 mod tenancy;
 mod webhook_workers;
 mod webhooks;

@@ -71,6 +71,9 @@ struct Cli {
     /// Days overdue after which the leadership tier is copied.
     #[arg(long, env = "CMO_REMINDER_ESCALATE_DAYS", default_value_t = 7)]
     reminder_escalate_days: i64,
+    /// Days before an action item's due date its owner is told it is due soon (0: never).
+    #[arg(long, env = "CMO_DUE_SOON_DAYS", default_value_t = 2, value_parser = clap::value_parser!(i64).range(0..=60))]
+    due_soon_days: i64,
     /// How often (milliseconds) the worker looks for webhook deliveries that are due. On
     /// PostgreSQL a new event also wakes it at once (LISTEN/NOTIFY).
     #[arg(long, env = "CMO_WEBHOOK_TICK_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(50..=60_000))]
@@ -184,6 +187,7 @@ async fn start(cli: Cli) -> Result<(), String> {
         schedule: cli.reminder_schedule,
         catch_up,
         escalate_after_days: cli.reminder_escalate_days,
+        due_soon_days: cli.due_soon_days,
     };
     let agreements = worker::jobs::agreement_expiry::AgreementSettings {
         schedule: cli.agreement_schedule,

@@ -153,6 +153,15 @@ pub async fn run(
                 let busy = busy.clone();
                 Box::pin(async move {
                     let Ok(_guard) = busy.try_lock() else { return };
+                    // Notifications of the events since the last pass join the outbox
+                    // first, so they leave in this same pass.
+                    match crate::jobs::notifications::notify_events(&ctx, ctx.now(), 500).await {
+                        Ok(r) if r.queued > 0 => {
+                            tracing::info!(events = r.events, queued = r.queued, "notifications")
+                        }
+                        Ok(_) => {}
+                        Err(err) => tracing::warn!(%err, "notifications failed"),
+                    }
                     // Until the backlog is drained (bounded), not one batch per tick.
                     match crate::jobs::outbox::drain(
                         &ctx,

@@ -17,7 +17,7 @@ use self::identity::{
     audit, invitations, me, organizations, service_accounts, sign_in, signatures, tokens, users,
 };
 use self::integrations::{calendar, events, webhooks};
-use self::links::ack;
+use self::links::{ack, unsubscribe};
 use self::partners::{agreements, cmos, evaluations, inspections, qualification, scorecards};
 use self::plan::{
     actions, digest, gate_decisions, gates, milestone_steps, milestones, programs, team, templates,
@@ -123,8 +123,8 @@ pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
         .service(calendar::calendar_feed)
         .service(digest::preview_digest)
         .service(digest::send_digest)
-        .service(digest::unsubscribe_page)
-        .service(digest::unsubscribe)
+        .service(unsubscribe::unsubscribe_page)
+        .service(unsubscribe::unsubscribe)
         .service(capas::create_capa)
         .service(capas::list_capas)
         .service(capas::get_capa)

@@ -139,7 +139,7 @@ impl From<&program::Model> for ProgramView {
 #[schema(example = json!({
     "id": 3, "program_id": 7, "user_id": 5, "governance_tier": "core_team",
     "program_role": "QA lead", "expertise_tags": ["quality", "microbiology"],
-    "wants_digest": true, "wants_reminders": true,
+    "wants_digest": true, "wants_reminders": true, "muted_notifications": ["minor_closure"],
     "created_at": "2026-11-23T09:00:00Z", "updated_at": "2026-11-23T09:00:00Z", "version": 1
 }))]
 pub struct TeamMemberView {
@@ -154,6 +154,9 @@ pub struct TeamMemberView {
     pub wants_digest: bool,
     /// Receives overdue-action reminders.
     pub wants_reminders: bool,
+    /// Notification kinds the member switched off (each email of a kind has a link that
+    /// switches it off); the rest arrive. Escalation pages cannot be switched off.
+    pub muted_notifications: Vec<entity::notification::NotificationKind>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i32,
@@ -170,6 +173,7 @@ impl From<&team_member::Model> for TeamMemberView {
             expertise_tags: serde_json::from_str(&m.expertise_tags).unwrap_or_default(),
             wants_digest: m.wants_digest,
             wants_reminders: m.wants_reminders,
+            muted_notifications: entity::notification::muted(m),
             created_at: m.created_at,
             updated_at: m.updated_at,
             version: m.version,

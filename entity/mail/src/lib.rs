@@ -7,6 +7,7 @@
 
 pub mod digest;
 pub mod escalation;
+pub mod notification;
 pub mod reader;
 pub mod record_page;
 pub mod reminder;
@@ -86,6 +87,18 @@ const TEMPLATES: &[(&str, &str)] = &[
     (
         "escalation_notice/body.html",
         include_str!("../templates/escalation_notice/body.html"),
+    ),
+    (
+        "notification/subject.txt",
+        include_str!("../templates/notification/subject.txt"),
+    ),
+    (
+        "notification/body.txt",
+        include_str!("../templates/notification/body.txt"),
+    ),
+    (
+        "notification/body.html",
+        include_str!("../templates/notification/body.html"),
     ),
     (
         "pages/landing.html",

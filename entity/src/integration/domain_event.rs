@@ -51,7 +51,7 @@ pub mod head {
 }
 
 /// The event types (the `type` of [`Event`]).
-pub const EVENT_TYPES: [&str; 17] = [
+pub const EVENT_TYPES: [&str; 18] = [
     "deviation.reported",
     "deviation.triaged",
     "deviation.closed",
@@ -66,6 +66,7 @@ pub const EVENT_TYPES: [&str; 17] = [
     "gate.decided",
     "capa.transitioned",
     "action_item.overdue",
+    "action_item.assigned",
     "change_request.transitioned",
     "cmo.qualification_changed",
     "evaluation.decided",
@@ -219,6 +220,22 @@ pub struct ActionItemOverdue {
     pub source_id: Option<i64>,
 }
 
+/// `action_item.assigned`: an action item (also a CAPA action or a change task: see its
+/// `source`) was given to an owner, when created or handed to someone else.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"action_item_id": 78, "title": "Replace the filter housing gasket",
+    "owner_user_id": 9, "assigned_by_user_id": 7, "due_date": "2026-12-11", "source": "capa", "source_id": 12}))]
+pub struct ActionItemAssigned {
+    pub action_item_id: i64,
+    pub title: String,
+    pub owner_user_id: i64,
+    /// Who gave it (`null` when the system did).
+    pub assigned_by_user_id: Option<i64>,
+    pub due_date: chrono::NaiveDate,
+    pub source: ActionSource,
+    pub source_id: Option<i64>,
+}
+
 /// `change_request.transitioned`: a change moved in change control (approve and reject
 /// are e-signed decisions).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -294,6 +311,8 @@ pub enum Event {
     CapaTransitioned(CapaTransitioned),
     #[serde(rename = "action_item.overdue")]
     ActionItemOverdue(ActionItemOverdue),
+    #[serde(rename = "action_item.assigned")]
+    ActionItemAssigned(ActionItemAssigned),
     #[serde(rename = "change_request.transitioned")]
     ChangeRequestTransitioned(ChangeRequestTransitioned),
     #[serde(rename = "cmo.qualification_changed")]
@@ -320,6 +339,7 @@ impl Event {
             E::GateDecided(p) => ("milestone", p.milestone_id),
             E::CapaTransitioned(p) => ("capa", p.capa_id),
             E::ActionItemOverdue(p) => ("action_item", p.action_item_id),
+            E::ActionItemAssigned(p) => ("action_item", p.action_item_id),
             E::ChangeRequestTransitioned(p) => ("change_request", p.change_request_id),
             E::CmoQualificationChanged(p) => ("cmo", p.cmo_org_id),
             E::EvaluationDecided(p) => ("evaluation", p.evaluation_id),
@@ -531,6 +551,10 @@ mod tests {
             (
                 "action_item.overdue",
                 serde_json::json!({"action_item_id": 77, "title": "t", "owner_user_id": 7, "due_date": "2026-11-27", "days_overdue": 3, "source": "other", "source_id": null}),
+            ),
+            (
+                "action_item.assigned",
+                serde_json::json!({"action_item_id": 78, "title": "t", "owner_user_id": 9, "assigned_by_user_id": 7, "due_date": "2026-12-11", "source": "capa", "source_id": 12}),
             ),
             (
                 "change_request.transitioned",

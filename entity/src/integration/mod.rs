@@ -1,6 +1,8 @@
-//! What leaves the records: domain events, webhooks, the email outbox and wake-ups.
+//! What leaves the records: domain events, webhooks, notifications, the email outbox and
+//! wake-ups.
 
 pub mod domain_event;
+pub mod notification;
 pub mod outbox;
 pub mod wake;
 pub mod webhook;

@@ -91,6 +91,11 @@ pub enum Link {
     /// Stop the weekly digest of one team membership. Never expires: an old digest's
     /// link must still work.
     Unsubscribe { member_id: i64 },
+    /// Switch off one kind of notification for one team membership. Never expires.
+    Mute {
+        member_id: i64,
+        kind: crate::notification::NotificationKind,
+    },
     /// Acknowledge an escalation as the paged person, from page number `page_seq`.
     Ack {
         escalation_id: i64,
@@ -109,7 +114,7 @@ pub enum Link {
 impl Link {
     pub fn purpose(&self) -> &'static str {
         match self {
-            Link::Unsubscribe { .. } => UNSUBSCRIBE_PURPOSE,
+            Link::Unsubscribe { .. } | Link::Mute { .. } => UNSUBSCRIBE_PURPOSE,
             Link::Ack { .. } => ACK_PURPOSE,
             Link::View { .. } => VIEW_PURPOSE,
         }
@@ -118,6 +123,7 @@ impl Link {
     fn subject(&self) -> String {
         match self {
             Link::Unsubscribe { member_id } => format!("member:{member_id}"),
+            Link::Mute { member_id, kind } => format!("member:{member_id}:kind:{}", kind.wire()),
             Link::Ack {
                 escalation_id,
                 user_id,
@@ -133,7 +139,7 @@ impl Link {
 
     fn path(&self) -> String {
         match self {
-            Link::Unsubscribe { .. } => "/api/v1/unsubscribe".to_string(),
+            Link::Unsubscribe { .. } | Link::Mute { .. } => "/api/v1/unsubscribe".to_string(),
             Link::Ack { .. } => "/api/v1/escalations/ack".to_string(),
             Link::View { record, id, .. } => record.path(*id),
         }
@@ -145,6 +151,10 @@ impl Link {
         match (purpose, parts.as_slice()) {
             (UNSUBSCRIBE_PURPOSE, ["member", m]) => Some(Link::Unsubscribe {
                 member_id: m.parse().ok()?,
+            }),
+            (UNSUBSCRIBE_PURPOSE, ["member", m, "kind", k]) => Some(Link::Mute {
+                member_id: m.parse().ok()?,
+                kind: crate::notification::NotificationKind::from_wire(k)?,
             }),
             (ACK_PURPOSE, ["escalation", e, "user", u, "page", p]) => Some(Link::Ack {
                 escalation_id: e.parse().ok()?,
@@ -274,6 +284,10 @@ mod tests {
         let now = at(1);
         for link in [
             Link::Unsubscribe { member_id: 42 },
+            Link::Mute {
+                member_id: 42,
+                kind: crate::notification::NotificationKind::DueSoon,
+            },
             Link::Ack {
                 escalation_id: 4,
                 user_id: 9,
@@ -294,6 +308,7 @@ mod tests {
             (ACK_PURPOSE, "escalation:x:user:9:page:2"),
             (ACK_PURPOSE, "member:4"),
             (UNSUBSCRIBE_PURPOSE, "member:4:extra"),
+            (UNSUBSCRIBE_PURPOSE, "member:4:kind:nonsense"),
             (VIEW_PURPOSE, "invoices:4:user:9"),
             (VIEW_PURPOSE, "deviations:4:user"),
         ] {

@@ -33,6 +33,9 @@ pub struct Model {
     pub expertise_tags: String,
     pub wants_digest: bool,
     pub wants_reminders: bool,
+    /// JSON array of the notification kinds the member switched off
+    /// ([`crate::notification::NotificationKind`]); empty: all on.
+    pub muted_notifications: String,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub version: i32,

@@ -6,6 +6,7 @@ pub mod agreement_expiry;
 pub mod digests;
 pub mod escalations;
 pub mod heartbeat;
+pub mod notifications;
 pub mod outbox;
 pub mod overdue_events;
 pub mod reminders;
@@ -61,6 +62,7 @@ mod tests {
             ("digests.rs", include_str!("digests.rs")),
             ("escalations.rs", include_str!("escalations.rs")),
             ("heartbeat.rs", include_str!("heartbeat.rs")),
+            ("notifications.rs", include_str!("notifications.rs")),
             ("outbox.rs", include_str!("outbox.rs")),
             ("overdue_events.rs", include_str!("overdue_events.rs")),
             ("reminders.rs", include_str!("reminders.rs")),

@@ -27,6 +27,8 @@ pub struct ReminderSettings {
     pub catch_up: TimeDelta,
     /// Days overdue after which leadership is copied (default 7).
     pub escalate_after_days: i64,
+    /// Owners are told this many days before an item is due (default 2; 0: never).
+    pub due_soon_days: i64,
 }
 
 impl Default for ReminderSettings {
@@ -35,6 +37,7 @@ impl Default for ReminderSettings {
             schedule: "0 0 8 * * Mon-Fri".to_string(),
             catch_up: TimeDelta::hours(6),
             escalate_after_days: 7,
+            due_soon_days: 2,
         }
     }
 }
@@ -46,6 +49,8 @@ pub struct ReminderReport {
     pub owners: usize,
     pub items: usize,
     pub queued: usize,
+    /// Due-soon notices queued.
+    pub due_soon: usize,
 }
 
 /// One line of a reminder.
@@ -113,6 +118,9 @@ pub async fn overdue_reminders(
             .map(|p| (p.id, p))
             .collect();
         remind_zone(ctx, now, settings, zone, &in_zone, &candidates, &mut report).await?;
+        if settings.due_soon_days > 0 {
+            report.due_soon += due_soon(ctx, now, settings, zone, &in_zone).await?;
+        }
         ticks::finish(ctx, tick, now).await?;
     }
     Ok(report)
@@ -210,6 +218,90 @@ async fn remind_zone(
     }
     txn.commit().await?;
     Ok(())
+}
+
+/// Tells the owners of open items due in `due_soon_days` days (in the zone's local
+/// date), one email per item, unless they switched these off.
+async fn due_soon(
+    ctx: &JobContext,
+    now: DateTime<Utc>,
+    settings: &ReminderSettings,
+    zone: &str,
+    programs: &BTreeMap<i64, &program::Model>,
+) -> Result<usize, JobError> {
+    let today = now.with_timezone(&schedule::zone(zone)).date_naive();
+    let due = today + TimeDelta::days(settings.due_soon_days);
+    let ids: Vec<i64> = programs.keys().copied().collect();
+    let mut items = Vec::new();
+    for chunk in ids.chunks(500) {
+        items.extend(
+            action_item::Entity::find()
+                .filter(action_item::Column::DueDate.eq(due))
+                .filter(
+                    action_item::Column::Status
+                        .is_in([ActionStatus::Open, ActionStatus::InProgress]),
+                )
+                .filter(action_item::Column::ProgramId.is_in(chunk.iter().copied()))
+                .all(&ctx.db)
+                .await?,
+        );
+    }
+    if items.is_empty() {
+        return Ok(0);
+    }
+    let owners: BTreeMap<i64, user::Model> = user::Entity::find()
+        .filter(user::Column::Id.is_in(items.iter().map(|a| a.owner_user_id)))
+        .all(&ctx.db)
+        .await?
+        .into_iter()
+        .map(|u| (u.id, u))
+        .collect();
+    let memberships = team_member::Entity::find()
+        .filter(team_member::Column::UserId.is_in(owners.keys().copied()))
+        .all(&ctx.db)
+        .await?;
+    let key = link_secret::get_or_create(&ctx.db, now).await?;
+    let txn = entity::db::begin_write(&ctx.db).await?;
+    let mut queued = 0;
+    for item in &items {
+        let (Some(owner), Some(prog)) = (
+            owners.get(&item.owner_user_id),
+            programs.get(&item.program_id),
+        ) else {
+            continue;
+        };
+        let member = memberships
+            .iter()
+            .find(|m| m.user_id == owner.id && m.program_id == item.program_id)
+            .cloned();
+        let days = mail::words::count(settings.due_soon_days, "day");
+        let paragraphs = |_: &mail::Reader| {
+            vec![format!(
+                "{} of {} is due on {} (in {days}).",
+                item.title, prog.name, item.due_date
+            )]
+        };
+        let notice = mail::notification::Notice {
+            kind: entity::notification::NotificationKind::DueSoon,
+            program_name: &prog.name,
+            subject: format!("Due in {days}: {}", item.title),
+            headline: format!("Due in {days}: {}", item.title),
+            paragraphs: &paragraphs,
+            page: (entity::link_token::PageRecord::ActionItem, item.id),
+            link_text: "Open the action item",
+        };
+        queued += mail::notification::queue(
+            &txn,
+            &notice,
+            &[(member, owner.clone())],
+            &format!("due-soon:{}:{}", item.id, item.due_date),
+            (&key, &ctx.public_base_url),
+            now,
+        )
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(queued)
 }
 
 /// Each program's leadership-tier members who want reminders (active users).

@@ -318,7 +318,7 @@ pub async fn update_action_item(
             program.replace(Some(prog));
             Ok(())
         },
-        async |_, current, a| {
+        async |txn, current, a| {
             let manager = program
                 .borrow()
                 .as_ref()
@@ -347,6 +347,10 @@ pub async fn update_action_item(
                 a.due_date = v;
             }
             let reassigned = a.owner_user_id != current.owner_user_id;
+            if reassigned {
+                crate::records::announce_assignment(txn, a, Some(ctx.user.id), state.clock.now())
+                    .await?;
+            }
             Ok(Patched {
                 action: if reassigned { "assign" } else { "update" },
                 reason: b.reason,

@@ -3,6 +3,7 @@
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use entity::access::may_manage_program;
 use entity::audit_trail::{self, Entry};
+use entity::notification::{self, NotificationKind};
 use entity::team_member::{self, GovernanceTier};
 use entity::{program, user};
 use sea_orm::{
@@ -33,7 +34,8 @@ fn check_tags(c: &mut Checks, tags: Option<&Vec<String>>) {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({
     "user_id": 5, "governance_tier": "core_team", "program_role": "QA lead",
-    "expertise_tags": ["quality", "microbiology"], "wants_digest": true, "wants_reminders": true
+    "expertise_tags": ["quality", "microbiology"], "wants_digest": true, "wants_reminders": true,
+    "muted_notifications": []
 }))]
 pub struct AddTeamMember {
     /// A user of the sponsor or of the program's CMO.
@@ -46,6 +48,8 @@ pub struct AddTeamMember {
     pub wants_digest: Option<bool>,
     /// Default true.
     pub wants_reminders: Option<bool>,
+    /// Notification kinds to switch off; default none.
+    pub muted_notifications: Option<Vec<NotificationKind>>,
 }
 
 impl Validate for AddTeamMember {
@@ -107,6 +111,9 @@ pub async fn add_team_member(
         expertise_tags: Set(serde_json::to_string(&tags).unwrap_or_else(|_| "[]".to_string())),
         wants_digest: Set(b.wants_digest.unwrap_or(true)),
         wants_reminders: Set(b.wants_reminders.unwrap_or(true)),
+        muted_notifications: Set(notification::store_muted(
+            b.muted_notifications.unwrap_or_default(),
+        )),
         created_at: Set(now),
         updated_at: Set(now),
         version: Set(1),
@@ -152,7 +159,7 @@ pub async fn list_team(
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"version": 1, "governance_tier": "leadership", "wants_digest": false}))]
+#[schema(example = json!({"version": 1, "governance_tier": "leadership", "wants_digest": false, "muted_notifications": ["minor_closure", "production"]}))]
 pub struct UpdateTeamMember {
     /// The version being updated (or send `If-Match`).
     pub version: Option<i32>,
@@ -162,6 +169,8 @@ pub struct UpdateTeamMember {
     pub expertise_tags: Option<Vec<String>>,
     pub wants_digest: Option<bool>,
     pub wants_reminders: Option<bool>,
+    /// The notification kinds switched off (replaces the list; `[]` switches all on).
+    pub muted_notifications: Option<Vec<NotificationKind>>,
 }
 
 impl Validate for UpdateTeamMember {
@@ -230,6 +239,9 @@ pub async fn update_team_member(
             }
             if let Some(v) = b.wants_reminders {
                 m.wants_reminders = v;
+            }
+            if let Some(kinds) = b.muted_notifications {
+                m.muted_notifications = notification::store_muted(kinds);
             }
             Ok(Patched::update(None))
         },
