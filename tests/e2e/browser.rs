@@ -146,3 +146,69 @@ async fn browser_text_of(
     browser.wait_for("Times are in").await;
     browser.text().await
 }
+
+/// Every email of a week renders in a real browser as its reader's mail client would
+/// show the HTML part: the words, not the markup, and what matters on the first screen.
+async fn every_email_renders_in_a_browser(app: &TestApp) {
+    // REQ: EMAIL-LINKS-PAGES
+    let Some(browser) = browser::start().await else {
+        return;
+    };
+    let week = crate::stakeholder_emails::a_week_of_emails(app).await;
+    let dir = std::env::temp_dir().join(format!("cmo-emails-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut shot = std::collections::BTreeSet::new();
+    for (i, email) in week.emails.iter().enumerate() {
+        assert!(!email.html.is_empty(), "{}: no HTML part", email.subject);
+        let file = dir.join(format!("{i}.html"));
+        std::fs::write(&file, &email.html).unwrap();
+        browser.goto(&format!("file://{}", file.display())).await;
+        let text = browser.text().await;
+        assert!(text.contains("ACM-101"), "{}: {text}", email.subject);
+        // Neither template nor escaping leftovers, nor raw state names.
+        for leftover in [
+            "{{",
+            "{%",
+            "&lt;",
+            "&amp;",
+            "on_hold",
+            "in_progress",
+            "core_team",
+        ] {
+            assert!(
+                !text.contains(leftover),
+                "{}: {leftover} in {text}",
+                email.subject
+            );
+        }
+        let kind = if email.subject.contains(", week ") {
+            let attention = text.find("Needs attention").expect("attention block");
+            let critical = text
+                .find("Critical deviation")
+                .expect("names the critical deviation");
+            let brief = text.find("The week in brief").unwrap();
+            assert!(attention < critical && critical < brief, "{text}");
+            assert!(text.contains("production on hold since"), "{text}");
+            "digest"
+        } else if email.subject.contains("escalation tier") {
+            assert!(
+                text.contains("Acknowledge") && text.contains("Call tree"),
+                "{text}"
+            );
+            assert!(
+                text.contains("Batch/lot") && text.contains("ACM101-DS-0007"),
+                "{text}"
+            );
+            "escalation-page"
+        } else {
+            "other"
+        };
+        if email.to == "lea@acme.test" && kind != "other" && shot.insert(kind) {
+            browser.screenshot(&format!("email-{kind}")).await;
+        }
+    }
+    assert_eq!(shot.len(), 2, "a digest and a page were rendered: {shot:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+    browser.close().await;
+}
+on_both_databases!(every_email_renders_in_a_browser);
