@@ -6,6 +6,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod client_address;
 pub mod config;
+pub mod csrf;
 pub mod error;
 pub mod extract;
 pub mod fallback;

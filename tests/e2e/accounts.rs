@@ -591,23 +591,40 @@ async fn the_sign_in_page_starts_a_browser_session(app: &TestApp) {
         )
     };
     let client = app.anonymous();
-    let wrong = client
-        .send_raw(
-            client
-                .request(awc::http::Method::POST, "/sign-in")
-                .content_type("application/x-www-form-urlencoded"),
-            form("not my password"),
-        )
-        .await
-        .expect(401);
-    assert!(wrong.text.contains("wrong email or password"));
-    let signed = client
+    // A form not sent from this site's page (no form token, or another browser's) is
+    // refused before anything is checked: no login CSRF.
+    let forged = client
         .send_raw(
             client
                 .request(awc::http::Method::POST, "/sign-in")
                 .content_type("application/x-www-form-urlencoded"),
             form(OWN_PASSWORD),
         )
+        .await
+        .expect(403);
+    assert!(forged.html_text().contains("This form has expired"));
+    assert!(forged.header("set-cookie").is_none());
+    let token = app.form_token("/sign-in").await;
+    let other_browser = app.form_token("/sign-in").await;
+    assert_ne!(token, other_browser);
+    let mixed = client
+        .send_raw(
+            client
+                .request(awc::http::Method::POST, "/sign-in")
+                .content_type("application/x-www-form-urlencoded")
+                .insert_header(("Cookie", format!("cmo_csrf={token}"))),
+            format!("{}&csrf={other_browser}", form(OWN_PASSWORD)),
+        )
+        .await
+        .expect(403);
+    assert!(mixed.header("set-cookie").is_none());
+    let wrong = app
+        .post_form("/sign-in", &token, &form("not my password"), None)
+        .await
+        .expect(401);
+    assert!(wrong.text.contains("wrong email or password"));
+    let signed = app
+        .post_form("/sign-in", &token, &form(OWN_PASSWORD), None)
         .await
         .expect(303);
     assert_eq!(signed.header("location"), Some("/account"));
@@ -651,15 +668,15 @@ async fn the_sign_in_page_starts_a_browser_session(app: &TestApp) {
         .expect(303);
     assert_eq!(expired.header("location"), Some("/sign-in?next=/account"));
     // An open redirect is refused: `next` stays on this site.
-    let elsewhere = client
-        .send_raw(
-            client
-                .request(awc::http::Method::POST, "/sign-in")
-                .content_type("application/x-www-form-urlencoded"),
-            format!(
+    let elsewhere = app
+        .post_form(
+            "/sign-in",
+            &token,
+            &format!(
                 "email=pm%40acme.test&password={}&next=%2F%2Fevil.test",
                 OWN_PASSWORD.replace(' ', "+")
             ),
+            None,
         )
         .await
         .expect(303);

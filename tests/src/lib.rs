@@ -176,21 +176,53 @@ impl TestApp {
         panic!("no email to {to} links to {path}");
     }
 
+    /// The form token a browser gets with the page at `path` (its `cmo_csrf` cookie, the
+    /// same value the page's forms carry in their hidden `csrf` field).
+    pub async fn form_token(&self, path: &str) -> String {
+        let page = self.anonymous().get(path).await.expect(200);
+        let cookie = page.header("set-cookie").expect("form token cookie");
+        cookie
+            .split(';')
+            .next()
+            .and_then(|c| c.strip_prefix("cmo_csrf="))
+            .expect("cmo_csrf")
+            .to_string()
+    }
+
+    /// POSTs a form as a browser that opened its page: the form token as cookie and field.
+    pub async fn post_form(
+        &self,
+        path: &str,
+        token: &str,
+        fields: &str,
+        session: Option<&str>,
+    ) -> client::Reply {
+        let client = self.anonymous();
+        let cookie = match session {
+            Some(s) => format!("cmo_csrf={token}; cmo_session={s}"),
+            None => format!("cmo_csrf={token}"),
+        };
+        client
+            .send_raw(
+                client
+                    .request(awc::http::Method::POST, path)
+                    .content_type("application/x-www-form-urlencoded")
+                    .insert_header(("Cookie", cookie)),
+                format!("{fields}&csrf={token}"),
+            )
+            .await
+    }
+
     /// Signs `email` in on the sign-in page, as a browser does: the session cookie.
     pub async fn browser_session(&self, email: &str, password: &str) -> String {
-        let client = self.anonymous();
+        let token = self.form_token("/sign-in").await;
         let form = format!(
             "email={}&password={}&next=%2Faccount",
             email.replace('@', "%40").replace('+', "%2B"),
             password.replace(' ', "+")
         );
-        let signed = client
-            .send_raw(
-                client
-                    .request(awc::http::Method::POST, "/sign-in")
-                    .content_type("application/x-www-form-urlencoded"),
-                form,
-            )
+        let signed = self
+            .post_form("/sign-in", &token, &form, None)
             .await
             .expect(303);
         let cookie = signed.header("set-cookie").expect("session cookie");

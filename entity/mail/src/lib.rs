@@ -309,6 +309,8 @@ pub struct AccountPage {
     pub organization: String,
     pub time_zone: String,
     pub tokens: Vec<AccountToken>,
+    /// The browser's form token, for the sign-out form.
+    pub csrf: String,
 }
 
 pub fn account_page(account: &AccountPage) -> String {

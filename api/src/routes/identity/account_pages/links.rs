@@ -2,7 +2,7 @@
 //! password from a reset link (and asking for one).
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, get, post, web};
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use mail::{FormPage, PageLink};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -12,6 +12,7 @@ use entity::organization;
 use sea_orm::EntityTrait;
 
 use crate::accounts;
+use crate::csrf;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -79,12 +80,17 @@ async fn org_name(state: &AppState, org_id: i64) -> String {
     )
 )]
 #[get("/invitations/accept")]
-pub async fn accept_page(state: web::Data<AppState>, query: web::Query<LinkQuery>) -> HttpResponse {
+pub async fn accept_page(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<LinkQuery>,
+) -> HttpResponse {
     let token = query.token.clone().unwrap_or_default();
     match accounts::pending_invitation(&state, &token).await {
         Ok(i) => {
             let org = org_name(&state, i.org_id).await;
             page(
+                &req,
                 StatusCode::OK,
                 &accept_form(&token, &i.display_name, &org, None),
             )
@@ -101,6 +107,7 @@ pub struct ChoosePasswordForm {
     pub password_confirm: Option<String>,
     /// Present when the certification box is ticked.
     pub certify_signature: Option<String>,
+    pub csrf: Option<String>,
 }
 
 /// What is wrong with a chosen password, if anything.
@@ -120,19 +127,24 @@ fn password_problem(password: &str, confirm: &str) -> Option<String> {
 #[utoipa::path(
     tag = "pages",
     security(()),
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`token`, `display_name`, `password`, `password_confirm`, `certify_signature`"),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`token`, `display_name`, `password`, `password_confirm`, `certify_signature`, `csrf` (the page's form token)"),
     responses(
         (status = 200, description = "Account created: a link to sign in", body = String, content_type = "text/html"),
         (status = 410, description = "The link was used, revoked or has expired", body = String, content_type = "text/html"),
+        (status = 403, description = "The form token is missing or does not match: send the form from its page again", body = String, content_type = "text/html"),
         (status = 422, description = "The form again, saying what to fix", body = String, content_type = "text/html")
     )
 )]
 #[post("/invitations/accept")]
 pub async fn accept_submit(
+    req: HttpRequest,
     state: web::Data<AppState>,
     form: web::Form<ChoosePasswordForm>,
 ) -> HttpResponse {
     let form = form.into_inner();
+    if !csrf::is_valid(&req, form.csrf.as_deref()) {
+        return csrf::refused();
+    }
     let token = form.token.unwrap_or_default();
     let name = form.display_name.unwrap_or_default();
     let password = form.password.unwrap_or_default();
@@ -142,6 +154,7 @@ pub async fn accept_submit(
             Ok(i) => {
                 let org = org_name(&state, i.org_id).await;
                 page(
+                    &req,
                     StatusCode::UNPROCESSABLE_ENTITY,
                     &accept_form(&token, &name, &org, Some(problem)),
                 )
@@ -190,34 +203,42 @@ fn request_reset_form(error: Option<String>) -> FormPage {
     responses((status = 200, description = "The form", body = String, content_type = "text/html"))
 )]
 #[get("/password-reset")]
-pub async fn request_reset_page() -> HttpResponse {
-    page(StatusCode::OK, &request_reset_form(None))
+pub async fn request_reset_page(req: HttpRequest) -> HttpResponse {
+    page(&req, StatusCode::OK, &request_reset_form(None))
 }
 
 #[derive(Debug, Deserialize)]
 pub struct RequestResetForm {
     pub email: Option<String>,
+    pub csrf: Option<String>,
 }
 
 /// Send the link (the answer is the same whether or not an account has the email).
 #[utoipa::path(
     tag = "pages",
     security(()),
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`email`"),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`email`, `csrf` (the page's form token)"),
     responses(
         (status = 200, description = "Check your email", body = String, content_type = "text/html"),
+        (status = 403, description = "The form token is missing or does not match: send the form from its page again", body = String, content_type = "text/html"),
         (status = 422, description = "The form again: not an email address", body = String, content_type = "text/html")
     )
 )]
 #[post("/password-reset")]
 pub async fn request_reset_submit(
+    req: HttpRequest,
     state: web::Data<AppState>,
     form: web::Form<RequestResetForm>,
 ) -> HttpResponse {
-    let email = form.into_inner().email.unwrap_or_default();
+    let form = form.into_inner();
+    if !csrf::is_valid(&req, form.csrf.as_deref()) {
+        return csrf::refused();
+    }
+    let email = form.email.unwrap_or_default();
     let normalized = entity::user::normalize_email(&email);
     if !entity::user::is_plausible_email(&normalized) {
         return page(
+            &req,
             StatusCode::UNPROCESSABLE_ENTITY,
             &request_reset_form(Some("That is not an email address.".to_string())),
         );
@@ -272,10 +293,14 @@ fn choose_form(token: &str, person: &entity::user::Model, error: Option<String>)
     )
 )]
 #[get("/password-reset/choose")]
-pub async fn choose_page(state: web::Data<AppState>, query: web::Query<LinkQuery>) -> HttpResponse {
+pub async fn choose_page(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<LinkQuery>,
+) -> HttpResponse {
     let token = query.token.clone().unwrap_or_default();
     match accounts::pending_reset(&state, &token).await {
-        Ok((_, person)) => page(StatusCode::OK, &choose_form(&token, &person, None)),
+        Ok((_, person)) => page(&req, StatusCode::OK, &choose_form(&token, &person, None)),
         Err(err) => link_not_usable(err),
     }
 }
@@ -284,25 +309,31 @@ pub async fn choose_page(state: web::Data<AppState>, query: web::Query<LinkQuery
 #[utoipa::path(
     tag = "pages",
     security(()),
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`token`, `password`, `password_confirm`, `certify_signature` (until certified once)"),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`token`, `password`, `password_confirm`, `certify_signature` (until certified once), `csrf` (the page's form token)"),
     responses(
         (status = 200, description = "Password saved: a link to sign in", body = String, content_type = "text/html"),
         (status = 410, description = "The link was used or has expired", body = String, content_type = "text/html"),
+        (status = 403, description = "The form token is missing or does not match: send the form from its page again", body = String, content_type = "text/html"),
         (status = 422, description = "The form again, saying what to fix", body = String, content_type = "text/html")
     )
 )]
 #[post("/password-reset/choose")]
 pub async fn choose_submit(
+    req: HttpRequest,
     state: web::Data<AppState>,
     form: web::Form<ChoosePasswordForm>,
 ) -> HttpResponse {
     let form = form.into_inner();
+    if !csrf::is_valid(&req, form.csrf.as_deref()) {
+        return csrf::refused();
+    }
     let token = form.token.unwrap_or_default();
     let password = form.password.unwrap_or_default();
     let certify = form.certify_signature.is_some();
     if let Some(problem) = password_problem(&password, &form.password_confirm.unwrap_or_default()) {
         return match accounts::pending_reset(&state, &token).await {
             Ok((_, person)) => page(
+                &req,
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &choose_form(&token, &person, Some(problem)),
             ),

@@ -14,6 +14,7 @@ use utoipa::IntoParams;
 
 use crate::accounts::{self, SignInAttempt};
 use crate::auth::{SESSION_COOKIE, session_of};
+use crate::csrf;
 use crate::error::ApiError;
 use crate::pages::html_response;
 use crate::routes::wire_name;
@@ -67,8 +68,20 @@ pub(super) fn with_value(mut f: Field, value: &str) -> Field {
     f
 }
 
-pub(super) fn page(status: StatusCode, form: &FormPage) -> HttpResponse {
-    html_response(status, mail::form_page(form))
+/// A form page, with this browser's form token in a hidden field (and its cookie set
+/// when new): see `crate::csrf`.
+pub(super) fn page(req: &HttpRequest, status: StatusCode, form: &FormPage) -> HttpResponse {
+    let token = csrf::CsrfToken::of(req);
+    let mut form = form.clone();
+    form.fields.push(hidden(csrf::FIELD, &token.value));
+    let mut response = html_response(status, mail::form_page(&form));
+    token.set_on(&mut response, served_over_https(req));
+    response
+}
+
+fn served_over_https(req: &HttpRequest) -> bool {
+    req.app_data::<web::Data<AppState>>()
+        .is_some_and(|s| s.public_base_url.starts_with("https://"))
 }
 
 pub(super) fn message(
@@ -122,9 +135,9 @@ pub struct NextQuery {
     responses((status = 200, description = "Sign-in form", body = String, content_type = "text/html"))
 )]
 #[get("/sign-in")]
-pub async fn sign_in_page(query: web::Query<NextQuery>) -> HttpResponse {
+pub async fn sign_in_page(req: HttpRequest, query: web::Query<NextQuery>) -> HttpResponse {
     let next = safe_next(query.next.as_deref());
-    page(StatusCode::OK, &sign_in_form("", &next, None))
+    page(&req, StatusCode::OK, &sign_in_form("", &next, None))
 }
 
 #[derive(Debug, Deserialize)]
@@ -132,6 +145,7 @@ pub struct SignInForm {
     pub email: Option<String>,
     pub password: Option<String>,
     pub next: Option<String>,
+    pub csrf: Option<String>,
 }
 
 /// Sign in from the form: a session cookie (HttpOnly, SameSite=Lax, Secure over https;
@@ -139,9 +153,10 @@ pub struct SignInForm {
 #[utoipa::path(
     tag = "pages",
     security(()),
-    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`email`, `password`, optional `next`"),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`email`, `password`, optional `next`, and `csrf`: the form token of the page (its `cmo_csrf` cookie must match)"),
     responses(
         (status = 303, description = "Signed in: the session cookie is set; on to `next`"),
+        (status = 403, description = "The form token is missing or does not match: a page says to send the form from the page again", body = String, content_type = "text/html"),
         (status = 401, description = "The form again, saying the email or password is wrong", body = String, content_type = "text/html"),
         (status = 429, description = "Too many failed sign-ins: when to try again", body = String, content_type = "text/html")
     )
@@ -153,6 +168,9 @@ pub async fn sign_in_submit(
     form: web::Form<SignInForm>,
 ) -> HttpResponse {
     let form = form.into_inner();
+    if !csrf::is_valid(&req, form.csrf.as_deref()) {
+        return csrf::refused();
+    }
     let email = form.email.unwrap_or_default();
     let next = safe_next(form.next.as_deref());
     let attempt = SignInAttempt {
@@ -197,7 +215,7 @@ pub async fn sign_in_submit(
                 }
                 other => other.to_string(),
             };
-            page(status, &sign_in_form(&email, &next, Some(text)))
+            page(&req, status, &sign_in_form(&email, &next, Some(text)))
         }
     }
 }
@@ -208,14 +226,31 @@ pub(super) fn failure(err: ApiError) -> HttpResponse {
     crate::pages::try_again("The service could not do this right now.")
 }
 
+/// A form whose only field is its token.
+#[derive(Debug, Deserialize)]
+pub struct CsrfForm {
+    pub csrf: Option<String>,
+}
+
 /// Sign out: the session ends and its cookie is removed.
 #[utoipa::path(
     tag = "pages",
     security(()),
-    responses((status = 303, description = "Signed out; on to the sign-in page"))
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`csrf`: the form token of the account page"),
+    responses(
+        (status = 303, description = "Signed out; on to the sign-in page"),
+        (status = 403, description = "The form token is missing or does not match", body = String, content_type = "text/html")
+    )
 )]
 #[post("/sign-out")]
-pub async fn sign_out(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+pub async fn sign_out(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<CsrfForm>,
+) -> HttpResponse {
+    if !csrf::is_valid(&req, form.csrf.as_deref()) {
+        return csrf::refused();
+    }
     if let Some(ctx) = session_of(&req, &state).await {
         let now = state.clock.now();
         let ended = async {
@@ -273,6 +308,7 @@ pub async fn account(req: HttpRequest, state: web::Data<AppState>) -> HttpRespon
             .to_string()
     };
     let now = state.clock.now();
+    let form_token = csrf::CsrfToken::of(&req);
     let account = AccountPage {
         name: ctx.user.display_name.clone(),
         email: ctx.user.email.clone(),
@@ -294,6 +330,9 @@ pub async fn account(req: HttpRequest, state: web::Data<AppState>) -> HttpRespon
                 },
             })
             .collect(),
+        csrf: form_token.value.clone(),
     };
-    html_response(StatusCode::OK, mail::account_page(&account))
+    let mut response = html_response(StatusCode::OK, mail::account_page(&account));
+    form_token.set_on(&mut response, served_over_https(&req));
+    response
 }
