@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use chrono::TimeDelta;
 use e2e::smtp::{Received, SmtpSink};
 use e2e::{TestApp, on_both_databases, utc};
+use sea_orm::EntityTrait;
 use serde_json::json;
 use worker::jobs::digests::{DigestSettings, weekly_digests};
 use worker::jobs::escalations::escalation_pass;
@@ -460,3 +461,110 @@ async fn notifications_can_be_switched_off_kind_by_kind(app: &TestApp) {
     assert_eq!(report.queued, 1, "{report:?}");
 }
 on_both_databases!(notifications_can_be_switched_off_kind_by_kind);
+
+/// A gate decided reaches the team; a closed minor deviation its core team and reporter.
+async fn gate_decisions_and_minor_closures_reach_who_needs_them(app: &TestApp) {
+    // REQ: NOTIF-PREFERENCES
+    use crate::quality::transition as deviation_step;
+    let s = crate::programs::program_setup(app).await;
+    let (qa_id, qa) = crate::user_with_token(
+        app,
+        "qa@acme.test",
+        "quality",
+        Some(crate::quality::QA_PASSWORD),
+    )
+    .await;
+    let qa = app.client(&qa);
+    let team = format!("/api/v1/programs/{}/team", s.program_id);
+    for (user, tier) in [(s.pm_id, "core_team"), (qa_id, "leadership")] {
+        s.pm.post(
+            &team,
+            json!({"user_id": user, "governance_tier": tier, "program_role": "member"}),
+        )
+        .await
+        .expect(201);
+    }
+    let today = app.today_in("Europe/Zurich");
+    let m = s
+        .pm
+        .post(
+            &format!("/api/v1/programs/{}/milestones", s.program_id),
+            json!({"name": "Batch records", "phase": "Readiness", "baseline_start": today, "baseline_end": today}),
+        )
+        .await
+        .expect(201)
+        .body;
+    let id = m["id"].as_i64().unwrap();
+    crate::plan::transition(&s.pm, id, "start")
+        .await
+        .expect(200);
+    crate::plan::transition(&s.pm, id, "submit_for_gate")
+        .await
+        .expect(200);
+    crate::plan::decide(&qa, id, "go").await.expect(201);
+    // A minor deviation the CMO reported, closed by QA.
+    let d = s
+        .cmo_admin
+        .post(
+            &format!("/api/v1/programs/{}/deviations", s.program_id),
+            json!({"title": "Label smudge on a carton", "description": "legible", "detected_at": app.now(),
+                   "criticality": "minor", "category": "documentation"}),
+        )
+        .await
+        .expect(201)
+        .body;
+    let did = d["id"].as_i64().unwrap();
+    for step in ["triage", "start_investigation"] {
+        deviation_step(&qa, did, json!({"event": step}))
+            .await
+            .expect(200);
+    }
+    let path = format!("/api/v1/deviations/{did}");
+    let current = qa.get(&path).await.body;
+    qa.patch(
+        &path,
+        json!({"version": current["version"], "root_cause_method": "five_whys", "root_cause_category": "documentation",
+               "root_cause_narrative": "printer ribbon worn", "reason": "investigation complete"}),
+    )
+    .await
+    .expect(200);
+    deviation_step(
+        &qa,
+        did,
+        json!({"event": "close", "password": crate::quality::QA_PASSWORD}),
+    )
+    .await
+    .expect(200);
+    notify_events(&app.job_context("w1"), app.now(), 500)
+        .await
+        .unwrap();
+    let queued: Vec<(String, String)> = entity::outbox::Entity::find()
+        .all(&app.db)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.dedupe_key.starts_with("notify:"))
+        .map(|r| (r.to_addrs, r.subject))
+        .collect();
+    let to = |subject: &str| {
+        let mut who: Vec<String> = queued
+            .iter()
+            .filter(|(_, s)| s.starts_with(subject))
+            .map(|(to, _)| to.clone())
+            .collect();
+        who.sort();
+        who
+    };
+    assert_eq!(
+        to("Gate Batch records: Go"),
+        [r#"["pm@acme.test"]"#, r#"["qa@acme.test"]"#],
+        "{queued:?}"
+    );
+    // Core team (the PM) and the reporter (the CMO's admin); not leadership.
+    assert_eq!(
+        to(&format!("Minor deviation #{did} closed")),
+        [r#"["pm@acme.test"]"#, r#"["pm@lonza.test"]"#],
+        "{queued:?}"
+    );
+}
+on_both_databases!(gate_decisions_and_minor_closures_reach_who_needs_them);
