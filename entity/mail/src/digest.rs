@@ -8,7 +8,7 @@ use entity::deviation::Criticality;
 use entity::digest::{DigestData, Hold};
 use entity::escalation::EscalationStatus;
 use entity::link_token::{Link, PageRecord};
-use entity::outbox::{Draft, Email};
+use entity::outbox::Email;
 use entity::overview::Standing;
 use entity::{team_member, user};
 use sea_orm::{ConnectionTrait, DbErr};
@@ -399,15 +399,17 @@ pub async fn queue<C: ConnectionTrait>(
         let reader = Reader::personal(person, key, base_url, now);
         let email = render(data, &reader, occasion, Some(&unsubscribe))
             .map_err(|e| DbErr::Custom(e.to_string()))?;
-        let draft = Draft {
-            list_unsubscribe: Some(unsubscribe),
-            ..Draft::new(
-                format!("{dedupe}:{}", member.id),
-                vec![person.email.clone()],
-                email,
-            )
-        };
-        if crate::enqueue(conn, draft, now, base_url).await? {
+        let key = format!("{dedupe}:{}", member.id);
+        if crate::enqueue_to(
+            conn,
+            &reader,
+            email,
+            Some(unsubscribe),
+            key,
+            (now, base_url),
+        )
+        .await?
+        {
             queued += 1;
         }
     }

@@ -186,6 +186,24 @@ pub async fn enqueue<C: ConnectionTrait>(
     outbox::enqueue(conn, draft, now, &message_domain(base_url)).await
 }
 
+/// Queues `email` to one reader (in the caller's transaction), with the link that stops
+/// this kind of email as its `List-Unsubscribe` header when there is one. Returns
+/// whether a row was written (`dedupe` not queued before).
+pub async fn enqueue_to<C: ConnectionTrait>(
+    conn: &C,
+    reader: &Reader,
+    email: Email,
+    unsubscribe: Option<String>,
+    dedupe: String,
+    (now, base_url): (DateTime<Utc>, &str),
+) -> Result<bool, DbErr> {
+    let draft = Draft {
+        list_unsubscribe: unsubscribe,
+        ..Draft::new(dedupe, vec![reader.email.clone()], email)
+    };
+    enqueue(conn, draft, now, base_url).await
+}
+
 /// A short notice email: subject, headline, paragraphs, a link.
 pub fn notice(
     subject: &str,

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use entity::link_token::{Link, PageRecord};
 use entity::notification::{self, NotificationKind};
-use entity::outbox::{Draft, Email};
+use entity::outbox::Email;
 use entity::{team_member, user};
 use sea_orm::{ConnectionTrait, DbErr};
 use serde::Serialize;
@@ -91,15 +91,8 @@ pub async fn queue<C: ConnectionTrait>(
         let reader = Reader::personal(person, key, base_url, now);
         let email =
             render(n, &reader, mute.as_deref()).map_err(|e| DbErr::Custom(e.to_string()))?;
-        let draft = Draft {
-            list_unsubscribe: mute,
-            ..Draft::new(
-                format!("{dedupe}:user:{}", person.id),
-                vec![person.email.clone()],
-                email,
-            )
-        };
-        if crate::enqueue(conn, draft, now, base_url).await? {
+        let key = format!("{dedupe}:user:{}", person.id);
+        if crate::enqueue_to(conn, &reader, email, mute, key, (now, base_url)).await? {
             queued += 1;
         }
     }

@@ -281,12 +281,7 @@ pub async fn page(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> {
         "None.",
         capas
             .iter()
-            .map(|c| Row {
-                text: format!("CAPA #{}: {}", c.id, c.title),
-                href: Some(reading.link(PageRecord::Capa, c.id)),
-                meta: Some(label_of(&c.status)),
-                tone: "",
-            })
+            .map(|c| super::quality::capa_row(reading, c))
             .collect(),
     ));
     page.sections.push(Section::new(

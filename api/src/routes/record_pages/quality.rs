@@ -105,6 +105,16 @@ pub async fn action_rows(
         .collect())
 }
 
+/// A CAPA in a list of a page: its number, title and state, linked.
+pub fn capa_row(reading: &Reading<'_>, c: &capa::Model) -> Row {
+    Row {
+        text: format!("CAPA #{}: {}", c.id, c.title),
+        href: Some(reading.link(PageRecord::Capa, c.id)),
+        meta: Some(label_of(&c.status)),
+        tone: "",
+    }
+}
+
 pub async fn deviation(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> {
     let d = find_scoped::<deviation::Entity, _>(reading.db(), &reading.ctx, id).await?;
     let p = find_scoped::<program::Entity, _>(reading.db(), &reading.ctx, d.program_id).await?;
@@ -222,15 +232,7 @@ pub async fn deviation(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> 
     page.sections.push(Section::new(
         "CAPA",
         "No CAPA addresses this deviation yet.",
-        capas
-            .iter()
-            .map(|c| Row {
-                text: format!("CAPA #{}: {}", c.id, c.title),
-                href: Some(reading.link(PageRecord::Capa, c.id)),
-                meta: Some(label_of(&c.status)),
-                tone: "",
-            })
-            .collect(),
+        capas.iter().map(|c| capa_row(reading, c)).collect(),
     ));
     let escalations = escalation::Entity::find()
         .filter(escalation::Column::SourceType.eq("deviation"))
