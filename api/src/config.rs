@@ -29,6 +29,12 @@ pub struct ServeArgs {
     #[arg(long, env = "CMO_TRUSTED_PROXIES", default_value = "")]
     pub trusted_proxies: TrustedProxies,
 
+    /// Accept webhook receivers on loopback addresses (127.0.0.0/8, ::1, localhost): for
+    /// tests and a receiver on the same host. Private, link-local and other inner
+    /// addresses are refused whatever this says. The worker has the same setting.
+    #[arg(long, env = "CMO_WEBHOOK_ALLOW_LOOPBACK", default_value_t = false)]
+    pub webhook_allow_loopback: bool,
+
     /// Seconds to let in-flight requests finish after SIGTERM.
     #[arg(long, env = "CMO_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,

@@ -111,7 +111,22 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         ));
     }
     match parsed {
-        Ok(v) => Ok(v),
+        Ok(v) => {
+            // Every date the body carries, in any field, within what the calendar feed,
+            // emails and both databases represent.
+            if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body)
+                && let Some(field) = date_out_of_range(&value, String::new())
+            {
+                return Err(ApiError::Validation(vec![FieldError::new(
+                    field,
+                    "out_of_range",
+                    format!(
+                        "dates and times must lie between {EARLIEST_YEAR}-01-01 and {LATEST_YEAR}-12-31"
+                    ),
+                )]));
+            }
+            Ok(v)
+        }
         Err(err) => {
             let path = err.path().to_string();
             let inner = err.into_inner();
@@ -152,6 +167,40 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     }
 }
 
+/// The earliest and latest years a date may have (a due date in 9999 would write a
+/// calendar line and an email no client reads).
+pub const EARLIEST_YEAR: i32 = 1900;
+pub const LATEST_YEAR: i32 = 2199;
+
+/// The path of the first string that reads as a date or a time outside the years above.
+fn date_out_of_range(v: &serde_json::Value, path: String) -> Option<String> {
+    use chrono::Datelike;
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match v {
+        serde_json::Value::String(s) => {
+            let year = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .map(|d| d.year())
+                .or_else(|_| chrono::DateTime::parse_from_rfc3339(s).map(|t| t.year()))
+                .ok()?;
+            (!(EARLIEST_YEAR..=LATEST_YEAR).contains(&year)).then(|| path.clone())
+        }
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| date_out_of_range(item, join(&i.to_string()))),
+        serde_json::Value::Object(map) => map
+            .iter()
+            .find_map(|(k, item)| date_out_of_range(item, join(k))),
+        _ => None,
+    }
+}
+
 fn strip_position(message: &str) -> String {
     match message.find(" at line ") {
         Some(i) => message[..i].to_string(),
@@ -168,12 +217,18 @@ fn missing_field_name(message: &str) -> Option<String> {
 #[derive(Debug, Default)]
 pub struct Checks(Vec<FieldError>);
 
+/// Text fields this long or shorter are one line.
+pub const ONE_LINE_MAX: usize = 300;
+
 impl Checks {
     pub fn fail(&mut self, field: &str, code: &str, message: impl Into<String>) {
         self.0.push(FieldError::new(field, code, message));
     }
 
     /// Trimmed text between `min` and `max` characters, with no control characters.
+    /// Checks a text field: its length, and its characters. Fields of at most
+    /// [`ONE_LINE_MAX`] characters (names, titles, references) are one line; longer ones
+    /// (descriptions, notes) may hold line breaks and tabs, never other controls.
     pub fn text(&mut self, field: &str, value: &str, min: usize, max: usize) {
         let len = value.trim().chars().count();
         if len < min {
@@ -191,6 +246,14 @@ impl Checks {
                 field,
                 "too_long",
                 format!("must be at most {max} characters"),
+            );
+        } else if max <= ONE_LINE_MAX && value.chars().any(char::is_control) {
+            // Names, titles, references: one line. A line break in one would show as a
+            // line of its own (a fake header) in a plain-text email.
+            self.fail(
+                field,
+                "invalid_characters",
+                "must be one line: no line breaks, tabs or other control characters",
             );
         } else if value
             .chars()
@@ -364,6 +427,43 @@ mod tests {
             ApiError::Validation(f) => f.into_iter().map(|f| (f.field, f.code)).collect(),
             other => panic!("expected a validation error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn names_and_titles_are_one_line_and_descriptions_may_have_lines() {
+        let mut c = Checks::default();
+        c.text("title", "Filter\r\nBcc: x@evil.test", 1, 200);
+        c.text("display_name", "Ana\nSmith", 1, 200);
+        c.text("program_role", "QA\tlead", 1, 100);
+        c.text("description", "line one\nline two\twith a tab", 1, 10_000);
+        c.text("notes", "a bell\u{7}", 1, 2_000);
+        let err = c.finish().expect_err("refused");
+        let refused: Vec<String> = fields(err).into_iter().map(|(f, _)| f).collect();
+        assert_eq!(refused, ["title", "display_name", "program_role", "notes"]);
+    }
+
+    #[test]
+    fn dates_far_out_are_refused_by_field() {
+        #[derive(Debug, Deserialize)]
+        struct Due {
+            #[allow(dead_code)]
+            due_date: chrono::NaiveDate,
+            #[allow(dead_code)]
+            items: Vec<serde_json::Value>,
+        }
+        let far = parse_json::<Due>(br#"{"due_date": "9999-12-31", "items": []}"#);
+        assert_eq!(
+            fields(far.expect_err("refused")),
+            [("due_date".to_string(), "out_of_range".to_string())]
+        );
+        let nested = parse_json::<Due>(
+            br#"{"due_date": "2027-01-04", "items": [{"at": "0001-01-01T00:00:00Z"}]}"#,
+        );
+        assert_eq!(fields(nested.expect_err("refused"))[0].0, "items.0.at");
+        assert!(
+            parse_json::<Due>(br#"{"due_date": "2199-12-31", "items": ["1999-12-31 notes"]}"#)
+                .is_ok()
+        );
     }
 
     #[test]

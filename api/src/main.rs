@@ -141,6 +141,18 @@ fn serve(database: DatabaseArgs, serve: ServeArgs, clock: Arc<dyn Clock>) -> Res
         let db = migration::startup::connect_and_migrate(&database)
             .await
             .map_err(|e| e.to_string())?;
+    match entity::user::unmailable(&db).await {
+        Ok(bad) => {
+            for (id, email) in bad {
+                tracing::warn!(
+                    user_id = id,
+                    email = %email.escape_debug(),
+                    "this account's email is not a bare address, so mail to it is refused: correct it"
+                );
+            }
+        }
+        Err(err) => tracing::warn!(%err, "cannot check the stored email addresses"),
+    }
         let listener = TcpListener::bind(&serve.bind)
             .map_err(|e| format!("cannot bind {}: {e}", serve.bind))?;
         // The address actually bound: with port 0 the system chose it, and whoever
@@ -157,6 +169,9 @@ fn serve(database: DatabaseArgs, serve: ServeArgs, clock: Arc<dyn Clock>) -> Res
             public_base_url: serve.public_base_url.trim_end_matches('/').into(),
             passwords: api::secrets::Passwords::default(),
             trusted_proxies: Arc::new(serve.trusted_proxies.clone()),
+            webhook_policy: entity::webhook::AddressPolicy {
+                allow_loopback: serve.webhook_allow_loopback,
+            },
         };
         let options = ServerOptions {
             workers: serve.http_workers,

@@ -14,14 +14,14 @@ pub async fn scope<F: Future>(id: String, fut: F) -> F::Output {
     REQUEST_ID.scope(id, fut).await
 }
 
-/// Accepts a caller's `X-Request-Id` when it is short and printable, else makes one.
+/// Accepts a caller's `X-Request-Id` when it is at most 128 characters of letters,
+/// digits and `-_.:` (what request ids, UUIDs and trace ids are made of), else makes
+/// one: it is written into the audit trail and logs, which must not carry markup,
+/// quotes or separators from outside.
 pub fn accept_or_generate(incoming: Option<&str>) -> String {
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || b"-_.:".contains(&b);
     match incoming {
-        Some(id)
-            if !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()) =>
-        {
-            id.to_string()
-        }
+        Some(id) if !id.is_empty() && id.len() <= 128 && id.bytes().all(allowed) => id.to_string(),
         _ => uuid::Uuid::new_v4().to_string(),
     }
 }
@@ -40,5 +40,8 @@ mod tests {
         assert_eq!(accept_or_generate(None).len(), 36);
         assert_eq!(accept_or_generate(Some("a b")).len(), 36);
         assert_eq!(accept_or_generate(Some(&"x".repeat(500))).len(), 36);
+        for hostile in ["<script>", "a\"b", "a,b", "x;y", "id'--"] {
+            assert_eq!(accept_or_generate(Some(hostile)).len(), 36, "{hostile}");
+        }
     }
 }

@@ -17,4 +17,6 @@ pub struct AppState {
     pub passwords: crate::secrets::Passwords,
     /// Whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Arc<crate::client_address::TrustedProxies>,
+    /// Which webhook receiver addresses are accepted.
+    pub webhook_policy: entity::webhook::AddressPolicy,
 }

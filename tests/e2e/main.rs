@@ -17,6 +17,7 @@ mod escalation_policies;
 mod escalation_workers;
 mod escalations;
 mod events;
+mod hardening;
 mod idempotency;
 mod instants;
 mod openapi;

@@ -31,7 +31,9 @@ pub(crate) fn settings(disable_after: i32) -> WebhookSettings {
 }
 
 fn http(timeout_ms: u64) -> HttpClient {
-    HttpClient::new(Duration::from_millis(timeout_ms)).unwrap()
+    HttpClient::new(Duration::from_millis(timeout_ms))
+        .unwrap()
+        .with_policy(entity::webhook::AddressPolicy::LOOPBACK_ALLOWED)
 }
 
 async fn pass(app: &TestApp, worker: &str, at: chrono::DateTime<chrono::Utc>) -> DeliveryReport {
@@ -553,3 +555,80 @@ async fn subscriptions_are_validated_and_stay_in_their_organization(app: &TestAp
     );
 }
 on_both_databases!(subscriptions_are_validated_and_stay_in_their_organization);
+
+/// Webhooks never reach into the network the product runs in: inner addresses are
+/// refused when subscribed, in every spelling; at delivery every resolved address is
+/// checked and a refused one gets no request at all; subscriptions and their delivery
+/// logs (which hold the receivers' answers) are for admins only.
+async fn webhooks_never_reach_inner_addresses(app: &TestApp) {
+    // REQ: HOOK-SSRF
+    let admin = app.admin();
+    for url in [
+        "https://169.254.169.254/latest/meta-data/",
+        "https://10.0.0.8/hook",
+        "https://172.16.0.1/hook",
+        "https://192.168.0.10/hook",
+        "https://100.64.1.1/hook",
+        "https://0.0.0.0/hook",
+        "https://[fd00::1]/hook",
+        "https://[fe80::1]/hook",
+        "https://[::ffff:169.254.169.254]/hook",
+        "https://[::ffff:10.0.0.1]/hook",
+        "http://erp.example.com/hook",
+    ] {
+        let refused = admin
+            .post(
+                "/api/v1/webhooks",
+                json!({"url": url, "event_types": ["deviation.reported"]}),
+            )
+            .await
+            .expect_problem(422, "validation_failed");
+        assert_eq!(refused.body["errors"][0]["field"], "url", "{url}");
+    }
+    // A receiver on loopback (this installation allows it, for the tests) ...
+    let s = program_setup(app).await;
+    let receiver = HookReceiver::start().await;
+    let (sub, _) = subscribe(&admin, &receiver.url("/hook"), &["deviation.reported"]).await;
+    // ... can also be changed into an inner address: refused the same way.
+    admin
+        .patch(
+            &format!("/api/v1/webhooks/{sub}"),
+            json!({"version": 1, "url": "https://169.254.169.254/"}),
+        )
+        .await
+        .expect_problem(422, "validation_failed");
+    // A worker under the default policy (loopback not allowed) sends it nothing.
+    report_minor(&s.pm, app, s.program_id, "Label misprint").await;
+    let strict = HttpClient::new(Duration::from_millis(2000)).unwrap();
+    let report = delivery_pass(&app.job_context("w1"), &strict, app.now(), &settings(20))
+        .await
+        .unwrap();
+    assert_eq!((report.claimed, report.delivered), (1, 0), "{report:?}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(receiver.count(), 0, "the refused receiver got a request");
+    let log = &deliveries(&admin, sub).await[0]["log"][0];
+    assert!(
+        log["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("127.0.0.1 is a loopback address")
+            || log["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("a loopback address"),
+        "{log}"
+    );
+    assert!(log["status_code"].is_null() && log["response_excerpt"].is_null());
+    // The delivery log and the subscriptions are admins' only.
+    let (_, viewer) = user_with_token(app, "v@acme.test", "viewer", None).await;
+    let viewer = app.client(&viewer);
+    viewer
+        .get("/api/v1/webhooks")
+        .await
+        .expect_problem(403, "forbidden");
+    viewer
+        .get(&format!("/api/v1/webhooks/{sub}/deliveries"))
+        .await
+        .expect_problem(403, "forbidden");
+}
+on_both_databases!(webhooks_never_reach_inner_addresses);

@@ -357,7 +357,8 @@ pub fn quiet_job_settings(smtp_url: &str) -> worker::runner::JobSettings {
         escalations: Default::default(),
         webhooks: Default::default(),
         http: worker::outbound::http::HttpClient::new(std::time::Duration::from_secs(5))
-            .expect("http client"),
+            .expect("http client")
+            .with_policy(entity::webhook::AddressPolicy::LOOPBACK_ALLOWED),
     }
 }
 
@@ -421,6 +422,8 @@ pub async fn spawn_app_on(
         // As behind a reverse proxy on the same machine: its X-Forwarded-For names
         // the client (tests without the header are the proxy's own requests).
         trusted_proxies: std::sync::Arc::new("127.0.0.1".parse().expect("loopback")),
+        // The tests' receivers listen on loopback.
+        webhook_policy: entity::webhook::AddressPolicy::LOOPBACK_ALLOWED,
     };
     let server = build_server(
         state,

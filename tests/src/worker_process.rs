@@ -54,6 +54,8 @@ impl WorkerProcess {
             .env("CMO_HEARTBEAT_CRON", "* * * * * *")
             .env("CMO_DISPATCH_CRON", "* * * * * *")
             .env("CMO_LOG", "warn")
+            // The tests' webhook receivers listen on loopback.
+            .env("CMO_WEBHOOK_ALLOW_LOOPBACK", "true")
             .stdout(Stdio::null());
         // TEST_LOG=1 (as for the api's logs) shows the worker's warnings too.
         if std::env::var_os("TEST_LOG").is_some() {

@@ -74,6 +74,10 @@ struct Cli {
     /// Days before an action item's due date its owner is told it is due soon (0: never).
     #[arg(long, env = "CMO_DUE_SOON_DAYS", default_value_t = 2, value_parser = clap::value_parser!(i64).range(0..=60))]
     due_soon_days: i64,
+    /// Deliver webhooks to loopback receivers (127.0.0.0/8, ::1, localhost): tests and a
+    /// receiver on the same host. Inner addresses are refused whatever this says.
+    #[arg(long, env = "CMO_WEBHOOK_ALLOW_LOOPBACK", default_value_t = false)]
+    webhook_allow_loopback: bool,
     /// How often (milliseconds) the worker looks for webhook deliveries that are due. On
     /// PostgreSQL a new event also wakes it at once (LISTEN/NOTIFY).
     #[arg(long, env = "CMO_WEBHOOK_TICK_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(50..=60_000))]
@@ -139,6 +143,18 @@ async fn start(cli: Cli) -> Result<(), String> {
     let db = migration::startup::connect_and_migrate(&cli.database)
         .await
         .map_err(|e| e.to_string())?;
+    match entity::user::unmailable(&db).await {
+        Ok(bad) => {
+            for (id, email) in bad {
+                tracing::warn!(
+                    user_id = id,
+                    email = %email.escape_debug(),
+                    "this account's email is not a bare address, so mail to it is refused: correct it"
+                );
+            }
+        }
+        Err(err) => tracing::warn!(%err, "cannot check the stored email addresses"),
+    }
     let hostname = hostname::get()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_else(|_| "unknown-host".to_string());
@@ -210,7 +226,10 @@ async fn start(cli: Cli) -> Result<(), String> {
     };
     let http = worker::outbound::http::HttpClient::new(std::time::Duration::from_millis(
         cli.webhook_timeout_ms,
-    ))?;
+    ))?
+    .with_policy(entity::webhook::AddressPolicy {
+        allow_loopback: cli.webhook_allow_loopback,
+    });
     let mailer = worker::outbound::mailer::Mailer::new(cli.smtp_url.as_deref(), cli.outbox_dir)
         .map_err(|e| e.to_string())?;
     let mail = JobSettings {

@@ -61,17 +61,41 @@ pub fn normalize_email(raw: &str) -> String {
 /// A deliberately simple shape check: one `@`, a non-empty local part, a domain with a dot,
 /// no whitespace. Deliverability is the SMTP server's business.
 pub fn is_plausible_email(email: &str) -> bool {
+    // A bare addr-spec in its dot-atom form, as mail is sent to it: `a,b@x.test` or
+    // `x.test<redirect@evil.test>` would be read by the mailer as other addresses.
     let Some((local, domain)) = email.split_once('@') else {
         return false;
     };
-    !local.is_empty()
-        && !email.chars().any(char::is_control)
-        && !domain.contains('@')
+    let atext = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~-".contains(c);
+    let dot_atom = |s: &str, allowed: &dyn Fn(char) -> bool| {
+        !s.is_empty()
+            && s.split('.')
+                .all(|part| !part.is_empty() && part.chars().all(allowed))
+    };
+    let label = |c: char| c.is_ascii_alphanumeric() || c == '-';
+    email.len() <= 254
+        && local.len() <= 64
+        && dot_atom(local, &atext)
         && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !email.chars().any(char::is_whitespace)
-        && email.len() <= 254
+        && dot_atom(domain, &label)
+        && domain
+            .split('.')
+            .all(|l| !l.starts_with('-') && !l.ends_with('-'))
+}
+
+/// Accounts whose stored email is not a bare address (written before addresses were
+/// checked strictly): mail to them is refused or misrouted. Both binaries report them at
+/// start, so an admin corrects them; nothing is changed automatically.
+pub async fn unmailable<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+) -> Result<Vec<(i64, String)>, DbErr> {
+    Ok(Entity::find()
+        .all(conn)
+        .await?
+        .into_iter()
+        .filter(|u| !is_plausible_email(&u.email))
+        .map(|u| (u.id, u.email))
+        .collect())
 }
 
 /// Minimum password policy for signing passwords.
@@ -96,5 +120,20 @@ mod tests {
         assert!(!is_plausible_email("qa@.test"));
         assert!(!is_plausible_email("no-at-sign"));
         assert!(!is_plausible_email("nul\u{0}@acme.test"));
+        for smuggled in [
+            "a,b@x.test",
+            "victim.test<redirect@evil.test>",
+            "\"quoted\"@x.test",
+            "a;b@x.test",
+            "a@x.test,b@y.test",
+            "(comment)a@x.test",
+            ".a@x.test",
+            "a..b@x.test",
+            "a@-x.test",
+            "a@x_y.test",
+        ] {
+            assert!(!is_plausible_email(smuggled), "{smuggled}");
+        }
+        assert!(is_plausible_email("first.o'brien+cmo@sub.acme-bio.test"));
     }
 }

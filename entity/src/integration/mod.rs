@@ -4,5 +4,6 @@
 pub mod domain_event;
 pub mod notification;
 pub mod outbox;
+pub mod receiver_address;
 pub mod wake;
 pub mod webhook;

@@ -8,6 +8,8 @@ use sea_orm::{ActiveValue::NotSet, ActiveValue::Set, ConnectionTrait};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+pub use super::receiver_address::AddressPolicy;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "webhook_subscriptions")]
 pub struct Model {
@@ -36,20 +38,17 @@ impl ActiveModelBehavior for ActiveModel {}
 
 pub const MAX_URL_LEN: usize = 2000;
 
-/// Checks a receiver URL: absolute `https://` (plain `http://` only to a loopback host,
-/// for development and tests), no credentials, no fragment, at most 2000 characters.
-pub fn check_url(raw: &str) -> Result<(), String> {
+/// Checks a receiver URL: absolute `https://` (plain `http://` only to a loopback host
+/// the policy allows, for development and tests), to no inner address (see
+/// [`AddressPolicy`]), no credentials, no fragment, at most 2000 characters.
+pub fn check_url(raw: &str, policy: AddressPolicy) -> Result<(), String> {
     if raw.len() > MAX_URL_LEN {
         return Err(format!("at most {MAX_URL_LEN} characters"));
     }
     let parsed = url::Url::parse(raw).map_err(|e| format!("not an absolute URL: {e}"))?;
-    let host = parsed.host_str().ok_or("the URL has no host")?;
-    let loopback = host == "localhost"
-        || host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
+    let host = parsed.host().ok_or("the URL has no host")?;
+    policy.check_host(&host)?;
+    let loopback = AddressPolicy::default().check_host(&host).is_err();
     match parsed.scheme() {
         "https" => {}
         "http" if loopback => {}
@@ -398,15 +397,28 @@ mod tests {
 
     #[test]
     fn receivers_must_be_https_except_on_loopback() {
-        assert!(check_url("https://erp.example.com/hooks/cmo").is_ok());
-        assert!(check_url("http://127.0.0.1:9000/hook").is_ok());
-        assert!(check_url("http://[::1]:9000/hook").is_ok());
-        assert!(check_url("http://localhost/hook").is_ok());
-        assert!(check_url("http://erp.example.com/hook").is_err());
-        assert!(check_url("ftp://erp.example.com/hook").is_err());
-        assert!(check_url("https://user:pw@erp.example.com/").is_err());
-        assert!(check_url("https://erp.example.com/#x").is_err());
-        assert!(check_url("/relative").is_err());
-        assert!(check_url(&format!("https://e.com/{}", "a".repeat(2000))).is_err());
+        let check = |raw: &str| check_url(raw, AddressPolicy::LOOPBACK_ALLOWED);
+        assert!(check("https://erp.example.com/hooks/cmo").is_ok());
+        assert!(check("http://127.0.0.1:9000/hook").is_ok());
+        assert!(check("http://[::1]:9000/hook").is_ok());
+        assert!(check("http://localhost/hook").is_ok());
+        assert!(check("http://erp.example.com/hook").is_err());
+        assert!(check("ftp://erp.example.com/hook").is_err());
+        assert!(check("https://user:pw@erp.example.com/").is_err());
+        assert!(check("https://erp.example.com/#x").is_err());
+        assert!(check("/relative").is_err());
+        assert!(check(&format!("https://e.com/{}", "a".repeat(2000))).is_err());
+        assert!(check("https://10.1.2.3/").is_err(), "never inner addresses");
+        // Without the setting, loopback is refused in every spelling.
+        let strict = |raw: &str| check_url(raw, AddressPolicy::default());
+        for raw in [
+            "http://127.0.0.1:9000/hook",
+            "http://2130706433/",
+            "http://127.1/",
+            "https://localhost/",
+        ] {
+            assert!(strict(raw).is_err(), "{raw}");
+        }
+        assert!(strict("https://erp.example.com/hooks/cmo").is_ok());
     }
 }

@@ -242,6 +242,11 @@ pub fn verify(
     let (payload_hex, mac_hex) = token.split_once('.').ok_or(TokenError::Malformed)?;
     let payload = hex::decode(payload_hex).map_err(|_| TokenError::Malformed)?;
     let given = hex::decode(mac_hex).map_err(|_| TokenError::Malformed)?;
+    // One spelling per token: lower-case hex as issued. Another case decodes to the same
+    // bytes, and a single-use link remembered by its text would work once per spelling.
+    if hex::encode(&payload) != payload_hex || hex::encode(&given) != mac_hex {
+        return Err(TokenError::Malformed);
+    }
     let mut m =
         <Hmac<Sha256> as KeyInit>::new_from_slice(key).map_err(|_| TokenError::BadSignature)?;
     m.update(&payload);
@@ -324,6 +329,30 @@ mod tests {
                 Link::verify(b"k", &token, purpose, now),
                 Err(TokenError::Malformed),
                 "{subject}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_token_has_one_spelling() {
+        let link = Link::Ack {
+            escalation_id: 4,
+            user_id: 9,
+            page_seq: 2,
+        };
+        let url = link.url(b"k", "http://h", None);
+        let token = url.split("token=").nth(1).unwrap_or_default();
+        assert!(Link::verify(b"k", token, ACK_PURPOSE, at(1)).is_ok());
+        let (payload, mac) = token.split_once('.').unwrap_or_default();
+        for respelled in [
+            token.to_uppercase(),
+            format!("{payload}.{}", mac.to_uppercase()),
+            format!("{}.{mac}", payload.to_uppercase()),
+        ] {
+            assert_eq!(
+                Link::verify(b"k", &respelled, ACK_PURPOSE, at(1)),
+                Err(TokenError::Malformed),
+                "{respelled}"
             );
         }
     }

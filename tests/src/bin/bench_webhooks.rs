@@ -104,7 +104,9 @@ async fn seed_events(app: &TestApp, program_id: i64, n: usize) {
 
 async fn ceiling(receiver: &HookReceiver) -> f64 {
     use futures_util::StreamExt;
-    let client = HttpClient::new(Duration::from_secs(10)).expect("client");
+    let client = HttpClient::new(Duration::from_secs(10))
+        .expect("client")
+        .with_policy(entity::webhook::AddressPolicy::LOOPBACK_ALLOWED);
     let body = br#"{"cursor":1,"type":"deviation.reported","program_id":1,"resource_type":"deviation","resource_id":"1","payload":{"deviation_id":1,"title":"Deviation 1","criticality":"minor","category":"documentation","detected_at":"2026-11-30T00:00:00Z"},"occurred_at":"2026-11-30T00:00:00Z"}"#;
     let url = receiver.url("/ceiling");
     let start = Instant::now();
@@ -139,7 +141,9 @@ async fn bench(backend: Backend) {
     let receiver = HookReceiver::start().await;
     let blaster = ceiling(&receiver).await;
     let program_id = program(&app).await;
-    let client = HttpClient::new(Duration::from_secs(10)).expect("client");
+    let client = HttpClient::new(Duration::from_secs(10))
+        .expect("client")
+        .with_policy(entity::webhook::AddressPolicy::LOOPBACK_ALLOWED);
     let settings = WebhookSettings::default();
 
     // Throughput, one worker.
@@ -198,7 +202,9 @@ async fn bench(backend: Backend) {
             .expect("mailer"),
             batch: 100,
             webhooks: WebhookSettings::default(),
-            http: HttpClient::new(Duration::from_secs(10)).expect("client"),
+            http: HttpClient::new(Duration::from_secs(10))
+                .expect("client")
+                .with_policy(entity::webhook::AddressPolicy::LOOPBACK_ALLOWED),
             ..e2e::quiet_job_settings("smtp://127.0.0.1:9")
         };
         let mut stopped = stopped.clone();

@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use entity::webhook::AddressPolicy;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -39,6 +40,8 @@ pub enum HttpError {
     Io(String),
     #[error("not an HTTP answer: {0}")]
     Protocol(String),
+    #[error("refused: {0}")]
+    Refused(String),
 }
 
 #[derive(Clone)]
@@ -49,6 +52,9 @@ pub struct HttpClient {
     /// The clock a receiver's `Retry-After` date is read against: the wall clock (the
     /// receiver wrote it against its own), injectable so tests can set it.
     wall: Arc<dyn entity::clock::Clock>,
+    /// Which receiver addresses may be reached (inner addresses never; loopback when
+    /// allowed).
+    policy: AddressPolicy,
 }
 
 impl HttpClient {
@@ -68,7 +74,43 @@ impl HttpClient {
             timeout,
             user_agent: format!("cmo-orchestrator-webhooks/{}", env!("CARGO_PKG_VERSION")),
             wall: Arc::new(entity::clock::SystemClock),
+            policy: AddressPolicy::default(),
         })
+    }
+
+    /// The same client under `policy` (`CMO_WEBHOOK_ALLOW_LOOPBACK`; tests allow
+    /// loopback receivers).
+    pub fn with_policy(mut self, policy: AddressPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The address to connect to: the host's own, or the first its name resolves to
+    /// that the policy allows. Every address is checked; none refused is ever used.
+    async fn checked_address(
+        &self,
+        host: &url::Host<&str>,
+        port: u16,
+    ) -> Result<std::net::SocketAddr, HttpError> {
+        self.policy.check_host(host).map_err(HttpError::Refused)?;
+        let candidates: Vec<std::net::SocketAddr> = match host {
+            url::Host::Ipv4(ip) => vec![(*ip, port).into()],
+            url::Host::Ipv6(ip) => vec![(*ip, port).into()],
+            url::Host::Domain(d) => tokio::net::lookup_host((*d, port))
+                .await
+                .map_err(|e| HttpError::Connect(format!("cannot resolve {d}: {e}")))?
+                .collect(),
+        };
+        let mut refused = None;
+        for addr in &candidates {
+            match self.policy.refusal(addr.ip()) {
+                None => return Ok(*addr),
+                Some(why) => refused = Some(format!("{} is {why}", addr.ip())),
+            }
+        }
+        Err(HttpError::Refused(refused.unwrap_or_else(|| {
+            format!("{host} resolves to no address")
+        })))
     }
 
     /// The same client reading `Retry-After` dates against `clock` (tests).
@@ -113,12 +155,12 @@ impl HttpClient {
         let port = url
             .port_or_known_default()
             .ok_or_else(|| HttpError::Url("no port".to_string()))?;
-        let tcp = match &host {
-            url::Host::Domain(d) => TcpStream::connect((*d, port)).await,
-            url::Host::Ipv4(ip) => TcpStream::connect((*ip, port)).await,
-            url::Host::Ipv6(ip) => TcpStream::connect((*ip, port)).await,
-        }
-        .map_err(|e| HttpError::Connect(e.to_string()))?;
+        let address = self.checked_address(&host, port).await?;
+        // Connected to the address just checked, never resolved again: a name cannot
+        // turn into an inner address between the check and the request.
+        let tcp = TcpStream::connect(address)
+            .await
+            .map_err(|e| HttpError::Connect(e.to_string()))?;
         let _ = tcp.set_nodelay(true);
         let mut target = url.path().to_string();
         if let Some(q) = url.query() {
@@ -322,7 +364,9 @@ mod tests {
     }
 
     fn client() -> HttpClient {
-        HttpClient::new(Duration::from_secs(2)).unwrap()
+        HttpClient::new(Duration::from_secs(2))
+            .unwrap()
+            .with_policy(AddressPolicy::LOOPBACK_ALLOWED)
     }
 
     #[tokio::test]
@@ -440,7 +484,9 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(5)).await;
             drop(s);
         });
-        let quick = HttpClient::new(Duration::from_millis(200)).unwrap();
+        let quick = HttpClient::new(Duration::from_millis(200))
+            .unwrap()
+            .with_policy(AddressPolicy::LOOPBACK_ALLOWED);
         assert!(matches!(
             quick.post_json(&url, &[], b"{}").await,
             Err(HttpError::Timeout(200))

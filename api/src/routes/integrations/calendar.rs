@@ -96,7 +96,12 @@ fn all_day_event(
     summary: &str,
     description: &str,
 ) -> String {
-    let next = day.succ_opt().unwrap_or(day);
+    use chrono::Datelike;
+    // An iCalendar DATE has four year digits: a date past 9998 (stored before dates were
+    // bounded) has no end day to write, so it is left out rather than written invalid.
+    let Some(next) = day.succ_opt().filter(|n| (1..=9999).contains(&n.year())) else {
+        return String::new();
+    };
     [
         "BEGIN:VEVENT".to_string(),
         format!("UID:{uid}"),

@@ -64,11 +64,24 @@ pub struct CreateWebhook {
 
 impl Validate for CreateWebhook {
     fn validate(&self, c: &mut Checks) {
-        if let Err(why) = webhook::check_url(&self.url) {
-            c.fail("url", "invalid_url", why);
-        }
+        check_url_form(c, &self.url);
         check_types(c, &self.event_types);
     }
+}
+
+/// The URL's form and every inner address but loopback, with the other fields' errors;
+/// loopback is the installation's call ([`check_receiver`]).
+fn check_url_form(c: &mut Checks, url: &str) {
+    if let Err(why) = webhook::check_url(url, webhook::AddressPolicy::LOOPBACK_ALLOWED) {
+        c.fail("url", "invalid_url", why);
+    }
+}
+
+/// The receiver URL under this installation's address policy: 422 `invalid_url` when it
+/// is not an https URL to a public address (see `entity::receiver_address`).
+fn check_receiver(state: &AppState, url: &str) -> ApiResult<()> {
+    webhook::check_url(url, state.webhook_policy)
+        .map_err(|why| ApiError::invalid("url", "invalid_url", why))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -84,10 +97,8 @@ pub struct UpdateWebhook {
 
 impl Validate for UpdateWebhook {
     fn validate(&self, c: &mut Checks) {
-        if let Some(url) = &self.url
-            && let Err(why) = webhook::check_url(url)
-        {
-            c.fail("url", "invalid_url", why);
+        if let Some(url) = &self.url {
+            check_url_form(c, url);
         }
         if let Some(t) = &self.event_types {
             check_types(c, t);
@@ -101,7 +112,8 @@ impl Validate for UpdateWebhook {
     request_body = CreateWebhook,
     responses(
         (status = 201, description = "Created; the secret is shown only in this answer", body = CreatedWebhook),
-        (status = 403, description = "Admins only", body = crate::error::Problem)
+        (status = 403, description = "Admins only", body = crate::error::Problem),
+        (status = 422, description = "Not an https URL to a public address (loopback only when the installation allows it), or unknown event types", body = crate::error::Problem)
     )
 )]
 #[post("/webhooks")]
@@ -112,6 +124,7 @@ pub async fn create_webhook(
 ) -> ApiResult<HttpResponse> {
     ctx.require_admin()?;
     let b = body.into_inner();
+    check_receiver(&state, &b.url)?;
     let now = state.clock.now();
     let secret = format!("whsec_{}", hex::encode(rand::random::<[u8; 32]>()));
     let txn = entity::db::begin_write(&state.db).await?;
@@ -147,16 +160,20 @@ pub async fn create_webhook(
     }))
 }
 
-/// Your organization's webhook subscriptions.
+/// Your organization's webhook subscriptions (admins: URLs name the receivers).
 #[utoipa::path(
     tag = "integrations",
-    responses((status = 200, description = "Subscriptions", body = [WebhookView]))
+    responses(
+        (status = 200, description = "Subscriptions", body = [WebhookView]),
+        (status = 403, description = "Admins only", body = crate::error::Problem)
+    )
 )]
 #[get("/webhooks")]
 pub async fn list_webhooks(
     state: web::Data<AppState>,
     ctx: AuthContext,
 ) -> ApiResult<web::Json<Vec<WebhookView>>> {
+    ctx.require_admin()?;
     let list = scoped::<webhook::Entity>(&ctx)
         .order_by_asc(webhook::Column::Id)
         .all(&state.db)
@@ -186,6 +203,9 @@ pub async fn update_webhook(
 ) -> ApiResult<web::Json<WebhookView>> {
     ctx.require_admin()?;
     let b = body.into_inner();
+    if let Some(url) = &b.url {
+        check_receiver(&state, url)?;
+    }
     let view = update_versioned::<webhook::Entity, _>(
         &state,
         &ctx,
@@ -308,12 +328,14 @@ pub struct DeliveryFilter {
     pub limit: Option<u64>,
 }
 
-/// A subscription's deliveries, newest first, each with its attempt log.
+/// A subscription's deliveries, newest first, each with its attempt log (admins: the log
+/// holds the first bytes of each receiver's answer).
 #[utoipa::path(
     tag = "integrations",
     params(("id" = i64, Path, description = "Subscription id"), DeliveryFilter),
     responses(
         (status = 200, description = "Deliveries, newest first", body = [DeliveryView]),
+        (status = 403, description = "Admins only", body = crate::error::Problem),
         (status = 404, description = "No such subscription in your organization", body = crate::error::Problem),
         (status = 422, description = "Invalid filter", body = crate::error::Problem)
     )
@@ -325,6 +347,7 @@ pub async fn list_deliveries(
     id: web::Path<i64>,
     query: web::Query<DeliveryFilter>,
 ) -> ApiResult<web::Json<Vec<DeliveryView>>> {
+    ctx.require_admin()?;
     let q = query.into_inner();
     let limit = q.limit.unwrap_or(50);
     let mut c = Checks::default();

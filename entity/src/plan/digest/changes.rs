@@ -15,6 +15,9 @@ use crate::link_token::PageRecord;
 use crate::{action_item, team_member};
 use crate::{audit_event, capa, change_request, deviation, gate, milestone, program};
 
+/// Audit actions that stay with their own organization's security review.
+const SECURITY_ACTIONS: &[&str] = &["sign_failed", "sign_in_failed", "password_reset_requested"];
+
 /// At most this many lines are shown per record; the count says how many there were.
 pub const MAX_LINES_PER_RECORD: usize = 6;
 
@@ -212,6 +215,9 @@ pub async fn since<C: ConnectionTrait>(
             );
         }
     }
+    // Failed signature attempts are security events of the signer's organization, not
+    // news of the program: the other side never reads them.
+    events.retain(|e| !SECURITY_ACTIONS.contains(&e.action.as_str()));
     let total = events.len();
     Ok((group(&records, prog, events), total))
 }

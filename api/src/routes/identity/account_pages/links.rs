@@ -149,7 +149,16 @@ pub async fn accept_submit(
     let name = form.display_name.unwrap_or_default();
     let password = form.password.unwrap_or_default();
     let certify = form.certify_signature.is_some();
-    if let Some(problem) = password_problem(&password, &form.password_confirm.unwrap_or_default()) {
+    let problem = name
+        .chars()
+        .any(char::is_control)
+        .then(|| "Your name must be one line: no line breaks or tabs.".to_string());
+    if let Some(problem) = problem.or_else(|| {
+        password_problem(
+            &password,
+            &form.password_confirm.clone().unwrap_or_default(),
+        )
+    }) {
         return match accounts::pending_invitation(&state, &token).await {
             Ok(i) => {
                 let org = org_name(&state, i.org_id).await;

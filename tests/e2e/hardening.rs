@@ -1,0 +1,124 @@
+//! Holes a security review found, each closed: addresses the mailer would misroute,
+//! line breaks in one-line fields, dates no calendar can hold, single-use links in
+//! another spelling.
+
+use e2e::smtp::SmtpSink;
+use e2e::{TestApp, on_both_databases};
+use serde_json::json;
+use worker::jobs::escalations::escalation_pass;
+
+use crate::escalations::{ack_link, critical_deviation, deliver, settings, team};
+use crate::programs::program_setup;
+
+async fn addresses_the_mailer_would_misroute_are_refused(app: &TestApp) {
+    // REQ: SEC-BARE-ADDRESSES
+    for email in [
+        "a,b@x.test",
+        "victim.test<redirect@evil.test>",
+        "\"quoted\"@x.test",
+        "a@x.test;b@y.test",
+    ] {
+        let refused = app
+            .admin()
+            .post(
+                "/api/v1/invitations",
+                json!({"email": email, "display_name": "Mallory", "role": "viewer"}),
+            )
+            .await
+            .expect_problem(422, "validation_failed");
+        assert_eq!(refused.body["errors"][0]["field"], "email", "{email}");
+    }
+    app.admin()
+        .post(
+            "/api/v1/invitations",
+            json!({"email": "first.o'brien+cmo@sub.acme-bio.test", "display_name": "Fiona", "role": "viewer"}),
+        )
+        .await
+        .expect(201);
+}
+on_both_databases!(addresses_the_mailer_would_misroute_are_refused);
+
+async fn one_line_fields_refuse_line_breaks_and_dates_stay_representable(app: &TestApp) {
+    // REQ: SEC-ONE-LINE-FIELDS
+    let s = program_setup(app).await;
+    let deviations = format!("/api/v1/programs/{}/deviations", s.program_id);
+    let refused = s
+        .pm
+        .post(
+            &deviations,
+            json!({"title": "Filter\r\nBcc: x@evil.test", "description": "d", "detected_at": app.now(),
+                   "criticality": "minor", "category": "documentation"}),
+        )
+        .await
+        .expect_problem(422, "validation_failed");
+    assert_eq!(refused.body["errors"][0]["field"], "title");
+    assert_eq!(refused.body["errors"][0]["code"], "invalid_characters");
+    // A description keeps its lines.
+    s.pm.post(
+        &deviations,
+        json!({"title": "Filter", "description": "first line\nsecond line", "detected_at": app.now(),
+               "criticality": "minor", "category": "documentation"}),
+    )
+    .await
+    .expect(201);
+    // REQ: SEC-DATE-RANGE
+    let items = format!("/api/v1/programs/{}/action-items", s.program_id);
+    let far =
+        s.pm.post(
+            &items,
+            json!({"title": "Someday", "owner_user_id": s.pm_id, "due_date": "9999-12-31"}),
+        )
+        .await
+        .expect_problem(422, "validation_failed");
+    assert_eq!(far.body["errors"][0]["field"], "due_date");
+    assert_eq!(far.body["errors"][0]["code"], "out_of_range");
+    s.pm.post(
+        &items,
+        json!({"title": "Far but fine", "owner_user_id": s.pm_id, "due_date": "2199-12-31"}),
+    )
+    .await
+    .expect(201);
+    // The calendar stays valid: every line folded, every date eight digits.
+    let url = s.pm.get("/api/v1/me/calendar").await.expect(200).body["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let path = url.trim_start_matches(&app.base_url);
+    let feed = app.anonymous().get(path).await.expect(200).text;
+    assert!(feed.contains("DTSTART;VALUE=DATE:21991231"), "{feed}");
+    assert!(feed.contains("DTEND;VALUE=DATE:22000101"), "{feed}");
+}
+on_both_databases!(one_line_fields_refuse_line_breaks_and_dates_stay_representable);
+
+async fn a_used_ack_link_works_in_no_other_spelling(app: &TestApp) {
+    // REQ: ESC-ACK
+    let t = team(app).await;
+    critical_deviation(app, &t).await;
+    escalation_pass(&app.job_context("w1"), app.now(), &settings())
+        .await
+        .unwrap();
+    let sink = SmtpSink::start().await;
+    deliver(app, &sink, app.now()).await;
+    sink.wait_for(1).await;
+    let link = ack_link(&sink, "qa@acme.test", 1);
+    let anon = app.anonymous();
+    anon.send_raw(anon.request(awc::http::Method::POST, &link), "")
+        .await
+        .expect(200);
+    let (path, token) = link.split_once("token=").unwrap();
+    let (payload, mac) = token.split_once('.').unwrap();
+    for respelled in [
+        token.to_uppercase(),
+        format!("{}.{mac}", payload.to_uppercase()),
+        format!("{payload}.{}", mac.to_uppercase()),
+    ] {
+        let again = anon
+            .send_raw(
+                anon.request(awc::http::Method::POST, &format!("{path}token={respelled}")),
+                "",
+            )
+            .await;
+        assert_eq!(again.status, 400, "{respelled}: {}", again.text);
+    }
+}
+on_both_databases!(a_used_ack_link_works_in_no_other_spelling);
