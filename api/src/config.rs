@@ -35,6 +35,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CMO_WEBHOOK_ALLOW_LOOPBACK", default_value_t = false)]
     pub webhook_allow_loopback: bool,
 
+    /// A token the metrics scraper sends (`Authorization: Bearer …`); without it
+    /// `/metrics` is open to whoever reaches the api (then bind or firewall it).
+    #[arg(long, env = "CMO_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
+
     /// Seconds to let in-flight requests finish after SIGTERM.
     #[arg(long, env = "CMO_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,

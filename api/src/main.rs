@@ -172,6 +172,11 @@ fn serve(database: DatabaseArgs, serve: ServeArgs, clock: Arc<dyn Clock>) -> Res
             webhook_policy: entity::webhook::AddressPolicy {
                 allow_loopback: serve.webhook_allow_loopback,
             },
+            metrics_token: serve
+                .metrics_token
+                .clone()
+                .filter(|t| !t.is_empty())
+                .map(Arc::from),
         };
         let options = ServerOptions {
             workers: serve.http_workers,

@@ -19,4 +19,6 @@ pub struct AppState {
     pub trusted_proxies: Arc<crate::client_address::TrustedProxies>,
     /// Which webhook receiver addresses are accepted.
     pub webhook_policy: entity::webhook::AddressPolicy,
+    /// When set, `/metrics` answers only requests carrying it as a bearer token.
+    pub metrics_token: Option<Arc<str>>,
 }

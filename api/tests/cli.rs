@@ -156,6 +156,7 @@ fn serve_migrates_a_fresh_sqlite_file_and_stops_on_sigterm() {
         .env("CMO_BIND", "127.0.0.1:0")
         .env("CMO_LOG_FORMAT", "json")
         .env("CMO_HTTP_WORKERS", "1")
+        .env("CMO_METRICS_TOKEN", "scrape-secret")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -177,6 +178,22 @@ fn serve_migrates_a_fresh_sqlite_file_and_stops_on_sigterm() {
         dir.path().join("cmo.db").exists(),
         "the database file is created"
     );
+    // Metrics answer only the scraper that carries the token.
+    let open = http_get(port, "/metrics").expect("an answer");
+    assert!(open.starts_with("HTTP/1.1 401"), "{open}");
+    let mut scrape = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    scrape
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    write!(
+        scrape,
+        "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer scrape-secret\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut scraped = String::new();
+    scrape.read_to_string(&mut scraped).unwrap();
+    assert!(scraped.starts_with("HTTP/1.1 200"), "{scraped}");
+    assert!(scraped.contains("cmo_http_requests_total"), "{scraped}");
 
     // A token, so that the in-flight request below must be read to its end to be answered.
     let boot = bootstrap(&dir);

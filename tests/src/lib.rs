@@ -424,6 +424,7 @@ pub async fn spawn_app_on(
         trusted_proxies: std::sync::Arc::new("127.0.0.1".parse().expect("loopback")),
         // The tests' receivers listen on loopback.
         webhook_policy: entity::webhook::AddressPolicy::LOOPBACK_ALLOWED,
+        metrics_token: None,
     };
     let server = build_server(
         state,

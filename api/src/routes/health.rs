@@ -1,5 +1,6 @@
 //! Liveness, readiness and metrics: unauthenticated, for load balancers and Prometheus.
 
+use actix_web::ResponseError;
 use actix_web::{HttpResponse, get, web};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -54,20 +55,46 @@ pub async fn readyz(state: web::Data<AppState>) -> ApiResult<web::Json<Readiness
     }))
 }
 
-/// Prometheus metrics: request counts and latency histograms by route and status.
+/// Prometheus metrics: request counts and latency histograms by route and status. When
+/// the installation sets `CMO_METRICS_TOKEN`, the scraper sends it as a bearer token
+/// (the counts show activity, e.g. failed signature attempts, to whoever reads them).
 #[utoipa::path(
     tag = "operations",
     security(()),
-    responses((
-        status = 200,
-        description = "Prometheus text exposition format",
-        body = String,
-        content_type = "text/plain; version=0.0.4",
-        example = "# TYPE cmo_http_requests_total counter\ncmo_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 1\n"
-    ))
+    responses(
+        (
+            status = 200,
+            description = "Prometheus text exposition format",
+            body = String,
+            content_type = "text/plain; version=0.0.4",
+            example = "# TYPE cmo_http_requests_total counter\ncmo_http_requests_total{method=\"GET\",route=\"/healthz\",status=\"200\"} 1\n"
+        ),
+        (status = 401, description = "`CMO_METRICS_TOKEN` is set and the request does not carry it", body = crate::error::Problem)
+    )
 )]
 #[get("/metrics")]
-pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+pub async fn metrics(req: actix_web::HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if let Some(expected) = state.metrics_token.as_deref() {
+        let given = req
+            .headers()
+            .get(actix_web::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        // Constant time: the comparison must not tell how much of a guess was right.
+        let same = given.len() == expected.len()
+            && given
+                .bytes()
+                .zip(expected.bytes())
+                .fold(0_u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if !same {
+            return ApiError::Unauthorized(
+                "metrics need the scraper's token (CMO_METRICS_TOKEN)".to_string(),
+            )
+            .error_response();
+        }
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(state.metrics.render())
