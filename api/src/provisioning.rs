@@ -111,6 +111,7 @@ pub async fn create_user<C: ConnectionTrait>(
             is_service_account: Set(new.is_service_account),
             access_notice: Set(None),
             signature_certified_at: Set(None),
+            calendar_generation: Set(0),
             created_at: Set(actor.at),
             updated_at: Set(actor.at),
             version: Set(1),

@@ -31,6 +31,7 @@ mod m20261130_000023_index_deviation_lists;
 mod m20261201_000024_accounts_people_run;
 mod m20261201_000025_signed_content;
 mod m20261202_000026_notifications;
+mod m20261202_000027_calendar_generation;
 
 pub struct Migrator;
 
@@ -64,6 +65,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000024_accounts_people_run::Migration),
             Box::new(m20261201_000025_signed_content::Migration),
             Box::new(m20261202_000026_notifications::Migration),
+            Box::new(m20261202_000027_calendar_generation::Migration),
         ]
     }
 }

@@ -119,3 +119,53 @@ async fn the_calendar_lists_gates_and_due_dates_and_parses(app: &TestApp) {
         .expect_problem(404, "not_found");
 }
 on_both_databases!(the_calendar_lists_gates_and_due_dates_and_parses);
+
+/// A calendar URL can be revoked: rotating gives a new one and the old one answers 404;
+/// a deactivated person's feed is gone too.
+async fn a_calendar_url_can_be_rotated_and_dies_with_its_person(app: &TestApp) {
+    // REQ: SEC-CALENDAR-REVOCABLE
+    let s = program_setup(app).await;
+    let path_of = |url: &str| url.trim_start_matches(&app.base_url).to_string();
+    let first = path_of(
+        s.pm.get("/api/v1/me/calendar").await.expect(200).body["url"]
+            .as_str()
+            .unwrap(),
+    );
+    app.anonymous().get(&first).await.expect(200);
+    let rotated = path_of(
+        s.pm.post("/api/v1/me/calendar/rotate", json!({}))
+            .await
+            .expect(200)
+            .body["url"]
+            .as_str()
+            .unwrap(),
+    );
+    assert_ne!(first, rotated);
+    app.anonymous()
+        .get(&first)
+        .await
+        .expect_problem(404, "not_found");
+    app.anonymous().get(&rotated).await.expect(200);
+    assert_eq!(
+        path_of(
+            s.pm.get("/api/v1/me/calendar").await.expect(200).body["url"]
+                .as_str()
+                .unwrap()
+        ),
+        rotated,
+        "the current URL is the rotated one"
+    );
+    // Deactivated: the feed is gone.
+    app.admin()
+        .post(
+            &format!("/api/v1/users/{}/deactivate", s.pm_id),
+            json!({"reason": "left the company"}),
+        )
+        .await
+        .expect(200);
+    app.anonymous()
+        .get(&rotated)
+        .await
+        .expect_problem(404, "not_found");
+}
+on_both_databases!(a_calendar_url_can_be_rotated_and_dies_with_its_person);

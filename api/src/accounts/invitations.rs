@@ -303,6 +303,7 @@ pub async fn accept_invitation(
         is_service_account: Set(false),
         access_notice: Set(None),
         signature_certified_at: Set(certify_signature.then_some(now)),
+        calendar_generation: Set(0),
         created_at: Set(now),
         updated_at: Set(now),
         version: Set(1),

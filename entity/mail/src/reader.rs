@@ -129,6 +129,7 @@ pub(crate) mod tests {
             is_service_account: false,
             access_notice: None,
             signature_certified_at: None,
+            calendar_generation: 0,
             created_at: at,
             updated_at: at,
             version: 1,

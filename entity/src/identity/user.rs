@@ -30,6 +30,9 @@ pub struct Model {
     /// When the person certified that their electronic signature is the legally binding
     /// equivalent of their handwritten one (once; needed before their first signature).
     pub signature_certified_at: Option<DateTimeUtc>,
+    /// The generation of the person's calendar feed URL: rotating moves past it, and
+    /// only a URL of the current generation opens the feed.
+    pub calendar_generation: i32,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub version: i32,

@@ -122,6 +122,7 @@ async fn bench(backend: Backend) {
             is_service_account: Set(false),
             access_notice: Set(None),
             signature_certified_at: Set(None),
+            calendar_generation: Set(0),
             active: Set(true),
             created_at: Set(now),
             updated_at: Set(now),

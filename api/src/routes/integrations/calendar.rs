@@ -4,9 +4,10 @@
 //! /me/calendar` hands it out.
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, get, web};
+use actix_web::{HttpResponse, get, post, web};
 use chrono::{DateTime, NaiveDate, Utc};
 use entity::action_item::{self, ActionStatus};
+use entity::audit_trail::{self, Entry};
 use entity::link_token::{self, Claims};
 use entity::milestone::{self, MilestoneStatus};
 use entity::{link_secret, program, team_member, user};
@@ -15,8 +16,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::AuthContext;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use crate::write::write_next_version;
 
 const PURPOSE: &str = "calendar";
 
@@ -26,6 +28,36 @@ pub struct CalendarLink {
     /// Subscribe to this URL in a calendar client. Keep it private: it shows your
     /// programs' dates to whoever has it.
     pub url: String,
+}
+
+/// The feed URL of `person` at their current generation. Generation 0 keeps the form of
+/// URLs handed out before rotation existed, so those go on working until rotated.
+fn feed_url(key: &[u8], base_url: &str, person: &user::Model) -> String {
+    let subject = match person.calendar_generation {
+        0 => format!("user:{}", person.id),
+        g => format!("user:{}:gen:{g}", person.id),
+    };
+    let token = link_token::sign(
+        key,
+        &Claims {
+            purpose: PURPOSE.to_string(),
+            subject,
+            expires_at: None,
+        },
+    );
+    format!(
+        "{}/api/v1/calendar.ics?token={token}",
+        base_url.trim_end_matches('/')
+    )
+}
+
+/// The person and generation a feed token names.
+fn feed_subject(subject: &str) -> Option<(i64, i32)> {
+    let rest = subject.strip_prefix("user:")?;
+    match rest.split_once(":gen:") {
+        None => Some((rest.parse().ok()?, 0)),
+        Some((id, g)) => Some((id.parse().ok()?, g.parse().ok().filter(|g| *g > 0)?)),
+    }
 }
 
 /// Your private calendar feed URL.
@@ -39,19 +71,48 @@ pub async fn calendar_link(
     ctx: AuthContext,
 ) -> ApiResult<web::Json<CalendarLink>> {
     let key = link_secret::get_or_create(&state.db, state.clock.now()).await?;
-    let token = link_token::sign(
-        &key,
-        &Claims {
-            purpose: PURPOSE.to_string(),
-            subject: format!("user:{}", ctx.user.id),
-            expires_at: None,
-        },
-    );
     Ok(web::Json(CalendarLink {
-        url: format!(
-            "{}/api/v1/calendar.ics?token={token}",
-            state.public_base_url.trim_end_matches('/')
-        ),
+        url: feed_url(&key, &state.public_base_url, &ctx.user),
+    }))
+}
+
+/// Revoke your calendar feed URL and get a new one: the old URL answers 404 from now on
+/// (when it was shared, or a device with it was lost). Deactivating a person ends their
+/// feed too. Audited.
+#[utoipa::path(
+    tag = "integrations",
+    responses(
+        (status = 200, description = "The new feed URL; the previous one no longer opens", body = CalendarLink),
+        (status = 403, description = "A read-only token cannot rotate", body = crate::error::Problem)
+    )
+)]
+#[post("/me/calendar/rotate")]
+pub async fn rotate_calendar_link(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+) -> ApiResult<web::Json<CalendarLink>> {
+    let now = state.clock.now();
+    let txn = entity::db::begin_write(&state.db).await?;
+    let current = user::Entity::find_by_id(ctx.user.id)
+        .one(&txn)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let updated = write_next_version::<user::Entity>(&txn, current.id, &current, now, |u| {
+        u.calendar_generation += 1
+    })
+    .await?;
+    audit_trail::append(
+        &txn,
+        &ctx.actor(now),
+        Entry::new("user", updated.id, "rotate_calendar_link")
+            .before(serde_json::json!({"calendar_generation": current.calendar_generation}))
+            .after(serde_json::json!({"calendar_generation": updated.calendar_generation})),
+    )
+    .await?;
+    txn.commit().await?;
+    let key = link_secret::get_or_create(&state.db, now).await?;
+    Ok(web::Json(CalendarLink {
+        url: feed_url(&key, &state.public_base_url, &updated),
     }))
 }
 
@@ -138,17 +199,17 @@ pub async fn calendar_feed(
 ) -> ApiResult<HttpResponse> {
     let now = state.clock.now();
     let key = link_secret::get_or_create(&state.db, now).await?;
-    let user_id = query
+    let (user_id, generation) = query
         .token
         .as_deref()
         .and_then(|t| link_token::verify(&key, t, PURPOSE, now).ok())
-        .and_then(|c| c.subject.strip_prefix("user:")?.parse::<i64>().ok())
-        .ok_or(crate::error::ApiError::NotFound)?;
+        .and_then(|c| feed_subject(&c.subject))
+        .ok_or(ApiError::NotFound)?;
     let u = user::Entity::find_by_id(user_id)
         .one(&state.db)
         .await?
-        .filter(|u| u.active)
-        .ok_or(crate::error::ApiError::NotFound)?;
+        .filter(|u| u.active && u.calendar_generation == generation)
+        .ok_or(ApiError::NotFound)?;
     let memberships = team_member::Entity::find()
         .filter(team_member::Column::UserId.eq(u.id))
         .all(&state.db)
