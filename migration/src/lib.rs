@@ -32,6 +32,7 @@ mod m20261201_000024_accounts_people_run;
 mod m20261201_000025_signed_content;
 mod m20261202_000026_notifications;
 mod m20261202_000027_calendar_generation;
+mod m20261202_000028_retention_indexes;
 
 pub struct Migrator;
 
@@ -66,6 +67,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000025_signed_content::Migration),
             Box::new(m20261202_000026_notifications::Migration),
             Box::new(m20261202_000027_calendar_generation::Migration),
+            Box::new(m20261202_000028_retention_indexes::Migration),
         ]
     }
 }

@@ -632,3 +632,73 @@ async fn webhooks_never_reach_inner_addresses(app: &TestApp) {
         .expect_problem(403, "forbidden");
 }
 on_both_databases!(webhooks_never_reach_inner_addresses);
+
+/// Retention: finished deliveries and their attempt logs go after 30 days, idempotency
+/// records after their replay window; pending deliveries and recent records stay.
+async fn old_delivery_logs_and_idempotency_records_are_purged(app: &TestApp) {
+    // REQ: OPS-RETENTION
+    use sea_orm::{EntityTrait, PaginatorTrait};
+    use worker::jobs::retention::{RetentionSettings, purge};
+    let s = program_setup(app).await;
+    let receiver = HookReceiver::start().await;
+    let admin = app.admin();
+    subscribe(&admin, &receiver.url("/hook"), &["deviation.reported"]).await;
+    report_minor(&s.pm, app, s.program_id, "Label misprint").await;
+    assert_eq!(pass(app, "w1", app.now()).await.delivered, 1);
+    let count = async || {
+        (
+            entity::webhook::delivery::Entity::find()
+                .count(&app.db)
+                .await
+                .unwrap(),
+            entity::webhook::attempt::Entity::find()
+                .count(&app.db)
+                .await
+                .unwrap(),
+            entity::idempotency_key::Entity::find()
+                .count(&app.db)
+                .await
+                .unwrap(),
+        )
+    };
+    // An idempotent request leaves a record.
+    admin
+        .send(
+            admin
+                .request(awc::http::Method::POST, "/api/v1/tokens")
+                .insert_header(("Idempotency-Key", "retention-test-1")),
+            Some(&json!({"name": "kept a day"})),
+        )
+        .await
+        .expect(201);
+    // A pending delivery (its receiver fails) is never purged.
+    receiver.then(HookReply::status(500));
+    report_minor(&s.pm, app, s.program_id, "Smudge").await;
+    pass(app, "w1", app.now()).await;
+    let before = count().await;
+    assert_eq!(before, (2, 2, 1), "{before:?}");
+    let ctx = app.job_context("w1");
+    let settings = RetentionSettings::default();
+    let soon = purge(&ctx, app.now() + TimeDelta::hours(2), &settings)
+        .await
+        .unwrap();
+    assert_eq!(soon, Default::default(), "nothing is old yet");
+    let later = purge(&ctx, app.now() + TimeDelta::days(31), &settings)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            later.webhook_deliveries,
+            later.webhook_attempts,
+            later.idempotency_records
+        ),
+        (1, 1, 1),
+        "{later:?}"
+    );
+    assert_eq!(
+        count().await,
+        (1, 1, 0),
+        "the pending delivery and its log stay"
+    );
+}
+on_both_databases!(old_delivery_logs_and_idempotency_records_are_purged);

@@ -356,6 +356,7 @@ pub fn quiet_job_settings(smtp_url: &str) -> worker::runner::JobSettings {
         },
         escalations: Default::default(),
         webhooks: Default::default(),
+        retention: Default::default(),
         http: worker::outbound::http::HttpClient::new(std::time::Duration::from_secs(5))
             .expect("http client")
             .with_policy(entity::webhook::AddressPolicy::LOOPBACK_ALLOWED),

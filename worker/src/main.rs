@@ -78,6 +78,9 @@ struct Cli {
     /// receiver on the same host. Inner addresses are refused whatever this says.
     #[arg(long, env = "CMO_WEBHOOK_ALLOW_LOOPBACK", default_value_t = false)]
     webhook_allow_loopback: bool,
+    /// Days finished webhook deliveries and their attempt logs are kept.
+    #[arg(long, env = "CMO_WEBHOOK_LOG_DAYS", default_value_t = 30, value_parser = clap::value_parser!(i64).range(1..=3650))]
+    webhook_log_days: i64,
     /// How often (milliseconds) the worker looks for webhook deliveries that are due. On
     /// PostgreSQL a new event also wakes it at once (LISTEN/NOTIFY).
     #[arg(long, env = "CMO_WEBHOOK_TICK_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(50..=60_000))]
@@ -242,6 +245,9 @@ async fn start(cli: Cli) -> Result<(), String> {
         escalations,
         agreements,
         webhooks,
+        retention: worker::jobs::retention::RetentionSettings {
+            webhook_log: chrono::TimeDelta::days(cli.webhook_log_days),
+        },
         http,
     };
     run(ctx, schedules, mail, shutdown_signal())

@@ -53,6 +53,7 @@ pub struct JobSettings {
     pub escalations: crate::jobs::escalations::EscalationSettings,
     pub agreements: crate::jobs::agreement_expiry::AgreementSettings,
     pub webhooks: crate::jobs::webhooks::WebhookSettings,
+    pub retention: crate::jobs::retention::RetentionSettings,
     pub http: crate::outbound::http::HttpClient,
 }
 
@@ -433,6 +434,16 @@ async fn scheduled_pass(ctx: &JobContext, mail: &JobSettings) {
         }
         Ok(_) => {}
         Err(err) => tracing::warn!(%err, "weekly digests failed"),
+    }
+    match crate::jobs::retention::purge(ctx, now, &mail.retention).await {
+        Ok(r) if r != crate::jobs::retention::RetentionReport::default() => tracing::info!(
+            idempotency_records = r.idempotency_records,
+            webhook_deliveries = r.webhook_deliveries,
+            webhook_attempts = r.webhook_attempts,
+            "retention: purged"
+        ),
+        Ok(_) => {}
+        Err(err) => tracing::warn!(%err, "retention purge failed"),
     }
     match crate::jobs::access_notices::access_notices(ctx, now).await {
         Ok(r) if r.told > 0 => tracing::info!(told = r.told, "access change notices"),

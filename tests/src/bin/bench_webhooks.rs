@@ -202,6 +202,7 @@ async fn bench(backend: Backend) {
             .expect("mailer"),
             batch: 100,
             webhooks: WebhookSettings::default(),
+            retention: Default::default(),
             http: HttpClient::new(Duration::from_secs(10))
                 .expect("client")
                 .with_policy(entity::webhook::AddressPolicy::LOOPBACK_ALLOWED),

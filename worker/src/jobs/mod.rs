@@ -10,6 +10,7 @@ pub mod notifications;
 pub mod outbox;
 pub mod overdue_events;
 pub mod reminders;
+pub mod retention;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -66,6 +67,7 @@ mod tests {
             ("outbox.rs", include_str!("outbox.rs")),
             ("overdue_events.rs", include_str!("overdue_events.rs")),
             ("reminders.rs", include_str!("reminders.rs")),
+            ("retention.rs", include_str!("retention.rs")),
             ("../ticks.rs", include_str!("../ticks.rs")),
             ("webhooks.rs", include_str!("webhooks.rs")),
         ] {
