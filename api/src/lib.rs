@@ -7,6 +7,7 @@ pub mod bootstrap;
 pub mod client_address;
 pub mod config;
 pub mod csrf;
+pub mod csv;
 pub mod error;
 pub mod extract;
 pub mod fallback;

@@ -122,3 +122,101 @@ async fn a_used_ack_link_works_in_no_other_spelling(app: &TestApp) {
     }
 }
 on_both_databases!(a_used_ack_link_works_in_no_other_spelling);
+
+/// An inspector of a sponsor's program sees who changed what on both sides, signatures
+/// included, security events not, and takes it away as one file with both chains'
+/// verification.
+async fn a_programs_audit_trail_spans_sponsor_and_cmo(app: &TestApp) {
+    // REQ: AUDIT-PROGRAM-TRAIL
+    let s = program_setup(app).await;
+    let p = s.program_id;
+    // The CMO reports; the sponsor's PM adds an action item.
+    s.cmo_admin
+        .post(
+            &format!("/api/v1/programs/{p}/deviations"),
+            json!({"title": "Torn label roll", "description": "d", "detected_at": app.now(),
+                   "criticality": "minor", "category": "documentation"}),
+        )
+        .await
+        .expect(201);
+    s.pm.post(
+        &format!("/api/v1/programs/{p}/action-items"),
+        json!({"title": "Order new rolls", "owner_user_id": s.pm_id, "due_date": app.today_in("Europe/Zurich")}),
+    )
+    .await
+    .expect(201);
+    // A failed signature attempt is the signer's organization's security event only.
+    let m = s
+        .pm
+        .post(
+            &format!("/api/v1/programs/{p}/milestones"),
+            json!({"name": "Labels", "phase": "Readiness", "baseline_start": app.today_in("Europe/Zurich"),
+                   "baseline_end": app.today_in("Europe/Zurich")}),
+        )
+        .await
+        .expect(201)
+        .body;
+    let id = m["id"].as_i64().unwrap();
+    crate::plan::transition(&s.pm, id, "start")
+        .await
+        .expect(200);
+    crate::plan::transition(&s.pm, id, "submit_for_gate")
+        .await
+        .expect(200);
+    s.pm.post(
+        &format!("/api/v1/milestones/{id}/gate-decisions"),
+        json!({"decision": "go", "password": "not my password at all"}),
+    )
+    .await
+    .expect_problem(401, "invalid_password");
+    s.pm.post(
+        &format!("/api/v1/milestones/{id}/gate-decisions"),
+        json!({"decision": "go", "password": crate::OWN_PASSWORD}),
+    )
+    .await
+    .expect(201);
+
+    let path = format!("/api/v1/programs/{p}/audit-trail");
+    for (who, client) in [("sponsor", &s.pm), ("cmo", &s.cmo_admin)] {
+        let trail = client.get(&path).await.expect(200);
+        assert!(
+            trail
+                .header("content-disposition")
+                .is_some_and(|d| d.starts_with("attachment;")),
+            "{who}"
+        );
+        let body = trail.body;
+        let entries = body["entries"].as_array().unwrap();
+        let has = |side: &str, entity: &str, action: &str| {
+            entries
+                .iter()
+                .any(|e| e["side"] == side && e["entity_type"] == entity && e["action"] == action)
+        };
+        assert!(has("cmo", "deviation", "report"), "{who}: {body}");
+        assert!(has("sponsor", "action_item", "create"), "{who}: {body}");
+        assert!(has("sponsor", "gate_decision", "decide"), "{who}: {body}");
+        assert!(has("sponsor", "signature", "sign"), "{who}: the signature");
+        assert!(
+            !entries.iter().any(|e| e["action"] == "sign_failed"),
+            "{who}: security events stay with their organization"
+        );
+        assert_eq!(body["sponsor_chain"]["intact"], true);
+        assert_eq!(body["cmo_chain"]["intact"], true);
+    }
+    let csv = s
+        .cmo_admin
+        .get(&format!("{path}?format=csv"))
+        .await
+        .expect(200);
+    assert!(csv.header("content-type").unwrap().starts_with("text/csv"));
+    assert!(csv.text.contains("# sponsor chain: intact"), "{}", csv.text);
+    assert!(csv.text.contains("# cmo chain: intact"));
+    assert!(csv.text.contains("\"cmo\",") && csv.text.contains("\"report\""));
+    let (_, _, other) =
+        crate::partner_org(app, "Other Sponsor", "sponsor", "boss@other.test").await;
+    app.client(&other)
+        .get(&path)
+        .await
+        .expect_problem(404, "not_found");
+}
+on_both_databases!(a_programs_audit_trail_spans_sponsor_and_cmo);

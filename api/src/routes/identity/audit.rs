@@ -119,28 +119,34 @@ pub async fn verify_audit_chain(
     ctx: AuthContext,
 ) -> ApiResult<web::Json<ChainVerification>> {
     let result = audit_trail::verify(&state.db, ctx.org_id()).await?;
-    Ok(web::Json(ChainVerification {
-        intact: result.broken.is_none(),
-        checked: result.checked,
-        head_seq: result.head_seq,
-        first_broken_link: result.broken.map(|b| BrokenLinkView {
-            seq: b.seq,
-            event_id: b.event_id,
-            kind: match b.kind {
-                BrokenLinkKind::HashMismatch => "hash_mismatch",
-                BrokenLinkKind::PrevHashMismatch => "prev_hash_mismatch",
-                BrokenLinkKind::SequenceGap => "sequence_gap",
-                BrokenLinkKind::TruncatedTail => "truncated_tail",
-                BrokenLinkKind::BeyondHead => "beyond_head",
-                BrokenLinkKind::MissingHead => "missing_head",
-            }
-            .to_string(),
-        }),
-    }))
+    Ok(web::Json(ChainVerification::from(result)))
+}
+
+impl From<audit_trail::Verification> for ChainVerification {
+    fn from(result: audit_trail::Verification) -> Self {
+        ChainVerification {
+            intact: result.broken.is_none(),
+            checked: result.checked,
+            head_seq: result.head_seq,
+            first_broken_link: result.broken.map(|b| BrokenLinkView {
+                seq: b.seq,
+                event_id: b.event_id,
+                kind: match b.kind {
+                    BrokenLinkKind::HashMismatch => "hash_mismatch",
+                    BrokenLinkKind::PrevHashMismatch => "prev_hash_mismatch",
+                    BrokenLinkKind::SequenceGap => "sequence_gap",
+                    BrokenLinkKind::TruncatedTail => "truncated_tail",
+                    BrokenLinkKind::BeyondHead => "beyond_head",
+                    BrokenLinkKind::MissingHead => "missing_head",
+                }
+                .to_string(),
+            }),
+        }
+    }
 }
 
 /// Which of these events' actors are service accounts (one query per page).
-async fn service_accounts<C: sea_orm::ConnectionTrait>(
+pub(crate) async fn service_accounts<C: sea_orm::ConnectionTrait>(
     conn: &C,
     events: &[entity::audit_event::Model],
 ) -> ApiResult<Vec<i64>> {

@@ -387,16 +387,6 @@ pub async fn decide_evaluation(
     Ok(web::Json(view))
 }
 
-fn csv_field(s: &str) -> String {
-    // Quote everything; double inner quotes; neutralize spreadsheet formulas.
-    let s = if s.starts_with(['=', '+', '-', '@']) {
-        format!("'{s}")
-    } else {
-        s.to_string()
-    };
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
-
 /// The bid tab as CSV: one row per candidate (rank, weighted score, complete) with the
 /// mean score of each criterion, in ranking order.
 #[utoipa::path(
@@ -422,29 +412,27 @@ pub async fn bid_tab_csv(
         .map(|c| (c.cmo_org_id, c.name.as_str()))
         .collect();
     let mut header = vec![
-        csv_field("rank"),
-        csv_field("cmo"),
-        csv_field("weighted_score"),
-        csv_field("complete"),
+        crate::csv::field("rank"),
+        crate::csv::field("cmo"),
+        crate::csv::field("weighted_score"),
+        crate::csv::field("complete"),
     ];
     header.extend(
         view.criteria
             .iter()
-            .map(|c| csv_field(&format!("{} ({}%)", c.name, c.weight))),
+            .map(|c| crate::csv::field(&format!("{} ({}%)", c.name, c.weight))),
     );
     let mut out = header.join(",") + "\r\n";
     for r in &view.ranking {
         let mut row = vec![
-            csv_field(&r.rank.to_string()),
-            csv_field(names.get(&r.cmo_org_id).copied().unwrap_or_default()),
-            csv_field(&format!("{:.2}", r.weighted_score)),
-            csv_field(if r.complete { "yes" } else { "no" }),
+            crate::csv::field(&r.rank.to_string()),
+            crate::csv::field(names.get(&r.cmo_org_id).copied().unwrap_or_default()),
+            crate::csv::field(&format!("{:.2}", r.weighted_score)),
+            crate::csv::field(if r.complete { "yes" } else { "no" }),
         ];
-        row.extend(
-            r.breakdown
-                .iter()
-                .map(|b| csv_field(&b.mean_score.map(|m| format!("{m:.2}")).unwrap_or_default())),
-        );
+        row.extend(r.breakdown.iter().map(|b| {
+            crate::csv::field(&b.mean_score.map(|m| format!("{m:.2}")).unwrap_or_default())
+        }));
         out += &(row.join(",") + "\r\n");
     }
     Ok(HttpResponse::Ok()

@@ -1,6 +1,7 @@
 //! The project plan: programs, team, milestones, gates, action items, plan templates and the weekly digest preview.
 
 pub mod actions;
+pub mod audit_trail;
 pub mod digest;
 pub mod gate_decisions;
 pub mod gates;

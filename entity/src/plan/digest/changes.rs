@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::link_token::PageRecord;
 use crate::{action_item, team_member};
-use crate::{audit_event, capa, change_request, deviation, gate, milestone, program};
+use crate::{audit_event, capa, change_request, deviation, gate, milestone, program, signature};
 
 /// Audit actions that stay with their own organization's security review.
 const SECURITY_ACTIONS: &[&str] = &["sign_failed", "sign_in_failed", "password_reset_requested"];
@@ -129,6 +129,41 @@ impl Records {
         })
     }
 
+    /// Ids of the signatures made on these records (gate decisions, deviation
+    /// closures, production releases, CAPA plans and closures, change decisions).
+    async fn signatures<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        program_id: i64,
+    ) -> Result<Vec<String>, DbErr> {
+        use crate::enums::SignedRecordType as T;
+        fn ids<V>(m: &BTreeMap<i64, V>) -> Vec<String> {
+            m.keys().map(i64::to_string).collect()
+        }
+        let signed: [(T, Vec<String>); 5] = [
+            (T::GateDecision, ids(&self.decisions)),
+            (T::DeviationClosure, ids(&self.deviations)),
+            (T::ProductionRelease, vec![program_id.to_string()]),
+            (T::Capa, ids(&self.capas)),
+            (T::ChangeRequest, ids(&self.changes)),
+        ];
+        let mut out = Vec::new();
+        for (record_type, record_ids) in signed {
+            for chunk in record_ids.chunks(500) {
+                let found: Vec<i64> = signature::Entity::find()
+                    .select_only()
+                    .column(signature::Column::Id)
+                    .filter(signature::Column::RecordType.eq(record_type))
+                    .filter(signature::Column::RecordId.is_in(chunk.iter().cloned()))
+                    .into_tuple()
+                    .all(conn)
+                    .await?;
+                out.extend(found.into_iter().map(|id| id.to_string()));
+            }
+        }
+        Ok(out)
+    }
+
     fn subject(&self, entity_type: &str, id: i64, program_id: i64) -> Option<Subject> {
         Some(match entity_type {
             "program" if id == program_id => Subject::Page(PageRecord::Program, id),
@@ -194,32 +229,68 @@ pub async fn since<C: ConnectionTrait>(
     now: DateTime<Utc>,
 ) -> Result<(Vec<RecordChanges>, usize), DbErr> {
     let records = Records::of(conn, prog, milestones, deviations, capas).await?;
+    let events = events_of(conn, &records.by_type(prog.id), Some(since), now).await?;
+    let total = events.len();
+    Ok((group(&records, prog, events), total))
+}
+
+/// Every audit entry about the program's records up to `now`, from the sponsor's and
+/// the CMO's chains, and the entries of the signatures made on them; failed signature
+/// attempts and other security events stay out (they belong to their organization's
+/// review). Oldest first.
+pub async fn program_trail<C: ConnectionTrait>(
+    conn: &C,
+    prog: &program::Model,
+    now: DateTime<Utc>,
+) -> Result<Vec<audit_event::Model>, DbErr> {
+    let milestones = milestone::Entity::find()
+        .filter(milestone::Column::ProgramId.eq(prog.id))
+        .all(conn)
+        .await?;
+    let deviations = deviation::Entity::find()
+        .filter(deviation::Column::ProgramId.eq(prog.id))
+        .all(conn)
+        .await?;
+    let capas = capa::Entity::find()
+        .filter(capa::Column::ProgramId.eq(prog.id))
+        .all(conn)
+        .await?;
+    let records = Records::of(conn, prog, &milestones, &deviations, &capas).await?;
+    let mut by_type = records.by_type(prog.id).to_vec();
+    by_type.push(("signature", records.signatures(conn, prog.id).await?));
+    let mut events = events_of(conn, &by_type, None, now).await?;
+    events.sort_by_key(|e| (e.occurred_at, e.org_id, e.seq));
+    Ok(events)
+}
+
+/// The audit entries of the listed records in `(since, now]`, security events left out.
+async fn events_of<C: ConnectionTrait>(
+    conn: &C,
+    by_type: &[(&'static str, Vec<String>)],
+    since: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<Vec<audit_event::Model>, DbErr> {
     let mut events = Vec::new();
     // Changes by the sponsor and by the CMO sit in different organization chains; both
     // are read here.
-    for (entity_type, ids) in records.by_type(prog.id) {
+    for (entity_type, ids) in by_type {
         // Bounded IN lists (SQLite caps bound parameters); the (entity_type, entity_id)
         // index answers each.
         for chunk in ids.chunks(500) {
-            events.extend(
-                audit_event::Entity::find()
-                    .filter(
-                        Condition::all()
-                            .add(audit_event::Column::EntityType.eq(entity_type))
-                            .add(audit_event::Column::EntityId.is_in(chunk.iter().cloned()))
-                            .add(audit_event::Column::OccurredAt.gt(since))
-                            .add(audit_event::Column::OccurredAt.lte(now)),
-                    )
-                    .all(conn)
-                    .await?,
-            );
+            let mut window = Condition::all()
+                .add(audit_event::Column::EntityType.eq(*entity_type))
+                .add(audit_event::Column::EntityId.is_in(chunk.iter().cloned()))
+                .add(audit_event::Column::OccurredAt.lte(now));
+            if let Some(since) = since {
+                window = window.add(audit_event::Column::OccurredAt.gt(since));
+            }
+            events.extend(audit_event::Entity::find().filter(window).all(conn).await?);
         }
     }
     // Failed signature attempts are security events of the signer's organization, not
     // news of the program: the other side never reads them.
     events.retain(|e| !SECURITY_ACTIONS.contains(&e.action.as_str()));
-    let total = events.len();
-    Ok((group(&records, prog, events), total))
+    Ok(events)
 }
 
 fn group(
