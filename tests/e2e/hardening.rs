@@ -4,6 +4,7 @@
 
 use e2e::smtp::SmtpSink;
 use e2e::{TestApp, on_both_databases};
+use sea_orm::EntityTrait;
 use serde_json::json;
 use worker::jobs::escalations::escalation_pass;
 
@@ -220,3 +221,50 @@ async fn a_programs_audit_trail_spans_sponsor_and_cmo(app: &TestApp) {
         .expect_problem(404, "not_found");
 }
 on_both_databases!(a_programs_audit_trail_spans_sponsor_and_cmo);
+
+/// A recipient whose stored address cannot be mailed (written before addresses were
+/// checked) is never paged and never counts as paged: the escalation says so, and a tier
+/// of only such people is skipped at once instead of waited on.
+async fn an_unmailable_recipient_is_shown_and_never_counts_as_paged(app: &TestApp) {
+    // REQ: SEC-BARE-ADDRESSES
+    use sea_orm::ConnectionTrait;
+    let t = team(app).await;
+    app.db
+        .execute_unprepared(&format!(
+            "UPDATE users SET email = 'qa,other@acme.test' WHERE id = {}",
+            t.qa_id
+        ))
+        .await
+        .unwrap();
+    let (_, e) = critical_deviation(app, &t).await;
+    let report = escalation_pass(&app.job_context("w1"), app.now(), &settings())
+        .await
+        .unwrap();
+    assert_eq!(report.skipped, 1, "{report:?}");
+    let rows = entity::outbox::Entity::find().all(&app.db).await.unwrap();
+    assert!(
+        rows.iter().all(|r| !r.to_addrs.contains("qa,other")),
+        "never mailed"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.to_addrs.contains("lead@acme.test")
+                && r.subject.contains("escalation tier 2")),
+        "the next tier is paged at once"
+    );
+    let detail =
+        t.s.pm
+            .get(&format!("/api/v1/escalations/{}", e.id))
+            .await
+            .expect(200)
+            .body;
+    let kinds: Vec<&str> = detail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"unmailable"), "{detail}");
+    assert!(kinds.contains(&"skipped"), "{detail}");
+}
+on_both_databases!(an_unmailable_recipient_is_shown_and_never_counts_as_paged);

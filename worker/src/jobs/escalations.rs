@@ -140,10 +140,14 @@ async fn page(
     };
     let team = escalation_policy::team(&txn, e.program_id).await?;
     let tree = escalation::call_tree(&e, &team);
-    let recipients: Vec<Recipient> = tree
+    // Only addresses mail can go to count as paged; the others are recorded on the
+    // escalation (an address stored before addresses were checked strictly).
+    let (recipients, unmailable): (Vec<Recipient>, Vec<Recipient>) = tree
         .get(tier)
         .map(|t| t.recipients.clone())
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .into_iter()
+        .partition(|r| entity::user::is_plausible_email(&r.email));
     let earlier = escalation::paged_recipients(&txn, e.id).await?;
     let seq = e.page_seq + 1;
     // The claim: a second worker on the same page inserts nothing and backs off.
@@ -170,6 +174,25 @@ async fn page(
         return Ok(Outcome::Done);
     }
     let tier_name = policy.tiers.get(tier).map_or("", |t| t.name.as_str());
+    if !unmailable.is_empty() {
+        escalation::record_event(
+            &txn,
+            e.id,
+            "unmailable",
+            Some(tier as i32),
+            serde_json::json!({
+                "tier": tier_name,
+                "why": "these addresses cannot be mailed: correct them on the users",
+                "recipients": unmailable
+                    .iter()
+                    .map(|r| serde_json::json!({"user_id": r.user_id, "name": r.name, "email": r.email}))
+                    .collect::<Vec<_>>(),
+            }),
+            None,
+            now,
+        )
+        .await?;
+    }
     if recipients.is_empty() {
         // Nobody to page: skip at once, never wait on an empty tier.
         if !advance(&txn, &e, now, |m| {
@@ -186,7 +209,11 @@ async fn page(
             e.id,
             "skipped",
             Some(tier as i32),
-            serde_json::json!({"tier": tier_name, "why": "the tier resolves to nobody"}),
+            serde_json::json!({"tier": tier_name, "why": if unmailable.is_empty() {
+                "the tier resolves to nobody"
+            } else {
+                "nobody on the tier can be mailed"
+            }}),
             None,
             now,
         )
