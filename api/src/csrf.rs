@@ -11,9 +11,14 @@
 //! secret in the URL is what an attacker lacks, and mail clients' one-click unsubscribe
 //! posts without a page.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use actix_web::cookie::{Cookie, SameSite};
+use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
+use serde::de::DeserializeOwned;
 
 /// The cookie holding the browser's token.
 pub const COOKIE: &str = "cmo_csrf";
@@ -77,6 +82,60 @@ pub fn is_valid(req: &HttpRequest, submitted: Option<&str>) -> bool {
             .zip(sent)
             .fold(0_u8, |acc, (a, b)| acc | (a ^ b))
             == 0
+}
+
+/// A form that carries the hidden form-token field.
+pub trait Protected {
+    fn csrf(&self) -> Option<&str>;
+}
+
+/// A submitted form, taken only when it carries this browser's form token: every form
+/// handler takes its form through this, so none can forget the check. Otherwise the
+/// answer is [`refused`] (403) and the handler does not run.
+pub struct CheckedForm<T>(pub T);
+
+impl<T> CheckedForm<T> {
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+}
+
+/// A form sent without this browser's token.
+#[derive(Debug)]
+pub struct ForeignForm;
+
+impl std::fmt::Display for ForeignForm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the form token is missing or does not match")
+    }
+}
+
+impl ResponseError for ForeignForm {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::FORBIDDEN
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        refused()
+    }
+}
+
+impl<T: DeserializeOwned + Protected + 'static> FromRequest for CheckedForm<T> {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, actix_web::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        let form = web::Form::<T>::from_request(&req, payload);
+        Box::pin(async move {
+            let form = form.await?.into_inner();
+            if is_valid(&req, form.csrf()) {
+                Ok(CheckedForm(form))
+            } else {
+                Err(ForeignForm.into())
+            }
+        })
+    }
 }
 
 /// The page a refused form gets: reload and send again.

@@ -377,6 +377,23 @@ async fn the_digest_names_the_critical_deviation_and_the_hold_first(app: &TestAp
         !text.contains("token="),
         "a preview holds no live link: {text}"
     );
+    // Another member's preview is the managers' call; someone off the team has none.
+    let preview_of = |user: i64| {
+        format!(
+            "/api/v1/programs/{}/digest/preview?for_user_id={user}",
+            f.setup.program_id
+        )
+    };
+    f.setup
+        .cmo_admin
+        .get(&preview_of(f.lea))
+        .await
+        .expect_problem(403, "forbidden");
+    f.setup
+        .pm
+        .get(&preview_of(f.setup.cmo_admin_id))
+        .await
+        .expect_problem(404, "not_found");
 }
 on_both_databases!(the_digest_names_the_critical_deviation_and_the_hold_first);
 

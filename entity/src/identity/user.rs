@@ -92,12 +92,17 @@ pub fn is_plausible_email(email: &str) -> bool {
 pub async fn unmailable<C: sea_orm::ConnectionTrait>(
     conn: &C,
 ) -> Result<Vec<(i64, String)>, DbErr> {
-    Ok(Entity::find()
+    use sea_orm::QuerySelect;
+    let all: Vec<(i64, String)> = Entity::find()
+        .select_only()
+        .column(Column::Id)
+        .column(Column::Email)
+        .into_tuple()
         .all(conn)
-        .await?
+        .await?;
+    Ok(all
         .into_iter()
-        .filter(|u| !is_plausible_email(&u.email))
-        .map(|u| (u.id, u.email))
+        .filter(|(_, email)| !is_plausible_email(email))
         .collect())
 }
 

@@ -115,7 +115,7 @@ mod tests {
             NotificationKind::Production,
         ]);
         assert_eq!(stored, r#"["due_soon","production"]"#);
-        let at = chrono::Utc::now();
+        let at = chrono::DateTime::from_timestamp(1_796_000_000, 0).unwrap_or_default();
         let member = team_member::Model {
             id: 1,
             program_id: 1,

@@ -102,17 +102,8 @@ impl AddressPolicy {
     /// The URL's host when it is an address (or `localhost`), checked; names are checked
     /// when they are resolved, at delivery.
     pub fn check_host(self, host: &url::Host<&str>) -> Result<(), String> {
-        let ip: IpAddr = match host {
-            url::Host::Ipv4(v4) => (*v4).into(),
-            url::Host::Ipv6(v6) => (*v6).into(),
-            url::Host::Domain(d) => {
-                let d = d.trim_end_matches('.').to_ascii_lowercase();
-                if d == "localhost" || d.ends_with(".localhost") {
-                    Ipv4Addr::LOCALHOST.into()
-                } else {
-                    return Ok(());
-                }
-            }
+        let Some(ip) = literal_address(host) else {
+            return Ok(());
         };
         match self.refusal(ip) {
             Some(why) => Err(format!(
@@ -121,6 +112,24 @@ impl AddressPolicy {
             None => Ok(()),
         }
     }
+}
+
+/// The address a URL host names without resolving: an IP literal, or loopback for
+/// `localhost` (and its subdomains, which resolvers send to loopback).
+fn literal_address(host: &url::Host<&str>) -> Option<IpAddr> {
+    match host {
+        url::Host::Ipv4(v4) => Some((*v4).into()),
+        url::Host::Ipv6(v6) => Some((*v6).into()),
+        url::Host::Domain(d) => {
+            let d = d.trim_end_matches('.').to_ascii_lowercase();
+            (d == "localhost" || d.ends_with(".localhost")).then_some(Ipv4Addr::LOCALHOST.into())
+        }
+    }
+}
+
+/// Whether a URL host is a loopback address or `localhost`.
+pub fn is_loopback(host: &url::Host<&str>) -> bool {
+    literal_address(host).is_some_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]

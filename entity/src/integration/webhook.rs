@@ -48,7 +48,7 @@ pub fn check_url(raw: &str, policy: AddressPolicy) -> Result<(), String> {
     let parsed = url::Url::parse(raw).map_err(|e| format!("not an absolute URL: {e}"))?;
     let host = parsed.host().ok_or("the URL has no host")?;
     policy.check_host(&host)?;
-    let loopback = AddressPolicy::default().check_host(&host).is_err();
+    let loopback = super::receiver_address::is_loopback(&host);
     match parsed.scheme() {
         "https" => {}
         "http" if loopback => {}

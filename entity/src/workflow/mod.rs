@@ -20,6 +20,9 @@ pub mod milestone;
 pub mod production;
 pub mod qualification;
 pub mod selection;
+mod signed_steps;
+
+pub use signed_steps::{SIGNED_STEPS, Signing, signed_fields_markdown};
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -35,7 +38,7 @@ use serde_json::Value;
 
 use crate::audit_trail::{self, Actor, Entry};
 use crate::domain_event::{self, Event};
-use crate::enums::{Role, SignatureMeaning, SignedRecordType, wire_name};
+use crate::enums::{Role, wire_name};
 use crate::signature::{self, SignatureRecord, Signer};
 
 /// A row with an optimistic-concurrency `version` and an `updated_at`.
@@ -118,80 +121,6 @@ pub trait Refusal: std::fmt::Display {
     fn conflict_code(&self) -> &'static str {
         "illegal_transition"
     }
-}
-
-/// How a step is e-signed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Signing {
-    pub record_type: SignedRecordType,
-    pub meaning: SignatureMeaning,
-    /// The fields of the record (as people see it) that the signature covers: only a
-    /// later change to one of them shows the signature as no longer matching.
-    pub covers: &'static [&'static str],
-}
-
-/// Every signed step and the fields of its record (as the record's endpoint shows it)
-/// that its signature covers: the README's table.
-pub const SIGNED_STEPS: &[(SignedRecordType, &str, &[&str])] = &[
-    (
-        SignedRecordType::GateDecision,
-        "a gate decision (go or no-go)",
-        crate::gate::SIGNED_FIELDS,
-    ),
-    (
-        SignedRecordType::DeviationClosure,
-        "closing a deviation",
-        crate::deviation::CLOSURE_SIGNED_FIELDS,
-    ),
-    (
-        SignedRecordType::ProductionRelease,
-        "releasing production",
-        production::RELEASE_SIGNED_FIELDS,
-    ),
-    (
-        SignedRecordType::Capa,
-        "approving a CAPA plan",
-        crate::capa::PLAN_SIGNED_FIELDS,
-    ),
-    (
-        SignedRecordType::Capa,
-        "closing a CAPA",
-        crate::capa::CLOSURE_SIGNED_FIELDS,
-    ),
-    (
-        SignedRecordType::ChangeRequest,
-        "approving or rejecting a change",
-        crate::change_request::DECISION_SIGNED_FIELDS,
-    ),
-    (
-        SignedRecordType::CmoQualification,
-        "approving or disqualifying a CMO",
-        crate::cmo::QUALIFICATION_SIGNED_FIELDS,
-    ),
-    (
-        SignedRecordType::SelectionDecision,
-        "choosing a CMO in a selection",
-        crate::selection::DECISION_SIGNED_FIELDS,
-    ),
-    (
-        SignedRecordType::AuditEvent,
-        "reviewing an audit-trail entry",
-        crate::audit_event::REVIEW_SIGNED_FIELDS,
-    ),
-];
-
-/// [`SIGNED_STEPS`] as a Markdown table.
-pub fn signed_fields_markdown() -> String {
-    let mut out = String::from("| record type | signed step | signed fields |\n|---|---|---|\n");
-    for (record_type, step, fields) in SIGNED_STEPS {
-        let fields: Vec<String> = fields.iter().map(|f| format!("`{f}`")).collect();
-        out.push_str(&format!(
-            "| `{}` | {step} | {} |\n",
-            crate::enums::wire_name(record_type),
-            fields.join(", ")
-        ));
-    }
-    out
 }
 
 /// Consequences of a step that the caller completes after the engine ran: emails need the

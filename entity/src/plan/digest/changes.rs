@@ -243,24 +243,42 @@ pub async fn program_trail<C: ConnectionTrait>(
     prog: &program::Model,
     now: DateTime<Utc>,
 ) -> Result<Vec<audit_event::Model>, DbErr> {
-    let milestones = milestone::Entity::find()
-        .filter(milestone::Column::ProgramId.eq(prog.id))
-        .all(conn)
-        .await?;
-    let deviations = deviation::Entity::find()
-        .filter(deviation::Column::ProgramId.eq(prog.id))
-        .all(conn)
-        .await?;
-    let capas = capa::Entity::find()
-        .filter(capa::Column::ProgramId.eq(prog.id))
-        .all(conn)
-        .await?;
+    let (milestones, deviations, capas) = program_records(conn, prog.id).await?;
     let records = Records::of(conn, prog, &milestones, &deviations, &capas).await?;
     let mut by_type = records.by_type(prog.id).to_vec();
     by_type.push(("signature", records.signatures(conn, prog.id).await?));
     let mut events = events_of(conn, &by_type, None, now).await?;
     events.sort_by_key(|e| (e.occurred_at, e.org_id, e.seq));
     Ok(events)
+}
+
+/// A program's milestones, deviations and CAPA: what its digest counts and its trail
+/// covers.
+pub async fn program_records<C: ConnectionTrait>(
+    conn: &C,
+    program_id: i64,
+) -> Result<
+    (
+        Vec<milestone::Model>,
+        Vec<deviation::Model>,
+        Vec<capa::Model>,
+    ),
+    DbErr,
+> {
+    Ok((
+        milestone::Entity::find()
+            .filter(milestone::Column::ProgramId.eq(program_id))
+            .all(conn)
+            .await?,
+        deviation::Entity::find()
+            .filter(deviation::Column::ProgramId.eq(program_id))
+            .all(conn)
+            .await?,
+        capa::Entity::find()
+            .filter(capa::Column::ProgramId.eq(program_id))
+            .all(conn)
+            .await?,
+    ))
 }
 
 /// The audit entries of the listed records in `(since, now]`, security events left out.
@@ -463,7 +481,7 @@ mod tests {
             after: Some(after.into()),
             reason: None,
             request_id: None,
-            occurred_at: Utc::now(),
+            occurred_at: DateTime::from_timestamp(1_796_000_000, 0).unwrap_or_default(),
             prev_hash: String::new(),
             hash: String::new(),
         }

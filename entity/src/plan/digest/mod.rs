@@ -20,7 +20,7 @@ use crate::escalation::{self, EscalationStatus};
 use crate::overview::{self, PlanSummary, Standing};
 use crate::production_holds::{self, HoldPeriod};
 use crate::quality_summary::{self, QualitySummary};
-use crate::{capa, gate, milestone, program, team_member, user};
+use crate::{gate, program, team_member, user};
 
 pub use changes::{ChangeLine, RecordChanges};
 
@@ -176,18 +176,7 @@ pub async fn gather<C: ConnectionTrait>(
     since: DateTime<Utc>,
 ) -> Result<DigestData, DbErr> {
     let today = prog.today(now);
-    let milestones = milestone::Entity::find()
-        .filter(milestone::Column::ProgramId.eq(prog.id))
-        .all(conn)
-        .await?;
-    let deviations = deviation::Entity::find()
-        .filter(deviation::Column::ProgramId.eq(prog.id))
-        .all(conn)
-        .await?;
-    let capas = capa::Entity::find()
-        .filter(capa::Column::ProgramId.eq(prog.id))
-        .all(conn)
-        .await?;
+    let (milestones, deviations, capas) = changes::program_records(conn, prog.id).await?;
     let plan = overview::summarize(&milestones, today);
     let quality = quality_summary::summarize(&deviations, &capas, today);
     let on_hold = prog.production_status == program::ProductionStatus::OnHold;

@@ -110,6 +110,12 @@ pub struct ChoosePasswordForm {
     pub csrf: Option<String>,
 }
 
+impl csrf::Protected for ChoosePasswordForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
 /// What is wrong with a chosen password, if anything.
 fn password_problem(password: &str, confirm: &str) -> Option<String> {
     let mut c = crate::extract::Checks::default();
@@ -139,12 +145,9 @@ fn password_problem(password: &str, confirm: &str) -> Option<String> {
 pub async fn accept_submit(
     req: HttpRequest,
     state: web::Data<AppState>,
-    form: web::Form<ChoosePasswordForm>,
+    form: csrf::CheckedForm<ChoosePasswordForm>,
 ) -> HttpResponse {
     let form = form.into_inner();
-    if !csrf::is_valid(&req, form.csrf.as_deref()) {
-        return csrf::refused();
-    }
     let token = form.token.unwrap_or_default();
     let name = form.display_name.unwrap_or_default();
     let password = form.password.unwrap_or_default();
@@ -222,6 +225,12 @@ pub struct RequestResetForm {
     pub csrf: Option<String>,
 }
 
+impl csrf::Protected for RequestResetForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
 /// Send the link (the answer is the same whether or not an account has the email).
 #[utoipa::path(
     tag = "pages",
@@ -237,12 +246,9 @@ pub struct RequestResetForm {
 pub async fn request_reset_submit(
     req: HttpRequest,
     state: web::Data<AppState>,
-    form: web::Form<RequestResetForm>,
+    form: csrf::CheckedForm<RequestResetForm>,
 ) -> HttpResponse {
     let form = form.into_inner();
-    if !csrf::is_valid(&req, form.csrf.as_deref()) {
-        return csrf::refused();
-    }
     let email = form.email.unwrap_or_default();
     let normalized = entity::user::normalize_email(&email);
     if !entity::user::is_plausible_email(&normalized) {
@@ -330,12 +336,9 @@ pub async fn choose_page(
 pub async fn choose_submit(
     req: HttpRequest,
     state: web::Data<AppState>,
-    form: web::Form<ChoosePasswordForm>,
+    form: csrf::CheckedForm<ChoosePasswordForm>,
 ) -> HttpResponse {
     let form = form.into_inner();
-    if !csrf::is_valid(&req, form.csrf.as_deref()) {
-        return csrf::refused();
-    }
     let token = form.token.unwrap_or_default();
     let password = form.password.unwrap_or_default();
     let certify = form.certify_signature.is_some();

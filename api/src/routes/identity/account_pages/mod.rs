@@ -165,12 +165,9 @@ pub struct SignInForm {
 pub async fn sign_in_submit(
     req: HttpRequest,
     state: web::Data<AppState>,
-    form: web::Form<SignInForm>,
+    form: csrf::CheckedForm<SignInForm>,
 ) -> HttpResponse {
     let form = form.into_inner();
-    if !csrf::is_valid(&req, form.csrf.as_deref()) {
-        return csrf::refused();
-    }
     let email = form.email.unwrap_or_default();
     let next = safe_next(form.next.as_deref());
     let attempt = SignInAttempt {
@@ -232,6 +229,18 @@ pub struct CsrfForm {
     pub csrf: Option<String>,
 }
 
+impl csrf::Protected for CsrfForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
+impl csrf::Protected for SignInForm {
+    fn csrf(&self) -> Option<&str> {
+        self.csrf.as_deref()
+    }
+}
+
 /// Sign out: the session ends and its cookie is removed.
 #[utoipa::path(
     tag = "pages",
@@ -246,11 +255,8 @@ pub struct CsrfForm {
 pub async fn sign_out(
     req: HttpRequest,
     state: web::Data<AppState>,
-    form: web::Form<CsrfForm>,
+    _form: csrf::CheckedForm<CsrfForm>,
 ) -> HttpResponse {
-    if !csrf::is_valid(&req, form.csrf.as_deref()) {
-        return csrf::refused();
-    }
     if let Some(ctx) = session_of(&req, &state).await {
         let now = state.clock.now();
         let ended = async {
