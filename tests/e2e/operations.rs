@@ -98,3 +98,47 @@ async fn a_panicking_handler_answers_500_with_a_request_id() {
     client.get("/boom").await.expect(500);
     handle.stop(false).await;
 }
+
+/// A SIGTERM that reaches a worker still starting (here: waiting for the migration lock
+/// another process holds, as during a rolling restart) stops it cleanly once it can:
+/// exit 0, not killed by the signal's default action.
+#[actix_web::test]
+async fn a_worker_told_to_stop_while_starting_stops_cleanly() {
+    // REQ: OPS-GRACEFUL-STOP
+    use e2e::worker_process::WorkerProcess;
+    let Some(app) = e2e::spawn_app(e2e::Backend::Sqlite).await else {
+        return;
+    };
+    let held = migration::startup::sqlite_migration_lock(&app.database_url)
+        .await
+        .unwrap()
+        .expect("a SQLite file has a migration lock");
+    let worker = WorkerProcess::start(
+        &app.database_url,
+        "smtp://127.0.0.1:9",
+        "starting",
+        app.now(),
+        &[],
+    );
+    let mut waited = 0;
+    while !worker.catches_sigterm() {
+        assert!(
+            waited < 200,
+            "the worker installs its SIGTERM handler within 10 s"
+        );
+        waited += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Still held: the worker cannot have got past connecting.
+    let pid = worker.pid().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    drop(held);
+    assert!(
+        worker.stop().await.success(),
+        "exit 0 after a SIGTERM during start-up"
+    );
+    app.stop().await;
+}

@@ -7,6 +7,8 @@ use std::process::{Child, Command, Stdio};
 pub struct WorkerProcess {
     child: Child,
     pub worker_id: String,
+    /// Its standard error, kept so that a failed stop can say why.
+    log: tempfile::NamedTempFile,
 }
 
 /// The worker binary of the same build as the running binary: `target/<profile>/` holds
@@ -57,18 +59,15 @@ impl WorkerProcess {
             // The tests' webhook receivers listen on loopback.
             .env("CMO_WEBHOOK_ALLOW_LOOPBACK", "true")
             .stdout(Stdio::null());
-        // TEST_LOG=1 (as for the api's logs) shows the worker's warnings too.
-        if std::env::var_os("TEST_LOG").is_some() {
-            cmd.stderr(Stdio::inherit());
-        } else {
-            cmd.stderr(Stdio::null());
-        }
+        let log = tempfile::NamedTempFile::new().expect("worker log file");
+        cmd.stderr(log.reopen().expect("worker log file"));
         for (k, v) in env {
             cmd.env(k, v);
         }
         WorkerProcess {
             child: cmd.spawn().expect("start cmo-worker"),
             worker_id: worker_id.to_string(),
+            log,
         }
     }
 
@@ -89,12 +88,41 @@ impl WorkerProcess {
         let _ = self.child.wait();
     }
 
-    /// SIGTERM, then its exit status (bounded wait).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process has installed its own SIGTERM handler yet (Linux: the
+    /// `SigCgt` mask in `/proc/<pid>/status`, bit 15 for SIGTERM).
+    pub fn catches_sigterm(&self) -> bool {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("SigCgt:"))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+            .is_some_and(|mask| mask & (1 << (15 - 1)) != 0)
+    }
+
+    /// What the worker wrote to standard error so far (its warnings and errors).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
+    /// SIGTERM, then its exit status (bounded wait); a worker that exits with an error
+    /// prints its log, so that a failing test says why.
     pub async fn stop(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         for _ in 0..400 {
             if let Ok(Some(status)) = self.child.try_wait() {
+                if !status.success() {
+                    eprintln!(
+                        "cmo-worker {} ended with {status}; its log:\n{}",
+                        self.worker_id,
+                        self.log()
+                    );
+                }
                 return status;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -108,6 +136,10 @@ impl WorkerProcess {
 
 impl Drop for WorkerProcess {
     fn drop(&mut self) {
+        // TEST_LOG=1 (as for the api's logs) shows the worker's warnings too.
+        if std::env::var_os("TEST_LOG").is_some() {
+            eprintln!("cmo-worker {} log:\n{}", self.worker_id, self.log());
+        }
         if let Ok(None) = self.child.try_wait() {
             let _ = self.child.kill();
             let _ = self.child.wait();

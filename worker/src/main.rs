@@ -142,6 +142,7 @@ fn main() -> ExitCode {
 }
 
 async fn start(cli: Cli) -> Result<(), String> {
+    let shutdown = shutdown_signal();
     let clock = entity::clock::process_clock(cli.clock.test_clock_start)?;
     let db = migration::startup::connect_and_migrate(&cli.database)
         .await
@@ -250,32 +251,30 @@ async fn start(cli: Cli) -> Result<(), String> {
         },
         http,
     };
-    run(ctx, schedules, mail, shutdown_signal())
+    run(ctx, schedules, mail, shutdown)
         .await
         .map_err(|e| e.to_string())?;
     let _ = db.close().await;
     Ok(())
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or Ctrl-C. The handler is installed when this is called, not when
+/// the future is first polled: a SIGTERM that arrives while the worker still connects,
+/// migrates or runs its first pass is kept, and the worker then stops cleanly (exit 0)
+/// instead of being killed by the signal's default action.
+fn shutdown_signal() -> impl Future<Output = ()> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    let interrupt = tokio::signal::ctrl_c();
+    async move {
+        #[cfg(unix)]
+        if let Ok(mut term) = term {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt => {}
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+            return;
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        let _ = interrupt.await;
     }
 }
