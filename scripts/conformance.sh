@@ -21,6 +21,10 @@ api_workdir
 
 export DATABASE_URL="${CONFORMANCE_DATABASE_URL:-sqlite://$work/conformance.db?mode=rwc}"
 echo "conformance: database ${DATABASE_URL%%\?*}"
+# PostgreSQL needs the audit chain key configured (a SQLite file gets one beside it).
+case "$DATABASE_URL" in
+  postgres*) CMO_AUDIT_KEY="$("$bin" audit-key generate)"; export CMO_AUDIT_KEY ;;
+esac
 token="$("$bin" bootstrap --org "Conformance Sponsor" --email admin@conformance.test --json \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
 

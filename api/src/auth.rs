@@ -34,6 +34,8 @@ pub struct AuthContext {
     pub request_id: Option<String>,
     /// Base URL for links in emails this request queues.
     pub public_base_url: std::sync::Arc<str>,
+    /// The audit chain keys this request's changes are recorded with.
+    pub chain_keys: entity::audit::ChainKeys,
 }
 
 impl AuthContext {
@@ -48,6 +50,7 @@ impl AuthContext {
             user_id: Some(self.user.id),
             request_id: self.request_id.clone(),
             at,
+            chain_keys: self.chain_keys.clone(),
         }
     }
 
@@ -59,6 +62,7 @@ impl AuthContext {
             name: self.user.display_name.clone(),
             token_id: self.token.id,
             request_id: self.request_id.clone(),
+            chain_keys: self.chain_keys.clone(),
         }
     }
 
@@ -238,6 +242,7 @@ pub async fn authenticate(
         token,
         request_id: request_id::current(),
         public_base_url: state.public_base_url.clone(),
+        chain_keys: state.chain_keys.clone(),
     })
 }
 
@@ -273,6 +278,7 @@ pub fn reading_by_link(
         org,
         request_id: request_id::current(),
         public_base_url: state.public_base_url.clone(),
+        chain_keys: state.chain_keys.clone(),
     }
 }
 

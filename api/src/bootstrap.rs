@@ -68,6 +68,7 @@ fn check(
 
 pub async fn bootstrap(
     db: &DatabaseConnection,
+    chain_keys: &entity::audit::ChainKeys,
     req: BootstrapRequest,
 ) -> Result<Bootstrapped, BootstrapError> {
     let problems = check(
@@ -96,6 +97,7 @@ pub async fn bootstrap(
         OrgKind::Sponsor,
         None,
         None,
+        chain_keys,
         req.now,
     )
     .await?;
@@ -104,6 +106,7 @@ pub async fn bootstrap(
         user_id: None,
         request_id: None,
         at: req.now,
+        chain_keys: chain_keys.clone(),
     };
     let admin = provisioning::create_user(
         &txn,
@@ -153,6 +156,7 @@ pub struct SponsorRequest {
 
 pub async fn create_sponsor(
     db: &DatabaseConnection,
+    chain_keys: &entity::audit::ChainKeys,
     req: SponsorRequest,
 ) -> Result<(organization::Model, entity::invitation::Model), BootstrapError> {
     let problems = check(
@@ -171,6 +175,7 @@ pub async fn create_sponsor(
         OrgKind::Sponsor,
         None,
         None,
+        chain_keys,
         req.now,
     )
     .await?;
@@ -179,6 +184,7 @@ pub async fn create_sponsor(
         user_id: None,
         request_id: None,
         at: req.now,
+        chain_keys: chain_keys.clone(),
     };
     let invitation = accounts::invite(
         &txn,

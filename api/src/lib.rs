@@ -16,6 +16,7 @@ pub mod local_dates;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;
+pub mod operator;
 pub mod pages;
 pub mod pagination;
 pub mod provisioning;

@@ -77,10 +77,29 @@ enum Command {
         to: std::path::PathBuf,
     },
     /// Verify every organization's audit chain and print the result as JSON (after a
-    /// restore, or any time); exits non-zero when a chain is broken.
+    /// restore, or any time); exits non-zero when a chain is broken or could not be
+    /// checked completely.
     VerifyAudit,
+    /// The audit chain keys: generate, rotate, show.
+    #[command(subcommand)]
+    AuditKey(AuditKeyCommand),
     /// Print the OpenAPI document to stdout.
     Openapi,
+}
+
+#[derive(Subcommand)]
+enum AuditKeyCommand {
+    /// A new key: written to a new file (for CMO_AUDIT_KEY_FILE), or printed in hex (for
+    /// CMO_AUDIT_KEY) without --file.
+    Generate {
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
+    },
+    /// Add a new key to the configured key file (the default beside a SQLite database,
+    /// or CMO_AUDIT_KEY_FILE); it keys new rows once the replicas restart.
+    Rotate,
+    /// Each key's id and its checkpoint public key (no secret).
+    Show,
 }
 
 fn main() -> ExitCode {
@@ -136,6 +155,11 @@ fn main() -> ExitCode {
         ),
         Some(Command::Backup { to }) => run_backup(&cli.database, &to),
         Some(Command::VerifyAudit) => run_verify_audit(&cli.database),
+        Some(Command::AuditKey(AuditKeyCommand::Generate { file })) => {
+            api::operator::generate(file.as_deref())
+        }
+        Some(Command::AuditKey(AuditKeyCommand::Rotate)) => api::operator::rotate(&cli.database),
+        Some(Command::AuditKey(AuditKeyCommand::Show)) => api::operator::show(&cli.database),
         _ => serve(cli.database, cli.serve, clock),
     };
     match result {
@@ -149,9 +173,7 @@ fn main() -> ExitCode {
 
 fn serve(database: DatabaseArgs, serve: ServeArgs, clock: Arc<dyn Clock>) -> Result<(), String> {
     actix_web::rt::System::new().block_on(async move {
-        let db = migration::startup::connect_and_migrate(&database)
-            .await
-            .map_err(|e| e.to_string())?;
+        let (db, chain_keys) = api::operator::open(&database).await?;
     match entity::user::unmailable(&db).await {
         Ok(bad) => {
             for (id, email) in bad {
@@ -188,6 +210,7 @@ fn serve(database: DatabaseArgs, serve: ServeArgs, clock: Arc<dyn Clock>) -> Res
                 .clone()
                 .filter(|t| !t.is_empty())
                 .map(Arc::from),
+            chain_keys,
         };
         let options = ServerOptions {
             workers: serve.http_workers,
@@ -230,13 +253,12 @@ fn run_bootstrap(
         .build()
         .map_err(|e| e.to_string())?;
     runtime.block_on(async move {
-        let db = migration::startup::connect_and_migrate(database)
-            .await
-            .map_err(|e| e.to_string())?;
+        let (db, chain_keys) = api::operator::open(database).await?;
         let admin_name =
             name.unwrap_or_else(|| email.split('@').next().unwrap_or(&email).to_string());
         let done = bootstrap(
             &db,
+            &chain_keys,
             BootstrapRequest {
                 org_name: org,
                 admin_email: email,
@@ -302,44 +324,21 @@ fn run_backup(database: &DatabaseArgs, to: &std::path::Path) -> Result<(), Strin
             .await
             .map_err(|e| format!("backup failed: {e}"))?;
         println!("Backed up to {}", to.display());
+        if let Some(key_file) = api::operator::key_source(database).key_file() {
+            println!(
+                "The audit chain key file {} is not in the backup: keep a copy of it apart \
+                 (the restored chain cannot be verified or extended without it).",
+                key_file.display()
+            );
+        }
         Ok(())
     })
 }
 
 fn run_verify_audit(database: &DatabaseArgs) -> Result<(), String> {
-    use sea_orm::EntityTrait;
     current_thread()?.block_on(async move {
-        let db = migration::startup::connect_and_migrate(database)
-            .await
-            .map_err(|e| e.to_string())?;
-        let orgs = entity::organization::Entity::find()
-            .all(&db)
-            .await
-            .map_err(|e| e.to_string())?;
-        let mut broken = Vec::new();
-        let mut report = Vec::new();
-        for org in orgs {
-            let v = entity::audit_trail::verify(&db, org.id)
-                .await
-                .map_err(|e| e.to_string())?;
-            if v.broken.is_some() {
-                broken.push(org.name.clone());
-            }
-            report.push(serde_json::json!({
-                "org_id": org.id,
-                "organization": org.name,
-                "intact": v.broken.is_none(),
-                "checked": v.checked,
-                "head_seq": v.head_seq,
-                "first_broken_seq": v.broken.map(|b| b.seq),
-            }));
-        }
-        println!("{}", serde_json::Value::Array(report));
-        if broken.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("broken audit chain: {}", broken.join(", ")))
-        }
+        let (db, keys) = api::operator::open(database).await?;
+        api::operator::verify_audit(&db, &keys).await
     })
 }
 
@@ -353,14 +352,13 @@ fn run_create_sponsor(
         .build()
         .map_err(|e| e.to_string())?;
     runtime.block_on(async move {
-        let db = migration::startup::connect_and_migrate(database)
-            .await
-            .map_err(|e| e.to_string())?;
+        let (db, chain_keys) = api::operator::open(database).await?;
         let admin_name = args
             .name
             .unwrap_or_else(|| args.email.split('@').next().unwrap_or(&args.email).to_string());
         let (org, invitation) = api::bootstrap::create_sponsor(
             &db,
+            &chain_keys,
             api::bootstrap::SponsorRequest {
                 org_name: args.org,
                 admin_email: args.email,

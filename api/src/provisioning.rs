@@ -27,6 +27,7 @@ pub async fn create_organization<C: ConnectionTrait>(
     kind: OrgKind,
     parent_org_id: Option<i64>,
     registered_by: Option<&Actor>,
+    chain_keys: &entity::audit::ChainKeys,
     now: DateTime<Utc>,
 ) -> ApiResult<organization::Model> {
     let org = organization::ActiveModel {
@@ -40,7 +41,7 @@ pub async fn create_organization<C: ConnectionTrait>(
     }
     .insert(conn)
     .await?;
-    audit_trail::start_chain(conn, org.id).await?;
+    audit_trail::start_chain(conn, chain_keys, org.id).await?;
     // A CMO enters the registry as a prospect of the sponsor that registered it.
     if let (OrgKind::Cmo, Some(sponsor)) = (kind, parent_org_id) {
         entity::cmo::ActiveModel {
@@ -70,6 +71,7 @@ pub async fn create_organization<C: ConnectionTrait>(
         user_id: registered_by.and_then(|a| a.user_id),
         request_id: registered_by.and_then(|a| a.request_id.clone()),
         at: now,
+        chain_keys: chain_keys.clone(),
     };
     audit_trail::append(
         conn,

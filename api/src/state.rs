@@ -21,4 +21,6 @@ pub struct AppState {
     pub webhook_policy: entity::webhook::AddressPolicy,
     /// When set, `/metrics` answers only requests carrying it as a bearer token.
     pub metrics_token: Option<Arc<str>>,
+    /// The audit chain keys (kept outside the database).
+    pub chain_keys: entity::audit::ChainKeys,
 }

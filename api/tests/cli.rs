@@ -278,8 +278,9 @@ fn serve_migrates_a_fresh_sqlite_file_and_stops_on_sigterm() {
     );
 }
 
-/// An online backup of the SQLite file restores to a database whose audit chains verify;
-/// `verify-audit` fails on a copy that was edited afterwards.
+/// An online backup of the SQLite file restores to a database whose audit chains verify
+/// once its key file is restored beside it (without it, the restored database is refused
+/// rather than re-keyed); `verify-audit` fails on a copy that was edited afterwards.
 #[test]
 fn a_backup_restores_with_its_audit_chain_intact() {
     // REQ: OPS-BACKUP
@@ -292,6 +293,10 @@ fn a_backup_restores_with_its_audit_chain_intact() {
         .output()
         .unwrap();
     assert!(backup.status.success(), "{backup:?}");
+    assert!(
+        String::from_utf8_lossy(&backup.stdout).contains("cmo.db.audit-key is not in the backup"),
+        "the backup says the key file must be kept apart: {backup:?}"
+    );
     let again = Command::new(BIN)
         .args(["backup", copy.to_str().unwrap()])
         .env("DATABASE_URL", sqlite_url(&dir))
@@ -307,6 +312,21 @@ fn a_backup_restores_with_its_audit_chain_intact() {
             .output()
             .unwrap()
     };
+    let keyless = verify(&restored);
+    assert!(!keyless.status.success(), "{keyless:?}");
+    assert!(
+        String::from_utf8_lossy(&keyless.stderr).contains("key file"),
+        "{keyless:?}"
+    );
+    assert!(
+        !dir.path().join("backup.db.audit-key").exists(),
+        "no new key is generated for a keyed database"
+    );
+    std::fs::copy(
+        dir.path().join("cmo.db.audit-key"),
+        dir.path().join("backup.db.audit-key"),
+    )
+    .unwrap();
     let ok = verify(&restored);
     assert!(ok.status.success(), "{ok:?}");
     let report: serde_json::Value = serde_json::from_slice(&ok.stdout).unwrap();
@@ -327,5 +347,5 @@ fn a_backup_restores_with_its_audit_chain_intact() {
         });
     let broken = verify(&restored);
     assert!(!broken.status.success(), "{broken:?}");
-    assert!(String::from_utf8_lossy(&broken.stderr).contains("broken audit chain"));
+    assert!(String::from_utf8_lossy(&broken.stderr).contains("audit chain not intact"));
 }

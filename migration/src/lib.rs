@@ -33,6 +33,7 @@ mod m20261201_000025_signed_content;
 mod m20261202_000026_notifications;
 mod m20261202_000027_calendar_generation;
 mod m20261202_000028_retention_indexes;
+mod m20261203_000029_keyed_audit_chain;
 
 pub struct Migrator;
 
@@ -68,6 +69,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000026_notifications::Migration),
             Box::new(m20261202_000027_calendar_generation::Migration),
             Box::new(m20261202_000028_retention_indexes::Migration),
+            Box::new(m20261203_000029_keyed_audit_chain::Migration),
         ]
     }
 }

@@ -31,6 +31,35 @@ pub struct DatabaseArgs {
     /// answers 503 (pool exhausted, or the database unreachable).
     #[arg(long, env = "CMO_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(100..=120_000))]
     pub db_acquire_timeout_ms: u64,
+
+    /// The audit chain keys in hex (64 digits each), comma-separated, oldest first; the
+    /// last keys new rows. Or use --audit-key-file. Required on PostgreSQL (the same on
+    /// every api and worker replica); on a SQLite file the default is a key file beside
+    /// the database (`<file>.audit-key`), generated on first start.
+    #[arg(
+        long,
+        env = "CMO_AUDIT_KEY",
+        hide_env_values = true,
+        conflicts_with = "audit_key_file"
+    )]
+    pub audit_key: Option<String>,
+
+    /// A file holding the audit chain keys (one per line in hex, oldest first), as
+    /// `cmo-api audit-key generate` writes it.
+    #[arg(long, env = "CMO_AUDIT_KEY_FILE")]
+    pub audit_key_file: Option<std::path::PathBuf>,
+}
+
+impl DatabaseArgs {
+    /// The database's file when it is SQLite on disk.
+    pub fn sqlite_file(&self) -> Option<String> {
+        sqlite_file_path(&self.database_url)
+    }
+
+    /// An in-memory SQLite database.
+    pub fn in_memory(&self) -> bool {
+        self.database_url.starts_with("sqlite:") && self.sqlite_file().is_none()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -221,6 +250,8 @@ mod tests {
             db_max_connections: None,
             no_migrate: false,
             db_acquire_timeout_ms: 10_000,
+            audit_key: None,
+            audit_key_file: None,
         };
         let (a, b) = tokio::join!(connect_and_migrate(&args), connect_and_migrate(&args));
         a.unwrap();

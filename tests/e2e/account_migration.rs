@@ -235,6 +235,7 @@ async fn admin_held_credentials_end_and_their_holders_are_told(url: String) {
         hostname: "test".to_string(),
         started_at: at(),
         public_base_url: "https://cmo.example.com".to_string(),
+        chain_keys: Arc::new(entity::audit::KeyRing::generate()),
     };
     let report = worker::jobs::access_notices::access_notices(&ctx, at())
         .await

@@ -80,6 +80,7 @@ pub async fn partner_org(
     let org_id = if kind == "sponsor" {
         let (org, _) = api::bootstrap::create_sponsor(
             &app.db,
+            &app.chain_keys,
             api::bootstrap::SponsorRequest {
                 org_name: name.to_string(),
                 admin_email: admin_email.to_string(),

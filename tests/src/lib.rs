@@ -91,6 +91,8 @@ pub struct TestApp {
     pub admin_id: i64,
     pub org_id: i64,
     server: actix_web::dev::ServerHandle,
+    /// The app's audit chain keys (its worker contexts use the same).
+    pub chain_keys: entity::audit::ChainKeys,
     _dir: tempfile::TempDir,
 }
 
@@ -131,6 +133,7 @@ impl TestApp {
             hostname: "test".to_string(),
             started_at: self.now(),
             public_base_url: self.base_url.clone(),
+            chain_keys: self.chain_keys.clone(),
         }
     }
 
@@ -388,6 +391,10 @@ pub async fn spawn_app_on(
         db_max_connections: None,
         no_migrate: false,
         db_acquire_timeout_ms: acquire_timeout_ms,
+        // PostgreSQL needs the key configured (as every replica would have it); SQLite
+        // generates its key file beside the database, as on a first start.
+        audit_key: (backend == Backend::Postgres).then(|| TEST_AUDIT_KEY.to_string()),
+        audit_key_file: None,
     };
     if std::env::var_os("TEST_LOG").is_some() {
         migration::startup::init_logging(&migration::startup::TelemetryArgs {
@@ -395,14 +402,15 @@ pub async fn spawn_app_on(
             log_filter: "info,sqlx=warn".to_string(),
         });
     }
-    let db = migration::startup::connect_and_migrate(&args)
+    let (db, chain_keys) = api::operator::open(&args)
         .await
-        .expect("connect and migrate");
+        .expect("connect, migrate and load the audit keys");
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
     let port = listener.local_addr().expect("local addr").port();
     let clock = ManualClock::new(start_instant());
     let boot = bootstrap(
         &db,
+        &chain_keys,
         BootstrapRequest {
             org_name: "Acme Bio".to_string(),
             admin_email: "admin@acme.test".to_string(),
@@ -426,6 +434,7 @@ pub async fn spawn_app_on(
         // The tests' receivers listen on loopback.
         webhook_policy: entity::webhook::AddressPolicy::LOOPBACK_ALLOWED,
         metrics_token: None,
+        chain_keys: chain_keys.clone(),
     };
     let server = build_server(
         state,
@@ -448,9 +457,14 @@ pub async fn spawn_app_on(
         admin_id: boot.admin.id,
         org_id: boot.organization.id,
         server: handle,
+        chain_keys,
         _dir: dir,
     }
 }
+
+/// The audit chain key of every test app on PostgreSQL (and of the worker processes
+/// tests start on it): configured, as production must.
+pub const TEST_AUDIT_KEY: &str = "7e57a0d17c4a1b2e3f405162738495a6b7c8d9eaf00112233445566778899aab";
 
 /// For a scenario `async fn name(app: &TestApp)`, declares `mod name { sqlite, postgres }`:
 /// the same scenario against both databases.

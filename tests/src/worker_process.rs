@@ -61,6 +61,11 @@ impl WorkerProcess {
             .stdout(Stdio::null());
         let log = tempfile::NamedTempFile::new().expect("worker log file");
         cmd.stderr(log.reopen().expect("worker log file"));
+        // On PostgreSQL the key is configuration, the same as the test app's; on SQLite
+        // the worker finds the key file beside the database, as in production.
+        if database_url.starts_with("postgres") {
+            cmd.env("CMO_AUDIT_KEY", crate::TEST_AUDIT_KEY);
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }

@@ -147,6 +147,20 @@ async fn start(cli: Cli) -> Result<(), String> {
     let db = migration::startup::connect_and_migrate(&cli.database)
         .await
         .map_err(|e| e.to_string())?;
+    let keys = entity::audit::key_store::KeySource {
+        keys: cli
+            .database
+            .audit_key
+            .clone()
+            .filter(|k| !k.trim().is_empty()),
+        file: cli.database.audit_key_file.clone(),
+        sqlite_file: cli.database.sqlite_file(),
+        in_memory: cli.database.in_memory(),
+    };
+    let opened = entity::audit::key_store::open(&keys, &db).await?;
+    for notice in opened.notices() {
+        tracing::warn!("{notice}");
+    }
     match entity::user::unmailable(&db).await {
         Ok(bad) => {
             for (id, email) in bad {
@@ -182,6 +196,7 @@ async fn start(cli: Cli) -> Result<(), String> {
         worker_id,
         hostname,
         public_base_url: cli.public_base_url.clone(),
+        chain_keys: opened.keys,
     };
     let schedules = Schedules {
         heartbeat: cli.heartbeat_cron,

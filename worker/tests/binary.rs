@@ -24,6 +24,8 @@ async fn the_worker_beats_and_stops_on_sigterm() {
         db_max_connections: Some(1),
         no_migrate: false,
         db_acquire_timeout_ms: 10_000,
+        audit_key: None,
+        audit_key_file: None,
     })
     .await
     .unwrap();

@@ -36,6 +36,8 @@ async fn database(postgres: bool) -> Option<Db> {
         db_max_connections: Some(if postgres { 4 } else { 1 }),
         no_migrate: false,
         db_acquire_timeout_ms: 10_000,
+        audit_key: None,
+        audit_key_file: None,
     })
     .await
     .unwrap();
@@ -95,6 +97,9 @@ fn start_worker_at(
     if let Some(at) = at {
         cmd.env("CMO_ALLOW_TEST_CLOCK", "1")
             .env("CMO_TEST_CLOCK_START", at.to_rfc3339());
+    }
+    if db.url.starts_with("postgres") {
+        cmd.env("CMO_AUDIT_KEY", e2e::TEST_AUDIT_KEY);
     }
     cmd.env("DATABASE_URL", &db.url)
         .env("CMO_SMTP_URL", smtp_url)

@@ -286,6 +286,7 @@ pub async fn accept_invitation(
         user_id: None,
         request_id: crate::request_id::current(),
         at: now,
+        chain_keys: state.chain_keys.clone(),
     };
     let person = user::ActiveModel {
         id: NotSet,

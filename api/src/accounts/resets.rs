@@ -147,6 +147,7 @@ pub async fn request_reset(state: &AppState, email: &str) -> ApiResult<()> {
             user_id: None,
             request_id: crate::request_id::current(),
             at: now,
+            chain_keys: state.chain_keys.clone(),
         };
         send_reset(
             &txn,
@@ -218,6 +219,7 @@ pub async fn complete_reset(
         user_id: Some(person.id),
         request_id: crate::request_id::current(),
         at: now,
+        chain_keys: state.chain_keys.clone(),
     };
     let updated =
         crate::write::write_next_version::<user::Entity>(&txn, current.id, &current, now, |u| {

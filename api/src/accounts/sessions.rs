@@ -156,6 +156,7 @@ pub async fn sign_in(
                         user_id: None,
                         request_id: crate::request_id::current(),
                         at: now,
+                        chain_keys: state.chain_keys.clone(),
                     },
                     Entry::new("user", candidate.id, "sign_in_failed")
                         .after(json!({"client_addr": client, "failure": "wrong_password"})),
@@ -182,6 +183,7 @@ pub async fn sign_in(
         user_id: Some(person.id),
         request_id: crate::request_id::current(),
         at: now,
+        chain_keys: state.chain_keys.clone(),
     };
     let (name, expires_at) = match kind {
         api_token::TokenKind::Browser => ("browser session", now + api_token::BROWSER_ABSOLUTE),

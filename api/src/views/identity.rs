@@ -231,7 +231,9 @@ pub struct BrokenLinkView {
     /// `hash_mismatch` (a row was edited), `prev_hash_mismatch` (a row was replaced),
     /// `sequence_gap` (a row was deleted), `truncated_tail` (the newest rows were deleted),
     /// `beyond_head` (rows were added past the recorded head), `missing_head` (the chain
-    /// head itself was deleted).
+    /// head itself was deleted), `unkeyed_after_keyed` (a row without the chain key follows
+    /// a keyed one), `unknown_hash_format`, `head_seal_mismatch` (the chain no longer ends
+    /// where its sealed head says: rewritten by someone without the key).
     pub kind: String,
 }
 

@@ -10,6 +10,10 @@ pub struct Model {
     pub org_id: i64,
     pub last_seq: i64,
     pub last_hash: String,
+    /// HMAC of (organization, last_seq, last_hash) under the chain key: a chain rewritten
+    /// without the key no longer matches its head.
+    pub seal: Option<String>,
+    pub seal_key_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

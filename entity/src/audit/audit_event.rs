@@ -24,6 +24,10 @@ pub struct Model {
     pub occurred_at: DateTimeUtc,
     pub prev_hash: String,
     pub hash: String,
+    /// 1: plain SHA-256, written before the chain was keyed; 2: keyed (HMAC-SHA256).
+    pub hash_format: i16,
+    /// The id of the chain key of a keyed row.
+    pub key_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

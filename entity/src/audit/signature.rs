@@ -147,6 +147,7 @@ pub struct Signer {
     /// The API token the signing request was made with.
     pub token_id: i64,
     pub request_id: Option<String>,
+    pub chain_keys: crate::audit::ChainKeys,
 }
 
 impl Signer {
@@ -156,6 +157,7 @@ impl Signer {
             user_id: Some(self.user_id),
             request_id: self.request_id.clone(),
             at,
+            chain_keys: self.chain_keys.clone(),
         }
     }
 }

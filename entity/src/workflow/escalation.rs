@@ -152,6 +152,7 @@ pub async fn worker_actor<C: ConnectionTrait>(
     conn: &C,
     e: &escalation::Model,
     at: DateTime<Utc>,
+    chain_keys: &crate::audit::ChainKeys,
 ) -> Result<Actor, DbErr> {
     let prog = program::Entity::find_by_id(e.program_id)
         .one(conn)
@@ -162,6 +163,7 @@ pub async fn worker_actor<C: ConnectionTrait>(
         user_id: None,
         request_id: None,
         at,
+        chain_keys: chain_keys.clone(),
     })
 }
 

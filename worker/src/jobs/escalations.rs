@@ -105,15 +105,7 @@ async fn step(
     match escalation::next_action(&e, now) {
         NextAction::Wait => Ok(Outcome::Done),
         NextAction::Exhaust => {
-            if worker_step(
-                &txn,
-                &e,
-                EscalationEvent::Exhaust,
-                now,
-                &ctx.public_base_url,
-            )
-            .await?
-            {
+            if worker_step(&txn, ctx, &e, EscalationEvent::Exhaust, now).await? {
                 txn.commit().await?;
                 report.exhausted += 1;
             }
@@ -343,12 +335,13 @@ async fn page(
 /// `false` when it is no longer due (acknowledged or resolved meanwhile).
 async fn worker_step(
     txn: &DatabaseTransaction,
+    ctx: &JobContext,
     e: &escalation::Model,
     event: EscalationEvent,
     now: DateTime<Utc>,
-    base_url: &str,
 ) -> Result<bool, JobError> {
-    let actor = escalation_flow::worker_actor(txn, e, now).await?;
+    let base_url = ctx.public_base_url.as_str();
+    let actor = escalation_flow::worker_actor(txn, e, now, &ctx.chain_keys).await?;
     let step = escalation_flow::Step::by_worker(event, now);
     let done = match workflow::transition(
         txn,
@@ -405,7 +398,7 @@ async fn reopen_timed_out(
         .filter(|e| escalation::ack_timed_out(e, now))
     {
         let txn = entity::db::begin_write(&ctx.db).await?;
-        if !worker_step(&txn, &e, EscalationEvent::Reopen, now, &ctx.public_base_url).await? {
+        if !worker_step(&txn, ctx, &e, EscalationEvent::Reopen, now).await? {
             continue;
         }
         txn.commit().await?;

@@ -31,6 +31,8 @@ pub struct JobContext {
     pub started_at: chrono::DateTime<chrono::Utc>,
     /// The api's public base URL: every link in an email, and the Message-ID domain.
     pub public_base_url: String,
+    /// The audit chain keys (kept outside the database), for what the worker audits.
+    pub chain_keys: entity::audit::ChainKeys,
 }
 
 impl JobContext {

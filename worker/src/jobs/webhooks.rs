@@ -368,7 +368,7 @@ async fn record(
             None
         };
         if let Some(reason) = reason
-            && disable(&txn, sub, &reason, now, &ctx.public_base_url).await?
+            && disable(&txn, ctx, sub, &reason, now).await?
         {
             report.disabled += 1;
         }
@@ -433,11 +433,12 @@ fn clip(s: &str, max: usize) -> String {
 /// and emails the organization's admins. Returns whether this call disabled it.
 async fn disable(
     txn: &DatabaseTransaction,
+    ctx: &JobContext,
     sub: &webhook::Model,
     reason: &str,
     now: DateTime<Utc>,
-    base_url: &str,
 ) -> Result<bool, JobError> {
+    let base_url = ctx.public_base_url.as_str();
     let Some(current) = webhook::Entity::find_by_id(sub.id).one(txn).await? else {
         return Ok(false);
     };
@@ -464,6 +465,7 @@ async fn disable(
             user_id: None,
             request_id: None,
             at: now,
+            chain_keys: ctx.chain_keys.clone(),
         },
         entity::audit_trail::Entry::new("webhook", current.id, "disable")
             .before(serde_json::json!({"active": true, "version": current.version}))

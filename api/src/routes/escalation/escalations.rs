@@ -233,6 +233,7 @@ pub async fn ack_escalation(
         "api",
         b.note.as_deref(),
         ctx.request_id.clone(),
+        &state.chain_keys,
         &ctx.public_base_url,
         now,
     )

@@ -32,6 +32,7 @@ pub(crate) async fn acknowledge(
     channel: &str,
     note: Option<&str>,
     request_id: Option<String>,
+    chain_keys: &entity::audit::ChainKeys,
     base_url: &str,
     now: DateTime<Utc>,
 ) -> ApiResult<Acked> {
@@ -43,6 +44,7 @@ pub(crate) async fn acknowledge(
         user_id: Some(acker.id),
         request_id,
         at: now,
+        chain_keys: chain_keys.clone(),
     };
     let step = escalation_flow::Step::by_person(
         EscalationEvent::Acknowledge,

@@ -1,7 +1,6 @@
 //! Reading and verifying the organization's audit trail.
 
 use actix_web::{get, web};
-use entity::audit::BrokenLinkKind;
 use entity::{audit_event, audit_trail};
 use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
 use serde::{Deserialize, Serialize};
@@ -97,14 +96,36 @@ pub async fn get_audit_event(
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"intact": true, "checked": 42, "head_seq": 42, "first_broken_link": null}))]
+#[schema(example = json!({"intact": true, "status": "intact", "checked": 42, "head_seq": 42,
+    "keyed_rows": 30, "unkeyed_rows": 12, "unchecked_rows": 0, "unknown_key_ids": [],
+    "current_key_id": "3f9a0c1d2b4e5f60",
+    "caveats": ["12 row(s) were written before the chain was keyed: they are consistent, but someone able to write the database could have rewritten them; a checkpoint kept outside the system covers them"],
+    "first_broken_link": null}))]
 pub struct ChainVerification {
-    /// `true` when every event re-hashes to its stored hash and links to its predecessor.
+    /// `true` when every event and the chain head were checked and hold: each row
+    /// re-hashes (under the chain key) to its stored hash and links to its predecessor,
+    /// and the head's seal matches where the chain ends.
     pub intact: bool,
-    /// Events checked before stopping.
+    /// `intact`; `broken` (see `first_broken_link`); or `incomplete`: nothing broken
+    /// among what could be checked, but some rows are keyed with a key this installation
+    /// does not hold (`unknown_key_ids`).
+    pub status: String,
+    /// Events whose hash was recomputed and matched, before stopping at a broken link.
     pub checked: u64,
     /// Sequence number of the newest event recorded in the chain head.
     pub head_seq: i64,
+    /// Of `checked`, rows keyed with a key this installation holds.
+    pub keyed_rows: u64,
+    /// Of `checked`, rows written before the chain was keyed (plain SHA-256): consistent,
+    /// but not proof against someone able to write the database.
+    pub unkeyed_rows: u64,
+    /// Rows (or the head) keyed with a key this installation does not hold.
+    pub unchecked_rows: u64,
+    pub unknown_key_ids: Vec<String>,
+    /// The key new rows are keyed with.
+    pub current_key_id: String,
+    /// What this result does not prove, in plain words.
+    pub caveats: Vec<String>,
     pub first_broken_link: Option<BrokenLinkView>,
 }
 
@@ -118,28 +139,27 @@ pub async fn verify_audit_chain(
     state: web::Data<AppState>,
     ctx: AuthContext,
 ) -> ApiResult<web::Json<ChainVerification>> {
-    let result = audit_trail::verify(&state.db, ctx.org_id()).await?;
-    Ok(web::Json(ChainVerification::from(result)))
+    let result = audit_trail::verify(&state.db, &state.chain_keys, ctx.org_id()).await?;
+    Ok(web::Json(ChainVerification::new(result, &state.chain_keys)))
 }
 
-impl From<audit_trail::Verification> for ChainVerification {
-    fn from(result: audit_trail::Verification) -> Self {
+impl ChainVerification {
+    pub fn new(result: audit_trail::Verification, keys: &entity::audit::KeyRing) -> Self {
         ChainVerification {
-            intact: result.broken.is_none(),
-            checked: result.checked,
+            intact: result.intact(),
+            status: result.status().to_string(),
+            checked: result.checked(),
             head_seq: result.head_seq,
+            keyed_rows: result.coverage.keyed,
+            unkeyed_rows: result.coverage.plain,
+            unchecked_rows: result.coverage.unchecked,
+            unknown_key_ids: result.coverage.unknown_key_ids.iter().cloned().collect(),
+            current_key_id: keys.current().id().to_string(),
+            caveats: result.caveats(),
             first_broken_link: result.broken.map(|b| BrokenLinkView {
                 seq: b.seq,
                 event_id: b.event_id,
-                kind: match b.kind {
-                    BrokenLinkKind::HashMismatch => "hash_mismatch",
-                    BrokenLinkKind::PrevHashMismatch => "prev_hash_mismatch",
-                    BrokenLinkKind::SequenceGap => "sequence_gap",
-                    BrokenLinkKind::TruncatedTail => "truncated_tail",
-                    BrokenLinkKind::BeyondHead => "beyond_head",
-                    BrokenLinkKind::MissingHead => "missing_head",
-                }
-                .to_string(),
+                kind: b.kind.as_str().to_string(),
             }),
         }
     }

@@ -104,6 +104,7 @@ pub async fn create_organization(
         body.kind,
         Some(ctx.org_id()),
         Some(&caller),
+        &state.chain_keys,
         now,
     )
     .await?;

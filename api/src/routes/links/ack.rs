@@ -228,6 +228,7 @@ async fn ack_through_link(
         "email",
         None,
         None,
+        &state.chain_keys,
         &state.public_base_url,
         now,
     )

@@ -265,6 +265,7 @@ async fn apply(state: &AppState, member_id: i64, stream: Stream) -> ApiResult<()
             user_id: Some(member_user.id),
             request_id: None,
             at: now,
+            chain_keys: state.chain_keys.clone(),
         },
         Entry::new("team_member", updated.id, stream.audit_action())
             .before(snapshot(&TeamMemberView::from(&current)))

@@ -91,14 +91,15 @@ pub async fn program_audit_trail(
     let now = state.clock.now();
     let events = entity::digest::changes::program_trail(&state.db, &prog, now).await?;
     let services = service_accounts(&state.db, &events).await?;
-    let sponsor_chain = audit_trail::verify(&state.db, prog.sponsor_org_id).await?;
-    let cmo_chain = audit_trail::verify(&state.db, prog.cmo_org_id).await?;
+    let sponsor_chain =
+        audit_trail::verify(&state.db, &state.chain_keys, prog.sponsor_org_id).await?;
+    let cmo_chain = audit_trail::verify(&state.db, &state.chain_keys, prog.cmo_org_id).await?;
     let trail = ProgramAuditTrail {
         program_id: prog.id,
         program_name: prog.name.clone(),
         generated_at: now,
-        sponsor_chain: sponsor_chain.into(),
-        cmo_chain: cmo_chain.into(),
+        sponsor_chain: ChainVerification::new(sponsor_chain, &state.chain_keys),
+        cmo_chain: ChainVerification::new(cmo_chain, &state.chain_keys),
         entries: events
             .iter()
             .map(|e| ProgramAuditEntry {

@@ -484,6 +484,8 @@ mod tests {
             occurred_at: DateTime::from_timestamp(1_796_000_000, 0).unwrap_or_default(),
             prev_hash: String::new(),
             hash: String::new(),
+            hash_format: crate::audit::FORMAT_KEYED,
+            key_id: None,
         }
     }
 
