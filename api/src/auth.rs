@@ -320,6 +320,14 @@ impl TenantScoped for audit_event::Entity {
     }
 }
 
+impl TenantScoped for entity::audit::checkpoint::Entity {
+    fn tenant_condition(ctx: &AuthContext) -> Condition {
+        entity::audit::checkpoint::Column::OrgId
+            .eq(ctx.org_id())
+            .into_condition()
+    }
+}
+
 impl TenantScoped for signature::Entity {
     fn tenant_condition(ctx: &AuthContext) -> Condition {
         signature::Column::OrgId.eq(ctx.org_id()).into_condition()

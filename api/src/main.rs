@@ -78,8 +78,20 @@ enum Command {
     },
     /// Verify every organization's audit chain and print the result as JSON (after a
     /// restore, or any time); exits non-zero when a chain is broken or could not be
-    /// checked completely.
-    VerifyAudit,
+    /// checked completely. With --checkpoint, compares a kept checkpoint with its
+    /// organization's chain instead.
+    VerifyAudit {
+        /// A checkpoint's JSON as kept from its email or the API.
+        #[arg(long)]
+        checkpoint: Option<std::path::PathBuf>,
+    },
+    /// Take a signed checkpoint of every organization's chain now (after verifying it),
+    /// e.g. to re-anchor after a restore from backup; quality users get it by email.
+    AuditCheckpoint {
+        /// Why, kept with the checkpoint and said in its email.
+        #[arg(long)]
+        reason: String,
+    },
     /// The audit chain keys: generate, rotate, show.
     #[command(subcommand)]
     AuditKey(AuditKeyCommand),
@@ -154,7 +166,12 @@ fn main() -> ExitCode {
             },
         ),
         Some(Command::Backup { to }) => run_backup(&cli.database, &to),
-        Some(Command::VerifyAudit) => run_verify_audit(&cli.database),
+        Some(Command::VerifyAudit { checkpoint }) => {
+            run_verify_audit(&cli.database, checkpoint.as_deref())
+        }
+        Some(Command::AuditCheckpoint { reason }) => {
+            run_audit_checkpoint(&cli.database, &*clock, &reason)
+        }
         Some(Command::AuditKey(AuditKeyCommand::Generate { file })) => {
             api::operator::generate(file.as_deref())
         }
@@ -335,10 +352,30 @@ fn run_backup(database: &DatabaseArgs, to: &std::path::Path) -> Result<(), Strin
     })
 }
 
-fn run_verify_audit(database: &DatabaseArgs) -> Result<(), String> {
+fn run_verify_audit(
+    database: &DatabaseArgs,
+    checkpoint: Option<&std::path::Path>,
+) -> Result<(), String> {
     current_thread()?.block_on(async move {
         let (db, keys) = api::operator::open(database).await?;
-        api::operator::verify_audit(&db, &keys).await
+        match checkpoint {
+            Some(file) => api::operator::verify_kept_checkpoint(&db, &keys, file).await,
+            None => api::operator::verify_audit(&db, &keys).await,
+        }
+    })
+}
+
+fn run_audit_checkpoint(
+    database: &DatabaseArgs,
+    clock: &dyn Clock,
+    reason: &str,
+) -> Result<(), String> {
+    if reason.trim().is_empty() {
+        return Err("--reason must say why (e.g. \"restored from the backup of …\")".to_string());
+    }
+    current_thread()?.block_on(async move {
+        let (db, keys) = api::operator::open(database).await?;
+        api::operator::take_checkpoints(&db, &keys, reason.trim(), clock.now()).await
     })
 }
 

@@ -143,3 +143,83 @@ pub async fn verify_audit(db: &DatabaseConnection, keys: &KeyRing) -> Result<(),
         Err(format!("audit chain not intact: {}", not_intact.join(", ")))
     }
 }
+
+/// `cmo-api verify-audit --checkpoint FILE`: compares a kept checkpoint (its JSON, as the
+/// email or the API gave it) with its organization's chain; an error unless its
+/// signature holds and the chain still holds the row it names.
+pub async fn verify_kept_checkpoint(
+    db: &DatabaseConnection,
+    keys: &KeyRing,
+    file: &std::path::Path,
+) -> Result<(), String> {
+    use entity::audit::checkpoint::{self, ChainAgreement, KeptCheckpoint};
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let kept: KeptCheckpoint = serde_json::from_str(text.trim())
+        .map_err(|e| format!("{} is not a checkpoint: {e}", file.display()))?;
+    let verdict = checkpoint::check_kept(db, keys, kept.org_id, &kept)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!(
+        "{}",
+        serde_json::to_string(&verdict).map_err(|e| e.to_string())?
+    );
+    if verdict.signature_valid && verdict.chain == ChainAgreement::Matches {
+        Ok(())
+    } else {
+        Err(format!("the checkpoint does not hold: {}", verdict.detail))
+    }
+}
+
+/// `cmo-api audit-checkpoint --reason …`: a signed checkpoint of every organization's
+/// chain now (after verifying it), e.g. to re-anchor after a restore; the worker sends
+/// each to the organization's quality users. Chains that do not verify are not anchored
+/// and make the command fail.
+pub async fn take_checkpoints(
+    db: &DatabaseConnection,
+    keys: &KeyRing,
+    reason: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), String> {
+    use sea_orm::{EntityTrait, TransactionTrait};
+    let orgs = entity::organization::Entity::find()
+        .all(db)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut report = Vec::new();
+    let mut not_intact = Vec::new();
+    for org in orgs {
+        let v = entity::audit_trail::verify(db, keys, org.id)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !v.intact() {
+            not_intact.push(format!("{} ({})", org.name, v.status()));
+            continue;
+        }
+        let txn = db.begin().await.map_err(|e| e.to_string())?;
+        let taken = entity::audit::checkpoint::take(
+            &txn,
+            keys,
+            org.id,
+            now,
+            "manual",
+            Some(reason.to_string()),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        txn.commit().await.map_err(|e| e.to_string())?;
+        report.push(serde_json::json!({
+            "organization": org.name,
+            "checkpoint": entity::audit::checkpoint::KeptCheckpoint::from(&taken),
+        }));
+    }
+    println!("{}", serde_json::Value::Array(report));
+    if not_intact.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "not anchored, the chain does not verify: {}",
+            not_intact.join(", ")
+        ))
+    }
+}

@@ -349,3 +349,127 @@ fn a_backup_restores_with_its_audit_chain_intact() {
     assert!(!broken.status.success(), "{broken:?}");
     assert!(String::from_utf8_lossy(&broken.stderr).contains("audit chain not intact"));
 }
+
+/// After a restore from an older backup, a checkpoint kept from after the backup shows
+/// what was lost (the chain is shorter than it), and `audit-checkpoint` re-anchors the
+/// restored chains. Rotating the key keeps old rows verifiable and keys new ones.
+#[test]
+fn a_restore_is_shown_by_a_kept_checkpoint_and_re_anchored() {
+    // REQ: AUDIT-CHECKPOINT, AUDIT-KEYED-CHAIN
+    let dir = tempfile::tempdir().unwrap();
+    assert!(bootstrap(&dir).status.success());
+    let run = |url: &str, args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env("DATABASE_URL", url)
+            .output()
+            .unwrap()
+    };
+    let original = sqlite_url(&dir);
+    let copy = dir.path().join("backup.db");
+    assert!(
+        run(&original, &["backup", copy.to_str().unwrap()])
+            .status
+            .success()
+    );
+    // After the backup: a new sponsor, and the night's checkpoint.
+    let created = run(
+        &original,
+        &[
+            "create-sponsor",
+            "--org",
+            "Beta Pharma",
+            "--email",
+            "admin@beta.test",
+        ],
+    );
+    assert!(created.status.success(), "{created:?}");
+    let taken = run(&original, &["audit-checkpoint", "--reason", "nightly"]);
+    assert!(taken.status.success(), "{taken:?}");
+    let taken: serde_json::Value = serde_json::from_slice(&taken.stdout).unwrap();
+    let beta = taken
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["organization"] == "Beta Pharma")
+        .expect("Beta's checkpoint")["checkpoint"]
+        .clone();
+    let kept = dir.path().join("kept.json");
+    std::fs::write(&kept, beta.to_string()).unwrap();
+    let on_original = run(
+        &original,
+        &["verify-audit", "--checkpoint", kept.to_str().unwrap()],
+    );
+    assert!(on_original.status.success(), "{on_original:?}");
+
+    // Restored (with its key file): the kept checkpoint says what the restore lost.
+    std::fs::copy(
+        dir.path().join("cmo.db.audit-key"),
+        dir.path().join("backup.db.audit-key"),
+    )
+    .unwrap();
+    let restored = format!("sqlite://{}?mode=rw", copy.display());
+    let shown = run(
+        &restored,
+        &["verify-audit", "--checkpoint", kept.to_str().unwrap()],
+    );
+    assert!(!shown.status.success(), "{shown:?}");
+    assert!(
+        String::from_utf8_lossy(&shown.stderr).contains("restored from a backup older"),
+        "{shown:?}"
+    );
+    let anchored = run(
+        &restored,
+        &[
+            "audit-checkpoint",
+            "--reason",
+            "restored from the backup of this morning",
+        ],
+    );
+    assert!(anchored.status.success(), "{anchored:?}");
+
+    // Rotation: a second key in the file; old rows verify, new rows use the new key.
+    let before = run(&original, &["audit-key", "show"]);
+    let before: serde_json::Value = serde_json::from_slice(&before.stdout).unwrap();
+    assert_eq!(before.as_array().unwrap().len(), 1);
+    let rotated = run(&original, &["audit-key", "rotate"]);
+    assert!(rotated.status.success(), "{rotated:?}");
+    let after = run(&original, &["audit-key", "show"]);
+    let after: serde_json::Value = serde_json::from_slice(&after.stdout).unwrap();
+    assert_eq!(after.as_array().unwrap().len(), 2);
+    assert_eq!(after[1]["current"], true);
+    assert_ne!(after[1]["key_id"], before[0]["key_id"]);
+    assert!(
+        run(
+            &original,
+            &[
+                "create-sponsor",
+                "--org",
+                "Gamma Bio",
+                "--email",
+                "admin@gamma.test"
+            ]
+        )
+        .status
+        .success()
+    );
+    let verified = run(&original, &["verify-audit"]);
+    assert!(verified.status.success(), "{verified:?}");
+    let key_ids = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            use sea_orm::{ConnectionTrait, Statement};
+            let db = sea_orm::Database::connect(&original).await.unwrap();
+            let rows = db
+                .query_all_raw(Statement::from_string(
+                    sea_orm::DbBackend::Sqlite,
+                    "SELECT DISTINCT key_id FROM audit_events",
+                ))
+                .await
+                .unwrap();
+            rows.len()
+        });
+    assert_eq!(key_ids, 2, "rows of both keys");
+}

@@ -34,6 +34,7 @@ mod m20261202_000026_notifications;
 mod m20261202_000027_calendar_generation;
 mod m20261202_000028_retention_indexes;
 mod m20261203_000029_keyed_audit_chain;
+mod m20261203_000030_audit_checkpoints;
 
 pub struct Migrator;
 
@@ -70,6 +71,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000027_calendar_generation::Migration),
             Box::new(m20261202_000028_retention_indexes::Migration),
             Box::new(m20261203_000029_keyed_audit_chain::Migration),
+            Box::new(m20261203_000030_audit_checkpoints::Migration),
         ]
     }
 }

@@ -163,25 +163,33 @@ on_both_databases!(tampering_with_a_row_is_detected);
 /// How someone who can write the database, but does not hold the chain key, recomputes
 /// the chain after an edit.
 #[derive(Clone, Copy)]
-enum Forgery {
+pub(crate) enum Forgery {
     /// Plain SHA-256 rows (what verified as intact before the chain was keyed).
     Plain,
     /// Keyed rows under a key of the forger's own, naming it.
     OwnKey,
     /// Keyed rows under the forger's key, naming the installation's key id.
     StolenKeyId,
+    /// An insider holding the key itself: keyed rows and a resealed head. Only a
+    /// checkpoint kept outside the system shows this one.
+    Insider,
 }
 
 /// Edits row `edit_seq`'s reason, recomputes every hash of the organization's chain from
 /// row 1 as `how` says, and moves the chain head to the new end (its seal cannot be
 /// recomputed, so it is left or, for `Plain`, removed as if never keyed).
-async fn rechain(app: &TestApp, edit_seq: i64, how: Forgery) {
-    use entity::audit::{CanonicalEvent, ChainKey, GENESIS_HASH, chain_hash, keyed_chain_hash};
+pub(crate) async fn rechain(app: &TestApp, edit_seq: i64, how: Forgery) {
+    use entity::audit::{
+        CanonicalEvent, ChainKey, GENESIS_HASH, chain_hash, head_seal, keyed_chain_hash,
+    };
     use entity::{audit_chain_head, audit_event};
     use sea_orm::{
         ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
     };
-    let forger = ChainKey::from_hex(&"f0".repeat(32)).unwrap();
+    let forger = match how {
+        Forgery::Insider => app.chain_keys.current().clone(),
+        _ => ChainKey::from_hex(&"f0".repeat(32)).unwrap(),
+    };
     let rows = audit_event::Entity::find()
         .filter(audit_event::Column::OrgId.eq(app.org_id))
         .order_by_asc(audit_event::Column::Seq)
@@ -201,7 +209,7 @@ async fn rechain(app: &TestApp, edit_seq: i64, how: Forgery) {
                 e.key_id = None;
                 e.hash = chain_hash(&prev, &CanonicalEvent::from(&e));
             }
-            Forgery::OwnKey | Forgery::StolenKeyId => {
+            Forgery::OwnKey | Forgery::StolenKeyId | Forgery::Insider => {
                 e.hash_format = entity::audit::FORMAT_KEYED;
                 if matches!(how, Forgery::OwnKey) {
                     e.key_id = Some(forger.id().to_string());
@@ -223,11 +231,15 @@ async fn rechain(app: &TestApp, edit_seq: i64, how: Forgery) {
         .await
         .unwrap()
         .unwrap();
+    let seq = head.last_seq;
     let mut active: audit_chain_head::ActiveModel = head.into();
-    active.last_hash = Set(prev);
+    active.last_hash = Set(prev.clone());
     if matches!(how, Forgery::Plain) {
         active.seal = Set(None);
         active.seal_key_id = Set(None);
+    }
+    if matches!(how, Forgery::Insider) {
+        active.seal = Set(Some(head_seal(&forger, app.org_id, seq, &prev)));
     }
     active.update(&app.db).await.unwrap();
 }

@@ -5,6 +5,7 @@ mod account_migration;
 mod accounts;
 mod action_items;
 mod audit;
+mod audit_checkpoints;
 mod auth;
 mod browser;
 mod calendar;

@@ -354,6 +354,10 @@ pub fn quiet_job_settings(smtp_url: &str) -> worker::runner::JobSettings {
             catch_up: chrono::TimeDelta::zero(),
         },
         agreements: worker::jobs::agreement_expiry::AgreementSettings {
+            schedule: never.clone(),
+            catch_up: chrono::TimeDelta::zero(),
+        },
+        checkpoints: worker::jobs::checkpoints::CheckpointSettings {
             schedule: never,
             catch_up: chrono::TimeDelta::zero(),
         },

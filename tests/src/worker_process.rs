@@ -52,6 +52,7 @@ impl WorkerProcess {
             .env("CMO_REMINDER_SCHEDULE", never)
             .env("CMO_DIGEST_SCHEDULE", never)
             .env("CMO_AGREEMENT_SCHEDULE", never)
+            .env("CMO_CHECKPOINT_SCHEDULE", never)
             .env("CMO_CATCH_UP_MINUTES", "0")
             .env("CMO_HEARTBEAT_CRON", "* * * * * *")
             .env("CMO_DISPATCH_CRON", "* * * * * *")

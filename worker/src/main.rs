@@ -68,6 +68,10 @@ struct Cli {
     /// When quality-agreement expiry reminders are checked (6 fields, UTC; daily).
     #[arg(long, env = "CMO_AGREEMENT_SCHEDULE", default_value = "0 0 6 * * *")]
     agreement_schedule: String,
+    /// When each organization's audit chain is verified and, when it moved, a signed
+    /// checkpoint taken and sent to its quality users (6 fields, UTC; daily).
+    #[arg(long, env = "CMO_CHECKPOINT_SCHEDULE", default_value = "0 30 0 * * *")]
+    checkpoint_schedule: String,
     /// Days overdue after which the leadership tier is copied.
     #[arg(long, env = "CMO_REMINDER_ESCALATE_DAYS", default_value_t = 7)]
     reminder_escalate_days: i64,
@@ -228,6 +232,10 @@ async fn start(cli: Cli) -> Result<(), String> {
         schedule: cli.agreement_schedule,
         ..Default::default()
     };
+    let checkpoints = worker::jobs::checkpoints::CheckpointSettings {
+        schedule: cli.checkpoint_schedule,
+        ..Default::default()
+    };
     let escalations = worker::jobs::escalations::EscalationSettings::default();
     let digests = worker::jobs::digests::DigestSettings {
         schedule: cli.digest_schedule,
@@ -260,6 +268,7 @@ async fn start(cli: Cli) -> Result<(), String> {
         digests,
         escalations,
         agreements,
+        checkpoints,
         webhooks,
         retention: worker::jobs::retention::RetentionSettings {
             webhook_log: chrono::TimeDelta::days(cli.webhook_log_days),

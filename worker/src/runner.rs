@@ -52,6 +52,7 @@ pub struct JobSettings {
     pub digests: crate::jobs::digests::DigestSettings,
     pub escalations: crate::jobs::escalations::EscalationSettings,
     pub agreements: crate::jobs::agreement_expiry::AgreementSettings,
+    pub checkpoints: crate::jobs::checkpoints::CheckpointSettings,
     pub webhooks: crate::jobs::webhooks::WebhookSettings,
     pub retention: crate::jobs::retention::RetentionSettings,
     pub http: crate::outbound::http::HttpClient,
@@ -92,6 +93,7 @@ pub async fn run(
         ("reminder", &mail.reminders.schedule),
         ("digest", &mail.digests.schedule),
         ("quality agreement expiry", &mail.agreements.schedule),
+        ("audit checkpoint", &mail.checkpoints.schedule),
     ] {
         entity::schedule::parse(cron).map_err(|detail| RunError::Schedule {
             job,
@@ -458,6 +460,16 @@ async fn scheduled_pass(ctx: &JobContext, mail: &JobSettings) {
         ),
         Ok(_) => {}
         Err(err) => tracing::warn!(%err, "quality agreement expiry reminders failed"),
+    }
+    match crate::jobs::checkpoints::daily_checkpoints(ctx, now, &mail.checkpoints).await {
+        Ok(r) if r.not_intact > 0 => tracing::error!(
+            taken = r.taken,
+            not_intact = r.not_intact,
+            "audit checkpoints: some chains do not verify (not anchored; quality users told)"
+        ),
+        Ok(r) if r.ran => tracing::info!(taken = r.taken, "audit checkpoints"),
+        Ok(_) => {}
+        Err(err) => tracing::warn!(%err, "audit checkpoints failed"),
     }
 }
 

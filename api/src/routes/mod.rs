@@ -14,7 +14,8 @@ pub mod record_pages;
 
 use self::escalation::{escalations, policy};
 use self::identity::{
-    audit, invitations, me, organizations, service_accounts, sign_in, signatures, tokens, users,
+    audit, checkpoints, invitations, me, organizations, service_accounts, sign_in, signatures,
+    tokens, users,
 };
 use self::integrations::{calendar, events, webhooks};
 use self::links::{ack, unsubscribe};
@@ -52,6 +53,9 @@ pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
         .service(tokens::revoke_token)
         // `verify` before `{id}`, or "verify" would be taken for an id.
         .service(audit::verify_audit_chain)
+        .service(checkpoints::list_checkpoints)
+        .service(checkpoints::verify_checkpoint)
+        .service(checkpoints::checkpoint_keys)
         .service(audit::list_audit_events)
         .service(audit::get_audit_event)
         .service(programs::create_program)

@@ -16,6 +16,7 @@ pub mod audit_chain_head;
 pub mod audit_event;
 pub mod audit_trail;
 pub mod chain_key;
+pub mod checkpoint;
 pub mod key_store;
 pub mod signature;
 

@@ -51,7 +51,7 @@ pub mod head {
 }
 
 /// The event types (the `type` of [`Event`]).
-pub const EVENT_TYPES: [&str; 18] = [
+pub const EVENT_TYPES: [&str; 19] = [
     "deviation.reported",
     "deviation.triaged",
     "deviation.closed",
@@ -70,6 +70,7 @@ pub const EVENT_TYPES: [&str; 18] = [
     "change_request.transitioned",
     "cmo.qualification_changed",
     "evaluation.decided",
+    "audit.checkpoint",
 ];
 
 use crate::action_item::ActionSource;
@@ -277,6 +278,28 @@ pub struct EvaluationDecided {
     pub reason: String,
 }
 
+/// `audit.checkpoint`: a signed checkpoint of the organization's audit chain was taken
+/// (daily when the chain moved, or by the operator). Keep it: it proves later that the
+/// chain up to `seq` was not rewritten. Read by the organization alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"checkpoint_id": 12, "org_id": 1, "seq": 42,
+    "head_hash": "4e7a1c0b9f3d2e8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a",
+    "at": "2026-12-01T00:30:00.000000Z", "key_id": "3f9a0c1d2b4e5f60",
+    "public_key": "8f2c…", "signature": "5d1e…", "kind": "daily", "reason": null}))]
+pub struct AuditCheckpointTaken {
+    pub checkpoint_id: i64,
+    pub org_id: i64,
+    pub seq: i64,
+    pub head_hash: String,
+    pub at: DateTime<Utc>,
+    pub key_id: String,
+    pub public_key: String,
+    pub signature: String,
+    /// `daily` or `manual`.
+    pub kind: String,
+    pub reason: Option<String>,
+}
+
 /// An event's type with its payload: one variant (and one schema) per event type.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(tag = "type", content = "payload")]
@@ -319,6 +342,8 @@ pub enum Event {
     CmoQualificationChanged(CmoQualificationChanged),
     #[serde(rename = "evaluation.decided")]
     EvaluationDecided(EvaluationDecided),
+    #[serde(rename = "audit.checkpoint")]
+    AuditCheckpoint(AuditCheckpointTaken),
 }
 
 impl Event {
@@ -343,6 +368,7 @@ impl Event {
             E::ChangeRequestTransitioned(p) => ("change_request", p.change_request_id),
             E::CmoQualificationChanged(p) => ("cmo", p.cmo_org_id),
             E::EvaluationDecided(p) => ("evaluation", p.evaluation_id),
+            E::AuditCheckpoint(p) => ("audit_checkpoint", p.checkpoint_id),
         }
     }
 
@@ -567,6 +593,11 @@ mod tests {
             (
                 "evaluation.decided",
                 serde_json::json!({"evaluation_id": 3, "title": "t", "program_id": null, "cmo_org_id": 2, "reason": "r"}),
+            ),
+            (
+                "audit.checkpoint",
+                serde_json::json!({"checkpoint_id": 1, "org_id": 1, "seq": 4, "head_hash": "ab", "at": "2026-12-01T00:30:00Z",
+                    "key_id": "k", "public_key": "p", "signature": "s", "kind": "daily", "reason": null}),
             ),
         ];
         let types: Vec<&str> = examples.iter().map(|(t, _)| *t).collect();

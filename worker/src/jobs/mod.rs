@@ -3,6 +3,7 @@
 
 pub mod access_notices;
 pub mod agreement_expiry;
+pub mod checkpoints;
 pub mod digests;
 pub mod escalations;
 pub mod heartbeat;

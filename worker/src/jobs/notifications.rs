@@ -64,10 +64,14 @@ pub async fn notify_events(
     let mut report = NotificationReport::default();
     for row in &rows {
         report.events += 1;
-        let (Some(program_id), Ok(event)) = (
-            row.program_id,
-            Event::from_stored(&row.event_type, &row.payload),
-        ) else {
+        let Ok(event) = Event::from_stored(&row.event_type, &row.payload) else {
+            continue;
+        };
+        if let Event::AuditCheckpoint(taken) = &event {
+            report.queued += checkpoint_taken(ctx, &txn, taken, row.cursor, now).await?;
+            continue;
+        }
+        let Some(program_id) = row.program_id else {
             continue;
         };
         let Some(prog) = program::Entity::find_by_id(program_id).one(&txn).await? else {
@@ -415,4 +419,85 @@ async fn users<C: ConnectionTrait>(
         .into_iter()
         .map(|u| (u.id, u))
         .collect())
+}
+
+/// A checkpoint of an organization's audit chain, to keep: to its quality users (its
+/// admins when it has none), each in their own email. Not a kind one can switch off: the
+/// anchoring works only if copies leave the system.
+async fn checkpoint_taken(
+    ctx: &JobContext,
+    txn: &DatabaseTransaction,
+    taken: &domain_event::AuditCheckpointTaken,
+    cursor: i64,
+    now: DateTime<Utc>,
+) -> Result<usize, JobError> {
+    use entity::Role;
+    let people = |role: Role| {
+        user::Entity::find()
+            .filter(user::Column::OrgId.eq(taken.org_id))
+            .filter(user::Column::Role.eq(role))
+            .filter(user::Column::Active.eq(true))
+            .order_by_asc(user::Column::Id)
+            .all(txn)
+    };
+    let mut to = people(Role::Quality).await?;
+    if to.is_empty() {
+        to = people(Role::Admin).await?;
+    }
+    let org = entity::organization::Entity::find_by_id(taken.org_id)
+        .one(txn)
+        .await?
+        .map(|o| o.name)
+        .unwrap_or_default();
+    let kept = entity::audit::checkpoint::KeptCheckpoint {
+        org_id: taken.org_id,
+        seq: taken.seq,
+        head_hash: taken.head_hash.clone(),
+        at: taken.at,
+        key_id: taken.key_id.clone(),
+        public_key: taken.public_key.clone(),
+        signature: taken.signature.clone(),
+    };
+    let json = serde_json::to_string(&kept).unwrap_or_default();
+    let subject = format!("Audit checkpoint of {org}: row {}", taken.seq);
+    let mut queued = 0;
+    for person in to {
+        let mut paragraphs = vec![format!(
+            "The audit trail of {org} was verified and checkpointed at {}: row {} ends it, \
+             with hash {}. Keep this email outside the system: it proves later that no \
+             record up to this point was changed or removed, even by someone with access \
+             to the database.",
+            mail::words::zoned(&person.time_zone, taken.at),
+            taken.seq,
+            taken.head_hash
+        )];
+        if let Some(reason) = &taken.reason {
+            paragraphs.push(format!("Taken by the operator: {reason}"));
+        }
+        paragraphs.extend([
+            format!("The checkpoint to keep: {json}"),
+            "To check it later, POST that JSON to /api/v1/audit-checkpoints/verify, or give it \
+             to cmo-api verify-audit --checkpoint FILE. Its Ed25519 signature covers the \
+             statement below and checks with the public key in it, without any secret."
+                .to_string(),
+            kept.statement(),
+        ]);
+        let email = mail::notice(&subject, &subject, &paragraphs, None)
+            .map_err(|e| JobError::Template(e.to_string()))?;
+        if mail::enqueue(
+            txn,
+            entity::outbox::Draft::new(
+                format!("notify:{cursor}:{}", person.id),
+                vec![person.email.clone()],
+                email,
+            ),
+            now,
+            &ctx.public_base_url,
+        )
+        .await?
+        {
+            queued += 1;
+        }
+    }
+    Ok(queued)
 }

@@ -2,6 +2,7 @@
 
 pub mod account_pages;
 pub mod audit;
+pub mod checkpoints;
 pub mod invitations;
 pub mod me;
 pub mod organizations;

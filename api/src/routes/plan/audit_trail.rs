@@ -5,6 +5,7 @@
 //! other security events stay with their own organization.
 
 use actix_web::{HttpResponse, get, web};
+use entity::audit::checkpoint::{self, KeptCheckpoint};
 use entity::{audit_trail, program};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -51,8 +52,15 @@ pub struct ProgramAuditEntry {
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"program_id": 3, "program_name": "ACM-101 clinical supply",
     "generated_at": "2026-12-01T10:00:00Z",
-    "sponsor_chain": {"intact": true, "checked": 120, "head_seq": 120, "first_broken_link": null},
-    "cmo_chain": {"intact": true, "checked": 48, "head_seq": 48, "first_broken_link": null},
+    "sponsor_chain": {"intact": true, "status": "intact", "checked": 120, "head_seq": 120,
+        "keyed_rows": 120, "unkeyed_rows": 0, "unchecked_rows": 0, "unknown_key_ids": [],
+        "current_key_id": "3f9a0c1d2b4e5f60", "caveats": [], "first_broken_link": null},
+    "cmo_chain": {"intact": true, "status": "intact", "checked": 48, "head_seq": 48,
+        "keyed_rows": 48, "unkeyed_rows": 0, "unchecked_rows": 0, "unknown_key_ids": [],
+        "current_key_id": "3f9a0c1d2b4e5f60", "caveats": [], "first_broken_link": null},
+    "sponsor_checkpoint": {"org_id": 1, "seq": 118, "head_hash": "77c0…", "at": "2026-12-01T00:30:00.000000Z",
+        "key_id": "3f9a0c1d2b4e5f60", "public_key": "8f2c…", "signature": "5d1e…"},
+    "cmo_checkpoint": null,
     "entries": [{"side": "cmo", "org_id": 2, "id": 311, "seq": 48, "actor_user_id": 9,
         "actor_kind": "person", "entity_type": "deviation", "entity_id": "41", "action": "report",
         "before": null, "after": {"id": 41, "title": "Torn label roll", "status": "reported"},
@@ -66,6 +74,11 @@ pub struct ProgramAuditTrail {
     pub sponsor_chain: ChainVerification,
     /// The CMO's chain, verified when the file was made.
     pub cmo_chain: ChainVerification,
+    /// The sponsor chain's newest signed checkpoint (`null` before the first): checks
+    /// with the published public key, and against the chain later.
+    pub sponsor_checkpoint: Option<KeptCheckpoint>,
+    /// The CMO chain's newest signed checkpoint.
+    pub cmo_checkpoint: Option<KeptCheckpoint>,
     /// Oldest first.
     pub entries: Vec<ProgramAuditEntry>,
 }
@@ -94,12 +107,17 @@ pub async fn program_audit_trail(
     let sponsor_chain =
         audit_trail::verify(&state.db, &state.chain_keys, prog.sponsor_org_id).await?;
     let cmo_chain = audit_trail::verify(&state.db, &state.chain_keys, prog.cmo_org_id).await?;
+    let kept = |c: Option<checkpoint::Model>| c.as_ref().map(KeptCheckpoint::from);
+    let sponsor_checkpoint = kept(checkpoint::latest(&state.db, prog.sponsor_org_id).await?);
+    let cmo_checkpoint = kept(checkpoint::latest(&state.db, prog.cmo_org_id).await?);
     let trail = ProgramAuditTrail {
         program_id: prog.id,
         program_name: prog.name.clone(),
         generated_at: now,
         sponsor_chain: ChainVerification::new(sponsor_chain, &state.chain_keys),
         cmo_chain: ChainVerification::new(cmo_chain, &state.chain_keys),
+        sponsor_checkpoint,
+        cmo_checkpoint,
         entries: events
             .iter()
             .map(|e| ProgramAuditEntry {
@@ -137,17 +155,32 @@ pub async fn program_audit_trail(
 }
 
 fn csv(trail: &ProgramAuditTrail) -> String {
-    let chain = |name: &str, c: &ChainVerification| {
-        format!(
+    let chain = |name: &str, c: &ChainVerification, kept: &Option<KeptCheckpoint>| {
+        let mut line = format!(
             "# {name} chain: {}, {} entries checked, head {}{}\r\n",
-            if c.intact { "intact" } else { "BROKEN" },
+            c.status,
             c.checked,
             c.head_seq,
             c.first_broken_link
                 .as_ref()
                 .map(|b| format!(", first broken link at seq {} ({})", b.seq, b.kind))
                 .unwrap_or_default()
-        )
+        );
+        for caveat in &c.caveats {
+            line.push_str(&format!("# {name} chain: {caveat}\r\n"));
+        }
+        if let Some(k) = kept {
+            line.push_str(&format!(
+                "# {name} checkpoint: seq {} hash {} at {} key {} public key {} signature {}\r\n",
+                k.seq,
+                k.head_hash,
+                k.at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                k.key_id,
+                k.public_key,
+                k.signature
+            ));
+        }
+        line
     };
     let mut out = format!(
         "# Audit trail of program {} \"{}\", generated {} (times UTC)\r\n",
@@ -155,8 +188,12 @@ fn csv(trail: &ProgramAuditTrail) -> String {
         trail.program_name.replace(['\r', '\n'], " "),
         trail.generated_at.to_rfc3339()
     );
-    out.push_str(&chain("sponsor", &trail.sponsor_chain));
-    out.push_str(&chain("cmo", &trail.cmo_chain));
+    out.push_str(&chain(
+        "sponsor",
+        &trail.sponsor_chain,
+        &trail.sponsor_checkpoint,
+    ));
+    out.push_str(&chain("cmo", &trail.cmo_chain, &trail.cmo_checkpoint));
     out.push_str(&crate::csv::row([
         "side",
         "seq",
