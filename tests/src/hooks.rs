@@ -174,6 +174,8 @@ impl HookReceiver {
     }
 }
 
+/// Serves the requests of one connection in turn, keeping it open between them (as
+/// receivers behind any web server do) until the client closes it.
 async fn serve(
     mut stream: tokio::net::TcpStream,
     received: Arc<Mutex<Vec<Hook>>>,
@@ -182,67 +184,70 @@ async fn serve(
 ) -> std::io::Result<()> {
     let mut buf = Vec::new();
     let mut chunk = [0_u8; 8192];
-    let head_end = loop {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
+    loop {
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            if buf.len() > 64 * 1024 {
+                return Ok(());
+            }
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+        let mut lines = head.split("\r\n");
+        let request_line = lines.next().unwrap_or_default();
+        let mut parts = request_line.split(' ');
+        let method = parts.next().unwrap_or_default().to_string();
+        let path = parts.next().unwrap_or_default().to_string();
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+            .collect();
+        let length: usize = headers
+            .iter()
+            .find(|(n, _)| n == "content-length")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0);
+        while buf.len() < head_end + length {
+            let n = stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
         }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
+        let body = buf[head_end..head_end + length].to_vec();
+        // What follows is the next request on this connection.
+        buf.drain(..head_end + length);
+        let reply = script
+            .lock()
+            .expect("script")
+            .pop_front()
+            .unwrap_or_else(|| default.lock().expect("default").clone());
+        received.lock().expect("received").push(Hook {
+            method,
+            path,
+            headers,
+            body,
+            received_at: std::time::Instant::now(),
+        });
+        if !reply.delay.is_zero() {
+            tokio::time::sleep(reply.delay).await;
         }
-        if buf.len() > 64 * 1024 {
-            return Ok(());
+        let mut answer = format!(
+            "HTTP/1.1 {} X\r\nContent-Length: {}\r\n",
+            reply.status,
+            reply.body.len()
+        );
+        for (n, v) in &reply.headers {
+            answer.push_str(&format!("{n}: {v}\r\n"));
         }
-    };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let request_line = lines.next().unwrap_or_default();
-    let mut parts = request_line.split(' ');
-    let method = parts.next().unwrap_or_default().to_string();
-    let path = parts.next().unwrap_or_default().to_string();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let length: usize = headers
-        .iter()
-        .find(|(n, _)| n == "content-length")
-        .and_then(|(_, v)| v.parse().ok())
-        .unwrap_or(0);
-    let mut body = buf[head_end..].to_vec();
-    while body.len() < length {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            break;
-        }
-        body.extend_from_slice(&chunk[..n]);
+        answer.push_str("\r\n");
+        answer.push_str(&reply.body);
+        stream.write_all(answer.as_bytes()).await?;
     }
-    let reply = script
-        .lock()
-        .expect("script")
-        .pop_front()
-        .unwrap_or_else(|| default.lock().expect("default").clone());
-    received.lock().expect("received").push(Hook {
-        method,
-        path,
-        headers,
-        body,
-        received_at: std::time::Instant::now(),
-    });
-    if !reply.delay.is_zero() {
-        tokio::time::sleep(reply.delay).await;
-    }
-    let mut answer = format!(
-        "HTTP/1.1 {} X\r\nContent-Length: {}\r\nConnection: close\r\n",
-        reply.status,
-        reply.body.len()
-    );
-    for (n, v) in &reply.headers {
-        answer.push_str(&format!("{n}: {v}\r\n"));
-    }
-    answer.push_str("\r\n");
-    answer.push_str(&reply.body);
-    stream.write_all(answer.as_bytes()).await?;
-    stream.shutdown().await
 }

@@ -1,21 +1,22 @@
-//! A small HTTP/1.1 client for webhook deliveries: one POST per connection
-//! (`Connection: close`), https through rustls with the webpki roots, a deadline for the
-//! whole exchange, redirects not followed. Only the status, `Retry-After` and the first
-//! bytes of the answer matter to a delivery, so that is all it reads.
+//! The webhook sender: reqwest (hyper, HTTP/1.1 with keep-alive, one connection pool
+//! per receiver) over rustls with the webpki roots, a deadline for the whole exchange,
+//! redirects not followed. Only the status, `Retry-After` and the first bytes of the
+//! answer matter to a delivery, so that is all it reads.
+//!
+//! Receivers are checked twice: the literal address in the URL before sending, and every
+//! address a name resolves to in the client's own resolver, which hands the connector only
+//! the addresses the policy allows, so a connection goes to an address that was checked
+//! and a pooled one was checked when it was opened.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use entity::webhook::AddressPolicy;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls;
 
 /// Bytes of the receiver's answer kept for the delivery log.
 pub const EXCERPT_BYTES: usize = 512;
-/// Longest status line and headers accepted.
-const MAX_HEAD_BYTES: usize = 16 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
@@ -44,11 +45,56 @@ pub enum HttpError {
     Refused(String),
 }
 
+/// A receiver's name resolved only to addresses the policy refuses.
+#[derive(Debug)]
+struct AddressRefused(String);
+
+impl std::fmt::Display for AddressRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for AddressRefused {}
+
+/// The client's resolver: the system's answer, less every address the policy refuses.
+struct CheckedResolver {
+    policy: AddressPolicy,
+}
+
+impl reqwest::dns::Resolve for CheckedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.policy;
+        Box::pin(async move {
+            let host = name.as_str().to_string();
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let mut refused = None;
+            let allowed: Vec<SocketAddr> = found
+                .into_iter()
+                .filter(|addr| match policy.refusal(addr.ip()) {
+                    None => true,
+                    Some(why) => {
+                        refused = Some(format!("{host} resolves to {}, {why}", addr.ip()));
+                        false
+                    }
+                })
+                .collect();
+            if allowed.is_empty() {
+                let why = refused.unwrap_or_else(|| format!("{host} resolves to no address"));
+                return Err(
+                    Box::new(AddressRefused(why)) as Box<dyn std::error::Error + Send + Sync>
+                );
+            }
+            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
 #[derive(Clone)]
 pub struct HttpClient {
-    tls: TlsConnector,
+    client: reqwest::Client,
     timeout: Duration,
-    user_agent: String,
     /// The clock a receiver's `Retry-After` date is read against: the wall clock (the
     /// receiver wrote it against its own), injectable so tests can set it.
     wall: Arc<dyn entity::clock::Clock>,
@@ -60,57 +106,23 @@ pub struct HttpClient {
 impl HttpClient {
     /// `timeout` bounds connect, TLS, sending and reading the answer together.
     pub fn new(timeout: Duration) -> Result<Self, String> {
-        let roots =
-            rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS configuration: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let policy = AddressPolicy::default();
         Ok(Self {
-            tls: TlsConnector::from(Arc::new(config)),
+            client: build(timeout, policy)?,
             timeout,
-            user_agent: format!("cmo-orchestrator-webhooks/{}", env!("CARGO_PKG_VERSION")),
             wall: Arc::new(entity::clock::SystemClock),
-            policy: AddressPolicy::default(),
+            policy,
         })
     }
 
     /// The same client under `policy` (`CMO_WEBHOOK_ALLOW_LOOPBACK`; tests allow
-    /// loopback receivers).
+    /// loopback receivers), with a pool of its own.
     pub fn with_policy(mut self, policy: AddressPolicy) -> Self {
-        self.policy = policy;
-        self
-    }
-
-    /// The address to connect to: the host's own, or the first its name resolves to
-    /// that the policy allows. Every address is checked; none refused is ever used.
-    async fn checked_address(
-        &self,
-        host: &url::Host<&str>,
-        port: u16,
-    ) -> Result<std::net::SocketAddr, HttpError> {
-        self.policy.check_host(host).map_err(HttpError::Refused)?;
-        let candidates: Vec<std::net::SocketAddr> = match host {
-            url::Host::Ipv4(ip) => vec![(*ip, port).into()],
-            url::Host::Ipv6(ip) => vec![(*ip, port).into()],
-            url::Host::Domain(d) => tokio::net::lookup_host((*d, port))
-                .await
-                .map_err(|e| HttpError::Connect(format!("cannot resolve {d}: {e}")))?
-                .collect(),
-        };
-        let mut refused = None;
-        for addr in &candidates {
-            match self.policy.refusal(addr.ip()) {
-                None => return Ok(*addr),
-                Some(why) => refused = Some(format!("{} is {why}", addr.ip())),
-            }
+        if let Ok(client) = build(self.timeout, policy) {
+            self.client = client;
+            self.policy = policy;
         }
-        Err(HttpError::Refused(refused.unwrap_or_else(|| {
-            format!("{host} resolves to no address")
-        })))
+        self
     }
 
     /// The same client reading `Retry-After` dates against `clock` (tests).
@@ -144,156 +156,105 @@ impl HttpClient {
         body: &[u8],
     ) -> Result<Answer, HttpError> {
         let url = url::Url::parse(raw_url).map_err(|e| HttpError::Url(e.to_string()))?;
-        let tls = match url.scheme() {
-            "https" => true,
-            "http" => false,
-            other => return Err(HttpError::Url(format!("scheme {other}"))),
-        };
+        if !matches!(url.scheme(), "https" | "http") {
+            return Err(HttpError::Url(format!("scheme {}", url.scheme())));
+        }
         let host = url
             .host()
             .ok_or_else(|| HttpError::Url("no host".to_string()))?;
-        let port = url
-            .port_or_known_default()
-            .ok_or_else(|| HttpError::Url("no port".to_string()))?;
-        let address = self.checked_address(&host, port).await?;
-        // Connected to the address just checked, never resolved again: a name cannot
-        // turn into an inner address between the check and the request.
-        let tcp = TcpStream::connect(address)
-            .await
-            .map_err(|e| HttpError::Connect(e.to_string()))?;
-        let _ = tcp.set_nodelay(true);
-        let mut target = url.path().to_string();
-        if let Some(q) = url.query() {
-            target.push('?');
-            target.push_str(q);
-        }
-        let host_header = match url.port() {
-            Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
-            None => url.host_str().unwrap_or_default().to_string(),
-        };
-        let mut request = format!(
-            "POST {target} HTTP/1.1\r\nHost: {host_header}\r\nUser-Agent: {}\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-            self.user_agent,
-            body.len()
-        );
+        // A literal address never reaches the resolver: checked here.
+        self.policy.check_host(&host).map_err(HttpError::Refused)?;
+        let mut request = self
+            .client
+            .post(url.as_str())
+            .header(reqwest::header::CONTENT_TYPE, "application/json");
         for (name, value) in headers {
-            // Values are ours (digits, hex, event types); refuse anything that could
-            // split the header block.
-            if value.contains(['\r', '\n']) {
-                return Err(HttpError::Protocol(format!(
-                    "header {name} has a line break"
-                )));
+            // Values are ours (digits, hex, event types); one that could split the header
+            // block is refused before anything is sent.
+            let value = reqwest::header::HeaderValue::from_str(value)
+                .map_err(|_| HttpError::Protocol(format!("header {name} is not a header value")))?;
+            request = request.header(*name, value);
+        }
+        let mut response = request.body(body.to_vec()).send().await.map_err(classify)?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| retry_after_secs(v.trim(), self.wall.now()));
+        // The excerpt: what the answer says, as far as it arrives promptly. A body read to
+        // its end lets the connection go back to the pool.
+        let mut excerpt = Vec::new();
+        let more = async {
+            while excerpt.len() < EXCERPT_BYTES {
+                match response.chunk().await {
+                    Ok(Some(chunk)) => excerpt.extend_from_slice(&chunk),
+                    Ok(None) | Err(_) => break,
+                }
             }
-            request.push_str(name);
-            request.push_str(": ");
-            request.push_str(value);
-            request.push_str("\r\n");
-        }
-        request.push_str("\r\n");
-        if tls {
-            let name = rustls::pki_types::ServerName::try_from(
-                url.host_str()
-                    .unwrap_or_default()
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .to_string(),
-            )
-            .map_err(|e| HttpError::Url(e.to_string()))?;
-            let stream = self
-                .tls
-                .connect(name, tcp)
-                .await
-                .map_err(|e| HttpError::Tls(e.to_string()))?;
-            exchange_on(stream, request.as_bytes(), body, self.wall.now()).await
-        } else {
-            exchange_on(tcp, request.as_bytes(), body, self.wall.now()).await
-        }
+        };
+        let _ = tokio::time::timeout(Duration::from_millis(200), more).await;
+        excerpt.truncate(EXCERPT_BYTES);
+        Ok(Answer {
+            status,
+            retry_after,
+            excerpt: String::from_utf8_lossy(&excerpt).into_owned(),
+        })
     }
 }
 
-async fn exchange_on<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
-    head: &[u8],
-    body: &[u8],
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<Answer, HttpError> {
-    let io = |e: std::io::Error| HttpError::Io(e.to_string());
-    stream.write_all(head).await.map_err(io)?;
-    stream.write_all(body).await.map_err(io)?;
-    stream.flush().await.map_err(io)?;
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0_u8; 4096];
-    let (status, retry_after, content_length, chunked, head_len) = loop {
-        let mut parsed_headers = [httparse::EMPTY_HEADER; 64];
-        let mut response = httparse::Response::new(&mut parsed_headers);
-        match response.parse(&buf) {
-            // Interim answers (100 Continue, 103 Early Hints) come before the real one
-            // (RFC 9110 §15.2): skipped.
-            Ok(httparse::Status::Complete(len))
-                if response
-                    .code
-                    .is_some_and(|c| (100..200).contains(&c) && c != 101) =>
-            {
-                buf.drain(..len);
-                continue;
-            }
-            Ok(httparse::Status::Complete(len)) => {
-                let code = response.code.unwrap_or(0);
-                let header = |name: &str| {
-                    response
-                        .headers
-                        .iter()
-                        .find(|h| h.name.eq_ignore_ascii_case(name))
-                        .and_then(|h| std::str::from_utf8(h.value).ok())
-                        .map(|v| v.trim().to_string())
-                };
-                let retry_after = header("retry-after").and_then(|v| retry_after_secs(&v, now));
-                let content_length = header("content-length").and_then(|v| v.parse::<usize>().ok());
-                let chunked = header("transfer-encoding")
-                    .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-                break (code, retry_after, content_length, chunked, len);
-            }
-            Ok(httparse::Status::Partial) if buf.len() < MAX_HEAD_BYTES => {}
-            Ok(httparse::Status::Partial) => {
-                return Err(HttpError::Protocol("answer headers too long".to_string()));
-            }
-            Err(e) => return Err(HttpError::Protocol(e.to_string())),
+/// One pooled client: HTTP/1.1 only (webhook bodies are small, and h2 would be a
+/// second protocol stack to build), no proxy from the environment, no redirects.
+fn build(timeout: Duration, policy: AddressPolicy) -> Result<reqwest::Client, String> {
+    let roots = rustls::RootCertStore::from_iter(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| format!("TLS configuration: {e}"))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .http1_only()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(Arc::new(CheckedResolver { policy }))
+        // The whole exchange is bounded by `post_json`'s own deadline.
+        .connect_timeout(timeout)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(32)
+        .tcp_nodelay(true)
+        .user_agent(format!(
+            "cmo-orchestrator-webhooks/{}",
+            env!("CARGO_PKG_VERSION")
+        ))
+        .build()
+        .map_err(|e| format!("HTTP client: {e}"))
+}
+
+/// What went wrong, in the delivery log's terms.
+fn classify(err: reqwest::Error) -> HttpError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&err);
+    let mut chain = Vec::new();
+    while let Some(e) = source {
+        if let Some(refused) = e.downcast_ref::<AddressRefused>() {
+            return HttpError::Refused(refused.0.clone());
         }
-        let n = stream.read(&mut chunk).await.map_err(io)?;
-        if n == 0 {
-            return Err(HttpError::Protocol(
-                "connection closed before a complete answer".to_string(),
-            ));
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return HttpError::Tls(tls.to_string());
         }
-        buf.extend_from_slice(&chunk[..n]);
-    };
-    // The excerpt: what the answer says, as far as it arrives promptly.
-    // A chunked answer carries its chunk-size lines too: read a little more, decode below.
-    let want = match (chunked, content_length) {
-        (true, _) => EXCERPT_BYTES + 64,
-        (false, Some(n)) => n.min(EXCERPT_BYTES),
-        (false, None) => EXCERPT_BYTES,
-    };
-    let mut excerpt = buf[head_len..].to_vec();
-    let more = async {
-        while excerpt.len() < want {
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => excerpt.extend_from_slice(&chunk[..n]),
-            }
-        }
-    };
-    let _ = tokio::time::timeout(Duration::from_millis(200), more).await;
-    if chunked {
-        excerpt = dechunk(&excerpt);
+        chain.push(e.to_string());
+        source = e.source();
     }
-    excerpt.truncate(want);
-    Ok(Answer {
-        status,
-        retry_after,
-        excerpt: String::from_utf8_lossy(&excerpt).into_owned(),
-    })
+    chain.dedup();
+    let detail = chain.join(": ");
+    if err.is_connect() {
+        HttpError::Connect(detail)
+    } else {
+        HttpError::Protocol(detail)
+    }
 }
 
 /// `Retry-After`: delta-seconds, or an HTTP date (IMF-fixdate, e.g. `Wed, 21 Oct 2026
@@ -307,33 +268,10 @@ fn retry_after_secs(value: &str, now: chrono::DateTime<chrono::Utc>) -> Option<u
     Some(left.num_seconds().max(0).unsigned_abs())
 }
 
-/// The data of a chunked body, as far as `raw` holds it (the excerpt is a prefix).
-fn dechunk(raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(raw.len());
-    let mut rest = raw;
-    while let Some(line_end) = rest.windows(2).position(|w| w == b"\r\n") {
-        let size_text = String::from_utf8_lossy(&rest[..line_end]);
-        let size_hex = size_text.split(';').next().unwrap_or_default().trim();
-        let Ok(size) = usize::from_str_radix(size_hex, 16) else {
-            break;
-        };
-        if size == 0 {
-            break;
-        }
-        let data = &rest[line_end + 2..];
-        let take = size.min(data.len());
-        out.extend_from_slice(&data[..take]);
-        if take < size || data.len() < size + 2 {
-            break;
-        }
-        rest = &data[size + 2..];
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
     /// A one-shot server on loopback that reads the request and answers `answer` in
@@ -388,8 +326,10 @@ mod tests {
             request.starts_with("POST /hook?x=1 HTTP/1.1\r\n"),
             "{request}"
         );
-        assert!(request.contains("\r\nX-Cmo-Event-Id: 7\r\n"));
-        assert!(request.contains("\r\nContent-Length: 2\r\n"));
+        // Header names are case-insensitive; hyper sends them in lower case.
+        let lower = request.to_ascii_lowercase();
+        assert!(lower.contains("\r\nx-cmo-event-id: 7\r\n"), "{request}");
+        assert!(lower.contains("\r\ncontent-length: 2\r\n"), "{request}");
     }
 
     #[tokio::test]
@@ -499,9 +439,11 @@ mod tests {
                 .await,
             Err(HttpError::Protocol(_))
         ));
-        let sent = server.await.unwrap();
+        // Refused before connecting: the receiver is still waiting for anyone.
         assert!(
-            !String::from_utf8_lossy(&sent).contains("X-B"),
+            tokio::time::timeout(Duration::from_millis(200), server)
+                .await
+                .is_err(),
             "nothing of it was sent"
         );
         assert!(matches!(
@@ -510,10 +452,68 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn dechunk_stops_at_what_it_has() {
-        assert_eq!(dechunk(b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"), b"abcde");
-        assert_eq!(dechunk(b"5\r\nab"), b"ab");
-        assert_eq!(dechunk(b"zz\r\nab"), b"");
+    /// Deliveries to one receiver share a kept-alive connection (one accept for three
+    /// POSTs); a name is resolved through the policy, so one that resolves only to a
+    /// refused address is never connected to.
+    #[tokio::test]
+    async fn connections_are_kept_alive_and_names_resolve_through_the_policy() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = accepted.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut s, _)) = listener.accept().await else {
+                    break;
+                };
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut b = [0_u8; 4096];
+                    let mut seen = Vec::new();
+                    while let Ok(n) = s.read(&mut b).await {
+                        if n == 0 {
+                            break;
+                        }
+                        seen.extend_from_slice(&b[..n]);
+                        // One request is complete when its 2-byte body "{}" arrived.
+                        while let Some(end) = seen.windows(6).position(|w| w == b"\r\n\r\n{}") {
+                            seen.drain(..end + 6);
+                            let _ = s
+                                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                                .await;
+                        }
+                    }
+                });
+            }
+        });
+        let c = client();
+        for _ in 0..3 {
+            let a = c
+                .post_json(&format!("http://localhost:{port}/hook"), &[], b"{}")
+                .await
+                .unwrap();
+            assert_eq!((a.status, a.excerpt.as_str()), (200, "ok"));
+        }
+        assert_eq!(accepted.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // Without the loopback allowance, the name's only addresses are refused.
+        let strict = HttpClient::new(Duration::from_secs(2)).unwrap();
+        let refused = strict
+            .post_json(&format!("http://localhost:{port}/hook"), &[], b"{}")
+            .await;
+        assert!(
+            matches!(&refused, Err(HttpError::Refused(why)) if why.contains("loopback")),
+            "{refused:?}"
+        );
+        assert!(matches!(
+            strict
+                .post_json(&format!("http://127.0.0.1:{port}/"), &[], b"{}")
+                .await,
+            Err(HttpError::Refused(_))
+        ));
+        assert_eq!(
+            accepted.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "never connected"
+        );
     }
 }
