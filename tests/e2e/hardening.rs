@@ -268,3 +268,58 @@ async fn an_unmailable_recipient_is_shown_and_never_counts_as_paged(app: &TestAp
     assert!(kinds.contains(&"skipped"), "{detail}");
 }
 on_both_databases!(an_unmailable_recipient_is_shown_and_never_counts_as_paged);
+
+/// A page the mail server refuses for good after it was queued (a mailbox that does not
+/// exist) is shown on the escalation with the server's reply, and since nobody on the
+/// tier was reached, the next tier is paged at once instead of after the tier's wait.
+async fn a_page_refused_by_the_mail_server_is_shown_and_the_next_tier_paged(app: &TestApp) {
+    // REQ: SEC-BARE-ADDRESSES
+    use sea_orm::ConnectionTrait;
+    let t = team(app).await;
+    // A bare, plausible address whose mailbox the server refuses.
+    app.db
+        .execute_unprepared(&format!(
+            "UPDATE users SET email = 'qa@refused.test' WHERE id = {}",
+            t.qa_id
+        ))
+        .await
+        .unwrap();
+    let sink = SmtpSink::start().await;
+    let (_, e) = critical_deviation(app, &t).await;
+    let ctx = app.job_context("w1");
+    let first = escalation_pass(&ctx, app.now(), &settings()).await.unwrap();
+    assert_eq!(first.pages, 1, "tier 1 paged (queued): {first:?}");
+    deliver(app, &sink, app.now()).await;
+    assert!(sink.received().is_empty(), "refused for good");
+    // Same instant: no waiting for the tier's 15 minutes.
+    let second = escalation_pass(&ctx, app.now(), &settings()).await.unwrap();
+    assert_eq!(second.pages, 1, "the next tier at once: {second:?}");
+    deliver(app, &sink, app.now()).await;
+    let received = sink.wait_for(1).await;
+    assert!(
+        received
+            .iter()
+            .any(|m| m.to.iter().any(|to| to == "lead@acme.test")),
+        "the lead is paged"
+    );
+    let detail =
+        t.s.pm
+            .get(&format!("/api/v1/escalations/{}", e.id))
+            .await
+            .expect(200)
+            .body;
+    let undeliverable = detail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "undeliverable")
+        .unwrap_or_else(|| panic!("{detail}"))
+        .clone();
+    let text = undeliverable.to_string();
+    assert!(text.contains("qa@refused.test"), "{text}");
+    assert!(
+        text.contains("mailbox unavailable"),
+        "the server's reply: {text}"
+    );
+}
+on_both_databases!(a_page_refused_by_the_mail_server_is_shown_and_the_next_tier_paged);

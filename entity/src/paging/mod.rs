@@ -2,3 +2,4 @@
 
 pub mod escalation;
 pub mod escalation_policy;
+pub mod page_delivery;

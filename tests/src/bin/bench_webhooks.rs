@@ -1,8 +1,7 @@
 //! Webhook delivery: throughput to a local receiver, and event-to-delivery latency.
 //!
 //! 1. The receiver's ceiling: a plain blaster (our HTTP client with its kept-alive
-//!    connections, 16 in flight, no
-//!    database) POSTing the same signed body 5,000 times.
+//!    connections, 16 in flight, no database) POSTing the same signed body 5,000 times.
 //! 2. Throughput: 5,000 events with a subscription each (written by the real
 //!    `domain_event::emit`, so deliveries are queued by the real fan-out), delivered by
 //!    one worker pass, then by two workers at once (own pools): deliveries/s and the

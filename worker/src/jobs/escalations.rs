@@ -247,7 +247,7 @@ async fn page(
             .map_err(|err| JobError::Template(err.to_string()))?;
         if escalation_mail::enqueue(
             &txn,
-            format!("escalation:{}:page:{seq}:user:{}", e.id, r.user_id),
+            entity::paging::page_delivery::page_dedupe_key(e.id, seq, r.user_id),
             vec![r.email.clone()],
             email,
             now,

@@ -188,14 +188,29 @@ async fn record(
             OutboxStatus::Failed => report.failed += 1,
             _ => report.retried += 1,
         }
-        release(outbox::Entity::update_many(), status)
+        let released = release(outbox::Entity::update_many(), status)
             .col_expr(outbox::Column::Attempts, Expr::value(attempts))
             .col_expr(outbox::Column::NextAttemptAt, Expr::value(next))
-            .col_expr(outbox::Column::LastError, Expr::value(Some(err.message)))
+            .col_expr(
+                outbox::Column::LastError,
+                Expr::value(Some(err.message.clone())),
+            )
             .filter(outbox::Column::Id.eq(row.id))
             .filter(outbox::Column::ClaimedBy.eq(ctx.worker_id.as_str()))
             .exec(&txn)
             .await?;
+        // A page refused for good is shown on its escalation, and a tier none of whose
+        // pages could be delivered does not count as paged.
+        if status == OutboxStatus::Failed && released.rows_affected == 1 {
+            entity::paging::page_delivery::page_refused(
+                &txn,
+                &row.dedupe_key,
+                &row.to_addrs,
+                &err.message,
+                now,
+            )
+            .await?;
+        }
     }
     if !sent.is_empty() {
         report.sent += sent.len();
