@@ -104,20 +104,38 @@ pub fn show(database: &DatabaseArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// `cmo-api verify-audit`: every organization's chain; an error when one is broken or
-/// could not be checked completely.
-pub async fn verify_audit(db: &DatabaseConnection, keys: &KeyRing) -> Result<(), String> {
+/// Every organization with its chain's verification.
+async fn verify_every_chain(
+    db: &DatabaseConnection,
+    keys: &KeyRing,
+) -> Result<
+    Vec<(
+        entity::organization::Model,
+        entity::audit_trail::Verification,
+    )>,
+    String,
+> {
     use sea_orm::EntityTrait;
     let orgs = entity::organization::Entity::find()
         .all(db)
         .await
         .map_err(|e| e.to_string())?;
-    let mut not_intact = Vec::new();
-    let mut report = Vec::new();
+    let mut verified = Vec::with_capacity(orgs.len());
     for org in orgs {
         let v = entity::audit_trail::verify(db, keys, org.id)
             .await
             .map_err(|e| e.to_string())?;
+        verified.push((org, v));
+    }
+    Ok(verified)
+}
+
+/// `cmo-api verify-audit`: every organization's chain; an error when one is broken or
+/// could not be checked completely.
+pub async fn verify_audit(db: &DatabaseConnection, keys: &KeyRing) -> Result<(), String> {
+    let mut not_intact = Vec::new();
+    let mut report = Vec::new();
+    for (org, v) in verify_every_chain(db, keys).await? {
         if !v.intact() {
             not_intact.push(format!("{} ({})", org.name, v.status()));
         }
@@ -181,17 +199,10 @@ pub async fn take_checkpoints(
     reason: &str,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<(), String> {
-    use sea_orm::{EntityTrait, TransactionTrait};
-    let orgs = entity::organization::Entity::find()
-        .all(db)
-        .await
-        .map_err(|e| e.to_string())?;
+    use sea_orm::TransactionTrait;
     let mut report = Vec::new();
     let mut not_intact = Vec::new();
-    for org in orgs {
-        let v = entity::audit_trail::verify(db, keys, org.id)
-            .await
-            .map_err(|e| e.to_string())?;
+    for (org, v) in verify_every_chain(db, keys).await? {
         if !v.intact() {
             not_intact.push(format!("{} ({})", org.name, v.status()));
             continue;

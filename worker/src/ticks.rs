@@ -58,6 +58,32 @@ pub async fn claim_due(
 }
 
 /// Marks a claimed tick done.
+/// The occurrence of a daily (or any UTC) `schedule` that is due at `now` (within
+/// `catch_up`), claimed by this worker: `None` when none is due, or another worker has
+/// it or finished it. The caller runs the job and then [`finish`]es the tick.
+pub async fn claim_utc_occurrence(
+    ctx: &JobContext,
+    job: &str,
+    schedule: &str,
+    catch_up: chrono::TimeDelta,
+    now: DateTime<Utc>,
+) -> Result<Option<Tick>, JobError> {
+    let cron = entity::schedule::parse(schedule).map_err(JobError::Schedule)?;
+    let Some(at) = entity::schedule::due_occurrence(&cron, chrono_tz::UTC, now, catch_up) else {
+        return Ok(None);
+    };
+    let claimed = claim_due(
+        ctx,
+        vec![Tick {
+            job: job.to_string(),
+            scheduled_for: at,
+        }],
+        now,
+    )
+    .await?;
+    Ok(claimed.into_iter().next())
+}
+
 pub async fn finish(ctx: &JobContext, tick: &Tick, now: DateTime<Utc>) -> Result<(), JobError> {
     job_run::finish(&ctx.db, &tick.job, tick.scheduled_for, &ctx.worker_id, now).await?;
     Ok(())

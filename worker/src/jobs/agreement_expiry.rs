@@ -7,11 +7,11 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, TimeDelta, Utc};
 use entity::cmo::{self, quality_agreement};
 use entity::outbox::Draft;
-use entity::{Role, organization, schedule, user};
+use entity::{Role, organization, user};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use super::{JobContext, JobError};
-use crate::ticks::{self, Tick};
+use crate::ticks;
 
 #[derive(Debug, Clone)]
 pub struct AgreementSettings {
@@ -43,20 +43,9 @@ pub async fn expiry_reminders(
     now: DateTime<Utc>,
     settings: &AgreementSettings,
 ) -> Result<AgreementReport, JobError> {
-    let cron = schedule::parse(&settings.schedule).map_err(JobError::Schedule)?;
-    let Some(at) = schedule::due_occurrence(&cron, chrono_tz::UTC, now, settings.catch_up) else {
-        return Ok(AgreementReport::default());
-    };
-    let claimed = ticks::claim_due(
-        ctx,
-        vec![Tick {
-            job: JOB.to_string(),
-            scheduled_for: at,
-        }],
-        now,
-    )
-    .await?;
-    let Some(tick) = claimed.into_iter().next() else {
+    let Some(tick) =
+        ticks::claim_utc_occurrence(ctx, JOB, &settings.schedule, settings.catch_up, now).await?
+    else {
         return Ok(AgreementReport::default());
     };
     let mut report = run(ctx, now).await?;
