@@ -414,3 +414,96 @@ async fn an_expired_ack_link_on_an_open_escalation_changes_nothing(app: &TestApp
     assert!(row.acknowledged_at.is_none() && row.ack_channel.is_none());
 }
 on_both_databases!(an_expired_ack_link_on_an_open_escalation_changes_nothing);
+
+/// With the mail server down for two hours, a page of an escalation still open keeps
+/// being retried (at most two minutes apart) and goes out when the server is back; an
+/// ordinary email queued at the same time is given up after the outbox's attempts.
+async fn a_page_is_still_delivered_after_a_two_hour_smtp_outage(app: &TestApp) {
+    // REQ: ESC-ADVANCE
+    let t = team(app).await;
+    let (_, e) = critical_deviation(app, &t).await;
+    let start = app.now();
+    escalation_pass(&app.job_context("w1"), start, &settings())
+        .await
+        .unwrap();
+    entity::outbox::enqueue(
+        &app.db,
+        entity::outbox::Draft {
+            dedupe_key: "digest:outage".to_string(),
+            to: vec!["pm@acme.test".to_string()],
+            cc: vec![],
+            subject: "Weekly digest".to_string(),
+            text_body: "text".to_string(),
+            html_body: "<p>html</p>".to_string(),
+            list_unsubscribe: None,
+        },
+        start,
+        "cmo.test",
+    )
+    .await
+    .unwrap();
+    let (socket, port) = e2e::smtp::reserved_port();
+    let down = Mailer::new(
+        Some(&format!("smtp://127.0.0.1:{port}")),
+        std::env::temp_dir(),
+    )
+    .unwrap();
+    let from: lettre::message::Mailbox = "cmo <noreply@cmo.test>".parse().unwrap();
+    let page_key = entity::paging::page_delivery::page_dedupe_key(e.id, 1, t.qa_id);
+    let row = |key: String| async move {
+        entity::outbox::Entity::find()
+            .filter(entity::outbox::Column::DedupeKey.eq(key))
+            .one(&app.db)
+            .await
+            .unwrap()
+            .unwrap()
+    };
+    // Bounded: every attempt of the page, each at its due time, for two hours.
+    let mut now = start;
+    let mut attempts = 0;
+    while now < start + TimeDelta::hours(2) && attempts < 200 {
+        worker::jobs::outbox::dispatch(&app.job_context("sender"), &down, &from, now, 100)
+            .await
+            .unwrap();
+        attempts += 1;
+        let page = row(page_key.clone()).await;
+        assert_eq!(page.status, entity::outbox::OutboxStatus::Queued);
+        assert!(
+            page.next_attempt_at - now <= TimeDelta::minutes(3),
+            "retried often"
+        );
+        now = page.next_attempt_at.max(now + TimeDelta::seconds(1));
+    }
+    let page = row(page_key.clone()).await;
+    assert!(
+        page.attempts > entity::outbox::MAX_ATTEMPTS,
+        "{} attempts",
+        page.attempts
+    );
+    assert_eq!(
+        row("digest:outage".to_string()).await.status,
+        entity::outbox::OutboxStatus::Failed,
+        "an ordinary email is given up"
+    );
+    // The server is back on the same port.
+    let sink = SmtpSink::serve(socket.listen(16).unwrap());
+    worker::jobs::outbox::dispatch(
+        &app.job_context("sender"),
+        &sink_mailer(&sink),
+        &from,
+        now,
+        100,
+    )
+    .await
+    .unwrap();
+    let received = sink.wait_for(1).await;
+    assert!(
+        received.iter().any(|m| m.to == ["qa@acme.test"]),
+        "the page arrives"
+    );
+}
+on_both_databases!(a_page_is_still_delivered_after_a_two_hour_smtp_outage);
+
+fn sink_mailer(sink: &SmtpSink) -> Mailer {
+    Mailer::new(Some(&sink.url()), std::env::temp_dir()).unwrap()
+}

@@ -400,3 +400,42 @@ async fn the_memory_mailer_keeps_what_the_dispatcher_sent(app: &TestApp) {
     assert_eq!((again.sent, sent.messages().len()), (0, 1));
 }
 on_both_databases!(the_memory_mailer_keeps_what_the_dispatcher_sent);
+
+/// A worker restarted under the same id (a pod keeping its name) takes back the claims
+/// its previous process left at once, instead of waiting for them to expire; its own
+/// claims of this process are not touched.
+async fn a_worker_restarted_under_its_id_takes_back_its_claims_at_once(app: &TestApp) {
+    // REQ: NOTIF-MESSAGE-ID-ONCE
+    let dir = tempfile::tempdir().unwrap();
+    outbox::enqueue(&app.db, draft("restart:1"), app.now(), "cmo.test")
+        .await
+        .unwrap();
+    let now = app.now();
+    let claimed = claim(&app.job_context("worker-a"), now, 10, outbox::CLAIM_TTL)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "claimed, then the process dies");
+    let mailer = Mailer::new(None, dir.path().to_path_buf()).unwrap();
+    // The same process again, 10 s later: its claim is in flight, not taken twice.
+    assert_eq!(
+        dispatch(&app.job_context("worker-a"), &mailer, &from(), now, 10)
+            .await
+            .unwrap()
+            .sent,
+        0
+    );
+    // A new process under the same id, started 10 s later: sends it at once.
+    let restarted = worker::jobs::JobContext {
+        started_at: now + TimeDelta::seconds(10),
+        ..app.job_context("worker-a")
+    };
+    let later = now + TimeDelta::seconds(10);
+    assert_eq!(
+        dispatch(&restarted, &mailer, &from(), later, 10)
+            .await
+            .unwrap()
+            .sent,
+        1
+    );
+}
+on_both_databases!(a_worker_restarted_under_its_id_takes_back_its_claims_at_once);

@@ -4,7 +4,7 @@
 //! of the current page reached anyone, the next page is due at once instead of after the
 //! tier's wait.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ConnectionTrait, PaginatorTrait};
@@ -23,6 +23,27 @@ pub fn parse_page_dedupe_key(key: &str) -> Option<(i64, i32, i64)> {
     let (id, rest) = rest.split_once(":page:")?;
     let (seq, user) = rest.split_once(":user:")?;
     Some((id.parse().ok()?, seq.parse().ok()?, user.parse().ok()?))
+}
+
+/// Longest wait between two attempts of a page email while its escalation is open: a
+/// page goes out within this of the mail server coming back.
+pub const PAGE_RETRY_CAP: TimeDelta = TimeDelta::minutes(2);
+
+/// Whether the email `dedupe_key` is a page of an escalation still open (nobody has
+/// acknowledged it): such an email is retried for as long as that holds, every
+/// [`PAGE_RETRY_CAP`] at most, instead of being given up after the outbox's attempt
+/// limit (about an hour of outage).
+pub async fn page_still_needed<C: ConnectionTrait>(
+    conn: &C,
+    dedupe_key: &str,
+) -> Result<bool, DbErr> {
+    let Some((id, _, _)) = parse_page_dedupe_key(dedupe_key) else {
+        return Ok(false);
+    };
+    Ok(escalation::Entity::find_by_id(id)
+        .one(conn)
+        .await?
+        .is_some_and(|e| e.status == EscalationStatus::Open))
 }
 
 /// What [`page_refused`] did.

@@ -33,6 +33,7 @@ pub async fn claim(
             "UPDATE email_outbox SET status = 'sending', claimed_by = $1, claimed_until = $2 \
              WHERE id IN (SELECT id FROM email_outbox \
                  WHERE (status = 'queued' AND next_attempt_at <= $3) OR (status = 'sending' AND claimed_until < $3) \
+                    OR (status = 'sending' AND claimed_by = $1 AND claimed_until < $5) \
                  ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED) \
              RETURNING *",
             true,
@@ -41,17 +42,22 @@ pub async fn claim(
             "UPDATE email_outbox SET status = 'sending', claimed_by = ?, claimed_until = ? \
              WHERE id IN (SELECT id FROM email_outbox \
                  WHERE (status = 'queued' AND next_attempt_at <= ?) OR (status = 'sending' AND claimed_until < ?) \
+                    OR (status = 'sending' AND claimed_by = ? AND claimed_until < ?) \
                  ORDER BY id LIMIT ?) \
              RETURNING *",
             false,
         ),
     };
+    // Claims this worker id made before this process started (a restart under the same
+    // id) are its own to take back at once, not after they expire.
+    let before_start = ctx.started_at + claim_ttl;
     let values: Vec<sea_orm::Value> = if lock {
         vec![
             ctx.worker_id.clone().into(),
             until.into(),
             now.into(),
             (batch as i64).into(),
+            before_start.into(),
         ]
     } else {
         vec![
@@ -59,6 +65,8 @@ pub async fn claim(
             until.into(),
             now.into(),
             now.into(),
+            ctx.worker_id.clone().into(),
+            before_start.into(),
             (batch as i64).into(),
         ]
     };
@@ -174,16 +182,29 @@ async fn record(
             }
             Err(err) => err,
         };
+        // A page of an open escalation is never given up for a passing outage.
+        let page_needed = !err.permanent
+            && entity::paging::page_delivery::page_still_needed(&txn, &row.dedupe_key).await?;
+        let jitter: f64 = rand::random();
         let (status, next) = match outbox::after_failure(err.permanent, attempts) {
+            _ if page_needed => (
+                OutboxStatus::Queued,
+                now + outbox::backoff(attempts - 1, jitter)
+                    .min(entity::paging::page_delivery::PAGE_RETRY_CAP),
+            ),
             SendOutcome::Permanent => (OutboxStatus::Failed, now),
-            _ => {
-                let jitter: f64 = rand::random();
-                (
-                    OutboxStatus::Queued,
-                    now + outbox::backoff(attempts - 1, jitter),
-                )
-            }
+            _ => (
+                OutboxStatus::Queued,
+                now + outbox::backoff(attempts - 1, jitter),
+            ),
         };
+        if status == OutboxStatus::Failed {
+            tracing::warn!(email = row.id, to = %row.to_addrs, attempts, error = %err.message,
+                "email not sent, given up");
+        } else {
+            tracing::warn!(email = row.id, to = %row.to_addrs, attempts, error = %err.message,
+                retry_at = %next, "email not sent, will retry");
+        }
         match status {
             OutboxStatus::Failed => report.failed += 1,
             _ => report.retried += 1,
