@@ -40,6 +40,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CMO_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
 
+    /// How long (milliseconds) `/readyz` waits for the database before answering 503: a
+    /// probe answers promptly even when connecting would wait for the pool's timeout.
+    #[arg(long, env = "CMO_READY_TIMEOUT_MS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(50..=30_000))]
+    pub ready_timeout_ms: u64,
+
     /// Seconds to let in-flight requests finish after SIGTERM.
     #[arg(long, env = "CMO_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,

@@ -227,6 +227,7 @@ fn serve(database: DatabaseArgs, serve: ServeArgs, clock: Arc<dyn Clock>) -> Res
                 .clone()
                 .filter(|t| !t.is_empty())
                 .map(Arc::from),
+            ready_timeout: Duration::from_millis(serve.ready_timeout_ms),
             chain_keys,
         };
         let options = ServerOptions {

@@ -21,6 +21,8 @@ pub struct AppState {
     pub webhook_policy: entity::webhook::AddressPolicy,
     /// When set, `/metrics` answers only requests carrying it as a bearer token.
     pub metrics_token: Option<Arc<str>>,
+    /// How long `/readyz` waits for the database.
+    pub ready_timeout: std::time::Duration,
     /// The audit chain keys (kept outside the database).
     pub chain_keys: entity::audit::ChainKeys,
 }

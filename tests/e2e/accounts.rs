@@ -468,16 +468,21 @@ async fn parallel_guesses_are_checked_at_most_five_times(app: &TestApp) {
 
     // Sign-in first: twenty wrong passwords at once.
     let guesses = (0..20).map(|i| async move {
-        sign_in(app, "qa@acme.test", &format!("guess number {i}"))
-            .await
-            .status
-            .as_u16()
+        let reply = sign_in(app, "qa@acme.test", &format!("guess number {i}")).await;
+        (reply.status.as_u16(), reply.text)
     });
-    let statuses = join_all(guesses).await;
+    let replies = join_all(guesses).await;
+    let statuses: Vec<u16> = replies.iter().map(|(s, _)| *s).collect();
     let checked = statuses.iter().filter(|s| **s == 401).count();
     let refused = statuses.iter().filter(|s| **s == 429).count();
     assert!(checked <= 5, "{statuses:?}");
-    assert_eq!(checked + refused, 20, "{statuses:?}");
+    // Anything else is shown whole (seen once under a full parallel run: the status
+    // alone did not say why).
+    let odd: Vec<&(u16, String)> = replies
+        .iter()
+        .filter(|(s, _)| *s != 401 && *s != 429)
+        .collect();
+    assert!(odd.is_empty(), "{statuses:?}; other answers: {odd:?}");
     let right = sign_in(app, "qa@acme.test", OWN_PASSWORD).await;
     assert_eq!(
         right.status.as_u16(),

@@ -142,3 +142,62 @@ async fn a_worker_told_to_stop_while_starting_stops_cleanly() {
     );
     app.stop().await;
 }
+
+/// With PostgreSQL stopped, `/readyz` answers 503 well inside the pool's 10 s wait for a
+/// connection (each of several probes in a row), so a load balancer takes the replica
+/// out at once; back up, it answers 200 again. (How fast is the bench's business; this
+/// holds it to a functional bound: half the pool timeout.)
+#[actix_web::test]
+async fn readiness_fails_fast_while_postgres_is_down() {
+    // REQ: OPS-PROBES
+    let Some(cluster) = e2e::pg::private_cluster() else {
+        return;
+    };
+    let admin_db = sea_orm::Database::connect(cluster.url("postgres"))
+        .await
+        .unwrap();
+    sea_orm::ConnectionTrait::execute_unprepared(&admin_db, "CREATE DATABASE ready")
+        .await
+        .unwrap();
+    let _ = admin_db.close().await;
+    let app = e2e::spawn_app_on(
+        cluster.url("ready"),
+        e2e::Backend::Postgres,
+        tempfile::tempdir().unwrap(),
+        10_000,
+    )
+    .await;
+    let anon = app.anonymous();
+    anon.get("/readyz").await.expect(200);
+    let cluster = std::sync::Arc::new(cluster);
+    let c = cluster.clone();
+    let stopped = tokio::task::spawn_blocking(move || c.stop()).await;
+    assert!(matches!(stopped, Ok(Ok(()))), "pg_ctl stop: {stopped:?}");
+    for probe in 0..3 {
+        let started = std::time::Instant::now();
+        anon.get("/readyz")
+            .await
+            .expect_problem(503, "database_unavailable");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "probe {probe} answered after {:?}, not well inside the 10 s pool timeout",
+            started.elapsed()
+        );
+    }
+    let c = cluster.clone();
+    tokio::task::spawn_blocking(move || c.restart())
+        .await
+        .unwrap()
+        .unwrap();
+    // Bounded wait for the pool to reconnect.
+    let mut ready = false;
+    for _ in 0..100 {
+        if anon.get("/readyz").await.status.as_u16() == 200 {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(ready, "ready again after the restart");
+    app.stop().await;
+}

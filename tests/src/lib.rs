@@ -438,6 +438,7 @@ pub async fn spawn_app_on(
         // The tests' receivers listen on loopback.
         webhook_policy: entity::webhook::AddressPolicy::LOOPBACK_ALLOWED,
         metrics_token: None,
+        ready_timeout: std::time::Duration::from_secs(1),
         chain_keys: chain_keys.clone(),
     };
     let server = build_server(

@@ -35,7 +35,9 @@ pub async fn healthz() -> web::Json<Health> {
     })
 }
 
-/// The database answers: ready to serve traffic.
+/// The database answers: ready to serve traffic. Answers 503 at once when the database
+/// does not answer within `CMO_READY_TIMEOUT_MS` (default 1 s), not after the pool's
+/// longer wait for a connection.
 #[utoipa::path(
     tag = "operations",
     security(()),
@@ -46,9 +48,16 @@ pub async fn healthz() -> web::Json<Health> {
 )]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> ApiResult<web::Json<Readiness>> {
-    migration::startup::ping(&state.db)
-        .await
-        .map_err(|e| ApiError::ServiceUnavailable(e.to_string()))?;
+    match tokio::time::timeout(state.ready_timeout, migration::startup::ping(&state.db)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(ApiError::ServiceUnavailable(e.to_string())),
+        Err(_) => {
+            return Err(ApiError::ServiceUnavailable(format!(
+                "no answer within {} ms",
+                state.ready_timeout.as_millis()
+            )));
+        }
+    }
     Ok(web::Json(Readiness {
         status: "ready".to_string(),
         database: migration::startup::backend_name(&state.db).to_string(),
