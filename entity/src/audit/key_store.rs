@@ -51,17 +51,26 @@ pub fn read_key_file(path: &Path) -> Result<KeyRing, String> {
     KeyRing::parse(&text).map_err(|e| format!("audit key file {}: {e}", path.display()))
 }
 
-/// Writes `ring` to `path`, readable by its owner only; `create_new` refuses to replace
-/// a file that appeared meanwhile (another process starting on the same database).
+/// Writes `ring` to `path`, readable by its owner only. With `create_new` the file
+/// appears whole or not at all, and never replaces one that appeared meanwhile (the api
+/// and the worker starting together on one new database): it is written beside, then
+/// hard-linked into place, which fails with `AlreadyExists` when another process won.
 pub fn write_key_file(path: &Path, ring: &KeyRing, create_new: bool) -> std::io::Result<()> {
+    if !create_new {
+        return write_private(path, ring);
+    }
+    let beside = path.with_extension(format!("audit-key-{}", std::process::id()));
+    let _ = std::fs::remove_file(&beside);
+    write_private(&beside, ring)?;
+    let linked = std::fs::hard_link(&beside, path);
+    let _ = std::fs::remove_file(&beside);
+    linked
+}
+
+fn write_private(path: &Path, ring: &KeyRing) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
-    options.write(true);
-    if create_new {
-        options.create_new(true);
-    } else {
-        options.create(true).truncate(true);
-    }
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
@@ -176,5 +185,30 @@ impl Opened {
             ));
         }
         notices
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn of_two_processes_creating_the_key_file_one_wins_and_the_file_is_whole() {
+        let dir = std::env::temp_dir().join(format!("cmo-key-{}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap_or_default();
+        let path = dir.join("cmo.db.audit-key");
+        let (a, b) = (KeyRing::generate(), KeyRing::generate());
+        assert!(write_key_file(&path, &a, true).is_ok());
+        let second = write_key_file(&path, &b, true);
+        assert_eq!(
+            second.map_err(|e| e.kind()),
+            Err(std::io::ErrorKind::AlreadyExists)
+        );
+        let kept = read_key_file(&path).unwrap_or_else(|_| KeyRing::generate());
+        assert_eq!(kept.current().id(), a.current().id());
+        // Nothing is left beside it.
+        let files = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(files, 1);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

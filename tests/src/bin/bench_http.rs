@@ -151,6 +151,7 @@ async fn bench(label: &str, url: String) {
             "--json",
         ])
         .env("DATABASE_URL", &url)
+        .env("CMO_AUDIT_KEY", e2e::TEST_AUDIT_KEY)
         .env("CMO_LOG", "warn")
         .output()
         .expect("bootstrap");
@@ -168,6 +169,8 @@ async fn bench(label: &str, url: String) {
     let sink = SmtpSink::start().await;
     let mut api = Command::new(bin("cmo-api"))
         .env("DATABASE_URL", &url)
+        // One audit key for the three processes (required on PostgreSQL).
+        .env("CMO_AUDIT_KEY", e2e::TEST_AUDIT_KEY)
         .env("CMO_BIND", format!("127.0.0.1:{port}"))
         .env("CMO_LOG", "warn")
         .env("CMO_PUBLIC_BASE_URL", &base)
@@ -176,6 +179,7 @@ async fn bench(label: &str, url: String) {
         .expect("api");
     let mut worker = Command::new(bin("cmo-worker"))
         .env("DATABASE_URL", &url)
+        .env("CMO_AUDIT_KEY", e2e::TEST_AUDIT_KEY)
         .env("CMO_SMTP_URL", sink.url())
         .env("CMO_LOG", "warn")
         .env("CMO_OUTBOX_DIR", dir.path())
