@@ -15,6 +15,10 @@ use crate::state::AppState;
 pub struct ServerOptions {
     pub workers: Option<usize>,
     pub shutdown_timeout: Duration,
+    /// How long an idle client connection is kept open. Longer than a load balancer's
+    /// idle timeout (60 s on the common ones), so the balancer closes first and never
+    /// sends a request on a connection the api is closing (a sporadic 502).
+    pub keep_alive: Duration,
 }
 
 impl Default for ServerOptions {
@@ -22,6 +26,7 @@ impl Default for ServerOptions {
         Self {
             workers: None,
             shutdown_timeout: Duration::from_secs(30),
+            keep_alive: Duration::from_secs(75),
         }
     }
 }
@@ -49,6 +54,7 @@ pub fn build_server(
             .wrap(from_fn(crate::middleware::envelope))
     })
     .listen(listener)?
+    .keep_alive(options.keep_alive)
     .shutdown_timeout(options.shutdown_timeout.as_secs());
     if let Some(workers) = options.workers {
         server = server.workers(workers.max(1));

@@ -45,6 +45,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CMO_READY_TIMEOUT_MS", default_value_t = 1_000, value_parser = clap::value_parser!(u64).range(50..=30_000))]
     pub ready_timeout_ms: u64,
 
+    /// Seconds an idle client connection is kept open: more than the load balancer's idle
+    /// timeout (60 s on the common ones), so that it closes first.
+    #[arg(long, env = "CMO_KEEP_ALIVE_SECS", default_value_t = 75, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub keep_alive_secs: u64,
+
     /// Seconds to let in-flight requests finish after SIGTERM.
     #[arg(long, env = "CMO_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,

@@ -233,6 +233,7 @@ fn serve(database: DatabaseArgs, serve: ServeArgs, clock: Arc<dyn Clock>) -> Res
         let options = ServerOptions {
             workers: serve.http_workers,
             shutdown_timeout: Duration::from_secs(serve.shutdown_timeout_secs),
+            keep_alive: Duration::from_secs(serve.keep_alive_secs),
         };
         build_server(state, listener, options)
             .map_err(|e| e.to_string())?

@@ -201,3 +201,36 @@ async fn readiness_fails_fast_while_postgres_is_down() {
     assert!(ready, "ready again after the restart");
     app.stop().await;
 }
+
+/// An idle client connection stays open past the 5 s actix default (the default is 75 s,
+/// longer than a load balancer's 60 s idle timeout): a second request on the same
+/// connection after 6 s idle is answered, not met by a closed socket.
+#[actix_web::test]
+async fn an_idle_connection_outlives_a_load_balancers_idle_timeout() {
+    // REQ: OPS-PROBES
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(app) = e2e::spawn_app(e2e::Backend::Sqlite).await else {
+        return;
+    };
+    let address = app.base_url.trim_start_matches("http://").to_string();
+    let mut conn = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: {address}\r\n\r\n");
+    async fn answer(conn: &mut tokio::net::TcpStream) -> String {
+        let mut buf = vec![0_u8; 4096];
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), conn.read(&mut buf))
+            .await
+            .expect("an answer within 5 s")
+            .unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+    conn.write_all(request.as_bytes()).await.unwrap();
+    assert!(answer(&mut conn).await.starts_with("HTTP/1.1 200"));
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    let _ = conn.write_all(request.as_bytes()).await;
+    let second = answer(&mut conn).await;
+    assert!(
+        second.starts_with("HTTP/1.1 200"),
+        "the connection was closed while idle: {second:?}"
+    );
+    app.stop().await;
+}

@@ -447,6 +447,7 @@ pub async fn spawn_app_on(
         ServerOptions {
             workers: Some(1),
             shutdown_timeout: std::time::Duration::from_secs(1),
+            ..Default::default()
         },
     )
     .expect("server");
