@@ -2,6 +2,7 @@
 //! One binary, so the PostgreSQL cluster is started once for all of them.
 
 mod account_migration;
+mod account_tokens;
 mod accounts;
 mod action_items;
 mod audit;
@@ -37,6 +38,7 @@ mod selection;
 mod signatures;
 pub mod stakeholder_emails;
 mod tenancy;
+mod webhook_subscriptions;
 mod webhook_workers;
 mod webhooks;
 mod worker;
