@@ -36,6 +36,9 @@ pub struct AuthContext {
     pub public_base_url: std::sync::Arc<str>,
     /// The audit chain keys this request's changes are recorded with.
     pub chain_keys: entity::audit::ChainKeys,
+    /// The request's `Idempotency-Key`, which its write transaction records
+    /// ([`crate::write_txn::WriteTxn`]).
+    pub idempotency: Option<std::sync::Arc<crate::idempotency::Claim>>,
 }
 
 impl AuthContext {
@@ -120,6 +123,9 @@ impl FromRequest for AuthContext {
     fn from_request(req: &HttpRequest, _payload: &mut Payload) -> Self::Future {
         let state = req.app_data::<web::Data<AppState>>().cloned();
         let secret = bearer_secret(req);
+        let idempotency = actix_web::HttpMessage::extensions(req)
+            .get::<std::sync::Arc<crate::idempotency::Claim>>()
+            .cloned();
         let reads_only = matches!(
             *req.method(),
             actix_web::http::Method::GET | actix_web::http::Method::HEAD
@@ -127,7 +133,8 @@ impl FromRequest for AuthContext {
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
             let secret = secret?;
-            let ctx = authenticate(&state, &secret, Credential::Bearer).await?;
+            let mut ctx = authenticate(&state, &secret, Credential::Bearer).await?;
+            ctx.idempotency = idempotency;
             if ctx.token.read_only && !reads_only {
                 return Err(ApiError::Forbidden(
                     "this token is read-only: it may only read (GET)".to_string(),
@@ -243,6 +250,7 @@ pub async fn authenticate(
         request_id: request_id::current(),
         public_base_url: state.public_base_url.clone(),
         chain_keys: state.chain_keys.clone(),
+        idempotency: None,
     })
 }
 
@@ -279,6 +287,7 @@ pub fn reading_by_link(
         request_id: request_id::current(),
         public_base_url: state.public_base_url.clone(),
         chain_keys: state.chain_keys.clone(),
+        idempotency: None,
     }
 }
 

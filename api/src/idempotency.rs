@@ -2,8 +2,14 @@
 //! method, path and body) gets the first response again instead of being executed twice.
 //!
 //! Only successful (2xx) responses are remembered, for 24 hours: a request that failed
-//! may be fixed and retried under the same key. While the first request is still being
-//! served, a duplicate answers 409; the same key with a different request answers 422.
+//! may be fixed and retried under the same key. The answer is remembered in the
+//! transaction of the change itself ([`crate::write_txn::WriteTxn`]): a duplicate sent
+//! while the first is served waits for it and replays its answer; a request killed
+//! before its commit left nothing, so its retry runs at once. The same key with a
+//! different request answers 422.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use actix_web::HttpMessage;
 use actix_web::body::{BoxBody, MessageBody};
@@ -14,8 +20,10 @@ use actix_web::middleware::Next;
 use actix_web::web::{self, Bytes, BytesMut};
 use entity::idempotency_key::{self, Outcome};
 use futures_util::StreamExt;
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter,
+    ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, DatabaseTransaction,
+    EntityTrait, QueryFilter,
 };
 use sha2::{Digest, Sha256};
 
@@ -86,95 +94,185 @@ pub async fn idempotency(
     };
     let request_hash = fingerprint(&body);
     req.set_payload(Payload::from(body));
-    let method = req.method().to_string();
-    let path = req.path().to_string();
-    let now = state.clock.now();
+    let claim = Arc::new(Claim {
+        user_id,
+        key,
+        method: req.method().to_string(),
+        path: req.path().to_string(),
+        request_hash,
+        at: state.clock.now(),
+        state: AtomicU8::new(OPEN),
+    });
 
-    match claim(&state, user_id, &key, &method, &path, &request_hash, now).await {
-        Ok(Claim::Fresh(claim_id)) => {
-            let res = next.call(req).await?;
-            finish(&state, claim_id, res).await
-        }
-        Ok(Claim::Replay(record)) => {
-            let mut response = actix_web::HttpResponse::build(
-                StatusCode::from_u16(u16::try_from(record.status).unwrap_or(200))
-                    .unwrap_or(StatusCode::OK),
-            );
-            if let Some(ct) = record.content_type.as_deref() {
-                response.insert_header((CONTENT_TYPE, ct));
+    match look_up(&state, &claim).await {
+        Ok(None) => {}
+        Ok(Some(record)) => return Ok(replay(req, record)),
+        Err(err) => return Ok(req.error_response(err)),
+    }
+    req.extensions_mut().insert(Arc::clone(&claim));
+    let res = next.call(req).await?;
+    match claim.state.load(Ordering::SeqCst) {
+        // Remembered in the transaction of the change.
+        ANSWERED => Ok(res.map_into_boxed_body()),
+        // Another request with this key committed first: its answer is this one's.
+        DUPLICATE => match look_up(&state, &claim).await {
+            Ok(Some(record)) => {
+                let (http_req, _) = res.into_parts();
+                Ok(replay(ServiceRequest::from_request(http_req), record))
             }
-            response.insert_header((REPLAYED, HeaderValue::from_static("true")));
-            let response = response.body(record.body.unwrap_or_default());
-            Ok(ServiceResponse::new(req.into_parts().0, response))
-        }
-        Err(err) => Ok(req.error_response(err)),
+            Ok(None) | Err(_) => Ok(res.map_into_boxed_body()),
+        },
+        // No write transaction answered (a POST that only reads, or one that failed).
+        _ => remember_after(&state, &claim, res).await,
     }
 }
 
-enum Claim {
-    Fresh(i64),
-    Replay(idempotency_key::Model),
+/// A request's key while it is served: which transaction holds it, and how it ended.
+#[derive(Debug)]
+pub struct Claim {
+    user_id: i64,
+    key: String,
+    method: String,
+    path: String,
+    request_hash: String,
+    at: chrono::DateTime<chrono::Utc>,
+    state: AtomicU8,
 }
 
-async fn claim(
+const OPEN: u8 = 0;
+const TAKEN: u8 = 1;
+const ANSWERED: u8 = 2;
+const DUPLICATE: u8 = 3;
+
+impl Claim {
+    /// The first write transaction of the request takes the key; later ones do not.
+    pub(crate) fn take(&self) -> bool {
+        self.state
+            .compare_exchange(OPEN, TAKEN, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    }
+
+    pub(crate) fn answered(&self) {
+        self.state.store(ANSWERED, Ordering::SeqCst);
+    }
+}
+
+/// The record of this key, when it settles the request: a finished answer to replay.
+/// 422 for another request under the key, 409 for a claim still in flight (written by
+/// a binary from before answers were kept in the change's transaction). Expired records
+/// are forgotten.
+async fn look_up(
     state: &AppState,
-    user_id: i64,
-    key: &str,
-    method: &str,
-    path: &str,
-    request_hash: &str,
-    now: chrono::DateTime<chrono::Utc>,
-) -> Result<Claim, ApiError> {
+    claim: &Claim,
+) -> Result<Option<idempotency_key::Model>, ApiError> {
     let existing = idempotency_key::Entity::find()
-        .filter(idempotency_key::Column::UserId.eq(user_id))
-        .filter(idempotency_key::Column::Key.eq(key))
+        .filter(idempotency_key::Column::UserId.eq(claim.user_id))
+        .filter(idempotency_key::Column::Key.eq(claim.key.as_str()))
         .one(&state.db)
         .await?;
-    if let Some(record) = existing {
-        match idempotency_key::classify(&record, method, path, request_hash, now) {
-            Outcome::Replay => return Ok(Claim::Replay(record)),
-            Outcome::InProgress => return Err(in_progress()),
-            Outcome::Mismatch => {
-                return Err(ApiError::Validation(vec![FieldError::new(
-                    "Idempotency-Key",
-                    "key_reused",
-                    "this key was used for a different request; use a new key",
-                )]));
-            }
-            Outcome::Expired => {
-                idempotency_key::Entity::delete_by_id(record.id)
-                    .exec(&state.db)
-                    .await?;
-            }
+    let Some(record) = existing else {
+        return Ok(None);
+    };
+    match idempotency_key::classify(
+        &record,
+        &claim.method,
+        &claim.path,
+        &claim.request_hash,
+        claim.at,
+    ) {
+        Outcome::Replay => Ok(Some(record)),
+        Outcome::InProgress => Err(in_progress()),
+        Outcome::Mismatch => Err(ApiError::Validation(vec![FieldError::new(
+            "Idempotency-Key",
+            "key_reused",
+            "this key was used for a different request; use a new key",
+        )])),
+        Outcome::Expired => {
+            idempotency_key::Entity::delete_by_id(record.id)
+                .exec(&state.db)
+                .await?;
+            Ok(None)
         }
     }
-    let inserted = idempotency_key::ActiveModel {
+}
+
+fn replay(req: ServiceRequest, record: idempotency_key::Model) -> ServiceResponse<BoxBody> {
+    let mut response = actix_web::HttpResponse::build(
+        StatusCode::from_u16(u16::try_from(record.status).unwrap_or(200)).unwrap_or(StatusCode::OK),
+    );
+    if let Some(ct) = record.content_type.as_deref() {
+        response.insert_header((CONTENT_TYPE, ct));
+    }
+    response.insert_header((REPLAYED, HeaderValue::from_static("true")));
+    let response = response.body(record.body.unwrap_or_default());
+    ServiceResponse::new(req.into_parts().0, response)
+}
+
+fn row(claim: &Claim) -> idempotency_key::ActiveModel {
+    idempotency_key::ActiveModel {
         id: NotSet,
-        user_id: Set(user_id),
-        key: Set(key.to_string()),
-        method: Set(method.to_string()),
-        path: Set(path.to_string()),
-        request_hash: Set(request_hash.to_string()),
+        user_id: Set(claim.user_id),
+        key: Set(claim.key.clone()),
+        method: Set(claim.method.clone()),
+        path: Set(claim.path.clone()),
+        request_hash: Set(claim.request_hash.clone()),
         status: Set(0),
         content_type: Set(None),
         body: Set(None),
-        created_at: Set(now),
+        created_at: Set(claim.at),
     }
-    .insert(&state.db)
-    .await;
-    match inserted {
-        Ok(row) => Ok(Claim::Fresh(row.id)),
-        // Someone claimed the key between our look-up and insert.
-        Err(err)
-            if matches!(
-                err.sql_err(),
-                Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
-            ) =>
-        {
+}
+
+fn is_unique_violation(err: &sea_orm::DbErr) -> bool {
+    matches!(
+        err.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
+}
+
+/// Writes the key's record as the first row of the change's transaction. A request with
+/// the same key in flight makes this wait (PostgreSQL) or come after it (SQLite's one
+/// writer); when that one committed, this one is a duplicate and answers as it did.
+pub(crate) async fn hold(txn: &DatabaseTransaction, claim: &Claim) -> Result<(), ApiError> {
+    match row(claim).insert(txn).await {
+        Ok(_) => Ok(()),
+        Err(err) if is_unique_violation(&err) => {
+            claim.state.store(DUPLICATE, Ordering::SeqCst);
             Err(in_progress())
         }
         Err(err) => Err(err.into()),
     }
+}
+
+/// Stores a 2xx answer on the key's record, in the change's transaction.
+pub(crate) async fn answer(
+    txn: &DatabaseTransaction,
+    claim: &Claim,
+    status: StatusCode,
+    content_type: Option<&str>,
+    body: Option<&[u8]>,
+) -> Result<(), ApiError> {
+    if !status.is_success() {
+        return Ok(());
+    }
+    idempotency_key::Entity::update_many()
+        .col_expr(
+            idempotency_key::Column::Status,
+            Expr::value(i32::from(status.as_u16())),
+        )
+        .col_expr(
+            idempotency_key::Column::ContentType,
+            Expr::value(content_type.map(str::to_string)),
+        )
+        .col_expr(
+            idempotency_key::Column::Body,
+            Expr::value(body.map(redact_secrets)),
+        )
+        .filter(idempotency_key::Column::UserId.eq(claim.user_id))
+        .filter(idempotency_key::Column::Key.eq(claim.key.as_str()))
+        .exec(txn)
+        .await?;
+    Ok(())
 }
 
 fn in_progress() -> ApiError {
@@ -184,20 +282,16 @@ fn in_progress() -> ApiError {
     )
 }
 
-/// Remembers a 2xx response; forgets the claim otherwise so the request can be retried.
-async fn finish(
+/// A 2xx answer that no write transaction remembered (a POST that changes nothing):
+/// remembered now, so a retry gets the same answer. Failing to remember it must not fail
+/// the request.
+async fn remember_after(
     state: &AppState,
-    claim_id: i64,
+    claim: &Claim,
     res: ServiceResponse<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let status = res.status();
     if !status.is_success() {
-        if let Err(err) = idempotency_key::Entity::delete_by_id(claim_id)
-            .exec(&state.db)
-            .await
-        {
-            tracing::warn!(%err, "could not release an idempotency claim");
-        }
         return Ok(res.map_into_boxed_body());
     }
     let (http_req, response) = res.into_parts();
@@ -210,16 +304,13 @@ async fn finish(
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    let record = idempotency_key::ActiveModel {
-        id: Set(claim_id),
-        status: Set(i32::from(status.as_u16())),
-        content_type: Set(content_type),
-        body: Set(Some(redact_secrets(&bytes))),
-        ..Default::default()
-    };
-    // The change itself is committed: failing to remember it must not fail the request
-    // (a retry would then be executed again, as without a key).
-    if let Err(err) = record.update(&state.db).await {
+    let mut record = row(claim);
+    record.status = Set(i32::from(status.as_u16()));
+    record.content_type = Set(content_type);
+    record.body = Set(Some(redact_secrets(&bytes)));
+    if let Err(err) = record.insert(&state.db).await
+        && !is_unique_violation(&err)
+    {
         tracing::warn!(%err, "could not remember an idempotent response");
     }
     let response = response.set_body(BoxBody::new(bytes));

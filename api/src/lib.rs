@@ -30,3 +30,4 @@ pub mod state;
 pub mod transition;
 pub mod views;
 pub mod write;
+pub mod write_txn;

@@ -4,7 +4,8 @@
 //! engine in one write transaction, its follow-ups completed, and its refusal answered
 //! as problem+json the same way for every record type.
 
-use actix_web::HttpRequest;
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse};
 use entity::workflow::{
     self, FollowUp, Refusal, RefusalKind, TransitionError, Versioned, Workflow,
     deviation as deviation_flow,
@@ -20,6 +21,7 @@ use crate::signing;
 use crate::state::AppState;
 use crate::views::{BlockedEvent, EventOptions, snapshot};
 use crate::write::optional_version;
+use crate::write_txn::WriteTxn;
 
 /// A step as the api shows its record.
 pub trait ApiStep: Workflow {
@@ -93,9 +95,10 @@ impl<R: Refusal> From<TransitionError<R>> for ApiError {
     }
 }
 
-/// Runs `step` on record `id` for the caller. [`ApiStep::may_step`] sees the record first
-/// (403 before anything else is said about it); `password` is needed when the step is signed;
-/// the version comes from `If-Match` or the body and is checked when given.
+/// Runs `step` on record `id` for the caller and answers 200 with the record's view.
+/// [`ApiStep::may_step`] sees the record first (403 before anything else is said about
+/// it); `password` is needed when the step is signed; the version comes from `If-Match`
+/// or the body and is checked when given.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_step<W>(
     state: &AppState,
@@ -105,19 +108,30 @@ pub async fn run_step<W>(
     step: W,
     password: Option<String>,
     body_version: Option<i32>,
-) -> ApiResult<W::View>
+) -> ApiResult<HttpResponse>
 where
     W: ApiStep,
     W::Entity: TenantScoped,
     <<W::Entity as EntityTrait>::PrimaryKey as PrimaryKeyTrait>::ValueType: From<i64>,
 {
-    let (view, _) = run_step_completed(state, ctx, req, id, step, password, body_version).await?;
-    Ok(view)
+    run_step_answering(
+        state,
+        ctx,
+        req,
+        id,
+        step,
+        password,
+        body_version,
+        async |_, view, _| Ok((StatusCode::OK, view)),
+    )
+    .await
 }
 
-/// [`run_step`], also answering what its follow-ups created.
+/// [`run_step`] with its own answer, built in the step's transaction from the record's
+/// view and what the follow-ups created (committed with the change, so a retry with the
+/// same `Idempotency-Key` gets it again).
 #[allow(clippy::too_many_arguments)]
-pub async fn run_step_completed<W>(
+pub async fn run_step_answering<W, T>(
     state: &AppState,
     ctx: &AuthContext,
     req: &HttpRequest,
@@ -125,11 +139,17 @@ pub async fn run_step_completed<W>(
     step: W,
     password: Option<String>,
     body_version: Option<i32>,
-) -> ApiResult<(W::View, Completed)>
+    answer_with: impl AsyncFnOnce(
+        &DatabaseTransaction,
+        W::View,
+        Completed,
+    ) -> ApiResult<(StatusCode, T)>,
+) -> ApiResult<HttpResponse>
 where
     W: ApiStep,
     W::Entity: TenantScoped,
     <<W::Entity as EntityTrait>::PrimaryKey as PrimaryKeyTrait>::ValueType: From<i64>,
+    T: Serialize,
 {
     let version = optional_version(req, body_version)?;
     let seen = find_scoped::<W::Entity, _>(&state.db, ctx, id).await?;
@@ -163,7 +183,7 @@ where
         }
     };
     let now = state.clock.now();
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(state, ctx).await?;
     let done = workflow::transition(
         &txn,
         &ctx.actor(now),
@@ -177,8 +197,8 @@ where
     .await?;
     let completed = complete(&txn, ctx, signer.as_ref(), done.follow_ups, now).await?;
     let view = answer::<W>(&txn, ctx, &done.after, now).await?;
-    txn.commit().await?;
-    Ok((view, completed))
+    let (status, body) = answer_with(&txn, view, completed).await?;
+    txn.respond(status, &body).await
 }
 
 /// The events `m`'s state offers, judged for this caller now: who may take steps at all

@@ -1,8 +1,9 @@
 //! The two write shapes every resource shares: a versioned update (PATCH) and an audited
 //! create. Handlers keep only what is theirs: who may, which fields, how it reads.
 
-use actix_web::HttpRequest;
+use actix_web::http::StatusCode;
 use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse};
 use entity::audit_trail::{self, Actor, Entry};
 use entity::workflow::{self, Versioned};
 use sea_orm::{
@@ -15,6 +16,7 @@ use crate::auth::{AuthContext, TenantScoped, find_scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::views::snapshot;
+use crate::write_txn::WriteTxn;
 
 /// The version a client says it saw, when it says one: `If-Match` or the body's
 /// `version` (checked when given; if both are given they must agree).
@@ -90,7 +92,7 @@ pub async fn update_versioned<E, V>(
     authorize: impl AsyncFnOnce(&DatabaseTransaction, &E::Model) -> ApiResult<()>,
     patch: impl AsyncFnOnce(&DatabaseTransaction, &E::Model, &mut E::Model) -> ApiResult<Patched>,
     view: impl AsyncFn(&DatabaseTransaction, &E::Model) -> ApiResult<V>,
-) -> ApiResult<V>
+) -> ApiResult<HttpResponse>
 where
     E: EntityTrait + TenantScoped,
     E::Model: Versioned + Clone + Send + Sync + IntoActiveModel<E::ActiveModel>,
@@ -99,7 +101,7 @@ where
     V: Serialize,
 {
     let version = expected_version(req, body_version)?;
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(state, ctx).await?;
     let current = find_scoped::<E, _>(&txn, ctx, id).await?;
     authorize(&txn, &current).await?;
     if current.version() != version {
@@ -121,8 +123,7 @@ where
             .reason(patched.reason),
     )
     .await?;
-    txn.commit().await?;
-    Ok(after)
+    txn.respond(StatusCode::OK, &after).await
 }
 
 /// Writes `current` with `change` as its next version (`updated_at` = `now`), if the

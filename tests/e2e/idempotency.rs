@@ -132,9 +132,9 @@ async fn a_replayed_token_does_not_repeat_its_secret(app: &TestApp) {
 }
 on_both_databases!(a_replayed_token_does_not_repeat_its_secret);
 
-/// A retry while the first request is still being served answers 409 (the first one's
-/// claim is on record, as a request in flight leaves it); a claim older than five minutes
-/// belongs to a crashed request and the retry is served. A replay just inside 24 hours
+/// A claim in flight on record (as a binary from before answers were kept in the change's
+/// transaction wrote it, during a rolling upgrade) answers 409; a claim older than five
+/// minutes belongs to a crashed request and the retry is served. A replay just inside 24 hours
 /// still gets the first answer.
 async fn a_retry_during_the_first_request_answers_409_and_replays_last_24_hours(app: &TestApp) {
     // REQ: API-IDEMPOTENCY
@@ -182,3 +182,78 @@ async fn a_retry_during_the_first_request_answers_409_and_replays_last_24_hours(
     assert_eq!(replayed.body["token"]["id"], served.body["token"]["id"]);
 }
 on_both_databases!(a_retry_during_the_first_request_answers_409_and_replays_last_24_hours);
+
+/// The real `cmo-api` killed in the middle of a POST made with a key, as a crash would:
+/// once after the change is written but before its commit, once after the commit but
+/// before the answer leaves. Started again, the retry with the same key is served at
+/// once (no "still processing" wait) and the change exists once: run by the retry in
+/// the first case, replayed from the record committed with it in the second.
+async fn a_request_killed_mid_change_is_retried_at_once_and_runs_once(app: &TestApp) {
+    // REQ: API-IDEMPOTENCY
+    use e2e::api_process::ApiProcess;
+    use entity::api_token;
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    for (point, replayed) in [
+        ("request_before_commit", None),
+        ("request_after_commit", Some("true")),
+    ] {
+        let name = format!("killed at {point}");
+        let body = json!({ "name": name });
+        let key = format!("key-{point}");
+        let stored = async || {
+            api_token::Entity::find()
+                .filter(api_token::Column::Name.eq(name.as_str()))
+                .count(&app.db)
+                .await
+                .unwrap()
+        };
+        let mut dying = ApiProcess::start(
+            &app.database_url,
+            app.now(),
+            &[("CMO_TEST_ABORT_AT", point)],
+        );
+        let client = dying.client(&app.admin_token);
+        let sent = client
+            .request(Method::POST, "/api/v1/tokens")
+            .insert_header(("Idempotency-Key", key.as_str()))
+            .send_json(&body)
+            .await;
+        assert!(sent.is_err(), "{point}: no answer from a process that died");
+        let (status, log) = dying.ended().await;
+        assert!(
+            status.is_some_and(|s| !s.success()),
+            "{point}: the api aborted ({status:?}); log:\n{log}"
+        );
+        assert!(log.contains("test crash point"), "{point}: {log}");
+        drop(dying);
+        let committed = u64::from(replayed.is_some());
+        assert_eq!(stored().await, committed, "{point}: committed or not");
+
+        let api = ApiProcess::start(&app.database_url, app.now(), &[]);
+        let client = api.client(&app.admin_token);
+        let retry = client
+            .send(
+                client
+                    .request(Method::POST, "/api/v1/tokens")
+                    .insert_header(("Idempotency-Key", key.as_str())),
+                Some(&body),
+            )
+            .await
+            .expect(201);
+        assert_eq!(retry.header("idempotent-replayed"), replayed, "{point}");
+        assert_eq!(stored().await, 1, "{point}: the change ran once");
+        let again = client
+            .send(
+                client
+                    .request(Method::POST, "/api/v1/tokens")
+                    .insert_header(("Idempotency-Key", key.as_str())),
+                Some(&body),
+            )
+            .await
+            .expect(201);
+        assert_eq!(again.header("idempotent-replayed"), Some("true"));
+        assert_eq!(again.body["token"]["id"], retry.body["token"]["id"]);
+        assert_eq!(stored().await, 1, "{point}: still once");
+    }
+}
+on_both_databases!(a_request_killed_mid_change_is_retried_at_once_and_runs_once);

@@ -2,6 +2,7 @@
 //! database per test (SQLite file, or a database in a throwaway PostgreSQL cluster), and
 //! a small typed HTTP client.
 
+pub mod api_process;
 pub mod browser;
 pub mod client;
 pub mod hooks;

@@ -11,23 +11,25 @@ pub struct WorkerProcess {
     log: tempfile::NamedTempFile,
 }
 
-/// The worker binary of the same build as the running binary: `target/<profile>/` holds
-/// it, beside a bench binary and one level above a test binary (`deps/`). Built by
-/// `cargo test --workspace` and by `bench/run`.
-fn binary() -> std::path::PathBuf {
+/// A binary of the same build as the running binary (`cmo-worker`, `cmo-api`):
+/// `target/<profile>/` holds it, beside a bench binary and one level above a test binary
+/// (`deps/`). Built by `cargo test --workspace` and by `bench/run`.
+pub fn binary(name: &str) -> std::path::PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     let candidates: Vec<std::path::PathBuf> = exe
         .ancestors()
         .skip(1)
         .take(2)
-        .map(|dir| dir.join("cmo-worker"))
+        .map(|dir| dir.join(name))
         .collect();
     candidates
         .iter()
         .find(|bin| bin.exists())
         .cloned()
         .unwrap_or_else(|| {
-            panic!("cmo-worker is missing ({candidates:?}): run the tests with `cargo test --workspace`")
+            panic!(
+                "{name} is missing ({candidates:?}): run the tests with `cargo test --workspace`"
+            )
         })
 }
 
@@ -43,7 +45,7 @@ impl WorkerProcess {
         env: &[(&str, &str)],
     ) -> WorkerProcess {
         let never = "0 0 0 29 2 *";
-        let mut cmd = Command::new(binary());
+        let mut cmd = Command::new(binary("cmo-worker"));
         cmd.env("DATABASE_URL", database_url)
             .env("CMO_SMTP_URL", smtp_url)
             .env("CMO_WORKER_ID", worker_id)

@@ -2,7 +2,6 @@
 //! weekly digests, agreement expiry reminders, escalation paging, webhook deliveries,
 //! `action_item.overdue` events, and a heartbeat that shows each instance in the database.
 
-pub mod fault;
 pub mod jobs;
 pub mod outbound;
 pub mod runner;

@@ -52,7 +52,7 @@ pub async fn claim_due(
         }
     }
     if !claimed.is_empty() {
-        crate::fault::point("tick_claimed");
+        entity::ops::fault::point("tick_claimed");
     }
     Ok(claimed)
 }

@@ -2,6 +2,7 @@
 
 pub mod clock;
 pub mod db;
+pub mod fault;
 pub mod idempotency_key;
 pub mod job_run;
 pub mod link_secret;

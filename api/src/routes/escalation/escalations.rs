@@ -21,6 +21,8 @@ use crate::transition::event_options;
 use crate::transition::{ApiStep, run_step};
 use crate::views::escalation::{EscalationDetail, detail};
 use crate::views::{EventOptions, Offers};
+use crate::write_txn::WriteTxn;
+use actix_web::http::StatusCode;
 use entity::escalation::EscalationView;
 use entity::workflow::escalation::{self as escalation_flow, EscalationEvent};
 
@@ -105,7 +107,7 @@ pub async fn open_escalation(
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     may_act(&ctx)?;
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, b.program_id)
         .await
         .map_err(|_| ApiError::invalid("program_id", "unknown_program", "no such program"))?;
@@ -133,8 +135,8 @@ pub async fn open_escalation(
         Entry::new("escalation", e.id, "open").after(snapshot(&EscalationView::from(&e))),
     )
     .await?;
-    txn.commit().await?;
-    Ok(HttpResponse::Created().json(EscalationView::from(&e)))
+    txn.respond(StatusCode::CREATED, &EscalationView::from(&e))
+        .await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -220,10 +222,10 @@ pub async fn ack_escalation(
     ctx: AuthContext,
     id: web::Path<i64>,
     body: ApiJson<AcknowledgeEscalation>,
-) -> ApiResult<web::Json<EscalationView>> {
+) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     may_act(&ctx)?;
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     let e = find_scoped::<escalation::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     let now = state.clock.now();
     acknowledge(
@@ -244,8 +246,7 @@ pub async fn ack_escalation(
         .ok_or(ApiError::NotFound)?;
     let mut answer = EscalationView::from(&current);
     answer.offer(event_options::<escalation_flow::Step>(&txn, &ctx, &current).await?);
-    txn.commit().await?;
-    Ok(web::Json(answer))
+    txn.respond(StatusCode::OK, &answer).await
 }
 
 /// Resolve: the cause is dealt with. Stops paging and tells everyone paged.
@@ -267,7 +268,7 @@ pub async fn resolve_escalation(
     ctx: AuthContext,
     id: web::Path<i64>,
     body: ApiJson<ResolveEscalation>,
-) -> ApiResult<web::Json<EscalationView>> {
+) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     let step = escalation_flow::Step::by_person(
         EscalationEvent::Resolve,
@@ -277,8 +278,7 @@ pub async fn resolve_escalation(
         Some(b.reason.trim().to_string()),
         state.clock.now(),
     );
-    let view = run_step(&state, &ctx, &req, id.into_inner(), step, None, None).await?;
-    Ok(web::Json(view))
+    run_step(&state, &ctx, &req, id.into_inner(), step, None, None).await
 }
 
 impl ApiStep for escalation_flow::Step {

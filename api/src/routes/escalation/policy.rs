@@ -20,6 +20,9 @@ use crate::extract::{ApiJson, Checks, Validate};
 use crate::routes::{expected_version, snapshot, wire_name};
 use crate::state::AppState;
 use crate::views::escalation::{PolicyView, policy_view};
+use crate::write_txn::WriteTxn;
+use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
 
 // ---------------------------------------------------------------------------- policy
 
@@ -89,10 +92,10 @@ pub async fn update_policy(
     ctx: AuthContext,
     id: web::Path<i64>,
     body: ApiJson<UpdatePolicy>,
-) -> ApiResult<web::Json<PolicyView>> {
+) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     let version = expected_version(&req, b.version)?;
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if !entity::access::may_manage_program(ctx.caller(), prog.sides()) {
         return Err(ApiError::Forbidden(
@@ -178,8 +181,7 @@ pub async fn update_policy(
             .after(snapshot(&updated)),
     )
     .await?;
-    txn.commit().await?;
-    Ok(web::Json(updated))
+    txn.respond(StatusCode::OK, &updated).await
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -13,6 +13,8 @@ use crate::error::ApiResult;
 use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page};
 use crate::state::AppState;
 use crate::views::identity::{InvitationView, UserView};
+use crate::write_txn::WriteTxn;
+use actix_web::http::StatusCode;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -68,7 +70,7 @@ pub async fn create_invitation(
     ctx.require_admin()?;
     let b = body.into_inner();
     let now = state.clock.now();
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     let created = accounts::invite(
         &txn,
         &ctx.actor(now),
@@ -84,8 +86,8 @@ pub async fn create_invitation(
         &state.public_base_url,
     )
     .await?;
-    txn.commit().await?;
-    Ok(HttpResponse::Created().json(InvitationView::new(&created, now)))
+    txn.respond(StatusCode::CREATED, &InvitationView::new(&created, now))
+        .await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -152,10 +154,10 @@ pub async fn resend_invitation(
     state: web::Data<AppState>,
     ctx: AuthContext,
     id: web::Path<i64>,
-) -> ApiResult<web::Json<InvitationView>> {
+) -> ApiResult<HttpResponse> {
     ctx.require_admin()?;
     let now = state.clock.now();
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     let current = find_scoped_locked::<invitation::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     let updated = accounts::resend_invitation(
         &txn,
@@ -165,8 +167,8 @@ pub async fn resend_invitation(
         &state.public_base_url,
     )
     .await?;
-    txn.commit().await?;
-    Ok(web::Json(InvitationView::new(&updated, now)))
+    txn.respond(StatusCode::OK, &InvitationView::new(&updated, now))
+        .await
 }
 
 /// Revoke an invitation: its link stops working (admins only; revoking twice is fine).
@@ -185,14 +187,14 @@ pub async fn revoke_invitation(
     state: web::Data<AppState>,
     ctx: AuthContext,
     id: web::Path<i64>,
-) -> ApiResult<web::Json<InvitationView>> {
+) -> ApiResult<HttpResponse> {
     ctx.require_admin()?;
     let now = state.clock.now();
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     let current = find_scoped_locked::<invitation::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     let updated = accounts::revoke_invitation(&txn, &ctx.actor(now), current).await?;
-    txn.commit().await?;
-    Ok(web::Json(InvitationView::new(&updated, now)))
+    txn.respond(StatusCode::OK, &InvitationView::new(&updated, now))
+        .await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -13,6 +13,8 @@ use crate::provisioning;
 use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page};
 use crate::state::AppState;
 use crate::views::identity::{InvitationView, OrganizationView};
+use crate::write_txn::WriteTxn;
+use actix_web::http::StatusCode;
 
 /// The first administrator of a new organization.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -97,7 +99,7 @@ pub async fn create_organization(
     }
     let now = state.clock.now();
     let caller = ctx.actor(now);
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     let org = provisioning::create_organization(
         &txn,
         &body.name,
@@ -123,11 +125,14 @@ pub async fn create_organization(
         &state.public_base_url,
     )
     .await?;
-    txn.commit().await?;
-    Ok(HttpResponse::Created().json(CreatedOrganization {
-        organization: OrganizationView::from(&org),
-        admin_invitation: InvitationView::new(&invitation, now),
-    }))
+    txn.respond(
+        StatusCode::CREATED,
+        &CreatedOrganization {
+            organization: OrganizationView::from(&org),
+            admin_invitation: InvitationView::new(&invitation, now),
+        },
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

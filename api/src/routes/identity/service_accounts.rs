@@ -13,6 +13,8 @@ use crate::provisioning::{self, NewUser};
 use crate::routes::{ApiJson, Checks, Validate};
 use crate::state::AppState;
 use crate::views::identity::UserView;
+use crate::write_txn::WriteTxn;
+use actix_web::http::StatusCode;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -56,7 +58,7 @@ pub async fn create_service_account(
 ) -> ApiResult<HttpResponse> {
     ctx.require_admin()?;
     let b = body.into_inner();
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     // A unique, undeliverable address: nothing is ever emailed to an integration.
     let handle = crate::secrets::new_link_secret();
     let created = provisioning::create_user(
@@ -73,6 +75,6 @@ pub async fn create_service_account(
         },
     )
     .await?;
-    txn.commit().await?;
-    Ok(HttpResponse::Created().json(UserView::from(&created)))
+    txn.respond(StatusCode::CREATED, &UserView::from(&created))
+        .await
 }

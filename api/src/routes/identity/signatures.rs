@@ -12,6 +12,8 @@ use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page};
 use crate::signed_records;
 use crate::signing;
 use crate::state::AppState;
+use crate::write_txn::WriteTxn;
+use actix_web::http::StatusCode;
 use entity::signature::SignatureRecord;
 
 pub use entity::signature::SignatureView;
@@ -101,10 +103,10 @@ pub async fn create_signature(
         reason: body.reason,
     };
     signing::authenticate_signer(&state, &ctx, body.password, &what).await?;
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     let signature = entity::signature::record(&txn, &ctx.signer(), state.clock.now(), what).await?;
-    txn.commit().await?;
-    Ok(HttpResponse::Created().json(SignatureView::from(&signature)))
+    txn.respond(StatusCode::CREATED, &SignatureView::from(&signature))
+        .await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -14,6 +14,8 @@ use crate::provisioning::{self, TokenSpec};
 use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page};
 use crate::state::AppState;
 use crate::views::identity::{IssuedToken, TokenView};
+use crate::write_txn::WriteTxn;
+use actix_web::http::StatusCode;
 
 impl IssuedToken {
     pub fn new(token: &api_token::Model, secret: String) -> Self {
@@ -78,7 +80,7 @@ pub async fn issue_token(
         ));
     }
     let read_only = body.read_only.unwrap_or(false) || ctx.token.read_only;
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     let (owner, parent_token_id, expires_at) = match body.user_id {
         Some(id) if id != ctx.user.id => {
             let owner = find_scoped::<user::Entity, _>(&txn, &ctx, id).await?;
@@ -115,8 +117,8 @@ pub async fn issue_token(
         },
     )
     .await?;
-    txn.commit().await?;
-    Ok(HttpResponse::Created().json(IssuedToken::new(&token, secret)))
+    txn.respond(StatusCode::CREATED, &IssuedToken::new(&token, secret))
+        .await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -185,7 +187,7 @@ pub async fn revoke_token(
     ctx: AuthContext,
     id: web::Path<i64>,
 ) -> ApiResult<HttpResponse> {
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     let token = find_scoped::<api_token::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     // Other users' tokens are invisible to non-admins.
     if token.user_id != ctx.user.id && !ctx.user.role.is_admin() {
@@ -194,6 +196,5 @@ pub async fn revoke_token(
     let now = state.clock.now();
     // Revoking twice is fine; what was created with the token goes with it.
     crate::accounts::revoke_tokens(&txn, &ctx.actor(now), vec![token.id], "revoked").await?;
-    txn.commit().await?;
-    Ok(HttpResponse::NoContent().finish())
+    txn.respond_empty(StatusCode::NO_CONTENT).await
 }

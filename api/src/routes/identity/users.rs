@@ -13,6 +13,8 @@ use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page, snapshot};
 use crate::state::AppState;
 use crate::views::identity::UserView;
 use crate::write::{Patched, optional_version, update_versioned, write_next_version};
+use crate::write_txn::WriteTxn;
+use actix_web::http::StatusCode;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -159,9 +161,9 @@ pub async fn update_user(
     ctx: AuthContext,
     id: web::Path<i64>,
     body: ApiJson<UpdateUser>,
-) -> ApiResult<web::Json<UserView>> {
+) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
-    let view = update_versioned::<user::Entity, _>(
+    update_versioned::<user::Entity, _>(
         &state,
         &ctx,
         &req,
@@ -196,8 +198,7 @@ pub async fn update_user(
         },
         async |_, u| Ok(UserView::from(u)),
     )
-    .await?;
-    Ok(web::Json(view))
+    .await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -240,11 +241,11 @@ pub async fn deactivate_user(
     ctx: AuthContext,
     id: web::Path<i64>,
     body: ApiJson<DeactivateUser>,
-) -> ApiResult<web::Json<UserView>> {
+) -> ApiResult<HttpResponse> {
     ctx.require_admin()?;
     let body = body.into_inner();
     let header_or_body = optional_version(&req, body.version)?;
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     let current = find_scoped::<user::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if current.id == ctx.user.id {
         return Err(ApiError::Forbidden(
@@ -255,8 +256,7 @@ pub async fn deactivate_user(
         return Err(ApiError::stale_version(current.version));
     }
     if !current.active {
-        txn.commit().await?;
-        return Ok(web::Json(UserView::from(&current)));
+        return txn.respond(StatusCode::OK, &UserView::from(&current)).await;
     }
     let now = state.clock.now();
     let before = snapshot(&UserView::from(&current));
@@ -282,8 +282,7 @@ pub async fn deactivate_user(
         .all(&txn)
         .await?;
     crate::accounts::revoke_tokens(&txn, &ctx.actor(now), tokens, "user_deactivated").await?;
-    txn.commit().await?;
-    Ok(web::Json(UserView::from(&updated)))
+    txn.respond(StatusCode::OK, &UserView::from(&updated)).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -367,7 +366,7 @@ pub async fn set_password(
         .hash(ctx.org_id(), body.new_password)
         .await?;
     let now = state.clock.now();
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     let current = find_scoped::<user::Entity, _>(&txn, &ctx, target.id).await?;
     let updated = write_next_version::<user::Entity>(&txn, current.id, &current, now, |u| {
         u.password_hash = Some(hash);
@@ -381,8 +380,7 @@ pub async fn set_password(
         Entry::new("user", updated.id, "set_password").after(snapshot(&UserView::from(&updated))),
     )
     .await?;
-    txn.commit().await?;
-    Ok(HttpResponse::NoContent().finish())
+    txn.respond_empty(StatusCode::NO_CONTENT).await
 }
 
 /// Force a password reset (admins only; not for themselves): the person's password
@@ -406,7 +404,7 @@ pub async fn force_password_reset(
 ) -> ApiResult<HttpResponse> {
     ctx.require_admin()?;
     let now = state.clock.now();
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     let current = find_scoped_locked::<user::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     ctx.require(
         current.id != ctx.user.id,
@@ -445,8 +443,8 @@ pub async fn force_password_reset(
         &state.public_base_url,
     )
     .await?;
-    txn.commit().await?;
-    Ok(HttpResponse::Accepted().json(UserView::from(&updated)))
+    txn.respond(StatusCode::ACCEPTED, &UserView::from(&updated))
+        .await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -496,7 +494,7 @@ pub async fn certify_signature(
     ctx: AuthContext,
     id: web::Path<i64>,
     body: ApiJson<CertifySignature>,
-) -> ApiResult<web::Json<UserView>> {
+) -> ApiResult<HttpResponse> {
     let body = body.into_inner();
     let target = find_scoped::<user::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
     ctx.require(
@@ -512,9 +510,9 @@ pub async fn certify_signature(
     let failure = Entry::new("user", target.id, crate::signing::FAILED_PASSWORD_CHANGE)
         .after(serde_json::json!({"failure": "wrong_password_at_certification"}));
     crate::signing::check_password(&state, &ctx, body.password, stored, failure).await?;
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     let current = find_scoped_locked::<user::Entity, _>(&txn, &ctx, target.id).await?;
     let certified = crate::accounts::certify(&txn, &ctx.actor(state.clock.now()), current).await?;
-    txn.commit().await?;
-    Ok(web::Json(UserView::from(&certified)))
+    txn.respond(StatusCode::OK, &UserView::from(&certified))
+        .await
 }

@@ -19,6 +19,7 @@ use crate::auth::AuthContext;
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use crate::write::write_next_version;
+use crate::write_txn::WriteTxn;
 
 const PURPOSE: &str = "calendar";
 
@@ -90,9 +91,11 @@ pub async fn calendar_link(
 pub async fn rotate_calendar_link(
     state: web::Data<AppState>,
     ctx: AuthContext,
-) -> ApiResult<web::Json<CalendarLink>> {
+) -> ApiResult<HttpResponse> {
     let now = state.clock.now();
-    let txn = entity::db::begin_write(&state.db).await?;
+    // Before the transaction: SQLite's one connection is the transaction's until it ends.
+    let key = link_secret::get_or_create(&state.db, now).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     let current = user::Entity::find_by_id(ctx.user.id)
         .one(&txn)
         .await?
@@ -109,11 +112,10 @@ pub async fn rotate_calendar_link(
             .after(serde_json::json!({"calendar_generation": updated.calendar_generation})),
     )
     .await?;
-    txn.commit().await?;
-    let key = link_secret::get_or_create(&state.db, now).await?;
-    Ok(web::Json(CalendarLink {
+    let link = CalendarLink {
         url: feed_url(&key, &state.public_base_url, &updated),
-    }))
+    };
+    txn.respond(StatusCode::OK, &link).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

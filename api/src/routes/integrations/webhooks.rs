@@ -19,6 +19,8 @@ use crate::routes::snapshot;
 use crate::state::AppState;
 use crate::views::integrations::{AttemptView, DeliveryView, WebhookView, delivery_view};
 use crate::write::{Patched, insert_audited, update_versioned};
+use crate::write_txn::WriteTxn;
+use actix_web::http::StatusCode;
 
 impl TenantScoped for webhook::Entity {
     fn tenant_condition(ctx: &AuthContext) -> sea_orm::Condition {
@@ -127,7 +129,7 @@ pub async fn create_webhook(
     check_receiver(&state, &b.url)?;
     let now = state.clock.now();
     let secret = format!("whsec_{}", hex::encode(rand::random::<[u8; 32]>()));
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     let mut types = b.event_types;
     types.sort();
     types.dedup();
@@ -153,11 +155,14 @@ pub async fn create_webhook(
         async |w| Ok(WebhookView::from(w)),
     )
     .await?;
-    txn.commit().await?;
-    Ok(HttpResponse::Created().json(CreatedWebhook {
-        subscription: WebhookView::from(&w),
-        secret,
-    }))
+    txn.respond(
+        StatusCode::CREATED,
+        &CreatedWebhook {
+            subscription: WebhookView::from(&w),
+            secret,
+        },
+    )
+    .await
 }
 
 /// Your organization's webhook subscriptions (admins: URLs name the receivers).
@@ -200,13 +205,13 @@ pub async fn update_webhook(
     ctx: AuthContext,
     id: web::Path<i64>,
     body: ApiJson<UpdateWebhook>,
-) -> ApiResult<web::Json<WebhookView>> {
+) -> ApiResult<HttpResponse> {
     ctx.require_admin()?;
     let b = body.into_inner();
     if let Some(url) = &b.url {
         check_receiver(&state, url)?;
     }
-    let view = update_versioned::<webhook::Entity, _>(
+    update_versioned::<webhook::Entity, _>(
         &state,
         &ctx,
         &req,
@@ -235,8 +240,7 @@ pub async fn update_webhook(
         },
         async |_, w| Ok(WebhookView::from(w)),
     )
-    .await?;
-    Ok(web::Json(view))
+    .await
 }
 
 /// Delete a subscription (admins).
@@ -256,7 +260,7 @@ pub async fn delete_webhook(
     id: web::Path<i64>,
 ) -> ApiResult<HttpResponse> {
     ctx.require_admin()?;
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     let w = find_scoped::<webhook::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     let now = state.clock.now();
     audit_trail::append(
@@ -284,8 +288,7 @@ pub async fn delete_webhook(
         .exec(&txn)
         .await?;
     w.delete(&txn).await?;
-    txn.commit().await?;
-    Ok(HttpResponse::NoContent().finish())
+    txn.respond_empty(StatusCode::NO_CONTENT).await
 }
 
 async fn with_logs<C: ConnectionTrait>(
@@ -394,7 +397,7 @@ pub async fn redeliver(
 ) -> ApiResult<HttpResponse> {
     ctx.require_admin()?;
     let (id, delivery_id) = path.into_inner();
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     let w = find_scoped::<webhook::Entity, _>(&txn, &ctx, id).await?;
     let d = webhook::delivery::Entity::find_by_id(delivery_id)
         .filter(webhook::delivery::Column::SubscriptionId.eq(w.id))
@@ -459,6 +462,6 @@ pub async fn redeliver(
         .await?
         .ok_or(ApiError::NotFound)?;
     let view = with_logs(&txn, vec![fresh]).await?;
-    txn.commit().await?;
-    Ok(HttpResponse::Accepted().json(view.into_iter().next()))
+    txn.respond(StatusCode::ACCEPTED, &view.into_iter().next())
+        .await
 }

@@ -16,6 +16,8 @@ use crate::extract::{ApiJson, Checks, Validate};
 use crate::state::AppState;
 use crate::views::partners::{QualityAgreementView, agreement_views};
 use crate::write::insert_audited;
+use crate::write_txn::WriteTxn;
+use actix_web::http::StatusCode;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -68,7 +70,7 @@ pub async fn create_quality_agreement(
     body: ApiJson<CreateQualityAgreement>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     let p = find_scoped::<cmo::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     require_sponsor_side(&ctx, &p, "quality agreements are recorded")?;
     let now = state.clock.now();
@@ -95,8 +97,7 @@ pub async fn create_quality_agreement(
         },
     )
     .await?;
-    txn.commit().await?;
-    Ok(HttpResponse::Created().json(view))
+    txn.respond(StatusCode::CREATED, &view).await
 }
 
 /// A CMO's quality agreements, newest first, with the one in force marked `current`.

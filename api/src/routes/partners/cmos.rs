@@ -18,6 +18,8 @@ use crate::state::AppState;
 use crate::transition::answer;
 use crate::views::partners::{CmoView, Contact, SiteView, cmos as render};
 use crate::write::{Patched, insert_audited, update_versioned};
+use crate::write_txn::WriteTxn;
+use actix_web::http::StatusCode;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -200,9 +202,9 @@ pub async fn update_cmo(
     ctx: AuthContext,
     id: web::Path<i64>,
     body: ApiJson<UpdateCmo>,
-) -> ApiResult<web::Json<CmoView>> {
+) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
-    let view = update_versioned::<cmo::Entity, _>(
+    update_versioned::<cmo::Entity, _>(
         &state,
         &ctx,
         &req,
@@ -247,8 +249,7 @@ pub async fn update_cmo(
                 .ok_or(ApiError::NotFound)
         },
     )
-    .await?;
-    Ok(web::Json(view))
+    .await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -294,7 +295,7 @@ pub async fn create_site(
     body: ApiJson<CreateSite>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     let p = find_scoped::<cmo::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if !may_edit_profile(&ctx, &p) {
         return Err(ApiError::Forbidden(
@@ -325,6 +326,5 @@ pub async fn create_site(
         },
     )
     .await?;
-    txn.commit().await?;
-    Ok(HttpResponse::Created().json(view))
+    txn.respond(StatusCode::CREATED, &view).await
 }

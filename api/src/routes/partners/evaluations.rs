@@ -26,6 +26,8 @@ use crate::transition::{ApiStep, run_step};
 use crate::views::partners::{EvaluationView, candidates_of, criteria_of, evaluation as render};
 use crate::views::{EventOptions, Offers};
 use crate::write::insert_audited;
+use crate::write_txn::WriteTxn;
+use actix_web::http::StatusCode;
 use entity::workflow::selection as selection_flow;
 
 impl TenantScoped for selection::Entity {
@@ -89,7 +91,7 @@ pub async fn create_evaluation(
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     sponsor_manager(&ctx)?;
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     let mut candidates: Vec<i64> = Vec::new();
     for c in &b.candidates {
         if !candidates.contains(c) {
@@ -140,8 +142,7 @@ pub async fn create_evaluation(
         async |e| Ok(render(&txn, e).await?),
     )
     .await?;
-    txn.commit().await?;
-    Ok(HttpResponse::Created().json(view))
+    txn.respond(StatusCode::CREATED, &view).await
 }
 
 /// The sponsor's evaluations, newest first.
@@ -226,10 +227,10 @@ pub async fn give_score(
     ctx: AuthContext,
     id: web::Path<i64>,
     body: ApiJson<GiveScore>,
-) -> ApiResult<web::Json<EvaluationView>> {
+) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     sponsor_manager(&ctx)?;
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     let e = find_scoped::<selection::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if e.status != EvaluationStatus::Open {
         return Err(ApiError::conflict(
@@ -289,8 +290,7 @@ pub async fn give_score(
     )
     .await?;
     let view = render(&txn, &e).await?;
-    txn.commit().await?;
-    Ok(web::Json(view))
+    txn.respond(StatusCode::OK, &view).await
 }
 
 impl ApiStep for selection_flow::Decide {
@@ -368,13 +368,13 @@ pub async fn decide_evaluation(
     ctx: AuthContext,
     id: web::Path<i64>,
     body: ApiJson<DecideEvaluation>,
-) -> ApiResult<web::Json<EvaluationView>> {
+) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     let step = selection_flow::Decide {
         cmo_org_id: b.cmo_org_id,
         reason: b.reason,
     };
-    let view = run_step(
+    run_step(
         &state,
         &ctx,
         &req,
@@ -383,8 +383,7 @@ pub async fn decide_evaluation(
         b.password,
         b.version,
     )
-    .await?;
-    Ok(web::Json(view))
+    .await
 }
 
 /// The bid tab as CSV: one row per candidate (rank, weighted score, complete) with the

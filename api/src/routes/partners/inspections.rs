@@ -17,6 +17,8 @@ use crate::routes::wire_name;
 use crate::state::AppState;
 use crate::views::partners::InspectionView;
 use crate::write::insert_audited;
+use crate::write_txn::WriteTxn;
+use actix_web::http::StatusCode;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -63,7 +65,7 @@ pub async fn record_inspection(
     body: ApiJson<RecordInspection>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     let p = find_scoped::<cmo::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     require_sponsor_side(&ctx, &p, "inspections are recorded")?;
     let found = site::Entity::find_by_id(b.site_id)
@@ -97,8 +99,7 @@ pub async fn record_inspection(
         async |i| Ok(InspectionView::from(i)),
     )
     .await?;
-    txn.commit().await?;
-    Ok(HttpResponse::Created().json(view))
+    txn.respond(StatusCode::CREATED, &view).await
 }
 
 /// A CMO's inspections, newest first.
@@ -167,7 +168,7 @@ pub async fn capa_from_inspection(
 ) -> ApiResult<HttpResponse> {
     use entity::capa::CapaSource;
     let b = body.into_inner();
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     let i = inspection::Entity::find_by_id(id.into_inner())
         .one(&txn)
         .await?
@@ -214,6 +215,5 @@ pub async fn capa_from_inspection(
         },
     )
     .await?;
-    txn.commit().await?;
-    Ok(HttpResponse::Created().json(rendered))
+    txn.respond(StatusCode::CREATED, &rendered).await
 }

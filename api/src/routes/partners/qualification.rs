@@ -14,6 +14,7 @@ use crate::state::AppState;
 use crate::transition::{ApiStep, run_step};
 use crate::views::partners::{CmoView, cmos as render};
 use crate::views::{EventOptions, Offers};
+use actix_web::HttpResponse;
 use entity::workflow::qualification as qualification_flow;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -62,13 +63,13 @@ pub async fn transition_qualification(
     ctx: AuthContext,
     id: web::Path<i64>,
     body: ApiJson<QualificationTransition>,
-) -> ApiResult<web::Json<CmoView>> {
+) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     let step = qualification_flow::Step {
         event: b.event,
         reason: b.reason,
     };
-    let view = run_step(
+    run_step(
         &state,
         &ctx,
         &req,
@@ -77,8 +78,7 @@ pub async fn transition_qualification(
         b.password,
         b.version,
     )
-    .await?;
-    Ok(web::Json(view))
+    .await
 }
 
 impl ApiStep for qualification_flow::Step {

@@ -23,6 +23,8 @@ use crate::transition::{ApiStep, run_step};
 use crate::views::plan::{ActionItemView, action_item as view};
 use crate::views::{EventOptions, Offers};
 use crate::write::{Patched, optional_version, update_versioned, write_next_version};
+use crate::write_txn::WriteTxn;
+use actix_web::http::StatusCode;
 use entity::workflow::action as action_flow;
 
 /// Owners act on their own items; program managers and admins of either side on all.
@@ -93,7 +95,7 @@ pub async fn create_action_item(
     body: ApiJson<CreateActionItem>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if !may_update_plan(ctx.caller(), prog.sides(), None) {
         return Err(ApiError::Forbidden(
@@ -132,8 +134,8 @@ pub async fn create_action_item(
         },
     )
     .await?;
-    txn.commit().await?;
-    Ok(HttpResponse::Created().json(view(&created, today)))
+    txn.respond(StatusCode::CREATED, &view(&created, today))
+        .await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -289,7 +291,7 @@ pub async fn update_action_item(
     ctx: AuthContext,
     id: web::Path<i64>,
     body: ApiJson<UpdateActionItem>,
-) -> ApiResult<web::Json<ActionItemView>> {
+) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     // The item's program, read while authorizing: its managers and its local date.
     let program = std::cell::RefCell::new(None);
@@ -366,7 +368,7 @@ pub async fn update_action_item(
         },
     )
     .await?;
-    Ok(web::Json(view))
+    Ok(view)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -406,14 +408,13 @@ pub async fn transition_action_item(
     ctx: AuthContext,
     id: web::Path<i64>,
     body: ApiJson<ActionTransition>,
-) -> ApiResult<web::Json<ActionItemView>> {
+) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     let step = action_flow::Step {
         event: b.event,
         reason: b.reason,
     };
-    let view = run_step(&state, &ctx, &req, id.into_inner(), step, None, b.version).await?;
-    Ok(web::Json(view))
+    run_step(&state, &ctx, &req, id.into_inner(), step, None, b.version).await
 }
 
 impl ApiStep for action_flow::Step {
@@ -486,9 +487,9 @@ pub async fn snooze_action_item(
     ctx: AuthContext,
     id: web::Path<i64>,
     body: ApiJson<SnoozeActionItem>,
-) -> ApiResult<web::Json<ActionItemView>> {
+) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     let current = find_scoped::<action_item::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, current.program_id).await?;
     if !may_act_on(&ctx, &prog, &current) {
@@ -531,8 +532,7 @@ pub async fn snooze_action_item(
             .reason(Some(b.reason)),
     )
     .await?;
-    txn.commit().await?;
-    Ok(web::Json(view(&updated, today)))
+    txn.respond(StatusCode::OK, &view(&updated, today)).await
 }
 
 impl crate::auth::TenantScoped for action_item::Entity {

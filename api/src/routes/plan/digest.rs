@@ -14,6 +14,8 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::{AuthContext, find_scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use crate::write_txn::WriteTxn;
+use actix_web::http::StatusCode;
 
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
@@ -187,7 +189,7 @@ pub async fn send_digest(
     let data = digest::gather(&state.db, &prog, now, since).await?;
     let subscribers = digest::subscribers(&state.db, prog.id).await?;
     let key = link_secret::get_or_create(&state.db, now).await?;
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     let queued = mail::digest::queue(
         &txn,
         &data,
@@ -214,10 +216,13 @@ pub async fn send_digest(
         })),
     )
     .await?;
-    txn.commit().await?;
-    Ok(HttpResponse::Accepted().json(DigestSent {
-        program_id: prog.id,
-        queued,
-        recipients: subscribers.into_iter().map(|(_, u)| u.email).collect(),
-    }))
+    txn.respond(
+        StatusCode::ACCEPTED,
+        &DigestSent {
+            program_id: prog.id,
+            queued,
+            recipients: subscribers.into_iter().map(|(_, u)| u.email).collect(),
+        },
+    )
+    .await
 }

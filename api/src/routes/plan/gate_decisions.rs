@@ -16,10 +16,11 @@ use crate::auth::{AuthContext, find_scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::routes::{ApiJson, Checks, Validate};
 use crate::state::AppState;
-use crate::transition::{ApiStep, run_step_completed};
+use crate::transition::{ApiStep, run_step_answering};
 use crate::views::EventOptions;
 use crate::views::plan::GateDecisionOutcome;
 use crate::views::plan::{GateDecisionView, MilestoneView, gate_view};
+use actix_web::http::StatusCode;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -71,7 +72,7 @@ pub async fn decide_gate(
         decision: b.decision,
         notes: b.notes,
     };
-    let (milestone, completed) = run_step_completed(
+    run_step_answering(
         &state,
         &ctx,
         &req,
@@ -79,18 +80,21 @@ pub async fn decide_gate(
         step,
         Some(b.password),
         None,
+        async |txn, milestone, completed| {
+            let m = find_scoped::<milestone::Entity, _>(txn, &ctx, milestone.id).await?;
+            let decision = gate_flow::round_decision(txn, &m)
+                .await?
+                .ok_or(ApiError::NotFound)?;
+            let gate = gate_view(txn, &m).await?;
+            let outcome = GateDecisionOutcome {
+                decision: GateDecisionView::from(&decision),
+                gate,
+                action_item_ids: completed.action_item_ids,
+            };
+            Ok((StatusCode::CREATED, outcome))
+        },
     )
-    .await?;
-    let m = find_scoped::<milestone::Entity, _>(&state.db, &ctx, milestone.id).await?;
-    let decision = gate_flow::round_decision(&state.db, &m)
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    let gate = gate_view(&state.db, &m).await?;
-    Ok(HttpResponse::Created().json(GateDecisionOutcome {
-        decision: GateDecisionView::from(&decision),
-        gate,
-        action_item_ids: completed.action_item_ids,
-    }))
+    .await
 }
 
 impl ApiStep for gate_flow::Decide {

@@ -17,6 +17,8 @@ use crate::state::AppState;
 use crate::views::plan::GateItemView;
 use crate::views::plan::{GateView, gate_view};
 use crate::write::{Patched, update_versioned};
+use crate::write_txn::WriteTxn;
+use actix_web::http::StatusCode;
 
 /// The gate of a milestone.
 #[utoipa::path(
@@ -79,7 +81,7 @@ pub async fn create_gate_item(
     body: ApiJson<CreateGateItem>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     // Locking the milestone serializes checklist changes with gate decisions.
     let m = find_scoped_locked::<milestone::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, m.program_id).await?;
@@ -111,8 +113,8 @@ pub async fn create_gate_item(
         },
     )
     .await?;
-    txn.commit().await?;
-    Ok(HttpResponse::Created().json(GateItemView::from(&item)))
+    txn.respond(StatusCode::CREATED, &GateItemView::from(&item))
+        .await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -158,7 +160,7 @@ pub async fn update_gate_item(
     ctx: AuthContext,
     id: web::Path<i64>,
     body: ApiJson<UpdateGateItem>,
-) -> ApiResult<web::Json<GateItemView>> {
+) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     let now = state.clock.now();
     let view = update_versioned::<gate::item::Entity, _>(
@@ -206,7 +208,7 @@ pub async fn update_gate_item(
         async |_, item| Ok(GateItemView::from(item)),
     )
     .await?;
-    Ok(web::Json(view))
+    Ok(view)
 }
 
 /// The checklist is frozen once the milestone is closed or its review round is decided.

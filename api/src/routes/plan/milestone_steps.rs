@@ -21,6 +21,7 @@ use crate::transition::{ApiStep, run_step};
 use crate::views::plan::MilestoneView;
 use crate::views::{EventOptions, Offers};
 use crate::write::{Patched, update_versioned};
+use actix_web::HttpResponse;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -73,7 +74,7 @@ pub async fn rebaseline_milestone(
     ctx: AuthContext,
     id: web::Path<i64>,
     body: ApiJson<Rebaseline>,
-) -> ApiResult<web::Json<MilestoneView>> {
+) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     let now = state.clock.now();
     let view = update_versioned::<milestone::Entity, _>(
@@ -101,7 +102,7 @@ pub async fn rebaseline_milestone(
         async |txn, m| milestone_view(txn, &ctx, m, now).await,
     )
     .await?;
-    Ok(web::Json(view))
+    Ok(view)
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -146,14 +147,13 @@ pub async fn transition_milestone(
     ctx: AuthContext,
     id: web::Path<i64>,
     body: ApiJson<MilestoneTransition>,
-) -> ApiResult<web::Json<MilestoneView>> {
+) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     let step = milestone_flow::Step {
         event: b.event,
         reason: b.reason,
     };
-    let view = run_step(&state, &ctx, &req, id.into_inner(), step, None, b.version).await?;
-    Ok(web::Json(view))
+    run_step(&state, &ctx, &req, id.into_inner(), step, None, b.version).await
 }
 
 impl ApiStep for milestone_flow::Step {

@@ -25,6 +25,8 @@ use crate::state::AppState;
 use crate::transition::answer;
 use crate::views::plan::{MilestoneView, dependencies_of, milestone as view};
 use crate::write::{Patched, insert_audited, update_versioned};
+use crate::write_txn::WriteTxn;
+use actix_web::http::StatusCode;
 use entity::workflow::milestone as milestone_flow;
 
 /// Most dependencies one milestone may have.
@@ -180,7 +182,7 @@ pub async fn create_milestone(
     body: ApiJson<CreateMilestone>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     // The program row lock serializes plan changes, so dependency checks cannot race.
     let prog = find_scoped_locked::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if !may_update_plan(ctx.caller(), prog.sides(), None) {
@@ -235,8 +237,7 @@ pub async fn create_milestone(
         },
     )
     .await?;
-    txn.commit().await?;
-    Ok(HttpResponse::Created().json(rendered))
+    txn.respond(StatusCode::CREATED, &rendered).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -372,7 +373,7 @@ pub async fn update_milestone(
     ctx: AuthContext,
     id: web::Path<i64>,
     body: ApiJson<UpdateMilestone>,
-) -> ApiResult<web::Json<MilestoneView>> {
+) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     let now = state.clock.now();
     let view = update_versioned::<milestone::Entity, _>(
@@ -440,5 +441,5 @@ pub async fn update_milestone(
         async |txn, m| milestone_view(txn, &ctx, m, now).await,
     )
     .await?;
-    Ok(web::Json(view))
+    Ok(view)
 }

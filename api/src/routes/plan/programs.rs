@@ -17,6 +17,8 @@ use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page};
 use crate::state::AppState;
 use crate::views::plan::ProgramView;
 use crate::write::{Patched, insert_audited, update_versioned};
+use crate::write_txn::WriteTxn;
+use actix_web::http::StatusCode;
 
 fn check_currency(c: &mut Checks, field: &str, currency: Option<&str>, budget: Option<i64>) {
     if let Some(cur) = currency
@@ -128,7 +130,7 @@ pub async fn create_program(
         });
     }
     let now = state.clock.now();
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     let (created, _) = insert_audited(
         &txn,
         &ctx.actor(now),
@@ -167,8 +169,8 @@ pub async fn create_program(
     }
     .insert(&txn)
     .await?;
-    txn.commit().await?;
-    Ok(HttpResponse::Created().json(ProgramView::from(&created)))
+    txn.respond(StatusCode::CREATED, &ProgramView::from(&created))
+        .await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -311,9 +313,9 @@ pub async fn update_program(
     ctx: AuthContext,
     id: web::Path<i64>,
     body: ApiJson<UpdateProgram>,
-) -> ApiResult<web::Json<ProgramView>> {
+) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
-    let view = update_versioned::<program::Entity, _>(
+    update_versioned::<program::Entity, _>(
         &state,
         &ctx,
         &req,
@@ -365,6 +367,5 @@ pub async fn update_program(
         },
         async |_, p| Ok(ProgramView::from(p)),
     )
-    .await?;
-    Ok(web::Json(view))
+    .await
 }

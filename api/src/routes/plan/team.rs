@@ -19,6 +19,8 @@ use crate::routes::{ApiJson, Checks, Validate, snapshot};
 use crate::state::AppState;
 use crate::views::plan::TeamMemberView;
 use crate::write::{Patched, update_versioned};
+use crate::write_txn::WriteTxn;
+use actix_web::http::StatusCode;
 
 fn check_tags(c: &mut Checks, tags: Option<&Vec<String>>) {
     if let Some(tags) = tags {
@@ -80,7 +82,7 @@ pub async fn add_team_member(
     body: ApiJson<AddTeamMember>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if !may_manage_program(ctx.caller(), prog.sides()) {
         return Err(ApiError::Forbidden(
@@ -126,8 +128,8 @@ pub async fn add_team_member(
         Entry::new("team_member", member.id, "add").after(snapshot(&TeamMemberView::from(&member))),
     )
     .await?;
-    txn.commit().await?;
-    Ok(HttpResponse::Created().json(TeamMemberView::from(&member)))
+    txn.respond(StatusCode::CREATED, &TeamMemberView::from(&member))
+        .await
 }
 
 /// The program's team, by governance tier then id.
@@ -203,7 +205,7 @@ pub async fn update_team_member(
     ctx: AuthContext,
     id: web::Path<i64>,
     body: ApiJson<UpdateTeamMember>,
-) -> ApiResult<web::Json<TeamMemberView>> {
+) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     let own_preferences_only =
         b.governance_tier.is_none() && b.program_role.is_none() && b.expertise_tags.is_none();
@@ -248,7 +250,7 @@ pub async fn update_team_member(
         async |_, m| Ok(TeamMemberView::from(m)),
     )
     .await?;
-    Ok(web::Json(view))
+    Ok(view)
 }
 
 /// Remove a member from the team (sponsor admins and program managers).
@@ -267,7 +269,7 @@ pub async fn remove_team_member(
     ctx: AuthContext,
     id: web::Path<i64>,
 ) -> ApiResult<HttpResponse> {
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     let current = find_scoped::<team_member::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, current.program_id).await?;
     if !may_manage_program(ctx.caller(), prog.sides()) {
@@ -285,6 +287,5 @@ pub async fn remove_team_member(
             .before(snapshot(&TeamMemberView::from(&current))),
     )
     .await?;
-    txn.commit().await?;
-    Ok(HttpResponse::NoContent().finish())
+    txn.respond_empty(StatusCode::NO_CONTENT).await
 }

@@ -23,6 +23,8 @@ use crate::records::{NewGateItem, insert_gate_item};
 use crate::routes::{ApiJson, Checks, Validate};
 use crate::state::AppState;
 use crate::views::plan::{self as views, MilestoneView};
+use crate::write_txn::WriteTxn;
+use actix_web::http::StatusCode;
 
 /// The plan templates that `POST /programs/{id}/plan` can instantiate.
 #[utoipa::path(
@@ -102,7 +104,7 @@ pub async fn instantiate_plan(
         )
     })?;
     let dated = plan_template::schedule(&template, b.start_date).map_err(ApiError::internal)?;
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     // Locked: two plans started at once cannot both find the program empty.
     let prog = find_scoped_locked::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if !may_manage_program(ctx.caller(), prog.sides()) {
@@ -237,12 +239,15 @@ pub async fn instantiate_plan(
         })),
     )
     .await?;
-    txn.commit().await?;
-    Ok(HttpResponse::Created().json(InstantiatedPlan {
-        template: template.key,
-        milestones: views,
-        gate_items_created,
-    }))
+    txn.respond(
+        StatusCode::CREATED,
+        &InstantiatedPlan {
+            template: template.key,
+            milestones: views,
+            gate_items_created,
+        },
+    )
+    .await
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -31,6 +31,8 @@ use crate::views::quality::{CapaActionView, CapaDetail, capa_detail as detail};
 use crate::views::quality::{CapaView, capa as render};
 use crate::views::{EventOptions, Offers};
 use crate::write::{Patched, update_versioned};
+use crate::write_txn::WriteTxn;
+use actix_web::http::StatusCode;
 use entity::workflow::capa as capa_flow;
 
 impl crate::auth::TenantScoped for capa::Entity {
@@ -113,7 +115,7 @@ pub async fn create_capa(
     body: ApiJson<CreateCapa>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if !ctx.user.role.handles_quality_records() {
         return Err(ApiError::Forbidden(
@@ -151,8 +153,7 @@ pub async fn create_capa(
         },
     )
     .await?;
-    txn.commit().await?;
-    Ok(HttpResponse::Created().json(rendered))
+    txn.respond(StatusCode::CREATED, &rendered).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -272,7 +273,7 @@ pub async fn add_capa_action(
     body: ApiJson<AddCapaAction>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     // Locked: plan approval counts the actions this adds.
     let c = find_scoped_locked::<capa::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, c.program_id).await?;
@@ -321,11 +322,14 @@ pub async fn add_capa_action(
             .after(serde_json::json!({"action_item_id": item.id, "kind": b.kind})),
     )
     .await?;
-    txn.commit().await?;
-    Ok(HttpResponse::Created().json(CapaActionView {
-        kind: b.kind,
-        action: crate::views::plan::action_item(&item, today),
-    }))
+    txn.respond(
+        StatusCode::CREATED,
+        &CapaActionView {
+            kind: b.kind,
+            action: crate::views::plan::action_item(&item, today),
+        },
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -382,7 +386,7 @@ pub async fn transition_capa(
     ctx: AuthContext,
     id: web::Path<i64>,
     body: ApiJson<CapaTransition>,
-) -> ApiResult<web::Json<CapaView>> {
+) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     let step = capa_flow::Step {
         event: b.event,
@@ -390,7 +394,7 @@ pub async fn transition_capa(
         outcome: b.outcome,
         reason: b.reason,
     };
-    let view = run_step(
+    run_step(
         &state,
         &ctx,
         &req,
@@ -399,8 +403,7 @@ pub async fn transition_capa(
         b.password,
         b.version,
     )
-    .await?;
-    Ok(web::Json(view))
+    .await
 }
 
 impl ApiStep for capa_flow::Step {
@@ -486,9 +489,9 @@ pub async fn update_capa(
     ctx: AuthContext,
     id: web::Path<i64>,
     body: ApiJson<UpdateCapa>,
-) -> ApiResult<web::Json<CapaView>> {
+) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
-    let view = update_versioned::<capa::Entity, _>(
+    update_versioned::<capa::Entity, _>(
         &state,
         &ctx,
         &req,
@@ -519,6 +522,5 @@ pub async fn update_capa(
         },
         async |txn, c| render(txn, c).await,
     )
-    .await?;
-    Ok(web::Json(view))
+    .await
 }

@@ -23,6 +23,8 @@ use crate::views::plan::ActionItemView;
 use crate::views::quality::{ChangeView, change_request as view};
 use crate::views::{EventOptions, Offers};
 use crate::write::{Patched, insert_audited, update_versioned};
+use crate::write_txn::WriteTxn;
+use actix_web::http::StatusCode;
 use entity::workflow::change as change_flow;
 
 impl crate::auth::TenantScoped for change_request::Entity {
@@ -77,7 +79,7 @@ pub async fn create_change(
     body: ApiJson<CreateChange>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     let prog = find_scoped::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if !ctx.user.role.handles_quality_records() {
         return Err(ApiError::Forbidden(
@@ -111,8 +113,7 @@ pub async fn create_change(
         async |created| Ok(view(created)),
     )
     .await?;
-    txn.commit().await?;
-    Ok(HttpResponse::Created().json(view(&created)))
+    txn.respond(StatusCode::CREATED, &view(&created)).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -256,9 +257,9 @@ pub async fn update_change(
     ctx: AuthContext,
     id: web::Path<i64>,
     body: ApiJson<UpdateChange>,
-) -> ApiResult<web::Json<ChangeView>> {
+) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
-    let view = update_versioned::<change_request::Entity, _>(
+    update_versioned::<change_request::Entity, _>(
         &state,
         &ctx,
         &req,
@@ -313,8 +314,7 @@ pub async fn update_change(
         },
         async |_, c| Ok(view(c)),
     )
-    .await?;
-    Ok(web::Json(view))
+    .await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -354,7 +354,7 @@ pub async fn add_change_task(
     body: ApiJson<AddChangeTask>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     // Locked, as the transitions lock it before counting open tasks: a task added while
     // the change is being closed waits, then sees it closed (no closed change with an
     // open task).
@@ -393,8 +393,11 @@ pub async fn add_change_task(
         },
     )
     .await?;
-    txn.commit().await?;
-    Ok(HttpResponse::Created().json(crate::views::plan::action_item(&item, today)))
+    txn.respond(
+        StatusCode::CREATED,
+        &crate::views::plan::action_item(&item, today),
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -443,14 +446,14 @@ pub async fn transition_change(
     ctx: AuthContext,
     id: web::Path<i64>,
     body: ApiJson<ChangeTransition>,
-) -> ApiResult<web::Json<ChangeView>> {
+) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     let step = change_flow::Step {
         event: b.event,
         reason: b.reason,
         decider_role: ctx.user.role,
     };
-    let view = run_step(
+    run_step(
         &state,
         &ctx,
         &req,
@@ -459,8 +462,7 @@ pub async fn transition_change(
         b.password,
         b.version,
     )
-    .await?;
-    Ok(web::Json(view))
+    .await
 }
 
 impl ApiStep for change_flow::Step {

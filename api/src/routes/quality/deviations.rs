@@ -27,6 +27,8 @@ use crate::transition::{ApiStep, run_step};
 use crate::views::quality::{DeviationView, deviation as view};
 use crate::views::{EventOptions, Offers};
 use crate::write::{Patched, update_versioned};
+use crate::write_txn::WriteTxn;
+use actix_web::http::StatusCode;
 use entity::workflow::deviation as deviation_flow;
 
 /// How far in the future `detected_at` may lie (clock skew), before it is refused.
@@ -111,7 +113,7 @@ pub async fn report_deviation(
             "a deviation cannot be detected in the future",
         ));
     }
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     // The program row lock orders this report against a concurrent production release.
     let prog = find_scoped_locked::<program::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     ctx.permit(entity::access::Action::ReportDeviation, prog.sides())?;
@@ -175,8 +177,7 @@ pub async fn report_deviation(
     )
     .await?;
     deviation_flow::floor_rule(&txn, &ctx.actor(now), &created, true).await?;
-    txn.commit().await?;
-    Ok(HttpResponse::Created().json(view(&created, now)))
+    txn.respond(StatusCode::CREATED, &view(&created, now)).await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -346,10 +347,10 @@ pub async fn update_deviation(
     ctx: AuthContext,
     id: web::Path<i64>,
     body: ApiJson<UpdateDeviation>,
-) -> ApiResult<web::Json<DeviationView>> {
+) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     let now = state.clock.now();
-    let view = update_versioned::<deviation::Entity, _>(
+    update_versioned::<deviation::Entity, _>(
         &state,
         &ctx,
         &req,
@@ -401,8 +402,7 @@ pub async fn update_deviation(
         },
         async |_, d| Ok(view(d, now)),
     )
-    .await?;
-    Ok(web::Json(view))
+    .await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -464,10 +464,10 @@ pub async fn transition_deviation(
     ctx: AuthContext,
     id: web::Path<i64>,
     body: ApiJson<DeviationTransition>,
-) -> ApiResult<web::Json<DeviationView>> {
+) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     let step = deviation_flow::Step::new(b.event, b.criticality, b.reason);
-    let view = run_step(
+    run_step(
         &state,
         &ctx,
         &req,
@@ -476,8 +476,7 @@ pub async fn transition_deviation(
         b.password,
         b.version,
     )
-    .await?;
-    Ok(web::Json(view))
+    .await
 }
 
 impl ApiStep for deviation_flow::Step {

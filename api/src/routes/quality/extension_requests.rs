@@ -20,6 +20,8 @@ use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page, snapshot};
 use crate::state::AppState;
 use crate::views::quality::ExtensionRequestView;
 use crate::write::write_next_version;
+use crate::write_txn::WriteTxn;
+use actix_web::http::StatusCode;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -57,7 +59,7 @@ pub async fn request_extension(
     body: ApiJson<RequestExtension>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     // Locked: two requests at once cannot both find none pending.
     let item = find_scoped_locked::<action_item::Entity, _>(&txn, &ctx, id.into_inner()).await?;
     if item.owner_user_id != ctx.user.id && !ctx.user.role.handles_quality_records() {
@@ -116,8 +118,8 @@ pub async fn request_extension(
             .reason(Some(b.reason)),
     )
     .await?;
-    txn.commit().await?;
-    Ok(HttpResponse::Created().json(ExtensionRequestView::from(&created)))
+    txn.respond(StatusCode::CREATED, &ExtensionRequestView::from(&created))
+        .await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -153,9 +155,9 @@ pub async fn decide_extension(
     ctx: AuthContext,
     id: web::Path<i64>,
     body: ApiJson<DecideExtension>,
-) -> ApiResult<web::Json<ExtensionRequestView>> {
+) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
-    let txn = entity::db::begin_write(&state.db).await?;
+    let txn = WriteTxn::begin(&state, &ctx).await?;
     let req = extension_request::Entity::find_by_id(id.into_inner())
         .one(&txn)
         .await?
@@ -251,8 +253,8 @@ pub async fn decide_extension(
         )
         .await?;
     }
-    txn.commit().await?;
-    Ok(web::Json(ExtensionRequestView::from(&decided)))
+    txn.respond(StatusCode::OK, &ExtensionRequestView::from(&decided))
+        .await
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

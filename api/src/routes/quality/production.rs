@@ -15,6 +15,7 @@ use crate::state::AppState;
 use crate::transition::{ApiStep, run_step};
 use crate::views::EventOptions;
 use crate::views::plan::ProgramView;
+use actix_web::HttpResponse;
 use entity::workflow::production as production_flow;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -57,10 +58,10 @@ pub async fn release_production(
     ctx: AuthContext,
     id: web::Path<i64>,
     body: ApiJson<ReleaseProduction>,
-) -> ApiResult<web::Json<ProgramView>> {
+) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     let step = production_flow::Release { reason: b.reason };
-    let view = run_step(
+    run_step(
         &state,
         &ctx,
         &req,
@@ -69,8 +70,7 @@ pub async fn release_production(
         Some(b.password),
         None,
     )
-    .await?;
-    Ok(web::Json(view))
+    .await
 }
 
 impl ApiStep for production_flow::Release {
