@@ -53,4 +53,15 @@ pub struct ServeArgs {
     /// Seconds to let in-flight requests finish after SIGTERM.
     #[arg(long, env = "CMO_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,
+
+    /// Seconds between SIGTERM and closing the listener, while `/readyz` answers 503 so
+    /// that a load balancer stops sending new requests first (set it to the balancer's
+    /// health-check interval times its unhealthy threshold). 0: close at once.
+    #[arg(long, env = "CMO_SHUTDOWN_DELAY_SECS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=300))]
+    pub shutdown_delay_secs: u64,
+
+    /// Seconds a request may take before it is stopped with 503 `request_timeout` (what
+    /// it had not committed is rolled back). Keep it below the load balancer's timeout.
+    #[arg(long, env = "CMO_REQUEST_TIMEOUT_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub request_timeout_secs: u64,
 }

@@ -110,6 +110,10 @@ pub enum ApiError {
     /// A lock or serialization conflict that a retry resolves.
     #[error("the database is busy; retry shortly")]
     DatabaseBusy(String),
+    /// The api cannot serve this now (a request or statement past its time limit, a
+    /// replica shutting down); a retry, possibly elsewhere, can succeed.
+    #[error("{detail}")]
+    Unavailable { code: &'static str, detail: String },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -167,6 +171,7 @@ impl ApiError {
             ApiError::Validation(_) => "validation_failed",
             ApiError::ServiceUnavailable(_) => "database_unavailable",
             ApiError::DatabaseBusy(_) => "database_busy",
+            ApiError::Unavailable { code, .. } => code,
             ApiError::Internal(_) => "internal_error",
         }
     }
@@ -254,9 +259,9 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::ServiceUnavailable(_) | ApiError::DatabaseBusy(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::ServiceUnavailable(_)
+            | ApiError::DatabaseBusy(_)
+            | ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -266,12 +271,15 @@ impl ResponseError for ApiError {
             ApiError::Internal(cause) => tracing::error!(%cause, "request failed"),
             ApiError::ServiceUnavailable(cause) => tracing::warn!(%cause, "database unavailable"),
             ApiError::DatabaseBusy(cause) => tracing::warn!(%cause, "database busy"),
+            ApiError::Unavailable { code, detail } => tracing::warn!(code, detail, "unavailable"),
             _ => {}
         }
         let mut response = problem_response(&self.problem());
         let retry_after = match self {
             ApiError::TooManyAttempts { retry_after_secs } => Some(*retry_after_secs),
-            ApiError::DatabaseBusy(_) | ApiError::ServiceUnavailable(_) => Some(1),
+            ApiError::DatabaseBusy(_)
+            | ApiError::ServiceUnavailable(_)
+            | ApiError::Unavailable { .. } => Some(1),
             _ => None,
         };
         if let Some(secs) = retry_after {
@@ -294,6 +302,14 @@ impl From<DbErr> for ApiError {
         }
         if is_busy(&err) {
             return ApiError::DatabaseBusy(err.to_string());
+        }
+        if is_cancelled(&err) {
+            return ApiError::Unavailable {
+                code: "statement_timeout",
+                detail: "a database statement took longer than the configured limit and was \
+                         cancelled; nothing of this request was kept; retry later"
+                    .to_string(),
+            };
         }
         if let Some(problem) = rejected_input(&err) {
             return problem;
@@ -344,6 +360,17 @@ fn is_busy(err: &DbErr) -> bool {
         code.as_ref(),
         "5" | "6" | "517" | "261" | "40001" | "40P01" | "55P03"
     )
+}
+
+/// PostgreSQL cancelled the statement (SQLSTATE 57014): past `statement_timeout`.
+fn is_cancelled(err: &DbErr) -> bool {
+    let (DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) = err
+    else {
+        return false;
+    };
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| code == "57014")
 }
 
 fn is_connection_error(err: &sea_orm::sqlx::Error) -> bool {

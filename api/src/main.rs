@@ -229,11 +229,15 @@ fn serve(database: DatabaseArgs, serve: ServeArgs, clock: Arc<dyn Clock>) -> Res
                 .map(Arc::from),
             ready_timeout: Duration::from_millis(serve.ready_timeout_ms),
             chain_keys,
+            request_timeout: Duration::from_secs(serve.request_timeout_secs),
+            draining: Arc::default(),
         };
         let options = ServerOptions {
             workers: serve.http_workers,
             shutdown_timeout: Duration::from_secs(serve.shutdown_timeout_secs),
             keep_alive: Duration::from_secs(serve.keep_alive_secs),
+            shutdown_delay: Duration::from_secs(serve.shutdown_delay_secs),
+            handle_signals: true,
         };
         build_server(state, listener, options)
             .map_err(|e| e.to_string())?
@@ -328,9 +332,12 @@ fn run_backup(database: &DatabaseArgs, to: &std::path::Path) -> Result<(), Strin
         return Err(format!("{} exists: name a new file", to.display()));
     }
     current_thread()?.block_on(async move {
-        let db = migration::startup::connect_and_migrate(database)
-            .await
-            .map_err(|e| e.to_string())?;
+        let db = migration::startup::connect_and_migrate(
+            database,
+            migration::startup::API_POSTGRES_POOL,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         if db.get_database_backend() != sea_orm::DbBackend::Sqlite {
             return Err(
                 "backup copies the SQLite database; on PostgreSQL use pg_dump (see the README)"

@@ -20,6 +20,42 @@ use crate::state::AppState;
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
+/// A request that takes longer than `CMO_REQUEST_TIMEOUT_SECS` is stopped and answered 503
+/// `request_timeout`: its future is dropped, so a transaction it had open rolls back, and
+/// the connection and worker it held are free again (a stuck request cannot pin them).
+pub async fn deadline(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let Some(limit) = req
+        .app_data::<web::Data<AppState>>()
+        .map(|s| s.request_timeout)
+    else {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
+    };
+    // The request is not cloned to answer (the router needs it unshared): the answer is
+    // rendered here, in the request's scope (its id in the body), and handed to the
+    // dispatcher as an error carrying it.
+    match tokio::time::timeout(limit, next.call(req)).await {
+        Ok(res) => res.map(ServiceResponse::map_into_boxed_body),
+        Err(_) => {
+            let err = crate::error::ApiError::Unavailable {
+                code: "request_timeout",
+                detail: format!(
+                    "the request did not finish within {} s and was stopped; what it had \
+                     not committed was rolled back (retry with the same Idempotency-Key)",
+                    limit.as_secs()
+                ),
+            };
+            let response = err.error_response();
+            Err(actix_web::error::InternalError::from_response(err, response).into())
+        }
+    }
+}
+
 pub async fn envelope(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,

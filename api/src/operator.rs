@@ -19,9 +19,10 @@ pub fn key_source(database: &DatabaseArgs) -> KeySource {
 /// Connects, migrates and loads the audit chain keys (generating them beside a new
 /// SQLite file), reporting what an operator must know.
 pub async fn open(database: &DatabaseArgs) -> Result<(DatabaseConnection, ChainKeys), String> {
-    let db = migration::startup::connect_and_migrate(database)
-        .await
-        .map_err(|e| e.to_string())?;
+    let db =
+        migration::startup::connect_and_migrate(database, migration::startup::API_POSTGRES_POOL)
+            .await
+            .map_err(|e| e.to_string())?;
     let opened = key_store::open(&key_source(database), &db).await?;
     for notice in opened.notices() {
         tracing::warn!("{notice}");

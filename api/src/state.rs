@@ -25,4 +25,8 @@ pub struct AppState {
     pub ready_timeout: std::time::Duration,
     /// The audit chain keys (kept outside the database).
     pub chain_keys: entity::audit::ChainKeys,
+    /// How long a request may take before it is stopped (503 `request_timeout`).
+    pub request_timeout: std::time::Duration,
+    /// Set on SIGTERM: `/readyz` answers 503 while the listener still serves.
+    pub draining: Arc<std::sync::atomic::AtomicBool>,
 }

@@ -278,6 +278,103 @@ fn serve_migrates_a_fresh_sqlite_file_and_stops_on_sigterm() {
     );
 }
 
+/// With a shutdown delay, SIGTERM first fails readiness (503 `shutting_down`) while
+/// requests are still served, so a load balancer takes the replica out before its
+/// listener closes; then the process stops cleanly.
+#[test]
+fn sigterm_fails_readiness_first_and_serves_through_the_shutdown_delay() {
+    // REQ: OPS-PROBES
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .env("DATABASE_URL", sqlite_url(&dir))
+        .env("CMO_BIND", "127.0.0.1:0")
+        .env("CMO_LOG_FORMAT", "json")
+        .env("CMO_HTTP_WORKERS", "1")
+        .env("CMO_SHUTDOWN_DELAY_SECS", "2")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (port, log_lines) = listening_port(&mut child);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http_get(port, "/readyz").is_none_or(|r| !r.starts_with("HTTP/1.1 200")) {
+        assert!(Instant::now() < deadline, "never ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let signalled = Instant::now();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // Bounded wait for the signal to be handled: readiness turns 503.
+    let mut draining = None;
+    while Instant::now() < signalled + Duration::from_secs(2) {
+        let ready = http_get(port, "/readyz").expect("still listening while draining");
+        if ready.starts_with("HTTP/1.1 503") {
+            draining = Some(ready);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let draining = draining.expect("readiness fails within the delay");
+    assert!(draining.contains("shutting_down"), "{draining}");
+    assert!(draining.contains("application/problem+json"), "{draining}");
+    let health = http_get(port, "/healthz").expect("still serving while draining");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(Instant::now() < deadline, "did not stop after the delay");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "graceful stop exits 0: {exit:?}");
+    assert!(
+        signalled.elapsed() >= Duration::from_secs(2),
+        "the listener stayed open for the 2 s delay ({:?})",
+        signalled.elapsed()
+    );
+    let logs: Vec<String> = log_lines.iter().collect();
+    assert!(
+        logs.iter().any(|l| l.contains("drains this replica")),
+        "{logs:?}"
+    );
+}
+
+/// Started against a PostgreSQL that refuses connections, the api exits at once and says
+/// so (not "pool timed out"), without the password of the URL.
+#[test]
+fn an_unreachable_database_is_named_at_start_up() {
+    let started = Instant::now();
+    let out = Command::new(BIN)
+        .env(
+            "DATABASE_URL",
+            "postgres://cmo:pw-never-shown@127.0.0.1:1/cmo",
+        )
+        .env(
+            "CMO_AUDIT_KEY",
+            "7e57a0d17c4a1b2e3f405162738495a6b7c8d9eaf00112233445566778899aab",
+        )
+        .env("CMO_BIND", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot connect to PostgreSQL at postgres://cmo@127.0.0.1:1/cmo"),
+        "{err}"
+    );
+    assert!(err.to_lowercase().contains("refused"), "{err}");
+    assert!(!err.contains("pw-never-shown"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 /// An online backup of the SQLite file restores to a database whose audit chains verify
 /// once its key file is restored beside it (without it, the restored database is refused
 /// rather than re-keyed); `verify-audit` fails on a copy that was edited afterwards.

@@ -86,6 +86,9 @@ pub async fn migrate_up(db: &DatabaseConnection) -> Result<(), DbErr> {
     match db.get_database_backend() {
         DbBackend::Postgres => {
             let txn = db.begin().await?;
+            // A migration may rewrite a large table: no per-statement limit for it.
+            txn.execute_unprepared("SET LOCAL statement_timeout = 0")
+                .await?;
             txn.execute_raw(Statement::from_string(
                 DbBackend::Postgres,
                 format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"),

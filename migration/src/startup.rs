@@ -19,9 +19,29 @@ pub struct DatabaseArgs {
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     pub database_url: String,
 
-    /// Maximum pooled connections. Default: 1 on SQLite (one writer is fastest there), 10 on PostgreSQL.
-    #[arg(long, env = "CMO_DB_MAX_CONNECTIONS")]
+    /// Maximum pooled connections per process. Default: 1 on SQLite (one writer is
+    /// fastest there); on PostgreSQL 8 for cmo-api and 5 for cmo-worker (which also holds
+    /// one LISTEN connection), so that 6 api and 6 worker replicas stay inside
+    /// PostgreSQL's default 100 connections (see the README's sizing).
+    #[arg(long, env = "CMO_DB_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub db_max_connections: Option<u32>,
+
+    /// Seconds an unused pooled connection is kept before it is closed (the pool shrinks
+    /// back after a peak). PostgreSQL only; SQLite keeps its one connection.
+    #[arg(long, env = "CMO_DB_IDLE_TIMEOUT_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub db_idle_timeout_secs: u64,
+
+    /// Seconds after which a pooled connection is replaced, whatever its use (spreads
+    /// connections again after a database fail-over or a PgBouncer restart).
+    #[arg(long, env = "CMO_DB_MAX_LIFETIME_SECS", default_value_t = 1_800, value_parser = clap::value_parser!(u64).range(10..=604_800))]
+    pub db_max_lifetime_secs: u64,
+
+    /// Milliseconds one SQL statement may run before PostgreSQL cancels it (its request
+    /// answers 503 `statement_timeout`, its transaction rolls back); 0 for no limit.
+    /// Migrations run without it. SQLite has no statement timeout (its writers wait up
+    /// to 10 s for each other).
+    #[arg(long, env = "CMO_DB_STATEMENT_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    pub db_statement_timeout_ms: u64,
 
     /// Do not apply pending migrations at start-up (fail instead if any are pending).
     #[arg(long, env = "CMO_NO_MIGRATE", default_value_t = false)]
@@ -51,6 +71,40 @@ pub struct DatabaseArgs {
 }
 
 impl DatabaseArgs {
+    /// The settings a process has for `url` when nothing else is set (the flags'
+    /// defaults; for tests and tools that build them in code).
+    pub fn for_url(url: impl Into<String>) -> Self {
+        Self {
+            database_url: url.into(),
+            db_max_connections: None,
+            db_idle_timeout_secs: 300,
+            db_max_lifetime_secs: 1_800,
+            db_statement_timeout_ms: 30_000,
+            no_migrate: false,
+            db_acquire_timeout_ms: 10_000,
+            audit_key: None,
+            audit_key_file: None,
+        }
+    }
+
+    /// The pool these settings give a process whose PostgreSQL pool defaults to
+    /// `postgres_default` connections.
+    pub fn pool(&self, postgres_default: u32) -> PoolSettings {
+        let is_sqlite = self.database_url.starts_with("sqlite:");
+        PoolSettings {
+            max_connections: self.db_max_connections.unwrap_or(if is_sqlite {
+                1
+            } else {
+                postgres_default
+            }),
+            acquire_timeout: Duration::from_millis(self.db_acquire_timeout_ms),
+            idle_timeout: Duration::from_secs(self.db_idle_timeout_secs),
+            max_lifetime: Duration::from_secs(self.db_max_lifetime_secs),
+            statement_timeout: (self.db_statement_timeout_ms > 0)
+                .then(|| Duration::from_millis(self.db_statement_timeout_ms)),
+        }
+    }
+
     /// The database's file when it is SQLite on disk.
     pub fn sqlite_file(&self) -> Option<String> {
         sqlite_file_path(&self.database_url)
@@ -112,19 +166,49 @@ pub fn init_logging(args: &TelemetryArgs) {
     };
 }
 
-/// Connects and, unless told not to, applies pending migrations.
-pub async fn connect_and_migrate(args: &DatabaseArgs) -> Result<DatabaseConnection, DbErr> {
+/// How a process pools its database connections.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    /// How long a request waits for a pooled connection.
+    pub acquire_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_lifetime: Duration,
+    /// PostgreSQL's `statement_timeout` for every pooled connection.
+    pub statement_timeout: Option<Duration>,
+}
+
+impl PoolSettings {
+    /// What `connect` uses: the defaults of a command-line tool (one api's pool size).
+    pub fn defaults(url: &str, max_connections: Option<u32>) -> Self {
+        let is_sqlite = url.starts_with("sqlite:");
+        Self {
+            max_connections: max_connections.unwrap_or(if is_sqlite { 1 } else { 8 }),
+            acquire_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(300),
+            max_lifetime: Duration::from_secs(1_800),
+            statement_timeout: None,
+        }
+    }
+}
+
+/// The PostgreSQL pool size of `cmo-api` when `CMO_DB_MAX_CONNECTIONS` is not set.
+pub const API_POSTGRES_POOL: u32 = 8;
+/// The PostgreSQL pool size of `cmo-worker` (plus its one LISTEN connection).
+pub const WORKER_POSTGRES_POOL: u32 = 5;
+
+/// Connects and, unless told not to, applies pending migrations. `postgres_pool` is the
+/// process's PostgreSQL pool size when the settings do not choose one.
+pub async fn connect_and_migrate(
+    args: &DatabaseArgs,
+    postgres_pool: u32,
+) -> Result<DatabaseConnection, DbErr> {
     // Processes starting together on one SQLite file (api and worker) take turns on a
     // lock file from the first connection on: switching a new file to WAL needs an
     // exclusive lock that a concurrent connect would otherwise meet as "database is
     // locked". PostgreSQL serializes migrations inside `migrate_up`.
     let _guard = sqlite_migration_lock(&args.database_url).await?;
-    let db = connect_with(
-        &args.database_url,
-        args.db_max_connections,
-        Duration::from_millis(args.db_acquire_timeout_ms),
-    )
-    .await?;
+    let db = connect_pooled(&args.database_url, &args.pool(postgres_pool)).await?;
     if args.no_migrate {
         let pending = crate::pending(&db).await?;
         if !pending.is_empty() {
@@ -176,7 +260,7 @@ pub fn sqlite_file_path(url: &str) -> Option<String> {
 }
 
 pub async fn connect(url: &str, max_connections: Option<u32>) -> Result<DatabaseConnection, DbErr> {
-    connect_with(url, max_connections, Duration::from_secs(10)).await
+    connect_pooled(url, &PoolSettings::defaults(url, max_connections)).await
 }
 
 /// [`connect`] with a chosen wait for a pooled connection.
@@ -185,13 +269,36 @@ pub async fn connect_with(
     max_connections: Option<u32>,
     acquire_timeout: Duration,
 ) -> Result<DatabaseConnection, DbErr> {
+    let settings = PoolSettings {
+        acquire_timeout,
+        ..PoolSettings::defaults(url, max_connections)
+    };
+    connect_pooled(url, &settings).await
+}
+
+/// Connects a pool with `settings`. When PostgreSQL cannot be reached the error says
+/// why (refused, unknown host, authentication), not only that the pool timed out.
+pub async fn connect_pooled(
+    url: &str,
+    settings: &PoolSettings,
+) -> Result<DatabaseConnection, DbErr> {
     let is_sqlite = url.starts_with("sqlite:");
+    if !is_sqlite {
+        reach_postgres(url, settings.acquire_timeout).await?;
+    }
+    let mut pg_options = vec![("jit".to_string(), "off".to_string())];
+    if let Some(limit) = settings.statement_timeout {
+        pg_options.push((
+            "statement_timeout".to_string(),
+            limit.as_millis().to_string(),
+        ));
+    }
     let mut options = ConnectOptions::new(url.to_string());
     options
-        .max_connections(max_connections.unwrap_or(if is_sqlite { 1 } else { 10 }))
+        .max_connections(settings.max_connections)
         .min_connections(if is_sqlite { 1 } else { 0 })
         .connect_timeout(Duration::from_secs(5))
-        .acquire_timeout(acquire_timeout)
+        .acquire_timeout(settings.acquire_timeout)
         .sqlx_logging(false)
         // SQLite: WAL lets readers run beside the writer; busy_timeout waits for another
         // process's write instead of failing; foreign keys are off by default there.
@@ -204,11 +311,61 @@ pub async fn connect_with(
         })
         // PostgreSQL: short OLTP queries only. JIT compilation, triggered by the
         // planner's row estimates on large tables, cost the overdue-reminder scan 30+ ms
-        // of compiling for a 10 ms query.
-        .map_sqlx_postgres_opts(|opts| opts.options([("jit", "off")]));
+        // of compiling for a 10 ms query. A statement past its limit is cancelled.
+        .map_sqlx_postgres_opts(move |opts| opts.options(pg_options.clone()));
+    if !is_sqlite {
+        // The pool shrinks back after a peak and renews its connections.
+        options
+            .idle_timeout(settings.idle_timeout)
+            .max_lifetime(settings.max_lifetime);
+    }
     let db = Database::connect(options).await?;
-    tracing::info!(backend = ?db.get_database_backend(), "connected to database");
+    tracing::info!(
+        backend = ?db.get_database_backend(),
+        max_connections = settings.max_connections,
+        "connected to database"
+    );
     Ok(db)
+}
+
+/// One direct connection, to learn why PostgreSQL cannot be reached: the pool only says
+/// that it timed out.
+async fn reach_postgres(url: &str, wait: Duration) -> Result<(), DbErr> {
+    use sea_orm::sqlx::Connection;
+    let attempt = tokio::time::timeout(
+        wait.max(Duration::from_secs(1)),
+        sea_orm::sqlx::postgres::PgConnection::connect(url),
+    )
+    .await;
+    let target = redacted(url);
+    match attempt {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            Ok(())
+        }
+        Ok(Err(err)) => Err(DbErr::Custom(format!(
+            "cannot connect to PostgreSQL at {target}: {err}"
+        ))),
+        Err(_) => Err(DbErr::Custom(format!(
+            "cannot connect to PostgreSQL at {target}: no answer within {} ms",
+            wait.max(Duration::from_secs(1)).as_millis()
+        ))),
+    }
+}
+
+/// A database URL without its password, for messages.
+fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let rest = rest.split('?').next().unwrap_or(rest);
+    match rest.rsplit_once('@') {
+        Some((credentials, host)) => {
+            let user = credentials.split(':').next().unwrap_or("");
+            format!("{scheme}://{user}@{host}")
+        }
+        None => format!("{scheme}://{rest}"),
+    }
 }
 
 /// A cheap round trip, for readiness checks.
@@ -242,18 +399,44 @@ mod tests {
         assert_eq!(sqlite_file_path("postgres://u@h/db"), None);
     }
 
+    #[test]
+    fn messages_never_show_the_database_password() {
+        assert_eq!(
+            redacted("postgres://cmo:s3cret@db.internal:5432/cmo?sslmode=require"),
+            "postgres://cmo@db.internal:5432/cmo"
+        );
+        assert_eq!(redacted("postgres://db/cmo"), "postgres://db/cmo");
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_postgres_says_why() {
+        // Port 1 on loopback: nothing listens there.
+        let err = connect_pooled(
+            "postgres://cmo:pw@127.0.0.1:1/cmo",
+            &PoolSettings::defaults("postgres://", None),
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("cannot connect to PostgreSQL at postgres://cmo@127.0.0.1:1/cmo"),
+            "{err}"
+        );
+        assert!(err.to_lowercase().contains("refused"), "{err}");
+        assert!(!err.contains("pw"), "{err}");
+    }
+
     #[tokio::test]
     async fn two_processes_worth_of_migrations_on_one_file_do_not_collide() {
         let dir = tempfile::tempdir().unwrap();
-        let args = DatabaseArgs {
-            database_url: format!("sqlite://{}?mode=rwc", dir.path().join("race.db").display()),
-            db_max_connections: None,
-            no_migrate: false,
-            db_acquire_timeout_ms: 10_000,
-            audit_key: None,
-            audit_key_file: None,
-        };
-        let (a, b) = tokio::join!(connect_and_migrate(&args), connect_and_migrate(&args));
+        let args = DatabaseArgs::for_url(format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("race.db").display()
+        ));
+        let (a, b) = tokio::join!(
+            connect_and_migrate(&args, API_POSTGRES_POOL),
+            connect_and_migrate(&args, WORKER_POSTGRES_POOL)
+        );
         a.unwrap();
         b.unwrap();
         let db = connect(&args.database_url, None).await.unwrap();

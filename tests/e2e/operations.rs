@@ -234,3 +234,127 @@ async fn an_idle_connection_outlives_a_load_balancers_idle_timeout() {
     );
     app.stop().await;
 }
+
+/// PostgreSQL cancels a statement past `CMO_DB_STATEMENT_TIMEOUT_MS`: a request stuck
+/// behind a lock another session holds answers 503 `statement_timeout` in time, keeps
+/// nothing, and the same request succeeds once the lock is gone.
+#[actix_web::test]
+async fn a_statement_past_its_limit_answers_503_and_keeps_nothing() {
+    // REQ: OPS-PROBES
+    use e2e::api_process::ApiProcess;
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, TransactionTrait};
+    let Some(app) = e2e::spawn_app(e2e::Backend::Postgres).await else {
+        return;
+    };
+    let api = ApiProcess::start(
+        &app.database_url,
+        app.now(),
+        &[("CMO_DB_STATEMENT_TIMEOUT_MS", "500")],
+    );
+    let client = api.client(&app.admin_token);
+    let stored = async || {
+        entity::api_token::Entity::find()
+            .filter(entity::api_token::Column::Name.eq("behind a lock"))
+            .count(&app.db)
+            .await
+            .unwrap()
+    };
+    // Another session holds the organization's audit chain head, which every audited
+    // change of the organization takes.
+    let blocker = app.db.begin().await.unwrap();
+    sea_orm::ConnectionTrait::execute_unprepared(
+        &blocker,
+        &format!(
+            "SELECT 1 FROM audit_chain_heads WHERE org_id = {} FOR UPDATE",
+            app.org_id
+        ),
+    )
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    client
+        .post(
+            "/api/v1/tokens",
+            serde_json::json!({"name": "behind a lock"}),
+        )
+        .await
+        .expect_problem(503, "statement_timeout");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    blocker.rollback().await.unwrap();
+    assert_eq!(
+        stored().await,
+        0,
+        "nothing of the cancelled request was kept"
+    );
+    client
+        .post(
+            "/api/v1/tokens",
+            serde_json::json!({"name": "behind a lock"}),
+        )
+        .await
+        .expect(201);
+    assert_eq!(stored().await, 1);
+    app.stop().await;
+}
+
+/// A request past `CMO_REQUEST_TIMEOUT_SECS` (here stuck behind another process's SQLite
+/// write, which would hold it for the 10 s busy timeout) is stopped and answered 503
+/// `request_timeout` as problem+json; what it started is rolled back and a retry with the
+/// same key, once the writer is gone, runs it once.
+#[actix_web::test]
+async fn a_request_past_its_time_limit_is_stopped_and_rolled_back() {
+    // REQ: OPS-PROBES
+    use e2e::api_process::ApiProcess;
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    let Some(app) = e2e::spawn_app(e2e::Backend::Sqlite).await else {
+        return;
+    };
+    let api = ApiProcess::start(
+        &app.database_url,
+        app.now(),
+        &[("CMO_REQUEST_TIMEOUT_SECS", "1")],
+    );
+    let client = api.client(&app.admin_token);
+    let stored = async || {
+        entity::api_token::Entity::find()
+            .filter(entity::api_token::Column::Name.eq("past its limit"))
+            .count(&app.db)
+            .await
+            .unwrap()
+    };
+    let post = async || {
+        client
+            .send(
+                client
+                    .request(awc::http::Method::POST, "/api/v1/tokens")
+                    .insert_header(("Idempotency-Key", "past-its-limit")),
+                Some(&serde_json::json!({"name": "past its limit"})),
+            )
+            .await
+    };
+    let writer = entity::db::begin_write(&app.db).await.unwrap();
+    let started = std::time::Instant::now();
+    let stopped = post().await;
+    let took = started.elapsed();
+    assert_eq!(stopped.header("retry-after"), Some("1"));
+    stopped.expect_problem(503, "request_timeout");
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "stopped after {took:?}, not at the 1 s limit"
+    );
+    drop(writer);
+    // Bounded: the retry may meet the stopped request's connection still waiting out
+    // SQLite's lock; it is served as soon as that connection is free.
+    let retry = post().await.expect(201);
+    assert!(retry.header("idempotent-replayed").is_none());
+    assert_eq!(
+        stored().await,
+        1,
+        "the stopped request kept nothing; the retry ran once"
+    );
+    app.stop().await;
+}

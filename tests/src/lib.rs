@@ -392,14 +392,11 @@ pub async fn spawn_app_on(
     acquire_timeout_ms: u64,
 ) -> TestApp {
     let args = DatabaseArgs {
-        database_url: url.clone(),
-        db_max_connections: None,
-        no_migrate: false,
         db_acquire_timeout_ms: acquire_timeout_ms,
         // PostgreSQL needs the key configured (as every replica would have it); SQLite
         // generates its key file beside the database, as on a first start.
         audit_key: (backend == Backend::Postgres).then(|| TEST_AUDIT_KEY.to_string()),
-        audit_key_file: None,
+        ..DatabaseArgs::for_url(url.clone())
     };
     if std::env::var_os("TEST_LOG").is_some() {
         migration::startup::init_logging(&migration::startup::TelemetryArgs {
@@ -441,6 +438,8 @@ pub async fn spawn_app_on(
         metrics_token: None,
         ready_timeout: std::time::Duration::from_secs(1),
         chain_keys: chain_keys.clone(),
+        request_timeout: std::time::Duration::from_secs(30),
+        draining: Arc::default(),
     };
     let server = build_server(
         state,
@@ -448,6 +447,7 @@ pub async fn spawn_app_on(
         ServerOptions {
             workers: Some(1),
             shutdown_timeout: std::time::Duration::from_secs(1),
+            handle_signals: false,
             ..Default::default()
         },
     )

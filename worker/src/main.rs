@@ -148,9 +148,12 @@ fn main() -> ExitCode {
 async fn start(cli: Cli) -> Result<(), String> {
     let shutdown = shutdown_signal();
     let clock = entity::clock::process_clock(cli.clock.test_clock_start)?;
-    let db = migration::startup::connect_and_migrate(&cli.database)
-        .await
-        .map_err(|e| e.to_string())?;
+    let db = migration::startup::connect_and_migrate(
+        &cli.database,
+        migration::startup::WORKER_POSTGRES_POOL,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let keys = entity::audit::key_store::KeySource {
         keys: cli
             .database

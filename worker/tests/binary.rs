@@ -19,16 +19,10 @@ async fn the_worker_beats_and_stops_on_sigterm() {
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("cmo.db").display());
     let outbox_dir = dir.path().join("outbox");
     // An email waiting in the outbox before the worker starts.
-    let db = migration::startup::connect_and_migrate(&migration::startup::DatabaseArgs {
-        database_url: url.clone(),
-        db_max_connections: Some(1),
-        no_migrate: false,
-        db_acquire_timeout_ms: 10_000,
-        audit_key: None,
-        audit_key_file: None,
-    })
-    .await
-    .unwrap();
+    let args = migration::startup::DatabaseArgs::for_url(url.clone());
+    let db = migration::startup::connect_and_migrate(&args, 1)
+        .await
+        .unwrap();
     entity::outbox::enqueue(
         &db,
         entity::outbox::Draft {

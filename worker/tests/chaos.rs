@@ -31,16 +31,13 @@ async fn database(postgres: bool) -> Option<Db> {
     } else {
         format!("sqlite://{}?mode=rwc", dir.path().join("cmo.db").display())
     };
-    let conn = migration::startup::connect_and_migrate(&migration::startup::DatabaseArgs {
-        database_url: url.clone(),
+    let args = migration::startup::DatabaseArgs {
         db_max_connections: Some(if postgres { 4 } else { 1 }),
-        no_migrate: false,
-        db_acquire_timeout_ms: 10_000,
-        audit_key: None,
-        audit_key_file: None,
-    })
-    .await
-    .unwrap();
+        ..migration::startup::DatabaseArgs::for_url(url.clone())
+    };
+    let conn = migration::startup::connect_and_migrate(&args, 4)
+        .await
+        .unwrap();
     Some(Db {
         url,
         conn,

@@ -37,17 +37,24 @@ pub async fn healthz() -> web::Json<Health> {
 
 /// The database answers: ready to serve traffic. Answers 503 at once when the database
 /// does not answer within `CMO_READY_TIMEOUT_MS` (default 1 s), not after the pool's
-/// longer wait for a connection.
+/// longer wait for a connection; and 503 `shutting_down` from SIGTERM on, while the
+/// replica still serves for `CMO_SHUTDOWN_DELAY_SECS` so the load balancer drains it.
 #[utoipa::path(
     tag = "operations",
     security(()),
     responses(
         (status = 200, description = "The database answers", body = Readiness),
-        (status = 503, description = "The database is unreachable", body = crate::error::Problem)
+        (status = 503, description = "The database is unreachable (`database_unavailable`), or the replica is shutting down (`shutting_down`)", body = crate::error::Problem)
     )
 )]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> ApiResult<web::Json<Readiness>> {
+    if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(ApiError::Unavailable {
+            code: "shutting_down",
+            detail: "this replica is shutting down; send new requests to another".to_string(),
+        });
+    }
     match tokio::time::timeout(state.ready_timeout, migration::startup::ping(&state.db)).await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return Err(ApiError::ServiceUnavailable(e.to_string())),
