@@ -33,6 +33,7 @@ mod programs;
 mod quality;
 pub mod record_pages;
 mod reminders;
+mod replicas;
 mod requirements;
 mod selection;
 mod signatures;

@@ -31,7 +31,13 @@ fn required() -> bool {
 /// PostgreSQL is not installed (a failure under `CMO_REQUIRE_POSTGRES=1`). Stopped and
 /// deleted when the test process exits.
 pub fn private_cluster() -> Option<Cluster> {
-    match start() {
+    private_cluster_with(200)
+}
+
+/// [`private_cluster`] with PostgreSQL's `max_connections` set (100 is its default: what
+/// a deployment that did not tune it has).
+pub fn private_cluster_with(max_connections: u32) -> Option<Cluster> {
+    match start(max_connections) {
         Ok(cluster) => Some(cluster),
         Err(why) => {
             if required() {
@@ -72,7 +78,7 @@ impl Cluster {
 
 /// The shared cluster, started on first use.
 pub fn cluster() -> Option<&'static Cluster> {
-    match CLUSTER.get_or_init(start) {
+    match CLUSTER.get_or_init(|| start(200)) {
         Ok(cluster) => Some(cluster),
         Err(why) => {
             if required() {
@@ -174,7 +180,7 @@ fn free_port() -> Result<u16, String> {
         .map_err(|e| e.to_string())
 }
 
-fn start() -> Result<Cluster, String> {
+fn start(max_connections: u32) -> Result<Cluster, String> {
     let bin = bin_dir()?;
     let dir = std::env::temp_dir().join(format!("cmo-pg-{}", uuid_like()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -217,7 +223,7 @@ fn start() -> Result<Cluster, String> {
         attempt += 1;
         let port = free_port()?;
         let options = format!(
-            "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+            "-c listen_addresses=127.0.0.1 -p {port} -c unix_socket_directories={} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections={max_connections}",
             dir.display()
         );
         match run_pg_ctl_start(&bin, &data, &options, &dir) {
