@@ -231,6 +231,10 @@ fn serve(database: DatabaseArgs, serve: ServeArgs, clock: Arc<dyn Clock>) -> Res
             chain_keys,
             request_timeout: Duration::from_secs(serve.request_timeout_secs),
             draining: Arc::default(),
+            started_at: chrono::Utc::now(),
+            db_max_connections: database
+                .pool(migration::startup::API_POSTGRES_POOL)
+                .max_connections,
         };
         let options = ServerOptions {
             workers: serve.http_workers,

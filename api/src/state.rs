@@ -29,4 +29,7 @@ pub struct AppState {
     pub request_timeout: std::time::Duration,
     /// Set on SIGTERM: `/readyz` answers 503 while the listener still serves.
     pub draining: Arc<std::sync::atomic::AtomicBool>,
+    /// When the process started and its pool's size, for `/metrics`.
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub db_max_connections: u32,
 }

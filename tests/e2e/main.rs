@@ -43,6 +43,7 @@ mod webhook_subscriptions;
 mod webhook_workers;
 mod webhooks;
 mod worker;
+mod worker_metrics;
 mod workflow;
 
 use e2e::TestApp;

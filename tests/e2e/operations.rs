@@ -40,6 +40,23 @@ async fn health_readiness_and_metrics(app: &TestApp) {
         "{text}"
     );
     assert!(text.contains("cmo_http_request_duration_seconds_bucket{method=\"GET\",route=\"/readyz\",status=\"200\",le=\"+Inf\"} 1"));
+    // The process, its pool and the backlog the workers work through, from every replica.
+    assert!(
+        text.contains("cmo_build_info{binary=\"cmo-api\",version=\""),
+        "{text}"
+    );
+    for family in [
+        "cmo_process_start_time_seconds ",
+        "cmo_db_pool_connections ",
+        "cmo_db_pool_max_connections ",
+        "cmo_outbox_waiting ",
+        "cmo_escalations_unacknowledged ",
+        "cmo_escalation_page_lag_seconds ",
+        "cmo_webhook_deliveries_waiting ",
+        "cmo_backlog_up 1",
+    ] {
+        assert!(text.contains(family), "{family}: {text}");
+    }
 
     // With the database gone, readiness and data endpoints answer 503, liveness stays up.
     app.db.close_by_ref().await.unwrap();

@@ -368,6 +368,7 @@ pub fn quiet_job_settings(smtp_url: &str) -> worker::runner::JobSettings {
         http: worker::outbound::http::HttpClient::new(std::time::Duration::from_secs(5))
             .expect("http client")
             .with_policy(entity::webhook::AddressPolicy::LOOPBACK_ALLOWED),
+        metrics: Default::default(),
     }
 }
 
@@ -440,6 +441,8 @@ pub async fn spawn_app_on(
         chain_keys: chain_keys.clone(),
         request_timeout: std::time::Duration::from_secs(30),
         draining: Arc::default(),
+        started_at: chrono::Utc::now(),
+        db_max_connections: 8,
     };
     let server = build_server(
         state,

@@ -3,6 +3,7 @@
 //! `action_item.overdue` events, and a heartbeat that shows each instance in the database.
 
 pub mod jobs;
+pub mod metrics;
 pub mod outbound;
 pub mod runner;
 pub mod ticks;

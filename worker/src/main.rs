@@ -110,6 +110,18 @@ struct Cli {
     /// worker sends it (with the same Message-ID).
     #[arg(long, env = "CMO_OUTBOX_CLAIM_SECS", default_value_t = 60, value_parser = clap::value_parser!(i64).range(5..=3600))]
     outbox_claim_secs: i64,
+    /// Address of the worker's `/metrics` and `/healthz` (e.g. `0.0.0.0:9464`; port 0
+    /// picks one, logged). Unset: not served.
+    #[arg(long, env = "CMO_WORKER_METRICS_BIND")]
+    metrics_bind: Option<String>,
+    /// When set, `/metrics` answers only a scraper that sends it as a bearer token (the
+    /// same setting as the api's).
+    #[arg(long, env = "CMO_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
+    /// `/healthz` answers 503 when the heartbeat job has not succeeded for this many
+    /// seconds (the scheduler is stuck or the database away).
+    #[arg(long, env = "CMO_WORKER_HEALTH_STALE_SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    health_stale_secs: u64,
     /// Public base URL of the api, for links in emails.
     #[arg(
         long,
@@ -262,6 +274,21 @@ async fn start(cli: Cli) -> Result<(), String> {
     });
     let mailer = worker::outbound::mailer::Mailer::new(cli.smtp_url.as_deref(), cli.outbox_dir)
         .map_err(|e| e.to_string())?;
+    let metrics = std::sync::Arc::new(worker::metrics::WorkerMetrics::default());
+    if let Some(bind) = cli.metrics_bind.filter(|b| !b.is_empty()) {
+        let server = worker::metrics::MetricsServer {
+            bind: bind.clone(),
+            token: cli.metrics_token.filter(|t| !t.is_empty()),
+            stale_after: std::time::Duration::from_secs(cli.health_stale_secs),
+            max_connections: cli
+                .database
+                .pool(migration::startup::WORKER_POSTGRES_POOL)
+                .max_connections,
+        };
+        worker::metrics::serve(server, std::sync::Arc::new(ctx.clone()), metrics.clone())
+            .await
+            .map_err(|e| format!("cannot serve metrics on {bind}: {e}"))?;
+    }
     let mail = JobSettings {
         mailer,
         from,
@@ -277,6 +304,7 @@ async fn start(cli: Cli) -> Result<(), String> {
             webhook_log: chrono::TimeDelta::days(cli.webhook_log_days),
         },
         http,
+        metrics,
     };
     run(ctx, schedules, mail, shutdown)
         .await

@@ -56,6 +56,8 @@ pub struct JobSettings {
     pub webhooks: crate::jobs::webhooks::WebhookSettings,
     pub retention: crate::jobs::retention::RetentionSettings,
     pub http: crate::outbound::http::HttpClient,
+    /// Each job's runs and failures, for `/metrics`.
+    pub metrics: Arc<crate::metrics::WorkerMetrics>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,14 +109,20 @@ pub async fn run(
     let mut scheduler = JobScheduler::new().await?;
     let ctx = Arc::new(ctx);
     let job_ctx = ctx.clone();
+    let beat_metrics = mail.metrics.clone();
+    beat_metrics.record("heartbeat", true, std::time::Duration::ZERO, ctx.now());
     scheduler
         .add(Job::new_async(
             schedules.heartbeat.as_str(),
             move |_id, _lock| {
                 let ctx = job_ctx.clone();
+                let metrics = beat_metrics.clone();
                 Box::pin(async move {
                     let now = ctx.now();
-                    match heartbeat::heartbeat(&ctx, now).await {
+                    match metrics
+                        .timed("heartbeat", now, heartbeat::heartbeat(&ctx, now))
+                        .await
+                    {
                         Ok(report) => tracing::debug!(beats = report.beats, "heartbeat"),
                         Err(err) => tracing::warn!(%err, "heartbeat failed"),
                     }
@@ -158,7 +166,13 @@ pub async fn run(
                     let Ok(_guard) = busy.try_lock() else { return };
                     // Notifications of the events since the last pass join the outbox
                     // first, so they leave in this same pass.
-                    match crate::jobs::notifications::notify_events(&ctx, ctx.now(), 500).await {
+                    let now = ctx.now();
+                    let notified = mail.metrics.timed(
+                        "notifications",
+                        now,
+                        crate::jobs::notifications::notify_events(&ctx, now, 500),
+                    );
+                    match notified.await {
                         Ok(r) if r.queued > 0 => {
                             tracing::info!(events = r.events, queued = r.queued, "notifications")
                         }
@@ -166,17 +180,17 @@ pub async fn run(
                         Err(err) => tracing::warn!(%err, "notifications failed"),
                     }
                     // Until the backlog is drained (bounded), not one batch per tick.
-                    match crate::jobs::outbox::drain(
+                    let drained = crate::jobs::outbox::drain(
                         &ctx,
                         &mail.mailer,
                         &mail.from,
                         mail.batch,
                         mail.outbox_claim_ttl,
                         1000,
-                    )
-                    .await
-                    {
+                    );
+                    match mail.metrics.timed("outbox", now, drained).await {
                         Ok(r) if r.sent + r.retried + r.failed > 0 => {
+                            mail.metrics.email_send_failed(r.retried + r.failed);
                             tracing::info!(
                                 sent = r.sent,
                                 retried = r.retried,
@@ -247,7 +261,8 @@ async fn escalation_loop(
         let (ctx, mail) = (ctx.clone(), mail.clone());
         async move {
             let now = ctx.now();
-            match crate::jobs::escalations::escalation_pass(&ctx, now, &mail.escalations).await {
+            let pass = crate::jobs::escalations::escalation_pass(&ctx, now, &mail.escalations);
+            match mail.metrics.timed("escalations", now, pass).await {
                 Ok(r) if r.pages + r.skipped + r.exhausted + r.reopened > 0 => {
                     tracing::info!(
                         pages = r.pages,
@@ -257,7 +272,7 @@ async fn escalation_loop(
                         reopened = r.reopened,
                         "escalations"
                     );
-                    if let Err(err) = crate::jobs::outbox::dispatch_with(
+                    match crate::jobs::outbox::dispatch_with(
                         &ctx,
                         &mail.mailer,
                         &mail.from,
@@ -267,8 +282,9 @@ async fn escalation_loop(
                     )
                     .await
                     {
+                        Ok(sent) => mail.metrics.email_send_failed(sent.retried + sent.failed),
                         // Queued: the dispatcher sends them at its next tick.
-                        tracing::warn!(%err, "sending escalation pages failed");
+                        Err(err) => tracing::warn!(%err, "sending escalation pages failed"),
                     }
                     true
                 }
@@ -334,9 +350,10 @@ async fn webhook_loop(
         let (ctx, jobs) = (ctx.clone(), jobs.clone());
         async move {
             let now = ctx.now();
-            match crate::jobs::webhooks::delivery_pass(&ctx, &jobs.http, now, &jobs.webhooks).await
-            {
+            let pass = crate::jobs::webhooks::delivery_pass(&ctx, &jobs.http, now, &jobs.webhooks);
+            match jobs.metrics.timed("webhooks", now, pass).await {
                 Ok(r) => {
+                    jobs.metrics.webhook_failed(r.retried + r.failed);
                     if r.claimed > 0 {
                         tracing::info!(
                             delivered = r.delivered,
@@ -414,7 +431,15 @@ async fn listen(
 /// `action_item.overdue` events for items that became overdue.
 async fn scheduled_pass(ctx: &JobContext, mail: &JobSettings) {
     let now = ctx.now();
-    match crate::jobs::reminders::overdue_reminders(ctx, now, &mail.reminders).await {
+    match mail
+        .metrics
+        .timed(
+            "reminders",
+            now,
+            crate::jobs::reminders::overdue_reminders(ctx, now, &mail.reminders),
+        )
+        .await
+    {
         Ok(r) if r.ticks > 0 => tracing::info!(
             zones = r.ticks,
             owners = r.owners,
@@ -425,19 +450,43 @@ async fn scheduled_pass(ctx: &JobContext, mail: &JobSettings) {
         Ok(_) => {}
         Err(err) => tracing::warn!(%err, "overdue reminders failed"),
     }
-    match crate::jobs::overdue_events::overdue_events(ctx, now).await {
+    match mail
+        .metrics
+        .timed(
+            "overdue_events",
+            now,
+            crate::jobs::overdue_events::overdue_events(ctx, now),
+        )
+        .await
+    {
         Ok(r) if r.emitted > 0 => tracing::info!(events = r.emitted, "action items overdue"),
         Ok(_) => {}
         Err(err) => tracing::warn!(%err, "action_item.overdue events failed"),
     }
-    match crate::jobs::digests::weekly_digests(ctx, now, &mail.digests).await {
+    match mail
+        .metrics
+        .timed(
+            "digests",
+            now,
+            crate::jobs::digests::weekly_digests(ctx, now, &mail.digests),
+        )
+        .await
+    {
         Ok(r) if r.programs > 0 => {
             tracing::info!(programs = r.programs, queued = r.queued, "weekly digests")
         }
         Ok(_) => {}
         Err(err) => tracing::warn!(%err, "weekly digests failed"),
     }
-    match crate::jobs::retention::purge(ctx, now, &mail.retention).await {
+    match mail
+        .metrics
+        .timed(
+            "retention",
+            now,
+            crate::jobs::retention::purge(ctx, now, &mail.retention),
+        )
+        .await
+    {
         Ok(r) if r != crate::jobs::retention::RetentionReport::default() => tracing::info!(
             idempotency_records = r.idempotency_records,
             webhook_deliveries = r.webhook_deliveries,
@@ -447,12 +496,28 @@ async fn scheduled_pass(ctx: &JobContext, mail: &JobSettings) {
         Ok(_) => {}
         Err(err) => tracing::warn!(%err, "retention purge failed"),
     }
-    match crate::jobs::access_notices::access_notices(ctx, now).await {
+    match mail
+        .metrics
+        .timed(
+            "access_notices",
+            now,
+            crate::jobs::access_notices::access_notices(ctx, now),
+        )
+        .await
+    {
         Ok(r) if r.told > 0 => tracing::info!(told = r.told, "access change notices"),
         Ok(_) => {}
         Err(err) => tracing::warn!(%err, "access change notices failed"),
     }
-    match crate::jobs::agreement_expiry::expiry_reminders(ctx, now, &mail.agreements).await {
+    match mail
+        .metrics
+        .timed(
+            "agreement_expiry",
+            now,
+            crate::jobs::agreement_expiry::expiry_reminders(ctx, now, &mail.agreements),
+        )
+        .await
+    {
         Ok(r) if r.ran => tracing::info!(
             reminded = r.reminded,
             queued = r.queued,
@@ -461,7 +526,15 @@ async fn scheduled_pass(ctx: &JobContext, mail: &JobSettings) {
         Ok(_) => {}
         Err(err) => tracing::warn!(%err, "quality agreement expiry reminders failed"),
     }
-    match crate::jobs::checkpoints::daily_checkpoints(ctx, now, &mail.checkpoints).await {
+    match mail
+        .metrics
+        .timed(
+            "checkpoints",
+            now,
+            crate::jobs::checkpoints::daily_checkpoints(ctx, now, &mail.checkpoints),
+        )
+        .await
+    {
         Ok(r) if r.not_intact > 0 => tracing::error!(
             taken = r.taken,
             not_intact = r.not_intact,

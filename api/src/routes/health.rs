@@ -111,7 +111,29 @@ pub async fn metrics(req: actix_web::HttpRequest, state: web::Data<AppState>) ->
             .error_response();
         }
     }
+    let mut out = entity::ops::telemetry::Exposition::default();
+    entity::ops::telemetry::process(&mut out, "cmo-api", state.started_at);
+    entity::ops::telemetry::pool(&mut out, &state.db, state.db_max_connections);
+    // The backlog the worker works through, seen from every replica (answers within the
+    // readiness timeout, or the family says it could not be read).
+    let backlog = tokio::time::timeout(
+        state.ready_timeout,
+        entity::ops::telemetry::backlog(&state.db, state.clock.now()),
+    )
+    .await;
+    let up = match backlog {
+        Ok(Ok(backlog)) => {
+            backlog.render(&mut out);
+            1.0
+        }
+        _ => 0.0,
+    };
+    out.gauge(
+        "cmo_backlog_up",
+        "Whether the backlog could be read from the database.",
+        up,
+    );
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render())
+        .body(state.metrics.render() + &out.into_text())
 }

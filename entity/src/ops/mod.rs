@@ -8,4 +8,5 @@ pub mod job_run;
 pub mod link_secret;
 pub mod link_token;
 pub mod schedule;
+pub mod telemetry;
 pub mod worker_heartbeat;
