@@ -1,5 +1,6 @@
 //! Schema migrations for SQLite and PostgreSQL, one migration per file.
 
+pub mod compat;
 pub mod startup;
 
 use sea_orm::{DatabaseConnection, DbBackend, Statement, TransactionTrait};
@@ -79,13 +80,16 @@ impl MigratorTrait for Migrator {
 /// Arbitrary constant naming the PostgreSQL advisory lock that serializes migrations.
 const MIGRATION_LOCK_KEY: i64 = 0x00c0_0ee0_0001;
 
-/// Applies pending migrations. Safe when several api and worker instances start at once:
-/// on PostgreSQL they queue on an advisory lock inside one transaction (DDL is
-/// transactional there); SQLite serializes writers by itself.
+/// Applies pending migrations, each in a transaction of its own with its compatibility
+/// mark ([`compat`]), and logs each. Safe when several api and worker instances start at
+/// once: on PostgreSQL each step takes an advisory lock inside its transaction (DDL is
+/// transactional there) and re-reads what is pending; SQLite serializes writers (and the
+/// binaries hold a lock file around start-up).
 pub async fn migrate_up(db: &DatabaseConnection) -> Result<(), DbErr> {
-    match db.get_database_backend() {
-        DbBackend::Postgres => {
-            let txn = db.begin().await?;
+    let backend = db.get_database_backend();
+    loop {
+        let txn = db.begin().await?;
+        if backend == DbBackend::Postgres {
             // A migration may rewrite a large table: no per-statement limit for it.
             txn.execute_unprepared("SET LOCAL statement_timeout = 0")
                 .await?;
@@ -94,10 +98,21 @@ pub async fn migrate_up(db: &DatabaseConnection) -> Result<(), DbErr> {
                 format!("SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"),
             ))
             .await?;
-            Migrator::up(&txn, None).await?;
-            txn.commit().await
         }
-        _ => Migrator::up(db, None).await,
+        let pending = Migrator::get_pending_migrations(&txn).await?;
+        let Some(next) = pending.first().map(|m| m.name().to_string()) else {
+            return txn.commit().await;
+        };
+        let started = std::time::Instant::now();
+        tracing::info!(migration = %next, pending = pending.len(), "applying migration");
+        Migrator::up(&txn, Some(1)).await?;
+        compat::record(&txn, &next).await?;
+        txn.commit().await?;
+        tracing::info!(
+            migration = %next,
+            took_ms = started.elapsed().as_millis() as u64,
+            "migration applied"
+        );
     }
 }
 

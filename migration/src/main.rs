@@ -47,10 +47,24 @@ async fn run(cli: Cli) -> Result<(), sea_orm::DbErr> {
     let _lock = startup::sqlite_migration_lock(&cli.database_url).await?;
     let db = startup::connect_with(&cli.database_url, Some(1), Duration::from_secs(10)).await?;
     match cli.command.unwrap_or(Command::Up) {
-        Command::Up => {
-            migration::migrate_up(&db).await?;
-            println!("all migrations applied");
-        }
+        Command::Up => match migration::compat::standing(&db).await? {
+            migration::compat::Standing::Known => {
+                migration::migrate_up(&db).await?;
+                println!("all migrations applied");
+            }
+            migration::compat::Standing::AheadCompatible(newer) => {
+                println!(
+                    "nothing to apply: the database is ahead of this release by expand-only migrations ({})",
+                    newer.join(", ")
+                );
+            }
+            migration::compat::Standing::AheadIncompatible(blocking) => {
+                return Err(sea_orm::DbErr::Custom(format!(
+                    "the database has migration(s) {} from a newer release that this release cannot run with",
+                    blocking.join(", ")
+                )));
+            }
+        },
         Command::Down { steps } => {
             Migrator::down(&db, Some(steps)).await?;
             println!("rolled back {steps} migration(s)");

@@ -209,6 +209,25 @@ pub async fn connect_and_migrate(
     // locked". PostgreSQL serializes migrations inside `migrate_up`.
     let _guard = sqlite_migration_lock(&args.database_url).await?;
     let db = connect_pooled(&args.database_url, &args.pool(postgres_pool)).await?;
+    match crate::compat::standing(&db).await? {
+        crate::compat::Standing::Known => {}
+        crate::compat::Standing::AheadCompatible(newer) => {
+            // A newer release migrated the database (rolling upgrade, or a rollback to
+            // this one): its migrations only added to the schema, so this runs on it.
+            tracing::info!(
+                newer = %newer.join(", "),
+                "the database is ahead of this release by expand-only migrations; running on it"
+            );
+            return Ok(db);
+        }
+        crate::compat::Standing::AheadIncompatible(blocking) => {
+            return Err(DbErr::Custom(format!(
+                "the database has migration(s) {} from a newer release that this release \
+                 cannot run with; run that release (or newer)",
+                blocking.join(", ")
+            )));
+        }
+    }
     if args.no_migrate {
         let pending = crate::pending(&db).await?;
         if !pending.is_empty() {
@@ -397,6 +416,58 @@ mod tests {
         );
         assert_eq!(sqlite_file_path("sqlite::memory:"), None);
         assert_eq!(sqlite_file_path("postgres://u@h/db"), None);
+    }
+
+    /// A newer release's migrations, as an older binary meets them: expand-only ones are
+    /// run on (and nothing is migrated), an unmarked or contracting one is refused by name.
+    #[tokio::test]
+    async fn a_database_ahead_by_expand_only_migrations_is_run_on() {
+        use sea_orm::ConnectionTrait;
+        let dir = tempfile::tempdir().unwrap();
+        let args = DatabaseArgs::for_url(format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("ahead.db").display()
+        ));
+        let db = connect_and_migrate(&args, API_POSTGRES_POOL).await.unwrap();
+        let marked: i64 = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Sqlite,
+                "SELECT count(*) AS n FROM cmo_schema_compat",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get("", "n")
+            .unwrap();
+        assert_eq!(
+            marked as usize,
+            <crate::Migrator as sea_orm_migration::MigratorTrait>::migrations().len(),
+            "each applied migration is recorded with its mark"
+        );
+        for sql in [
+            "INSERT INTO seaql_migrations (version, applied_at) VALUES ('m20991231_000098_future_column', 0)",
+            "INSERT INTO cmo_schema_compat (migration, expand_only, applied_by) VALUES ('m20991231_000098_future_column', 1, '9.9.9')",
+        ] {
+            db.execute_unprepared(sql).await.unwrap();
+        }
+        drop(db);
+        connect_and_migrate(&args, API_POSTGRES_POOL)
+            .await
+            .expect("runs on a schema ahead by an expand-only migration");
+        let db = connect(&args.database_url, None).await.unwrap();
+        db.execute_unprepared(
+            "INSERT INTO seaql_migrations (version, applied_at) VALUES ('m20991231_000099_future_drop', 0)",
+        )
+        .await
+        .unwrap();
+        drop(db);
+        let err = connect_and_migrate(&args, API_POSTGRES_POOL)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("m20991231_000099_future_drop"), "{err}");
+        assert!(!err.contains("m20991231_000098_future_column"), "{err}");
+        assert!(err.contains("cannot run with"), "{err}");
     }
 
     #[test]

@@ -59,7 +59,17 @@ async fn worker_metrics_show_the_outbox_rise_and_fall(app: &TestApp) {
         .get("/metrics")
         .await
         .expect(401);
-    let health = Client::new(&base, None).get("/healthz").await.expect(200);
+    // Healthy once its first heartbeat is written (503 "stale" until then).
+    let anonymous = Client::new(&base, None);
+    let mut health = anonymous.get("/healthz").await;
+    for _ in 0..200 {
+        if health.status.as_u16() == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        health = anonymous.get("/healthz").await;
+    }
+    let health = health.expect(200);
     assert_eq!(health.body["status"], "ok");
     assert_eq!(health.body["worker_id"], "metrics");
     let before = scraper.get("/metrics").await.expect(200).text;
