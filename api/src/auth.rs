@@ -135,6 +135,9 @@ impl FromRequest for AuthContext {
             let secret = secret?;
             let mut ctx = authenticate(&state, &secret, Credential::Bearer).await?;
             ctx.idempotency = idempotency;
+            let span = tracing::Span::current();
+            span.record("user_id", ctx.user.id);
+            span.record("org_id", ctx.org.id);
             if ctx.token.read_only && !reads_only {
                 return Err(ApiError::Forbidden(
                     "this token is read-only: it may only read (GET)".to_string(),

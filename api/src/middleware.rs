@@ -70,8 +70,25 @@ pub async fn envelope(
         m @ ("GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS") => m.to_string(),
         _ => "OTHER".to_string(),
     };
-    let span =
-        tracing::info_span!("request", request_id = %id, method = %method, path = %req.path());
+    // The W3C trace this request belongs to (a caller's `traceparent`), or a new one: in
+    // every log line of the request and in the domain events it emits, whose webhooks
+    // carry it on.
+    let trace_id = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(entity::ops::trace::trace_id_of)
+        .unwrap_or_else(entity::ops::trace::new_trace_id);
+    // Who asks is recorded once the token is checked (`AuthContext`).
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        trace_id = %trace_id,
+        method = %method,
+        path = %req.path(),
+        user_id = tracing::field::Empty,
+        org_id = tracing::field::Empty,
+    );
     let metrics = req
         .app_data::<web::Data<AppState>>()
         .map(|s| s.metrics.clone());
@@ -80,7 +97,7 @@ pub async fn envelope(
     // The request cannot be cloned before routing (the router needs it unshared), so a
     // failure that loses it is answered through an error the dispatcher renders.
     let inner = AssertUnwindSafe(next.call(req)).catch_unwind();
-    let outcome = request_id::scope(id.clone(), inner)
+    let outcome = request_id::scope(id.clone(), entity::ops::trace::scope(trace_id, inner))
         .instrument(span.clone())
         .await;
     let elapsed = started.elapsed();

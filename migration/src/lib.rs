@@ -36,6 +36,7 @@ mod m20261202_000027_calendar_generation;
 mod m20261202_000028_retention_indexes;
 mod m20261203_000029_keyed_audit_chain;
 mod m20261203_000030_audit_checkpoints;
+mod m20261204_000031_trace_ids_on_domain_events;
 
 pub struct Migrator;
 
@@ -73,6 +74,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000028_retention_indexes::Migration),
             Box::new(m20261203_000029_keyed_audit_chain::Migration),
             Box::new(m20261203_000030_audit_checkpoints::Migration),
+            Box::new(m20261204_000031_trace_ids_on_domain_events::Migration),
         ]
     }
 }

@@ -161,6 +161,8 @@ pub fn init_logging(args: &TelemetryArgs) {
             .json()
             .flatten_event(true)
             .with_current_span(true)
+            // The request's fields once per line (the span list would repeat them).
+            .with_span_list(false)
             .try_init(),
         LogFormat::Pretty => builder.compact().try_init(),
     };

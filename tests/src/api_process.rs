@@ -24,7 +24,17 @@ impl ApiProcess {
         clock_start: chrono::DateTime<chrono::Utc>,
         env: &[(&str, &str)],
     ) -> ApiProcess {
-        let mut cmd = Command::new(binary("cmo-api"));
+        Self::start_binary(&binary("cmo-api"), database_url, clock_start, env)
+    }
+
+    /// [`ApiProcess::start`] of another build of `cmo-api` (the previous release).
+    pub fn start_binary(
+        bin: &std::path::Path,
+        database_url: &str,
+        clock_start: chrono::DateTime<chrono::Utc>,
+        env: &[(&str, &str)],
+    ) -> ApiProcess {
+        let mut cmd = Command::new(bin);
         cmd.env("DATABASE_URL", database_url)
             .env("CMO_BIND", "127.0.0.1:0")
             .env("CMO_HTTP_WORKERS", "1")
@@ -89,6 +99,13 @@ impl ApiProcess {
     /// A client of this process, with `token`.
     pub fn client(&self, token: &str) -> crate::Client {
         crate::Client::new(&self.base_url, Some(token))
+    }
+
+    /// The log lines written since the last call, waiting up to `wait` for the first.
+    pub fn log_lines(&self, wait: Duration) -> Vec<String> {
+        let mut lines: Vec<String> = self.log.recv_timeout(wait).into_iter().collect();
+        lines.extend(self.log.try_iter());
+        lines
     }
 
     /// Waits (bounded, 10 s) for the process to end on its own (a crash point); its

@@ -44,8 +44,21 @@ impl WorkerProcess {
         clock_start: chrono::DateTime<chrono::Utc>,
         env: &[(&str, &str)],
     ) -> WorkerProcess {
+        let bin = binary("cmo-worker");
+        Self::start_binary(&bin, database_url, smtp_url, worker_id, clock_start, env)
+    }
+
+    /// [`WorkerProcess::start`] of another build of `cmo-worker` (the previous release).
+    pub fn start_binary(
+        bin: &std::path::Path,
+        database_url: &str,
+        smtp_url: &str,
+        worker_id: &str,
+        clock_start: chrono::DateTime<chrono::Utc>,
+        env: &[(&str, &str)],
+    ) -> WorkerProcess {
         let never = "0 0 0 29 2 *";
-        let mut cmd = Command::new(binary("cmo-worker"));
+        let mut cmd = Command::new(bin);
         cmd.env("DATABASE_URL", database_url)
             .env("CMO_SMTP_URL", smtp_url)
             .env("CMO_WORKER_ID", worker_id)

@@ -26,6 +26,8 @@ pub struct Model {
     /// JSON object.
     pub payload: String,
     pub occurred_at: DateTimeUtc,
+    /// The W3C trace id of the request that caused the event, when one did.
+    pub trace_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -465,6 +467,7 @@ pub async fn emit_to<C: ConnectionTrait>(
         resource_id: Set(resource_id.to_string()),
         payload: Set(payload),
         occurred_at: Set(at),
+        trace_id: Set(crate::ops::trace::current()),
     }
     .insert(conn)
     .await?;

@@ -9,4 +9,5 @@ pub mod link_secret;
 pub mod link_token;
 pub mod schedule;
 pub mod telemetry;
+pub mod trace;
 pub mod worker_heartbeat;

@@ -220,7 +220,7 @@ async fn post(
     // Wall-clock time, not the injected domain clock: receivers compare it with their
     // own clocks to refuse stale replays.
     let timestamp = Utc::now().timestamp();
-    let headers = [
+    let mut headers = vec![
         ("X-Cmo-Event-Id", event.cursor.to_string()),
         ("X-Cmo-Event-Type", event.event_type.clone()),
         ("X-Cmo-Delivery-Id", d.id.to_string()),
@@ -230,6 +230,10 @@ async fn post(
             webhook::signature(&sub.secret, timestamp, &body),
         ),
     ];
+    // The trace of the request that caused the event continues at the receiver.
+    if let Some(trace_id) = &event.trace_id {
+        headers.push(("traceparent", entity::ops::trace::traceparent(trace_id)));
+    }
     client.post_json(&sub.url, &headers, &body).await
 }
 
