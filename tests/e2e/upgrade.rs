@@ -43,14 +43,13 @@ async fn the_previous_release_runs_on_this_release_s_schema(app: &TestApp) {
     // This release migrated the database (the test app); the previous one starts on it.
     let old_api = ApiProcess::start_binary(&dir.join("cmo-api"), &app.database_url, app.now(), &[]);
     let admin = old_api.client(&app.admin_token);
-    old_api
-        .client("")
-        .get("/readyz")
-        .await
-        .expect(200);
+    old_api.client("").get("/readyz").await.expect(200);
     admin.get("/api/v1/me").await.expect(200);
     let written = admin
-        .post("/api/v1/tokens", json!({"name": "written by the previous release"}))
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "written by the previous release"}),
+        )
         .await
         .expect(201);
     let sink = SmtpSink::start().await;
@@ -80,7 +79,9 @@ async fn the_previous_release_runs_on_this_release_s_schema(app: &TestApp) {
     // This release reads what the previous one wrote, and its audit trail verifies.
     let tokens = app.admin().get("/api/v1/tokens").await.expect(200).body;
     assert!(
-        tokens.to_string().contains("written by the previous release"),
+        tokens
+            .to_string()
+            .contains("written by the previous release"),
         "{tokens}"
     );
     assert_eq!(
