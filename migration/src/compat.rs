@@ -35,10 +35,13 @@ pub const FIRST_MARKED_AFTER: &str = "m20261203_000030_audit_checkpoints";
 
 /// The mark of each migration after [`FIRST_MARKED_AFTER`]. A unit test holds every
 /// newer migration to having one.
-pub const MARKS: &[(&str, Compat)] = &[(
-    "m20261204_000031_trace_ids_on_domain_events",
-    Compat::ExpandOnly,
-)];
+pub const MARKS: &[(&str, Compat)] = &[
+    (
+        "m20261204_000031_trace_ids_on_domain_events",
+        Compat::ExpandOnly,
+    ),
+    ("m20261204_000032_audit_events_by_actor", Compat::ExpandOnly),
+];
 
 /// The mark of `migration`: listed ones as listed; those up to the first marked release
 /// are older than every binary that reads marks, so they never come up.

@@ -37,6 +37,7 @@ mod m20261202_000028_retention_indexes;
 mod m20261203_000029_keyed_audit_chain;
 mod m20261203_000030_audit_checkpoints;
 mod m20261204_000031_trace_ids_on_domain_events;
+mod m20261204_000032_audit_events_by_actor;
 
 pub struct Migrator;
 
@@ -75,6 +76,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000029_keyed_audit_chain::Migration),
             Box::new(m20261203_000030_audit_checkpoints::Migration),
             Box::new(m20261204_000031_trace_ids_on_domain_events::Migration),
+            Box::new(m20261204_000032_audit_events_by_actor::Migration),
         ]
     }
 }
@@ -125,4 +127,110 @@ pub async fn pending(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
         .into_iter()
         .map(|m| m.name().to_string())
         .collect())
+}
+
+/// An index PostgreSQL builds with `CREATE INDEX CONCURRENTLY` (writes to the table go on
+/// meanwhile), outside any transaction, once the migration that introduces it is applied.
+/// That migration builds it itself on SQLite.
+#[derive(Debug, Clone, Copy)]
+pub struct ConcurrentIndex {
+    pub migration: &'static str,
+    pub name: &'static str,
+    /// What follows `CREATE INDEX CONCURRENTLY IF NOT EXISTS <name>`.
+    pub definition: &'static str,
+}
+
+pub const CONCURRENT_INDEXES: &[ConcurrentIndex] = &[ConcurrentIndex {
+    migration: "m20261204_000032_audit_events_by_actor",
+    name: "ix_audit_events_actor",
+    definition: "ON audit_events (org_id, actor_user_id, seq)",
+}];
+
+/// Another advisory lock key: one replica builds the concurrent indexes at a time.
+const INDEX_LOCK_KEY: i64 = 0x00c0_0ee0_0002;
+
+/// Builds the concurrent indexes of the applied migrations that are missing, and rebuilds
+/// one a cut-short build left INVALID (PostgreSQL keeps those, unused, until dropped).
+/// Idempotent; a replica finding another one building skips. Returns the indexes built.
+pub async fn build_concurrent_indexes(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
+    use sea_orm::sqlx::{self, Connection, Row};
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Ok(Vec::new());
+    }
+    let err = |e: sqlx::Error| DbErr::Custom(format!("concurrent index build: {e}"));
+    // A connection of its own (its session holds the lock and the unlimited statement
+    // time), closed afterwards rather than returned to the pool.
+    let mut conn = db
+        .get_postgres_connection_pool()
+        .acquire()
+        .await
+        .map_err(err)?
+        .detach();
+    let locked: bool = sqlx::query("SELECT pg_try_advisory_lock($1)")
+        .bind(INDEX_LOCK_KEY)
+        .fetch_one(&mut conn)
+        .await
+        .map_err(err)?
+        .try_get(0)
+        .map_err(err)?;
+    let mut built = Vec::new();
+    if locked {
+        sqlx::query("SET statement_timeout = 0")
+            .execute(&mut conn)
+            .await
+            .map_err(err)?;
+        for index in CONCURRENT_INDEXES {
+            let applied: Option<String> =
+                sqlx::query_scalar("SELECT version FROM seaql_migrations WHERE version = $1")
+                    .bind(index.migration)
+                    .fetch_optional(&mut conn)
+                    .await
+                    .map_err(err)?;
+            if applied.is_none() {
+                continue;
+            }
+            let valid: Option<bool> = sqlx::query_scalar(
+                "SELECT i.indisvalid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid                  WHERE c.relname = $1 AND c.relnamespace = current_schema()::regnamespace",
+            )
+            .bind(index.name)
+            .fetch_optional(&mut conn)
+            .await
+            .map_err(err)?;
+            match valid {
+                Some(true) => continue,
+                Some(false) => {
+                    tracing::warn!(
+                        index = index.name,
+                        "dropping an index a cut-short build left invalid"
+                    );
+                    // Names and definitions are this crate's constants, never input.
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP INDEX CONCURRENTLY IF EXISTS {}",
+                        index.name
+                    )))
+                    .execute(&mut conn)
+                    .await
+                    .map_err(err)?;
+                }
+                None => {}
+            }
+            let started = std::time::Instant::now();
+            tracing::info!(index = index.name, "building index concurrently");
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "CREATE INDEX CONCURRENTLY IF NOT EXISTS {} {}",
+                index.name, index.definition
+            )))
+            .execute(&mut conn)
+            .await
+            .map_err(err)?;
+            tracing::info!(
+                index = index.name,
+                took_ms = started.elapsed().as_millis() as u64,
+                "index built"
+            );
+            built.push(index.name.to_string());
+        }
+    }
+    let _ = conn.close().await;
+    Ok(built)
 }

@@ -50,6 +50,9 @@ async fn run(cli: Cli) -> Result<(), sea_orm::DbErr> {
         Command::Up => match migration::compat::standing(&db).await? {
             migration::compat::Standing::Known => {
                 migration::migrate_up(&db).await?;
+                for index in migration::build_concurrent_indexes(&db).await? {
+                    println!("index built concurrently: {index}");
+                }
                 println!("all migrations applied");
             }
             migration::compat::Standing::AheadCompatible(newer) => {

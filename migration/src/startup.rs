@@ -241,6 +241,13 @@ pub async fn connect_and_migrate(
         }
     } else {
         crate::migrate_up(&db).await?;
+        // In the background: the process serves while a large table is indexed.
+        let indexing = db.clone();
+        tokio::spawn(async move {
+            if let Err(err) = crate::build_concurrent_indexes(&indexing).await {
+                tracing::warn!(%err, "building indexes concurrently failed; the next start tries again");
+            }
+        });
     }
     Ok(db)
 }

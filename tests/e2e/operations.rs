@@ -256,7 +256,7 @@ async fn an_idle_connection_outlives_a_load_balancers_idle_timeout() {
 /// behind a lock another session holds answers 503 `statement_timeout` in time, keeps
 /// nothing, and the same request succeeds once the lock is gone.
 #[actix_web::test]
-async fn a_statement_past_its_limit_answers_503_and_keeps_nothing() {
+async fn a_postgres_statement_past_its_limit_answers_503_and_keeps_nothing() {
     // REQ: OPS-PROBES
     use e2e::api_process::ApiProcess;
     use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, TransactionTrait};

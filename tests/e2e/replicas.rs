@@ -24,7 +24,7 @@ const ROUNDS: usize = 6;
 const BUDGET: i64 = 97;
 
 #[actix_web::test]
-async fn six_api_and_six_worker_replicas_fit_in_100_connections() {
+async fn six_api_and_six_worker_replicas_fit_in_100_postgres_connections() {
     // REQ: OPS-CONNECTION-BUDGET
     let Some(cluster) = e2e::pg::private_cluster_with(100) else {
         return;

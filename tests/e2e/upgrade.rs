@@ -97,3 +97,53 @@ async fn the_previous_release_runs_on_this_release_s_schema(app: &TestApp) {
     );
 }
 on_both_databases!(the_previous_release_runs_on_this_release_s_schema);
+
+/// PostgreSQL builds the audit trail's by-person index with `CREATE INDEX CONCURRENTLY`
+/// after its migration (writes go on meanwhile); a build cut short leaves an INVALID
+/// index, which the next start drops and builds again.
+#[actix_web::test]
+async fn postgres_builds_indexes_concurrently_and_redoes_a_cut_short_build() {
+    // REQ: OPS-ROLLING-UPGRADE
+    use sea_orm::ConnectionTrait;
+    let Some(app) = e2e::spawn_app(e2e::Backend::Postgres).await else {
+        return;
+    };
+    let valid = || async {
+        app.db
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT i.indisvalid AS valid FROM pg_class c JOIN pg_index i ON i.indexrelid = c.oid \
+                 WHERE c.relname = 'ix_audit_events_actor'",
+            ))
+            .await
+            .unwrap()
+            .map(|row| row.try_get::<bool>("", "valid").unwrap())
+    };
+    // Built in the background of the start-up: a bounded wait.
+    for _ in 0..200 {
+        if valid().await == Some(true) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(valid().await, Some(true), "built at start-up");
+    // As a build killed half-way leaves it (the test cluster's superuser may say so).
+    app.db
+        .execute_unprepared(
+            "UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'ix_audit_events_actor'::regclass",
+        )
+        .await
+        .unwrap();
+    assert_eq!(valid().await, Some(false));
+    let built = migration::build_concurrent_indexes(&app.db).await.unwrap();
+    assert_eq!(built, ["ix_audit_events_actor"]);
+    assert_eq!(valid().await, Some(true), "dropped and built again");
+    assert!(
+        migration::build_concurrent_indexes(&app.db)
+            .await
+            .unwrap()
+            .is_empty(),
+        "nothing to do once it is there"
+    );
+    app.stop().await;
+}

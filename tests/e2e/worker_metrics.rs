@@ -126,17 +126,46 @@ async fn worker_metrics_show_the_outbox_rise_and_fall(app: &TestApp) {
         "the refused one is counted: {last}"
     );
     assert!(
-        sample(&last, "cmo_worker_job_runs_total{job=\"outbox\"}").unwrap_or(0.0) >= 1.0,
+        sample(&last, "cmo_worker_job_runs_total{worker_job=\"outbox\"}").unwrap_or(0.0) >= 1.0,
         "{last}"
     );
     assert!(
         sample(
             &last,
-            "cmo_worker_job_last_success_timestamp_seconds{job=\"heartbeat\"}"
+            "cmo_worker_job_last_success_timestamp_seconds{worker_job=\"heartbeat\"}"
         )
         .is_some(),
         "{last}"
     );
+    // The alert rules and the dashboard in the repository use only families the
+    // binaries expose (between them), so they cannot drift from the code.
+    let api = app.anonymous().get("/metrics").await.expect(200).text;
+    let exposed = format!("{api}\n{last}");
+    for file in [
+        "ops/prometheus/alerts.yml",
+        "ops/grafana/cmo-orchestrator.json",
+    ] {
+        let text = std::fs::read_to_string(format!("{}/../{file}", env!("CARGO_MANIFEST_DIR")))
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        let mut names: Vec<&str> = text
+            .match_indices("cmo_")
+            .map(|(at, _)| {
+                let end = text[at..]
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .map_or(text.len(), |e| at + e);
+                &text[at..end]
+            })
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        assert!(names.len() > 5, "{file} names metrics");
+        for name in names {
+            assert!(
+                exposed.lines().any(|l| l.starts_with(name)),
+                "{file} uses {name}, which neither binary exposes"
+            );
+        }
+    }
     assert!(worker.stop().await.success());
 }
 on_both_databases!(worker_metrics_show_the_outbox_rise_and_fall);

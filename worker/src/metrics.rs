@@ -18,6 +18,7 @@ use hyper::{Request, Response, StatusCode};
 
 use crate::jobs::JobContext;
 
+/// Per job, labelled `worker_job` (Prometheus keeps `job` for the scrape job).
 #[derive(Debug, Default, Clone)]
 struct JobRuns {
     succeeded: u64,
@@ -79,7 +80,7 @@ impl WorkerMetrics {
         let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let each = |f: &dyn Fn(&JobRuns) -> Option<f64>| -> Vec<(String, f64)> {
             jobs.iter()
-                .filter_map(|(job, runs)| f(runs).map(|v| (label("job", job), v)))
+                .filter_map(|(job, runs)| f(runs).map(|v| (label("worker_job", job), v)))
                 .collect()
         };
         out.family(
@@ -280,16 +281,16 @@ mod tests {
         m.render_jobs(&mut out);
         let text = out.into_text();
         assert!(
-            text.contains("cmo_worker_job_runs_total{job=\"digests\"} 1"),
+            text.contains("cmo_worker_job_runs_total{worker_job=\"digests\"} 1"),
             "{text}"
         );
         assert!(
-            text.contains("cmo_worker_job_failures_total{job=\"digests\"} 1"),
+            text.contains("cmo_worker_job_failures_total{worker_job=\"digests\"} 1"),
             "{text}"
         );
         assert!(
             text.contains(
-                "cmo_worker_job_last_success_timestamp_seconds{job=\"digests\"} 1800000000"
+                "cmo_worker_job_last_success_timestamp_seconds{worker_job=\"digests\"} 1800000000"
             ),
             "{text}"
         );
