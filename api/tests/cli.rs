@@ -146,22 +146,32 @@ fn listening_port(child: &mut std::process::Child) -> (u16, std::sync::mpsc::Rec
     panic!("no \"cmo-api listening\" line within 20 s");
 }
 
+/// `cmo-api` serving a SQLite file in `dir` on a port of its own (port 0: no free-port
+/// race), with JSON logs and `env` added; its port and log lines once it listens.
+fn serve(
+    dir: &tempfile::TempDir,
+    env: &[(&str, &str)],
+) -> (std::process::Child, u16, std::sync::mpsc::Receiver<String>) {
+    let mut cmd = Command::new(BIN);
+    cmd.env("DATABASE_URL", sqlite_url(dir))
+        .env("CMO_BIND", "127.0.0.1:0")
+        .env("CMO_LOG_FORMAT", "json")
+        .env("CMO_HTTP_WORKERS", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("start cmo-api: {e}"));
+    let (port, log_lines) = listening_port(&mut child);
+    (child, port, log_lines)
+}
+
 #[test]
 fn serve_migrates_a_fresh_sqlite_file_and_stops_on_sigterm() {
     // REQ: ARCH-AUTO-MIGRATE, ARCH-TWO-COMMANDS
     let dir = tempfile::tempdir().unwrap();
-    // Port 0: the server binds a port of its own and logs which (no free-port race).
-    let mut child = Command::new(BIN)
-        .env("DATABASE_URL", sqlite_url(&dir))
-        .env("CMO_BIND", "127.0.0.1:0")
-        .env("CMO_LOG_FORMAT", "json")
-        .env("CMO_HTTP_WORKERS", "1")
-        .env("CMO_METRICS_TOKEN", "scrape-secret")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (port, log_lines) = listening_port(&mut child);
+    let (mut child, port, log_lines) = serve(&dir, &[("CMO_METRICS_TOKEN", "scrape-secret")]);
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut ready = None;
     while Instant::now() < deadline {
@@ -285,17 +295,7 @@ fn serve_migrates_a_fresh_sqlite_file_and_stops_on_sigterm() {
 fn sigterm_fails_readiness_first_and_serves_through_the_shutdown_delay() {
     // REQ: OPS-PROBES
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .env("DATABASE_URL", sqlite_url(&dir))
-        .env("CMO_BIND", "127.0.0.1:0")
-        .env("CMO_LOG_FORMAT", "json")
-        .env("CMO_HTTP_WORKERS", "1")
-        .env("CMO_SHUTDOWN_DELAY_SECS", "2")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (port, log_lines) = listening_port(&mut child);
+    let (mut child, port, log_lines) = serve(&dir, &[("CMO_SHUTDOWN_DELAY_SECS", "2")]);
     let deadline = Instant::now() + Duration::from_secs(20);
     while http_get(port, "/readyz").is_none_or(|r| !r.starts_with("HTTP/1.1 200")) {
         assert!(Instant::now() < deadline, "never ready");
