@@ -22,8 +22,8 @@ use entity::idempotency_key::{self, Outcome};
 use futures_util::StreamExt;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, DatabaseTransaction,
-    EntityTrait, QueryFilter,
+    ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait,
+    DatabaseTransaction, EntityTrait, QueryFilter,
 };
 use sha2::{Digest, Sha256};
 
@@ -115,15 +115,33 @@ pub async fn idempotency(
         // Remembered in the transaction of the change.
         ANSWERED => Ok(res.map_into_boxed_body()),
         // Another request with this key committed first: its answer is this one's.
-        DUPLICATE => match look_up(&state, &claim).await {
-            Ok(Some(record)) => {
-                let (http_req, _) = res.into_parts();
-                Ok(replay(ServiceRequest::from_request(http_req), record))
-            }
-            Ok(None) | Err(_) => Ok(res.map_into_boxed_body()),
-        },
-        // No write transaction answered (a POST that only reads, or one that failed).
+        DUPLICATE => settle(&state, &claim, res).await,
+        // No write transaction answered: a POST that only reads, or one that failed. A
+        // failure may be this retry meeting the state its first request left (a stale
+        // version, a step already taken) when that one committed after our look-up:
+        // then the first one's answer is this one's too.
+        _ if !res.status().is_success() => settle(&state, &claim, res).await,
         _ => remember_after(&state, &claim, res).await,
+    }
+}
+
+/// The answer of a request whose key another request holds or held: the finished
+/// record's answer when there is one now, the look-up's own refusal (another request
+/// under the key: 422), or the request's own answer.
+async fn settle(
+    state: &AppState,
+    claim: &Claim,
+    res: ServiceResponse<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let (http_req, response) = res.into_parts();
+    let req = ServiceRequest::from_request(http_req);
+    match look_up(state, claim).await {
+        Ok(Some(record)) => Ok(replay(req, record)),
+        Ok(None) => Ok(ServiceResponse::new(
+            req.into_parts().0,
+            response.map_into_boxed_body(),
+        )),
+        Err(err) => Ok(req.error_response(err)),
     }
 }
 
@@ -234,14 +252,38 @@ fn is_unique_violation(err: &sea_orm::DbErr) -> bool {
 /// the same key in flight makes this wait (PostgreSQL) or come after it (SQLite's one
 /// writer); when that one committed, this one is a duplicate and answers as it did.
 pub(crate) async fn hold(txn: &DatabaseTransaction, claim: &Claim) -> Result<(), ApiError> {
-    match row(claim).insert(txn).await {
+    let postgres = txn.get_database_backend() == sea_orm::DbBackend::Postgres;
+    // A duplicate waits for the first request's key at most this long, holding a pooled
+    // connection meanwhile: past it, it answers 409 "still processing" and frees it.
+    if postgres {
+        txn.execute_unprepared("SET LOCAL lock_timeout = '2s'")
+            .await?;
+    }
+    let inserted = row(claim).insert(txn).await;
+    if postgres && inserted.is_ok() {
+        txn.execute_unprepared("SET LOCAL lock_timeout TO DEFAULT")
+            .await?;
+    }
+    match inserted {
         Ok(_) => Ok(()),
-        Err(err) if is_unique_violation(&err) => {
+        Err(err) if is_unique_violation(&err) || is_lock_wait_over(&err) => {
             claim.state.store(DUPLICATE, Ordering::SeqCst);
             Err(in_progress())
         }
         Err(err) => Err(err.into()),
     }
+}
+
+/// PostgreSQL gave up waiting for a lock (SQLSTATE 55P03, past `lock_timeout`).
+fn is_lock_wait_over(err: &sea_orm::DbErr) -> bool {
+    use sea_orm::{DbErr, RuntimeErr};
+    let (DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e))) = err
+    else {
+        return false;
+    };
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| code == "55P03")
 }
 
 /// Stores a 2xx answer on the key's record, in the change's transaction.

@@ -21,8 +21,9 @@ use crate::state::AppState;
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
 /// A request that takes longer than `CMO_REQUEST_TIMEOUT_SECS` is stopped and answered 503
-/// `request_timeout`: its future is dropped, so a transaction it had open rolls back, and
-/// the connection and worker it held are free again (a stuck request cannot pin them).
+/// `request_timeout`: its future is dropped, so a transaction it had not committed rolls
+/// back. A statement already sent runs on until it ends or PostgreSQL's statement timeout
+/// (set below this one) cancels it; its connection returns to the pool then.
 pub async fn deadline(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,

@@ -68,15 +68,6 @@ impl WriteTxn {
         Ok(HttpResponse::build(status).finish())
     }
 
-    /// Commits the change and remembers `body` as the answer a handler then gives itself
-    /// (the signed-step adapter, whose callers wrap the view). The handler must answer
-    /// `status` with exactly these bytes: [`Self::respond`] is the form that cannot differ.
-    pub async fn commit_with<T: Serialize>(self, status: StatusCode, body: &T) -> ApiResult<()> {
-        let bytes = serde_json::to_vec(body)
-            .map_err(|e| ApiError::internal(format!("unserializable answer: {e}")))?;
-        self.commit_answer(status, Some(&bytes)).await
-    }
-
     async fn commit_answer(self, status: StatusCode, body: Option<&[u8]>) -> ApiResult<()> {
         let Self { txn, claim } = self;
         if let Some(claim) = &claim {

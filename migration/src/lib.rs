@@ -92,7 +92,14 @@ const MIGRATION_LOCK_KEY: i64 = 0x00c0_0ee0_0001;
 pub async fn migrate_up(db: &DatabaseConnection) -> Result<(), DbErr> {
     let backend = db.get_database_backend();
     loop {
-        let txn = db.begin().await?;
+        // SQLite: the write lock up front (`BEGIN IMMEDIATE`), so a running process's
+        // write between reading what is pending and migrating waits instead of failing.
+        let txn = db
+            .begin_with_options(sea_orm::TransactionOptions {
+                sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+                ..Default::default()
+            })
+            .await?;
         if backend == DbBackend::Postgres {
             // A migration may rewrite a large table: no per-statement limit for it.
             txn.execute_unprepared("SET LOCAL statement_timeout = 0")

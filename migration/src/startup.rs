@@ -37,10 +37,12 @@ pub struct DatabaseArgs {
     pub db_max_lifetime_secs: u64,
 
     /// Milliseconds one SQL statement may run before PostgreSQL cancels it (its request
-    /// answers 503 `statement_timeout`, its transaction rolls back); 0 for no limit.
+    /// answers 503 `statement_timeout`, its transaction rolls back); 0 for no limit. Below
+    /// the api's request timeout (30 s), so that the database stops the statement before
+    /// the api gives up the request (which cannot cancel a statement under way).
     /// Migrations run without it. SQLite has no statement timeout (its writers wait up
     /// to 10 s for each other).
-    #[arg(long, env = "CMO_DB_STATEMENT_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
+    #[arg(long, env = "CMO_DB_STATEMENT_TIMEOUT_MS", default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(0..=3_600_000))]
     pub db_statement_timeout_ms: u64,
 
     /// Do not apply pending migrations at start-up (fail instead if any are pending).
@@ -79,7 +81,7 @@ impl DatabaseArgs {
             db_max_connections: None,
             db_idle_timeout_secs: 300,
             db_max_lifetime_secs: 1_800,
-            db_statement_timeout_ms: 30_000,
+            db_statement_timeout_ms: 20_000,
             no_migrate: false,
             db_acquire_timeout_ms: 10_000,
             audit_key: None,

@@ -126,7 +126,13 @@ pub async fn render(ctx: &JobContext, metrics: &WorkerMetrics, max_connections: 
     telemetry::process(&mut out, "cmo-worker", ctx.started_at);
     telemetry::pool(&mut out, &ctx.db, max_connections);
     metrics.render_jobs(&mut out);
-    match telemetry::backlog(&ctx.db, ctx.now()).await {
+    // A scrape answers promptly even while the database does not.
+    let backlog = tokio::time::timeout(
+        Duration::from_secs(2),
+        telemetry::backlog(&ctx.db, ctx.now()),
+    )
+    .await;
+    match backlog.unwrap_or_else(|_| Err(sea_orm::DbErr::Custom("no answer within 2 s".into()))) {
         Ok(backlog) => {
             backlog.render(&mut out);
             out.gauge(
@@ -172,6 +178,8 @@ pub async fn serve(
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
+                // Out of file descriptors, say: no busy loop while it lasts.
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
             let (ctx, metrics, settings) = (ctx.clone(), metrics.clone(), settings.clone());

@@ -104,10 +104,17 @@ pub fn process(out: &mut Exposition, binary: &str, started_at: DateTime<Utc>) {
     }
 }
 
+/// `VmRSS` of `/proc/self/status` (in kB there, whatever the page size).
 fn resident_bytes() -> Option<u64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
 }
 
 /// The connection pool: its size now (it grows to its maximum under load and shrinks
