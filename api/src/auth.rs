@@ -38,7 +38,7 @@ pub struct AuthContext {
     pub chain_keys: entity::audit::ChainKeys,
     /// The request's `Idempotency-Key`, which its write transaction records
     /// ([`crate::write_txn::WriteTxn`]).
-    pub idempotency: Option<std::sync::Arc<crate::idempotency::Claim>>,
+    pub idempotency: Option<std::sync::Arc<crate::idempotency::claim::Claim>>,
 }
 
 impl AuthContext {
@@ -124,7 +124,7 @@ impl FromRequest for AuthContext {
         let state = req.app_data::<web::Data<AppState>>().cloned();
         let secret = bearer_secret(req);
         let idempotency = actix_web::HttpMessage::extensions(req)
-            .get::<std::sync::Arc<crate::idempotency::Claim>>()
+            .get::<std::sync::Arc<crate::idempotency::claim::Claim>>()
             .cloned();
         let reads_only = matches!(
             *req.method(),

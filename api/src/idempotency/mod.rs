@@ -8,6 +8,8 @@
 //! before its commit left nothing, so its retry runs at once. The same key with a
 //! different request answers 422.
 
+pub mod claim;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -26,6 +28,9 @@ use sea_orm::{
     DatabaseTransaction, EntityTrait, QueryFilter,
 };
 use sha2::{Digest, Sha256};
+
+pub use claim::Claim;
+use claim::{ANSWERED, DUPLICATE, OPEN};
 
 use crate::error::{ApiError, FieldError};
 use crate::extract::MAX_JSON_BODY;
@@ -142,36 +147,6 @@ async fn settle(
             response.map_into_boxed_body(),
         )),
         Err(err) => Ok(req.error_response(err)),
-    }
-}
-
-/// A request's key while it is served: which transaction holds it, and how it ended.
-#[derive(Debug)]
-pub struct Claim {
-    user_id: i64,
-    key: String,
-    method: String,
-    path: String,
-    request_hash: String,
-    at: chrono::DateTime<chrono::Utc>,
-    state: AtomicU8,
-}
-
-const OPEN: u8 = 0;
-const TAKEN: u8 = 1;
-const ANSWERED: u8 = 2;
-const DUPLICATE: u8 = 3;
-
-impl Claim {
-    /// The first write transaction of the request takes the key; later ones do not.
-    pub(crate) fn take(&self) -> bool {
-        self.state
-            .compare_exchange(OPEN, TAKEN, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
-    }
-
-    pub(crate) fn answered(&self) {
-        self.state.store(ANSWERED, Ordering::SeqCst);
     }
 }
 
