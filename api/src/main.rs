@@ -212,6 +212,7 @@ fn serve(database: DatabaseArgs, serve: ServeArgs, clock: Arc<dyn Clock>) -> Res
             .map(|a| a.to_string())
             .unwrap_or_else(|_| serve.bind.clone());
         tracing::info!(%address, "cmo-api listening");
+        let started_at = clock.now();
         let state = AppState {
             db: db.clone(),
             clock,
@@ -231,7 +232,7 @@ fn serve(database: DatabaseArgs, serve: ServeArgs, clock: Arc<dyn Clock>) -> Res
             chain_keys,
             request_timeout: Duration::from_secs(serve.request_timeout_secs),
             draining: Arc::default(),
-            started_at: chrono::Utc::now(),
+            started_at,
             db_max_connections: database
                 .pool(migration::startup::API_POSTGRES_POOL)
                 .max_connections,

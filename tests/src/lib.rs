@@ -441,7 +441,7 @@ pub async fn spawn_app_on(
         chain_keys: chain_keys.clone(),
         request_timeout: std::time::Duration::from_secs(30),
         draining: Arc::default(),
-        started_at: chrono::Utc::now(),
+        started_at: clock.now(),
         db_max_connections: 8,
     };
     let server = build_server(
