@@ -185,7 +185,7 @@ const STANDARD_RESPONSES: &[Standard] = &[
     Standard {
         name: "DatabaseUnavailable",
         status: "503",
-        description: "The database is unreachable; retry later",
+        description: "Not served now; retry later (`Retry-After`): the database is unreachable or busy (`database_unavailable`, `database_busy`), or one of the request's statements or the request itself ran past its time limit and was stopped, what it had not committed rolled back (`statement_timeout`, `request_timeout`)",
         example: || {
             example(
                 503,
