@@ -384,12 +384,22 @@ impl TenantScoped for entity::gate::item::Entity {
     }
 }
 
-/// A sponsor sees the CMOs it registered; a CMO sees its own profile only.
+/// A sponsor reads the profiles of the CMOs it is connected to; a CMO its own only.
 impl TenantScoped for entity::cmo::Entity {
     fn tenant_condition(ctx: &AuthContext) -> Condition {
         Condition::any()
             .add(entity::cmo::Column::OrgId.eq(ctx.org_id()))
-            .add(entity::cmo::Column::SponsorOrgId.eq(ctx.org_id()))
+            .add(
+                entity::cmo::Column::OrgId
+                    .in_subquery(entity::relationship::connected_cmos_of(ctx.org_id())),
+            )
+    }
+}
+
+/// A relationship is read by its sponsor, and by its CMO once it reached it.
+impl TenantScoped for entity::relationship::Entity {
+    fn tenant_condition(ctx: &AuthContext) -> Condition {
+        entity::relationship::party_to(ctx.org_id())
     }
 }
 

@@ -35,6 +35,7 @@ pub async fn create_organization<C: ConnectionTrait>(
         name: Set(name.trim().to_string()),
         kind: Set(kind),
         parent_org_id: Set(parent_org_id),
+        merged_into_org_id: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
         version: Set(1),
@@ -58,6 +59,30 @@ pub async fn create_organization<C: ConnectionTrait>(
             qualification_reason: Set(None),
             qualification_signature_id: Set(None),
             qualification_changed_at: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+            version: Set(1),
+        }
+        .insert(conn)
+        .await?;
+        // Registering a CMO connects the sponsor with it at once (no invitation to
+        // answer: the sponsor brought it).
+        entity::relationship::ActiveModel {
+            id: NotSet,
+            sponsor_org_id: Set(sponsor),
+            cmo_org_id: Set(org.id),
+            connection: Set(entity::relationship::ConnectionStatus::Connected),
+            qualification_status: Set(entity::cmo::QualificationStatus::Prospect),
+            qualification_reason: Set(None),
+            qualification_signature_id: Set(None),
+            qualification_changed_at: Set(None),
+            sponsor_notes: Set(None),
+            invited_by_user_id: Set(registered_by.and_then(|a| a.user_id)),
+            invited_at: Set(Some(now)),
+            invitation_message: Set(None),
+            responded_by_user_id: Set(None),
+            responded_at: Set(None),
+            merged_from_org_id: Set(None),
             created_at: Set(now),
             updated_at: Set(now),
             version: Set(1),

@@ -41,6 +41,7 @@ pub const MARKS: &[(&str, Compat)] = &[
         Compat::ExpandOnly,
     ),
     ("m20261204_000032_audit_events_by_actor", Compat::ExpandOnly),
+    ("m20261205_000033_partner_network", Compat::ExpandOnly),
 ];
 
 /// The mark of `migration`: listed ones as listed; those up to the first marked release

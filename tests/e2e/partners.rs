@@ -13,7 +13,10 @@ async fn the_registry_finds_candidates_and_qualification_gates_programs(app: &Te
     // REQ: PART-QUALIFICATION
     let admin = app.admin();
     let (visp, _, visp_token) = partner_org(app, "Lonza Visp", "cmo", "pm@lonza.test").await;
-    let (oral, _, _) = partner_org(app, "Oral Solids Co", "cmo", "pm@oral.test").await;
+    let (oral, _, oral_token) = partner_org(app, "Oral Solids Co", "cmo", "pm@oral.test").await;
+    // A CMO's facts are its own: its admins keep them, its sponsors read them.
+    let visp_admin = app.client(&visp_token);
+    let oral_admin = app.client(&oral_token);
     let (_, qa_token) = user_with_token(app, "qa@acme.test", "quality", Some(QA_PASSWORD)).await;
     let qa = app.client(&qa_token);
 
@@ -49,8 +52,16 @@ async fn the_registry_finds_candidates_and_qualification_gates_programs(app: &Te
             .contains("not qualified yet")
     );
 
-    // Capabilities, sites, and the candidate search.
+    // Capabilities, sites, and the candidate search. The sponsor reads them; the CMO keeps
+    // them (its first admin has joined).
     admin
+        .patch(
+            &format!("/api/v1/cmos/{visp}"),
+            json!({"version": 1, "cold_chain": true}),
+        )
+        .await
+        .expect_problem(403, "forbidden");
+    visp_admin
         .patch(
             &format!("/api/v1/cmos/{visp}"),
             json!({"version": 1, "dosage_forms": ["Sterile_Injectable", "lyophilized"], "modalities": ["biologic"],
@@ -59,28 +70,28 @@ async fn the_registry_finds_candidates_and_qualification_gates_programs(app: &Te
         )
         .await
         .expect(200);
-    admin
+    oral_admin
         .patch(
             &format!("/api/v1/cmos/{oral}"),
             json!({"version": 1, "dosage_forms": ["tablet"], "modalities": ["small_molecule"], "max_batch_liters": 500}),
         )
         .await
         .expect(200);
-    admin
+    oral_admin
         .patch(
             &format!("/api/v1/cmos/{oral}"),
             json!({"version": 1, "cold_chain": true}),
         )
         .await
         .expect_problem(409, "version_conflict");
-    admin
+    oral_admin
         .patch(
             &format!("/api/v1/cmos/{oral}"),
             json!({"version": 2, "dosage_forms": ["no spaces"]}),
         )
         .await
         .expect_problem(422, "validation_failed");
-    let site = admin
+    let site = visp_admin
         .post(
             &format!("/api/v1/cmos/{visp}/sites"),
             json!({"name": "Visp Ibex", "country": "ch", "region": "other_europe"}),
@@ -89,21 +100,21 @@ async fn the_registry_finds_candidates_and_qualification_gates_programs(app: &Te
         .expect(201)
         .body;
     assert_eq!(site["country"], "CH");
-    admin
+    visp_admin
         .post(
             &format!("/api/v1/cmos/{visp}/sites"),
             json!({"name": "Porrino", "country": "ES", "region": "eu"}),
         )
         .await
         .expect(201);
-    admin
+    oral_admin
         .post(
             &format!("/api/v1/cmos/{oral}/sites"),
             json!({"name": "Ohio", "country": "US", "region": "north_america"}),
         )
         .await
         .expect(201);
-    admin
+    oral_admin
         .post(
             &format!("/api/v1/cmos/{oral}/sites"),
             json!({"name": "Nowhere", "country": "X1", "region": "eu"}),
@@ -151,15 +162,18 @@ async fn the_registry_finds_candidates_and_qualification_gates_programs(app: &Te
     let inspections = format!("/api/v1/cmos/{visp}/inspections");
     qa.post(&inspections, json!({"site_id": site_id, "agency": "ema", "inspected_on": "2023-03-01", "outcome": "no_findings"}))
         .await
+        .expect_problem(403, "forbidden");
+    visp_admin.post(&inspections, json!({"site_id": site_id, "agency": "ema", "inspected_on": "2023-03-01", "outcome": "no_findings"}))
+        .await
         .expect(201);
-    let latest = qa
+    let latest = visp_admin
         .post(&inspections, json!({"site_id": site_id, "agency": "fda", "inspected_on": "2025-06-12", "outcome": "oai",
             "critical_findings": 1, "notes": "aseptic process simulation failures"}))
         .await
         .expect(201)
         .body;
     assert_eq!(latest["adverse"], true);
-    qa.post(&inspections, json!({"site_id": 999_999, "agency": "fda", "inspected_on": "2025-06-12", "outcome": "nai"}))
+    visp_admin.post(&inspections, json!({"site_id": 999_999, "agency": "fda", "inspected_on": "2025-06-12", "outcome": "nai"}))
         .await
         .expect_problem(422, "validation_failed");
     let profile = admin
@@ -192,7 +206,7 @@ async fn the_registry_finds_candidates_and_qualification_gates_programs(app: &Te
         .await
         .expect(200);
     admin
-        .post(&q, json!({"event": "qualify", "version": 2}))
+        .post(&q, json!({"event": "qualify", "version": 1}))
         .await
         .expect_problem(409, "version_conflict");
     admin
@@ -291,7 +305,6 @@ async fn the_registry_finds_candidates_and_qualification_gates_programs(app: &Te
     .expect(200);
 
     // Tenancy: a CMO sees only itself and cannot decide its own qualification.
-    let visp_admin = app.client(&visp_token);
     let own = visp_admin.get("/api/v1/cmos").await.expect(200).body;
     assert_eq!(own["total"], 1);
     assert_eq!(own["items"][0]["org_id"], visp);

@@ -209,7 +209,8 @@ async fn seed_every_kind(app: &TestApp) -> std::collections::HashMap<&'static st
         .await
         .expect(201)
         .body;
-    let site = admin
+    let site = s
+        .cmo_admin
         .post(
             &format!("/api/v1/cmos/{lonza}/sites"),
             json!({"name": "Visp", "country": "CH", "region": "other_europe"}),
@@ -217,7 +218,8 @@ async fn seed_every_kind(app: &TestApp) -> std::collections::HashMap<&'static st
         .await
         .expect(201)
         .body;
-    let inspection = qa
+    let inspection = s
+        .cmo_admin
         .post(
             &format!("/api/v1/cmos/{lonza}/inspections"),
             json!({"site_id": id(&site), "agency": "fda",
@@ -274,7 +276,12 @@ async fn seed_every_kind(app: &TestApp) -> std::collections::HashMap<&'static st
         .await
         .expect(200)
         .body;
+    let connections = admin.get("/api/v1/cmo-connections").await.expect(200).body;
     let mut ids = std::collections::HashMap::from([
+        (
+            "cmo-connections",
+            connections["items"][0]["id"].as_i64().unwrap(),
+        ),
         ("action-items", action_item),
         ("audit-events", audit["items"][0]["id"].as_i64().unwrap()),
         ("capas", id(&capa)),

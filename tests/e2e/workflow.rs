@@ -25,8 +25,15 @@ async fn with_if_match(client: &e2e::Client, path: &str, version: i64, body: Val
 /// A stale `If-Match` is refused with the current version and changes nothing; the
 /// current one is accepted.
 async fn stale_then_current(client: &e2e::Client, record: &str, step: &str, body: Value) {
-    // A CAPA reads with its actions, as `{"capa": …, "actions": …}`.
-    let version_of = |v: &Value| v["version"].as_i64().or(v["capa"]["version"].as_i64());
+    // A CAPA reads with its actions, as `{"capa": …, "actions": …}`; a CMO's qualification
+    // is versioned on the caller's relationship (`qualification_version`), apart from the
+    // CMO's facts (`version`).
+    let version_of = |v: &Value| {
+        v["qualification_version"]
+            .as_i64()
+            .or(v["version"].as_i64())
+            .or(v["capa"]["version"].as_i64())
+    };
     let before = client.get(record).await.expect(200).body;
     let version = version_of(&before).unwrap();
     let refused = with_if_match(client, step, version + 1, body.clone())
@@ -43,7 +50,7 @@ async fn stale_then_current(client: &e2e::Client, record: &str, step: &str, body
         .await
         .expect(200)
         .body;
-    assert_eq!(done["version"], version + 1, "{step}");
+    assert_eq!(version_of(&done), Some(version + 1), "{step}");
 }
 
 /// A change request with its impact assessed, ready to submit.

@@ -19,7 +19,9 @@ use self::identity::{
 };
 use self::integrations::{calendar, events, webhooks};
 use self::links::{ack, unsubscribe};
-use self::partners::{agreements, cmos, evaluations, inspections, qualification, scorecards};
+use self::partners::{
+    agreements, cmos, connections, evaluations, inspections, qualification, scorecards,
+};
 use self::plan::{
     actions, digest, gate_decisions, gates, milestone_steps, milestones, programs, team, templates,
 };
@@ -102,6 +104,12 @@ pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
         .service(cmos::get_cmo)
         .service(cmos::update_cmo)
         .service(cmos::create_site)
+        .service(cmos::put_sponsor_notes)
+        .service(connections::cmo_directory)
+        .service(connections::list_connections)
+        .service(connections::get_connection)
+        .service(connections::invite_cmo)
+        .service(connections::transition_connection)
         .service(qualification::transition_qualification)
         .service(inspections::record_inspection)
         .service(inspections::list_inspections)

@@ -14,7 +14,9 @@ pub struct OrganizationView {
     pub id: i64,
     pub name: String,
     pub kind: OrgKind,
-    /// The sponsor that registered this partner organization.
+    /// The sponsor that registered this partner organization: shown to that sponsor and
+    /// to the organization itself, `null` to everyone else (another sponsor connected to
+    /// the same CMO never learns who else works with it).
     pub parent_org_id: Option<i64>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -32,6 +34,17 @@ impl From<&organization::Model> for OrganizationView {
             updated_at: m.updated_at,
             version: m.version,
         }
+    }
+}
+
+impl OrganizationView {
+    /// The organization as a member of `viewer_org_id` reads it.
+    pub fn seen_by(m: &organization::Model, viewer_org_id: i64) -> Self {
+        let mut view = Self::from(m);
+        if viewer_org_id != m.id && m.parent_org_id != Some(viewer_org_id) {
+            view.parent_org_id = None;
+        }
+        view
     }
 }
 

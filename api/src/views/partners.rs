@@ -7,9 +7,9 @@ use entity::cmo::{
     self, Agency, InspectionOutcome, QualificationEvent, QualificationStatus, Region, inspection,
     site,
 };
-use entity::organization;
 use entity::selection::{self, Criterion, EvaluationEvent, EvaluationStatus, Ranked, score};
 use entity::user;
+use entity::{organization, relationship};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -72,12 +72,15 @@ impl From<&inspection::Model> for InspectionView {
 #[schema(example = json!({"org_id": 2, "name": "Lonza Visp", "dosage_forms": ["sterile_injectable", "lyophilized"],
     "modalities": ["biologic", "mab"], "sterile_fill_finish": true, "high_potency": false, "cold_chain": true,
     "max_batch_liters": 20000, "contacts": [{"name": "Petra Meier", "role": "Project manager", "email": "pm@lonza.test", "phone": null}],
-    "qualification_status": "qualified", "qualification_reason": null, "allowed_events": ["approve", "probation", "disqualify"],
+    "qualification_status": "qualified", "qualification_reason": null, "qualification_version": 3,
+    "sponsor_notes": "Preferred for lyo; ask for Ibex capacity in Q3", "allowed_events": ["approve", "probation", "disqualify"],
     "sites": [{"id": 3, "name": "Visp Ibex", "country": "CH", "region": "other_europe", "latest_inspection": null}],
     "latest_inspection": null, "version": 3}))]
 pub struct CmoView {
     pub org_id: i64,
     pub name: String,
+    /// The CMO's facts (capabilities, contacts, sites, inspections) are kept by the CMO
+    /// and read alike by every sponsor connected to it.
     pub dosage_forms: Vec<String>,
     pub modalities: Vec<String>,
     pub sterile_fill_finish: bool,
@@ -85,8 +88,17 @@ pub struct CmoView {
     pub cold_chain: bool,
     pub max_batch_liters: Option<i64>,
     pub contacts: Vec<Contact>,
-    pub qualification_status: QualificationStatus,
+    /// Your organization's qualification of this CMO (each sponsor qualifies on its own);
+    /// `null` when the CMO reads its own profile (`GET /cmo-connections` lists each
+    /// sponsor's).
+    pub qualification_status: Option<QualificationStatus>,
     pub qualification_reason: Option<String>,
+    /// The version of your relationship with the CMO: what
+    /// `POST /cmos/{id}/qualification` and `PUT /cmos/{id}/sponsor-notes` check.
+    pub qualification_version: Option<i32>,
+    /// Your organization's own notes about the CMO: never shown to the CMO or to another
+    /// sponsor.
+    pub sponsor_notes: Option<String>,
     /// Qualification events possible from here.
     pub allowed_events: Vec<QualificationEvent>,
     /// Single-record answers (GET by id, a step's answer) only: the events the state
@@ -98,6 +110,7 @@ pub struct CmoView {
     pub sites: Vec<SiteView>,
     /// The most recent inspection over all sites.
     pub latest_inspection: Option<InspectionView>,
+    /// The version of the CMO's facts: what `PATCH /cmos/{id}` checks.
     pub version: i32,
 }
 
@@ -105,10 +118,13 @@ pub fn tags(json: &str) -> Vec<String> {
     serde_json::from_str(json).unwrap_or_default()
 }
 
-/// CMO profiles as the api shows them (one query per related table, whatever their number).
+/// CMO profiles as the api shows them to the reader whose relationships with them are
+/// `relationships` (none for a CMO reading its own): one query per related table,
+/// whatever their number.
 pub async fn cmos<C: ConnectionTrait>(
     conn: &C,
     profiles: &[cmo::Model],
+    relationships: &[relationship::Model],
 ) -> ApiResult<Vec<CmoView>> {
     let ids: Vec<i64> = profiles.iter().map(|p| p.org_id).collect();
     let names: BTreeMap<i64, String> = organization::Entity::find()
@@ -131,40 +147,47 @@ pub async fn cmos<C: ConnectionTrait>(
         .await?;
     Ok(profiles
         .iter()
-        .map(|p| CmoView {
-            org_id: p.org_id,
-            name: names.get(&p.org_id).cloned().unwrap_or_default(),
-            dosage_forms: tags(&p.dosage_forms),
-            modalities: tags(&p.modalities),
-            sterile_fill_finish: p.sterile_fill_finish,
-            high_potency: p.high_potency,
-            cold_chain: p.cold_chain,
-            max_batch_liters: p.max_batch_liters,
-            contacts: serde_json::from_str(&p.contacts).unwrap_or_default(),
-            qualification_status: p.qualification_status,
-            qualification_reason: p.qualification_reason.clone(),
-            blocked_events: None,
-            allowed_events: cmo::allowed_events(p.qualification_status),
-            sites: sites
-                .iter()
-                .filter(|s| s.cmo_org_id == p.org_id)
-                .map(|s| SiteView {
-                    id: s.id,
-                    name: s.name.clone(),
-                    country: s.country.clone(),
-                    region: s.region,
-                    // Newest first: the first one of the site is its latest.
-                    latest_inspection: inspections
-                        .iter()
-                        .find(|i| i.site_id == s.id)
-                        .map(InspectionView::from),
-                })
-                .collect(),
-            latest_inspection: inspections
-                .iter()
-                .find(|i| i.cmo_org_id == p.org_id)
-                .map(InspectionView::from),
-            version: p.version,
+        .map(|p| {
+            let rel = relationships.iter().find(|r| r.cmo_org_id == p.org_id);
+            CmoView {
+                org_id: p.org_id,
+                name: names.get(&p.org_id).cloned().unwrap_or_default(),
+                dosage_forms: tags(&p.dosage_forms),
+                modalities: tags(&p.modalities),
+                sterile_fill_finish: p.sterile_fill_finish,
+                high_potency: p.high_potency,
+                cold_chain: p.cold_chain,
+                max_batch_liters: p.max_batch_liters,
+                contacts: serde_json::from_str(&p.contacts).unwrap_or_default(),
+                qualification_status: rel.map(|r| r.qualification_status),
+                qualification_reason: rel.and_then(|r| r.qualification_reason.clone()),
+                qualification_version: rel.map(|r| r.version),
+                sponsor_notes: rel.and_then(|r| r.sponsor_notes.clone()),
+                blocked_events: None,
+                allowed_events: rel
+                    .map(|r| cmo::allowed_events(r.qualification_status))
+                    .unwrap_or_default(),
+                sites: sites
+                    .iter()
+                    .filter(|s| s.cmo_org_id == p.org_id)
+                    .map(|s| SiteView {
+                        id: s.id,
+                        name: s.name.clone(),
+                        country: s.country.clone(),
+                        region: s.region,
+                        // Newest first: the first one of the site is its latest.
+                        latest_inspection: inspections
+                            .iter()
+                            .find(|i| i.site_id == s.id)
+                            .map(InspectionView::from),
+                    })
+                    .collect(),
+                latest_inspection: inspections
+                    .iter()
+                    .find(|i| i.cmo_org_id == p.org_id)
+                    .map(InspectionView::from),
+                version: p.version,
+            }
         })
         .collect())
 }

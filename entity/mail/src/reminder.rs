@@ -1,5 +1,6 @@
 //! The overdue-action reminder (SPEC §5): one email per owner, oldest item first; a
-//! leader copied on long-overdue items gets their own copy (their own links).
+//! leader copied on long-overdue items gets their own copy (their own links). A CMO's
+//! person working for several sponsors gets one email with a group per sponsor.
 
 use chrono::NaiveDate;
 use entity::link_token::PageRecord;
@@ -14,6 +15,8 @@ pub struct ReminderLine {
     pub id: i64,
     pub title: String,
     pub program: String,
+    /// The program's sponsor: lines are grouped by it.
+    pub sponsor: String,
     pub due_date: NaiveDate,
     pub days_overdue: i64,
 }
@@ -46,12 +49,20 @@ pub fn render(
         overdue: String,
     }
     #[derive(Serialize)]
+    struct Group<'a> {
+        sponsor: &'a str,
+        lines: Vec<Line<'a>>,
+    }
+    #[derive(Serialize)]
     struct Context<'a> {
         reader_name: &'a str,
         /// Set on a leadership copy: whose items these are.
         owner_name: Option<&'a str>,
         local_date: NaiveDate,
-        lines: Vec<Line<'a>>,
+        /// One per sponsor, in the order of their names; oldest item first in each.
+        groups: Vec<Group<'a>>,
+        /// Whether the lines span several sponsors (each group then has its heading).
+        several_sponsors: bool,
         count: String,
         copied: bool,
         escalate_after_days: i64,
@@ -60,18 +71,29 @@ pub fn render(
         Addressee::Owner { leadership_copied } => (None, leadership_copied),
         Addressee::LeadershipCopy { owner_name } => (Some(owner_name), true),
     };
+    let mut sorted: Vec<&ReminderLine> = lines.iter().collect();
+    sorted.sort_by(|a, b| (&a.sponsor, a.due_date, a.id).cmp(&(&b.sponsor, b.due_date, b.id)));
+    let mut groups: Vec<Group> = Vec::new();
+    for line in sorted {
+        let rendered = Line {
+            line,
+            url: reader.page(PageRecord::ActionItem, line.id),
+            overdue: format!("{} overdue", words::count(line.days_overdue, "day")),
+        };
+        match groups.last_mut() {
+            Some(g) if g.sponsor == line.sponsor => g.lines.push(rendered),
+            _ => groups.push(Group {
+                sponsor: &line.sponsor,
+                lines: vec![rendered],
+            }),
+        }
+    }
     let context = Context {
         reader_name: &reader.name,
         owner_name,
         local_date,
-        lines: lines
-            .iter()
-            .map(|line| Line {
-                line,
-                url: reader.page(PageRecord::ActionItem, line.id),
-                overdue: format!("{} overdue", words::count(line.days_overdue, "day")),
-            })
-            .collect(),
+        several_sponsors: groups.len() > 1,
+        groups,
         count: words::count(lines.len() as i64, "overdue action item"),
         copied,
         escalate_after_days,
@@ -92,6 +114,7 @@ mod tests {
                 id: 4,
                 title: "Send <COA>".into(),
                 program: "Mab X".into(),
+                sponsor: "Acme".into(),
                 due_date: d(11, 20),
                 days_overdue: 10,
             },
@@ -99,6 +122,7 @@ mod tests {
                 id: 5,
                 title: "Book slot".into(),
                 program: "Mab X".into(),
+                sponsor: "Acme".into(),
                 due_date: d(11, 29),
                 days_overdue: 1,
             },
@@ -132,5 +156,42 @@ mod tests {
             "Copy: 1 overdue action item of Ana \u{2014} 2026-11-30"
         );
         assert!(copy.text_body.contains("Ana's action items"));
+        assert!(
+            !r.text_body.contains("For Acme:"),
+            "one sponsor: no headings"
+        );
+    }
+
+    #[test]
+    fn a_cmo_person_working_for_two_sponsors_reads_one_group_each() {
+        let d = |m, dd| NaiveDate::from_ymd_opt(2026, m, dd).unwrap();
+        let line = |id, title: &str, program: &str, sponsor: &str, due| ReminderLine {
+            id,
+            title: title.into(),
+            program: program.into(),
+            sponsor: sponsor.into(),
+            due_date: due,
+            days_overdue: 1,
+        };
+        let lines = [
+            line(1, "Beta BMR", "BX-2", "Beta Bio", d(11, 25)),
+            line(2, "Acme COA", "AC-1", "Acme Pharma", d(11, 28)),
+            line(3, "Beta APS", "BX-2", "Beta Bio", d(11, 20)),
+        ];
+        let reader = Reader::preview(&user(3, "Europe/Zurich"), "http://h/");
+        let to = Addressee::Owner {
+            leadership_copied: false,
+        };
+        let r = render(&reader, to, d(11, 30), &lines, 7).unwrap();
+        let acme = r
+            .text_body
+            .find("For Acme Pharma:")
+            .expect("Acme's heading");
+        let beta = r.text_body.find("For Beta Bio:").expect("Beta's heading");
+        assert!(acme < beta, "groups in the order of the sponsors' names");
+        let beta_group = &r.text_body[beta..];
+        assert!(beta_group.find("Beta APS").unwrap() < beta_group.find("Beta BMR").unwrap());
+        assert!(!beta_group.contains("Acme COA"));
+        assert!(r.html_body.contains("Acme Pharma"));
     }
 }

@@ -10,8 +10,13 @@ pub struct Model {
     pub id: i64,
     pub name: String,
     pub kind: OrgKind,
-    /// The sponsor organization that registered this partner; `None` for a bootstrapped org.
+    /// The sponsor organization that registered this partner; `None` for a bootstrapped org
+    /// (or a CMO that joined another sponsor's network first). Who else works with a CMO
+    /// is in its relationships (`cmo_relationships`), never here.
     pub parent_org_id: Option<i64>,
+    /// Set on a duplicate CMO merged into another organization: its people, programs and
+    /// relationships live on there; its own audit trail stays under its id.
+    pub merged_into_org_id: Option<i64>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub version: i32,
@@ -31,14 +36,13 @@ impl Related<super::user::Entity> for Entity {
 
 impl ActiveModelBehavior for ActiveModel {}
 
-/// Organizations a member of `viewer_org` may see: its own, the partners it registered,
-/// and the sponsor that registered it.
+/// Organizations a member of `viewer` may see: its own, and those it has a relationship
+/// with that reached both sides (a CMO it invited or works with; a sponsor that invited
+/// it or works with it). Nothing says who else a CMO works with.
 pub fn visible_to(viewer: &Model) -> sea_orm::Condition {
-    let mut condition = sea_orm::Condition::any()
+    let (cmos, sponsors) = crate::relationship::counterparts_of(viewer.id);
+    sea_orm::Condition::any()
         .add(Column::Id.eq(viewer.id))
-        .add(Column::ParentOrgId.eq(viewer.id));
-    if let Some(parent) = viewer.parent_org_id {
-        condition = condition.add(Column::Id.eq(parent));
-    }
-    condition
+        .add(Column::Id.in_subquery(cmos))
+        .add(Column::Id.in_subquery(sponsors))
 }

@@ -222,13 +222,17 @@ pub fn is_adverse(outcome: InspectionOutcome, critical_findings: i32) -> bool {
         )
 }
 
-/// A CMO organization's profile (one per CMO org).
+/// A CMO organization's profile (one per CMO org): its facts, kept by the CMO and read by
+/// every sponsor connected to it. Each sponsor's qualification of it is on their
+/// relationship (`relationship`).
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "cmo_profiles")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub org_id: i64,
-    /// The sponsor that registered the CMO (who manages its qualification).
+    /// The sponsor that registered the CMO. With `qualification_*` below: the previous
+    /// release's columns, kept in step for that sponsor (rollback) and read by nothing
+    /// in this one.
     pub sponsor_org_id: i64,
     /// JSON arrays of lower-case tags, e.g. `["sterile_injectable", "lyophilized"]`.
     pub dosage_forms: String,

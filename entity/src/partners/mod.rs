@@ -1,5 +1,7 @@
-//! Contract manufacturers: profiles and qualification, scorecards, selection evaluations.
+//! Contract manufacturers: their shared profiles, each sponsor's relationship with them
+//! (connection, qualification), scorecards, selection evaluations.
 
 pub mod cmo;
+pub mod relationship;
 pub mod scorecard;
 pub mod selection;

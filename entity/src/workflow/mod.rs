@@ -1,6 +1,6 @@
 //! The one transition engine. Every state-changing step of a record with a state machine
 //! (deviation, CAPA, change control, milestone, gate decision, action item, CMO
-//! qualification, selection decision) runs
+//! qualification and connection, selection decision) runs
 //! [`transition`] inside the caller's transaction: lock and re-read, version
 //! precondition, guards, the pure machine, the step's effects, the signature row (its id
 //! written by the same compare-and-set), the audit row, the domain event and the
@@ -13,6 +13,7 @@
 pub mod action;
 pub mod capa;
 pub mod change;
+pub mod connection;
 pub mod deviation;
 pub mod escalation;
 pub mod gate;
@@ -72,6 +73,7 @@ versioned!(
     crate::capa::Model,
     crate::change_request::Model,
     crate::cmo::Model,
+    crate::relationship::Model,
     crate::selection::Model,
     crate::webhook::Model
 );
@@ -158,6 +160,12 @@ pub trait Workflow: Sized + Sync {
     const RECORD: &'static str;
 
     fn id(m: &Self::Model) -> i64;
+    /// The id the audit trail and signatures name the record by (default: its id). A
+    /// sponsor's qualification of a CMO is kept on their relationship but named by the
+    /// CMO's id, as before there were relationships, so its history reads as one.
+    fn audit_id(m: &Self::Model) -> i64 {
+        Self::id(m)
+    }
     fn status(m: &Self::Model) -> Self::Status;
     fn event(&self) -> Self::Event;
     /// Events the machine offers from this record's state, guards aside.
@@ -219,9 +227,9 @@ pub trait Workflow: Sized + Sync {
     ) -> impl Future<Output = Result<(), DbErr>> + Send {
         async { Ok(()) }
     }
-    /// The canonical record id a signature names (default: the id).
+    /// The canonical record id a signature names (default: the audit id).
     fn signed_record_id(m: &Self::Model) -> String {
-        Self::id(m).to_string()
+        Self::audit_id(m).to_string()
     }
 
     /// The domain event the step emits, if any.
@@ -447,7 +455,7 @@ where
     audit_trail::append(
         txn,
         actor,
-        Entry::new(W::RECORD, W::id(&after), step.audit_action())
+        Entry::new(W::RECORD, W::audit_id(&after), step.audit_action())
             .before(snapshot(&before).await?)
             .after(snapshot(&after).await?)
             .reason(step.reason()),

@@ -1,6 +1,7 @@
 //! Overdue-action reminders (SPEC §5): one email per owner listing all their overdue
-//! items, oldest first, with days overdue; items overdue past the threshold copy the
-//! leadership tier of the item's program. The schedule (default weekdays 08:00) is read
+//! items, over every sponsor they work for (grouped by sponsor), oldest first, with days
+//! overdue; items overdue past the threshold copy the leadership tier of the item's
+//! program (each leader only the items of programs they lead). The schedule (default weekdays 08:00) is read
 //! in each program's time zone: programs are grouped by zone, and each zone's occurrence
 //! is claimed once across workers. An owner gets one email per zone and local day
 //! (dedupe key), so at most one reminder per item per day, whatever the number of
@@ -12,7 +13,7 @@ use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use entity::action_item::{self, ActionStatus};
 use entity::outbox::Draft;
 use entity::team_member::{self, GovernanceTier};
-use entity::{link_secret, program, schedule, user};
+use entity::{link_secret, organization, program, schedule, user};
 use mail::reminder::{self, ReminderLine};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
@@ -58,6 +59,7 @@ pub struct ReminderReport {
 struct Line {
     item: action_item::Model,
     program_name: String,
+    sponsor_name: String,
     days_overdue: i64,
 }
 
@@ -155,6 +157,13 @@ async fn remind_zone(
         .map(|u| (u.id, u))
         .collect();
 
+    let sponsors: BTreeMap<i64, String> = organization::Entity::find()
+        .filter(organization::Column::Id.is_in(programs.values().map(|p| p.sponsor_org_id)))
+        .all(&ctx.db)
+        .await?
+        .into_iter()
+        .map(|o| (o.id, o.name))
+        .collect();
     let mut by_owner: BTreeMap<i64, Vec<Line>> = BTreeMap::new();
     for item in in_zone {
         let Some(p) = programs.get(&item.program_id) else {
@@ -163,6 +172,7 @@ async fn remind_zone(
         by_owner.entry(item.owner_user_id).or_default().push(Line {
             days_overdue: action_item::days_overdue(item.due_date, today),
             program_name: p.name.clone(),
+            sponsor_name: sponsors.get(&p.sponsor_org_id).cloned().unwrap_or_default(),
             item: item.clone(),
         });
     }
@@ -203,14 +213,24 @@ async fn remind_zone(
         if mail::enqueue(&txn, draft, now, &ctx.public_base_url).await? {
             report.queued += 1;
         }
-        let long_overdue: Vec<Line> = long_overdue.into_iter().cloned().collect();
         for leader in leaders {
+            // Only the items of programs this leader leads: an owner working for two
+            // sponsors must not copy one sponsor's leader on the other's items.
+            let theirs: Vec<Line> = long_overdue
+                .iter()
+                .filter(|l| {
+                    leadership
+                        .get(&l.item.program_id)
+                        .is_some_and(|ls| ls.iter().any(|u| u.id == leader.id))
+                })
+                .map(|l| (*l).clone())
+                .collect();
             let reader = mail::Reader::personal(leader, &key, &ctx.public_base_url, now);
             let to = reminder::Addressee::LeadershipCopy {
                 owner_name: &owner.display_name,
             };
             let dedupe = format!("reminder-copy:{}:{}", owner.id, leader.id);
-            let draft = reminder.compose(&reader, to, &long_overdue, dedupe)?;
+            let draft = reminder.compose(&reader, to, &theirs, dedupe)?;
             if mail::enqueue(&txn, draft, now, &ctx.public_base_url).await? {
                 report.queued += 1;
             }
@@ -360,6 +380,7 @@ impl Reminder<'_> {
                 id: l.item.id,
                 title: l.item.title.clone(),
                 program: l.program_name.clone(),
+                sponsor: l.sponsor_name.clone(),
                 due_date: l.item.due_date,
                 days_overdue: l.days_overdue,
             })

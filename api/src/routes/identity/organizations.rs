@@ -2,7 +2,7 @@
 
 use actix_web::{HttpResponse, get, post, web};
 use entity::{OrgKind, Role, organization};
-use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -73,7 +73,7 @@ pub struct CreatedOrganization {
     responses(
         (status = 201, description = "Organization created and its first admin invited", body = CreatedOrganization),
         (status = 403, description = "Caller is not an admin of a sponsor organization", body = crate::error::Problem),
-        (status = 409, description = "An organization with that name exists", body = crate::error::Problem),
+        (status = 409, description = "A CMO of that name is on the installation (`cmo_exists`): connect to it instead", body = crate::error::Problem),
         (status = 422, description = "Invalid fields; `kind` other than `cmo` (`sponsor_by_operator`)", body = crate::error::Problem)
     )
 )]
@@ -100,6 +100,23 @@ pub async fn create_organization(
     let now = state.clock.now();
     let caller = ctx.actor(now);
     let txn = WriteTxn::begin(&state, &ctx).await?;
+    // CMO names are unique among CMOs: a second sponsor of the same CMO connects to it
+    // rather than registering a copy. Saying that one exists tells what the directory
+    // tells (never who works with it).
+    let taken = organization::Entity::find()
+        .filter(organization::Column::Kind.eq(OrgKind::Cmo))
+        .filter(organization::Column::Name.eq(body.name.trim()))
+        .one(&txn)
+        .await?;
+    if let Some(existing) = taken {
+        return Err(ApiError::conflict(
+            "cmo_exists",
+            format!(
+                "a CMO named {:?} is on this installation already (organization {}): invite it with POST /api/v1/cmo-connections instead of registering a copy",
+                existing.name, existing.id
+            ),
+        ));
+    }
     let org = provisioning::create_organization(
         &txn,
         &body.name,
@@ -147,8 +164,9 @@ pub struct OrganizationFilter {
     pub offset: Option<u64>,
 }
 
-/// Organizations visible to the caller: their own, the partners it registered, and the
-/// sponsor that registered it. Ordered by id.
+/// Organizations visible to the caller: their own and those it has a relationship with
+/// (a sponsor: the CMOs it invited or works with; a CMO: the sponsors that invited it or
+/// work with it). Ordered by id.
 #[utoipa::path(
     tag = "organizations",
     params(OrganizationFilter),
@@ -168,7 +186,10 @@ pub async fn list_organizations(
     let (items, total, limit, offset) =
         fetch_page(&state.db, select, filter.limit, filter.offset).await?;
     Ok(web::Json(Page {
-        items: items.iter().map(OrganizationView::from).collect(),
+        items: items
+            .iter()
+            .map(|o| OrganizationView::seen_by(o, ctx.org_id()))
+            .collect(),
         total,
         limit,
         offset,
@@ -191,5 +212,5 @@ pub async fn get_organization(
     id: web::Path<i64>,
 ) -> ApiResult<web::Json<OrganizationView>> {
     let org = find_scoped::<organization::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
-    Ok(web::Json(OrganizationView::from(&org)))
+    Ok(web::Json(OrganizationView::seen_by(&org, ctx.org_id())))
 }

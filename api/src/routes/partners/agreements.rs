@@ -9,7 +9,7 @@ use sea_orm::{
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::require_sponsor_side;
+use super::{own_relationship, require_sponsor_side};
 use crate::auth::{AuthContext, find_scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Checks, Validate};
@@ -50,8 +50,9 @@ impl Validate for CreateQualityAgreement {
     }
 }
 
-/// Record a quality agreement (sponsor quality, program managers and admins). Its
-/// expiry is reminded to the sponsor's quality users 90, 30 and 7 days ahead.
+/// Record a quality agreement (the connected sponsor's quality, program managers and
+/// admins). Its expiry is reminded to the sponsor's quality users 90, 30 and 7 days
+/// ahead. No other sponsor of the CMO reads it.
 #[utoipa::path(
     tag = "partners",
     params(("id" = i64, Path, description = "The CMO's organization id")),
@@ -72,7 +73,8 @@ pub async fn create_quality_agreement(
     let b = body.into_inner();
     let txn = WriteTxn::begin(&state, &ctx).await?;
     let p = find_scoped::<cmo::Entity, _>(&txn, &ctx, id.into_inner()).await?;
-    require_sponsor_side(&ctx, &p, "quality agreements are recorded")?;
+    let rel = own_relationship(&txn, &ctx, p.org_id).await?;
+    require_sponsor_side(&ctx, rel.as_ref(), "quality agreements are recorded")?;
     let now = state.clock.now();
     let (_, view) = insert_audited(
         &txn,
@@ -81,7 +83,7 @@ pub async fn create_quality_agreement(
         cmo::quality_agreement::ActiveModel {
             id: NotSet,
             cmo_org_id: Set(p.org_id),
-            sponsor_org_id: Set(p.sponsor_org_id),
+            sponsor_org_id: Set(ctx.org_id()),
             version_label: Set(b.version_label.trim().to_string()),
             effective_on: Set(b.effective_on),
             expires_on: Set(b.expires_on),
@@ -100,7 +102,8 @@ pub async fn create_quality_agreement(
     txn.respond(StatusCode::CREATED, &view).await
 }
 
-/// A CMO's quality agreements, newest first, with the one in force marked `current`.
+/// Quality agreements with a CMO, newest first, with the one in force marked `current`:
+/// a sponsor reads its own; the CMO reads those it is party to, with every sponsor.
 #[utoipa::path(
     tag = "partners",
     params(("id" = i64, Path, description = "The CMO's organization id")),
@@ -116,8 +119,12 @@ pub async fn list_quality_agreements(
     id: web::Path<i64>,
 ) -> ApiResult<web::Json<Vec<QualityAgreementView>>> {
     let p = find_scoped::<cmo::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
-    let list = cmo::quality_agreement::Entity::find()
-        .filter(cmo::quality_agreement::Column::CmoOrgId.eq(p.org_id))
+    let mut select = cmo::quality_agreement::Entity::find()
+        .filter(cmo::quality_agreement::Column::CmoOrgId.eq(p.org_id));
+    if ctx.org_id() != p.org_id {
+        select = select.filter(cmo::quality_agreement::Column::SponsorOrgId.eq(ctx.org_id()));
+    }
+    let list = select
         .order_by_desc(cmo::quality_agreement::Column::EffectiveOn)
         .order_by_desc(cmo::quality_agreement::Column::Id)
         .all(&state.db)

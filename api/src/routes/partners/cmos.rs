@@ -1,15 +1,18 @@
 //! The CMO registry (SPEC §7): profiles with capabilities and contacts, sites,
-//! regulatory inspections, and the qualification state machine (approval and
-//! disqualification e-signed by quality). A sponsor sees the CMOs it registered; a CMO
-//! sees only its own profile.
+//! regulatory inspections (the CMO's facts, kept by the CMO), and each sponsor's side:
+//! its qualification of the CMO and its own notes. A sponsor sees the CMOs it is
+//! connected to, with its own qualification; a CMO sees only its own profile.
 
-use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
+use actix_web::{HttpRequest, HttpResponse, get, patch, post, put, web};
 use entity::cmo::{self, QualificationStatus, Region, site};
-use sea_orm::{ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, QueryFilter, QueryOrder};
+use entity::relationship;
+use sea_orm::{
+    ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
+};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::may_edit_profile;
+use super::{own_relationship, require_fact_keeper, require_sponsor_side};
 use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Checks, Validate};
@@ -65,8 +68,20 @@ pub async fn list_cmos(
     }
     c.finish()?;
     let mut select = scoped::<cmo::Entity>(&ctx);
+    let relationships = relationship::Entity::find()
+        .filter(relationship::Column::SponsorOrgId.eq(ctx.org_id()))
+        .all(&state.db)
+        .await?;
     if let Some(s) = q.status {
-        select = select.filter(cmo::Column::QualificationStatus.eq(s));
+        // Your own qualification of each: another sponsor's is not yours to filter by.
+        select = select.filter(
+            cmo::Column::OrgId.is_in(
+                relationships
+                    .iter()
+                    .filter(|r| r.qualification_status == s)
+                    .map(|r| r.cmo_org_id),
+            ),
+        );
     }
     for (flag, column) in [
         (q.sterile_fill_finish, cmo::Column::SterileFillFinish),
@@ -87,7 +102,7 @@ pub async fn list_cmos(
     // Tag and region filters on the (small) registry in memory.
     let wanted = |v: &Option<String>| v.as_ref().map(|t| t.trim().to_lowercase());
     let (form, modality) = (wanted(&q.dosage_form), wanted(&q.modality));
-    let views: Vec<CmoView> = render(&state.db, &profiles)
+    let views: Vec<CmoView> = render(&state.db, &profiles, &relationships)
         .await?
         .into_iter()
         .filter(|v| form.as_ref().is_none_or(|f| v.dosage_forms.contains(f)))
@@ -127,9 +142,17 @@ pub async fn get_cmo(
 ) -> ApiResult<web::Json<CmoView>> {
     let p = find_scoped::<cmo::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
     let now = state.clock.now();
-    Ok(web::Json(
-        answer::<entity::workflow::qualification::Step>(&state.db, &ctx, &p, now).await?,
-    ))
+    match own_relationship(&state.db, &ctx, p.org_id).await? {
+        Some(rel) => Ok(web::Json(
+            answer::<entity::workflow::qualification::Step>(&state.db, &ctx, &rel, now).await?,
+        )),
+        None => Ok(web::Json(
+            render(&state.db, std::slice::from_ref(&p), &[])
+                .await?
+                .pop()
+                .ok_or(ApiError::NotFound)?,
+        )),
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -183,7 +206,9 @@ impl Validate for UpdateCmo {
     }
 }
 
-/// Update capabilities and contacts.
+/// Update the CMO's capabilities and contacts: the CMO's own admins (the sponsor that
+/// registered it until the CMO's first person has joined). Every sponsor connected to
+/// the CMO reads them.
 #[utoipa::path(
     tag = "partners",
     params(("id" = i64, Path, description = "The CMO's organization id")),
@@ -211,11 +236,15 @@ pub async fn update_cmo(
         id.into_inner(),
         b.version,
         "cmo_profile",
-        async |_, current| {
-            ctx.require(
-                may_edit_profile(&ctx, current),
-                "the sponsor's admins, program managers and quality, or the CMO's own admins, edit a profile",
+        async |txn, current| {
+            require_fact_keeper(
+                txn,
+                &ctx,
+                current,
+                false,
+                "a CMO's capabilities and contacts are kept",
             )
+            .await
         },
         async |_, _, p| {
             let json = |v: &Vec<String>| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
@@ -243,7 +272,8 @@ pub async fn update_cmo(
             Ok(Patched::update(None))
         },
         async |txn, p| {
-            render(txn, std::slice::from_ref(p))
+            let rel = own_relationship(txn, &ctx, p.org_id).await?;
+            render(txn, std::slice::from_ref(p), rel.as_slice())
                 .await?
                 .pop()
                 .ok_or(ApiError::NotFound)
@@ -276,7 +306,8 @@ impl Validate for CreateSite {
     }
 }
 
-/// Add a manufacturing site to a CMO.
+/// Add a manufacturing site to a CMO (the CMO's own admins; the registering sponsor until
+/// the CMO's first person has joined).
 #[utoipa::path(
     tag = "partners",
     params(("id" = i64, Path, description = "The CMO's organization id")),
@@ -297,11 +328,7 @@ pub async fn create_site(
     let b = body.into_inner();
     let txn = WriteTxn::begin(&state, &ctx).await?;
     let p = find_scoped::<cmo::Entity, _>(&txn, &ctx, id.into_inner()).await?;
-    if !may_edit_profile(&ctx, &p) {
-        return Err(ApiError::Forbidden(
-            "the sponsor's managers or the CMO's own admins add sites".to_string(),
-        ));
-    }
+    require_fact_keeper(&txn, &ctx, &p, false, "a CMO's sites are kept").await?;
     let now = state.clock.now();
     let (_, view) = insert_audited(
         &txn,
@@ -327,4 +354,76 @@ pub async fn create_site(
     )
     .await?;
     txn.respond(StatusCode::CREATED, &view).await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"sponsor_notes": "Preferred for lyo; ask for Ibex capacity in Q3", "version": 3}))]
+pub struct SponsorNotes {
+    /// Your organization's own notes about the CMO (at most 10,000 characters); `null`
+    /// clears them.
+    pub sponsor_notes: Option<String>,
+    /// The `qualification_version` you read (or `If-Match`).
+    pub version: Option<i32>,
+}
+
+impl Validate for SponsorNotes {
+    fn validate(&self, c: &mut Checks) {
+        c.optional_text("sponsor_notes", self.sponsor_notes.as_deref(), 1, 10_000);
+    }
+}
+
+/// Keep your organization's own notes about a CMO (the connected sponsor's quality,
+/// program managers and admins). Never shown to the CMO or to another sponsor.
+#[utoipa::path(
+    tag = "partners",
+    params(("id" = i64, Path, description = "The CMO's organization id")),
+    request_body = SponsorNotes,
+    responses(
+        (status = 200, description = "The profile with your notes", body = CmoView),
+        (status = 403, description = "Not the connected sponsor's quality, program managers or admins", body = crate::error::Problem),
+        (status = 404, description = "No such CMO visible to the caller", body = crate::error::Problem),
+        (status = 409, description = "Stale version", body = crate::error::Problem),
+        (status = 422, description = "Notes too long, or no version given (`version` or `If-Match`)", body = crate::error::Problem)
+    )
+)]
+#[put("/cmos/{id}/sponsor-notes")]
+pub async fn put_sponsor_notes(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<SponsorNotes>,
+) -> ApiResult<HttpResponse> {
+    let b = body.into_inner();
+    let p = find_scoped::<cmo::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    let rel = own_relationship(&state.db, &ctx, p.org_id).await?;
+    require_sponsor_side(&ctx, rel.as_ref(), "sponsor notes are kept")?;
+    let rel_id = rel.map(|r| r.id).ok_or(ApiError::NotFound)?;
+    update_versioned::<relationship::Entity, _>(
+        &state,
+        &ctx,
+        &req,
+        rel_id,
+        b.version,
+        "cmo_relationship",
+        async |_, _| Ok(()),
+        async |_, _, r| {
+            r.sponsor_notes = b
+                .sponsor_notes
+                .as_deref()
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_string);
+            Ok(Patched::update(None))
+        },
+        async |txn, r| {
+            let profile = find_scoped::<cmo::Entity, _>(txn, &ctx, r.cmo_org_id).await?;
+            render(txn, std::slice::from_ref(&profile), std::slice::from_ref(r))
+                .await?
+                .pop()
+                .ok_or(ApiError::NotFound)
+        },
+    )
+    .await
 }

@@ -99,7 +99,9 @@ pub async fn create_evaluation(
         }
     }
     let known = cmo::Entity::find()
-        .filter(cmo::Column::SponsorOrgId.eq(ctx.org_id()))
+        .filter(
+            cmo::Column::OrgId.in_subquery(entity::relationship::connected_cmos_of(ctx.org_id())),
+        )
         .filter(cmo::Column::OrgId.is_in(candidates.clone()))
         .all(&txn)
         .await?;
@@ -107,7 +109,7 @@ pub async fn create_evaluation(
         return Err(ApiError::invalid(
             "candidates",
             "unknown_cmo",
-            "every candidate must be a CMO registered by your organization",
+            "every candidate must be a CMO your organization is connected to",
         ));
     }
     if let Some(p) = b.program_id {

@@ -9,7 +9,7 @@ use sea_orm::{
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::require_sponsor_side;
+use super::require_fact_keeper;
 use crate::auth::{AuthContext, find_scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Checks, Validate};
@@ -45,15 +45,16 @@ impl Validate for RecordInspection {
     }
 }
 
-/// Record a regulatory inspection of one of the CMO's sites (sponsor quality, program
-/// managers and admins).
+/// Record a regulatory inspection of one of the CMO's sites: the CMO's own admins and
+/// quality (the registering sponsor until the CMO's first person has joined). Every
+/// sponsor connected to the CMO reads it.
 #[utoipa::path(
     tag = "partners",
     params(("id" = i64, Path, description = "The CMO's organization id")),
     request_body = RecordInspection,
     responses(
         (status = 201, description = "Recorded", body = InspectionView),
-        (status = 403, description = "Not the sponsor's quality, program managers or admins", body = crate::error::Problem),
+        (status = 403, description = "Not the CMO's own admins or quality (nor the registering sponsor's quality, program managers or admins before the CMO's first person joined)", body = crate::error::Problem),
         (status = 404, description = "No such CMO visible to the caller", body = crate::error::Problem)
     )
 )]
@@ -67,7 +68,7 @@ pub async fn record_inspection(
     let b = body.into_inner();
     let txn = WriteTxn::begin(&state, &ctx).await?;
     let p = find_scoped::<cmo::Entity, _>(&txn, &ctx, id.into_inner()).await?;
-    require_sponsor_side(&ctx, &p, "inspections are recorded")?;
+    require_fact_keeper(&txn, &ctx, &p, true, "a CMO's inspections are recorded").await?;
     let found = site::Entity::find_by_id(b.site_id)
         .filter(site::Column::CmoOrgId.eq(p.org_id))
         .one(&txn)
@@ -153,7 +154,7 @@ impl Validate for CapaFromInspection {
     request_body = CapaFromInspection,
     responses(
         (status = 201, description = "The CAPA", body = crate::views::quality::CapaView),
-        (status = 403, description = "Not the sponsor's quality, program managers or admins", body = crate::error::Problem),
+        (status = 403, description = "Not quality, a program manager or an admin", body = crate::error::Problem),
         (status = 404, description = "No such inspection visible to the caller", body = crate::error::Problem),
         (status = 409, description = "The inspection had no critical finding", body = crate::error::Problem),
         (status = 422, description = "The program is not one with this CMO", body = crate::error::Problem)
@@ -175,7 +176,11 @@ pub async fn capa_from_inspection(
         .ok_or(ApiError::NotFound)?;
     // Visible only through its CMO's profile.
     let p = find_scoped::<cmo::Entity, _>(&txn, &ctx, i.cmo_org_id).await?;
-    require_sponsor_side(&ctx, &p, "CAPAs from inspections are opened")?;
+    if !ctx.user.role.handles_quality_records() {
+        return Err(ApiError::Forbidden(
+            "CAPAs from inspections are opened by quality, program managers and admins".to_string(),
+        ));
+    }
     if !cmo::is_adverse(i.outcome, i.critical_findings) {
         return Err(ApiError::conflict(
             "no_critical_finding",

@@ -1,31 +1,77 @@
-//! The partner network: CMO profiles and sites, qualification, inspections, quality
-//! agreements, scorecards and selection.
+//! The partner network: CMO profiles and sites, connections between sponsors and CMOs,
+//! qualification, inspections, quality agreements, scorecards and selection.
 
 pub mod agreements;
 pub mod cmos;
+pub mod connections;
 pub mod evaluations;
 pub mod inspections;
 pub mod qualification;
 pub mod scorecards;
 
-use entity::{Role, cmo};
+use entity::{OrgKind, Role, cmo, relationship, user};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
 use crate::auth::AuthContext;
 use crate::error::{ApiError, ApiResult};
 
-/// The sponsor's admins, program managers and quality manage the registry; a CMO's own
-/// admin may keep its capabilities and contacts current.
-pub(crate) fn may_edit_profile(ctx: &AuthContext, p: &cmo::Model) -> bool {
-    (ctx.org_id() == p.sponsor_org_id && ctx.user.role.handles_quality_records())
-        || (ctx.org_id() == p.org_id && ctx.user.role == Role::Admin)
+/// A CMO's facts are the CMO's: its own admins keep them (its quality users record
+/// inspections too). The sponsor that registered it holds the pen until the CMO's first
+/// person has joined, so the registry can be filled before they arrive. `what` names the
+/// change for the refusal.
+pub(crate) async fn require_fact_keeper(
+    conn: &impl ConnectionTrait,
+    ctx: &AuthContext,
+    p: &cmo::Model,
+    inspections: bool,
+    what: &str,
+) -> ApiResult<()> {
+    let role = ctx.user.role;
+    let own = ctx.org_id() == p.org_id
+        && (role == Role::Admin || inspections && role.handles_quality_records());
+    let before_the_cmo_joined = ctx.org_id() == p.sponsor_org_id
+        && role.handles_quality_records()
+        && user::Entity::find()
+            .filter(user::Column::OrgId.eq(p.org_id))
+            .filter(user::Column::Active.eq(true))
+            .filter(user::Column::PasswordHash.is_not_null())
+            .count(conn)
+            .await?
+            == 0;
+    if own || before_the_cmo_joined {
+        return Ok(());
+    }
+    Err(ApiError::Forbidden(format!(
+        "{what} by the CMO's own admins{}: every sponsor connected to it reads them",
+        if inspections { " and quality" } else { "" }
+    )))
 }
 
-/// Registry decisions belong to the CMO's sponsor: its quality, program managers and
-/// admins. `what` starts the refusal, e.g. "inspections are recorded".
-pub(crate) fn require_sponsor_side(ctx: &AuthContext, p: &cmo::Model, what: &str) -> ApiResult<()> {
-    if ctx.org_id() != p.sponsor_org_id || !ctx.user.role.handles_quality_records() {
+/// The caller's organization's relationship with CMO `cmo_org_id`, when the caller is
+/// on a sponsor's side of one.
+pub(crate) async fn own_relationship(
+    conn: &impl ConnectionTrait,
+    ctx: &AuthContext,
+    cmo_org_id: i64,
+) -> ApiResult<Option<relationship::Model>> {
+    if ctx.org.kind != OrgKind::Sponsor {
+        return Ok(None);
+    }
+    Ok(relationship::between(conn, ctx.org_id(), cmo_org_id).await?)
+}
+
+/// Relationship decisions (qualification, agreements, notes) belong to the sponsor
+/// connected to the CMO: its quality, program managers and admins. `what` starts the
+/// refusal, e.g. "inspections are recorded".
+pub(crate) fn require_sponsor_side(
+    ctx: &AuthContext,
+    rel: Option<&relationship::Model>,
+    what: &str,
+) -> ApiResult<()> {
+    let connected = rel.is_some_and(|r| r.sponsor_org_id == ctx.org_id() && r.is_connected());
+    if !connected || !ctx.user.role.handles_quality_records() {
         return Err(ApiError::Forbidden(format!(
-            "{what} by the sponsor's quality, program managers and admins"
+            "{what} by the connected sponsor's quality, program managers and admins"
         )));
     }
     Ok(())

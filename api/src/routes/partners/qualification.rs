@@ -1,13 +1,15 @@
-//! A sponsor's qualification of a CMO (SPEC §7), through the one transition engine.
+//! A sponsor's qualification of a CMO (SPEC §7), through the one transition engine. Kept
+//! on the sponsor's relationship with the CMO: each sponsor qualifies on its own.
 
 use actix_web::{HttpRequest, post, web};
 use entity::cmo::{self, QualificationEvent};
+use entity::relationship;
 use sea_orm::ConnectionTrait;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::require_sponsor_side;
-use crate::auth::AuthContext;
+use super::{own_relationship, require_sponsor_side};
+use crate::auth::{AuthContext, find_scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Checks, Validate};
 use crate::state::AppState;
@@ -27,7 +29,7 @@ pub struct QualificationTransition {
     pub reason: Option<String>,
     /// Your signing password: approval and disqualification are e-signed by quality.
     pub password: Option<String>,
-    /// The version you read.
+    /// The `qualification_version` you read.
     pub version: Option<i32>,
 }
 
@@ -39,7 +41,9 @@ impl Validate for QualificationTransition {
 }
 
 /// Move a CMO through qualification: `start_evaluation`, `qualify`, `approve` (signed),
-/// `probation`, `reinstate`, `disqualify` (signed), `reevaluate`. Sponsor-side decisions.
+/// `probation`, `reinstate`, `disqualify` (signed), `reevaluate`. Decisions of the
+/// connected sponsor, about its own relationship: another sponsor connected to the same
+/// CMO neither sees nor changes them.
 #[utoipa::path(
     tag = "partners",
     params(
@@ -65,20 +69,15 @@ pub async fn transition_qualification(
     body: ApiJson<QualificationTransition>,
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
+    let p = find_scoped::<cmo::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    let rel = own_relationship(&state.db, &ctx, p.org_id).await?;
+    require_sponsor_side(&ctx, rel.as_ref(), "qualification is decided")?;
+    let rel_id = rel.map(|r| r.id).ok_or(ApiError::NotFound)?;
     let step = qualification_flow::Step {
         event: b.event,
         reason: b.reason,
     };
-    run_step(
-        &state,
-        &ctx,
-        &req,
-        id.into_inner(),
-        step,
-        b.password,
-        b.version,
-    )
-    .await
+    run_step(&state, &ctx, &req, rel_id, step, b.password, b.version).await
 }
 
 impl ApiStep for qualification_flow::Step {
@@ -92,17 +91,22 @@ impl ApiStep for qualification_flow::Step {
         ctx: &AuthContext,
         p: &Self::Model,
     ) -> ApiResult<()> {
-        require_sponsor_side(ctx, p, "qualification is decided")
+        require_sponsor_side(ctx, Some(p), "qualification is decided")
     }
     async fn view(
         conn: &impl ConnectionTrait,
-        _ctx: &AuthContext,
-        p: &cmo::Model,
+        ctx: &AuthContext,
+        r: &relationship::Model,
         _now: chrono::DateTime<chrono::Utc>,
     ) -> ApiResult<CmoView> {
-        render(conn, std::slice::from_ref(p))
-            .await?
-            .pop()
-            .ok_or(ApiError::NotFound)
+        let profile = find_scoped::<cmo::Entity, _>(conn, ctx, r.cmo_org_id).await?;
+        render(
+            conn,
+            std::slice::from_ref(&profile),
+            std::slice::from_ref(r),
+        )
+        .await?
+        .pop()
+        .ok_or(ApiError::NotFound)
     }
 }

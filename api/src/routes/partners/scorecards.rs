@@ -118,8 +118,8 @@ async fn scorecard_of<C: ConnectionTrait>(
     ))
 }
 
-/// A CMO's KPI scorecard over its programs with the sponsor (the sponsor and the CMO
-/// itself may read it; other CMOs get 404).
+/// A CMO's KPI scorecard: for a sponsor, over its own programs with the CMO (another
+/// sponsor's never count); for the CMO itself, over all of its programs. Others get 404.
 #[utoipa::path(
     tag = "partners",
     params(("id" = i64, Path, description = "The CMO's organization id"), ScorecardQuery),
@@ -138,9 +138,14 @@ pub async fn cmo_scorecard(
     let p = find_scoped::<cmo::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
     let today = state.clock.now().date_naive();
     let w = window(&query, today)?;
-    let programs: Vec<i64> = entity::program::Entity::find()
-        .filter(entity::program::Column::CmoOrgId.eq(p.org_id))
-        .filter(entity::program::Column::SponsorOrgId.eq(p.sponsor_org_id))
+    // A sponsor's scorecard counts its own programs with the CMO; the CMO's own, all of
+    // its programs.
+    let mut programs =
+        entity::program::Entity::find().filter(entity::program::Column::CmoOrgId.eq(p.org_id));
+    if ctx.org_id() != p.org_id {
+        programs = programs.filter(entity::program::Column::SponsorOrgId.eq(ctx.org_id()));
+    }
+    let programs: Vec<i64> = programs
         .all(&state.db)
         .await?
         .into_iter()

@@ -1,13 +1,11 @@
 //! Programs: one product's work at one CMO, owned by the sponsor.
 
 use actix_web::{HttpRequest, HttpResponse, get, patch, post, web};
+use entity::OrgKind;
 use entity::access::{ProgramSides, may_manage_program};
 use entity::program::{self, Modality, ProductionStatus, ProgramStage};
-use entity::{OrgKind, organization};
 use sea_orm::ActiveModelTrait;
-use sea_orm::{
-    ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
-};
+use sea_orm::{ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, QueryFilter, QueryOrder};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -82,7 +80,7 @@ impl Validate for CreateProgram {
         (status = 201, description = "Program created", body = ProgramView),
         (status = 403, description = "Only the sponsor's admins and program managers create programs", body = crate::error::Problem),
         (status = 409, description = "The CMO is not qualified or approved (`cmo_not_qualified`; the detail says why)", body = crate::error::Problem),
-        (status = 422, description = "Invalid fields, or `cmo_org_id` is not one of your CMOs", body = crate::error::Problem)
+        (status = 422, description = "Invalid fields, or `cmo_org_id` is not a CMO you are connected to", body = crate::error::Problem)
     )
 )]
 #[post("/programs")]
@@ -101,25 +99,18 @@ pub async fn create_program(
             "programs are created by the sponsor's admins and program managers".to_string(),
         ));
     }
-    let cmo = organization::Entity::find_by_id(body.cmo_org_id)
-        .filter(organization::Column::ParentOrgId.eq(ctx.org_id()))
-        .filter(organization::Column::Kind.eq(OrgKind::Cmo))
-        .one(&state.db)
-        .await?;
-    if cmo.is_none() {
+    let rel = entity::relationship::between(&state.db, ctx.org_id(), body.cmo_org_id)
+        .await?
+        .filter(|r| r.is_connected());
+    let Some(rel) = rel else {
         return Err(ApiError::invalid(
             "cmo_org_id",
             "unknown_cmo",
-            "not a CMO organization registered by your organization",
+            "not a CMO your organization is connected to",
         ));
-    }
-    // SPEC §7: only a qualified or approved CMO may be named on a program.
-    let profile = entity::cmo::Entity::find_by_id(body.cmo_org_id)
-        .one(&state.db)
-        .await?;
-    let status = profile
-        .map(|p| p.qualification_status)
-        .unwrap_or(entity::cmo::QualificationStatus::Prospect);
+    };
+    // SPEC §7: only a CMO this sponsor qualified or approved may be named on a program.
+    let status = rel.qualification_status;
     if let Err(why) = entity::cmo::may_be_named(status) {
         return Err(ApiError::Conflict {
             code: "cmo_not_qualified",

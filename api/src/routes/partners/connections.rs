@@ -1,0 +1,567 @@
+//! Connecting sponsors and CMOs (the partner network): a sponsor finds a CMO already on
+//! the installation in the directory and invites it; the CMO's admin accepts or
+//! declines. Nothing here tells anyone which other sponsors work with a CMO: the
+//! directory shows names and the caller's own connection only, and each side lists only
+//! the relationships it is party to.
+
+use std::collections::BTreeMap;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, get, post, web};
+use chrono::{DateTime, Utc};
+use entity::cmo::QualificationStatus;
+use entity::relationship::{self, ConnectionEvent, ConnectionStatus, Party};
+use entity::workflow::connection::Step;
+use entity::{OrgKind, Role, organization, user};
+use sea_orm::{
+    ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::auth::{AuthContext, find_scoped, scoped};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{ApiJson, Checks, Validate};
+use crate::routes::{Page, fetch_page};
+use crate::state::AppState;
+use crate::transition::{ApiStep, answer, run_step};
+use crate::views::{BlockedEvent, EventOptions};
+use crate::write::insert_audited;
+use crate::write_txn::WriteTxn;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DirectoryQuery {
+    /// Part of the CMO's name, at least 3 characters, any case, e.g. `lonza`.
+    pub name: String,
+}
+
+/// A CMO on the installation, as the directory shows it to a sponsor.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"org_id": 2, "name": "Lonza Visp", "your_connection": null, "your_connection_id": null}))]
+pub struct DirectoryEntry {
+    pub org_id: i64,
+    pub name: String,
+    /// Your organization's connection with it, if any (nobody else's is ever shown).
+    pub your_connection: Option<ConnectionStatus>,
+    pub your_connection_id: Option<i64>,
+}
+
+/// Find a CMO already on the installation by name, to invite it rather than register a
+/// copy (sponsor users). At most 20 matches, by name. Shows names and your own
+/// connection only: never whether or with whom a CMO works.
+#[utoipa::path(
+    tag = "partners",
+    params(DirectoryQuery),
+    responses(
+        (status = 200, description = "Matching CMOs", body = Page<DirectoryEntry>),
+        (status = 403, description = "Not a sponsor organization's user", body = crate::error::Problem),
+        (status = 422, description = "`name` shorter than 3 characters", body = crate::error::Problem)
+    )
+)]
+#[get("/cmo-directory")]
+pub async fn cmo_directory(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    query: web::Query<DirectoryQuery>,
+) -> ApiResult<web::Json<Page<DirectoryEntry>>> {
+    if ctx.org.kind != OrgKind::Sponsor {
+        return Err(ApiError::Forbidden(
+            "the CMO directory is for sponsors looking for a partner".to_string(),
+        ));
+    }
+    let wanted = query.name.trim().to_lowercase();
+    let mut c = Checks::default();
+    if wanted.chars().count() < 3 || wanted.chars().count() > 200 {
+        c.fail(
+            "name",
+            "out_of_range",
+            "3 to 200 characters of the CMO's name, e.g. lonza",
+        );
+    }
+    c.finish()?;
+    // LIKE with the pattern's own wildcards escaped; lower() on both sides, so the match
+    // ignores case alike on SQLite and PostgreSQL.
+    let escaped = wanted
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    let pattern = format!("%{escaped}%");
+    let found = organization::Entity::find()
+        .filter(organization::Column::Kind.eq(OrgKind::Cmo))
+        .filter(organization::Column::MergedIntoOrgId.is_null())
+        .filter(sea_orm::sea_query::Expr::cust_with_values(
+            "lower(name) LIKE $1 ESCAPE '\\'",
+            [pattern],
+        ))
+        .order_by_asc(organization::Column::Name)
+        .order_by_asc(organization::Column::Id)
+        .limit(20)
+        .all(&state.db)
+        .await?;
+    let own: BTreeMap<i64, relationship::Model> = relationship::Entity::find()
+        .filter(relationship::Column::SponsorOrgId.eq(ctx.org_id()))
+        .filter(relationship::Column::CmoOrgId.is_in(found.iter().map(|o| o.id)))
+        .all(&state.db)
+        .await?
+        .into_iter()
+        .map(|r| (r.cmo_org_id, r))
+        .collect();
+    let items: Vec<DirectoryEntry> = found
+        .into_iter()
+        .map(|o| DirectoryEntry {
+            your_connection: own.get(&o.id).map(|r| r.connection),
+            your_connection_id: own.get(&o.id).map(|r| r.id),
+            org_id: o.id,
+            name: o.name,
+        })
+        .collect();
+    let total = items.len() as u64;
+    Ok(web::Json(Page {
+        items,
+        total,
+        limit: 20,
+        offset: 0,
+    }))
+}
+
+/// A sponsor's relationship with a CMO, as either side reads it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"id": 5, "sponsor_org_id": 1, "sponsor_name": "Acme Pharma", "cmo_org_id": 2,
+    "cmo_name": "Lonza Visp", "connection": "invited", "qualification_status": "prospect",
+    "invitation_message": "We would like to run ACM-202's fill-finish with you.",
+    "invited_at": "2026-12-01T09:00:00Z", "responded_at": null,
+    "allowed_events": ["accept", "decline"], "blocked_events": [], "version": 1}))]
+pub struct ConnectionView {
+    pub id: i64,
+    pub sponsor_org_id: i64,
+    pub sponsor_name: String,
+    pub cmo_org_id: i64,
+    pub cmo_name: String,
+    pub connection: ConnectionStatus,
+    /// The sponsor's qualification of the CMO (read by the two of them only).
+    pub qualification_status: QualificationStatus,
+    pub invitation_message: Option<String>,
+    pub invited_at: Option<DateTime<Utc>>,
+    pub responded_at: Option<DateTime<Utc>>,
+    /// What you can do with it now: `invite` (again) and `withdraw` are the sponsor
+    /// admins', `accept` and `decline` the CMO admins'.
+    pub allowed_events: Vec<ConnectionEvent>,
+    /// Single-record answers only: events the state offers that you cannot take, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked_events: Option<Vec<BlockedEvent>>,
+    pub version: i32,
+}
+
+async fn connection_views(
+    conn: &impl ConnectionTrait,
+    rows: &[relationship::Model],
+) -> ApiResult<Vec<ConnectionView>> {
+    let ids = rows.iter().flat_map(|r| [r.sponsor_org_id, r.cmo_org_id]);
+    let names: BTreeMap<i64, String> = organization::Entity::find()
+        .filter(organization::Column::Id.is_in(ids))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|o| (o.id, o.name))
+        .collect();
+    let name = |id| names.get(&id).cloned().unwrap_or_default();
+    Ok(rows
+        .iter()
+        .map(|r| ConnectionView {
+            id: r.id,
+            sponsor_org_id: r.sponsor_org_id,
+            sponsor_name: name(r.sponsor_org_id),
+            cmo_org_id: r.cmo_org_id,
+            cmo_name: name(r.cmo_org_id),
+            connection: r.connection,
+            qualification_status: r.qualification_status,
+            invitation_message: r.invitation_message.clone(),
+            invited_at: r.invited_at,
+            responded_at: r.responded_at,
+            allowed_events: relationship::allowed_events(r.connection),
+            blocked_events: None,
+            version: r.version,
+        })
+        .collect())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ConnectionFilter {
+    /// Only connections in this state, e.g. `invited` for the invitations to answer.
+    pub connection: Option<ConnectionStatus>,
+    /// Page size, 1–200 (default 50).
+    pub limit: Option<u64>,
+    /// Items to skip (default 0).
+    pub offset: Option<u64>,
+}
+
+/// Your organization's connections: a sponsor's with its CMOs, a CMO's with the sponsors
+/// that invited it or work with it (an invitation withdrawn before it was answered is
+/// the sponsor's alone). Ordered by id.
+#[utoipa::path(
+    tag = "partners",
+    params(ConnectionFilter),
+    responses((status = 200, description = "One page of connections", body = Page<ConnectionView>))
+)]
+#[get("/cmo-connections")]
+pub async fn list_connections(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    filter: web::Query<ConnectionFilter>,
+) -> ApiResult<web::Json<Page<ConnectionView>>> {
+    let filter = filter.into_inner();
+    let mut select = scoped::<relationship::Entity>(&ctx).order_by_asc(relationship::Column::Id);
+    if let Some(c) = filter.connection {
+        select = select.filter(relationship::Column::Connection.eq(c));
+    }
+    let (rows, total, limit, offset) =
+        fetch_page(&state.db, select, filter.limit, filter.offset).await?;
+    Ok(web::Json(Page {
+        items: connection_views(&state.db, &rows).await?,
+        total,
+        limit,
+        offset,
+    }))
+}
+
+/// One connection, with what you can do with it now.
+#[utoipa::path(
+    tag = "partners",
+    params(("id" = i64, Path, description = "Connection id")),
+    responses(
+        (status = 200, description = "The connection", body = ConnectionView),
+        (status = 404, description = "No such connection of your organization", body = crate::error::Problem)
+    )
+)]
+#[get("/cmo-connections/{id}")]
+pub async fn get_connection(
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+) -> ApiResult<web::Json<ConnectionView>> {
+    let r = find_scoped::<relationship::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    Ok(web::Json(
+        answer::<Step>(&state.db, &ctx, &r, state.clock.now()).await?,
+    ))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"cmo_org_id": 2, "message": "We would like to run ACM-202's fill-finish with you."}))]
+pub struct InviteCmo {
+    /// The CMO's organization id, from `GET /cmo-directory`.
+    pub cmo_org_id: i64,
+    /// A note to the CMO's admins (1–2,000 characters).
+    pub message: Option<String>,
+}
+
+impl Validate for InviteCmo {
+    fn validate(&self, c: &mut Checks) {
+        c.optional_text("message", self.message.as_deref(), 1, 2_000);
+    }
+}
+
+/// Invite a CMO already on the installation to connect (sponsor admins). Its admins are
+/// emailed and accept or decline (`POST /cmo-connections/{id}/events`). Once connected,
+/// you read the CMO's facts, qualify it, record agreements and name it on programs. An
+/// invitation declined or withdrawn before is sent again (200).
+#[utoipa::path(
+    tag = "partners",
+    request_body = InviteCmo,
+    responses(
+        (status = 201, description = "Invited", body = ConnectionView),
+        (status = 200, description = "Invited again after a decline or a withdrawal", body = ConnectionView),
+        (status = 403, description = "Not an admin of a sponsor organization", body = crate::error::Problem),
+        (status = 409, description = "Already invited or connected (`already_connected`)", body = crate::error::Problem),
+        (status = 422, description = "`cmo_org_id` is not a CMO on the installation (`unknown_cmo`)", body = crate::error::Problem)
+    )
+)]
+#[post("/cmo-connections")]
+pub async fn invite_cmo(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    body: ApiJson<InviteCmo>,
+) -> ApiResult<HttpResponse> {
+    let b = body.into_inner();
+    if ctx.org.kind != OrgKind::Sponsor || ctx.user.role != Role::Admin {
+        return Err(ApiError::Forbidden(
+            "a sponsor's admins invite CMOs to connect".to_string(),
+        ));
+    }
+    let message = b
+        .message
+        .as_deref()
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(str::to_string);
+    let cmo = organization::Entity::find_by_id(b.cmo_org_id)
+        .filter(organization::Column::Kind.eq(OrgKind::Cmo))
+        .filter(organization::Column::MergedIntoOrgId.is_null())
+        .one(&state.db)
+        .await?
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "cmo_org_id",
+                "unknown_cmo",
+                "not a CMO on this installation (find one with GET /api/v1/cmo-directory?name=…)",
+            )
+        })?;
+    if let Some(existing) = relationship::between(&state.db, ctx.org_id(), cmo.id).await? {
+        if matches!(
+            existing.connection,
+            ConnectionStatus::Invited | ConnectionStatus::Connected
+        ) {
+            return Err(ApiError::conflict(
+                "already_connected",
+                format!(
+                    "your organization's connection with {} is {} already (connection {})",
+                    cmo.name,
+                    crate::routes::wire_name(&existing.connection),
+                    existing.id
+                ),
+            ));
+        }
+        let step = Step {
+            event: ConnectionEvent::Invite,
+            by_user_id: ctx.user.id,
+            message,
+        };
+        return run_step(&state, &ctx, &req, existing.id, step, None, None).await;
+    }
+    let now = state.clock.now();
+    let txn = WriteTxn::begin(&state, &ctx).await?;
+    let (row, _) = insert_audited(
+        &txn,
+        &ctx.actor(now),
+        "cmo_relationship",
+        relationship::ActiveModel {
+            id: NotSet,
+            sponsor_org_id: Set(ctx.org_id()),
+            cmo_org_id: Set(cmo.id),
+            connection: Set(ConnectionStatus::Invited),
+            qualification_status: Set(QualificationStatus::Prospect),
+            qualification_reason: Set(None),
+            qualification_signature_id: Set(None),
+            qualification_changed_at: Set(None),
+            sponsor_notes: Set(None),
+            invited_by_user_id: Set(Some(ctx.user.id)),
+            invited_at: Set(Some(now)),
+            invitation_message: Set(message.clone()),
+            responded_by_user_id: Set(None),
+            responded_at: Set(None),
+            merged_from_org_id: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+            version: Set(1),
+        },
+        async |r| {
+            connection_views(&txn, std::slice::from_ref(r))
+                .await?
+                .pop()
+                .ok_or(ApiError::NotFound)
+        },
+    )
+    .await?;
+    tell_cmo_admins(&txn, &state, &ctx, &cmo, &row, message.as_deref(), now).await?;
+    let view = answer::<Step>(&txn, &ctx, &row, now).await?;
+    txn.respond(StatusCode::CREATED, &view).await
+}
+
+/// Emails each active admin of the CMO about the invitation (no link: they answer it
+/// through the API, as the email says).
+async fn tell_cmo_admins(
+    conn: &impl ConnectionTrait,
+    state: &AppState,
+    ctx: &AuthContext,
+    cmo: &organization::Model,
+    row: &relationship::Model,
+    message: Option<&str>,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    let admins = user::Entity::find()
+        .filter(user::Column::OrgId.eq(cmo.id))
+        .filter(user::Column::Active.eq(true))
+        .filter(user::Column::IsServiceAccount.eq(false))
+        .filter(user::Column::Role.eq(Role::Admin))
+        .all(conn)
+        .await?;
+    for admin in admins {
+        let mut paragraphs = vec![format!(
+            "{} of {} invites {} to connect on {}: once you accept, {} can name {} on its \
+             programs, and your people work on them with the accounts they have.",
+            ctx.user.display_name,
+            ctx.org.name,
+            cmo.name,
+            state.public_base_url,
+            ctx.org.name,
+            cmo.name
+        )];
+        if let Some(m) = message {
+            paragraphs.push(format!("Their message: {m}"));
+        }
+        paragraphs.push(format!(
+            "{} will read your organization's profile (capabilities, sites, inspections, \
+             contacts); it does not learn which other sponsors you work with, nor they of it.",
+            ctx.org.name
+        ));
+        paragraphs.push(format!(
+            "To answer, send POST {}/api/v1/cmo-connections/{}/events with {{\"event\": \"accept\"}} \
+             or {{\"event\": \"decline\"}}; GET /api/v1/cmo-connections?connection=invited lists \
+             what is waiting.",
+            state.public_base_url, row.id
+        ));
+        let email = mail::notice(
+            &format!("{} invites {} to connect", ctx.org.name, cmo.name),
+            &format!("{} would like to work with {}", ctx.org.name, cmo.name),
+            &paragraphs,
+            None,
+        )
+        .map_err(ApiError::internal)?;
+        mail::enqueue(
+            conn,
+            entity::outbox::Draft::new(
+                format!(
+                    "cmo_connection_invite:{}:{}:{}",
+                    row.id, row.version, admin.id
+                ),
+                vec![admin.email],
+                email,
+            ),
+            now,
+            &state.public_base_url,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"event": "accept", "version": 1}))]
+pub struct ConnectionTransition {
+    pub event: ConnectionEvent,
+    /// With `invite`: a note to the CMO's admins.
+    pub message: Option<String>,
+    /// The version you read.
+    pub version: Option<i32>,
+}
+
+impl Validate for ConnectionTransition {
+    fn validate(&self, c: &mut Checks) {
+        c.optional_text("message", self.message.as_deref(), 1, 2_000);
+    }
+}
+
+/// Answer or take back an invitation: `accept` and `decline` (the CMO's admins),
+/// `withdraw` (the sponsor's admins, before it is answered), `invite` (again, after a
+/// decline or withdrawal).
+#[utoipa::path(
+    tag = "partners",
+    params(
+        ("id" = i64, Path, description = "Connection id"),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(W/)?"?[0-9]{1,9}"?$"#, description = "Version the caller saw (optional; alternative to `version` in the body)")
+    ),
+    request_body = ConnectionTransition,
+    responses(
+        (status = 200, description = "The connection in its new state", body = ConnectionView),
+        (status = 403, description = "Not an admin of the side that takes this event", body = crate::error::Problem),
+        (status = 404, description = "No such connection of your organization", body = crate::error::Problem),
+        (status = 409, description = "Illegal event (`current_state`, `allowed_events`) or stale version", body = crate::error::Problem)
+    )
+)]
+#[post("/cmo-connections/{id}/events")]
+pub async fn transition_connection(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<ConnectionTransition>,
+) -> ApiResult<HttpResponse> {
+    let b = body.into_inner();
+    let step = Step {
+        event: b.event,
+        by_user_id: ctx.user.id,
+        message: b.message.map(|m| m.trim().to_string()),
+    };
+    let id = id.into_inner();
+    let resend = step.event == ConnectionEvent::Invite;
+    let answer = run_step(&state, &ctx, &req, id, step.clone(), None, b.version).await?;
+    if resend && answer.status().is_success() {
+        // The invitation goes out again: its admins hear of it like the first time.
+        let r = find_scoped::<relationship::Entity, _>(&state.db, &ctx, id).await?;
+        let cmo = organization::Entity::find_by_id(r.cmo_org_id)
+            .one(&state.db)
+            .await?
+            .ok_or(ApiError::NotFound)?;
+        let txn = entity::db::begin_write(&state.db).await?;
+        tell_cmo_admins(
+            &txn,
+            &state,
+            &ctx,
+            &cmo,
+            &r,
+            r.invitation_message.as_deref(),
+            state.clock.now(),
+        )
+        .await?;
+        txn.commit().await?;
+    }
+    Ok(answer)
+}
+
+impl ApiStep for Step {
+    type View = ConnectionView;
+    fn offer(view: &mut Self::View, options: EventOptions<Self::Event>) {
+        view.allowed_events = options.allowed;
+        view.blocked_events = Some(options.blocked);
+    }
+    /// Connections are their admins' business, on both sides.
+    async fn may_step(
+        _conn: &impl ConnectionTrait,
+        ctx: &AuthContext,
+        _r: &relationship::Model,
+    ) -> ApiResult<()> {
+        if ctx.user.role != Role::Admin {
+            return Err(ApiError::Forbidden(
+                "connections are answered and withdrawn by admins".to_string(),
+            ));
+        }
+        Ok(())
+    }
+    /// The CMO answers; the sponsor invites and withdraws.
+    async fn may_take(
+        _conn: &impl ConnectionTrait,
+        ctx: &AuthContext,
+        r: &relationship::Model,
+        step: &Self,
+    ) -> ApiResult<()> {
+        let (party, refusal) = match relationship::party_of(step.event) {
+            Party::Sponsor => (r.sponsor_org_id, "the sponsor's admins invite and withdraw"),
+            Party::Cmo => (
+                r.cmo_org_id,
+                "the CMO's admins accept or decline an invitation",
+            ),
+        };
+        if ctx.org_id() != party {
+            return Err(ApiError::Forbidden(refusal.to_string()));
+        }
+        Ok(())
+    }
+    async fn view(
+        conn: &impl ConnectionTrait,
+        _ctx: &AuthContext,
+        r: &relationship::Model,
+        _now: DateTime<Utc>,
+    ) -> ApiResult<ConnectionView> {
+        connection_views(conn, std::slice::from_ref(r))
+            .await?
+            .pop()
+            .ok_or(ApiError::NotFound)
+    }
+}

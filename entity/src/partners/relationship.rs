@@ -1,0 +1,248 @@
+//! What one sponsor keeps about one CMO (SPEC §7, the partner network): whether they are
+//! connected, the sponsor's qualification of the CMO and its own notes. The CMO's facts
+//! (capabilities, sites, inspections, contacts) are the CMO's, on its profile, read by
+//! every sponsor connected to it; everything here is one sponsor's and no other sponsor
+//! ever reads it.
+//!
+//! Connection state machine: a sponsor `invite`s a CMO already on the installation
+//! (`invited`), the CMO's admin `accept`s (`connected`) or `decline`s (`declined`), the
+//! sponsor may `withdraw` an invitation not yet answered (`withdrawn`); a declined or
+//! withdrawn invitation may be sent again. Registering a new CMO connects it at once.
+
+use sea_orm::entity::prelude::*;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::cmo::QualificationStatus;
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize, ToSchema,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionStatus {
+    #[sea_orm(string_value = "invited")]
+    Invited,
+    #[sea_orm(string_value = "connected")]
+    Connected,
+    #[sea_orm(string_value = "declined")]
+    Declined,
+    #[sea_orm(string_value = "withdrawn")]
+    Withdrawn,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionEvent {
+    /// The sponsor invites again after a decline or a withdrawal.
+    Invite,
+    /// The CMO's admin accepts.
+    Accept,
+    /// The CMO's admin declines.
+    Decline,
+    /// The sponsor takes back an invitation not yet answered.
+    Withdraw,
+}
+
+pub const ALL_CONNECTION_EVENTS: [ConnectionEvent; 4] = [
+    ConnectionEvent::Invite,
+    ConnectionEvent::Accept,
+    ConnectionEvent::Decline,
+    ConnectionEvent::Withdraw,
+];
+
+/// Which side of the relationship takes an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Party {
+    Sponsor,
+    Cmo,
+}
+
+pub fn party_of(event: ConnectionEvent) -> Party {
+    match event {
+        ConnectionEvent::Invite | ConnectionEvent::Withdraw => Party::Sponsor,
+        ConnectionEvent::Accept | ConnectionEvent::Decline => Party::Cmo,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectionError {
+    #[error("{event:?} is not possible from {from:?}")]
+    NotAllowed {
+        from: ConnectionStatus,
+        event: ConnectionEvent,
+    },
+    #[error("{0}")]
+    WrongParty(&'static str),
+}
+
+pub fn transition(
+    from: ConnectionStatus,
+    event: ConnectionEvent,
+) -> Result<ConnectionStatus, ConnectionError> {
+    use ConnectionEvent as E;
+    use ConnectionStatus as S;
+    Ok(match (from, event) {
+        (S::Declined | S::Withdrawn, E::Invite) => S::Invited,
+        (S::Invited, E::Accept) => S::Connected,
+        (S::Invited, E::Decline) => S::Declined,
+        (S::Invited, E::Withdraw) => S::Withdrawn,
+        _ => return Err(ConnectionError::NotAllowed { from, event }),
+    })
+}
+
+pub fn allowed_events(from: ConnectionStatus) -> Vec<ConnectionEvent> {
+    ALL_CONNECTION_EVENTS
+        .into_iter()
+        .filter(|e| transition(from, *e).is_ok())
+        .collect()
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "cmo_relationships")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub sponsor_org_id: i64,
+    pub cmo_org_id: i64,
+    pub connection: ConnectionStatus,
+    pub qualification_status: QualificationStatus,
+    pub qualification_reason: Option<String>,
+    pub qualification_signature_id: Option<i64>,
+    pub qualification_changed_at: Option<DateTimeUtc>,
+    /// The sponsor's own notes about the CMO (never shown to the CMO or other sponsors).
+    pub sponsor_notes: Option<String>,
+    pub invited_by_user_id: Option<i64>,
+    pub invited_at: Option<DateTimeUtc>,
+    /// What the sponsor wrote to the CMO with its invitation.
+    pub invitation_message: Option<String>,
+    pub responded_by_user_id: Option<i64>,
+    pub responded_at: Option<DateTimeUtc>,
+    /// The duplicate CMO organization this relationship was with before a merge.
+    pub merged_from_org_id: Option<i64>,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+    pub version: i32,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
+
+impl Model {
+    pub fn is_connected(&self) -> bool {
+        self.connection == ConnectionStatus::Connected
+    }
+}
+
+/// Relationships `org_id` is party to: as the sponsor, all of its own; as the CMO, those
+/// that reached it (an invitation, a connection; not one withdrawn before it answered).
+pub fn party_to(org_id: i64) -> sea_orm::Condition {
+    sea_orm::Condition::any()
+        .add(Column::SponsorOrgId.eq(org_id))
+        .add(
+            sea_orm::Condition::all()
+                .add(Column::CmoOrgId.eq(org_id))
+                .add(Column::Connection.ne(ConnectionStatus::Withdrawn)),
+        )
+}
+
+/// CMO organization ids `sponsor_org_id` is connected to, as a subquery.
+pub fn connected_cmos_of(sponsor_org_id: i64) -> sea_orm::sea_query::SelectStatement {
+    sea_orm::sea_query::Query::select()
+        .column(Column::CmoOrgId)
+        .from(Entity)
+        .and_where(Column::SponsorOrgId.eq(sponsor_org_id))
+        .and_where(Column::Connection.eq(ConnectionStatus::Connected))
+        .to_owned()
+}
+
+/// Organization ids whose relationship with `org_id` has reached both sides (invited or
+/// connected; declined stays known to both): the CMOs a sponsor invited or works with,
+/// the sponsors that invited or work with a CMO.
+pub fn counterparts_of(
+    org_id: i64,
+) -> (
+    sea_orm::sea_query::SelectStatement,
+    sea_orm::sea_query::SelectStatement,
+) {
+    let known = [ConnectionStatus::Invited, ConnectionStatus::Connected];
+    (
+        sea_orm::sea_query::Query::select()
+            .column(Column::CmoOrgId)
+            .from(Entity)
+            .and_where(Column::SponsorOrgId.eq(org_id))
+            .and_where(Column::Connection.is_in(known))
+            .to_owned(),
+        sea_orm::sea_query::Query::select()
+            .column(Column::SponsorOrgId)
+            .from(Entity)
+            .and_where(Column::CmoOrgId.eq(org_id))
+            .and_where(Column::Connection.is_in(known))
+            .to_owned(),
+    )
+}
+
+/// The relationship of `sponsor_org_id` with `cmo_org_id`, if any.
+pub async fn between(
+    conn: &impl ConnectionTrait,
+    sponsor_org_id: i64,
+    cmo_org_id: i64,
+) -> Result<Option<Model>, DbErr> {
+    Entity::find()
+        .filter(Column::SponsorOrgId.eq(sponsor_org_id))
+        .filter(Column::CmoOrgId.eq(cmo_org_id))
+        .one(conn)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ConnectionEvent as E;
+    use ConnectionStatus as S;
+
+    #[test]
+    fn every_status_and_event_has_its_outcome() {
+        use sea_orm::Iterable;
+        let expected = |from: S, event: E| -> Option<S> {
+            Some(match (from, event) {
+                (S::Declined, E::Invite) | (S::Withdrawn, E::Invite) => S::Invited,
+                (S::Invited, E::Accept) => S::Connected,
+                (S::Invited, E::Decline) => S::Declined,
+                (S::Invited, E::Withdraw) => S::Withdrawn,
+                _ => return None,
+            })
+        };
+        let mut pairs = 0;
+        for from in S::iter() {
+            for event in ALL_CONNECTION_EVENTS {
+                pairs += 1;
+                match expected(from, event) {
+                    Some(to) => assert_eq!(transition(from, event), Ok(to), "{from:?} {event:?}"),
+                    None => assert_eq!(
+                        transition(from, event),
+                        Err(ConnectionError::NotAllowed { from, event }),
+                        "{from:?} {event:?}"
+                    ),
+                }
+                assert_eq!(
+                    allowed_events(from).contains(&event),
+                    expected(from, event).is_some()
+                );
+            }
+        }
+        assert_eq!(pairs, 16);
+        // A connection is for good: nothing in this machine ends it.
+        assert!(allowed_events(S::Connected).is_empty());
+    }
+
+    #[test]
+    fn the_cmo_answers_and_the_sponsor_invites_and_withdraws() {
+        assert_eq!(party_of(E::Accept), Party::Cmo);
+        assert_eq!(party_of(E::Decline), Party::Cmo);
+        assert_eq!(party_of(E::Invite), Party::Sponsor);
+        assert_eq!(party_of(E::Withdraw), Party::Sponsor);
+    }
+}
