@@ -26,6 +26,7 @@ mod observability;
 mod openapi;
 mod operations;
 mod outbox;
+mod partner_network;
 mod partners;
 mod permissions;
 mod plan;

@@ -117,8 +117,9 @@ async fn another_orgs_records_answer_404(app: &TestApp) {
 }
 on_both_databases!(another_orgs_records_answer_404);
 
-/// The organization's records, one of each kind, by the path segment that names them.
-async fn seed_every_kind(app: &TestApp) -> std::collections::HashMap<&'static str, i64> {
+/// The organization's records, one of each kind, by the path segment that names them,
+/// and the admin token of another sponsor connected to the same CMO (the shared-CMO case).
+async fn seed_every_kind(app: &TestApp) -> (std::collections::HashMap<&'static str, i64>, String) {
     use crate::programs::program_setup;
     let s = program_setup(app).await;
     let admin = app.admin();
@@ -306,7 +307,22 @@ async fn seed_every_kind(app: &TestApp) -> std::collections::HashMap<&'static st
     if extension.status.as_u16() == 201 {
         ids.insert("extension-requests", id(&extension.body));
     }
-    ids
+    // Another sponsor connects to the same CMO (invited, accepted by the CMO's admin).
+    let (_, _, shared) = partner_org(app, "Shared Sponsor", "sponsor", "boss@shared.test").await;
+    let invited = app
+        .client(&shared)
+        .post("/api/v1/cmo-connections", json!({"cmo_org_id": lonza}))
+        .await
+        .expect(201)
+        .body;
+    s.cmo_admin
+        .post(
+            &format!("/api/v1/cmo-connections/{}/events", invited["id"]),
+            json!({"event": "accept"}),
+        )
+        .await
+        .expect(200);
+    (ids, shared)
 }
 
 /// Fills `{…}` path parameters from the segment before each.
@@ -342,8 +358,8 @@ fn example_body(doc: &serde_json::Value, op: &serde_json::Value) -> serde_json::
 /// CMO not on the program, against a real record of the organization: 404 or 403, never
 /// a 2xx, never the record's data. Generated from the committed OpenAPI document.
 async fn every_endpoint_hides_foreign_records_from_every_role(app: &TestApp) {
-    // REQ: TEN-404
-    let ids = seed_every_kind(app).await;
+    // REQ: TEN-404, PART-NETWORK
+    let (ids, shared_sponsor_admin) = seed_every_kind(app).await;
     let doc: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -361,6 +377,10 @@ async fn every_endpoint_hides_foreign_records_from_every_role(app: &TestApp) {
             app.client(&other_sponsor_admin),
         ),
         (
+            "shared.test admin".to_string(),
+            app.client(&shared_sponsor_admin),
+        ),
+        (
             "foreign CMO admin".to_string(),
             app.client(&other_cmo_admin),
         ),
@@ -368,6 +388,7 @@ async fn every_endpoint_hides_foreign_records_from_every_role(app: &TestApp) {
     for (org_admin, domain) in [
         (&other_sponsor_admin, "other.test"),
         (&other_cmo_admin, "othercmo.test"),
+        (&shared_sponsor_admin, "shared.test"),
     ] {
         let admin = app.client(org_admin);
         for role in ["program_manager", "quality", "contributor", "viewer"] {
@@ -386,7 +407,7 @@ async fn every_endpoint_hides_foreign_records_from_every_role(app: &TestApp) {
     }
     let missing: std::collections::HashMap<&'static str, i64> =
         ids.keys().map(|k| (*k, 2_000_000_000)).collect();
-    let (mut hidden, mut same_as_missing) = (0, 0);
+    let (mut hidden, mut same_as_missing, mut shared_reads) = (0, 0, 0);
     let mut skipped = Vec::new();
     for (path, ops) in doc["paths"].as_object().unwrap() {
         if !path.contains('{') {
@@ -416,16 +437,33 @@ async fn every_endpoint_hides_foreign_records_from_every_role(app: &TestApp) {
                 let r = send(url.clone()).await;
                 let status = r.status.as_u16();
                 let m = method.to_uppercase();
+                // A sponsor connected to the same CMO reads the CMO's own facts and keeps
+                // its own side of it (its qualification, notes, agreements): those
+                // answers may succeed, and must show nothing of the organization's.
+                let shared_cmo = who.starts_with("shared.test")
+                    && (path.starts_with("/api/v1/cmos/{id}")
+                        || path.starts_with("/api/v1/inspections/{id}")
+                        || path == "/api/v1/organizations/{id}");
                 assert!(
-                    !(200..300).contains(&status),
+                    shared_cmo || !(200..300).contains(&status),
                     "{who}: {m} {url} answered {status}: {}",
                     r.text
                 );
                 assert!(
-                    !r.text.contains("Secret ACM-101") && !r.text.contains("pm@acme.test"),
+                    !r.text.contains("Secret ACM-101")
+                        && !r.text.contains("pm@acme.test")
+                        && !r.text.contains("Acme Bio"),
                     "{who}: {m} {url} leaked data: {}",
                     r.text
                 );
+                if shared_cmo {
+                    // The CMO is visible to it: a refusal need not look like a missing
+                    // record, only show nothing of the organization's.
+                    if (200..300).contains(&status) {
+                        shared_reads += 1;
+                    }
+                    continue;
+                }
                 if status == 404 {
                     hidden += 1;
                 } else {
@@ -453,6 +491,10 @@ async fn every_endpoint_hides_foreign_records_from_every_role(app: &TestApp) {
         }
     }
     assert!(skipped.is_empty(), "no record to test for {skipped:?}");
+    assert!(
+        shared_reads > 0,
+        "the connected sponsor reads the shared CMO"
+    );
     assert!(hidden > 400, "only {hidden} requests answered 404/403");
     eprintln!(
         "{} roles: {hidden} answered 404/403, {same_as_missing} answered as for a missing record",

@@ -13,6 +13,7 @@ use entity::cmo::QualificationStatus;
 use entity::relationship::{self, ConnectionEvent, ConnectionStatus, Party};
 use entity::workflow::connection::Step;
 use entity::{OrgKind, Role, organization, user};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{
     ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect,
@@ -92,10 +93,10 @@ pub async fn cmo_directory(
     let found = organization::Entity::find()
         .filter(organization::Column::Kind.eq(OrgKind::Cmo))
         .filter(organization::Column::MergedIntoOrgId.is_null())
-        .filter(sea_orm::sea_query::Expr::cust_with_values(
-            "lower(name) LIKE $1 ESCAPE '\\'",
-            [pattern],
-        ))
+        .filter(
+            Expr::expr(Func::lower(Expr::col(organization::Column::Name)))
+                .like(LikeExpr::new(pattern).escape('\\')),
+        )
         .order_by_asc(organization::Column::Name)
         .order_by_asc(organization::Column::Id)
         .limit(20)
