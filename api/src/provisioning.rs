@@ -67,26 +67,14 @@ pub async fn create_organization<C: ConnectionTrait>(
         .await?;
         // Registering a CMO connects the sponsor with it at once (no invitation to
         // answer: the sponsor brought it).
-        entity::relationship::ActiveModel {
-            id: NotSet,
-            sponsor_org_id: Set(sponsor),
-            cmo_org_id: Set(org.id),
-            connection: Set(entity::relationship::ConnectionStatus::Connected),
-            qualification_status: Set(entity::cmo::QualificationStatus::Prospect),
-            qualification_reason: Set(None),
-            qualification_signature_id: Set(None),
-            qualification_changed_at: Set(None),
-            sponsor_notes: Set(None),
-            invited_by_user_id: Set(registered_by.and_then(|a| a.user_id)),
-            invited_at: Set(Some(now)),
-            invitation_message: Set(None),
-            responded_by_user_id: Set(None),
-            responded_at: Set(None),
-            merged_from_org_id: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-            version: Set(1),
-        }
+        entity::relationship::new_row(
+            sponsor,
+            org.id,
+            entity::relationship::ConnectionStatus::Connected,
+            registered_by.and_then(|a| a.user_id),
+            None,
+            now,
+        )
         .insert(conn)
         .await?;
     }

@@ -184,6 +184,39 @@ pub fn counterparts_of(
     )
 }
 
+/// A new relationship of `sponsor_org_id` with `cmo_org_id` in state `connection`, its
+/// invitation sent by `invited_by_user_id` at `now` (the CMO not yet qualified).
+pub fn new_row(
+    sponsor_org_id: i64,
+    cmo_org_id: i64,
+    connection: ConnectionStatus,
+    invited_by_user_id: Option<i64>,
+    invitation_message: Option<String>,
+    now: DateTimeUtc,
+) -> ActiveModel {
+    use sea_orm::ActiveValue::{NotSet, Set};
+    ActiveModel {
+        id: NotSet,
+        sponsor_org_id: Set(sponsor_org_id),
+        cmo_org_id: Set(cmo_org_id),
+        connection: Set(connection),
+        qualification_status: Set(QualificationStatus::Prospect),
+        qualification_reason: Set(None),
+        qualification_signature_id: Set(None),
+        qualification_changed_at: Set(None),
+        sponsor_notes: Set(None),
+        invited_by_user_id: Set(invited_by_user_id),
+        invited_at: Set(Some(now)),
+        invitation_message: Set(invitation_message),
+        responded_by_user_id: Set(None),
+        responded_at: Set(None),
+        merged_from_org_id: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        version: Set(1),
+    }
+}
+
 /// The relationship of `sponsor_org_id` with `cmo_org_id`, if any.
 pub async fn between(
     conn: &impl ConnectionTrait,

@@ -14,10 +14,7 @@ use entity::relationship::{self, ConnectionEvent, ConnectionStatus, Party};
 use entity::workflow::connection::Step;
 use entity::{OrgKind, Role, organization, user};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
-use sea_orm::{
-    ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
-};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -341,26 +338,14 @@ pub async fn invite_cmo(
         &txn,
         &ctx.actor(now),
         "cmo_relationship",
-        relationship::ActiveModel {
-            id: NotSet,
-            sponsor_org_id: Set(ctx.org_id()),
-            cmo_org_id: Set(cmo.id),
-            connection: Set(ConnectionStatus::Invited),
-            qualification_status: Set(QualificationStatus::Prospect),
-            qualification_reason: Set(None),
-            qualification_signature_id: Set(None),
-            qualification_changed_at: Set(None),
-            sponsor_notes: Set(None),
-            invited_by_user_id: Set(Some(ctx.user.id)),
-            invited_at: Set(Some(now)),
-            invitation_message: Set(message.clone()),
-            responded_by_user_id: Set(None),
-            responded_at: Set(None),
-            merged_from_org_id: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-            version: Set(1),
-        },
+        relationship::new_row(
+            ctx.org_id(),
+            cmo.id,
+            ConnectionStatus::Invited,
+            Some(ctx.user.id),
+            message.clone(),
+            now,
+        ),
         async |r| {
             connection_views(&txn, std::slice::from_ref(r))
                 .await?
