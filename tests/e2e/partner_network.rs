@@ -150,6 +150,40 @@ async fn two_sponsors_share_one_cmo_and_see_nothing_of_each_other(app: &TestApp)
         .get(&format!("/api/v1/cmo-connections/{connection}"))
         .await
         .expect_problem(404, "not_found");
+    // B withdraws and invites again: the CMO's admins hear of it again, the same
+    // connection goes back to invited.
+    let lonza_address = json!(["pm@lonza.test"]).to_string();
+    let emails_to_lonza = || async {
+        outbox::Entity::find()
+            .all(&app.db)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.to_addrs == lonza_address)
+            .count()
+    };
+    let before = emails_to_lonza().await;
+    admin_b
+        .post(&events, json!({"event": "withdraw"}))
+        .await
+        .expect(200);
+    let again = admin_b
+        .post(
+            "/api/v1/cmo-connections",
+            json!({"cmo_org_id": lonza, "message": "BX-2, again"}),
+        )
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(
+        (again["id"].as_i64(), &again["connection"]),
+        (Some(connection), &json!("invited"))
+    );
+    assert_eq!(
+        emails_to_lonza().await,
+        before + 1,
+        "the invitation sent again is emailed"
+    );
     let waiting = a
         .cmo_admin
         .get("/api/v1/cmo-connections?connection=invited")

@@ -23,7 +23,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Checks, Validate};
 use crate::routes::{Page, fetch_page};
 use crate::state::AppState;
-use crate::transition::{ApiStep, answer, run_step};
+use crate::transition::{ApiStep, answer, run_step_answering};
 use crate::views::{BlockedEvent, EventOptions};
 use crate::write::insert_audited;
 use crate::write_txn::WriteTxn;
@@ -330,7 +330,7 @@ pub async fn invite_cmo(
             by_user_id: ctx.user.id,
             message,
         };
-        return run_step(&state, &ctx, &req, existing.id, step, None, None).await;
+        return step_and_tell(&state, &ctx, &req, existing.id, step, None).await;
     }
     let now = state.clock.now();
     let txn = WriteTxn::begin(&state, &ctx).await?;
@@ -354,24 +354,26 @@ pub async fn invite_cmo(
         },
     )
     .await?;
-    tell_cmo_admins(&txn, &state, &ctx, &cmo, &row, message.as_deref(), now).await?;
     let view = answer::<Step>(&txn, &ctx, &row, now).await?;
+    tell_cmo_admins(&txn, &state, &ctx, &view, now).await?;
     txn.respond(StatusCode::CREATED, &view).await
 }
 
-/// Emails each active admin of the CMO about the invitation (no link: they answer it
-/// through the API, as the email says).
+/// Emails each active admin of the CMO about the invitation, in the transaction that
+/// sent it (no link: they answer it through the API, as the email says).
 async fn tell_cmo_admins(
     conn: &impl ConnectionTrait,
     state: &AppState,
     ctx: &AuthContext,
-    cmo: &organization::Model,
-    row: &relationship::Model,
-    message: Option<&str>,
+    invitation: &ConnectionView,
     now: DateTime<Utc>,
 ) -> ApiResult<()> {
+    let (cmo_name, message) = (
+        &invitation.cmo_name,
+        invitation.invitation_message.as_deref(),
+    );
     let admins = user::Entity::find()
-        .filter(user::Column::OrgId.eq(cmo.id))
+        .filter(user::Column::OrgId.eq(invitation.cmo_org_id))
         .filter(user::Column::Active.eq(true))
         .filter(user::Column::IsServiceAccount.eq(false))
         .filter(user::Column::Role.eq(Role::Admin))
@@ -383,10 +385,10 @@ async fn tell_cmo_admins(
              programs, and your people work on them with the accounts they have.",
             ctx.user.display_name,
             ctx.org.name,
-            cmo.name,
+            cmo_name,
             state.public_base_url,
             ctx.org.name,
-            cmo.name
+            cmo_name
         )];
         if let Some(m) = message {
             paragraphs.push(format!("Their message: {m}"));
@@ -400,11 +402,11 @@ async fn tell_cmo_admins(
             "To answer, send POST {}/api/v1/cmo-connections/{}/events with {{\"event\": \"accept\"}} \
              or {{\"event\": \"decline\"}}; GET /api/v1/cmo-connections?connection=invited lists \
              what is waiting.",
-            state.public_base_url, row.id
+            state.public_base_url, invitation.id
         ));
         let email = mail::notice(
-            &format!("{} invites {} to connect", ctx.org.name, cmo.name),
-            &format!("{} would like to work with {}", ctx.org.name, cmo.name),
+            &format!("{} invites {} to connect", ctx.org.name, cmo_name),
+            &format!("{} would like to work with {}", ctx.org.name, cmo_name),
             &paragraphs,
             None,
         )
@@ -414,7 +416,7 @@ async fn tell_cmo_admins(
             entity::outbox::Draft::new(
                 format!(
                     "cmo_connection_invite:{}:{}:{}",
-                    row.id, row.version, admin.id
+                    invitation.id, invitation.version, admin.id
                 ),
                 vec![admin.email],
                 email,
@@ -475,30 +477,36 @@ pub async fn transition_connection(
         by_user_id: ctx.user.id,
         message: b.message.map(|m| m.trim().to_string()),
     };
-    let id = id.into_inner();
+    step_and_tell(&state, &ctx, &req, id.into_inner(), step, b.version).await
+}
+
+/// Runs a connection step; an invitation sent again reaches the CMO's admins like the
+/// first one, queued in the step's transaction.
+async fn step_and_tell(
+    state: &AppState,
+    ctx: &AuthContext,
+    req: &HttpRequest,
+    id: i64,
+    step: Step,
+    version: Option<i32>,
+) -> ApiResult<HttpResponse> {
     let resend = step.event == ConnectionEvent::Invite;
-    let answer = run_step(&state, &ctx, &req, id, step.clone(), None, b.version).await?;
-    if resend && answer.status().is_success() {
-        // The invitation goes out again: its admins hear of it like the first time.
-        let r = find_scoped::<relationship::Entity, _>(&state.db, &ctx, id).await?;
-        let cmo = organization::Entity::find_by_id(r.cmo_org_id)
-            .one(&state.db)
-            .await?
-            .ok_or(ApiError::NotFound)?;
-        let txn = entity::db::begin_write(&state.db).await?;
-        tell_cmo_admins(
-            &txn,
-            &state,
-            &ctx,
-            &cmo,
-            &r,
-            r.invitation_message.as_deref(),
-            state.clock.now(),
-        )
-        .await?;
-        txn.commit().await?;
-    }
-    Ok(answer)
+    run_step_answering(
+        state,
+        ctx,
+        req,
+        id,
+        step,
+        None,
+        version,
+        async |txn, view, _| {
+            if resend {
+                tell_cmo_admins(txn, state, ctx, &view, state.clock.now()).await?;
+            }
+            Ok((StatusCode::OK, view))
+        },
+    )
+    .await
 }
 
 impl ApiStep for Step {
