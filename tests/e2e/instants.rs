@@ -9,6 +9,7 @@ use e2e::{FAR_ZONES, TestApp, on_both_databases, tricky_instants};
 use serde_json::json;
 
 use crate::programs::program_setup;
+use crate::{live_in, user_with_token};
 
 /// Zurich is the setup program's zone; one more program in each of these.
 fn zones() -> Vec<&'static str> {
@@ -49,7 +50,7 @@ fn between(t: NaiveTime, from: (u32, u32), to: (u32, u32)) -> bool {
         && (at < minutes(to.0, to.1) || (exact && at == minutes(to.0, to.1)))
 }
 
-async fn overdue_reminders_and_digests_follow_each_programs_local_clock(app: &TestApp) {
+async fn reminders_follow_each_owners_clock_and_digests_each_programs(app: &TestApp) {
     // REQ: TIME-ZONES, ACT-OVERDUE-LOCAL, NOTIF-REMINDER-SCHEDULE, NOTIF-DIGEST, NOTIF-AGREEMENT-EXPIRY
     for (name, at) in tricky_instants() {
         let app = e2e::spawn_app(app.backend).await.expect("app");
@@ -58,25 +59,30 @@ async fn overdue_reminders_and_digests_follow_each_programs_local_clock(app: &Te
         app.stop().await;
     }
 }
-on_both_databases!(overdue_reminders_and_digests_follow_each_programs_local_clock);
+on_both_databases!(reminders_follow_each_owners_clock_and_digests_each_programs);
 
 async fn at_instant(app: &TestApp, name: &str) {
     let at = app.now();
     let s = program_setup(app).await;
-    let mut programs = vec![(s.program_id, "Europe/Zurich")];
-    for zone in zones().into_iter().skip(1) {
-        programs.push((program_in(&s, zone).await, zone));
+    live_in(app, s.pm_id, "Europe/Zurich").await;
+    // (program, its zone, the owner of its items, who lives in that zone too)
+    let mut programs = vec![(s.program_id, "Europe/Zurich", s.pm_id)];
+    for (n, zone) in zones().into_iter().enumerate().skip(1) {
+        let (owner, _) =
+            user_with_token(app, &format!("owner{n}@acme.test"), "quality", None).await;
+        live_in(app, owner, zone).await;
+        programs.push((program_in(&s, zone).await, zone, owner));
     }
     // In every program: one item due yesterday and one due today, local dates.
     let mut late = Vec::new();
-    for (program_id, zone) in &programs {
+    for (program_id, zone, owner) in &programs {
         let today = app.today_in(zone);
         for (title, due) in [("late", today - TimeDelta::days(1)), ("today", today)] {
             let item = s
                 .pm
                 .post(
                     &format!("/api/v1/programs/{program_id}/action-items"),
-                    json!({"title": format!("{title} in {zone}"), "owner_user_id": s.pm_id, "due_date": due}),
+                    json!({"title": format!("{title} in {zone}"), "owner_user_id": owner, "due_date": due}),
                 )
                 .await
                 .expect(201)
@@ -147,20 +153,21 @@ async fn at_instant(app: &TestApp, name: &str) {
     let overdue = worker::jobs::overdue_events::overdue_events(&ctx, at)
         .await
         .unwrap();
-    // Reminders: weekdays from 08:00 local, caught up for 6 hours. Digests: Mondays from
-    // 07:00 local, caught up for 12 hours. Agreement check: daily from 06:00 UTC, 18 h.
+    // Reminders: weekdays from 08:00 on each owner's clock (every zone here has one),
+    // caught up for 6 hours. Digests: Mondays from 07:00 on each program's clock, caught
+    // up for 12 hours. Agreement check: daily from 06:00 UTC, 18 h.
     let local = |zone: &str| {
         let tz: chrono_tz::Tz = zone.parse().unwrap();
         at.with_timezone(&tz)
     };
     let reminder_zones: Vec<&str> = programs
         .iter()
-        .map(|(_, z)| *z)
+        .map(|(_, z, _)| *z)
         .filter(|z| weekday(local(z).weekday()) && between(local(z).time(), (8, 0), (14, 0)))
         .collect();
     let digest_zones: Vec<&str> = programs
         .iter()
-        .map(|(_, z)| *z)
+        .map(|(_, z, _)| *z)
         .filter(|z| local(z).weekday() == Weekday::Mon && between(local(z).time(), (7, 0), (19, 0)))
         .collect();
     assert_eq!(

@@ -76,6 +76,21 @@ pub async fn user_with_token(
     (id, app.own_token(email, password).await)
 }
 
+/// The admin of the test sponsor moves a person of it to `zone` (as `PATCH /users/{id}`
+/// does for someone who moved): their reminders and pages then read that clock.
+pub async fn live_in(app: &TestApp, user_id: i64, zone: &str) {
+    let admin = app.admin();
+    let path = format!("/api/v1/users/{user_id}");
+    let version = admin.get(&path).await.expect(200).body["version"].clone();
+    admin
+        .patch(
+            &path,
+            json!({"version": version, "time_zone": zone, "reason": "works from there"}),
+        )
+        .await
+        .expect(200);
+}
+
 /// Another organization: a CMO the test sponsor registers, or a sponsor the installation
 /// operator creates (`cmo-api create-sponsor`). Its first admin accepts the emailed
 /// invitation and creates their own token. Returns (org id, its admin's id, their token).

@@ -10,9 +10,9 @@ use worker::jobs::reminders::{ReminderSettings, overdue_reminders};
 use worker::outbound::mailer::Mailer;
 
 use crate::programs::program_setup;
-use crate::user_with_token;
+use crate::{live_in, user_with_token};
 
-/// `h:m` on `day` in Zurich (the program's zone), as UTC.
+/// `h:m` on `day` in Zurich (where the program is and its owners live), as UTC.
 fn zurich(day: chrono::NaiveDate, h: u32, m: u32) -> chrono::DateTime<Utc> {
     let tz: chrono_tz::Tz = "Europe/Zurich".parse().unwrap();
     tz.from_local_datetime(&day.and_hms_opt(h, m, 0).unwrap())
@@ -22,7 +22,7 @@ fn zurich(day: chrono::NaiveDate, h: u32, m: u32) -> chrono::DateTime<Utc> {
 }
 
 /// In winter (CET, UTC+1) and in summer (CEST, UTC+2): the reminder hour is read in the
-/// program's zone, so the same scenario holds on both sides of the switch.
+/// owner's zone (Zurich), so the same scenario holds on both sides of the switch.
 async fn owners_get_one_reminder_a_day_with_leadership_copied_on_old_items(app: &TestApp) {
     // REQ: NOTIF-REMINDER-SCHEDULE, NOTIF-REMINDER-CONTENT, NOTIF-REMINDER-ONCE
     for monday in ["2026-11-30", "2027-03-29"] {
@@ -37,6 +37,7 @@ async fn owners_get_one_reminder_a_day_with_leadership_copied_on_old_items(app: 
 async fn reminders_on(app: &TestApp, day: chrono::NaiveDate) {
     assert_eq!(day.weekday(), Weekday::Mon);
     let s = program_setup(app).await;
+    live_in(app, s.pm_id, "Europe/Zurich").await;
     let monday_9 = zurich(day, 9, 0);
     let (lead_id, _) = user_with_token(app, "lead@acme.test", "viewer", None).await;
     s.pm.post(
@@ -187,6 +188,7 @@ on_both_databases!(owners_get_one_reminder_a_day_with_leadership_copied_on_old_i
 async fn each_occurrence_is_claimed_once_by_one_of_two_workers(app: &TestApp) {
     // REQ: NOTIF-OCCURRENCE-CLAIM, NOTIF-REMINDER-ONCE
     let s = program_setup(app).await;
+    live_in(app, s.pm_id, "Europe/Zurich").await;
     let day: chrono::NaiveDate = "2026-11-30".parse().unwrap();
     s.pm.post(
         &format!("/api/v1/programs/{}/action-items", s.program_id),
@@ -224,6 +226,8 @@ async fn each_occurrence_is_claimed_once_by_one_of_two_workers(app: &TestApp) {
         .map(|r| (r.job.clone(), r.scheduled_for.to_rfc3339()))
         .collect();
     keys.sort();
+    // Only the zones of people with something due claim a tick: the admins in UTC, with
+    // nothing overdue, add none.
     assert_eq!(
         keys,
         [
@@ -244,11 +248,102 @@ async fn each_occurrence_is_claimed_once_by_one_of_two_workers(app: &TestApp) {
 }
 on_both_databases!(each_occurrence_is_claimed_once_by_one_of_two_workers);
 
+/// The reminder follows its reader's clock, not the program's: of two owners with items
+/// of one Zurich program, the one in Zurich hears at 08:00 Zurich time, the one in New
+/// York at 08:00 New York time (six hours later), each counting days overdue from their
+/// own date.
+async fn each_owner_is_reminded_at_eight_on_their_own_clock(app: &TestApp) {
+    // REQ: NOTIF-REMINDER-SCHEDULE, TIME-ZONES
+    let s = program_setup(app).await;
+    live_in(app, s.pm_id, "Europe/Zurich").await;
+    let (qa_id, _) = user_with_token(app, "qa@acme.test", "quality", None).await;
+    live_in(app, qa_id, "America/New_York").await;
+    let day: chrono::NaiveDate = "2026-12-01".parse().unwrap();
+    for (owner, title) in [
+        (s.pm_id, "Send the protocol"),
+        (qa_id, "Review the batch record"),
+    ] {
+        s.pm.post(
+            &format!("/api/v1/programs/{}/action-items", s.program_id),
+            json!({"title": title, "owner_user_id": owner, "due_date": day - TimeDelta::days(1)}),
+        )
+        .await
+        .expect(201);
+    }
+    let settings = ReminderSettings::default();
+    let ctx = app.job_context("w1");
+    let new_york = |h: u32, m: u32| {
+        let tz: chrono_tz::Tz = "America/New_York".parse().unwrap();
+        tz.from_local_datetime(&day.and_hms_opt(h, m, 0).unwrap())
+            .single()
+            .unwrap()
+            .with_timezone(&Utc)
+    };
+    let queued_to = |from: usize| async move {
+        outbox::Entity::find()
+            .order_by_asc(outbox::Column::Id)
+            .all(&app.db)
+            .await
+            .unwrap()
+            .into_iter()
+            .skip(from)
+            .map(|r| (r.to_addrs, r.dedupe_key, r.text_body))
+            .collect::<Vec<_>>()
+    };
+    let zurich_eight = zurich(day, 8, 0) + TimeDelta::milliseconds(250);
+    assert_eq!(
+        overdue_reminders(&ctx, zurich_eight, &settings)
+            .await
+            .unwrap()
+            .queued,
+        1
+    );
+    let first = queued_to(0).await;
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].0, json!(["pm@acme.test"]).to_string());
+    assert!(first[0].2.contains("Send the protocol") && first[0].2.contains("1 day overdue"));
+    assert!(
+        !first[0].2.contains("Review the batch record"),
+        "not the colleague's"
+    );
+    // 07:59 in New York: still nothing for QA.
+    assert_eq!(
+        overdue_reminders(&ctx, new_york(7, 59), &settings)
+            .await
+            .unwrap()
+            .queued,
+        0
+    );
+    assert_eq!(
+        overdue_reminders(
+            &ctx,
+            new_york(8, 0) + TimeDelta::milliseconds(250),
+            &settings
+        )
+        .await
+        .unwrap()
+        .queued,
+        1
+    );
+    let second = queued_to(1).await;
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].0, json!(["qa@acme.test"]).to_string());
+    assert_eq!(
+        second[0].1,
+        format!("reminder:{qa_id}:America/New_York:{day}")
+    );
+    assert!(
+        second[0].2.contains("Review the batch record") && second[0].2.contains("1 day overdue")
+    );
+}
+on_both_databases!(each_owner_is_reminded_at_eight_on_their_own_clock);
+
 /// `CMO_CATCH_UP_MINUTES=0` ("never catch up") still sends on the tick right after 08:00:
 /// the worker widens a zero window to its tick's period.
 async fn catch_up_zero_sends_on_the_tick_after_the_occurrence(app: &TestApp) {
     // REQ: NOTIF-CATCH-UP
     let s = program_setup(app).await;
+    live_in(app, s.pm_id, "Europe/Zurich").await;
     let day: chrono::NaiveDate = "2026-12-01".parse().unwrap();
     s.pm.post(
         &format!("/api/v1/programs/{}/action-items", s.program_id),
@@ -300,6 +395,9 @@ async fn a_tick_claimed_by_a_crashed_worker_is_taken_over_once(app: &TestApp) {
     let s = program_setup(app).await;
     let day: chrono::NaiveDate = "2026-11-30".parse().unwrap();
     let (other_id, _) = user_with_token(app, "qa@acme.test", "quality", None).await;
+    for owner in [s.pm_id, other_id] {
+        live_in(app, owner, "Europe/Zurich").await;
+    }
     for (owner, title) in [
         (s.pm_id, "Send the protocol"),
         (other_id, "Review the batch record"),

@@ -62,7 +62,7 @@ impl Email {
 }
 
 /// Monday 30 November 2026, 08:00:30 in Zurich (the program's zone): the weekly digest
-/// (Monday 07:00) and the reminders (weekdays 08:00) are both due.
+/// (Monday 07:00) is due; Lea's reminder (weekdays 08:00 in Los Angeles) follows.
 pub async fn a_week_of_emails(app: &TestApp) -> Week {
     app.clock.set(utc("2026-11-30T07:00:30Z"));
     let f = one_of_each(app).await;
@@ -135,13 +135,17 @@ pub async fn a_week_of_emails(app: &TestApp) -> Week {
     .await
     .expect(200);
     notify_events(&ctx, now, 500).await.unwrap();
-    overdue_reminders(&ctx, now, &ReminderSettings::default())
-        .await
-        .unwrap();
     weekly_digests(&ctx, now, &DigestSettings::default())
         .await
         .unwrap();
-    deliver(app, &sink, now).await;
+    // Reminders follow each owner's own clock: Lea's weekday 08:00 comes in Los Angeles,
+    // nine hours after Zurich's.
+    let lea_morning = utc("2026-11-30T16:00:30Z");
+    app.clock.set(lea_morning);
+    overdue_reminders(&ctx, lea_morning, &ReminderSettings::default())
+        .await
+        .unwrap();
+    deliver(app, &sink, lea_morning).await;
     let emails = sink.received().iter().map(Email::of).collect();
     Week {
         fixture: f,

@@ -47,7 +47,7 @@ struct Cli {
     /// checks whether a reminder or digest occurrence is due.
     #[arg(long, env = "CMO_SCHEDULE_TICK_CRON", default_value = "0 * * * * *")]
     schedule_tick_cron: String,
-    /// When overdue reminders go out, read in each program's time zone (6 fields).
+    /// When overdue reminders go out, read in each recipient's own time zone (6 fields).
     #[arg(
         long,
         env = "CMO_REMINDER_SCHEDULE",

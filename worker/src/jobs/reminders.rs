@@ -1,11 +1,11 @@
 //! Overdue-action reminders (SPEC §5): one email per owner listing all their overdue
-//! items, over every sponsor they work for (grouped by sponsor), oldest first, with days
-//! overdue; items overdue past the threshold copy the leadership tier of the item's
-//! program (each leader only the items of programs they lead). The schedule (default weekdays 08:00) is read
-//! in each program's time zone: programs are grouped by zone, and each zone's occurrence
-//! is claimed once across workers. An owner gets one email per zone and local day
-//! (dedupe key), so at most one reminder per item per day, whatever the number of
-//! workers, passes or restarts.
+//! items, over every program and sponsor they work for, grouped by sponsor, oldest
+//! first, with days overdue; items overdue past the threshold copy the leadership tier
+//! of the item's program (each leader only the items of programs they lead). The
+//! schedule (default weekdays 08:00) is read in each recipient's own time zone: owners
+//! are grouped by zone, and each zone's occurrence is claimed once across workers. An
+//! owner gets one email per local day (dedupe key), so at most one reminder per item per
+//! day, whatever the number of workers, passes or restarts.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,14 +15,14 @@ use entity::outbox::Draft;
 use entity::team_member::{self, GovernanceTier};
 use entity::{link_secret, organization, program, schedule, user};
 use mail::reminder::{self, ReminderLine};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, EntityTrait, ExprTrait, QueryFilter, QuerySelect};
 
 use super::{JobContext, JobError};
 use crate::ticks::{self, Tick};
 
 #[derive(Debug, Clone)]
 pub struct ReminderSettings {
-    /// 6-field cron, read in each program's time zone (default weekdays 08:00).
+    /// 6-field cron, read in each recipient's own time zone (default weekdays 08:00).
     pub schedule: String,
     /// A tick missed while no worker ran still runs within this window.
     pub catch_up: TimeDelta,
@@ -73,15 +73,42 @@ pub async fn overdue_reminders(
     settings: &ReminderSettings,
 ) -> Result<ReminderReport, JobError> {
     let cron = schedule::parse(&settings.schedule).map_err(JobError::Schedule)?;
-    let programs: BTreeMap<i64, program::Model> = program::Entity::find()
+    // Tomorrow's UTC date bounds "today" in every zone (UTC-12 to UTC+14).
+    let bound = now.date_naive().succ_opt().unwrap_or(now.date_naive());
+    // The zones of the people who have something to hear of (an open item overdue, or
+    // due in `due_soon_days`, somewhere on Earth today), each scheduled on its own local
+    // clock: the pass costs what is due, and zones where nobody has anything claim no
+    // tick.
+    let soon = |days: i64| bound + TimeDelta::days(settings.due_soon_days + days);
+    let mut due_window = action_item::Column::DueDate.lt(bound);
+    if settings.due_soon_days > 0 {
+        due_window = due_window.or(action_item::Column::DueDate.between(soon(-2), soon(0)));
+    }
+    let zones: BTreeSet<String> = user::Entity::find()
+        .select_only()
+        .column(user::Column::TimeZone)
+        .distinct()
+        .filter(user::Column::Active.eq(true))
+        .filter(
+            user::Column::Id.in_subquery(
+                sea_orm::sea_query::Query::select()
+                    .column(action_item::Column::OwnerUserId)
+                    .from(action_item::Entity)
+                    .and_where(
+                        action_item::Column::Status
+                            .is_in([ActionStatus::Open, ActionStatus::InProgress]),
+                    )
+                    .cond_where(due_window)
+                    .to_owned(),
+            ),
+        )
+        .into_tuple::<String>()
         .all(&ctx.db)
         .await?
         .into_iter()
-        .map(|p| (p.id, p))
         .collect();
-    let zones: BTreeSet<&str> = programs.values().map(|p| p.time_zone.as_str()).collect();
     let due: Vec<Tick> = zones
-        .into_iter()
+        .iter()
         .filter_map(|zone| {
             schedule::due_occurrence(&cron, schedule::zone(zone), now, settings.catch_up).map(
                 |at| Tick {
@@ -102,8 +129,7 @@ pub async fn overdue_reminders(
     // One scan for every claimed zone, through the (status, due_date) index only: its
     // cost follows the number of overdue items, not the size of the table. (Filtering by
     // program in SQL would let the planner pick the program index and read every item
-    // of a large program.) Tomorrow's UTC date bounds "today" in every zone.
-    let bound = now.date_naive().succ_opt().unwrap_or(now.date_naive());
+    // of a large program.)
     let mut candidates = action_item::Entity::find()
         .filter(action_item::Column::Status.is_in([ActionStatus::Open, ActionStatus::InProgress]))
         .filter(action_item::Column::DueDate.lt(bound))
@@ -112,72 +138,122 @@ pub async fn overdue_reminders(
     // Oldest first, sorted here: an ORDER BY over the IN list makes PostgreSQL plan a
     // (parallel) sort sized for its row estimate, which is far off for this skewed data.
     candidates.sort_by_key(|a| (a.due_date, a.id));
+    let programs = programs_of(ctx, candidates.iter().map(|a| a.program_id)).await?;
     for tick in &claimed {
         let zone = tick.job.trim_start_matches("overdue_reminders:");
-        let in_zone: BTreeMap<i64, &program::Model> = programs
-            .values()
-            .filter(|p| p.time_zone == zone)
-            .map(|p| (p.id, p))
-            .collect();
-        remind_zone(ctx, now, settings, zone, &in_zone, &candidates, &mut report).await?;
+        remind_zone(
+            ctx,
+            now,
+            settings,
+            zone,
+            &programs,
+            &candidates,
+            &mut report,
+        )
+        .await?;
         if settings.due_soon_days > 0 {
-            report.due_soon += due_soon(ctx, now, settings, zone, &in_zone).await?;
+            report.due_soon += due_soon(ctx, now, settings, zone).await?;
         }
         ticks::finish(ctx, tick, now).await?;
     }
     Ok(report)
 }
 
-/// Reminders for the programs of one time zone.
-async fn remind_zone(
-    ctx: &JobContext,
-    now: DateTime<Utc>,
-    settings: &ReminderSettings,
-    zone: &str,
-    programs: &BTreeMap<i64, &program::Model>,
-    candidates: &[action_item::Model],
-    report: &mut ReminderReport,
-) -> Result<(), JobError> {
-    let today = now.with_timezone(&schedule::zone(zone)).date_naive();
-    let in_zone: Vec<&action_item::Model> = candidates
-        .iter()
-        .filter(|a| programs.contains_key(&a.program_id))
-        .filter(|a| action_item::is_overdue(a.status, a.due_date, a.snoozed_until, today))
-        .collect();
-    if in_zone.is_empty() {
-        return Ok(());
-    }
-    let owner_ids: BTreeSet<i64> = in_zone.iter().map(|a| a.owner_user_id).collect();
-    let owners: BTreeMap<i64, user::Model> = user::Entity::find()
-        .filter(user::Column::Id.is_in(owner_ids.iter().copied()))
-        .filter(user::Column::Active.eq(true))
-        .all(&ctx.db)
-        .await?
-        .into_iter()
-        .map(|u| (u.id, u))
-        .collect();
+/// A program with its sponsor's name, as a reminder line names it.
+struct ProgramLabel {
+    program: program::Model,
+    sponsor_name: String,
+}
 
+/// The programs `ids` name (each once), with their sponsors' names.
+async fn programs_of(
+    ctx: &JobContext,
+    ids: impl Iterator<Item = i64>,
+) -> Result<BTreeMap<i64, ProgramLabel>, JobError> {
+    let ids: BTreeSet<i64> = ids.collect();
+    let ids: Vec<i64> = ids.into_iter().collect();
+    let mut found = Vec::new();
+    for chunk in ids.chunks(500) {
+        found.extend(
+            program::Entity::find()
+                .filter(program::Column::Id.is_in(chunk.iter().copied()))
+                .all(&ctx.db)
+                .await?,
+        );
+    }
     let sponsors: BTreeMap<i64, String> = organization::Entity::find()
-        .filter(organization::Column::Id.is_in(programs.values().map(|p| p.sponsor_org_id)))
+        .filter(organization::Column::Id.is_in(found.iter().map(|p| p.sponsor_org_id)))
         .all(&ctx.db)
         .await?
         .into_iter()
         .map(|o| (o.id, o.name))
         .collect();
+    Ok(found
+        .into_iter()
+        .map(|p| {
+            let sponsor_name = sponsors.get(&p.sponsor_org_id).cloned().unwrap_or_default();
+            (
+                p.id,
+                ProgramLabel {
+                    program: p,
+                    sponsor_name,
+                },
+            )
+        })
+        .collect())
+}
+
+/// Reminders for the owners who live in one time zone, over all their programs.
+async fn remind_zone(
+    ctx: &JobContext,
+    now: DateTime<Utc>,
+    settings: &ReminderSettings,
+    zone: &str,
+    programs: &BTreeMap<i64, ProgramLabel>,
+    candidates: &[action_item::Model],
+    report: &mut ReminderReport,
+) -> Result<(), JobError> {
+    let today = now.with_timezone(&schedule::zone(zone)).date_naive();
+    let overdue: Vec<&action_item::Model> = candidates
+        .iter()
+        .filter(|a| programs.contains_key(&a.program_id))
+        .filter(|a| action_item::is_overdue(a.status, a.due_date, a.snoozed_until, today))
+        .collect();
+    if overdue.is_empty() {
+        return Ok(());
+    }
+    let owner_ids: BTreeSet<i64> = overdue.iter().map(|a| a.owner_user_id).collect();
+    let owners: BTreeMap<i64, user::Model> = user::Entity::find()
+        .filter(user::Column::Id.is_in(owner_ids.iter().copied()))
+        .filter(user::Column::Active.eq(true))
+        .filter(user::Column::TimeZone.eq(zone))
+        .all(&ctx.db)
+        .await?
+        .into_iter()
+        .map(|u| (u.id, u))
+        .collect();
+    let in_zone: Vec<&action_item::Model> = overdue
+        .into_iter()
+        .filter(|a| owners.contains_key(&a.owner_user_id))
+        .collect();
+    if in_zone.is_empty() {
+        return Ok(());
+    }
+
     let mut by_owner: BTreeMap<i64, Vec<Line>> = BTreeMap::new();
-    for item in in_zone {
+    for item in &in_zone {
         let Some(p) = programs.get(&item.program_id) else {
             continue;
         };
         by_owner.entry(item.owner_user_id).or_default().push(Line {
             days_overdue: action_item::days_overdue(item.due_date, today),
-            program_name: p.name.clone(),
-            sponsor_name: sponsors.get(&p.sponsor_org_id).cloned().unwrap_or_default(),
-            item: item.clone(),
+            program_name: p.program.name.clone(),
+            sponsor_name: p.sponsor_name.clone(),
+            item: (*item).clone(),
         });
     }
 
-    let leadership = leadership_by_program(ctx, programs.keys().copied()).await?;
+    let leadership = leadership_by_program(ctx, in_zone.iter().map(|a| a.program_id)).await?;
     let key = link_secret::get_or_create(&ctx.db, now).await?;
     // One transaction for the zone's emails: a crash before the commit leaves the tick
     // unfinished, and the worker that takes it over queues them (deduplicated) again.
@@ -240,32 +316,32 @@ async fn remind_zone(
     Ok(())
 }
 
-/// Tells the owners of open items due in `due_soon_days` days (in the zone's local
-/// date), one email per item, unless they switched these off.
+/// Tells the owners who live in `zone` of open items due in `due_soon_days` days (their
+/// local date), one email per item, unless they switched these off.
 async fn due_soon(
     ctx: &JobContext,
     now: DateTime<Utc>,
     settings: &ReminderSettings,
     zone: &str,
-    programs: &BTreeMap<i64, &program::Model>,
 ) -> Result<usize, JobError> {
     let today = now.with_timezone(&schedule::zone(zone)).date_naive();
     let due = today + TimeDelta::days(settings.due_soon_days);
-    let ids: Vec<i64> = programs.keys().copied().collect();
-    let mut items = Vec::new();
-    for chunk in ids.chunks(500) {
-        items.extend(
-            action_item::Entity::find()
-                .filter(action_item::Column::DueDate.eq(due))
-                .filter(
-                    action_item::Column::Status
-                        .is_in([ActionStatus::Open, ActionStatus::InProgress]),
-                )
-                .filter(action_item::Column::ProgramId.is_in(chunk.iter().copied()))
-                .all(&ctx.db)
-                .await?,
-        );
-    }
+    let items: Vec<action_item::Model> = action_item::Entity::find()
+        .filter(action_item::Column::DueDate.eq(due))
+        .filter(action_item::Column::Status.is_in([ActionStatus::Open, ActionStatus::InProgress]))
+        .filter(
+            action_item::Column::OwnerUserId.in_subquery(
+                sea_orm::sea_query::Query::select()
+                    .column(user::Column::Id)
+                    .from(user::Entity)
+                    .and_where(user::Column::TimeZone.eq(zone))
+                    .and_where(user::Column::Active.eq(true))
+                    .to_owned(),
+            ),
+        )
+        .all(&ctx.db)
+        .await?;
+    let programs = programs_of(ctx, items.iter().map(|a| a.program_id)).await?;
     if items.is_empty() {
         return Ok(0);
     }
@@ -286,7 +362,7 @@ async fn due_soon(
     for item in &items {
         let (Some(owner), Some(prog)) = (
             owners.get(&item.owner_user_id),
-            programs.get(&item.program_id),
+            programs.get(&item.program_id).map(|p| &p.program),
         ) else {
             continue;
         };
