@@ -326,10 +326,23 @@ impl TenantScoped for entity::invitation::Entity {
     }
 }
 
+/// An organization's own trail, and the trails of the duplicates merged into it (each
+/// stays chained under its own id).
 impl TenantScoped for audit_event::Entity {
     fn tenant_condition(ctx: &AuthContext) -> Condition {
-        audit_event::Column::OrgId.eq(ctx.org_id()).into_condition()
+        Condition::any()
+            .add(audit_event::Column::OrgId.eq(ctx.org_id()))
+            .add(audit_event::Column::OrgId.in_subquery(merged_into(ctx.org_id())))
     }
+}
+
+/// Ids of the organizations merged into `org_id`.
+pub fn merged_into(org_id: i64) -> sea_orm::sea_query::SelectStatement {
+    sea_orm::sea_query::Query::select()
+        .column(organization::Column::Id)
+        .from(organization::Entity)
+        .and_where(organization::Column::MergedIntoOrgId.eq(org_id))
+        .to_owned()
 }
 
 impl TenantScoped for entity::audit::checkpoint::Entity {

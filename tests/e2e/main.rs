@@ -13,6 +13,7 @@ mod calendar;
 mod capa;
 mod change_control;
 mod chaos;
+mod cmo_merges;
 mod concurrency;
 mod digests;
 mod escalation_policies;

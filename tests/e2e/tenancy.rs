@@ -322,6 +322,30 @@ async fn seed_every_kind(app: &TestApp) -> (std::collections::HashMap<&'static s
         )
         .await
         .expect(200);
+    // A merge proposed into Lonza, of a copy another sponsor registered (nobody of it
+    // joined): its parties are that sponsor, the copy and Lonza only.
+    let (_, _, merging) = partner_org(app, "Merging Sponsor", "sponsor", "boss@merging.test").await;
+    let merging = app.client(&merging);
+    let copy = merging
+        .post(
+            "/api/v1/organizations",
+            json!({"name": "Lonza Copy", "kind": "cmo",
+                   "admin": {"email": "copy@lonza.test", "display_name": "Copy"}}),
+        )
+        .await
+        .expect(201)
+        .body["organization"]["id"]
+        .as_i64()
+        .unwrap();
+    let merge = merging
+        .post(
+            "/api/v1/cmo-merges",
+            json!({"absorbed_org_id": copy, "survivor_org_id": lonza, "reason": "duplicate"}),
+        )
+        .await
+        .expect(201)
+        .body;
+    ids.insert("cmo-merges", id(&merge));
     (ids, shared)
 }
 

@@ -20,7 +20,7 @@ use self::identity::{
 use self::integrations::{calendar, events, webhooks};
 use self::links::{ack, unsubscribe};
 use self::partners::{
-    agreements, cmos, connections, evaluations, inspections, qualification, scorecards,
+    agreements, cmos, connections, evaluations, inspections, merges, qualification, scorecards,
 };
 use self::plan::{
     actions, digest, gate_decisions, gates, milestone_steps, milestones, programs, team, templates,
@@ -110,6 +110,10 @@ pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
         .service(connections::get_connection)
         .service(connections::invite_cmo)
         .service(connections::transition_connection)
+        .service(merges::propose_merge)
+        .service(merges::list_merges)
+        .service(merges::get_merge)
+        .service(merges::transition_merge)
         .service(qualification::transition_qualification)
         .service(inspections::record_inspection)
         .service(inspections::list_inspections)

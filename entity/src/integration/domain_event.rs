@@ -53,7 +53,7 @@ pub mod head {
 }
 
 /// The event types (the `type` of [`Event`]).
-pub const EVENT_TYPES: [&str; 19] = [
+pub const EVENT_TYPES: [&str; 20] = [
     "deviation.reported",
     "deviation.triaged",
     "deviation.closed",
@@ -71,6 +71,7 @@ pub const EVENT_TYPES: [&str; 19] = [
     "action_item.assigned",
     "change_request.transitioned",
     "cmo.qualification_changed",
+    "cmo.merged",
     "evaluation.decided",
     "audit.checkpoint",
 ];
@@ -266,6 +267,22 @@ pub struct CmoQualificationChanged {
     pub reason: Option<String>,
 }
 
+/// `cmo.merged`: a CMO registered twice was merged into the one that stays. Everything of
+/// the absorbed organization (programs, relationships, agreements, sites, people) now
+/// names `survivor_org_id`: an integration keyed by CMO id re-keys
+/// `absorbed_org_id`. Read by each sponsor that worked with the absorbed organization
+/// (only its own copy) and by the surviving CMO.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"merge_id": 4, "absorbed_org_id": 7, "absorbed_name": "Lonza Visp (Acme)",
+    "survivor_org_id": 2, "survivor_name": "Lonza Visp"}))]
+pub struct CmoMerged {
+    pub merge_id: i64,
+    pub absorbed_org_id: i64,
+    pub absorbed_name: String,
+    pub survivor_org_id: i64,
+    pub survivor_name: String,
+}
+
 /// `evaluation.decided`: a CMO selection was decided (e-signed). Read by the sponsor only:
 /// candidates do not learn of each other.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -342,6 +359,8 @@ pub enum Event {
     ChangeRequestTransitioned(ChangeRequestTransitioned),
     #[serde(rename = "cmo.qualification_changed")]
     CmoQualificationChanged(CmoQualificationChanged),
+    #[serde(rename = "cmo.merged")]
+    CmoMerged(CmoMerged),
     #[serde(rename = "evaluation.decided")]
     EvaluationDecided(EvaluationDecided),
     #[serde(rename = "audit.checkpoint")]
@@ -369,6 +388,7 @@ impl Event {
             E::ActionItemAssigned(p) => ("action_item", p.action_item_id),
             E::ChangeRequestTransitioned(p) => ("change_request", p.change_request_id),
             E::CmoQualificationChanged(p) => ("cmo", p.cmo_org_id),
+            E::CmoMerged(p) => ("cmo", p.survivor_org_id),
             E::EvaluationDecided(p) => ("evaluation", p.evaluation_id),
             E::AuditCheckpoint(p) => ("audit_checkpoint", p.checkpoint_id),
         }

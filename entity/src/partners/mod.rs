@@ -2,6 +2,7 @@
 //! (connection, qualification), scorecards, selection evaluations.
 
 pub mod cmo;
+pub mod cmo_merge;
 pub mod relationship;
 pub mod scorecard;
 pub mod selection;

@@ -134,6 +134,14 @@ impl Model {
     pub fn is_connected(&self) -> bool {
         self.connection == ConnectionStatus::Connected
     }
+
+    /// Invited or connected: a relationship that is on, or waiting to be.
+    pub fn is_live(&self) -> bool {
+        matches!(
+            self.connection,
+            ConnectionStatus::Invited | ConnectionStatus::Connected
+        )
+    }
 }
 
 /// Relationships `org_id` is party to: as the sponsor, all of its own; as the CMO, those

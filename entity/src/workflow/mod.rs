@@ -1,6 +1,6 @@
 //! The one transition engine. Every state-changing step of a record with a state machine
 //! (deviation, CAPA, change control, milestone, gate decision, action item, CMO
-//! qualification and connection, selection decision) runs
+//! qualification and connection, CMO merge, selection decision) runs
 //! [`transition`] inside the caller's transaction: lock and re-read, version
 //! precondition, guards, the pure machine, the step's effects, the signature row (its id
 //! written by the same compare-and-set), the audit row, the domain event and the
@@ -13,6 +13,7 @@
 pub mod action;
 pub mod capa;
 pub mod change;
+pub mod cmo_merge;
 pub mod connection;
 pub mod deviation;
 pub mod escalation;
@@ -74,6 +75,7 @@ versioned!(
     crate::change_request::Model,
     crate::cmo::Model,
     crate::relationship::Model,
+    crate::cmo_merge::Model,
     crate::selection::Model,
     crate::webhook::Model
 );

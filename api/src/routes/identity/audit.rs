@@ -2,7 +2,7 @@
 
 use actix_web::{get, web};
 use entity::{audit_event, audit_trail};
-use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -16,6 +16,9 @@ use crate::views::identity::{AuditEventView, BrokenLinkView};
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AuditFilter {
+    /// Whose trail: your organization's (default), or a duplicate CMO's merged into it
+    /// (its trail stays chained under its own id).
+    pub org_id: Option<i64>,
     /// e.g. `user`, `api_token`, `organization`, `signature`.
     pub entity_type: Option<String>,
     /// Id of the entity (with `entity_type`).
@@ -28,11 +31,15 @@ pub struct AuditFilter {
     pub offset: Option<u64>,
 }
 
-/// The organization's audit events in chain order, filtered.
+/// The organization's audit events in chain order, filtered (`org_id`: the trail of a
+/// duplicate CMO merged into yours).
 #[utoipa::path(
     tag = "audit",
     params(AuditFilter),
-    responses((status = 200, description = "One page of audit events", body = Page<AuditEventView>))
+    responses(
+        (status = 200, description = "One page of audit events", body = Page<AuditEventView>),
+        (status = 404, description = "`org_id` is neither yours nor merged into yours", body = crate::error::Problem)
+    )
 )]
 #[get("/audit-events")]
 pub async fn list_audit_events(
@@ -46,7 +53,10 @@ pub async fn list_audit_events(
     checks.optional_text("entity_id", filter.entity_id.as_deref(), 1, 128);
     checks.optional_text("action", filter.action.as_deref(), 1, 64);
     checks.finish()?;
-    let mut select = scoped::<audit_event::Entity>(&ctx).order_by_asc(audit_event::Column::Seq);
+    let org_id = trail_of(&state, &ctx, filter.org_id).await?;
+    let mut select = scoped::<audit_event::Entity>(&ctx)
+        .filter(audit_event::Column::OrgId.eq(org_id))
+        .order_by_asc(audit_event::Column::Seq);
     if let Some(t) = filter.entity_type {
         select = select.filter(audit_event::Column::EntityType.eq(t));
     }
@@ -129,17 +139,31 @@ pub struct ChainVerification {
     pub first_broken_link: Option<BrokenLinkView>,
 }
 
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ChainQuery {
+    /// Whose chain: your organization's (default), or a duplicate CMO's merged into it.
+    pub org_id: Option<i64>,
+}
+
 /// Recompute the organization's hash chain and report the first broken link.
 #[utoipa::path(
     tag = "audit",
-    responses((status = 200, description = "Result of the verification (also when broken)", body = ChainVerification))
+    params(ChainQuery),
+    responses(
+        (status = 200, description = "Result of the verification (also when broken)", body = ChainVerification),
+        (status = 404, description = "`org_id` is neither yours nor merged into yours", body = crate::error::Problem)
+    )
 )]
 #[get("/audit-events/verify")]
 pub async fn verify_audit_chain(
     state: web::Data<AppState>,
     ctx: AuthContext,
+    query: web::Query<ChainQuery>,
 ) -> ApiResult<web::Json<ChainVerification>> {
-    let result = audit_trail::verify(&state.db, &state.chain_keys, ctx.org_id()).await?;
+    let org_id = trail_of(&state, &ctx, query.org_id).await?;
+    let result = audit_trail::verify(&state.db, &state.chain_keys, org_id).await?;
     Ok(web::Json(ChainVerification::new(result, &state.chain_keys)))
 }
 
@@ -183,4 +207,19 @@ pub(crate) async fn service_accounts<C: sea_orm::ConnectionTrait>(
         .into_tuple()
         .all(conn)
         .await?)
+}
+
+/// The organization whose trail is asked for: the caller's own, or one merged into it
+/// (anything else: 404).
+async fn trail_of(state: &AppState, ctx: &AuthContext, asked: Option<i64>) -> ApiResult<i64> {
+    match asked {
+        None => Ok(ctx.org_id()),
+        Some(id) if id == ctx.org_id() => Ok(id),
+        Some(id) => entity::organization::Entity::find_by_id(id)
+            .filter(entity::organization::Column::MergedIntoOrgId.eq(ctx.org_id()))
+            .one(&state.db)
+            .await?
+            .map(|o| o.id)
+            .ok_or(crate::error::ApiError::NotFound),
+    }
 }

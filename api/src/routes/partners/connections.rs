@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use entity::cmo::QualificationStatus;
 use entity::relationship::{self, ConnectionEvent, ConnectionStatus, Party};
 use entity::workflow::connection::Step;
-use entity::{OrgKind, Role, organization, user};
+use entity::{OrgKind, Role, organization};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
@@ -48,14 +48,15 @@ pub struct DirectoryEntry {
 }
 
 /// Find a CMO already on the installation by name, to invite it rather than register a
-/// copy (sponsor users). At most 20 matches, by name. Shows names and your own
-/// connection only: never whether or with whom a CMO works.
+/// copy (sponsor users), or to merge a duplicate into it (CMO admins). At most 20
+/// matches, by name. Shows names and your own connection only: never whether or with
+/// whom a CMO works.
 #[utoipa::path(
     tag = "partners",
     params(DirectoryQuery),
     responses(
         (status = 200, description = "Matching CMOs", body = Page<DirectoryEntry>),
-        (status = 403, description = "Not a sponsor organization's user", body = crate::error::Problem),
+        (status = 403, description = "Neither a sponsor organization's user nor a CMO's admin", body = crate::error::Problem),
         (status = 422, description = "`name` shorter than 3 characters", body = crate::error::Problem)
     )
 )]
@@ -65,9 +66,13 @@ pub async fn cmo_directory(
     ctx: AuthContext,
     query: web::Query<DirectoryQuery>,
 ) -> ApiResult<web::Json<Page<DirectoryEntry>>> {
-    if ctx.org.kind != OrgKind::Sponsor {
+    // Sponsors look for partners; a CMO's admins look for the organization to merge a
+    // duplicate into.
+    if ctx.org.kind != OrgKind::Sponsor && ctx.user.role != Role::Admin {
         return Err(ApiError::Forbidden(
-            "the CMO directory is for sponsors looking for a partner".to_string(),
+            "the CMO directory is for sponsors looking for a partner (and CMO admins merging \
+             a duplicate)"
+                .to_string(),
         ));
     }
     let wanted = query.name.trim().to_lowercase();
@@ -372,61 +377,46 @@ async fn tell_cmo_admins(
         &invitation.cmo_name,
         invitation.invitation_message.as_deref(),
     );
-    let admins = user::Entity::find()
-        .filter(user::Column::OrgId.eq(invitation.cmo_org_id))
-        .filter(user::Column::Active.eq(true))
-        .filter(user::Column::IsServiceAccount.eq(false))
-        .filter(user::Column::Role.eq(Role::Admin))
-        .all(conn)
-        .await?;
-    for admin in admins {
-        let mut paragraphs = vec![format!(
-            "{} of {} invites {} to connect on {}: once you accept, {} can name {} on its \
-             programs, and your people work on them with the accounts they have.",
-            ctx.user.display_name,
-            ctx.org.name,
-            cmo_name,
-            state.public_base_url,
-            ctx.org.name,
-            cmo_name
-        )];
-        if let Some(m) = message {
-            paragraphs.push(format!("Their message: {m}"));
-        }
-        paragraphs.push(format!(
-            "{} will read your organization's profile (capabilities, sites, inspections, \
-             contacts); it does not learn which other sponsors you work with, nor they of it.",
-            ctx.org.name
-        ));
-        paragraphs.push(format!(
-            "To answer, send POST {}/api/v1/cmo-connections/{}/events with {{\"event\": \"accept\"}} \
-             or {{\"event\": \"decline\"}}; GET /api/v1/cmo-connections?connection=invited lists \
-             what is waiting.",
-            state.public_base_url, invitation.id
-        ));
-        let email = mail::notice(
-            &format!("{} invites {} to connect", ctx.org.name, cmo_name),
-            &format!("{} would like to work with {}", ctx.org.name, cmo_name),
-            &paragraphs,
-            None,
-        )
-        .map_err(ApiError::internal)?;
-        mail::enqueue(
-            conn,
-            entity::outbox::Draft::new(
-                format!(
-                    "cmo_connection_invite:{}:{}:{}",
-                    invitation.id, invitation.version, admin.id
-                ),
-                vec![admin.email],
-                email,
-            ),
-            now,
-            &state.public_base_url,
-        )
-        .await?;
+    let mut paragraphs = vec![format!(
+        "{} of {} invites {} to connect on {}: once you accept, {} can name {} on its \
+         programs, and your people work on them with the accounts they have.",
+        ctx.user.display_name,
+        ctx.org.name,
+        cmo_name,
+        state.public_base_url,
+        ctx.org.name,
+        cmo_name
+    )];
+    if let Some(m) = message {
+        paragraphs.push(format!("Their message: {m}"));
     }
-    Ok(())
+    paragraphs.push(format!(
+        "{} will read your organization's profile (capabilities, sites, inspections, \
+         contacts); it does not learn which other sponsors you work with, nor they of it.",
+        ctx.org.name
+    ));
+    paragraphs.push(format!(
+        "To answer, send POST {}/api/v1/cmo-connections/{}/events with {{\"event\": \"accept\"}} \
+         or {{\"event\": \"decline\"}}; GET /api/v1/cmo-connections?connection=invited lists \
+         what is waiting.",
+        state.public_base_url, invitation.id
+    ));
+    super::email_admins(
+        conn,
+        &state.public_base_url,
+        super::AdminsEmail {
+            org_id: invitation.cmo_org_id,
+            subject: &format!("{} invites {} to connect", ctx.org.name, cmo_name),
+            headline: &format!("{} would like to work with {}", ctx.org.name, cmo_name),
+            paragraphs: &paragraphs,
+            key: format!(
+                "cmo_connection_invite:{}:{}",
+                invitation.id, invitation.version
+            ),
+        },
+        now,
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

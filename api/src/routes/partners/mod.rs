@@ -6,6 +6,7 @@ pub mod cmos;
 pub mod connections;
 pub mod evaluations;
 pub mod inspections;
+pub mod merges;
 pub mod qualification;
 pub mod scorecards;
 
@@ -31,13 +32,7 @@ pub(crate) async fn require_fact_keeper(
         && (role == Role::Admin || inspections && role.handles_quality_records());
     let before_the_cmo_joined = ctx.org_id() == p.sponsor_org_id
         && role.handles_quality_records()
-        && user::Entity::find()
-            .filter(user::Column::OrgId.eq(p.org_id))
-            .filter(user::Column::Active.eq(true))
-            .filter(user::Column::PasswordHash.is_not_null())
-            .count(conn)
-            .await?
-            == 0;
+        && !has_joined(conn, p.org_id).await?;
     if own || before_the_cmo_joined {
         return Ok(());
     }
@@ -73,6 +68,59 @@ pub(crate) fn require_sponsor_side(
         return Err(ApiError::Forbidden(format!(
             "{what} by the connected sponsor's quality, program managers and admins"
         )));
+    }
+    Ok(())
+}
+
+/// Whether anyone of organization `org_id` has joined (an active account with a password
+/// of its own): until then, the sponsor that registered a CMO acts for it.
+pub(crate) async fn has_joined(conn: &impl ConnectionTrait, org_id: i64) -> ApiResult<bool> {
+    Ok(user::Entity::find()
+        .filter(user::Column::OrgId.eq(org_id))
+        .filter(user::Column::Active.eq(true))
+        .filter(user::Column::PasswordHash.is_not_null())
+        .count(conn)
+        .await?
+        > 0)
+}
+
+/// An email to every active admin (people, not service accounts) of `org_id`, queued in
+/// the caller's transaction; `key` names it once per admin (a retry queues nothing new).
+pub(crate) struct AdminsEmail<'a> {
+    pub org_id: i64,
+    pub subject: &'a str,
+    pub headline: &'a str,
+    pub paragraphs: &'a [String],
+    pub key: String,
+}
+
+pub(crate) async fn email_admins(
+    conn: &impl ConnectionTrait,
+    public_base_url: &str,
+    email: AdminsEmail<'_>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> ApiResult<()> {
+    let admins = user::Entity::find()
+        .filter(user::Column::OrgId.eq(email.org_id))
+        .filter(user::Column::Active.eq(true))
+        .filter(user::Column::IsServiceAccount.eq(false))
+        .filter(user::Column::Role.eq(Role::Admin))
+        .all(conn)
+        .await?;
+    for admin in admins {
+        let rendered = mail::notice(email.subject, email.headline, email.paragraphs, None)
+            .map_err(ApiError::internal)?;
+        mail::enqueue(
+            conn,
+            entity::outbox::Draft::new(
+                format!("{}:{}", email.key, admin.id),
+                vec![admin.email],
+                rendered,
+            ),
+            now,
+            public_base_url,
+        )
+        .await?;
     }
     Ok(())
 }
