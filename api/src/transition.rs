@@ -152,6 +152,28 @@ where
     T: Serialize,
 {
     let version = optional_version(req, body_version)?;
+    let (txn, view, completed) = take_step(state, ctx, id, step, password, version).await?;
+    let (status, body) = answer_with(&txn, view, completed).await?;
+    txn.respond(status, &body).await
+}
+
+/// The engine's order for a step a person takes (through the API or a page): who may,
+/// the version, the machine before any password, the signer, then the step with its
+/// follow-ups. Returns the open transaction with the record as this caller now sees it;
+/// the caller commits it with its answer.
+pub async fn take_step<W>(
+    state: &AppState,
+    ctx: &AuthContext,
+    id: i64,
+    step: W,
+    password: Option<String>,
+    version: Option<i32>,
+) -> ApiResult<(WriteTxn, W::View, Completed)>
+where
+    W: ApiStep,
+    W::Entity: TenantScoped,
+    <<W::Entity as EntityTrait>::PrimaryKey as PrimaryKeyTrait>::ValueType: From<i64>,
+{
     let seen = find_scoped::<W::Entity, _>(&state.db, ctx, id).await?;
     W::may_step(&state.db, ctx, &seen).await?;
     W::may_take(&state.db, ctx, &seen, &step).await?;
@@ -197,8 +219,7 @@ where
     .await?;
     let completed = complete(&txn, ctx, signer.as_ref(), done.follow_ups, now).await?;
     let view = answer::<W>(&txn, ctx, &done.after, now).await?;
-    let (status, body) = answer_with(&txn, view, completed).await?;
-    txn.respond(status, &body).await
+    Ok((txn, view, completed))
 }
 
 /// The events `m`'s state offers, judged for this caller now: who may take steps at all

@@ -183,7 +183,11 @@ pub fn configure_pages(cfg: &mut utoipa_actix_web::service_config::ServiceConfig
         .service(p::request_reset_page)
         .service(p::request_reset_submit)
         .service(p::choose_page)
-        .service(p::choose_submit);
+        .service(p::choose_submit)
+        .service(partners::answer_pages::connection_answer_page)
+        .service(partners::answer_pages::connection_answer_submit)
+        .service(partners::answer_pages::merge_answer_page)
+        .service(partners::answer_pages::merge_answer_submit);
 }
 
 /// Operational endpoints outside `/api/v1`.

@@ -396,10 +396,11 @@ async fn tell_cmo_admins(
         ctx.org.name
     ));
     paragraphs.push(format!(
-        "To answer, send POST {}/api/v1/cmo-connections/{}/events with {{\"event\": \"accept\"}} \
-         or {{\"event\": \"decline\"}}; GET /api/v1/cmo-connections?connection=invited lists \
+        "Accept or decline on the page below (sign in as an admin of {cmo_name}). From an API \
+         client: POST /api/v1/cmo-connections/{}/events with {{\"event\": \"accept\"}} or \
+         {{\"event\": \"decline\"}}; GET /api/v1/cmo-connections?connection=invited lists \
          what is waiting.",
-        state.public_base_url, invitation.id
+        invitation.id
     ));
     super::email_admins(
         conn,
@@ -409,6 +410,10 @@ async fn tell_cmo_admins(
             subject: &format!("{} invites {} to connect", ctx.org.name, cmo_name),
             headline: &format!("{} would like to work with {}", ctx.org.name, cmo_name),
             paragraphs: &paragraphs,
+            link: format!(
+                "{}/cmo-connections/{}/answer",
+                state.public_base_url, invitation.id
+            ),
             key: format!(
                 "cmo_connection_invite:{}:{}",
                 invitation.id, invitation.version

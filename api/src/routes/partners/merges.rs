@@ -259,9 +259,10 @@ pub async fn propose_merge(
         ),
         format!("Their reason: {reason}"),
         format!(
-            "To answer, send POST {}/api/v1/cmo-merges/{}/events with {{\"event\": \"accept\"}} \
-             or {{\"event\": \"decline\"}}; GET /api/v1/cmo-merges/{} shows the proposal.",
-            state.public_base_url, row.id, row.id
+            "Accept or decline on the page below (sign in as an admin of {}). From an API \
+             client: POST /api/v1/cmo-merges/{}/events with {{\"event\": \"accept\"}} or \
+             {{\"event\": \"decline\"}}.",
+            survivor.name, row.id
         ),
     ];
     email_admins(
@@ -272,6 +273,7 @@ pub async fn propose_merge(
             subject: &format!("Merge {} into {}?", absorbed.name, survivor.name),
             headline: &format!("{} asks to merge into {}", absorbed.name, survivor.name),
             paragraphs: &paragraphs,
+            link: format!("{}/cmo-merges/{}/answer", state.public_base_url, row.id),
             key: format!("cmo_merge_proposed:{}", row.id),
         },
         now,

@@ -2,6 +2,7 @@
 //! qualification, inspections, quality agreements, scorecards and selection.
 
 pub mod agreements;
+pub mod answer_pages;
 pub mod cmos;
 pub mod connections;
 pub mod evaluations;
@@ -91,6 +92,8 @@ pub(crate) struct AdminsEmail<'a> {
     pub subject: &'a str,
     pub headline: &'a str,
     pub paragraphs: &'a [String],
+    /// The page where they answer (every link opens a page for people).
+    pub link: String,
     pub key: String,
 }
 
@@ -108,8 +111,13 @@ pub(crate) async fn email_admins(
         .all(conn)
         .await?;
     for admin in admins {
-        let rendered = mail::notice(email.subject, email.headline, email.paragraphs, None)
-            .map_err(ApiError::internal)?;
+        let rendered = mail::notice(
+            email.subject,
+            email.headline,
+            email.paragraphs,
+            Some(&email.link),
+        )
+        .map_err(ApiError::internal)?;
         mail::enqueue(
             conn,
             entity::outbox::Draft::new(

@@ -23,7 +23,7 @@ use crate::state::AppState;
 mod links;
 pub use links::*;
 
-pub(super) fn field(name: &'static str, label: &'static str, kind: &'static str) -> Field {
+pub(crate) fn field(name: &'static str, label: &'static str, kind: &'static str) -> Field {
     let autocomplete = match (name, kind) {
         ("email", _) => "username",
         ("password", _) if label.contains("Your password") => "current-password",
@@ -56,7 +56,7 @@ pub(super) fn certification() -> Field {
     }
 }
 
-pub(super) fn hidden(name: &'static str, value: &str) -> Field {
+pub(crate) fn hidden(name: &'static str, value: &str) -> Field {
     Field {
         value: value.to_string(),
         ..field(name, "", "hidden")
@@ -70,7 +70,7 @@ pub(super) fn with_value(mut f: Field, value: &str) -> Field {
 
 /// A form page, with this browser's form token in a hidden field (and its cookie set
 /// when new): see `crate::csrf`.
-pub(super) fn page(req: &HttpRequest, status: StatusCode, form: &FormPage) -> HttpResponse {
+pub(crate) fn page(req: &HttpRequest, status: StatusCode, form: &FormPage) -> HttpResponse {
     let token = csrf::CsrfToken::of(req);
     let mut form = form.clone();
     form.fields.push(hidden(csrf::FIELD, &token.value));
@@ -84,7 +84,7 @@ fn served_over_https(req: &HttpRequest) -> bool {
         .is_some_and(|s| s.public_base_url.starts_with("https://"))
 }
 
-pub(super) fn message(
+pub(crate) fn message(
     status: StatusCode,
     title: &str,
     text: &str,
