@@ -27,8 +27,9 @@ boot_token="$(CMO_ALLOW_TEST_CLOCK=1 CMO_TEST_CLOCK_START="$at" "$bin" bootstrap
 start_api "$tour/api.log" CMO_ALLOW_TEST_CLOCK=1 CMO_TEST_CLOCK_START="$at"
 start_worker "$tour/worker.log" "$tour/mail" CMO_ALLOW_TEST_CLOCK=1 CMO_TEST_CLOCK_START="$at"
 
-# The token of the oldest emailed link not yet used: what the reader copies from the
-# email their last command caused.
+# The token of the oldest emailed invitation link not yet used: what the reader copies
+# from the invitation their last command caused (other emails, such as a password reset
+# the tour forces but does not follow, are passed over).
 cat >"$tour/next_link.py" <<'PY'
 import email, glob, os, re, sys
 maildir, consumed_file = sys.argv[1:3]
@@ -41,7 +42,7 @@ for name in sorted(glob.glob(os.path.join(maildir, "*.eml")), key=os.path.getmti
     for part in message.walk():
         if part.get_content_type() == "text/plain":
             text = part.get_payload(decode=True).decode("utf-8", "replace")
-            found = re.search(r"\?token=([0-9a-f]{64})", text)
+            found = re.search(r"/invitations/accept\?token=([0-9a-f]{64})", text)
             if found:
                 open(consumed_file, "a").write(name + "\n")
                 print(found.group(1))
@@ -68,7 +69,8 @@ open(out, "w", encoding="utf-8").write("\n".join(lines) + "\n")
 print(f"readme-tour: {len(blocks)} blocks, {sum(l.lstrip().startswith('curl ') for l in lines)} curl commands")
 PY
 
-TOUR_BASE="$base" TOUR_TOKEN="$boot_token" TOUR_DIR="$tour" bash -euo pipefail -c '
+TOUR_BASE="$base" TOUR_TOKEN="$boot_token" TOUR_DIR="$tour" TOUR_BIN="$bin" TOUR_AT="$at" \
+  bash -euo pipefail -c '
 next_link_token() {
   local token
   for _ in $(seq 1 200); do
@@ -92,6 +94,11 @@ last_secret() {
   python3 -c "import json,sys; print(json.load(open(sys.argv[1]))[\"secret\"])" "$TOUR_DIR/last"
 }
 uuidgen() { python3 -c "import uuid; print(uuid.uuid4())"; }
+# The operator commands, on the tour'"'"'s database and clock, linking to the tour'"'"'s api.
+cmo-api() {
+  CMO_ALLOW_TEST_CLOCK=1 CMO_TEST_CLOCK_START="$TOUR_AT" CMO_PUBLIC_BASE_URL="$TOUR_BASE" \
+    "$TOUR_BIN" "$@"
+}
 source "$TOUR_DIR/tour.sh"
 ' >"$tour/out.log" 2>&1 || {
   status=$?

@@ -199,6 +199,40 @@ async fn two_sponsors_share_one_cmo_and_see_nothing_of_each_other(app: &TestApp)
         .expect(200)
         .body;
     assert_eq!(accepted["connection"], "connected");
+    // Each step is a `cmo.connection_changed` event for B and the CMO, never for A.
+    let steps = |feed: &Value| -> Vec<(String, String)> {
+        feed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["payload"]["connection_id"] == connection)
+            .map(|e| {
+                (
+                    e["payload"]["event"].as_str().unwrap().to_string(),
+                    e["payload"]["to"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    let expected: Vec<(String, String)> = [
+        ("invite", "invited"),
+        ("withdraw", "withdrawn"),
+        ("invite", "invited"),
+        ("accept", "connected"),
+    ]
+    .iter()
+    .map(|(e, t)| (e.to_string(), t.to_string()))
+    .collect();
+    let changed = "/api/v1/events?types=cmo.connection_changed";
+    assert_eq!(
+        steps(&admin_b.get(changed).await.expect(200).body),
+        expected
+    );
+    assert_eq!(
+        steps(&a.cmo_admin.get(changed).await.expect(200).body),
+        expected
+    );
+    assert!(steps(&admin_a.get(changed).await.expect(200).body).is_empty());
     // The CMO sees both of its sponsors; each sponsor sees only itself and the CMO.
     let lonza_sees = a
         .cmo_admin

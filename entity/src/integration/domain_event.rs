@@ -53,7 +53,7 @@ pub mod head {
 }
 
 /// The event types (the `type` of [`Event`]).
-pub const EVENT_TYPES: [&str; 20] = [
+pub const EVENT_TYPES: [&str; 21] = [
     "deviation.reported",
     "deviation.triaged",
     "deviation.closed",
@@ -71,6 +71,7 @@ pub const EVENT_TYPES: [&str; 20] = [
     "action_item.assigned",
     "change_request.transitioned",
     "cmo.qualification_changed",
+    "cmo.connection_changed",
     "cmo.merged",
     "evaluation.decided",
     "audit.checkpoint",
@@ -86,6 +87,7 @@ use crate::gate::Decision;
 use crate::milestone::MilestoneStatus;
 use crate::milestone_rules::MilestoneEvent;
 use crate::program::ProductionStatus;
+use crate::relationship::{ConnectionEvent, ConnectionStatus};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -267,6 +269,22 @@ pub struct CmoQualificationChanged {
     pub reason: Option<String>,
 }
 
+/// `cmo.connection_changed`: a sponsor invited a CMO (again), the CMO's admin accepted or
+/// declined, or the sponsor withdrew. Read by that sponsor and that CMO only: no other
+/// sponsor learns of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"connection_id": 5, "sponsor_org_id": 3, "cmo_org_id": 2, "event": "accept",
+    "from": "invited", "to": "connected"}))]
+pub struct CmoConnectionChanged {
+    pub connection_id: i64,
+    pub sponsor_org_id: i64,
+    pub cmo_org_id: i64,
+    pub event: ConnectionEvent,
+    /// `null` for a first invitation.
+    pub from: Option<ConnectionStatus>,
+    pub to: ConnectionStatus,
+}
+
 /// `cmo.merged`: a CMO registered twice was merged into the one that stays. Everything of
 /// the absorbed organization (programs, relationships, agreements, sites, people) now
 /// names `survivor_org_id`: an integration keyed by CMO id re-keys
@@ -359,6 +377,8 @@ pub enum Event {
     ChangeRequestTransitioned(ChangeRequestTransitioned),
     #[serde(rename = "cmo.qualification_changed")]
     CmoQualificationChanged(CmoQualificationChanged),
+    #[serde(rename = "cmo.connection_changed")]
+    CmoConnectionChanged(CmoConnectionChanged),
     #[serde(rename = "cmo.merged")]
     CmoMerged(CmoMerged),
     #[serde(rename = "evaluation.decided")]
@@ -388,6 +408,7 @@ impl Event {
             E::ActionItemAssigned(p) => ("action_item", p.action_item_id),
             E::ChangeRequestTransitioned(p) => ("change_request", p.change_request_id),
             E::CmoQualificationChanged(p) => ("cmo", p.cmo_org_id),
+            E::CmoConnectionChanged(p) => ("cmo_connection", p.connection_id),
             E::CmoMerged(p) => ("cmo", p.survivor_org_id),
             E::EvaluationDecided(p) => ("evaluation", p.evaluation_id),
             E::AuditCheckpoint(p) => ("audit_checkpoint", p.checkpoint_id),

@@ -8,7 +8,8 @@ use std::borrow::Cow;
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbErr};
 
-use super::Workflow;
+use super::{Emitted, Workflow};
+use crate::domain_event::{CmoConnectionChanged, Event};
 use crate::enums::Role;
 use crate::relationship::{self, ConnectionError, ConnectionEvent, ConnectionStatus};
 
@@ -66,6 +67,27 @@ impl Workflow for Step {
         _m: &relationship::Model,
     ) -> Result<(), DbErr> {
         Ok(())
+    }
+
+    /// `cmo.connection_changed`, to the two parties only.
+    fn domain_event(
+        &self,
+        before: &relationship::Model,
+        after: &relationship::Model,
+    ) -> Option<Emitted> {
+        Some(Emitted::Organizations {
+            program_id: None,
+            sponsor_org_id: after.sponsor_org_id,
+            cmo_org_id: Some(after.cmo_org_id),
+            event: Event::CmoConnectionChanged(CmoConnectionChanged {
+                connection_id: after.id,
+                sponsor_org_id: after.sponsor_org_id,
+                cmo_org_id: after.cmo_org_id,
+                event: self.event,
+                from: Some(before.connection),
+                to: after.connection,
+            }),
+        })
     }
 
     fn decide(&self, m: &relationship::Model, _: &()) -> Result<ConnectionStatus, ConnectionError> {

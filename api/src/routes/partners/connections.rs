@@ -359,6 +359,26 @@ pub async fn invite_cmo(
         },
     )
     .await?;
+    entity::workflow::emit(
+        &*txn,
+        entity::workflow::Emitted::Organizations {
+            program_id: None,
+            sponsor_org_id: row.sponsor_org_id,
+            cmo_org_id: Some(row.cmo_org_id),
+            event: entity::domain_event::Event::CmoConnectionChanged(
+                entity::domain_event::CmoConnectionChanged {
+                    connection_id: row.id,
+                    sponsor_org_id: row.sponsor_org_id,
+                    cmo_org_id: row.cmo_org_id,
+                    event: ConnectionEvent::Invite,
+                    from: None,
+                    to: row.connection,
+                },
+            ),
+        },
+        now,
+    )
+    .await?;
     let view = answer::<Step>(&txn, &ctx, &row, now).await?;
     tell_cmo_admins(&txn, &state, &ctx, &view, now).await?;
     txn.respond(StatusCode::CREATED, &view).await

@@ -76,6 +76,10 @@ fn every_event_type_has_exactly_one_variant_that_round_trips() {
             serde_json::json!({"cmo_org_id": 2, "event": "approve", "from": "qualified", "to": "approved", "reason": null}),
         ),
         (
+            "cmo.connection_changed",
+            serde_json::json!({"connection_id": 5, "sponsor_org_id": 3, "cmo_org_id": 2, "event": "accept", "from": "invited", "to": "connected"}),
+        ),
+        (
             "cmo.merged",
             serde_json::json!({"merge_id": 4, "absorbed_org_id": 7, "absorbed_name": "a", "survivor_org_id": 2, "survivor_name": "s"}),
         ),
