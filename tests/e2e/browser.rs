@@ -212,3 +212,76 @@ async fn every_email_renders_in_a_browser(app: &TestApp) {
     browser.close().await;
 }
 on_both_databases!(every_email_renders_in_a_browser);
+
+/// The link in a CMO admin's invitation email opens the invitation as a page: through
+/// sign-in, back to it, one button accepts.
+async fn a_cmo_admin_accepts_an_invitation_from_the_emailed_link(app: &TestApp) {
+    // REQ: PART-NETWORK, EMAIL-LINKS-PAGES
+    let Some(browser) = browser::start().await else {
+        return;
+    };
+    let a = crate::programs::program_setup(app).await;
+    let lonza = a.cmo_admin.get("/api/v1/me").await.expect(200).body["user"]["org_id"]
+        .as_i64()
+        .unwrap();
+    let (_, _, beta) = crate::partner_org(app, "Beta Biologics", "sponsor", "boss@beta.test").await;
+    let beta = app.client(&beta);
+    let invited = beta
+        .post(
+            "/api/v1/cmo-connections",
+            json!({"cmo_org_id": lonza, "message": "BX-2 fill-finish?"}),
+        )
+        .await
+        .expect(201)
+        .body;
+    let link = crate::partner_pages::emailed(app, "pm@lonza.test", "/cmo-connections/").await;
+    assert_eq!(
+        link,
+        format!("{}/cmo-connections/{}/answer", app.base_url, invited["id"])
+    );
+
+    // Not signed in: through sign-in, then back to the invitation.
+    browser.goto(&link).await;
+    browser.wait_for("Forgot your password").await;
+    browser.fill("#email", "pm@lonza.test").await;
+    browser.fill("#password", crate::OWN_PASSWORD).await;
+    browser.click("button[type=submit]").await;
+    let page = browser
+        .wait_for("Beta Biologics invites Lonza Visp to connect")
+        .await;
+    assert!(page.contains("BX-2 fill-finish?"), "{page}");
+    assert!(page.contains("Decline instead"));
+    assert!(
+        !page.contains("Acme"),
+        "nothing of the other sponsor: {page}"
+    );
+    browser.screenshot("connection-invitation").await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for("Accepted.").await;
+    let connection = beta
+        .get(&format!("/api/v1/cmo-connections/{}", invited["id"]))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(connection["connection"], "connected");
+    // Opened again: nothing left to answer, said in words.
+    browser.goto(&link).await;
+    browser
+        .wait_for("This is connected already: there is nothing to accept.")
+        .await;
+
+    // The sponsor's admin cannot answer for Lonza; another organization sees no page.
+    let beta_session = app
+        .browser_session("boss@beta.test", crate::OWN_PASSWORD)
+        .await;
+    let path = link.trim_start_matches(&app.base_url);
+    let theirs = app.page(path, Some(&beta_session)).await.expect(200);
+    assert!(theirs.text.contains("nothing to accept"), "{}", theirs.text);
+    crate::partner_org(app, "Other Sponsor", "sponsor", "boss@other.test").await;
+    let stranger = app
+        .browser_session("boss@other.test", crate::OWN_PASSWORD)
+        .await;
+    let hidden = app.page(path, Some(&stranger)).await.expect(404);
+    assert!(!hidden.text.contains("Beta"), "{}", hidden.text);
+}
+on_both_databases!(a_cmo_admin_accepts_an_invitation_from_the_emailed_link);

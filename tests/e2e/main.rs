@@ -28,7 +28,7 @@ mod openapi;
 mod operations;
 mod outbox;
 mod partner_network;
-mod partner_pages;
+pub mod partner_pages;
 mod partners;
 mod permissions;
 mod plan;

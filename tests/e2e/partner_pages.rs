@@ -1,8 +1,8 @@
-//! The links the partner network emails to a CMO's admins open pages for people: an
-//! invitation to connect, accepted in a real browser after signing in, and a proposal to
-//! merge a duplicate, declined from its page. Nobody else can answer through them.
+//! The links the partner network emails to a CMO's admins open pages for people: a
+//! proposal to merge a duplicate, declined from its page (the invitation to connect is
+//! accepted in a real browser: `browser::`). Nobody else can answer through them.
 
-use e2e::{TestApp, browser, on_both_databases};
+use e2e::{TestApp, on_both_databases};
 use entity::outbox;
 use sea_orm::{EntityTrait, QueryOrder};
 use serde_json::json;
@@ -11,7 +11,7 @@ use crate::programs::program_setup;
 use crate::{OWN_PASSWORD, partner_org};
 
 /// The link to `path_start…` in the newest email to `to`.
-async fn emailed(app: &TestApp, to: &str, path_start: &str) -> String {
+pub async fn emailed(app: &TestApp, to: &str, path_start: &str) -> String {
     let address = json!([to]).to_string();
     let needle = format!("{}{path_start}", app.base_url);
     for email in outbox::Entity::find()
@@ -36,73 +36,6 @@ async fn emailed(app: &TestApp, to: &str, path_start: &str) -> String {
     }
     panic!("no email to {to} links to {path_start}");
 }
-
-async fn a_cmo_admin_accepts_an_invitation_from_the_emailed_link(app: &TestApp) {
-    // REQ: PART-NETWORK, EMAIL-LINKS-PAGES
-    let Some(browser) = browser::start().await else {
-        return;
-    };
-    let a = program_setup(app).await;
-    let lonza = a.cmo_admin.get("/api/v1/me").await.expect(200).body["user"]["org_id"]
-        .as_i64()
-        .unwrap();
-    let (_, _, beta) = partner_org(app, "Beta Biologics", "sponsor", "boss@beta.test").await;
-    let beta = app.client(&beta);
-    let invited = beta
-        .post(
-            "/api/v1/cmo-connections",
-            json!({"cmo_org_id": lonza, "message": "BX-2 fill-finish?"}),
-        )
-        .await
-        .expect(201)
-        .body;
-    let link = emailed(app, "pm@lonza.test", "/cmo-connections/").await;
-    assert_eq!(
-        link,
-        format!("{}/cmo-connections/{}/answer", app.base_url, invited["id"])
-    );
-
-    // Not signed in: through sign-in, then back to the invitation.
-    browser.goto(&link).await;
-    browser.wait_for("Forgot your password").await;
-    browser.fill("#email", "pm@lonza.test").await;
-    browser.fill("#password", OWN_PASSWORD).await;
-    browser.click("button[type=submit]").await;
-    let page = browser
-        .wait_for("Beta Biologics invites Lonza Visp to connect")
-        .await;
-    assert!(page.contains("BX-2 fill-finish?"), "{page}");
-    assert!(page.contains("Decline instead"));
-    assert!(
-        !page.contains("Acme"),
-        "nothing of the other sponsor: {page}"
-    );
-    browser.screenshot("connection-invitation").await;
-    browser.click("button[type=submit]").await;
-    browser.wait_for("Accepted.").await;
-    let connection = beta
-        .get(&format!("/api/v1/cmo-connections/{}", invited["id"]))
-        .await
-        .expect(200)
-        .body;
-    assert_eq!(connection["connection"], "connected");
-    // Opened again: nothing left to answer, said in words.
-    browser.goto(&link).await;
-    browser
-        .wait_for("This is connected already: there is nothing to accept.")
-        .await;
-
-    // The sponsor's admin cannot answer for Lonza; another organization sees no page.
-    let beta_session = app.browser_session("boss@beta.test", OWN_PASSWORD).await;
-    let path = link.trim_start_matches(&app.base_url);
-    let theirs = app.page(path, Some(&beta_session)).await.expect(200);
-    assert!(theirs.text.contains("nothing to accept"), "{}", theirs.text);
-    partner_org(app, "Other Sponsor", "sponsor", "boss@other.test").await;
-    let stranger = app.browser_session("boss@other.test", OWN_PASSWORD).await;
-    let hidden = app.page(path, Some(&stranger)).await.expect(404);
-    assert!(!hidden.text.contains("Beta"), "{}", hidden.text);
-}
-on_both_databases!(a_cmo_admin_accepts_an_invitation_from_the_emailed_link);
 
 async fn a_merge_proposal_is_declined_from_its_page(app: &TestApp) {
     // REQ: PART-MERGE, EMAIL-LINKS-PAGES
