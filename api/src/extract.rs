@@ -141,7 +141,7 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
                     Err(ApiError::bad_request("unreadable_body", inner.to_string()))
                 }
                 serde_json::error::Category::Data => {
-                    let message = strip_position(&inner.to_string());
+                    let message = with_expected_form(strip_position(&inner.to_string()));
                     let code = if message.starts_with("unknown field") {
                         "unknown_field"
                     } else if message.starts_with("missing field") {
@@ -164,6 +164,27 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
                 }
             }
         }
+    }
+}
+
+/// chrono's parse errors say what went wrong ("premature end of input") but not what was
+/// expected: say the form, with an example, so the caller can fix the value.
+fn with_expected_form(message: String) -> String {
+    const CHRONO: [&str; 6] = [
+        "premature end of input",
+        "input contains invalid characters",
+        "input is out of range",
+        "trailing input",
+        "input is not enough for unique date and time",
+        "no possible date and time matching input",
+    ];
+    if CHRONO.iter().any(|m| message.starts_with(m)) {
+        format!(
+            "{message}: expected a date as YYYY-MM-DD (e.g. 2027-03-02), or a time as RFC 3339 \
+             with its offset (e.g. 2027-03-02T14:05:00Z)"
+        )
+    } else {
+        message
     }
 }
 

@@ -5,6 +5,7 @@ mod account_migration;
 mod account_tokens;
 mod accounts;
 mod action_items;
+mod actual_dates;
 mod audit;
 mod audit_checkpoints;
 mod auth;

@@ -204,7 +204,27 @@ async fn a_program_runs_from_template_to_its_commercial_batch_gate(app: &TestApp
                 let r = decide(&qa, id, "go")
                     .await
                     .expect_problem(409, "open_critical_deviations");
-                assert!(r.body["detail"].as_str().unwrap().contains("critical"));
+                // The refusal names the deviation in the way: its number and title.
+                assert!(
+                    r.body["detail"]
+                        .as_str()
+                        .unwrap()
+                        .contains(&format!("#{deviation_id} Bioburden excursion")),
+                    "{}",
+                    r.body
+                );
+                // The gate says so before anyone tries.
+                let gate = qa
+                    .get(&format!("/api/v1/milestones/{id}/gate"))
+                    .await
+                    .expect(200)
+                    .body;
+                assert!(
+                    gate["go_blockers"]
+                        .to_string()
+                        .contains(&format!("#{deviation_id} Bioburden excursion")),
+                    "{gate}"
+                );
                 // QA works the deviation to closure; then the go passes.
                 let dpath = format!("/api/v1/deviations/{deviation_id}");
                 qa.post(&format!("{dpath}/transitions"), json!({"event": "triage"}))

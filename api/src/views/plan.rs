@@ -354,7 +354,7 @@ pub async fn gate_view<C: ConnectionTrait>(conn: &C, m: &milestone::Model) -> Ap
         .order_by_asc(gate::decision::Column::Id)
         .all(conn)
         .await?;
-    let open_critical = deviation::open_critical_count(conn, m.program_id).await?;
+    let open_critical = deviation::open_critical_titles(conn, m.program_id).await?;
     let (open_deviations, open_capas) = linked_open_counts(conn, m.program_id).await?;
     let states: Vec<ItemState<'_>> = items
         .iter()
@@ -368,7 +368,7 @@ pub async fn gate_view<C: ConnectionTrait>(conn: &C, m: &milestone::Model) -> Ap
         Decision::Go,
         m.status == MilestoneStatus::GateReview,
         &states,
-        open_critical,
+        &open_critical,
     ) {
         Ok(()) => Vec::new(),
         Err(err) => vec![err.to_string()],
@@ -393,7 +393,7 @@ pub async fn gate_view<C: ConnectionTrait>(conn: &C, m: &milestone::Model) -> Ap
             .collect(),
         decisions: decisions.iter().map(GateDecisionView::from).collect(),
         go_blockers,
-        open_critical_deviations: open_critical,
+        open_critical_deviations: open_critical.len() as u64,
     })
 }
 

@@ -97,8 +97,8 @@ pub enum GateError {
     UndecidedItems(Vec<String>),
     #[error("mandatory checklist items failed: {}", .0.join(", "))]
     FailedMandatory(Vec<String>),
-    #[error("{0} critical deviation(s) on the program are still open")]
-    OpenCriticalDeviations(u64),
+    #[error("critical deviations on the program are still open: {}", .0.join(", "))]
+    OpenCriticalDeviations(Vec<String>),
 }
 
 /// One checklist item as the rules see it.
@@ -110,12 +110,13 @@ pub struct ItemState<'a> {
 }
 
 /// May `decision` be taken now? Every mandatory item must be decided; a `go` also needs
-/// no failed mandatory item and no open critical deviation on the program.
+/// no failed mandatory item and no open critical deviation on the program (named in the
+/// refusal, e.g. `#41 Bioburden excursion`).
 pub fn check_decision(
     decision: Decision,
     in_review: bool,
     items: &[ItemState<'_>],
-    open_critical_deviations: u64,
+    open_critical_deviations: &[String],
 ) -> Result<(), GateError> {
     if !in_review {
         return Err(GateError::NotInReview);
@@ -137,8 +138,10 @@ pub fn check_decision(
         if !failed.is_empty() {
             return Err(GateError::FailedMandatory(failed));
         }
-        if open_critical_deviations > 0 {
-            return Err(GateError::OpenCriticalDeviations(open_critical_deviations));
+        if !open_critical_deviations.is_empty() {
+            return Err(GateError::OpenCriticalDeviations(
+                open_critical_deviations.to_vec(),
+            ));
         }
     }
     Ok(())
@@ -369,7 +372,7 @@ mod tests {
             item("Extra", false, CheckResult::Pending),
         ];
         assert_eq!(
-            check_decision(Decision::NoGo, true, &items, 0),
+            check_decision(Decision::NoGo, true, &items, &[]),
             Err(GateError::UndecidedItems(vec!["SOPs".into()]))
         );
     }
@@ -381,26 +384,27 @@ mod tests {
             item("Extra", false, CheckResult::Fail),
         ];
         assert_eq!(
-            check_decision(Decision::Go, true, &items, 0),
+            check_decision(Decision::Go, true, &items, &[]),
             Err(GateError::FailedMandatory(vec!["SOPs".into()]))
         );
-        assert_eq!(check_decision(Decision::NoGo, true, &items, 0), Ok(()));
+        assert_eq!(check_decision(Decision::NoGo, true, &items, &[]), Ok(()));
         let passed = [
             item("SOPs", true, CheckResult::Pass),
             item("Other", true, CheckResult::NA),
         ];
+        let open = vec!["#41 Bioburden excursion".to_string()];
         assert_eq!(
-            check_decision(Decision::Go, true, &passed, 1),
-            Err(GateError::OpenCriticalDeviations(1))
+            check_decision(Decision::Go, true, &passed, &open),
+            Err(GateError::OpenCriticalDeviations(open.clone()))
         );
-        assert_eq!(check_decision(Decision::NoGo, true, &passed, 1), Ok(()));
-        assert_eq!(check_decision(Decision::Go, true, &passed, 0), Ok(()));
+        assert_eq!(check_decision(Decision::NoGo, true, &passed, &open), Ok(()));
+        assert_eq!(check_decision(Decision::Go, true, &passed, &[]), Ok(()));
     }
 
     #[test]
     fn decisions_are_taken_in_gate_review_only() {
         assert_eq!(
-            check_decision(Decision::Go, false, &[], 0),
+            check_decision(Decision::Go, false, &[], &[]),
             Err(GateError::NotInReview)
         );
     }

@@ -1,7 +1,7 @@
 //! Deviations and nonconformances: the model, its state machine and the floor rules.
 
 use sea_orm::entity::prelude::*;
-use sea_orm::{ConnectionTrait, PaginatorTrait, QueryFilter};
+use sea_orm::{ConnectionTrait, PaginatorTrait, QueryFilter, QueryOrder};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -169,6 +169,24 @@ pub async fn open_critical_count<C: ConnectionTrait>(
         .filter(Column::Status.is_not_in([DeviationStatus::Closed, DeviationStatus::Cancelled]))
         .count(conn)
         .await
+}
+
+/// The open critical deviations of a program, as a refused `go` names them
+/// (`#41 Bioburden excursion`), oldest first.
+pub async fn open_critical_titles<C: ConnectionTrait>(
+    conn: &C,
+    program_id: i64,
+) -> Result<Vec<String>, DbErr> {
+    Ok(Entity::find()
+        .filter(Column::ProgramId.eq(program_id))
+        .filter(Column::Criticality.eq(Criticality::Critical))
+        .filter(Column::Status.is_not_in([DeviationStatus::Closed, DeviationStatus::Cancelled]))
+        .order_by_asc(Column::Id)
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|d| format!("#{} {}", d.id, d.title))
+        .collect())
 }
 
 /// Critical deviations not yet under investigation: production stays on hold while any

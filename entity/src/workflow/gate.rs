@@ -37,7 +37,8 @@ pub struct Checklist {
     pub items: Vec<gate::item::Model>,
     /// This review round already has its decision.
     pub already_decided: bool,
-    pub open_critical_deviations: u64,
+    /// The program's open critical deviations, by number and title.
+    pub open_critical_deviations: Vec<String>,
 }
 
 /// Why a gate decision is refused.
@@ -135,7 +136,7 @@ impl Workflow for Decide {
         Ok(Checklist {
             items: checklist(conn, m.id).await?,
             already_decided: round_decision(conn, m).await?.is_some(),
-            open_critical_deviations: deviation::open_critical_count(conn, m.program_id).await?,
+            open_critical_deviations: deviation::open_critical_titles(conn, m.program_id).await?,
         })
     }
 
@@ -157,7 +158,7 @@ impl Workflow for Decide {
             self.decision,
             in_review,
             &states,
-            c.open_critical_deviations,
+            &c.open_critical_deviations,
         )?;
         Ok(match self.decision {
             Decision::Go => MilestoneStatus::GateReview,
@@ -318,7 +319,7 @@ mod tests {
         Checklist {
             items,
             already_decided,
-            open_critical_deviations: open,
+            open_critical_deviations: (0..open).map(|n| format!("#{n} critical")).collect(),
         }
     }
 

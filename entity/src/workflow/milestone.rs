@@ -13,7 +13,7 @@ use crate::enums::Role;
 use crate::gate;
 use crate::milestone::{self, MilestoneStatus};
 use crate::milestone_dependency;
-use crate::milestone_rules::{self, Guards, MilestoneEvent, TransitionError};
+use crate::milestone_rules::{self, ActualDateError, Guards, MilestoneEvent, TransitionError};
 use crate::program;
 
 /// One step of a milestone's workflow.
@@ -21,6 +21,11 @@ use crate::program;
 pub struct Step {
     pub event: MilestoneEvent,
     pub reason: Option<String>,
+    /// With `start` and `complete`: the day it actually happened, when that was before
+    /// today (default: today in the program's zone). An earlier day needs a reason.
+    pub on: Option<NaiveDate>,
+    /// When the step is asked (the service's clock): what "today" is.
+    pub asked_at: DateTime<Utc>,
 }
 
 /// Why a milestone step is refused.
@@ -31,19 +36,27 @@ pub enum MilestoneRefusal {
     /// A no-go is signed, with its checklist: `POST /milestones/{id}/gate-decisions`.
     #[error("a no-go is a signed gate decision: POST /api/v1/milestones/{{id}}/gate-decisions")]
     UseGateDecision,
+    /// The day given with the step.
+    #[error(transparent)]
+    Day(#[from] ActualDateError),
 }
 
 impl Refusal for MilestoneRefusal {
     fn kind(&self) -> RefusalKind {
         match self {
-            Self::Machine(TransitionError::ReasonRequired) => RefusalKind::MissingField("reason"),
+            Self::Machine(TransitionError::ReasonRequired)
+            | Self::Day(ActualDateError::ReasonRequired) => RefusalKind::MissingField("reason"),
+            Self::Day(e) => RefusalKind::Invalid {
+                field: e.field(),
+                code: e.code(),
+            },
             _ => RefusalKind::Illegal,
         }
     }
     fn conflict_code(&self) -> &'static str {
         match self {
             Self::UseGateDecision => "use_gate_decision",
-            Self::Machine(_) => "illegal_transition",
+            Self::Machine(_) | Self::Day(_) => "illegal_transition",
         }
     }
 }
@@ -107,6 +120,15 @@ async fn program_zone<C: ConnectionTrait>(
     Ok(crate::schedule::zone(&prog.time_zone))
 }
 
+impl Step {
+    /// Today in the program's zone, when the step was asked.
+    fn today(&self, f: &Facts) -> NaiveDate {
+        self.asked_at
+            .with_timezone(&f.zone.unwrap_or(chrono_tz::UTC))
+            .date_naive()
+    }
+}
+
 impl Workflow for Step {
     type Entity = milestone::Entity;
     type Model = milestone::Model;
@@ -137,6 +159,8 @@ impl Workflow for Step {
         Step {
             event,
             reason: Some(String::new()),
+            on: None,
+            asked_at: DateTime::UNIX_EPOCH,
         }
     }
     fn reason(&self) -> Option<String> {
@@ -171,9 +195,17 @@ impl Workflow for Step {
         if self.event == MilestoneEvent::NoGo {
             return Err(MilestoneRefusal::UseGateDecision);
         }
-        Ok(milestone_rules::transition(
-            m.status, self.event, &f.guards,
-        )?)
+        let next = milestone_rules::transition(m.status, self.event, &f.guards)?;
+        if self.on.is_some() {
+            milestone_rules::actual_day(
+                self.event,
+                self.on,
+                m.actual_start,
+                self.today(f),
+                f.guards.has_reason,
+            )?;
+        }
+        Ok(next)
     }
 
     fn apply(
@@ -185,7 +217,10 @@ impl Workflow for Step {
     ) {
         // Only start and complete use the date, and their guards read the zone.
         let zone = f.zone.unwrap_or(chrono_tz::UTC);
-        apply(m, self.event, next, now.with_timezone(&zone).date_naive());
+        let day = self
+            .on
+            .unwrap_or_else(|| now.with_timezone(&zone).date_naive());
+        apply(m, self.event, next, day);
     }
 
     fn domain_event(&self, before: &milestone::Model, after: &milestone::Model) -> Option<Emitted> {
@@ -265,7 +300,43 @@ pub(crate) mod tests {
         Step {
             event,
             reason: reason.map(str::to_string),
+            on: None,
+            asked_at: DateTime::from_timestamp(1_804_000_000, 0).unwrap_or_default(),
         }
+    }
+
+    #[test]
+    fn a_late_start_is_recorded_for_its_day_with_a_reason() {
+        let m = milestone_in(MilestoneStatus::Planned);
+        let asked = step(MilestoneEvent::Start, None).asked_at;
+        let today = asked.with_timezone(&chrono_tz::Europe::Zurich).date_naive();
+        let earlier = today - chrono::TimeDelta::days(5);
+        let late = Step {
+            on: Some(earlier),
+            ..step(MilestoneEvent::Start, Some("entered after the fact"))
+        };
+        let f = facts(None, true);
+        let next = late.decide(&m, &f).unwrap();
+        let mut after = m.clone();
+        late.apply(&mut after, next, &f, asked);
+        assert_eq!(after.actual_start, Some(earlier));
+        let without_reason = Step {
+            on: Some(earlier),
+            ..step(MilestoneEvent::Start, None)
+        };
+        let refusal = without_reason.decide(&m, &facts(None, false)).unwrap_err();
+        assert_eq!(refusal.kind(), RefusalKind::MissingField("reason"));
+        let tomorrow = Step {
+            on: Some(today + chrono::TimeDelta::days(1)),
+            ..step(MilestoneEvent::Start, Some("x"))
+        };
+        assert_eq!(
+            tomorrow.decide(&m, &f).unwrap_err().kind(),
+            RefusalKind::Invalid {
+                field: "on",
+                code: "in_future"
+            }
+        );
     }
 
     #[test]

@@ -354,6 +354,7 @@ pub async fn connection_answer_page(
     tag = "pages",
     security(()),
     params(("id" = i64, Path, description = "Connection id", example = 5)),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`event` (`accept` or `decline`), `version` (the one the page showed) and `csrf` (the page's form token)"),
     responses(
         (status = 200, description = "Answered", body = String, content_type = "text/html"),
         (status = 303, description = "Not signed in: through sign-in to the page"),
@@ -400,6 +401,7 @@ pub async fn merge_answer_page(
     tag = "pages",
     security(()),
     params(("id" = i64, Path, description = "Merge id", example = 4)),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`event` (`accept` or `decline`), `version` (the one the page showed) and `csrf` (the page's form token)"),
     responses(
         (status = 200, description = "Answered (accepting merges at once)", body = String, content_type = "text/html"),
         (status = 303, description = "Not signed in: through sign-in to the page"),

@@ -107,12 +107,18 @@ pub async fn rebaseline_milestone(
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"event": "hold", "reason": "waiting for the CMO's suite qualification", "version": 3}))]
+#[schema(example = json!({"event": "start", "on": "2027-03-02", "reason": "the engineering run began on 2 March; entered on the 9th", "version": 3}))]
 pub struct MilestoneTransition {
     pub event: MilestoneEvent,
-    /// Required for `no_go`, `hold` and `cancel`; kept in the audit trail.
+    /// Required for `no_go`, `hold` and `cancel`, and with an `on` before today; kept in
+    /// the audit trail.
     #[schema(max_length = 500)]
     pub reason: Option<String>,
+    /// With `start` and `complete` only: the day it actually happened (`YYYY-MM-DD`, e.g.
+    /// `2027-03-02`), when that was before today; default today in the program's time
+    /// zone. Never after today, a completion never before the start; an earlier day needs
+    /// a `reason`.
+    pub on: Option<NaiveDate>,
     /// The version the caller saw (optional; checked when given or sent as `If-Match`).
     pub version: Option<i32>,
 }
@@ -120,12 +126,16 @@ pub struct MilestoneTransition {
 impl Validate for MilestoneTransition {
     fn validate(&self, c: &mut Checks) {
         c.optional_text("reason", self.reason.as_deref(), 1, 500);
+        if let Some(on) = self.on {
+            c.date("on", on);
+        }
     }
 }
 
 /// Move a milestone through its state machine. An event not allowed from the current
 /// state, or blocked by a guard (open dependencies, no go decision), answers 409 with the
-/// current state and the allowed events.
+/// current state and the allowed events. `start` and `complete` record today as the
+/// actual date, or `on`, an earlier day, with a reason (work entered after the fact).
 #[utoipa::path(
     tag = "milestones",
     params(
@@ -137,7 +147,8 @@ impl Validate for MilestoneTransition {
         (status = 200, description = "The milestone in its new state", body = MilestoneView),
         (status = 403, description = "Not allowed to update this plan", body = crate::error::Problem),
         (status = 404, description = "No such milestone visible to the caller", body = crate::error::Problem),
-        (status = 409, description = "Illegal event, guard failed, or stale version; `current_state` and `allowed_events` say what is possible", body = crate::error::Problem)
+        (status = 409, description = "Illegal event, guard failed, or stale version; `current_state` and `allowed_events` say what is possible", body = crate::error::Problem),
+        (status = 422, description = "`reason` missing (for `no_go`, `hold`, `cancel`, or an `on` before today); `on` after today (`in_future`), before the start (`before_start`) or with another event (`not_applicable`)", body = crate::error::Problem)
     )
 )]
 #[post("/milestones/{id}/transitions")]
@@ -152,8 +163,111 @@ pub async fn transition_milestone(
     let step = milestone_flow::Step {
         event: b.event,
         reason: b.reason,
+        on: b.on,
+        asked_at: state.clock.now(),
     };
     run_step(&state, &ctx, &req, id.into_inner(), step, None, b.version).await
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"version": 6, "actual_start": "2027-03-02", "reason": "the batch record shows the run began on 2 March, not the 4th"}))]
+pub struct CorrectActualDates {
+    /// The version being corrected (or send `If-Match`).
+    pub version: Option<i32>,
+    /// The day work actually started (`YYYY-MM-DD`), on a milestone that has started.
+    pub actual_start: Option<NaiveDate>,
+    /// The day it was actually completed (`YYYY-MM-DD`), on a completed milestone.
+    pub actual_end: Option<NaiveDate>,
+    /// Why; kept in the audit trail with the dates before and after. Required.
+    #[schema(min_length = 1, max_length = 500)]
+    pub reason: String,
+}
+
+impl Validate for CorrectActualDates {
+    fn validate(&self, c: &mut Checks) {
+        if let Some(d) = self.actual_start {
+            c.date("actual_start", d);
+        }
+        if let Some(d) = self.actual_end {
+            c.date("actual_end", d);
+        }
+        if self.actual_start.is_none() && self.actual_end.is_none() {
+            c.fail(
+                "actual_start",
+                "required",
+                "give actual_start, actual_end or both, e.g. \"actual_start\": \"2027-03-02\"",
+            );
+        }
+        c.text("reason", &self.reason, 1, 500);
+    }
+}
+
+/// Correct a milestone's recorded actual dates (a start or completion entered for the
+/// wrong day): only dates it has, never after today in the program's time zone, the end
+/// never before the start. Audited with the dates before and after and the reason (sponsor
+/// admins and program managers). Schedule health and KPIs read the corrected dates.
+#[utoipa::path(
+    tag = "milestones",
+    params(
+        ("id" = i64, Path, description = "Milestone id"),
+        ("If-Match" = Option<String>, Header, pattern = r#"^(W/)?"?[0-9]{1,9}"?$"#, description = "Version being corrected (alternative to `version` in the body)")
+    ),
+    request_body = CorrectActualDates,
+    responses(
+        (status = 200, description = "The milestone with its corrected dates", body = MilestoneView),
+        (status = 403, description = "Only the sponsor's admins and program managers correct actual dates", body = crate::error::Problem),
+        (status = 404, description = "No such milestone visible to the caller", body = crate::error::Problem),
+        (status = 409, description = "Stale version", body = crate::error::Problem),
+        (status = 422, description = "No date given, a date the milestone does not have yet (`not_recorded`), after today (`in_future`), an end before the start (`before_start`), or no reason", body = crate::error::Problem)
+    )
+)]
+#[post("/milestones/{id}/actual-dates")]
+pub async fn correct_actual_dates(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    ctx: AuthContext,
+    id: web::Path<i64>,
+    body: ApiJson<CorrectActualDates>,
+) -> ApiResult<HttpResponse> {
+    let b = body.into_inner();
+    let now = state.clock.now();
+    update_versioned::<milestone::Entity, _>(
+        &state,
+        &ctx,
+        &req,
+        id.into_inner(),
+        b.version,
+        "milestone",
+        async |txn, current| {
+            let prog = find_scoped::<program::Entity, _>(txn, &ctx, current.program_id).await?;
+            ctx.require(
+                may_manage_program(ctx.caller(), prog.sides()),
+                "only the sponsor's admins and program managers correct actual dates",
+            )
+        },
+        async |txn, current, m| {
+            let prog = find_scoped::<program::Entity, _>(txn, &ctx, current.program_id).await?;
+            let today = now
+                .with_timezone(&entity::schedule::zone(&prog.time_zone))
+                .date_naive();
+            let (start, end) = entity::milestone_rules::corrected_actual_dates(
+                current.status,
+                (current.actual_start, current.actual_end),
+                (b.actual_start, b.actual_end),
+                today,
+            )
+            .map_err(|e| crate::error::ApiError::invalid(e.field(), e.code(), e.to_string()))?;
+            m.actual_start = start;
+            m.actual_end = end;
+            Ok(Patched {
+                action: "correct_actual_dates",
+                reason: Some(b.reason.clone()),
+            })
+        },
+        async |txn, m| milestone_view(txn, &ctx, m, now).await,
+    )
+    .await
 }
 
 impl ApiStep for milestone_flow::Step {
