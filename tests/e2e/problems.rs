@@ -123,10 +123,24 @@ async fn bad_input_gets_clear_problems(app: &TestApp) {
         .await
         .expect_problem(422, "validation_failed");
     assert_eq!(r.body["errors"][0]["code"], "invalid_query");
-    admin
+    assert_eq!(r.body["errors"][0]["field"], "limit", "{}", r.text);
+    // A bad filter value names its parameter and lists what it takes.
+    let r = admin
         .get("/api/v1/users?role=overlord")
         .await
         .expect_problem(422, "validation_failed");
+    assert_eq!(r.body["errors"][0]["field"], "role", "{}", r.text);
+    assert!(
+        r.body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expected one of")
+    );
+    let r = admin
+        .get("/api/v1/cmos?modality=biologic&region=mars")
+        .await
+        .expect_problem(422, "validation_failed");
+    assert_eq!(r.body["errors"][0]["field"], "region", "{}", r.text);
 
     // NUL characters and over-long filters are refused up front (PostgreSQL would choke).
     let r = admin

@@ -45,11 +45,12 @@ impl crate::auth::TenantScoped for deviation::Entity {
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+// A minor example: "Try it out" with a critical one would hold production and page a team.
 #[schema(example = json!({
-    "title": "Bioburden excursion in the harvest tank",
-    "description": "Pre-filtration bioburden 35 CFU/10 mL against a limit of 10.",
-    "detected_at": "2027-04-02T06:40:00Z", "criticality": "critical", "category": "environment",
-    "batch_lot": "ACM101-DS-0007", "process_step": "Harvest", "milestone_id": 12
+    "title": "Label reconciliation off by one",
+    "description": "Batch record shows 1,201 labels issued, 1,200 applied, none returned.",
+    "detected_at": "2027-04-02T06:40:00Z", "criticality": "minor", "category": "documentation",
+    "batch_lot": "ACM101-DP-0007", "process_step": "Labelling", "milestone_id": 12
 }))]
 pub struct ReportDeviation {
     #[schema(min_length = 1, max_length = 200)]
