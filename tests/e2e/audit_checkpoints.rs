@@ -73,6 +73,8 @@ async fn a_daily_checkpoint_anchors_the_chain_against_an_insider_with_the_key(ap
         .await
         .expect(200)
         .body;
+    assert_eq!(keys["total"], 1, "{keys}");
+    let keys = &keys["items"];
     assert_eq!(keys[0]["public_key"], kept["public_key"]);
     assert_eq!(keys[0]["current"], true);
     let statement = view["statement"].as_str().unwrap();

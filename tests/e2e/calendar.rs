@@ -79,11 +79,7 @@ async fn the_calendar_lists_gates_and_due_dates_and_parses(app: &TestApp) {
             .await
             .expect(200)
             .body;
-    let milestones = milestones["items"]
-        .as_array()
-        .or(milestones.as_array())
-        .unwrap()
-        .clone();
+    let milestones = milestones["items"].as_array().unwrap().clone();
     let mut gates = 0;
     for e in events
         .iter()

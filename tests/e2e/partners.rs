@@ -183,17 +183,9 @@ async fn the_registry_finds_candidates_and_qualification_gates_programs(app: &Te
         .body;
     assert_eq!(profile["latest_inspection"]["id"], latest["id"]);
     assert_eq!(profile["sites"][0]["latest_inspection"]["outcome"], "oai");
-    assert_eq!(
-        admin
-            .get(&inspections)
-            .await
-            .expect(200)
-            .body
-            .as_array()
-            .unwrap()
-            .len(),
-        2
-    );
+    let listed = admin.get(&inspections).await.expect(200).body;
+    assert_eq!(listed["total"], 2, "{listed}");
+    assert_eq!(listed["items"][0]["id"], latest["id"], "newest first");
 
     // Qualification: evaluation and qualification, then a program may name it.
     let q = format!("/api/v1/cmos/{visp}/qualification");
@@ -237,7 +229,7 @@ async fn the_registry_finds_candidates_and_qualification_gates_programs(app: &Te
             .unwrap()
             .starts_with(&format!("inspection #{} (FDA 2025-06-12", latest["id"]))
     );
-    let clean = qa.get(&inspections).await.expect(200).body[1]["id"]
+    let clean = qa.get(&inspections).await.expect(200).body["items"][1]["id"]
         .as_i64()
         .unwrap();
     qa.post(
@@ -518,6 +510,16 @@ async fn quality_agreements_are_reminded_at_90_30_and_7_days(app: &TestApp) {
     assert!(a.ran && !b.ran);
     // The lists mark the agreement in force.
     let list = admin.get(&renewed_path).await.expect(200).body;
-    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert_eq!(list["total"], 2, "{list}");
+    assert_eq!(
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["current"] == true)
+            .count(),
+        1,
+        "{list}"
+    );
 }
 on_both_databases!(quality_agreements_are_reminded_at_90_30_and_7_days);

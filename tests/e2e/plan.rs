@@ -54,7 +54,11 @@ async fn a_program_runs_from_template_to_its_commercial_batch_gate(app: &TestApp
         user_with_token(app, "qa@acme.test", "quality", Some(QA_PASSWORD)).await;
     let qa = app.client(&qa_token);
     let templates = s.pm.get("/api/v1/plan-templates").await.expect(200).body;
-    assert_eq!(templates[0]["key"], "cdmo_standard");
+    assert_eq!(templates["items"][0]["key"], "cdmo_standard");
+    assert_eq!(
+        templates["total"],
+        templates["items"].as_array().unwrap().len()
+    );
 
     // Instantiate the standard plan, safely retried with an Idempotency-Key.
     let plan_path = format!("/api/v1/programs/{}/plan", s.program_id);
@@ -110,7 +114,7 @@ async fn a_program_runs_from_template_to_its_commercial_batch_gate(app: &TestApp
                 .await
                 .expect(200)
                 .body;
-        let ready: Vec<Value> = current
+        let ready: Vec<Value> = current["items"]
             .as_array()
             .unwrap()
             .iter()

@@ -176,6 +176,7 @@ async fn the_team_holds_people_of_both_sides(app: &TestApp) {
         .expect(201)
         .body;
     assert_eq!(member["expertise_tags"], json!(["quality", "microbiology"]));
+    assert_eq!(member["person"]["email"], "qa@acme.test", "{member}");
     s.pm.post(&team, json!({"user_id": s.cmo_admin_id, "governance_tier": "leadership", "program_role": "CMO site head"}))
         .await
         .expect(201);
@@ -202,8 +203,45 @@ async fn the_team_holds_people_of_both_sides(app: &TestApp) {
         .await
         .expect_problem(422, "validation_failed");
 
+    // One list shape everywhere, and each member says who they are: a client shows names
+    // and organizations without looking anyone up.
     let listed = s.cmo_admin.get(&team).await.expect(200).body;
-    assert_eq!(listed.as_array().unwrap().len(), 2);
+    assert_eq!(
+        (listed["total"].as_u64(), listed["limit"].as_u64()),
+        (Some(2), Some(50))
+    );
+    let people: Vec<(String, String, String)> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let p = &m["person"];
+            (
+                p["email"].as_str().unwrap().to_string(),
+                p["org_name"].as_str().unwrap().to_string(),
+                p["org_kind"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        people,
+        [
+            ("qa@acme.test".into(), "Acme Bio".into(), "sponsor".into()),
+            ("pm@lonza.test".into(), "Lonza Visp".into(), "cmo".into()),
+        ],
+        "{listed}"
+    );
+    let second = s
+        .cmo_admin
+        .get(&format!("{team}?limit=1&offset=1"))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(second["items"].as_array().unwrap().len(), 1);
+    assert_eq!(second["items"][0]["person"]["org_kind"], "cmo");
+    s.pm.get(&format!("{team}?limit=0"))
+        .await
+        .expect_problem(422, "validation_failed");
 
     // Members set their own notification preferences, not their tier.
     let member_path = format!("/api/v1/team-members/{}", member["id"]);
@@ -218,7 +256,7 @@ async fn the_team_holds_people_of_both_sides(app: &TestApp) {
     .await
     .expect_problem(403, "forbidden");
     s.pm.delete(&member_path).await.expect(204);
-    assert_eq!(s.pm.get(&team).await.body.as_array().unwrap().len(), 1);
+    assert_eq!(s.pm.get(&team).await.body["total"], 1);
 }
 on_both_databases!(the_team_holds_people_of_both_sides);
 

@@ -302,7 +302,7 @@ async fn seed_every_kind(app: &TestApp) -> (std::collections::HashMap<&'static s
         ("tokens", tokens["items"][0]["id"].as_i64().unwrap()),
         ("users", s.pm_id),
         ("webhooks", webhook),
-        ("deliveries", deliveries[0]["id"].as_i64().unwrap()),
+        ("deliveries", deliveries["items"][0]["id"].as_i64().unwrap()),
     ]);
     if extension.status.as_u16() == 201 {
         ids.insert("extension-requests", id(&extension.body));

@@ -50,7 +50,8 @@ async fn subscriptions_are_validated_and_stay_in_their_organization(app: &TestAp
     // The secret is never shown again.
     let list = admin.get("/api/v1/webhooks").await.expect(200);
     assert!(!list.text.contains(secret));
-    assert_eq!(list.body.as_array().unwrap().len(), 1);
+    assert_eq!(list.body["items"].as_array().unwrap().len(), 1);
+    assert_eq!(list.body["total"], 1);
     let path = format!("/api/v1/webhooks/{id}");
     admin
         .patch(&path, json!({"version": 1, "active": false}))
@@ -82,12 +83,12 @@ async fn subscriptions_are_validated_and_stay_in_their_organization(app: &TestAp
     other.delete(&path).await.expect_problem(404, "not_found");
     assert_eq!(
         other.get("/api/v1/webhooks").await.expect(200).body,
-        json!([])
+        json!({"items": [], "total": 0, "limit": 50, "offset": 0})
     );
     admin.delete(&path).await.expect(204);
     assert_eq!(
         admin.get("/api/v1/webhooks").await.expect(200).body,
-        json!([])
+        json!({"items": [], "total": 0, "limit": 50, "offset": 0})
     );
 }
 on_both_databases!(subscriptions_are_validated_and_stay_in_their_organization);

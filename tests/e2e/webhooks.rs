@@ -83,7 +83,7 @@ pub(crate) async fn deliveries(client: &e2e::Client, sub: i64) -> Vec<Value> {
         .get(&format!("/api/v1/webhooks/{sub}/deliveries"))
         .await
         .expect(200)
-        .body
+        .body["items"]
         .as_array()
         .unwrap()
         .clone()
@@ -324,7 +324,8 @@ async fn gone_or_failing_receivers_are_disabled_and_admins_emailed(app: &TestApp
     assert_eq!(failing.count(), 3);
     let subs = admin.get("/api/v1/webhooks").await.expect(200).body;
     let find = |id: i64| {
-        subs.as_array()
+        subs["items"]
+            .as_array()
             .unwrap()
             .iter()
             .find(|w| w["id"] == id)
@@ -405,9 +406,15 @@ async fn gone_or_failing_receivers_are_disabled_and_admins_emailed(app: &TestApp
         .unwrap();
     assert_eq!(r.delivered, 3);
     let f = admin.get("/api/v1/webhooks").await.expect(200).body;
-    assert!(f.as_array().unwrap().iter().any(|w| w["id"] == failing_sub
-        && w["consecutive_failures"] == 0
-        && w["disabled_reason"].is_null()));
+    assert!(
+        f["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w["id"] == failing_sub
+                && w["consecutive_failures"] == 0
+                && w["disabled_reason"].is_null())
+    );
 }
 on_both_databases!(gone_or_failing_receivers_are_disabled_and_admins_emailed);
 
@@ -454,8 +461,10 @@ async fn two_workers_deliver_each_event_once(app: &TestApp) {
         .await
         .expect(200)
         .body;
+    assert_eq!(log["total"], n as u64, "{log}");
     assert!(
-        log.as_array()
+        log["items"]
+            .as_array()
             .unwrap()
             .iter()
             .all(|d| d["status"] == "delivered" && d["attempts"] == 1)
@@ -467,7 +476,7 @@ async fn two_workers_deliver_each_event_once(app: &TestApp) {
         .await
         .expect(200)
         .body;
-    let last = page[9]["id"].as_i64().unwrap();
+    let last = page["items"][9]["id"].as_i64().unwrap();
     let next = admin
         .get(&format!(
             "/api/v1/webhooks/{sub}/deliveries?limit=10&before={last}"
@@ -475,7 +484,17 @@ async fn two_workers_deliver_each_event_once(app: &TestApp) {
         .await
         .expect(200)
         .body;
-    assert!(next[0]["id"].as_i64().unwrap() < last);
+    assert!(next["items"][0]["id"].as_i64().unwrap() < last);
+    // Or by offset: the second page of ten starts where `before` did.
+    let second = admin
+        .get(&format!(
+            "/api/v1/webhooks/{sub}/deliveries?limit=10&offset=10&status=delivered"
+        ))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(second["items"][0]["id"], next["items"][0]["id"]);
+    assert_eq!(second["total"], n as u64);
     admin
         .get(&format!("/api/v1/webhooks/{sub}/deliveries?limit=0"))
         .await

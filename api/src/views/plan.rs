@@ -137,7 +137,10 @@ impl From<&program::Model> for ProgramView {
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({
-    "id": 3, "program_id": 7, "user_id": 5, "governance_tier": "core_team",
+    "id": 3, "program_id": 7, "user_id": 5,
+    "person": {"display_name": "Lea Muller", "email": "lea@lonza.example", "org_id": 2,
+        "org_name": "Lonza Visp", "org_kind": "cmo", "active": true},
+    "governance_tier": "core_team",
     "program_role": "QA lead", "expertise_tags": ["quality", "microbiology"],
     "wants_digest": true, "wants_reminders": true, "muted_notifications": ["minor_closure"],
     "created_at": "2026-11-23T09:00:00Z", "updated_at": "2026-11-23T09:00:00Z", "version": 1
@@ -146,6 +149,8 @@ pub struct TeamMemberView {
     pub id: i64,
     pub program_id: i64,
     pub user_id: i64,
+    /// Who the member is, so a client shows a name without looking the user up.
+    pub person: TeamPerson,
     pub governance_tier: GovernanceTier,
     pub program_role: String,
     /// Lower-case tags; the escalation call tree matches them to deviation categories.
@@ -162,12 +167,63 @@ pub struct TeamMemberView {
     pub version: i32,
 }
 
-impl From<&team_member::Model> for TeamMemberView {
-    fn from(m: &team_member::Model) -> Self {
-        Self {
+/// The person behind a team membership: name, email and organization (sponsor or CMO).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"display_name": "Lea Muller", "email": "lea@lonza.example", "org_id": 2,
+    "org_name": "Lonza Visp", "org_kind": "cmo", "active": true}))]
+pub struct TeamPerson {
+    pub display_name: String,
+    pub email: String,
+    pub org_id: i64,
+    pub org_name: String,
+    pub org_kind: entity::enums::OrgKind,
+    /// False once the account is deactivated: the member then receives nothing.
+    pub active: bool,
+}
+
+/// Team members as the API shows them, each with its person (two queries for any number).
+pub async fn team_members<C: ConnectionTrait>(
+    conn: &C,
+    members: &[team_member::Model],
+) -> ApiResult<Vec<TeamMemberView>> {
+    use entity::{organization, user};
+    let user_ids: Vec<i64> = members.iter().map(|m| m.user_id).collect();
+    let users: BTreeMap<i64, user::Model> = user::Entity::find()
+        .filter(user::Column::Id.is_in(user_ids))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|u| (u.id, u))
+        .collect();
+    let org_ids: Vec<i64> = users.values().map(|u| u.org_id).collect();
+    let orgs: BTreeMap<i64, organization::Model> = organization::Entity::find()
+        .filter(organization::Column::Id.is_in(org_ids))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|o| (o.id, o))
+        .collect();
+    let mut out = Vec::with_capacity(members.len());
+    for m in members {
+        // A membership's user and organization are foreign keys: both exist.
+        let u = users.get(&m.user_id).ok_or_else(|| {
+            crate::error::ApiError::Internal(format!("team member {} without its user", m.id))
+        })?;
+        let o = orgs.get(&u.org_id).ok_or_else(|| {
+            crate::error::ApiError::Internal(format!("user {} without its organization", u.id))
+        })?;
+        out.push(TeamMemberView {
             id: m.id,
             program_id: m.program_id,
             user_id: m.user_id,
+            person: TeamPerson {
+                display_name: u.display_name.clone(),
+                email: u.email.clone(),
+                org_id: o.id,
+                org_name: o.name.clone(),
+                org_kind: o.kind,
+                active: u.active,
+            },
             governance_tier: m.governance_tier,
             program_role: m.program_role.clone(),
             expertise_tags: serde_json::from_str(&m.expertise_tags).unwrap_or_default(),
@@ -177,8 +233,19 @@ impl From<&team_member::Model> for TeamMemberView {
             created_at: m.created_at,
             updated_at: m.updated_at,
             version: m.version,
-        }
+        });
     }
+    Ok(out)
+}
+
+/// One team member as the API shows it.
+pub async fn team_member<C: ConnectionTrait>(
+    conn: &C,
+    member: &team_member::Model,
+) -> ApiResult<TeamMemberView> {
+    Ok(team_members(conn, std::slice::from_ref(member))
+        .await?
+        .remove(0))
 }
 
 #[derive(Debug, Clone, Serialize, ToSchema)]

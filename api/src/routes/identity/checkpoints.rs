@@ -10,6 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::{AuthContext, scoped};
 use crate::error::ApiResult;
 use crate::extract::{ApiJson, Checks, Validate};
+use crate::pagination::Paging;
 use crate::routes::{Page, fetch_page};
 use crate::state::AppState;
 
@@ -138,27 +139,33 @@ pub struct CheckpointKeyView {
 #[utoipa::path(
     tag = "audit",
     security(()),
-    responses((status = 200, description = "Every key, oldest first", body = Vec<CheckpointKeyView>))
+    params(Paging),
+    responses(
+        (status = 200, description = "One page of the keys, oldest first", body = Page<CheckpointKeyView>),
+        (status = 422, description = "Invalid limit or offset", body = crate::error::Problem)
+    )
 )]
 #[get("/audit-checkpoint-keys")]
-pub async fn checkpoint_keys(state: web::Data<AppState>) -> web::Json<Vec<CheckpointKeyView>> {
+pub async fn checkpoint_keys(
+    state: web::Data<AppState>,
+    paging: web::Query<Paging>,
+) -> ApiResult<web::Json<Page<CheckpointKeyView>>> {
     let current = state.chain_keys.current().id().to_string();
-    web::Json(
-        state
-            .chain_keys
-            .keys()
-            .iter()
-            .map(|k| {
-                let public_key = k.checkpoint_public_key();
-                CheckpointKeyView {
-                    key_id: k.id().to_string(),
-                    current: k.id() == current,
-                    public_key_pem: ed25519_pem(&public_key),
-                    public_key,
-                }
-            })
-            .collect(),
-    )
+    let keys = state
+        .chain_keys
+        .keys()
+        .iter()
+        .map(|k| {
+            let public_key = k.checkpoint_public_key();
+            CheckpointKeyView {
+                key_id: k.id().to_string(),
+                current: k.id() == current,
+                public_key_pem: ed25519_pem(&public_key),
+                public_key,
+            }
+        })
+        .collect();
+    Ok(web::Json(Page::of_all(keys, &paging)?))
 }
 
 /// An Ed25519 public key (hex) as PEM: the fixed SubjectPublicKeyInfo prefix of RFC 8410,

@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 use crate::auth::{AuthContext, TenantScoped, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Checks, Validate};
+use crate::pagination::{Page, Paging, fetch_page};
 use crate::routes::snapshot;
 use crate::state::AppState;
 use crate::views::integrations::{AttemptView, DeliveryView, WebhookView, delivery_view};
@@ -168,22 +169,29 @@ pub async fn create_webhook(
 /// Your organization's webhook subscriptions (admins: URLs name the receivers).
 #[utoipa::path(
     tag = "integrations",
+    params(Paging),
     responses(
-        (status = 200, description = "Subscriptions", body = [WebhookView]),
-        (status = 403, description = "Admins only", body = crate::error::Problem)
+        (status = 200, description = "One page of subscriptions, by id", body = Page<WebhookView>),
+        (status = 403, description = "Admins only", body = crate::error::Problem),
+        (status = 422, description = "Invalid limit or offset", body = crate::error::Problem)
     )
 )]
 #[get("/webhooks")]
 pub async fn list_webhooks(
     state: web::Data<AppState>,
     ctx: AuthContext,
-) -> ApiResult<web::Json<Vec<WebhookView>>> {
+    paging: web::Query<Paging>,
+) -> ApiResult<web::Json<Page<WebhookView>>> {
     ctx.require_admin()?;
-    let list = scoped::<webhook::Entity>(&ctx)
-        .order_by_asc(webhook::Column::Id)
-        .all(&state.db)
-        .await?;
-    Ok(web::Json(list.iter().map(WebhookView::from).collect()))
+    let select = scoped::<webhook::Entity>(&ctx).order_by_asc(webhook::Column::Id);
+    let (list, total, limit, offset) =
+        fetch_page(&state.db, select, paging.limit, paging.offset).await?;
+    Ok(web::Json(Page {
+        items: list.iter().map(WebhookView::from).collect(),
+        total,
+        limit,
+        offset,
+    }))
 }
 
 /// Change a subscription's URL, event types or active flag (admins).
@@ -327,8 +335,12 @@ pub struct DeliveryFilter {
     /// Deliveries older than this delivery id (paging backwards from the newest).
     #[param(example = 88)]
     pub before: Option<i64>,
-    /// 1 to 200 (default 50).
+    /// Page size, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200, example = 50)]
     pub limit: Option<u64>,
+    /// Items to skip (default 0); `before` pages without skipping.
+    #[param(minimum = 0, maximum = 1000000, example = 0)]
+    pub offset: Option<u64>,
 }
 
 /// A subscription's deliveries, newest first, each with its attempt log (admins: the log
@@ -337,7 +349,7 @@ pub struct DeliveryFilter {
     tag = "integrations",
     params(("id" = i64, Path, description = "Subscription id"), DeliveryFilter),
     responses(
-        (status = 200, description = "Deliveries, newest first", body = [DeliveryView]),
+        (status = 200, description = "One page of deliveries, newest first; `total` counts those matching the filter", body = Page<DeliveryView>),
         (status = 403, description = "Admins only", body = crate::error::Problem),
         (status = 404, description = "No such subscription in your organization", body = crate::error::Problem),
         (status = 422, description = "Invalid filter", body = crate::error::Problem)
@@ -349,15 +361,9 @@ pub async fn list_deliveries(
     ctx: AuthContext,
     id: web::Path<i64>,
     query: web::Query<DeliveryFilter>,
-) -> ApiResult<web::Json<Vec<DeliveryView>>> {
+) -> ApiResult<web::Json<Page<DeliveryView>>> {
     ctx.require_admin()?;
     let q = query.into_inner();
-    let limit = q.limit.unwrap_or(50);
-    let mut c = Checks::default();
-    if !(1..=200).contains(&limit) {
-        c.fail("limit", "out_of_range", "1 to 200");
-    }
-    c.finish()?;
     let w = find_scoped::<webhook::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
     let mut select = webhook::delivery::Entity::find()
         .filter(webhook::delivery::Column::SubscriptionId.eq(w.id));
@@ -367,12 +373,14 @@ pub async fn list_deliveries(
     if let Some(before) = q.before {
         select = select.filter(webhook::delivery::Column::Id.lt(before));
     }
-    let rows = select
-        .order_by_desc(webhook::delivery::Column::Id)
-        .limit(limit)
-        .all(&state.db)
-        .await?;
-    Ok(web::Json(with_logs(&state.db, rows).await?))
+    let select = select.order_by_desc(webhook::delivery::Column::Id);
+    let (rows, total, limit, offset) = fetch_page(&state.db, select, q.limit, q.offset).await?;
+    Ok(web::Json(Page {
+        items: with_logs(&state.db, rows).await?,
+        total,
+        limit,
+        offset,
+    }))
 }
 
 /// Send a delivery again (admins): a delivered or failed delivery goes back to pending

@@ -17,7 +17,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::pages::{self, html_response as html};
 use crate::routes::snapshot;
 use crate::state::AppState;
-use crate::views::plan::TeamMemberView;
+use crate::views::plan as views;
 use crate::write::write_next_version;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -268,8 +268,8 @@ async fn apply(state: &AppState, member_id: i64, stream: Stream) -> ApiResult<()
             chain_keys: state.chain_keys.clone(),
         },
         Entry::new("team_member", updated.id, stream.audit_action())
-            .before(snapshot(&TeamMemberView::from(&current)))
-            .after(snapshot(&TeamMemberView::from(&updated)))
+            .before(snapshot(&views::team_member(&txn, &current).await?))
+            .after(snapshot(&views::team_member(&txn, &updated).await?))
             .reason(Some(format!(
                 "unsubscribe link in an email: {}",
                 stream.what()

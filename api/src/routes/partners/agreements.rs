@@ -13,6 +13,7 @@ use super::{own_relationship, require_sponsor_side};
 use crate::auth::{AuthContext, find_scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Checks, Validate};
+use crate::pagination::{Page, Paging, fetch_page};
 use crate::state::AppState;
 use crate::views::partners::{QualityAgreementView, agreement_views};
 use crate::write::insert_audited;
@@ -106,10 +107,11 @@ pub async fn create_quality_agreement(
 /// a sponsor reads its own; the CMO reads those it is party to, with every sponsor.
 #[utoipa::path(
     tag = "partners",
-    params(("id" = i64, Path, description = "The CMO's organization id")),
+    params(("id" = i64, Path, description = "The CMO's organization id"), Paging),
     responses(
-        (status = 200, description = "Agreements", body = [QualityAgreementView]),
-        (status = 404, description = "No such CMO visible to the caller", body = crate::error::Problem)
+        (status = 200, description = "One page of agreements, newest first", body = Page<QualityAgreementView>),
+        (status = 404, description = "No such CMO visible to the caller", body = crate::error::Problem),
+        (status = 422, description = "Invalid limit or offset", body = crate::error::Problem)
     )
 )]
 #[get("/cmos/{id}/quality-agreements")]
@@ -117,20 +119,23 @@ pub async fn list_quality_agreements(
     state: web::Data<AppState>,
     ctx: AuthContext,
     id: web::Path<i64>,
-) -> ApiResult<web::Json<Vec<QualityAgreementView>>> {
+    paging: web::Query<Paging>,
+) -> ApiResult<web::Json<Page<QualityAgreementView>>> {
     let p = find_scoped::<cmo::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
     let mut select = cmo::quality_agreement::Entity::find()
         .filter(cmo::quality_agreement::Column::CmoOrgId.eq(p.org_id));
     if ctx.org_id() != p.org_id {
         select = select.filter(cmo::quality_agreement::Column::SponsorOrgId.eq(ctx.org_id()));
     }
-    let list = select
+    let select = select
         .order_by_desc(cmo::quality_agreement::Column::EffectiveOn)
-        .order_by_desc(cmo::quality_agreement::Column::Id)
-        .all(&state.db)
-        .await?;
-    Ok(web::Json(agreement_views(
-        &list,
-        state.clock.now().date_naive(),
-    )))
+        .order_by_desc(cmo::quality_agreement::Column::Id);
+    let (list, total, limit, offset) =
+        fetch_page(&state.db, select, paging.limit, paging.offset).await?;
+    Ok(web::Json(Page {
+        items: agreement_views(&list, state.clock.now().date_naive()),
+        total,
+        limit,
+        offset,
+    }))
 }

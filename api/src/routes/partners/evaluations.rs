@@ -20,6 +20,7 @@ use utoipa::ToSchema;
 use crate::auth::{AuthContext, TenantScoped, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Checks, Validate};
+use crate::pagination::{Page, Paging, fetch_page};
 use crate::state::AppState;
 use crate::transition::answer;
 use crate::transition::{ApiStep, run_step};
@@ -150,22 +151,31 @@ pub async fn create_evaluation(
 /// The sponsor's evaluations, newest first.
 #[utoipa::path(
     tag = "partners",
-    responses((status = 200, description = "Evaluations", body = [EvaluationView]))
+    params(Paging),
+    responses(
+        (status = 200, description = "One page of evaluations, newest first", body = Page<EvaluationView>),
+        (status = 422, description = "Invalid limit or offset", body = crate::error::Problem)
+    )
 )]
 #[get("/evaluations")]
 pub async fn list_evaluations(
     state: web::Data<AppState>,
     ctx: AuthContext,
-) -> ApiResult<web::Json<Vec<EvaluationView>>> {
-    let list = scoped::<selection::Entity>(&ctx)
-        .order_by_desc(selection::Column::Id)
-        .all(&state.db)
-        .await?;
-    let mut out = Vec::with_capacity(list.len());
+    paging: web::Query<Paging>,
+) -> ApiResult<web::Json<Page<EvaluationView>>> {
+    let select = scoped::<selection::Entity>(&ctx).order_by_desc(selection::Column::Id);
+    let (list, total, limit, offset) =
+        fetch_page(&state.db, select, paging.limit, paging.offset).await?;
+    let mut items = Vec::with_capacity(list.len());
     for e in &list {
-        out.push(render(&state.db, e).await?);
+        items.push(render(&state.db, e).await?);
     }
-    Ok(web::Json(out))
+    Ok(web::Json(Page {
+        items,
+        total,
+        limit,
+        offset,
+    }))
 }
 
 /// One evaluation with its scores and the weighted ranking.

@@ -13,6 +13,7 @@ use super::require_fact_keeper;
 use crate::auth::{AuthContext, find_scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Checks, Validate};
+use crate::pagination::{Page, Paging, fetch_page};
 use crate::routes::wire_name;
 use crate::state::AppState;
 use crate::views::partners::InspectionView;
@@ -106,10 +107,11 @@ pub async fn record_inspection(
 /// A CMO's inspections, newest first.
 #[utoipa::path(
     tag = "partners",
-    params(("id" = i64, Path, description = "The CMO's organization id")),
+    params(("id" = i64, Path, description = "The CMO's organization id"), Paging),
     responses(
-        (status = 200, description = "Inspections, newest first", body = [InspectionView]),
-        (status = 404, description = "No such CMO visible to the caller", body = crate::error::Problem)
+        (status = 200, description = "One page of inspections, newest first", body = Page<InspectionView>),
+        (status = 404, description = "No such CMO visible to the caller", body = crate::error::Problem),
+        (status = 422, description = "Invalid limit or offset", body = crate::error::Problem)
     )
 )]
 #[get("/cmos/{id}/inspections")]
@@ -117,15 +119,21 @@ pub async fn list_inspections(
     state: web::Data<AppState>,
     ctx: AuthContext,
     id: web::Path<i64>,
-) -> ApiResult<web::Json<Vec<InspectionView>>> {
+    paging: web::Query<Paging>,
+) -> ApiResult<web::Json<Page<InspectionView>>> {
     let p = find_scoped::<cmo::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
-    let list = inspection::Entity::find()
+    let select = inspection::Entity::find()
         .filter(inspection::Column::CmoOrgId.eq(p.org_id))
         .order_by_desc(inspection::Column::InspectedOn)
-        .order_by_desc(inspection::Column::Id)
-        .all(&state.db)
-        .await?;
-    Ok(web::Json(list.iter().map(InspectionView::from).collect()))
+        .order_by_desc(inspection::Column::Id);
+    let (list, total, limit, offset) =
+        fetch_page(&state.db, select, paging.limit, paging.offset).await?;
+    Ok(web::Json(Page {
+        items: list.iter().map(InspectionView::from).collect(),
+        total,
+        limit,
+        offset,
+    }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -19,6 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{check_dates, milestone_view, render_milestone as render};
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked};
 use crate::error::{ApiError, ApiResult};
+use crate::pagination::{Page, fetch_page};
 use crate::records::check_owner;
 use crate::routes::{ApiJson, Checks, Validate};
 use crate::state::AppState;
@@ -246,6 +247,12 @@ pub async fn create_milestone(
 pub struct MilestoneFilter {
     pub status: Option<MilestoneStatus>,
     pub owner_user_id: Option<i64>,
+    /// Page size, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200, example = 50)]
+    pub limit: Option<u64>,
+    /// Items to skip (default 0).
+    #[param(minimum = 0, maximum = 1000000, example = 0)]
+    pub offset: Option<u64>,
 }
 
 /// The program's plan, in plan order.
@@ -253,8 +260,9 @@ pub struct MilestoneFilter {
     tag = "milestones",
     params(("id" = i64, Path, description = "Program id"), MilestoneFilter),
     responses(
-        (status = 200, description = "The milestones", body = Vec<MilestoneView>),
-        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem)
+        (status = 200, description = "One page of the plan", body = Page<MilestoneView>),
+        (status = 404, description = "No such program visible to the caller", body = crate::error::Problem),
+        (status = 422, description = "Invalid filter", body = crate::error::Problem)
     )
 )]
 #[get("/programs/{id}/milestones")]
@@ -263,7 +271,7 @@ pub async fn list_milestones(
     ctx: AuthContext,
     id: web::Path<i64>,
     filter: web::Query<MilestoneFilter>,
-) -> ApiResult<web::Json<Vec<MilestoneView>>> {
+) -> ApiResult<web::Json<Page<MilestoneView>>> {
     let prog = find_scoped::<program::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
     let f = filter.into_inner();
     let mut select = milestone::Entity::find()
@@ -276,19 +284,22 @@ pub async fn list_milestones(
     if let Some(o) = f.owner_user_id {
         select = select.filter(milestone::Column::OwnerUserId.eq(o));
     }
-    let items = select.all(&state.db).await?;
+    let (items, total, limit, offset) = fetch_page(&state.db, select, f.limit, f.offset).await?;
     let ids: Vec<i64> = items.iter().map(|m| m.id).collect();
     let mut deps = dependencies_of(&state.db, &ids).await?;
     let today = prog.today(state.clock.now());
-    Ok(web::Json(
-        items
+    Ok(web::Json(Page {
+        items: items
             .iter()
             .map(|m| {
                 let may = may_update_plan(ctx.caller(), prog.sides(), m.owner_user_id);
                 view(m, deps.remove(&m.id).unwrap_or_default(), today, may)
             })
             .collect(),
-    ))
+        total,
+        limit,
+        offset,
+    }))
 }
 
 /// One milestone.

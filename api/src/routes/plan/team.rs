@@ -15,9 +15,10 @@ use utoipa::ToSchema;
 
 use crate::auth::{AuthContext, find_scoped};
 use crate::error::{ApiError, ApiResult};
+use crate::pagination::{Page, Paging, fetch_page};
 use crate::routes::{ApiJson, Checks, Validate, snapshot};
 use crate::state::AppState;
-use crate::views::plan::TeamMemberView;
+use crate::views::plan::{self as views, TeamMemberView};
 use crate::write::{Patched, update_versioned};
 use crate::write_txn::WriteTxn;
 use actix_web::http::StatusCode;
@@ -122,22 +123,24 @@ pub async fn add_team_member(
     }
     .insert(&txn)
     .await?;
+    let view = views::team_member(&txn, &member).await?;
     audit_trail::append(
         &txn,
         &ctx.actor(now),
-        Entry::new("team_member", member.id, "add").after(snapshot(&TeamMemberView::from(&member))),
+        Entry::new("team_member", member.id, "add").after(snapshot(&view)),
     )
     .await?;
-    txn.respond(StatusCode::CREATED, &TeamMemberView::from(&member))
-        .await
+    txn.respond(StatusCode::CREATED, &view).await
 }
 
-/// The program's team, by governance tier then id.
+/// The program's team, by governance tier then id, each member with their name, email and
+/// organization.
 #[utoipa::path(
     tag = "programs",
-    params(("id" = i64, Path, description = "Program id")),
+    params(("id" = i64, Path, description = "Program id"), Paging),
     responses(
-        (status = 200, description = "The team", body = Vec<TeamMemberView>),
+        (status = 200, description = "One page of the team", body = Page<TeamMemberView>),
+        (status = 422, description = "Invalid limit or offset", body = crate::error::Problem),
         (status = 404, description = "No such program visible to the caller", body = crate::error::Problem)
     )
 )]
@@ -146,17 +149,21 @@ pub async fn list_team(
     state: web::Data<AppState>,
     ctx: AuthContext,
     id: web::Path<i64>,
-) -> ApiResult<web::Json<Vec<TeamMemberView>>> {
+    paging: web::Query<Paging>,
+) -> ApiResult<web::Json<Page<TeamMemberView>>> {
     let prog = find_scoped::<program::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
-    let members = team_member::Entity::find()
+    let select = team_member::Entity::find()
         .filter(team_member::Column::ProgramId.eq(prog.id))
         .order_by_asc(team_member::Column::GovernanceTier)
-        .order_by_asc(team_member::Column::Id)
-        .all(&state.db)
-        .await?;
-    Ok(web::Json(
-        members.iter().map(TeamMemberView::from).collect(),
-    ))
+        .order_by_asc(team_member::Column::Id);
+    let (members, total, limit, offset) =
+        fetch_page(&state.db, select, paging.limit, paging.offset).await?;
+    Ok(web::Json(Page {
+        items: views::team_members(&state.db, &members).await?,
+        total,
+        limit,
+        offset,
+    }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -247,7 +254,7 @@ pub async fn update_team_member(
             }
             Ok(Patched::update(None))
         },
-        async |_, m| Ok(TeamMemberView::from(m)),
+        async |txn, m| views::team_member(txn, m).await,
     )
     .await?;
     Ok(view)
@@ -284,7 +291,7 @@ pub async fn remove_team_member(
         &txn,
         &ctx.actor(state.clock.now()),
         Entry::new("team_member", current.id, "remove")
-            .before(snapshot(&TeamMemberView::from(&current))),
+            .before(snapshot(&views::team_member(&txn, &current).await?)),
     )
     .await?;
     txn.respond_empty(StatusCode::NO_CONTENT).await

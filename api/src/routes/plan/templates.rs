@@ -19,6 +19,7 @@ use utoipa::ToSchema;
 
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked};
 use crate::error::{ApiError, ApiResult};
+use crate::pagination::{Page, Paging};
 use crate::records::{NewGateItem, insert_gate_item};
 use crate::routes::{ApiJson, Checks, Validate};
 use crate::state::AppState;
@@ -29,11 +30,18 @@ use actix_web::http::StatusCode;
 /// The plan templates that `POST /programs/{id}/plan` can instantiate.
 #[utoipa::path(
     tag = "programs",
-    responses((status = 200, description = "Available templates with their milestones, durations, dependencies and default gate checklists", body = Vec<PlanTemplate>))
+    params(Paging),
+    responses(
+        (status = 200, description = "One page of the available templates, each with its milestones, durations, dependencies and default gate checklists", body = Page<PlanTemplate>),
+        (status = 422, description = "Invalid limit or offset", body = crate::error::Problem)
+    )
 )]
 #[get("/plan-templates")]
-pub async fn list_plan_templates(_ctx: AuthContext) -> web::Json<Vec<PlanTemplate>> {
-    web::Json(plan_template::all())
+pub async fn list_plan_templates(
+    _ctx: AuthContext,
+    paging: web::Query<Paging>,
+) -> ApiResult<web::Json<Page<PlanTemplate>>> {
+    Ok(web::Json(Page::of_all(plan_template::all(), &paging)?))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
