@@ -191,18 +191,28 @@ fn main() -> ExitCode {
 fn serve(database: DatabaseArgs, serve: ServeArgs, clock: Arc<dyn Clock>) -> Result<(), String> {
     actix_web::rt::System::new().block_on(async move {
         let (db, chain_keys) = api::operator::open(&database).await?;
-    match entity::user::unmailable(&db).await {
-        Ok(bad) => {
-            for (id, email) in bad {
-                tracing::warn!(
-                    user_id = id,
-                    email = %email.escape_debug(),
-                    "this account's email is not a bare address, so mail to it is refused: correct it"
-                );
+        match entity::user::unmailable(&db).await {
+            Ok(bad) => {
+                for (id, email) in bad {
+                    tracing::warn!(
+                        user_id = id,
+                        email = %email.escape_debug(),
+                        "this account's email is not a bare address, so mail to it is refused: correct it"
+                    );
+                }
             }
+            Err(err) => tracing::warn!(%err, "cannot check the stored email addresses"),
         }
-        Err(err) => tracing::warn!(%err, "cannot check the stored email addresses"),
-    }
+        // Records from before record numbers (or from an older replica) get theirs in
+        // creation order, in the background: the api serves meanwhile.
+        let numbering = db.clone();
+        actix_web::rt::spawn(async move {
+            match entity::record_number::number_unnumbered(&numbering).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(records = n, "numbered records that had no number"),
+                Err(err) => tracing::warn!(%err, "numbering records failed; the worker tries again"),
+            }
+        });
         let listener = TcpListener::bind(&serve.bind)
             .map_err(|e| format!("cannot bind {}: {e}", serve.bind))?;
         // The address actually bound: with port 0 the system chose it, and whoever

@@ -8,6 +8,7 @@ use entity::action_item::{self, ActionStatus};
 use entity::capa::{self, CapaStatus};
 use entity::domain_event::{ActionItemAssigned, Event};
 use entity::gate::{self, CheckResult, CheckType};
+use entity::record_number::{self, RecordKind};
 
 use crate::views::plan::GateItemView;
 use entity::{program, user};
@@ -113,6 +114,11 @@ pub async fn insert_capa<C: ConnectionTrait>(
         deviation_ids,
         reason,
     } = new;
+    let program = entity::program::Entity::find_by_id(program_id)
+        .one(conn)
+        .await?
+        .ok_or(crate::error::ApiError::NotFound)?;
+    let number = record_number::assign(conn, RecordKind::Capa, &program, now).await?;
     let (_, view) = insert_audited_because(
         conn,
         &ctx.actor(now),
@@ -120,6 +126,7 @@ pub async fn insert_capa<C: ConnectionTrait>(
         reason,
         capa::ActiveModel {
             id: NotSet,
+            record_number: Set(Some(number)),
             program_id: Set(program_id),
             title: Set(title.trim().to_string()),
             description: Set(description),

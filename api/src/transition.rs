@@ -325,12 +325,18 @@ pub async fn complete(
                 deviation_id,
                 capa_id,
             } => {
+                let capa = entity::record_number::reference_of(
+                    txn,
+                    entity::record_number::RecordKind::Capa,
+                    capa_id,
+                )
+                .await?;
                 let step = deviation_flow::Step {
                     by_capa: Some(capa_id),
                     ..deviation_flow::Step::new(
                         deviation::DeviationEvent::Close,
                         None,
-                        Some(format!("CAPA #{capa_id} closed effective")),
+                        Some(format!("CAPA {capa} closed effective")),
                     )
                 };
                 let done = workflow::transition(

@@ -35,4 +35,5 @@ pub use plan::{
 };
 pub use quality::{
     capa, change_request, deviation, extension_request, production_holds, quality_summary,
+    record_number,
 };

@@ -40,6 +40,7 @@ mod m20261204_000031_trace_ids_on_domain_events;
 mod m20261204_000032_audit_events_by_actor;
 mod m20261205_000033_partner_network;
 mod m20261206_000034_cmo_merges;
+mod m20261207_000035_record_numbers;
 
 pub struct Migrator;
 
@@ -81,6 +82,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000032_audit_events_by_actor::Migration),
             Box::new(m20261205_000033_partner_network::Migration),
             Box::new(m20261206_000034_cmo_merges::Migration),
+            Box::new(m20261207_000035_record_numbers::Migration),
         ]
     }
 }

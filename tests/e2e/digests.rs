@@ -117,7 +117,7 @@ async fn digests_go_out_once_a_week_with_changes_and_a_working_unsubscribe(app: 
     let text = preview["text_body"].as_str().unwrap();
     assert!(text.contains(": PRODUCTION ON HOLD"), "{text}");
     let attention = text.find("NEEDS ATTENTION").unwrap();
-    let critical = text.find("Critical deviation: #").unwrap();
+    let critical = text.find("Critical deviation: DEV-2026-").unwrap();
     assert!(attention < critical, "{text}");
     assert!(text.contains("Bioburden <excursion>"));
     assert!(text.contains("production on hold since"), "{text}");

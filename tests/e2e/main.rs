@@ -36,6 +36,7 @@ mod plan;
 mod problems;
 mod programs;
 mod quality;
+pub mod record_numbers;
 pub mod record_pages;
 mod reminders;
 mod replicas;

@@ -98,6 +98,8 @@ async fn a_program_runs_from_template_to_its_commercial_batch_gate(app: &TestApp
         .expect(201)
         .body;
     let deviation_id = deviation["id"].as_i64().unwrap();
+    let deviation_number = deviation["number"].as_str().unwrap().to_string();
+    assert!(deviation_number.starts_with("DEV-20"), "{deviation}");
     let held =
         s.pm.get(&format!("/api/v1/programs/{}", s.program_id))
             .await
@@ -213,7 +215,7 @@ async fn a_program_runs_from_template_to_its_commercial_batch_gate(app: &TestApp
                     r.body["detail"]
                         .as_str()
                         .unwrap()
-                        .contains(&format!("#{deviation_id} Bioburden excursion")),
+                        .contains(&format!("{deviation_number} Bioburden excursion")),
                     "{}",
                     r.body
                 );
@@ -226,7 +228,7 @@ async fn a_program_runs_from_template_to_its_commercial_batch_gate(app: &TestApp
                 assert!(
                     gate["go_blockers"]
                         .to_string()
-                        .contains(&format!("#{deviation_id} Bioburden excursion")),
+                        .contains(&format!("{deviation_number} Bioburden excursion")),
                     "{gate}"
                 );
                 // QA works the deviation to closure; then the go passes.

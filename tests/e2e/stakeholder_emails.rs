@@ -270,7 +270,7 @@ async fn the_digest_names_the_critical_deviation_and_the_hold_first(app: &TestAp
     assert!(
         digest.subject.contains("Production on hold")
             && digest.subject.contains(
-                "critical deviation #1 Bioburden excursion in the harvest tank, production held"
+                "critical deviation DEV-2026-0001 Bioburden excursion in the harvest tank, production held"
             ),
         "{}",
         digest.subject
@@ -278,7 +278,8 @@ async fn the_digest_names_the_critical_deviation_and_the_hold_first(app: &TestAp
     let text = &digest.text;
     let first_screen = &text[..text.find("THE WEEK IN BRIEF").unwrap()];
     assert!(
-        first_screen.contains("Critical deviation: #1 Bioburden excursion in the harvest tank"),
+        first_screen
+            .contains("Critical deviation: DEV-2026-0001 Bioburden excursion in the harvest tank"),
         "{text}"
     );
     assert!(first_screen.contains("production on hold since"), "{text}");
@@ -531,6 +532,7 @@ async fn gate_decisions_and_minor_closures_reach_who_needs_them(app: &TestApp) {
         .expect(201)
         .body;
     let did = d["id"].as_i64().unwrap();
+    let dnumber = d["number"].as_str().unwrap().to_string();
     for step in ["triage", "start_investigation"] {
         deviation_step(&qa, did, json!({"event": step}))
             .await
@@ -579,7 +581,7 @@ async fn gate_decisions_and_minor_closures_reach_who_needs_them(app: &TestApp) {
     );
     // Core team (the PM) and the reporter (the CMO's admin); not leadership.
     assert_eq!(
-        to(&format!("Minor deviation #{did} closed")),
+        to(&format!("Minor deviation {dnumber} closed")),
         [r#"["pm@acme.test"]"#, r#"["pm@lonza.test"]"#],
         "{queued:?}"
     );

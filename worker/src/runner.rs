@@ -499,6 +499,19 @@ async fn scheduled_pass(ctx: &JobContext, mail: &JobSettings) {
     match mail
         .metrics
         .timed(
+            "record_numbers",
+            now,
+            entity::record_number::number_unnumbered(&ctx.db),
+        )
+        .await
+    {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(records = n, "numbered records an older release created"),
+        Err(err) => tracing::warn!(%err, "numbering records failed"),
+    }
+    match mail
+        .metrics
+        .timed(
             "access_notices",
             now,
             crate::jobs::access_notices::access_notices(ctx, now),

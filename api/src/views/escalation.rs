@@ -36,7 +36,7 @@ pub struct EscalationPageView {
 
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"escalation": {"id": 12, "program_id": 3, "source_type": "deviation", "source_id": 41,
-    "title": "Bioburden excursion in harvest", "reason": "critical deviation #41: bioburden excursion in harvest",
+    "title": "Bioburden excursion in harvest", "reason": "critical deviation DEV-2026-0041: Bioburden excursion in harvest",
     "criticality": "critical", "category": "equipment", "status": "acknowledged", "opened_at": "2026-11-28T02:00:00Z",
     "current_tier": 0, "next_page_at": null, "pages_sent": 1, "acknowledged_at": "2026-11-28T02:04:00Z",
     "acknowledged_by_user_id": 9, "ack_channel": "email", "resolved_at": null, "reopen_count": 0, "version": 3},
@@ -44,7 +44,7 @@ pub struct EscalationPageView {
     "repeat_last": 1, "ack_timeout_minutes": 60},
   "pages": [{"seq": 1, "tier": 0, "paged_at": "2026-11-28T02:00:00Z",
     "recipients": [{"member_id": 4, "user_id": 9, "name": "Quinn QA", "email": "qa@acme.test", "program_role": "QA lead"}]}],
-  "events": [{"kind": "opened", "tier": null, "detail": {"reason": "critical deviation #41"}, "actor_user_id": 2, "channel": "api", "at": "2026-11-28T02:00:00Z"}]}))]
+  "events": [{"kind": "opened", "tier": null, "detail": {"reason": "critical deviation DEV-2026-0041: Bioburden excursion in harvest"}, "actor_user_id": 2, "channel": "api", "at": "2026-11-28T02:00:00Z"}]}))]
 pub struct EscalationDetail {
     pub escalation: EscalationView,
     /// The policy this escalation follows (as it was when it opened).

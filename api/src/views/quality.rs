@@ -17,7 +17,7 @@ use crate::views::plan::ActionItemView;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({
-    "id": 5, "program_id": 7, "title": "Replace and re-qualify harvest tank gaskets",
+    "id": 5, "number": "CAPA-2027-0005", "program_id": 7, "title": "Replace and re-qualify harvest tank gaskets",
     "description": "Corrective: replace gaskets. Preventive: add gasket inspection to PM.",
     "source": "deviation", "finding_reference": null, "deviation_ids": [41], "status": "implementing",
     "effectiveness_due": null, "effectiveness_outcome": null, "plan_signature_id": 22, "closure_signature_id": null,
@@ -26,6 +26,11 @@ use crate::views::plan::ActionItemView;
 }))]
 pub struct CapaView {
     pub id: i64,
+    /// The number people quote, per sponsor and year in the program's zone
+    /// (`CAPA-2027-0004`); `id` stays the key. Null only for a record an older release
+    /// created during a rolling upgrade, until the worker numbers it (within a minute).
+    #[schema(example = "CAPA-2027-0005", pattern = r"^CAPA-[0-9]{4}-[0-9]{4,}$")]
+    pub number: Option<String>,
     pub program_id: i64,
     pub title: String,
     pub description: String,
@@ -54,6 +59,7 @@ pub struct CapaView {
 pub fn capa_view(c: &capa::Model, deviation_ids: Vec<i64>) -> CapaView {
     CapaView {
         id: c.id,
+        number: c.record_number.clone(),
         program_id: c.program_id,
         title: c.title.clone(),
         description: c.description.clone(),
@@ -93,7 +99,7 @@ pub async fn capa<C: ConnectionTrait>(conn: &C, c: &capa::Model) -> ApiResult<Ca
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({
-    "id": 41, "program_id": 7, "milestone_id": 12, "batch_lot": "ACM101-DS-0007",
+    "id": 41, "number": "DEV-2027-0041", "program_id": 7, "milestone_id": 12, "batch_lot": "ACM101-DS-0007",
     "title": "Bioburden excursion in the harvest tank", "description": "Pre-filtration bioburden 35 CFU/10 mL against a limit of 10.",
     "detected_at": "2027-04-02T06:40:00Z", "reported_by_user_id": 9, "process_step": "Harvest",
     "criticality": "critical", "category": "environment", "status": "investigating",
@@ -105,6 +111,11 @@ pub async fn capa<C: ConnectionTrait>(conn: &C, c: &capa::Model) -> ApiResult<Ca
 }))]
 pub struct DeviationView {
     pub id: i64,
+    /// The number people quote, per sponsor and year in the program's zone
+    /// (`DEV-2027-0004`); `id` stays the key. Null only for a record an older release
+    /// created during a rolling upgrade, until the worker numbers it (within a minute).
+    #[schema(example = "DEV-2027-0041", pattern = r"^DEV-[0-9]{4}-[0-9]{4,}$")]
+    pub number: Option<String>,
     pub program_id: i64,
     pub milestone_id: Option<i64>,
     pub batch_lot: Option<String>,
@@ -143,6 +154,7 @@ pub fn deviation(d: &deviation::Model, now: DateTime<Utc>) -> DeviationView {
     let until = d.closed_at.unwrap_or(now);
     DeviationView {
         id: d.id,
+        number: d.record_number.clone(),
         program_id: d.program_id,
         milestone_id: d.milestone_id,
         batch_lot: d.batch_lot.clone(),
@@ -173,7 +185,7 @@ pub fn deviation(d: &deviation::Model, now: DateTime<Utc>) -> DeviationView {
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({
-    "id": 3, "program_id": 7, "title": "Switch depth filter supplier", "description": "Replace the filter with supplier B's equivalent.",
+    "id": 3, "number": "CC-2027-0003", "program_id": 7, "title": "Switch depth filter supplier", "description": "Replace the filter with supplier B's equivalent.",
     "justification": "Supplier A discontinues the product", "classification": "major",
     "impact_product_quality": "Extractables study needed", "impact_validation": "Filter validation repeat",
     "impact_regulatory": "Prior-approval supplement not required; annual report",
@@ -183,6 +195,11 @@ pub fn deviation(d: &deviation::Model, now: DateTime<Utc>) -> DeviationView {
 }))]
 pub struct ChangeView {
     pub id: i64,
+    /// The number people quote, per sponsor and year in the program's zone
+    /// (`CC-2027-0004`); `id` stays the key. Null only for a record an older release
+    /// created during a rolling upgrade, until the worker numbers it (within a minute).
+    #[schema(example = "CC-2027-0003", pattern = r"^CC-[0-9]{4}-[0-9]{4,}$")]
+    pub number: Option<String>,
     pub program_id: i64,
     pub title: String,
     pub description: String,
@@ -211,6 +228,7 @@ pub struct ChangeView {
 pub fn change_request(c: &change_request::Model) -> ChangeView {
     ChangeView {
         id: c.id,
+        number: c.record_number.clone(),
         program_id: c.program_id,
         title: c.title.clone(),
         description: c.description.clone(),
@@ -235,7 +253,7 @@ pub fn change_request(c: &change_request::Model) -> ChangeView {
 /// One CAPA with its actions.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"capa": {
-    "id": 5, "program_id": 7, "title": "Replace and re-qualify harvest tank gaskets", "description": "…",
+    "id": 5, "number": "CAPA-2027-0005", "program_id": 7, "title": "Replace and re-qualify harvest tank gaskets", "description": "…",
     "source": "deviation", "finding_reference": null, "deviation_ids": [41], "status": "open",
     "effectiveness_due": null, "effectiveness_outcome": null, "plan_signature_id": null, "closure_signature_id": null,
     "cancel_reason": null, "closed_at": null, "allowed_events": ["approve_plan", "cancel"],

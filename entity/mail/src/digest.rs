@@ -89,7 +89,7 @@ fn attention(data: &DigestData, reader: &Reader) -> Vec<Line> {
         }
         out.push(Line {
             kind: format!("{} deviation", label_of(&d.criticality)),
-            text: format!("#{} {}", d.id, d.title),
+            text: format!("{} {}", d.reference, d.title),
             url: Some(reader.page(PageRecord::Deviation, d.id)),
             detail,
             tone: if d.criticality == Criticality::Critical {
@@ -215,9 +215,9 @@ fn worst_fact(data: &DigestData) -> String {
             })
             .unwrap_or_default();
         return format!(
-            "{} deviation #{} {}{held}",
+            "{} deviation {} {}{held}",
             label_of(&d.criticality).to_lowercase(),
-            d.id,
+            d.reference,
             d.title
         );
     }
@@ -330,7 +330,7 @@ pub fn render(
             .iter()
             .map(|d| Line {
                 kind: format!("{} deviation", label_of(&d.criticality)),
-                text: format!("#{} {}", d.id, d.title),
+                text: format!("{} {}", d.reference, d.title),
                 url: Some(reader.page(PageRecord::Deviation, d.id)),
                 detail: format!(
                     "{}, detected {}",
@@ -468,6 +468,7 @@ mod tests {
             attention: Attention {
                 deviations: vec![WeekDeviation {
                     id: 3,
+                    reference: "DEV-2026-0003".into(),
                     title: "Filter <integrity> failure".into(),
                     criticality: Criticality::Critical,
                     status: DeviationStatus::Investigating,
@@ -483,6 +484,7 @@ mod tests {
             },
             open_deviations: vec![DeviationLine {
                 id: 3,
+                reference: "DEV-2026-0003".into(),
                 title: "Filter <integrity> failure".into(),
                 criticality: Criticality::Critical,
                 status: DeviationStatus::Investigating,
@@ -526,12 +528,12 @@ mod tests {
         .unwrap();
         assert_eq!(
             r.subject,
-            "Mab <b>X</b> & Co, week 2026-W49: Production on hold \u{2014} critical deviation #3 Filter <integrity> failure, production held 2 days 16 hours"
+            "Mab <b>X</b> & Co, week 2026-W49: Production on hold \u{2014} critical deviation DEV-2026-0003 Filter <integrity> failure, production held 2 days 16 hours"
         );
         let text = &r.text_body;
         let attention = text.find("NEEDS ATTENTION").unwrap();
         let deviation = text
-            .find("Critical deviation: #3 Filter <integrity> failure")
+            .find("Critical deviation: DEV-2026-0003 Filter <integrity> failure")
             .unwrap();
         let brief = text.find("THE WEEK IN BRIEF").unwrap();
         assert!(attention < deviation && deviation < brief, "{text}");

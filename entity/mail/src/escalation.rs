@@ -53,7 +53,11 @@ pub async fn source_of<C: ConnectionTrait>(
     Ok(Some(Source {
         record: PageRecord::Deviation,
         id,
-        label: format!("{} deviation #{id}", words::label_of(&d.criticality)),
+        label: format!(
+            "{} deviation {}",
+            words::label_of(&d.criticality),
+            d.reference()
+        ),
         description: d.description,
         batch_lot: d.batch_lot,
         process_step: d.process_step,

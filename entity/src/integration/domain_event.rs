@@ -123,7 +123,7 @@ pub struct DeviationChanged {
 /// `production.held`, `production.released`: the program's production status changed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 #[schema(example = json!({"program_id": 3, "production_status": "on_hold",
-    "reason": "critical deviation #41 reported"}))]
+    "reason": "critical deviation DEV-2026-0041 reported"}))]
 pub struct ProductionChanged {
     pub program_id: i64,
     pub production_status: ProductionStatus,

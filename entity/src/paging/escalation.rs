@@ -338,7 +338,7 @@ pub fn call_tree(e: &Model, team: &[escalation_policy::Candidate]) -> Vec<TierVi
 // How an escalation reads on the wire (and in its audit entries).
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"id": 12, "program_id": 3, "source_type": "deviation", "source_id": 41,
-    "title": "Bioburden excursion in harvest", "reason": "critical deviation #41: bioburden excursion in harvest",
+    "title": "Bioburden excursion in harvest", "reason": "critical deviation DEV-2026-0041: Bioburden excursion in harvest",
     "criticality": "critical", "category": "equipment", "status": "open", "opened_at": "2026-11-28T02:00:00Z",
     "current_tier": 0, "next_page_at": "2026-11-28T02:15:00Z", "pages_sent": 1,
     "acknowledged_at": null, "acknowledged_by_user_id": null, "ack_channel": null,

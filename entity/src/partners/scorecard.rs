@@ -232,6 +232,7 @@ mod tests {
     ) -> deviation::Model {
         deviation::Model {
             id,
+            record_number: None,
             program_id: 1,
             milestone_id: None,
             batch_lot: Some(lot.into()),

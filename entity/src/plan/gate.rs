@@ -111,7 +111,7 @@ pub struct ItemState<'a> {
 
 /// May `decision` be taken now? Every mandatory item must be decided; a `go` also needs
 /// no failed mandatory item and no open critical deviation on the program (named in the
-/// refusal, e.g. `#41 Bioburden excursion`).
+/// refusal, e.g. `DEV-2026-0041 Bioburden excursion`).
 pub fn check_decision(
     decision: Decision,
     in_review: bool,
@@ -392,7 +392,7 @@ mod tests {
             item("SOPs", true, CheckResult::Pass),
             item("Other", true, CheckResult::NA),
         ];
-        let open = vec!["#41 Bioburden excursion".to_string()];
+        let open = vec!["DEV-2026-0041 Bioburden excursion".to_string()];
         assert_eq!(
             check_decision(Decision::Go, true, &passed, &open),
             Err(GateError::OpenCriticalDeviations(open.clone()))

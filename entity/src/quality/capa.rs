@@ -82,6 +82,9 @@ pub struct Model {
     pub closure_signature_id: Option<i64>,
     pub cancel_reason: Option<String>,
     pub closed_at: Option<DateTimeUtc>,
+    /// The number people quote (DEV-2026-0001): see [`crate::record_number`]. `None`
+    /// only until the worker numbers a record an older release created.
+    pub record_number: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub version: i32,
@@ -91,6 +94,13 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Model {
+    /// What a person reads for this record: its number (`CAPA-2026-0003`), or `#id` until it has one.
+    pub fn reference(&self) -> String {
+        crate::record_number::reference(self.record_number.as_deref(), self.id)
+    }
+}
 
 /// A deviation a CAPA addresses.
 pub mod deviation_link {

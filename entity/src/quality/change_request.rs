@@ -58,6 +58,9 @@ pub struct Model {
     pub decision_reason: Option<String>,
     pub requested_by_user_id: i64,
     pub closed_at: Option<DateTimeUtc>,
+    /// The number people quote (DEV-2026-0001): see [`crate::record_number`]. `None`
+    /// only until the worker numbers a record an older release created.
+    pub record_number: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub version: i32,
@@ -67,6 +70,13 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Model {
+    /// What a person reads for this record: its number (`CC-2026-0002`), or `#id` until it has one.
+    pub fn reference(&self) -> String {
+        crate::record_number::reference(self.record_number.as_deref(), self.id)
+    }
+}
 
 impl Model {
     /// Impact on product quality, validation and regulatory filing is recorded.

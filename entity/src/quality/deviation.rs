@@ -147,6 +147,9 @@ pub struct Model {
     pub closure_signature_id: Option<i64>,
     pub closed_at: Option<DateTimeUtc>,
     pub cancel_reason: Option<String>,
+    /// The number people quote (DEV-2026-0001): see [`crate::record_number`]. `None`
+    /// only until the worker numbers a record an older release created.
+    pub record_number: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub version: i32,
@@ -156,6 +159,13 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Model {
+    /// What a person reads for this record: its number (`DEV-2026-0001`), or `#id` until it has one.
+    pub fn reference(&self) -> String {
+        crate::record_number::reference(self.record_number.as_deref(), self.id)
+    }
+}
 
 /// Critical deviations of a program that are neither closed nor cancelled: a gate's `go`
 /// waits for them.
@@ -172,7 +182,7 @@ pub async fn open_critical_count<C: ConnectionTrait>(
 }
 
 /// The open critical deviations of a program, as a refused `go` names them
-/// (`#41 Bioburden excursion`), oldest first.
+/// (`DEV-2027-0041 Bioburden excursion`), oldest first.
 pub async fn open_critical_titles<C: ConnectionTrait>(
     conn: &C,
     program_id: i64,
@@ -185,7 +195,7 @@ pub async fn open_critical_titles<C: ConnectionTrait>(
         .all(conn)
         .await?
         .into_iter()
-        .map(|d| format!("#{} {}", d.id, d.title))
+        .map(|d| format!("{} {}", d.reference(), d.title))
         .collect())
 }
 

@@ -6,3 +6,4 @@ pub mod deviation;
 pub mod extension_request;
 pub mod production_holds;
 pub mod quality_summary;
+pub mod record_number;

@@ -234,6 +234,7 @@ mod tests {
         let at = DateTime::from_timestamp(1_795_000_000, 0).unwrap_or_default();
         capa::Model {
             id: 5,
+            record_number: Some("CAPA-2026-0005".into()),
             program_id: 1,
             title: "t".into(),
             description: "d".into(),

@@ -199,7 +199,7 @@ impl Workflow for Step {
             self.event,
             DeviationEvent::Triage | DeviationEvent::Close | DeviationEvent::Cancel
         ) {
-            follow_ups = resolve_escalations(conn, actor, after.id).await?;
+            follow_ups = resolve_escalations(conn, actor, after).await?;
         }
         // Raised at triage to major or critical: production holds too.
         if self.event == DeviationEvent::Triage
@@ -241,18 +241,20 @@ pub async fn has_effective_capa<C: ConnectionTrait>(
 pub async fn resolve_escalations(
     txn: &DatabaseTransaction,
     actor: &Actor,
-    deviation_id: i64,
+    deviation: &deviation::Model,
 ) -> Result<Vec<FollowUp>, DbErr> {
     let open = escalation::Entity::find()
         .filter(escalation::Column::SourceType.eq("deviation"))
-        .filter(escalation::Column::SourceId.eq(deviation_id))
+        .filter(escalation::Column::SourceId.eq(deviation.id))
         .filter(escalation::Column::Status.ne(escalation::EscalationStatus::Resolved))
         .all(txn)
         .await?;
     let mut follow_ups = Vec::new();
     for e in open {
-        let step =
-            escalation_flow::Step::ended_by_source(actor, format!("deviation #{deviation_id}"));
+        let step = escalation_flow::Step::ended_by_source(
+            actor,
+            format!("deviation {}", deviation.reference()),
+        );
         match super::transition(
             txn,
             actor,
@@ -334,7 +336,12 @@ pub async fn floor_rule<C: ConnectionTrait>(
     if !d.criticality.holds_production() {
         return Ok(());
     }
-    let reason = format!("{:?} deviation #{}: {}", d.criticality, d.id, d.title).to_lowercase();
+    let reason = format!(
+        "{} deviation {}: {}",
+        format!("{:?}", d.criticality).to_lowercase(),
+        d.reference(),
+        d.title
+    );
     hold_production(conn, actor, d.program_id, &reason).await?;
     if open_escalation {
         let criticality = wire_name(&d.criticality);
@@ -387,6 +394,7 @@ mod tests {
         let at = DateTime::from_timestamp(1_795_000_000, 0).unwrap_or_default();
         deviation::Model {
             id: 4,
+            record_number: Some("DEV-2026-0004".into()),
             program_id: 1,
             milestone_id: None,
             title: "Bioburden".into(),

@@ -93,6 +93,7 @@ async fn bench(backend: Backend) {
             let at = now - TimeDelta::hours((n % 7000) as i64);
             deviation::ActiveModel {
                 id: NotSet,
+                record_number: NotSet,
                 program_id: Set(programs[n % PROGRAMS]),
                 milestone_id: Set(None),
                 batch_lot: Set(Some(format!("LOT-{}", n % 900))),

@@ -73,6 +73,7 @@ async fn bench(backend: Backend) {
     let rows: Vec<deviation::ActiveModel> = (0..total)
         .map(|i| deviation::ActiveModel {
             id: NotSet,
+            record_number: NotSet,
             program_id: Set(program),
             milestone_id: Set(None),
             batch_lot: Set(None),

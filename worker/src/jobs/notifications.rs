@@ -224,12 +224,16 @@ impl Occasion<'_> {
             kind: NotificationKind::Triage,
             program_name: &self.prog.name,
             subject: format!(
-                "Deviation #{} triaged ({}): {}",
-                d.id,
+                "Deviation {} triaged ({}): {}",
+                d.reference(),
                 label_of(&d.criticality).to_lowercase(),
                 d.title
             ),
-            headline: format!("Deviation #{} needs your expertise: {}", d.id, d.title),
+            headline: format!(
+                "Deviation {} needs your expertise: {}",
+                d.reference(),
+                d.title
+            ),
             paragraphs: &paragraphs,
             page: (PageRecord::Deviation, d.id),
             link_text: "Open the deviation",
@@ -273,7 +277,7 @@ impl Occasion<'_> {
         let notice = Notice {
             kind: NotificationKind::MinorClosure,
             program_name: &self.prog.name,
-            subject: format!("Minor deviation #{} closed: {}", d.id, d.title),
+            subject: format!("Minor deviation {} closed: {}", d.reference(), d.title),
             headline: format!("Closed: {}", d.title),
             paragraphs: &paragraphs,
             page: (PageRecord::Deviation, d.id),
@@ -365,14 +369,17 @@ impl Occasion<'_> {
                 .map(|u| u.display_name),
             None => None,
         };
-        let what = match (item.source, item.source_id) {
-            (action_item::ActionSource::Capa, Some(id)) => format!("an action of CAPA #{id}"),
-            (action_item::ActionSource::Change, Some(id)) => {
-                format!("a task of change request #{id}")
+        use entity::record_number::{RecordKind, reference_of};
+        let what = match (RecordKind::of_action_source(item.source), item.source_id) {
+            (Some(kind), Some(id)) => {
+                let reference = reference_of(self.txn, kind, id).await?;
+                match kind {
+                    RecordKind::Change => format!("a task of change request {reference}"),
+                    _ => format!("an action of {} {reference}", kind.noun()),
+                }
             }
-            (action_item::ActionSource::GateItem, _) => "an action from a gate".to_string(),
-            (action_item::ActionSource::Deviation, Some(id)) => {
-                format!("an action of deviation #{id}")
+            _ if item.source == action_item::ActionSource::GateItem => {
+                "an action from a gate".to_string()
             }
             _ => "an action item".to_string(),
         };

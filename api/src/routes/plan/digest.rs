@@ -23,8 +23,8 @@ use actix_web::http::StatusCode;
     "iso_week": "2026-W49",
     "since": "2026-11-23T06:00:00Z",
     "reader_user_id": 12,
-    "subject": "ACM-101 clinical supply, week 2026-W49: Production on hold — critical deviation #41 Filter integrity test failed, production held 2 days 3 hours",
-    "text_body": "ACM-101 clinical supply (ACM-101), week 2026-W49: PRODUCTION ON HOLD\n…\nNEEDS ATTENTION\n- Critical deviation: #41 Filter integrity test failed\n…",
+    "subject": "ACM-101 clinical supply, week 2026-W49: Production on hold — critical deviation DEV-2026-0041 Filter integrity test failed, production held 2 days 3 hours",
+    "text_body": "ACM-101 clinical supply (ACM-101), week 2026-W49: PRODUCTION ON HOLD\n…\nNEEDS ATTENTION\n- Critical deviation: DEV-2026-0041 Filter integrity test failed\n…",
     "html_body": "<!DOCTYPE html><html>…</html>",
     "recipients": ["ana.pm@sponsor.example", "li.qa@cmo.example"],
     "unsubscribe_url": "http://127.0.0.1:8080/api/v1/unsubscribe?token=756e73…"

@@ -161,6 +161,9 @@ pub async fn create_capa(
 #[into_params(parameter_in = Query)]
 pub struct CapaFilter {
     pub program_id: Option<i64>,
+    /// The record number people quote, e.g. `CAPA-2027-0005` (any letter case).
+    #[param(example = "CAPA-2027-0005", max_length = 24)]
+    pub number: Option<String>,
     pub status: Option<CapaStatus>,
     /// Only CAPAs whose effectiveness check is overdue (still in check, due date passed).
     pub effectiveness_overdue: Option<bool>,
@@ -186,6 +189,9 @@ pub async fn list_capas(
     let mut select = scoped::<capa::Entity>(&ctx).order_by_desc(capa::Column::Id);
     if let Some(v) = f.program_id {
         select = select.filter(capa::Column::ProgramId.eq(v));
+    }
+    if let Some(n) = &f.number {
+        select = select.filter(capa::Column::RecordNumber.eq(n.trim().to_uppercase()));
     }
     if let Some(v) = f.status {
         select = select.filter(capa::Column::Status.eq(v));

@@ -6,6 +6,7 @@ use chrono::NaiveDate;
 use entity::action_item::ActionSource;
 use entity::change_request::{self, ChangeClass, ChangeEvent, ChangeStatus};
 use entity::program;
+use entity::record_number::{self, RecordKind};
 use sea_orm::{
     ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait, QueryFilter, QueryOrder,
 };
@@ -93,6 +94,9 @@ pub async fn create_change(
         "change_request",
         change_request::ActiveModel {
             id: NotSet,
+            record_number: Set(Some(
+                record_number::assign(&txn, RecordKind::Change, &prog, now).await?,
+            )),
             program_id: Set(prog.id),
             title: Set(b.title.trim().to_string()),
             description: Set(b.description),
@@ -121,6 +125,9 @@ pub async fn create_change(
 #[into_params(parameter_in = Query)]
 pub struct ChangeFilter {
     pub program_id: Option<i64>,
+    /// The record number people quote, e.g. `CC-2027-0003` (any letter case).
+    #[param(example = "CC-2027-0003", max_length = 24)]
+    pub number: Option<String>,
     pub status: Option<ChangeStatus>,
     pub classification: Option<ChangeClass>,
     /// Page size, 1–200 (default 50).
@@ -146,6 +153,9 @@ pub async fn list_changes(
         scoped::<change_request::Entity>(&ctx).order_by_desc(change_request::Column::Id);
     if let Some(v) = f.program_id {
         select = select.filter(change_request::Column::ProgramId.eq(v));
+    }
+    if let Some(n) = &f.number {
+        select = select.filter(change_request::Column::RecordNumber.eq(n.trim().to_uppercase()));
     }
     if let Some(v) = f.status {
         select = select.filter(change_request::Column::Status.eq(v));

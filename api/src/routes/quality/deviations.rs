@@ -11,6 +11,7 @@ use entity::deviation::{
 use entity::domain_event::{DeviationReported, Event};
 use entity::milestone;
 use entity::program::{self};
+use entity::record_number::{self, RecordKind};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait,
     EntityTrait, QueryFilter, QueryOrder,
@@ -131,8 +132,10 @@ pub async fn report_deviation(
             ));
         }
     }
+    let number = record_number::assign(&txn, RecordKind::Deviation, &prog, now).await?;
     let created = deviation::ActiveModel {
         id: NotSet,
+        record_number: Set(Some(number)),
         program_id: Set(prog.id),
         milestone_id: Set(b.milestone_id),
         batch_lot: Set(b.batch_lot),
@@ -186,6 +189,9 @@ pub async fn report_deviation(
 #[into_params(parameter_in = Query)]
 pub struct DeviationFilter {
     pub program_id: Option<i64>,
+    /// The record number people quote, e.g. `DEV-2027-0041` (any letter case).
+    #[param(example = "DEV-2027-0041", max_length = 24)]
+    pub number: Option<String>,
     pub status: Option<DeviationStatus>,
     pub criticality: Option<Criticality>,
     pub category: Option<Category>,
@@ -219,6 +225,9 @@ pub async fn list_deviations(
         .order_by_desc(deviation::Column::Id);
     if let Some(v) = f.program_id {
         select = select.filter(deviation::Column::ProgramId.eq(v));
+    }
+    if let Some(n) = &f.number {
+        select = select.filter(deviation::Column::RecordNumber.eq(n.trim().to_uppercase()));
     }
     if let Some(v) = f.status {
         select = select.filter(deviation::Column::Status.eq(v));

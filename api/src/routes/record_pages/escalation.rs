@@ -2,6 +2,7 @@
 //! re-opens, and the call tree as it stands.
 
 use entity::link_token::PageRecord;
+use entity::record_number::{RecordKind, reference_of};
 use entity::{escalation, escalation_policy, program};
 use mail::record_page::{Fact, RecordPage, Row, Section};
 use mail::words::{duration, label, label_of};
@@ -129,7 +130,10 @@ pub async fn page(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> {
     if let (Some("deviation"), Some(source)) = (Some(e.source_type.as_str()), e.source_id) {
         page.facts.push(Fact::linked(
             "Deviation",
-            format!("Deviation #{source}"),
+            format!(
+                "Deviation {}",
+                reference_of(reading.db(), RecordKind::Deviation, source).await?
+            ),
             reading.link(PageRecord::Deviation, source),
         ));
     }

@@ -3,6 +3,7 @@
 use entity::action_item::{self, ActionSource};
 use entity::gate::{self, CheckResult};
 use entity::link_token::PageRecord;
+use entity::record_number::{RecordKind, reference_of};
 use entity::{milestone, program};
 use mail::record_page::{Fact, RecordPage, Row, Section};
 use mail::words::{count, label_of};
@@ -188,15 +189,13 @@ pub async fn action_item(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage
     if let Some(d) = &a.description {
         page.facts.push(Fact::new("Details", d.clone()));
     }
+    let numbered = RecordKind::of_action_source(a.source).zip(a.source_id);
     let source = match (a.source, a.source_id) {
-        (ActionSource::Capa, Some(id)) => Some((PageRecord::Capa, id, format!("CAPA #{id}"))),
-        (ActionSource::Change, Some(id)) => Some((
-            PageRecord::ChangeRequest,
-            id,
-            format!("Change request #{id}"),
-        )),
-        (ActionSource::Deviation, Some(id)) => {
-            Some((PageRecord::Deviation, id, format!("Deviation #{id}")))
+        (_, Some(id)) if let Some((kind, _)) = numbered => {
+            let reference = reference_of(reading.db(), kind, id).await?;
+            let noun = kind.noun();
+            let noun = noun[..1].to_uppercase() + &noun[1..];
+            Some((kind.page(), id, format!("{noun} {reference}")))
         }
         (ActionSource::GateItem, Some(item)) => gate::item::Entity::find_by_id(item)
             .one(reading.db())

@@ -257,7 +257,12 @@ pub async fn page(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> {
         "None.",
         open.iter()
             .map(|d| Row {
-                text: format!("{} #{}: {}", label_of(&d.criticality), d.id, d.title),
+                text: format!(
+                    "{} {}: {}",
+                    label_of(&d.criticality),
+                    d.reference(),
+                    d.title
+                ),
                 href: Some(reading.link(PageRecord::Deviation, d.id)),
                 meta: Some(format!(
                     "{} · detected {}",

@@ -108,7 +108,7 @@ pub async fn action_rows(
 /// A CAPA in a list of a page: its number, title and state, linked.
 pub fn capa_row(reading: &Reading<'_>, c: &capa::Model) -> Row {
     Row {
-        text: format!("CAPA #{}: {}", c.id, c.title),
+        text: format!("CAPA {}: {}", c.reference(), c.title),
         href: Some(reading.link(PageRecord::Capa, c.id)),
         meta: Some(label_of(&c.status)),
         tone: "",
@@ -121,7 +121,7 @@ pub async fn deviation(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> 
     let criticality = entity::enums::wire_name(&d.criticality);
     let mut page = page_of(
         reading,
-        format!("{} deviation #{}", label(&criticality), d.id),
+        format!("{} deviation {}", label(&criticality), d.reference()),
         d.title.clone(),
         &p,
     );
@@ -274,7 +274,12 @@ pub async fn deviation(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> 
 pub async fn capa(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> {
     let c = find_scoped::<capa::Entity, _>(reading.db(), &reading.ctx, id).await?;
     let p = find_scoped::<program::Entity, _>(reading.db(), &reading.ctx, c.program_id).await?;
-    let mut page = page_of(reading, format!("CAPA #{}", c.id), c.title.clone(), &p);
+    let mut page = page_of(
+        reading,
+        format!("CAPA {}", c.reference()),
+        c.title.clone(),
+        &p,
+    );
     page.status = label_of(&c.status);
     page.tone = match c.status {
         capa::CapaStatus::Closed => "ok",
@@ -320,7 +325,7 @@ pub async fn capa(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> {
         deviations
             .iter()
             .map(|d| Row {
-                text: format!("Deviation #{}: {}", d.id, d.title),
+                text: format!("Deviation {}: {}", d.reference(), d.title),
                 href: Some(reading.link(PageRecord::Deviation, d.id)),
                 meta: Some(format!(
                     "{} · {}",
@@ -356,7 +361,11 @@ pub async fn change_request(reading: &Reading<'_>, id: i64) -> ApiResult<RecordP
     let p = find_scoped::<program::Entity, _>(reading.db(), &reading.ctx, c.program_id).await?;
     let mut page = page_of(
         reading,
-        format!("{} change request #{}", label_of(&c.classification), c.id),
+        format!(
+            "{} change request {}",
+            label_of(&c.classification),
+            c.reference()
+        ),
         c.title.clone(),
         &p,
     );

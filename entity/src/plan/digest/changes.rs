@@ -34,7 +34,7 @@ pub struct ChangeLine {
 /// The changes of one record (a gate's checklist and decisions count as its milestone).
 #[derive(Debug, Clone, Serialize)]
 pub struct RecordChanges {
-    /// "Deviation #41 “Filter integrity failure”".
+    /// "Deviation DEV-2026-0041 “Filter integrity failure”".
     pub record: String,
     /// The record's page, when it has one.
     #[serde(skip)]
@@ -59,6 +59,8 @@ struct Records {
     capas: BTreeMap<i64, String>,
     changes: BTreeMap<i64, String>,
     actions: BTreeMap<i64, String>,
+    /// The numbers people quote, by page record and id (deviations, CAPA, changes).
+    numbers: BTreeMap<(PageRecord, i64), String>,
     members: Vec<i64>,
     /// Gate checklist item and decision → its milestone.
     gate_items: BTreeMap<i64, i64>,
@@ -75,20 +77,35 @@ impl Records {
     ) -> Result<Records, DbErr> {
         let milestone_ids: Vec<i64> = milestones.iter().map(|m| m.id).collect();
         let titled = |rows: Vec<(i64, String)>| rows.into_iter().collect::<BTreeMap<_, _>>();
+        let changes: Vec<(i64, String, Option<String>)> = change_request::Entity::find()
+            .select_only()
+            .column(change_request::Column::Id)
+            .column(change_request::Column::Title)
+            .column(change_request::Column::RecordNumber)
+            .filter(change_request::Column::ProgramId.eq(prog.id))
+            .into_tuple()
+            .all(conn)
+            .await?;
+        let numbers = deviations
+            .iter()
+            .filter_map(|d| Some(((PageRecord::Deviation, d.id), d.record_number.clone()?)))
+            .chain(
+                capas
+                    .iter()
+                    .filter_map(|c| Some(((PageRecord::Capa, c.id), c.record_number.clone()?))),
+            )
+            .chain(
+                changes
+                    .iter()
+                    .filter_map(|(id, _, n)| Some(((PageRecord::ChangeRequest, *id), n.clone()?))),
+            )
+            .collect();
         Ok(Records {
             milestones: milestones.iter().map(|m| (m.id, m.name.clone())).collect(),
             deviations: deviations.iter().map(|d| (d.id, d.title.clone())).collect(),
             capas: capas.iter().map(|c| (c.id, c.title.clone())).collect(),
-            changes: titled(
-                change_request::Entity::find()
-                    .select_only()
-                    .column(change_request::Column::Id)
-                    .column(change_request::Column::Title)
-                    .filter(change_request::Column::ProgramId.eq(prog.id))
-                    .into_tuple()
-                    .all(conn)
-                    .await?,
-            ),
+            changes: changes.into_iter().map(|(id, t, _)| (id, t)).collect(),
+            numbers,
             actions: titled(
                 action_item::Entity::find()
                     .select_only()
@@ -180,9 +197,16 @@ impl Records {
     }
 
     fn name(&self, subject: &Subject, prog: &program::Model) -> String {
-        let titled = |kind: &str, id: i64, title: Option<&String>| match title {
-            Some(t) => format!("{kind} #{id} \u{201c}{t}\u{201d}"),
-            None => format!("{kind} #{id}"),
+        let titled = |kind: &str, id: i64, title: Option<&String>| {
+            let reference = match subject {
+                Subject::Page(record, _) => self.numbers.get(&(*record, id)).cloned(),
+                Subject::Team => None,
+            }
+            .unwrap_or_else(|| format!("#{id}"));
+            match title {
+                Some(t) => format!("{kind} {reference} \u{201c}{t}\u{201d}"),
+                None => format!("{kind} {reference}"),
+            }
         };
         match subject {
             Subject::Team => "The team".to_string(),

@@ -35,6 +35,8 @@ pub fn job_name(program_id: i64) -> String {
 #[derive(Debug, Clone, Serialize)]
 pub struct WeekDeviation {
     pub id: i64,
+    /// The number people quote (`DEV-2027-0041`), or `#id` until it has one.
+    pub reference: String,
     pub title: String,
     pub criticality: Criticality,
     pub status: DeviationStatus,
@@ -88,6 +90,8 @@ pub struct GateLine {
 #[derive(Debug, Clone, Serialize)]
 pub struct DeviationLine {
     pub id: i64,
+    /// The number people quote (`DEV-2027-0041`), or `#id` until it has one.
+    pub reference: String,
     pub title: String,
     pub criticality: Criticality,
     pub status: DeviationStatus,
@@ -189,6 +193,7 @@ pub async fn gather<C: ConnectionTrait>(
         .filter(|d| d.detected_at > since || d.created_at > since)
         .map(|d| WeekDeviation {
             id: d.id,
+            reference: d.reference(),
             title: d.title.clone(),
             criticality: d.criticality,
             status: d.status,
@@ -318,6 +323,7 @@ pub async fn gather<C: ConnectionTrait>(
             .take(MAX_LISTED)
             .map(|d| DeviationLine {
                 id: d.id,
+                reference: d.reference(),
                 title: d.title.clone(),
                 criticality: d.criticality,
                 status: d.status,
