@@ -371,6 +371,21 @@ impl Checks {
         }
     }
 
+    /// A link a person follows (evidence in a document system): an absolute `http(s)` URL.
+    pub fn optional_link(&mut self, field: &str, value: Option<&str>) {
+        let Some(value) = value else { return };
+        let ok = value.len() <= 2048
+            && url::Url::parse(value)
+                .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+        if !ok {
+            self.fail(
+                field,
+                "invalid_url",
+                "an absolute http or https URL of at most 2048 characters, e.g. https://dms.example.com/doc/WO-5512",
+            );
+        }
+    }
+
     pub fn optional_date(&mut self, field: &str, value: Option<chrono::NaiveDate>) {
         if let Some(v) = value {
             self.date(field, v);

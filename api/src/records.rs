@@ -45,6 +45,8 @@ pub async fn insert_action<C: ConnectionTrait>(
             snoozed_until: Set(None),
             snooze_reason: Set(None),
             completed_at: Set(None),
+            completion_evidence: Set(None),
+            completion_evidence_url: Set(None),
             created_at: Set(now),
             updated_at: Set(now),
             version: Set(1),

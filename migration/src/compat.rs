@@ -44,6 +44,7 @@ pub const MARKS: &[(&str, Compat)] = &[
     ("m20261205_000033_partner_network", Compat::ExpandOnly),
     ("m20261206_000034_cmo_merges", Compat::ExpandOnly),
     ("m20261207_000035_record_numbers", Compat::ExpandOnly),
+    ("m20261207_000036_action_evidence", Compat::ExpandOnly),
 ];
 
 /// The mark of `migration`: listed ones as listed; those up to the first marked release

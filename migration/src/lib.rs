@@ -41,6 +41,7 @@ mod m20261204_000032_audit_events_by_actor;
 mod m20261205_000033_partner_network;
 mod m20261206_000034_cmo_merges;
 mod m20261207_000035_record_numbers;
+mod m20261207_000036_action_evidence;
 
 pub struct Migrator;
 
@@ -83,6 +84,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000033_partner_network::Migration),
             Box::new(m20261206_000034_cmo_merges::Migration),
             Box::new(m20261207_000035_record_numbers::Migration),
+            Box::new(m20261207_000036_action_evidence::Migration),
         ]
     }
 }

@@ -210,12 +210,44 @@ async fn a_capa_closes_effective_and_takes_its_deviation_with_it(app: &TestApp) 
     step(json!({"event": "request_effectiveness_check", "effectiveness_due": due}))
         .await
         .expect_problem(409, "illegal_transition");
+    // A CAPA action is completed on evidence, a note or a link, which the item keeps.
+    let refused =
+        s.pm.post(
+            &format!("{a_path}/transitions"),
+            json!({"event": "complete"}),
+        )
+        .await
+        .expect_problem(422, "validation_failed");
+    assert!(
+        refused.body.to_string().contains("\"evidence\""),
+        "{}",
+        refused.body
+    );
     s.pm.post(
         &format!("{a_path}/transitions"),
-        json!({"event": "complete"}),
+        json!({"event": "complete", "evidence_url": "ftp://files/wo"}),
     )
     .await
-    .expect(200);
+    .expect_problem(422, "validation_failed");
+    let done =
+        s.pm.post(
+            &format!("{a_path}/transitions"),
+            json!({"event": "complete", "evidence": "Gaskets replaced",
+                   "evidence_url": "https://dms.example.com/wo/WO-5512"}),
+        )
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(
+        (
+            &done["completion_evidence"],
+            &done["completion_evidence_url"]
+        ),
+        (
+            &json!("Gaskets replaced"),
+            &json!("https://dms.example.com/wo/WO-5512")
+        )
+    );
     step(json!({"event": "request_effectiveness_check"}))
         .await
         .expect_problem(422, "validation_failed");

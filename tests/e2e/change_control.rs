@@ -95,7 +95,7 @@ async fn a_major_change_needs_quality_approval_and_finished_tasks(app: &TestApp)
         .expect_problem(409, "illegal_transition");
     s.pm.post(
         &format!("/api/v1/action-items/{}/transitions", task["id"]),
-        json!({"event": "complete"}),
+        json!({"event": "complete", "evidence": "Supplier B filter qualified, report QR-88"}),
     )
     .await
     .expect(200);

@@ -23,6 +23,7 @@ use utoipa::ToSchema;
     "description": null, "owner_user_id": 5, "due_date": "2027-04-22", "source": "gate_item", "source_id": 88,
     "status": "open", "snoozed_until": null, "snooze_reason": null, "overdue": false, "days_overdue": 0,
     "allowed_events": ["start", "complete", "cancel"], "completed_at": null,
+    "completion_evidence": null, "completion_evidence_url": null,
     "created_at": "2026-11-23T09:00:00Z", "updated_at": "2026-11-23T09:00:00Z", "version": 1
 }))]
 pub struct ActionItemView {
@@ -48,6 +49,10 @@ pub struct ActionItemView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub blocked_events: Option<Vec<crate::views::BlockedEvent>>,
     pub completed_at: Option<DateTime<Utc>>,
+    /// What shows it was done, given with `complete`.
+    pub completion_evidence: Option<String>,
+    /// A link to the evidence, given with `complete`.
+    pub completion_evidence_url: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i32,
@@ -76,6 +81,8 @@ pub fn action_item(a: &action_item::Model, today: NaiveDate) -> ActionItemView {
         blocked_events: None,
         allowed_events: action_item::allowed_events(a.status),
         completed_at: a.completed_at,
+        completion_evidence: a.completion_evidence.clone(),
+        completion_evidence_url: a.completion_evidence_url.clone(),
         created_at: a.created_at,
         updated_at: a.updated_at,
         version: a.version,

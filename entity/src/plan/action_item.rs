@@ -60,6 +60,10 @@ pub struct Model {
     pub snoozed_until: Option<Date>,
     pub snooze_reason: Option<String>,
     pub completed_at: Option<DateTimeUtc>,
+    /// What shows it was done, given at completion (see [`needs_evidence`]).
+    pub completion_evidence: Option<String>,
+    /// A link to the evidence (work order, report), given at completion.
+    pub completion_evidence_url: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub version: i32,
@@ -102,6 +106,18 @@ pub enum ActionTransitionError {
     },
     #[error("a reason is required for this event")]
     ReasonRequired,
+    #[error("an action of a CAPA, deviation or change is completed on evidence: a note or a link")]
+    EvidenceRequired,
+}
+
+/// A GMP record's action (of a CAPA, a deviation, a change) is completed on evidence: a
+/// note or a link saying what was done, which an inspector can follow. Other work may give
+/// it too.
+pub fn needs_evidence(source: ActionSource) -> bool {
+    matches!(
+        source,
+        ActionSource::Capa | ActionSource::Deviation | ActionSource::Change
+    )
 }
 
 pub fn transition(

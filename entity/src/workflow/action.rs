@@ -1,5 +1,5 @@
-//! What each action-item event does: completing stamps `completed_at`, anything else
-//! clears it (a reopened item is not done).
+//! What each action-item event does: completing stamps `completed_at` and keeps the
+//! evidence given, anything else clears both (a reopened item is not done).
 
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DbErr};
@@ -13,6 +13,24 @@ use crate::enums::Role;
 pub struct Step {
     pub event: ActionEvent,
     pub reason: Option<String>,
+    /// `complete`: what shows it was done (a note), and a link to it.
+    pub evidence: Option<String>,
+    pub evidence_url: Option<String>,
+}
+
+impl Step {
+    pub fn new(event: ActionEvent, reason: Option<String>) -> Self {
+        Step {
+            event,
+            reason,
+            evidence: None,
+            evidence_url: None,
+        }
+    }
+
+    fn has_evidence(&self) -> bool {
+        self.evidence.is_some() || self.evidence_url.is_some()
+    }
 }
 
 /// How the caller reads each refusal of the machine.
@@ -20,6 +38,7 @@ impl Refusal for ActionTransitionError {
     fn kind(&self) -> RefusalKind {
         match self {
             Self::ReasonRequired => RefusalKind::MissingField("reason"),
+            Self::EvidenceRequired => RefusalKind::MissingField("evidence"),
             Self::NotAllowed { .. } => RefusalKind::Illegal,
         }
     }
@@ -51,6 +70,8 @@ impl Workflow for Step {
         Step {
             event,
             reason: Some(String::new()),
+            evidence: Some(String::new()),
+            evidence_url: None,
         }
     }
     fn reason(&self) -> Option<String> {
@@ -70,7 +91,14 @@ impl Workflow for Step {
         m: &action_item::Model,
         _: &(),
     ) -> Result<ActionStatus, ActionTransitionError> {
-        action_item::transition(m.status, self.event, self.reason.is_some())
+        let next = action_item::transition(m.status, self.event, self.reason.is_some())?;
+        if self.event == ActionEvent::Complete
+            && action_item::needs_evidence(m.source)
+            && !self.has_evidence()
+        {
+            return Err(ActionTransitionError::EvidenceRequired);
+        }
+        Ok(next)
     }
 
     fn apply(
@@ -81,7 +109,10 @@ impl Workflow for Step {
         now: DateTime<Utc>,
     ) {
         m.status = next;
-        m.completed_at = (next == ActionStatus::Done).then_some(now);
+        let done = next == ActionStatus::Done;
+        m.completed_at = done.then_some(now);
+        m.completion_evidence = self.evidence.clone().filter(|_| done);
+        m.completion_evidence_url = self.evidence_url.clone().filter(|_| done);
     }
 }
 
@@ -107,18 +138,69 @@ mod tests {
             snoozed_until: None,
             snooze_reason: None,
             completed_at: None,
+            completion_evidence: None,
+            completion_evidence_url: None,
             created_at: at,
             updated_at: at,
             version: 1,
             overdue_event_for: None,
         };
         let step = |event| Step {
-            event,
-            reason: Some("r".into()),
+            evidence: Some("WO-5512 closed".into()),
+            ..Step::new(event, Some("r".into()))
         };
         step(ActionEvent::Complete).apply(&mut a, ActionStatus::Done, &(), at);
         assert_eq!(a.completed_at, Some(at));
+        assert_eq!(a.completion_evidence.as_deref(), Some("WO-5512 closed"));
         step(ActionEvent::Reopen).apply(&mut a, ActionStatus::Open, &(), at);
-        assert_eq!(a.completed_at, None);
+        assert_eq!((a.completed_at, a.completion_evidence), (None, None));
+    }
+
+    #[test]
+    fn gmp_actions_are_completed_on_evidence_other_work_need_not_be() {
+        let at = DateTime::from_timestamp(1_795_000_000, 0).unwrap_or_default();
+        let item = |source| action_item::Model {
+            id: 1,
+            program_id: 1,
+            title: "t".into(),
+            description: None,
+            owner_user_id: 1,
+            due_date: NaiveDate::from_ymd_opt(2026, 12, 1).unwrap_or_default(),
+            source,
+            source_id: Some(1),
+            status: ActionStatus::InProgress,
+            snoozed_until: None,
+            snooze_reason: None,
+            completed_at: None,
+            completion_evidence: None,
+            completion_evidence_url: None,
+            created_at: at,
+            updated_at: at,
+            version: 1,
+            overdue_event_for: None,
+        };
+        let bare = Step::new(ActionEvent::Complete, None);
+        let linked = Step {
+            evidence_url: Some("https://dms.example/WO-5512".into()),
+            ..Step::new(ActionEvent::Complete, None)
+        };
+        for source in [
+            ActionSource::Capa,
+            ActionSource::Deviation,
+            ActionSource::Change,
+        ] {
+            assert_eq!(
+                bare.decide(&item(source), &()),
+                Err(ActionTransitionError::EvidenceRequired)
+            );
+            assert_eq!(linked.decide(&item(source), &()), Ok(ActionStatus::Done));
+        }
+        for source in [
+            ActionSource::GateItem,
+            ActionSource::Meeting,
+            ActionSource::Other,
+        ] {
+            assert_eq!(bare.decide(&item(source), &()), Ok(ActionStatus::Done));
+        }
     }
 }

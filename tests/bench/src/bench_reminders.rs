@@ -66,6 +66,8 @@ async fn seed(
                     snoozed_until: Set(None),
                     snooze_reason: Set(None),
                     completed_at: Set(None),
+                    completion_evidence: Set(None),
+                    completion_evidence_url: Set(None),
                     created_at: Set(now),
                     updated_at: Set(now),
                     version: Set(1),

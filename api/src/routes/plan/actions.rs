@@ -373,12 +373,24 @@ pub async fn update_action_item(
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"event": "complete", "version": 2}))]
+#[schema(example = json!({"event": "complete", "evidence": "Gaskets replaced, work order closed",
+    "evidence_url": "https://dms.example.com/wo/WO-5512", "version": 2}))]
 pub struct ActionTransition {
     pub event: ActionEvent,
     /// Required for `cancel` and `reopen`.
-    #[schema(max_length = 500)]
+    #[schema(min_length = 1, max_length = 500)]
     pub reason: Option<String>,
+    /// `complete`: what shows the work was done. An action of a CAPA, a deviation or a
+    /// change is completed on evidence: this note, `evidence_url`, or both (422 otherwise).
+    #[schema(min_length = 1, max_length = 2000)]
+    pub evidence: Option<String>,
+    /// `complete`: a link to the evidence (work order, report), an absolute http(s) URL.
+    #[schema(
+        format = "uri",
+        max_length = 2048,
+        example = "https://dms.example.com/wo/WO-5512"
+    )]
+    pub evidence_url: Option<String>,
     /// The version the caller saw (optional).
     pub version: Option<i32>,
 }
@@ -386,6 +398,17 @@ pub struct ActionTransition {
 impl Validate for ActionTransition {
     fn validate(&self, c: &mut Checks) {
         c.optional_text("reason", self.reason.as_deref(), 1, 500);
+        c.optional_text("evidence", self.evidence.as_deref(), 1, 2000);
+        c.optional_link("evidence_url", self.evidence_url.as_deref());
+        if (self.evidence.is_some() || self.evidence_url.is_some())
+            && self.event != ActionEvent::Complete
+        {
+            c.fail(
+                "evidence",
+                "not_applicable",
+                "evidence is given with the complete event only",
+            );
+        }
     }
 }
 
@@ -411,8 +434,9 @@ pub async fn transition_action_item(
 ) -> ApiResult<HttpResponse> {
     let b = body.into_inner();
     let step = action_flow::Step {
-        event: b.event,
-        reason: b.reason,
+        evidence: b.evidence.map(|e| e.trim().to_string()),
+        evidence_url: b.evidence_url,
+        ..action_flow::Step::new(b.event, b.reason)
     };
     run_step(&state, &ctx, &req, id.into_inner(), step, None, b.version).await
 }

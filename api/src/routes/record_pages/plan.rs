@@ -229,5 +229,12 @@ pub async fn action_item(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage
     if let Some(at) = a.completed_at {
         page.facts.push(Fact::new("Completed", reading.time(at)));
     }
+    if let Some(note) = &a.completion_evidence {
+        page.facts.push(Fact::new("Evidence", note.clone()));
+    }
+    if let Some(url) = &a.completion_evidence_url {
+        page.facts
+            .push(Fact::linked("Evidence link", url.clone(), url.clone()));
+    }
     Ok(page)
 }
