@@ -39,8 +39,10 @@ RFC 9457 `application/problem+json` with a stable `code`. Another organization's
         (name = "signatures", description = "Electronic signatures (21 CFR Part 11 style)"),
         (name = "integrations", description = "For other tools: the domain event feed (`GET /events`), webhooks and the calendar feed. \
 A webhook delivery is a `POST` of one event (the `EventView` schema, exactly as in the feed) with `Content-Type: application/json` and the headers \
-`X-Cmo-Event-Id` (the event's cursor: the same on every retry, deduplicate on it), `X-Cmo-Event-Type`, `X-Cmo-Delivery-Id`, \
-`X-Cmo-Timestamp` (Unix seconds) and `X-Cmo-Signature: sha256=<hex HMAC-SHA256 of \"{X-Cmo-Timestamp}.{raw body}\" keyed with the subscription secret>`. \
+of the Standard Webhooks specification (verify with its published libraries): `webhook-id` (the event's cursor: the same on every retry, deduplicate on it), \
+`webhook-timestamp` (Unix seconds) and `webhook-signature: v1,<base64 HMAC-SHA256 of \"{webhook-id}.{webhook-timestamp}.{raw body}\" keyed with the base64-decoded secret after whsec_>`; \
+also `X-Cmo-Event-Type` and `X-Cmo-Delivery-Id`, and, deprecated until the next release, `X-Cmo-Event-Id`, `X-Cmo-Timestamp` and \
+`X-Cmo-Signature: sha256=<hex HMAC-SHA256 of \"{X-Cmo-Timestamp}.{raw body}\" keyed with the whole secret>`. \
 Answer 2xx within the timeout (10 s) to acknowledge. 5xx, 408, 429 (`Retry-After` honoured up to 1 h) and no answer are retried \
 after 30 s, 2 min, 8 min, … up to 6 h apart (10 attempts); other 4xx and redirects fail the delivery; 410 Gone disables the subscription, \
 as do 20 failed attempts in a row (the organization's admins are emailed). Deliveries are at least once and not ordered: order by the cursor."),

@@ -520,13 +520,9 @@ pub async fn emit_to<C: ConnectionTrait>(
 }
 
 // A domain event on the wire: the same shape in the feed (`GET /events`) and in webhook
-// bodies, which are defined to be identical.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"cursor": 1042, "type": "deviation.reported", "program_id": 3,
-    "resource_type": "deviation", "resource_id": "41",
-    "payload": {"deviation_id": 41, "title": "Bioburden excursion", "criticality": "critical", "category": "equipment",
-        "detected_at": "2026-11-28T01:55:00Z"},
-    "occurred_at": "2026-11-28T02:00:00Z"}))]
+// bodies, which are defined to be identical. Its schema (one per event type, with a
+// discriminator) is written in `event_schema`.
+#[derive(Debug, Serialize)]
 pub struct EventView {
     /// Increases in commit order; pass the last one you saw as `after`. Webhooks send it
     /// as `X-Cmo-Event-Id`.

@@ -2,6 +2,7 @@
 //! wake-ups.
 
 pub mod domain_event;
+mod event_schema;
 pub mod notification;
 pub mod outbox;
 pub mod receiver_address;

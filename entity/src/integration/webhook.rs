@@ -203,8 +203,50 @@ pub async fn fan_out<C: ConnectionTrait>(
     Ok(queued)
 }
 
-/// `X-Cmo-Signature`: `sha256=` and the hex HMAC-SHA256, keyed with the subscription's
-/// secret, of `"{timestamp}.{body}"` (`timestamp` = `X-Cmo-Timestamp`, Unix seconds).
+/// A new subscription's secret in the Standard Webhooks form: `whsec_` and the base64 of 32
+/// random bytes, the key the reference libraries take as is.
+pub fn new_secret() -> String {
+    use base64::Engine;
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 32]>())
+    )
+}
+
+/// `webhook-signature` of the Standard Webhooks specification
+/// (<https://www.standardwebhooks.com/>): `v1,` and the base64 HMAC-SHA256 of
+/// `"{webhook-id}.{webhook-timestamp}.{body}"`, keyed with the base64-decoded part of the
+/// secret after `whsec_`. Secrets issued before this form (`whsec_` and 64 hex digits) decode
+/// too (hex digits are base64 characters), so they work unchanged with the published
+/// verifiers.
+pub fn standard_signature(secret: &str, webhook_id: &str, timestamp: i64, body: &[u8]) -> String {
+    use base64::Engine;
+    use hmac::{Hmac, KeyInit, Mac};
+    let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
+    // Every secret this installation issued decodes; raw bytes would be what a verifier
+    // given a non-base64 secret fails on anyway.
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .unwrap_or_else(|_| encoded.as_bytes().to_vec());
+    let mut mac = match <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&key) {
+        Ok(m) => m,
+        // HMAC takes keys of any length; this arm cannot be reached.
+        Err(_) => return String::new(),
+    };
+    mac.update(webhook_id.as_bytes());
+    mac.update(b".");
+    mac.update(timestamp.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    )
+}
+
+/// `X-Cmo-Signature` (deprecated for `webhook-signature`, sent for one more release):
+/// `sha256=` and the hex HMAC-SHA256, keyed with the subscription's whole secret string,
+/// of `"{timestamp}.{body}"` (`timestamp` = `X-Cmo-Timestamp`, Unix seconds).
 pub fn signature(secret: &str, timestamp: i64, body: &[u8]) -> String {
     use hmac::{Hmac, KeyInit, Mac};
     let mut mac = match <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()) {
@@ -343,6 +385,29 @@ mod tests {
         assert_eq!(p.verdict(&status(410), 1, 0.0), Verdict::Gone);
         // The last attempt's failure is final.
         assert_eq!(p.verdict(&status(500), 10, 0.0), Verdict::Failed);
+    }
+
+    #[test]
+    fn standard_signatures_match_the_specification_and_old_secrets_still_verify() {
+        // The specification's own example (the reference libraries' test vector).
+        assert_eq!(
+            standard_signature(
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                "msg_p5jXN8AQM9LWM0D4loKWxJek",
+                1614265330,
+                br#"{"test": 2432232314}"#
+            ),
+            "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+        );
+        // A secret of the previous form (whsec_ and 64 hex digits), as the Python reference
+        // library signs with it.
+        let old = format!("whsec_{}", "ab".repeat(32));
+        assert_eq!(
+            standard_signature(&old, "1042", 1700000000, b"{}"),
+            "v1,SrYsZ5kiLWUdf2s2IBqglz6FmS9IClwHCDN3ZTvw+Ao="
+        );
+        let new = new_secret();
+        assert!(new.starts_with("whsec_") && new.len() == 6 + 44, "{new}");
     }
 
     #[test]

@@ -220,7 +220,17 @@ async fn post(
     // Wall-clock time, not the injected domain clock: receivers compare it with their
     // own clocks to refuse stale replays.
     let timestamp = Utc::now().timestamp();
+    // The message id is the event's cursor: the same on every retry and redelivery.
+    let webhook_id = event.cursor.to_string();
     let mut headers = vec![
+        // Standard Webhooks: receivers verify with the published libraries.
+        (
+            "webhook-signature",
+            webhook::standard_signature(&sub.secret, &webhook_id, timestamp, &body),
+        ),
+        ("webhook-id", webhook_id),
+        ("webhook-timestamp", timestamp.to_string()),
+        // Deprecated, sent for one more release (README: Webhooks).
         ("X-Cmo-Event-Id", event.cursor.to_string()),
         ("X-Cmo-Event-Type", event.event_type.clone()),
         ("X-Cmo-Delivery-Id", d.id.to_string()),

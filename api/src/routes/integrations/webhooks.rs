@@ -129,7 +129,7 @@ pub async fn create_webhook(
     let b = body.into_inner();
     check_receiver(&state, &b.url)?;
     let now = state.clock.now();
-    let secret = format!("whsec_{}", hex::encode(rand::random::<[u8; 32]>()));
+    let secret = webhook::new_secret();
     let txn = WriteTxn::begin(&state, &ctx).await?;
     let mut types = b.event_types;
     types.sort();

@@ -139,6 +139,7 @@ async fn name(conn: &impl ConnectionTrait, org_id: i64) -> ApiResult<String> {
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct AnswerQuery {
     /// `accept` (default) or `decline`.
+    #[param(inline)]
     pub event: Option<Answer>,
 }
 

@@ -31,6 +31,7 @@ pub enum TrailFormat {
 #[into_params(parameter_in = Query)]
 pub struct TrailQuery {
     /// `json` (default) or `csv`.
+    #[param(inline)]
     pub format: Option<TrailFormat>,
 }
 
