@@ -20,6 +20,40 @@ async fn the_calendar_lists_gates_and_due_dates_and_parses(app: &TestApp) {
     )
     .await
     .expect(201);
+    // A milestone done last week: marked done, on the day it ended.
+    let today = app.today_in("Europe/Zurich");
+    let done =
+        s.pm.post(
+            &format!("/api/v1/programs/{}/milestones", s.program_id),
+            json!({"name": "Feasibility batch", "phase": "Tech transfer",
+                   "baseline_start": today - chrono::TimeDelta::days(20),
+                   "baseline_end": today - chrono::TimeDelta::days(10)}),
+        )
+        .await
+        .expect(201)
+        .body["id"]
+            .as_i64()
+            .unwrap();
+    let steps = format!("/api/v1/milestones/{done}/transitions");
+    s.pm.post(&steps, json!({"event": "start", "on": today - chrono::TimeDelta::days(18), "reason": "entered late"}))
+        .await
+        .expect(200);
+    s.pm.post(&steps, json!({"event": "submit_for_gate"}))
+        .await
+        .expect(200);
+    let (_, qa) = crate::user_with_token(
+        app,
+        "qa@acme.test",
+        "quality",
+        Some(crate::plan::QA_PASSWORD),
+    )
+    .await;
+    crate::plan::decide(&app.client(&qa), done, "go")
+        .await
+        .expect(201);
+    s.pm.post(&steps, json!({"event": "complete", "on": today - chrono::TimeDelta::days(7), "reason": "entered late"}))
+        .await
+        .expect(200);
     let due = (app.now() + chrono::TimeDelta::days(10)).date_naive();
     s.pm.post(
         &format!("/api/v1/programs/{}/action-items", s.program_id),
@@ -48,8 +82,8 @@ async fn the_calendar_lists_gates_and_due_dates_and_parses(app: &TestApp) {
     let events = &parsed[0].events;
     assert_eq!(
         events.len(),
-        13,
-        "12 milestones of the standard plan and one action item"
+        14,
+        "12 milestones of the standard plan, the done one and one action item"
     );
     let prop = |e: &ical::parser::ical::component::IcalEvent, name: &str| {
         e.properties
@@ -73,6 +107,22 @@ async fn the_calendar_lists_gates_and_due_dates_and_parses(app: &TestApp) {
         .find(|e| prop(e, "UID").starts_with("milestone-"))
         .unwrap();
     assert!(prop(gate, "SUMMARY").starts_with("Gate: "));
+    let finished = events
+        .iter()
+        .find(|e| prop(e, "UID").starts_with(&format!("milestone-{done}@")))
+        .expect("the done milestone");
+    assert!(
+        prop(finished, "SUMMARY").starts_with("\u{2713} Done: Feasibility batch"),
+        "{}",
+        prop(finished, "SUMMARY")
+    );
+    assert_eq!(
+        prop(finished, "DTSTART"),
+        (today - chrono::TimeDelta::days(7))
+            .format("%Y%m%d")
+            .to_string(),
+        "on the day it ended"
+    );
     // Every gate sits on its milestone's forecast end: the date a calendar user needs.
     let milestones =
         s.pm.get(&format!("/api/v1/programs/{}/milestones", s.program_id))
@@ -91,6 +141,9 @@ async fn the_calendar_lists_gates_and_due_dates_and_parses(app: &TestApp) {
             .next()
             .and_then(|d| d.parse().ok())
             .unwrap_or_else(|| panic!("UID {}", prop(e, "UID")));
+        if id == done {
+            continue;
+        }
         let m = milestones
             .iter()
             .find(|m| m["id"] == id)
@@ -102,7 +155,7 @@ async fn the_calendar_lists_gates_and_due_dates_and_parses(app: &TestApp) {
     assert_eq!(gates, 12, "one gate per milestone of the plan");
     // Stable UIDs: the same feed again has the same UIDs.
     let again = anon.get(path).await.expect(200);
-    assert_eq!(again.text.matches("UID:").count(), 13);
+    assert_eq!(again.text.matches("UID:").count(), 14);
     for e in events {
         assert!(again.text.contains(&format!("UID:{}", prop(e, "UID"))));
     }

@@ -206,6 +206,11 @@ async fn pages_climb_the_call_tree_until_someone_acknowledges_by_link(app: &Test
     let anon = app.anonymous();
     let confirm = anon.get(&link).await.expect(200);
     assert!(confirm.text.contains("<form method=\"post\""));
+    assert!(
+        confirm.text.contains("<textarea id=\"note\" name=\"note\""),
+        "{}",
+        confirm.text
+    );
     assert_eq!(
         escalation::Entity::find_by_id(e.id)
             .one(&app.db)
@@ -221,12 +226,30 @@ async fn pages_climb_the_call_tree_until_someone_acknowledges_by_link(app: &Test
         .send_raw(anon.request(awc::http::Method::POST, &forged), "")
         .await;
     assert_eq!(refused.status, 400);
-    // … the button acknowledges, once; the same link again is idempotent.
+    // … the button acknowledges, with a note for everyone paged, once; the same link
+    // again is idempotent.
     let done = anon
-        .send_raw(anon.request(awc::http::Method::POST, &link), "")
+        .send_raw(
+            anon.request(awc::http::Method::POST, &link)
+                .insert_header(("Content-Type", "application/x-www-form-urlencoded")),
+            "note=On+my+way%2C+on+site+in+20+minutes",
+        )
         .await
         .expect(200);
     assert!(done.text.contains("Acknowledged"), "{}", done.text);
+    assert!(
+        done.text.contains("On my way, on site in 20 minutes"),
+        "{}",
+        done.text
+    );
+    // Opened again, the link says what happened, and offers no button any more.
+    let reopened = anon.get(&link).await.expect(200);
+    assert!(
+        reopened.text.contains("Already acknowledged by you"),
+        "{}",
+        reopened.text
+    );
+    assert!(!reopened.text.contains("<form"), "{}", reopened.text);
     let again = anon
         .send_raw(anon.request(awc::http::Method::POST, &link), "")
         .await
@@ -239,8 +262,11 @@ async fn pages_climb_the_call_tree_until_someone_acknowledges_by_link(app: &Test
         .unwrap();
     assert_eq!(acked.status, EscalationStatus::Acknowledged);
     assert_eq!(acked.ack_channel.as_deref(), Some("email"));
-    // QA's tier-1 link now changes nothing: someone else took it.
+    // QA's tier-1 link now changes nothing: someone else took it, as its page says.
     let qa_link = ack_link(&sink, "qa@acme.test", 1);
+    let taken = anon.get(&qa_link).await.expect(200);
+    assert!(taken.text.contains("Someone is on it"), "{}", taken.text);
+    assert!(!taken.text.contains("<form"), "{}", taken.text);
     let late = anon
         .send_raw(anon.request(awc::http::Method::POST, &qa_link), "")
         .await;
@@ -262,6 +288,18 @@ async fn pages_climb_the_call_tree_until_someone_acknowledges_by_link(app: &Test
         .collect();
     to.sort();
     assert_eq!(to, ["lead@acme.test", "qa@acme.test"]);
+    assert!(
+        sink.wait_for(5).await.iter().any(|r| {
+            r.parsed()
+                .subject()
+                .unwrap_or_default()
+                .contains("Acknowledged by lead")
+                && r.parsed()
+                    .body_text(0)
+                    .is_some_and(|t| t.contains("Note: On my way, on site in 20 minutes"))
+        }),
+        "the note reaches everyone paged"
+    );
     // No more pages while acknowledged.
     let quiet = escalation_pass(
         &app.job_context("w1"),

@@ -273,7 +273,7 @@ pub fn page_with_link(
 pub struct Field {
     pub name: &'static str,
     pub label: &'static str,
-    /// `email`, `password`, `text` or `hidden`.
+    /// `email`, `password`, `text`, `textarea` (up to 500 characters), `checkbox` or `hidden`.
     pub kind: &'static str,
     pub value: String,
     pub autocomplete: &'static str,

@@ -144,7 +144,9 @@ pub async fn open_escalation(
 pub struct ListEscalations {
     pub program_id: Option<i64>,
     pub status: Option<EscalationStatus>,
+    #[param(minimum = 1, maximum = 200, example = 50)]
     pub limit: Option<u64>,
+    #[param(minimum = 0, maximum = 1000000, example = 0)]
     pub offset: Option<u64>,
 }
 

@@ -26,8 +26,10 @@ pub struct AuditFilter {
     pub actor_user_id: Option<i64>,
     pub action: Option<String>,
     /// Page size, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200, example = 50)]
     pub limit: Option<u64>,
     /// Items to skip (default 0).
+    #[param(minimum = 0, maximum = 1000000, example = 0)]
     pub offset: Option<u64>,
 }
 

@@ -250,14 +250,29 @@ pub async fn calendar_feed(
     for m in &milestones {
         let program = programs.get(&m.program_id).cloned().unwrap_or_default();
         let day = m.actual_end.unwrap_or(m.forecast_end);
+        // What is behind and what is ahead read apart at a glance in a calendar.
+        let (summary, state) = match (m.status, m.actual_end) {
+            (MilestoneStatus::Completed, Some(done)) => (
+                format!("\u{2713} Done: {} ({program})", m.name),
+                format!("completed {done}"),
+            ),
+            (MilestoneStatus::GateReview, _) => (
+                format!("Gate review: {} ({program})", m.name),
+                "waiting for its gate decision".to_string(),
+            ),
+            _ => (
+                format!("Gate: {} ({program})", m.name),
+                format!("forecast end {}", m.forecast_end),
+            ),
+        };
         body.push_str(&all_day_event(
             &format!("milestone-{}@{host}", m.id),
             m.updated_at,
             day,
-            &format!("Gate: {} ({program})", m.name),
+            &summary,
             &format!(
-                "Milestone {} of {program}; baseline end {}, forecast end {}. {base}/milestones/{}",
-                m.name, m.baseline_end, m.forecast_end, m.id
+                "Milestone {} of {program}: {state}; baseline end {}. {base}/milestones/{}",
+                m.name, m.baseline_end, m.id
             ),
         ));
     }

@@ -22,6 +22,7 @@ pub struct EventQuery {
     #[param(example = "deviation.reported,escalation.opened")]
     pub types: Option<String>,
     /// 1 to 500 (default 100).
+    #[param(minimum = 1, maximum = 500, example = 100)]
     pub limit: Option<u64>,
 }
 

@@ -23,6 +23,62 @@ pub struct AckLinkQuery {
     pub token: Option<String>,
 }
 
+/// What the acknowledgement page's form sends.
+#[derive(Debug, Default, Deserialize)]
+pub struct AckForm {
+    /// A note for everyone paged ("on my way, 20 minutes"), up to 500 characters.
+    pub note: Option<String>,
+}
+
+/// Where the escalation stands for the person holding the link, when there is nothing
+/// left for them to do (no button then): acknowledged by them or by someone else, or over.
+async fn settled(
+    state: &AppState,
+    e: &escalation::Model,
+    u: &user::Model,
+) -> Option<(String, String)> {
+    let when = |at: Option<DateTime<Utc>>| {
+        at.map(|t| format!("{} UTC", t.format("%Y-%m-%d %H:%M")))
+            .unwrap_or_default()
+    };
+    match e.status {
+        EscalationStatus::Acknowledged if e.acknowledged_by_user_id == Some(u.id) => Some((
+            "Already acknowledged by you".to_string(),
+            format!(
+                "You acknowledged this escalation at {}. Everyone paged was told you are handling it.",
+                when(e.acknowledged_at)
+            ),
+        )),
+        EscalationStatus::Acknowledged => {
+            let by = match e.acknowledged_by_user_id {
+                Some(id) => user::Entity::find_by_id(id)
+                    .one(&state.db)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|u| u.display_name),
+                None => None,
+            };
+            Some((
+                "Someone is on it".to_string(),
+                format!(
+                    "{} acknowledged this escalation at {}; no further tiers are paged. Nothing for you to do here.",
+                    by.unwrap_or_else(|| "A colleague".to_string()),
+                    when(e.acknowledged_at)
+                ),
+            ))
+        }
+        EscalationStatus::Resolved => Some((
+            "Resolved".to_string(),
+            format!(
+                "This escalation was resolved at {}. Nothing for you to do here.",
+                when(e.resolved_at)
+            ),
+        )),
+        EscalationStatus::Open | EscalationStatus::Exhausted => None,
+    }
+}
+
 fn token_hash(token: &str) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(token.as_bytes()))
@@ -96,7 +152,7 @@ async fn link_target(
     security(()),
     params(AckLinkQuery),
     responses(
-        (status = 200, description = "Confirmation page with an Acknowledge button (POST to the same link)", body = String, content_type = "text/html"),
+        (status = 200, description = "Confirmation page with a note field and an Acknowledge button (POST to the same link); when the escalation is already acknowledged or resolved, a page saying so by whom and when, without a button", body = String, content_type = "text/html"),
         (status = 400, description = "Forged, altered or expired link: nothing changes", body = String, content_type = "text/html"),
         (status = 404, description = "The escalation or the account no longer exists", body = String, content_type = "text/html"),
         (status = 503, description = "The database is busy: try again", body = String, content_type = "text/html")
@@ -111,6 +167,10 @@ pub async fn ack_link_page(
         Ok(t) => t,
         Err(page) => return page,
     };
+    // A link already used, or an escalation someone took or closed: say so, no button.
+    if let Some((title, message)) = settled(&state, &e, &u).await {
+        return html(StatusCode::OK, pages::page(&title, &message, None));
+    }
     let action = format!(
         "{}/api/v1/escalations/ack?token={}",
         state.public_base_url.trim_end_matches('/'),
@@ -118,15 +178,27 @@ pub async fn ack_link_page(
     );
     html(
         StatusCode::OK,
-        pages::page(
-            &format!("Acknowledge: {}", e.title),
-            &format!(
+        mail::form_page(&mail::FormPage {
+            title: format!("Acknowledge: {}", e.title),
+            intro: Some(format!(
                 "{}, acknowledging tells everyone paged that you are handling it and stops paging the next tiers. Status now: {}.",
                 u.display_name,
                 wire_name(&e.status)
-            ),
-            Some((&action, "Acknowledge")),
-        ),
+            )),
+            error: None,
+            action,
+            fields: vec![mail::Field {
+                name: "note",
+                label: "A note for everyone paged (optional)",
+                kind: "textarea",
+                value: String::new(),
+                autocomplete: "off",
+                required: false,
+                minlength: None,
+            }],
+            button: "Acknowledge",
+            links: Vec::new(),
+        }),
     )
 }
 
@@ -137,6 +209,7 @@ pub async fn ack_link_page(
     tag = "escalations",
     security(()),
     params(AckLinkQuery),
+    request_body(content = String, content_type = "application/x-www-form-urlencoded", description = "`note` (optional, up to 500 characters): told to everyone paged with the acknowledgement"),
     responses(
         (status = 200, description = "Acknowledged (now, or before by you)", body = String, content_type = "text/html"),
         (status = 400, description = "Forged, altered or expired link: nothing changes", body = String, content_type = "text/html"),
@@ -146,20 +219,34 @@ pub async fn ack_link_page(
     )
 )]
 #[post("/escalations/ack")]
-pub async fn ack_link(state: web::Data<AppState>, query: web::Query<AckLinkQuery>) -> HttpResponse {
+pub async fn ack_link(
+    state: web::Data<AppState>,
+    query: web::Query<AckLinkQuery>,
+    form: Option<web::Form<AckForm>>,
+) -> HttpResponse {
     let (e, u) = match link_target(&state, query.token.as_deref()).await {
         Ok(t) => t,
         Err(page) => return page,
     };
+    // A note past 500 characters is cut (the form says so), never refused: the
+    // acknowledgement is what matters at 2 a.m.
+    let note = form
+        .and_then(|f| f.into_inner().note)
+        .map(|n| n.trim().chars().take(500).collect::<String>())
+        .filter(|n| !n.is_empty());
     let hash = token_hash(query.token.as_deref().unwrap_or_default());
-    match ack_through_link(&state, e.id, &u, &hash).await {
+    match ack_through_link(&state, e.id, &u, &hash, note.as_deref()).await {
         Ok(LinkOutcome::Acknowledged) => html(
             StatusCode::OK,
             pages::page(
                 "Acknowledged",
                 &format!(
-                    "Thank you, {}. Everyone paged has been told you are handling \u{201c}{}\u{201d}; no further tiers will be paged.",
-                    u.display_name, e.title
+                    "Thank you, {}. Everyone paged has been told you are handling \u{201c}{}\u{201d}{}; no further tiers will be paged.",
+                    u.display_name,
+                    e.title,
+                    note.as_deref()
+                        .map(|n| format!(", with your note \u{201c}{n}\u{201d}"))
+                        .unwrap_or_default()
                 ),
                 None,
             ),
@@ -197,6 +284,7 @@ async fn ack_through_link(
     escalation_id: i64,
     u: &user::Model,
     hash: &str,
+    note: Option<&str>,
 ) -> ApiResult<LinkOutcome> {
     let now = state.clock.now();
     let txn = entity::db::begin_write(&state.db).await?;
@@ -226,7 +314,7 @@ async fn ack_through_link(
         &e,
         u,
         "email",
-        None,
+        note,
         None,
         &state.chain_keys,
         &state.public_base_url,

@@ -39,7 +39,9 @@ pub struct CmoFilters {
     /// At least this batch size.
     pub min_batch_liters: Option<i64>,
     pub status: Option<QualificationStatus>,
+    #[param(minimum = 1, maximum = 200, example = 50)]
     pub limit: Option<u64>,
+    #[param(minimum = 0, maximum = 1000000, example = 0)]
     pub offset: Option<u64>,
 }
 

@@ -290,8 +290,10 @@ pub struct MergeFilter {
     /// Only merges in this state, e.g. `proposed` for those waiting for an answer.
     pub status: Option<MergeStatus>,
     /// Page size, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200, example = 50)]
     pub limit: Option<u64>,
     /// Items to skip (default 0).
+    #[param(minimum = 0, maximum = 1000000, example = 0)]
     pub offset: Option<u64>,
 }
 

@@ -168,8 +168,10 @@ pub struct CapaFilter {
     /// Only CAPAs whose effectiveness check is overdue (still in check, due date passed).
     pub effectiveness_overdue: Option<bool>,
     /// Page size, 1–200 (default 50).
+    #[param(minimum = 1, maximum = 200, example = 50)]
     pub limit: Option<u64>,
     /// Items to skip (default 0).
+    #[param(minimum = 0, maximum = 1000000, example = 0)]
     pub offset: Option<u64>,
 }
 
