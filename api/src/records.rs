@@ -231,3 +231,17 @@ pub async fn check_owner<C: ConnectionTrait>(
     }
     Ok(())
 }
+
+/// A list's `number=` filter as stored (upper case, trimmed), or 422 when it cannot be one
+/// (more than 24 characters, as the schema says).
+pub fn record_number_filter(number: Option<&str>) -> ApiResult<Option<String>> {
+    match number.map(str::trim) {
+        None => Ok(None),
+        Some(n) if n.chars().count() > 24 => Err(crate::error::ApiError::invalid(
+            "number",
+            "too_long",
+            "a record number has at most 24 characters, e.g. DEV-2026-0001",
+        )),
+        Some(n) => Ok(Some(n.to_uppercase())),
+    }
+}

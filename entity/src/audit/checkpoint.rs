@@ -67,7 +67,8 @@ pub fn statement(
 #[schema(example = json!({"org_id": 1, "seq": 42,
     "head_hash": "4e7a1c0b9f3d2e8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a",
     "at": "2026-12-01T00:30:00.000000Z", "key_id": "3f9a0c1d2b4e5f60",
-    "public_key": "8f2c…(64 hex digits)", "signature": "5d1e…(128 hex digits)"}))]
+    "public_key": "8f2c9e4d1a0b3c5e7f6a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e",
+    "signature": "5d1e0c9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0abc"}))]
 pub struct KeptCheckpoint {
     pub org_id: i64,
     pub seq: i64,
@@ -76,8 +77,10 @@ pub struct KeptCheckpoint {
     pub at: DateTime<Utc>,
     pub key_id: String,
     /// Ed25519 public key, 64 hex digits.
+    #[schema(pattern = "^[0-9a-f]{64}$")]
     pub public_key: String,
     /// Ed25519 signature of the statement, 128 hex digits.
+    #[schema(pattern = "^[0-9a-f]{128}$")]
     pub signature: String,
 }
 

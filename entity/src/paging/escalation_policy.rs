@@ -54,6 +54,7 @@ pub struct Tier {
     #[serde(default)]
     pub match_expertise: bool,
     /// Minutes to wait for an acknowledgement before the next tier is paged (1 to 10080).
+    #[schema(minimum = 1, maximum = 10080)]
     pub wait_minutes: i32,
 }
 

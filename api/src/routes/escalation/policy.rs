@@ -34,7 +34,11 @@ use actix_web::http::StatusCode;
     "repeat_last": 2, "ack_timeout_minutes": 45, "version": 1}))]
 pub struct UpdatePolicy {
     pub tiers: Vec<escalation_policy::Tier>,
+    /// How many more times the last tier is paged after its first page.
+    #[schema(minimum = 0, maximum = 10)]
     pub repeat_last: i32,
+    /// Minutes an acknowledged escalation may stay unresolved before it re-opens.
+    #[schema(minimum = 1, maximum = 10080)]
     pub ack_timeout_minutes: i32,
     /// The version you read (or `If-Match`).
     pub version: Option<i32>,

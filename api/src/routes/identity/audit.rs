@@ -19,7 +19,12 @@ pub struct AuditFilter {
     /// Whose trail: your organization's (default), or a duplicate CMO's merged into it
     /// (its trail stays chained under its own id).
     pub org_id: Option<i64>,
-    /// e.g. `user`, `api_token`, `organization`, `signature`.
+    /// e.g. `user`, `api_token`, `organization`, `signature` (one line).
+    #[param(
+        max_length = 64,
+        pattern = r"^[^\x00-\x1F\x7F]*$",
+        example = "deviation"
+    )]
     pub entity_type: Option<String>,
     /// Id of the entity (with `entity_type`).
     pub entity_id: Option<String>,

@@ -19,7 +19,7 @@ use crate::views::identity::{TokenView, UserView};
 pub struct SignIn {
     #[schema(max_length = 254)]
     pub email: String,
-    #[schema(max_length = 256)]
+    #[schema(min_length = 1, max_length = 256)]
     pub password: String,
     /// Only when the same email has accounts in several organizations.
     pub organization_id: Option<i64>,

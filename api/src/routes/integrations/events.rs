@@ -16,7 +16,7 @@ use crate::state::AppState;
 #[serde(deny_unknown_fields)]
 pub struct EventQuery {
     /// Return events after this cursor (0 or absent: from the start).
-    #[param(example = 1041)]
+    #[param(example = 1041, minimum = 0)]
     pub after: Option<i64>,
     /// Comma-separated event types, e.g. `deviation.reported,escalation.opened`.
     #[param(example = "deviation.reported,escalation.opened")]

@@ -62,6 +62,8 @@ fn check_types(c: &mut Checks, types: &[String]) {
 pub struct CreateWebhook {
     /// `https://…` (plain `http://` only to a loopback address).
     pub url: String,
+    /// At least one event type.
+    #[schema(min_items = 1)]
     pub event_types: Vec<String>,
 }
 
@@ -93,6 +95,8 @@ fn check_receiver(state: &AppState, url: &str) -> ApiResult<()> {
 pub struct UpdateWebhook {
     pub version: Option<i32>,
     pub url: Option<String>,
+    /// At least one event type.
+    #[schema(min_items = 1)]
     pub event_types: Option<Vec<String>>,
     /// Re-activating clears the failure count and the disabled reason.
     pub active: Option<bool>,

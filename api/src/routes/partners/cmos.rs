@@ -171,6 +171,7 @@ pub struct UpdateCmo {
     pub high_potency: Option<bool>,
     pub cold_chain: Option<bool>,
     /// 1 to 10,000,000 liters.
+    #[schema(minimum = 1, maximum = 10_000_000)]
     pub max_batch_liters: Option<i64>,
     pub contacts: Option<Vec<Contact>>,
 }
@@ -290,6 +291,7 @@ pub async fn update_cmo(
 pub struct CreateSite {
     pub name: String,
     /// ISO 3166-1 alpha-2 country code.
+    #[schema(pattern = "^[A-Z]{2}$", example = "CH")]
     pub country: String,
     pub region: Region,
 }

@@ -33,6 +33,7 @@ use crate::write_txn::WriteTxn;
 #[into_params(parameter_in = Query)]
 pub struct DirectoryQuery {
     /// Part of the CMO's name, at least 3 characters, any case, e.g. `lonza`.
+    #[param(min_length = 3, max_length = 200, example = "lonza")]
     pub name: String,
 }
 

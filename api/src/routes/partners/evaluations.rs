@@ -50,6 +50,8 @@ fn sponsor_manager(ctx: &AuthContext) -> ApiResult<()> {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"title": "Fill-finish partner for ACM-101", "candidates": [2, 3]}))]
 pub struct CreateEvaluation {
+    /// 1 to 200 characters, not only spaces.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub title: String,
     pub program_id: Option<i64>,
     /// Default: the SPEC's ten criteria (regulatory track record 15, quality systems 15,
@@ -57,6 +59,7 @@ pub struct CreateEvaluation {
     /// financial stability 5, cost 10, timeline 5). Weights must sum to 100.
     pub criteria: Option<Vec<Criterion>>,
     /// CMO organization ids registered by your organization (1 to 20).
+    #[schema(min_items = 1, max_items = 20)]
     pub candidates: Vec<i64>,
 }
 

@@ -32,6 +32,7 @@ pub struct RecordInspection {
     pub outcome: InspectionOutcome,
     /// 0 to 1000.
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1000)]
     pub critical_findings: i32,
     pub notes: Option<String>,
 }

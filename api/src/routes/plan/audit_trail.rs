@@ -89,7 +89,11 @@ pub struct ProgramAuditTrail {
     tag = "audit",
     params(("id" = i64, Path, description = "Program id"), TrailQuery),
     responses(
-        (status = 200, description = "The trail with both chains' verification (JSON; or CSV with `format=csv`), as an attachment", body = ProgramAuditTrail),
+        (status = 200, description = "The trail with both chains' verification (JSON; or CSV with `format=csv`), as an attachment",
+            content(
+                (ProgramAuditTrail = "application/json"),
+                (String = "text/csv", example = json!("# program 3: ACM-101 clinical supply\n# sponsor chain: intact (120 checked)\nside,org_id,seq,occurred_at,actor_user_id,entity_type,entity_id,action,reason,hash\n"))
+            )),
         (status = 404, description = "No such program visible to the caller", body = crate::error::Problem),
         (status = 422, description = "Unknown format", body = crate::error::Problem)
     )

@@ -192,8 +192,8 @@ pub async fn list_capas(
     if let Some(v) = f.program_id {
         select = select.filter(capa::Column::ProgramId.eq(v));
     }
-    if let Some(n) = &f.number {
-        select = select.filter(capa::Column::RecordNumber.eq(n.trim().to_uppercase()));
+    if let Some(n) = crate::records::record_number_filter(f.number.as_deref())? {
+        select = select.filter(capa::Column::RecordNumber.eq(n));
     }
     if let Some(v) = f.status {
         select = select.filter(capa::Column::Status.eq(v));
