@@ -233,7 +233,7 @@ pub async fn check_owner<C: ConnectionTrait>(
 }
 
 /// A list's `number=` filter as stored (upper case, trimmed), or 422 when it cannot be one
-/// (more than 24 characters, as the schema says).
+/// (more than 24 characters, or other than letters, digits and hyphens: as the schema says).
 pub fn record_number_filter(number: Option<&str>) -> ApiResult<Option<String>> {
     match number.map(str::trim) {
         None => Ok(None),
@@ -242,6 +242,13 @@ pub fn record_number_filter(number: Option<&str>) -> ApiResult<Option<String>> {
             "too_long",
             "a record number has at most 24 characters, e.g. DEV-2026-0001",
         )),
+        Some(n) if !n.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') => {
+            Err(crate::error::ApiError::invalid(
+                "number",
+                "invalid_format",
+                "letters, digits and hyphens, e.g. DEV-2026-0001",
+            ))
+        }
         Some(n) => Ok(Some(n.to_uppercase())),
     }
 }

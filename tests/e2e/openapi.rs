@@ -25,6 +25,34 @@ fn committed_openapi_matches_the_code() {
     }
 }
 
+/// One list shape everywhere: no operation answers a bare JSON array; a list is a page
+/// (`items`, `total`, `limit`, `offset`) or, for the event feed, `items` and `next_after`.
+#[test]
+fn no_list_answers_a_bare_array() {
+    let doc: serde_json::Value = serde_json::from_str(&api::openapi::document_json()).unwrap();
+    let mut bare = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let Some(content) = op["responses"]["200"]["content"].as_object() else {
+                continue;
+            };
+            for (media, body) in content {
+                if body["schema"]["type"] == "array" {
+                    bare.push(format!("{method} {path} ({media})"));
+                }
+            }
+        }
+    }
+    assert!(bare.is_empty(), "bare arrays: {bare:?}");
+    let page = &doc["components"]["schemas"]["Page_TeamMemberView"];
+    for field in ["items", "total", "limit", "offset"] {
+        assert!(
+            page["required"].as_array().unwrap().contains(&field.into()),
+            "{field}"
+        );
+    }
+}
+
 #[test]
 fn every_operation_has_an_example_or_schema_and_a_description() {
     let doc: serde_json::Value = serde_json::from_str(&api::openapi::document_json()).unwrap();

@@ -172,6 +172,14 @@ async fn records_are_numbered_per_sponsor_kind_and_local_year(app: &TestApp) {
             .expect(200)
             .body;
     assert_eq!(found["items"][0]["id"], change["id"]);
+    // What cannot be a number is refused with the form it takes (a NUL byte would otherwise
+    // reach PostgreSQL), as the schema's pattern says.
+    s.pm.get("/api/v1/deviations?number=DEV%002026")
+        .await
+        .expect_problem(422, "validation_failed");
+    s.pm.get(&format!("/api/v1/deviations?number={}", "9".repeat(25)))
+        .await
+        .expect_problem(422, "validation_failed");
 
     // The page people open from an email says the number.
     let (lea, _) = user_with_token(app, "lea@acme.test", "quality", None).await;

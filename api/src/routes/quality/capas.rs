@@ -162,7 +162,11 @@ pub async fn create_capa(
 pub struct CapaFilter {
     pub program_id: Option<i64>,
     /// The record number people quote, e.g. `CAPA-2027-0005` (any letter case).
-    #[param(example = "CAPA-2027-0005", max_length = 24)]
+    #[param(
+        example = "CAPA-2027-0005",
+        max_length = 24,
+        pattern = "^[A-Za-z0-9-]*$"
+    )]
     pub number: Option<String>,
     pub status: Option<CapaStatus>,
     /// Only CAPAs whose effectiveness check is overdue (still in check, due date passed).

@@ -126,7 +126,7 @@ pub async fn create_change(
 pub struct ChangeFilter {
     pub program_id: Option<i64>,
     /// The record number people quote, e.g. `CC-2027-0003` (any letter case).
-    #[param(example = "CC-2027-0003", max_length = 24)]
+    #[param(example = "CC-2027-0003", max_length = 24, pattern = "^[A-Za-z0-9-]*$")]
     pub number: Option<String>,
     pub status: Option<ChangeStatus>,
     pub classification: Option<ChangeClass>,

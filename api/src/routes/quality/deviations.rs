@@ -190,7 +190,11 @@ pub async fn report_deviation(
 pub struct DeviationFilter {
     pub program_id: Option<i64>,
     /// The record number people quote, e.g. `DEV-2027-0041` (any letter case).
-    #[param(example = "DEV-2027-0041", max_length = 24)]
+    #[param(
+        example = "DEV-2027-0041",
+        max_length = 24,
+        pattern = "^[A-Za-z0-9-]*$"
+    )]
     pub number: Option<String>,
     pub status: Option<DeviationStatus>,
     pub criticality: Option<Criticality>,
