@@ -122,29 +122,38 @@ mod tests {
     use crate::action_item::ActionSource;
     use chrono::NaiveDate;
 
-    #[test]
-    fn completing_stamps_and_reopening_clears_completed_at() {
-        let at = DateTime::from_timestamp(1_795_000_000, 0).unwrap_or_default();
-        let mut a = action_item::Model {
+    fn at() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_795_000_000, 0).unwrap_or_default()
+    }
+
+    /// An action item of `source` in `status`, not completed.
+    fn item(source: ActionSource, status: ActionStatus) -> action_item::Model {
+        action_item::Model {
             id: 1,
             program_id: 1,
             title: "t".into(),
             description: None,
             owner_user_id: 1,
             due_date: NaiveDate::from_ymd_opt(2026, 12, 1).unwrap_or_default(),
-            source: ActionSource::Other,
-            source_id: None,
-            status: ActionStatus::Open,
+            source,
+            source_id: Some(1),
+            status,
             snoozed_until: None,
             snooze_reason: None,
             completed_at: None,
             completion_evidence: None,
             completion_evidence_url: None,
-            created_at: at,
-            updated_at: at,
+            created_at: at(),
+            updated_at: at(),
             version: 1,
             overdue_event_for: None,
-        };
+        }
+    }
+
+    #[test]
+    fn completing_stamps_and_reopening_clears_completed_at() {
+        let at = at();
+        let mut a = item(ActionSource::Other, ActionStatus::Open);
         let step = |event| Step {
             evidence: Some("WO-5512 closed".into()),
             ..Step::new(event, Some("r".into()))
@@ -158,27 +167,7 @@ mod tests {
 
     #[test]
     fn gmp_actions_are_completed_on_evidence_other_work_need_not_be() {
-        let at = DateTime::from_timestamp(1_795_000_000, 0).unwrap_or_default();
-        let item = |source| action_item::Model {
-            id: 1,
-            program_id: 1,
-            title: "t".into(),
-            description: None,
-            owner_user_id: 1,
-            due_date: NaiveDate::from_ymd_opt(2026, 12, 1).unwrap_or_default(),
-            source,
-            source_id: Some(1),
-            status: ActionStatus::InProgress,
-            snoozed_until: None,
-            snooze_reason: None,
-            completed_at: None,
-            completion_evidence: None,
-            completion_evidence_url: None,
-            created_at: at,
-            updated_at: at,
-            version: 1,
-            overdue_event_for: None,
-        };
+        let item = |source| item(source, ActionStatus::InProgress);
         let bare = Step::new(ActionEvent::Complete, None);
         let linked = Step {
             evidence_url: Some("https://dms.example/WO-5512".into()),
