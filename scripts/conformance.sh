@@ -129,9 +129,12 @@ if [ -z "${CONFORMANCE_SKIP_POSITIVE-}" ]; then
   positive_token="$(curl -fsS -X POST "$base/api/v1/tokens" -H "Authorization: Bearer $token" \
     -H 'Content-Type: application/json' -d '{"name": "schemathesis positive data"}' \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["secret"])')"
+  # Without the coverage phase: its cases skip the hooks, so their generated
+  # Idempotency-Keys repeat and answer 422 key_reused (a rule no schema can state).
   schemathesis run "$base/openapi.json" \
     --header "Authorization: Bearer $positive_token" \
     --checks positive_data_acceptance \
+    --phases examples,fuzzing \
     --max-examples 15 \
     --request-timeout 10 \
     --seed 1234 \

@@ -182,13 +182,36 @@ fn with_expected_form(message: String) -> String {
         "no possible date and time matching input",
     ];
     if CHRONO.iter().any(|m| message.starts_with(m)) {
-        format!(
+        return format!(
             "{message}: expected a date as YYYY-MM-DD (e.g. 2027-03-02), or a time as RFC 3339 \
              with its offset (e.g. 2027-03-02T14:05:00Z)"
-        )
-    } else {
-        message
+        );
     }
+    // serde names the Rust type it wanted ("expected i64"): say it in JSON's words.
+    const JSON_FORMS: [(&str, &str); 13] = [
+        ("i64", "an integer, e.g. 42"),
+        ("i32", "an integer, e.g. 42"),
+        ("i16", "an integer, e.g. 42"),
+        ("u64", "a whole number 0 or more, e.g. 42"),
+        ("u32", "a whole number 0 or more, e.g. 42"),
+        ("u16", "a whole number 0 or more, e.g. 42"),
+        ("u8", "a whole number 0 or more, e.g. 42"),
+        ("usize", "a whole number 0 or more, e.g. 42"),
+        ("f64", "a number, e.g. 2.5"),
+        ("a boolean", "true or false"),
+        ("a string", "a string in double quotes, e.g. \"text\""),
+        ("a sequence", "a list in square brackets, e.g. [1, 2]"),
+        ("a map", "an object in braces, e.g. {\"key\": \"value\"}"),
+    ];
+    if let Some((head, expected)) = message.rsplit_once(", expected ") {
+        if let Some((_, form)) = JSON_FORMS.iter().find(|(rust, _)| *rust == expected) {
+            return format!("{head}, expected {form}");
+        }
+        if expected.starts_with("struct ") {
+            return format!("{head}, expected an object in braces, e.g. {{\"key\": \"value\"}}");
+        }
+    }
+    message
 }
 
 /// The earliest and latest years a date may have (a due date in 9999 would write a
@@ -308,7 +331,7 @@ impl Checks {
             self.fail(
                 field,
                 "invalid_time_zone",
-                "must be an IANA time zone name such as Europe/Berlin",
+                "an IANA time zone name, e.g. Europe/Zurich or America/New_York",
             );
         }
     }
@@ -524,6 +547,26 @@ mod tests {
     fn a_missing_field_is_named() {
         let err = parse_json::<Body>(br#"{}"#).unwrap_err();
         assert_eq!(fields(err), vec![("name".into(), "required".into())]);
+    }
+
+    #[test]
+    fn a_wrong_type_is_told_in_json_words() {
+        let message = |body: &[u8]| match parse_json::<Body>(body).unwrap_err() {
+            ApiError::Validation(f) => f[0].message.clone(),
+            other => panic!("expected a validation error, got {other:?}"),
+        };
+        assert_eq!(
+            message(br#"{"name": "a", "inner": {"count": "7"}}"#),
+            "invalid type: string \"7\", expected a whole number 0 or more, e.g. 42"
+        );
+        assert_eq!(
+            message(br#"{"name": 7}"#),
+            "invalid type: integer `7`, expected a string in double quotes, e.g. \"text\""
+        );
+        assert!(
+            message(br#"{"name": "a", "inner": 3}"#)
+                .ends_with("expected an object in braces, e.g. {\"key\": \"value\"}")
+        );
     }
 
     #[test]

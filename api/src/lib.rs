@@ -23,6 +23,7 @@ pub mod provisioning;
 pub mod records;
 pub mod request_id;
 pub mod routes;
+pub mod schema_rules;
 pub mod secrets;
 pub mod signed_records;
 pub mod signing;

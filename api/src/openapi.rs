@@ -68,6 +68,7 @@ where
         .configure(routes::configure_ops)
         .split_for_parts();
     complete(&mut doc);
+    crate::schema_rules::state(&mut doc);
     (app, doc)
 }
 
@@ -247,20 +248,26 @@ fn complete(doc: &mut utoipa::openapi::OpenApi) {
             add_idempotency_key(post);
         }
         let has_path_params = path.contains('{');
-        for op in [
-            item.get.as_mut(),
-            item.put.as_mut(),
-            item.post.as_mut(),
-            item.delete.as_mut(),
-            item.patch.as_mut(),
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for op in operations_mut(item) {
             answer_errors_as_problems(op);
             add_standard_responses(op, has_path_params);
         }
     }
+}
+
+/// The operations of one path, each method the api serves.
+pub fn operations_mut(
+    item: &mut utoipa::openapi::PathItem,
+) -> impl Iterator<Item = &mut Operation> {
+    [
+        item.get.as_mut(),
+        item.put.as_mut(),
+        item.post.as_mut(),
+        item.delete.as_mut(),
+        item.patch.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
 }
 
 /// Every error answer is problem+json: a path attribute says `body = Problem` and the

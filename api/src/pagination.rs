@@ -61,7 +61,7 @@ pub struct Paging {
 
 /// The page size and offset asked for, defaulted and checked against the same bounds as
 /// every list.
-fn bounds(limit: Option<u64>, offset: Option<u64>) -> ApiResult<(u64, u64)> {
+pub fn bounds(limit: Option<u64>, offset: Option<u64>) -> ApiResult<(u64, u64)> {
     let limit = limit.unwrap_or(DEFAULT_PAGE_SIZE);
     let offset = offset.unwrap_or(0);
     let mut errors = Vec::new();
@@ -76,7 +76,7 @@ fn bounds(limit: Option<u64>, offset: Option<u64>) -> ApiResult<(u64, u64)> {
         errors.push(crate::error::FieldError::new(
             "offset",
             "out_of_range",
-            format!("must be at most {MAX_OFFSET}"),
+            format!("a whole number from 0 to {MAX_OFFSET}, e.g. offset=100"),
         ));
     }
     if errors.is_empty() {

@@ -206,6 +206,23 @@ async fn a_person_joins_signs_in_and_signs_with_their_own_password(app: &TestApp
         .await
         .expect_problem(401, "unauthorized");
     qa.get("/api/v1/me").await.expect(200);
+
+    // A password is any characters (a password manager's tab, a leading space): what
+    // can be chosen can be signed in and signed with.
+    let odd = " tab\there, then ünïcode ";
+    qa.put(
+        &format!("/api/v1/users/{user_id}/password"),
+        json!({"current_password": OWN_PASSWORD, "new_password": odd}),
+    )
+    .await
+    .expect(204);
+    sign_in(app, "quinn@acme.test", odd).await.expect(201);
+    qa.post(
+        &format!("/api/v1/users/{user_id}/signature-certification"),
+        json!({"password": odd, "statement_accepted": true}),
+    )
+    .await
+    .expect(200);
 }
 on_both_databases!(a_person_joins_signs_in_and_signs_with_their_own_password);
 

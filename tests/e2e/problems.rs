@@ -208,3 +208,84 @@ async fn request_ids_travel_in_and_out(app: &TestApp) {
     assert_eq!(events["items"][0]["request_id"], "trace-token-1");
 }
 on_both_databases!(request_ids_travel_in_and_out);
+
+/// Every 422 names the field and the form it expects, with an example, in JSON's words
+/// (not Rust's: "expected i64").
+async fn field_errors_say_how_to_fix_them(app: &TestApp) {
+    // REQ: API-PROBLEM-JSON
+    let admin = app.admin();
+    let message_of = |body: &serde_json::Value, field: &str| -> String {
+        body["errors"]
+            .as_array()
+            .expect("errors")
+            .iter()
+            .find(|e| e["field"] == field)
+            .unwrap_or_else(|| panic!("no error for {field}: {body}"))["message"]
+            .as_str()
+            .expect("message")
+            .to_string()
+    };
+    let program = |fields: serde_json::Value| {
+        let mut body = json!({"name": "P", "product_name": "X", "cmo_org_id": 1,
+            "modality": "biologic", "stage": "clinical", "time_zone": "Europe/Zurich"});
+        for (k, v) in fields.as_object().expect("object") {
+            body[k] = v.clone();
+        }
+        body
+    };
+
+    let r = admin
+        .post(
+            "/api/v1/programs",
+            program(json!({"time_zone": "Mars/Olympus", "budget_minor": -5, "currency": "usd"})),
+        )
+        .await
+        .expect_problem(422, "validation_failed");
+    for field in ["time_zone", "budget_minor", "currency"] {
+        assert!(
+            message_of(&r.body, field).contains("e.g."),
+            "{field}: {}",
+            r.body
+        );
+    }
+    assert!(message_of(&r.body, "time_zone").contains("Europe/Zurich"));
+
+    let r = admin
+        .post("/api/v1/programs", program(json!({"budget_minor": "12"})))
+        .await
+        .expect_problem(422, "validation_failed");
+    let wrong_type = message_of(&r.body, "budget_minor");
+    assert!(
+        wrong_type.contains("expected an integer, e.g. 42") && !wrong_type.contains("i64"),
+        "{wrong_type}"
+    );
+
+    let r = admin
+        .post(
+            "/api/v1/tokens",
+            json!({"name": "ci", "expires_at": "2 March 2027"}),
+        )
+        .await
+        .expect_problem(422, "validation_failed");
+    assert!(
+        r.body["errors"][0]["message"]
+            .as_str()
+            .expect("message")
+            .contains("e.g. 2027-03-02")
+    );
+
+    for (path, field) in [
+        ("/api/v1/events?limit=0", "limit"),
+        ("/api/v1/events?after=-1", "after"),
+        ("/api/v1/users?offset=99999999999", "offset"),
+        ("/api/v1/cmos?limit=900", "limit"),
+    ] {
+        let r = admin
+            .get(path)
+            .await
+            .expect_problem(422, "validation_failed");
+        let message = message_of(&r.body, field);
+        assert!(message.contains("e.g."), "{path}: {message}");
+    }
+}
+on_both_databases!(field_errors_say_how_to_fix_them);

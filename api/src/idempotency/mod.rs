@@ -75,7 +75,7 @@ pub async fn idempotency(
         let err = ApiError::Validation(vec![FieldError::new(
             "Idempotency-Key",
             "invalid_format",
-            "must be 8 to 200 printable ASCII characters",
+            "must be 8 to 200 printable ASCII characters, e.g. a UUID: 1b4e28ba-2fa1-11d2-883f-0016d3cca427",
         )]);
         return Ok(req.error_response(err));
     };

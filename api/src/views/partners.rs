@@ -20,9 +20,13 @@ use crate::error::ApiResult;
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "Petra Meier", "role": "Project manager", "email": "pm@lonza.test", "phone": "+41 27 555 01 01"}))]
 pub struct Contact {
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
+    #[schema(min_length = 1, max_length = 200)]
     pub role: String,
+    #[schema(min_length = 3, max_length = 254)]
     pub email: Option<String>,
+    #[schema(min_length = 5, max_length = 32)]
     pub phone: Option<String>,
 }
 

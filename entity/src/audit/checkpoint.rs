@@ -71,10 +71,13 @@ pub fn statement(
     "signature": "5d1e0c9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0c9b8a7f6e5d4c3b2a1f0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b4a3f2e1d0abc"}))]
 pub struct KeptCheckpoint {
     pub org_id: i64,
+    #[schema(minimum = 0)]
     pub seq: i64,
+    #[schema(pattern = "^[0-9a-fA-F]{64}$")]
     pub head_hash: String,
     /// When it was taken (RFC 3339, microseconds, UTC), as signed.
     pub at: DateTime<Utc>,
+    #[schema(pattern = "^[0-9a-fA-F]{16}$")]
     pub key_id: String,
     /// Ed25519 public key, 64 hex digits.
     #[schema(pattern = "^[0-9a-f]{64}$")]

@@ -43,6 +43,7 @@ impl ActiveModelBehavior for ActiveModel {}
     "match_expertise": true, "wait_minutes": 15}))]
 pub struct Tier {
     /// Shown in emails ("tier 1: Core team").
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     /// Specific team members (team-member ids of this program).
     #[serde(default)]

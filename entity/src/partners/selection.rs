@@ -11,7 +11,9 @@ use utoipa::ToSchema;
 #[schema(example = json!({"key": "regulatory_track_record", "name": "Regulatory track record", "weight": 15}))]
 pub struct Criterion {
     /// Stable identifier, `[a-z0-9_]`.
+    #[schema(pattern = "^[a-z0-9_]{1,40}$", example = "quality_systems")]
     pub key: String,
+    #[schema(min_length = 1, max_length = 100)]
     pub name: String,
     /// Percent; all weights sum to 100.
     pub weight: i32,
@@ -44,7 +46,10 @@ pub fn default_criteria() -> Vec<Criterion> {
 pub fn validate_criteria(criteria: &[Criterion]) -> Vec<(String, String)> {
     let mut errors = Vec::new();
     if criteria.is_empty() || criteria.len() > 20 {
-        errors.push(("criteria".to_string(), "1 to 20 criteria".to_string()));
+        errors.push((
+            "criteria".to_string(),
+            "1 to 20 criteria (each a key, a name and a weight; weights sum to 100)".to_string(),
+        ));
     }
     for (i, c) in criteria.iter().enumerate() {
         if c.key.is_empty()
@@ -56,7 +61,7 @@ pub fn validate_criteria(criteria: &[Criterion]) -> Vec<(String, String)> {
         {
             errors.push((
                 format!("criteria[{i}].key"),
-                "1 to 40 of a-z, 0-9 and _".to_string(),
+                "1 to 40 of a-z, 0-9 and _, e.g. quality_systems".to_string(),
             ));
         }
         if criteria[..i].iter().any(|o| o.key == c.key) {
@@ -65,14 +70,21 @@ pub fn validate_criteria(criteria: &[Criterion]) -> Vec<(String, String)> {
                 "keys must be unique".to_string(),
             ));
         }
-        if c.name.trim().is_empty() || c.name.chars().count() > 100 {
+        // Shown in pages and emails: one line.
+        if c.name.trim().is_empty()
+            || c.name.chars().count() > 100
+            || c.name.chars().any(char::is_control)
+        {
             errors.push((
                 format!("criteria[{i}].name"),
-                "1 to 100 characters".to_string(),
+                "1 to 100 characters on one line, e.g. Quality systems".to_string(),
             ));
         }
         if !(1..=100).contains(&c.weight) {
-            errors.push((format!("criteria[{i}].weight"), "1 to 100".to_string()));
+            errors.push((
+                format!("criteria[{i}].weight"),
+                "a whole percent from 1 to 100, e.g. 15".to_string(),
+            ));
         }
     }
     // i64: weights out of range are reported above, but their sum must not overflow.

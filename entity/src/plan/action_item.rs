@@ -90,6 +90,16 @@ pub enum ActionEvent {
     Reopen,
 }
 
+/// Cancelling or reopening says why (kept in the audit trail).
+pub fn requires_reason(event: ActionEvent) -> bool {
+    matches!(event, ActionEvent::Cancel | ActionEvent::Reopen)
+}
+
+/// Evidence (a note, a link) is given with `complete` only.
+pub fn takes_evidence(event: ActionEvent) -> bool {
+    event == ActionEvent::Complete
+}
+
 pub const ALL_EVENTS: [ActionEvent; 4] = [
     ActionEvent::Start,
     ActionEvent::Complete,
@@ -134,7 +144,7 @@ pub fn transition(
         (S::Done, E::Reopen) => S::Open,
         _ => return Err(ActionTransitionError::NotAllowed { from, event }),
     };
-    if matches!(event, E::Cancel | E::Reopen) && !has_reason {
+    if requires_reason(event) && !has_reason {
         return Err(ActionTransitionError::ReasonRequired);
     }
     Ok(next)

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 use crate::milestone::MilestoneStatus;
 
 mod actual_dates;
-pub use actual_dates::{ActualDateError, actual_day, corrected_actual_dates};
+pub use actual_dates::{ActualDateError, actual_day, corrected_actual_dates, takes_actual_day};
 
 /// What a caller asks a milestone to do (`POST /milestones/{id}/transitions`).
 #[derive(

@@ -231,6 +231,17 @@ pub enum DeviationEvent {
     Cancel,
 }
 
+/// Cancelling says why, whatever the state (a criticality change at triage does too,
+/// which depends on the deviation, see [`transition`]).
+pub fn requires_reason(event: DeviationEvent) -> bool {
+    event == DeviationEvent::Cancel
+}
+
+/// Criticality is confirmed or changed at triage only.
+pub fn takes_criticality(event: DeviationEvent) -> bool {
+    event == DeviationEvent::Triage
+}
+
 pub const ALL_EVENTS: [DeviationEvent; 5] = [
     DeviationEvent::Triage,
     DeviationEvent::StartInvestigation,
@@ -311,7 +322,7 @@ pub fn transition(
             S::Closed
         }
         (S::Reported | S::Triaged, E::Cancel) => {
-            if !g.has_reason {
+            if requires_reason(event) && !g.has_reason {
                 return Err(DeviationTransitionError::ReasonRequired);
             }
             S::Cancelled

@@ -39,7 +39,9 @@ pub enum Urgency {
     "reason": "GMP lot 24-017 shipper untracked for 6 h", "urgency": "critical", "category": "material"}))]
 pub struct OpenEscalation {
     pub program_id: i64,
+    #[schema(min_length = 1, max_length = 200)]
     pub title: String,
+    #[schema(min_length = 1, max_length = 2000)]
     pub reason: String,
     pub urgency: Urgency,
     /// Pages the call tree of members tagged with this category.
@@ -57,6 +59,7 @@ impl Validate for OpenEscalation {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"reason": "Shipper found; temperature log within range"}))]
 pub struct ResolveEscalation {
+    #[schema(min_length = 1, max_length = 2000)]
     pub reason: String,
 }
 
@@ -71,6 +74,7 @@ impl Validate for ResolveEscalation {
 #[schema(example = json!({"note": "On my way to the site"}))]
 pub struct AcknowledgeEscalation {
     /// Optional note for the others ("on my way to the site").
+    #[schema(min_length = 1, max_length = 500)]
     pub note: Option<String>,
 }
 

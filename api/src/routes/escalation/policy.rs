@@ -373,7 +373,7 @@ pub async fn dry_run(
         return Err(ApiError::invalid(
             "at",
             "out_of_range",
-            "must be between the years 2000 and 2200",
+            "a time in the years 2000 to 2200, as RFC 3339 with its offset, e.g. at=2027-03-02T02:00:00Z",
         ));
     }
     let category = query.category.map(|c| wire_name(&c));

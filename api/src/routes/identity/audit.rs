@@ -20,15 +20,27 @@ pub struct AuditFilter {
     /// (its trail stays chained under its own id).
     pub org_id: Option<i64>,
     /// e.g. `user`, `api_token`, `organization`, `signature` (one line).
+    /// One line, as `crate::schema_rules::ONE_LINE_PATTERN` states it.
     #[param(
         max_length = 64,
-        pattern = r"^[^\x00-\x1F\x7F]*$",
+        pattern = r"^(?!\s*$)[^\u0000-\u001F\u007F-\u009F]*$",
         example = "deviation"
     )]
     pub entity_type: Option<String>,
     /// Id of the entity (with `entity_type`).
+    #[param(
+        max_length = 128,
+        pattern = r"^(?!\s*$)[^\u0000-\u001F\u007F-\u009F]*$",
+        example = "41"
+    )]
     pub entity_id: Option<String>,
     pub actor_user_id: Option<i64>,
+    /// e.g. `create`, `update`, `close` (one line).
+    #[param(
+        max_length = 64,
+        pattern = r"^(?!\s*$)[^\u0000-\u001F\u007F-\u009F]*$",
+        example = "create"
+    )]
     pub action: Option<String>,
     /// Page size, 1–200 (default 50).
     #[param(minimum = 1, maximum = 200, example = 50)]

@@ -112,11 +112,15 @@ impl Validate for KeptCheckpoint {
             ("signature", &self.signature, 128),
         ] {
             if value.len() != digits || !value.chars().all(|c| c.is_ascii_hexdigit()) {
-                checks.fail(field, "invalid_format", format!("{digits} hex digits"));
+                checks.fail(
+                    field,
+                    "invalid_format",
+                    format!("{digits} hex digits (0-9, a-f), as the checkpoint gave them"),
+                );
             }
         }
         if self.seq < 0 {
-            checks.fail("seq", "out_of_range", "0 or more");
+            checks.fail("seq", "out_of_range", "a whole number 0 or more, e.g. 42");
         }
     }
 }

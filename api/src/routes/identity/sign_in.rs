@@ -28,7 +28,7 @@ pub struct SignIn {
 impl Validate for SignIn {
     fn validate(&self, c: &mut Checks) {
         c.text("email", &self.email, 1, 254);
-        c.text("password", &self.password, 1, 256);
+        c.signing_password("password", &self.password);
     }
 }
 

@@ -76,7 +76,7 @@ pub async fn issue_token(
         return Err(ApiError::invalid(
             "expires_at",
             "in_the_past",
-            "must be in the future",
+            "must be in the future: an RFC 3339 time with its offset, e.g. 2027-06-30T17:00:00Z",
         ));
     }
     let read_only = body.read_only.unwrap_or(false) || ctx.token.read_only;

@@ -454,7 +454,7 @@ pub async fn force_password_reset(
 #[schema(example = json!({"password": "correct horse battery staple", "statement_accepted": true}))]
 pub struct CertifySignature {
     /// Your password (a wrong one is audited and counts towards the signing lockout).
-    #[schema(max_length = 256)]
+    #[schema(min_length = 1, max_length = 256)]
     pub password: String,
     /// Must be `true`: you accept the statement "I certify that my electronic signature in
     /// cmo-orchestrator is the legally binding equivalent of my handwritten signature."
@@ -463,7 +463,7 @@ pub struct CertifySignature {
 
 impl Validate for CertifySignature {
     fn validate(&self, c: &mut Checks) {
-        c.text("password", &self.password, 1, 256);
+        c.signing_password("password", &self.password);
         if !self.statement_accepted {
             c.fail(
                 "statement_accepted",

@@ -51,10 +51,18 @@ pub async fn list_events(
     let limit = q.limit.unwrap_or(100);
     let mut c = Checks::default();
     if after < 0 {
-        c.fail("after", "out_of_range", "a cursor is 0 or more");
+        c.fail(
+            "after",
+            "out_of_range",
+            "a cursor is 0 or more: the last cursor you read, e.g. after=1042",
+        );
     }
     if !(1..=500).contains(&limit) {
-        c.fail("limit", "out_of_range", "1 to 500");
+        c.fail(
+            "limit",
+            "out_of_range",
+            "a whole number from 1 to 500, e.g. limit=100",
+        );
     }
     let types: Vec<String> = q
         .types

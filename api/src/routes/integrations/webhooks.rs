@@ -61,6 +61,7 @@ fn check_types(c: &mut Checks, types: &[String]) {
 #[schema(example = json!({"url": "https://erp.example.com/hooks/cmo", "event_types": ["deviation.reported", "escalation.opened"]}))]
 pub struct CreateWebhook {
     /// `https://…` (plain `http://` only to a loopback address).
+    #[schema(format = "uri", max_length = 2048)]
     pub url: String,
     /// At least one event type.
     #[schema(min_items = 1)]
@@ -94,6 +95,7 @@ fn check_receiver(state: &AppState, url: &str) -> ApiResult<()> {
 #[schema(example = json!({"version": 1, "active": false}))]
 pub struct UpdateWebhook {
     pub version: Option<i32>,
+    #[schema(format = "uri", max_length = 2048)]
     pub url: Option<String>,
     /// At least one event type.
     #[schema(min_items = 1)]

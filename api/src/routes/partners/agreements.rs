@@ -26,11 +26,14 @@ use actix_web::http::StatusCode;
     "responsibilities": "Sponsor: release; CMO: batch record review, deviations within 1 business day",
     "document_ref": "QA-AGR-LONZA-003"}))]
 pub struct CreateQualityAgreement {
+    #[schema(min_length = 1, max_length = 32)]
     pub version_label: String,
     pub effective_on: NaiveDate,
     pub expires_on: NaiveDate,
+    #[schema(min_length = 1, max_length = 10000)]
     pub responsibilities: String,
     /// Where the signed document lives (DMS number, URL).
+    #[schema(min_length = 1, max_length = 300)]
     pub document_ref: String,
 }
 

@@ -59,16 +59,7 @@ pub async fn list_cmos(
     query: web::Query<CmoFilters>,
 ) -> ApiResult<web::Json<Page<CmoView>>> {
     let q = query.into_inner();
-    let limit = q.limit.unwrap_or(crate::pagination::DEFAULT_PAGE_SIZE);
-    let offset = q.offset.unwrap_or(0);
-    let mut c = Checks::default();
-    if !(1..=crate::pagination::MAX_PAGE_SIZE).contains(&limit) {
-        c.fail("limit", "out_of_range", "1 to 200");
-    }
-    if offset > crate::pagination::MAX_OFFSET {
-        c.fail("offset", "out_of_range", "at most 1000000");
-    }
-    c.finish()?;
+    let (limit, offset) = crate::pagination::bounds(q.limit, q.offset)?;
     let mut select = scoped::<cmo::Entity>(&ctx);
     let relationships = relationship::Entity::find()
         .filter(relationship::Column::SponsorOrgId.eq(ctx.org_id()))
@@ -191,7 +182,11 @@ impl Validate for UpdateCmo {
         if let Some(l) = self.max_batch_liters
             && !(1..=10_000_000).contains(&l)
         {
-            c.fail("max_batch_liters", "out_of_range", "1 to 10,000,000");
+            c.fail(
+                "max_batch_liters",
+                "out_of_range",
+                "whole liters from 1 to 10000000, e.g. 2000",
+            );
         }
         if let Some(contacts) = &self.contacts {
             if contacts.len() > 20 {
@@ -289,6 +284,7 @@ pub async fn update_cmo(
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "Visp Ibex", "country": "CH", "region": "other_europe"}))]
 pub struct CreateSite {
+    #[schema(min_length = 1, max_length = 200)]
     pub name: String,
     /// ISO 3166-1 alpha-2 country code.
     #[schema(pattern = "^[A-Z]{2}$", example = "CH")]
@@ -366,6 +362,7 @@ pub async fn create_site(
 pub struct SponsorNotes {
     /// Your organization's own notes about the CMO (at most 10,000 characters); `null`
     /// clears them.
+    #[schema(min_length = 1, max_length = 10000)]
     pub sponsor_notes: Option<String>,
     /// The `qualification_version` you read (or `If-Match`).
     pub version: Option<i32>,

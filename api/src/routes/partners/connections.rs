@@ -263,6 +263,7 @@ pub struct InviteCmo {
     /// The CMO's organization id, from `GET /cmo-directory`.
     pub cmo_org_id: i64,
     /// A note to the CMO's admins (1–2,000 characters).
+    #[schema(min_length = 1, max_length = 2000)]
     pub message: Option<String>,
 }
 
@@ -453,6 +454,7 @@ async fn tell_cmo_admins(
 pub struct ConnectionTransition {
     pub event: ConnectionEvent,
     /// With `invite`: a note to the CMO's admins.
+    #[schema(min_length = 1, max_length = 2000)]
     pub message: Option<String>,
     /// The version you read.
     pub version: Option<i32>,

@@ -72,7 +72,11 @@ impl Validate for CreateEvaluation {
             }
         }
         if self.candidates.is_empty() || self.candidates.len() > 20 {
-            c.fail("candidates", "out_of_range", "1 to 20 candidate CMOs");
+            c.fail(
+                "candidates",
+                "out_of_range",
+                "1 to 20 candidate CMO organization ids, e.g. [2, 5]",
+            );
         }
     }
 }
@@ -208,16 +212,23 @@ pub async fn get_evaluation(
 #[schema(example = json!({"cmo_org_id": 2, "criterion": "quality_systems", "score": 4, "notes": "mature CAPA process"}))]
 pub struct GiveScore {
     pub cmo_org_id: i64,
+    #[schema(pattern = "^[a-z0-9_]{1,40}$")]
     pub criterion: String,
     /// 1 (poor) to 5 (excellent).
+    #[schema(minimum = 1, maximum = 5, example = 4)]
     pub score: i32,
+    #[schema(min_length = 1, max_length = 2000)]
     pub notes: Option<String>,
 }
 
 impl Validate for GiveScore {
     fn validate(&self, c: &mut Checks) {
         if !(1..=5).contains(&self.score) {
-            c.fail("score", "out_of_range", "1 to 5");
+            c.fail(
+                "score",
+                "out_of_range",
+                "a whole number from 1 (poor) to 5 (excellent), e.g. 4",
+            );
         }
         c.optional_text("notes", self.notes.as_deref(), 1, 2_000);
     }
@@ -345,8 +356,10 @@ impl ApiStep for selection_flow::Decide {
     "password": "correct horse battery staple", "version": 5}))]
 pub struct DecideEvaluation {
     pub cmo_org_id: i64,
+    #[schema(min_length = 1, max_length = 2000)]
     pub reason: String,
     /// Your signing password (program managers and quality sign the selection).
+    #[schema(min_length = 1, max_length = 256)]
     pub password: Option<String>,
     pub version: Option<i32>,
 }

@@ -34,6 +34,7 @@ pub struct RecordInspection {
     #[serde(default)]
     #[schema(minimum = 0, maximum = 1000)]
     pub critical_findings: i32,
+    #[schema(min_length = 1, max_length = 5000)]
     pub notes: Option<String>,
 }
 
@@ -41,7 +42,11 @@ impl Validate for RecordInspection {
     fn validate(&self, c: &mut Checks) {
         c.date("inspected_on", self.inspected_on);
         if !(0..=1000).contains(&self.critical_findings) {
-            c.fail("critical_findings", "out_of_range", "0 to 1000");
+            c.fail(
+                "critical_findings",
+                "out_of_range",
+                "a whole number from 0 to 1000, e.g. 2",
+            );
         }
         c.optional_text("notes", self.notes.as_deref(), 1, 5_000);
     }
@@ -144,7 +149,9 @@ pub async fn list_inspections(
 pub struct CapaFromInspection {
     /// The program (with this CMO) the CAPA belongs to.
     pub program_id: i64,
+    #[schema(min_length = 1, max_length = 200)]
     pub title: String,
+    #[schema(min_length = 1, max_length = 10000)]
     pub description: String,
 }
 

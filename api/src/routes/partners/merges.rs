@@ -124,6 +124,7 @@ pub struct ProposeMerge {
     /// The CMO that stays (find it with `GET /cmo-directory?name=`).
     pub survivor_org_id: i64,
     /// Why (1–2,000 characters): kept in both organizations' audit trails.
+    #[schema(min_length = 1, max_length = 2000)]
     pub reason: String,
 }
 
@@ -352,6 +353,7 @@ pub async fn get_merge(
 pub struct MergeTransition {
     pub event: MergeEvent,
     /// A note with the answer (1–2,000 characters), kept in the audit trail.
+    #[schema(min_length = 1, max_length = 2000)]
     pub note: Option<String>,
     /// The version you read.
     pub version: Option<i32>,

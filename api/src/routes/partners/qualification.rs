@@ -26,8 +26,10 @@ use entity::workflow::qualification as qualification_flow;
 pub struct QualificationTransition {
     pub event: QualificationEvent,
     /// Required for probation, reinstate, disqualify and re-evaluate.
+    #[schema(min_length = 1, max_length = 2000)]
     pub reason: Option<String>,
     /// Your signing password: approval and disqualification are e-signed by quality.
+    #[schema(min_length = 1, max_length = 256)]
     pub password: Option<String>,
     /// The `qualification_version` you read.
     pub version: Option<i32>,

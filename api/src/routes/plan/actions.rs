@@ -403,7 +403,7 @@ impl Validate for ActionTransition {
         c.optional_text("evidence", self.evidence.as_deref(), 1, 2000);
         c.optional_link("evidence_url", self.evidence_url.as_deref());
         if (self.evidence.is_some() || self.evidence_url.is_some())
-            && self.event != ActionEvent::Complete
+            && !entity::action_item::takes_evidence(self.event)
         {
             c.fail(
                 "evidence",
@@ -541,7 +541,7 @@ pub async fn snooze_action_item(
         return Err(ApiError::invalid(
             "until",
             "in_the_past",
-            "must be today or later",
+            "must be today or later in the program's time zone, as YYYY-MM-DD, e.g. 2027-03-02",
         ));
     }
     let updated = write_next_version::<action_item::Entity>(&txn, current.id, &current, now, |a| {

@@ -56,7 +56,11 @@ impl Validate for CreateGateItem {
     fn validate(&self, c: &mut Checks) {
         c.text("title", &self.title, 1, 200);
         if self.position.is_some_and(|p| !(0..=10_000).contains(&p)) {
-            c.fail("position", "out_of_range", "must be between 0 and 10000");
+            c.fail(
+                "position",
+                "out_of_range",
+                "a whole number from 0 to 10000, e.g. 3",
+            );
         }
     }
 }

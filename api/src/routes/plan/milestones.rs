@@ -159,7 +159,11 @@ impl Validate for CreateMilestone {
         let fe = self.forecast_end.unwrap_or(self.baseline_end);
         check_dates(c, "forecast_start", fs, "forecast_end", fe);
         if self.position.is_some_and(|p| !(0..=100_000).contains(&p)) {
-            c.fail("position", "out_of_range", "must be between 0 and 100000");
+            c.fail(
+                "position",
+                "out_of_range",
+                "a whole number from 0 to 100000, e.g. 3",
+            );
         }
     }
 }
@@ -356,7 +360,11 @@ impl Validate for UpdateMilestone {
         c.optional_text("phase", self.phase.as_deref(), 1, 100);
         c.optional_text("reason", self.reason.as_deref(), 1, 500);
         if self.position.is_some_and(|p| !(0..=100_000).contains(&p)) {
-            c.fail("position", "out_of_range", "must be between 0 and 100000");
+            c.fail(
+                "position",
+                "out_of_range",
+                "a whole number from 0 to 100000, e.g. 3",
+            );
         }
     }
 }

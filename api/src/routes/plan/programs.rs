@@ -25,11 +25,15 @@ fn check_currency(c: &mut Checks, field: &str, currency: Option<&str>, budget: O
         c.fail(
             field,
             "invalid_format",
-            "an ISO 4217 code such as USD or EUR",
+            "an ISO 4217 code in capitals, e.g. USD or EUR",
         );
     }
     if budget.is_some_and(|b| b < 0) {
-        c.fail("budget_minor", "out_of_range", "must not be negative");
+        c.fail(
+            "budget_minor",
+            "out_of_range",
+            "0 or more, in the currency's minor units, e.g. 420000000 for USD 4,200,000.00",
+        );
     }
     if budget.is_some() && currency.is_none() {
         c.fail(field, "required", "a budget needs its currency");
@@ -57,6 +61,7 @@ pub struct CreateProgram {
     pub scope: Option<String>,
     #[schema(minimum = 0)]
     pub budget_minor: Option<i64>,
+    #[schema(pattern = "^[A-Z]{3}$", example = "USD")]
     pub currency: Option<String>,
     /// IANA time zone, e.g. `Europe/Zurich`.
     pub time_zone: String,
@@ -252,6 +257,7 @@ pub struct UpdateProgram {
     pub scope: Option<String>,
     #[schema(minimum = 0)]
     pub budget_minor: Option<i64>,
+    #[schema(pattern = "^[A-Z]{3}$", example = "USD")]
     pub currency: Option<String>,
     pub time_zone: Option<String>,
     /// Why; kept in the audit trail. Required.
@@ -273,11 +279,15 @@ impl Validate for UpdateProgram {
             c.fail(
                 "currency",
                 "invalid_format",
-                "an ISO 4217 code such as USD or EUR",
+                "an ISO 4217 code in capitals, e.g. USD or EUR",
             );
         }
         if self.budget_minor.is_some_and(|b| b < 0) {
-            c.fail("budget_minor", "out_of_range", "must not be negative");
+            c.fail(
+                "budget_minor",
+                "out_of_range",
+                "0 or more, in the currency's minor units, e.g. 420000000 for USD 4,200,000.00",
+            );
         }
         c.text("reason", &self.reason, 1, 500);
     }

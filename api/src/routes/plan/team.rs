@@ -26,7 +26,11 @@ use actix_web::http::StatusCode;
 fn check_tags(c: &mut Checks, tags: Option<&Vec<String>>) {
     if let Some(tags) = tags {
         if tags.len() > 20 {
-            c.fail("expertise_tags", "too_many", "at most 20 tags");
+            c.fail(
+                "expertise_tags",
+                "too_many",
+                "at most 20 tags, e.g. [\"microbiology\", \"equipment\"]",
+            );
         } else if let Err(why) = team_member::normalize_tags(tags) {
             c.fail("expertise_tags", "invalid_tag", why);
         }

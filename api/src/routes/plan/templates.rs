@@ -66,7 +66,7 @@ impl Validate for InstantiatePlan {
             c.fail(
                 "start_date",
                 "out_of_range",
-                "must be between 2000-01-01 and 2100-01-01",
+                "a date from 2000-01-01 to 2100-01-01, as YYYY-MM-DD, e.g. 2027-01-04",
             );
         }
     }

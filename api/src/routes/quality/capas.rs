@@ -84,7 +84,11 @@ impl Validate for CreateCapa {
             );
         }
         if linked > 50 {
-            c.fail("deviation_ids", "too_many", "at most 50");
+            c.fail(
+                "deviation_ids",
+                "too_many",
+                "at most 50 deviation ids, e.g. [41, 42]",
+            );
         }
         if self.source != CapaSource::Deviation && self.finding_reference.is_none() {
             c.fail(

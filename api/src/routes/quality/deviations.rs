@@ -105,7 +105,7 @@ pub async fn report_deviation(
         return Err(ApiError::invalid(
             "detected_at",
             "out_of_range",
-            "must be in 2000 or later",
+            "must be in 2000 or later, as RFC 3339 with its offset, e.g. 2027-03-02T01:55:00Z",
         ));
     }
     if b.detected_at > now + DETECTED_AT_SKEW {
@@ -257,7 +257,7 @@ pub async fn list_deviations(
             return Err(ApiError::invalid(
                 "min_age_days",
                 "out_of_range",
-                "must be between 0 and 36500",
+                "a whole number of days from 0 to 36500, e.g. min_age_days=30",
             ));
         }
         select = select.filter(deviation::Column::DetectedAt.lte(now - TimeDelta::days(days)));
@@ -442,7 +442,7 @@ impl Validate for DeviationTransition {
     fn validate(&self, c: &mut Checks) {
         c.optional_text("reason", self.reason.as_deref(), 1, 500);
         c.optional_signing_password("password", self.password.as_deref());
-        if self.criticality.is_some() && self.event != DeviationEvent::Triage {
+        if self.criticality.is_some() && !entity::deviation::takes_criticality(self.event) {
             c.fail(
                 "criticality",
                 "not_allowed",

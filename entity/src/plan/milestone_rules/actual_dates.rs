@@ -53,6 +53,11 @@ impl ActualDateError {
     }
 }
 
+/// Only a start or a completion is recorded for a day (`on`).
+pub fn takes_actual_day(event: MilestoneEvent) -> bool {
+    matches!(event, MilestoneEvent::Start | MilestoneEvent::Complete)
+}
+
 /// The day a `start` or `complete` records: `on` (default `today`, the program's local
 /// date). An earlier day needs a reason; a later one is refused; a completion is never
 /// before the start.
@@ -63,12 +68,13 @@ pub fn actual_day(
     today: NaiveDate,
     has_reason: bool,
 ) -> Result<NaiveDate, ActualDateError> {
-    let field = match event {
-        MilestoneEvent::Start => "on",
-        MilestoneEvent::Complete => "on",
-        _ if on.is_some() => return Err(ActualDateError::NotApplicable),
-        _ => return Ok(today),
-    };
+    let field = "on";
+    if !takes_actual_day(event) {
+        return match on {
+            Some(_) => Err(ActualDateError::NotApplicable),
+            None => Ok(today),
+        };
+    }
     let day = on.unwrap_or(today);
     if day > today {
         return Err(ActualDateError::InFuture { field, day, today });
