@@ -10,15 +10,14 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
 use entity::audit_trail::Actor;
 use entity::{
     api_token, audit_event, milestone, organization, program, signature, team_member, user,
 };
 use sea_orm::sea_query::IntoCondition;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait,
-    PrimaryKeyTrait, QueryFilter, Select,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PrimaryKeyTrait, QueryFilter, Select,
 };
 
 use crate::error::{ApiError, ApiResult};
@@ -115,6 +114,55 @@ impl AuthContext {
 
 /// Token activity is recorded at most this often, to keep reads from turning into writes.
 const LAST_USED_GRANULARITY: TimeDelta = TimeDelta::seconds(60);
+
+/// When this process last set off recording each token's use: one update per token and
+/// granularity, however many requests arrive meanwhile.
+#[derive(Debug, Default)]
+pub struct TokenUse(std::sync::Mutex<std::collections::HashMap<i64, DateTime<Utc>>>);
+
+impl TokenUse {
+    /// Whether to record `token`'s use at `now` (and, if so, noted as recorded).
+    fn start(&self, token: i64, now: DateTime<Utc>) -> bool {
+        let Ok(mut recorded) = self.0.lock() else {
+            return false;
+        };
+        if recorded
+            .get(&token)
+            .is_some_and(|&at| now - at < LAST_USED_GRANULARITY)
+        {
+            return false;
+        }
+        // Bounded: tokens not used within the granularity are forgotten.
+        if recorded.len() >= 10_000 {
+            recorded.retain(|_, at| now - *at < LAST_USED_GRANULARITY);
+        }
+        recorded.insert(token, now);
+        true
+    }
+}
+
+/// Records a token's use off the request's path: a read must not wait for this write
+/// (on SQLite the one writer may be busy for seconds), and a failure costs only the
+/// timestamp.
+fn record_use(state: &AppState, token: i64, now: DateTime<Utc>) {
+    if !state.token_use.start(token, now) {
+        return;
+    }
+    let db = state.db.clone();
+    actix_web::rt::spawn(async move {
+        let update = api_token::Entity::update_many()
+            .col_expr(
+                api_token::Column::LastUsedAt,
+                sea_orm::sea_query::Expr::value(Some(now)),
+            )
+            .filter(api_token::Column::Id.eq(token))
+            .exec(&db)
+            .await;
+        if let Err(err) = update {
+            tracing::warn!(%err, token, "could not record token use");
+        }
+    });
+}
 
 impl FromRequest for AuthContext {
     type Error = ApiError;
@@ -214,7 +262,7 @@ pub async fn authenticate(
         .filter(api_token::Column::TokenHash.eq(api_token::hash_secret(secret)))
         .find_also_related(user::Entity)
         .find_also(user::Entity, organization::Entity)
-        .one(&state.db)
+        .one(&state.reads)
         .await?
         .ok_or_else(invalid)?;
     let user = user.ok_or_else(invalid)?;
@@ -229,23 +277,14 @@ pub async fn authenticate(
         ));
     }
     let org = org.ok_or_else(invalid)?;
-    let token = if token
+    let mut token = token;
+    if token
         .last_used_at
         .is_none_or(|t| now - t >= LAST_USED_GRANULARITY)
     {
-        let mut active: api_token::ActiveModel = token.clone().into();
-        active.last_used_at = Set(Some(now));
-        // Bookkeeping only: a failure here must not fail the request.
-        match active.update(&state.db).await {
-            Ok(updated) => updated,
-            Err(err) => {
-                tracing::warn!(%err, "could not record token use");
-                token
-            }
-        }
-    } else {
-        token
-    };
+        record_use(state, token.id, now);
+        token.last_used_at = Some(now);
+    }
     Ok(AuthContext {
         user,
         org,

@@ -191,6 +191,15 @@ fn main() -> ExitCode {
 fn serve(database: DatabaseArgs, serve: ServeArgs, clock: Arc<dyn Clock>) -> Result<(), String> {
     actix_web::rt::System::new().block_on(async move {
         let (db, chain_keys) = api::operator::open(&database).await?;
+        let readers = migration::startup::connect_readers(&database)
+            .await
+            .map_err(|e| e.to_string())?;
+        let db_read_connections = if readers.is_some() {
+            database.db_read_connections
+        } else {
+            0
+        };
+        let reads = readers.unwrap_or_else(|| db.clone());
         match entity::user::unmailable(&db).await {
             Ok(bad) => {
                 for (id, email) in bad {
@@ -225,6 +234,7 @@ fn serve(database: DatabaseArgs, serve: ServeArgs, clock: Arc<dyn Clock>) -> Res
         let started_at = clock.now();
         let state = AppState {
             db: db.clone(),
+            reads: reads.clone(),
             clock,
             metrics: Arc::default(),
             public_base_url: serve.public_base_url.trim_end_matches('/').into(),
@@ -246,6 +256,8 @@ fn serve(database: DatabaseArgs, serve: ServeArgs, clock: Arc<dyn Clock>) -> Res
             db_max_connections: database
                 .pool(migration::startup::API_POSTGRES_POOL)
                 .max_connections,
+            db_read_connections,
+            token_use: Arc::default(),
         };
         let options = ServerOptions {
             workers: serve.http_workers,
@@ -259,6 +271,7 @@ fn serve(database: DatabaseArgs, serve: ServeArgs, clock: Arc<dyn Clock>) -> Res
             .await
             .map_err(|e| e.to_string())?;
         tracing::info!("cmo-api stopped");
+        let _ = reads.close().await;
         let _ = db.close().await;
         Ok(())
     })

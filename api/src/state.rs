@@ -9,7 +9,12 @@ use crate::metrics::Metrics;
 
 #[derive(Clone)]
 pub struct AppState {
+    /// Writes, and reads inside a write (SQLite: the one writer connection).
     pub db: DatabaseConnection,
+    /// Reads that are not part of a write: GET handlers and token look-ups. On SQLite a
+    /// pool of read-only connections beside the writer (`--db-read-connections`); on
+    /// PostgreSQL, and on an in-memory SQLite database, the same pool as `db`.
+    pub reads: DatabaseConnection,
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
     pub public_base_url: Arc<str>,
@@ -32,4 +37,8 @@ pub struct AppState {
     /// When the process started and its pool's size, for `/metrics`.
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub db_max_connections: u32,
+    /// The size of `reads` when it is a pool of its own (SQLite readers), else 0.
+    pub db_read_connections: u32,
+    /// Token use this process has recorded (see `crate::auth`).
+    pub token_use: Arc<crate::auth::TokenUse>,
 }

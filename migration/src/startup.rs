@@ -26,6 +26,13 @@ pub struct DatabaseArgs {
     #[arg(long, env = "CMO_DB_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub db_max_connections: Option<u32>,
 
+    /// SQLite only: read-only connections beside the one writer, which serve the api's
+    /// reads (WAL lets them run while a write is under way, so no read queues behind a
+    /// write or behind another read). 0: reads share the writer. PostgreSQL's one pool
+    /// serves reads and writes alike.
+    #[arg(long, env = "CMO_DB_READ_CONNECTIONS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(0..=64))]
+    pub db_read_connections: u32,
+
     /// Seconds an unused pooled connection is kept before it is closed (the pool shrinks
     /// back after a peak). PostgreSQL only; SQLite keeps its one connection.
     #[arg(long, env = "CMO_DB_IDLE_TIMEOUT_SECS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
@@ -79,6 +86,7 @@ impl DatabaseArgs {
         Self {
             database_url: url.into(),
             db_max_connections: None,
+            db_read_connections: 4,
             db_idle_timeout_secs: 300,
             db_max_lifetime_secs: 1_800,
             db_statement_timeout_ms: 20_000,
@@ -252,6 +260,38 @@ pub async fn connect_and_migrate(
         });
     }
     Ok(db)
+}
+
+/// SQLite's readers: a pool of read-only connections to the same file, beside the one
+/// writer [`connect_and_migrate`] returns. `None` where there is nothing to gain: on
+/// PostgreSQL (one pool serves both), on an in-memory database (another connection would
+/// open another database) and with `--db-read-connections 0`. Connect after migrating:
+/// a reader cannot switch a new file to WAL.
+pub async fn connect_readers(args: &DatabaseArgs) -> Result<Option<DatabaseConnection>, DbErr> {
+    if args.sqlite_file().is_none() || args.db_read_connections == 0 {
+        return Ok(None);
+    }
+    let mut options = ConnectOptions::new(args.database_url.clone());
+    options
+        .max_connections(args.db_read_connections)
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_millis(args.db_acquire_timeout_ms))
+        .sqlx_logging(false)
+        // Read-only: a write sent here by mistake fails loudly instead of racing the
+        // writer. busy_timeout covers the moments a checkpoint needs the file.
+        .map_sqlx_sqlite_opts(|opts| {
+            opts.read_only(true)
+                .create_if_missing(false)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+        });
+    let readers = Database::connect(options).await?;
+    tracing::info!(
+        connections = args.db_read_connections,
+        "connected SQLite readers"
+    );
+    Ok(Some(readers))
 }
 
 /// Holds an exclusive lock on `<database file>.migrate-lock` while alive.

@@ -129,3 +129,50 @@ async fn concurrent_writers_keep_the_audit_chain_intact(app: &TestApp) {
     );
 }
 on_both_databases!(concurrent_writers_keep_the_audit_chain_intact);
+
+/// A read never waits for a write: while the api's write
+/// waits for a lock another connection holds (SQLite: the database's one write lock;
+/// PostgreSQL: the tokens table), lists, records and token look-ups still answer.
+async fn reads_do_not_wait_behind_a_write(app: &TestApp) {
+    // REQ: PERF-READS-BESIDE-WRITES
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let holder = migration::startup::connect(&app.database_url, None)
+        .await
+        .expect("another connection");
+    let txn = holder.begin().await.expect("begin");
+    match app.backend {
+        e2e::Backend::Sqlite => {
+            // A write statement takes the database's write lock, matching rows or not.
+            txn.execute_unprepared("UPDATE api_tokens SET name = name WHERE id = -1")
+                .await
+                .expect("take the write lock");
+        }
+        e2e::Backend::Postgres => {
+            txn.execute_unprepared("LOCK TABLE api_tokens IN EXCLUSIVE MODE")
+                .await
+                .expect("lock the tokens table against writes");
+        }
+    }
+    let writer = app.admin();
+    let write = actix_web::rt::spawn(async move {
+        writer
+            .post("/api/v1/tokens", json!({"name": "waits for the lock"}))
+            .await
+            .expect(201)
+    });
+    // Let the write reach the lock (if it has not yet, the reads below prove less, never
+    // fail wrongly).
+    actix_web::rt::time::sleep(std::time::Duration::from_millis(300)).await;
+    let admin = app.admin();
+    admin.get("/api/v1/deviations").await.expect(200);
+    admin.get("/api/v1/me").await.expect(200);
+    admin.get("/api/v1/programs").await.expect(200);
+    assert!(
+        !write.is_finished(),
+        "the write went through while the lock was held: the scenario proved nothing"
+    );
+    txn.rollback().await.expect("release the lock");
+    write.await.expect("the write");
+    let _ = holder.close().await;
+}
+on_both_databases!(reads_do_not_wait_behind_a_write);

@@ -57,9 +57,13 @@ async fn health_readiness_and_metrics(app: &TestApp) {
     ] {
         assert!(text.contains(family), "{family}: {text}");
     }
+    // SQLite: the reads' own pool beside the one writer.
+    let readers = text.contains("cmo_db_readers_max_connections 4");
+    assert_eq!(readers, app.backend == e2e::Backend::Sqlite, "{text}");
 
     // With the database gone, readiness and data endpoints answer 503, liveness stays up.
     app.db.close_by_ref().await.unwrap();
+    app.reads.close_by_ref().await.unwrap();
     let ready = anon
         .get("/readyz")
         .await

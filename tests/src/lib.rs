@@ -85,6 +85,8 @@ pub struct TestApp {
     /// The database the app runs on (for extra connections: workers, benches).
     pub database_url: String,
     pub db: DatabaseConnection,
+    /// The api's reads: on SQLite its read-only pool beside `db`; else the same as `db`.
+    pub reads: DatabaseConnection,
     pub backend: Backend,
     /// The api's clock: tests move it to expire tokens and the like.
     pub clock: ManualClock,
@@ -408,6 +410,17 @@ pub async fn spawn_app_on(
     let (db, chain_keys) = api::operator::open(&args)
         .await
         .expect("connect, migrate and load the audit keys");
+    // As the binary serves: SQLite's reads on read-only connections beside the writer.
+    let readers = migration::startup::connect_readers(&args)
+        .await
+        .expect("connect the SQLite readers");
+    let db_read_connections = if readers.is_some() {
+        args.db_read_connections
+    } else {
+        0
+    };
+    let reads = readers.unwrap_or_else(|| db.clone());
+    let app_reads = reads.clone();
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
     let port = listener.local_addr().expect("local addr").port();
     let clock = ManualClock::new(start_instant());
@@ -427,6 +440,7 @@ pub async fn spawn_app_on(
     .expect("bootstrap");
     let state = AppState {
         db: db.clone(),
+        reads,
         clock: Arc::new(clock.clone()),
         metrics: Arc::default(),
         public_base_url: format!("http://127.0.0.1:{port}").into(),
@@ -443,6 +457,8 @@ pub async fn spawn_app_on(
         draining: Arc::default(),
         started_at: clock.now(),
         db_max_connections: 8,
+        db_read_connections,
+        token_use: Arc::default(),
     };
     let server = build_server(
         state,
@@ -461,6 +477,7 @@ pub async fn spawn_app_on(
         base_url: format!("http://127.0.0.1:{port}"),
         database_url: url,
         db,
+        reads: app_reads,
         backend,
         clock,
         admin_token: boot.secret,

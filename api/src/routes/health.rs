@@ -114,6 +114,9 @@ pub async fn metrics(req: actix_web::HttpRequest, state: web::Data<AppState>) ->
     let mut out = entity::ops::telemetry::Exposition::default();
     entity::ops::telemetry::process(&mut out, "cmo-api", state.started_at);
     entity::ops::telemetry::pool(&mut out, &state.db, state.db_max_connections);
+    if state.db_read_connections > 0 {
+        entity::ops::telemetry::readers(&mut out, &state.reads, state.db_read_connections);
+    }
     // The backlog the worker works through, seen from every replica (answers within the
     // readiness timeout, or the family says it could not be read).
     let backlog = tokio::time::timeout(

@@ -120,6 +120,27 @@ fn resident_bytes() -> Option<u64> {
 /// The connection pool: its size now (it grows to its maximum under load and shrinks
 /// back when idle), the idle part of it, and the maximum.
 pub fn pool(out: &mut Exposition, db: &DatabaseConnection, max_connections: u32) {
+    pool_gauges(out, "cmo_db_pool", "the pool", db, max_connections);
+}
+
+/// SQLite's read-only connections beside the writer (when the api has them).
+pub fn readers(out: &mut Exposition, readers: &DatabaseConnection, max_connections: u32) {
+    pool_gauges(
+        out,
+        "cmo_db_readers",
+        "SQLite's read-only pool",
+        readers,
+        max_connections,
+    );
+}
+
+fn pool_gauges(
+    out: &mut Exposition,
+    prefix: &str,
+    what: &str,
+    db: &DatabaseConnection,
+    max_connections: u32,
+) {
     let (size, idle) = match db.get_database_backend() {
         sea_orm::DbBackend::Postgres => {
             let pool = db.get_postgres_connection_pool();
@@ -131,18 +152,18 @@ pub fn pool(out: &mut Exposition, db: &DatabaseConnection, max_connections: u32)
         }
     };
     out.gauge(
-        "cmo_db_pool_connections",
-        "Open connections of the pool.",
+        &format!("{prefix}_connections"),
+        &format!("Open connections of {what}."),
         f64::from(size),
     );
     out.gauge(
-        "cmo_db_pool_idle_connections",
-        "Open connections of the pool not in use.",
+        &format!("{prefix}_idle_connections"),
+        &format!("Open connections of {what} not in use."),
         idle as f64,
     );
     out.gauge(
-        "cmo_db_pool_max_connections",
-        "The most connections the pool opens.",
+        &format!("{prefix}_max_connections"),
+        &format!("The most connections {what} opens."),
         f64::from(max_connections),
     );
 }

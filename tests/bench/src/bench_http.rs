@@ -139,7 +139,8 @@ async fn write_ceiling(db: &DatabaseConnection, clients: usize, total: usize) ->
     s.rps
 }
 
-async fn bench(label: &str, url: String) {
+/// `env`: extra settings of the api (e.g. `CMO_DB_READ_CONNECTIONS=0`).
+async fn bench(label: &str, url: String, env: &[(&str, &str)]) {
     let dir = tempfile::tempdir().expect("temp dir");
     let boot = Command::new(bin("cmo-api"))
         .args([
@@ -174,6 +175,7 @@ async fn bench(label: &str, url: String) {
         .env("CMO_BIND", format!("127.0.0.1:{port}"))
         .env("CMO_LOG", "warn")
         .env("CMO_PUBLIC_BASE_URL", &base)
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .spawn()
         .expect("api");
@@ -348,6 +350,39 @@ async fn bench(label: &str, url: String) {
             }
         }
     }
+    // Reads while others write: 8 clients list while 8 others move their items. On
+    // SQLite the reads run on read-only connections beside the writer (unless
+    // CMO_DB_READ_CONNECTIONS=0): no read waits for a write.
+    let (listed, moved) = tokio::join!(
+        drive(8, 800, |k, _| {
+            let cl = &clients[k];
+            let list = &list;
+            async move {
+                cl.get(list).await.expect(200);
+            }
+        }),
+        drive(8, 600, |k, i| {
+            let cl = &clients[8 + k];
+            let path = format!("/api/v1/action-items/{}/transitions", items[8 + k]);
+            async move {
+                let body = match i % 3 {
+                    0 => json!({"event": "start"}),
+                    1 => json!({"event": "complete"}),
+                    _ => json!({"event": "reopen", "reason": "bench"}),
+                };
+                cl.post(&path, body).await.expect(200);
+            }
+        })
+    );
+    for (name, s) in [
+        ("list while 8 write", &listed),
+        ("transitions while 8 list", &moved),
+    ] {
+        println!(
+            "| {:<26} | {:>7} | {:>9.0} | {:>9.1?} | {:>9.1?} | {:>12} |",
+            name, 8, s.rps, s.p50, s.p99, ""
+        );
+    }
     let db = migration::startup::connect(&url, None)
         .await
         .expect("bench connection");
@@ -376,16 +411,18 @@ async fn bench(label: &str, url: String) {
 #[actix_web::main]
 async fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
+    let sqlite = |name: &str| format!("sqlite://{}?mode=rwc", dir.path().join(name).display());
+    // The same binary with its reads on the one writer connection, as before the read
+    // pool: the rows to compare with the default's.
     bench(
-        "SQLite",
-        format!(
-            "sqlite://{}?mode=rwc",
-            dir.path().join("bench.db").display()
-        ),
+        "SQLite, reads on the writer",
+        sqlite("bench-one.db"),
+        &[("CMO_DB_READ_CONNECTIONS", "0")],
     )
     .await;
+    bench("SQLite", sqlite("bench.db"), &[]).await;
     match e2e::pg::fresh_database_url().await {
-        Some(url) => bench("PostgreSQL", url).await,
+        Some(url) => bench("PostgreSQL", url, &[]).await,
         None => println!("PostgreSQL: skipped (not installed)"),
     }
 }

@@ -177,7 +177,7 @@ pub async fn list_escalations(
     let select = select
         .order_by_desc(escalation::Column::OpenedAt)
         .order_by_desc(escalation::Column::Id);
-    let (items, total, limit, offset) = fetch_page(&state.db, select, q.limit, q.offset).await?;
+    let (items, total, limit, offset) = fetch_page(&state.reads, select, q.limit, q.offset).await?;
     Ok(web::Json(Page {
         items: items.iter().map(EscalationView::from).collect(),
         total,
@@ -201,11 +201,11 @@ pub async fn get_escalation(
     ctx: AuthContext,
     id: web::Path<i64>,
 ) -> ApiResult<web::Json<EscalationDetail>> {
-    let e = find_scoped::<escalation::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
-    let mut detail = detail(&state.db, &e).await?;
+    let e = find_scoped::<escalation::Entity, _>(&state.reads, &ctx, id.into_inner()).await?;
+    let mut detail = detail(&state.reads, &e).await?;
     detail
         .escalation
-        .offer(event_options::<escalation_flow::Step>(&state.db, &ctx, &e).await?);
+        .offer(event_options::<escalation_flow::Step>(&state.reads, &ctx, &e).await?);
     Ok(web::Json(detail))
 }
 

@@ -72,8 +72,8 @@ pub async fn get_policy(
     ctx: AuthContext,
     id: web::Path<i64>,
 ) -> ApiResult<web::Json<PolicyView>> {
-    let prog = find_scoped::<program::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
-    Ok(web::Json(policy_view(&state.db, prog.id).await?))
+    let prog = find_scoped::<program::Entity, _>(&state.reads, &ctx, id.into_inner()).await?;
+    Ok(web::Json(policy_view(&state.reads, prog.id).await?))
 }
 
 /// Replace the program's escalation policy (sponsor admins and program managers).
@@ -226,9 +226,9 @@ pub async fn check_policy(
     ctx: AuthContext,
     id: web::Path<i64>,
 ) -> ApiResult<web::Json<PolicyCheck>> {
-    let prog = find_scoped::<program::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
-    let policy = escalation_policy::for_program(&state.db, prog.id).await?;
-    let team = escalation_policy::team(&state.db, prog.id).await?;
+    let prog = find_scoped::<program::Entity, _>(&state.reads, &ctx, id.into_inner()).await?;
+    let policy = escalation_policy::for_program(&state.reads, prog.id).await?;
+    let team = escalation_policy::team(&state.reads, prog.id).await?;
     let mut warnings = Vec::new();
     for c in team.iter().filter(|c| c.email.is_empty()) {
         warnings.push(PolicyWarning {
@@ -365,9 +365,9 @@ pub async fn dry_run(
     id: web::Path<i64>,
     query: web::Query<DryRunQuery>,
 ) -> ApiResult<web::Json<DryRun>> {
-    let prog = find_scoped::<program::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
-    let policy = escalation_policy::for_program(&state.db, prog.id).await?;
-    let team = escalation_policy::team(&state.db, prog.id).await?;
+    let prog = find_scoped::<program::Entity, _>(&state.reads, &ctx, id.into_inner()).await?;
+    let policy = escalation_policy::for_program(&state.reads, prog.id).await?;
+    let team = escalation_policy::team(&state.reads, prog.id).await?;
     let at = query.at.unwrap_or_else(|| state.clock.now());
     if at.year() < 2000 || at.year() > 2200 {
         return Err(ApiError::invalid(

@@ -89,10 +89,10 @@ pub async fn list_audit_events(
         select = select.filter(audit_event::Column::Action.eq(action));
     }
     let (items, total, limit, offset) =
-        fetch_page(&state.db, select, filter.limit, filter.offset).await?;
+        fetch_page(&state.reads, select, filter.limit, filter.offset).await?;
     Ok(web::Json(Page {
         items: {
-            let services = service_accounts(&state.db, &items).await?;
+            let services = service_accounts(&state.reads, &items).await?;
             items
                 .iter()
                 .map(|e| AuditEventView::new(e, &services))
@@ -119,8 +119,8 @@ pub async fn get_audit_event(
     ctx: AuthContext,
     id: web::Path<i64>,
 ) -> ApiResult<web::Json<AuditEventView>> {
-    let event = find_scoped::<audit_event::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
-    let services = service_accounts(&state.db, std::slice::from_ref(&event)).await?;
+    let event = find_scoped::<audit_event::Entity, _>(&state.reads, &ctx, id.into_inner()).await?;
+    let services = service_accounts(&state.reads, std::slice::from_ref(&event)).await?;
     Ok(web::Json(AuditEventView::new(&event, &services)))
 }
 
@@ -182,7 +182,7 @@ pub async fn verify_audit_chain(
     query: web::Query<ChainQuery>,
 ) -> ApiResult<web::Json<ChainVerification>> {
     let org_id = trail_of(&state, &ctx, query.org_id).await?;
-    let result = audit_trail::verify(&state.db, &state.chain_keys, org_id).await?;
+    let result = audit_trail::verify(&state.reads, &state.chain_keys, org_id).await?;
     Ok(web::Json(ChainVerification::new(result, &state.chain_keys)))
 }
 

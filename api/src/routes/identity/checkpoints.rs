@@ -72,7 +72,7 @@ pub async fn list_checkpoints(
 ) -> ApiResult<web::Json<Page<CheckpointView>>> {
     let select = scoped::<checkpoint::Entity>(&ctx).order_by_desc(checkpoint::Column::Id);
     let (items, total, limit, offset) =
-        fetch_page(&state.db, select, query.limit, query.offset).await?;
+        fetch_page(&state.reads, select, query.limit, query.offset).await?;
     Ok(web::Json(Page {
         items: items.iter().map(CheckpointView::from).collect(),
         total,

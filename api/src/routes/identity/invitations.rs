@@ -129,7 +129,7 @@ pub async fn list_invitations(
             .filter(invitation::Column::RevokedAt.is_null());
     }
     let (items, total, limit, offset) =
-        fetch_page(&state.db, select, filter.limit, filter.offset).await?;
+        fetch_page(&state.reads, select, filter.limit, filter.offset).await?;
     let now = state.clock.now();
     Ok(web::Json(Page {
         items: items.iter().map(|i| InvitationView::new(i, now)).collect(),

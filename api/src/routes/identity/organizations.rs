@@ -186,7 +186,7 @@ pub async fn list_organizations(
         select = select.filter(organization::Column::Kind.eq(kind));
     }
     let (items, total, limit, offset) =
-        fetch_page(&state.db, select, filter.limit, filter.offset).await?;
+        fetch_page(&state.reads, select, filter.limit, filter.offset).await?;
     Ok(web::Json(Page {
         items: items
             .iter()
@@ -213,6 +213,6 @@ pub async fn get_organization(
     ctx: AuthContext,
     id: web::Path<i64>,
 ) -> ApiResult<web::Json<OrganizationView>> {
-    let org = find_scoped::<organization::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    let org = find_scoped::<organization::Entity, _>(&state.reads, &ctx, id.into_inner()).await?;
     Ok(web::Json(OrganizationView::seen_by(&org, ctx.org_id())))
 }

@@ -154,11 +154,11 @@ pub async fn list_signatures(
         select = select.filter(signature::Column::SignerUserId.eq(signer));
     }
     let (items, total, limit, offset) =
-        fetch_page(&state.db, select, filter.limit, filter.offset).await?;
+        fetch_page(&state.reads, select, filter.limit, filter.offset).await?;
     let now = state.clock.now();
     let mut checked = Vec::with_capacity(items.len());
     for sig in &items {
-        checked.push(signed_records::checked(&state.db, &ctx, sig, now).await?);
+        checked.push(signed_records::checked(&state.reads, &ctx, sig, now).await?);
     }
     Ok(web::Json(Page {
         items: checked,
@@ -184,9 +184,9 @@ pub async fn get_signature(
     ctx: AuthContext,
     id: web::Path<i64>,
 ) -> ApiResult<web::Json<SignatureView>> {
-    let sig = find_scoped::<signature::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    let sig = find_scoped::<signature::Entity, _>(&state.reads, &ctx, id.into_inner()).await?;
     Ok(web::Json(
-        signed_records::checked(&state.db, &ctx, &sig, state.clock.now()).await?,
+        signed_records::checked(&state.reads, &ctx, &sig, state.clock.now()).await?,
     ))
 }
 

@@ -164,7 +164,7 @@ pub async fn list_tokens(
         select = select.filter(api_token::Column::RevokedAt.is_null());
     }
     let (items, total, limit, offset) =
-        fetch_page(&state.db, select, filter.limit, filter.offset).await?;
+        fetch_page(&state.reads, select, filter.limit, filter.offset).await?;
     Ok(web::Json(Page {
         items: items.iter().map(TokenView::from).collect(),
         total,

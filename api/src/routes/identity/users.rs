@@ -56,7 +56,7 @@ pub async fn list_users(
         select = select.filter(user::Column::IsServiceAccount.eq(service));
     }
     let (items, total, limit, offset) =
-        fetch_page(&state.db, select, filter.limit, filter.offset).await?;
+        fetch_page(&state.reads, select, filter.limit, filter.offset).await?;
     Ok(web::Json(Page {
         items: items.iter().map(UserView::from).collect(),
         total,
@@ -80,7 +80,7 @@ pub async fn get_user(
     ctx: AuthContext,
     id: web::Path<i64>,
 ) -> ApiResult<HttpResponse> {
-    let user = find_scoped::<user::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    let user = find_scoped::<user::Entity, _>(&state.reads, &ctx, id.into_inner()).await?;
     Ok(HttpResponse::Ok()
         .insert_header((
             actix_web::http::header::ETAG,

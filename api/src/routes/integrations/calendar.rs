@@ -208,18 +208,18 @@ pub async fn calendar_feed(
         .and_then(|c| feed_subject(&c.subject))
         .ok_or(ApiError::NotFound)?;
     let u = user::Entity::find_by_id(user_id)
-        .one(&state.db)
+        .one(&state.reads)
         .await?
         .filter(|u| u.active && u.calendar_generation == generation)
         .ok_or(ApiError::NotFound)?;
     let memberships = team_member::Entity::find()
         .filter(team_member::Column::UserId.eq(u.id))
-        .all(&state.db)
+        .all(&state.reads)
         .await?;
     let program_ids: Vec<i64> = memberships.iter().map(|m| m.program_id).collect();
     let programs: std::collections::BTreeMap<i64, String> = program::Entity::find()
         .filter(program::Column::Id.is_in(program_ids.clone()))
-        .all(&state.db)
+        .all(&state.reads)
         .await?
         .into_iter()
         .map(|p| (p.id, p.name))
@@ -227,12 +227,12 @@ pub async fn calendar_feed(
     let milestones = milestone::Entity::find()
         .filter(milestone::Column::ProgramId.is_in(program_ids))
         .filter(milestone::Column::Status.ne(MilestoneStatus::Cancelled))
-        .all(&state.db)
+        .all(&state.reads)
         .await?;
     let actions = action_item::Entity::find()
         .filter(action_item::Column::OwnerUserId.eq(u.id))
         .filter(action_item::Column::Status.is_in([ActionStatus::Open, ActionStatus::InProgress]))
-        .all(&state.db)
+        .all(&state.reads)
         .await?;
     let host = mail::message_domain(&state.public_base_url);
     let base = state.public_base_url.trim_end_matches('/');

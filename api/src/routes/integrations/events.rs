@@ -93,7 +93,7 @@ pub async fn list_events(
     let rows = select
         .order_by_asc(domain_event::Column::Cursor)
         .limit(limit)
-        .all(&state.db)
+        .all(&state.reads)
         .await?;
     let next_after = rows.last().map_or(after, |r| r.cursor);
     Ok(web::Json(EventPage {

@@ -191,7 +191,7 @@ pub async fn list_webhooks(
     ctx.require_admin()?;
     let select = scoped::<webhook::Entity>(&ctx).order_by_asc(webhook::Column::Id);
     let (list, total, limit, offset) =
-        fetch_page(&state.db, select, paging.limit, paging.offset).await?;
+        fetch_page(&state.reads, select, paging.limit, paging.offset).await?;
     Ok(web::Json(Page {
         items: list.iter().map(WebhookView::from).collect(),
         total,
@@ -370,7 +370,7 @@ pub async fn list_deliveries(
 ) -> ApiResult<web::Json<Page<DeliveryView>>> {
     ctx.require_admin()?;
     let q = query.into_inner();
-    let w = find_scoped::<webhook::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    let w = find_scoped::<webhook::Entity, _>(&state.reads, &ctx, id.into_inner()).await?;
     let mut select = webhook::delivery::Entity::find()
         .filter(webhook::delivery::Column::SubscriptionId.eq(w.id));
     if let Some(status) = q.status {
@@ -380,9 +380,9 @@ pub async fn list_deliveries(
         select = select.filter(webhook::delivery::Column::Id.lt(before));
     }
     let select = select.order_by_desc(webhook::delivery::Column::Id);
-    let (rows, total, limit, offset) = fetch_page(&state.db, select, q.limit, q.offset).await?;
+    let (rows, total, limit, offset) = fetch_page(&state.reads, select, q.limit, q.offset).await?;
     Ok(web::Json(Page {
-        items: with_logs(&state.db, rows).await?,
+        items: with_logs(&state.reads, rows).await?,
         total,
         limit,
         offset,

@@ -124,7 +124,7 @@ pub async fn list_quality_agreements(
     id: web::Path<i64>,
     paging: web::Query<Paging>,
 ) -> ApiResult<web::Json<Page<QualityAgreementView>>> {
-    let p = find_scoped::<cmo::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    let p = find_scoped::<cmo::Entity, _>(&state.reads, &ctx, id.into_inner()).await?;
     let mut select = cmo::quality_agreement::Entity::find()
         .filter(cmo::quality_agreement::Column::CmoOrgId.eq(p.org_id));
     if ctx.org_id() != p.org_id {
@@ -134,7 +134,7 @@ pub async fn list_quality_agreements(
         .order_by_desc(cmo::quality_agreement::Column::EffectiveOn)
         .order_by_desc(cmo::quality_agreement::Column::Id);
     let (list, total, limit, offset) =
-        fetch_page(&state.db, select, paging.limit, paging.offset).await?;
+        fetch_page(&state.reads, select, paging.limit, paging.offset).await?;
     Ok(web::Json(Page {
         items: agreement_views(&list, state.clock.now().date_naive()),
         total,

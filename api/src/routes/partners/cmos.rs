@@ -63,7 +63,7 @@ pub async fn list_cmos(
     let mut select = scoped::<cmo::Entity>(&ctx);
     let relationships = relationship::Entity::find()
         .filter(relationship::Column::SponsorOrgId.eq(ctx.org_id()))
-        .all(&state.db)
+        .all(&state.reads)
         .await?;
     if let Some(s) = q.status {
         // Your own qualification of each: another sponsor's is not yours to filter by.
@@ -90,12 +90,12 @@ pub async fn list_cmos(
     }
     let profiles = select
         .order_by_asc(cmo::Column::OrgId)
-        .all(&state.db)
+        .all(&state.reads)
         .await?;
     // Tag and region filters on the (small) registry in memory.
     let wanted = |v: &Option<String>| v.as_ref().map(|t| t.trim().to_lowercase());
     let (form, modality) = (wanted(&q.dosage_form), wanted(&q.modality));
-    let views: Vec<CmoView> = render(&state.db, &profiles, &relationships)
+    let views: Vec<CmoView> = render(&state.reads, &profiles, &relationships)
         .await?
         .into_iter()
         .filter(|v| form.as_ref().is_none_or(|f| v.dosage_forms.contains(f)))
@@ -133,14 +133,14 @@ pub async fn get_cmo(
     ctx: AuthContext,
     id: web::Path<i64>,
 ) -> ApiResult<web::Json<CmoView>> {
-    let p = find_scoped::<cmo::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    let p = find_scoped::<cmo::Entity, _>(&state.reads, &ctx, id.into_inner()).await?;
     let now = state.clock.now();
-    match own_relationship(&state.db, &ctx, p.org_id).await? {
+    match own_relationship(&state.reads, &ctx, p.org_id).await? {
         Some(rel) => Ok(web::Json(
-            answer::<entity::workflow::qualification::Step>(&state.db, &ctx, &rel, now).await?,
+            answer::<entity::workflow::qualification::Step>(&state.reads, &ctx, &rel, now).await?,
         )),
         None => Ok(web::Json(
-            render(&state.db, std::slice::from_ref(&p), &[])
+            render(&state.reads, std::slice::from_ref(&p), &[])
                 .await?
                 .pop()
                 .ok_or(ApiError::NotFound)?,

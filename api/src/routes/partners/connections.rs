@@ -103,12 +103,12 @@ pub async fn cmo_directory(
         .order_by_asc(organization::Column::Name)
         .order_by_asc(organization::Column::Id)
         .limit(20)
-        .all(&state.db)
+        .all(&state.reads)
         .await?;
     let own: BTreeMap<i64, relationship::Model> = relationship::Entity::find()
         .filter(relationship::Column::SponsorOrgId.eq(ctx.org_id()))
         .filter(relationship::Column::CmoOrgId.is_in(found.iter().map(|o| o.id)))
-        .all(&state.db)
+        .all(&state.reads)
         .await?
         .into_iter()
         .map(|r| (r.cmo_org_id, r))
@@ -226,9 +226,9 @@ pub async fn list_connections(
         select = select.filter(relationship::Column::Connection.eq(c));
     }
     let (rows, total, limit, offset) =
-        fetch_page(&state.db, select, filter.limit, filter.offset).await?;
+        fetch_page(&state.reads, select, filter.limit, filter.offset).await?;
     Ok(web::Json(Page {
-        items: connection_views(&state.db, &rows).await?,
+        items: connection_views(&state.reads, &rows).await?,
         total,
         limit,
         offset,
@@ -250,9 +250,9 @@ pub async fn get_connection(
     ctx: AuthContext,
     id: web::Path<i64>,
 ) -> ApiResult<web::Json<ConnectionView>> {
-    let r = find_scoped::<relationship::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    let r = find_scoped::<relationship::Entity, _>(&state.reads, &ctx, id.into_inner()).await?;
     Ok(web::Json(
-        answer::<Step>(&state.db, &ctx, &r, state.clock.now()).await?,
+        answer::<Step>(&state.reads, &ctx, &r, state.clock.now()).await?,
     ))
 }
 

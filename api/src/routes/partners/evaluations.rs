@@ -172,10 +172,10 @@ pub async fn list_evaluations(
 ) -> ApiResult<web::Json<Page<EvaluationView>>> {
     let select = scoped::<selection::Entity>(&ctx).order_by_desc(selection::Column::Id);
     let (list, total, limit, offset) =
-        fetch_page(&state.db, select, paging.limit, paging.offset).await?;
+        fetch_page(&state.reads, select, paging.limit, paging.offset).await?;
     let mut items = Vec::with_capacity(list.len());
     for e in &list {
-        items.push(render(&state.db, e).await?);
+        items.push(render(&state.reads, e).await?);
     }
     Ok(web::Json(Page {
         items,
@@ -200,10 +200,10 @@ pub async fn get_evaluation(
     ctx: AuthContext,
     id: web::Path<i64>,
 ) -> ApiResult<web::Json<EvaluationView>> {
-    let e = find_scoped::<selection::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    let e = find_scoped::<selection::Entity, _>(&state.reads, &ctx, id.into_inner()).await?;
     let now = state.clock.now();
     Ok(web::Json(
-        answer::<selection_flow::Decide>(&state.db, &ctx, &e, now).await?,
+        answer::<selection_flow::Decide>(&state.reads, &ctx, &e, now).await?,
     ))
 }
 
@@ -431,8 +431,8 @@ pub async fn bid_tab_csv(
     ctx: AuthContext,
     id: web::Path<i64>,
 ) -> ApiResult<HttpResponse> {
-    let e = find_scoped::<selection::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
-    let view = render(&state.db, &e).await?;
+    let e = find_scoped::<selection::Entity, _>(&state.reads, &ctx, id.into_inner()).await?;
+    let view = render(&state.reads, &e).await?;
     let names: BTreeMap<i64, &str> = view
         .candidates
         .iter()

@@ -127,13 +127,13 @@ pub async fn list_inspections(
     id: web::Path<i64>,
     paging: web::Query<Paging>,
 ) -> ApiResult<web::Json<Page<InspectionView>>> {
-    let p = find_scoped::<cmo::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    let p = find_scoped::<cmo::Entity, _>(&state.reads, &ctx, id.into_inner()).await?;
     let select = inspection::Entity::find()
         .filter(inspection::Column::CmoOrgId.eq(p.org_id))
         .order_by_desc(inspection::Column::InspectedOn)
         .order_by_desc(inspection::Column::Id);
     let (list, total, limit, offset) =
-        fetch_page(&state.db, select, paging.limit, paging.offset).await?;
+        fetch_page(&state.reads, select, paging.limit, paging.offset).await?;
     Ok(web::Json(Page {
         items: list.iter().map(InspectionView::from).collect(),
         total,

@@ -317,9 +317,9 @@ pub async fn list_merges(
         select = select.filter(cmo_merge::Column::Status.eq(s));
     }
     let (rows, total, limit, offset) =
-        fetch_page(&state.db, select, filter.limit, filter.offset).await?;
+        fetch_page(&state.reads, select, filter.limit, filter.offset).await?;
     Ok(web::Json(Page {
-        items: merge_views(&state.db, &rows).await?,
+        items: merge_views(&state.reads, &rows).await?,
         total,
         limit,
         offset,
@@ -341,9 +341,9 @@ pub async fn get_merge(
     ctx: AuthContext,
     id: web::Path<i64>,
 ) -> ApiResult<web::Json<MergeView>> {
-    let m = find_scoped::<cmo_merge::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    let m = find_scoped::<cmo_merge::Entity, _>(&state.reads, &ctx, id.into_inner()).await?;
     Ok(web::Json(
-        answer::<Step>(&state.db, &ctx, &m, state.clock.now()).await?,
+        answer::<Step>(&state.reads, &ctx, &m, state.clock.now()).await?,
     ))
 }
 

@@ -135,7 +135,7 @@ pub async fn cmo_scorecard(
     id: web::Path<i64>,
     query: web::Query<ScorecardQuery>,
 ) -> ApiResult<web::Json<ScorecardView>> {
-    let p = find_scoped::<cmo::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    let p = find_scoped::<cmo::Entity, _>(&state.reads, &ctx, id.into_inner()).await?;
     let today = state.clock.now().date_naive();
     let w = window(&query, today)?;
     // A sponsor's scorecard counts its own programs with the CMO; the CMO's own, all of
@@ -146,12 +146,12 @@ pub async fn cmo_scorecard(
         programs = programs.filter(entity::program::Column::SponsorOrgId.eq(ctx.org_id()));
     }
     let programs: Vec<i64> = programs
-        .all(&state.db)
+        .all(&state.reads)
         .await?
         .into_iter()
         .map(|p| p.id)
         .collect();
-    let kpis = scorecard_of(&state.db, &programs, w, today).await?;
+    let kpis = scorecard_of(&state.reads, &programs, w, today).await?;
     Ok(web::Json(ScorecardView {
         cmo_org_id: p.org_id,
         program_id: None,
@@ -178,10 +178,11 @@ pub async fn program_scorecard(
     id: web::Path<i64>,
     query: web::Query<ScorecardQuery>,
 ) -> ApiResult<web::Json<ScorecardView>> {
-    let prog = find_scoped::<entity::program::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    let prog =
+        find_scoped::<entity::program::Entity, _>(&state.reads, &ctx, id.into_inner()).await?;
     let today = state.clock.now().date_naive();
     let w = window(&query, today)?;
-    let kpis = scorecard_of(&state.db, &[prog.id], w, today).await?;
+    let kpis = scorecard_of(&state.reads, &[prog.id], w, today).await?;
     Ok(web::Json(ScorecardView {
         cmo_org_id: prog.cmo_org_id,
         program_id: Some(prog.id),

@@ -174,7 +174,7 @@ pub async fn list_action_items(
     filter: web::Query<ActionFilter>,
 ) -> ApiResult<web::Json<Page<ActionItemView>>> {
     let f = filter.into_inner();
-    let dates = ProgramDates::load(&state.db, &ctx, state.clock.now()).await?;
+    let dates = ProgramDates::load(&state.reads, &ctx, state.clock.now()).await?;
     let mut select = scoped::<action_item::Entity>(&ctx)
         .order_by_asc(action_item::Column::DueDate)
         .order_by_asc(action_item::Column::Id);
@@ -208,7 +208,7 @@ pub async fn list_action_items(
             is_overdue.not()
         });
     }
-    let (items, total, limit, offset) = fetch_page(&state.db, select, f.limit, f.offset).await?;
+    let (items, total, limit, offset) = fetch_page(&state.reads, select, f.limit, f.offset).await?;
     Ok(web::Json(Page {
         items: items
             .iter()
@@ -235,10 +235,10 @@ pub async fn get_action_item(
     ctx: AuthContext,
     id: web::Path<i64>,
 ) -> ApiResult<web::Json<ActionItemView>> {
-    let a = find_scoped::<action_item::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    let a = find_scoped::<action_item::Entity, _>(&state.reads, &ctx, id.into_inner()).await?;
     let now = state.clock.now();
     Ok(web::Json(
-        answer::<action_flow::Step>(&state.db, &ctx, &a, now).await?,
+        answer::<action_flow::Step>(&state.reads, &ctx, &a, now).await?,
     ))
 }
 

@@ -105,16 +105,16 @@ pub async fn program_audit_trail(
     id: web::Path<i64>,
     query: web::Query<TrailQuery>,
 ) -> ApiResult<HttpResponse> {
-    let prog = find_scoped::<program::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    let prog = find_scoped::<program::Entity, _>(&state.reads, &ctx, id.into_inner()).await?;
     let now = state.clock.now();
-    let events = entity::digest::changes::program_trail(&state.db, &prog, now).await?;
-    let services = service_accounts(&state.db, &events).await?;
+    let events = entity::digest::changes::program_trail(&state.reads, &prog, now).await?;
+    let services = service_accounts(&state.reads, &events).await?;
     let sponsor_chain =
-        audit_trail::verify(&state.db, &state.chain_keys, prog.sponsor_org_id).await?;
-    let cmo_chain = audit_trail::verify(&state.db, &state.chain_keys, prog.cmo_org_id).await?;
+        audit_trail::verify(&state.reads, &state.chain_keys, prog.sponsor_org_id).await?;
+    let cmo_chain = audit_trail::verify(&state.reads, &state.chain_keys, prog.cmo_org_id).await?;
     let kept = |c: Option<checkpoint::Model>| c.as_ref().map(KeptCheckpoint::from);
-    let sponsor_checkpoint = kept(checkpoint::latest(&state.db, prog.sponsor_org_id).await?);
-    let cmo_checkpoint = kept(checkpoint::latest(&state.db, prog.cmo_org_id).await?);
+    let sponsor_checkpoint = kept(checkpoint::latest(&state.reads, prog.sponsor_org_id).await?);
+    let cmo_checkpoint = kept(checkpoint::latest(&state.reads, prog.cmo_org_id).await?);
     let trail = ProgramAuditTrail {
         program_id: prog.id,
         program_name: prog.name.clone(),

@@ -90,7 +90,7 @@ pub async fn preview_digest(
     id: web::Path<i64>,
     query: web::Query<PreviewQuery>,
 ) -> ApiResult<web::Json<DigestPreview>> {
-    let prog = find_scoped::<program::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    let prog = find_scoped::<program::Entity, _>(&state.reads, &ctx, id.into_inner()).await?;
     let now = state.clock.now();
     let reader = match query.for_user_id {
         None => ctx.user.clone(),
@@ -103,21 +103,21 @@ pub async fn preview_digest(
             let on_team = team_member::Entity::find()
                 .filter(team_member::Column::ProgramId.eq(prog.id))
                 .filter(team_member::Column::UserId.eq(uid))
-                .one(&state.db)
+                .one(&state.reads)
                 .await?
                 .is_some();
             if !on_team {
                 return Err(ApiError::NotFound);
             }
             user::Entity::find_by_id(uid)
-                .one(&state.db)
+                .one(&state.reads)
                 .await?
                 .ok_or(ApiError::NotFound)?
         }
     };
     let since = digest_since(&state, &prog).await?;
-    let data = digest::gather(&state.db, &prog, now, since).await?;
-    let subscribers = digest::subscribers(&state.db, prog.id).await?;
+    let data = digest::gather(&state.reads, &prog, now, since).await?;
+    let subscribers = digest::subscribers(&state.reads, prog.id).await?;
     let own = subscribers.iter().find(|(_, u)| u.id == ctx.user.id);
     let unsubscribe_url = match own {
         Some((member, _)) => {

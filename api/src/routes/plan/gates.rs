@@ -35,8 +35,8 @@ pub async fn get_gate(
     ctx: AuthContext,
     id: web::Path<i64>,
 ) -> ApiResult<web::Json<GateView>> {
-    let m = find_scoped::<milestone::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
-    Ok(web::Json(gate_view(&state.db, &m).await?))
+    let m = find_scoped::<milestone::Entity, _>(&state.reads, &ctx, id.into_inner()).await?;
+    Ok(web::Json(gate_view(&state.reads, &m).await?))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

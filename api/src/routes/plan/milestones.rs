@@ -276,7 +276,7 @@ pub async fn list_milestones(
     id: web::Path<i64>,
     filter: web::Query<MilestoneFilter>,
 ) -> ApiResult<web::Json<Page<MilestoneView>>> {
-    let prog = find_scoped::<program::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    let prog = find_scoped::<program::Entity, _>(&state.reads, &ctx, id.into_inner()).await?;
     let f = filter.into_inner();
     let mut select = milestone::Entity::find()
         .filter(milestone::Column::ProgramId.eq(prog.id))
@@ -288,9 +288,9 @@ pub async fn list_milestones(
     if let Some(o) = f.owner_user_id {
         select = select.filter(milestone::Column::OwnerUserId.eq(o));
     }
-    let (items, total, limit, offset) = fetch_page(&state.db, select, f.limit, f.offset).await?;
+    let (items, total, limit, offset) = fetch_page(&state.reads, select, f.limit, f.offset).await?;
     let ids: Vec<i64> = items.iter().map(|m| m.id).collect();
-    let mut deps = dependencies_of(&state.db, &ids).await?;
+    let mut deps = dependencies_of(&state.reads, &ids).await?;
     let today = prog.today(state.clock.now());
     Ok(web::Json(Page {
         items: items
@@ -321,9 +321,9 @@ pub async fn get_milestone(
     ctx: AuthContext,
     id: web::Path<i64>,
 ) -> ApiResult<HttpResponse> {
-    let m = find_scoped::<milestone::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    let m = find_scoped::<milestone::Entity, _>(&state.reads, &ctx, id.into_inner()).await?;
     let now = state.clock.now();
-    let rendered = answer::<milestone_flow::Step>(&state.db, &ctx, &m, now).await?;
+    let rendered = answer::<milestone_flow::Step>(&state.reads, &ctx, &m, now).await?;
     Ok(HttpResponse::Ok()
         .insert_header((actix_web::http::header::ETAG, format!("\"{}\"", m.version)))
         .json(rendered))

@@ -211,7 +211,7 @@ pub async fn list_programs(
     if let Some(v) = f.cmo_org_id {
         select = select.filter(program::Column::CmoOrgId.eq(v));
     }
-    let (items, total, limit, offset) = fetch_page(&state.db, select, f.limit, f.offset).await?;
+    let (items, total, limit, offset) = fetch_page(&state.reads, select, f.limit, f.offset).await?;
     Ok(web::Json(Page {
         items: items.iter().map(ProgramView::from).collect(),
         total,
@@ -235,7 +235,7 @@ pub async fn get_program(
     ctx: AuthContext,
     id: web::Path<i64>,
 ) -> ApiResult<HttpResponse> {
-    let p = find_scoped::<program::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    let p = find_scoped::<program::Entity, _>(&state.reads, &ctx, id.into_inner()).await?;
     Ok(HttpResponse::Ok()
         .insert_header((actix_web::http::header::ETAG, format!("\"{}\"", p.version)))
         .json(ProgramView::from(&p)))

@@ -155,15 +155,15 @@ pub async fn list_team(
     id: web::Path<i64>,
     paging: web::Query<Paging>,
 ) -> ApiResult<web::Json<Page<TeamMemberView>>> {
-    let prog = find_scoped::<program::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    let prog = find_scoped::<program::Entity, _>(&state.reads, &ctx, id.into_inner()).await?;
     let select = team_member::Entity::find()
         .filter(team_member::Column::ProgramId.eq(prog.id))
         .order_by_asc(team_member::Column::GovernanceTier)
         .order_by_asc(team_member::Column::Id);
     let (members, total, limit, offset) =
-        fetch_page(&state.db, select, paging.limit, paging.offset).await?;
+        fetch_page(&state.reads, select, paging.limit, paging.offset).await?;
     Ok(web::Json(Page {
-        items: views::team_members(&state.db, &members).await?,
+        items: views::team_members(&state.reads, &members).await?,
         total,
         limit,
         offset,

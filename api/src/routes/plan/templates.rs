@@ -294,16 +294,16 @@ pub async fn program_overview(
     ctx: AuthContext,
     id: web::Path<i64>,
 ) -> ApiResult<web::Json<ProgramOverview>> {
-    let prog = find_scoped::<program::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    let prog = find_scoped::<program::Entity, _>(&state.reads, &ctx, id.into_inner()).await?;
     let today = prog.today(state.clock.now());
     let plan = milestone::Entity::find()
         .filter(milestone::Column::ProgramId.eq(prog.id))
-        .all(&state.db)
+        .all(&state.reads)
         .await?;
     let open = action_item::Entity::find()
         .filter(action_item::Column::ProgramId.eq(prog.id))
         .filter(action_item::Column::Status.is_in([ActionStatus::Open, ActionStatus::InProgress]));
-    let open_action_items = open.clone().count(&state.db).await?;
+    let open_action_items = open.clone().count(&state.reads).await?;
     let overdue_action_items = open
         .filter(action_item::Column::DueDate.lt(today))
         .filter(
@@ -311,7 +311,7 @@ pub async fn program_overview(
                 .add(action_item::Column::SnoozedUntil.is_null())
                 .add(action_item::Column::SnoozedUntil.lt(today)),
         )
-        .count(&state.db)
+        .count(&state.reads)
         .await?;
     Ok(web::Json(ProgramOverview {
         program_id: prog.id,
@@ -320,6 +320,6 @@ pub async fn program_overview(
         plan: overview::summarize(&plan, today),
         open_action_items,
         overdue_action_items,
-        open_critical_deviations: deviation::open_critical_count(&state.db, prog.id).await?,
+        open_critical_deviations: deviation::open_critical_count(&state.reads, prog.id).await?,
     }))
 }

@@ -208,15 +208,15 @@ pub async fn list_capas(
     }
     if f.effectiveness_overdue == Some(true) {
         // Each CAPA's program date, as its detail view reads "overdue".
-        let dates = ProgramDates::load(&state.db, &ctx, state.clock.now()).await?;
+        let dates = ProgramDates::load(&state.reads, &ctx, state.clock.now()).await?;
         select = select
             .filter(capa::Column::Status.eq(CapaStatus::EffectivenessCheck))
             .filter(dates.before_today(capa::Column::ProgramId, capa::Column::EffectivenessDue));
     }
-    let (items, total, limit, offset) = fetch_page(&state.db, select, f.limit, f.offset).await?;
+    let (items, total, limit, offset) = fetch_page(&state.reads, select, f.limit, f.offset).await?;
     let mut views = Vec::with_capacity(items.len());
     for c in &items {
-        views.push(render(&state.db, c).await?);
+        views.push(render(&state.reads, c).await?);
     }
     Ok(web::Json(Page {
         items: views,
@@ -241,13 +241,13 @@ pub async fn get_capa(
     ctx: AuthContext,
     id: web::Path<i64>,
 ) -> ApiResult<web::Json<CapaDetail>> {
-    let c = find_scoped::<capa::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
-    let prog = find_scoped::<program::Entity, _>(&state.db, &ctx, c.program_id).await?;
+    let c = find_scoped::<capa::Entity, _>(&state.reads, &ctx, id.into_inner()).await?;
+    let prog = find_scoped::<program::Entity, _>(&state.reads, &ctx, c.program_id).await?;
     let now = state.clock.now();
-    let mut detail = detail(&state.db, &c, prog.today(now)).await?;
+    let mut detail = detail(&state.reads, &c, prog.today(now)).await?;
     detail
         .capa
-        .offer(event_options::<capa_flow::Step>(&state.db, &ctx, &c).await?);
+        .offer(event_options::<capa_flow::Step>(&state.reads, &ctx, &c).await?);
     Ok(web::Json(detail))
 }
 

@@ -165,7 +165,7 @@ pub async fn list_changes(
     if let Some(v) = f.classification {
         select = select.filter(change_request::Column::Classification.eq(v));
     }
-    let (items, total, limit, offset) = fetch_page(&state.db, select, f.limit, f.offset).await?;
+    let (items, total, limit, offset) = fetch_page(&state.reads, select, f.limit, f.offset).await?;
     Ok(web::Json(Page {
         items: items.iter().map(view).collect(),
         total,
@@ -189,10 +189,10 @@ pub async fn get_change(
     ctx: AuthContext,
     id: web::Path<i64>,
 ) -> ApiResult<web::Json<ChangeView>> {
-    let c = find_scoped::<change_request::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    let c = find_scoped::<change_request::Entity, _>(&state.reads, &ctx, id.into_inner()).await?;
     let now = state.clock.now();
     Ok(web::Json(
-        answer::<change_flow::Step>(&state.db, &ctx, &c, now).await?,
+        answer::<change_flow::Step>(&state.reads, &ctx, &c, now).await?,
     ))
 }
 

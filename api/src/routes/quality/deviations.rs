@@ -262,7 +262,7 @@ pub async fn list_deviations(
         }
         select = select.filter(deviation::Column::DetectedAt.lte(now - TimeDelta::days(days)));
     }
-    let (items, total, limit, offset) = fetch_page(&state.db, select, f.limit, f.offset).await?;
+    let (items, total, limit, offset) = fetch_page(&state.reads, select, f.limit, f.offset).await?;
     Ok(web::Json(Page {
         items: items.iter().map(|d| view(d, now)).collect(),
         total,
@@ -286,10 +286,10 @@ pub async fn get_deviation(
     ctx: AuthContext,
     id: web::Path<i64>,
 ) -> ApiResult<web::Json<DeviationView>> {
-    let d = find_scoped::<deviation::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    let d = find_scoped::<deviation::Entity, _>(&state.reads, &ctx, id.into_inner()).await?;
     let now = state.clock.now();
     Ok(web::Json(
-        answer::<deviation_flow::Step>(&state.db, &ctx, &d, now).await?,
+        answer::<deviation_flow::Step>(&state.reads, &ctx, &d, now).await?,
     ))
 }
 

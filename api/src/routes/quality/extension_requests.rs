@@ -305,7 +305,7 @@ pub async fn list_extension_requests(
     if let Some(s) = f.status {
         select = select.filter(extension_request::Column::Status.eq(s));
     }
-    let (rows, total, limit, offset) = fetch_page(&state.db, select, f.limit, f.offset).await?;
+    let (rows, total, limit, offset) = fetch_page(&state.reads, select, f.limit, f.offset).await?;
     Ok(web::Json(Page {
         items: rows.iter().map(ExtensionRequestView::from).collect(),
         total,

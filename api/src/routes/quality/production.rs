@@ -113,14 +113,14 @@ pub async fn quality_summary(
     ctx: AuthContext,
     id: web::Path<i64>,
 ) -> ApiResult<web::Json<entity::quality_summary::QualitySummary>> {
-    let prog = find_scoped::<program::Entity, _>(&state.db, &ctx, id.into_inner()).await?;
+    let prog = find_scoped::<program::Entity, _>(&state.reads, &ctx, id.into_inner()).await?;
     let deviations = deviation::Entity::find()
         .filter(deviation::Column::ProgramId.eq(prog.id))
-        .all(&state.db)
+        .all(&state.reads)
         .await?;
     let capas = entity::capa::Entity::find()
         .filter(entity::capa::Column::ProgramId.eq(prog.id))
-        .all(&state.db)
+        .all(&state.reads)
         .await?;
     let today = prog.today(state.clock.now());
     Ok(web::Json(entity::quality_summary::summarize(

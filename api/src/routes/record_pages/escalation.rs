@@ -95,8 +95,8 @@ fn timeline_row(
 }
 
 pub async fn page(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> {
-    let e = find_scoped::<escalation::Entity, _>(reading.db(), &reading.ctx, id).await?;
-    let p = find_scoped::<program::Entity, _>(reading.db(), &reading.ctx, e.program_id).await?;
+    let e = find_scoped::<escalation::Entity, _>(reading.reads(), &reading.ctx, id).await?;
+    let p = find_scoped::<program::Entity, _>(reading.reads(), &reading.ctx, e.program_id).await?;
     let severity = e
         .criticality
         .clone()
@@ -132,7 +132,7 @@ pub async fn page(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> {
             "Deviation",
             format!(
                 "Deviation {}",
-                reference_of(reading.db(), RecordKind::Deviation, source).await?
+                reference_of(reading.reads(), RecordKind::Deviation, source).await?
             ),
             reading.link(PageRecord::Deviation, source),
         ));
@@ -151,10 +151,10 @@ pub async fn page(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> {
         .filter(escalation::event::Column::EscalationId.eq(e.id))
         .order_by_asc(escalation::event::Column::At)
         .order_by_asc(escalation::event::Column::Id)
-        .all(reading.db())
+        .all(reading.reads())
         .await?;
     let people = names(
-        reading.db(),
+        reading.reads(),
         events
             .iter()
             .filter_map(|ev| ev.actor_user_id)
@@ -189,7 +189,7 @@ pub async fn page(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> {
             .map(|ev| timeline_row(reading, ev, ev.actor_user_id.and_then(|u| people.get(&u))))
             .collect(),
     ));
-    let team = escalation_policy::team(reading.db(), e.program_id).await?;
+    let team = escalation_policy::team(reading.reads(), e.program_id).await?;
     let tree = escalation::call_tree(&e, &team);
     page.sections.push(Section::new(
         "Call tree",

@@ -48,8 +48,9 @@ pub struct Reading<'a> {
 }
 
 impl Reading<'_> {
-    pub fn db(&self) -> &sea_orm::DatabaseConnection {
-        &self.state.db
+    /// A page only reads: SQLite's read-only pool (the same pool as writes elsewhere).
+    pub fn reads(&self) -> &sea_orm::DatabaseConnection {
+        &self.state.reads
     }
 
     /// The page of another record, as this reader may open it.

@@ -35,8 +35,8 @@ pub fn readiness(items: &[gate::item::Model]) -> String {
 }
 
 pub async fn milestone(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> {
-    let m = find_scoped::<milestone::Entity, _>(reading.db(), &reading.ctx, id).await?;
-    let p = find_scoped::<program::Entity, _>(reading.db(), &reading.ctx, m.program_id).await?;
+    let m = find_scoped::<milestone::Entity, _>(reading.reads(), &reading.ctx, id).await?;
+    let p = find_scoped::<program::Entity, _>(reading.reads(), &reading.ctx, m.program_id).await?;
     let today = p.today(reading.now);
     let health = m.health(today);
     let mut page = page_of(
@@ -51,7 +51,7 @@ pub async fn milestone(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> 
         page.status_reason = Some(format!("Schedule: {}", label_of(&h).to_lowercase()));
     }
     if let Some(owner) = m.owner_user_id {
-        let people = names(reading.db(), [owner]).await?;
+        let people = names(reading.reads(), [owner]).await?;
         page.facts.push(Fact::new(
             "Owner",
             people.get(&owner).cloned().unwrap_or_default(),
@@ -86,9 +86,9 @@ pub async fn milestone(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> 
             ),
         ));
     }
-    let items = entity::workflow::gate::checklist(reading.db(), m.id).await?;
+    let items = entity::workflow::gate::checklist(reading.reads(), m.id).await?;
     let deciders = names(
-        reading.db(),
+        reading.reads(),
         items.iter().filter_map(|i| i.decided_by_user_id),
     )
     .await?;
@@ -133,7 +133,7 @@ pub async fn milestone(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> 
     let decisions = gate::decision::Entity::find()
         .filter(gate::decision::Column::MilestoneId.eq(m.id))
         .order_by_asc(gate::decision::Column::Id)
-        .all(reading.db())
+        .all(reading.reads())
         .await?;
     let mut rows = Vec::new();
     for d in &decisions {
@@ -161,8 +161,8 @@ pub async fn milestone(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> 
 }
 
 pub async fn action_item(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> {
-    let a = find_scoped::<action_item::Entity, _>(reading.db(), &reading.ctx, id).await?;
-    let p = find_scoped::<program::Entity, _>(reading.db(), &reading.ctx, a.program_id).await?;
+    let a = find_scoped::<action_item::Entity, _>(reading.reads(), &reading.ctx, id).await?;
+    let p = find_scoped::<program::Entity, _>(reading.reads(), &reading.ctx, a.program_id).await?;
     let today = p.today(reading.now);
     let overdue = action_item::is_overdue(a.status, a.due_date, a.snoozed_until, today);
     let mut page = page_of(reading, "Action item".to_string(), a.title.clone(), &p);
@@ -180,7 +180,7 @@ pub async fn action_item(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage
             count(action_item::days_overdue(a.due_date, today), "day")
         ));
     }
-    let people = names(reading.db(), [a.owner_user_id]).await?;
+    let people = names(reading.reads(), [a.owner_user_id]).await?;
     page.facts.push(Fact::new(
         "Owner",
         people.get(&a.owner_user_id).cloned().unwrap_or_default(),
@@ -192,13 +192,13 @@ pub async fn action_item(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage
     let numbered = RecordKind::of_action_source(a.source).zip(a.source_id);
     let source = match (a.source, a.source_id) {
         (_, Some(id)) if let Some((kind, _)) = numbered => {
-            let reference = reference_of(reading.db(), kind, id).await?;
+            let reference = reference_of(reading.reads(), kind, id).await?;
             let noun = kind.noun();
             let noun = noun[..1].to_uppercase() + &noun[1..];
             Some((kind.page(), id, format!("{noun} {reference}")))
         }
         (ActionSource::GateItem, Some(item)) => gate::item::Entity::find_by_id(item)
-            .one(reading.db())
+            .one(reading.reads())
             .await?
             .map(|i| {
                 (

@@ -87,20 +87,20 @@ fn timeline(milestones: &[milestone::Model], today: NaiveDate) -> Option<Timelin
 }
 
 pub async fn page(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> {
-    let p = find_scoped::<program::Entity, _>(reading.db(), &reading.ctx, id).await?;
+    let p = find_scoped::<program::Entity, _>(reading.reads(), &reading.ctx, id).await?;
     let today = p.today(reading.now);
     let milestones = milestone::Entity::find()
         .filter(milestone::Column::ProgramId.eq(p.id))
         .order_by_asc(milestone::Column::Position)
         .order_by_asc(milestone::Column::Id)
-        .all(reading.db())
+        .all(reading.reads())
         .await?;
     let summary = entity::overview::summarize(&milestones, today);
-    let holds = entity::production_holds::of_program(reading.db(), p.id).await?;
+    let holds = entity::production_holds::of_program(reading.reads(), p.id).await?;
     let current_hold = holds.iter().rev().find(|h| h.released_at.is_none());
     let orgs = organization::Entity::find()
         .filter(organization::Column::Id.is_in([p.sponsor_org_id, p.cmo_org_id]))
-        .all(reading.db())
+        .all(reading.reads())
         .await?;
     let org_name = |id: i64| {
         orgs.iter()
@@ -211,7 +211,7 @@ pub async fn page(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> {
 
     let mut gates = Vec::new();
     for g in &summary.upcoming_gates {
-        let items = entity::workflow::gate::checklist(reading.db(), g.milestone_id).await?;
+        let items = entity::workflow::gate::checklist(reading.reads(), g.milestone_id).await?;
         gates.push(Row {
             text: g.name.clone(),
             href: Some(reading.link(PageRecord::Milestone, g.milestone_id)),
@@ -244,7 +244,7 @@ pub async fn page(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> {
                 .is_not_in([DeviationStatus::Closed, DeviationStatus::Cancelled]),
         )
         .order_by_asc(deviation::Column::DetectedAt)
-        .all(reading.db())
+        .all(reading.reads())
         .await?;
     let rank = |c: Criticality| match c {
         Criticality::Critical => 0,
@@ -279,7 +279,7 @@ pub async fn page(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> {
             capa::Column::Status.is_not_in([capa::CapaStatus::Closed, capa::CapaStatus::Cancelled]),
         )
         .order_by_asc(capa::Column::Id)
-        .all(reading.db())
+        .all(reading.reads())
         .await?;
     page.sections.push(Section::new(
         "Open CAPA",

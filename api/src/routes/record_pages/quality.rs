@@ -46,11 +46,14 @@ pub async fn signature_fact(
     let Some(id) = signature_id else {
         return Ok(None);
     };
-    let Some(sig) = signature::Entity::find_by_id(id).one(reading.db()).await? else {
+    let Some(sig) = signature::Entity::find_by_id(id)
+        .one(reading.reads())
+        .await?
+    else {
         return Ok(None);
     };
     let view =
-        crate::signed_records::checked(reading.db(), &reading.ctx, &sig, reading.now).await?;
+        crate::signed_records::checked(reading.reads(), &reading.ctx, &sig, reading.now).await?;
     let state = match view.record_state {
         signature::RecordState::Matching => String::new(),
         signature::RecordState::NoLongerMatching => format!(
@@ -76,7 +79,7 @@ pub async fn action_rows(
     p: &program::Model,
     items: &[action_item::Model],
 ) -> ApiResult<Vec<Row>> {
-    let owners = names(reading.db(), items.iter().map(|a| a.owner_user_id)).await?;
+    let owners = names(reading.reads(), items.iter().map(|a| a.owner_user_id)).await?;
     let today = p.today(reading.now);
     Ok(items
         .iter()
@@ -116,8 +119,8 @@ pub fn capa_row(reading: &Reading<'_>, c: &capa::Model) -> Row {
 }
 
 pub async fn deviation(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> {
-    let d = find_scoped::<deviation::Entity, _>(reading.db(), &reading.ctx, id).await?;
-    let p = find_scoped::<program::Entity, _>(reading.db(), &reading.ctx, d.program_id).await?;
+    let d = find_scoped::<deviation::Entity, _>(reading.reads(), &reading.ctx, id).await?;
+    let p = find_scoped::<program::Entity, _>(reading.reads(), &reading.ctx, d.program_id).await?;
     let criticality = entity::enums::wire_name(&d.criticality);
     let mut page = page_of(
         reading,
@@ -139,7 +142,7 @@ pub async fn deviation(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> 
         deviation::DeviationStatus::Closed | deviation::DeviationStatus::Cancelled
     );
     if open && p.production_status == program::ProductionStatus::OnHold {
-        let since = entity::production_holds::of_program(reading.db(), p.id)
+        let since = entity::production_holds::of_program(reading.reads(), p.id)
             .await?
             .into_iter()
             .rev()
@@ -155,7 +158,7 @@ pub async fn deviation(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> 
             None => format!("Production of {} is on hold.", p.product_name),
         });
     }
-    let people = names(reading.db(), [d.reported_by_user_id]).await?;
+    let people = names(reading.reads(), [d.reported_by_user_id]).await?;
     page.facts
         .push(Fact::new("Criticality", label(&criticality)));
     page.facts
@@ -183,7 +186,7 @@ pub async fn deviation(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> 
         .push(Fact::new("Production", label_of(&p.production_status)));
     if let Some(m) = d.milestone_id
         && let Some(ms) = entity::milestone::Entity::find_by_id(m)
-            .one(reading.db())
+            .one(reading.reads())
             .await?
     {
         page.facts.push(Fact::linked(
@@ -222,12 +225,12 @@ pub async fn deviation(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> 
     }
     let links = capa::deviation_link::Entity::find()
         .filter(capa::deviation_link::Column::DeviationId.eq(d.id))
-        .all(reading.db())
+        .all(reading.reads())
         .await?;
     let capas = capa::Entity::find()
         .filter(capa::Column::Id.is_in(links.iter().map(|l| l.capa_id)))
         .order_by_asc(capa::Column::Id)
-        .all(reading.db())
+        .all(reading.reads())
         .await?;
     page.sections.push(Section::new(
         "CAPA",
@@ -238,7 +241,7 @@ pub async fn deviation(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> 
         .filter(escalation::Column::SourceType.eq("deviation"))
         .filter(escalation::Column::SourceId.eq(d.id))
         .order_by_asc(escalation::Column::Id)
-        .all(reading.db())
+        .all(reading.reads())
         .await?;
     page.sections.push(Section::new(
         "Escalation",
@@ -261,7 +264,7 @@ pub async fn deviation(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> 
         .filter(action_item::Column::Source.eq(ActionSource::Deviation))
         .filter(action_item::Column::SourceId.eq(d.id))
         .order_by_asc(action_item::Column::DueDate)
-        .all(reading.db())
+        .all(reading.reads())
         .await?;
     page.sections.push(Section::new(
         "Actions",
@@ -272,8 +275,8 @@ pub async fn deviation(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> 
 }
 
 pub async fn capa(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> {
-    let c = find_scoped::<capa::Entity, _>(reading.db(), &reading.ctx, id).await?;
-    let p = find_scoped::<program::Entity, _>(reading.db(), &reading.ctx, c.program_id).await?;
+    let c = find_scoped::<capa::Entity, _>(reading.reads(), &reading.ctx, id).await?;
+    let p = find_scoped::<program::Entity, _>(reading.reads(), &reading.ctx, c.program_id).await?;
     let mut page = page_of(
         reading,
         format!("CAPA {}", c.reference()),
@@ -312,12 +315,12 @@ pub async fn capa(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> {
     }
     let links = capa::deviation_link::Entity::find()
         .filter(capa::deviation_link::Column::CapaId.eq(c.id))
-        .all(reading.db())
+        .all(reading.reads())
         .await?;
     let deviations = deviation::Entity::find()
         .filter(deviation::Column::Id.is_in(links.iter().map(|l| l.deviation_id)))
         .order_by_asc(deviation::Column::Id)
-        .all(reading.db())
+        .all(reading.reads())
         .await?;
     page.sections.push(Section::new(
         "Deviations it answers",
@@ -338,12 +341,12 @@ pub async fn capa(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> {
     ));
     let kinds = capa::action_link::Entity::find()
         .filter(capa::action_link::Column::CapaId.eq(c.id))
-        .all(reading.db())
+        .all(reading.reads())
         .await?;
     let actions = action_item::Entity::find()
         .filter(action_item::Column::Id.is_in(kinds.iter().map(|k| k.action_item_id)))
         .order_by_asc(action_item::Column::DueDate)
-        .all(reading.db())
+        .all(reading.reads())
         .await?;
     let mut rows = action_rows(reading, &p, &actions).await?;
     for (row, a) in rows.iter_mut().zip(&actions) {
@@ -357,8 +360,8 @@ pub async fn capa(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> {
 }
 
 pub async fn change_request(reading: &Reading<'_>, id: i64) -> ApiResult<RecordPage> {
-    let c = find_scoped::<change_request::Entity, _>(reading.db(), &reading.ctx, id).await?;
-    let p = find_scoped::<program::Entity, _>(reading.db(), &reading.ctx, c.program_id).await?;
+    let c = find_scoped::<change_request::Entity, _>(reading.reads(), &reading.ctx, id).await?;
+    let p = find_scoped::<program::Entity, _>(reading.reads(), &reading.ctx, c.program_id).await?;
     let mut page = page_of(
         reading,
         format!(
@@ -375,7 +378,7 @@ pub async fn change_request(reading: &Reading<'_>, id: i64) -> ApiResult<RecordP
         change_request::ChangeStatus::Closed => "ok",
         _ => "warning",
     };
-    let people = names(reading.db(), [c.requested_by_user_id]).await?;
+    let people = names(reading.reads(), [c.requested_by_user_id]).await?;
     page.facts.push(Fact::new("Change", c.description.clone()));
     page.facts.push(Fact::new("Why", c.justification.clone()));
     page.facts.push(Fact::new(
@@ -407,7 +410,7 @@ pub async fn change_request(reading: &Reading<'_>, id: i64) -> ApiResult<RecordP
         .filter(action_item::Column::Source.eq(ActionSource::Change))
         .filter(action_item::Column::SourceId.eq(c.id))
         .order_by_asc(action_item::Column::DueDate)
-        .all(reading.db())
+        .all(reading.reads())
         .await?;
     page.sections.push(Section::new(
         "Implementation tasks",

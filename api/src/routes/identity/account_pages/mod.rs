@@ -299,10 +299,10 @@ pub async fn account(req: HttpRequest, state: web::Data<AppState>) -> HttpRespon
         .filter(api_token::Column::Kind.eq(TokenKind::Personal))
         .filter(api_token::Column::RevokedAt.is_null())
         .order_by_desc(api_token::Column::Id)
-        .all(&state.db)
+        .all(&state.reads)
         .await;
     let org = organization::Entity::find_by_id(ctx.user.org_id)
-        .one(&state.db)
+        .one(&state.reads)
         .await;
     let (Ok(tokens), Ok(org)) = (tokens, org) else {
         return crate::pages::try_again("Your account cannot be shown right now.");
