@@ -58,45 +58,44 @@ fn add_time_zone_schema(doc: &mut OpenApi) {
     // Generators make one constant per value; `Etc/GMT+1`, `Etc/GMT-1` and the like
     // would collide once their signs are dropped, so name them.
     let var_names: Vec<String> = names.iter().map(|n| time_zone_constant(n)).collect();
-    let schema = ObjectBuilder::new()
-        .schema_type(Type::String)
-        .enum_values(Some(names))
-        .extensions(Some(
-            utoipa::openapi::extensions::Extensions::builder()
-                .add("x-enum-varnames", var_names)
-                .build(),
-        ))
-        .description(Some(
-            "An IANA time zone name (the tz database the api is built with), e.g. \
-             `Europe/Zurich`, `America/New_York`, `UTC`.",
-        ))
-        .examples(["Europe/Zurich"])
-        .build();
-    doc.components
-        .get_or_insert_with(Default::default)
-        .schemas
-        .insert(
-            TIME_ZONE_SCHEMA.to_string(),
-            RefOr::T(Schema::Object(schema)),
-        );
+    add_names(
+        doc,
+        TIME_ZONE_SCHEMA,
+        ObjectBuilder::new()
+            .enum_values(Some(names))
+            .extensions(Some(
+                utoipa::openapi::extensions::Extensions::builder()
+                    .add("x-enum-varnames", var_names)
+                    .build(),
+            ))
+            .description(Some(
+                "An IANA time zone name (the tz database the api is built with), e.g. \
+                 `Europe/Zurich`, `America/New_York`, `UTC`.",
+            ))
+            .examples(["Europe/Zurich"]),
+    );
 }
 
 fn add_event_type_schema(doc: &mut OpenApi) {
-    let schema = ObjectBuilder::new()
-        .schema_type(Type::String)
-        .enum_values(Some(entity::domain_event::EVENT_TYPES.to_vec()))
-        .description(Some(
-            "A domain event type, as the feed's and a delivery's `type` says it.",
-        ))
-        .examples(["deviation.reported"])
-        .build();
+    add_names(
+        doc,
+        EVENT_TYPE_SCHEMA,
+        ObjectBuilder::new()
+            .enum_values(Some(entity::domain_event::EVENT_TYPES.to_vec()))
+            .description(Some(
+                "A domain event type, as the feed's and a delivery's `type` says it.",
+            ))
+            .examples(["deviation.reported"]),
+    );
+}
+
+/// A component schema of strings from a closed list (`schema` gives the list).
+fn add_names(doc: &mut OpenApi, name: &str, schema: ObjectBuilder) {
+    let schema = schema.schema_type(Type::String).build();
     doc.components
         .get_or_insert_with(Default::default)
         .schemas
-        .insert(
-            EVENT_TYPE_SCHEMA.to_string(),
-            RefOr::T(Schema::Object(schema)),
-        );
+        .insert(name.to_string(), RefOr::T(Schema::Object(schema)));
 }
 
 /// Query and header parameters: a query string or a header has no null (a parameter is

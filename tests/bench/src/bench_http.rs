@@ -139,6 +139,15 @@ async fn write_ceiling(db: &DatabaseConnection, clients: usize, total: usize) ->
     s.rps
 }
 
+/// The `i`th step of an action item's cycle: start → complete → reopen → start …
+fn cycle_step(i: usize) -> serde_json::Value {
+    match i % 3 {
+        0 => json!({"event": "start"}),
+        1 => json!({"event": "complete"}),
+        _ => json!({"event": "reopen", "reason": "bench"}),
+    }
+}
+
 /// `env`: extra settings of the api (e.g. `CMO_DB_READ_CONNECTIONS=0`).
 async fn bench(label: &str, url: String, env: &[(&str, &str)]) {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -309,12 +318,7 @@ async fn bench(label: &str, url: String, env: &[(&str, &str)]) {
             let cl = &clients[k];
             let path = format!("/api/v1/action-items/{}/transitions", items[k]);
             async move {
-                let body = match i % 3 {
-                    0 => json!({"event": "start"}),
-                    1 => json!({"event": "complete"}),
-                    _ => json!({"event": "reopen", "reason": "bench"}),
-                };
-                cl.post(&path, body).await.expect(200);
+                cl.post(&path, cycle_step(i)).await.expect(200);
             }
         })
         .await;
@@ -342,11 +346,7 @@ async fn bench(label: &str, url: String, env: &[(&str, &str)]) {
             let per = 600usize.max(6 * c).div_ceil(c);
             let path = format!("/api/v1/action-items/{}/transitions", items[k]);
             for i in per..per.div_ceil(3) * 3 {
-                let body = match i % 3 {
-                    1 => json!({"event": "complete"}),
-                    _ => json!({"event": "reopen", "reason": "bench"}),
-                };
-                cl.post(&path, body).await.expect(200);
+                cl.post(&path, cycle_step(i)).await.expect(200);
             }
         }
     }
@@ -365,12 +365,7 @@ async fn bench(label: &str, url: String, env: &[(&str, &str)]) {
             let cl = &clients[8 + k];
             let path = format!("/api/v1/action-items/{}/transitions", items[8 + k]);
             async move {
-                let body = match i % 3 {
-                    0 => json!({"event": "start"}),
-                    1 => json!({"event": "complete"}),
-                    _ => json!({"event": "reopen", "reason": "bench"}),
-                };
-                cl.post(&path, body).await.expect(200);
+                cl.post(&path, cycle_step(i)).await.expect(200);
             }
         })
     );
