@@ -28,6 +28,7 @@ mod observability;
 mod openapi;
 mod operations;
 mod outbox;
+mod paging;
 mod partner_network;
 pub mod partner_pages;
 mod partners;

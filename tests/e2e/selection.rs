@@ -127,7 +127,7 @@ async fn the_bid_tab_ranks_candidates_and_the_decision_is_signed(app: &TestApp) 
     let alpha = app.client(&a_token);
     assert_eq!(
         alpha.get("/api/v1/evaluations").await.expect(200).body,
-        json!({"items": [], "total": 0, "limit": 50, "offset": 0})
+        json!({"items": [], "total": 0, "limit": 50, "offset": 0, "next_cursor": null})
     );
     alpha
         .get(&format!("/api/v1/evaluations/{id}"))

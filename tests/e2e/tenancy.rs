@@ -119,7 +119,9 @@ on_both_databases!(another_orgs_records_answer_404);
 
 /// The organization's records, one of each kind, by the path segment that names them,
 /// and the admin token of another sponsor connected to the same CMO (the shared-CMO case).
-async fn seed_every_kind(app: &TestApp) -> (std::collections::HashMap<&'static str, i64>, String) {
+pub(crate) async fn seed_every_kind(
+    app: &TestApp,
+) -> (std::collections::HashMap<&'static str, i64>, String) {
     use crate::programs::program_setup;
     let s = program_setup(app).await;
     let admin = app.admin();
@@ -350,7 +352,10 @@ async fn seed_every_kind(app: &TestApp) -> (std::collections::HashMap<&'static s
 }
 
 /// Fills `{…}` path parameters from the segment before each.
-fn fill(path: &str, ids: &std::collections::HashMap<&'static str, i64>) -> Option<String> {
+pub(crate) fn fill(
+    path: &str,
+    ids: &std::collections::HashMap<&'static str, i64>,
+) -> Option<String> {
     let mut out = Vec::new();
     let mut previous = "";
     for segment in path.split('/') {

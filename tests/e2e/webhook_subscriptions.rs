@@ -83,12 +83,12 @@ async fn subscriptions_are_validated_and_stay_in_their_organization(app: &TestAp
     other.delete(&path).await.expect_problem(404, "not_found");
     assert_eq!(
         other.get("/api/v1/webhooks").await.expect(200).body,
-        json!({"items": [], "total": 0, "limit": 50, "offset": 0})
+        json!({"items": [], "total": 0, "limit": 50, "offset": 0, "next_cursor": null})
     );
     admin.delete(&path).await.expect(204);
     assert_eq!(
         admin.get("/api/v1/webhooks").await.expect(200).body,
-        json!({"items": [], "total": 0, "limit": 50, "offset": 0})
+        json!({"items": [], "total": 0, "limit": 50, "offset": 0, "next_cursor": null})
     );
 }
 on_both_databases!(subscriptions_are_validated_and_stay_in_their_organization);

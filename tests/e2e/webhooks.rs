@@ -488,7 +488,7 @@ async fn two_workers_deliver_each_event_once(app: &TestApp) {
     // Or by offset: the second page of ten starts where `before` did.
     let second = admin
         .get(&format!(
-            "/api/v1/webhooks/{sub}/deliveries?limit=10&offset=10&status=delivered"
+            "/api/v1/webhooks/{sub}/deliveries?limit=10&offset=10&status=delivered&count=true"
         ))
         .await
         .expect(200)

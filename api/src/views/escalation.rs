@@ -38,7 +38,7 @@ pub struct EscalationPageView {
 #[schema(example = json!({"escalation": {"id": 12, "program_id": 3, "source_type": "deviation", "source_id": 41,
     "title": "Bioburden excursion in harvest", "reason": "critical deviation DEV-2026-0041: Bioburden excursion in harvest",
     "criticality": "critical", "category": "equipment", "status": "acknowledged", "opened_at": "2026-11-28T02:00:00Z",
-    "current_tier": 0, "next_page_at": null, "pages_sent": 1, "acknowledged_at": "2026-11-28T02:04:00Z",
+    "current_tier": 0, "next_page_at": "2026-11-28T03:04:00Z", "pages_sent": 1, "acknowledged_at": "2026-11-28T02:04:00Z",
     "acknowledged_by_user_id": 9, "ack_channel": "email", "resolved_at": null, "reopen_count": 0, "version": 3},
   "policy": {"tiers": [{"name": "Core team", "member_ids": [], "governance_tiers": ["core_team"], "match_expertise": true, "wait_minutes": 15}],
     "repeat_last": 1, "ack_timeout_minutes": 60},

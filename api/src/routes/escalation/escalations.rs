@@ -7,7 +7,7 @@ use entity::audit_trail::{self, Entry};
 use entity::deviation::Category;
 use entity::escalation::{self, EscalationStatus};
 use entity::{Role, program};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -15,6 +15,7 @@ use super::acknowledge;
 use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Checks, Validate};
+use crate::pagination::{Keyset, ListQuery, Paging};
 use crate::routes::{Page, fetch_page, snapshot, wire_name};
 use crate::state::AppState;
 use crate::transition::event_options;
@@ -148,25 +149,21 @@ pub async fn open_escalation(
 pub struct ListEscalations {
     pub program_id: Option<i64>,
     pub status: Option<EscalationStatus>,
-    #[param(minimum = 1, maximum = 200, example = 50)]
-    pub limit: Option<u64>,
-    #[param(minimum = 0, maximum = 1000000, example = 0)]
-    pub offset: Option<u64>,
 }
 
 /// Escalations of the programs you can see, newest first.
 #[utoipa::path(
     tag = "escalations",
-    params(ListEscalations),
+    params(ListEscalations, Paging),
     responses((status = 200, description = "One page", body = Page<EscalationView>))
 )]
 #[get("/escalations")]
 pub async fn list_escalations(
     state: web::Data<AppState>,
     ctx: AuthContext,
-    query: web::Query<ListEscalations>,
+    query: ListQuery<ListEscalations>,
 ) -> ApiResult<web::Json<Page<EscalationView>>> {
-    let q = query.into_inner();
+    let q = query.filter;
     let mut select = scoped::<escalation::Entity>(&ctx);
     if let Some(p) = q.program_id {
         select = select.filter(escalation::Column::ProgramId.eq(p));
@@ -174,16 +171,16 @@ pub async fn list_escalations(
     if let Some(s) = q.status {
         select = select.filter(escalation::Column::Status.eq(s));
     }
-    let select = select
-        .order_by_desc(escalation::Column::OpenedAt)
-        .order_by_desc(escalation::Column::Id);
-    let (items, total, limit, offset) = fetch_page(&state.reads, select, q.limit, q.offset).await?;
-    Ok(web::Json(Page {
-        items: items.iter().map(EscalationView::from).collect(),
-        total,
-        limit,
-        offset,
-    }))
+    let page = fetch_page(
+        &state.reads,
+        select,
+        Keyset::desc([escalation::Column::OpenedAt, escalation::Column::Id]),
+        &query.paging,
+    )
+    .await?;
+    let items = &page.items;
+    let items = items.iter().map(EscalationView::from).collect();
+    Ok(web::Json(page.with_items(items)))
 }
 
 /// One escalation with its policy snapshot, every page (who, which tier, when) and event.

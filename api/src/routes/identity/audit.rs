@@ -2,12 +2,13 @@
 
 use actix_web::{get, web};
 use entity::{audit_event, audit_trail};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::ApiResult;
+use crate::pagination::{Keyset, ListQuery, Paging};
 use crate::routes::{Checks, Page, fetch_page};
 use crate::state::AppState;
 use crate::views::identity::{AuditEventView, BrokenLinkView};
@@ -42,19 +43,13 @@ pub struct AuditFilter {
         example = "create"
     )]
     pub action: Option<String>,
-    /// Page size, 1–200 (default 50).
-    #[param(minimum = 1, maximum = 200, example = 50)]
-    pub limit: Option<u64>,
-    /// Items to skip (default 0).
-    #[param(minimum = 0, maximum = 1000000, example = 0)]
-    pub offset: Option<u64>,
 }
 
 /// The organization's audit events in chain order, filtered (`org_id`: the trail of a
 /// duplicate CMO merged into yours).
 #[utoipa::path(
     tag = "audit",
-    params(AuditFilter),
+    params(AuditFilter, Paging),
     responses(
         (status = 200, description = "One page of audit events", body = Page<AuditEventView>),
         (status = 404, description = "`org_id` is neither yours nor merged into yours", body = crate::error::Problem)
@@ -64,18 +59,17 @@ pub struct AuditFilter {
 pub async fn list_audit_events(
     state: web::Data<AppState>,
     ctx: AuthContext,
-    filter: web::Query<AuditFilter>,
+    query: ListQuery<AuditFilter>,
 ) -> ApiResult<web::Json<Page<AuditEventView>>> {
-    let filter = filter.into_inner();
+    let filter = query.filter;
     let mut checks = Checks::default();
     checks.optional_text("entity_type", filter.entity_type.as_deref(), 1, 64);
     checks.optional_text("entity_id", filter.entity_id.as_deref(), 1, 128);
     checks.optional_text("action", filter.action.as_deref(), 1, 64);
     checks.finish()?;
     let org_id = trail_of(&state, &ctx, filter.org_id).await?;
-    let mut select = scoped::<audit_event::Entity>(&ctx)
-        .filter(audit_event::Column::OrgId.eq(org_id))
-        .order_by_asc(audit_event::Column::Seq);
+    let mut select =
+        scoped::<audit_event::Entity>(&ctx).filter(audit_event::Column::OrgId.eq(org_id));
     if let Some(t) = filter.entity_type {
         select = select.filter(audit_event::Column::EntityType.eq(t));
     }
@@ -88,20 +82,22 @@ pub async fn list_audit_events(
     if let Some(action) = filter.action {
         select = select.filter(audit_event::Column::Action.eq(action));
     }
-    let (items, total, limit, offset) =
-        fetch_page(&state.reads, select, filter.limit, filter.offset).await?;
-    Ok(web::Json(Page {
-        items: {
-            let services = service_accounts(&state.reads, &items).await?;
-            items
-                .iter()
-                .map(|e| AuditEventView::new(e, &services))
-                .collect()
-        },
-        total,
-        limit,
-        offset,
-    }))
+    let page = fetch_page(
+        &state.reads,
+        select,
+        Keyset::asc([audit_event::Column::Seq, audit_event::Column::Id]),
+        &query.paging,
+    )
+    .await?;
+    let items = &page.items;
+    let items = {
+        let services = service_accounts(&state.reads, items).await?;
+        items
+            .iter()
+            .map(|e| AuditEventView::new(e, &services))
+            .collect()
+    };
+    Ok(web::Json(page.with_items(items)))
 }
 
 /// One audit event.

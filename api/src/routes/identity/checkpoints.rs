@@ -3,28 +3,15 @@
 
 use actix_web::{get, post, web};
 use entity::audit::checkpoint::{self, CheckpointVerdict, KeptCheckpoint};
-use sea_orm::QueryOrder;
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::auth::{AuthContext, scoped};
 use crate::error::ApiResult;
 use crate::extract::{ApiJson, Checks, Validate};
-use crate::pagination::Paging;
+use crate::pagination::{Keyset, Paging};
 use crate::routes::{Page, fetch_page};
 use crate::state::AppState;
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct CheckpointQuery {
-    /// Page size, 1–200 (default 50).
-    #[param(minimum = 1, maximum = 200, example = 50)]
-    pub limit: Option<u64>,
-    /// Items to skip (default 0).
-    #[param(minimum = 0, maximum = 1000000, example = 0)]
-    pub offset: Option<u64>,
-}
 
 /// A checkpoint as the API shows it: what to keep, and how it came about.
 #[derive(Debug, Serialize, ToSchema)]
@@ -61,24 +48,26 @@ impl From<&checkpoint::Model> for CheckpointView {
 /// The organization's audit chain checkpoints, newest first.
 #[utoipa::path(
     tag = "audit",
-    params(CheckpointQuery),
+    params(Paging),
     responses((status = 200, description = "One page of checkpoints", body = Page<CheckpointView>))
 )]
 #[get("/audit-checkpoints")]
 pub async fn list_checkpoints(
     state: web::Data<AppState>,
     ctx: AuthContext,
-    query: web::Query<CheckpointQuery>,
+    paging: web::Query<Paging>,
 ) -> ApiResult<web::Json<Page<CheckpointView>>> {
-    let select = scoped::<checkpoint::Entity>(&ctx).order_by_desc(checkpoint::Column::Id);
-    let (items, total, limit, offset) =
-        fetch_page(&state.reads, select, query.limit, query.offset).await?;
-    Ok(web::Json(Page {
-        items: items.iter().map(CheckpointView::from).collect(),
-        total,
-        limit,
-        offset,
-    }))
+    let select = scoped::<checkpoint::Entity>(&ctx);
+    let page = fetch_page(
+        &state.reads,
+        select,
+        Keyset::desc([checkpoint::Column::Id]),
+        &paging,
+    )
+    .await?;
+    let items = &page.items;
+    let items = items.iter().map(CheckpointView::from).collect();
+    Ok(web::Json(page.with_items(items)))
 }
 
 /// Compare a checkpoint you kept with the organization's chain as it is now: whether

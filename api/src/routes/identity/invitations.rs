@@ -3,13 +3,14 @@
 
 use actix_web::{HttpResponse, delete, get, post, web};
 use entity::{Role, invitation};
-use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, QueryFilter};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::accounts::{self, NewInvitation};
 use crate::auth::{AuthContext, find_scoped_locked, scoped};
 use crate::error::ApiResult;
+use crate::pagination::{Keyset, ListQuery, Paging};
 use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page};
 use crate::state::AppState;
 use crate::views::identity::{InvitationView, UserView};
@@ -97,18 +98,12 @@ pub struct InvitationFilter {
     /// Only open invitations (not accepted, not revoked; expired ones included, so they
     /// can be re-sent). Default: all.
     pub open: Option<bool>,
-    /// Page size, 1–200 (default 50).
-    #[param(minimum = 1, maximum = 200, example = 50)]
-    pub limit: Option<u64>,
-    /// Items to skip (default 0).
-    #[param(minimum = 0, maximum = 1000000, example = 0)]
-    pub offset: Option<u64>,
 }
 
 /// Invitations of your organization, newest first (admins only).
 #[utoipa::path(
     tag = "users",
-    params(InvitationFilter),
+    params(InvitationFilter, Paging),
     responses(
         (status = 200, description = "One page of invitations", body = Page<InvitationView>),
         (status = 403, description = "Caller is not an admin", body = crate::error::Problem)
@@ -118,25 +113,27 @@ pub struct InvitationFilter {
 pub async fn list_invitations(
     state: web::Data<AppState>,
     ctx: AuthContext,
-    filter: web::Query<InvitationFilter>,
+    query: ListQuery<InvitationFilter>,
 ) -> ApiResult<web::Json<Page<InvitationView>>> {
     ctx.require_admin()?;
-    let filter = filter.into_inner();
-    let mut select = scoped::<invitation::Entity>(&ctx).order_by_desc(invitation::Column::Id);
+    let filter = query.filter;
+    let mut select = scoped::<invitation::Entity>(&ctx);
     if filter.open == Some(true) {
         select = select
             .filter(invitation::Column::AcceptedAt.is_null())
             .filter(invitation::Column::RevokedAt.is_null());
     }
-    let (items, total, limit, offset) =
-        fetch_page(&state.reads, select, filter.limit, filter.offset).await?;
+    let page = fetch_page(
+        &state.reads,
+        select,
+        Keyset::desc([invitation::Column::Id]),
+        &query.paging,
+    )
+    .await?;
+    let items = &page.items;
     let now = state.clock.now();
-    Ok(web::Json(Page {
-        items: items.iter().map(|i| InvitationView::new(i, now)).collect(),
-        total,
-        limit,
-        offset,
-    }))
+    let items = items.iter().map(|i| InvitationView::new(i, now)).collect();
+    Ok(web::Json(page.with_items(items)))
 }
 
 /// Send a pending or expired invitation again, with a new link (the old one stops

@@ -2,13 +2,14 @@
 
 use actix_web::{HttpResponse, get, post, web};
 use entity::{OrgKind, Role, organization};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::accounts::{self, NewInvitation};
 use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
+use crate::pagination::{Keyset, ListQuery, Paging};
 use crate::provisioning;
 use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page};
 use crate::state::AppState;
@@ -158,12 +159,6 @@ pub async fn create_organization(
 pub struct OrganizationFilter {
     /// Only organizations of this kind.
     pub kind: Option<OrgKind>,
-    /// Page size, 1–200 (default 50).
-    #[param(minimum = 1, maximum = 200, example = 50)]
-    pub limit: Option<u64>,
-    /// Items to skip (default 0).
-    #[param(minimum = 0, maximum = 1000000, example = 0)]
-    pub offset: Option<u64>,
 }
 
 /// Organizations visible to the caller: their own and those it has a relationship with
@@ -171,31 +166,33 @@ pub struct OrganizationFilter {
 /// work with it). Ordered by id.
 #[utoipa::path(
     tag = "organizations",
-    params(OrganizationFilter),
+    params(OrganizationFilter, Paging),
     responses((status = 200, description = "One page of organizations", body = Page<OrganizationView>))
 )]
 #[get("/organizations")]
 pub async fn list_organizations(
     state: web::Data<AppState>,
     ctx: AuthContext,
-    filter: web::Query<OrganizationFilter>,
+    query: ListQuery<OrganizationFilter>,
 ) -> ApiResult<web::Json<Page<OrganizationView>>> {
-    let filter = filter.into_inner();
-    let mut select = scoped::<organization::Entity>(&ctx).order_by_asc(organization::Column::Id);
+    let filter = query.filter;
+    let mut select = scoped::<organization::Entity>(&ctx);
     if let Some(kind) = filter.kind {
         select = select.filter(organization::Column::Kind.eq(kind));
     }
-    let (items, total, limit, offset) =
-        fetch_page(&state.reads, select, filter.limit, filter.offset).await?;
-    Ok(web::Json(Page {
-        items: items
-            .iter()
-            .map(|o| OrganizationView::seen_by(o, ctx.org_id()))
-            .collect(),
-        total,
-        limit,
-        offset,
-    }))
+    let page = fetch_page(
+        &state.reads,
+        select,
+        Keyset::asc([organization::Column::Id]),
+        &query.paging,
+    )
+    .await?;
+    let items = &page.items;
+    let items = items
+        .iter()
+        .map(|o| OrganizationView::seen_by(o, ctx.org_id()))
+        .collect();
+    Ok(web::Json(page.with_items(items)))
 }
 
 /// One organization, if visible to the caller.

@@ -2,12 +2,13 @@
 
 use actix_web::{HttpResponse, get, post, web};
 use entity::{SignatureMeaning, SignedRecordType, audit_event, signature};
-use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, QueryFilter};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
+use crate::pagination::{Keyset, ListQuery, Paging};
 use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page};
 use crate::signed_records;
 use crate::signing;
@@ -118,32 +119,26 @@ pub struct SignatureFilter {
     #[param(max_length = 64, pattern = r"^[^\x00-\x1F\x7F]*$", example = "41")]
     pub record_id: Option<String>,
     pub signer_user_id: Option<i64>,
-    /// Page size, 1–200 (default 50).
-    #[param(minimum = 1, maximum = 200, example = 50)]
-    pub limit: Option<u64>,
-    /// Items to skip (default 0).
-    #[param(minimum = 0, maximum = 1000000, example = 0)]
-    pub offset: Option<u64>,
 }
 
 /// Signatures in the caller's organization, oldest first, each judged against its
 /// record now (`record_state`, `changed_fields`).
 #[utoipa::path(
     tag = "signatures",
-    params(SignatureFilter),
+    params(SignatureFilter, Paging),
     responses((status = 200, description = "One page of signatures", body = Page<SignatureView>))
 )]
 #[get("/signatures")]
 pub async fn list_signatures(
     state: web::Data<AppState>,
     ctx: AuthContext,
-    filter: web::Query<SignatureFilter>,
+    query: ListQuery<SignatureFilter>,
 ) -> ApiResult<web::Json<Page<SignatureView>>> {
-    let filter = filter.into_inner();
+    let filter = query.filter;
     let mut checks = Checks::default();
     checks.optional_text("record_id", filter.record_id.as_deref(), 1, 64);
     checks.finish()?;
-    let mut select = scoped::<signature::Entity>(&ctx).order_by_asc(signature::Column::Id);
+    let mut select = scoped::<signature::Entity>(&ctx);
     if let Some(t) = filter.record_type {
         select = select.filter(signature::Column::RecordType.eq(t));
     }
@@ -153,19 +148,20 @@ pub async fn list_signatures(
     if let Some(signer) = filter.signer_user_id {
         select = select.filter(signature::Column::SignerUserId.eq(signer));
     }
-    let (items, total, limit, offset) =
-        fetch_page(&state.reads, select, filter.limit, filter.offset).await?;
+    let page = fetch_page(
+        &state.reads,
+        select,
+        Keyset::asc([signature::Column::Id]),
+        &query.paging,
+    )
+    .await?;
+    let items = &page.items;
     let now = state.clock.now();
     let mut checked = Vec::with_capacity(items.len());
-    for sig in &items {
+    for sig in items {
         checked.push(signed_records::checked(&state.reads, &ctx, sig, now).await?);
     }
-    Ok(web::Json(Page {
-        items: checked,
-        total,
-        limit,
-        offset,
-    }))
+    Ok(web::Json(page.with_items(checked)))
 }
 
 /// One signature: what was signed (`signed_fields`), its manifestation (printed name,

@@ -4,12 +4,13 @@ use actix_web::{HttpResponse, delete, get, post, web};
 use chrono::{DateTime, Utc};
 use entity::api_token;
 use entity::user;
-use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, QueryFilter};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
+use crate::pagination::{Keyset, ListQuery, Paging};
 use crate::provisioning::{self, TokenSpec};
 use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page};
 use crate::state::AppState;
@@ -129,18 +130,12 @@ pub struct TokenFilter {
     pub user_id: Option<i64>,
     /// Include revoked tokens (default false).
     pub include_revoked: Option<bool>,
-    /// Page size, 1–200 (default 50).
-    #[param(minimum = 1, maximum = 200, example = 50)]
-    pub limit: Option<u64>,
-    /// Items to skip (default 0).
-    #[param(minimum = 0, maximum = 1000000, example = 0)]
-    pub offset: Option<u64>,
 }
 
 /// List tokens (never their secrets), newest first.
 #[utoipa::path(
     tag = "tokens",
-    params(TokenFilter),
+    params(TokenFilter, Paging),
     responses(
         (status = 200, description = "One page of tokens", body = Page<TokenView>),
         (status = 403, description = "Only admins list the tokens of others", body = crate::error::Problem)
@@ -150,27 +145,28 @@ pub struct TokenFilter {
 pub async fn list_tokens(
     state: web::Data<AppState>,
     ctx: AuthContext,
-    filter: web::Query<TokenFilter>,
+    query: ListQuery<TokenFilter>,
 ) -> ApiResult<web::Json<Page<TokenView>>> {
-    let filter = filter.into_inner();
+    let filter = query.filter;
     let user_id = filter.user_id.unwrap_or(ctx.user.id);
     if user_id != ctx.user.id {
         ctx.require_admin()?;
     }
-    let mut select = scoped::<api_token::Entity>(&ctx)
-        .filter(api_token::Column::UserId.eq(user_id))
-        .order_by_desc(api_token::Column::Id);
+    let mut select =
+        scoped::<api_token::Entity>(&ctx).filter(api_token::Column::UserId.eq(user_id));
     if !filter.include_revoked.unwrap_or(false) {
         select = select.filter(api_token::Column::RevokedAt.is_null());
     }
-    let (items, total, limit, offset) =
-        fetch_page(&state.reads, select, filter.limit, filter.offset).await?;
-    Ok(web::Json(Page {
-        items: items.iter().map(TokenView::from).collect(),
-        total,
-        limit,
-        offset,
-    }))
+    let page = fetch_page(
+        &state.reads,
+        select,
+        Keyset::desc([api_token::Column::Id]),
+        &query.paging,
+    )
+    .await?;
+    let items = &page.items;
+    let items = items.iter().map(TokenView::from).collect();
+    Ok(web::Json(page.with_items(items)))
 }
 
 /// Revoke a token: your own, or (admins) any of your organization. Every token created

@@ -3,12 +3,13 @@
 use actix_web::{HttpRequest, HttpResponse, get, patch, post, put, web};
 use entity::audit_trail::{self, Entry};
 use entity::{Role, user};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked, scoped};
 use crate::error::{ApiError, ApiResult};
+use crate::pagination::{Keyset, ListQuery, Paging};
 use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page, snapshot};
 use crate::state::AppState;
 use crate::views::identity::UserView;
@@ -24,28 +25,22 @@ pub struct UserFilter {
     pub active: Option<bool>,
     /// Only service accounts (`true`) or only people (`false`).
     pub service_account: Option<bool>,
-    /// Page size, 1–200 (default 50).
-    #[param(minimum = 1, maximum = 200, example = 50)]
-    pub limit: Option<u64>,
-    /// Items to skip (default 0).
-    #[param(minimum = 0, maximum = 1000000, example = 0)]
-    pub offset: Option<u64>,
 }
 
 /// Users of the caller's organization, ordered by id.
 #[utoipa::path(
     tag = "users",
-    params(UserFilter),
+    params(UserFilter, Paging),
     responses((status = 200, description = "One page of users", body = Page<UserView>))
 )]
 #[get("/users")]
 pub async fn list_users(
     state: web::Data<AppState>,
     ctx: AuthContext,
-    filter: web::Query<UserFilter>,
+    query: ListQuery<UserFilter>,
 ) -> ApiResult<web::Json<Page<UserView>>> {
-    let filter = filter.into_inner();
-    let mut select = scoped::<user::Entity>(&ctx).order_by_asc(user::Column::Id);
+    let filter = query.filter;
+    let mut select = scoped::<user::Entity>(&ctx);
     if let Some(role) = filter.role {
         select = select.filter(user::Column::Role.eq(role));
     }
@@ -55,14 +50,16 @@ pub async fn list_users(
     if let Some(service) = filter.service_account {
         select = select.filter(user::Column::IsServiceAccount.eq(service));
     }
-    let (items, total, limit, offset) =
-        fetch_page(&state.reads, select, filter.limit, filter.offset).await?;
-    Ok(web::Json(Page {
-        items: items.iter().map(UserView::from).collect(),
-        total,
-        limit,
-        offset,
-    }))
+    let page = fetch_page(
+        &state.reads,
+        select,
+        Keyset::asc([user::Column::Id]),
+        &query.paging,
+    )
+    .await?;
+    let items = &page.items;
+    let items = items.iter().map(UserView::from).collect();
+    Ok(web::Json(page.with_items(items)))
 }
 
 /// One user of the caller's organization.

@@ -15,7 +15,7 @@ use utoipa::ToSchema;
 use crate::auth::{AuthContext, TenantScoped, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Checks, Validate};
-use crate::pagination::{Page, Paging, fetch_page};
+use crate::pagination::{Keyset, ListQuery, Page, Paging, fetch_page};
 use crate::routes::snapshot;
 use crate::state::AppState;
 use crate::views::integrations::{AttemptView, DeliveryView, WebhookView, delivery_view};
@@ -189,15 +189,17 @@ pub async fn list_webhooks(
     paging: web::Query<Paging>,
 ) -> ApiResult<web::Json<Page<WebhookView>>> {
     ctx.require_admin()?;
-    let select = scoped::<webhook::Entity>(&ctx).order_by_asc(webhook::Column::Id);
-    let (list, total, limit, offset) =
-        fetch_page(&state.reads, select, paging.limit, paging.offset).await?;
-    Ok(web::Json(Page {
-        items: list.iter().map(WebhookView::from).collect(),
-        total,
-        limit,
-        offset,
-    }))
+    let select = scoped::<webhook::Entity>(&ctx);
+    let page = fetch_page(
+        &state.reads,
+        select,
+        Keyset::asc([webhook::Column::Id]),
+        &paging,
+    )
+    .await?;
+    let list = &page.items;
+    let items = list.iter().map(WebhookView::from).collect();
+    Ok(web::Json(page.with_items(items)))
 }
 
 /// Change a subscription's URL, event types or active flag (admins).
@@ -307,7 +309,7 @@ pub async fn delete_webhook(
 
 async fn with_logs<C: ConnectionTrait>(
     conn: &C,
-    deliveries: Vec<webhook::delivery::Model>,
+    deliveries: &[webhook::delivery::Model],
 ) -> ApiResult<Vec<DeliveryView>> {
     let ids: Vec<i64> = deliveries.iter().map(|d| d.id).collect();
     let mut logs: std::collections::HashMap<i64, Vec<AttemptView>> = Default::default();
@@ -341,19 +343,13 @@ pub struct DeliveryFilter {
     /// Deliveries older than this delivery id (paging backwards from the newest).
     #[param(example = 88)]
     pub before: Option<i64>,
-    /// Page size, 1–200 (default 50).
-    #[param(minimum = 1, maximum = 200, example = 50)]
-    pub limit: Option<u64>,
-    /// Items to skip (default 0); `before` pages without skipping.
-    #[param(minimum = 0, maximum = 1000000, example = 0)]
-    pub offset: Option<u64>,
 }
 
 /// A subscription's deliveries, newest first, each with its attempt log (admins: the log
 /// holds the first bytes of each receiver's answer).
 #[utoipa::path(
     tag = "integrations",
-    params(("id" = i64, Path, description = "Subscription id"), DeliveryFilter),
+    params(("id" = i64, Path, description = "Subscription id"), DeliveryFilter, Paging),
     responses(
         (status = 200, description = "One page of deliveries, newest first; `total` counts those matching the filter", body = Page<DeliveryView>),
         (status = 403, description = "Admins only", body = crate::error::Problem),
@@ -366,10 +362,10 @@ pub async fn list_deliveries(
     state: web::Data<AppState>,
     ctx: AuthContext,
     id: web::Path<i64>,
-    query: web::Query<DeliveryFilter>,
+    query: ListQuery<DeliveryFilter>,
 ) -> ApiResult<web::Json<Page<DeliveryView>>> {
     ctx.require_admin()?;
-    let q = query.into_inner();
+    let q = query.filter;
     let w = find_scoped::<webhook::Entity, _>(&state.reads, &ctx, id.into_inner()).await?;
     let mut select = webhook::delivery::Entity::find()
         .filter(webhook::delivery::Column::SubscriptionId.eq(w.id));
@@ -379,14 +375,16 @@ pub async fn list_deliveries(
     if let Some(before) = q.before {
         select = select.filter(webhook::delivery::Column::Id.lt(before));
     }
-    let select = select.order_by_desc(webhook::delivery::Column::Id);
-    let (rows, total, limit, offset) = fetch_page(&state.reads, select, q.limit, q.offset).await?;
-    Ok(web::Json(Page {
-        items: with_logs(&state.reads, rows).await?,
-        total,
-        limit,
-        offset,
-    }))
+    let page = fetch_page(
+        &state.reads,
+        select,
+        Keyset::desc([webhook::delivery::Column::Id]),
+        &query.paging,
+    )
+    .await?;
+    let rows = &page.items;
+    let items = with_logs(&state.reads, rows).await?;
+    Ok(web::Json(page.with_items(items)))
 }
 
 /// Send a delivery again (admins): a delivered or failed delivery goes back to pending
@@ -475,7 +473,7 @@ pub async fn redeliver(
         .one(&txn)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let view = with_logs(&txn, vec![fresh]).await?;
+    let view = with_logs(&txn, &[fresh]).await?;
     txn.respond(StatusCode::ACCEPTED, &view.into_iter().next())
         .await
 }

@@ -3,9 +3,7 @@
 use actix_web::{HttpResponse, get, post, web};
 use chrono::NaiveDate;
 use entity::cmo::{self};
-use sea_orm::{
-    ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
-};
+use sea_orm::{ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -13,7 +11,7 @@ use super::{own_relationship, require_sponsor_side};
 use crate::auth::{AuthContext, find_scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Checks, Validate};
-use crate::pagination::{Page, Paging, fetch_page};
+use crate::pagination::{Keyset, Page, Paging, fetch_page};
 use crate::state::AppState;
 use crate::views::partners::{QualityAgreementView, agreement_views};
 use crate::write::insert_audited;
@@ -130,15 +128,17 @@ pub async fn list_quality_agreements(
     if ctx.org_id() != p.org_id {
         select = select.filter(cmo::quality_agreement::Column::SponsorOrgId.eq(ctx.org_id()));
     }
-    let select = select
-        .order_by_desc(cmo::quality_agreement::Column::EffectiveOn)
-        .order_by_desc(cmo::quality_agreement::Column::Id);
-    let (list, total, limit, offset) =
-        fetch_page(&state.reads, select, paging.limit, paging.offset).await?;
-    Ok(web::Json(Page {
-        items: agreement_views(&list, state.clock.now().date_naive()),
-        total,
-        limit,
-        offset,
-    }))
+    let page = fetch_page(
+        &state.reads,
+        select,
+        Keyset::desc([
+            cmo::quality_agreement::Column::EffectiveOn,
+            cmo::quality_agreement::Column::Id,
+        ]),
+        &paging,
+    )
+    .await?;
+    let list = &page.items;
+    let items = agreement_views(list, state.clock.now().date_naive());
+    Ok(web::Json(page.with_items(items)))
 }

@@ -16,6 +16,7 @@ use super::{own_relationship, require_fact_keeper, require_sponsor_side};
 use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Checks, Validate};
+use crate::pagination::{ListQuery, Paging};
 use crate::routes::Page;
 use crate::state::AppState;
 use crate::transition::answer;
@@ -39,27 +40,22 @@ pub struct CmoFilters {
     /// At least this batch size.
     pub min_batch_liters: Option<i64>,
     pub status: Option<QualificationStatus>,
-    #[param(minimum = 1, maximum = 200, example = 50)]
-    pub limit: Option<u64>,
-    #[param(minimum = 0, maximum = 1000000, example = 0)]
-    pub offset: Option<u64>,
 }
 
 /// Find candidate CMOs by capability and region, e.g. sterile injectables, biologics,
 /// EU: `?dosage_form=sterile_injectable&modality=biologic&region=eu`.
 #[utoipa::path(
     tag = "partners",
-    params(CmoFilters),
+    params(CmoFilters, Paging),
     responses((status = 200, description = "One page of matching CMOs", body = Page<CmoView>))
 )]
 #[get("/cmos")]
 pub async fn list_cmos(
     state: web::Data<AppState>,
     ctx: AuthContext,
-    query: web::Query<CmoFilters>,
+    query: ListQuery<CmoFilters>,
 ) -> ApiResult<web::Json<Page<CmoView>>> {
-    let q = query.into_inner();
-    let (limit, offset) = crate::pagination::bounds(q.limit, q.offset)?;
+    let q = query.filter;
     let mut select = scoped::<cmo::Entity>(&ctx);
     let relationships = relationship::Entity::find()
         .filter(relationship::Column::SponsorOrgId.eq(ctx.org_id()))
@@ -105,17 +101,7 @@ pub async fn list_cmos(
                 .is_none_or(|r| v.sites.iter().any(|s| s.region == r))
         })
         .collect();
-    let total = views.len() as u64;
-    Ok(web::Json(Page {
-        items: views
-            .into_iter()
-            .skip(offset as usize)
-            .take(limit as usize)
-            .collect(),
-        total,
-        limit,
-        offset,
-    }))
+    Ok(web::Json(Page::of_all(views, &query.paging)?))
 }
 
 /// One CMO: capabilities, contacts, qualification, sites with their latest inspection.

@@ -21,6 +21,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Checks, Validate};
+use crate::pagination::{Keyset, ListQuery, Paging};
 use crate::routes::{Page, fetch_page};
 use crate::state::AppState;
 use crate::transition::{ApiStep, answer, run_step_answering};
@@ -122,13 +123,7 @@ pub async fn cmo_directory(
             name: o.name,
         })
         .collect();
-    let total = items.len() as u64;
-    Ok(web::Json(Page {
-        items,
-        total,
-        limit: 20,
-        offset: 0,
-    }))
+    Ok(web::Json(Page::whole(items, 20)))
 }
 
 /// A sponsor's relationship with a CMO, as either side reads it.
@@ -198,12 +193,6 @@ async fn connection_views(
 pub struct ConnectionFilter {
     /// Only connections in this state, e.g. `invited` for the invitations to answer.
     pub connection: Option<ConnectionStatus>,
-    /// Page size, 1–200 (default 50).
-    #[param(minimum = 1, maximum = 200, example = 50)]
-    pub limit: Option<u64>,
-    /// Items to skip (default 0).
-    #[param(minimum = 0, maximum = 1000000, example = 0)]
-    pub offset: Option<u64>,
 }
 
 /// Your organization's connections: a sponsor's with its CMOs, a CMO's with the sponsors
@@ -211,28 +200,30 @@ pub struct ConnectionFilter {
 /// the sponsor's alone). Ordered by id.
 #[utoipa::path(
     tag = "partners",
-    params(ConnectionFilter),
+    params(ConnectionFilter, Paging),
     responses((status = 200, description = "One page of connections", body = Page<ConnectionView>))
 )]
 #[get("/cmo-connections")]
 pub async fn list_connections(
     state: web::Data<AppState>,
     ctx: AuthContext,
-    filter: web::Query<ConnectionFilter>,
+    query: ListQuery<ConnectionFilter>,
 ) -> ApiResult<web::Json<Page<ConnectionView>>> {
-    let filter = filter.into_inner();
-    let mut select = scoped::<relationship::Entity>(&ctx).order_by_asc(relationship::Column::Id);
+    let filter = query.filter;
+    let mut select = scoped::<relationship::Entity>(&ctx);
     if let Some(c) = filter.connection {
         select = select.filter(relationship::Column::Connection.eq(c));
     }
-    let (rows, total, limit, offset) =
-        fetch_page(&state.reads, select, filter.limit, filter.offset).await?;
-    Ok(web::Json(Page {
-        items: connection_views(&state.reads, &rows).await?,
-        total,
-        limit,
-        offset,
-    }))
+    let page = fetch_page(
+        &state.reads,
+        select,
+        Keyset::asc([relationship::Column::Id]),
+        &query.paging,
+    )
+    .await?;
+    let rows = &page.items;
+    let items = connection_views(&state.reads, rows).await?;
+    Ok(web::Json(page.with_items(items)))
 }
 
 /// One connection, with what you can do with it now.

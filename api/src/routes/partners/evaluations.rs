@@ -12,7 +12,6 @@ use entity::{OrgKind, SignatureMeaning, SignedRecordType, cmo, signature};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
-    QueryOrder,
 };
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -20,7 +19,7 @@ use utoipa::ToSchema;
 use crate::auth::{AuthContext, TenantScoped, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Checks, Validate};
-use crate::pagination::{Page, Paging, fetch_page};
+use crate::pagination::{Keyset, Page, Paging, fetch_page};
 use crate::state::AppState;
 use crate::transition::answer;
 use crate::transition::{ApiStep, run_step};
@@ -170,19 +169,14 @@ pub async fn list_evaluations(
     ctx: AuthContext,
     paging: web::Query<Paging>,
 ) -> ApiResult<web::Json<Page<EvaluationView>>> {
-    let select = scoped::<selection::Entity>(&ctx).order_by_desc(selection::Column::Id);
-    let (list, total, limit, offset) =
-        fetch_page(&state.reads, select, paging.limit, paging.offset).await?;
-    let mut items = Vec::with_capacity(list.len());
-    for e in &list {
+    let select = scoped::<selection::Entity>(&ctx);
+    let newest_first = Keyset::desc([selection::Column::Id]);
+    let page = fetch_page(&state.reads, select, newest_first, &paging).await?;
+    let mut items = Vec::with_capacity(page.items.len());
+    for e in &page.items {
         items.push(render(&state.reads, e).await?);
     }
-    Ok(web::Json(Page {
-        items,
-        total,
-        limit,
-        offset,
-    }))
+    Ok(web::Json(page.with_items(items)))
 }
 
 /// One evaluation with its scores and the weighted ranking.

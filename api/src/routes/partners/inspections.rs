@@ -3,9 +3,7 @@
 use actix_web::{HttpResponse, get, post, web};
 use chrono::NaiveDate;
 use entity::cmo::{self, Agency, InspectionOutcome, inspection, site};
-use sea_orm::{
-    ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
-};
+use sea_orm::{ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -13,7 +11,7 @@ use super::require_fact_keeper;
 use crate::auth::{AuthContext, find_scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Checks, Validate};
-use crate::pagination::{Page, Paging, fetch_page};
+use crate::pagination::{Keyset, Page, Paging, fetch_page};
 use crate::routes::wire_name;
 use crate::state::AppState;
 use crate::views::partners::InspectionView;
@@ -128,18 +126,17 @@ pub async fn list_inspections(
     paging: web::Query<Paging>,
 ) -> ApiResult<web::Json<Page<InspectionView>>> {
     let p = find_scoped::<cmo::Entity, _>(&state.reads, &ctx, id.into_inner()).await?;
-    let select = inspection::Entity::find()
-        .filter(inspection::Column::CmoOrgId.eq(p.org_id))
-        .order_by_desc(inspection::Column::InspectedOn)
-        .order_by_desc(inspection::Column::Id);
-    let (list, total, limit, offset) =
-        fetch_page(&state.reads, select, paging.limit, paging.offset).await?;
-    Ok(web::Json(Page {
-        items: list.iter().map(InspectionView::from).collect(),
-        total,
-        limit,
-        offset,
-    }))
+    let select = inspection::Entity::find().filter(inspection::Column::CmoOrgId.eq(p.org_id));
+    let page = fetch_page(
+        &state.reads,
+        select,
+        Keyset::desc([inspection::Column::InspectedOn, inspection::Column::Id]),
+        &paging,
+    )
+    .await?;
+    let list = &page.items;
+    let items = list.iter().map(InspectionView::from).collect();
+    Ok(web::Json(page.with_items(items)))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use entity::cmo_merge::{self, MergeEvent, MergeStatus, Moved, Side};
 use entity::workflow::cmo_merge::Step;
 use entity::{OrgKind, Role, organization};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -19,6 +19,7 @@ use super::{AdminsEmail, email_admins, has_joined};
 use crate::auth::{AuthContext, TenantScoped, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{ApiJson, Checks, Validate};
+use crate::pagination::{Keyset, ListQuery, Paging};
 use crate::routes::{Page, fetch_page};
 use crate::state::AppState;
 use crate::transition::{ApiStep, answer, run_step};
@@ -290,40 +291,36 @@ pub async fn propose_merge(
 pub struct MergeFilter {
     /// Only merges in this state, e.g. `proposed` for those waiting for an answer.
     pub status: Option<MergeStatus>,
-    /// Page size, 1–200 (default 50).
-    #[param(minimum = 1, maximum = 200, example = 50)]
-    pub limit: Option<u64>,
-    /// Items to skip (default 0).
-    #[param(minimum = 0, maximum = 1000000, example = 0)]
-    pub offset: Option<u64>,
 }
 
 /// The merges your organization is party to (as the duplicate, the CMO that stays, or the
 /// sponsor that proposed one), by id.
 #[utoipa::path(
     tag = "partners",
-    params(MergeFilter),
+    params(MergeFilter, Paging),
     responses((status = 200, description = "One page of merges", body = Page<MergeView>))
 )]
 #[get("/cmo-merges")]
 pub async fn list_merges(
     state: web::Data<AppState>,
     ctx: AuthContext,
-    filter: web::Query<MergeFilter>,
+    query: ListQuery<MergeFilter>,
 ) -> ApiResult<web::Json<Page<MergeView>>> {
-    let filter = filter.into_inner();
-    let mut select = scoped::<cmo_merge::Entity>(&ctx).order_by_asc(cmo_merge::Column::Id);
+    let filter = query.filter;
+    let mut select = scoped::<cmo_merge::Entity>(&ctx);
     if let Some(s) = filter.status {
         select = select.filter(cmo_merge::Column::Status.eq(s));
     }
-    let (rows, total, limit, offset) =
-        fetch_page(&state.reads, select, filter.limit, filter.offset).await?;
-    Ok(web::Json(Page {
-        items: merge_views(&state.reads, &rows).await?,
-        total,
-        limit,
-        offset,
-    }))
+    let page = fetch_page(
+        &state.reads,
+        select,
+        Keyset::asc([cmo_merge::Column::Id]),
+        &query.paging,
+    )
+    .await?;
+    let rows = &page.items;
+    let items = merge_views(&state.reads, rows).await?;
+    Ok(web::Json(page.with_items(items)))
 }
 
 /// One merge, with what you can do with it now.

@@ -7,13 +7,14 @@ use entity::action_item::{self, ActionEvent, ActionSource, ActionStatus};
 use entity::audit_trail::{self, Entry};
 use entity::program;
 use sea_orm::sea_query::IntoCondition;
-use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::local_dates::ProgramDates;
+use crate::pagination::{Keyset, ListQuery, Paging};
 use crate::records::check_owner;
 use crate::records::{NewAction, insert_action};
 use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page, snapshot};
@@ -153,31 +154,23 @@ pub struct ActionFilter {
     pub due_before: Option<NaiveDate>,
     /// Due on or after this date.
     pub due_after: Option<NaiveDate>,
-    /// Page size, 1–200 (default 50).
-    #[param(minimum = 1, maximum = 200, example = 50)]
-    pub limit: Option<u64>,
-    /// Items to skip (default 0).
-    #[param(minimum = 0, maximum = 1000000, example = 0)]
-    pub offset: Option<u64>,
 }
 
 /// Action items on the caller's programs, by due date then id.
 #[utoipa::path(
     tag = "action items",
-    params(ActionFilter),
+    params(ActionFilter, Paging),
     responses((status = 200, description = "One page of action items", body = Page<ActionItemView>))
 )]
 #[get("/action-items")]
 pub async fn list_action_items(
     state: web::Data<AppState>,
     ctx: AuthContext,
-    filter: web::Query<ActionFilter>,
+    query: ListQuery<ActionFilter>,
 ) -> ApiResult<web::Json<Page<ActionItemView>>> {
-    let f = filter.into_inner();
+    let f = query.filter;
     let dates = ProgramDates::load(&state.reads, &ctx, state.clock.now()).await?;
-    let mut select = scoped::<action_item::Entity>(&ctx)
-        .order_by_asc(action_item::Column::DueDate)
-        .order_by_asc(action_item::Column::Id);
+    let mut select = scoped::<action_item::Entity>(&ctx);
     if let Some(v) = f.program_id {
         select = select.filter(action_item::Column::ProgramId.eq(v));
     }
@@ -208,16 +201,19 @@ pub async fn list_action_items(
             is_overdue.not()
         });
     }
-    let (items, total, limit, offset) = fetch_page(&state.reads, select, f.limit, f.offset).await?;
-    Ok(web::Json(Page {
-        items: items
-            .iter()
-            .map(|a| view(a, dates.today(a.program_id)))
-            .collect(),
-        total,
-        limit,
-        offset,
-    }))
+    let page = fetch_page(
+        &state.reads,
+        select,
+        Keyset::asc([action_item::Column::DueDate, action_item::Column::Id]),
+        &query.paging,
+    )
+    .await?;
+    let items = &page.items;
+    let items = items
+        .iter()
+        .map(|a| view(a, dates.today(a.program_id)))
+        .collect();
+    Ok(web::Json(page.with_items(items)))
 }
 
 /// One action item.

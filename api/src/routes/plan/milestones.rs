@@ -19,7 +19,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{check_dates, milestone_view, render_milestone as render};
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked};
 use crate::error::{ApiError, ApiResult};
-use crate::pagination::{Page, fetch_page};
+use crate::pagination::{Keyset, ListQuery, Page, Paging, fetch_page};
 use crate::records::check_owner;
 use crate::routes::{ApiJson, Checks, Validate};
 use crate::state::AppState;
@@ -251,18 +251,12 @@ pub async fn create_milestone(
 pub struct MilestoneFilter {
     pub status: Option<MilestoneStatus>,
     pub owner_user_id: Option<i64>,
-    /// Page size, 1–200 (default 50).
-    #[param(minimum = 1, maximum = 200, example = 50)]
-    pub limit: Option<u64>,
-    /// Items to skip (default 0).
-    #[param(minimum = 0, maximum = 1000000, example = 0)]
-    pub offset: Option<u64>,
 }
 
 /// The program's plan, in plan order.
 #[utoipa::path(
     tag = "milestones",
-    params(("id" = i64, Path, description = "Program id"), MilestoneFilter),
+    params(("id" = i64, Path, description = "Program id"), MilestoneFilter, Paging),
     responses(
         (status = 200, description = "One page of the plan", body = Page<MilestoneView>),
         (status = 404, description = "No such program visible to the caller", body = crate::error::Problem),
@@ -274,36 +268,36 @@ pub async fn list_milestones(
     state: web::Data<AppState>,
     ctx: AuthContext,
     id: web::Path<i64>,
-    filter: web::Query<MilestoneFilter>,
+    query: ListQuery<MilestoneFilter>,
 ) -> ApiResult<web::Json<Page<MilestoneView>>> {
     let prog = find_scoped::<program::Entity, _>(&state.reads, &ctx, id.into_inner()).await?;
-    let f = filter.into_inner();
-    let mut select = milestone::Entity::find()
-        .filter(milestone::Column::ProgramId.eq(prog.id))
-        .order_by_asc(milestone::Column::Position)
-        .order_by_asc(milestone::Column::Id);
+    let f = query.filter;
+    let mut select = milestone::Entity::find().filter(milestone::Column::ProgramId.eq(prog.id));
     if let Some(s) = f.status {
         select = select.filter(milestone::Column::Status.eq(s));
     }
     if let Some(o) = f.owner_user_id {
         select = select.filter(milestone::Column::OwnerUserId.eq(o));
     }
-    let (items, total, limit, offset) = fetch_page(&state.reads, select, f.limit, f.offset).await?;
+    let page = fetch_page(
+        &state.reads,
+        select,
+        Keyset::asc([milestone::Column::Position, milestone::Column::Id]),
+        &query.paging,
+    )
+    .await?;
+    let items = &page.items;
     let ids: Vec<i64> = items.iter().map(|m| m.id).collect();
     let mut deps = dependencies_of(&state.reads, &ids).await?;
     let today = prog.today(state.clock.now());
-    Ok(web::Json(Page {
-        items: items
-            .iter()
-            .map(|m| {
-                let may = may_update_plan(ctx.caller(), prog.sides(), m.owner_user_id);
-                view(m, deps.remove(&m.id).unwrap_or_default(), today, may)
-            })
-            .collect(),
-        total,
-        limit,
-        offset,
-    }))
+    let items = items
+        .iter()
+        .map(|m| {
+            let may = may_update_plan(ctx.caller(), prog.sides(), m.owner_user_id);
+            view(m, deps.remove(&m.id).unwrap_or_default(), today, may)
+        })
+        .collect();
+    Ok(web::Json(page.with_items(items)))
 }
 
 /// One milestone.

@@ -5,12 +5,13 @@ use entity::OrgKind;
 use entity::access::{ProgramSides, may_manage_program};
 use entity::program::{self, Modality, ProductionStatus, ProgramStage};
 use sea_orm::ActiveModelTrait;
-use sea_orm::{ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, QueryFilter, QueryOrder};
+use sea_orm::{ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, QueryFilter};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{AuthContext, find_scoped, scoped};
 use crate::error::{ApiError, ApiResult};
+use crate::pagination::{Keyset, ListQuery, Paging};
 use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page};
 use crate::state::AppState;
 use crate::views::plan::ProgramView;
@@ -177,28 +178,22 @@ pub struct ProgramFilter {
     pub modality: Option<Modality>,
     pub production_status: Option<ProductionStatus>,
     pub cmo_org_id: Option<i64>,
-    /// Page size, 1–200 (default 50).
-    #[param(minimum = 1, maximum = 200, example = 50)]
-    pub limit: Option<u64>,
-    /// Items to skip (default 0).
-    #[param(minimum = 0, maximum = 1000000, example = 0)]
-    pub offset: Option<u64>,
 }
 
 /// Programs the caller's organization sponsors or manufactures, ordered by id.
 #[utoipa::path(
     tag = "programs",
-    params(ProgramFilter),
+    params(ProgramFilter, Paging),
     responses((status = 200, description = "One page of programs", body = Page<ProgramView>))
 )]
 #[get("/programs")]
 pub async fn list_programs(
     state: web::Data<AppState>,
     ctx: AuthContext,
-    filter: web::Query<ProgramFilter>,
+    query: ListQuery<ProgramFilter>,
 ) -> ApiResult<web::Json<Page<ProgramView>>> {
-    let f = filter.into_inner();
-    let mut select = scoped::<program::Entity>(&ctx).order_by_asc(program::Column::Id);
+    let f = query.filter;
+    let mut select = scoped::<program::Entity>(&ctx);
     if let Some(v) = f.stage {
         select = select.filter(program::Column::Stage.eq(v));
     }
@@ -211,13 +206,16 @@ pub async fn list_programs(
     if let Some(v) = f.cmo_org_id {
         select = select.filter(program::Column::CmoOrgId.eq(v));
     }
-    let (items, total, limit, offset) = fetch_page(&state.reads, select, f.limit, f.offset).await?;
-    Ok(web::Json(Page {
-        items: items.iter().map(ProgramView::from).collect(),
-        total,
-        limit,
-        offset,
-    }))
+    let page = fetch_page(
+        &state.reads,
+        select,
+        Keyset::asc([program::Column::Id]),
+        &query.paging,
+    )
+    .await?;
+    let items = &page.items;
+    let items = items.iter().map(ProgramView::from).collect();
+    Ok(web::Json(page.with_items(items)))
 }
 
 /// One program.

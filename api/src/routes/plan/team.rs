@@ -8,14 +8,13 @@ use entity::team_member::{self, GovernanceTier};
 use entity::{program, user};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter,
-    QueryOrder,
 };
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::auth::{AuthContext, find_scoped};
 use crate::error::{ApiError, ApiResult};
-use crate::pagination::{Page, Paging, fetch_page};
+use crate::pagination::{Keyset, Page, Paging, fetch_page};
 use crate::routes::{ApiJson, Checks, Validate, snapshot};
 use crate::state::AppState;
 use crate::views::plan::{self as views, TeamMemberView};
@@ -156,18 +155,17 @@ pub async fn list_team(
     paging: web::Query<Paging>,
 ) -> ApiResult<web::Json<Page<TeamMemberView>>> {
     let prog = find_scoped::<program::Entity, _>(&state.reads, &ctx, id.into_inner()).await?;
-    let select = team_member::Entity::find()
-        .filter(team_member::Column::ProgramId.eq(prog.id))
-        .order_by_asc(team_member::Column::GovernanceTier)
-        .order_by_asc(team_member::Column::Id);
-    let (members, total, limit, offset) =
-        fetch_page(&state.reads, select, paging.limit, paging.offset).await?;
-    Ok(web::Json(Page {
-        items: views::team_members(&state.reads, &members).await?,
-        total,
-        limit,
-        offset,
-    }))
+    let select = team_member::Entity::find().filter(team_member::Column::ProgramId.eq(prog.id));
+    let page = fetch_page(
+        &state.reads,
+        select,
+        Keyset::asc([team_member::Column::GovernanceTier, team_member::Column::Id]),
+        &paging,
+    )
+    .await?;
+    let members = &page.items;
+    let items = views::team_members(&state.reads, members).await?;
+    Ok(web::Json(page.with_items(items)))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -13,7 +13,7 @@ use entity::deviation::{self};
 use entity::program;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder,
+    QueryFilter,
 };
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
@@ -21,6 +21,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked, scoped};
 use crate::error::{ApiError, ApiResult};
 use crate::local_dates::ProgramDates;
+use crate::pagination::{Keyset, ListQuery, Paging};
 use crate::records::{NewAction, check_owner, insert_action};
 use crate::records::{NewCapa, insert_capa};
 use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page};
@@ -175,28 +176,22 @@ pub struct CapaFilter {
     pub status: Option<CapaStatus>,
     /// Only CAPAs whose effectiveness check is overdue (still in check, due date passed).
     pub effectiveness_overdue: Option<bool>,
-    /// Page size, 1–200 (default 50).
-    #[param(minimum = 1, maximum = 200, example = 50)]
-    pub limit: Option<u64>,
-    /// Items to skip (default 0).
-    #[param(minimum = 0, maximum = 1000000, example = 0)]
-    pub offset: Option<u64>,
 }
 
 /// CAPAs on the caller's programs, newest first.
 #[utoipa::path(
     tag = "quality",
-    params(CapaFilter),
+    params(CapaFilter, Paging),
     responses((status = 200, description = "One page of CAPAs", body = Page<CapaView>))
 )]
 #[get("/capas")]
 pub async fn list_capas(
     state: web::Data<AppState>,
     ctx: AuthContext,
-    filter: web::Query<CapaFilter>,
+    query: ListQuery<CapaFilter>,
 ) -> ApiResult<web::Json<Page<CapaView>>> {
-    let f = filter.into_inner();
-    let mut select = scoped::<capa::Entity>(&ctx).order_by_desc(capa::Column::Id);
+    let f = query.filter;
+    let mut select = scoped::<capa::Entity>(&ctx);
     if let Some(v) = f.program_id {
         select = select.filter(capa::Column::ProgramId.eq(v));
     }
@@ -213,17 +208,19 @@ pub async fn list_capas(
             .filter(capa::Column::Status.eq(CapaStatus::EffectivenessCheck))
             .filter(dates.before_today(capa::Column::ProgramId, capa::Column::EffectivenessDue));
     }
-    let (items, total, limit, offset) = fetch_page(&state.reads, select, f.limit, f.offset).await?;
+    let page = fetch_page(
+        &state.reads,
+        select,
+        Keyset::desc([capa::Column::Id]),
+        &query.paging,
+    )
+    .await?;
+    let items = &page.items;
     let mut views = Vec::with_capacity(items.len());
-    for c in &items {
+    for c in items {
         views.push(render(&state.reads, c).await?);
     }
-    Ok(web::Json(Page {
-        items: views,
-        total,
-        limit,
-        offset,
-    }))
+    Ok(web::Json(page.with_items(views)))
 }
 
 /// One CAPA, with its corrective and preventive actions.

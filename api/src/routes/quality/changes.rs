@@ -7,14 +7,13 @@ use entity::action_item::ActionSource;
 use entity::change_request::{self, ChangeClass, ChangeEvent, ChangeStatus};
 use entity::program;
 use entity::record_number::{self, RecordKind};
-use sea_orm::{
-    ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait, QueryFilter, QueryOrder,
-};
+use sea_orm::{ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait, QueryFilter};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked, scoped};
 use crate::error::{ApiError, ApiResult};
+use crate::pagination::{Keyset, ListQuery, Paging};
 use crate::records::{NewAction, check_owner, insert_action};
 use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page};
 use crate::state::AppState;
@@ -130,29 +129,22 @@ pub struct ChangeFilter {
     pub number: Option<String>,
     pub status: Option<ChangeStatus>,
     pub classification: Option<ChangeClass>,
-    /// Page size, 1–200 (default 50).
-    #[param(minimum = 1, maximum = 200, example = 50)]
-    pub limit: Option<u64>,
-    /// Items to skip (default 0).
-    #[param(minimum = 0, maximum = 1000000, example = 0)]
-    pub offset: Option<u64>,
 }
 
 /// Change requests on the caller's programs, newest first.
 #[utoipa::path(
     tag = "quality",
-    params(ChangeFilter),
+    params(ChangeFilter, Paging),
     responses((status = 200, description = "One page of change requests", body = Page<ChangeView>))
 )]
 #[get("/change-requests")]
 pub async fn list_changes(
     state: web::Data<AppState>,
     ctx: AuthContext,
-    filter: web::Query<ChangeFilter>,
+    query: ListQuery<ChangeFilter>,
 ) -> ApiResult<web::Json<Page<ChangeView>>> {
-    let f = filter.into_inner();
-    let mut select =
-        scoped::<change_request::Entity>(&ctx).order_by_desc(change_request::Column::Id);
+    let f = query.filter;
+    let mut select = scoped::<change_request::Entity>(&ctx);
     if let Some(v) = f.program_id {
         select = select.filter(change_request::Column::ProgramId.eq(v));
     }
@@ -165,13 +157,16 @@ pub async fn list_changes(
     if let Some(v) = f.classification {
         select = select.filter(change_request::Column::Classification.eq(v));
     }
-    let (items, total, limit, offset) = fetch_page(&state.reads, select, f.limit, f.offset).await?;
-    Ok(web::Json(Page {
-        items: items.iter().map(view).collect(),
-        total,
-        limit,
-        offset,
-    }))
+    let page = fetch_page(
+        &state.reads,
+        select,
+        Keyset::desc([change_request::Column::Id]),
+        &query.paging,
+    )
+    .await?;
+    let items = &page.items;
+    let items = items.iter().map(view).collect();
+    Ok(web::Json(page.with_items(items)))
 }
 
 /// One change request.

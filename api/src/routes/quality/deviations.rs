@@ -14,13 +14,14 @@ use entity::program::{self};
 use entity::record_number::{self, RecordKind};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, ConnectionTrait,
-    EntityTrait, QueryFilter, QueryOrder,
+    EntityTrait, QueryFilter,
 };
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked, scoped};
 use crate::error::{ApiError, ApiResult};
+use crate::pagination::{Keyset, ListQuery, Paging};
 use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page, snapshot};
 use crate::state::AppState;
 use crate::transition::answer;
@@ -204,31 +205,23 @@ pub struct DeviationFilter {
     /// Only deviations detected at least this many days ago.
     #[param(minimum = 0, maximum = 36500)]
     pub min_age_days: Option<i64>,
-    /// Page size, 1–200 (default 50).
-    #[param(minimum = 1, maximum = 200, example = 50)]
-    pub limit: Option<u64>,
-    /// Items to skip (default 0).
-    #[param(minimum = 0, maximum = 1000000, example = 0)]
-    pub offset: Option<u64>,
 }
 
 /// Deviations on the caller's programs, newest first.
 #[utoipa::path(
     tag = "quality",
-    params(DeviationFilter),
+    params(DeviationFilter, Paging),
     responses((status = 200, description = "One page of deviations", body = Page<DeviationView>))
 )]
 #[get("/deviations")]
 pub async fn list_deviations(
     state: web::Data<AppState>,
     ctx: AuthContext,
-    filter: web::Query<DeviationFilter>,
+    query: ListQuery<DeviationFilter>,
 ) -> ApiResult<web::Json<Page<DeviationView>>> {
-    let f = filter.into_inner();
+    let f = query.filter;
     let now = state.clock.now();
-    let mut select = scoped::<deviation::Entity>(&ctx)
-        .order_by_desc(deviation::Column::DetectedAt)
-        .order_by_desc(deviation::Column::Id);
+    let mut select = scoped::<deviation::Entity>(&ctx);
     if let Some(v) = f.program_id {
         select = select.filter(deviation::Column::ProgramId.eq(v));
     }
@@ -262,13 +255,9 @@ pub async fn list_deviations(
         }
         select = select.filter(deviation::Column::DetectedAt.lte(now - TimeDelta::days(days)));
     }
-    let (items, total, limit, offset) = fetch_page(&state.reads, select, f.limit, f.offset).await?;
-    Ok(web::Json(Page {
-        items: items.iter().map(|d| view(d, now)).collect(),
-        total,
-        limit,
-        offset,
-    }))
+    let newest_first = Keyset::desc([deviation::Column::DetectedAt, deviation::Column::Id]);
+    let page = fetch_page(&state.reads, select, newest_first, &query.paging).await?;
+    Ok(web::Json(page.map(|d| view(&d, now))))
 }
 
 /// One deviation.

@@ -9,13 +9,14 @@ use entity::audit_trail::{self, Entry};
 use entity::extension_request::{self, ExtensionStatus};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ColumnTrait, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder,
+    PaginatorTrait, QueryFilter,
 };
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::auth::{AuthContext, find_scoped, find_scoped_locked};
 use crate::error::{ApiError, ApiResult};
+use crate::pagination::{Keyset, ListQuery, Paging};
 use crate::routes::{ApiJson, Checks, Page, Validate, fetch_page, snapshot};
 use crate::state::AppState;
 use crate::views::quality::ExtensionRequestView;
@@ -263,29 +264,23 @@ pub async fn decide_extension(
 pub struct ExtensionFilter {
     pub status: Option<ExtensionStatus>,
     pub program_id: Option<i64>,
-    /// Page size, 1–200 (default 50).
-    #[param(minimum = 1, maximum = 200, example = 50)]
-    pub limit: Option<u64>,
-    /// Items to skip (default 0).
-    #[param(minimum = 0, maximum = 1000000, example = 0)]
-    pub offset: Option<u64>,
 }
 
 /// Extension requests on the caller's programs, oldest first (e.g. `?status=pending` for
 /// quality's queue).
 #[utoipa::path(
     tag = "quality",
-    params(ExtensionFilter),
+    params(ExtensionFilter, Paging),
     responses((status = 200, description = "One page of extension requests", body = Page<ExtensionRequestView>))
 )]
 #[get("/extension-requests")]
 pub async fn list_extension_requests(
     state: web::Data<AppState>,
     ctx: AuthContext,
-    filter: web::Query<ExtensionFilter>,
+    query: ListQuery<ExtensionFilter>,
 ) -> ApiResult<web::Json<Page<ExtensionRequestView>>> {
     use sea_orm::sea_query::{IntoCondition, Query};
-    let f = filter.into_inner();
+    let f = query.filter;
     // Tenancy through the action items of visible programs.
     let mut items = Query::select()
         .column(action_item::Column::Id)
@@ -295,21 +290,22 @@ pub async fn list_extension_requests(
     if let Some(p) = f.program_id {
         items.and_where(action_item::Column::ProgramId.eq(p));
     }
-    let mut select = extension_request::Entity::find()
-        .filter(
-            extension_request::Column::ActionItemId
-                .in_subquery(items)
-                .into_condition(),
-        )
-        .order_by_asc(extension_request::Column::Id);
+    let mut select = extension_request::Entity::find().filter(
+        extension_request::Column::ActionItemId
+            .in_subquery(items)
+            .into_condition(),
+    );
     if let Some(s) = f.status {
         select = select.filter(extension_request::Column::Status.eq(s));
     }
-    let (rows, total, limit, offset) = fetch_page(&state.reads, select, f.limit, f.offset).await?;
-    Ok(web::Json(Page {
-        items: rows.iter().map(ExtensionRequestView::from).collect(),
-        total,
-        limit,
-        offset,
-    }))
+    let page = fetch_page(
+        &state.reads,
+        select,
+        Keyset::asc([extension_request::Column::Id]),
+        &query.paging,
+    )
+    .await?;
+    let rows = &page.items;
+    let items = rows.iter().map(ExtensionRequestView::from).collect();
+    Ok(web::Json(page.with_items(items)))
 }
