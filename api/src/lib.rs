@@ -30,5 +30,6 @@ pub mod signing;
 pub mod state;
 pub mod transition;
 pub mod views;
+pub mod wake;
 pub mod write;
 pub mod write_txn;

@@ -232,6 +232,8 @@ fn serve(database: DatabaseArgs, serve: ServeArgs, clock: Arc<dyn Clock>) -> Res
             .unwrap_or_else(|_| serve.bind.clone());
         tracing::info!(%address, "cmo-api listening");
         let started_at = clock.now();
+        let worker_wakes = api::wake::WorkerWakes::for_database(&reads, clock.clone())
+            .map_err(|e| format!("cannot open the worker wake socket: {e}"))?;
         let state = AppState {
             db: db.clone(),
             reads: reads.clone(),
@@ -258,6 +260,7 @@ fn serve(database: DatabaseArgs, serve: ServeArgs, clock: Arc<dyn Clock>) -> Res
                 .max_connections,
             db_read_connections,
             token_use: Arc::default(),
+            worker_wakes,
         };
         let options = ServerOptions {
             workers: serve.http_workers,

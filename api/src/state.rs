@@ -41,4 +41,6 @@ pub struct AppState {
     pub db_read_connections: u32,
     /// Token use this process has recorded (see `crate::auth`).
     pub token_use: Arc<crate::auth::TokenUse>,
+    /// SQLite: wakes the workers when a request commits work for them (`crate::wake`).
+    pub worker_wakes: Option<Arc<crate::wake::WorkerWakes>>,
 }

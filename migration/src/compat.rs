@@ -45,6 +45,11 @@ pub const MARKS: &[(&str, Compat)] = &[
     ("m20261206_000034_cmo_merges", Compat::ExpandOnly),
     ("m20261207_000035_record_numbers", Compat::ExpandOnly),
     ("m20261207_000036_action_evidence", Compat::ExpandOnly),
+    ("m20261208_000037_worker_wake_address", Compat::ExpandOnly),
+    (
+        "m20261208_000038_program_digest_schedules",
+        Compat::ExpandOnly,
+    ),
 ];
 
 /// The mark of `migration`: listed ones as listed; those up to the first marked release

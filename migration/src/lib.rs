@@ -42,6 +42,8 @@ mod m20261205_000033_partner_network;
 mod m20261206_000034_cmo_merges;
 mod m20261207_000035_record_numbers;
 mod m20261207_000036_action_evidence;
+mod m20261208_000037_worker_wake_address;
+mod m20261208_000038_program_digest_schedules;
 
 pub struct Migrator;
 
@@ -85,6 +87,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000034_cmo_merges::Migration),
             Box::new(m20261207_000035_record_numbers::Migration),
             Box::new(m20261207_000036_action_evidence::Migration),
+            Box::new(m20261208_000037_worker_wake_address::Migration),
+            Box::new(m20261208_000038_program_digest_schedules::Migration),
         ]
     }
 }

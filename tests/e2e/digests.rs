@@ -292,20 +292,34 @@ async fn a_missed_digest_is_caught_up_only_inside_the_window(app: &TestApp) {
         catch_up: TimeDelta::hours(12),
         ..settings()
     };
-    // No worker ran at 07:00; one starting 13 hours later does not send a stale digest.
-    let late = weekly_digests(&app.job_context("w1"), tick + TimeDelta::hours(13), &window)
-        .await
-        .unwrap();
-    assert_eq!(late.programs, 0);
-    // One starting 11 hours later does, once.
+    // No worker ran at 07:00; one starting 11 hours later sends it, once.
     let caught_up = weekly_digests(&app.job_context("w1"), tick + TimeDelta::hours(11), &window)
         .await
         .unwrap();
     assert_eq!((caught_up.programs, caught_up.queued), (1, 1));
-    // Before the tick, nothing is due.
+    let again = weekly_digests(
+        &app.job_context("w2"),
+        tick + TimeDelta::hours(11) + TimeDelta::minutes(1),
+        &window,
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.programs, 0, "once");
+    // The week after, no worker runs until 13 hours past 07:00: that digest is stale.
+    let week2 = next_digest_tick(tick);
+    let late = weekly_digests(
+        &app.job_context("w1"),
+        week2 + TimeDelta::hours(13),
+        &window,
+    )
+    .await
+    .unwrap();
+    assert_eq!(late.programs, 0);
+    // Before the next tick, nothing is due.
+    let week3 = next_digest_tick(week2);
     let early = weekly_digests(
         &app.job_context("w2"),
-        tick - TimeDelta::minutes(1),
+        week3 - TimeDelta::minutes(1),
         &window,
     )
     .await
@@ -313,7 +327,7 @@ async fn a_missed_digest_is_caught_up_only_inside_the_window(app: &TestApp) {
     assert_eq!(early.programs, 0);
     // A worker that claimed the tick and died is taken over after the claim goes stale;
     // the deduplicated outbox keeps it to one email.
-    let next = next_digest_tick(tick);
+    let next = week3;
     entity::job_run::claim(
         &app.db,
         &format!("digest:{}", s.program_id),
@@ -341,3 +355,67 @@ async fn a_missed_digest_is_caught_up_only_inside_the_window(app: &TestApp) {
     assert_eq!((taken.programs, taken.queued), (1, 1));
 }
 on_both_databases!(a_missed_digest_is_caught_up_only_inside_the_window);
+
+/// A pass reads the programs whose digest is due (each program's next occurrence is
+/// kept); when a program moves to another time zone its next digest moves with it, and a
+/// changed digest schedule is taken up at the worker's start.
+async fn the_next_digest_follows_a_time_zone_change_and_a_new_schedule(app: &TestApp) {
+    // REQ: NOTIF-CATCH-UP
+    let s = program_setup(app).await;
+    let program = format!("/api/v1/programs/{}", s.program_id);
+    s.pm.post(
+        &format!("{program}/team"),
+        json!({"user_id": s.pm_id, "governance_tier": "core_team", "program_role": "PM"}),
+    )
+    .await
+    .expect(201);
+    let zurich_tick = next_digest_tick(app.now());
+    let cron = schedule::parse("0 0 7 * * Mon").unwrap();
+    let new_york_tick =
+        schedule::next_occurrence(&cron, schedule::zone("America/New_York"), zurich_tick)
+            .unwrap();
+    assert_eq!(new_york_tick - zurich_tick, TimeDelta::hours(6));
+    let w = app.job_context("w1");
+    // A pass before the tick computes the Zurich occurrence and sends nothing.
+    let before = weekly_digests(&w, zurich_tick - TimeDelta::hours(1), &settings())
+        .await
+        .unwrap();
+    assert_eq!(before.programs, 0);
+    let stored = entity::digest::schedule::Entity::find_by_id(s.program_id)
+        .one(&app.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.next_at, Some(zurich_tick));
+    // The program moves to New York: Zurich's Monday morning sends nothing, New York's does.
+    let version = s.pm.get(&program).await.expect(200).body["version"].clone();
+    s.pm.patch(
+        &program,
+        json!({"version": version, "time_zone": "America/New_York", "reason": "Program lead moved to the US site"}),
+    )
+    .await
+    .expect(200);
+    let zurich = weekly_digests(&w, zurich_tick + TimeDelta::minutes(1), &settings())
+        .await
+        .unwrap();
+    assert_eq!(zurich.programs, 0);
+    let new_york = weekly_digests(&w, new_york_tick + TimeDelta::minutes(1), &settings())
+        .await
+        .unwrap();
+    assert_eq!((new_york.programs, new_york.queued), (1, 1));
+    // A worker started with a daily schedule recomputes what the weekly one left.
+    let daily = DigestSettings {
+        schedule: "0 0 7 * * *".to_string(),
+        ..settings()
+    };
+    assert_eq!(
+        worker::jobs::digests::forget_other_schedules(&w, &daily)
+            .await
+            .unwrap(),
+        1
+    );
+    let tuesday = new_york_tick + TimeDelta::days(1) + TimeDelta::minutes(1);
+    let next_day = weekly_digests(&w, tuesday, &daily).await.unwrap();
+    assert_eq!(next_day.programs, 1, "the daily digest of Tuesday");
+}
+on_both_databases!(the_next_digest_follows_a_time_zone_change_and_a_new_schedule);

@@ -133,6 +133,19 @@ async fn a_killed_worker_leaves_nothing_half_done(app: &TestApp) {
 }
 on_both_databases!(a_killed_worker_leaves_nothing_half_done);
 
+/// Pages received (a critical deviation's), not the production-hold notices that the
+/// dispatcher sends on its own two-second tick.
+fn pages_sent(sink: &SmtpSink) -> usize {
+    sink.received()
+        .iter()
+        .filter(|r| {
+            r.parsed()
+                .subject()
+                .is_some_and(|s| s.starts_with("[CRITICAL]"))
+        })
+        .count()
+}
+
 /// PostgreSQL: a new escalation wakes a real worker through LISTEN/NOTIFY, not its tick
 /// (set to a minute here), and still does after the database server restarted.
 #[actix_web::test]
@@ -186,11 +199,11 @@ async fn notify_wakes_the_worker_at_once_also_after_a_postgres_restart() {
         let sink = &sink;
         async move {
             let started = std::time::Instant::now();
-            while sink.count() < n && started.elapsed() < std::time::Duration::from_secs(10) {
+            while pages_sent(sink) < n && started.elapsed() < std::time::Duration::from_secs(10) {
                 tokio::time::sleep(std::time::Duration::from_millis(20)).await;
             }
             let took = started.elapsed();
-            assert!(sink.count() >= n, "{what}: no page within 10 s");
+            assert!(pages_sent(sink) >= n, "{what}: no page within 10 s");
             assert!(
                 took < std::time::Duration::from_secs(10),
                 "{what}: paged after {took:?}, well before the one-minute tick"
@@ -235,6 +248,64 @@ async fn notify_wakes_the_worker_at_once_also_after_a_postgres_restart() {
     }
     assert!(posted, "the api recovers after the restart");
     page_within(2, "after the restart").await;
+    assert!(worker.stop().await.success());
+    app.stop().await;
+}
+
+/// SQLite: a new escalation wakes a real worker process at once through a datagram to
+/// its loopback wake socket (published with its heartbeat), not at its tick (a minute
+/// here); a second one does too.
+#[actix_web::test]
+async fn a_datagram_wakes_the_worker_at_once_on_sqlite() {
+    // REQ: ESC-NOTIFY-WAKE
+    use e2e::worker_process::WorkerProcess;
+    let app = e2e::spawn_app(e2e::Backend::Sqlite)
+        .await
+        .expect("sqlite app");
+    let t = team(&app).await;
+    let sink = SmtpSink::start().await;
+    let worker = WorkerProcess::start(
+        &app.database_url,
+        &sink.url(),
+        "datagrams",
+        app.now(),
+        &[("CMO_ESCALATION_TICK_MS", "60000")],
+    );
+    // The wake address is published by the first heartbeat, before the loops start; the
+    // loop's first pass runs at start. Past both, only a wake pages within the minute.
+    let published = || async {
+        entity::worker_heartbeat::Entity::find()
+            .all(&app.db)
+            .await
+            .map(|rows| rows.iter().any(|b| b.wake_addr.is_some()))
+            .unwrap_or(false)
+    };
+    for _ in 0..200 {
+        if published().await {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(published().await, "the worker publishes its wake address");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    for n in 1..=2 {
+        let started = std::time::Instant::now();
+        t.s.pm
+            .post(
+                &format!("/api/v1/programs/{}/deviations", t.s.program_id),
+                json!({"title": format!("Filter integrity test failed #{n}"), "description": "d",
+                       "detected_at": app.now(), "criticality": "critical", "category": "equipment"}),
+            )
+            .await
+            .expect(201);
+        while pages_sent(&sink) < n && started.elapsed() < std::time::Duration::from_secs(10) {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(
+            pages_sent(&sink) >= n,
+            "escalation {n}: no page within 10 s (the tick is a minute)"
+        );
+    }
     assert!(worker.stop().await.success());
     app.stop().await;
 }

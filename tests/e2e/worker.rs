@@ -12,16 +12,20 @@ async fn heartbeats_upsert_one_row_per_worker(app: &TestApp) {
         hostname: "test-host".to_string(),
         ..app.job_context(id)
     };
-    assert_eq!(heartbeat(&ctx("w1"), started).await.unwrap().beats, 1);
+    assert_eq!(heartbeat(&ctx("w1"), started, None).await.unwrap().beats, 1);
     assert_eq!(
-        heartbeat(&ctx("w1"), started + TimeDelta::seconds(30))
-            .await
-            .unwrap()
-            .beats,
+        heartbeat(
+            &ctx("w1"),
+            started + TimeDelta::seconds(30),
+            Some("127.0.0.1:4242")
+        )
+        .await
+        .unwrap()
+        .beats,
         2
     );
     assert_eq!(
-        heartbeat(&ctx("w2"), started + TimeDelta::seconds(31))
+        heartbeat(&ctx("w2"), started + TimeDelta::seconds(31), None)
             .await
             .unwrap()
             .beats,
@@ -34,6 +38,7 @@ async fn heartbeats_upsert_one_row_per_worker(app: &TestApp) {
         .unwrap();
     assert_eq!(w1.last_beat_at, started + TimeDelta::seconds(30));
     assert_eq!(w1.started_at, started);
+    assert_eq!(w1.wake_addr.as_deref(), Some("127.0.0.1:4242"));
     assert_eq!(
         worker_heartbeat::Entity::find()
             .all(&app.db)

@@ -438,6 +438,7 @@ pub async fn spawn_app_on(
     )
     .await
     .expect("bootstrap");
+    let reads_for_wakes = reads.clone();
     let state = AppState {
         db: db.clone(),
         reads,
@@ -459,6 +460,11 @@ pub async fn spawn_app_on(
         db_max_connections: 8,
         db_read_connections,
         token_use: Arc::default(),
+        worker_wakes: api::wake::WorkerWakes::for_database(
+            &reads_for_wakes,
+            Arc::new(clock.clone()),
+        )
+        .expect("wake socket"),
     };
     let server = build_server(
         state,

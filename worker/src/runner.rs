@@ -74,6 +74,8 @@ pub enum RunError {
     Scheduler(#[from] JobSchedulerError),
     #[error("job: {0}")]
     Job(#[from] crate::jobs::JobError),
+    #[error("wake socket: {0}")]
+    WakeSocket(#[from] std::io::Error),
 }
 
 /// Runs a first heartbeat at once, then the schedule, until `shutdown` completes; then
@@ -103,13 +105,25 @@ pub async fn run(
             detail,
         })?;
     }
-    let first = heartbeat::heartbeat(&ctx, ctx.now()).await?;
+    // SQLite has no NOTIFY: the api wakes this worker with a datagram to a loopback
+    // socket whose address the heartbeat publishes.
+    let wake_socket = if ctx.db.get_database_backend() == sea_orm::DbBackend::Sqlite {
+        Some(tokio::net::UdpSocket::bind("127.0.0.1:0").await?)
+    } else {
+        None
+    };
+    let wake_addr: Option<Arc<str>> = match &wake_socket {
+        Some(s) => Some(s.local_addr()?.to_string().into()),
+        None => None,
+    };
+    let first = heartbeat::heartbeat(&ctx, ctx.now(), wake_addr.as_deref()).await?;
     tracing::info!(worker_id = %ctx.worker_id, beats = first.beats, "worker started");
 
     let mut scheduler = JobScheduler::new().await?;
     let ctx = Arc::new(ctx);
     let job_ctx = ctx.clone();
     let beat_metrics = mail.metrics.clone();
+    let beat_wake_addr = wake_addr.clone();
     beat_metrics.record("heartbeat", true, std::time::Duration::ZERO, ctx.now());
     scheduler
         .add(Job::new_async(
@@ -117,12 +131,11 @@ pub async fn run(
             move |_id, _lock| {
                 let ctx = job_ctx.clone();
                 let metrics = beat_metrics.clone();
+                let wake_addr = beat_wake_addr.clone();
                 Box::pin(async move {
                     let now = ctx.now();
-                    match metrics
-                        .timed("heartbeat", now, heartbeat::heartbeat(&ctx, now))
-                        .await
-                    {
+                    let beat = heartbeat::heartbeat(&ctx, now, wake_addr.as_deref());
+                    match metrics.timed("heartbeat", now, beat).await {
                         Ok(report) => tracing::debug!(beats = report.beats, "heartbeat"),
                         Err(err) => tracing::warn!(%err, "heartbeat failed"),
                     }
@@ -131,6 +144,14 @@ pub async fn run(
         )?)
         .await?;
     let mail = Arc::new(mail);
+    match crate::jobs::digests::forget_other_schedules(&ctx, &mail.digests).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            programs = n,
+            "digest schedule changed; next digests computed again"
+        ),
+        Err(err) => tracing::warn!(%err, "cannot check the stored digest occurrences"),
+    }
     // A first pass at once: an occurrence missed while no worker ran is caught up now.
     scheduled_pass(&ctx, &mail).await;
     let tick_ctx = ctx.clone();
@@ -219,6 +240,14 @@ pub async fn run(
         background.push(tokio::spawn(listen(
             ctx.clone(),
             entity::webhook::WAKE_CHANNEL,
+            wake_webhooks.clone(),
+            stopped.clone(),
+        )));
+    }
+    if let Some(socket) = wake_socket {
+        background.push(tokio::spawn(take_wakes(
+            socket,
+            wake.clone(),
             wake_webhooks.clone(),
             stopped.clone(),
         )));
@@ -423,6 +452,37 @@ async fn listen(
                 },
                 _ = stopped.changed() => return,
             }
+        }
+    }
+}
+
+/// SQLite: wake a loop when the api says it committed its work (a datagram naming the
+/// channel on this worker's loopback socket). A lost datagram costs a tick, no more.
+async fn take_wakes(
+    socket: tokio::net::UdpSocket,
+    wake: Arc<tokio::sync::Notify>,
+    wake_webhooks: Arc<tokio::sync::Notify>,
+    mut stopped: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut buf = [0u8; 64];
+    loop {
+        tokio::select! {
+            got = socket.recv_from(&mut buf) => match got {
+                Ok((n, from)) if from.ip().is_loopback() => {
+                    let channel = &buf[..n];
+                    if channel == entity::escalation::WAKE_CHANNEL.as_bytes() {
+                        wake.notify_one();
+                    } else if channel == entity::webhook::WAKE_CHANNEL.as_bytes() {
+                        wake_webhooks.notify_one();
+                    }
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    tracing::warn!(%err, "wake socket failed; the tick goes on");
+                    return;
+                }
+            },
+            _ = stopped.changed() => return,
         }
     }
 }

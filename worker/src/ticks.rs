@@ -25,23 +25,7 @@ pub async fn claim_due(
     candidates: Vec<Tick>,
     now: DateTime<Utc>,
 ) -> Result<Vec<Tick>, JobError> {
-    let Some(earliest) = candidates.iter().map(|t| t.scheduled_for).min() else {
-        return Ok(Vec::new());
-    };
-    let mut finished: BTreeSet<(String, DateTime<Utc>)> = BTreeSet::new();
-    for chunk in candidates.chunks(500) {
-        let rows: Vec<(String, DateTime<Utc>)> = job_run::Entity::find()
-            .select_only()
-            .column(job_run::Column::Job)
-            .column(job_run::Column::ScheduledFor)
-            .filter(job_run::Column::Job.is_in(chunk.iter().map(|t| t.job.clone())))
-            .filter(job_run::Column::ScheduledFor.gte(earliest))
-            .filter(job_run::Column::FinishedAt.is_not_null())
-            .into_tuple()
-            .all(&ctx.db)
-            .await?;
-        finished.extend(rows);
-    }
+    let finished = finished(ctx, &candidates).await?;
     let mut claimed = Vec::new();
     for tick in candidates {
         if finished.contains(&(tick.job.clone(), tick.scheduled_for)) {
@@ -55,6 +39,31 @@ pub async fn claim_due(
         entity::ops::fault::point("tick_claimed");
     }
     Ok(claimed)
+}
+
+/// Which of `ticks` some worker has finished (one query per 500).
+pub async fn finished(
+    ctx: &JobContext,
+    ticks: &[Tick],
+) -> Result<BTreeSet<(String, DateTime<Utc>)>, JobError> {
+    let mut finished = BTreeSet::new();
+    let Some(earliest) = ticks.iter().map(|t| t.scheduled_for).min() else {
+        return Ok(finished);
+    };
+    for chunk in ticks.chunks(500) {
+        let rows: Vec<(String, DateTime<Utc>)> = job_run::Entity::find()
+            .select_only()
+            .column(job_run::Column::Job)
+            .column(job_run::Column::ScheduledFor)
+            .filter(job_run::Column::Job.is_in(chunk.iter().map(|t| t.job.clone())))
+            .filter(job_run::Column::ScheduledFor.gte(earliest))
+            .filter(job_run::Column::FinishedAt.is_not_null())
+            .into_tuple()
+            .all(&ctx.db)
+            .await?;
+        finished.extend(rows);
+    }
+    Ok(finished)
 }
 
 /// Marks a claimed tick done.

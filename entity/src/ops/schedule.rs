@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 use chrono_tz::Tz;
-use croner::Cron;
+pub use croner::Cron;
 use croner::parser::{CronParser, Seconds};
 
 /// Parses a 6-field cron expression (with seconds), e.g. `0 0 7 * * Mon`.

@@ -11,6 +11,8 @@ pub struct Model {
     pub started_at: DateTimeUtc,
     pub last_beat_at: DateTimeUtc,
     pub beats: i64,
+    /// SQLite: the loopback UDP address where this worker takes wakes (`wake`).
+    pub wake_addr: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

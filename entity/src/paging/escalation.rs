@@ -357,7 +357,8 @@ pub struct EscalationView {
     pub opened_at: DateTime<Utc>,
     /// 0-based tier of the latest page.
     pub current_tier: Option<i32>,
-    /// When the next tier is paged (open escalations).
+    /// Open: when the next tier is paged. Acknowledged: when the acknowledging tier is
+    /// paged again unless the escalation is resolved first (the policy's ack timeout).
     pub next_page_at: Option<DateTime<Utc>>,
     pub pages_sent: i32,
     pub acknowledged_at: Option<DateTime<Utc>>,

@@ -239,6 +239,11 @@ impl Workflow for Step {
         e.next_page_at = None;
         match self.event {
             EscalationEvent::Acknowledge => {
+                // The worker's next look: the tier is paged again if nobody resolves it
+                // within the policy's ack timeout (indexed, so a tick reads only these).
+                e.next_page_at = Some(
+                    now + chrono::TimeDelta::minutes(e.policy().ack_timeout_minutes.max(1) as i64),
+                );
                 e.acknowledged_at = Some(now);
                 e.acknowledged_by_user_id = self.by.as_ref().map(|(id, _)| *id);
                 e.ack_channel = Some(self.channel.clone());
@@ -390,7 +395,8 @@ mod tests {
     }
 
     #[test]
-    fn acknowledging_stops_paging_and_reopening_pages_the_acknowledging_tier_again_at_once() {
+    fn acknowledging_waits_for_the_ack_timeout_and_reopening_pages_the_acknowledging_tier_at_once()
+    {
         let now = DateTime::from_timestamp(1_800_000_600, 0).unwrap_or_default();
         let mut e = crate::escalation::tests::escalation(S::Open, 2, 0);
         e.current_tier = Some(1);
@@ -402,7 +408,12 @@ mod tests {
                 e.ack_channel.as_deref(),
                 e.next_page_at
             ),
-            (Some(9), Some("email"), None)
+            (
+                Some(9),
+                Some("email"),
+                Some(now + chrono::TimeDelta::minutes(60))
+            ),
+            "the default policy re-pages an acknowledged escalation after 60 minutes"
         );
         assert_eq!(ack.reason().as_deref(), Some("acknowledged via email"));
         Step::by_worker(E::Reopen, now).apply(&mut e, S::Open, &true, now);

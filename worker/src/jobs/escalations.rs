@@ -389,8 +389,16 @@ async fn reopen_timed_out(
     now: DateTime<Utc>,
     report: &mut EscalationReport,
 ) -> Result<(), JobError> {
+    // Through the (status, next_page_at) index: an acknowledged escalation's
+    // next_page_at is its ack deadline, so the tick reads only those past it. (None:
+    // acknowledged by a release before deadlines were kept; `ack_timed_out` decides.)
     let acknowledged = escalation::Entity::find()
         .filter(escalation::Column::Status.eq(EscalationStatus::Acknowledged))
+        .filter(
+            sea_orm::Condition::any()
+                .add(escalation::Column::NextPageAt.lte(now))
+                .add(escalation::Column::NextPageAt.is_null()),
+        )
         .all(&ctx.db)
         .await?;
     for e in acknowledged

@@ -14,7 +14,13 @@ pub struct HeartbeatReport {
     pub beats: i64,
 }
 
-pub async fn heartbeat(ctx: &JobContext, now: DateTime<Utc>) -> Result<HeartbeatReport, JobError> {
+/// `wake_addr`: where this worker takes wakes (SQLite), kept with its heartbeat so the
+/// api finds it.
+pub async fn heartbeat(
+    ctx: &JobContext,
+    now: DateTime<Utc>,
+    wake_addr: Option<&str>,
+) -> Result<HeartbeatReport, JobError> {
     // Hostname and start time are rewritten too: a restarted worker reusing its id
     // reports its new process, not the old one.
     let updated = worker_heartbeat::Entity::update_many()
@@ -31,6 +37,10 @@ pub async fn heartbeat(ctx: &JobContext, now: DateTime<Utc>) -> Result<Heartbeat
             worker_heartbeat::Column::Beats,
             Expr::col(worker_heartbeat::Column::Beats).add(1),
         )
+        .col_expr(
+            worker_heartbeat::Column::WakeAddr,
+            Expr::value(wake_addr.map(String::from)),
+        )
         .filter(worker_heartbeat::Column::WorkerId.eq(ctx.worker_id.as_str()))
         .exec(&ctx.db)
         .await?;
@@ -41,6 +51,7 @@ pub async fn heartbeat(ctx: &JobContext, now: DateTime<Utc>) -> Result<Heartbeat
             started_at: Set(ctx.started_at),
             last_beat_at: Set(now),
             beats: Set(1),
+            wake_addr: Set(wake_addr.map(String::from)),
         }
         .insert(&ctx.db)
         .await?;

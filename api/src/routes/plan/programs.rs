@@ -152,6 +152,7 @@ pub async fn create_program(
         async |created| Ok(ProgramView::from(created)),
     )
     .await?;
+    entity::digest::schedule::create(&txn, created.id).await?;
     // Every program starts with the SPEC's default escalation policy (editable).
     let policy = entity::escalation_policy::default_policy();
     entity::escalation_policy::ActiveModel {
@@ -329,7 +330,7 @@ pub async fn update_program(
                 "only the sponsor's admins and program managers edit programs",
             )
         },
-        async |_, current, p| {
+        async |txn, current, p| {
             if b.budget_minor.or(current.budget_minor).is_some()
                 && b.currency.is_none()
                 && current.currency.is_none()
@@ -362,6 +363,10 @@ pub async fn update_program(
                 p.currency = Some(v);
             }
             if let Some(v) = b.time_zone {
+                if v != current.time_zone {
+                    // Its digest moves to the new zone's Monday morning.
+                    entity::digest::schedule::recompute(txn, current.id).await?;
+                }
                 p.time_zone = v;
             }
             Ok(Patched::update(Some(b.reason)))

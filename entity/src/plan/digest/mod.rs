@@ -7,6 +7,7 @@
 //! preview and ad hoc send, the worker's job); the `mail` crate words it per reader.
 
 pub mod changes;
+pub mod schedule;
 
 use std::collections::{BTreeMap, BTreeSet};
 
