@@ -50,6 +50,10 @@ pub const MARKS: &[(&str, Compat)] = &[
         "m20261208_000038_program_digest_schedules",
         Compat::ExpandOnly,
     ),
+    (
+        "m20261208_000039_deviations_newest_first",
+        Compat::ExpandOnly,
+    ),
 ];
 
 /// The mark of `migration`: listed ones as listed; those up to the first marked release

@@ -44,6 +44,7 @@ mod m20261207_000035_record_numbers;
 mod m20261207_000036_action_evidence;
 mod m20261208_000037_worker_wake_address;
 mod m20261208_000038_program_digest_schedules;
+mod m20261208_000039_deviations_newest_first;
 
 pub struct Migrator;
 
@@ -89,6 +90,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000036_action_evidence::Migration),
             Box::new(m20261208_000037_worker_wake_address::Migration),
             Box::new(m20261208_000038_program_digest_schedules::Migration),
+            Box::new(m20261208_000039_deviations_newest_first::Migration),
         ]
     }
 }
@@ -159,11 +161,18 @@ pub struct ConcurrentIndex {
     pub definition: &'static str,
 }
 
-pub const CONCURRENT_INDEXES: &[ConcurrentIndex] = &[ConcurrentIndex {
-    migration: "m20261204_000032_audit_events_by_actor",
-    name: "ix_audit_events_actor",
-    definition: "ON audit_events (org_id, actor_user_id, seq)",
-}];
+pub const CONCURRENT_INDEXES: &[ConcurrentIndex] = &[
+    ConcurrentIndex {
+        migration: "m20261204_000032_audit_events_by_actor",
+        name: "ix_audit_events_actor",
+        definition: "ON audit_events (org_id, actor_user_id, seq)",
+    },
+    ConcurrentIndex {
+        migration: "m20261208_000039_deviations_newest_first",
+        name: "ix_deviations_detected",
+        definition: "ON deviations (detected_at, id)",
+    },
+];
 
 /// Another advisory lock key: one replica builds the concurrent indexes at a time.
 const INDEX_LOCK_KEY: i64 = 0x00c0_0ee0_0002;

@@ -372,8 +372,7 @@ async fn the_next_digest_follows_a_time_zone_change_and_a_new_schedule(app: &Tes
     let zurich_tick = next_digest_tick(app.now());
     let cron = schedule::parse("0 0 7 * * Mon").unwrap();
     let new_york_tick =
-        schedule::next_occurrence(&cron, schedule::zone("America/New_York"), zurich_tick)
-            .unwrap();
+        schedule::next_occurrence(&cron, schedule::zone("America/New_York"), zurich_tick).unwrap();
     assert_eq!(new_york_tick - zurich_tick, TimeDelta::hours(6));
     let w = app.job_context("w1");
     // A pass before the tick computes the Zurich occurrence and sends nothing.

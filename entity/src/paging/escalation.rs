@@ -58,7 +58,8 @@ pub struct Model {
     pub page_seq: i32,
     /// Tier of the latest page.
     pub current_tier: Option<i32>,
-    /// When the worker acts next (page, or exhaust); `None` when nothing is pending.
+    /// When the worker acts next: page or exhaust (open), re-open after the ack timeout
+    /// (acknowledged); `None` when nothing is pending.
     pub next_page_at: Option<DateTimeUtc>,
     pub acknowledged_at: Option<DateTimeUtc>,
     pub acknowledged_by_user_id: Option<i64>,

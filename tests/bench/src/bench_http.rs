@@ -291,6 +291,8 @@ async fn bench(label: &str, url: String, env: &[(&str, &str)]) {
     );
     println!("|{}|", "-".repeat(88));
     let mut transition_at_32 = 0.0;
+    // The targets in one line: single-client p50, and ÷ hello with p99 at 8.
+    let mut targets = Vec::new();
     // Warm-up (not reported): every client connects and every endpoint runs once, so the
     // first level does not pay for connection set-up and cold caches.
     for cl in &clients {
@@ -324,6 +326,21 @@ async fn bench(label: &str, url: String, env: &[(&str, &str)]) {
         .await;
         if c == 32 {
             transition_at_32 = moved.rps;
+        }
+        if c == 1 {
+            targets.push(format!(
+                "1 client p50: hello {:.2?}, list {:.2?}, transition {:.2?}",
+                hello.p50, listed.p50, moved.p50
+            ));
+        }
+        if c == 8 {
+            targets.push(format!(
+                "8 clients: list {:.3} of hello (p99 {:.1?}), transition {:.3} of hello (p99 {:.1?})",
+                listed.rps / hello.rps,
+                listed.p99,
+                moved.rps / hello.rps,
+                moved.p99
+            ));
         }
         for (name, s) in [
             ("GET /healthz (hello)", &hello),
@@ -387,6 +404,7 @@ async fn bench(label: &str, url: String, env: &[(&str, &str)]) {
         "| {:<26} | {:>7} | {:>9.0} | {:>9} | {:>9} | {:>12} |",
         "DB insert+update txn", 32, ceiling, "", "", ""
     );
+    println!("{label}: {}", targets.join("; "));
     println!(
         "{label}: transition endpoint at 32 clients: {transition_at_32:.0}/s = {:.3} of the database's own write ceiling ({ceiling:.0} txn/s)",
         transition_at_32 / ceiling
