@@ -13,6 +13,16 @@ use serde_json::json;
 
 const DEVIATIONS: usize = 200;
 
+/// Pages received: the production-hold notice of the first critical deviation goes to
+/// the same sink and is not a page.
+fn pages(sink: &SmtpSink) -> usize {
+    sink.received()
+        .iter()
+        // The raw header, not a MIME parse: this runs every millisecond while waiting.
+        .filter(|r| r.data.contains("\r\nSubject: [CRITICAL]"))
+        .count()
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
@@ -71,7 +81,7 @@ async fn bench(backend: Backend) {
 
     let mut latencies = Vec::with_capacity(DEVIATIONS);
     for n in 0..DEVIATIONS {
-        let before = sink.count();
+        let before = pages(&sink);
         // Timed from before the POST: with NOTIFY the page can beat the 201.
         let created = Instant::now();
         admin
@@ -85,7 +95,7 @@ async fn bench(backend: Backend) {
         // Bounded wait for the page (10 s).
         let mut got = false;
         for _ in 0..10_000 {
-            if sink.count() > before {
+            if pages(&sink) > before {
                 got = true;
                 break;
             }
@@ -102,16 +112,17 @@ async fn bench(backend: Backend) {
         let id = w.worker_id.clone();
         assert!(w.stop().await.success(), "{id} exits 0 on SIGTERM");
     }
-    let pages = sink.count();
+    let (paged, emails) = (pages(&sink), sink.count());
     assert_eq!(latencies.len(), DEVIATIONS, "a page for every deviation");
     latencies.sort();
     println!(
-        "{backend:?}: {DEVIATIONS} critical deviations, 2 workers: POST sent -> SMTP receipt p50 {:.1?}, p90 {:.1?}, p99 {:.1?}, max {:.1?} ({pages} pages received, duplicates: {})",
+        "{backend:?}: {DEVIATIONS} critical deviations, 2 workers: POST sent -> SMTP receipt p50 {:.1?}, p90 {:.1?}, p99 {:.1?}, max {:.1?} ({paged} pages received, duplicates: {}; {} other emails)",
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.9),
         percentile(&latencies, 0.99),
         latencies.last().copied().unwrap_or_default(),
-        pages.saturating_sub(DEVIATIONS),
+        paged.saturating_sub(DEVIATIONS),
+        emails - paged,
     );
     app.stop().await;
 }
