@@ -7,3 +7,4 @@ pub mod metrics;
 pub mod outbound;
 pub mod runner;
 pub mod ticks;
+mod wakes;
