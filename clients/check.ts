@@ -26,7 +26,9 @@ const known: Event["type"][] = ["deviation.reported", "escalation.opened", "cmo.
 type Team =
   paths["/api/v1/programs/{id}/team"]["get"]["responses"][200]["content"]["application/json"];
 export const firstName = (team: Team): string | undefined => team.items[0]?.person.display_name;
-export const total = (team: Team): number => team.total;
+// The total only when counted (`count=true`) or free; the next page by cursor.
+export const total = (team: Team): number | null | undefined => team.total;
+export const nextCursor = (team: Team): string | null | undefined => team.next_cursor;
 
 // Problems are typed too.
 export const code = (p: components["schemas"]["Problem"]): string => p.code;

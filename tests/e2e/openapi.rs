@@ -57,6 +57,29 @@ fn no_list_answers_a_bare_array() {
     }
 }
 
+/// A filter struct read by `ListQuery` (not actix's `web::Query`) must say its fields are
+/// query parameters, or utoipa documents them as path parameters the path does not have
+/// (generated clients then drop the operation).
+#[test]
+fn every_path_parameter_is_in_its_path() {
+    let doc: serde_json::Value = serde_json::from_str(&api::openapi::document_json()).unwrap();
+    let mut stray = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            for p in op["parameters"].as_array().into_iter().flatten() {
+                let name = p["name"].as_str().unwrap_or_default();
+                if p["in"] == "path" && !path.contains(&format!("{{{name}}}")) {
+                    stray.push(format!("{method} {path}: {name}"));
+                }
+            }
+        }
+    }
+    assert!(
+        stray.is_empty(),
+        "path parameters not in the path: {stray:?}"
+    );
+}
+
 #[test]
 fn every_operation_has_an_example_or_schema_and_a_description() {
     let doc: serde_json::Value = serde_json::from_str(&api::openapi::document_json()).unwrap();

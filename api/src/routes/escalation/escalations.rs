@@ -146,6 +146,7 @@ pub async fn open_escalation(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListEscalations {
     pub program_id: Option<i64>,
     pub status: Option<EscalationStatus>,

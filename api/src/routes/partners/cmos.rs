@@ -27,6 +27,7 @@ use actix_web::http::StatusCode;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct CmoFilters {
     /// Has this dosage form tag, e.g. `sterile_injectable`.
     pub dosage_form: Option<String>,
