@@ -60,7 +60,7 @@ pub fn build_server(
             .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", doc))
             .route("/docs", web::get().to(docs_redirect))
             .default_service(web::to(not_matched))
-            .wrap(from_fn(crate::wake::wake_workers))
+            .wrap(from_fn(crate::middleware::wake_workers))
             .wrap(from_fn(crate::idempotency::idempotency))
             .wrap(from_fn(crate::middleware::deadline))
             .wrap(from_fn(crate::middleware::envelope))

@@ -10,7 +10,7 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
-use chrono::{DateTime, TimeDelta, Utc};
+use chrono::{DateTime, Utc};
 use entity::audit_trail::Actor;
 use entity::{
     api_token, audit_event, milestone, organization, program, signature, team_member, user,
@@ -112,34 +112,7 @@ impl AuthContext {
     }
 }
 
-/// Token activity is recorded at most this often, to keep reads from turning into writes.
-const LAST_USED_GRANULARITY: TimeDelta = TimeDelta::seconds(60);
-
-/// When this process last set off recording each token's use: one update per token and
-/// granularity, however many requests arrive meanwhile.
-#[derive(Debug, Default)]
-pub struct TokenUse(std::sync::Mutex<std::collections::HashMap<i64, DateTime<Utc>>>);
-
-impl TokenUse {
-    /// Whether to record `token`'s use at `now` (and, if so, noted as recorded).
-    fn start(&self, token: i64, now: DateTime<Utc>) -> bool {
-        let Ok(mut recorded) = self.0.lock() else {
-            return false;
-        };
-        if recorded
-            .get(&token)
-            .is_some_and(|&at| now - at < LAST_USED_GRANULARITY)
-        {
-            return false;
-        }
-        // Bounded: tokens not used within the granularity are forgotten.
-        if recorded.len() >= 10_000 {
-            recorded.retain(|_, at| now - *at < LAST_USED_GRANULARITY);
-        }
-        recorded.insert(token, now);
-        true
-    }
-}
+use crate::token_use::LAST_USED_GRANULARITY;
 
 /// Records a token's use off the request's path: a read must not wait for this write
 /// (on SQLite the one writer may be busy for seconds), and a failure costs only the

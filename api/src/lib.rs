@@ -28,6 +28,7 @@ pub mod secrets;
 pub mod signed_records;
 pub mod signing;
 pub mod state;
+pub mod token_use;
 pub mod transition;
 pub mod views;
 pub mod wake;

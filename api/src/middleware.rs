@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::StatusCode;
 use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::{HttpResponse, ResponseError, web};
 use futures_util::FutureExt;
@@ -181,4 +181,29 @@ impl ResponseError for EnvelopeError {
         }
         response
     }
+}
+
+/// Collects the wakes a write request asks for (`entity::wake::at_commit`) and sends them
+/// once the handler has answered, i.e. after its transaction committed.
+pub async fn wake_workers(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let wakes = match *req.method() {
+        Method::GET | Method::HEAD | Method::OPTIONS => None,
+        _ => req
+            .app_data::<web::Data<AppState>>()
+            .and_then(|s| s.worker_wakes.clone()),
+    };
+    let Some(wakes) = wakes else {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
+    };
+    let (res, channels) = entity::wake::collect(next.call(req)).await;
+    if !channels.is_empty() {
+        wakes.wake(&channels).await;
+    }
+    res.map(ServiceResponse::map_into_boxed_body)
 }

@@ -40,7 +40,7 @@ pub struct AppState {
     /// The size of `reads` when it is a pool of its own (SQLite readers), else 0.
     pub db_read_connections: u32,
     /// Token use this process has recorded (see `crate::auth`).
-    pub token_use: Arc<crate::auth::TokenUse>,
+    pub token_use: Arc<crate::token_use::TokenUse>,
     /// SQLite: wakes the workers when a request commits work for them (`crate::wake`).
     pub worker_wakes: Option<Arc<crate::wake::WorkerWakes>>,
 }

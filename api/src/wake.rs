@@ -8,16 +8,10 @@ use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::middleware::Next;
-use actix_web::{http::Method, web};
 use chrono::TimeDelta;
 use entity::clock::Clock;
 use entity::worker_heartbeat;
 use sea_orm::{ColumnTrait, DatabaseConnection, DbBackend, EntityTrait, QueryFilter, QuerySelect};
-
-use crate::state::AppState;
 
 /// How long the list of workers to wake is reused before it is read again: a worker
 /// started meanwhile is woken from its first heartbeat plus this, the tick covering it.
@@ -86,29 +80,4 @@ impl WorkerWakes {
             }
         }
     }
-}
-
-/// Collects the wakes a write request asks for (`entity::wake::at_commit`) and sends them
-/// once the handler has answered, i.e. after its transaction committed.
-pub async fn wake_workers(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let wakes = match *req.method() {
-        Method::GET | Method::HEAD | Method::OPTIONS => None,
-        _ => req
-            .app_data::<web::Data<AppState>>()
-            .and_then(|s| s.worker_wakes.clone()),
-    };
-    let Some(wakes) = wakes else {
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_boxed_body);
-    };
-    let (res, channels) = entity::wake::collect(next.call(req)).await;
-    if !channels.is_empty() {
-        wakes.wake(&channels).await;
-    }
-    res.map(ServiceResponse::map_into_boxed_body)
 }

@@ -158,6 +158,31 @@ impl TestApp {
         }
     }
 
+    /// A qualified CMO registered by the admin and a program with it (UTC, named `name`),
+    /// as the benches set up their load: returns (CMO org id, program id).
+    pub async fn program_with_new_cmo(&self, name: &str) -> (i64, i64) {
+        let admin = self.admin();
+        let cmo = admin
+            .post("/api/v1/organizations", serde_json::json!({"name": format!("CMO of {name}"), "kind": "cmo", "admin": {"email": "a@cmo.test", "display_name": "A"}}))
+            .await
+            .expect(201)
+            .body["organization"]["id"]
+            .as_i64()
+            .unwrap_or_default();
+        self.qualify_cmo(cmo).await;
+        let program = admin
+            .post(
+                "/api/v1/programs",
+                serde_json::json!({"name": name, "product_name": name, "cmo_org_id": cmo, "modality": "biologic", "stage": "clinical", "time_zone": "UTC"}),
+            )
+            .await
+            .expect(201)
+            .body["id"]
+            .as_i64()
+            .unwrap_or_default();
+        (cmo, program)
+    }
+
     /// The link (with its `?token=`) to `path` in the newest email queued for `to`: what
     /// the person would click. The outbox row is the email the worker sends.
     pub async fn emailed_link(&self, to: &str, path: &str) -> String {

@@ -19,7 +19,6 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue::NotSet, ActiveValue::Set, ConnectionTrait, EntityTrait,
     TransactionTrait,
 };
-use serde_json::json;
 
 // 24 columns a row: under SQLite's 32,766 bound parameters per statement.
 const BATCH: usize = 1_000;
@@ -139,26 +138,7 @@ async fn bench(backend: Backend) {
         println!("{backend:?}: skipped (not available)");
         return;
     };
-    let cmo = app
-        .admin()
-        .post("/api/v1/organizations", json!({"name": "CMO", "kind": "cmo", "admin": {"email": "a@cmo.test", "display_name": "A"}}))
-        .await
-        .expect(201)
-        .body["organization"]["id"]
-        .as_i64()
-        .unwrap_or_default();
-    app.qualify_cmo(cmo).await;
-    let ours = app
-        .admin()
-        .post(
-            "/api/v1/programs",
-            json!({"name": "P", "product_name": "P", "cmo_org_id": cmo, "modality": "biologic", "stage": "clinical", "time_zone": "UTC"}),
-        )
-        .await
-        .expect(201)
-        .body["id"]
-        .as_i64()
-        .unwrap_or_default();
+    let (_, ours) = app.program_with_new_cmo("P").await;
     let me = app.admin().get("/api/v1/me").await.expect(200).body;
     let reporter = me["user"]["id"].as_i64().unwrap_or_default();
     // Another sponsor with its own program at the same CMO: a copy of ours under a new

@@ -15,7 +15,6 @@ use entity::{Role, user};
 use sea_orm::{
     ActiveValue::NotSet, ActiveValue::Set, ConnectionTrait, EntityTrait, TransactionTrait,
 };
-use serde_json::json;
 use worker::jobs::reminders::{ReminderSettings, overdue_reminders};
 
 const OWNERS: usize = 200;
@@ -90,26 +89,7 @@ async fn bench(backend: Backend) {
         println!("{backend:?}: skipped (not available)");
         return;
     };
-    let cmo = app
-        .admin()
-        .post("/api/v1/organizations", json!({"name": "CMO", "kind": "cmo", "admin": {"email": "a@cmo.test", "display_name": "A"}}))
-        .await
-        .expect(201)
-        .body["organization"]["id"]
-        .as_i64()
-        .unwrap_or_default();
-    app.qualify_cmo(cmo).await;
-    let program = app
-        .admin()
-        .post(
-            "/api/v1/programs",
-            json!({"name": "P", "product_name": "P", "cmo_org_id": cmo, "modality": "biologic", "stage": "clinical", "time_zone": "UTC"}),
-        )
-        .await
-        .expect(201)
-        .body["id"]
-        .as_i64()
-        .unwrap_or_default();
+    let (_, program) = app.program_with_new_cmo("P").await;
     let now = app.now();
     let users: Vec<user::ActiveModel> = (0..OWNERS)
         .map(|n| user::ActiveModel {

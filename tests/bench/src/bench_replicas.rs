@@ -167,24 +167,7 @@ async fn main() {
     let sink = SmtpSink::start().await;
     let hooks = HookReceiver::start().await;
     let admin = app.admin();
-    let cmo = admin
-        .post("/api/v1/organizations", json!({"name": "CMO", "kind": "cmo", "admin": {"email": "a@cmo.test", "display_name": "A"}}))
-        .await
-        .expect(201)
-        .body["organization"]["id"]
-        .as_i64()
-        .unwrap_or_default();
-    app.qualify_cmo(cmo).await;
-    let program = admin
-        .post(
-            "/api/v1/programs",
-            json!({"name": "P", "product_name": "P", "cmo_org_id": cmo, "modality": "biologic", "stage": "clinical", "time_zone": "UTC"}),
-        )
-        .await
-        .expect(201)
-        .body["id"]
-        .as_i64()
-        .unwrap_or_default();
+    let (_, program) = app.program_with_new_cmo("P").await;
     admin
         .post(
             &format!("/api/v1/programs/{program}/team"),

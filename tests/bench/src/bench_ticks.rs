@@ -127,26 +127,7 @@ async fn bench(backend: Backend) {
         println!("{backend:?}: skipped (not available)");
         return;
     };
-    let cmo = app
-        .admin()
-        .post("/api/v1/organizations", json!({"name": "CMO", "kind": "cmo", "admin": {"email": "a@cmo.test", "display_name": "A"}}))
-        .await
-        .expect(201)
-        .body["organization"]["id"]
-        .as_i64()
-        .unwrap_or_default();
-    app.qualify_cmo(cmo).await;
-    let p = app
-        .admin()
-        .post(
-            "/api/v1/programs",
-            json!({"name": "P", "product_name": "P", "cmo_org_id": cmo, "modality": "biologic", "stage": "clinical", "time_zone": "UTC"}),
-        )
-        .await
-        .expect(201)
-        .body["id"]
-        .as_i64()
-        .unwrap_or_default();
+    let (_, p) = app.program_with_new_cmo("P").await;
     app.admin()
         .post(
             &format!("/api/v1/programs/{p}/deviations"),
