@@ -201,6 +201,7 @@ pub async fn run(
                         Err(err) => tracing::warn!(%err, "notifications failed"),
                     }
                     // Until the backlog is drained (bounded), not one batch per tick.
+                    let count_failures = |n| mail.metrics.email_send_failed(n);
                     let drained = crate::jobs::outbox::drain(
                         &ctx,
                         &mail.mailer,
@@ -208,10 +209,10 @@ pub async fn run(
                         mail.batch,
                         mail.outbox_claim_ttl,
                         1000,
+                        &count_failures,
                     );
                     match mail.metrics.timed("outbox", now, drained).await {
                         Ok(r) if r.sent + r.retried + r.failed > 0 => {
-                            mail.metrics.email_send_failed(r.retried + r.failed);
                             tracing::info!(
                                 sent = r.sent,
                                 retried = r.retried,
@@ -308,10 +309,11 @@ async fn escalation_loop(
                         now,
                         mail.batch,
                         mail.outbox_claim_ttl,
+                        &|n| mail.metrics.email_send_failed(n),
                     )
                     .await
                     {
-                        Ok(sent) => mail.metrics.email_send_failed(sent.retried + sent.failed),
+                        Ok(_) => {}
                         // Queued: the dispatcher sends them at its next tick.
                         Err(err) => tracing::warn!(%err, "sending escalation pages failed"),
                     }

@@ -91,11 +91,15 @@ pub async fn dispatch(
     now: DateTime<Utc>,
     batch: u64,
 ) -> Result<DispatchReport, JobError> {
-    dispatch_with(ctx, mailer, from, now, batch, outbox::CLAIM_TTL).await
+    dispatch_with(ctx, mailer, from, now, batch, outbox::CLAIM_TTL, &|_| {}).await
 }
 
-/// [`dispatch`] with a chosen claim lifetime: how long a worker that died mid-send
-/// holds its claimed emails before another worker sends them.
+/// Told the number of failed sends (retried or given up) of each chunk of outcomes
+/// before that chunk is recorded, so a failure counter never lags the outbox rows.
+pub type OnFailures<'a> = &'a (dyn Fn(usize) + Sync);
+
+/// [`dispatch`] with a chosen claim lifetime (how long a worker that died mid-send
+/// holds its claimed emails before another worker sends them) and a failure observer.
 pub async fn dispatch_with(
     ctx: &JobContext,
     mailer: &Mailer,
@@ -103,6 +107,7 @@ pub async fn dispatch_with(
     now: DateTime<Utc>,
     batch: u64,
     claim_ttl: chrono::TimeDelta,
+    on_failures: OnFailures<'_>,
 ) -> Result<DispatchReport, JobError> {
     use futures_util::StreamExt;
     let rows = claim(ctx, now, batch, claim_ttl).await?;
@@ -128,6 +133,13 @@ pub async fn dispatch_with(
     let recording = async move {
         let mut report = DispatchReport::default();
         while let Some(chunk) = to_record.recv().await {
+            // Counted before the outcomes commit: a failed send is a fact even if the
+            // commit fails (the email is then sent again), and a scrape that sees the
+            // outbox drained sees the failures too.
+            let failed = chunk.iter().filter(|(_, sent)| sent.is_err()).count();
+            if failed > 0 {
+                on_failures(failed);
+            }
             record(ctx, now, chunk, &mut report).await?;
         }
         Ok::<_, JobError>(report)
@@ -145,11 +157,12 @@ pub async fn drain(
     batch: u64,
     claim_ttl: chrono::TimeDelta,
     max_rounds: usize,
+    on_failures: OnFailures<'_>,
 ) -> Result<DispatchReport, JobError> {
     let mut total = DispatchReport::default();
     for _ in 0..max_rounds.max(1) {
         let now = ctx.now();
-        let r = dispatch_with(ctx, mailer, from, now, batch, claim_ttl).await?;
+        let r = dispatch_with(ctx, mailer, from, now, batch, claim_ttl, on_failures).await?;
         total.sent += r.sent;
         total.retried += r.retried;
         total.failed += r.failed;
