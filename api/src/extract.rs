@@ -106,7 +106,17 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         ));
     }
     let mut de = serde_json::Deserializer::from_slice(body);
-    let parsed = serde_path_to_error::deserialize::<_, T>(&mut de);
+    let mut parsed = serde_path_to_error::deserialize::<_, T>(&mut de);
+    // JSON has one number type: `3.0` is the integer 3 (JSON Schema says so too), but
+    // serde refuses it for an integer field. Only when the strict parse fails, so the
+    // usual body is read once.
+    if let Err(err) = &parsed
+        && err.inner().classify() == serde_json::error::Category::Data
+        && let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(body)
+        && integral_floats_to_integers(&mut value)
+    {
+        parsed = serde_path_to_error::deserialize::<_, T>(value);
+    }
     if parsed.is_ok()
         && let Err(trailing) = de.end()
     {
@@ -169,6 +179,33 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
                 }
             }
         }
+    }
+}
+
+/// Turns every number written with a fraction or exponent but integral (`3.0`, `1e3`)
+/// and within i64 into an integer; says whether it changed any.
+fn integral_floats_to_integers(v: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            // 2^63: the first f64 past i64::MAX.
+            if f.fract() == 0.0
+                && (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&f)
+            {
+                *v = Value::from(f as i64);
+                true
+            } else {
+                false
+            }
+        }
+        Value::Array(items) => items
+            .iter_mut()
+            .fold(false, |changed, i| integral_floats_to_integers(i) | changed),
+        Value::Object(map) => map
+            .values_mut()
+            .fold(false, |changed, i| integral_floats_to_integers(i) | changed),
+        _ => false,
     }
 }
 
@@ -391,6 +428,35 @@ mod tests {
         assert!(
             message(br#"{"name": "a", "inner": 3}"#)
                 .ends_with("expected an object in braces, e.g. {\"key\": \"value\"}")
+        );
+    }
+
+    #[test]
+    fn an_integral_number_with_a_fraction_is_an_integer() {
+        let body = parse_json::<Body>(br#"{"name": "a", "inner": {"count": 157679144.0}}"#)
+            .expect("3.0 is the integer 3");
+        assert_eq!(body.inner.map(|i| i.count), Some(157_679_144));
+        assert_eq!(
+            parse_json::<Body>(br#"{"name": "a", "inner": {"count": 2e1}}"#)
+                .expect("an exponent too")
+                .inner
+                .map(|i| i.count),
+            Some(20)
+        );
+        for refused in [
+            &br#"{"name": "a", "inner": {"count": 2.5}}"#[..],
+            br#"{"name": "a", "inner": {"count": -1.0}}"#,
+            br#"{"name": "a", "inner": {"count": 1e30}}"#,
+        ] {
+            assert_eq!(
+                fields(parse_json::<Body>(refused).unwrap_err()),
+                vec![("inner.count".into(), "invalid_value".into())]
+            );
+        }
+        // Not a way around a text field's type.
+        assert_eq!(
+            fields(parse_json::<Body>(br#"{"name": 1.0}"#).unwrap_err()),
+            vec![("name".into(), "invalid_value".into())]
         );
     }
 

@@ -101,7 +101,7 @@ fn add_names(doc: &mut OpenApi, name: &str, schema: ObjectBuilder) {
 /// Query and header parameters: a query string or a header has no null (a parameter is
 /// absent or has a value), so a nullable type only makes clients and fuzzers send the
 /// text `null`; dates within the years the api takes; the feed's `types` filter is a
-/// comma-separated list of event types.
+/// comma-separated list of event types; a text filter of bounded length is one line.
 fn state_parameters(doc: &mut OpenApi) {
     use utoipa::openapi::path::ParameterIn;
     let types = entity::domain_event::EVENT_TYPES
@@ -142,6 +142,16 @@ fn state_parameters(doc: &mut OpenApi) {
                 state_dates(o);
                 if parameter.name == "types" && o.pattern.is_none() {
                     o.pattern = Some(types_pattern.clone());
+                }
+                // A text filter is one line, as `Checks::text` holds it.
+                if parameter.parameter_in == ParameterIn::Query
+                    && is_string(&o.schema_type)
+                    && o.max_length.is_some()
+                    && o.pattern.is_none()
+                    && o.format.is_none()
+                    && o.enum_values.is_none()
+                {
+                    o.pattern = Some(ONE_LINE_PATTERN.to_string());
                 }
             }
         }
@@ -463,13 +473,18 @@ mod tests {
     }
 
     #[test]
-    fn the_audit_filters_say_the_one_line_pattern() {
+    fn text_filters_say_the_one_line_pattern() {
         let doc = crate::openapi::document();
-        let json = serde_json::to_value(&doc.paths.paths["/api/v1/audit-events"]).expect("json");
-        for p in json["get"]["parameters"].as_array().expect("parameters") {
-            if ["entity_type", "entity_id", "action"].contains(&p["name"].as_str().unwrap_or("")) {
-                assert_eq!(p["schema"]["pattern"], ONE_LINE_PATTERN, "{}", p["name"]);
-            }
+        for (path, name) in [
+            ("/api/v1/audit-events", "entity_type"),
+            ("/api/v1/audit-events", "entity_id"),
+            ("/api/v1/audit-events", "action"),
+            ("/api/v1/signatures", "record_id"),
+        ] {
+            let json = serde_json::to_value(&doc.paths.paths[path]).expect("json");
+            let params = json["get"]["parameters"].as_array().expect("parameters");
+            let p = params.iter().find(|p| p["name"] == name).expect(name);
+            assert_eq!(p["schema"]["pattern"], ONE_LINE_PATTERN, "{path} {name}");
         }
     }
 

@@ -21,27 +21,14 @@ pub struct AuditFilter {
     /// (its trail stays chained under its own id).
     pub org_id: Option<i64>,
     /// e.g. `user`, `api_token`, `organization`, `signature` (one line).
-    /// One line, as `crate::schema_rules::ONE_LINE_PATTERN` states it.
-    #[param(
-        max_length = 64,
-        pattern = r"^(?!\s*$)[^\u0000-\u001F\u007F-\u009F]*$",
-        example = "deviation"
-    )]
+    #[param(max_length = 64, example = "deviation")]
     pub entity_type: Option<String>,
     /// Id of the entity (with `entity_type`).
-    #[param(
-        max_length = 128,
-        pattern = r"^(?!\s*$)[^\u0000-\u001F\u007F-\u009F]*$",
-        example = "41"
-    )]
+    #[param(max_length = 128, example = "41")]
     pub entity_id: Option<String>,
     pub actor_user_id: Option<i64>,
     /// e.g. `create`, `update`, `close` (one line).
-    #[param(
-        max_length = 64,
-        pattern = r"^(?!\s*$)[^\u0000-\u001F\u007F-\u009F]*$",
-        example = "create"
-    )]
+    #[param(max_length = 64, example = "create")]
     pub action: Option<String>,
 }
 

@@ -115,8 +115,8 @@ pub async fn create_signature(
 #[into_params(parameter_in = Query)]
 pub struct SignatureFilter {
     pub record_type: Option<SignedRecordType>,
-    /// One line: no line breaks, tabs or other control characters.
-    #[param(max_length = 64, pattern = r"^[^\x00-\x1F\x7F]*$", example = "41")]
+    /// The signed record's id, e.g. `41` (one line).
+    #[param(max_length = 64, example = "41")]
     pub record_id: Option<String>,
     pub signer_user_id: Option<i64>,
 }

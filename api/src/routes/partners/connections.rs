@@ -33,8 +33,14 @@ use crate::write_txn::WriteTxn;
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct DirectoryQuery {
-    /// Part of the CMO's name, at least 3 characters, any case, e.g. `lonza`.
-    #[param(min_length = 3, max_length = 200, example = "lonza")]
+    /// Part of the CMO's name, at least 3 characters besides white space around it, one
+    /// line, any case, e.g. `lonza`.
+    #[param(
+        min_length = 3,
+        max_length = 200,
+        pattern = r"^[^\S\u0000-\u001F\u007F-\u009F]*[^\s\u0000-\u001F\u007F-\u009F][^\u0000-\u001F\u007F-\u009F]+[^\s\u0000-\u001F\u007F-\u009F][^\S\u0000-\u001F\u007F-\u009F]*$",
+        example = "lonza"
+    )]
     pub name: String,
 }
 
@@ -59,7 +65,7 @@ pub struct DirectoryEntry {
     responses(
         (status = 200, description = "Matching CMOs", body = Page<DirectoryEntry>),
         (status = 403, description = "Neither a sponsor organization's user nor a CMO's admin", body = crate::error::Problem),
-        (status = 422, description = "`name` shorter than 3 characters", body = crate::error::Problem)
+        (status = 422, description = "`name` shorter than 3 characters (white space around it aside), or not one line", body = crate::error::Problem)
     )
 )]
 #[get("/cmo-directory")]
@@ -79,13 +85,7 @@ pub async fn cmo_directory(
     }
     let wanted = query.name.trim().to_lowercase();
     let mut c = Checks::default();
-    if wanted.chars().count() < 3 || wanted.chars().count() > 200 {
-        c.fail(
-            "name",
-            "out_of_range",
-            "3 to 200 characters of the CMO's name, e.g. lonza",
-        );
-    }
+    c.text("name", &query.name, 3, 200);
     c.finish()?;
     // LIKE with the pattern's own wildcards escaped; lower() on both sides, so the match
     // ignores case alike on SQLite and PostgreSQL.
