@@ -183,26 +183,38 @@ impl ResponseError for EnvelopeError {
     }
 }
 
-/// Collects the wakes a write request asks for (`entity::wake::at_commit`) and sends them
-/// once the handler has answered, i.e. after its transaction committed.
+/// Collects the wakes a write request asks for (`entity::wake::at_commit`) and acts on
+/// them once the handler has answered, i.e. after its transaction committed: on
+/// PostgreSQL it gives the events the request wrote their cursors (unless a sequencer is
+/// at work, which then does), so the feed and the webhooks have them at once; on SQLite
+/// it sends the wakes to the workers' sockets (PostgreSQL's `NOTIFY` did that at commit).
 pub async fn wake_workers(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let wakes = match *req.method() {
+    let state = match *req.method() {
         Method::GET | Method::HEAD | Method::OPTIONS => None,
-        _ => req
-            .app_data::<web::Data<AppState>>()
-            .and_then(|s| s.worker_wakes.clone()),
+        _ => req.app_data::<web::Data<AppState>>().cloned(),
     };
-    let Some(wakes) = wakes else {
+    let Some(state) = state else {
         return next
             .call(req)
             .await
             .map(ServiceResponse::map_into_boxed_body);
     };
     let (res, channels) = entity::wake::collect(next.call(req)).await;
-    if !channels.is_empty() {
+    if channels.contains(&entity::domain_event::SEQUENCE_CHANNEL)
+        && let Err(err) =
+            entity::domain_event::sequence_pending(&state.db, entity::domain_event::Wait::IfIdle)
+                .await
+    {
+        // Committed all the same: the worker (woken by the commit) or the next reader
+        // sequences them.
+        tracing::warn!(%err, "sequencing the request's events failed");
+    }
+    if let Some(wakes) = &state.worker_wakes
+        && !channels.is_empty()
+    {
         wakes.wake(&channels).await;
     }
     res.map(ServiceResponse::map_into_boxed_body)

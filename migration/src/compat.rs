@@ -54,6 +54,10 @@ pub const MARKS: &[(&str, Compat)] = &[
         "m20261208_000039_deviations_newest_first",
         Compat::ExpandOnly,
     ),
+    (
+        "m20261209_000040_sequenced_domain_events",
+        Compat::ExpandOnly,
+    ),
 ];
 
 /// The mark of `migration`: listed ones as listed; those up to the first marked release

@@ -45,6 +45,7 @@ mod m20261207_000036_action_evidence;
 mod m20261208_000037_worker_wake_address;
 mod m20261208_000038_program_digest_schedules;
 mod m20261208_000039_deviations_newest_first;
+mod m20261209_000040_sequenced_domain_events;
 
 pub struct Migrator;
 
@@ -91,6 +92,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261208_000037_worker_wake_address::Migration),
             Box::new(m20261208_000038_program_digest_schedules::Migration),
             Box::new(m20261208_000039_deviations_newest_first::Migration),
+            Box::new(m20261209_000040_sequenced_domain_events::Migration),
         ]
     }
 }

@@ -102,6 +102,7 @@ async fn changes_appear_in_the_feed_for_both_parties_only(app: &TestApp) {
 on_both_databases!(changes_appear_in_the_feed_for_both_parties_only);
 
 async fn paging_under_concurrent_writes_has_no_gap_and_no_repeat(app: &TestApp) {
+    // REQ: HOOK-FEED-ORDER
     let s = program_setup(app).await;
     let devs = format!("/api/v1/programs/{}/deviations", s.program_id);
     let writers: Vec<_> = (0..4)
@@ -150,6 +151,94 @@ async fn paging_under_concurrent_writes_has_no_gap_and_no_repeat(app: &TestApp) 
     );
 }
 on_both_databases!(paging_under_concurrent_writes_has_no_gap_and_no_repeat);
+
+/// PostgreSQL: an event writer does not wait for another organization's open transaction
+/// (before, every event writer held one head row until its commit), and a CMO reading two
+/// sponsors' events by cursor still gets the one committed last after the one it has.
+#[actix_web::test]
+async fn postgres_event_writers_do_not_wait_for_each_other_and_the_feed_keeps_commit_order() {
+    // REQ: HOOK-FEED-ORDER
+    use entity::domain_event::{Audience, Event, emit_to};
+    use sea_orm::TransactionTrait;
+    let Some(app) = e2e::spawn_app(e2e::Backend::Postgres).await else {
+        return;
+    };
+    let (cmo_id, _, cmo_token) =
+        crate::partner_org(&app, "Lonza Visp", "cmo", "admin@lonza.test").await;
+    let (second_sponsor, _, _) =
+        crate::partner_org(&app, "Second Sponsor", "sponsor", "admin@second.test").await;
+    let cmo = app.client(&cmo_token);
+    let event = |title: &str| {
+        Event::DeviationReported(entity::domain_event::DeviationReported {
+            deviation_id: 1,
+            title: title.to_string(),
+            criticality: entity::deviation::Criticality::Minor,
+            category: entity::deviation::Category::Documentation,
+            detected_at: app.now(),
+        })
+    };
+    let both = |sponsor_org_id| Audience {
+        program_id: None,
+        sponsor_org_id,
+        cmo_org_id: Some(cmo_id),
+    };
+    let seen = |after: i64| {
+        let cmo = cmo.clone();
+        async move {
+            let page = cmo
+                .get(&format!(
+                    "/api/v1/events?after={after}&types=deviation.reported"
+                ))
+                .await
+                .expect(200)
+                .body;
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    (
+                        e["payload"]["title"].as_str().unwrap().to_string(),
+                        e["cursor"].as_i64().unwrap(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    // The first sponsor's transaction writes its event and stays open.
+    let first = app.db.begin().await.unwrap();
+    emit_to(&first, both(app.org_id), event("first sponsor"), app.now())
+        .await
+        .unwrap();
+    // The second sponsor's writer commits meanwhile: it does not wait for the first.
+    let db = app.db.clone();
+    let second = event("second sponsor");
+    let at = app.now();
+    let committed = tokio::time::timeout(std::time::Duration::from_secs(20), async move {
+        let txn = db.begin().await.unwrap();
+        emit_to(&txn, both(second_sponsor), second, at)
+            .await
+            .unwrap();
+        txn.commit().await.unwrap();
+    })
+    .await;
+    assert!(
+        committed.is_ok(),
+        "the second organization's event writer waited for the first one's commit"
+    );
+    let page = seen(0).await;
+    assert_eq!(page.len(), 1, "only the committed event: {page:?}");
+    assert_eq!(page[0].0, "second sponsor");
+    let after = page[0].1;
+    // Committed later, so after the cursor the CMO has already passed: not skipped.
+    first.commit().await.unwrap();
+    let next = seen(after).await;
+    assert_eq!(next.len(), 1, "{next:?}");
+    assert_eq!(next[0].0, "first sponsor");
+    assert!(next[0].1 > after);
+    assert_eq!(seen(0).await.len(), 2);
+    app.stop().await;
+}
 
 async fn overdue_action_items_emit_one_event_per_due_date(app: &TestApp) {
     let s = program_setup(app).await;

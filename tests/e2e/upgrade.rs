@@ -52,6 +52,70 @@ async fn the_previous_release_runs_on_this_release_s_schema(app: &TestApp) {
         )
         .await
         .expect(201);
+    // Domain events from both releases share one feed in commit order: the previous
+    // release takes its cursor under the head row, this one (on PostgreSQL) is sequenced
+    // after its commit under the same lock.
+    let cmo = app
+        .admin()
+        .post(
+            "/api/v1/organizations",
+            json!({"name": "Upgrade CMO", "kind": "cmo", "admin": {"email": "a@upgrade-cmo.test", "display_name": "A"}}),
+        )
+        .await
+        .expect(201)
+        .body["organization"]["id"]
+        .as_i64()
+        .unwrap();
+    app.qualify_cmo(cmo).await;
+    let program = app
+        .admin()
+        .post(
+            "/api/v1/programs",
+            json!({"name": "Upgrade", "product_name": "UPG-1", "cmo_org_id": cmo, "modality": "biologic",
+                   "stage": "clinical", "currency": "USD", "time_zone": "UTC"}),
+        )
+        .await
+        .expect(201)
+        .body["id"]
+        .as_i64()
+        .unwrap();
+    let deviations = format!("/api/v1/programs/{program}/deviations");
+    let report = |title: &str| {
+        json!({"title": title, "description": "d", "detected_at": app.now(), "criticality": "minor",
+               "category": "documentation"})
+    };
+    admin
+        .post(&deviations, report("by the previous release"))
+        .await
+        .expect(201);
+    app.admin()
+        .post(&deviations, report("by this release"))
+        .await
+        .expect(201);
+    let feed = "/api/v1/events?types=deviation.reported";
+    for (reader, page) in [
+        ("this release", app.admin().get(feed).await.expect(200).body),
+        ("the previous one", admin.get(feed).await.expect(200).body),
+    ] {
+        let steps: Vec<(&str, i64)> = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["payload"]["title"].as_str().unwrap(),
+                    e["cursor"].as_i64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(steps.len(), 2, "{reader}: {page}");
+        assert_eq!(
+            (steps[0].0, steps[1].0),
+            ("by the previous release", "by this release"),
+            "{reader}"
+        );
+        assert_eq!(steps[1].1, steps[0].1 + 1, "{reader}: consecutive cursors");
+    }
     let sink = SmtpSink::start().await;
     let old_worker = WorkerProcess::start_binary(
         &dir.join("cmo-worker"),

@@ -1,13 +1,12 @@
 //! Domain events for other tools (issue: integrations): one row per meaningful change,
 //! written in the transaction of the change, with a cursor that increases in commit
-//! order. The cursor comes from a single head row locked for the rest of the writing
-//! transaction, so a transaction cannot take cursor N+1 before the one holding N has
-//! committed: a reader paging with `after=` never skips an event that commits later.
+//! order, so a reader paging with `after=` never skips an event that commits later. How
+//! an event gets its cursor without every writer waiting on one row: [`sequence`].
 
 use chrono::{DateTime, Utc};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ActiveValue::NotSet, ActiveValue::Set, ConnectionTrait, QuerySelect};
+use sea_orm::{ActiveValue::NotSet, ActiveValue::Set, ConnectionTrait};
 
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "domain_events")]
@@ -437,6 +436,13 @@ impl Event {
     }
 }
 
+mod sequence;
+pub use sequence::{Wait, sequence_pending};
+
+/// The channel whose `NOTIFY` (at the commit of an event's transaction) wakes a worker to
+/// sequence it: the webhook dispatcher's, which sequences before it delivers.
+pub const SEQUENCE_CHANNEL: &str = crate::webhook::WAKE_CHANNEL;
+
 /// Who may read an event: the program's parties, or named organizations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Audience {
@@ -445,8 +451,8 @@ pub struct Audience {
     pub cmo_org_id: Option<i64>,
 }
 
-/// Appends an event about a program's resource, in the caller's transaction, and queues
-/// its webhook deliveries (to subscriptions of the program's sponsor and CMO).
+/// Appends an event about a program's resource, in the caller's transaction (its webhook
+/// deliveries go to subscriptions of the program's sponsor and CMO). Returns its id.
 pub async fn emit<C: ConnectionTrait>(
     conn: &C,
     program_id: i64,
@@ -472,7 +478,8 @@ pub async fn emit<C: ConnectionTrait>(
     .await
 }
 
-/// Appends an event that `audience` reads (and queues deliveries to their webhooks).
+/// Appends an event that `audience` reads, in the caller's transaction. Returns the
+/// event's id (its cursor may not be given yet: see [`sequence`]).
 pub async fn emit_to<C: ConnectionTrait>(
     conn: &C,
     audience: Audience,
@@ -481,25 +488,31 @@ pub async fn emit_to<C: ConnectionTrait>(
 ) -> Result<i64, DbErr> {
     let (event_type, payload) = event.to_stored()?;
     let (resource_type, resource_id) = event.resource();
-    // Lock the head for the rest of this transaction (SQLite: the write lock already
-    // serializes writers).
-    let current = head::Entity::find_by_id(1)
-        .lock_exclusive()
-        .one(conn)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound("domain event head".to_string()))?;
-    let cursor = current.last_cursor + 1;
-    head::Entity::update_many()
-        .col_expr(
-            head::Column::LastCursor,
-            Expr::col(head::Column::LastCursor).add(1),
-        )
-        .filter(head::Column::Id.eq(1))
-        .exec(conn)
-        .await?;
+    let sequenced_later = conn.get_database_backend() == sea_orm::DbBackend::Postgres;
+    let cursor = if sequenced_later {
+        // The column's default: a placeholder until the sequencer gives the cursor.
+        NotSet
+    } else {
+        // SQLite: one writer at a time; the head row gives the next cursor in this
+        // transaction (written first, so the write lock is taken before the read), and
+        // deliveries are queued with it below.
+        head::Entity::update_many()
+            .col_expr(
+                head::Column::LastCursor,
+                Expr::col(head::Column::LastCursor).add(1),
+            )
+            .filter(head::Column::Id.eq(1))
+            .exec(conn)
+            .await?;
+        let current = head::Entity::find_by_id(1)
+            .one(conn)
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound("domain event head".to_string()))?;
+        Set(current.last_cursor)
+    };
     let row = ActiveModel {
         id: NotSet,
-        cursor: Set(cursor),
+        cursor,
         event_type: Set(event_type.clone()),
         program_id: Set(audience.program_id),
         sponsor_org_id: Set(audience.sponsor_org_id),
@@ -512,11 +525,15 @@ pub async fn emit_to<C: ConnectionTrait>(
     }
     .insert(conn)
     .await?;
-    // Webhook deliveries are queued with the event: committed together or not at all.
-    let mut orgs = vec![audience.sponsor_org_id];
-    orgs.extend(audience.cmo_org_id);
-    crate::webhook::fan_out(conn, &orgs, row.id, cursor, &event_type, at).await?;
-    Ok(cursor)
+    if sequenced_later {
+        crate::wake::at_commit(conn, SEQUENCE_CHANNEL).await?;
+    } else {
+        // Webhook deliveries are queued with the event: committed together or not at all.
+        let mut orgs = vec![audience.sponsor_org_id];
+        orgs.extend(audience.cmo_org_id);
+        crate::webhook::fan_out(conn, &orgs, row.id, row.cursor, &event_type, at).await?;
+    }
+    Ok(row.id)
 }
 
 // A domain event on the wire: the same shape in the feed (`GET /events`) and in webhook
@@ -525,7 +542,7 @@ pub async fn emit_to<C: ConnectionTrait>(
 #[derive(Debug, Serialize)]
 pub struct EventView {
     /// Increases in commit order; pass the last one you saw as `after`. Webhooks send it
-    /// as `X-Cmo-Event-Id`.
+    /// as `webhook-id` (and `X-Cmo-Event-Id`).
     pub cursor: i64,
     pub program_id: Option<i64>,
     pub resource_type: String,

@@ -1,8 +1,9 @@
 //! Waking the workers when work is committed. PostgreSQL delivers a `NOTIFY` at commit
 //! (and not at all on rollback), so it is sent inside the transaction that writes the
-//! work. SQLite has no such channel: the channels a piece of work asks for are collected
-//! while it runs (`collect`), and the api sends them to the workers' loopback wake
-//! sockets once its transaction has committed. Elsewhere (the worker's own writes) the
+//! work. SQLite has no such channel: the api sends the channels to the workers' loopback
+//! wake sockets once its transaction has committed. On both, the channels a piece of work
+//! asks for are collected while it runs (`collect`), so the api knows what its request
+//! committed (on PostgreSQL: events to sequence). Elsewhere (the worker's own writes) the
 //! workers rely on their fast tick.
 
 use std::cell::RefCell;
@@ -16,26 +17,22 @@ tokio::task_local! {
 }
 
 /// Queues a wake of `channel`'s workers for when the caller's transaction commits:
-/// PostgreSQL `NOTIFY`; on SQLite a note in the enclosing `collect` scope, if any.
+/// PostgreSQL `NOTIFY`; on both a note in the enclosing `collect` scope, if any.
 pub async fn at_commit<C: ConnectionTrait>(conn: &C, channel: &'static str) -> Result<(), DbErr> {
-    match conn.get_database_backend() {
-        DbBackend::Postgres => {
-            conn.execute_unprepared(&format!("NOTIFY {channel}"))
-                .await?;
-        }
-        _ => {
-            let _ = ASKED.try_with(|asked| {
-                let mut asked = asked.borrow_mut();
-                if !asked.contains(&channel) {
-                    asked.push(channel);
-                }
-            });
-        }
+    if conn.get_database_backend() == DbBackend::Postgres {
+        conn.execute_unprepared(&format!("NOTIFY {channel}"))
+            .await?;
     }
+    let _ = ASKED.try_with(|asked| {
+        let mut asked = asked.borrow_mut();
+        if !asked.contains(&channel) {
+            asked.push(channel);
+        }
+    });
     Ok(())
 }
 
-/// Runs `work` and returns, beside its output, the channels it asked to wake (SQLite).
+/// Runs `work` and returns, beside its output, the channels it asked to wake.
 /// A transaction that rolled back may have asked too: a wake finding nothing is harmless.
 pub async fn collect<F: Future>(work: F) -> (F::Output, Vec<&'static str>) {
     ASKED

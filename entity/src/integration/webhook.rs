@@ -158,8 +158,8 @@ pub fn listens_to(sub: &Model, event_type: &str) -> bool {
 }
 
 /// Queues a delivery of the event for every active subscription of `org_ids` that
-/// listens to its type, in the caller's transaction (the one writing the event). Returns
-/// how many were queued.
+/// listens to its type, in the caller's transaction (the one giving the event its
+/// cursor). Returns how many were queued.
 pub async fn fan_out<C: ConnectionTrait>(
     conn: &C,
     org_ids: &[i64],
@@ -168,36 +168,82 @@ pub async fn fan_out<C: ConnectionTrait>(
     event_type: &str,
     now: DateTime<Utc>,
 ) -> Result<usize, DbErr> {
+    fan_out_events(
+        conn,
+        &[EventToDeliver {
+            org_ids: org_ids.to_vec(),
+            event_id,
+            event_cursor,
+            event_type: event_type.to_string(),
+            at: now,
+        }],
+    )
+    .await
+}
+
+/// An event whose deliveries are to be queued: who reads it, its id, cursor and type,
+/// and when it happened (its deliveries are due from then, in domain time).
+#[derive(Debug, Clone)]
+pub struct EventToDeliver {
+    pub org_ids: Vec<i64>,
+    pub event_id: i64,
+    pub event_cursor: i64,
+    pub event_type: String,
+    pub at: DateTime<Utc>,
+}
+
+/// [`fan_out`] for several events at once: one read of the subscriptions, one insert.
+pub async fn fan_out_events<C: ConnectionTrait>(
+    conn: &C,
+    events: &[EventToDeliver],
+) -> Result<usize, DbErr> {
+    let mut orgs: Vec<i64> = events
+        .iter()
+        .flat_map(|e| e.org_ids.iter().copied())
+        .collect();
+    orgs.sort_unstable();
+    orgs.dedup();
+    if orgs.is_empty() {
+        return Ok(0);
+    }
     let subs = Entity::find()
-        .filter(Column::OrgId.is_in(org_ids.iter().copied()))
+        .filter(Column::OrgId.is_in(orgs))
         .filter(Column::Active.eq(true))
         .all(conn)
         .await?;
-    let rows: Vec<delivery::ActiveModel> = subs
+    let rows: Vec<delivery::ActiveModel> = events
         .iter()
-        .filter(|s| listens_to(s, event_type))
-        .map(|s| delivery::ActiveModel {
-            id: NotSet,
-            subscription_id: Set(s.id),
-            org_id: Set(s.org_id),
-            event_id: Set(event_id),
-            event_cursor: Set(event_cursor),
-            event_type: Set(event_type.to_string()),
-            status: Set(DeliveryStatus::Pending),
-            attempts: Set(0),
-            next_attempt_at: Set(now),
-            claimed_by: Set(None),
-            claimed_until: Set(None),
-            last_status_code: Set(None),
-            last_error: Set(None),
-            delivered_at: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
+        .flat_map(|e| {
+            subs.iter()
+                .filter(|s| e.org_ids.contains(&s.org_id) && listens_to(s, &e.event_type))
+                .map(|s| delivery::ActiveModel {
+                    id: NotSet,
+                    subscription_id: Set(s.id),
+                    org_id: Set(s.org_id),
+                    event_id: Set(e.event_id),
+                    event_cursor: Set(e.event_cursor),
+                    event_type: Set(e.event_type.clone()),
+                    status: Set(DeliveryStatus::Pending),
+                    attempts: Set(0),
+                    next_attempt_at: Set(e.at),
+                    claimed_by: Set(None),
+                    claimed_until: Set(None),
+                    last_status_code: Set(None),
+                    last_error: Set(None),
+                    delivered_at: Set(None),
+                    created_at: Set(e.at),
+                    updated_at: Set(e.at),
+                })
         })
         .collect();
     let queued = rows.len();
+    // Bounded statements: PostgreSQL takes at most 65,535 bind parameters (16 a row).
+    for chunk in rows.chunks(2_000) {
+        delivery::Entity::insert_many(chunk.to_vec())
+            .exec(conn)
+            .await?;
+    }
     if queued > 0 {
-        delivery::Entity::insert_many(rows).exec(conn).await?;
         crate::wake::at_commit(conn, WAKE_CHANNEL).await?;
     }
     Ok(queued)

@@ -67,7 +67,9 @@ pub async fn of_program<C: ConnectionTrait>(
     let rows = domain_event::Entity::find()
         .filter(domain_event::Column::ProgramId.eq(program_id))
         .filter(domain_event::Column::EventType.is_in(["production.held", "production.released"]))
-        .order_by_asc(domain_event::Column::Cursor)
+        // In the order written: both change the program row, so they commit in that
+        // order too, and an event still waiting for its cursor is in its place.
+        .order_by_asc(domain_event::Column::Id)
         .all(conn)
         .await?;
     let events: Vec<(DateTime<Utc>, Event)> = rows

@@ -122,6 +122,9 @@ pub async fn delivery_pass(
     settings: &WebhookSettings,
 ) -> Result<DeliveryReport, JobError> {
     let mut report = DeliveryReport::default();
+    // PostgreSQL: the events committed since are given their cursors, which queues their
+    // deliveries (the commit's NOTIFY woke this loop for it).
+    entity::domain_event::sequence_pending(&ctx.db, entity::domain_event::Wait::ForTurn).await?;
     // Bounded: a steady stream of new events cannot keep one pass running forever.
     for _ in 0..50 {
         let claimed = deliver_batch(ctx, client, now, settings, &mut report).await?;
