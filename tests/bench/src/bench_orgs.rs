@@ -1,14 +1,19 @@
-//! Writes of different organizations in parallel: 8 keep-alive clients moving action
-//! items through start/complete/reopen (audited, each emitting a domain event), first
-//! all in one sponsor organization, then one client in each of 8 sponsors. Prints
-//! transitions/s of both and their ratio: writes of one organization queue on its audit
-//! chain; writes of different organizations should not queue on each other (issue 22,
-//! item 5: the domain events' one global head row still serializes them).
+//! Writes of different organizations in parallel, on PostgreSQL:
+//! 1. 8 keep-alive clients moving action items through start/complete/reopen (audited,
+//!    each emitting a domain event), first all in one sponsor organization, then one
+//!    client in each of 8 sponsors. Writes of one organization queue on its audit chain;
+//!    writes of different organizations should not queue on each other. On 2 cores both
+//!    runs are bound by the processor, so their ratio moves little either way.
+//! 2. Event writers whose transactions go on 5 ms after their event (a signature check,
+//!    follow-ups, a slow disk): one writer alone, then 8 writers of 8 organizations at
+//!    once. Writers that queue on one row (every event writer held the domain events'
+//!    head row until its commit before issue 22, item 5) get no more events/s from 8 than
+//!    from one; writers that do not, about 8 times as many.
 //!
 //! Run: `bench/run`, or `cargo run --release -p bench --bin bench_orgs` (needs
 //! PostgreSQL installed). Loopback only; every loop is bounded.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use e2e::{Backend, Client, spawn_app};
 use futures_util::future::join_all;
@@ -101,6 +106,49 @@ async fn drive(work: &[(Client, i64)]) -> f64 {
     (work.len() * PER_CLIENT) as f64 / started.elapsed().as_secs_f64()
 }
 
+/// Events/s of one writer per program at once, each transaction held `HELD` after its
+/// event; every event is then sequenced and counted.
+async fn held_writers(app: &e2e::TestApp, programs: &[i64]) -> f64 {
+    use entity::domain_event::{DeviationReported, Event, emit};
+    use sea_orm::TransactionTrait;
+    const HELD: Duration = Duration::from_millis(5);
+    const PER_WRITER: usize = 40;
+    let started = Instant::now();
+    join_all(programs.iter().map(|&program| async move {
+        for i in 0..PER_WRITER {
+            let txn = app.db.begin().await.expect("begin");
+            let event = Event::DeviationReported(DeviationReported {
+                deviation_id: i as i64,
+                title: format!("Held {i}"),
+                criticality: entity::deviation::Criticality::Minor,
+                category: entity::deviation::Category::Documentation,
+                detected_at: app.now(),
+            });
+            emit(&txn, program, event, app.now()).await.expect("emit");
+            tokio::time::sleep(HELD).await;
+            txn.commit().await.expect("commit");
+        }
+    }))
+    .await;
+    let per_second = (programs.len() * PER_WRITER) as f64 / started.elapsed().as_secs_f64();
+    entity::domain_event::sequence_pending(&app.db, entity::domain_event::Wait::ForTurn)
+        .await
+        .expect("sequence");
+    per_second
+}
+
+/// The events of `programs` that have their cursors.
+async fn sequenced_events(app: &e2e::TestApp, programs: &[i64]) -> u64 {
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    entity::domain_event::Entity::find()
+        .filter(entity::domain_event::Column::ProgramId.is_in(programs.iter().copied()))
+        .filter(entity::domain_event::Column::EventType.eq("deviation.reported"))
+        .filter(entity::domain_event::Column::Cursor.gt(0))
+        .count(&app.db)
+        .await
+        .expect("count")
+}
+
 #[actix_web::main]
 async fn main() {
     let Some(app) = spawn_app(Backend::Postgres).await else {
@@ -127,9 +175,22 @@ async fn main() {
     }
     let one_org = drive(&one).await;
     let eight_orgs = drive(&many).await;
+    let programs: Vec<i64> = sponsors.iter().map(|(_, _, p)| *p).collect();
+    let one_writer = held_writers(&app, &programs[..1]).await;
+    let eight_writers = held_writers(&app, &programs).await;
+    let sequenced = sequenced_events(&app, &programs).await;
+    assert_eq!(
+        sequenced,
+        40 + 40 * ORGS as u64,
+        "every event has its cursor"
+    );
     app.stop().await;
     println!(
         "PostgreSQL: audited transitions, 8 clients: one organization {one_org:.0}/s, 8 organizations {eight_orgs:.0}/s; 8 organizations / one = {:.2}",
         eight_orgs / one_org
+    );
+    println!(
+        "PostgreSQL: event writers holding their transaction 5 ms: one writer {one_writer:.0} events/s, 8 organizations' writers at once {eight_writers:.0}/s; 8 / one = {:.2} (one queue: 1.00)",
+        eight_writers / one_writer
     );
 }

@@ -76,6 +76,10 @@ pub async fn sequence_pending(db: &DatabaseConnection, wait: Wait) -> Result<usi
             txn.rollback().await?;
             break;
         };
+        // A statement of its own, after the lock: under READ COMMITTED it reads a snapshot
+        // taken once the previous sequencer has committed, so it never renumbers the
+        // events that one numbered (one statement locking the head and numbering would
+        // read the rows as they were before its wait).
         let n = sequence_batch(&txn, head_now.last_cursor).await?;
         txn.commit().await?;
         sequenced += n;
