@@ -309,6 +309,8 @@ async fn start(cli: Cli) -> Result<(), String> {
     run(ctx, schedules, mail, shutdown)
         .await
         .map_err(|e| e.to_string())?;
+    // As the api: nothing committed is left waiting for its cursor at a rollback.
+    entity::domain_event::before_reading(&db).await;
     let _ = db.close().await;
     Ok(())
 }

@@ -1,7 +1,8 @@
 //! Domain events for other tools (issue: integrations): one row per meaningful change,
-//! written in the transaction of the change, with a cursor that increases in commit
-//! order, so a reader paging with `after=` never skips an event that commits later. How
-//! an event gets its cursor without every writer waiting on one row: [`sequence`].
+//! written in the transaction of the change, with a cursor given once it is visible and
+//! larger than every cursor visible then, so a reader paging with `after=` never skips an
+//! event that commits later. How an event gets its cursor without every writer waiting on
+//! one row: [`sequence`].
 
 use chrono::{DateTime, Utc};
 use sea_orm::entity::prelude::*;
@@ -437,7 +438,7 @@ impl Event {
 }
 
 mod sequence;
-pub use sequence::{Wait, sequence_pending};
+pub use sequence::{LOCK_WAIT, Wait, before_reading, sequence_pending};
 
 /// The channel whose `NOTIFY` (at the commit of an event's transaction) wakes a worker to
 /// sequence it: the webhook dispatcher's, which sequences before it delivers.
@@ -541,8 +542,8 @@ pub async fn emit_to<C: ConnectionTrait>(
 // discriminator) is written in `event_schema`.
 #[derive(Debug, Serialize)]
 pub struct EventView {
-    /// Increases in commit order; pass the last one you saw as `after`. Webhooks send it
-    /// as `webhook-id` (and `X-Cmo-Event-Id`).
+    /// Increases as events become visible; pass the last one you saw as `after`. Webhooks
+    /// send it as `webhook-id` (and `X-Cmo-Event-Id`).
     pub cursor: i64,
     pub program_id: Option<i64>,
     pub resource_type: String,

@@ -82,7 +82,7 @@ fn variant_schema(
         .property(
             "cursor",
             integer().description(Some(
-                "Increases in commit order; pass the last one you saw as `after`. Webhooks send it as `webhook-id` (and the deprecated `X-Cmo-Event-Id`).",
+                "Increases as events become visible: an event that commits later never gets a smaller cursor than one you have seen. Pass the last one you saw as `after`. Webhooks send it as `webhook-id` (and the deprecated `X-Cmo-Event-Id`).",
             )),
         )
         .required("cursor")

@@ -215,7 +215,13 @@ pub async fn fan_out_events<C: ConnectionTrait>(
         .iter()
         .flat_map(|e| {
             subs.iter()
-                .filter(|s| e.org_ids.contains(&s.org_id) && listens_to(s, &e.event_type))
+                // A subscription gets the events from its creation on, also when an
+                // event is sequenced (PostgreSQL) after the subscription was made.
+                .filter(|s| {
+                    e.org_ids.contains(&s.org_id)
+                        && s.created_at <= e.at
+                        && listens_to(s, &e.event_type)
+                })
                 .map(|s| delivery::ActiveModel {
                     id: NotSet,
                     subscription_id: Set(s.id),

@@ -183,6 +183,10 @@ pub struct Backlog {
     pub escalations_unacknowledged: u64,
     /// How late the most overdue page of an open escalation is (0 when none is due).
     pub escalation_page_lag_seconds: f64,
+    /// Domain events committed and still waiting for their feed cursor (PostgreSQL).
+    pub events_unsequenced: u64,
+    /// Seconds since the oldest of them happened (0 when none).
+    pub events_unsequenced_oldest_seconds: f64,
 }
 
 pub async fn backlog(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<Backlog, DbErr> {
@@ -229,6 +233,19 @@ pub async fn backlog(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<Back
         .one(db)
         .await?
         .flatten();
+    // The placeholder cursors' range of the cursor index (none on SQLite).
+    let events_unsequenced = crate::domain_event::Entity::find()
+        .filter(crate::domain_event::Column::Cursor.lt(0))
+        .count(db)
+        .await?;
+    let events_oldest: Option<DateTime<Utc>> = crate::domain_event::Entity::find()
+        .select_only()
+        .column_as(crate::domain_event::Column::OccurredAt.min(), "oldest")
+        .filter(crate::domain_event::Column::Cursor.lt(0))
+        .into_tuple()
+        .one(db)
+        .await?
+        .flatten();
     let age = |t: Option<DateTime<Utc>>| {
         t.map_or(0.0, |t| {
             ((now - t).num_milliseconds().max(0) as f64) / 1000.0
@@ -242,6 +259,8 @@ pub async fn backlog(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<Back
         webhooks_oldest_seconds: age(webhooks_oldest),
         escalations_unacknowledged,
         escalation_page_lag_seconds: age(most_overdue_page),
+        events_unsequenced,
+        events_unsequenced_oldest_seconds: age(events_oldest),
     })
 }
 
@@ -281,6 +300,17 @@ impl Backlog {
             "cmo_escalation_page_lag_seconds",
             "How late the most overdue page of an open escalation is (0 when none is due).",
             self.escalation_page_lag_seconds,
+        )
+        .gauge(
+            "cmo_domain_events_unsequenced",
+            "Domain events committed and not yet given their feed cursor (PostgreSQL; they \
+             reach the feed, webhooks and notifications once they have it).",
+            self.events_unsequenced as f64,
+        )
+        .gauge(
+            "cmo_domain_event_unsequenced_oldest_age_seconds",
+            "Age of the oldest domain event waiting for its feed cursor (0 when none).",
+            self.events_unsequenced_oldest_seconds,
         );
     }
 }

@@ -475,7 +475,7 @@ where
     })
 }
 
-/// Appends an emitted domain event (and queues its webhook deliveries).
+/// Appends an emitted domain event (its webhook deliveries are queued with its cursor).
 pub async fn emit<C: ConnectionTrait>(
     conn: &C,
     emitted: Emitted,

@@ -43,9 +43,9 @@ pub async fn notify_events(
     now: DateTime<Utc>,
     batch: u64,
 ) -> Result<NotificationReport, JobError> {
-    // PostgreSQL: every event committed before this pass has its cursor, so the consumer's
-    // cursor never passes one that gets a smaller cursor later.
-    entity::domain_event::sequence_pending(&ctx.db, entity::domain_event::Wait::ForTurn).await?;
+    // PostgreSQL: the events committed before this pass are given their cursors, so it
+    // notifies of them now rather than at the next pass.
+    entity::domain_event::before_reading(&ctx.db).await;
     let txn = entity::db::begin_write(&ctx.db).await?;
     let Some(cursor) = event_cursor::Entity::find_by_id(CONSUMER.to_string())
         .lock_exclusive()

@@ -80,9 +80,9 @@ pub async fn list_events(
         }
     }
     c.finish()?;
-    // Every event committed before this read has its cursor (PostgreSQL sequences them
-    // after their commit), so none is shown later below a cursor already passed.
-    domain_event::sequence_pending(&state.db, domain_event::Wait::ForTurn).await?;
+    // PostgreSQL gives events their cursors after their commit: this read shows every
+    // event committed before it (a write is in the next read).
+    domain_event::before_reading(&state.db).await;
     let mut select = domain_event::Entity::find()
         .filter(
             Condition::any()

@@ -11,11 +11,20 @@
 //! longer wait for each other's commits (before, each held the head row from its event to
 //! its commit). Webhook deliveries, which carry the cursor, are queued by the sequencer.
 //!
-//! Who sequences: the api after each write request that wrote events (if no sequencer is
-//! at work: it leaves them to that one); every read that must show them (the feed, a
-//! subscription's deliveries) first; the worker's webhook loop, woken by the event's
-//! `NOTIFY` at commit, and its notification pass. The previous release's writers take
-//! their cursors under the same head row lock, so both can run side by side.
+//! Who sequences: the api after each write request that wrote events (one batch, and only
+//! if no sequencer is at work: it leaves them to that one); the feed and a subscription's
+//! deliveries before they read, so a write is in the next read; the worker's webhook loop,
+//! woken by the event's `NOTIFY` at commit, and its notification pass; the api and the
+//! worker once more when they stop, so events are not left waiting for a release that
+//! does not sequence (a rollback). The previous release's writers take their cursors
+//! under the same head row lock, so both can run side by side. Reading before sequencing
+//! is never wrong, only less fresh: a reader whose sequencing fails (or waits past
+//! [`LOCK_WAIT`]) logs it and reads.
+//!
+//! The order is "visible first, numbered first": an event's cursor is given after its
+//! commit and is larger than every cursor visible then. Two events that commit close
+//! together may be numbered in the order written rather than the order committed; no
+//! reader can tell, since neither was visible before both were numbered.
 //!
 //! SQLite has one writer at a time anyway: an event takes its cursor in its own
 //! transaction there (see `emit_to`), and nothing waits to be sequenced.
@@ -31,6 +40,10 @@ use crate::webhook::{EventToDeliver, fan_out_events};
 
 /// Events given their cursors per sequencer transaction.
 const BATCH: i64 = 1_000;
+
+/// How long a sequencer waits for a lock (the head row behind a previous release's
+/// writer, an event row a CMO merge is moving) before it gives up for this time.
+pub const LOCK_WAIT: &str = "5s";
 
 /// What a sequencer does when another one is at work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,8 +64,13 @@ pub async fn sequence_pending(db: &DatabaseConnection, wait: Wait) -> Result<usi
         return Ok(0);
     }
     let mut sequenced = 0;
-    // Bounded: a steady stream of new events cannot keep one caller here forever.
-    for _ in 0..100 {
+    // Bounded: a steady stream of new events cannot keep one caller here forever, and a
+    // request that has committed does not take a backlog on (the worker does).
+    let batches = match wait {
+        Wait::ForTurn => 100,
+        Wait::IfIdle => 1,
+    };
+    for _ in 0..batches {
         // Without a lock first: the cursor index's negative range, empty almost always.
         let waiting = Entity::find()
             .select_only()
@@ -66,6 +84,8 @@ pub async fn sequence_pending(db: &DatabaseConnection, wait: Wait) -> Result<usi
             break;
         }
         let txn = db.begin().await?;
+        txn.execute_unprepared(&format!("SET LOCAL lock_timeout = '{LOCK_WAIT}'"))
+            .await?;
         let mut head_row = head::Entity::find_by_id(1);
         head_row = match wait {
             Wait::ForTurn => head_row.lock(LockType::Update),
@@ -88,6 +108,14 @@ pub async fn sequence_pending(db: &DatabaseConnection, wait: Wait) -> Result<usi
         }
     }
     Ok(sequenced)
+}
+
+/// Sequences what has committed before a read ([`Wait::ForTurn`]); a failure only makes
+/// the read less fresh, so it is logged and the read goes on.
+pub async fn before_reading(db: &DatabaseConnection) {
+    if let Err(err) = sequence_pending(db, Wait::ForTurn).await {
+        tracing::warn!(%err, "events not sequenced before this read; it shows what was");
+    }
 }
 
 /// One batch in the caller's transaction, which holds the head row at `last_cursor`.
