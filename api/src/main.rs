@@ -275,7 +275,7 @@ fn serve(database: DatabaseArgs, serve: ServeArgs, clock: Arc<dyn Clock>) -> Res
             .map_err(|e| e.to_string())?;
         // Events this process wrote but had no turn to sequence are not left for a
         // release that does not sequence (a rollback starts the previous one).
-        entity::domain_event::before_reading(&db).await;
+        entity::domain_event::catch_up(&db).await;
         tracing::info!("cmo-api stopped");
         let _ = reads.close().await;
         let _ = db.close().await;

@@ -203,14 +203,8 @@ pub async fn wake_workers(
             .map(ServiceResponse::map_into_boxed_body);
     };
     let (res, channels) = entity::wake::collect(next.call(req)).await;
-    if channels.contains(&entity::domain_event::SEQUENCE_CHANNEL)
-        && let Err(err) =
-            entity::domain_event::sequence_pending(&state.db, entity::domain_event::Wait::IfIdle)
-                .await
-    {
-        // Committed all the same: the worker (woken by the commit) or the next reader
-        // sequences them.
-        tracing::warn!(%err, "sequencing the request's events failed");
+    if channels.contains(&entity::domain_event::SEQUENCE_CHANNEL) {
+        entity::domain_event::after_write(&state.db).await;
     }
     if let Some(wakes) = &state.worker_wakes
         && !channels.is_empty()

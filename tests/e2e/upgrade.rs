@@ -52,33 +52,10 @@ async fn the_previous_release_runs_on_this_release_s_schema(app: &TestApp) {
         )
         .await
         .expect(201);
-    // Domain events from both releases share one feed in commit order: the previous
-    // release takes its cursor under the head row, this one (on PostgreSQL) is sequenced
-    // after its commit under the same lock.
-    let cmo = app
-        .admin()
-        .post(
-            "/api/v1/organizations",
-            json!({"name": "Upgrade CMO", "kind": "cmo", "admin": {"email": "a@upgrade-cmo.test", "display_name": "A"}}),
-        )
-        .await
-        .expect(201)
-        .body["organization"]["id"]
-        .as_i64()
-        .unwrap();
-    app.qualify_cmo(cmo).await;
-    let program = app
-        .admin()
-        .post(
-            "/api/v1/programs",
-            json!({"name": "Upgrade", "product_name": "UPG-1", "cmo_org_id": cmo, "modality": "biologic",
-                   "stage": "clinical", "currency": "USD", "time_zone": "UTC"}),
-        )
-        .await
-        .expect(201)
-        .body["id"]
-        .as_i64()
-        .unwrap();
+    // Domain events from both releases share one feed with consecutive cursors: the
+    // previous release takes its cursor under the head row, this one (on PostgreSQL) is
+    // sequenced after its commit under the same lock.
+    let (_, program) = app.program_with_new_cmo("Upgrade").await;
     let deviations = format!("/api/v1/programs/{program}/deviations");
     let report = |title: &str| {
         json!({"title": title, "description": "d", "detected_at": app.now(), "criticality": "minor",

@@ -310,7 +310,7 @@ async fn start(cli: Cli) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     // As the api: nothing committed is left waiting for its cursor at a rollback.
-    entity::domain_event::before_reading(&db).await;
+    entity::domain_event::catch_up(&db).await;
     let _ = db.close().await;
     Ok(())
 }

@@ -438,7 +438,7 @@ impl Event {
 }
 
 mod sequence;
-pub use sequence::{LOCK_WAIT, Wait, before_reading, sequence_pending};
+pub use sequence::{LOCK_WAIT, Wait, after_write, catch_up, sequence_pending};
 
 /// The channel whose `NOTIFY` (at the commit of an event's transaction) wakes a worker to
 /// sequence it: the webhook dispatcher's, which sequences before it delivers.

@@ -45,7 +45,7 @@ pub async fn notify_events(
 ) -> Result<NotificationReport, JobError> {
     // PostgreSQL: the events committed before this pass are given their cursors, so it
     // notifies of them now rather than at the next pass.
-    entity::domain_event::before_reading(&ctx.db).await;
+    entity::domain_event::catch_up(&ctx.db).await;
     let txn = entity::db::begin_write(&ctx.db).await?;
     let Some(cursor) = event_cursor::Entity::find_by_id(CONSUMER.to_string())
         .lock_exclusive()

@@ -124,7 +124,7 @@ pub async fn delivery_pass(
     let mut report = DeliveryReport::default();
     // PostgreSQL: the events committed since are given their cursors, which queues their
     // deliveries (the commit's NOTIFY woke this loop for it). Queued ones go out anyway.
-    entity::domain_event::before_reading(&ctx.db).await;
+    entity::domain_event::catch_up(&ctx.db).await;
     // Bounded: a steady stream of new events cannot keep one pass running forever.
     for _ in 0..50 {
         let claimed = deliver_batch(ctx, client, now, settings, &mut report).await?;

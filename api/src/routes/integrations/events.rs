@@ -82,7 +82,7 @@ pub async fn list_events(
     c.finish()?;
     // PostgreSQL gives events their cursors after their commit: this read shows every
     // event committed before it (a write is in the next read).
-    domain_event::before_reading(&state.db).await;
+    domain_event::catch_up(&state.db).await;
     let mut select = domain_event::Entity::find()
         .filter(
             Condition::any()

@@ -369,7 +369,7 @@ pub async fn list_deliveries(
     let w = find_scoped::<webhook::Entity, _>(&state.reads, &ctx, id.into_inner()).await?;
     // The deliveries of every event committed before this read are queued (PostgreSQL
     // queues them when it sequences the events, after their commit).
-    entity::domain_event::before_reading(&state.db).await;
+    entity::domain_event::catch_up(&state.db).await;
     let mut select = webhook::delivery::Entity::find()
         .filter(webhook::delivery::Column::SubscriptionId.eq(w.id));
     if let Some(status) = q.status {

@@ -19,7 +19,7 @@
 //! does not sequence (a rollback). The previous release's writers take their cursors
 //! under the same head row lock, so both can run side by side. Reading before sequencing
 //! is never wrong, only less fresh: a reader whose sequencing fails (or waits past
-//! [`LOCK_WAIT`]) logs it and reads.
+//! [`LOCK_WAIT`]) logs it and reads ([`catch_up`]).
 //!
 //! The order is "visible first, numbered first": an event's cursor is given after its
 //! commit and is larger than every cursor visible then. Two events that commit close
@@ -110,11 +110,21 @@ pub async fn sequence_pending(db: &DatabaseConnection, wait: Wait) -> Result<usi
     Ok(sequenced)
 }
 
-/// Sequences what has committed before a read ([`Wait::ForTurn`]); a failure only makes
-/// the read less fresh, so it is logged and the read goes on.
-pub async fn before_reading(db: &DatabaseConnection) {
+/// Sequences what has committed, waiting its turn ([`Wait::ForTurn`]): before a read, and
+/// when a process stops. A failure only makes a read less fresh (the next sequencer takes
+/// the events), so it is logged and the caller goes on.
+pub async fn catch_up(db: &DatabaseConnection) {
     if let Err(err) = sequence_pending(db, Wait::ForTurn).await {
-        tracing::warn!(%err, "events not sequenced before this read; it shows what was");
+        tracing::warn!(%err, "committed events not sequenced now; the next sequencer will");
+    }
+}
+
+/// Sequences after a write has committed, unless a sequencer is at work
+/// ([`Wait::IfIdle`]). A failure is logged: the write stands, and the worker (woken by the
+/// commit) or the next reader sequences its events.
+pub async fn after_write(db: &DatabaseConnection) {
+    if let Err(err) = sequence_pending(db, Wait::IfIdle).await {
+        tracing::warn!(%err, "the write's events not sequenced now; the next sequencer will");
     }
 }
 
