@@ -58,6 +58,7 @@ pub const MARKS: &[(&str, Compat)] = &[
         "m20261209_000040_sequenced_domain_events",
         Compat::ExpandOnly,
     ),
+    ("m20261210_000041_ended_connections", Compat::ExpandOnly),
 ];
 
 /// The mark of `migration`: listed ones as listed; those up to the first marked release

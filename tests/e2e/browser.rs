@@ -269,6 +269,24 @@ async fn a_cmo_admin_accepts_an_invitation_from_the_emailed_link(app: &TestApp) 
     browser
         .wait_for("This is connected already: there is nothing to accept.")
         .await;
+    // Beta ends the connection: the link of the email that says so opens a page too.
+    beta.post(
+        &format!("/api/v1/cmo-connections/{}/events", invited["id"]),
+        json!({"event": "end", "message": "BX-2 moved to our own plant"}),
+    )
+    .await
+    .expect(200);
+    let told = crate::partner_pages::emailed(app, "pm@lonza.test", "/cmo-connections/").await;
+    browser.goto(&told).await;
+    let page = browser
+        .wait_for("Beta Biologics and Lonza Visp no longer work together")
+        .await;
+    assert!(page.contains("BX-2 moved to our own plant"), "{page}");
+    assert!(
+        page.contains("Partner Admin of Beta Biologics ended the connection"),
+        "who ended it: {page}"
+    );
+    browser.screenshot("connection-ended").await;
 
     // The sponsor's admin cannot answer for Lonza; another organization sees no page.
     let beta_session = app

@@ -381,15 +381,46 @@ async fn a_merge_declined_or_withdrawn_moves_nothing(app: &TestApp) {
         .body["organization"]["id"]
         .as_i64()
         .unwrap();
-    // Acme is connected to both (it registered both): merging needs Acme's quality unit
-    // to give one up first, which this release does not offer; refused.
+    // Acme is connected to both (it registered both): its two qualifications would become
+    // one; refused until Acme ends its connection with one of them.
+    let acme_copy =
+        json!({"absorbed_org_id": copy, "survivor_org_id": lonza, "reason": "duplicate"});
     app.admin()
-        .post(
-            "/api/v1/cmo-merges",
-            json!({"absorbed_org_id": copy, "survivor_org_id": lonza, "reason": "duplicate"}),
-        )
+        .post("/api/v1/cmo-merges", acme_copy.clone())
         .await
         .expect_problem(409, "merge_conflict");
+    let with_copy = app
+        .admin()
+        .get("/api/v1/cmo-connections?connection=connected")
+        .await
+        .expect(200)
+        .body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["cmo_org_id"] == copy)
+        .unwrap()["id"]
+        .clone();
+    app.admin()
+        .post(
+            &format!("/api/v1/cmo-connections/{with_copy}/events"),
+            json!({"event": "end", "message": "A duplicate of Lonza Visp"}),
+        )
+        .await
+        .expect(200);
+    let acme_merge = app
+        .admin()
+        .post("/api/v1/cmo-merges", acme_copy)
+        .await
+        .expect(201)
+        .body;
+    app.admin()
+        .post(
+            &format!("/api/v1/cmo-merges/{}/events", acme_merge["id"]),
+            json!({"event": "withdraw"}),
+        )
+        .await
+        .expect(200);
     let (_, _, beta_admin) = partner_org(app, "Beta Biologics", "sponsor", "boss@beta.test").await;
     let admin_b = app.client(&beta_admin);
     let beta_copy = admin_b
@@ -453,6 +484,7 @@ async fn a_merge_declined_or_withdrawn_moves_nothing(app: &TestApp) {
         .await
         .expect(200)
         .body;
-    assert_eq!(lonza_merges["total"], 1);
+    // Beta's, and Acme's once it had ended its connection with its copy.
+    assert_eq!(lonza_merges["total"], 2);
 }
 on_both_databases!(a_merge_declined_or_withdrawn_moves_nothing);

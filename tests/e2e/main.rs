@@ -16,6 +16,7 @@ mod change_control;
 mod chaos;
 mod cmo_merges;
 mod concurrency;
+mod connection_ends;
 mod digests;
 mod escalation_policies;
 mod escalation_workers;

@@ -453,7 +453,8 @@ pub struct Audience {
 }
 
 /// Appends an event about a program's resource, in the caller's transaction (its webhook
-/// deliveries go to subscriptions of the program's sponsor and CMO). Returns its id.
+/// deliveries go to subscriptions of the program's sponsor and, while the two are
+/// connected, its CMO). Returns its id.
 pub async fn emit<C: ConnectionTrait>(
     conn: &C,
     program_id: i64,
@@ -466,12 +467,17 @@ pub async fn emit<C: ConnectionTrait>(
     else {
         return Err(DbErr::RecordNotFound(format!("program {program_id}")));
     };
+    // A connection that ended leaves the program with its sponsor: the CMO reads none of
+    // what happens on it afterwards.
+    let connected = crate::relationship::between(conn, prog.sponsor_org_id, prog.cmo_org_id)
+        .await?
+        .is_some_and(|r| r.is_connected());
     emit_to(
         conn,
         Audience {
             program_id: Some(prog.id),
             sponsor_org_id: prog.sponsor_org_id,
-            cmo_org_id: Some(prog.cmo_org_id),
+            cmo_org_id: connected.then_some(prog.cmo_org_id),
         },
         event,
         at,

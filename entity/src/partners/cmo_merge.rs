@@ -84,7 +84,8 @@ pub enum MergeError {
     /// cannot become one without that sponsor's quality unit deciding which holds.
     #[error(
         "{} work(s) with both organizations (invited or connected): its two qualifications \
-         would become one; an invitation withdrawn or declined first lets the merge through",
+         would become one; an invitation withdrawn or declined first, or a connection \
+         ended with one of them, lets the merge through",
         .0.join(", ")
     )]
     SharedSponsors(Vec<String>),
@@ -184,7 +185,8 @@ pub struct Moved {
 
 /// Names of the sponsors invited by or connected to both organizations: a merge would
 /// give one sponsor two live relationships (two qualifications) with one CMO. A declined
-/// or withdrawn invitation on either side gives way (see [`absorb`]).
+/// or withdrawn invitation, or an ended connection, on either side gives way (see
+/// [`absorb`]).
 pub async fn shared_sponsors(
     conn: &impl ConnectionTrait,
     absorbed: i64,
@@ -226,8 +228,8 @@ async fn relationships_of(
 }
 
 /// Moves the absorbed organization's relationships to the survivor. Where a sponsor has
-/// one with each (one of them declined or withdrawn: [`shared_sponsors`] refuses two live
-/// ones), the live one ends up with the survivor and the other stays with the absorbed
+/// one with each (one of them declined, withdrawn or ended: [`shared_sponsors`] refuses
+/// two live ones), the live one ends up with the survivor and the other stays with the absorbed
 /// organization, as history.
 async fn move_relationships(
     conn: &impl ConnectionTrait,
@@ -258,9 +260,9 @@ async fn move_relationships(
                 set_cmo(row.id, survivor, Some(absorbed)).await?;
                 moved += 1;
             }
-            // The absorbed one was declined or withdrawn: it stays behind.
+            // The absorbed one was declined, withdrawn or ended: it stays behind.
             Some(_) if !row.is_live() => {}
-            // The survivor's was declined or withdrawn: the two change places, through
+            // The survivor's was declined, withdrawn or ended: the two change places, through
             // an id no organization has (the pair is unique at every statement).
             Some(theirs) => {
                 set_cmo(row.id, -absorbed, Some(absorbed)).await?;

@@ -8,6 +8,11 @@
 //! (`invited`), the CMO's admin `accept`s (`connected`) or `decline`s (`declined`), the
 //! sponsor may `withdraw` an invitation not yet answered (`withdrawn`); a declined or
 //! withdrawn invitation may be sent again. Registering a new CMO connects it at once.
+//! Either side's admin may `end` a connection (`ended`), with a reason, once no work is
+//! open between them (deviations, CAPA, change controls, escalations on the sponsor's
+//! programs with the CMO, action items its people own there): the sponsor keeps its
+//! programs and its side of the relationship, the CMO's people leave those programs and
+//! no longer see them. The sponsor may invite it again.
 
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -29,12 +34,15 @@ pub enum ConnectionStatus {
     Declined,
     #[sea_orm(string_value = "withdrawn")]
     Withdrawn,
+    /// Connected once; one side ended it.
+    #[sea_orm(string_value = "ended")]
+    Ended,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConnectionEvent {
-    /// The sponsor invites again after a decline or a withdrawal.
+    /// The sponsor invites again after a decline, a withdrawal or an end.
     Invite,
     /// The CMO's admin accepts.
     Accept,
@@ -42,13 +50,16 @@ pub enum ConnectionEvent {
     Decline,
     /// The sponsor takes back an invitation not yet answered.
     Withdraw,
+    /// Either side's admin ends a connection (a reason required; no work open).
+    End,
 }
 
-pub const ALL_CONNECTION_EVENTS: [ConnectionEvent; 4] = [
+pub const ALL_CONNECTION_EVENTS: [ConnectionEvent; 5] = [
     ConnectionEvent::Invite,
     ConnectionEvent::Accept,
     ConnectionEvent::Decline,
     ConnectionEvent::Withdraw,
+    ConnectionEvent::End,
 ];
 
 /// Which side of the relationship takes an event.
@@ -56,14 +67,20 @@ pub const ALL_CONNECTION_EVENTS: [ConnectionEvent; 4] = [
 pub enum Party {
     Sponsor,
     Cmo,
+    /// Either side may take it.
+    Either,
 }
 
 pub fn party_of(event: ConnectionEvent) -> Party {
     match event {
         ConnectionEvent::Invite | ConnectionEvent::Withdraw => Party::Sponsor,
         ConnectionEvent::Accept | ConnectionEvent::Decline => Party::Cmo,
+        ConnectionEvent::End => Party::Either,
     }
 }
+
+/// How many pieces of open work an `end` refusal names (it counts the rest).
+pub const OPEN_WORK_NAMED: usize = 10;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConnectionError {
@@ -74,6 +91,17 @@ pub enum ConnectionError {
     },
     #[error("{0}")]
     WrongParty(&'static str),
+    /// Work is open between the two: it is finished, cancelled or handed over first.
+    #[error(
+        "work is still open between the two: {}{}; close, cancel or hand it over, then end \
+         the connection",
+        .named.join("; "),
+        if *.total > .named.len() { format!(" and {} more", .total - .named.len()) } else { String::new() }
+    )]
+    OpenWork { named: Vec<String>, total: usize },
+    /// Ending needs a reason both sides can read.
+    #[error("ending a connection needs a reason (message)")]
+    ReasonRequired,
 }
 
 pub fn transition(
@@ -83,10 +111,11 @@ pub fn transition(
     use ConnectionEvent as E;
     use ConnectionStatus as S;
     Ok(match (from, event) {
-        (S::Declined | S::Withdrawn, E::Invite) => S::Invited,
+        (S::Declined | S::Withdrawn | S::Ended, E::Invite) => S::Invited,
         (S::Invited, E::Accept) => S::Connected,
         (S::Invited, E::Decline) => S::Declined,
         (S::Invited, E::Withdraw) => S::Withdrawn,
+        (S::Connected, E::End) => S::Ended,
         _ => return Err(ConnectionError::NotAllowed { from, event }),
     })
 }
@@ -120,6 +149,10 @@ pub struct Model {
     pub responded_at: Option<DateTimeUtc>,
     /// The duplicate CMO organization this relationship was with before a merge.
     pub merged_from_org_id: Option<i64>,
+    /// Who ended the connection, when and why (set while it is `ended`).
+    pub ended_by_user_id: Option<i64>,
+    pub ended_at: Option<DateTimeUtc>,
+    pub end_reason: Option<String>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub version: i32,
@@ -166,16 +199,30 @@ pub fn connected_cmos_of(sponsor_org_id: i64) -> sea_orm::sea_query::SelectState
         .to_owned()
 }
 
-/// Organization ids whose relationship with `org_id` has reached both sides (invited or
-/// connected; declined stays known to both): the CMOs a sponsor invited or works with,
-/// the sponsors that invited or work with a CMO.
+/// Sponsor organization ids `cmo_org_id` is connected to, as a subquery.
+pub fn connected_sponsors_of(cmo_org_id: i64) -> sea_orm::sea_query::SelectStatement {
+    sea_orm::sea_query::Query::select()
+        .column(Column::SponsorOrgId)
+        .from(Entity)
+        .and_where(Column::CmoOrgId.eq(cmo_org_id))
+        .and_where(Column::Connection.eq(ConnectionStatus::Connected))
+        .to_owned()
+}
+
+/// Organization ids whose relationship with `org_id` has reached both sides (invited,
+/// connected, or ended: they worked together): the CMOs a sponsor invited or works
+/// with, the sponsors that invited or work with a CMO.
 pub fn counterparts_of(
     org_id: i64,
 ) -> (
     sea_orm::sea_query::SelectStatement,
     sea_orm::sea_query::SelectStatement,
 ) {
-    let known = [ConnectionStatus::Invited, ConnectionStatus::Connected];
+    let known = [
+        ConnectionStatus::Invited,
+        ConnectionStatus::Connected,
+        ConnectionStatus::Ended,
+    ];
     (
         sea_orm::sea_query::Query::select()
             .column(Column::CmoOrgId)
@@ -219,6 +266,9 @@ pub fn new_row(
         responded_by_user_id: Set(None),
         responded_at: Set(None),
         merged_from_org_id: Set(None),
+        ended_by_user_id: Set(None),
+        ended_at: Set(None),
+        end_reason: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
         version: Set(1),
@@ -250,9 +300,11 @@ mod tests {
         let expected = |from: S, event: E| -> Option<S> {
             Some(match (from, event) {
                 (S::Declined, E::Invite) | (S::Withdrawn, E::Invite) => S::Invited,
+                (S::Ended, E::Invite) => S::Invited,
                 (S::Invited, E::Accept) => S::Connected,
                 (S::Invited, E::Decline) => S::Declined,
                 (S::Invited, E::Withdraw) => S::Withdrawn,
+                (S::Connected, E::End) => S::Ended,
                 _ => return None,
             })
         };
@@ -274,9 +326,10 @@ mod tests {
                 );
             }
         }
-        assert_eq!(pairs, 16);
-        // A connection is for good: nothing in this machine ends it.
-        assert!(allowed_events(S::Connected).is_empty());
+        assert_eq!(pairs, 25);
+        // A connection only ends; an ended one is invited again, not reopened.
+        assert_eq!(allowed_events(S::Connected), vec![E::End]);
+        assert_eq!(allowed_events(S::Ended), vec![E::Invite]);
     }
 
     #[test]
@@ -285,5 +338,27 @@ mod tests {
         assert_eq!(party_of(E::Decline), Party::Cmo);
         assert_eq!(party_of(E::Invite), Party::Sponsor);
         assert_eq!(party_of(E::Withdraw), Party::Sponsor);
+        assert_eq!(party_of(E::End), Party::Either);
+    }
+
+    #[test]
+    fn an_open_work_refusal_names_ten_and_counts_the_rest() {
+        let named: Vec<String> = (1..=OPEN_WORK_NAMED)
+            .map(|i| format!("action item #{i}"))
+            .collect();
+        let refusal = ConnectionError::OpenWork { named, total: 13 }.to_string();
+        assert!(
+            refusal.starts_with("work is still open between the two: action item #1; "),
+            "{refusal}"
+        );
+        assert!(
+            refusal.contains("action item #10 and 3 more; close, cancel"),
+            "{refusal}"
+        );
+        let one = ConnectionError::OpenWork {
+            named: vec!["deviation DEV-1".into()],
+            total: 1,
+        };
+        assert!(one.to_string().contains("DEV-1; close"), "{one}");
     }
 }

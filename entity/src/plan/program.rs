@@ -94,9 +94,18 @@ impl Model {
     }
 }
 
-/// Programs a member of `org_id` may see: those its org sponsors or manufactures.
+/// Programs a member of `org_id` may see: those its org sponsors, and those it
+/// manufactures for a sponsor it is connected to (a connection that ended leaves the
+/// programs with their sponsor only).
 pub fn visible_to(org_id: i64) -> sea_orm::Condition {
     sea_orm::Condition::any()
         .add(Column::SponsorOrgId.eq(org_id))
-        .add(Column::CmoOrgId.eq(org_id))
+        .add(
+            sea_orm::Condition::all()
+                .add(Column::CmoOrgId.eq(org_id))
+                .add(
+                    Column::SponsorOrgId
+                        .in_subquery(crate::relationship::connected_sponsors_of(org_id)),
+                ),
+        )
 }

@@ -1,13 +1,15 @@
 //! Quality agreement expiry reminders (SPEC §7): daily, the sponsor's quality users are
 //! emailed when the agreement in force with a CMO is 90, 30 and 7 days from expiry; one
 //! email per agreement and threshold (outbox dedupe), however many workers or late runs.
+//! An agreement is one sponsor's: only that sponsor's later agreement with the CMO
+//! supersedes it, and none is recalled once the sponsor's connection with the CMO ended.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use entity::cmo::{self, quality_agreement};
 use entity::outbox::Draft;
-use entity::{Role, organization, user};
+use entity::{Role, organization, relationship, user};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
 use super::{JobContext, JobError};
@@ -79,11 +81,25 @@ pub async fn run(ctx: &JobContext, now: DateTime<Utc>) -> Result<AgreementReport
         .into_iter()
         .map(|o| (o.id, o.name))
         .collect();
+    let connected: std::collections::BTreeSet<(i64, i64)> = relationship::Entity::find()
+        .filter(relationship::Column::CmoOrgId.is_in(expiring.iter().map(|a| a.cmo_org_id)))
+        .filter(relationship::Column::Connection.eq(relationship::ConnectionStatus::Connected))
+        .all(&ctx.db)
+        .await?
+        .into_iter()
+        .map(|r| (r.sponsor_org_id, r.cmo_org_id))
+        .collect();
     let txn = entity::db::begin_write(&ctx.db).await?;
     for a in &expiring {
-        let superseded = all
-            .iter()
-            .any(|b| b.cmo_org_id == a.cmo_org_id && b.id != a.id && b.expires_on > a.expires_on);
+        if !connected.contains(&(a.sponsor_org_id, a.cmo_org_id)) {
+            continue;
+        }
+        let superseded = all.iter().any(|b| {
+            b.cmo_org_id == a.cmo_org_id
+                && b.sponsor_org_id == a.sponsor_org_id
+                && b.id != a.id
+                && b.expires_on > a.expires_on
+        });
         let days_left = (a.expires_on - today).num_days();
         let Some(threshold) = cmo::expiry_threshold(days_left) else {
             continue;

@@ -7,7 +7,7 @@
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, get, post, web};
 use entity::relationship::{self, ConnectionEvent};
-use entity::{cmo_merge, organization};
+use entity::{cmo_merge, organization, user};
 use mail::{FormPage, PageLink};
 use sea_orm::{ConnectionTrait, EntityTrait, PrimaryKeyTrait};
 use serde::Deserialize;
@@ -79,6 +79,24 @@ impl Answered for entity::workflow::connection::Step {
             name(conn, m.sponsor_org_id).await?,
             name(conn, m.cmo_org_id).await?,
         );
+        if m.connection == relationship::ConnectionStatus::Ended {
+            let by = match m.ended_by_user_id {
+                Some(id) => match user::Entity::find_by_id(id).one(conn).await? {
+                    Some(u) => format!("{} of {}", u.display_name, name(conn, u.org_id).await?),
+                    None => "An admin".to_string(),
+                },
+                None => "An admin".to_string(),
+            };
+            return Ok((
+                format!("{sponsor} and {cmo} no longer work together"),
+                format!(
+                    "{by} ended the connection. Their reason: “{}”. {sponsor} keeps its \
+                     programs with {cmo} and their records; {cmo}'s people have left those \
+                     programs and no longer see them. {sponsor} may invite {cmo} again.",
+                    m.end_reason.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
         let mut intro = format!(
             "Once you accept, {sponsor} reads {cmo}'s profile (capabilities, sites, inspections, \
              contacts), can name {cmo} on its programs, and your people work on them with the \
@@ -281,7 +299,7 @@ where
             answer.word()
         ),
     };
-    Ok(Err((title, why)))
+    Ok(Err((title, format!("{intro} {why}"))))
 }
 
 /// The answer, through the engine; then what happened, in words.

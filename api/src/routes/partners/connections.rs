@@ -1,6 +1,7 @@
 //! Connecting sponsors and CMOs (the partner network): a sponsor finds a CMO already on
 //! the installation in the directory and invites it; the CMO's admin accepts or
-//! declines. Nothing here tells anyone which other sponsors work with a CMO: the
+//! declines; either side's admin may end a connection once no work is open between
+//! them. Nothing here tells anyone which other sponsors work with a CMO: the
 //! directory shows names and the caller's own connection only, and each side lists only
 //! the relationships it is party to.
 
@@ -12,7 +13,7 @@ use chrono::{DateTime, Utc};
 use entity::cmo::QualificationStatus;
 use entity::relationship::{self, ConnectionEvent, ConnectionStatus, Party};
 use entity::workflow::connection::Step;
-use entity::{OrgKind, Role, organization};
+use entity::{OrgKind, Role, organization, user};
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Deserialize, Serialize};
@@ -132,6 +133,7 @@ pub async fn cmo_directory(
     "cmo_name": "Lonza Visp", "connection": "invited", "qualification_status": "prospect",
     "invitation_message": "We would like to run ACM-202's fill-finish with you.",
     "invited_at": "2026-12-01T09:00:00Z", "responded_at": null,
+    "ended_at": null, "ended_by": null, "end_reason": null,
     "allowed_events": ["accept", "decline"], "blocked_events": [], "version": 1}))]
 pub struct ConnectionView {
     pub id: i64,
@@ -145,8 +147,13 @@ pub struct ConnectionView {
     pub invitation_message: Option<String>,
     pub invited_at: Option<DateTime<Utc>>,
     pub responded_at: Option<DateTime<Utc>>,
+    /// When the connection ended, by whom (name and organization) and why (`ended` only).
+    pub ended_at: Option<DateTime<Utc>>,
+    #[schema(example = "Dana Admin (Acme Pharma)")]
+    pub ended_by: Option<String>,
+    pub end_reason: Option<String>,
     /// What you can do with it now: `invite` (again) and `withdraw` are the sponsor
-    /// admins', `accept` and `decline` the CMO admins'.
+    /// admins', `accept` and `decline` the CMO admins', `end` either side's admins'.
     pub allowed_events: Vec<ConnectionEvent>,
     /// Single-record answers only: events the state offers that you cannot take, and why.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -167,6 +174,13 @@ async fn connection_views(
         .map(|o| (o.id, o.name))
         .collect();
     let name = |id| names.get(&id).cloned().unwrap_or_default();
+    let enders: BTreeMap<i64, user::Model> = user::Entity::find()
+        .filter(user::Column::Id.is_in(rows.iter().filter_map(|r| r.ended_by_user_id)))
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|u| (u.id, u))
+        .collect();
     Ok(rows
         .iter()
         .map(|r| ConnectionView {
@@ -180,6 +194,12 @@ async fn connection_views(
             invitation_message: r.invitation_message.clone(),
             invited_at: r.invited_at,
             responded_at: r.responded_at,
+            ended_at: r.ended_at,
+            ended_by: r
+                .ended_by_user_id
+                .and_then(|id| enders.get(&id))
+                .map(|u| format!("{} ({})", u.display_name, name(u.org_id))),
+            end_reason: r.end_reason.clone(),
             allowed_events: relationship::allowed_events(r.connection),
             blocked_events: None,
             version: r.version,
@@ -267,13 +287,14 @@ impl Validate for InviteCmo {
 /// Invite a CMO already on the installation to connect (sponsor admins). Its admins are
 /// emailed and accept or decline (`POST /cmo-connections/{id}/events`). Once connected,
 /// you read the CMO's facts, qualify it, record agreements and name it on programs. An
-/// invitation declined or withdrawn before is sent again (200).
+/// invitation declined or withdrawn before, or a connection that ended, is sent again
+/// (200).
 #[utoipa::path(
     tag = "partners",
     request_body = InviteCmo,
     responses(
         (status = 201, description = "Invited", body = ConnectionView),
-        (status = 200, description = "Invited again after a decline or a withdrawal", body = ConnectionView),
+        (status = 200, description = "Invited again after a decline, a withdrawal or an end", body = ConnectionView),
         (status = 403, description = "Not an admin of a sponsor organization", body = crate::error::Problem),
         (status = 409, description = "Already invited or connected (`already_connected`)", body = crate::error::Problem),
         (status = 422, description = "`cmo_org_id` is not a CMO on the installation (`unknown_cmo`)", body = crate::error::Problem)
@@ -380,7 +401,7 @@ pub async fn invite_cmo(
 }
 
 /// Emails each active admin of the CMO about the invitation, in the transaction that
-/// sent it (no link: they answer it through the API, as the email says).
+/// sent it; its link opens the page where they answer.
 async fn tell_cmo_admins(
     conn: &impl ConnectionTrait,
     state: &AppState,
@@ -441,10 +462,14 @@ async fn tell_cmo_admins(
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"event": "accept", "version": 1}))]
+#[schema(example = json!({"event": "accept", "version": 1}), examples(
+    json!({"event": "accept", "version": 1}),
+    json!({"event": "end", "message": "Fill-finish moved to our own plant; all batches released.", "version": 2})
+))]
 pub struct ConnectionTransition {
     pub event: ConnectionEvent,
-    /// With `invite`: a note to the CMO's admins.
+    /// With `invite`: a note to the CMO's admins. With `end` (required): why the
+    /// connection ends, kept on it and in the audit trail and emailed to the other side.
     #[schema(min_length = 1, max_length = 2000)]
     pub message: Option<String>,
     /// The version you read.
@@ -457,9 +482,19 @@ impl Validate for ConnectionTransition {
     }
 }
 
-/// Answer or take back an invitation: `accept` and `decline` (the CMO's admins),
-/// `withdraw` (the sponsor's admins, before it is answered), `invite` (again, after a
-/// decline or withdrawal).
+/// Answer or take back an invitation, or end a connection: `accept` and `decline` (the
+/// CMO's admins), `withdraw` (the sponsor's admins, before it is answered), `invite`
+/// (again, after a decline, a withdrawal or an end), `end` (either side's admins, with a
+/// `message` saying why).
+///
+/// `end` is refused (409 `open_work`) while work is open between the two on the sponsor's
+/// programs with the CMO: deviations, CAPA and change controls not closed, escalations
+/// not resolved, action items the CMO's people own not done or cancelled; the refusal
+/// names them. Once ended, the sponsor keeps its programs, its qualification of the CMO,
+/// its agreements and notes; the CMO's people leave those programs' teams and no longer
+/// see them, nor their events from then on; the sponsor no longer reads the CMO's profile
+/// nor names it on a new program until it invites it again and the CMO accepts. The
+/// other side's admins are emailed.
 #[utoipa::path(
     tag = "partners",
     params(
@@ -471,7 +506,8 @@ impl Validate for ConnectionTransition {
         (status = 200, description = "The connection in its new state", body = ConnectionView),
         (status = 403, description = "Not an admin of the side that takes this event", body = crate::error::Problem),
         (status = 404, description = "No such connection of your organization", body = crate::error::Problem),
-        (status = 409, description = "Illegal event (`current_state`, `allowed_events`) or stale version", body = crate::error::Problem)
+        (status = 409, description = "Illegal event (`current_state`, `allowed_events`), stale version, or work still open between the two (`open_work`, naming it)", body = crate::error::Problem),
+        (status = 422, description = "`end` without a `message` (`required`)", body = crate::error::Problem)
     )
 )]
 #[post("/cmo-connections/{id}/events")]
@@ -501,7 +537,7 @@ async fn step_and_tell(
     step: Step,
     version: Option<i32>,
 ) -> ApiResult<HttpResponse> {
-    let resend = step.event == ConnectionEvent::Invite;
+    let event = step.event;
     run_step_answering(
         state,
         ctx,
@@ -511,11 +547,68 @@ async fn step_and_tell(
         None,
         version,
         async |txn, view, _| {
-            if resend {
-                tell_cmo_admins(txn, state, ctx, &view, state.clock.now()).await?;
+            match event {
+                ConnectionEvent::Invite => {
+                    tell_cmo_admins(txn, state, ctx, &view, state.clock.now()).await?
+                }
+                ConnectionEvent::End => tell_end(txn, state, ctx, &view, state.clock.now()).await?,
+                _ => {}
             }
             Ok((StatusCode::OK, view))
         },
+    )
+    .await
+}
+
+/// Emails the other side's admins that `ctx`'s organization ended the connection, with
+/// its reason and what it means for each side; the link opens the connection's page.
+async fn tell_end(
+    conn: &impl ConnectionTrait,
+    state: &AppState,
+    ctx: &AuthContext,
+    ended: &ConnectionView,
+    now: DateTime<Utc>,
+) -> ApiResult<()> {
+    let (sponsor, cmo) = (&ended.sponsor_name, &ended.cmo_name);
+    let other = if ctx.org_id() == ended.sponsor_org_id {
+        ended.cmo_org_id
+    } else {
+        ended.sponsor_org_id
+    };
+    let paragraphs = vec![
+        format!(
+            "{} of {} ended the connection between {sponsor} and {cmo}. Their reason: {}",
+            ctx.user.display_name,
+            ctx.org.name,
+            ended.end_reason.as_deref().unwrap_or_default()
+        ),
+        format!(
+            "{sponsor} keeps its programs with {cmo} and their records; {cmo}'s people have              left those programs and no longer see them. {sponsor} may invite {cmo} again."
+        ),
+    ];
+    super::email_admins(
+        conn,
+        &state.public_base_url,
+        super::AdminsEmail {
+            org_id: other,
+            subject: &format!(
+                "{} ended the connection with {}",
+                ctx.org.name,
+                if other == ended.cmo_org_id {
+                    cmo
+                } else {
+                    sponsor
+                }
+            ),
+            headline: &format!("{sponsor} and {cmo} no longer work together"),
+            paragraphs: &paragraphs,
+            link: format!(
+                "{}/cmo-connections/{}/answer",
+                state.public_base_url, ended.id
+            ),
+            key: format!("cmo_connection_end:{}:{}", ended.id, ended.version),
+        },
+        now,
     )
     .await
 }
@@ -546,14 +639,21 @@ impl ApiStep for Step {
         r: &relationship::Model,
         step: &Self,
     ) -> ApiResult<()> {
-        let (party, refusal) = match relationship::party_of(step.event) {
-            Party::Sponsor => (r.sponsor_org_id, "the sponsor's admins invite and withdraw"),
+        let (parties, refusal) = match relationship::party_of(step.event) {
+            Party::Sponsor => (
+                [r.sponsor_org_id, r.sponsor_org_id],
+                "the sponsor's admins invite and withdraw",
+            ),
             Party::Cmo => (
-                r.cmo_org_id,
+                [r.cmo_org_id, r.cmo_org_id],
                 "the CMO's admins accept or decline an invitation",
             ),
+            Party::Either => (
+                [r.sponsor_org_id, r.cmo_org_id],
+                "the two sides' admins end a connection",
+            ),
         };
-        if ctx.org_id() != party {
+        if !parties.contains(&ctx.org_id()) {
             return Err(ApiError::Forbidden(refusal.to_string()));
         }
         Ok(())
