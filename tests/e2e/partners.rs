@@ -406,7 +406,7 @@ on_both_databases!(scorecards_count_what_happened_and_stay_with_their_parties);
 
 async fn quality_agreements_are_reminded_at_90_30_and_7_days(app: &TestApp) {
     // REQ: NOTIF-AGREEMENT-EXPIRY
-    let (cmo, _, _) = partner_org(app, "Lonza Visp", "cmo", "pm@lonza.test").await;
+    let (cmo, _, lonza_admin) = partner_org(app, "Lonza Visp", "cmo", "pm@lonza.test").await;
     // A second CMO whose agreement runs alike but is renewed before its last week.
     let (renewed_cmo, _, _) =
         partner_org(app, "Rentschler Laupheim", "cmo", "pm@rentschler.test").await;
@@ -455,6 +455,30 @@ async fn quality_agreements_are_reminded_at_90_30_and_7_days(app: &TestApp) {
     assert_eq!(run(5).await, 0, "once per threshold");
     assert_eq!(run(40).await, 0, "55 days: still the 90-day threshold");
     assert_eq!(run(65).await, 2, "30 days, both");
+    // Beta, connected to Lonza too, records its own agreement with it, running far
+    // longer: it is Beta's and supersedes nothing of Acme's.
+    let (_, _, beta) = partner_org(app, "Beta Biologics", "sponsor", "boss@beta.test").await;
+    let beta = app.client(&beta);
+    let invited = beta
+        .post("/api/v1/cmo-connections", json!({"cmo_org_id": cmo}))
+        .await
+        .expect(201)
+        .body;
+    app.client(&lonza_admin)
+        .post(
+            &format!("/api/v1/cmo-connections/{}/events", invited["id"]),
+            json!({"event": "accept"}),
+        )
+        .await
+        .expect(200);
+    beta.post(
+        &path,
+        json!({"version_label": "B1", "effective_on": today - chrono::TimeDelta::days(10),
+            "expires_on": today + chrono::TimeDelta::days(800), "responsibilities": "Beta releases",
+            "document_ref": "QA-BETA-1"}),
+    )
+    .await
+    .expect(201);
     // Rentschler's is renewed: the old agreement is superseded and no longer reminded;
     // Lonza's gets its last reminder a week before expiry.
     admin
