@@ -409,14 +409,15 @@ impl TenantScoped for entity::gate::item::Entity {
     }
 }
 
-/// A sponsor reads the profiles of the CMOs it is connected to; a CMO its own only.
+/// A sponsor reads the profiles of the CMOs it is (or was) connected to, with its own
+/// side of each relationship; a CMO its own only.
 impl TenantScoped for entity::cmo::Entity {
     fn tenant_condition(ctx: &AuthContext) -> Condition {
         Condition::any()
             .add(entity::cmo::Column::OrgId.eq(ctx.org_id()))
             .add(
                 entity::cmo::Column::OrgId
-                    .in_subquery(entity::relationship::connected_cmos_of(ctx.org_id())),
+                    .in_subquery(entity::relationship::known_cmos_of(ctx.org_id())),
             )
     }
 }

@@ -218,7 +218,7 @@ pub async fn check_owner<C: ConnectionTrait>(
     owner: i64,
 ) -> ApiResult<()> {
     let found = user::Entity::find_by_id(owner)
-        .filter(user::Column::OrgId.is_in([prog.sponsor_org_id, prog.cmo_org_id]))
+        .filter(user::Column::OrgId.is_in(prog.staffing_orgs(conn).await?))
         .filter(user::Column::Active.eq(true))
         .one(conn)
         .await?;
@@ -226,7 +226,7 @@ pub async fn check_owner<C: ConnectionTrait>(
         return Err(ApiError::invalid(
             "owner_user_id",
             "not_on_program",
-            "not an active user of the sponsor or of the program's CMO",
+            "not an active user of the sponsor or of the program's CMO (while the two are connected)",
         ));
     }
     Ok(())

@@ -28,7 +28,7 @@ pub use ops::{
     clock, db, idempotency_key, job_run, link_secret, link_token, schedule, worker_heartbeat,
 };
 pub use paging::{escalation, escalation_policy};
-pub use partners::{cmo, cmo_merge, relationship, scorecard, selection};
+pub use partners::{cmo, cmo_merge, merge_choice, relationship, scorecard, selection};
 pub use plan::{
     action_item, digest, gate, milestone, milestone_dependency, milestone_rules, overview,
     plan_template, program, team_member,

@@ -59,6 +59,7 @@ pub const MARKS: &[(&str, Compat)] = &[
         Compat::ExpandOnly,
     ),
     ("m20261210_000041_ended_connections", Compat::ExpandOnly),
+    ("m20261210_000042_merge_choices", Compat::ExpandOnly),
 ];
 
 /// The mark of `migration`: listed ones as listed; those up to the first marked release

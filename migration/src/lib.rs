@@ -47,6 +47,7 @@ mod m20261208_000038_program_digest_schedules;
 mod m20261208_000039_deviations_newest_first;
 mod m20261209_000040_sequenced_domain_events;
 mod m20261210_000041_ended_connections;
+mod m20261210_000042_merge_choices;
 
 pub struct Migrator;
 
@@ -95,6 +96,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261208_000039_deviations_newest_first::Migration),
             Box::new(m20261209_000040_sequenced_domain_events::Migration),
             Box::new(m20261210_000041_ended_connections::Migration),
+            Box::new(m20261210_000042_merge_choices::Migration),
         ]
     }
 }

@@ -7,7 +7,7 @@
 
 use e2e::{TestApp, on_both_databases};
 use entity::outbox;
-use sea_orm::{EntityTrait, QueryOrder};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::{Value, json};
 
 use crate::programs::program_setup;
@@ -129,8 +129,9 @@ async fn a_duplicate_cmo_is_merged_into_the_one_that_stays(app: &TestApp) {
         )
         .await
         .expect_problem(422, "validation_failed");
-    // A sponsor with a live relationship with both blocks the merge: Acme invites the
-    // copy too. Once Acme withdraws, its withdrawn invitation gives way.
+    // A sponsor with a live relationship with both chooses which holds before the merge
+    // can be accepted (merge_choices::): Acme invites the copy too, and is asked. Once
+    // Acme withdraws, its withdrawn invitation gives way. The proposer is not told.
     let acme_invite = admin_a
         .post("/api/v1/cmo-connections", json!({"cmo_org_id": copy}))
         .await
@@ -138,22 +139,6 @@ async fn a_duplicate_cmo_is_merged_into_the_one_that_stays(app: &TestApp) {
         .body["id"]
         .as_i64()
         .unwrap();
-    let blocked = quentin
-        .post("/api/v1/cmo-merges", propose.clone())
-        .await
-        .expect_problem(409, "merge_conflict")
-        .body;
-    assert!(
-        blocked["detail"].as_str().unwrap().contains("Acme Bio"),
-        "{blocked}"
-    );
-    admin_a
-        .post(
-            &format!("/api/v1/cmo-connections/{acme_invite}/events"),
-            json!({"event": "withdraw"}),
-        )
-        .await
-        .expect(200);
     let merge = quentin
         .post("/api/v1/cmo-merges", propose.clone())
         .await
@@ -161,13 +146,27 @@ async fn a_duplicate_cmo_is_merged_into_the_one_that_stays(app: &TestApp) {
         .body;
     assert_eq!(merge["status"], "proposed");
     assert_eq!(merge["allowed_events"], json!(["withdraw"]), "{merge}");
+    assert!(!merge.to_string().contains("Acme"), "{merge}");
+    let asked = crate::partner_pages::emailed(app, "admin@acme.test", "/cmo-merges/").await;
+    assert!(
+        asked.ends_with(&format!("/cmo-merges/{}/choice", merge["id"])),
+        "{asked}"
+    );
     quentin
         .post("/api/v1/cmo-merges", propose.clone())
         .await
         .expect_problem(409, "merge_pending");
+    admin_a
+        .post(
+            &format!("/api/v1/cmo-connections/{acme_invite}/events"),
+            json!({"event": "withdraw"}),
+        )
+        .await
+        .expect(200);
     let id = merge["id"].as_i64().unwrap();
     let path = format!("/api/v1/cmo-merges/{id}");
     let email = outbox::Entity::find()
+        .filter(outbox::Column::ToAddrs.eq(json!(["pm@lonza.test"]).to_string()))
         .order_by_desc(outbox::Column::Id)
         .one(&app.db)
         .await
@@ -382,11 +381,19 @@ async fn a_merge_declined_or_withdrawn_moves_nothing(app: &TestApp) {
         .as_i64()
         .unwrap();
     // Acme is connected to both (it registered both): its two qualifications would become
-    // one; refused until Acme ends its connection with one of them.
+    // one, so Lonza cannot accept before Acme chooses which holds; Acme ending its
+    // connection with the copy gives way instead.
     let acme_copy =
         json!({"absorbed_org_id": copy, "survivor_org_id": lonza, "reason": "duplicate"});
-    app.admin()
-        .post("/api/v1/cmo-merges", acme_copy.clone())
+    let acme_merge = app
+        .admin()
+        .post("/api/v1/cmo-merges", acme_copy)
+        .await
+        .expect(201)
+        .body;
+    let acme_merge_events = format!("/api/v1/cmo-merges/{}/events", acme_merge["id"]);
+    a.cmo_admin
+        .post(&acme_merge_events, json!({"event": "accept"}))
         .await
         .expect_problem(409, "merge_conflict");
     let with_copy = app
@@ -408,17 +415,19 @@ async fn a_merge_declined_or_withdrawn_moves_nothing(app: &TestApp) {
         )
         .await
         .expect(200);
-    let acme_merge = app
-        .admin()
-        .post("/api/v1/cmo-merges", acme_copy)
+    let open = a
+        .cmo_admin
+        .get(&format!("/api/v1/cmo-merges/{}", acme_merge["id"]))
         .await
-        .expect(201)
+        .expect(200)
         .body;
+    assert_eq!(
+        open["allowed_events"],
+        json!(["accept", "decline"]),
+        "{open}"
+    );
     app.admin()
-        .post(
-            &format!("/api/v1/cmo-merges/{}/events", acme_merge["id"]),
-            json!({"event": "withdraw"}),
-        )
+        .post(&acme_merge_events, json!({"event": "withdraw"}))
         .await
         .expect(200);
     let (_, _, beta_admin) = partner_org(app, "Beta Biologics", "sponsor", "boss@beta.test").await;

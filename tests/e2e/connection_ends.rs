@@ -218,7 +218,8 @@ async fn a_connection_ends_once_no_work_is_open_and_the_programs_stay_with_the_s
         sponsor_feed.to_string().contains("In-house fill trial"),
         "{sponsor_feed}"
     );
-    // No new program with Lonza, nor its profile, until it is connected again.
+    // No new program with Lonza, nor Lonza's people on Acme's, until it is connected
+    // again; Acme keeps its own side (qualification, agreements, notes).
     s.pm.post(
         "/api/v1/programs",
         json!({"name": "ACM-102", "product_name": "ACM-102", "cmo_org_id": lonza,
@@ -227,9 +228,37 @@ async fn a_connection_ends_once_no_work_is_open_and_the_programs_stay_with_the_s
     .await
     .expect_problem(422, "validation_failed");
     sponsor_admin
+        .post(
+            &format!("{program}/team"),
+            json!({"user_id": petra_id, "governance_tier": "core_team", "program_role": "CMO PM"}),
+        )
+        .await
+        .expect_problem(422, "validation_failed");
+    s.pm.post(
+        &format!("{program}/action-items"),
+        json!({"title": "Send the batch records", "owner_user_id": petra_id,
+               "due_date": app.today_in("Europe/Zurich")}),
+    )
+    .await
+    .expect_problem(422, "validation_failed");
+    let profile = sponsor_admin
         .get(&format!("/api/v1/cmos/{lonza}"))
         .await
-        .expect_problem(404, "not_found");
+        .expect(200)
+        .body;
+    assert_eq!(profile["qualification_status"], "qualified", "{profile}");
+    sponsor_admin
+        .get(&format!("/api/v1/cmos/{lonza}/quality-agreements"))
+        .await
+        .expect(200);
+    // Lonza's own scorecard no longer counts Acme's program.
+    let scorecard = s
+        .cmo_admin
+        .get(&format!("/api/v1/cmos/{lonza}/scorecard"))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(scorecard["programs"], 0, "{scorecard}");
 
     // Invited again and accepted: Lonza sees the program (and its history) again; the
     // team is the sponsor's to fill again.

@@ -25,6 +25,7 @@ mod events;
 mod hardening;
 mod idempotency;
 mod instants;
+mod merge_choices;
 mod observability;
 mod openapi;
 mod operations;

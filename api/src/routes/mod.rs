@@ -115,6 +115,8 @@ pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) 
         .service(merges::list_merges)
         .service(merges::get_merge)
         .service(merges::transition_merge)
+        .service(partners::merge_choices::get_sponsor_choice)
+        .service(partners::merge_choices::put_sponsor_choice)
         .service(qualification::transition_qualification)
         .service(inspections::record_inspection)
         .service(inspections::list_inspections)
@@ -188,7 +190,9 @@ pub fn configure_pages(cfg: &mut utoipa_actix_web::service_config::ServiceConfig
         .service(partners::answer_pages::connection_answer_page)
         .service(partners::answer_pages::connection_answer_submit)
         .service(partners::answer_pages::merge_answer_page)
-        .service(partners::answer_pages::merge_answer_submit);
+        .service(partners::answer_pages::merge_answer_submit)
+        .service(partners::merge_choices::choice_page)
+        .service(partners::merge_choices::choice_submit);
 }
 
 /// Operational endpoints outside `/api/v1`.

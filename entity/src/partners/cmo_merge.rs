@@ -22,7 +22,7 @@ use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, QueryFilter};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::{action_item, api_token, cmo, domain_event, invitation, organization};
+use crate::{action_item, api_token, cmo, domain_event, invitation, merge_choice, organization};
 use crate::{password_reset, program, relationship, team_member, user, webhook};
 
 #[derive(
@@ -80,12 +80,12 @@ pub enum MergeError {
         from: MergeStatus,
         event: MergeEvent,
     },
-    /// One sponsor is invited by or connected to both: two qualifications of one sponsor
-    /// cannot become one without that sponsor's quality unit deciding which holds.
+    /// A sponsor invited by or connected to both has not chosen which of its two
+    /// relationships (and qualifications) holds: the merge waits for it.
     #[error(
-        "{} work(s) with both organizations (invited or connected): its two qualifications \
-         would become one; an invitation withdrawn or declined first, or a connection \
-         ended with one of them, lets the merge through",
+        "{} work(s) with both organizations and must first choose which of its two \
+         qualifications holds (its admins were emailed the page; the API: PUT \
+         /cmo-merges/{{id}}/sponsor-choice)",
         .0.join(", ")
     )]
     SharedSponsors(Vec<String>),
@@ -183,15 +183,15 @@ pub struct Moved {
     pub invitations_revoked: u64,
 }
 
-/// Names of the sponsors invited by or connected to both organizations: a merge would
-/// give one sponsor two live relationships (two qualifications) with one CMO. A declined
-/// or withdrawn invitation, or an ended connection, on either side gives way (see
-/// [`absorb`]).
+/// The sponsors invited by or connected to both organizations, by id with their names: a
+/// merge would give each two live relationships (two qualifications) with one CMO, so
+/// each chooses which holds ([`crate::merge_choice`]). A declined or withdrawn
+/// invitation, or an ended connection, on either side gives way (see [`absorb`]).
 pub async fn shared_sponsors(
     conn: &impl ConnectionTrait,
     absorbed: i64,
     survivor: i64,
-) -> Result<Vec<String>, DbErr> {
+) -> Result<BTreeMap<i64, String>, DbErr> {
     let (absorbed_rows, survivor_rows) = (
         relationships_of(conn, absorbed).await?,
         relationships_of(conn, survivor).await?,
@@ -202,15 +202,22 @@ pub async fn shared_sponsors(
         .map(|(s, _)| *s)
         .collect();
     if shared.is_empty() {
-        return Ok(Vec::new());
+        return Ok(BTreeMap::new());
     }
     Ok(organization::Entity::find()
         .filter(organization::Column::Id.is_in(shared))
         .all(conn)
         .await?
         .into_iter()
-        .map(|o| o.name)
+        .map(|o| (o.id, o.name))
         .collect())
+}
+
+/// The two organizations of a merge as their relationships' end reasons name them.
+#[derive(Debug, Clone)]
+pub struct MergeNames {
+    pub absorbed: String,
+    pub survivor: String,
 }
 
 /// A CMO's relationships, by sponsor.
@@ -228,13 +235,15 @@ async fn relationships_of(
 }
 
 /// Moves the absorbed organization's relationships to the survivor. Where a sponsor has
-/// one with each (one of them declined, withdrawn or ended: [`shared_sponsors`] refuses
-/// two live ones), the live one ends up with the survivor and the other stays with the absorbed
-/// organization, as history.
+/// one with each, the live one (or, both live, the one the sponsor chose) ends up with
+/// the survivor and the other stays with the absorbed organization, as history (ended,
+/// when it was live).
 async fn move_relationships(
     conn: &impl ConnectionTrait,
     absorbed: i64,
     survivor: i64,
+    choices: &BTreeMap<i64, merge_choice::Model>,
+    names: &MergeNames,
     now: DateTime<Utc>,
 ) -> Result<u64, DbErr> {
     let survivor_rows = relationships_of(conn, survivor).await?;
@@ -255,21 +264,61 @@ async fn move_relationships(
                 .filter(relationship::Column::Id.eq(id))
                 .exec(conn)
         };
-        match survivor_rows.get(&sponsor) {
-            None => {
-                set_cmo(row.id, survivor, Some(absorbed)).await?;
-                moved += 1;
+        let Some(theirs) = survivor_rows.get(&sponsor) else {
+            set_cmo(row.id, survivor, Some(absorbed)).await?;
+            moved += 1;
+            continue;
+        };
+        // Both live: the sponsor's choice (the accepting step's guard waits for it).
+        let choice = match (row.is_live() && theirs.is_live(), choices.get(&sponsor)) {
+            (false, _) => None,
+            (true, Some(c)) => Some(c),
+            (true, None) => {
+                return Err(DbErr::Custom(format!(
+                    "sponsor {sponsor} has not chosen which relationship holds"
+                )));
             }
-            // The absorbed one was declined, withdrawn or ended: it stays behind.
-            Some(_) if !row.is_live() => {}
-            // The survivor's was declined, withdrawn or ended: the two change places, through
-            // an id no organization has (the pair is unique at every statement).
-            Some(theirs) => {
-                set_cmo(row.id, -absorbed, Some(absorbed)).await?;
-                set_cmo(theirs.id, absorbed, None).await?;
-                set_cmo(row.id, survivor, Some(absorbed)).await?;
-                moved += 1;
-            }
+        };
+        // Otherwise the live one holds: the absorbed one declined, withdrawn or ended
+        // stays behind.
+        let absorbed_one_holds =
+            choice.map_or(row.is_live(), |c| c.keep == merge_choice::Keep::Absorbed);
+        if absorbed_one_holds {
+            // The two change places, through an id no organization has (the pair is
+            // unique at every statement).
+            set_cmo(row.id, -absorbed, Some(absorbed)).await?;
+            set_cmo(theirs.id, absorbed, None).await?;
+            set_cmo(row.id, survivor, Some(absorbed)).await?;
+            moved += 1;
+        }
+        if let Some(c) = choice {
+            let ended = if absorbed_one_holds {
+                theirs.id
+            } else {
+                row.id
+            };
+            relationship::Entity::update_many()
+                .col_expr(
+                    relationship::Column::Connection,
+                    Expr::value(relationship::ConnectionStatus::Ended),
+                )
+                .col_expr(
+                    relationship::Column::EndedByUserId,
+                    Expr::value(c.decided_by_user_id),
+                )
+                .col_expr(relationship::Column::EndedAt, Expr::value(now))
+                .col_expr(
+                    relationship::Column::EndReason,
+                    Expr::value(merge_choice::end_reason(
+                        c.keep,
+                        &names.survivor,
+                        &names.absorbed,
+                        &c.reason,
+                    )),
+                )
+                .filter(relationship::Column::Id.eq(ended))
+                .exec(conn)
+                .await?;
         }
     }
     Ok(moved)
@@ -281,10 +330,12 @@ pub async fn absorb(
     conn: &impl ConnectionTrait,
     absorbed: i64,
     survivor: i64,
+    choices: &BTreeMap<i64, merge_choice::Model>,
+    names: &MergeNames,
     now: DateTime<Utc>,
 ) -> Result<Moved, DbErr> {
     let mut moved = Moved {
-        relationships: move_relationships(conn, absorbed, survivor, now).await?,
+        relationships: move_relationships(conn, absorbed, survivor, choices, names, now).await?,
         programs: program::Entity::update_many()
             .col_expr(program::Column::CmoOrgId, Expr::value(survivor))
             .filter(program::Column::CmoOrgId.eq(absorbed))

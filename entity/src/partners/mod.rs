@@ -3,6 +3,7 @@
 
 pub mod cmo;
 pub mod cmo_merge;
+pub mod merge_choice;
 pub mod relationship;
 pub mod scorecard;
 pub mod selection;

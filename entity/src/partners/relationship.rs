@@ -209,6 +209,18 @@ pub fn connected_sponsors_of(cmo_org_id: i64) -> sea_orm::sea_query::SelectState
         .to_owned()
 }
 
+/// CMO organization ids whose profile `sponsor_org_id` reads, with its own side of the
+/// relationship: those it is connected to, and those it was (an ended connection keeps
+/// the sponsor's qualification, agreements and notes its own).
+pub fn known_cmos_of(sponsor_org_id: i64) -> sea_orm::sea_query::SelectStatement {
+    sea_orm::sea_query::Query::select()
+        .column(Column::CmoOrgId)
+        .from(Entity)
+        .and_where(Column::SponsorOrgId.eq(sponsor_org_id))
+        .and_where(Column::Connection.is_in([ConnectionStatus::Connected, ConnectionStatus::Ended]))
+        .to_owned()
+}
+
 /// Organization ids whose relationship with `org_id` has reached both sides (invited,
 /// connected, or ended: they worked together): the CMOs a sponsor invited or works
 /// with, the sponsors that invited or work with a CMO.

@@ -87,6 +87,19 @@ impl Model {
         }
     }
 
+    /// Organizations whose people may be named on the program (owners, team members):
+    /// the sponsor, and the CMO while the two are connected.
+    pub async fn staffing_orgs(&self, conn: &impl ConnectionTrait) -> Result<Vec<i64>, DbErr> {
+        let connected = crate::relationship::between(conn, self.sponsor_org_id, self.cmo_org_id)
+            .await?
+            .is_some_and(|r| r.is_connected());
+        Ok(if connected {
+            vec![self.sponsor_org_id, self.cmo_org_id]
+        } else {
+            vec![self.sponsor_org_id]
+        })
+    }
+
     /// The program's local date at `now` (its time zone; UTC if the zone is unknown).
     pub fn today(&self, now: chrono::DateTime<chrono::Utc>) -> chrono::NaiveDate {
         now.with_timezone(&crate::schedule::zone(&self.time_zone))

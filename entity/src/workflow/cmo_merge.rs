@@ -29,8 +29,9 @@ pub struct Step {
 /// What `accept` needs to know under lock.
 #[derive(Debug, Default)]
 pub struct Guards {
-    /// Sponsors working with both organizations.
-    shared_sponsors: Vec<String>,
+    /// Sponsors working with both organizations that have not chosen which relationship
+    /// holds.
+    unchosen: Vec<String>,
     /// One of the two, merged elsewhere meanwhile.
     merged_already: Option<String>,
 }
@@ -85,9 +86,14 @@ impl Workflow for Step {
             .lock_exclusive()
             .all(conn)
             .await?;
+        let choices = crate::merge_choice::of_merge(conn, m.id).await?;
         Ok(Guards {
-            shared_sponsors: cmo_merge::shared_sponsors(conn, m.absorbed_org_id, m.survivor_org_id)
-                .await?,
+            unchosen: cmo_merge::shared_sponsors(conn, m.absorbed_org_id, m.survivor_org_id)
+                .await?
+                .into_iter()
+                .filter(|(id, _)| !choices.contains_key(id))
+                .map(|(_, name)| name)
+                .collect(),
             merged_already: orgs
                 .into_iter()
                 .find(|o| o.merged_into_org_id.is_some())
@@ -100,8 +106,8 @@ impl Workflow for Step {
         if let Some(name) = &g.merged_already {
             return Err(MergeError::AlreadyMerged(name.clone()));
         }
-        if !g.shared_sponsors.is_empty() {
-            return Err(MergeError::SharedSponsors(g.shared_sponsors.clone()));
+        if !g.unchosen.is_empty() {
+            return Err(MergeError::SharedSponsors(g.unchosen.clone()));
         }
         Ok(next)
     }
@@ -138,7 +144,13 @@ impl Workflow for Step {
             )
         };
         let (absorbed_name, survivor_name) = (names(absorbed).await?, names(survivor).await?);
-        let moved = cmo_merge::absorb(conn, absorbed, survivor, actor.at).await?;
+        let choices = crate::merge_choice::of_merge(conn, after.id).await?;
+        let merge_names = cmo_merge::MergeNames {
+            absorbed: absorbed_name.clone(),
+            survivor: survivor_name.clone(),
+        };
+        let moved =
+            cmo_merge::absorb(conn, absorbed, survivor, &choices, &merge_names, actor.at).await?;
         let summary = serde_json::to_string(&moved).map_err(|e| DbErr::Custom(e.to_string()))?;
         cmo_merge::Entity::update_many()
             .col_expr(cmo_merge::Column::Moved, Expr::value(summary))

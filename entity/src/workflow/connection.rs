@@ -75,6 +75,14 @@ impl Workflow for Step {
         if self.event != ConnectionEvent::End {
             return Ok(None);
         }
+        // The programs locked: a record written on one at the same time either commits
+        // first (and is counted) or waits for the end, whose refusals then apply.
+        program::Entity::find()
+            .filter(program::Column::SponsorOrgId.eq(m.sponsor_org_id))
+            .filter(program::Column::CmoOrgId.eq(m.cmo_org_id))
+            .lock_exclusive()
+            .all(conn)
+            .await?;
         open_work_between(conn, m.sponsor_org_id, m.cmo_org_id)
             .await
             .map(Some)
@@ -252,10 +260,7 @@ pub async fn open_work_between<C: ConnectionTrait>(
         }
         for e in escalation::Entity::find()
             .filter(escalation::Column::ProgramId.eq(p.id))
-            .filter(escalation::Column::Status.is_in([
-                escalation::EscalationStatus::Open,
-                escalation::EscalationStatus::Acknowledged,
-            ]))
+            .filter(escalation::Column::Status.ne(escalation::EscalationStatus::Resolved))
             .order_by_asc(escalation::Column::Id)
             .all(conn)
             .await?

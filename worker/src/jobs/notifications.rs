@@ -166,15 +166,19 @@ impl Occasion<'_> {
             .collect())
     }
 
-    /// `user_id` with their membership of this program, when they have one.
+    /// `user_id` with their membership of this program, when they have one. Someone off
+    /// the team is told only while their organization works on the program: an event
+    /// written just before a CMO's connection ended reaches none of its people after.
     async fn person(&self, user_id: i64) -> Result<Option<Recipient>, JobError> {
         let team = self.team().await?;
         if let Some(found) = team.into_iter().find(|(_, u)| u.id == user_id) {
             return Ok(Some(found));
         }
+        let staffing = self.prog.staffing_orgs(self.txn).await?;
         Ok(user::Entity::find_by_id(user_id)
             .one(self.txn)
             .await?
+            .filter(|u| staffing.contains(&u.org_id))
             .map(|u| (None, u)))
     }
 

@@ -175,7 +175,7 @@ impl csrf::Protected for AnswerForm {
     }
 }
 
-fn through_sign_in(path: &str) -> HttpResponse {
+pub(crate) fn through_sign_in(path: &str) -> HttpResponse {
     let next = path
         .replace('%', "%25")
         .replace('?', "%3F")
@@ -187,7 +187,7 @@ fn through_sign_in(path: &str) -> HttpResponse {
         .finish()
 }
 
-fn failed(err: ApiError) -> HttpResponse {
+pub(crate) fn failed(err: ApiError) -> HttpResponse {
     let (status, text) = match err {
         ApiError::NotFound => (
             StatusCode::NOT_FOUND,
@@ -211,7 +211,7 @@ fn failed(err: ApiError) -> HttpResponse {
     )
 }
 
-fn record_id(raw: &str) -> Option<i64> {
+pub(crate) fn record_id(raw: &str) -> Option<i64> {
     raw.parse::<i64>().ok().filter(|id| *id > 0)
 }
 

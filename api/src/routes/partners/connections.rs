@@ -490,11 +490,12 @@ impl Validate for ConnectionTransition {
 /// `end` is refused (409 `open_work`) while work is open between the two on the sponsor's
 /// programs with the CMO: deviations, CAPA and change controls not closed, escalations
 /// not resolved, action items the CMO's people own not done or cancelled; the refusal
-/// names them. Once ended, the sponsor keeps its programs, its qualification of the CMO,
-/// its agreements and notes; the CMO's people leave those programs' teams and no longer
-/// see them, nor their events from then on; the sponsor no longer reads the CMO's profile
-/// nor names it on a new program until it invites it again and the CMO accepts. The
-/// other side's admins are emailed.
+/// names them. Once ended, the sponsor keeps its programs, the CMO's profile, its
+/// qualification of the CMO (which it may still change), its agreements and notes; the
+/// CMO's people leave those programs' teams and no longer see them, nor their events from
+/// then on; the sponsor names neither the CMO on a new program nor its people on the old
+/// ones until it invites it again and the CMO accepts. The other side's admins are
+/// emailed.
 #[utoipa::path(
     tag = "partners",
     params(
@@ -583,7 +584,8 @@ async fn tell_end(
             ended.end_reason.as_deref().unwrap_or_default()
         ),
         format!(
-            "{sponsor} keeps its programs with {cmo} and their records; {cmo}'s people have              left those programs and no longer see them. {sponsor} may invite {cmo} again."
+            "{sponsor} keeps its programs with {cmo} and their records; {cmo}'s people have \
+             left those programs and no longer see them. {sponsor} may invite {cmo} again."
         ),
     ];
     super::email_admins(

@@ -145,8 +145,11 @@ impl Validate for ProposeMerge {
 /// Propose merging a duplicate CMO into the one that stays. The duplicate's admins
 /// propose; while nobody of the duplicate has joined, the admins of the sponsor that
 /// registered it may. The surviving CMO's admins are emailed and answer with
-/// `POST /cmo-merges/{id}/events`. A sponsor working with both organizations blocks the
-/// merge (`merge_conflict`): one sponsor cannot hold two qualifications of one CMO.
+/// `POST /cmo-merges/{id}/events`. A sponsor invited by or connected to both organizations
+/// cannot hold two qualifications of one CMO: its admins are emailed to choose which holds
+/// (`PUT /cmo-merges/{id}/sponsor-choice`, or the emailed page), and the merge cannot be
+/// accepted before every such sponsor has chosen. Nothing tells the proposer, or any
+/// other sponsor, who they are.
 #[utoipa::path(
     tag = "partners",
     request_body = ProposeMerge,
@@ -154,7 +157,7 @@ impl Validate for ProposeMerge {
         (status = 201, description = "Proposed", body = MergeView),
         (status = 403, description = "Not an admin of the duplicate (or of the sponsor that registered it, before anyone of it joined)", body = crate::error::Problem),
         (status = 404, description = "The duplicate is not an organization you may act for", body = crate::error::Problem),
-        (status = 409, description = "A proposal for the duplicate is waiting (`merge_pending`), one of the two was merged already (`already_merged`), or a sponsor works with both (`merge_conflict`)", body = crate::error::Problem),
+        (status = 409, description = "A proposal for the duplicate is waiting (`merge_pending`), or one of the two was merged already (`already_merged`)", body = crate::error::Problem),
         (status = 422, description = "`survivor_org_id` is not another CMO on the installation (`unknown_cmo`, `same_organization`), or `reason` is missing", body = crate::error::Problem)
     )
 )]
@@ -218,12 +221,6 @@ pub async fn propose_merge(
         ));
     }
     let shared = cmo_merge::shared_sponsors(&txn, absorbed.id, survivor.id).await?;
-    if !shared.is_empty() {
-        return Err(ApiError::conflict(
-            "merge_conflict",
-            cmo_merge::MergeError::SharedSponsors(shared).to_string(),
-        ));
-    }
     let now = state.clock.now();
     let reason = b.reason.trim().to_string();
     let (row, _) = insert_audited_because(
@@ -281,6 +278,43 @@ pub async fn propose_merge(
         now,
     )
     .await?;
+    // Each sponsor working with both chooses which of its qualifications holds. The
+    // email names neither the proposer nor any other sponsor.
+    for sponsor in shared.keys() {
+        let paragraphs = [
+            format!(
+                "{} is to be merged into {}: they are one manufacturer, registered twice. \
+                 Your organization works with both, so once they are one, one of your two \
+                 relationships holds (connection, qualification and its signed history, \
+                 notes, agreements) and the other ends, kept as history. Your programs with \
+                 either move to {}.",
+                absorbed.name, survivor.name, survivor.name
+            ),
+            format!(
+                "Choose which holds on the page below (an admin or quality user of your \
+                 organization, with a reason). {}'s admins cannot accept the merge before \
+                 you have chosen.",
+                survivor.name
+            ),
+        ];
+        email_admins(
+            &txn,
+            &state.public_base_url,
+            AdminsEmail {
+                org_id: *sponsor,
+                subject: &format!(
+                    "{} and {} are to be merged: which qualification holds?",
+                    absorbed.name, survivor.name
+                ),
+                headline: &format!("{} is to be merged into {}", absorbed.name, survivor.name),
+                paragraphs: &paragraphs,
+                link: format!("{}/cmo-merges/{}/choice", state.public_base_url, row.id),
+                key: format!("cmo_merge_choice:{}:{sponsor}", row.id),
+            },
+            now,
+        )
+        .await?;
+    }
     let view = answer::<Step>(&txn, &ctx, &row, now).await?;
     txn.respond(StatusCode::CREATED, &view).await
 }
@@ -375,7 +409,7 @@ impl Validate for MergeTransition {
         (status = 200, description = "The merge in its new state (`moved` says what moved)", body = MergeView),
         (status = 403, description = "Not an admin of the side that takes this event", body = crate::error::Problem),
         (status = 404, description = "No such merge of your organization", body = crate::error::Problem),
-        (status = 409, description = "Illegal event (`current_state`, `allowed_events`), stale version, a sponsor works with both (`merge_conflict`), or one of the two was merged meanwhile (`already_merged`)", body = crate::error::Problem)
+        (status = 409, description = "Illegal event (`current_state`, `allowed_events`), stale version, a sponsor working with both has not chosen which qualification holds (`merge_conflict`, naming it), or one of the two was merged meanwhile (`already_merged`)", body = crate::error::Problem)
     )
 )]
 #[post("/cmo-merges/{id}/events")]

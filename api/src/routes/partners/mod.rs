@@ -7,6 +7,7 @@ pub mod cmos;
 pub mod connections;
 pub mod evaluations;
 pub mod inspections;
+pub mod merge_choices;
 pub mod merges;
 pub mod qualification;
 pub mod scorecards;
@@ -57,14 +58,21 @@ pub(crate) async fn own_relationship(
 }
 
 /// Relationship decisions (qualification, agreements, notes) belong to the sponsor
-/// connected to the CMO: its quality, program managers and admins. `what` starts the
-/// refusal, e.g. "inspections are recorded".
+/// connected to the CMO (or once connected: an ended connection leaves its side the
+/// sponsor's own): its quality, program managers and admins. `what` starts the refusal,
+/// e.g. "inspections are recorded".
 pub(crate) fn require_sponsor_side(
     ctx: &AuthContext,
     rel: Option<&relationship::Model>,
     what: &str,
 ) -> ApiResult<()> {
-    let connected = rel.is_some_and(|r| r.sponsor_org_id == ctx.org_id() && r.is_connected());
+    let connected = rel.is_some_and(|r| {
+        r.sponsor_org_id == ctx.org_id()
+            && matches!(
+                r.connection,
+                relationship::ConnectionStatus::Connected | relationship::ConnectionStatus::Ended
+            )
+    });
     if !connected || !ctx.user.role.handles_quality_records() {
         return Err(ApiError::Forbidden(format!(
             "{what} by the connected sponsor's quality, program managers and admins"

@@ -139,11 +139,13 @@ pub async fn cmo_scorecard(
     let today = state.clock.now().date_naive();
     let w = window(&query, today)?;
     // A sponsor's scorecard counts its own programs with the CMO; the CMO's own, all of
-    // its programs.
+    // the programs it sees (not those of a sponsor whose connection ended).
     let mut programs =
         entity::program::Entity::find().filter(entity::program::Column::CmoOrgId.eq(p.org_id));
     if ctx.org_id() != p.org_id {
         programs = programs.filter(entity::program::Column::SponsorOrgId.eq(ctx.org_id()));
+    } else {
+        programs = programs.filter(entity::program::visible_to(ctx.org_id()));
     }
     let programs: Vec<i64> = programs
         .all(&state.reads)

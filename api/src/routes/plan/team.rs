@@ -94,7 +94,7 @@ pub async fn add_team_member(
         ));
     }
     let member_user = user::Entity::find_by_id(b.user_id)
-        .filter(user::Column::OrgId.is_in([prog.sponsor_org_id, prog.cmo_org_id]))
+        .filter(user::Column::OrgId.is_in(prog.staffing_orgs(&txn).await?))
         .filter(user::Column::Active.eq(true))
         .one(&txn)
         .await?
@@ -102,7 +102,7 @@ pub async fn add_team_member(
             ApiError::invalid(
                 "user_id",
                 "not_on_program",
-                "not an active user of the sponsor or of the program's CMO",
+                "not an active user of the sponsor or of the program's CMO (while the two are connected)",
             )
         })?;
     let tags = team_member::normalize_tags(&b.expertise_tags.unwrap_or_default())

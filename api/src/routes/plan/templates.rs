@@ -132,7 +132,7 @@ pub async fn instantiate_plan(
     }
     let owner = b.default_owner_user_id.unwrap_or(ctx.user.id);
     let owner_ok = user::Entity::find_by_id(owner)
-        .filter(user::Column::OrgId.is_in([prog.sponsor_org_id, prog.cmo_org_id]))
+        .filter(user::Column::OrgId.is_in(prog.staffing_orgs(&txn).await?))
         .filter(user::Column::Active.eq(true))
         .one(&txn)
         .await?
@@ -141,7 +141,7 @@ pub async fn instantiate_plan(
         return Err(ApiError::invalid(
             "default_owner_user_id",
             "not_on_program",
-            "not an active user of the sponsor or of the program's CMO",
+            "not an active user of the sponsor or of the program's CMO (while the two are connected)",
         ));
     }
     let now = state.clock.now();
