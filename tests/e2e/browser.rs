@@ -303,3 +303,48 @@ async fn a_cmo_admin_accepts_an_invitation_from_the_emailed_link(app: &TestApp) 
     assert!(!hidden.text.contains("Beta"), "{}", hidden.text);
 }
 on_both_databases!(a_cmo_admin_accepts_an_invitation_from_the_emailed_link);
+
+/// A sponsor working with both CMOs of a merge chooses which qualification holds from the
+/// emailed link: through sign-in, the reason typed, one button.
+async fn a_sponsor_chooses_in_a_merge_from_the_emailed_link(app: &TestApp) {
+    // REQ: PART-MERGE, EMAIL-LINKS-PAGES
+    let Some(browser) = browser::start().await else {
+        return;
+    };
+    let m = crate::merge_choices::shared_merge(app).await;
+    browser.goto(&format!("{}?keep=absorbed", m.link)).await;
+    browser.wait_for("Forgot your password").await;
+    browser.fill("#email", "qa@acme.test").await;
+    browser.fill("#password", crate::OWN_PASSWORD).await;
+    browser.click("button[type=submit]").await;
+    let page = browser
+        .wait_for("Keep the relationship with the duplicate")
+        .await;
+    assert!(
+        page.contains(
+            "your qualification of Lonza Visp (old) is qualified; of Lonza Visp, probation"
+        ),
+        "{page}"
+    );
+    assert!(
+        !page.contains("Beta"),
+        "nothing of the other sponsor: {page}"
+    );
+    browser.screenshot("merge-choice").await;
+    browser
+        .fill("#reason", "Approved there after the 2026 audit")
+        .await;
+    browser.click("button[type=submit]").await;
+    browser
+        .wait_for("Chosen: your relationship with Lonza Visp (old) holds")
+        .await;
+    let chosen =
+        m.qa.get(&format!("/api/v1/cmo-merges/{}/sponsor-choice", m.id))
+            .await
+            .expect(200)
+            .body;
+    assert_eq!(chosen["keep"], "absorbed", "{chosen}");
+    assert_eq!(chosen["reason"], "Approved there after the 2026 audit");
+    browser.close().await;
+}
+on_both_databases!(a_sponsor_chooses_in_a_merge_from_the_emailed_link);

@@ -103,7 +103,24 @@ async fn a_connection_ends_once_no_work_is_open_and_the_programs_stay_with_the_s
         .await
         .expect_problem(403, "forbidden");
 
-    // The work is cancelled; Lonza's admin ends the connection.
+    // Petra finished another item; the open one is cancelled; Lonza's admin ends the
+    // connection.
+    let finished =
+        s.pm.post(
+            &format!("{program}/action-items"),
+            json!({"title": "Send the fill slot plan", "owner_user_id": petra_id,
+                   "due_date": app.today_in("Europe/Zurich")}),
+        )
+        .await
+        .expect(201)
+        .body;
+    petra
+        .post(
+            &format!("/api/v1/action-items/{}/transitions", finished["id"]),
+            json!({"event": "complete"}),
+        )
+        .await
+        .expect(200);
     s.pm.post(
         &format!("/api/v1/action-items/{}/transitions", item["id"]),
         json!({"event": "cancel", "reason": "Fill-finish moves in-house", "version": item["version"]}),
@@ -241,6 +258,13 @@ async fn a_connection_ends_once_no_work_is_open_and_the_programs_stay_with_the_s
     )
     .await
     .expect_problem(422, "validation_failed");
+    // Petra's finished item is not reopened to remind someone who cannot see it.
+    s.pm.post(
+        &format!("/api/v1/action-items/{}/transitions", finished["id"]),
+        json!({"event": "reopen", "reason": "The plan needs a second slot"}),
+    )
+    .await
+    .expect_problem(409, "owner_off_program");
     let profile = sponsor_admin
         .get(&format!("/api/v1/cmos/{lonza}"))
         .await

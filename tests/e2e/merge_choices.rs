@@ -5,11 +5,25 @@
 use e2e::{TestApp, on_both_databases};
 use serde_json::{Value, json};
 
-use crate::programs::program_setup;
+use crate::programs::{Setup, program_setup};
 use crate::{OWN_PASSWORD, partner_org, user_with_token};
 
-async fn a_sponsor_working_with_both_chooses_which_qualification_holds(app: &TestApp) {
-    // REQ: PART-MERGE, EMAIL-LINKS-PAGES, TEN-404
+/// A proposed merge of Lonza's copy ("Lonza Visp (old)", qualified, running ACM-202) into
+/// Lonza (on probation), both Acme's; Beta works with Lonza only.
+pub struct SharedMerge {
+    pub a: Setup,
+    pub lonza: i64,
+    pub copy: i64,
+    pub acm202: i64,
+    pub id: i64,
+    /// The link in the email asking Acme's admins to choose.
+    pub link: String,
+    /// Acme's quality user, qa@acme.test (password `OWN_PASSWORD`).
+    pub qa: e2e::Client,
+    pub beta: e2e::Client,
+}
+
+pub async fn shared_merge(app: &TestApp) -> SharedMerge {
     let a = program_setup(app).await;
     let lonza = a.cmo_admin.get("/api/v1/me").await.expect(200).body["user"]["org_id"]
         .as_i64()
@@ -78,6 +92,31 @@ async fn a_sponsor_working_with_both_chooses_which_qualification_holds(app: &Tes
     let id = merge["id"].as_i64().unwrap();
     let link = crate::partner_pages::emailed(app, "admin@acme.test", "/cmo-merges/").await;
     assert_eq!(link, format!("{}/cmo-merges/{id}/choice", app.base_url));
+    SharedMerge {
+        a,
+        lonza,
+        copy,
+        acm202,
+        id,
+        link,
+        qa,
+        beta,
+    }
+}
+
+async fn a_sponsor_working_with_both_chooses_which_qualification_holds(app: &TestApp) {
+    // REQ: PART-MERGE, EMAIL-LINKS-PAGES, TEN-404
+    let SharedMerge {
+        a,
+        lonza,
+        copy,
+        acm202,
+        id,
+        link,
+        qa,
+        beta,
+    } = shared_merge(app).await;
+    let acme = app.admin();
     // Lonza cannot accept before Acme has chosen; the refusal names Acme to Lonza.
     let events = format!("/api/v1/cmo-merges/{id}/events");
     let waiting = a
@@ -129,36 +168,16 @@ async fn a_sponsor_working_with_both_chooses_which_qualification_holds(app: &Tes
         assert!(shown.text.contains(words), "{words}: {}", shown.text);
     }
     assert!(!shown.text.contains("Beta"), "{}", shown.text);
-    // In a real browser: the emailed link, through sign-in, the reason typed, one button.
-    if let Some(browser) = e2e::browser::start().await {
-        browser.goto(&format!("{link}?keep=absorbed")).await;
-        browser.wait_for("Forgot your password").await;
-        browser.fill("#email", "qa@acme.test").await;
-        browser.fill("#password", OWN_PASSWORD).await;
-        browser.click("button[type=submit]").await;
-        browser
-            .wait_for("Keep the relationship with the duplicate")
-            .await;
-        browser.screenshot("merge-choice").await;
-        browser
-            .fill("#reason", "Approved there after the 2026 audit")
-            .await;
-        browser.click("button[type=submit]").await;
-        browser
-            .wait_for("Chosen: your relationship with Lonza Visp (old) holds")
-            .await;
-        browser.close().await;
-    } else {
-        let token = app.form_token("/sign-in").await;
-        app.post_form(
-            &path,
-            &token,
-            "keep=absorbed&reason=Approved+there+after+the+2026+audit",
-            Some(&session),
-        )
-        .await
-        .expect(200);
-    }
+    // The form (in a real browser: `browser::`).
+    let token = app.form_token("/sign-in").await;
+    app.post_form(
+        &path,
+        &token,
+        "keep=absorbed&reason=Approved+there+after+the+2026+audit",
+        Some(&session),
+    )
+    .await
+    .expect(200);
     let chosen = qa.get(&choice).await.expect(200).body;
     assert_eq!(chosen["keep"], "absorbed", "{chosen}");
     assert_eq!(chosen["reason"], "Approved there after the 2026 audit");

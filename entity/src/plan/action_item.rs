@@ -118,6 +118,13 @@ pub enum ActionTransitionError {
     ReasonRequired,
     #[error("an action of a CAPA, deviation or change is completed on evidence: a note or a link")]
     EvidenceRequired,
+    /// Its owner's organization no longer works on the program (a CMO whose connection
+    /// ended): reopened, it would remind someone who cannot see it.
+    #[error(
+        "its owner no longer works on this program (their organization's connection with the \
+         sponsor ended): give it another owner first"
+    )]
+    OwnerOffProgram,
 }
 
 /// A GMP record's action (of a CAPA, a deviation, a change) is completed on evidence: a

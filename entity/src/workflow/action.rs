@@ -2,11 +2,12 @@
 //! evidence given, anything else clears both (a reopened item is not done).
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DbErr};
+use sea_orm::{ConnectionTrait, DbErr, EntityTrait};
 
 use super::{Refusal, RefusalKind, Workflow};
 use crate::action_item::{self, ActionEvent, ActionStatus, ActionTransitionError};
 use crate::enums::Role;
+use crate::{program, user};
 
 /// One step of an action item.
 #[derive(Debug, Clone)]
@@ -39,7 +40,13 @@ impl Refusal for ActionTransitionError {
         match self {
             Self::ReasonRequired => RefusalKind::MissingField("reason"),
             Self::EvidenceRequired => RefusalKind::MissingField("evidence"),
-            Self::NotAllowed { .. } => RefusalKind::Illegal,
+            Self::NotAllowed { .. } | Self::OwnerOffProgram => RefusalKind::Illegal,
+        }
+    }
+    fn conflict_code(&self) -> &'static str {
+        match self {
+            Self::OwnerOffProgram => "owner_off_program",
+            _ => "illegal_transition",
         }
     }
 }
@@ -49,7 +56,8 @@ impl Workflow for Step {
     type Model = action_item::Model;
     type Status = ActionStatus;
     type Event = ActionEvent;
-    type Guards = ();
+    /// With `reopen`: whether the owner's organization still works on the program.
+    type Guards = bool;
     type Refusal = ActionTransitionError;
 
     const RECORD: &'static str = "action_item";
@@ -80,18 +88,30 @@ impl Workflow for Step {
 
     async fn guards<C: ConnectionTrait>(
         &self,
-        _conn: &C,
-        _m: &action_item::Model,
-    ) -> Result<(), DbErr> {
-        Ok(())
+        conn: &C,
+        m: &action_item::Model,
+    ) -> Result<bool, DbErr> {
+        if self.event != ActionEvent::Reopen {
+            return Ok(true);
+        }
+        let (Some(prog), Some(owner)) = (
+            program::Entity::find_by_id(m.program_id).one(conn).await?,
+            user::Entity::find_by_id(m.owner_user_id).one(conn).await?,
+        ) else {
+            return Ok(true);
+        };
+        Ok(prog.staffing_orgs(conn).await?.contains(&owner.org_id))
     }
 
     fn decide(
         &self,
         m: &action_item::Model,
-        _: &(),
+        owner_on_program: &bool,
     ) -> Result<ActionStatus, ActionTransitionError> {
         let next = action_item::transition(m.status, self.event, self.reason.is_some())?;
+        if !owner_on_program {
+            return Err(ActionTransitionError::OwnerOffProgram);
+        }
         if self.event == ActionEvent::Complete
             && action_item::needs_evidence(m.source)
             && !self.has_evidence()
@@ -158,10 +178,10 @@ mod tests {
             evidence: Some("WO-5512 closed".into()),
             ..Step::new(event, Some("r".into()))
         };
-        step(ActionEvent::Complete).apply(&mut a, ActionStatus::Done, &(), at);
+        step(ActionEvent::Complete).apply(&mut a, ActionStatus::Done, &true, at);
         assert_eq!(a.completed_at, Some(at));
         assert_eq!(a.completion_evidence.as_deref(), Some("WO-5512 closed"));
-        step(ActionEvent::Reopen).apply(&mut a, ActionStatus::Open, &(), at);
+        step(ActionEvent::Reopen).apply(&mut a, ActionStatus::Open, &true, at);
         assert_eq!((a.completed_at, a.completion_evidence), (None, None));
     }
 
@@ -179,17 +199,32 @@ mod tests {
             ActionSource::Change,
         ] {
             assert_eq!(
-                bare.decide(&item(source), &()),
+                bare.decide(&item(source), &true),
                 Err(ActionTransitionError::EvidenceRequired)
             );
-            assert_eq!(linked.decide(&item(source), &()), Ok(ActionStatus::Done));
+            assert_eq!(linked.decide(&item(source), &true), Ok(ActionStatus::Done));
         }
         for source in [
             ActionSource::GateItem,
             ActionSource::Meeting,
             ActionSource::Other,
         ] {
-            assert_eq!(bare.decide(&item(source), &()), Ok(ActionStatus::Done));
+            assert_eq!(bare.decide(&item(source), &true), Ok(ActionStatus::Done));
         }
+    }
+
+    #[test]
+    fn an_item_whose_owner_left_the_program_is_not_reopened() {
+        let done = item(ActionSource::Other, ActionStatus::Done);
+        let reopen = Step::new(ActionEvent::Reopen, Some("missed a batch".into()));
+        assert_eq!(reopen.decide(&done, &true), Ok(ActionStatus::Open));
+        assert_eq!(
+            reopen.decide(&done, &false),
+            Err(ActionTransitionError::OwnerOffProgram)
+        );
+        assert_eq!(
+            ActionTransitionError::OwnerOffProgram.conflict_code(),
+            "owner_off_program"
+        );
     }
 }

@@ -410,7 +410,9 @@ impl Validate for ActionTransition {
     }
 }
 
-/// Move an action item through `open → in_progress → done`, `cancelled`, or reopen it.
+/// Move an action item through `open → in_progress → done`, `cancelled`, or reopen it. An
+/// item whose owner's organization no longer works on the program (a CMO whose
+/// connection ended) is not reopened before it has another owner (`owner_off_program`).
 #[utoipa::path(
     tag = "action items",
     params(("id" = i64, Path, description = "Action item id")),
@@ -419,7 +421,7 @@ impl Validate for ActionTransition {
         (status = 200, description = "The action item in its new state", body = ActionItemView),
         (status = 403, description = "Not allowed to change this item", body = crate::error::Problem),
         (status = 404, description = "No such action item visible to the caller", body = crate::error::Problem),
-        (status = 409, description = "Illegal event or stale version; `current_state` and `allowed_events` say what is possible", body = crate::error::Problem)
+        (status = 409, description = "Illegal event or stale version (`current_state` and `allowed_events` say what is possible), or a reopen of an item whose owner left the program (`owner_off_program`)", body = crate::error::Problem)
     )
 )]
 #[post("/action-items/{id}/transitions")]
