@@ -2,7 +2,7 @@
 //! inspections, qualification with signed decisions, the program naming rule, tenancy.
 
 use e2e::{TestApp, on_both_databases};
-use sea_orm::EntityTrait;
+use sea_orm::{EntityTrait, QueryOrder};
 use serde_json::json;
 
 use crate::{partner_org, user_with_token};
@@ -493,7 +493,12 @@ async fn quality_agreements_are_reminded_at_90_30_and_7_days(app: &TestApp) {
         "7 days: Lonza only (Rentschler's was renewed)"
     );
     assert_eq!(run(89).await, 0, "once");
-    let rows = entity::outbox::Entity::find().all(&app.db).await.unwrap();
+    // In the order written (PostgreSQL returns an unordered read in any order).
+    let rows = entity::outbox::Entity::find()
+        .order_by_asc(entity::outbox::Column::Id)
+        .all(&app.db)
+        .await
+        .unwrap();
     let reminders: Vec<_> = rows
         .iter()
         .filter(|r| r.dedupe_key.starts_with("qa-expiry:"))

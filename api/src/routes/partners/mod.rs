@@ -5,6 +5,7 @@ pub mod agreements;
 pub mod answer_pages;
 pub mod cmos;
 pub mod connections;
+pub mod directory;
 pub mod evaluations;
 pub mod inspections;
 pub mod merge_choices;
