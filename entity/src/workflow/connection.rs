@@ -4,6 +4,7 @@
 //! work is open between them. Audited in the trail of whoever took the step.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
@@ -77,15 +78,14 @@ impl Workflow for Step {
         }
         // The programs locked: a record written on one at the same time either commits
         // first (and is counted) or waits for the end, whose refusals then apply.
-        program::Entity::find()
+        let programs = program::Entity::find()
             .filter(program::Column::SponsorOrgId.eq(m.sponsor_org_id))
             .filter(program::Column::CmoOrgId.eq(m.cmo_org_id))
+            .order_by_asc(program::Column::Id)
             .lock_exclusive()
             .all(conn)
             .await?;
-        open_work_between(conn, m.sponsor_org_id, m.cmo_org_id)
-            .await
-            .map(Some)
+        open_work_on(conn, &programs, m.cmo_org_id).await.map(Some)
     }
 
     /// `cmo.connection_changed`, to the two parties only.
@@ -187,86 +187,90 @@ pub struct OpenWork {
     pub total: usize,
 }
 
-/// Open deviations, CAPA, change controls and escalations on the sponsor's programs with
-/// the CMO, and the open action items the CMO's people own there, oldest program first.
-pub async fn open_work_between<C: ConnectionTrait>(
+/// Open deviations, CAPA, change controls and escalations on `programs` (the sponsor's
+/// with the CMO, oldest first), and the open action items the CMO's people own there:
+/// one query per kind, named per program in that order.
+pub async fn open_work_on<C: ConnectionTrait>(
     conn: &C,
-    sponsor_org_id: i64,
+    programs: &[program::Model],
     cmo_org_id: i64,
 ) -> Result<OpenWork, DbErr> {
-    let programs = program::Entity::find()
-        .filter(program::Column::SponsorOrgId.eq(sponsor_org_id))
-        .filter(program::Column::CmoOrgId.eq(cmo_org_id))
-        .order_by_asc(program::Column::Id)
+    let ids: Vec<i64> = programs.iter().map(|p| p.id).collect();
+    let mut by_program: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    if ids.is_empty() {
+        return Ok(OpenWork::default());
+    }
+    for d in deviation::Entity::find()
+        .filter(deviation::Column::ProgramId.is_in(ids.clone()))
+        .filter(deviation::Column::Status.is_not_in([
+            deviation::DeviationStatus::Closed,
+            deviation::DeviationStatus::Cancelled,
+        ]))
+        .order_by_asc(deviation::Column::Id)
         .all(conn)
-        .await?;
+        .await?
+    {
+        let named = format!("deviation {} {}", d.reference(), d.title);
+        by_program.entry(d.program_id).or_default().push(named);
+    }
+    for c in capa::Entity::find()
+        .filter(capa::Column::ProgramId.is_in(ids.clone()))
+        .filter(
+            capa::Column::Status.is_not_in([capa::CapaStatus::Closed, capa::CapaStatus::Cancelled]),
+        )
+        .order_by_asc(capa::Column::Id)
+        .all(conn)
+        .await?
+    {
+        let named = format!("CAPA {} {}", c.reference(), c.title);
+        by_program.entry(c.program_id).or_default().push(named);
+    }
+    for c in change_request::Entity::find()
+        .filter(change_request::Column::ProgramId.is_in(ids.clone()))
+        .filter(change_request::Column::Status.is_not_in([
+            change_request::ChangeStatus::Closed,
+            change_request::ChangeStatus::Rejected,
+        ]))
+        .order_by_asc(change_request::Column::Id)
+        .all(conn)
+        .await?
+    {
+        let named = format!("change control {} {}", c.reference(), c.title);
+        by_program.entry(c.program_id).or_default().push(named);
+    }
+    // The sponsor's own to-dos on its program are not between the two.
+    let cmo_people = sea_orm::sea_query::Query::select()
+        .column(user::Column::Id)
+        .from(user::Entity)
+        .and_where(user::Column::OrgId.eq(cmo_org_id))
+        .to_owned();
+    for a in action_item::Entity::find()
+        .filter(action_item::Column::ProgramId.is_in(ids.clone()))
+        .filter(action_item::Column::OwnerUserId.in_subquery(cmo_people))
+        .filter(action_item::Column::Status.is_in([
+            action_item::ActionStatus::Open,
+            action_item::ActionStatus::InProgress,
+        ]))
+        .order_by_asc(action_item::Column::Id)
+        .all(conn)
+        .await?
+    {
+        let named = format!("action item #{} {}", a.id, a.title);
+        by_program.entry(a.program_id).or_default().push(named);
+    }
+    for e in escalation::Entity::find()
+        .filter(escalation::Column::ProgramId.is_in(ids))
+        .filter(escalation::Column::Status.ne(escalation::EscalationStatus::Resolved))
+        .order_by_asc(escalation::Column::Id)
+        .all(conn)
+        .await?
+    {
+        let named = format!("escalation #{} {}", e.id, e.title);
+        by_program.entry(e.program_id).or_default().push(named);
+    }
     let mut open = OpenWork::default();
-    for p in &programs {
-        let mut items: Vec<String> = Vec::new();
-        for d in deviation::Entity::find()
-            .filter(deviation::Column::ProgramId.eq(p.id))
-            .filter(deviation::Column::Status.is_not_in([
-                deviation::DeviationStatus::Closed,
-                deviation::DeviationStatus::Cancelled,
-            ]))
-            .order_by_asc(deviation::Column::Id)
-            .all(conn)
-            .await?
-        {
-            items.push(format!("deviation {} {}", d.reference(), d.title));
-        }
-        for c in capa::Entity::find()
-            .filter(capa::Column::ProgramId.eq(p.id))
-            .filter(
-                capa::Column::Status
-                    .is_not_in([capa::CapaStatus::Closed, capa::CapaStatus::Cancelled]),
-            )
-            .order_by_asc(capa::Column::Id)
-            .all(conn)
-            .await?
-        {
-            items.push(format!("CAPA {} {}", c.reference(), c.title));
-        }
-        for c in change_request::Entity::find()
-            .filter(change_request::Column::ProgramId.eq(p.id))
-            .filter(change_request::Column::Status.is_not_in([
-                change_request::ChangeStatus::Closed,
-                change_request::ChangeStatus::Rejected,
-            ]))
-            .order_by_asc(change_request::Column::Id)
-            .all(conn)
-            .await?
-        {
-            items.push(format!("change control {} {}", c.reference(), c.title));
-        }
-        // The sponsor's own to-dos on its program are not between the two.
-        let cmo_people = sea_orm::sea_query::Query::select()
-            .column(user::Column::Id)
-            .from(user::Entity)
-            .and_where(user::Column::OrgId.eq(cmo_org_id))
-            .to_owned();
-        for a in action_item::Entity::find()
-            .filter(action_item::Column::ProgramId.eq(p.id))
-            .filter(action_item::Column::OwnerUserId.in_subquery(cmo_people))
-            .filter(action_item::Column::Status.is_in([
-                action_item::ActionStatus::Open,
-                action_item::ActionStatus::InProgress,
-            ]))
-            .order_by_asc(action_item::Column::Id)
-            .all(conn)
-            .await?
-        {
-            items.push(format!("action item #{} {}", a.id, a.title));
-        }
-        for e in escalation::Entity::find()
-            .filter(escalation::Column::ProgramId.eq(p.id))
-            .filter(escalation::Column::Status.ne(escalation::EscalationStatus::Resolved))
-            .order_by_asc(escalation::Column::Id)
-            .all(conn)
-            .await?
-        {
-            items.push(format!("escalation #{} {}", e.id, e.title));
-        }
+    for p in programs {
+        let items = by_program.remove(&p.id).unwrap_or_default();
         open.total += items.len();
         let room = relationship::OPEN_WORK_NAMED.saturating_sub(open.named.len());
         open.named.extend(

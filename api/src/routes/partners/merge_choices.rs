@@ -297,13 +297,6 @@ pub async fn put_sponsor_choice(
     txn.respond(StatusCode::OK, &shown).await
 }
 
-fn keep_word(keep: Keep) -> &'static str {
-    match keep {
-        Keep::Survivor => "survivor",
-        Keep::Absorbed => "absorbed",
-    }
-}
-
 fn qualification_words(q: Option<QualificationStatus>) -> String {
     q.map_or_else(
         || "none".to_string(),
@@ -356,7 +349,7 @@ pub async fn choice_page(
     let keep = query.keep.unwrap_or(Keep::Survivor);
     let path = format!("/cmo-merges/{id}/choice");
     let Some(ctx) = session_of(&req, &state).await else {
-        return through_sign_in(&format!("{path}?keep={}", keep_word(keep)));
+        return through_sign_in(&format!("{path}?keep={}", crate::routes::wire_name(&keep)));
     };
     let shown = async {
         let (merge, choice) = load(&state.reads, &ctx, id).await?;
@@ -417,7 +410,7 @@ pub async fn choice_page(
             error: None,
             action: path.clone(),
             fields: vec![
-                hidden("keep", keep_word(keep)),
+                hidden("keep", &crate::routes::wire_name(&keep)),
                 mail::Field {
                     name: "reason",
                     label: "Why (kept in your audit trail and on the relationship that ends)",
@@ -434,7 +427,7 @@ pub async fn choice_page(
                 "Keep the relationship with the duplicate"
             },
             links: vec![mail::PageLink {
-                href: format!("{path}?keep={}", keep_word(other_keep)),
+                href: format!("{path}?keep={}", crate::routes::wire_name(&other_keep)),
                 text: format!("Keep the relationship with {other} instead of {kept}"),
             }],
         },
@@ -470,7 +463,7 @@ pub async fn choice_submit(
     let Some(ctx) = session_of(&req, &state).await else {
         return through_sign_in(&format!(
             "/cmo-merges/{id}/choice?keep={}",
-            keep_word(form.keep)
+            crate::routes::wire_name(&form.keep)
         ));
     };
     let mut c = Checks::default();
@@ -481,7 +474,10 @@ pub async fn choice_submit(
             "A reason is needed",
             "Say why this relationship should hold (one to 2,000 characters), then choose again.",
             Some((
-                &format!("/cmo-merges/{id}/choice?keep={}", keep_word(form.keep)),
+                &format!(
+                    "/cmo-merges/{id}/choice?keep={}",
+                    crate::routes::wire_name(&form.keep)
+                ),
                 "Back to the choice",
             )),
         );
