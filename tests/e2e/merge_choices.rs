@@ -224,6 +224,24 @@ async fn a_sponsor_working_with_both_chooses_which_qualification_holds(app: &Tes
         .expect(200)
         .body;
     assert_eq!(moved["cmo_org_id"], lonza);
+    // The relationship the merge ended is in Acme's audit trail with Acme's reason.
+    let trail = acme
+        .get(&format!(
+            "/api/v1/audit-events?entity_type=cmo_relationship&entity_id={}",
+            ended["id"]
+        ))
+        .await
+        .expect(200)
+        .body;
+    assert!(
+        trail["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "connection_end"
+                && e["reason"] == "Approved there after the 2026 audit"),
+        "{trail}"
+    );
     // Answered: the choice stays readable to Acme and no longer changes.
     qa.put(&choice, json!({"keep": "survivor", "reason": "late"}))
         .await

@@ -173,7 +173,37 @@ impl Workflow for Step {
                 .reason(Some(after.reason.clone())),
         )
         .await?;
-        let sponsors: Vec<i64> = relationship::Entity::find()
+        // A sponsor that worked with both and chose: the relationship the merge ended, in
+        // its own trail.
+        for (sponsor, choice) in &choices {
+            let ended = relationship::Entity::find()
+                .filter(relationship::Column::SponsorOrgId.eq(*sponsor))
+                .filter(relationship::Column::CmoOrgId.eq(absorbed))
+                .filter(relationship::Column::Connection.eq(relationship::ConnectionStatus::Ended))
+                .one(conn)
+                .await?;
+            if let Some(r) = ended {
+                audit_trail::append(
+                    conn,
+                    &Actor {
+                        org_id: *sponsor,
+                        ..actor.clone()
+                    },
+                    Entry::new("cmo_relationship", r.id, "connection_end")
+                        .after(serde_json::json!({
+                            "connection": r.connection,
+                            "end_reason": r.end_reason,
+                            "merge_id": after.id,
+                            "keep": choice.keep,
+                        }))
+                        .reason(Some(choice.reason.clone())),
+                )
+                .await?;
+            }
+        }
+        // Every sponsor whose relationship or programs moved (one that kept its
+        // relationship with the survivor among them) hears of the merge.
+        let mut sponsors: Vec<i64> = relationship::Entity::find()
             .filter(relationship::Column::CmoOrgId.eq(survivor))
             .filter(relationship::Column::MergedFromOrgId.eq(absorbed))
             .all(conn)
@@ -181,6 +211,11 @@ impl Workflow for Step {
             .into_iter()
             .map(|r| r.sponsor_org_id)
             .collect();
+        for sponsor in choices.keys() {
+            if !sponsors.contains(sponsor) {
+                sponsors.push(*sponsor);
+            }
+        }
         for (n, sponsor) in sponsors.into_iter().enumerate() {
             let event = Event::CmoMerged(CmoMerged {
                 merge_id: after.id,
