@@ -1,71 +1,226 @@
-//! Requirement ids: every `// REQ:` line of a test names ids listed in
-//! `tests/REQUIREMENTS.md`, so a typo or a withdrawn id fails here. Prints the ids no test
-//! names yet (the gap the validation pack reports).
+//! Requirement ids and the traceability matrix of the validation pack.
+//!
+//! Every `// REQ:` line of a test (`# REQ:` in a script) names ids listed in
+//! `tests/REQUIREMENTS.md`: a typo or a withdrawn id fails here, and so does a listed
+//! requirement no test names (an untested promise is a failed build, not a gap in a
+//! report). The matrix requirement → tests is written, from the same reading, to
+//! `$CMO_VALIDATION_OUT/traceability.md` (default `target/tmp/validation/`), so it is
+//! generated from the suite on every run and never kept by hand.
 
-use std::collections::BTreeSet;
-use std::path::Path;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
-fn listed() -> BTreeSet<String> {
-    let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("REQUIREMENTS.md"))
-            .expect("tests/REQUIREMENTS.md");
+/// One row of `tests/REQUIREMENTS.md`.
+struct Requirement {
+    id: String,
+    source: String,
+    text: String,
+}
+
+/// Where a test names a requirement: the file and the function (or script) around the line.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+struct Proof {
+    file: String,
+    test: String,
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn listed() -> Vec<Requirement> {
+    let text = std::fs::read_to_string(workspace().join("tests/REQUIREMENTS.md"))
+        .expect("tests/REQUIREMENTS.md");
     text.lines()
         .filter_map(|l| l.strip_prefix("| "))
-        .filter_map(|l| l.split(" |").next())
-        .map(str::trim)
-        .filter(|id| !id.is_empty() && *id != "id" && !id.starts_with('-'))
-        .map(str::to_string)
+        .filter_map(|l| {
+            let cells: Vec<&str> = l
+                .trim_end_matches('|')
+                .split(" | ")
+                .map(str::trim)
+                .collect();
+            match cells.as_slice() {
+                [id, source, text] if *id != "id" && !id.starts_with('-') => Some(Requirement {
+                    id: id.to_string(),
+                    source: source.to_string(),
+                    text: text.to_string(),
+                }),
+                _ => None,
+            }
+        })
         .collect()
 }
 
-fn named_in(dir: &Path, found: &mut Vec<(String, String)>) {
-    for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
-        let path = entry.path();
+/// The name of the function a `REQ` line sits in: the last `fn name` above it.
+fn enclosing_fn(lines: &[&str], at: usize) -> Option<String> {
+    lines[..at].iter().rev().find_map(|line| {
+        let rest = line.trim_start();
+        let rest = rest.strip_prefix("pub ").unwrap_or(rest);
+        let rest = rest.strip_prefix("async ").unwrap_or(rest);
+        let name = rest.strip_prefix("fn ")?;
+        Some(
+            name.split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .next()?
+                .to_string(),
+        )
+    })
+}
+
+fn named_in(dir: &Path, root: &Path, found: &mut Vec<(String, Proof)>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .expect("read dir")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    for path in entries {
         if path.is_dir() {
-            named_in(&path, found);
-        } else if path.extension().is_some_and(|e| e == "rs" || e == "sh") {
-            let text = std::fs::read_to_string(&path).expect("read source");
-            for line in text.lines() {
-                let line = line.trim();
-                let named = line
-                    .strip_prefix("// REQ:")
-                    .or_else(|| line.strip_prefix("# REQ:"));
-                if let Some(ids) = named {
-                    for id in ids.split(',').map(str::trim).filter(|id| !id.is_empty()) {
-                        found.push((id.to_string(), path.display().to_string()));
-                    }
-                }
+            if path.file_name().is_some_and(|n| n == "target") {
+                continue;
+            }
+            named_in(&path, root, found);
+            continue;
+        }
+        let script = path.extension().is_some_and(|e| e == "sh");
+        if !script && path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read source");
+        let lines: Vec<&str> = text.lines().collect();
+        let file = path
+            .strip_prefix(root)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
+        for (at, line) in lines.iter().enumerate() {
+            let line = line.trim();
+            let Some(ids) = line
+                .strip_prefix("// REQ:")
+                .or_else(|| line.strip_prefix("# REQ:"))
+            else {
+                continue;
+            };
+            let test = if script {
+                "(script)".to_string()
+            } else {
+                enclosing_fn(&lines, at).unwrap_or_else(|| "(module)".to_string())
+            };
+            for id in ids.split(',').map(str::trim).filter(|id| !id.is_empty()) {
+                let proof = Proof {
+                    file: file.clone(),
+                    test: test.clone(),
+                };
+                found.push((id.to_string(), proof));
             }
         }
     }
 }
 
+fn matrix(listed: &[Requirement], proofs: &BTreeMap<String, BTreeSet<Proof>>) -> String {
+    let mut out = String::from(
+        "# Traceability matrix\n\nGenerated by the test suite (`tests/e2e/requirements.rs`) \
+         from `tests/REQUIREMENTS.md` and the `REQ:` lines of the tests; do not edit. \
+         End-to-end tests run on SQLite and on PostgreSQL.\n\n\
+         | requirement | source | tests |\n|---|---|---|\n",
+    );
+    for requirement in listed {
+        let tests: Vec<String> = proofs
+            .get(&requirement.id)
+            .into_iter()
+            .flatten()
+            .map(|p| format!("`{}` {}", p.file, p.test))
+            .collect();
+        out.push_str(&format!(
+            "| **{}**: {} | {} | {} |\n",
+            requirement.id,
+            requirement.text.replace('|', "\\|"),
+            requirement.source,
+            tests.join("<br>")
+        ));
+    }
+    out
+}
+
 #[test]
-fn every_requirement_a_test_names_is_listed() {
+fn every_requirement_is_listed_and_tested() {
+    // REQ: VAL-TRACEABILITY
     let listed = listed();
     assert!(
-        listed.len() > 40,
+        listed.len() > 80,
         "requirements table read: {}",
         listed.len()
     );
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let ids: BTreeSet<&str> = listed.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids.len(), listed.len(), "an id is listed twice");
+    let root = workspace();
     let mut named = Vec::new();
     for dir in ["tests", "api", "entity", "worker", "migration", "scripts"] {
-        named_in(&root.join(dir), &mut named);
+        named_in(&root.join(dir), &root, &mut named);
     }
     let unknown: Vec<_> = named
         .iter()
-        .filter(|(id, _)| !listed.contains(id))
+        .filter(|(id, _)| !ids.contains(id.as_str()))
+        .map(|(id, p)| format!("{id} in {}", p.file))
         .collect();
     assert!(
         unknown.is_empty(),
         "ids not in tests/REQUIREMENTS.md: {unknown:?}"
     );
-    let covered: BTreeSet<&String> = named.iter().map(|(id, _)| id).collect();
-    let open: Vec<&String> = listed.iter().filter(|id| !covered.contains(id)).collect();
+    let mut proofs: BTreeMap<String, BTreeSet<Proof>> = BTreeMap::new();
+    for (id, proof) in named {
+        proofs.entry(id).or_default().insert(proof);
+    }
+    let untested: Vec<&str> = ids
+        .iter()
+        .copied()
+        .filter(|id| !proofs.contains_key(*id))
+        .collect();
+    let out = std::env::var_os("CMO_VALIDATION_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("validation"));
+    std::fs::create_dir_all(&out).expect("validation output directory");
+    std::fs::write(out.join("traceability.md"), matrix(&listed, &proofs))
+        .expect("write the traceability matrix");
     println!(
-        "requirements: {} listed, {} named by tests; not yet named: {open:?}",
+        "requirements: {} listed, all tested: {}; matrix in {}",
         listed.len(),
-        covered.len()
+        untested.is_empty(),
+        out.join("traceability.md").display()
+    );
+    assert!(
+        untested.is_empty(),
+        "requirements no test names (add a test with a `// REQ:` line): {untested:?}"
+    );
+}
+
+#[test]
+fn the_matrix_reads_functions_and_scripts() {
+    let lines = [
+        "#[test]",
+        "async fn gates_need_a_signature(app: &TestApp) {",
+        "    // REQ: PLAN-GATE-DECISION",
+    ];
+    assert_eq!(
+        enclosing_fn(&lines, 2).as_deref(),
+        Some("gates_need_a_signature")
+    );
+    assert_eq!(enclosing_fn(&lines, 0), None);
+    let requirement = Requirement {
+        id: "X-ONE".into(),
+        source: "SPEC 1".into(),
+        text: "a | b".into(),
+    };
+    let mut proofs = BTreeMap::new();
+    proofs.insert(
+        "X-ONE".to_string(),
+        BTreeSet::from([Proof {
+            file: "tests/e2e/x.rs".into(),
+            test: "t".into(),
+        }]),
+    );
+    let text = matrix(&[requirement], &proofs);
+    assert!(
+        text.contains("| **X-ONE**: a \\| b | SPEC 1 | `tests/e2e/x.rs` t |"),
+        "{text}"
     );
 }
