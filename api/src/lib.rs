@@ -30,6 +30,7 @@ pub mod signing;
 pub mod state;
 pub mod token_use;
 pub mod transition;
+pub mod verify_install;
 pub mod views;
 pub mod wake;
 pub mod write;

@@ -95,6 +95,20 @@ enum Command {
     /// The audit chain keys: generate, rotate, show.
     #[command(subcommand)]
     AuditKey(AuditKeyCommand),
+    /// Installation check (IQ): version and binary checksum, database reachable and
+    /// migrated to this release, configuration (secrets masked), audit keys and the SMTP
+    /// relay. Reads only; exits non-zero when a check fails.
+    VerifyInstall {
+        /// The worker's SMTP relay, checked by connecting (and logging in) without sending.
+        #[arg(long, env = "CMO_SMTP_URL", hide_env_values = true)]
+        smtp_url: Option<String>,
+        /// The worker's folder for `.eml` files when no SMTP relay is set.
+        #[arg(long, env = "CMO_OUTBOX_DIR", default_value = "outbox")]
+        outbox_dir: std::path::PathBuf,
+        /// Print the report as JSON (to keep with the installation record).
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the OpenAPI document to stdout.
     Openapi,
 }
@@ -172,6 +186,18 @@ fn main() -> ExitCode {
         Some(Command::AuditCheckpoint { reason }) => {
             run_audit_checkpoint(&cli.database, &*clock, &reason)
         }
+        Some(Command::VerifyInstall {
+            smtp_url,
+            outbox_dir,
+            json,
+        }) => api::verify_install::run(
+            &cli.database,
+            &api::verify_install::Options {
+                smtp_url,
+                outbox_dir,
+                json,
+            },
+        ),
         Some(Command::AuditKey(AuditKeyCommand::Generate { file })) => {
             api::operator::generate(file.as_deref())
         }

@@ -50,6 +50,7 @@ pub mod stakeholder_emails;
 mod standard_webhooks;
 mod tenancy;
 mod upgrade;
+mod validation;
 mod webhook_subscriptions;
 mod webhook_workers;
 pub mod webhooks;

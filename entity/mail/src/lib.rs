@@ -11,6 +11,7 @@ pub mod notification;
 pub mod reader;
 pub mod record_page;
 pub mod reminder;
+pub mod smtp;
 pub mod words;
 
 pub use reader::Reader;

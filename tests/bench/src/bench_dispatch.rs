@@ -22,10 +22,10 @@ use e2e::{Backend, spawn_app};
 use entity::outbox::{self, Draft};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use mail::smtp::{SmtpConfig, SmtpPool};
 use sea_orm::{ConnectionTrait, TransactionTrait};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use worker::outbound::mailer::Mailer;
-use worker::outbound::smtp::{SmtpConfig, SmtpPool};
 
 const BLAST: usize = 5_000;
 const LETTRE_STOCK: usize = 100;

@@ -10,7 +10,7 @@ use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, header};
 use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 
-use crate::outbound::smtp::{SmtpConfig, SmtpPool};
+use mail::smtp::{SmtpConfig, SmtpPool};
 
 pub enum Mailer {
     Smtp(Box<SmtpPool>),

@@ -3,4 +3,3 @@
 
 pub mod http;
 pub mod mailer;
-pub mod smtp;

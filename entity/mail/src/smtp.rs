@@ -1,4 +1,5 @@
-//! A small pool of SMTP connections whose sockets have `TCP_NODELAY` set.
+//! A small pool of SMTP connections whose sockets have `TCP_NODELAY` set: the worker's
+//! mail path, and the api's check of the relay (`cmo-api verify-install`).
 //!
 //! lettre writes the message body and the final dot in small writes; with Nagle's
 //! algorithm on, each message then waits for the peer's delayed ACK (~40 ms), so one
@@ -278,6 +279,15 @@ impl SmtpPool {
             }),
         }
     }
+}
+
+/// Connects as a send would (TCP, greeting, TLS, AUTH) and says QUIT: whether the relay
+/// would take mail from this configuration, asked by `cmo-api verify-install`.
+pub async fn check_relay(config: &SmtpConfig) -> Result<(), SmtpFailure> {
+    let pool = SmtpPool::new(config.clone());
+    let mut conn = pool.connect().await?;
+    conn.quit().await?;
+    Ok(())
 }
 
 #[cfg(test)]
