@@ -6,6 +6,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod client_address;
 pub mod config;
+pub mod copies;
 pub mod csrf;
 pub mod csv;
 pub mod error;

@@ -348,3 +348,56 @@ async fn a_sponsor_chooses_in_a_merge_from_the_emailed_link(app: &TestApp) {
     browser.close().await;
 }
 on_both_databases!(a_sponsor_chooses_in_a_merge_from_the_emailed_link);
+
+/// The PDF copy of a closed deviation, rendered to images by poppler and read back by
+/// OCR: what a person holding it sees, signature manifestation and trail included.
+async fn a_closed_deviations_pdf_copy_reads_with_signature_and_trail(app: &TestApp) {
+    // REQ: VAL-RECORD-COPY
+    let c = crate::validation::closed_deviation(app).await;
+    let pdf =
+        c.qa.get(&format!("/api/v1/deviations/{}/copy", c.id))
+            .await
+            .expect(200);
+    let Some(pages) = e2e::pdf::read_pages(&pdf.bytes) else {
+        return;
+    };
+    let seen = pages.join("\n");
+    for words in [
+        format!("Deviation {}", c.reference),
+        "Label smudge on vial tray 3".to_string(),
+        "Electronic signatures (1)".to_string(),
+        "Printed name of the signer".to_string(),
+        "Meaning of the signature".to_string(),
+        "Date and time of signing".to_string(),
+        "Audit trail".to_string(),
+        "labels reprinted and checked".to_string(),
+        "Audit chain verification".to_string(),
+        "intact".to_string(),
+        "Europe/Zurich".to_string(),
+    ] {
+        assert!(
+            seen.contains(&words),
+            "{words:?} not read in the PDF:\n{seen}"
+        );
+    }
+    assert!(seen.contains("page 1 of"), "{seen}");
+    // The characters beyond ASCII are real text in the file (the embedded font maps
+    // them back), not only shapes an OCR guesses at.
+    let text = std::process::Command::new("/usr/bin/pdftotext")
+        .args(["-", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(&pdf.bytes)?;
+            child.wait_with_output()
+        })
+        .expect("pdftotext");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("Zürich line, ≥ 5 µg/mL") && text.contains("LOT-Ω7"),
+        "{text}"
+    );
+}
+on_both_databases!(a_closed_deviations_pdf_copy_reads_with_signature_and_trail);

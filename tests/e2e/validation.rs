@@ -1,10 +1,65 @@
 //! The validation pack's checks against a running installation: the installation check
-//! (`cmo-api verify-install`).
+//! (`cmo-api verify-install`) and the copies of records for an inspector.
 
 use e2e::smtp::SmtpSink;
-use e2e::{TestApp, on_both_databases};
-use serde_json::Value;
+use e2e::{Client, TestApp, on_both_databases};
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+
+use crate::quality::{QA_PASSWORD, transition};
+use crate::{live_in, user_with_token};
+
+/// A minor deviation reported by the CMO and closed with Quinn's signature (quality, in
+/// Zurich), with characters beyond ASCII in its text.
+pub struct ClosedDeviation {
+    pub setup: crate::programs::Setup,
+    pub qa: Client,
+    pub id: i64,
+    pub reference: String,
+}
+
+pub async fn closed_deviation(app: &TestApp) -> ClosedDeviation {
+    let setup = crate::programs::program_setup(app).await;
+    let (qa_id, qa) = user_with_token(app, "quinn@acme.test", "quality", Some(QA_PASSWORD)).await;
+    live_in(app, qa_id, "Europe/Zurich").await;
+    let qa = app.client(&qa);
+    let d = setup
+        .cmo_admin
+        .post(
+            &format!("/api/v1/programs/{}/deviations", setup.program_id),
+            json!({"title": "Label smudge on vial tray 3 (Zürich line, ≥ 5 µg/mL)",
+                   "description": "Smudged lot number on the secondary label",
+                   "detected_at": app.now(), "criticality": "minor", "category": "equipment",
+                   "batch_lot": "LOT-Ω7", "process_step": "Labelling"}),
+        )
+        .await
+        .expect(201)
+        .body;
+    let id = d["id"].as_i64().unwrap();
+    transition(&qa, id, json!({"event": "triage"}))
+        .await
+        .expect(200);
+    let path = format!("/api/v1/deviations/{id}");
+    let current = qa.get(&path).await.body;
+    qa.patch(
+        &path,
+        json!({"version": current["version"], "short_term_fix": "labels reprinted and checked",
+               "reason": "fix applied"}),
+    )
+    .await
+    .expect(200);
+    let closed = transition(&qa, id, json!({"event": "close", "password": QA_PASSWORD}))
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(closed["status"], "closed");
+    ClosedDeviation {
+        setup,
+        qa,
+        id,
+        reference: closed["number"].as_str().unwrap().to_string(),
+    }
+}
 
 /// Runs `cmo-api verify-install` on the app's database with `env`; exit code and stdout.
 async fn verify_install(app: &TestApp, args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
@@ -107,3 +162,215 @@ async fn the_installation_check_reports_build_database_configuration_and_relay(a
     assert!(text.contains("WARN  smtp"), "{text}");
 }
 on_both_databases!(the_installation_check_reports_build_database_configuration_and_relay);
+
+/// Splits CSV text into records of fields (quoted fields may hold commas and newlines).
+fn csv_records(text: &str) -> Vec<Vec<String>> {
+    let mut records = Vec::new();
+    let (mut record, mut field, mut quoted) = (Vec::new(), String::new(), false);
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => record.push(std::mem::take(&mut field)),
+            ('\r', false) => {}
+            ('\n', false) => {
+                record.push(std::mem::take(&mut field));
+                records.push(std::mem::take(&mut record));
+            }
+            (c, _) => field.push(c),
+        }
+    }
+    records
+}
+
+async fn a_closed_deviation_copies_as_pdf_and_csv_with_signature_and_trail(app: &TestApp) {
+    // REQ: VAL-RECORD-COPY
+    let c = closed_deviation(app).await;
+    let path = format!("/api/v1/deviations/{}/copy", c.id);
+
+    let pdf = c.qa.get(&path).await.expect(200);
+    assert_eq!(pdf.header("content-type"), Some("application/pdf"));
+    assert!(pdf.bytes.starts_with(b"%PDF-"), "a PDF file");
+    let disposition = pdf.header("content-disposition").unwrap();
+    assert!(
+        disposition.starts_with(&format!(
+            "attachment; filename=\"deviation-{}-",
+            c.reference
+        )) && disposition.ends_with(".pdf\""),
+        "{disposition}"
+    );
+
+    // The CMO, whose people reported it, reads the same copy; a stranger does not.
+    c.setup.cmo_admin.get(&path).await.expect(200);
+    let (_, _, stranger) =
+        crate::partner_org(app, "Other Sponsor", "sponsor", "admin@other.test").await;
+    app.client(&stranger)
+        .get(&path)
+        .await
+        .expect_problem(404, "not_found");
+    c.qa.get(&format!("{path}?format=docx"))
+        .await
+        .expect_problem(422, "validation_failed");
+
+    let csv = c.qa.get(&format!("{path}?format=csv")).await.expect(200);
+    assert_eq!(csv.header("content-type"), Some("text/csv; charset=utf-8"));
+    let records = csv_records(&csv.text);
+    assert_eq!(
+        records[0],
+        [
+            "section",
+            "side",
+            "seq",
+            "time_utc",
+            "time_local",
+            "who",
+            "what",
+            "reason",
+            "value",
+            "before",
+            "after",
+            "hash"
+        ]
+    );
+    assert!(records.iter().all(|r| r.len() == 12), "{records:?}");
+    let field = |name: &str| {
+        records
+            .iter()
+            .find(|r| r[0] == "field" && r[6] == name)
+            .map(|r| r[8].clone())
+            .unwrap_or_else(|| panic!("no field {name} in {records:?}"))
+    };
+    assert_eq!(field("number"), c.reference);
+    assert_eq!(field("status"), "closed");
+    assert_eq!(
+        field("title"),
+        "Label smudge on vial tray 3 (Zürich line, ≥ 5 µg/mL)"
+    );
+    assert_eq!(field("batch_lot"), "LOT-Ω7");
+    assert!(
+        !records.iter().any(|r| r[6] == "allowed_events"),
+        "the reader's affordances stay out"
+    );
+
+    // The signature as 11.50 shows it: printed name, meaning, time with its zone.
+    let signatures: Vec<&Vec<String>> = records.iter().filter(|r| r[0] == "signature").collect();
+    assert_eq!(signatures.len(), 1, "{records:?}");
+    let s = signatures[0];
+    assert_eq!(s[5], "quinn");
+    assert_eq!(s[6], "Approved (deviation closure)");
+    assert_eq!(s[8], "matches the record");
+    assert!(
+        s[4].contains("(UTC+0") && s[4].contains("Europe/Zurich"),
+        "{s:?}"
+    );
+    assert_eq!(
+        s[3],
+        app.now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+
+    // The whole trail of both organizations: the CMO reported, the sponsor's quality did
+    // the rest; the signature's own entry is there too.
+    let trail: Vec<(&str, &str, &str)> = records
+        .iter()
+        .filter(|r| r[0] == "audit")
+        .map(|r| (r[1].as_str(), r[5].as_str(), r[6].as_str()))
+        .collect();
+    let id = c.id;
+    assert_eq!(
+        trail,
+        [
+            (
+                "cmo",
+                "Partner Admin",
+                format!("report deviation {id}").as_str()
+            ),
+            (
+                "sponsor",
+                "quinn",
+                format!("triage deviation {id}").as_str()
+            ),
+            (
+                "sponsor",
+                "quinn",
+                format!("update deviation {id}").as_str()
+            ),
+            (
+                "sponsor",
+                "quinn",
+                format!("sign signature {}", s[2]).as_str()
+            ),
+            ("sponsor", "quinn", format!("close deviation {id}").as_str()),
+        ]
+    );
+    let update = records
+        .iter()
+        .find(|r| r[0] == "audit" && r[6] == format!("update deviation {id}"))
+        .unwrap();
+    assert_eq!(update[7], "fix applied");
+    assert!(
+        update[8].contains("short_term_fix: (none) → labels reprinted and checked"),
+        "{update:?}"
+    );
+    let chains: Vec<&String> = records
+        .iter()
+        .filter(|r| r[0] == "chain")
+        .map(|r| &r[8])
+        .collect();
+    assert_eq!(chains.len(), 2);
+    assert!(
+        chains.iter().all(|c| c.starts_with("intact: ")),
+        "{chains:?}"
+    );
+}
+on_both_databases!(a_closed_deviation_copies_as_pdf_and_csv_with_signature_and_trail);
+
+async fn capa_and_change_request_copy_with_their_trail(app: &TestApp) {
+    // REQ: VAL-RECORD-COPY
+    let o = crate::record_pages::one_of_each(app).await;
+    let change_id = o
+        .pages
+        .iter()
+        .find(|(kind, _, _)| *kind == entity::link_token::PageRecord::ChangeRequest)
+        .map(|(_, id, _)| *id)
+        .unwrap();
+    for (path, entity, title) in [
+        (
+            format!("/api/v1/capas/{}/copy", o.capa_id),
+            format!("capa {}", o.capa_id),
+            "Replace the harvest tank gaskets",
+        ),
+        (
+            format!("/api/v1/change-requests/{change_id}/copy"),
+            format!("change_request {change_id}"),
+            "Switch the depth filter supplier",
+        ),
+    ] {
+        let pdf = o.setup.pm.get(&path).await.expect(200);
+        assert!(pdf.bytes.starts_with(b"%PDF-"), "{path}");
+        let csv = o
+            .setup
+            .pm
+            .get(&format!("{path}?format=csv"))
+            .await
+            .expect(200);
+        let records = csv_records(&csv.text);
+        assert!(
+            records
+                .iter()
+                .any(|r| r[0] == "field" && r[6] == "title" && r[8] == title),
+            "{path}: {records:?}"
+        );
+        assert!(
+            records
+                .iter()
+                .any(|r| r[0] == "audit" && r[6].ends_with(&entity)),
+            "{path}: no entry of {entity} in {records:?}"
+        );
+        assert_eq!(records.iter().filter(|r| r[0] == "chain").count(), 2);
+    }
+}
+on_both_databases!(capa_and_change_request_copy_with_their_trail);

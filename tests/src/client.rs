@@ -19,6 +19,8 @@ pub struct Reply {
     pub headers: HeaderMap,
     pub body: Value,
     pub text: String,
+    /// The body as received (a PDF, a file).
+    pub bytes: Vec<u8>,
 }
 
 impl Reply {
@@ -161,5 +163,6 @@ where
         headers,
         body,
         text,
+        bytes: bytes.to_vec(),
     }
 }

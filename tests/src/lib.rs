@@ -6,6 +6,7 @@ pub mod api_process;
 pub mod browser;
 pub mod client;
 pub mod hooks;
+pub mod pdf;
 pub mod pg;
 pub mod smtp;
 pub mod worker_process;
