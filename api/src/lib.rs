@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod openapi;
 pub mod operator;
+pub mod oq;
 pub mod pages;
 pub mod pagination;
 pub mod provisioning;

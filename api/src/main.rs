@@ -109,6 +109,18 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Operational qualification (OQ) against this installation's running api: creates
+    /// a scratch sponsor and CMO marked as a validation run, exercises the API over HTTP,
+    /// deactivates both (their records stay) and writes a dated report (Markdown and
+    /// JSON). Exits non-zero when a check fails.
+    Qualify {
+        /// The api's own address as seen from this host, e.g. http://127.0.0.1:8080.
+        #[arg(long)]
+        base_url: String,
+        /// Where the report is written.
+        #[arg(long, default_value = ".")]
+        report_dir: std::path::PathBuf,
+    },
     /// Print the OpenAPI document to stdout.
     Openapi,
 }
@@ -196,6 +208,17 @@ fn main() -> ExitCode {
                 smtp_url,
                 outbox_dir,
                 json,
+            },
+        ),
+        Some(Command::Qualify {
+            base_url,
+            report_dir,
+        }) => api::oq::run(
+            &cli.database,
+            &*clock,
+            &api::oq::Options {
+                base_url,
+                report_dir,
             },
         ),
         Some(Command::AuditKey(AuditKeyCommand::Generate { file })) => {

@@ -36,6 +36,8 @@ pub async fn create_organization<C: ConnectionTrait>(
         kind: Set(kind),
         parent_org_id: Set(parent_org_id),
         merged_into_org_id: Set(None),
+        validation_run: Set(false),
+        deactivated_at: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
         version: Set(1),

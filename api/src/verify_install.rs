@@ -131,7 +131,8 @@ pub async fn check(database: &DatabaseArgs, options: &Options, env: &[(String, S
     }
 }
 
-fn binary() -> Binary {
+/// This process's executable and its SHA-256.
+pub fn binary() -> Binary {
     let path = std::env::current_exe().unwrap_or_default();
     let sha256 = std::fs::read(&path)
         .map(|bytes| hex::encode(Sha256::digest(&bytes)))

@@ -60,6 +60,10 @@ pub const MARKS: &[(&str, Compat)] = &[
     ),
     ("m20261210_000041_ended_connections", Compat::ExpandOnly),
     ("m20261210_000042_merge_choices", Compat::ExpandOnly),
+    (
+        "m20261212_000043_validation_organizations",
+        Compat::ExpandOnly,
+    ),
 ];
 
 /// The mark of `migration`: listed ones as listed; those up to the first marked release

@@ -48,6 +48,7 @@ mod m20261208_000039_deviations_newest_first;
 mod m20261209_000040_sequenced_domain_events;
 mod m20261210_000041_ended_connections;
 mod m20261210_000042_merge_choices;
+mod m20261212_000043_validation_organizations;
 
 pub struct Migrator;
 
@@ -97,6 +98,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261209_000040_sequenced_domain_events::Migration),
             Box::new(m20261210_000041_ended_connections::Migration),
             Box::new(m20261210_000042_merge_choices::Migration),
+            Box::new(m20261212_000043_validation_organizations::Migration),
         ]
     }
 }

@@ -374,3 +374,103 @@ async fn capa_and_change_request_copy_with_their_trail(app: &TestApp) {
     }
 }
 on_both_databases!(capa_and_change_request_copy_with_their_trail);
+
+/// The operational qualification as a customer runs it: `cmo-api qualify` against the
+/// running api, on its database.
+async fn the_operational_qualification_passes_and_deactivates_its_organizations(app: &TestApp) {
+    // REQ: VAL-OQ
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = tokio::process::Command::new(e2e::worker_process::binary("cmo-api"));
+    cmd.args(["qualify", "--base-url", &app.base_url, "--report-dir"])
+        .arg(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &app.database_url)
+        .env("CMO_LOG", "warn")
+        .env("CMO_ALLOW_TEST_CLOCK", "1")
+        .env("CMO_TEST_CLOCK_START", app.now().to_rfc3339());
+    if app.database_url.starts_with("postgres") {
+        cmd.env("CMO_AUDIT_KEY", e2e::TEST_AUDIT_KEY);
+    }
+    let out = cmd.output().await.expect("run cmo-api qualify");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("Result: **PASS**"), "{stdout}");
+
+    // A dated report, as Markdown and JSON, naming each requirement's result.
+    let mut files: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let stamp = app.now().format("oq-report-%Y%m%dT").to_string();
+    assert_eq!(files.len(), 2, "{files:?}");
+    assert!(files.iter().all(|f| f.starts_with(&stamp)), "{files:?}");
+    let json = files.iter().find(|f| f.ends_with(".json")).unwrap();
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join(json)).unwrap()).unwrap();
+    assert_eq!(report["result"], "pass", "{report:#}");
+    let checks = report["checks"].as_array().unwrap();
+    assert_eq!(checks.len(), api::oq::checks::PLAN.len() + 1);
+    assert!(checks.iter().all(|c| c["result"] == "pass"), "{report:#}");
+    for requirement in [
+        "QE-CLOSE-RULES",
+        "AUDIT-CHAIN",
+        "TEN-404",
+        "VAL-RECORD-COPY",
+    ] {
+        assert!(
+            checks.iter().any(|c| c["requirement"] == requirement),
+            "{requirement}"
+        );
+    }
+
+    // Its organizations are marked and deactivated, their people too; what they recorded
+    // stays (GxP records are never deleted).
+    let orgs = entity::organization::Entity::find()
+        .filter(entity::organization::Column::ValidationRun.eq(true))
+        .all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(orgs.len(), 2);
+    assert!(orgs.iter().all(|o| o.deactivated_at.is_some()));
+    let ids: Vec<i64> = orgs.iter().map(|o| o.id).collect();
+    let people = entity::user::Entity::find()
+        .filter(entity::user::Column::OrgId.is_in(ids.clone()))
+        .all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(people.len(), 3);
+    assert!(people.iter().all(|u| !u.active));
+    let deviations = entity::deviation::Entity::find()
+        .filter(entity::deviation::Column::ReportedByUserId.is_in(people.iter().map(|u| u.id)))
+        .all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(deviations.len(), 1);
+    assert_eq!(
+        deviations[0].status,
+        entity::deviation::DeviationStatus::Closed
+    );
+    // The installation's own organization is untouched and its chain still verifies.
+    let verified = app
+        .admin()
+        .get("/api/v1/audit-events/verify")
+        .await
+        .expect(200)
+        .body;
+    assert_eq!(verified["intact"], true, "{verified}");
+    let mine = app.admin().get("/api/v1/programs").await.expect(200).body;
+    assert_eq!(
+        mine["items"],
+        json!([]),
+        "the run's program is not the sponsor's"
+    );
+}
+on_both_databases!(the_operational_qualification_passes_and_deactivates_its_organizations);

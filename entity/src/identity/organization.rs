@@ -17,6 +17,12 @@ pub struct Model {
     /// Set on a duplicate CMO merged into another organization: its people, programs and
     /// relationships live on there; its own audit trail stays under its id.
     pub merged_into_org_id: Option<i64>,
+    /// Created by an operational qualification run (`cmo-api qualify`) to exercise the
+    /// installation; its records are kept like any other.
+    pub validation_run: bool,
+    /// When it was deactivated (a finished qualification run): its people are deactivated
+    /// and its tokens revoked, its records stay.
+    pub deactivated_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub version: i32,
