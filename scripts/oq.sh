@@ -6,7 +6,6 @@
 #
 # Usage: scripts/oq.sh
 # Needs: a built cmo-api and cmo-worker (cargo build --bins).
-# REQ: VAL-OQ
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -23,7 +22,9 @@ case "$DATABASE_URL" in
 esac
 start_api "$work/api.log"
 start_worker "$work/worker.log" "$work/mail"
-"$bin" verify-install > "$work/verify-install.txt" || { cat "$work/verify-install.txt"; exit 1; }
+# The installation check (IQ) of the same installation, kept with the OQ report.
+iq="$report_dir/verify-install-$(date -u +%Y%m%dT%H%M%SZ).json"
+"$bin" verify-install --json > "$iq" || { cat "$iq"; exit 1; }
 if ! "$bin" qualify --base-url "$base" --report-dir "$report_dir"; then
   echo "oq: failed; the api's log:" >&2
   tail -n 40 "$work/api.log" >&2

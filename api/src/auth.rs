@@ -250,6 +250,13 @@ pub async fn authenticate(
         ));
     }
     let org = org.ok_or_else(invalid)?;
+    // A deactivated organization (a finished qualification run) keeps its records but
+    // nobody acts in it any more.
+    if org.deactivated_at.is_some() {
+        return Err(ApiError::Unauthorized(
+            "the organization is deactivated".to_string(),
+        ));
+    }
     let mut token = token;
     if token
         .last_used_at

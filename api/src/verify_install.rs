@@ -328,15 +328,44 @@ fn secret_name(name: &str) -> bool {
             .any(|word| name.contains(word))
 }
 
-/// A URL with its password replaced by `***`; anything else as it is.
+/// A query parameter holding a secret (`?password=` is how libpq and sqlx also take one).
+fn secret_parameter(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["password", "secret", "token"]
+        .iter()
+        .any(|word| name.contains(word))
+}
+
+/// A URL with its password, and any secret query parameter, replaced by `***`. A value
+/// that does not read as a URL is not shown at all: it may hold a secret in a form this
+/// cannot tell.
 pub fn mask_url(value: &str) -> String {
-    match url::Url::parse(value) {
-        Ok(mut url) if url.password().is_some() => {
-            let _ = url.set_password(Some("***"));
-            url.to_string()
-        }
-        _ => value.to_string(),
+    let Ok(mut url) = url::Url::parse(value) else {
+        return "*** (not shown: not readable as a URL)".to_string();
+    };
+    let secret_query = url.query_pairs().any(|(name, _)| secret_parameter(&name));
+    if url.password().is_none() && !secret_query {
+        // Nothing to hide: shown exactly as configured.
+        return value.to_string();
     }
+    if url.password().is_some() {
+        let _ = url.set_password(Some("***"));
+    }
+    if secret_query {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(name, value)| {
+                let shown = if secret_parameter(&name) {
+                    "***".to_string()
+                } else {
+                    value.into_owned()
+                };
+                (name.into_owned(), shown)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.to_string()
 }
 
 fn configuration(env: &[(String, String)]) -> BTreeMap<String, String> {
@@ -345,8 +374,10 @@ fn configuration(env: &[(String, String)]) -> BTreeMap<String, String> {
         .map(|(name, value)| {
             let shown = if secret_name(name) {
                 "*** (set)".to_string()
-            } else {
+            } else if value.contains("://") {
                 mask_url(value)
+            } else {
+                value.clone()
             };
             (name.clone(), shown)
         })
@@ -417,6 +448,11 @@ mod tests {
                 "smtp://ana:s3cret@mail.x.test:587?tls=required",
             ),
             ("DATABASE_URL", "postgres://cmo:pw@db/cmo"),
+            (
+                "CMO_DB_READ_URL",
+                "postgres://cmo@db/cmo?sslmode=require&password=qpw",
+            ),
+            ("CMO_OTHER_URL", "postgres://cmo:upw@[db/cmo"),
             ("CMO_BIND", "0.0.0.0:8080"),
             ("HOME", "/root"),
         ]
@@ -430,10 +466,15 @@ mod tests {
             "smtp://ana:***@mail.x.test:587?tls=required"
         );
         assert_eq!(shown["DATABASE_URL"], "postgres://cmo:***@db/cmo");
+        assert_eq!(
+            shown["CMO_DB_READ_URL"],
+            "postgres://cmo@db/cmo?sslmode=require&password=***"
+        );
+        assert!(shown["CMO_OTHER_URL"].starts_with("*** (not shown"));
         assert_eq!(shown["CMO_BIND"], "0.0.0.0:8080");
         assert!(!shown.contains_key("HOME"));
         let all = format!("{shown:?}");
-        for secret in ["00ff", "t0k", "s3cret", ":pw@"] {
+        for secret in ["00ff", "t0k", "s3cret", ":pw@", "qpw", "upw"] {
             assert!(!all.contains(secret), "{secret} shown in {all}");
         }
     }

@@ -250,3 +250,48 @@ fn the_clause_matrix_cites_only_listed_requirements() {
         "the clause matrix cites unlisted ids: {unknown:?}"
     );
 }
+
+/// The committed SBOM (`docs/validation/sbom.cdx.json`, written by `scripts/sbom.py
+/// generate`) lists exactly the crates `Cargo.lock` pins: a dependency change without a
+/// regenerated SBOM fails here, naming the difference.
+#[test]
+fn the_committed_sbom_lists_exactly_the_locked_crates() {
+    // REQ: VAL-SBOM
+    let lock = std::fs::read_to_string(workspace().join("Cargo.lock")).expect("Cargo.lock");
+    let mut locked = BTreeSet::new();
+    for block in lock.split("[[package]]").skip(1) {
+        let field = |key: &str| {
+            block.lines().find_map(|l| {
+                l.strip_prefix(key)
+                    .and_then(|rest| rest.trim().strip_prefix('='))
+                    .map(|v| v.trim().trim_matches('"').to_string())
+            })
+        };
+        // Workspace members have no source.
+        if field("source ").is_some()
+            && let (Some(name), Some(version)) = (field("name "), field("version "))
+        {
+            locked.insert((name, version));
+        }
+    }
+    assert!(locked.len() > 100, "Cargo.lock read: {}", locked.len());
+    let sbom: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(workspace().join("docs/validation/sbom.cdx.json"))
+            .expect("the committed SBOM"),
+    )
+    .expect("the SBOM is JSON");
+    assert_eq!(sbom["bomFormat"], "CycloneDX");
+    let mut listed = BTreeSet::new();
+    for c in sbom["components"].as_array().expect("components") {
+        let (name, version) = (c["name"].as_str().unwrap(), c["version"].as_str().unwrap());
+        assert_eq!(c["purl"], format!("pkg:cargo/{name}@{version}"));
+        assert!(c["scope"] == "required" || c["scope"] == "excluded", "{c}");
+        listed.insert((name.to_string(), version.to_string()));
+    }
+    let missing: Vec<_> = locked.difference(&listed).collect();
+    let extra: Vec<_> = listed.difference(&locked).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "run scripts/sbom.py generate: not in the SBOM {missing:?}; not in Cargo.lock {extra:?}"
+    );
+}

@@ -48,6 +48,10 @@ pub async fn closed_deviation(app: &TestApp) -> ClosedDeviation {
     )
     .await
     .expect(200);
+    // A mistyped password: a security event of the sponsor, in no copy.
+    transition(&qa, id, json!({"event": "close", "password": "mistyped"}))
+        .await
+        .expect_problem(401, "invalid_password");
     let closed = transition(&qa, id, json!({"event": "close", "password": QA_PASSWORD}))
         .await
         .expect(200)
@@ -269,7 +273,8 @@ async fn a_closed_deviation_copies_as_pdf_and_csv_with_signature_and_trail(app: 
     );
     assert_eq!(
         s[3],
-        app.now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        app.now()
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
     );
 
     // The whole trail of both organizations: the CMO reported, the sponsor's quality did
@@ -322,7 +327,7 @@ async fn a_closed_deviation_copies_as_pdf_and_csv_with_signature_and_trail(app: 
         .collect();
     assert_eq!(chains.len(), 2);
     assert!(
-        chains.iter().all(|c| c.starts_with("intact: ")),
+        chains.iter().all(|c| c.starts_with("intact, ")),
         "{chains:?}"
     );
 }

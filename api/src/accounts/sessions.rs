@@ -273,3 +273,45 @@ pub async fn revoke_tokens<C: ConnectionTrait>(
     }
     Ok(())
 }
+
+/// Deactivates a person: the account no longer signs in or acts, and every credential
+/// ends with it (their tokens and what was created with them), each step audited with
+/// `reason`. Used by an admin's `POST /users/{id}/deactivate` and by the end of a
+/// qualification run.
+pub async fn deactivate_person<C: ConnectionTrait>(
+    conn: &C,
+    actor: &Actor,
+    current: &user::Model,
+    reason: &str,
+    revoke_reason: &str,
+) -> ApiResult<user::Model> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+    let before = snapshot(&crate::views::identity::UserView::from(current));
+    let updated = crate::write::write_next_version::<user::Entity>(
+        conn,
+        current.id,
+        current,
+        actor.at,
+        |u| u.active = false,
+    )
+    .await?;
+    audit_trail::append(
+        conn,
+        actor,
+        Entry::new("user", updated.id, "deactivate")
+            .before(before)
+            .after(snapshot(&crate::views::identity::UserView::from(&updated)))
+            .reason(Some(reason.to_string())),
+    )
+    .await?;
+    let tokens: Vec<i64> = api_token::Entity::find()
+        .select_only()
+        .column(api_token::Column::Id)
+        .filter(api_token::Column::UserId.eq(updated.id))
+        .filter(api_token::Column::RevokedAt.is_null())
+        .into_tuple()
+        .all(conn)
+        .await?;
+    revoke_tokens(conn, actor, tokens, revoke_reason).await?;
+    Ok(updated)
+}

@@ -1,8 +1,10 @@
 //! Accurate and complete copies of a record for an inspector (21 CFR 11.10(b), EU Annex
 //! 11 §8): a deviation, CAPA or change request as a PDF or a CSV file, with every field
 //! the API serves, its signatures as 11.50 requires them shown (printed name, date and
-//! time, meaning), its whole audit trail from the sponsor's and the CMO's chains, the
-//! verification of both chains, and the time zone of every time.
+//! time, meaning), its audit trail from the sponsor's and the CMO's chains (the record's
+//! entries, its signatures', its action items' and their extension requests'; failed
+//! signature attempts stay with their organization's security review, as in the
+//! program's trail), the verification of both chains, and the time zone of every time.
 //!
 //! The copy is gathered once ([`RecordCopy`]) from the same views the API answers, then
 //! laid out as PDF ([`pdf`]) or CSV ([`csv`]).
@@ -14,9 +16,13 @@ use std::collections::HashMap;
 
 use actix_web::{HttpResponse, get, web};
 use chrono::{DateTime, Utc};
+use entity::action_item::{self, ActionSource};
 use entity::enums::SignedRecordType;
-use entity::{audit_event, audit_trail, capa, change_request, deviation, program, signature};
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
+use entity::{
+    audit_event, audit_trail, capa, change_request, deviation, extension_request, program,
+    signature,
+};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -71,8 +77,11 @@ impl CopyTime {
         }
     }
 
+    /// In UTC to the microsecond, as the audit trail keeps it (the program trail's export
+    /// shows the same value).
     pub fn utc_text(&self) -> String {
-        self.utc.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        self.utc
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
     }
 }
 
@@ -134,6 +143,9 @@ struct Subject {
     program_id: i64,
     entity_type: &'static str,
     id: i64,
+    /// Its action items (`source`): their entries, and their extension requests', are
+    /// part of its trail.
+    action_source: ActionSource,
     signed_as: &'static [SignedRecordType],
     view: Value,
     file_stem: String,
@@ -172,13 +184,46 @@ async fn gather(state: &AppState, ctx: &AuthContext, subject: Subject) -> ApiRes
                     "no longer matches the record: {} changed since",
                     checked.changed_fields.join(", ")
                 ),
-                signature::RecordState::NotCheckable => {
-                    "signed before signed fields were kept: bound by its record hash".to_string()
-                }
+                signature::RecordState::NotCheckable => "not compared (signed before signed \
+                     fields were kept, or the signed record is not yours to read): bound by its \
+                     record hash"
+                    .to_string(),
             },
         });
     }
-    let events = trail_of(conn, &prog, &subject, &signatures, now).await?;
+    let actions: Vec<i64> = action_item::Entity::find()
+        .select_only()
+        .column(action_item::Column::Id)
+        .filter(action_item::Column::ProgramId.eq(prog.id))
+        .filter(action_item::Column::Source.eq(subject.action_source))
+        .filter(action_item::Column::SourceId.eq(subject.id))
+        .into_tuple()
+        .all(conn)
+        .await?;
+    let extensions: Vec<i64> = if actions.is_empty() {
+        Vec::new()
+    } else {
+        extension_request::Entity::find()
+            .select_only()
+            .column(extension_request::Column::Id)
+            .filter(extension_request::Column::ActionItemId.is_in(actions.clone()))
+            .into_tuple()
+            .all(conn)
+            .await?
+    };
+    let as_text = |ids: &[i64]| ids.iter().map(i64::to_string).collect::<Vec<_>>();
+    let signature_ids: Vec<i64> = signatures.iter().map(|s| s.id).collect();
+    let events = entity::digest::changes::record_trail(
+        conn,
+        &[
+            (subject.entity_type, vec![subject.id.to_string()]),
+            ("signature", as_text(&signature_ids)),
+            ("action_item", as_text(&actions)),
+            ("extension_request", as_text(&extensions)),
+        ],
+        now,
+    )
+    .await?;
     let actors =
         crate::routes::record_pages::names(conn, events.iter().filter_map(|e| e.actor_user_id))
             .await?;
@@ -190,16 +235,7 @@ async fn gather(state: &AppState, ctx: &AuthContext, subject: Subject) -> ApiRes
     for (side, org_id) in [("sponsor", prog.sponsor_org_id), ("cmo", prog.cmo_org_id)] {
         let result = audit_trail::verify(conn, &state.chain_keys, org_id).await?;
         let v = ChainVerification::new(result, &state.chain_keys);
-        let mut text = format!(
-            "{}: {} entries checked, head at {}",
-            v.status, v.checked, v.head_seq
-        );
-        if let Some(broken) = &v.first_broken_link {
-            text.push_str(&format!(
-                "; first broken link at {} ({})",
-                broken.seq, broken.kind
-            ));
-        }
+        let mut text = v.summary();
         for caveat in &v.caveats {
             text.push_str(&format!("; {caveat}"));
         }
@@ -221,39 +257,6 @@ async fn gather(state: &AppState, ctx: &AuthContext, subject: Subject) -> ApiRes
     })
 }
 
-/// The record's own entries and its signatures', from both chains, oldest first.
-async fn trail_of(
-    conn: &impl ConnectionTrait,
-    prog: &program::Model,
-    subject: &Subject,
-    signatures: &[signature::Model],
-    now: DateTime<Utc>,
-) -> ApiResult<Vec<audit_event::Model>> {
-    use sea_orm::Condition;
-    let signature_ids: Vec<String> = signatures.iter().map(|s| s.id.to_string()).collect();
-    let about = Condition::any()
-        .add(
-            Condition::all()
-                .add(audit_event::Column::EntityType.eq(subject.entity_type))
-                .add(audit_event::Column::EntityId.eq(subject.id.to_string())),
-        )
-        .add(
-            Condition::all()
-                .add(audit_event::Column::EntityType.eq("signature"))
-                .add(audit_event::Column::EntityId.is_in(signature_ids)),
-        );
-    Ok(audit_event::Entity::find()
-        .filter(audit_event::Column::OrgId.is_in([prog.sponsor_org_id, prog.cmo_org_id]))
-        .filter(about)
-        .filter(audit_event::Column::OccurredAt.lte(now))
-        // Two chains interleave: by time, then by row id (the order rows were written
-        // in), so entries of one instant keep their order across organizations.
-        .order_by_asc(audit_event::Column::OccurredAt)
-        .order_by_asc(audit_event::Column::Id)
-        .all(conn)
-        .await?)
-}
-
 fn trail_line(
     e: &audit_event::Model,
     prog: &program::Model,
@@ -264,11 +267,7 @@ fn trail_line(
     let before: Option<Value> = parse(&e.before);
     let after: Option<Value> = parse(&e.after);
     TrailLine {
-        side: if e.org_id == prog.sponsor_org_id {
-            "sponsor"
-        } else {
-            "cmo"
-        },
+        side: crate::routes::plan::audit_trail::side_of(prog, e.org_id),
         seq: e.seq,
         at: CopyTime::new(zone, e.occurred_at),
         actor: match e.actor_user_id {
@@ -361,14 +360,11 @@ fn respond(copy: &RecordCopy, format: CopyFormat) -> ApiResult<HttpResponse> {
             "csv",
         ),
     };
-    Ok(HttpResponse::Ok()
-        .content_type(content_type)
-        .insert_header((
-            "Content-Disposition",
-            format!("attachment; filename=\"{}.{ext}\"", copy.file_stem),
-        ))
-        .insert_header(("Cache-Control", "no-store"))
-        .body(body))
+    Ok(crate::routes::attachment(
+        content_type,
+        &format!("{}.{ext}", copy.file_stem),
+        body,
+    ))
 }
 
 /// The CAPA's own fields at the top (the API nests them under `capa`, beside `actions`).
@@ -415,10 +411,9 @@ pub async fn deviation_copy(
         program_id: d.program_id,
         entity_type: "deviation",
         id: d.id,
-        signed_as: &[
-            SignedRecordType::DeviationClosure,
-            SignedRecordType::ProductionRelease,
-        ],
+        action_source: ActionSource::Deviation,
+        // A production release is signed on the program, not on a deviation.
+        signed_as: &[SignedRecordType::DeviationClosure],
         view: view_value(&view)?,
         file_stem: format!("deviation-{}", d.reference()),
     };
@@ -456,6 +451,7 @@ pub async fn capa_copy(
         program_id: c.program_id,
         entity_type: "capa",
         id: c.id,
+        action_source: ActionSource::Capa,
         signed_as: &[SignedRecordType::Capa],
         view: capa_fields(view_value(&detail)?),
         file_stem: format!("capa-{}", c.reference()),
@@ -493,6 +489,7 @@ pub async fn change_copy(
         program_id: c.program_id,
         entity_type: "change_request",
         id: c.id,
+        action_source: ActionSource::Change,
         signed_as: &[SignedRecordType::ChangeRequest],
         view: view_value(&view)?,
         file_stem: format!("change-request-{}", c.reference()),
@@ -542,6 +539,6 @@ mod tests {
             t.local,
             "2026-03-29 03:30:00 CEST (UTC+02:00, Europe/Berlin)"
         );
-        assert_eq!(t.utc_text(), "2026-03-29T01:30:00Z");
+        assert_eq!(t.utc_text(), "2026-03-29T01:30:00.000000Z");
     }
 }

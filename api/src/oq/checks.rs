@@ -457,8 +457,11 @@ pub async fn deactivated(http: &Http, s: &Scratch) -> Outcome {
     };
     Outcome {
         requirement: "SEC-TOKEN-LINEAGE",
-        check: "deactivating the run's organizations revokes its people's tokens",
+        check: DEACTIVATION,
         result,
         detail,
     }
 }
+
+/// The last check: the run's organizations end deactivated.
+pub const DEACTIVATION: &str = "deactivating the run's organizations revokes its people's tokens";

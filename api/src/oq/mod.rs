@@ -91,16 +91,27 @@ async fn qualify(
         .map_err(|e| format!("cannot create the run's organizations: {e}"))?;
     let http = checks::Http::new(&options.base_url);
     let mut outcomes = checks::run(&http, &scratch, started_at).await;
-    // Deactivated whatever the checks found: a run leaves no one able to act.
-    scratch::deactivate(
+    // Deactivated whatever the checks found: a run leaves no one able to act. A failure
+    // here is a failed check in the report, which is written all the same.
+    match scratch::deactivate(
         &db,
         &chain_keys,
         [scratch.sponsor.id, scratch.cmo.id],
         clock.now(),
     )
     .await
-    .map_err(|e| format!("cannot deactivate the run's organizations: {e}"))?;
-    outcomes.push(checks::deactivated(&http, &scratch).await);
+    {
+        Ok(()) => outcomes.push(checks::deactivated(&http, &scratch).await),
+        Err(e) => outcomes.push(checks::Outcome {
+            requirement: "SEC-TOKEN-LINEAGE",
+            check: checks::DEACTIVATION,
+            result: "fail",
+            detail: format!(
+                "cannot deactivate the run's organizations ({e}): deactivate organizations {} and {} by hand",
+                scratch.sponsor.id, scratch.cmo.id
+            ),
+        }),
+    }
     let passed = outcomes.iter().filter(|o| o.result == "pass").count();
     Ok(Report {
         product: "cmo-orchestrator",

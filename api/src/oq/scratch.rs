@@ -1,19 +1,19 @@
 //! The organizations a qualification run works in: a sponsor and the CMO it registers,
 //! both marked `validation_run`, with the people the checks act as. At the end they are
-//! deactivated (people deactivated, tokens revoked, the organization stamped), each step
-//! in their audit trails; their records stay, as every GxP record does.
+//! deactivated (people deactivated, tokens and invitations revoked, the organization
+//! stamped), each step in their audit trails; their records stay, as every GxP record
+//! does.
 
 use chrono::{DateTime, TimeDelta, Utc};
 use entity::audit_trail::{self, Actor, Entry};
-use entity::{OrgKind, Role, organization, user};
+use entity::{OrgKind, Role, invitation, organization, user};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait,
-    IntoActiveModel, QueryFilter, QuerySelect,
+    IntoActiveModel, QueryFilter,
 };
 
 use crate::error::ApiResult;
 use crate::provisioning::{self, NewUser, TokenSpec};
-use crate::views::snapshot;
 
 /// A person the checks act as: their account, API token and (for signing) password.
 pub struct Person {
@@ -184,7 +184,8 @@ pub async fn create(
 }
 
 /// Deactivates the run's organizations: every person deactivated and every token
-/// revoked, the organization stamped `deactivated_at`; nothing is deleted.
+/// revoked, open invitations revoked, the organization stamped `deactivated_at` (which
+/// sign-in and every token check refuse from then on); nothing is deleted.
 pub async fn deactivate(
     db: &DatabaseConnection,
     chain_keys: &entity::audit::ChainKeys,
@@ -192,7 +193,7 @@ pub async fn deactivate(
     now: DateTime<Utc>,
 ) -> ApiResult<()> {
     let txn = entity::db::begin_write(db).await?;
-    let reason = Some("operational qualification run finished".to_string());
+    let reason = "operational qualification run finished";
     for org_id in org_ids {
         let actor = Actor {
             org_id,
@@ -206,35 +207,34 @@ pub async fn deactivate(
             .filter(user::Column::Active.eq(true))
             .all(&txn)
             .await?;
-        for person in people {
-            let before = snapshot(&crate::views::identity::UserView::from(&person));
-            let updated = crate::write::write_next_version::<user::Entity>(
-                &txn,
-                person.id,
-                &person,
-                now,
-                |u| u.active = false,
-            )
-            .await?;
-            audit_trail::append(
+        for person in &people {
+            crate::accounts::deactivate_person(
                 &txn,
                 &actor,
-                Entry::new("user", updated.id, "deactivate")
-                    .before(before)
-                    .after(snapshot(&crate::views::identity::UserView::from(&updated)))
-                    .reason(reason.clone()),
+                person,
+                reason,
+                "validation_run_finished",
             )
             .await?;
         }
-        let tokens: Vec<i64> = entity::api_token::Entity::find()
-            .select_only()
-            .column(entity::api_token::Column::Id)
-            .filter(entity::api_token::Column::OrgId.eq(org_id))
-            .filter(entity::api_token::Column::RevokedAt.is_null())
-            .into_tuple()
+        let open_invitations = invitation::Entity::find()
+            .filter(invitation::Column::OrgId.eq(org_id))
+            .filter(invitation::Column::AcceptedAt.is_null())
+            .filter(invitation::Column::RevokedAt.is_null())
             .all(&txn)
             .await?;
-        crate::accounts::revoke_tokens(&txn, &actor, tokens, "validation_run_finished").await?;
+        for open in open_invitations {
+            let id = open.id;
+            let mut active = open.into_active_model();
+            active.revoked_at = Set(Some(now));
+            active.update(&txn).await?;
+            audit_trail::append(
+                &txn,
+                &actor,
+                Entry::new("invitation", id, "revoke").reason(Some(reason.to_string())),
+            )
+            .await?;
+        }
         if let Some(org) = organization::Entity::find_by_id(org_id).one(&txn).await? {
             let mut active = org.into_active_model();
             active.deactivated_at = Set(Some(now));
@@ -245,7 +245,7 @@ pub async fn deactivate(
                 &actor,
                 Entry::new("organization", org_id, "deactivate")
                     .after(serde_json::json!({"deactivated_at": now}))
-                    .reason(reason.clone()),
+                    .reason(Some(reason.to_string())),
             )
             .await?;
         }

@@ -28,6 +28,23 @@ use self::plan::{
 use self::quality::{capas, changes, deviations, extension_requests, production};
 
 /// Registers every `/api/v1` handler (and so its OpenAPI operation).
+/// A file to take away (an export, a record's copy): `Content-Disposition: attachment`
+/// with its name, never cached.
+pub fn attachment(
+    content_type: &str,
+    file_name: &str,
+    body: impl actix_web::body::MessageBody + 'static,
+) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok()
+        .content_type(content_type.to_string())
+        .insert_header((
+            "Content-Disposition",
+            format!("attachment; filename=\"{file_name}\""),
+        ))
+        .insert_header(("Cache-Control", "no-store"))
+        .body(body)
+}
+
 pub fn configure_api(cfg: &mut utoipa_actix_web::service_config::ServiceConfig) {
     cfg.service(me::get_me)
         .service(organizations::create_organization)

@@ -170,6 +170,21 @@ pub async fn verify_audit_chain(
 }
 
 impl ChainVerification {
+    /// In one line: "intact, 120 entries checked, head 120" (and where it breaks). The
+    /// caveats are said apart.
+    pub fn summary(&self) -> String {
+        format!(
+            "{}, {} entries checked, head {}{}",
+            self.status,
+            self.checked,
+            self.head_seq,
+            self.first_broken_link
+                .as_ref()
+                .map(|b| format!(", first broken link at seq {} ({})", b.seq, b.kind))
+                .unwrap_or_default()
+        )
+    }
+
     pub fn new(result: audit_trail::Verification, keys: &entity::audit::KeyRing) -> Self {
         ChainVerification {
             intact: result.intact(),

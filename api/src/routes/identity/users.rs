@@ -3,7 +3,7 @@
 use actix_web::{HttpRequest, HttpResponse, get, patch, post, put, web};
 use entity::audit_trail::{self, Entry};
 use entity::{Role, user};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect};
+use sea_orm::{ColumnTrait, QueryFilter};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -258,29 +258,15 @@ pub async fn deactivate_user(
         return txn.respond(StatusCode::OK, &UserView::from(&current)).await;
     }
     let now = state.clock.now();
-    let before = snapshot(&UserView::from(&current));
-    let updated =
-        write_next_version::<user::Entity>(&txn, current.id, &current, now, |u| u.active = false)
-            .await?;
-    audit_trail::append(
+    // Every credential ends with the person, and what was created with them.
+    let updated = crate::accounts::deactivate_person(
         &txn,
         &ctx.actor(now),
-        Entry::new("user", updated.id, "deactivate")
-            .before(before)
-            .after(snapshot(&UserView::from(&updated)))
-            .reason(Some(body.reason)),
+        &current,
+        &body.reason,
+        "user_deactivated",
     )
     .await?;
-    // Every credential ends with the person, and what was created with them.
-    let tokens: Vec<i64> = entity::api_token::Entity::find()
-        .select_only()
-        .column(entity::api_token::Column::Id)
-        .filter(entity::api_token::Column::UserId.eq(updated.id))
-        .filter(entity::api_token::Column::RevokedAt.is_null())
-        .into_tuple()
-        .all(&txn)
-        .await?;
-    crate::accounts::revoke_tokens(&txn, &ctx.actor(now), tokens, "user_deactivated").await?;
     txn.respond(StatusCode::OK, &UserView::from(&updated)).await
 }
 

@@ -87,6 +87,8 @@ pub async fn cmo_directory(
     let found = organization::Entity::find()
         .filter(organization::Column::Kind.eq(OrgKind::Cmo))
         .filter(organization::Column::MergedIntoOrgId.is_null())
+        // A deactivated CMO (a finished qualification run) is nobody's partner.
+        .filter(organization::Column::DeactivatedAt.is_null())
         .filter(
             Expr::expr(Func::lower(Expr::col(organization::Column::Name)))
                 .like(LikeExpr::new(pattern).escape('\\')),

@@ -126,12 +126,7 @@ pub async fn program_audit_trail(
         entries: events
             .iter()
             .map(|e| ProgramAuditEntry {
-                side: if e.org_id == prog.sponsor_org_id {
-                    "sponsor"
-                } else {
-                    "cmo"
-                }
-                .to_string(),
+                side: side_of(&prog, e.org_id).to_string(),
                 org_id: e.org_id,
                 event: AuditEventView::new(e, &services),
             })
@@ -146,31 +141,25 @@ pub async fn program_audit_trail(
         ),
         TrailFormat::Csv => ("text/csv; charset=utf-8", csv(&trail), "csv"),
     };
-    Ok(HttpResponse::Ok()
-        .content_type(content_type)
-        .insert_header((
-            "Content-Disposition",
-            format!(
-                "attachment; filename=\"program-{}-audit-trail-{stamp}.{ext}\"",
-                prog.id
-            ),
-        ))
-        .insert_header(("Cache-Control", "no-store"))
-        .body(body))
+    Ok(crate::routes::attachment(
+        content_type,
+        &format!("program-{}-audit-trail-{stamp}.{ext}", prog.id),
+        body,
+    ))
+}
+
+/// `sponsor` or `cmo`: whose chain an entry of the program's trail sits in.
+pub fn side_of(prog: &program::Model, org_id: i64) -> &'static str {
+    if org_id == prog.sponsor_org_id {
+        "sponsor"
+    } else {
+        "cmo"
+    }
 }
 
 fn csv(trail: &ProgramAuditTrail) -> String {
     let chain = |name: &str, c: &ChainVerification, kept: &Option<KeptCheckpoint>| {
-        let mut line = format!(
-            "# {name} chain: {}, {} entries checked, head {}{}\r\n",
-            c.status,
-            c.checked,
-            c.head_seq,
-            c.first_broken_link
-                .as_ref()
-                .map(|b| format!(", first broken link at seq {} ({})", b.seq, b.kind))
-                .unwrap_or_default()
-        );
+        let mut line = format!("# {name} chain: {}\r\n", c.summary());
         for caveat in &c.caveats {
             line.push_str(&format!("# {name} chain: {caveat}\r\n"));
         }

@@ -272,7 +272,21 @@ pub async fn program_trail<C: ConnectionTrait>(
     let mut by_type = records.by_type(prog.id).to_vec();
     by_type.push(("signature", records.signatures(conn, prog.id).await?));
     let mut events = events_of(conn, &by_type, None, now).await?;
-    events.sort_by_key(|e| (e.occurred_at, e.org_id, e.seq));
+    // In the order written across both chains, as a record copy's trail.
+    events.sort_by_key(|e| (e.occurred_at, e.id));
+    Ok(events)
+}
+
+/// The audit entries about the listed records (by audit type and id) up to `now`, from
+/// every chain that holds them (the sponsor's and the CMO's), security events left out as
+/// in the program's trail; in the order they were written. A record copy's trail.
+pub async fn record_trail<C: ConnectionTrait>(
+    conn: &C,
+    by_type: &[(&'static str, Vec<String>)],
+    now: DateTime<Utc>,
+) -> Result<Vec<audit_event::Model>, DbErr> {
+    let mut events = events_of(conn, by_type, None, now).await?;
+    events.sort_by_key(|e| (e.occurred_at, e.id));
     Ok(events)
 }
 
