@@ -204,6 +204,7 @@ fn main() -> ExitCode {
             json,
         }) => api::verify_install::run(
             &cli.database,
+            &*clock,
             &api::verify_install::Options {
                 smtp_url,
                 outbox_dir,

@@ -71,13 +71,17 @@ pub struct Options {
 }
 
 /// Runs every check and prints the report; an error (exit code 1) when one failed.
-pub fn run(database: &DatabaseArgs, options: &Options) -> Result<(), String> {
+pub fn run(
+    database: &DatabaseArgs,
+    clock: &dyn entity::clock::Clock,
+    options: &Options,
+) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
     let env: Vec<(String, String)> = std::env::vars().collect();
-    let report = runtime.block_on(check(database, options, &env));
+    let report = runtime.block_on(check(database, options, &env, clock.now()));
     if options.json {
         println!(
             "{}",
@@ -92,7 +96,12 @@ pub fn run(database: &DatabaseArgs, options: &Options) -> Result<(), String> {
     }
 }
 
-pub async fn check(database: &DatabaseArgs, options: &Options, env: &[(String, String)]) -> Report {
+pub async fn check(
+    database: &DatabaseArgs,
+    options: &Options,
+    env: &[(String, String)],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Report {
     let mut checks = Vec::new();
     let binary = binary();
     checks.push(Check {
@@ -120,7 +129,7 @@ pub async fn check(database: &DatabaseArgs, options: &Options, env: &[(String, S
     Report {
         product: "cmo-orchestrator",
         version: env!("CARGO_PKG_VERSION"),
-        checked_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        checked_at: now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         binary,
         database_backend: backend.to_string(),
         database_url: mask_url(&database.database_url),
